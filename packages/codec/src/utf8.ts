@@ -1,0 +1,119 @@
+/**
+ * The codec's own UTF-8, because the targets (QuickJS, Moddable XS) may have no TextEncoder,
+ * and because MQTT forbids more than TextDecoder would catch: U+0000, surrogate code points,
+ * overlong forms. Reject-on-error is the spec's rule for a receiver [MQTT-1.5.4-1..3].
+ */
+
+/** Bytes `str` takes in UTF-8, or -1 when it holds a lone surrogate (not encodable). */
+export function utf8ByteLength(str: string): number {
+  let bytes = 0;
+  const n = str.length;
+  for (let i = 0; i < n; i++) {
+    const c = str.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      const d = i + 1 < n ? str.charCodeAt(i + 1) : 0;
+      if (d < 0xdc00 || d > 0xdfff) return -1;
+      i++;
+      bytes += 4;
+    } else if (c >= 0xdc00 && c <= 0xdfff) return -1;
+    else bytes += 3;
+  }
+  return bytes;
+}
+
+/**
+ * Writes `str` at `pos`; the caller sized `buf` with utf8ByteLength and checked it was not -1.
+ * Returns the position after the last byte written.
+ */
+export function utf8Write(buf: Uint8Array, pos: number, str: string): number {
+  const n = str.length;
+  for (let i = 0; i < n; i++) {
+    let c = str.charCodeAt(i);
+    if (c < 0x80) {
+      buf[pos++] = c;
+    } else if (c < 0x800) {
+      buf[pos++] = 0xc0 | (c >> 6);
+      buf[pos++] = 0x80 | (c & 0x3f);
+    } else if (c >= 0xd800 && c <= 0xdbff) {
+      c = 0x10000 + ((c - 0xd800) << 10) + (str.charCodeAt(++i) - 0xdc00);
+      buf[pos++] = 0xf0 | (c >> 18);
+      buf[pos++] = 0x80 | ((c >> 12) & 0x3f);
+      buf[pos++] = 0x80 | ((c >> 6) & 0x3f);
+      buf[pos++] = 0x80 | (c & 0x3f);
+    } else {
+      buf[pos++] = 0xe0 | (c >> 12);
+      buf[pos++] = 0x80 | ((c >> 6) & 0x3f);
+      buf[pos++] = 0x80 | (c & 0x3f);
+    }
+  }
+  return pos;
+}
+
+/** Encodes a whole string into a fresh array; throws RangeError on a lone surrogate. */
+export function utf8Encode(str: string): Uint8Array {
+  const len = utf8ByteLength(str);
+  if (len < 0) throw new RangeError('string holds a lone surrogate and has no UTF-8 form');
+  const out = new Uint8Array(len);
+  utf8Write(out, 0, str);
+  return out;
+}
+
+/**
+ * Decodes `buf[start, end)`. Returns the string, or null when the bytes are not well-formed
+ * UTF-8 or contain U+0000 (callers turn null into a typed error with their offset).
+ * ASCII is built with fromCharCode over small runs to avoid per-character string concatenation.
+ */
+export function utf8Read(buf: Uint8Array, start: number, end: number): string | null {
+  let out = '';
+  let i = start;
+  const units: number[] = [];
+  while (i < end) {
+    const b0 = buf[i];
+    let cp: number;
+    if (b0 < 0x80) {
+      if (b0 === 0) return null;
+      cp = b0;
+      i += 1;
+    } else if (b0 >= 0xc2 && b0 <= 0xdf) {
+      if (i + 1 >= end) return null;
+      const b1 = buf[i + 1];
+      if ((b1 & 0xc0) !== 0x80) return null;
+      cp = ((b0 & 0x1f) << 6) | (b1 & 0x3f);
+      i += 2;
+    } else if (b0 >= 0xe0 && b0 <= 0xef) {
+      if (i + 2 >= end) return null;
+      const b1 = buf[i + 1];
+      const b2 = buf[i + 2];
+      if ((b1 & 0xc0) !== 0x80 || (b2 & 0xc0) !== 0x80) return null;
+      cp = ((b0 & 0x0f) << 12) | ((b1 & 0x3f) << 6) | (b2 & 0x3f);
+      // overlong (< 0x800) and UTF-16 surrogate code points are ill-formed
+      if (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)) return null;
+      i += 3;
+    } else if (b0 >= 0xf0 && b0 <= 0xf4) {
+      if (i + 3 >= end) return null;
+      const b1 = buf[i + 1];
+      const b2 = buf[i + 2];
+      const b3 = buf[i + 3];
+      if ((b1 & 0xc0) !== 0x80 || (b2 & 0xc0) !== 0x80 || (b3 & 0xc0) !== 0x80) return null;
+      cp = ((b0 & 0x07) << 18) | ((b1 & 0x3f) << 12) | ((b2 & 0x3f) << 6) | (b3 & 0x3f);
+      if (cp < 0x10000 || cp > 0x10ffff) return null;
+      i += 4;
+    } else {
+      return null;
+    }
+    if (cp > 0xffff) {
+      cp -= 0x10000;
+      units.push(0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+    } else {
+      units.push(cp);
+    }
+    if (units.length >= 4096) {
+      out += String.fromCharCode.apply(null, units);
+      units.length = 0;
+    }
+  }
+  if (units.length > 0) out += String.fromCharCode.apply(null, units);
+  return out;
+}
