@@ -1,0 +1,103 @@
+/**
+ * The contract between the broker core (listeners, sessions, routing, persistence) and what
+ * configures it (mosquitto.conf parsing, password and ACL files, the CLI). The config layer turns
+ * a file into BrokerOptions; the core never reads a config file itself.
+ */
+
+export interface TlsOptions {
+  /** PEM contents (not paths: the config layer reads the files). */
+  cert: string;
+  key: string;
+  ca?: string;
+  /** Mosquitto `require_certificate`. */
+  requireCertificate: boolean;
+  /** Mosquitto `use_identity_as_username`: the client certificate's CN becomes the user name. */
+  useIdentityAsUsername: boolean;
+}
+
+export interface ListenerOptions {
+  port: number;
+  /** Address to bind; undefined binds all interfaces (Mosquitto's `listener 1883`). */
+  host?: string;
+  protocol: 'mqtt' | 'websockets';
+  tls?: TlsOptions;
+}
+
+/** Decides whether a CONNECT may proceed. Called once per connection attempt. */
+export interface Authenticator {
+  authenticate(request: {
+    clientId: string;
+    username: string | undefined;
+    password: Uint8Array | undefined;
+    /** Common name of a verified client certificate, when the listener asked for one. */
+    certificateCommonName?: string;
+  }): boolean | Promise<boolean>;
+}
+
+export type AclAccess = 'read' | 'write' | 'subscribe';
+
+/**
+ * Topic access. `write`: may this client publish to `topic`; `read`: may this client receive
+ * a message published on `topic` (checked per delivery, as Mosquitto does); `subscribe`: may it
+ * subscribe to `filter`.
+ */
+export interface AccessControl {
+  allowed(
+    access: AclAccess,
+    client: { clientId: string; username: string | undefined },
+    topic: string,
+  ): boolean;
+}
+
+export interface LogSink {
+  /** One structured line per event; `level` filters by Mosquitto-like log types. */
+  log(
+    level: 'error' | 'warning' | 'notice' | 'information' | 'debug',
+    message: string,
+    fields?: Record<string, unknown>,
+  ): void;
+}
+
+export interface BrokerOptions {
+  listeners: ListenerOptions[];
+  allowAnonymous: boolean;
+  authenticator?: Authenticator;
+  accessControl?: AccessControl;
+  /** Directory for persistent state; undefined = no persistence (Mosquitto `persistence false`). */
+  persistenceDir?: string;
+  /** Seconds between snapshot compactions of the persistence log (Mosquitto `autosave_interval`). */
+  autosaveIntervalSeconds: number;
+  /** Per-client QoS 1/2 messages in flight towards the client (0 = unlimited, Mosquitto default 20). */
+  maxInflightMessages: number;
+  /** Per-client queued QoS 1/2 messages beyond the in-flight ones (Mosquitto default 1000; 0 = unlimited). */
+  maxQueuedMessages: number;
+  /** Per-client queued bytes (0 = unlimited). */
+  maxQueuedBytes: number;
+  /** Largest PUBLISH payload accepted, bytes (0 = the MQTT maximum). */
+  messageSizeLimit: number;
+  /** -1 = unlimited. */
+  maxConnections: number;
+  /** Largest keepalive a client may ask for, seconds (5.0: server keepalive is sent when exceeded). */
+  maxKeepalive: number;
+  retainAvailable: boolean;
+  /** Seconds between `$SYS/broker/...` updates (Mosquitto `sys_interval`, default 10; 0 disables). */
+  sysInterval: number;
+  /** Seconds a socket may stay open without sending CONNECT. */
+  connectTimeoutSeconds: number;
+  logger: LogSink;
+}
+
+export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
+  listeners: [{ port: 1883, host: '127.0.0.1', protocol: 'mqtt' }],
+  allowAnonymous: true,
+  autosaveIntervalSeconds: 1800,
+  maxInflightMessages: 20,
+  maxQueuedMessages: 1000,
+  maxQueuedBytes: 0,
+  messageSizeLimit: 0,
+  maxConnections: -1,
+  maxKeepalive: 65_535,
+  retainAvailable: true,
+  sysInterval: 10,
+  connectTimeoutSeconds: 10,
+};
