@@ -66,6 +66,21 @@ export function utf8Encode(str: string): Uint8Array {
  * ASCII is built with fromCharCode over small runs to avoid per-character string concatenation.
  */
 export function utf8Read(buf: Uint8Array, start: number, end: number): string | null {
+  // ASCII fast path: most topics, client ids and property keys are ASCII
+  let i = start;
+  while (i < end) {
+    const c = buf[i];
+    if (c === 0 || c > 0x7f) break;
+    i++;
+  }
+  if (i === end) {
+    if (end - start <= 4096)
+      return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
+  }
+  return utf8ReadFrom(buf, start, end);
+}
+
+function utf8ReadFrom(buf: Uint8Array, start: number, end: number): string | null {
   let out = '';
   let i = start;
   const units: number[] = [];

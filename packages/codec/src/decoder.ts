@@ -1,0 +1,465 @@
+/**
+ * Decoding of one whole packet held in a buffer. The reader's cursor lives in module state
+ * (decoding is synchronous and never calls out), so no reader object or closure is made per
+ * packet. Binary fields and payloads are views into the buffer, not copies.
+ */
+import { MqttError } from './errors.ts';
+import type {
+  ConnectPacket,
+  Packet,
+  Properties,
+  ProtocolVersion,
+  PublishPacket,
+  QoS,
+  Subscription,
+  Will,
+} from './packets.ts';
+import { readProperties, WILL } from './properties.ts';
+import { isReasonCodeAllowed, ReasonCode } from './reason-codes.ts';
+import { topicFilterProblem } from './topic.ts';
+import { utf8Read } from './utf8.ts';
+
+const PUBACK_TYPES = ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
+
+let B: Uint8Array = new Uint8Array(0);
+let P = 0;
+let E = 0;
+let S = 0;
+
+function fail(code: string, message: string, reason: number = ReasonCode.MalformedPacket): never {
+  throw new MqttError(code, message, reason, P - S);
+}
+
+function truncated(): never {
+  return fail('TRUNCATED', 'packet ends inside a field');
+}
+
+function u8(): number {
+  if (P >= E) truncated();
+  return B[P++];
+}
+
+function u16(): number {
+  if (P + 2 > E) truncated();
+  const v = (B[P] << 8) | B[P + 1];
+  P += 2;
+  return v;
+}
+
+function packetId(): number {
+  const id = u16();
+  if (id === 0) {
+    P -= 2;
+    fail('PACKET_ID_INVALID', 'packet id must not be 0');
+  }
+  return id;
+}
+
+function str(what: string): string {
+  const n = u16();
+  if (P + n > E) truncated();
+  const s = utf8Read(B, P, P + n);
+  if (s === null) fail('UTF8_INVALID', `${what} is not well-formed UTF-8 or holds U+0000`);
+  P += n;
+  return s;
+}
+
+function bin(): Uint8Array {
+  const n = u16();
+  if (P + n > E) truncated();
+  const v = B.subarray(P, P + n);
+  P += n;
+  return v;
+}
+
+/** Reads a property length then the properties it covers; undefined when there are none. */
+function props(mask: number): Properties | undefined {
+  let n = 0;
+  let mul = 1;
+  for (let i = 0; ; i++) {
+    if (i === 4) fail('VARINT_INVALID', 'variable byte integer longer than 4 bytes');
+    const b = u8();
+    if (b === 0 && i > 0) fail('VARINT_NOT_MINIMAL', 'variable byte integer is not minimal');
+    n += (b & 0x7f) * mul;
+    mul *= 128;
+    if (b < 0x80) break;
+  }
+  if (n === 0) return undefined;
+  if (P + n > E) truncated();
+  const start = P;
+  P += n;
+  return readProperties(B, start, P, S, mask);
+}
+
+function end(): void {
+  if (P !== E) fail('TRAILING_BYTES', `${E - P} unexpected bytes at the end of the packet`);
+}
+
+function reasonCode(typeCode: number): number {
+  const rc = u8();
+  if (!isReasonCodeAllowed(typeCode, rc)) {
+    P--;
+    fail('REASON_CODE_INVALID', `reason code 0x${rc.toString(16)} is not defined for this packet`, 0x82);
+  }
+  return rc;
+}
+
+/**
+ * Throws unless the first byte of a fixed header is acceptable for `version`: a known type,
+ * the reserved flag bits the spec demands, QoS 0..2, no DUP on QoS 0. Checked before any body
+ * byte is buffered, so garbage fails at once.
+ */
+export function checkFirstByte(first: number, version: ProtocolVersion | undefined): void {
+  const type = first >> 4;
+  const flags = first & 0x0f;
+  if (type === 3) {
+    const qos = (flags >> 1) & 3;
+    if (qos === 3) throw new MqttError('QOS_INVALID', 'PUBLISH with QoS 3', ReasonCode.MalformedPacket, 0);
+    if (qos === 0 && (flags & 8) !== 0)
+      throw new MqttError('DUP_ON_QOS0', 'PUBLISH with DUP set on QoS 0', ReasonCode.MalformedPacket, 0);
+    return;
+  }
+  if (type === 0) throw new MqttError('PACKET_TYPE_INVALID', 'packet type 0 is reserved', 0x81, 0);
+  if (type === 15 && version !== undefined && version < 5)
+    throw new MqttError('PACKET_TYPE_INVALID', 'AUTH exists only in MQTT 5', 0x81, 0);
+  const want = type === 6 || type === 8 || type === 10 ? 2 : 0;
+  if (flags !== want)
+    throw new MqttError(
+      'FLAGS_INVALID',
+      `reserved flag bits of packet type ${type} must be ${want}`,
+      0x81,
+      0,
+    );
+}
+
+/**
+ * Decodes the packet in `buf[start, end)` whose body starts at `bodyStart` (after the fixed
+ * header, which the caller parsed and checked with checkFirstByte).
+ */
+export function decodeBody(
+  buf: Uint8Array,
+  start: number,
+  bodyStart: number,
+  stop: number,
+  version: ProtocolVersion | undefined,
+): Packet {
+  B = buf;
+  S = start;
+  P = bodyStart;
+  E = stop;
+  const first = buf[start];
+  const type = first >> 4;
+  const v5 = version === 5;
+  switch (type) {
+    case 3: {
+      const qos = ((first >> 1) & 3) as QoS;
+      const topicAt = P;
+      const topic = str('topic');
+      for (let i = topicAt + 2; i < P; i++) {
+        const c = B[i];
+        if (c === 0x23 || c === 0x2b) {
+          P = i;
+          fail('TOPIC_NAME_INVALID', 'PUBLISH topic holds a wildcard', ReasonCode.TopicNameInvalid);
+        }
+      }
+      let id = 0;
+      if (qos > 0) id = packetId();
+      let properties: Properties | undefined;
+      if (v5) properties = props(1 << 3);
+      if (topic.length === 0 && properties?.topicAlias === undefined) {
+        P = topicAt;
+        fail(
+          'TOPIC_NAME_INVALID',
+          v5 ? 'empty PUBLISH topic without a topic alias' : 'empty PUBLISH topic',
+          v5 ? ReasonCode.ProtocolError : ReasonCode.TopicNameInvalid,
+        );
+      }
+      const packet: PublishPacket = {
+        type: 'publish',
+        topic,
+        payload: B.subarray(P, E),
+        qos,
+        retain: (first & 1) === 1,
+        dup: (first & 8) === 8,
+      };
+      if (qos > 0) packet.packetId = id;
+      if (properties !== undefined) packet.properties = properties;
+      return packet;
+    }
+    case 4:
+    case 5:
+    case 6:
+    case 7: {
+      const id = packetId();
+      const t = PUBACK_TYPES[type - 4];
+      if (!v5) {
+        end();
+        return { type: t, packetId: id };
+      }
+      // MQTT 5 short forms: length 2 means success and no properties, 3 means no properties
+      const rc = P < E ? reasonCode(type) : 0;
+      const properties = P < E ? props(1 << type) : undefined;
+      end();
+      return properties === undefined
+        ? { type: t, packetId: id, reasonCode: rc }
+        : { type: t, packetId: id, reasonCode: rc, properties };
+    }
+    case 1:
+      return connect();
+    case 2: {
+      const flags = u8();
+      if (flags > 1) {
+        P--;
+        fail('FLAGS_INVALID', 'CONNACK acknowledge flags bits 1..7 are reserved');
+      }
+      let rc: number;
+      if (v5) rc = reasonCode(2);
+      else {
+        rc = u8();
+        if (rc > 5) {
+          P--;
+          fail('REASON_CODE_INVALID', `CONNACK return code ${rc} is reserved`);
+        }
+      }
+      if (flags === 1 && rc !== 0)
+        fail('SESSION_PRESENT_INVALID', 'session present set on a refused connection');
+      // Accept the 2-byte short form some MQTT 5 servers send when there are no properties
+      const properties = v5 && P < E ? props(1 << 2) : undefined;
+      end();
+      return properties === undefined
+        ? { type: 'connack', sessionPresent: flags === 1, reasonCode: rc }
+        : { type: 'connack', sessionPresent: flags === 1, reasonCode: rc, properties };
+    }
+    case 8: {
+      const id = packetId();
+      const properties = v5 ? props(1 << 8) : undefined;
+      const subscriptions: Subscription[] = [];
+      while (P < E) {
+        const at = P;
+        const topicFilter = str('topic filter');
+        const problem = topicFilterProblem(topicFilter);
+        if (problem !== null) {
+          P = at;
+          fail('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);
+        }
+        const opts = u8();
+        const qos = opts & 3;
+        if (qos === 3 || (opts & (v5 ? 0xc0 : 0xfc)) !== 0 || (opts & 0x30) === 0x30) {
+          P--;
+          fail('SUBSCRIPTION_OPTIONS_INVALID', `subscription options byte 0x${opts.toString(16)} is invalid`);
+        }
+        if (v5) {
+          const noLocal = (opts & 4) !== 0;
+          if (noLocal && topicFilter.startsWith('$share/')) {
+            P--;
+            fail(
+              'SUBSCRIPTION_OPTIONS_INVALID',
+              'no local on a shared subscription',
+              ReasonCode.ProtocolError,
+            );
+          }
+          subscriptions.push({
+            topicFilter,
+            qos: qos as QoS,
+            noLocal,
+            retainAsPublished: (opts & 8) !== 0,
+            retainHandling: ((opts >> 4) & 3) as 0 | 1 | 2,
+          });
+        } else subscriptions.push({ topicFilter, qos: qos as QoS });
+      }
+      if (subscriptions.length === 0)
+        fail('SUBSCRIBE_EMPTY', 'SUBSCRIBE with no topic filter', ReasonCode.ProtocolError);
+      return properties === undefined
+        ? { type: 'subscribe', packetId: id, subscriptions }
+        : { type: 'subscribe', packetId: id, subscriptions, properties };
+    }
+    case 9:
+    case 11: {
+      const id = packetId();
+      if (type === 11 && !v5) {
+        end();
+        return { type: 'unsuback', packetId: id };
+      }
+      const properties = v5 ? props(1 << type) : undefined;
+      const reasonCodes: number[] = [];
+      while (P < E) {
+        if (v5) reasonCodes.push(reasonCode(type));
+        else {
+          const c = B[P];
+          if (c > 2 && c !== 0x80)
+            fail('REASON_CODE_INVALID', `SUBACK return code 0x${c.toString(16)} is reserved`);
+          reasonCodes.push(c);
+          P++;
+        }
+      }
+      if (reasonCodes.length === 0)
+        fail('ACK_EMPTY', 'acknowledgement with no reason code', ReasonCode.ProtocolError);
+      const t = type === 9 ? 'suback' : 'unsuback';
+      return properties === undefined
+        ? { type: t, packetId: id, reasonCodes }
+        : { type: t, packetId: id, reasonCodes, properties };
+    }
+    case 10: {
+      const id = packetId();
+      const properties = v5 ? props(1 << 10) : undefined;
+      const topicFilters: string[] = [];
+      while (P < E) {
+        const at = P;
+        const f = str('topic filter');
+        const problem = topicFilterProblem(f);
+        if (problem !== null) {
+          P = at;
+          fail('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);
+        }
+        topicFilters.push(f);
+      }
+      if (topicFilters.length === 0)
+        fail('UNSUBSCRIBE_EMPTY', 'UNSUBSCRIBE with no topic filter', ReasonCode.ProtocolError);
+      return properties === undefined
+        ? { type: 'unsubscribe', packetId: id, topicFilters }
+        : { type: 'unsubscribe', packetId: id, topicFilters, properties };
+    }
+    case 12:
+    case 13:
+      end();
+      return { type: type === 12 ? 'pingreq' : 'pingresp' };
+    default: {
+      // 14 DISCONNECT, 15 AUTH (checkFirstByte let AUTH through only for MQTT 5 or unknown)
+      if (!v5) {
+        if (type === 15) fail('PACKET_TYPE_INVALID', 'AUTH exists only in MQTT 5');
+        end();
+        return { type: 'disconnect' };
+      }
+      const rc = P < E ? reasonCode(type) : 0;
+      const properties = P < E ? props(1 << type) : undefined;
+      end();
+      const t = type === 14 ? 'disconnect' : 'auth';
+      return properties === undefined ? { type: t, reasonCode: rc } : { type: t, reasonCode: rc, properties };
+    }
+  }
+}
+
+function connect(): ConnectPacket {
+  const nameLen = u16();
+  let level: number;
+  if (
+    nameLen === 4 &&
+    P + 4 <= E &&
+    B[P] === 0x4d &&
+    B[P + 1] === 0x51 &&
+    B[P + 2] === 0x54 &&
+    B[P + 3] === 0x54
+  ) {
+    P += 4;
+    level = u8();
+    if (level !== 4 && level !== 5) {
+      P--;
+      fail('PROTOCOL_VERSION_UNSUPPORTED', `protocol level ${level}`, ReasonCode.UnsupportedProtocolVersion);
+    }
+  } else if (
+    nameLen === 6 &&
+    P + 6 <= E &&
+    B[P] === 0x4d &&
+    B[P + 1] === 0x51 &&
+    B[P + 2] === 0x49 &&
+    B[P + 3] === 0x73 &&
+    B[P + 4] === 0x64 &&
+    B[P + 5] === 0x70
+  ) {
+    P += 6;
+    level = u8();
+    if (level !== 3) {
+      P--;
+      fail('PROTOCOL_VERSION_UNSUPPORTED', `MQIsdp with protocol level ${level}`, 0x84);
+    }
+  } else {
+    P -= 2;
+    fail(
+      'PROTOCOL_NAME_INVALID',
+      'protocol name is neither MQTT nor MQIsdp',
+      ReasonCode.UnsupportedProtocolVersion,
+    );
+  }
+  const version = level as ProtocolVersion;
+  const flags = u8();
+  const willFlag = (flags & 4) !== 0;
+  const willQoS = (flags >> 3) & 3;
+  const bad =
+    (flags & 1) !== 0
+      ? 'the reserved connect flag is set'
+      : willQoS === 3
+        ? 'will QoS is 3'
+        : !willFlag && (flags & 0x38) !== 0
+          ? 'will QoS or retain set without a will'
+          : version < 5 && (flags & 0xc0) === 0x40
+            ? 'a password without a user name'
+            : null;
+  if (bad !== null) {
+    P--;
+    fail('CONNECT_FLAGS_INVALID', bad);
+  }
+  const keepalive = u16();
+  const properties = version === 5 ? props(1 << 1) : undefined;
+  const clientId = str('client id');
+  const packet: ConnectPacket = {
+    type: 'connect',
+    protocolVersion: version,
+    clientId,
+    clean: (flags & 2) !== 0,
+    keepalive,
+  };
+  if (willFlag) {
+    const willProps = version === 5 ? props(WILL) : undefined;
+    const at = P;
+    const topic = str('will topic');
+    for (let i = at + 2; i < P; i++) {
+      if (B[i] === 0x23 || B[i] === 0x2b) {
+        P = at;
+        fail('TOPIC_NAME_INVALID', 'will topic holds a wildcard', ReasonCode.TopicNameInvalid);
+      }
+    }
+    if (topic.length === 0) {
+      P = at;
+      fail('TOPIC_NAME_INVALID', 'will topic is empty', ReasonCode.TopicNameInvalid);
+    }
+    const will: Will = { topic, payload: bin(), qos: willQoS as QoS, retain: (flags & 0x20) !== 0 };
+    if (willProps !== undefined) will.properties = willProps;
+    packet.will = will;
+  }
+  if ((flags & 0x80) !== 0) packet.username = str('user name');
+  if ((flags & 0x40) !== 0) packet.password = bin();
+  if (properties !== undefined) packet.properties = properties;
+  end();
+  return packet;
+}
+
+/**
+ * Decodes exactly one whole packet. `version` is the session's protocol (a CONNECT carries
+ * its own). Throws MqttError when the bytes are not exactly one valid packet.
+ */
+export function decode(bytes: Uint8Array, version?: ProtocolVersion): Packet {
+  const n = bytes.length;
+  if (n < 2) throw new MqttError('TRUNCATED', 'a packet is at least 2 bytes', 0x81, n);
+  checkFirstByte(bytes[0], version);
+  let rem = 0;
+  let mul = 1;
+  let p = 1;
+  for (;;) {
+    if (p >= n) throw new MqttError('TRUNCATED', 'packet ends inside the remaining length', 0x81, p);
+    if (p === 5) throw new MqttError('VARINT_INVALID', 'remaining length longer than 4 bytes', 0x81, p);
+    const b = bytes[p++];
+    if (b === 0 && p > 2)
+      throw new MqttError('VARINT_NOT_MINIMAL', 'remaining length is not minimal', 0x81, p - 1);
+    rem += (b & 0x7f) * mul;
+    mul *= 128;
+    if (b < 0x80) break;
+  }
+  if (p + rem !== n)
+    throw new MqttError(
+      p + rem > n ? 'TRUNCATED' : 'TRAILING_BYTES',
+      `remaining length says ${rem} bytes, ${n - p} follow`,
+      0x81,
+      n,
+    );
+  return decodeBody(bytes, 0, p, n, version);
+}

@@ -1,0 +1,218 @@
+/**
+ * The streaming parser: bytes in, packets out, whatever the chunking. It keeps only the packet
+ * not yet complete; a packet that arrives whole in one chunk is decoded in place, and its
+ * payload and binary fields are views into that chunk.
+ */
+import { checkFirstByte, decodeBody } from './decoder.ts';
+import { MqttError } from './errors.ts';
+import type { Packet, ProtocolVersion } from './packets.ts';
+import { ReasonCode } from './reason-codes.ts';
+
+/** 1 byte of type, 4 of remaining length, 268,435,455 of body: the largest MQTT packet. */
+export const MAX_PACKET_SIZE = 268_435_460;
+
+export interface PacketParserOptions {
+  /** The session's protocol; when unset it follows the first CONNECT parsed (server side). */
+  protocolVersion?: ProtocolVersion;
+  /** Largest whole packet accepted, fixed header included (default and maximum 268,435,460). */
+  maxPacketSize?: number;
+}
+
+/**
+ * Feed it bytes with `push`; it calls `onPacket` for every complete packet, in order.
+ *
+ * Payloads (and other binary fields) are views into the chunk passed to `push` when the packet
+ * arrived whole in it, or into a buffer of the parser's own made for that one packet otherwise.
+ * So do not reuse or overwrite a chunk's memory after pushing it while its packets live.
+ *
+ * A throw from `push` (an MqttError for bad input, or whatever `onPacket` threw) leaves the
+ * parser failed: every later `push` rethrows that error until `reset()`. The stream position is
+ * lost after a bad packet; the connection is to be closed (with the error's reason code).
+ */
+export class PacketParser {
+  protocolVersion: ProtocolVersion | undefined;
+  private readonly maxPacketSize: number;
+  /** Header bytes of a packet whose remaining length is not complete yet (at most 5). */
+  private readonly head = new Uint8Array(5);
+  private headLen = 0;
+  /** The packet being assembled once its size is known. */
+  private body: Uint8Array | null = null;
+  private bodyLen = 0;
+  private total = 0;
+  private headerSize = 0;
+  private failure: unknown = null;
+  private failed = false;
+
+  constructor(options: PacketParserOptions = {}) {
+    this.protocolVersion = options.protocolVersion;
+    const max = options.maxPacketSize ?? MAX_PACKET_SIZE;
+    if (!(max >= 2)) throw new RangeError('maxPacketSize must be at least 2');
+    this.maxPacketSize = Math.min(max, MAX_PACKET_SIZE);
+  }
+
+  /** Bytes held for a packet not complete yet. */
+  get bufferedBytes(): number {
+    return this.body !== null ? this.bodyLen : this.headLen;
+  }
+
+  /** Forgets the partial packet and any failure; keeps the protocol version option. */
+  reset(): void {
+    this.headLen = 0;
+    this.body = null;
+    this.bodyLen = 0;
+    this.total = 0;
+    this.failure = null;
+    this.failed = false;
+  }
+
+  push(chunk: Uint8Array, onPacket: (packet: Packet) => void): void {
+    if (this.failed) throw this.failure;
+    try {
+      let i = 0;
+      if (this.headLen > 0 || this.body !== null) i = this.continuePartial(chunk, onPacket);
+      this.parseChunk(chunk, i, onPacket);
+    } catch (err) {
+      this.failed = true;
+      this.failure = err;
+      this.body = null;
+      this.headLen = 0;
+      throw err;
+    }
+  }
+
+  /** Parses whole packets from `chunk[i..]` in place; buffers the tail of a partial one. */
+  private parseChunk(chunk: Uint8Array, i: number, onPacket: (packet: Packet) => void): void {
+    const n = chunk.length;
+    while (i < n) {
+      const first = chunk[i];
+      checkFirstByte(first, this.protocolVersion);
+      let rem = 0;
+      let mul = 1;
+      let p = i + 1;
+      for (;;) {
+        if (p >= n) {
+          // remaining length not complete: keep the header bytes seen so far
+          this.head.set(chunk.subarray(i, n), 0);
+          this.headLen = n - i;
+          return;
+        }
+        const b = chunk[p];
+        rem += (b & 0x7f) * mul;
+        p++;
+        if (b < 0x80) {
+          if (b === 0 && p - i > 2) this.varintError(p - i - 1, false);
+          break;
+        }
+        if (p - i === 5) this.varintError(4, true);
+        mul *= 128;
+      }
+      const total = p - i + rem;
+      if (total > this.maxPacketSize) this.tooLarge(total);
+      if (i + total <= n) {
+        const packet = decodeBody(chunk, i, p, i + total, this.protocolVersion);
+        i += total;
+        if (packet.type === 'connect' && this.protocolVersion === undefined)
+          this.protocolVersion = packet.protocolVersion;
+        onPacket(packet);
+        continue;
+      }
+      this.startBody(total, p - i);
+      this.copyIn(chunk, i, n);
+      return;
+    }
+  }
+
+  /** Continues the partial packet with the start of `chunk`; returns where parsing resumes. */
+  private continuePartial(chunk: Uint8Array, onPacket: (packet: Packet) => void): number {
+    let i = 0;
+    const n = chunk.length;
+    if (this.body === null) {
+      // still reading the remaining length, byte by byte
+      const head = this.head;
+      while (this.body === null) {
+        if (i >= n) return n;
+        const b = chunk[i++];
+        head[this.headLen++] = b;
+        if (b >= 0x80) {
+          if (this.headLen === 5) this.varintError(4, true);
+          continue;
+        }
+        if (b === 0 && this.headLen > 2) this.varintError(this.headLen - 1, false);
+        let rem = 0;
+        let mul = 1;
+        for (let k = 1; k < this.headLen; k++) {
+          rem += (head[k] & 0x7f) * mul;
+          mul *= 128;
+        }
+        const total = this.headLen + rem;
+        if (total > this.maxPacketSize) this.tooLarge(total);
+        const headerSize = this.headLen;
+        this.headLen = 0;
+        this.startBody(total, headerSize);
+        this.copyIn(head, 0, headerSize);
+      }
+    }
+    const want = this.total - this.bodyLen;
+    const take = Math.min(n - i, want);
+    this.copyIn(chunk, i, i + take);
+    i += take;
+    if (this.bodyLen === this.total) {
+      const buf = this.body as Uint8Array;
+      this.body = null;
+      this.bodyLen = 0;
+      const packet = decodeBody(buf, 0, this.headerSize, this.total, this.protocolVersion);
+      if (packet.type === 'connect' && this.protocolVersion === undefined)
+        this.protocolVersion = packet.protocolVersion;
+      onPacket(packet);
+    }
+    return i;
+  }
+
+  private startBody(total: number, headerSize: number): void {
+    this.total = total;
+    this.headerSize = headerSize;
+    // Grow with what arrives rather than trusting the header: a peer claiming 256 MB and
+    // sending 10 bytes makes us hold about 10 bytes, not 256 MB.
+    this.body = new Uint8Array(Math.min(total, 65_536));
+    this.bodyLen = 0;
+  }
+
+  private copyIn(src: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    let body = this.body as Uint8Array;
+    const need = this.bodyLen + n;
+    if (need > body.length) {
+      const grown = new Uint8Array(Math.min(this.total, Math.max(need, body.length * 2)));
+      grown.set(body.subarray(0, this.bodyLen), 0);
+      this.body = body = grown;
+    }
+    if (n < 16) for (let k = 0; k < n; k++) body[this.bodyLen + k] = src[from + k];
+    else body.set(src.subarray(from, to), this.bodyLen);
+    this.bodyLen = need;
+  }
+
+  private varintError(offset: number, tooLong: boolean): never {
+    throw tooLong
+      ? new MqttError(
+          'VARINT_INVALID',
+          'remaining length longer than 4 bytes',
+          ReasonCode.MalformedPacket,
+          offset,
+        )
+      : new MqttError(
+          'VARINT_NOT_MINIMAL',
+          'remaining length is not minimal',
+          ReasonCode.MalformedPacket,
+          offset,
+        );
+  }
+
+  private tooLarge(total: number): never {
+    throw new MqttError(
+      'PACKET_TOO_LARGE',
+      `packet of ${total} bytes exceeds the maximum of ${this.maxPacketSize}`,
+      ReasonCode.PacketTooLarge,
+      0,
+    );
+  }
+}

@@ -1,0 +1,361 @@
+/**
+ * MQTT 5 properties (spec 2.2.2.2): the one table of identifiers, wire types and the packets
+ * each may appear in, with the measuring, writing and reading built on it.
+ */
+import { MqttError } from './errors.ts';
+import type { Properties } from './packets.ts';
+import { ReasonCode } from './reason-codes.ts';
+import { topicNameProblem } from './topic.ts';
+import { utf8Read, utf8Write } from './utf8.ts';
+import { stringLength } from './wire.ts';
+
+/** Bit for the Will Properties of CONNECT; packet type codes 1..15 use their own bit. */
+export const WILL = 1;
+const CONNECT = 1 << 1;
+const CONNACK = 1 << 2;
+const PUBLISH = 1 << 3;
+const PUBACK = 1 << 4;
+const PUBREC = 1 << 5;
+const PUBREL = 1 << 6;
+const PUBCOMP = 1 << 7;
+const SUBSCRIBE = 1 << 8;
+const SUBACK = 1 << 9;
+const UNSUBACK = 1 << 11;
+const DISCONNECT = 1 << 14;
+const AUTH = 1 << 15;
+
+// wire types
+const BOOL = 0;
+const BYTE = 1;
+const U16 = 2;
+const U32 = 3;
+const VARINT = 4;
+const STRING = 5;
+const BINARY = 6;
+const PAIR = 7;
+
+type PropertyName = keyof Properties;
+
+const NAME: Array<PropertyName | undefined> = [];
+const TYPE: number[] = [];
+const MASK: number[] = [];
+const ID: Record<string, number> = {};
+
+function def(id: number, name: PropertyName, type: number, mask: number): void {
+  NAME[id] = name;
+  TYPE[id] = type;
+  MASK[id] = mask;
+  ID[name] = id;
+}
+
+const ACKS = PUBACK | PUBREC | PUBREL | PUBCOMP | SUBACK | UNSUBACK;
+def(0x01, 'payloadFormatIndicator', BOOL, PUBLISH | WILL);
+def(0x02, 'messageExpiryInterval', U32, PUBLISH | WILL);
+def(0x03, 'contentType', STRING, PUBLISH | WILL);
+def(0x08, 'responseTopic', STRING, PUBLISH | WILL);
+def(0x09, 'correlationData', BINARY, PUBLISH | WILL);
+def(0x0b, 'subscriptionIdentifier', VARINT, PUBLISH | SUBSCRIBE);
+def(0x11, 'sessionExpiryInterval', U32, CONNECT | CONNACK | DISCONNECT);
+def(0x12, 'assignedClientIdentifier', STRING, CONNACK);
+def(0x13, 'serverKeepAlive', U16, CONNACK);
+def(0x15, 'authenticationMethod', STRING, CONNECT | CONNACK | AUTH);
+def(0x16, 'authenticationData', BINARY, CONNECT | CONNACK | AUTH);
+def(0x17, 'requestProblemInformation', BOOL, CONNECT);
+def(0x18, 'willDelayInterval', U32, WILL);
+def(0x19, 'requestResponseInformation', BOOL, CONNECT);
+def(0x1a, 'responseInformation', STRING, CONNACK);
+def(0x1c, 'serverReference', STRING, CONNACK | DISCONNECT);
+def(0x1f, 'reasonString', STRING, CONNACK | ACKS | DISCONNECT | AUTH);
+def(0x21, 'receiveMaximum', U16, CONNECT | CONNACK);
+def(0x22, 'topicAliasMaximum', U16, CONNECT | CONNACK);
+def(0x23, 'topicAlias', U16, PUBLISH);
+def(0x24, 'maximumQoS', BYTE, CONNACK);
+def(0x25, 'retainAvailable', BOOL, CONNACK);
+def(0x26, 'userProperties', PAIR, ~0 & ~(1 << 12) & ~(1 << 13));
+def(0x27, 'maximumPacketSize', U32, CONNECT | CONNACK);
+def(0x28, 'wildcardSubscriptionAvailable', BOOL, CONNACK);
+def(0x29, 'subscriptionIdentifiersAvailable', BOOL, CONNACK);
+def(0x2a, 'sharedSubscriptionAvailable', BOOL, CONNACK);
+// PUBLISH carries one identifier per matching subscription: a list in the model, same wire id.
+ID.subscriptionIdentifiers = 0x0b;
+
+const MAX_VARINT = 268_435_455;
+
+function fail(code: string, message: string, reason: number, at: number, base: number): never {
+  throw new MqttError(code, message, reason, at - base);
+}
+
+function encodeError(message: string): never {
+  throw new MqttError('PROPERTY_INVALID', message, ReasonCode.ProtocolError);
+}
+
+function rangeCheck(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    encodeError(`property ${name} must be an integer in ${min}..${max}`);
+  return v;
+}
+
+export function varintSize(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : 4;
+}
+
+export function writeVarint(buf: Uint8Array, pos: number, n: number): number {
+  while (n > 0x7f) {
+    buf[pos++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  buf[pos++] = n;
+  return pos;
+}
+
+/**
+ * Bytes the properties take on the wire, without their length prefix; validates every value
+ * and that each property is allowed where `mask` says (a packet type bit, or WILL).
+ */
+export function propertiesLength(props: Properties | undefined, mask: number): number {
+  if (props === undefined) return 0;
+  let len = 0;
+  const rec = props as Record<string, unknown>;
+  for (const key in rec) {
+    const v = rec[key];
+    if (v === undefined) continue;
+    const id = ID[key];
+    if (typeof id !== 'number') encodeError(`unknown property ${key}`);
+    if ((MASK[id] & mask) === 0 || (key === 'subscriptionIdentifiers' && mask !== PUBLISH))
+      encodeError(`property ${key} is not allowed in this packet`);
+    switch (TYPE[id]) {
+      case BOOL:
+        if (typeof v !== 'boolean') encodeError(`property ${key} must be a boolean`);
+        len += 2;
+        break;
+      case BYTE:
+        rangeCheck(key, v, 0, 1);
+        len += 2;
+        break;
+      case U16:
+        rangeCheck(key, v, id === 0x23 || id === 0x21 ? 1 : 0, 0xffff);
+        len += 3;
+        break;
+      case U32:
+        rangeCheck(key, v, id === 0x27 ? 1 : 0, 0xffffffff);
+        len += 5;
+        break;
+      case VARINT:
+        if (key === 'subscriptionIdentifiers') {
+          if (!Array.isArray(v)) encodeError('property subscriptionIdentifiers must be an array');
+          for (const n of v) len += 1 + varintSize(rangeCheck(key, n, 1, MAX_VARINT));
+        } else {
+          len += 1 + varintSize(rangeCheck(key, v, 1, MAX_VARINT));
+        }
+        break;
+      case STRING:
+        if (typeof v !== 'string') encodeError(`property ${key} must be a string`);
+        if (id === 0x08) {
+          const problem = topicNameProblem(v);
+          if (problem !== null) encodeError(`property responseTopic: ${problem}`);
+        }
+        len += 3 + stringLength(v, key);
+        break;
+      case BINARY:
+        if (!(v instanceof Uint8Array)) encodeError(`property ${key} must be a Uint8Array`);
+        if (v.length > 0xffff) encodeError(`property ${key} is over 65,535 bytes`);
+        len += 3 + v.length;
+        break;
+      default: {
+        if (!Array.isArray(v)) encodeError('userProperties must be an array of [key, value] pairs');
+        for (const pair of v as unknown[]) {
+          if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'string')
+            encodeError('userProperties must be an array of [key, value] string pairs');
+          len +=
+            5 + stringLength(pair[0], 'user property key') + stringLength(pair[1], 'user property value');
+        }
+      }
+    }
+  }
+  return len;
+}
+
+function writeString(buf: Uint8Array, pos: number, s: string): number {
+  const end = utf8Write(buf, pos + 2, s);
+  const n = end - pos - 2;
+  buf[pos] = n >> 8;
+  buf[pos + 1] = n;
+  return end;
+}
+
+/** Writes properties measured (and validated) by propertiesLength; returns the end position. */
+export function writeProperties(buf: Uint8Array, pos: number, props: Properties): number {
+  const rec = props as Record<string, unknown>;
+  for (const key in rec) {
+    const v = rec[key];
+    if (v === undefined) continue;
+    const id = ID[key];
+    if (id === 0x26) {
+      for (const [k, val] of v as Array<[string, string]>) {
+        buf[pos++] = 0x26;
+        pos = writeString(buf, pos, k);
+        pos = writeString(buf, pos, val);
+      }
+      continue;
+    }
+    if (key === 'subscriptionIdentifiers') {
+      for (const n of v as number[]) {
+        buf[pos++] = 0x0b;
+        pos = writeVarint(buf, pos, n);
+      }
+      continue;
+    }
+    buf[pos++] = id;
+    switch (TYPE[id]) {
+      case BOOL:
+        buf[pos++] = v ? 1 : 0;
+        break;
+      case BYTE:
+        buf[pos++] = v as number;
+        break;
+      case U16:
+        buf[pos++] = (v as number) >> 8;
+        buf[pos++] = v as number;
+        break;
+      case U32: {
+        const n = v as number;
+        buf[pos++] = n >>> 24;
+        buf[pos++] = n >>> 16;
+        buf[pos++] = n >>> 8;
+        buf[pos++] = n;
+        break;
+      }
+      case VARINT:
+        pos = writeVarint(buf, pos, v as number);
+        break;
+      case STRING:
+        pos = writeString(buf, pos, v as string);
+        break;
+      default: {
+        const b = v as Uint8Array;
+        buf[pos++] = b.length >> 8;
+        buf[pos++] = b.length;
+        buf.set(b, pos);
+        pos += b.length;
+      }
+    }
+  }
+  return pos;
+}
+
+/**
+ * Reads the properties in `buf[start, end)` of a packet whose first byte is at `base` (for
+ * error offsets), allowed where `mask` says. Views, not copies, for binary values.
+ */
+export function readProperties(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  base: number,
+  mask: number,
+): Properties {
+  const props: Record<string, unknown> = {};
+  let p = start;
+  while (p < end) {
+    const at = p;
+    const id = buf[p++];
+    const name = NAME[id];
+    if (name === undefined)
+      fail('PROPERTY_UNKNOWN', `unknown property id 0x${id.toString(16)}`, 0x81, at, base);
+    if ((MASK[id] & mask) === 0)
+      fail('PROPERTY_NOT_ALLOWED', `property ${name} is not allowed in this packet`, 0x82, at, base);
+    const type = TYPE[id];
+    let v: unknown;
+    switch (type) {
+      case BOOL:
+      case BYTE: {
+        if (p >= end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        const b = buf[p++];
+        if (b > 1) fail('PROPERTY_INVALID', `property ${name} must be 0 or 1, is ${b}`, 0x82, at, base);
+        v = type === BOOL ? b === 1 : b;
+        break;
+      }
+      case U16: {
+        if (p + 2 > end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        const n = (buf[p] << 8) | buf[p + 1];
+        p += 2;
+        if (n === 0 && (id === 0x23 || id === 0x21))
+          fail('PROPERTY_INVALID', `property ${name} must not be 0`, id === 0x23 ? 0x94 : 0x82, at, base);
+        v = n;
+        break;
+      }
+      case U32: {
+        if (p + 4 > end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        const n = ((buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]) >>> 0;
+        p += 4;
+        if (n === 0 && id === 0x27)
+          fail('PROPERTY_INVALID', `property ${name} must not be 0`, 0x82, at, base);
+        v = n;
+        break;
+      }
+      case VARINT: {
+        let n = 0;
+        let mul = 1;
+        for (let i = 0; ; i++) {
+          if (p >= end || i === 4)
+            fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+          const b = buf[p++];
+          n += (b & 0x7f) * mul;
+          mul *= 128;
+          if ((b & 0x80) === 0) {
+            if (b === 0 && i > 0)
+              fail('VARINT_NOT_MINIMAL', 'variable byte integer is not minimal', 0x81, at, base);
+            break;
+          }
+        }
+        if (n === 0) fail('PROPERTY_INVALID', 'subscription identifier must not be 0', 0x82, at, base);
+        if (mask === PUBLISH) {
+          const list = props.subscriptionIdentifiers as number[] | undefined;
+          if (list === undefined) props.subscriptionIdentifiers = [n];
+          else list.push(n);
+          continue;
+        }
+        v = n;
+        break;
+      }
+      case STRING:
+      case BINARY:
+      case PAIR: {
+        if (p + 2 > end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        let n = (buf[p] << 8) | buf[p + 1];
+        p += 2;
+        if (p + n > end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        if (type === BINARY) {
+          v = buf.subarray(p, p + n);
+          p += n;
+          break;
+        }
+        const s = utf8Read(buf, p, p + n);
+        if (s === null) fail('UTF8_INVALID', `property ${name} is not well-formed UTF-8`, 0x81, p, base);
+        p += n;
+        if (type === STRING) {
+          if (id === 0x08 && topicNameProblem(s as string) !== null)
+            fail('TOPIC_NAME_INVALID', 'property responseTopic is not a valid topic name', 0x82, at, base);
+          v = s;
+          break;
+        }
+        if (p + 2 > end) fail('PROPERTY_TRUNCATED', 'user property is truncated', 0x81, at, base);
+        n = (buf[p] << 8) | buf[p + 1];
+        p += 2;
+        if (p + n > end) fail('PROPERTY_TRUNCATED', 'user property is truncated', 0x81, at, base);
+        const value = utf8Read(buf, p, p + n);
+        if (value === null)
+          fail('UTF8_INVALID', 'user property value is not well-formed UTF-8', 0x81, p, base);
+        p += n;
+        const list = props.userProperties as Array<[string, string]> | undefined;
+        if (list === undefined) props.userProperties = [[s as string, value as string]];
+        else list.push([s as string, value as string]);
+        continue;
+      }
+    }
+    if (props[name] !== undefined)
+      fail('PROPERTY_DUPLICATE', `property ${name} appears more than once`, 0x82, at, base);
+    props[name] = v;
+  }
+  return props as Properties;
+}
