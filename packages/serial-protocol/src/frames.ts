@@ -1,0 +1,92 @@
+/** The decoded frame model. Wire layout and body keys are in docs/serial-protocol.md. */
+
+export const FrameType = {
+  Hello: 0x01,
+  Data: 0x02,
+  Ack: 0x03,
+  Cmd: 0x04,
+  Result: 0x05,
+} as const;
+export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
+
+/** Largest decoded frame (type + seq + body + CRC), in bytes. Small enough for an 2 KiB-RAM MCU. */
+export const MAX_FRAME_SIZE = 1024;
+export const HEADER_SIZE = 3;
+export const CRC_SIZE = 4;
+/** Smallest decoded frame: a header, a one-byte CBOR body, a CRC. */
+export const MIN_FRAME_SIZE = HEADER_SIZE + 1 + CRC_SIZE;
+
+/** JSON-like data carried by CMD args and RESULT values (plus byte strings). */
+export type Value = null | boolean | number | string | Uint8Array | Value[] | { [key: string]: Value };
+
+export interface SensorInfo {
+  name: string;
+  unit?: string;
+}
+
+export interface Reading {
+  sensor: string;
+  value: number;
+  unit?: string;
+  /** Device clock in milliseconds (uptime unless the device knows wall time). */
+  ts?: number;
+}
+
+interface FrameBase {
+  /** 16-bit sequence number. Device frames: per boot, from 0, wrapping. ACK: the seq acknowledged. */
+  seq: number;
+}
+
+export interface HelloFrame extends FrameBase {
+  type: 'hello';
+  deviceId: string;
+  firmware: string;
+  bootId: number;
+  sensors: SensorInfo[];
+}
+
+export interface DataFrame extends FrameBase {
+  type: 'data';
+  bootId: number;
+  readings: Reading[];
+}
+
+export interface AckFrame extends FrameBase {
+  type: 'ack';
+  /** The boot the acknowledged seq belongs to: a device ignores ACKs for another boot. */
+  bootId: number;
+}
+
+export interface CmdFrame extends FrameBase {
+  type: 'cmd';
+  id: number;
+  name: string;
+  args?: Value;
+}
+
+export interface ResultFrame extends FrameBase {
+  type: 'result';
+  id: number;
+  ok: boolean;
+  value?: Value;
+  error?: string;
+}
+
+export type Frame = HelloFrame | DataFrame | AckFrame | CmdFrame | ResultFrame;
+export type FrameKind = Frame['type'];
+
+export const TYPE_CODE: Record<FrameKind, FrameTypeCode> = {
+  hello: FrameType.Hello,
+  data: FrameType.Data,
+  ack: FrameType.Ack,
+  cmd: FrameType.Cmd,
+  result: FrameType.Result,
+};
+
+export const TYPE_KIND: Readonly<Record<number, FrameKind>> = {
+  [FrameType.Hello]: 'hello',
+  [FrameType.Data]: 'data',
+  [FrameType.Ack]: 'ack',
+  [FrameType.Cmd]: 'cmd',
+  [FrameType.Result]: 'result',
+};

@@ -1,0 +1,9 @@
+export { bodyObject, decodeBody, validateBody } from './body.ts';
+export * from './cobs.ts';
+export { crc32c, crc32cUpdate } from './crc32c.ts';
+export { FrameDecoder, type FrameDecoderOptions, type FrameDecoderStats } from './decoder.ts';
+export { encodeFrame, encodeRawFrame } from './encode.ts';
+export * from './errors.ts';
+export * from './frames.ts';
+export * from './text.ts';
+export { isName, isText, isValue, MAX_NAME_LENGTH, MAX_SENSORS, MAX_TEXT_LENGTH } from './validate.ts';
