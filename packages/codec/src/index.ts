@@ -6,3 +6,6 @@ export { MAX_PACKET_SIZE, PacketParser, type PacketParserOptions } from './parse
 export * from './reason-codes.ts';
 export * from './topic.ts';
 export { utf8ByteLength, utf8Encode, utf8Read, utf8Write } from './utf8.ts';
+export { hasWildcard, matchTopic } from './topic-match.ts';
+export { SubscriptionIndex } from './subscription-index.ts';
+export { TopicStore } from './topic-store.ts';

@@ -1,76 +1,188 @@
 import { MqttError } from './errors.ts';
 import { ReasonCode } from './reason-codes.ts';
-import { utf8ByteLength } from './utf8.ts';
 
-/** MQTT strings carry a 16-bit length. */
+/** MQTT strings carry a 16-bit length [MQTT-1.5.4]; topics are MQTT strings [MQTT-4.7.3-3]. */
 export const MAX_TOPIC_BYTES = 65_535;
+
+/** The prefix that makes a topic filter a shared subscription (MQTT 5.0 section 4.8.2). */
+export const SHARED_PREFIX = '$share/';
 
 const SLASH = 0x2f;
 const PLUS = 0x2b;
 const HASH = 0x23;
 
+/** What is wrong with a topic name or filter; stable, for programs to branch on. */
+export type TopicProblemKind =
+  | 'empty'
+  | 'nul'
+  | 'lone-surrogate'
+  | 'too-long'
+  | 'wildcard-in-name'
+  | 'plus-placement'
+  | 'hash-placement'
+  | 'share-group-empty'
+  | 'share-group-wildcard'
+  | 'share-filter-missing';
+
 /**
- * Why `topic` is not a valid topic name, or null when it is. Names are what PUBLISH carries:
- * at least one character, no `+` or `#`, no U+0000, well-formed, at most 65,535 UTF-8 bytes.
+ * One problem in a topic name or filter. `index` is the UTF-16 index in the string where it
+ * was found (for 'too-long': the first character past the 65,535-byte limit; -1 for 'empty').
  */
-export function topicNameProblem(topic: string): string | null {
-  const n = topic.length;
-  if (n === 0) return 'topic name is empty';
-  for (let i = 0; i < n; i++) {
-    const c = topic.charCodeAt(i);
-    if (c === PLUS || c === HASH) return `topic name holds wildcard '${topic[i]}' at character ${i}`;
-    if (c === 0) return `topic name holds U+0000 at character ${i}`;
-  }
-  return lengthProblem(topic, 'topic name');
+export interface TopicProblem {
+  kind: TopicProblemKind;
+  index: number;
+  message: string;
 }
 
 /**
- * Why `filter` is not a valid topic filter, or null. `+` must fill a whole level; `#` must fill
- * the last level. `$share/{group}/{filter}` is checked as a shared subscription.
+ * The typed error validateTopicName/validateTopicFilter throw. `code` and `reasonCode` as on
+ * every MqttError (0x90 Topic Name invalid, 0x8F Topic Filter invalid); `kind` and `index` say
+ * what is wrong and where in the string; `offset` stays the byte offset in the packet, if known.
  */
-export function topicFilterProblem(filter: string): string | null {
-  const n = filter.length;
-  if (n === 0) return 'topic filter is empty';
-  let levelStart = 0;
-  for (let i = 0; i < n; i++) {
-    const c = filter.charCodeAt(i);
-    if (c === SLASH) {
-      levelStart = i + 1;
-    } else if (c === PLUS) {
-      const next = i + 1 < n ? filter.charCodeAt(i + 1) : SLASH;
-      if (i !== levelStart || next !== SLASH) return `'+' must fill a whole level (character ${i})`;
-    } else if (c === HASH) {
-      if (i !== levelStart || i !== n - 1) return `'#' must be the last level, alone (character ${i})`;
-    } else if (c === 0) {
-      return `topic filter holds U+0000 at character ${i}`;
-    }
+export class TopicError extends MqttError {
+  readonly kind: TopicProblemKind;
+  readonly index: number;
+  constructor(code: string, problem: TopicProblem, reasonCode: number, offset: number) {
+    super(code, problem.message, reasonCode, offset);
+    this.kind = problem.kind;
+    this.index = problem.index;
   }
-  const lengthIssue = lengthProblem(filter, 'topic filter');
-  if (lengthIssue) return lengthIssue;
-  if (filter.startsWith('$share/')) {
-    const shared = splitShared(filter);
-    if (shared === null) return "'$share/' needs a group name and a filter: $share/{group}/{filter}";
-    const group = shared.group;
-    for (let i = 0; i < group.length; i++) {
-      const c = group.charCodeAt(i);
-      if (c === PLUS || c === HASH) return `shared subscription group '${group}' holds a wildcard`;
+}
+
+/**
+ * Checks a topic name (what PUBLISH carries, a will topic, a response topic): at least one
+ * character, no `+` or `#`, no U+0000, no lone surrogate, at most 65,535 UTF-8 bytes. One pass,
+ * no allocation when the name is valid. Control characters and non-characters are allowed: the
+ * spec says SHOULD NOT, not MUST NOT [MQTT-1.5.4].
+ */
+export function checkTopicName(topic: string): TopicProblem | null {
+  const n = topic.length;
+  if (n === 0) return { kind: 'empty', index: -1, message: 'topic name is empty' };
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const c = topic.charCodeAt(i);
+    if (c < 0x80) {
+      if (c === PLUS || c === HASH) {
+        return problem('wildcard-in-name', i, `topic name holds wildcard '${topic[i]}' at character ${i}`);
+      }
+      if (c === 0) return problem('nul', i, `topic name holds U+0000 at character ${i}`);
+      bytes += 1;
+    } else {
+      const w = wideBytes(topic, i, n, c);
+      if (w < 0) return surrogateProblem('topic name', i);
+      if (w === 4) i++;
+      bytes += w;
     }
+    if (bytes > MAX_TOPIC_BYTES) return tooLong('topic name', topic, i);
   }
   return null;
 }
 
-/** Throws a typed error (0x90 Topic Name invalid) unless `topic` is a valid topic name. */
-export function validateTopicName(topic: string, offset = -1): void {
-  const problem = topicNameProblem(topic);
-  if (problem !== null)
-    throw new MqttError('TOPIC_NAME_INVALID', problem, ReasonCode.TopicNameInvalid, offset);
+/**
+ * Checks a topic filter (what SUBSCRIBE and UNSUBSCRIBE carry): the name rules without the
+ * wildcard ban, `+` filling a whole level [MQTT-4.7.1-2], `#` filling the last level
+ * [MQTT-4.7.1-1]. `$share/{group}/{filter}` is checked as a shared subscription: a non-empty
+ * group without `/`, `+` or `#`, then a non-empty topic filter [MQTT-4.8.2-1, MQTT-4.8.2-2].
+ */
+export function checkTopicFilter(filter: string): TopicProblem | null {
+  const n = filter.length;
+  if (n === 0) return { kind: 'empty', index: -1, message: 'topic filter is empty' };
+  let bytes = 0;
+  let levelStart = 0;
+  let i = 0;
+  if (filter.startsWith(SHARED_PREFIX)) {
+    i = SHARED_PREFIX.length;
+    bytes = i;
+    if (i === n || filter.charCodeAt(i) === SLASH) {
+      return problem('share-group-empty', i, `shared subscription has an empty group name at character ${i}`);
+    }
+    for (; i < n; i++) {
+      const c = filter.charCodeAt(i);
+      if (c === SLASH) break;
+      if (c === PLUS || c === HASH) {
+        return problem(
+          'share-group-wildcard',
+          i,
+          `shared subscription group name holds '${filter[i]}' at character ${i}`,
+        );
+      }
+      if (c === 0) return problem('nul', i, `topic filter holds U+0000 at character ${i}`);
+      if (c < 0x80) bytes += 1;
+      else {
+        const w = wideBytes(filter, i, n, c);
+        if (w < 0) return surrogateProblem('topic filter', i);
+        if (w === 4) i++;
+        bytes += w;
+      }
+      if (bytes > MAX_TOPIC_BYTES) return tooLong('topic filter', filter, i);
+    }
+    if (i >= n - 1) {
+      return problem(
+        'share-filter-missing',
+        n,
+        `shared subscription needs a topic filter after the group: $share/{group}/{filter}`,
+      );
+    }
+    i++;
+    bytes++;
+    levelStart = i;
+  }
+  for (; i < n; i++) {
+    const c = filter.charCodeAt(i);
+    if (c < 0x80) {
+      if (c === SLASH) {
+        levelStart = i + 1;
+      } else if (c === PLUS) {
+        if (i !== levelStart || (i + 1 < n && filter.charCodeAt(i + 1) !== SLASH)) {
+          return problem('plus-placement', i, `'+' must fill a whole level, at character ${i}`);
+        }
+      } else if (c === HASH) {
+        if (i !== levelStart || i !== n - 1) {
+          return problem('hash-placement', i, `'#' must fill the last level, at character ${i}`);
+        }
+      } else if (c === 0) {
+        return problem('nul', i, `topic filter holds U+0000 at character ${i}`);
+      }
+      bytes += 1;
+    } else {
+      const w = wideBytes(filter, i, n, c);
+      if (w < 0) return surrogateProblem('topic filter', i);
+      if (w === 4) i++;
+      bytes += w;
+    }
+    if (bytes > MAX_TOPIC_BYTES) return tooLong('topic filter', filter, i);
+  }
+  return null;
 }
 
-/** Throws a typed error (0x8F Topic Filter invalid) unless `filter` is a valid topic filter. */
+/** Why `topic` is not a valid topic name, or null when it is (see checkTopicName). */
+export function topicNameProblem(topic: string): string | null {
+  const p = checkTopicName(topic);
+  return p === null ? null : p.message;
+}
+
+/** Why `filter` is not a valid topic filter, or null when it is (see checkTopicFilter). */
+export function topicFilterProblem(filter: string): string | null {
+  const p = checkTopicFilter(filter);
+  return p === null ? null : p.message;
+}
+
+/**
+ * Throws a TopicError (code TOPIC_NAME_INVALID, reason 0x90 Topic Name invalid) unless `topic`
+ * is a valid topic name. `offset`: where the string starts in the packet, when known.
+ */
+export function validateTopicName(topic: string, offset = -1): void {
+  const p = checkTopicName(topic);
+  if (p !== null) throw new TopicError('TOPIC_NAME_INVALID', p, ReasonCode.TopicNameInvalid, offset);
+}
+
+/**
+ * Throws a TopicError (code TOPIC_FILTER_INVALID, reason 0x8F Topic Filter invalid) unless
+ * `filter` is a valid topic filter.
+ */
 export function validateTopicFilter(filter: string, offset = -1): void {
-  const problem = topicFilterProblem(filter);
-  if (problem !== null)
-    throw new MqttError('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid, offset);
+  const p = checkTopicFilter(filter);
+  if (p !== null) throw new TopicError('TOPIC_FILTER_INVALID', p, ReasonCode.TopicFilterInvalid, offset);
 }
 
 export interface SharedFilter {
@@ -80,31 +192,51 @@ export interface SharedFilter {
 
 /**
  * Splits `$share/{group}/{filter}`; null when `filter` is not a shared subscription or the
- * group or the inner filter is empty. Does not validate the inner filter.
+ * group or the inner filter is empty. Does not validate the group's characters or the inner
+ * filter: checkTopicFilter does.
  */
 export function splitShared(filter: string): SharedFilter | null {
-  if (!filter.startsWith('$share/')) return null;
-  const slash = filter.indexOf('/', 7);
-  if (slash <= 7 || slash === filter.length - 1) return null;
-  return { group: filter.slice(7, slash), filter: filter.slice(slash + 1) };
+  if (!filter.startsWith(SHARED_PREFIX)) return null;
+  const slash = filter.indexOf('/', SHARED_PREFIX.length);
+  if (slash <= SHARED_PREFIX.length || slash === filter.length - 1) return null;
+  return { group: filter.slice(SHARED_PREFIX.length, slash), filter: filter.slice(slash + 1) };
 }
 
-function lengthProblem(s: string, what: string): string | null {
-  // 3 bytes per UTF-16 unit is the worst case; skip the count for short strings
-  if (s.length * 3 <= MAX_TOPIC_BYTES) {
-    if (!hasLoneSurrogate(s)) return null;
-    return `${what} holds a lone surrogate and has no UTF-8 form`;
-  }
-  const bytes = utf8ByteLength(s);
-  if (bytes < 0) return `${what} holds a lone surrogate and has no UTF-8 form`;
-  if (bytes > MAX_TOPIC_BYTES) return `${what} is ${bytes} bytes, over the 65,535-byte limit`;
-  return null;
+/** UTF-8 bytes of the non-ASCII unit `c` at `i`: 2, 3, 4 (a surrogate pair) or -1 (lone). */
+function wideBytes(s: string, i: number, n: number, c: number): number {
+  if (c < 0x800) return 2;
+  if (c < 0xd800 || c > 0xdfff) return 3;
+  if (c > 0xdbff || i + 1 >= n) return -1;
+  const d = s.charCodeAt(i + 1);
+  return d >= 0xdc00 && d <= 0xdfff ? 4 : -1;
 }
 
-function hasLoneSurrogate(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdfff) return utf8ByteLength(s) < 0;
+function problem(kind: TopicProblemKind, index: number, message: string): TopicProblem {
+  return { kind, index, message };
+}
+
+function surrogateProblem(what: string, i: number): TopicProblem {
+  return problem(
+    'lone-surrogate',
+    i,
+    `${what} holds a lone surrogate at character ${i}: it has no UTF-8 form`,
+  );
+}
+
+function tooLong(what: string, s: string, i: number): TopicProblem {
+  let total = 0;
+  for (let j = 0; j < s.length; j++) {
+    const c = s.charCodeAt(j);
+    if (c < 0x80) total += 1;
+    else if (c < 0x800) total += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      total += 4;
+      j++;
+    } else total += 3;
   }
-  return false;
+  return problem(
+    'too-long',
+    i,
+    `${what} is ${total} UTF-8 bytes, over the 65,535-byte limit (passed at character ${i})`,
+  );
 }

@@ -1,0 +1,274 @@
+/**
+ * Topic matching by the spec (MQTT 3.1.1 and 5.0 section 4.7), and the level table that the
+ * two tries (SubscriptionIndex, TopicStore) use for their children. Both walk strings by index
+ * and char code: nothing here allocates on a lookup.
+ */
+import { SHARED_PREFIX } from './topic.ts';
+
+const SLASH = 0x2f;
+const PLUS = 0x2b;
+const HASH = 0x23;
+const DOLLAR = 0x24;
+
+/**
+ * Whether topic name `topic` matches topic filter `filter`. `+` matches exactly one level,
+ * empty levels included; `#` matches the parent level and any number of levels below; a
+ * filter whose first level is a wildcard matches no topic that starts with `$` [MQTT-4.7.2-1].
+ * A shared filter `$share/{group}/{filter}` matches what its inner filter matches.
+ *
+ * Inputs are assumed valid (see validateTopicName/validateTopicFilter); an invalid one gives
+ * an unspecified answer, never an exception. Allocates nothing.
+ */
+export function matchTopic(filter: string, topic: string): boolean {
+  let f = 0;
+  if (filter.startsWith(SHARED_PREFIX)) {
+    const slash = filter.indexOf('/', SHARED_PREFIX.length);
+    if (slash < 0) return false;
+    f = slash + 1;
+  }
+  const fn = filter.length;
+  const tn = topic.length;
+  if (tn > 0 && topic.charCodeAt(0) === DOLLAR && f < fn) {
+    const c = filter.charCodeAt(f);
+    if ((c === PLUS || c === HASH) && (f + 1 === fn || filter.charCodeAt(f + 1) === SLASH)) return false;
+  }
+  let t = 0;
+  // Invariant: f and t each sit at the start of a level.
+  for (;;) {
+    const c = f < fn ? filter.charCodeAt(f) : -1;
+    const wholeLevel = f + 1 === fn || (f + 1 < fn && filter.charCodeAt(f + 1) === SLASH);
+    if (c === HASH && wholeLevel) return true;
+    if (c === PLUS && wholeLevel) {
+      f++;
+      while (t < tn && topic.charCodeAt(t) !== SLASH) t++;
+    } else {
+      while (f < fn && t < tn) {
+        const fc = filter.charCodeAt(f);
+        if (fc === SLASH) break;
+        if (fc !== topic.charCodeAt(t)) return false;
+        f++;
+        t++;
+      }
+      if (f < fn && filter.charCodeAt(f) !== SLASH) return false;
+      if (t < tn && topic.charCodeAt(t) !== SLASH) return false;
+    }
+    // Both at the end of a level: at the end of the string or on a '/'.
+    if (f === fn) return t === tn;
+    if (t === tn) {
+      // The topic ran out; only a trailing "/#" still matches (the parent level).
+      return f + 2 === fn && filter.charCodeAt(f + 1) === HASH;
+    }
+    f++;
+    t++;
+  }
+}
+
+/** Whether the filter (shared or not) holds a wildcard level. */
+export function hasWildcard(filter: string): boolean {
+  for (let i = 0; i < filter.length; i++) {
+    const c = filter.charCodeAt(i);
+    if (c === PLUS || c === HASH) return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Level table: a trie node's children keyed by level text. Up to LIST_MAX children sit in a
+// singly linked list (most nodes have one or two children, and a list costs no extra object);
+// more than LIST_MAX go into a power-of-two bucket array whose chains reuse the same `next` link. A lookup
+// takes the level as (string, start, end) and compares char codes, so no level is sliced.
+// ---------------------------------------------------------------------------------------------
+
+/** The fields a trie node needs to live in a level table. */
+export interface LevelNode<N extends LevelNode<N>> {
+  /** This node's level text. */
+  key: string;
+  /** Next sibling: in the parent's list, or in the same bucket of the parent's table. */
+  next: N | null;
+  /** The list head, or the bucket array once there were more than LIST_MAX children. */
+  kids: N | Array<N | null> | null;
+  nkids: number;
+}
+
+const LIST_MAX = 8;
+/** Back to a list only well below LIST_MAX, so a node hovering at the limit does not thrash. */
+const LIST_BACK = 4;
+const TABLE_MIN = 16;
+
+/** Level hashes are FNV-1a, folded to 30 bits so they stay small integers on every engine. */
+export const HASH_INIT = 0x811c9dc5 | 0;
+
+export function hashStep(h: number, c: number): number {
+  return Math.imul(h ^ c, 0x01000193);
+}
+
+export function hashEnd(h: number): number {
+  return (h ^ (h >>> 15)) & 0x3fffffff;
+}
+
+/** The hash of the level s[start, end). */
+export function levelHash(s: string, start: number, end: number): number {
+  let h = HASH_INIT;
+  for (let i = start; i < end; i++) h = hashStep(h, s.charCodeAt(i));
+  return hashEnd(h);
+}
+
+function keyIs(key: string, s: string, start: number, end: number): boolean {
+  const n = end - start;
+  if (key.length !== n) return false;
+  for (let i = 0; i < n; i++) if (key.charCodeAt(i) !== s.charCodeAt(start + i)) return false;
+  return true;
+}
+
+/**
+ * The child of `parent` whose key is s[start, end), or null. `hash` is levelHash of the same
+ * range, or -1 to have it computed when needed (only tables need it).
+ */
+export function findKid<N extends LevelNode<N>>(
+  parent: N,
+  s: string,
+  start: number,
+  end: number,
+  hash: number,
+): N | null {
+  const kids = parent.kids;
+  if (kids === null) return null;
+  let k: N | null;
+  if (Array.isArray(kids)) {
+    const h = hash < 0 ? levelHash(s, start, end) : hash;
+    k = kids[h & (kids.length - 1)];
+  } else {
+    k = kids;
+  }
+  while (k !== null) {
+    if (keyIs(k.key, s, start, end)) return k;
+    k = k.next;
+  }
+  return null;
+}
+
+/** Adds `kid` (its key set, not already present) under `parent`. */
+export function addKid<N extends LevelNode<N>>(parent: N, kid: N): void {
+  const n = parent.nkids + 1;
+  parent.nkids = n;
+  let kids = parent.kids;
+  if (!Array.isArray(kids)) {
+    if (n <= LIST_MAX) {
+      kid.next = kids;
+      parent.kids = kid;
+      return;
+    }
+    kids = rehash(kids, null, TABLE_MIN);
+    parent.kids = kids;
+  } else if (n > kids.length) {
+    kids = rehash(null, kids, kids.length * 2);
+    parent.kids = kids;
+  }
+  const b = levelHash(kid.key, 0, kid.key.length) & (kids.length - 1);
+  kid.next = kids[b];
+  kids[b] = kid;
+}
+
+/** Unlinks `kid` from `parent`; returns false when it was not a child. */
+export function removeKid<N extends LevelNode<N>>(parent: N, kid: N): boolean {
+  const kids = parent.kids;
+  if (kids === null) return false;
+  if (Array.isArray(kids)) {
+    const b = levelHash(kid.key, 0, kid.key.length) & (kids.length - 1);
+    const head = kids[b];
+    if (head === null) return false;
+    const rest = unlink(head, kid);
+    if (rest === undefined) return false;
+    kids[b] = rest;
+  } else {
+    const head = unlink(kids, kid);
+    if (head === undefined) return false;
+    parent.kids = head;
+  }
+  kid.next = null;
+  const n = parent.nkids - 1;
+  parent.nkids = n;
+  if (Array.isArray(kids)) {
+    if (n <= LIST_BACK) parent.kids = toList(kids);
+    else if (kids.length > TABLE_MIN && n * 4 <= kids.length)
+      parent.kids = rehash(null, kids, kids.length / 2);
+  }
+  return true;
+}
+
+/** Calls `fn` on every child of `parent` (order unspecified). */
+export function forEachKid<N extends LevelNode<N>>(parent: N, fn: (kid: N) => void): void {
+  const kids = parent.kids;
+  if (Array.isArray(kids)) {
+    for (let b = 0; b < kids.length; b++) for (let k = kids[b]; k !== null; k = k.next) fn(k);
+  } else {
+    for (let k = kids; k !== null; k = k.next) fn(k);
+  }
+}
+
+/** Pushes every child of `parent` onto `out` (for iterative walks without a closure). */
+export function pushKids<N extends LevelNode<N>>(parent: N, out: N[]): void {
+  const kids = parent.kids;
+  if (Array.isArray(kids)) {
+    for (let b = 0; b < kids.length; b++) for (let k = kids[b]; k !== null; k = k.next) out.push(k);
+  } else {
+    for (let k = kids; k !== null; k = k.next) out.push(k);
+  }
+}
+
+/** Removes `kid` from the chain starting at `head`; the new head, or undefined if absent. */
+function unlink<N extends LevelNode<N>>(head: N, kid: N): N | null | undefined {
+  if (head === kid) return kid.next;
+  for (let k = head; k.next !== null; k = k.next) {
+    if (k.next === kid) {
+      k.next = kid.next;
+      return head;
+    }
+  }
+  return undefined;
+}
+
+function rehash<N extends LevelNode<N>>(
+  list: N | null,
+  table: Array<N | null> | null,
+  size: number,
+): Array<N | null> {
+  const out = new Array<N | null>(size).fill(null);
+  const mask = size - 1;
+  const place = (k: N) => {
+    const b = levelHash(k.key, 0, k.key.length) & mask;
+    k.next = out[b];
+    out[b] = k;
+  };
+  let k = list;
+  while (k !== null) {
+    const next = k.next;
+    place(k);
+    k = next;
+  }
+  if (table !== null) {
+    for (let b = 0; b < table.length; b++) {
+      let c = table[b];
+      while (c !== null) {
+        const next = c.next;
+        place(c);
+        c = next;
+      }
+    }
+  }
+  return out;
+}
+
+function toList<N extends LevelNode<N>>(table: Array<N | null>): N | null {
+  let head: N | null = null;
+  for (let b = 0; b < table.length; b++) {
+    let c = table[b];
+    while (c !== null) {
+      const next = c.next;
+      c.next = head;
+      head = c;
+      c = next;
+    }
+  }
+  return head;
+}
