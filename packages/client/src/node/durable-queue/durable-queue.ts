@@ -1,0 +1,773 @@
+/**
+ * The client's durable outbox: a segmented append-only log with group fsync, a lazily persisted
+ * acknowledge cursor and recovery that cuts torn tails and skips rotten records. See
+ * README-durable-queue.md for the guarantees, record.ts for the bytes.
+ *
+ * Memory: per record 9 bytes of index (segment.ts); messages are read back from the files.
+ * Threads: everything runs on the event loop except fdatasync, which libuv runs on its pool
+ * while new puts keep appending; the puts that arrive during one fsync share the next.
+ */
+import {
+  closeSync,
+  fdatasync,
+  fdatasyncSync,
+  fstatSync,
+  fsync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { Outbox, OutboxEntry, OutboxMessage, OutboxStats } from '../../core/outbox.ts';
+import { OutboxFullError } from '../../core/outbox.ts';
+import { DurableQueueError } from './errors.ts';
+import { CURSOR_FILE, checkMeta, META_FILE, readCursor, writeCursor, writeCursorSync } from './files.ts';
+import { acquireLock } from './lock.ts';
+import { type DurableQueueOptions, type ResolvedOptions, resolveOptions } from './options.ts';
+import {
+  decodeMessage,
+  encodeRecord,
+  MAX_SEQ,
+  prepare,
+  RECORD_HEADER_BYTES,
+  recordCrcOk,
+  recordSeq,
+  recordShapeOk,
+  recordTime,
+  SEGMENT_HEADER_BYTES,
+  writeSegmentHeader,
+} from './record.ts';
+import {
+  ABSENT,
+  DONE,
+  FileWindow,
+  LIVE,
+  SEGMENT_NAME,
+  Segment,
+  scanSegment,
+  segmentName,
+} from './segment.ts';
+
+/** An entry as the durable queue returns it: `storedAt` lets a sender shorten message expiry. */
+export interface DurableEntry extends OutboxEntry {
+  /** ms since the epoch when put() stored it. */
+  storedAt: number;
+}
+
+/** What recovery found and repaired when the queue was opened. */
+export interface RecoveryStats {
+  /** Segments whose end held a torn or bad record, cut off. */
+  truncatedTails: number;
+  truncatedBytes: number;
+  /** Bad stretches between good records, skipped (their records are lost; counted here). */
+  corruptRegions: number;
+  corruptBytes: number;
+  /** Segment files with a damaged 8-byte header (rewritten when records follow it). */
+  badHeaders: number;
+  /** Segment files removed: empty after repair, or wholly below the cursor. */
+  removedSegments: number;
+  /** 'missing' and 'invalid' restart from 0: everything on disk is delivered again. */
+  cursor: 'ok' | 'missing' | 'invalid' | 'past-end';
+  metaRewritten: boolean;
+}
+
+export interface DurableQueueStats extends OutboxStats {
+  /** Every seq <= cursor is acknowledged or dropped. */
+  cursor: number;
+  nextSeq: number;
+  segments: number;
+  fsyncs: number;
+  /** Records whose CRC failed when read back after open (rot while running), skipped. */
+  corruptOnRead: number;
+  cursorWriteErrors: number;
+  /** A write or fsync failed: puts are refused until the queue is reopened. */
+  failed: boolean;
+  recovery: RecoveryStats;
+}
+
+const PENDING_FLUSH_BYTES = 1 << 20;
+const PENDING_INITIAL = 64 << 10;
+const READ_CHUNK = 256 << 10;
+const SCAN_CHUNK = 1 << 20;
+
+function fdatasyncP(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+function fsyncP(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+function writeFully(fd: number, buf: Uint8Array, len: number, position: number): void {
+  let done = 0;
+  while (done < len) done += writeSync(fd, buf, done, len - done, position + done);
+}
+
+export class DurableQueue implements Outbox {
+  /** Opens (creating if needed) the queue in `dir`, recovering what a crash left. */
+  static async open(dir: string, options?: DurableQueueOptions): Promise<DurableQueue> {
+    const o = resolveOptions(options);
+    mkdirSync(dir, { recursive: true });
+    const release = acquireLock(dir);
+    let dirFd = -1;
+    try {
+      dirFd = openSync(dir, 'r');
+      return new DurableQueue(dir, dirFd, release, o);
+    } catch (err) {
+      if (dirFd >= 0) closeSync(dirFd);
+      release();
+      throw err;
+    }
+  }
+
+  private readonly segments: Segment[] = [];
+  private active!: Segment;
+  private activeFd = -1;
+  private nextSeq = 1;
+  private cursor = 0;
+  private persistedCursor = -1;
+  private liveCount = 0;
+  private liveBytes = 0;
+  private droppedOldest = 0;
+  private rejectedNew = 0;
+  private corruptOnRead = 0;
+  private cursorWriteErrors = 0;
+  private fsyncs = 0;
+  private readonly recovery: RecoveryStats;
+
+  private pending = Buffer.allocUnsafe(PENDING_INITIAL);
+  private pendingLen = 0;
+  private writeScheduled = false;
+  private writtenSeq = 0;
+
+  private readonly waitSeq: number[] = [];
+  private readonly waitResolve: Array<(seq: number) => void> = [];
+  private readonly waitReject: Array<(err: Error) => void> = [];
+  private waitHead = 0;
+
+  private syncing = false;
+  private syncAgain = false;
+  private syncPromise: Promise<void> = Promise.resolve();
+  private readonly dirtyFds = new Set<number>();
+  private dirDirty = false;
+  private readonly closeAfterSync: number[] = [];
+  private intervalTimer: NodeJS.Timeout | null = null;
+
+  private acksSincePersist = 0;
+  private cursorTimer: NodeJS.Timeout | null = null;
+  private persisting = false;
+  private persistAgain = false;
+  private persistPromise: Promise<void> = Promise.resolve();
+
+  private readonly win = new FileWindow(READ_CHUNK);
+  private readSeg: Segment | null = null;
+  private readFd = -1;
+
+  private failure: DurableQueueError | null = null;
+  private closed = false;
+  private closePromise: Promise<void> | null = null;
+
+  private constructor(
+    readonly dir: string,
+    private readonly dirFd: number,
+    private readonly releaseLock: () => void,
+    private readonly o: ResolvedOptions,
+  ) {
+    this.recovery = {
+      truncatedTails: 0,
+      truncatedBytes: 0,
+      corruptRegions: 0,
+      corruptBytes: 0,
+      badHeaders: 0,
+      removedSegments: 0,
+      cursor: 'ok',
+      metaRewritten: false,
+    };
+    this.recover();
+    if (o.fsync === 'interval') {
+      this.intervalTimer = setInterval(() => this.requestSync(), o.intervalMs);
+      this.intervalTimer.unref();
+    }
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  private recover(): void {
+    const { dir, recovery } = this;
+    recovery.metaRewritten = checkMeta(dir, this.dirFd);
+    for (const tmp of [`${CURSOR_FILE}.tmp`, `${META_FILE}.tmp`]) {
+      try {
+        unlinkSync(join(dir, tmp));
+      } catch {
+        // usually absent
+      }
+    }
+    const c = readCursor(dir);
+    const cursor = typeof c === 'number' ? c : 0;
+    if (c === null) recovery.cursor = 'missing';
+    else if (c === 'invalid') recovery.cursor = 'invalid';
+
+    const names = readdirSync(dir)
+      .filter((n) => SEGMENT_NAME.test(n) && Number(n.slice(0, 20)) >= 1 && Number(n.slice(0, 20)) <= MAX_SEQ)
+      .sort();
+    const scanWin = new FileWindow(SCAN_CHUNK);
+    let lastSeq = 0;
+    for (let i = 0; i < names.length; i++) {
+      const path = join(dir, names[i]);
+      const baseSeq = Number(names[i].slice(0, 20));
+      const ceil = i + 1 < names.length ? Number(names[i + 1].slice(0, 20)) : MAX_SEQ + 1;
+      const isLast = i === names.length - 1;
+      const fd = openSync(path, 'r+');
+      try {
+        const size = fstatSync(fd).size;
+        const r = scanSegment(fd, size, baseSeq, ceil, path, scanWin, this.o.maxRecordBytes);
+        const seg = r.segment;
+        recovery.corruptRegions += r.corruptRegions;
+        recovery.corruptBytes += r.corruptBytes;
+        if (!r.headerOk) recovery.badHeaders++;
+        if (seg.slots === 0 && !isLast) {
+          closeSync(fd);
+          unlinkSync(path);
+          recovery.removedSegments++;
+          if (size > SEGMENT_HEADER_BYTES || !r.headerOk) {
+            recovery.truncatedTails++;
+            recovery.truncatedBytes += Math.max(0, size - SEGMENT_HEADER_BYTES);
+          }
+          continue;
+        }
+        if (r.validEnd < size) {
+          recovery.truncatedTails++;
+          recovery.truncatedBytes += size - r.validEnd;
+          ftruncateSync(fd, r.validEnd);
+        }
+        if (!r.headerOk) {
+          const h = Buffer.alloc(SEGMENT_HEADER_BYTES);
+          writeSegmentHeader(h);
+          writeFully(fd, h, SEGMENT_HEADER_BYTES, 0);
+        }
+        if (r.validEnd < size || !r.headerOk) fdatasyncSync(fd);
+        if (seg.slots > 0) lastSeq = Math.max(lastSeq, seg.endSeq);
+        this.segments.push(seg);
+      } finally {
+        try {
+          closeSync(fd);
+        } catch {
+          // closed above when the segment was removed
+        }
+      }
+    }
+    if (cursor > lastSeq && lastSeq > 0) recovery.cursor = 'past-end';
+    const last = this.segments[this.segments.length - 1];
+    this.nextSeq = Math.max(1, lastSeq + 1, cursor + 1, last ? last.baseSeq : 1);
+    if (this.nextSeq > MAX_SEQ) throw new DurableQueueError('FORMAT', `queue ${dir}: seq space exhausted`);
+
+    for (const seg of this.segments) {
+      const { state, sizes, baseSeq } = seg;
+      for (let s = 0; s < seg.slots; s++) {
+        if (state[s] !== LIVE) continue;
+        if (baseSeq + s <= cursor) {
+          state[s] = DONE;
+          seg.live--;
+        } else {
+          this.liveCount++;
+          this.liveBytes += sizes[s];
+        }
+      }
+    }
+    if (this.segments.length === 0) this.createSegment(this.nextSeq);
+    else {
+      this.active = this.segments[this.segments.length - 1];
+      this.activeFd = openSync(this.active.path, 'r+');
+    }
+    this.writtenSeq = this.nextSeq - 1;
+    this.cursor = cursor;
+    this.persistedCursor = typeof c === 'number' ? c : -1;
+    this.advanceCursor();
+  }
+
+  private createSegment(baseSeq: number): void {
+    const path = join(this.dir, segmentName(baseSeq));
+    const fd = openSync(path, 'wx+', 0o644);
+    const h = Buffer.alloc(SEGMENT_HEADER_BYTES);
+    writeSegmentHeader(h);
+    writeFully(fd, h, SEGMENT_HEADER_BYTES, 0);
+    const seg = new Segment(baseSeq, path);
+    this.segments.push(seg);
+    this.active = seg;
+    this.activeFd = fd;
+    this.dirtyFds.add(fd);
+    this.dirDirty = true;
+  }
+
+  // ---------------------------------------------------------------- put
+
+  put(message: OutboxMessage): Promise<number> {
+    if (this.closed) return Promise.reject(new DurableQueueError('CLOSED', `queue ${this.dir} is closed`));
+    if (this.failure) return Promise.reject(this.failure);
+    let p: ReturnType<typeof prepare>;
+    try {
+      p = prepare(message);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (p.recordBytes > this.o.maxRecordBytes) {
+      return Promise.reject(
+        new DurableQueueError(
+          'TOO_LARGE',
+          `message needs ${p.recordBytes} bytes, maxRecordBytes is ${this.o.maxRecordBytes}`,
+        ),
+      );
+    }
+    const now = this.o.now();
+    const messageBytes = p.topicBytes + p.message.payload.length;
+    if (!this.admit(messageBytes, now)) {
+      this.rejectedNew++;
+      return Promise.reject(new OutboxFullError(`durable queue ${this.dir} is full`));
+    }
+    const seq = this.nextSeq;
+    const active = this.active;
+    try {
+      if (
+        seq !== active.baseSeq + active.slots ||
+        (active.slots > 0 && active.size + this.pendingLen + p.recordBytes > this.o.segmentBytes)
+      ) {
+        this.roll(seq);
+      }
+    } catch (err) {
+      this.fail(err);
+      return Promise.reject(this.failure);
+    }
+    const need = this.pendingLen + p.recordBytes;
+    if (need > this.pending.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.pending.length * 2));
+      this.pending.copy(grown, 0, 0, this.pendingLen);
+      this.pending = grown;
+    }
+    encodeRecord(this.pending, this.pendingLen, p, seq, now);
+    this.active.push(seq, this.active.size + this.pendingLen, messageBytes);
+    this.pendingLen = need;
+    this.nextSeq = seq + 1;
+    this.liveCount++;
+    this.liveBytes += messageBytes;
+    const promise = new Promise<number>((resolve, reject) => {
+      this.waitSeq.push(seq);
+      this.waitResolve.push(resolve);
+      this.waitReject.push(reject);
+    });
+    if (this.pendingLen >= PENDING_FLUSH_BYTES) this.writePendingQuietly();
+    else if (!this.writeScheduled) {
+      this.writeScheduled = true;
+      setImmediate(() => {
+        this.writeScheduled = false;
+        this.writePendingQuietly();
+      });
+    }
+    return promise;
+  }
+
+  /** Applies the bounds before a message of `messageBytes` is stored; false means reject it. */
+  private admit(messageBytes: number, now: number): boolean {
+    const { maxCount, maxBytes, maxAgeMs } = this.o;
+    if (this.o.dropPolicy === 'reject-new') {
+      if (this.liveCount + 1 > maxCount || this.liveBytes + messageBytes > maxBytes) return false;
+      return !(
+        maxAgeMs < Number.POSITIVE_INFINITY &&
+        this.liveCount > 0 &&
+        now - this.oldestTime() > maxAgeMs
+      );
+    }
+    if (messageBytes > maxBytes) return false;
+    this.dropExpired(now);
+    while (
+      this.liveCount > 0 &&
+      (this.liveCount + 1 > maxCount || this.liveBytes + messageBytes > maxBytes)
+    ) {
+      this.dropOldest();
+    }
+    return true;
+  }
+
+  private dropExpired(now: number): void {
+    if (this.o.maxAgeMs === Number.POSITIVE_INFINITY) return;
+    while (this.liveCount > 0 && now - this.oldestTime() > this.o.maxAgeMs) this.dropOldest();
+  }
+
+  private dropOldest(): void {
+    const seq = this.cursor + 1;
+    const seg = this.segments[this.segmentIndex(seq)];
+    this.markDone(seg, seq - seg.baseSeq);
+    this.droppedOldest++;
+    this.advanceCursor();
+    this.noteAck();
+  }
+
+  private roll(seq: number): void {
+    this.writePending();
+    const old = this.active;
+    old.trim();
+    if (this.o.fsync === 'never') closeSync(this.activeFd);
+    else this.closeAfterSync.push(this.activeFd);
+    this.activeFd = -1;
+    this.createSegment(seq);
+  }
+
+  private writePendingQuietly(): void {
+    try {
+      this.writePending();
+    } catch {
+      // fail() recorded it and rejected the waiters
+    }
+  }
+
+  /** Moves the pending records into the active segment file (page cache). */
+  private writePending(): void {
+    if (this.pendingLen === 0 || this.failure) return;
+    try {
+      writeFully(this.activeFd, this.pending, this.pendingLen, this.active.size);
+    } catch (err) {
+      this.fail(err);
+      throw this.failure;
+    }
+    this.active.size += this.pendingLen;
+    this.pendingLen = 0;
+    if (this.pending.length > 4 * PENDING_FLUSH_BYTES) this.pending = Buffer.allocUnsafe(PENDING_INITIAL);
+    this.writtenSeq = this.nextSeq - 1;
+    this.dirtyFds.add(this.activeFd);
+    if (this.o.fsync === 'batch') this.requestSync();
+    else this.resolveWaiters(this.writtenSeq);
+  }
+
+  /** Starts a group fsync of everything written, unless one runs: then it runs again after. */
+  private requestSync(): void {
+    if (this.failure) return;
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    if (this.dirtyFds.size === 0 && !this.dirDirty && this.closeAfterSync.length === 0) {
+      if (this.o.fsync === 'batch') this.resolveWaiters(this.writtenSeq);
+      return;
+    }
+    this.syncing = true;
+    this.syncAgain = false;
+    const target = this.writtenSeq;
+    const jobs: Promise<void>[] = [];
+    for (const fd of this.dirtyFds) jobs.push(fdatasyncP(fd));
+    this.dirtyFds.clear();
+    // a new segment's directory entry must be durable before its records are reported durable
+    if (this.dirDirty) jobs.push(fsyncP(this.dirFd));
+    this.dirDirty = false;
+    const closing = this.closeAfterSync.splice(0);
+    this.syncPromise = Promise.all(jobs).then(
+      () => {
+        this.fsyncs++;
+        for (const fd of closing) closeSync(fd);
+        this.syncing = false;
+        if (this.o.fsync === 'batch') this.resolveWaiters(target);
+        if (this.o.fsync === 'batch' && (this.syncAgain || this.writtenSeq > target)) this.requestSync();
+      },
+      (err) => {
+        for (const fd of closing) closeSync(fd);
+        this.syncing = false;
+        this.fail(err);
+      },
+    );
+  }
+
+  private resolveWaiters(upTo: number): void {
+    const { waitSeq, waitResolve } = this;
+    let h = this.waitHead;
+    while (h < waitSeq.length && waitSeq[h] <= upTo) {
+      waitResolve[h](waitSeq[h]);
+      h++;
+    }
+    if (h === waitSeq.length) {
+      waitSeq.length = 0;
+      waitResolve.length = 0;
+      this.waitReject.length = 0;
+      h = 0;
+    } else if (h > 4096) {
+      waitSeq.splice(0, h);
+      waitResolve.splice(0, h);
+      this.waitReject.splice(0, h);
+      h = 0;
+    }
+    this.waitHead = h;
+  }
+
+  /**
+   * A failed write or fsync leaves the page cache in an unknown state (Linux may have dropped
+   * the dirty pages), so no later fsync can vouch for these records: every waiting put is
+   * rejected, new puts are refused, and reopening lets recovery decide what is on disk.
+   */
+  private fail(err: unknown): void {
+    if (this.failure) return;
+    const msg = err instanceof Error ? err.message : String(err);
+    this.failure = new DurableQueueError('FAILED', `queue ${this.dir}: write or fsync failed: ${msg}`, {
+      cause: err,
+    });
+    for (let h = this.waitHead; h < this.waitSeq.length; h++) this.waitReject[h](this.failure);
+    this.waitSeq.length = 0;
+    this.waitResolve.length = 0;
+    this.waitReject.length = 0;
+    this.waitHead = 0;
+    if (this.intervalTimer) clearInterval(this.intervalTimer);
+    this.intervalTimer = null;
+  }
+
+  /** Resolves once everything put so far is written and fsynced, whatever the fsync policy. */
+  async flush(): Promise<void> {
+    this.writePending();
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (this.syncing) {
+        await this.syncPromise;
+        continue;
+      }
+      if (this.dirtyFds.size === 0 && !this.dirDirty && this.closeAfterSync.length === 0) return;
+      this.requestSync();
+      await this.syncPromise;
+    }
+  }
+
+  // ---------------------------------------------------------------- read / ack
+
+  read(afterSeq: number, max: number): DurableEntry[] {
+    const out: DurableEntry[] = [];
+    if (!(max > 0) || this.closePromise) return out;
+    this.writePendingQuietly();
+    if (this.o.dropPolicy === 'drop-oldest') this.dropExpired(this.o.now());
+    let seq = Math.max(Number.isFinite(afterSeq) ? Math.floor(afterSeq) + 1 : 1, this.cursor + 1);
+    let idx = Math.max(0, this.segmentIndex(seq));
+    let corrupt = false;
+    for (; idx < this.segments.length && out.length < max; idx++) {
+      const seg = this.segments[idx];
+      const { state } = seg;
+      for (let slot = Math.max(0, seq - seg.baseSeq); slot < seg.slots && out.length < max; slot++) {
+        if (state[slot] !== LIVE) continue;
+        if (seg === this.active && seg.offsets[slot] >= seg.size) return out; // unwritten after a failure
+        const e = this.readEntry(seg, slot);
+        if (e === null) {
+          state[slot] = ABSENT;
+          seg.live--;
+          this.liveCount--;
+          this.liveBytes -= seg.sizes[slot];
+          this.corruptOnRead++;
+          corrupt = true;
+        } else out.push(e);
+      }
+      seq = 0;
+    }
+    if (corrupt) this.advanceCursor();
+    return out;
+  }
+
+  private attachRead(seg: Segment): void {
+    if (this.readSeg !== seg) {
+      if (this.readFd >= 0) closeSync(this.readFd);
+      this.readFd = -1;
+      this.readSeg = null;
+      this.win.detach();
+      this.readFd = openSync(seg.path, 'r');
+      this.readSeg = seg;
+    }
+    this.win.attach(this.readFd);
+  }
+
+  private readEntry(seg: Segment, slot: number): DurableEntry | null {
+    this.attachRead(seg);
+    const off = seg.offsets[slot];
+    const win = this.win;
+    const i = win.at(off, RECORD_HEADER_BYTES, seg.size);
+    if (i < 0) return null;
+    const len = win.buf.readUInt32LE(i);
+    if (len < RECORD_HEADER_BYTES || len > seg.size - off) return null;
+    const j = win.at(off, len, seg.size);
+    const seq = seg.baseSeq + slot;
+    if (j < 0 || !recordCrcOk(win.buf, j, len) || !recordShapeOk(win.buf, j, len)) return null;
+    if (recordSeq(win.buf, j) !== seq) return null;
+    const message = decodeMessage(win.buf, j, len);
+    if (message === null) return null;
+    const storedAt = recordTime(win.buf, j);
+    if (len > READ_CHUNK) win.shrink();
+    return { seq, message, storedAt };
+  }
+
+  ack(seq: number): void {
+    if (!Number.isInteger(seq) || seq <= this.cursor || seq >= this.nextSeq) return;
+    const idx = this.segmentIndex(seq);
+    if (idx < 0) return;
+    const seg = this.segments[idx];
+    const slot = seq - seg.baseSeq;
+    if (slot >= seg.slots || seg.state[slot] !== LIVE) return;
+    this.markDone(seg, slot);
+    if (seq === this.cursor + 1) this.advanceCursor();
+    this.noteAck();
+  }
+
+  private markDone(seg: Segment, slot: number): void {
+    seg.state[slot] = DONE;
+    seg.live--;
+    this.liveCount--;
+    this.liveBytes -= seg.sizes[slot];
+  }
+
+  /** Index of the segment whose range starts at or before `seq`, -1 if none. */
+  private segmentIndex(seq: number): number {
+    const segs = this.segments;
+    let lo = 0;
+    let hi = segs.length - 1;
+    let ans = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (segs[mid].baseSeq <= seq) {
+        ans = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return ans;
+  }
+
+  /** Moves the cursor over acknowledged, dropped and absent seqs; removes passed segments. */
+  private advanceCursor(): void {
+    const segs = this.segments;
+    let idx = Math.max(0, this.segmentIndex(this.cursor + 1));
+    for (; idx < segs.length; idx++) {
+      const seg = segs[idx];
+      if (this.cursor + 1 < seg.baseSeq) this.cursor = seg.baseSeq - 1;
+      const { state, slots } = seg;
+      let slot = this.cursor + 1 - seg.baseSeq;
+      while (slot < slots && state[slot] !== LIVE) slot++;
+      this.cursor = Math.max(this.cursor, seg.baseSeq + slot - 1);
+      if (slot < slots) break;
+    }
+    while (segs.length > 1 && this.cursor >= segs[1].baseSeq - 1) {
+      const seg = segs.shift()!;
+      if (this.readSeg === seg) {
+        closeSync(this.readFd);
+        this.readFd = -1;
+        this.readSeg = null;
+        this.win.detach();
+      }
+      try {
+        unlinkSync(seg.path);
+      } catch {
+        // already gone: nothing to free
+      }
+    }
+  }
+
+  private noteAck(): void {
+    if (++this.acksSincePersist >= this.o.cursorEveryAcks) this.persistCursor();
+    else if (this.cursorTimer === null && !this.closed) {
+      this.cursorTimer = setTimeout(() => this.persistCursor(), this.o.cursorIntervalMs);
+      this.cursorTimer.unref();
+    }
+  }
+
+  private persistCursor(): void {
+    if (this.cursorTimer) clearTimeout(this.cursorTimer);
+    this.cursorTimer = null;
+    if (this.closed || this.cursor === this.persistedCursor) return;
+    if (this.persisting) {
+      this.persistAgain = true;
+      return;
+    }
+    this.persisting = true;
+    this.acksSincePersist = 0;
+    const value = this.cursor;
+    this.persistPromise = writeCursor(this.dir, this.dirFd, value)
+      .then(
+        () => {
+          this.persistedCursor = value;
+        },
+        () => {
+          this.cursorWriteErrors++;
+        },
+      )
+      .finally(() => {
+        this.persisting = false;
+        if (this.persistAgain) {
+          this.persistAgain = false;
+          this.persistCursor();
+        }
+      });
+  }
+
+  // ---------------------------------------------------------------- stats / close
+
+  /** Stored-at time of the oldest live record (cursor + 1), read from the file or the pending buffer. */
+  private oldestTime(): number {
+    const seq = this.cursor + 1;
+    const seg = this.segments[this.segmentIndex(seq)];
+    const off = seg.offsets[seq - seg.baseSeq];
+    if (seg === this.active && off >= seg.size) return recordTime(this.pending, off - seg.size);
+    this.attachRead(seg);
+    const i = this.win.at(off, RECORD_HEADER_BYTES, seg.size);
+    return i < 0 ? this.o.now() : recordTime(this.win.buf, i);
+  }
+
+  stats(now: number = this.o.now()): DurableQueueStats {
+    return {
+      count: this.liveCount,
+      bytes: this.liveBytes,
+      oldestAgeMs: this.liveCount > 0 && !this.closePromise ? Math.max(0, now - this.oldestTime()) : 0,
+      droppedOldest: this.droppedOldest,
+      rejectedNew: this.rejectedNew,
+      cursor: this.cursor,
+      nextSeq: this.nextSeq,
+      segments: this.segments.length,
+      fsyncs: this.fsyncs,
+      corruptOnRead: this.corruptOnRead,
+      cursorWriteErrors: this.cursorWriteErrors,
+      failed: this.failure !== null,
+      recovery: { ...this.recovery },
+    };
+  }
+
+  /** Writes and fsyncs what is pending (whatever the policy), persists the cursor, releases the lock. */
+  close(): Promise<void> {
+    if (this.closePromise) return this.closePromise;
+    this.closed = true;
+    this.closePromise = this.shutdown();
+    return this.closePromise;
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.intervalTimer) clearInterval(this.intervalTimer);
+    if (this.cursorTimer) clearTimeout(this.cursorTimer);
+    this.intervalTimer = null;
+    this.cursorTimer = null;
+    try {
+      await this.flush();
+      this.resolveWaiters(this.writtenSeq);
+    } catch {
+      // fail() rejected the waiters; the files are closed below all the same
+    }
+    try {
+      if (!this.failure && this.activeFd >= 0) fdatasyncSync(this.activeFd);
+    } catch (err) {
+      this.fail(err);
+    }
+    for (const fd of this.closeAfterSync.splice(0)) closeSync(fd);
+    await this.persistPromise;
+    if (this.cursor !== this.persistedCursor) {
+      try {
+        writeCursorSync(this.dir, this.dirFd, this.cursor);
+        this.persistedCursor = this.cursor;
+      } catch {
+        this.cursorWriteErrors++;
+      }
+    }
+    if (this.activeFd >= 0) closeSync(this.activeFd);
+    this.activeFd = -1;
+    if (this.readFd >= 0) closeSync(this.readFd);
+    this.readFd = -1;
+    this.readSeg = null;
+    fsyncSync(this.dirFd);
+    closeSync(this.dirFd);
+    this.releaseLock();
+  }
+}

@@ -1,0 +1,89 @@
+import type { OutboxDropPolicy } from '../../core/outbox.ts';
+
+/**
+ * When a put() resolves, and so what a crash can take:
+ * - `'batch'`: after an fdatasync that covers the record. Puts that arrive while one fsync runs
+ *   share the next one (group commit). Survives process crash and power loss.
+ * - `{ intervalMs }`: after the write() into the page cache; a timer fsyncs every intervalMs.
+ *   Survives a process crash; a power cut loses at most the last intervalMs of resolved puts.
+ * - `'never'`: after the write(); fsync only on close(). Survives a process crash, not power loss.
+ */
+export type FsyncPolicy = 'batch' | 'never' | { intervalMs: number };
+
+export interface DurableQueueOptions {
+  /** Default 'batch'. */
+  fsync?: FsyncPolicy;
+  /** A new segment file starts when the current one would pass this. Default 8 MiB (64 KiB .. 1 GiB). */
+  segmentBytes?: number;
+  /** Bound on unacknowledged topic + payload bytes (stats.bytes). Default unbounded. */
+  maxBytes?: number;
+  /** Bound on the age of the oldest unacknowledged message. Default unbounded. */
+  maxAgeMs?: number;
+  /** Bound on the number of unacknowledged messages. Default unbounded. */
+  maxCount?: number;
+  /**
+   * What a full queue does. Default 'reject-new': nothing put() resolved is ever dropped, the
+   * caller (the agent) does not acknowledge the reading, and the device keeps it.
+   */
+  dropPolicy?: OutboxDropPolicy;
+  /** Largest record (message plus 28 to ~100 bytes of framing). Default 256 MiB + 64 KiB. */
+  maxRecordBytes?: number;
+  /** Persist the acknowledge cursor after this many acks... Default 4096. */
+  cursorEveryAcks?: number;
+  /** ...or this long after the first ack not yet persisted. Default 1000 ms. */
+  cursorIntervalMs?: number;
+  /** Clock for record timestamps and the age bound; tests inject one. Default Date.now. */
+  now?: () => number;
+}
+
+export interface ResolvedOptions {
+  fsync: 'batch' | 'never' | 'interval';
+  intervalMs: number;
+  segmentBytes: number;
+  maxBytes: number;
+  maxAgeMs: number;
+  maxCount: number;
+  dropPolicy: OutboxDropPolicy;
+  maxRecordBytes: number;
+  cursorEveryAcks: number;
+  cursorIntervalMs: number;
+  now: () => number;
+}
+
+function positive(name: string, v: number | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER) {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || Number.isNaN(v) || v < min || v > max) {
+    throw new RangeError(`durable queue option ${name} must be a number in ${min}..${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+export function resolveOptions(o: DurableQueueOptions = {}): ResolvedOptions {
+  let fsync: ResolvedOptions['fsync'];
+  let intervalMs = 0;
+  const f = o.fsync ?? 'batch';
+  if (f === 'batch' || f === 'never') fsync = f;
+  else if (typeof f === 'object' && f !== null) {
+    fsync = 'interval';
+    intervalMs = positive('fsync.intervalMs', f.intervalMs, 1000, 1, 3_600_000);
+  } else throw new RangeError(`durable queue option fsync must be 'batch', 'never' or { intervalMs }`);
+  const dropPolicy = o.dropPolicy ?? 'reject-new';
+  if (dropPolicy !== 'reject-new' && dropPolicy !== 'drop-oldest') {
+    throw new RangeError(`durable queue option dropPolicy must be 'reject-new' or 'drop-oldest'`);
+  }
+  return {
+    fsync,
+    intervalMs,
+    segmentBytes: Math.floor(positive('segmentBytes', o.segmentBytes, 8 << 20, 64 << 10, 1 << 30)),
+    maxBytes: positive('maxBytes', o.maxBytes, Number.POSITIVE_INFINITY, 1, Number.POSITIVE_INFINITY),
+    maxAgeMs: positive('maxAgeMs', o.maxAgeMs, Number.POSITIVE_INFINITY, 1, Number.POSITIVE_INFINITY),
+    maxCount: positive('maxCount', o.maxCount, Number.POSITIVE_INFINITY, 1, Number.POSITIVE_INFINITY),
+    dropPolicy,
+    maxRecordBytes: Math.floor(
+      positive('maxRecordBytes', o.maxRecordBytes, (256 << 20) + (64 << 10), 64, 2 ** 31),
+    ),
+    cursorEveryAcks: Math.floor(positive('cursorEveryAcks', o.cursorEveryAcks, 4096, 1, 2 ** 31)),
+    cursorIntervalMs: positive('cursorIntervalMs', o.cursorIntervalMs, 1000, 1, 3_600_000),
+    now: o.now ?? Date.now,
+  };
+}

@@ -1,0 +1,214 @@
+/**
+ * The in-memory index of one segment file: per seq slot, the record's file offset, its message
+ * bytes (for stats and maxBytes) and its state. 9 bytes a record, nothing of the message itself:
+ * a million queued records cost ~9 MB, and messages are read back from the file on demand.
+ */
+import { readSync } from 'node:fs';
+import {
+  RECORD_HEADER_BYTES,
+  recordCrcOk,
+  recordMessageBytes,
+  recordSeq,
+  recordShapeOk,
+  SEGMENT_HEADER_BYTES,
+  segmentHeaderOk,
+} from './record.ts';
+
+/** Stored, not acknowledged. */
+export const LIVE = 0;
+/** Acknowledged, or dropped by a bound. */
+export const DONE = 1;
+/** No record holds this seq (lost to corruption, or never written). */
+export const ABSENT = 2;
+
+export function segmentName(baseSeq: number): string {
+  return `${String(baseSeq).padStart(20, '0')}.log`;
+}
+
+export const SEGMENT_NAME = /^(\d{20})\.log$/;
+
+export class Segment {
+  /** Seqs baseSeq .. baseSeq + slots - 1 have a slot. */
+  slots = 0;
+  /** Live records in this segment. */
+  live = 0;
+  /** Bytes of the file that hold records (the header included); the next record goes here. */
+  size = SEGMENT_HEADER_BYTES;
+  offsets: Uint32Array;
+  sizes: Uint32Array;
+  state: Uint8Array;
+
+  constructor(
+    readonly baseSeq: number,
+    readonly path: string,
+    capacity = 1024,
+  ) {
+    this.offsets = new Uint32Array(capacity);
+    this.sizes = new Uint32Array(capacity);
+    this.state = new Uint8Array(capacity);
+  }
+
+  get endSeq(): number {
+    return this.baseSeq + this.slots - 1;
+  }
+
+  push(seq: number, offset: number, messageBytes: number): void {
+    const slot = seq - this.baseSeq;
+    if (slot >= this.offsets.length) this.grow(Math.max(slot + 1, this.offsets.length * 2));
+    // seqs skipped by corruption get ABSENT slots: fill() is cheap and gaps are rare and bounded
+    if (slot > this.slots) this.state.fill(ABSENT, this.slots, slot);
+    this.offsets[slot] = offset;
+    this.sizes[slot] = messageBytes;
+    this.state[slot] = LIVE;
+    this.slots = slot + 1;
+    this.live++;
+  }
+
+  /** Releases the spare capacity of a segment that will not grow any more. */
+  trim(): void {
+    if (this.offsets.length > this.slots) this.grow(this.slots);
+  }
+
+  private grow(capacity: number): void {
+    const o = new Uint32Array(capacity);
+    const s = new Uint32Array(capacity);
+    const t = new Uint8Array(capacity);
+    const n = Math.min(this.slots, capacity);
+    o.set(this.offsets.subarray(0, n));
+    s.set(this.sizes.subarray(0, n));
+    t.set(this.state.subarray(0, n));
+    this.offsets = o;
+    this.sizes = s;
+    this.state = t;
+  }
+}
+
+/**
+ * A read-ahead window over one file, so that walking records costs one pread per `chunk` bytes.
+ * Data below a file's size never changes (append-only), so a window stays valid while the file grows.
+ */
+export class FileWindow {
+  buf: Buffer;
+  private start = 0;
+  private len = 0;
+  private fd = -1;
+
+  constructor(private readonly chunk: number) {
+    this.buf = Buffer.allocUnsafe(chunk);
+  }
+
+  attach(fd: number): void {
+    if (fd !== this.fd) {
+      this.fd = fd;
+      this.len = 0;
+    }
+  }
+
+  detach(): void {
+    this.fd = -1;
+    this.shrink();
+  }
+
+  /** Gives back the memory a large record made the window grow to. */
+  shrink(): void {
+    this.len = 0;
+    if (this.buf.length > this.chunk) this.buf = Buffer.allocUnsafe(this.chunk);
+  }
+
+  /**
+   * Makes file bytes [pos, pos + n) available and returns their index in `buf`, or -1 when the
+   * file is shorter. The caller bounds n by the file size it knows, so a hostile length field
+   * never makes this allocate more than the file holds.
+   */
+  at(pos: number, n: number, fileSize: number): number {
+    if (pos >= this.start && pos + n <= this.start + this.len) return pos - this.start;
+    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
+    const want = Math.min(this.buf.length, fileSize - pos);
+    let got = 0;
+    while (got < want) {
+      const r = readSync(this.fd, this.buf, got, want - got, pos + got);
+      if (r === 0) break;
+      got += r;
+    }
+    this.start = pos;
+    this.len = got;
+    return got >= n ? 0 : -1;
+  }
+}
+
+export interface ScanResult {
+  segment: Segment;
+  headerOk: boolean;
+  /** End of the last good record: what follows is cut. */
+  validEnd: number;
+  /** Stretches of bad bytes between good records, skipped by resynchronising. */
+  corruptRegions: number;
+  corruptBytes: number;
+}
+
+/**
+ * Rebuilds a segment's index from its file. A record is accepted when its length fits in the
+ * file, its CRC matches, its shape is sound and its seq follows the previous one. After a bad
+ * record, the scan resynchronises byte by byte; a candidate's seq must be one that could have
+ * followed (at most one lost record per 28 skipped bytes, below `seqCeil`), which with the CRC
+ * makes a false match in garbage vanishingly unlikely and bounds the ABSENT slots it can create.
+ */
+export function scanSegment(
+  fd: number,
+  fileSize: number,
+  baseSeq: number,
+  seqCeil: number,
+  path: string,
+  win: FileWindow,
+  maxRecordBytes: number,
+): ScanResult {
+  win.attach(fd);
+  const h = fileSize >= SEGMENT_HEADER_BYTES ? win.at(0, SEGMENT_HEADER_BYTES, fileSize) : -1;
+  const headerOk = h >= 0 && segmentHeaderOk(win.buf, h);
+  // exact capacity for a full segment of small records, grown if needed, trimmed after
+  const segment = new Segment(baseSeq, path, Math.max(16, Math.ceil(fileSize / 128)));
+  let lastSeq = baseSeq - 1;
+  let lastEnd = SEGMENT_HEADER_BYTES;
+  let corruptRegions = 0;
+  let corruptBytes = 0;
+
+  const accept = (p: number): number => {
+    const i = win.at(p, RECORD_HEADER_BYTES, fileSize);
+    if (i < 0) return 0;
+    const b = win.buf;
+    const len = b.readUInt32LE(i);
+    if (len < RECORD_HEADER_BYTES || len > fileSize - p || len > maxRecordBytes) return 0;
+    const seq = recordSeq(b, i);
+    const maxSeq = lastSeq + 1 + Math.floor((p - lastEnd) / RECORD_HEADER_BYTES);
+    if (seq <= lastSeq || seq > maxSeq || seq >= seqCeil) return 0;
+    const j = win.at(p, len, fileSize);
+    if (j < 0 || !recordCrcOk(win.buf, j, len) || !recordShapeOk(win.buf, j, len)) return 0;
+    segment.push(seq, p, recordMessageBytes(win.buf, j, len));
+    lastSeq = seq;
+    return len;
+  };
+
+  let pos = SEGMENT_HEADER_BYTES;
+  while (pos + RECORD_HEADER_BYTES <= fileSize) {
+    const len = accept(pos);
+    if (len > 0) {
+      pos += len;
+      lastEnd = pos;
+      continue;
+    }
+    let q = pos + 1;
+    let found = 0;
+    for (; q + RECORD_HEADER_BYTES <= fileSize; q++) {
+      found = accept(q);
+      if (found > 0) break;
+    }
+    if (found === 0) break;
+    corruptRegions++;
+    corruptBytes += q - lastEnd;
+    pos = q + found;
+    lastEnd = pos;
+  }
+  segment.size = lastEnd;
+  segment.trim();
+  return { segment, headerOk, validEnd: lastEnd, corruptRegions, corruptBytes };
+}
