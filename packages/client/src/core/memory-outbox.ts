@@ -1,0 +1,163 @@
+import { utf8ByteLength } from '@mqtt-edge/codec';
+import {
+  type Outbox,
+  type OutboxDropPolicy,
+  type OutboxEntry,
+  OutboxFullError,
+  type OutboxMessage,
+  type OutboxStats,
+} from './outbox.ts';
+
+export interface MemoryOutboxOptions {
+  /** Most messages held; default 100,000. */
+  maxCount?: number;
+  /** Most topic + payload bytes held; default 64 MiB. */
+  maxBytes?: number;
+  /** What a full store does with a new message; default 'drop-oldest'. */
+  policy?: OutboxDropPolicy;
+  /** Clock for oldestAgeMs; default Date.now. */
+  clock?: () => number;
+}
+
+interface Slot {
+  seq: number;
+  message: OutboxMessage;
+  bytes: number;
+  at: number;
+  /** Acked or dropped: skipped by read(), compacted away from the front. */
+  gone: boolean;
+}
+
+/**
+ * An outbox that can put synchronously: the session uses this to send a message in the same
+ * call that accepted it (and so know its packet id at once).
+ */
+export interface SyncOutbox extends Outbox {
+  putSync(message: OutboxMessage): number;
+}
+
+export function isSyncOutbox(outbox: Outbox): outbox is SyncOutbox {
+  return typeof (outbox as Partial<SyncOutbox>).putSync === 'function';
+}
+
+/**
+ * The default outbox: messages in seq order in an array, acked slots marked and compacted from
+ * the front, read() by binary search. Bounded by count and bytes.
+ */
+export class MemoryOutbox implements SyncOutbox {
+  private slots: Slot[] = [];
+  private head = 0;
+  private bySeq = new Map<number, Slot>();
+  private nextSeq = 1;
+  private bytes = 0;
+  private droppedOldest = 0;
+  private rejectedNew = 0;
+  private readonly maxCount: number;
+  private readonly maxBytes: number;
+  private readonly policy: OutboxDropPolicy;
+  private readonly clock: () => number;
+
+  constructor(options: MemoryOutboxOptions = {}) {
+    this.maxCount = options.maxCount ?? 100_000;
+    this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+    this.policy = options.policy ?? 'drop-oldest';
+    this.clock = options.clock ?? (() => Date.now());
+  }
+
+  putSync(message: OutboxMessage): number {
+    const size = message.payload.length + Math.max(0, utf8ByteLength(message.topic));
+    if (size > this.maxBytes || this.maxCount < 1) {
+      this.rejectedNew++;
+      throw new OutboxFullError(
+        `message of ${size} bytes can never fit in an outbox of ${this.maxBytes} bytes`,
+      );
+    }
+    while (this.bySeq.size >= this.maxCount || this.bytes + size > this.maxBytes) {
+      if (this.policy === 'reject-new') {
+        this.rejectedNew++;
+        throw new OutboxFullError(
+          `outbox full (${this.bySeq.size}/${this.maxCount} messages, ${this.bytes}/${this.maxBytes} bytes)`,
+        );
+      }
+      this.dropOldest();
+    }
+    const slot: Slot = { seq: this.nextSeq++, message, bytes: size, at: this.clock(), gone: false };
+    this.slots.push(slot);
+    this.bySeq.set(slot.seq, slot);
+    this.bytes += size;
+    return slot.seq;
+  }
+
+  put(message: OutboxMessage): Promise<number> {
+    try {
+      return Promise.resolve(this.putSync(message));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  read(afterSeq: number, max: number): OutboxEntry[] {
+    const out: OutboxEntry[] = [];
+    const slots = this.slots;
+    let lo = this.head;
+    let hi = slots.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (slots[mid].seq <= afterSeq) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < slots.length && out.length < max; i++) {
+      const s = slots[i];
+      if (!s.gone) out.push({ seq: s.seq, message: s.message });
+    }
+    return out;
+  }
+
+  ack(seq: number): void {
+    const slot = this.bySeq.get(seq);
+    if (slot === undefined) return;
+    this.remove(slot);
+  }
+
+  stats(now?: number): OutboxStats {
+    const first = this.firstLive();
+    return {
+      count: this.bySeq.size,
+      bytes: this.bytes,
+      oldestAgeMs: first === undefined ? 0 : Math.max(0, (now ?? this.clock()) - first.at),
+      droppedOldest: this.droppedOldest,
+      rejectedNew: this.rejectedNew,
+    };
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private firstLive(): Slot | undefined {
+    for (let i = this.head; i < this.slots.length; i++) if (!this.slots[i].gone) return this.slots[i];
+    return undefined;
+  }
+
+  private dropOldest(): void {
+    const first = this.firstLive();
+    if (first === undefined) return;
+    this.remove(first);
+    this.droppedOldest++;
+  }
+
+  private remove(slot: Slot): void {
+    slot.gone = true;
+    this.bySeq.delete(slot.seq);
+    this.bytes -= slot.bytes;
+    const slots = this.slots;
+    while (this.head < slots.length && slots[this.head].gone) this.head++;
+    if (this.head === slots.length) {
+      this.slots = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > slots.length) {
+      this.slots = slots.slice(this.head);
+      this.head = 0;
+    }
+  }
+}

@@ -1,0 +1,116 @@
+import type { Properties, ProtocolVersion, QoS, Will } from '@mqtt-edge/codec';
+import { utf8Encode } from '@mqtt-edge/codec';
+import { MemoryOutbox } from './memory-outbox.ts';
+import type { Outbox } from './outbox.ts';
+
+export interface WillOptions {
+  topic: string;
+  payload: string | Uint8Array;
+  qos?: QoS;
+  retain?: boolean;
+  /** 5.0 will properties: willDelayInterval, messageExpiryInterval, contentType, ... */
+  properties?: Properties;
+}
+
+export interface SessionOptions {
+  /** 3 = MQTT 3.1, 4 = 3.1.1 (default), 5 = 5.0. */
+  protocolVersion?: ProtocolVersion;
+  /** Empty (the default) asks the server to assign one; 5.0 reports it in the connected event. */
+  clientId?: string;
+  /** Clean session (3.1.1) / clean start (5.0); default true. */
+  clean?: boolean;
+  /** Seconds; 0 disables. Default 60. A 5.0 server keepalive overrides it. */
+  keepalive?: number;
+  username?: string;
+  password?: string | Uint8Array;
+  will?: WillOptions;
+  /** 5.0: seconds the server keeps the session after the connection ends. */
+  sessionExpiryInterval?: number;
+  /** 5.0: most incoming QoS 1/2 publishes in flight we accept; advertised. Default 65,535. */
+  receiveMaximum?: number;
+  /** Largest packet we accept (5.0: advertised); bigger ones close with 0x95. Default 16 MiB. */
+  maximumPacketSize?: number;
+  /** 5.0: incoming topic aliases we accept; advertised. Default 64. */
+  topicAliasMaximum?: number;
+  /** 5.0: use topic aliases for outgoing publishes when the server allows them. Default false. */
+  outgoingTopicAliases?: boolean;
+  /** Other 5.0 CONNECT properties (user properties, request problem information, ...). */
+  connectProperties?: Properties;
+  /** Our own cap on outgoing QoS 1/2 in flight (the server's receiveMaximum lowers it). Default 1,024. */
+  maxInflight?: number;
+  /** Milliseconds to wait for CONNACK. Default 30,000. */
+  connectTimeout?: number;
+  /** Where unacknowledged messages live; default a MemoryOutbox. */
+  outbox?: Outbox;
+  /** Re-send known subscriptions when the server lost the session. Default true. */
+  resubscribe?: boolean;
+}
+
+export interface ResolvedOptions {
+  protocolVersion: ProtocolVersion;
+  clientId: string;
+  clean: boolean;
+  keepalive: number;
+  username: string | undefined;
+  password: Uint8Array | undefined;
+  will: Will | undefined;
+  sessionExpiryInterval: number | undefined;
+  receiveMaximum: number;
+  maximumPacketSize: number;
+  topicAliasMaximum: number;
+  outgoingTopicAliases: boolean;
+  connectProperties: Properties | undefined;
+  maxInflight: number;
+  connectTimeout: number;
+  outbox: Outbox;
+  resubscribe: boolean;
+}
+
+function intIn(name: string, v: number, lo: number, hi: number): number {
+  if (!Number.isInteger(v) || v < lo || v > hi)
+    throw new RangeError(`${name} must be an integer in ${lo}..${hi}`);
+  return v;
+}
+
+export function toBytes(v: string | Uint8Array): Uint8Array {
+  return typeof v === 'string' ? utf8Encode(v) : v;
+}
+
+export function resolveOptions(o: SessionOptions): ResolvedOptions {
+  const protocolVersion = o.protocolVersion ?? 4;
+  if (protocolVersion !== 3 && protocolVersion !== 4 && protocolVersion !== 5)
+    throw new RangeError('protocolVersion must be 3, 4 or 5');
+  const clean = o.clean ?? true;
+  const clientId = o.clientId ?? '';
+  if (clientId === '' && !clean && protocolVersion !== 5)
+    throw new RangeError('MQTT 3.1.1 needs a client id when clean is false');
+  if (clientId === '' && protocolVersion === 3) throw new RangeError('MQTT 3.1 needs a client id');
+  const will = o.will
+    ? {
+        topic: o.will.topic,
+        payload: toBytes(o.will.payload),
+        qos: o.will.qos ?? 0,
+        retain: o.will.retain ?? false,
+        properties: o.will.properties,
+      }
+    : undefined;
+  return {
+    protocolVersion,
+    clientId,
+    clean,
+    keepalive: intIn('keepalive', o.keepalive ?? 60, 0, 65535),
+    username: o.username,
+    password: o.password === undefined ? undefined : toBytes(o.password),
+    will,
+    sessionExpiryInterval: o.sessionExpiryInterval,
+    receiveMaximum: intIn('receiveMaximum', o.receiveMaximum ?? 65535, 1, 65535),
+    maximumPacketSize: intIn('maximumPacketSize', o.maximumPacketSize ?? 16 * 1024 * 1024, 16, 268435460),
+    topicAliasMaximum: intIn('topicAliasMaximum', o.topicAliasMaximum ?? 64, 0, 65535),
+    outgoingTopicAliases: o.outgoingTopicAliases ?? false,
+    connectProperties: o.connectProperties,
+    maxInflight: intIn('maxInflight', o.maxInflight ?? 1024, 1, 65535),
+    connectTimeout: o.connectTimeout ?? 30_000,
+    outbox: o.outbox ?? new MemoryOutbox(),
+    resubscribe: o.resubscribe ?? true,
+  };
+}

@@ -1,0 +1,788 @@
+import {
+  type ConnackPacket,
+  type ConnectPacket,
+  MqttError,
+  type Packet,
+  PacketParser,
+  PacketWriter,
+  type Properties,
+  type PublishPacket,
+  ReasonCode,
+  type Subscription,
+} from '@mqtt-edge/codec';
+import { ConnackError, RequestError } from './errors.ts';
+import type { ClosedEvent, SessionEvent } from './events.ts';
+import { isSyncOutbox } from './memory-outbox.ts';
+import { type ResolvedOptions, resolveOptions, type SessionOptions } from './options.ts';
+import type { OutboxEntry, OutboxMessage } from './outbox.ts';
+import { OutputBuffer } from './output.ts';
+import { PacketIds } from './packet-ids.ts';
+
+export type SessionState = 'idle' | 'connecting' | 'connected' | 'closing';
+
+/** An outgoing QoS 1/2 publish between its PUBLISH and its PUBACK / PUBCOMP. */
+interface Inflight {
+  packetId: number;
+  seq: number;
+  message: OutboxMessage;
+  /** QoS 2 after PUBREC: only PUBREL / PUBCOMP remain. */
+  released: boolean;
+}
+
+interface PendingRequest {
+  packetId: number;
+  kind: 'subscribe' | 'unsubscribe';
+  subscriptions: Subscription[];
+  filters: string[];
+  properties: Properties | undefined;
+  internal: boolean;
+}
+
+/** What publish() did with a message. */
+export interface PublishTicket {
+  /** Outbox sequence; undefined for a QoS 0 message written at once. */
+  seq: number | undefined;
+  /** Set when the PUBLISH was written in this call (QoS 1/2). */
+  packetId: number | undefined;
+  /** True when the PUBLISH was written in this call. */
+  sent: boolean;
+}
+
+const OUTBOX_READ_BATCH = 256;
+
+function protocolError(
+  code: string,
+  message: string,
+  reasonCode: number = ReasonCode.ProtocolError,
+): MqttError {
+  return new MqttError(code, message, reasonCode);
+}
+
+/**
+ * The MQTT client as a state machine without I/O (h11 / quinn-proto style). Feed it received
+ * bytes, the time and commands; take from it the bytes to write (takeOutput), the events
+ * (takeEvents) and when to call tick() next (nextDeadline). Time is milliseconds, any origin.
+ *
+ * Session state (in-flight publishes, packet ids, incoming QoS 2 ids, pending subscribes) lives
+ * across connections; connection state (parser, aliases, keepalive, server limits) does not.
+ */
+export class ClientSession {
+  readonly options: ResolvedOptions;
+  private _state: SessionState = 'idle';
+  private _clientId: string;
+  private readonly writer = new PacketWriter();
+  private parser: PacketParser | null = null;
+  private readonly out = new OutputBuffer();
+  private events: SessionEvent[] = [];
+  private readonly ids = new PacketIds();
+  private readonly inflight = new Map<number, Inflight>();
+  private readonly bySeq = new Map<number, Inflight>();
+  private readonly incomingQos2 = new Set<number>();
+  private readonly pending = new Map<number, PendingRequest>();
+  private readonly subscriptions = new Map<string, Subscription>();
+  private readCursor = 0;
+  private everConnected = false;
+  private now = 0;
+  // Connection scope.
+  private lastSent = 0;
+  private lastReceived = 0;
+  private pingOutstanding = false;
+  private connectDeadline = 0;
+  private keepaliveMs = 0;
+  private sendQuota = 0;
+  private serverMaxPacket = Number.POSITIVE_INFINITY;
+  private serverMaxQoS = 2;
+  private serverRetain = true;
+  private aliasesIn = new Map<number, string>();
+  private aliasesOut: Map<string, number> | null = null;
+  private aliasOutMax = 0;
+  private needPump = false;
+
+  constructor(options: SessionOptions = {}) {
+    this.options = resolveOptions(options);
+    this._clientId = this.options.clientId;
+  }
+
+  get state(): SessionState {
+    return this._state;
+  }
+  get clientId(): string {
+    return this._clientId;
+  }
+  get outbox() {
+    return this.options.outbox;
+  }
+  /** Outgoing QoS 1/2 publishes awaiting PUBACK / PUBREC / PUBCOMP. */
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+  /** The packet id of an outbox entry in flight, if it is. */
+  packetIdOf(seq: number): number | undefined {
+    return this.bySeq.get(seq)?.packetId;
+  }
+
+  // ---- outputs ---------------------------------------------------------------------------
+
+  takeOutput(): Uint8Array | null {
+    return this.out.take();
+  }
+
+  takeEvents(): SessionEvent[] {
+    if (this.events.length === 0) return [];
+    const e = this.events;
+    this.events = [];
+    return e;
+  }
+
+  /** When tick() must next be called, or undefined when nothing is timed. */
+  nextDeadline(): number | undefined {
+    if (this._state === 'connecting') return this.connectDeadline;
+    if (this._state !== 'connected' || this.keepaliveMs === 0) return undefined;
+    const dead = this.lastReceived + this.keepaliveMs * 1.5;
+    if (this.pingOutstanding) return dead;
+    return Math.min(Math.min(this.lastSent, this.lastReceived) + this.keepaliveMs, dead);
+  }
+
+  // ---- inputs ----------------------------------------------------------------------------
+
+  /** The transport is open: write CONNECT. */
+  open(now: number): void {
+    if (this._state !== 'idle') throw new Error(`open() in state ${this._state}`);
+    this.now = now;
+    const o = this.options;
+    this.parser = new PacketParser({
+      protocolVersion: o.protocolVersion,
+      maxPacketSize: o.maximumPacketSize,
+    });
+    this.out.clear();
+    this.lastSent = now;
+    this.lastReceived = now;
+    this.pingOutstanding = false;
+    this.keepaliveMs = o.keepalive * 1000;
+    this.sendQuota = o.maxInflight;
+    this.serverMaxPacket = Number.POSITIVE_INFINITY;
+    this.serverMaxQoS = 2;
+    this.serverRetain = true;
+    this.aliasesIn = new Map();
+    this.aliasesOut = null;
+    this.aliasOutMax = 0;
+    this.connectDeadline = now + o.connectTimeout;
+    this._state = 'connecting';
+    const connect: ConnectPacket = {
+      type: 'connect',
+      protocolVersion: o.protocolVersion,
+      clientId: this._clientId,
+      clean: o.clean,
+      keepalive: o.keepalive,
+    };
+    if (o.username !== undefined) connect.username = o.username;
+    if (o.password !== undefined) connect.password = o.password;
+    if (o.will !== undefined) connect.will = o.will;
+    if (o.protocolVersion === 5) {
+      const p: Properties = { ...o.connectProperties };
+      if (o.sessionExpiryInterval !== undefined) p.sessionExpiryInterval = o.sessionExpiryInterval;
+      if (o.receiveMaximum !== 65535) p.receiveMaximum = o.receiveMaximum;
+      if (o.maximumPacketSize !== 268435460) p.maximumPacketSize = o.maximumPacketSize;
+      if (o.topicAliasMaximum > 0) p.topicAliasMaximum = o.topicAliasMaximum;
+      connect.properties = p;
+    }
+    this.write(connect);
+  }
+
+  /** Bytes from the transport. */
+  receive(bytes: Uint8Array, now: number): void {
+    if (this._state !== 'connecting' && this._state !== 'connected') return;
+    this.now = now;
+    this.lastReceived = now;
+    try {
+      this.parser!.push(bytes, (p) => this.handle(p));
+    } catch (err) {
+      this.fail(
+        err instanceof MqttError
+          ? err
+          : new MqttError('INTERNAL', `client error: ${String(err)}`, ReasonCode.ImplementationSpecificError),
+        true,
+      );
+    }
+    if (this.needPump) this.pump(now);
+  }
+
+  /** Timers: call at or after nextDeadline(). */
+  tick(now: number): void {
+    this.now = now;
+    if (this._state === 'connecting') {
+      if (now >= this.connectDeadline)
+        this.fail(
+          new MqttError(
+            'CONNECT_TIMEOUT',
+            `no CONNACK within ${this.options.connectTimeout} ms`,
+            ReasonCode.UnspecifiedError,
+          ),
+          false,
+        );
+      return;
+    }
+    if (this._state !== 'connected' || this.keepaliveMs === 0) return;
+    if (now >= this.lastReceived + this.keepaliveMs * 1.5) {
+      this.fail(
+        new MqttError(
+          'KEEPALIVE_TIMEOUT',
+          `nothing received for ${(now - this.lastReceived) / 1000} s (keepalive ${this.keepaliveMs / 1000} s)`,
+          ReasonCode.KeepAliveTimeout,
+        ),
+        false,
+      );
+      return;
+    }
+    if (!this.pingOutstanding && now >= Math.min(this.lastSent, this.lastReceived) + this.keepaliveMs) {
+      this.pingOutstanding = true;
+      this.write({ type: 'pingreq' });
+    }
+  }
+
+  /** The transport closed (or failed). Session state is kept for the next open(). */
+  connectionLost(now: number, error?: Error): void {
+    this.now = now;
+    if (this._state === 'connecting' || this._state === 'connected') {
+      this.closed({
+        type: 'closed',
+        by: 'transport',
+        reasonCode: ReasonCode.UnspecifiedError,
+        reasonString: undefined,
+        error: error ?? new Error('connection lost'),
+      });
+    }
+    this._state = 'idle';
+    this.parser = null;
+    this.out.clear();
+  }
+
+  // ---- commands --------------------------------------------------------------------------
+
+  /**
+   * Publish. QoS 0 while connected is written at once and bypasses the outbox; everything
+   * else goes through the outbox, which must be synchronous here (MemoryOutbox is). For an
+   * asynchronous outbox, `await outbox.put(message)` and then call pump().
+   * Throws OutboxFullError under a reject-new bound.
+   */
+  publish(message: OutboxMessage, now: number): PublishTicket {
+    this.now = now;
+    if (message.qos === 0 && this._state === 'connected') {
+      this.sendQoS0(message, undefined);
+      return { seq: undefined, packetId: undefined, sent: true };
+    }
+    const outbox = this.options.outbox;
+    if (!isSyncOutbox(outbox)) throw new TypeError('this outbox is asynchronous: put() into it, then pump()');
+    const seq = outbox.putSync(message);
+    this.pump(now);
+    const packetId = this.bySeq.get(seq)?.packetId;
+    return { seq, packetId, sent: packetId !== undefined };
+  }
+
+  /** Send queued outbox entries while the send window allows. */
+  pump(now: number): void {
+    this.now = now;
+    this.needPump = false;
+    if (this._state !== 'connected') return;
+    const outbox = this.options.outbox;
+    for (;;) {
+      const free = this.sendQuota - this.inflight.size;
+      if (free <= 0) return;
+      const entries = outbox.read(this.readCursor, free < OUTBOX_READ_BATCH ? free : OUTBOX_READ_BATCH);
+      if (entries.length === 0) return;
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i];
+        this.readCursor = e.seq;
+        this.sendEntry(e);
+        if (this._state !== 'connected') return;
+      }
+    }
+  }
+
+  /** SUBSCRIBE now, or when connected. Returns the packet id the suback event will carry. */
+  subscribe(subscriptions: Subscription[], properties: Properties | undefined, now: number): number {
+    this.now = now;
+    if (subscriptions.length === 0) throw new RangeError('subscribe needs at least one filter');
+    const req: PendingRequest = {
+      packetId: this.ids.allocate(),
+      kind: 'subscribe',
+      subscriptions,
+      filters: [],
+      properties,
+      internal: false,
+    };
+    this.pending.set(req.packetId, req);
+    if (this._state === 'connected') this.sendRequest(req);
+    return req.packetId;
+  }
+
+  /** UNSUBSCRIBE now, or when connected. Returns the packet id the unsuback event will carry. */
+  unsubscribe(filters: string[], properties: Properties | undefined, now: number): number {
+    this.now = now;
+    if (filters.length === 0) throw new RangeError('unsubscribe needs at least one filter');
+    const req: PendingRequest = {
+      packetId: this.ids.allocate(),
+      kind: 'unsubscribe',
+      subscriptions: [],
+      filters,
+      properties,
+      internal: false,
+    };
+    this.pending.set(req.packetId, req);
+    if (this._state === 'connected') this.sendRequest(req);
+    return req.packetId;
+  }
+
+  /** Graceful close: DISCONNECT (5.0: with the reason code), then the connection closes. */
+  disconnect(now: number, reasonCode = 0, properties?: Properties): void {
+    this.now = now;
+    if (this._state === 'connected') {
+      if (this.options.protocolVersion === 5) this.write({ type: 'disconnect', reasonCode, properties });
+      else this.write({ type: 'disconnect' });
+    }
+    if (this._state === 'connected' || this._state === 'connecting')
+      this.closed({ type: 'closed', by: 'client', reasonCode, reasonString: undefined, error: undefined });
+  }
+
+  /**
+   * Forget requests nobody waits for any more (after the caller gave up): pending subscribes
+   * and unsubscribes are dropped; in-flight publishes are kept (they are the outbox's).
+   */
+  cancelPendingRequests(): number[] {
+    const ids = [...this.pending.keys()];
+    for (const id of ids) this.ids.release(id);
+    this.pending.clear();
+    return ids;
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private write(packet: Packet): number {
+    const bytes = this.writer.encode(packet, this.options.protocolVersion);
+    this.out.push(bytes);
+    this.lastSent = this.now;
+    return bytes.length;
+  }
+
+  private emit(e: SessionEvent): void {
+    this.events.push(e);
+  }
+
+  private closed(e: ClosedEvent): void {
+    this._state = 'closing';
+    this.emit(e);
+  }
+
+  /** Protocol or local failure: (5.0, connected) DISCONNECT with the reason, error, closed. */
+  private fail(err: MqttError, sendDisconnect: boolean): void {
+    if (this._state !== 'connecting' && this._state !== 'connected') return;
+    if (sendDisconnect && this._state === 'connected' && this.options.protocolVersion === 5) {
+      const reasonCode = err.reasonCode >= 0x80 ? err.reasonCode : ReasonCode.UnspecifiedError;
+      try {
+        this.write({ type: 'disconnect', reasonCode });
+      } catch {
+        // Nothing to add: the connection is being closed anyway.
+      }
+    }
+    this.emit({ type: 'error', error: err });
+    this.closed({
+      type: 'closed',
+      by: 'error',
+      reasonCode: err.reasonCode,
+      reasonString: err.message,
+      error: err,
+    });
+  }
+
+  private handle(p: Packet): void {
+    if (this._state === 'closing') return;
+    if (p.type === 'connack') {
+      if (this._state !== 'connecting')
+        throw protocolError('UNEXPECTED_CONNACK', 'CONNACK on an open connection');
+      this.handleConnack(p);
+      return;
+    }
+    if (this._state !== 'connected')
+      throw protocolError('PACKET_BEFORE_CONNACK', `${p.type.toUpperCase()} before CONNACK`);
+    switch (p.type) {
+      case 'publish':
+        this.handlePublish(p);
+        return;
+      case 'puback': {
+        const rec = this.inflight.get(p.packetId);
+        if (rec === undefined || rec.message.qos !== 1)
+          throw protocolError(
+            'UNEXPECTED_PACKET_ID',
+            `PUBACK for packet id ${p.packetId}, not a QoS 1 in flight`,
+          );
+        this.complete(rec, p.reasonCode ?? 0, p.properties);
+        return;
+      }
+      case 'pubrec': {
+        const rec = this.inflight.get(p.packetId);
+        if (rec === undefined || rec.message.qos !== 2)
+          throw protocolError(
+            'UNEXPECTED_PACKET_ID',
+            `PUBREC for packet id ${p.packetId}, not a QoS 2 in flight`,
+          );
+        const rc = p.reasonCode ?? 0;
+        if (rc >= 0x80) {
+          // A failing PUBREC ends the flow [MQTT-4.3.3]: no PUBREL.
+          this.complete(rec, rc, p.properties);
+          return;
+        }
+        rec.released = true;
+        this.write({ type: 'pubrel', packetId: rec.packetId });
+        return;
+      }
+      case 'pubcomp': {
+        const rec = this.inflight.get(p.packetId);
+        if (rec === undefined || !rec.released)
+          throw protocolError(
+            'UNEXPECTED_PACKET_ID',
+            `PUBCOMP for packet id ${p.packetId}, no PUBREL outstanding`,
+          );
+        this.complete(rec, p.reasonCode ?? 0, p.properties);
+        return;
+      }
+      case 'pubrel': {
+        const known = this.incomingQos2.delete(p.packetId);
+        // Unknown is no error during recovery; 5.0 says so with 0x92 [MQTT-3.7.2.1].
+        if (known || this.options.protocolVersion !== 5)
+          this.write({ type: 'pubcomp', packetId: p.packetId });
+        else
+          this.write({
+            type: 'pubcomp',
+            packetId: p.packetId,
+            reasonCode: ReasonCode.PacketIdentifierNotFound,
+          });
+        return;
+      }
+      case 'suback': {
+        const req = this.pending.get(p.packetId);
+        if (req === undefined || req.kind !== 'subscribe')
+          throw protocolError(
+            'UNEXPECTED_PACKET_ID',
+            `SUBACK for packet id ${p.packetId}, no SUBSCRIBE pending`,
+          );
+        if (p.reasonCodes.length !== req.subscriptions.length)
+          throw protocolError(
+            'SUBACK_COUNT',
+            `SUBACK has ${p.reasonCodes.length} codes for ${req.subscriptions.length} filters`,
+          );
+        this.pending.delete(p.packetId);
+        this.ids.release(p.packetId);
+        for (let i = 0; i < req.subscriptions.length; i++) {
+          const s = req.subscriptions[i];
+          if (p.reasonCodes[i] < 0x80) this.subscriptions.set(s.topicFilter, s);
+        }
+        this.emit({
+          type: 'suback',
+          packetId: p.packetId,
+          reasonCodes: p.reasonCodes,
+          properties: p.properties,
+          internal: req.internal,
+        });
+        return;
+      }
+      case 'unsuback': {
+        const req = this.pending.get(p.packetId);
+        if (req === undefined || req.kind !== 'unsubscribe')
+          throw protocolError(
+            'UNEXPECTED_PACKET_ID',
+            `UNSUBACK for packet id ${p.packetId}, no UNSUBSCRIBE pending`,
+          );
+        if (p.reasonCodes !== undefined && p.reasonCodes.length !== req.filters.length)
+          throw protocolError(
+            'UNSUBACK_COUNT',
+            `UNSUBACK has ${p.reasonCodes.length} codes for ${req.filters.length} filters`,
+          );
+        this.pending.delete(p.packetId);
+        this.ids.release(p.packetId);
+        for (const f of req.filters) this.subscriptions.delete(f);
+        this.emit({
+          type: 'unsuback',
+          packetId: p.packetId,
+          reasonCodes: p.reasonCodes,
+          properties: p.properties,
+        });
+        return;
+      }
+      case 'pingresp':
+        this.pingOutstanding = false;
+        return;
+      case 'disconnect':
+        if (this.options.protocolVersion !== 5)
+          throw protocolError('UNEXPECTED_DISCONNECT', 'a 3.1.1 server may not send DISCONNECT');
+        this.closed({
+          type: 'closed',
+          by: 'server',
+          reasonCode: p.reasonCode ?? 0,
+          reasonString: p.properties?.reasonString,
+          error: undefined,
+        });
+        return;
+      default:
+        throw protocolError(
+          'PACKET_NOT_ALLOWED',
+          `a server may not send ${p.type.toUpperCase()} to a client`,
+        );
+    }
+  }
+
+  private handleConnack(p: ConnackPacket): void {
+    const o = this.options;
+    const v5 = o.protocolVersion === 5;
+    if (p.reasonCode !== 0) {
+      const err = new ConnackError(o.protocolVersion, p.reasonCode, p.properties?.reasonString);
+      this.emit({ type: 'error', error: err });
+      this.closed({
+        type: 'closed',
+        by: 'server',
+        reasonCode: err.reasonCode,
+        reasonString: err.reasonString,
+        error: err,
+      });
+      return;
+    }
+    if (p.sessionPresent && o.clean)
+      throw protocolError('SESSION_PRESENT_ON_CLEAN', 'CONNACK says session present after a clean start');
+    const props = p.properties;
+    if (v5 && props !== undefined) {
+      if (props.assignedClientIdentifier !== undefined) this._clientId = props.assignedClientIdentifier;
+      if (props.serverKeepAlive !== undefined) this.keepaliveMs = props.serverKeepAlive * 1000;
+      if (props.receiveMaximum !== undefined) this.sendQuota = Math.min(o.maxInflight, props.receiveMaximum);
+      if (props.maximumPacketSize !== undefined) this.serverMaxPacket = props.maximumPacketSize;
+      if (props.maximumQoS !== undefined) this.serverMaxQoS = props.maximumQoS;
+      if (props.retainAvailable === false) this.serverRetain = false;
+      if (o.outgoingTopicAliases && props.topicAliasMaximum !== undefined && props.topicAliasMaximum > 0) {
+        this.aliasOutMax = props.topicAliasMaximum;
+        this.aliasesOut = new Map();
+      }
+    }
+    this._state = 'connected';
+    if (!p.sessionPresent) {
+      // The server has no state of ours: QoS 2 ids we hold for it are moot, and a message it
+      // acknowledged with PUBREC was its to deliver; PUBLISHes it never acknowledged go again.
+      this.incomingQos2.clear();
+      for (const rec of [...this.inflight.values()]) if (rec.released) this.complete(rec, 0, undefined);
+    }
+    this.emit({
+      type: 'connected',
+      sessionPresent: p.sessionPresent,
+      reasonCode: 0,
+      clientId: this._clientId,
+      keepalive: this.keepaliveMs / 1000,
+      properties: props,
+    });
+    // Resend in the original order [MQTT-4.4.0-1]: PUBLISH with DUP, PUBREL after PUBREC.
+    for (const rec of this.inflight.values()) {
+      if (rec.released) this.write({ type: 'pubrel', packetId: rec.packetId });
+      else this.writePublish(rec.message, rec.packetId, true);
+    }
+    for (const req of this.pending.values()) this.sendRequest(req);
+    if (!p.sessionPresent && o.resubscribe && this.everConnected && this.subscriptions.size > 0) {
+      const subs = [...this.subscriptions.values()];
+      const req: PendingRequest = {
+        packetId: this.ids.allocate(),
+        kind: 'subscribe',
+        subscriptions: subs,
+        filters: [],
+        properties: undefined,
+        internal: true,
+      };
+      this.pending.set(req.packetId, req);
+      this.sendRequest(req);
+    }
+    this.everConnected = true;
+    this.needPump = true;
+  }
+
+  private handlePublish(p: PublishPacket): void {
+    const alias = p.properties?.topicAlias;
+    if (alias !== undefined) {
+      if (alias === 0 || alias > this.options.topicAliasMaximum)
+        throw protocolError(
+          'TOPIC_ALIAS_INVALID',
+          `topic alias ${alias} outside 1..${this.options.topicAliasMaximum}`,
+          ReasonCode.TopicAliasInvalid,
+        );
+      if (p.topic === '') {
+        const topic = this.aliasesIn.get(alias);
+        if (topic === undefined)
+          throw protocolError(
+            'TOPIC_ALIAS_UNKNOWN',
+            `topic alias ${alias} was never set`,
+            ReasonCode.ProtocolError,
+          );
+        p = { ...p, topic };
+      } else this.aliasesIn.set(alias, p.topic);
+    } else if (p.topic === '') throw protocolError('TOPIC_EMPTY', 'PUBLISH without topic or alias');
+    if (p.qos === 0) {
+      this.emit({ type: 'message', packet: p });
+    } else if (p.qos === 1) {
+      this.emit({ type: 'message', packet: p });
+      this.write({ type: 'puback', packetId: p.packetId! });
+    } else {
+      const id = p.packetId!;
+      if (!this.incomingQos2.has(id)) {
+        if (this.incomingQos2.size >= this.options.receiveMaximum)
+          throw protocolError(
+            'RECEIVE_MAXIMUM_EXCEEDED',
+            `more than ${this.options.receiveMaximum} QoS 2 publishes awaiting PUBREL`,
+            ReasonCode.ReceiveMaximumExceeded,
+          );
+        this.incomingQos2.add(id);
+        this.emit({ type: 'message', packet: p });
+      }
+      this.write({ type: 'pubrec', packetId: id });
+    }
+  }
+
+  private sendRequest(req: PendingRequest): void {
+    if (req.kind === 'subscribe')
+      this.write({
+        type: 'subscribe',
+        packetId: req.packetId,
+        subscriptions: req.subscriptions,
+        properties: req.properties,
+      });
+    else
+      this.write({
+        type: 'unsubscribe',
+        packetId: req.packetId,
+        topicFilters: req.filters,
+        properties: req.properties,
+      });
+  }
+
+  /** A request this connection cannot carry: completes as failed, never in flight. */
+  private refuse(
+    entry: OutboxEntry | undefined,
+    message: OutboxMessage,
+    code: string,
+    text: string,
+    rc: number,
+  ) {
+    if (entry !== undefined) this.options.outbox.ack(entry.seq);
+    this.emit({
+      type: 'published',
+      seq: entry?.seq,
+      packetId: undefined,
+      qos: message.qos,
+      reasonCode: rc,
+      properties: undefined,
+      error: new RequestError(code, text, rc),
+    });
+  }
+
+  private admissible(entry: OutboxEntry | undefined, m: OutboxMessage): boolean {
+    if (m.qos > this.serverMaxQoS) {
+      this.refuse(entry, m, 'QOS_NOT_SUPPORTED', `server maximum QoS is ${this.serverMaxQoS}`, 0x9b);
+      return false;
+    }
+    if (m.retain && !this.serverRetain) {
+      this.refuse(entry, m, 'RETAIN_NOT_SUPPORTED', 'server does not support retain', 0x9a);
+      return false;
+    }
+    return true;
+  }
+
+  private sendQoS0(m: OutboxMessage, entry: OutboxEntry | undefined): void {
+    if (!this.admissible(entry, m)) return;
+    const size = this.writePublish(m, undefined, false);
+    if (size < 0) {
+      this.refuse(entry, m, 'PACKET_TOO_LARGE', `over the server's ${this.serverMaxPacket} bytes`, 0x95);
+      return;
+    }
+    if (entry !== undefined) {
+      this.options.outbox.ack(entry.seq);
+      this.emit({
+        type: 'published',
+        seq: entry.seq,
+        packetId: undefined,
+        qos: 0,
+        reasonCode: 0,
+        properties: undefined,
+        error: undefined,
+      });
+    }
+  }
+
+  private sendEntry(e: OutboxEntry): void {
+    const m = e.message;
+    if (m.qos === 0) {
+      this.sendQoS0(m, e);
+      return;
+    }
+    if (!this.admissible(e, m)) return;
+    const id = this.ids.allocate();
+    if (this.writePublish(m, id, false) < 0) {
+      this.ids.release(id);
+      this.refuse(e, m, 'PACKET_TOO_LARGE', `over the server's ${this.serverMaxPacket} bytes`, 0x95);
+      return;
+    }
+    const rec: Inflight = { packetId: id, seq: e.seq, message: m, released: false };
+    this.inflight.set(id, rec);
+    this.bySeq.set(e.seq, rec);
+  }
+
+  /** Writes a PUBLISH (topic alias applied); -1 when it exceeds the server's maximum packet size. */
+  private writePublish(m: OutboxMessage, packetId: number | undefined, dup: boolean): number {
+    let topic = m.topic;
+    let properties = m.properties;
+    const aliases = this.aliasesOut;
+    let newAlias = 0;
+    if (aliases !== null) {
+      const known = aliases.get(topic);
+      if (known !== undefined) {
+        properties = { ...properties, topicAlias: known };
+        topic = '';
+      } else if (aliases.size < this.aliasOutMax) {
+        newAlias = aliases.size + 1;
+        properties = { ...properties, topicAlias: newAlias };
+      }
+    }
+    const packet: PublishPacket = {
+      type: 'publish',
+      topic,
+      payload: m.payload,
+      qos: m.qos,
+      retain: m.retain,
+      dup,
+    };
+    if (packetId !== undefined) packet.packetId = packetId;
+    if (properties !== undefined && this.options.protocolVersion === 5) packet.properties = properties;
+    const bytes = this.writer.encode(packet, this.options.protocolVersion);
+    if (bytes.length > this.serverMaxPacket) return -1;
+    if (newAlias !== 0) aliases!.set(m.topic, newAlias);
+    this.out.push(bytes);
+    this.lastSent = this.now;
+    return bytes.length;
+  }
+
+  private complete(rec: Inflight, reasonCode: number, properties: Properties | undefined): void {
+    this.inflight.delete(rec.packetId);
+    this.bySeq.delete(rec.seq);
+    this.ids.release(rec.packetId);
+    this.options.outbox.ack(rec.seq);
+    this.needPump = true;
+    this.emit({
+      type: 'published',
+      seq: rec.seq,
+      packetId: rec.packetId,
+      qos: rec.message.qos,
+      reasonCode,
+      properties,
+      error:
+        reasonCode >= 0x80
+          ? new RequestError(
+              'PUBLISH_REFUSED',
+              `server refused the publish with reason code 0x${reasonCode.toString(16)}`,
+              reasonCode,
+              properties?.reasonString,
+            )
+          : undefined,
+    });
+  }
+}

@@ -1,0 +1,451 @@
+import { EventEmitter } from 'node:events';
+import {
+  type Properties,
+  type PublishPacket,
+  type QoS,
+  type Subscription,
+  validateTopicFilter,
+  validateTopicName,
+} from '@mqtt-edge/codec';
+import { ConnackError } from '../core/errors.ts';
+import type { ClosedEvent, ConnectedEvent, SessionEvent } from '../core/events.ts';
+import { isSyncOutbox } from '../core/memory-outbox.ts';
+import type { SessionOptions } from '../core/options.ts';
+import { toBytes } from '../core/options.ts';
+import type { OutboxMessage } from '../core/outbox.ts';
+import { ClientSession } from '../core/session.ts';
+import { type BackoffOptions, backoffDelay } from './backoff.ts';
+import { parseUrl, resolveTarget, type Target, type TransportOptions } from './target.ts';
+import { openTransport, type Transport } from './transport.ts';
+
+export interface ClientOptions extends SessionOptions, TransportOptions, BackoffOptions {
+  /** Reconnect after a lost connection; default true. */
+  reconnect?: boolean;
+  /** publish/subscribe while disconnected wait for the connection (default true) or reject. */
+  queueWhileDisconnected?: boolean;
+  /**
+   * QoS 0 publishes while disconnected: queued in the outbox like QoS 1/2 (default true, and
+   * bounded by the outbox) or rejected with a NOT_CONNECTED error (false).
+   */
+  queueQoS0?: boolean;
+}
+
+export interface PublishOptions {
+  qos?: QoS;
+  retain?: boolean;
+  /** 5.0 properties (message expiry, content type, response topic, user properties, ...). */
+  properties?: Properties;
+}
+
+export interface PublishResult {
+  /** The packet id the flow used (undefined for QoS 0). */
+  packetId: number | undefined;
+  /** PUBACK / PUBCOMP reason code (5.0; 0 otherwise). */
+  reasonCode: number;
+  properties: Properties | undefined;
+}
+
+/**
+ * The promise publish() returns. `packetId` is set before publish() returns when the PUBLISH
+ * was written at once (connected, room in the send window, nothing queued ahead); a message
+ * that waits in the outbox gets its id when it is sent, and the resolved result carries it.
+ */
+export type PublishPromise = Promise<PublishResult> & { packetId: number | undefined };
+
+export interface SubscribeRequest {
+  filter: string;
+  qos?: QoS;
+  noLocal?: boolean;
+  retainAsPublished?: boolean;
+  retainHandling?: 0 | 1 | 2;
+}
+
+export interface SubscribeResult {
+  packetId: number;
+  /** One per filter: the granted QoS (0..2) or a failure reason code (0x80 and up). */
+  reasonCodes: number[];
+  granted: Array<{ filter: string; qos: number }>;
+  properties: Properties | undefined;
+}
+
+export interface UnsubscribeResult {
+  packetId: number;
+  reasonCodes: number[] | undefined;
+  properties: Properties | undefined;
+}
+
+export interface EndOptions {
+  /** 5.0 DISCONNECT reason code; default 0 (normal). 0x04 asks the server to publish the will. */
+  reasonCode?: number;
+  properties?: Properties;
+  /** Close the socket without DISCONNECT. */
+  force?: boolean;
+}
+
+export class ClientError extends Error {
+  override readonly name = 'ClientError';
+  constructor(
+    readonly code: 'NOT_CONNECTED' | 'CLIENT_ENDED',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Waiter<T> {
+  resolve(v: T): void;
+  reject(e: Error): void;
+}
+
+interface MqttClientEvents {
+  connect: [ConnectedEvent];
+  message: [topic: string, payload: Uint8Array, packet: PublishPacket];
+  close: [ClosedEvent | undefined];
+  error: [Error];
+  reconnect: [];
+  offline: [];
+  end: [];
+}
+
+/**
+ * The Node client: a ClientSession wired to a socket and one timer. Events as MQTT.js users know
+ * them: connect, message, close, error, reconnect, offline, end.
+ */
+export class MqttClient extends EventEmitter<MqttClientEvents> {
+  readonly session: ClientSession;
+  private readonly target: Target;
+  private transport: Transport | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private timerAt = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private attempts = 0;
+  private ending = false;
+  /** A refusal retrying will not cure: no more reconnects, pending requests fail with it. */
+  private fatal: Error | null = null;
+  private flushing = false;
+  private flushAgain = false;
+  private wasOnline = false;
+  private readonly publishWaiters = new Map<number, Waiter<PublishResult>>();
+  private readonly subscribeWaiters = new Map<number, Waiter<SubscribeResult>>();
+  private readonly unsubscribeWaiters = new Map<number, Waiter<UnsubscribeResult>>();
+  private readonly subscribeFilters = new Map<number, string[]>();
+  private readonly endWaiters: Array<() => void> = [];
+
+  constructor(private readonly opts: ClientOptions & { fromUrl?: Partial<Target> }) {
+    super();
+    this.session = new ClientSession(opts);
+    this.target = resolveTarget(opts, opts.fromUrl ?? {});
+    this.openTransport();
+  }
+
+  get connected(): boolean {
+    return this.session.state === 'connected';
+  }
+
+  get outbox() {
+    return this.session.outbox;
+  }
+
+  // ---- commands --------------------------------------------------------------------------
+
+  publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): PublishPromise {
+    let resolve!: (r: PublishResult) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<PublishResult>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    }) as PublishPromise;
+    promise.packetId = undefined;
+    try {
+      validateTopicName(topic);
+      const qos = options.qos ?? 0;
+      if (qos !== 0 && qos !== 1 && qos !== 2) throw new RangeError('qos must be 0, 1 or 2');
+      const message: OutboxMessage = {
+        topic,
+        payload: toBytes(payload),
+        qos,
+        retain: options.retain ?? false,
+      };
+      if (options.properties !== undefined) message.properties = options.properties;
+      this.checkCanQueue(qos);
+      const outbox = this.session.outbox;
+      if (isSyncOutbox(outbox) || (qos === 0 && this.connected)) {
+        const ticket = this.session.publish(message, Date.now());
+        if (ticket.seq === undefined) resolve({ packetId: undefined, reasonCode: 0, properties: undefined });
+        else this.publishWaiters.set(ticket.seq, { resolve, reject });
+        promise.packetId = ticket.packetId;
+        this.flush();
+      } else {
+        outbox.put(message).then((seq) => {
+          this.publishWaiters.set(seq, { resolve, reject });
+          this.session.pump(Date.now());
+          promise.packetId = this.session.packetIdOf(seq);
+          this.flush();
+        }, reject);
+      }
+    } catch (err) {
+      reject(err as Error);
+    }
+    return promise;
+  }
+
+  subscribe(
+    request: string | SubscribeRequest | Array<string | SubscribeRequest>,
+    options: { qos?: QoS; properties?: Properties } = {},
+  ): Promise<SubscribeResult> {
+    return new Promise<SubscribeResult>((resolve, reject) => {
+      const list = Array.isArray(request) ? request : [request];
+      const subs: Subscription[] = list.map((r) => {
+        const s: Subscription =
+          typeof r === 'string'
+            ? { topicFilter: r, qos: options.qos ?? 0 }
+            : { topicFilter: r.filter, qos: r.qos ?? options.qos ?? 0 };
+        if (typeof r !== 'string') {
+          if (r.noLocal !== undefined) s.noLocal = r.noLocal;
+          if (r.retainAsPublished !== undefined) s.retainAsPublished = r.retainAsPublished;
+          if (r.retainHandling !== undefined) s.retainHandling = r.retainHandling;
+        }
+        validateTopicFilter(s.topicFilter);
+        return s;
+      });
+      this.checkCanQueue(1);
+      const id = this.session.subscribe(subs, options.properties, Date.now());
+      this.subscribeWaiters.set(id, { resolve, reject });
+      this.subscribeFilters.set(
+        id,
+        subs.map((s) => s.topicFilter),
+      );
+      this.flush();
+    });
+  }
+
+  unsubscribe(
+    filters: string | string[],
+    options: { properties?: Properties } = {},
+  ): Promise<UnsubscribeResult> {
+    return new Promise<UnsubscribeResult>((resolve, reject) => {
+      const list = Array.isArray(filters) ? filters : [filters];
+      for (const f of list) validateTopicFilter(f);
+      this.checkCanQueue(1);
+      const id = this.session.unsubscribe(list, options.properties, Date.now());
+      this.unsubscribeWaiters.set(id, { resolve, reject });
+      this.flush();
+    });
+  }
+
+  /**
+   * Graceful close: DISCONNECT (5.0 with the reason code), no reconnect. Pending promises reject
+   * with CLIENT_ENDED; messages still in the outbox stay there (a durable one keeps them).
+   */
+  end(options: EndOptions = {}): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.ending = true;
+      if (this.reconnectTimer !== null) {
+        clearTimeout(this.reconnectTimer);
+        this.reconnectTimer = null;
+      }
+      if (this.transport === null) {
+        this.finishEnd();
+        resolve();
+        return;
+      }
+      this.endWaiters.push(resolve);
+      if (options.force) this.transport.destroy();
+      else {
+        this.session.disconnect(Date.now(), options.reasonCode ?? 0, options.properties);
+        this.flush();
+        this.transport?.end();
+      }
+    });
+  }
+
+  /** Drop the current connection (if any) and connect again now. */
+  reconnect(): void {
+    if (this.ending) return;
+    this.fatal = null;
+    if (this.reconnectTimer !== null) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+    }
+    if (this.transport !== null) {
+      this.attempts = 0;
+      this.transport.destroy();
+    } else this.openTransport();
+  }
+
+  // ---- wiring ----------------------------------------------------------------------------
+
+  private checkCanQueue(qos: number): void {
+    if (this.connected) return;
+    if (this.opts.queueWhileDisconnected === false || (qos === 0 && this.opts.queueQoS0 === false))
+      throw new ClientError('NOT_CONNECTED', 'not connected (queueWhileDisconnected is off)');
+    if (this.ending) throw new ClientError('CLIENT_ENDED', 'client ended');
+  }
+
+  private openTransport(): void {
+    // The session times the CONNACK; this times the TCP / TLS / WebSocket handshake before it.
+    const handshake = setTimeout(() => transport.destroy(), this.session.options.connectTimeout);
+    const transport = openTransport(this.opts, this.target, {
+      open: () => {
+        clearTimeout(handshake);
+        if (this.transport !== transport) return;
+        this.session.open(Date.now());
+        this.flush();
+      },
+      data: (chunk) => {
+        if (this.transport !== transport) return;
+        this.session.receive(chunk, Date.now());
+        this.flush();
+      },
+      close: (error) => {
+        clearTimeout(handshake);
+        if (this.transport !== transport) return;
+        this.transport = null;
+        this.session.connectionLost(Date.now(), error);
+        this.flush();
+        this.afterClose();
+      },
+    });
+    this.transport = transport;
+  }
+
+  private afterClose(): void {
+    this.clearTimer();
+    if (this.wasOnline) {
+      this.wasOnline = false;
+      this.emit('offline');
+    }
+    if (this.ending || this.fatal !== null || this.opts.reconnect === false) {
+      this.finishEnd(this.fatal);
+      return;
+    }
+    const delay = backoffDelay(this.attempts++, this.opts);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.ending) return;
+      this.emit('reconnect');
+      this.openTransport();
+    }, delay);
+  }
+
+  private finishEnd(cause: Error | null = null): void {
+    const err = cause ?? new ClientError('CLIENT_ENDED', 'client ended before the request completed');
+    for (const w of this.publishWaiters.values()) w.reject(err);
+    for (const w of this.subscribeWaiters.values()) w.reject(err);
+    for (const w of this.unsubscribeWaiters.values()) w.reject(err);
+    this.publishWaiters.clear();
+    this.subscribeWaiters.clear();
+    this.unsubscribeWaiters.clear();
+    this.session.cancelPendingRequests();
+    const waiters = this.endWaiters.splice(0);
+    this.emit('end');
+    for (const w of waiters) w();
+  }
+
+  private flush(): void {
+    if (this.flushing) {
+      this.flushAgain = true;
+      return;
+    }
+    this.flushing = true;
+    try {
+      do {
+        this.flushAgain = false;
+        const out = this.session.takeOutput();
+        if (out !== null) this.transport?.write(out);
+        const events = this.session.takeEvents();
+        for (let i = 0; i < events.length; i++) this.dispatch(events[i]);
+      } while (this.flushAgain);
+    } finally {
+      this.flushing = false;
+    }
+    this.armTimer();
+  }
+
+  private dispatch(e: SessionEvent): void {
+    switch (e.type) {
+      case 'message':
+        this.emit('message', e.packet.topic, e.packet.payload, e.packet);
+        return;
+      case 'published': {
+        if (e.seq === undefined) return;
+        const w = this.publishWaiters.get(e.seq);
+        if (w === undefined) return;
+        this.publishWaiters.delete(e.seq);
+        if (e.error !== undefined) w.reject(e.error);
+        else w.resolve({ packetId: e.packetId, reasonCode: e.reasonCode, properties: e.properties });
+        return;
+      }
+      case 'suback': {
+        const w = this.subscribeWaiters.get(e.packetId);
+        const filters = this.subscribeFilters.get(e.packetId) ?? [];
+        this.subscribeWaiters.delete(e.packetId);
+        this.subscribeFilters.delete(e.packetId);
+        w?.resolve({
+          packetId: e.packetId,
+          reasonCodes: e.reasonCodes,
+          granted: e.reasonCodes.map((qos, i) => ({ filter: filters[i], qos })),
+          properties: e.properties,
+        });
+        return;
+      }
+      case 'unsuback': {
+        const w = this.unsubscribeWaiters.get(e.packetId);
+        this.unsubscribeWaiters.delete(e.packetId);
+        w?.resolve({ packetId: e.packetId, reasonCodes: e.reasonCodes, properties: e.properties });
+        return;
+      }
+      case 'connected':
+        this.attempts = 0;
+        this.wasOnline = true;
+        this.emit('connect', e);
+        return;
+      case 'closed': {
+        // Write what the session had to say (a DISCONNECT) before closing.
+        const out = this.session.takeOutput();
+        if (out !== null) this.transport?.write(out);
+        if (e.error instanceof ConnackError && !e.error.retryable) this.fatal = e.error;
+        if (
+          e.by === 'error' &&
+          e.error !== undefined &&
+          (e.error as { code?: string }).code?.endsWith('TIMEOUT')
+        )
+          this.transport?.destroy();
+        else this.transport?.end();
+        this.emit('close', e);
+        return;
+      }
+      case 'error':
+        // EventEmitter throws an unheard 'error'; a client must not crash its process for that.
+        if (this.listenerCount('error') > 0) this.emit('error', e.error);
+        return;
+    }
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private armTimer(): void {
+    const deadline = this.session.nextDeadline();
+    if (deadline === undefined) {
+      this.clearTimer();
+      return;
+    }
+    // An earlier timer still fires in time: tick() re-arms it then. Saves a setTimeout per ack.
+    if (this.timer !== null && this.timerAt <= deadline) return;
+    this.clearTimer();
+    this.timerAt = deadline;
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.session.tick(Date.now());
+        this.flush();
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+  }
+}
