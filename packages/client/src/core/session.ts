@@ -288,7 +288,7 @@ export class ClientSession {
     for (;;) {
       const free = this.sendQuota - this.inflight.size;
       if (free <= 0) return;
-      const entries = outbox.read(this.readCursor, free < OUTBOX_READ_BATCH ? free : OUTBOX_READ_BATCH);
+      const entries = outbox.read(this.readCursor, Math.min(free, OUTBOX_READ_BATCH));
       if (entries.length === 0) return;
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i];

@@ -15,7 +15,7 @@ import { toBytes } from '../core/options.ts';
 import type { OutboxMessage } from '../core/outbox.ts';
 import { ClientSession } from '../core/session.ts';
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
-import { parseUrl, resolveTarget, type Target, type TransportOptions } from './target.ts';
+import { resolveTarget, type Target, type TransportOptions } from './target.ts';
 import { openTransport, type Transport } from './transport.ts';
 
 export interface ClientOptions extends SessionOptions, TransportOptions, BackoffOptions {
