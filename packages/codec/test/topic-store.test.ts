@@ -79,7 +79,7 @@ describe('TopicStore', () => {
     const store = new TopicStore<number>();
     const topics = ['a/b/c', 'a/b', 'a/x/y/z', '/', '//', 'a', '$SYS/q'];
     for (let i = 0; i < 40; i++) topics.push(`wide/${i}`);
-    topics.forEach((t, i) => store.set(t, i));
+    for (let i = 0; i < topics.length; i++) store.set(topics[i], i);
     expect(store.nodeCount).toBeGreaterThan(40);
     for (const t of [...topics].reverse().filter((_, i) => i % 2 === 0)) expect(store.delete(t)).toBe(true);
     for (const t of topics.filter((_, i) => (topics.length - 1 - i) % 2 === 1))
@@ -105,10 +105,16 @@ describe('TopicStore', () => {
     store.set('a', 1);
     store.set('b/c', 2);
     const all: string[] = [];
-    store.forEach((t) => all.push(t));
+    store.forEach((t) => {
+      all.push(t);
+    });
     expect(all.sort()).toEqual(['a', 'b/c']);
     expect(() => store.match('#', (t) => store.delete(t))).toThrow(/during match/);
-    expect(() => store.forEach(() => store.set('z', 0))).toThrow(/during match/);
+    expect(() =>
+      store.forEach(() => {
+        store.set('z', 0);
+      }),
+    ).toThrow(/during match/);
     expect(store.size).toBe(2);
     expect(store.delete('a')).toBe(true);
   });
