@@ -85,6 +85,13 @@ export interface BrokerOptions {
   /** Seconds a socket may stay open without sending CONNECT. */
   connectTimeoutSeconds: number;
   logger: LogSink;
+  /**
+   * Largest whole packet accepted from a client, bytes (Mosquitto `max_packet_size`; undefined
+   * or 0 = no limit beyond the protocol's). MQTT 5 clients are told it in CONNACK.
+   */
+  maxPacketSize?: number;
+  /** Mosquitto `connection_messages`: log client connects and disconnects (default true). */
+  connectionMessages?: boolean;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {

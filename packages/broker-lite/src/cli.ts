@@ -1,0 +1,301 @@
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { type BrokerConfig, ConfigError, defaultConfig, formatWarning, loadConfig } from './config.ts';
+import { buildBrokerOptions, describeConfig, loadSecurity, type Security } from './config-build.ts';
+import {
+  createLogger,
+  fileDestination,
+  type LogDestination,
+  type LogFormat,
+  type Logger,
+  stdDestination,
+} from './log.ts';
+import type { AccessControl, Authenticator, BrokerOptions } from './options.ts';
+import { runPasswd } from './password-cli.ts';
+
+/** Exit codes. Mosquitto exits 3 on a configuration or command-line error; so do we. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_CONFIG = 3;
+
+export const VERSION = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8'));
+    return String(pkg.version);
+  } catch {
+    return 'unknown';
+  }
+})();
+
+export const USAGE = `broker-lite ${VERSION}: a small, fast, Mosquitto-compatible MQTT broker
+
+Usage:
+  broker-lite [-c CONFIG] [-p PORT]... [-v] [-d] [--log-format text|json]
+  broker-lite check [-c] CONFIG       validate CONFIG and print the effective settings
+  broker-lite passwd [options] FILE USER [PASSWORD]
+                                      manage a mosquitto_passwd-format file (passwd --help)
+
+Options:
+  -c, --config-file CONFIG  read a mosquitto.conf-style file. Without one the broker listens
+                            on 127.0.0.1:1883 only and allows anonymous clients (Mosquitto 2).
+  -p, --port PORT           listen on 127.0.0.1:PORT (repeatable). Ignored, with a warning,
+                            when CONFIG defines listeners (as in Mosquitto 2).
+  -v, --verbose             log every log_type (overrides log_type in CONFIG)
+  -d, --daemon              not supported: run under systemd or another supervisor
+      --log-format FORMAT   text (default on a terminal) or json (default otherwise)
+  -h, --help                this text
+      --version             print the version
+
+Signals:
+  SIGHUP           reload password_file and acl_file (a bad file keeps the old one), reopen
+                   the log file
+  SIGTERM, SIGINT  close clients, save state, exit 0
+
+Exit codes: 0 normal exit, 1 runtime failure (e.g. a port in use), 3 configuration or
+command-line error (the message names FILE:LINE).
+
+Examples:
+  broker-lite                                  # local only, port 1883
+  broker-lite -c /etc/mosquitto/mosquitto.conf # an existing Mosquitto configuration
+  broker-lite check -c mosquitto.conf          # is this file OK? what will it do?
+  broker-lite passwd -c /etc/mosquitto/passwd alice
+
+Configuration keys: docs/broker-lite-config.md
+`;
+
+export interface CliIo {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+}
+
+class UsageError extends Error {}
+
+interface RunArgs {
+  config?: string;
+  ports: number[];
+  verbose: boolean;
+  daemon: boolean;
+  logFormat?: LogFormat;
+}
+
+function parseRunArgs(argv: string[]): RunArgs {
+  const a: RunArgs = { ports: [], verbose: false, daemon: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`${arg} needs a value`);
+      return v;
+    };
+    if (arg === '-c' || arg === '--config-file') a.config = value();
+    else if (arg === '-p' || arg === '--port') {
+      const v = value();
+      const n = Number(v);
+      if (!/^[0-9]{1,5}$/.test(v) || n < 1 || n > 65_535) throw new UsageError(`invalid port '${v}'`);
+      a.ports.push(n);
+    } else if (arg === '-v' || arg === '--verbose') a.verbose = true;
+    else if (arg === '-d' || arg === '--daemon') a.daemon = true;
+    else if (arg === '--log-format') {
+      const v = value();
+      if (v !== 'text' && v !== 'json') throw new UsageError(`--log-format takes text or json, not '${v}'`);
+      a.logFormat = v;
+    } else throw new UsageError(`unknown argument '${arg}'`);
+  }
+  return a;
+}
+
+/** What the CLI needs from the core's Broker (packages/broker-lite/src/index.ts). */
+interface BrokerLike {
+  listen(): Promise<void>;
+  close(): Promise<void>;
+  setSecurity(authenticator?: Authenticator, accessControl?: AccessControl): void;
+  readonly addresses: unknown;
+}
+type BrokerCtor = new (options: BrokerOptions) => BrokerLike;
+
+async function loadBrokerClass(): Promise<BrokerCtor> {
+  // Through a variable so the config tools work (and type-check) without the core.
+  const specifier = './index.ts';
+  const mod = (await import(specifier)) as { Broker?: BrokerCtor };
+  if (typeof mod.Broker !== 'function') throw new Error('the broker core (src/index.ts) exports no Broker');
+  return mod.Broker;
+}
+
+function makeLogger(cfg: BrokerConfig, format: LogFormat | undefined): Logger {
+  const dests: LogDestination[] = cfg.logDest.map((d) =>
+    d.kind === 'file' ? fileDestination(d.path) : stdDestination(d.kind),
+  );
+  return createLogger({
+    types: cfg.logTypes,
+    destinations: dests,
+    format: format ?? 'auto',
+    timestamp: cfg.logTimestamp,
+  });
+}
+
+/** `addresses` as the core gives them, reduced to what a log line needs. */
+function describeAddresses(addresses: unknown): Array<Record<string, unknown>> {
+  const list = Array.isArray(addresses) ? addresses : addresses === undefined ? [] : [addresses];
+  return list.map((a) =>
+    typeof a === 'object' && a !== null ? { ...(a as Record<string, unknown>) } : { address: a },
+  );
+}
+
+function reportConfigError(io: CliIo, err: unknown): number {
+  if (err instanceof ConfigError) {
+    io.stderr.write(`Error: ${err.message}\n`);
+    return EXIT_CONFIG;
+  }
+  throw err;
+}
+
+async function runCheck(argv: string[], io: CliIo): Promise<number> {
+  const rest = argv[0] === '-c' || argv[0] === '--config-file' ? argv.slice(1) : argv;
+  if (rest.length !== 1)
+    throw new UsageError('check takes one configuration file: broker-lite check -c FILE');
+  try {
+    const cfg = loadConfig(rest[0]);
+    for (const w of cfg.warnings) io.stderr.write(`Warning: ${formatWarning(w)}\n`);
+    const security = await loadSecurity(cfg);
+    // Reads the TLS files too, so a bad certificate is found now.
+    await buildBrokerOptions(cfg, { log() {} }, security);
+    io.stdout.write(describeConfig(cfg, security));
+    io.stdout.write(`# ${rest[0]}: OK${cfg.warnings.length ? ` (${cfg.warnings.length} warnings)` : ''}\n`);
+    return EXIT_OK;
+  } catch (err) {
+    return reportConfigError(io, err);
+  }
+}
+
+async function runBroker(argv: string[], io: CliIo): Promise<number> {
+  const args = parseRunArgs(argv);
+  let cfg: BrokerConfig;
+  let security: Security;
+  let options: BrokerOptions;
+  let logger: Logger;
+  try {
+    const overrides = { ports: args.ports, verbose: args.verbose };
+    cfg = args.config === undefined ? defaultConfig(overrides) : loadConfig(args.config, overrides);
+    logger = makeLogger(cfg, args.logFormat);
+    ({ options, security } = await buildBrokerOptions(cfg, logger));
+  } catch (err) {
+    return reportConfigError(io, err);
+  }
+  logger.log('notice', `broker-lite ${VERSION} starting`, { pid: process.pid });
+  logger.log('notice', cfg.file ? `Config loaded from ${cfg.file}` : 'Using default config (local only)');
+  for (const w of cfg.warnings) logger.log('warning', formatWarning(w));
+  if (args.daemon) logger.log('warning', '-d is not supported: broker-lite stays in the foreground');
+
+  const Broker = await loadBrokerClass();
+  const broker = new Broker(options);
+  try {
+    await broker.listen();
+  } catch (err) {
+    logger.log('error', `cannot start listening: ${(err as Error).message}`);
+    await broker.close().catch(() => {});
+    return EXIT_FAILURE;
+  }
+  for (const a of describeAddresses(broker.addresses)) logger.log('notice', 'listening', a);
+  if (cfg.pidFile) {
+    try {
+      writeFileSync(cfg.pidFile, `${process.pid}\n`);
+    } catch (err) {
+      // Mosquitto exits when it cannot write its pid file; so do we.
+      logger.log('error', `cannot write pid_file ${cfg.pidFile}: ${(err as Error).message}`);
+      await broker.close();
+      return EXIT_FAILURE;
+    }
+  }
+
+  let reloading: Promise<void> | undefined;
+  const reload = async (): Promise<void> => {
+    logger.reopen();
+    try {
+      const next = await loadSecurity(cfg);
+      broker.setSecurity(next.authenticator, next.accessControl);
+      security = next;
+      logger.log('notice', 'reloaded password and ACL files', {
+        users: security.passwords?.users.size,
+        aclUsers: security.acl?.rules.users.size,
+      });
+    } catch (err) {
+      const message = err instanceof ConfigError ? err.message : (err as Error).message;
+      logger.log('error', `reload failed, keeping the previous password and ACL files: ${message}`);
+    }
+  };
+  const onHup = (): void => {
+    // One reload at a time; a burst of SIGHUPs gives one more reload after the current one.
+    reloading = (reloading ?? Promise.resolve()).then(reload);
+  };
+  process.on('SIGHUP', onHup);
+
+  const code = await new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        logger.log('warning', `${signal} again while closing: exiting now`);
+        resolveExit(EXIT_FAILURE);
+        return;
+      }
+      stopping = true;
+      logger.log('notice', `${signal} received, closing`);
+      broker.close().then(
+        () => resolveExit(EXIT_OK),
+        (err: unknown) => {
+          logger.log('error', `error while closing: ${(err as Error).message}`);
+          resolveExit(EXIT_FAILURE);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+  process.removeListener('SIGHUP', onHup);
+  if (cfg.pidFile) {
+    try {
+      unlinkSync(cfg.pidFile);
+    } catch {
+      // Already gone.
+    }
+  }
+  logger.log('notice', 'broker-lite stopped', { exitCode: code });
+  logger.close();
+  return code;
+}
+
+/** The whole command line; resolves to the exit code. */
+export async function main(argv: string[], io: CliIo = process): Promise<number> {
+  try {
+    if (argv[0] === 'passwd') return await runPasswd(argv.slice(1), { stdin: process.stdin, ...io });
+    if (argv[0] === 'check') return await runCheck(argv.slice(1), io);
+    if (argv.includes('-h') || argv.includes('--help')) {
+      io.stdout.write(USAGE);
+      return EXIT_OK;
+    }
+    if (argv.includes('--version')) {
+      io.stdout.write(`broker-lite ${VERSION}\n`);
+      return EXIT_OK;
+    }
+    return await runBroker(argv, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`Error: ${err.message}\n\n${USAGE}`);
+      return EXIT_CONFIG;
+    }
+    io.stderr.write(`Error: ${(err as Error).stack ?? String(err)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+/** Entry point for bin/broker-lite.js: runs `main` on process.argv and exits with its code. */
+export async function run(): Promise<void> {
+  let code: number;
+  try {
+    code = await main(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    code = EXIT_FAILURE;
+  }
+  // Signal handlers and a stdin reader can hold the event loop open after we are done.
+  process.exit(code);
+}

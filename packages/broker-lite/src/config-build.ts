@@ -1,0 +1,136 @@
+import { createSecureContext } from 'node:tls';
+import { AclFile } from './acl.ts';
+import type { BrokerConfig, ListenerConfig } from './config.ts';
+import { ConfigError } from './config-error.ts';
+import type { AccessControl, Authenticator, BrokerOptions, ListenerOptions, LogSink } from './options.ts';
+import { DEFAULT_BROKER_OPTIONS } from './options.ts';
+import { createAuthenticator, PasswordFile, readBounded } from './passwd.ts';
+
+/** The password and ACL files as loaded; SIGHUP loads them again. */
+export interface Security {
+  passwords?: PasswordFile;
+  acl?: AclFile;
+  authenticator: Authenticator;
+  accessControl?: AccessControl;
+}
+
+const MAX_PEM_BYTES = 1024 * 1024;
+
+/** Loads password_file and acl_file. Throws ConfigError naming file:line; nothing is half-loaded. */
+export async function loadSecurity(cfg: BrokerConfig): Promise<Security> {
+  const passwords = cfg.passwordFile === undefined ? undefined : await PasswordFile.load(cfg.passwordFile);
+  const acl = cfg.aclFile === undefined ? undefined : await AclFile.load(cfg.aclFile);
+  return {
+    passwords,
+    acl,
+    authenticator: createAuthenticator({ allowAnonymous: cfg.allowAnonymous, passwords }),
+    accessControl: acl,
+  };
+}
+
+async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
+  const out: ListenerOptions = { port: l.port, protocol: l.protocol };
+  if (l.host !== undefined) out.host = l.host;
+  if (l.certfile === undefined || l.keyfile === undefined) return out;
+  const cert = await readBounded(l.certfile, 'certfile', MAX_PEM_BYTES);
+  const key = await readBounded(l.keyfile, 'keyfile', MAX_PEM_BYTES);
+  const ca = l.cafile === undefined ? undefined : await readBounded(l.cafile, 'cafile', MAX_PEM_BYTES);
+  try {
+    // Fails now, naming the listener, rather than on the first client's handshake.
+    createSecureContext({ cert, key, ca });
+  } catch (err) {
+    throw new ConfigError(
+      l.file,
+      l.line,
+      'listener',
+      `TLS files for port ${l.port}: ${(err as Error).message}`,
+    );
+  }
+  out.tls = {
+    cert,
+    key,
+    requireCertificate: l.requireCertificate,
+    useIdentityAsUsername: l.useIdentityAsUsername,
+  };
+  if (ca !== undefined) out.tls.ca = ca;
+  return out;
+}
+
+/** Reads everything a config names and makes the core's options. Throws ConfigError. */
+export async function buildBrokerOptions(
+  cfg: BrokerConfig,
+  logger: LogSink,
+  security?: Security,
+): Promise<{ options: BrokerOptions; security: Security }> {
+  const sec = security ?? (await loadSecurity(cfg));
+  const listeners: ListenerOptions[] = [];
+  for (const l of cfg.listeners) listeners.push(await buildListener(l));
+  const options: BrokerOptions = {
+    ...DEFAULT_BROKER_OPTIONS,
+    listeners,
+    allowAnonymous: cfg.allowAnonymous,
+    authenticator: sec.authenticator,
+    accessControl: sec.accessControl,
+    persistenceDir: cfg.persistence ? cfg.persistenceLocation : undefined,
+    autosaveIntervalSeconds: cfg.autosaveIntervalSeconds,
+    maxInflightMessages: cfg.maxInflightMessages,
+    maxQueuedMessages: cfg.maxQueuedMessages,
+    maxQueuedBytes: cfg.maxQueuedBytes,
+    messageSizeLimit: cfg.messageSizeLimit,
+    maxConnections: cfg.maxConnections,
+    maxKeepalive: cfg.maxKeepalive,
+    retainAvailable: cfg.retainAvailable,
+    sysInterval: cfg.sysInterval,
+    maxPacketSize: cfg.maxPacketSize,
+    connectionMessages: cfg.connectionMessages,
+    logger,
+  };
+  return { options, security: sec };
+}
+
+/** `broker-lite check`: the effective settings, one `key value` per line, in mosquitto.conf terms. */
+export function describeConfig(cfg: BrokerConfig, security?: Security): string {
+  const out: string[] = [];
+  out.push(`# configuration: ${cfg.file ?? '(none: defaults)'}`);
+  if (cfg.files.length > 1) out.push(`# included: ${cfg.files.slice(1).join(', ')}`);
+  for (const l of cfg.listeners) {
+    const where = l.line > 0 ? `  # ${l.file}:${l.line}` : `  # ${l.file}`;
+    out.push(`listener ${l.port} ${l.host ?? '(all interfaces)'}${where}`);
+    out.push(`  protocol ${l.protocol}${l.certfile ? ' (TLS)' : ''}`);
+    if (l.certfile) {
+      out.push(`  certfile ${l.certfile}`);
+      out.push(`  keyfile ${l.keyfile}`);
+      if (l.cafile) out.push(`  cafile ${l.cafile}`);
+      out.push(`  require_certificate ${l.requireCertificate}`);
+      out.push(`  use_identity_as_username ${l.useIdentityAsUsername}`);
+    }
+  }
+  if (cfg.localOnly) out.push('# no listener configured: local connections only (as in Mosquitto 2)');
+  out.push(`allow_anonymous ${cfg.allowAnonymous}`);
+  const users = security?.passwords ? ` (${security.passwords.users.size} users)` : '';
+  out.push(`password_file ${cfg.passwordFile ?? '(none)'}${users}`);
+  const acl = security?.acl;
+  const rules = acl
+    ? ` (${acl.rules.anonymous.length} anonymous rules, ${acl.rules.users.size} users, ${acl.rules.patterns.length} patterns)`
+    : '';
+  out.push(`acl_file ${cfg.aclFile ?? '(none: every client may use every topic)'}${rules}`);
+  out.push(`persistence ${cfg.persistence}`);
+  if (cfg.persistence) out.push(`persistence_location ${cfg.persistenceLocation}`);
+  out.push(`autosave_interval ${cfg.autosaveIntervalSeconds}`);
+  out.push(`max_inflight_messages ${cfg.maxInflightMessages}`);
+  out.push(`max_queued_messages ${cfg.maxQueuedMessages}`);
+  out.push(`max_queued_bytes ${cfg.maxQueuedBytes}`);
+  out.push(`message_size_limit ${cfg.messageSizeLimit}`);
+  out.push(`max_packet_size ${cfg.maxPacketSize}`);
+  out.push(`max_connections ${cfg.maxConnections}`);
+  out.push(`max_keepalive ${cfg.maxKeepalive}`);
+  out.push(`retain_available ${cfg.retainAvailable}`);
+  out.push(`sys_interval ${cfg.sysInterval}`);
+  out.push(`connection_messages ${cfg.connectionMessages}`);
+  const dests = cfg.logDest.map((d) => (d.kind === 'file' ? `file ${d.path}` : d.kind));
+  out.push(`log_dest ${dests.length ? dests.join(', ') : 'none'}`);
+  out.push(`log_type ${cfg.logTypes.length ? cfg.logTypes.join(', ') : 'none'}`);
+  out.push(`log_timestamp ${cfg.logTimestamp}`);
+  if (cfg.pidFile) out.push(`pid_file ${cfg.pidFile}`);
+  return `${out.join('\n')}\n`;
+}

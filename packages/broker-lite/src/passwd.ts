@@ -1,0 +1,230 @@
+import { createHash, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
+import { ConfigError } from './config-error.ts';
+import type { Authenticator } from './options.ts';
+
+/**
+ * `mosquitto_passwd` files: one `user:hash` per line.
+ *   $7$ITERATIONS$SALT$HASH  PBKDF2-HMAC-SHA512 (Mosquitto 2.x; 2.0 writes 12-byte salts and
+ *                           101 iterations, 2.1 64-byte salts and 1000)
+ *   $6$SALT$HASH             SHA-512 over password then salt (Mosquitto 1.x)
+ * SALT and HASH are standard base64 with padding; HASH is 64 bytes.
+ */
+export type PasswordHash =
+  | { kind: 'pbkdf2-sha512'; iterations: number; salt: Buffer; hash: Buffer }
+  | { kind: 'sha512'; salt: Buffer; hash: Buffer };
+
+/** What `broker-lite passwd` writes: 12-byte salts keep the file readable by Mosquitto 2.0.x. */
+export const DEFAULT_ITERATIONS = 1000;
+export const DEFAULT_SALT_BYTES = 12;
+/** A per-login cost bound: a file with a billion iterations must not stall every CONNECT. */
+export const MAX_ITERATIONS = 1_000_000;
+const MAX_SALT_BYTES = 1024;
+const HASH_BYTES = 64;
+/** Mosquitto's bound on user names and passwords. */
+const MAX_FIELD = 65_535;
+/** Bounds the file we read into memory (a million users is about 150 MB of hashes). */
+export const MAX_PASSWORD_FILE_BYTES = 64 * 1024 * 1024;
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function decodeBase64(s: string): Buffer | null {
+  if (s.length === 0 || !BASE64.test(s)) return null;
+  return Buffer.from(s, 'base64');
+}
+
+/** Why `value` is not a usable hash, or the hash. */
+export function parseHash(value: string): PasswordHash | string {
+  const parts = value.split('$');
+  // A leading '$' gives an empty first part.
+  if (parts[0] !== '' || parts.length < 2) {
+    return 'the password is not hashed (plain text); hash the file with `broker-lite passwd -U FILE`';
+  }
+  const kind = parts[1];
+  if (kind === '7') {
+    if (parts.length !== 5) return 'a $7$ hash has the form $7$ITERATIONS$SALT$HASH';
+    const itText = parts[2];
+    if (!/^[0-9]{1,10}$/.test(itText)) return `iteration count '${itText.slice(0, 20)}' is not a number`;
+    const iterations = Number(itText);
+    if (iterations < 1 || iterations > MAX_ITERATIONS)
+      return `iteration count ${iterations} is outside 1..${MAX_ITERATIONS}`;
+    const salt = decodeBase64(parts[3]);
+    if (salt === null || salt.length > MAX_SALT_BYTES) return 'the salt is not valid base64';
+    const hash = decodeBase64(parts[4]);
+    if (hash === null || hash.length !== HASH_BYTES) return 'the hash is not 64 bytes of base64';
+    return { kind: 'pbkdf2-sha512', iterations, salt, hash };
+  }
+  if (kind === '6') {
+    if (parts.length !== 4) return 'a $6$ hash has the form $6$SALT$HASH';
+    const salt = decodeBase64(parts[2]);
+    if (salt === null || salt.length > MAX_SALT_BYTES) return 'the salt is not valid base64';
+    const hash = decodeBase64(parts[3]);
+    if (hash === null || hash.length !== HASH_BYTES) return 'the hash is not 64 bytes of base64';
+    return { kind: 'sha512', salt, hash };
+  }
+  return `unknown hash type '$${kind.slice(0, 10)}$' (expected $7$ or $6$)`;
+}
+
+export interface PasswordLine {
+  line: number;
+  username: string;
+  hash: PasswordHash;
+}
+
+/**
+ * Parses a password file. A malformed line is an error naming file:line rather than a skipped
+ * user (Mosquitto logs and drops it): a user who silently cannot log in after an edit is
+ * harder to diagnose than a broker that refuses to start, and on SIGHUP the old file stays.
+ * Blank lines and lines starting with `#` are ignored.
+ */
+export function parsePasswordFile(text: string, file: string): Map<string, PasswordLine> {
+  const users = new Map<string, PasswordLine>();
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    const raw = lines[i].endsWith('\r') ? lines[i].slice(0, -1) : lines[i];
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const fail = (what: string): never => {
+      throw new ConfigError(file, lineNo, 'password_file', what);
+    };
+    const colon = raw.indexOf(':');
+    if (colon < 0) fail('expected USER:HASH (no colon on this line)');
+    const username = raw.slice(0, colon).trim();
+    const value = raw.slice(colon + 1).trim();
+    if (username === '') fail('empty user name');
+    if (username.length > MAX_FIELD) fail('user name longer than 65535 characters');
+    if (value.length > MAX_FIELD) fail(`password hash for user '${username}' is too long`);
+    if (value.includes(':')) fail(`more than one ':' on the line for user '${username}'`);
+    if (value === '') fail(`user '${username}' has no password hash`);
+    const hash = parseHash(value);
+    if (typeof hash === 'string') fail(`user '${username}': ${hash}`);
+    if (users.has(username))
+      fail(`user '${username}' appears twice (first on line ${users.get(username)!.line})`);
+    users.set(username, { line: lineNo, username, hash: hash as PasswordHash });
+  }
+  return users;
+}
+
+function pbkdf2Async(password: Uint8Array, salt: Uint8Array, iterations: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    pbkdf2(password, salt, iterations, HASH_BYTES, 'sha512', (err, key) =>
+      err ? reject(err) : resolve(key),
+    );
+  });
+}
+
+function sha512(password: Uint8Array, salt: Uint8Array): Buffer {
+  return createHash('sha512').update(password).update(salt).digest();
+}
+
+/** Checks `password` against a stored hash without blocking the event loop, in constant time. */
+export async function verifyHash(hash: PasswordHash, password: Uint8Array): Promise<boolean> {
+  const computed =
+    hash.kind === 'pbkdf2-sha512'
+      ? await pbkdf2Async(password, hash.salt, hash.iterations)
+      : sha512(password, hash.salt);
+  return computed.length === hash.hash.length && timingSafeEqual(computed, hash.hash);
+}
+
+export interface HashOptions {
+  /** `sha512-pbkdf2` ($7$, default) or `sha512` ($6$, legacy, for old Mosquitto only). */
+  algorithm?: 'sha512-pbkdf2' | 'sha512';
+  iterations?: number;
+  saltBytes?: number;
+}
+
+/** The hash string `broker-lite passwd` writes after `user:`. */
+export async function hashPassword(
+  password: string | Uint8Array,
+  options: HashOptions = {},
+): Promise<string> {
+  const bytes = typeof password === 'string' ? Buffer.from(password, 'utf8') : password;
+  const salt = randomBytes(options.saltBytes ?? DEFAULT_SALT_BYTES);
+  if (options.algorithm === 'sha512') {
+    return `$6$${salt.toString('base64')}$${sha512(bytes, salt).toString('base64')}`;
+  }
+  const iterations = options.iterations ?? DEFAULT_ITERATIONS;
+  if (!Number.isInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS)
+    throw new RangeError(`iterations must be 1..${MAX_ITERATIONS}`);
+  const key = await pbkdf2Async(bytes, salt, iterations);
+  return `$7$${iterations}$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+/** The users of a password file, able to check a login. */
+export class PasswordFile {
+  readonly users: ReadonlyMap<string, PasswordLine>;
+  // Unknown users still pay for one hash, so response time does not reveal who exists.
+  private readonly decoy: PasswordHash;
+
+  constructor(users: Map<string, PasswordLine>) {
+    this.users = users;
+    this.decoy = {
+      kind: 'pbkdf2-sha512',
+      iterations: DEFAULT_ITERATIONS,
+      salt: randomBytes(DEFAULT_SALT_BYTES),
+      hash: randomBytes(HASH_BYTES),
+    };
+  }
+
+  static parse(text: string, file: string): PasswordFile {
+    return new PasswordFile(parsePasswordFile(text, file));
+  }
+
+  static async load(path: string): Promise<PasswordFile> {
+    return PasswordFile.parse(await readBounded(path, 'password_file', MAX_PASSWORD_FILE_BYTES), path);
+  }
+
+  async verify(username: string, password: Uint8Array | undefined): Promise<boolean> {
+    const entry = this.users.get(username);
+    const ok = await verifyHash(entry?.hash ?? this.decoy, password ?? new Uint8Array(0));
+    return ok && entry !== undefined;
+  }
+}
+
+/** Reads a text file whole, refusing one larger than `max` bytes with a ConfigError. */
+export async function readBounded(path: string, key: string, max: number): Promise<string> {
+  let data: Buffer;
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new ConfigError(path, 0, key, 'not a regular file');
+      if (st.size > max) throw new ConfigError(path, 0, key, `file is larger than ${max} bytes`);
+      data = await readFile(fh);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError(path, 0, key, `cannot read the file (${code})`);
+  }
+  if (data.length > max) throw new ConfigError(path, 0, key, `file is larger than ${max} bytes`);
+  return data.toString('utf8');
+}
+
+export interface PasswordAuthenticatorOptions {
+  /** Mosquitto `allow_anonymous`: clients without a user name. */
+  allowAnonymous: boolean;
+  /** Undefined when no `password_file` is configured. */
+  passwords?: PasswordFile;
+}
+
+/**
+ * Mosquitto's login rules. Without a password file, Mosquitto lets any user name in with any
+ * password when anonymous access is off; broker-lite refuses them instead (only a verified
+ * client certificate whose CN is the user name gets in), because that Mosquitto behaviour
+ * surprises every user who meets it.
+ */
+export function createAuthenticator(options: PasswordAuthenticatorOptions): Authenticator {
+  const { allowAnonymous, passwords } = options;
+  return {
+    authenticate(req) {
+      if (req.certificateCommonName !== undefined && req.username === req.certificateCommonName) return true;
+      if (req.username === undefined) return allowAnonymous;
+      if (passwords === undefined) return allowAnonymous;
+      return passwords.verify(req.username, req.password);
+    },
+  };
+}
