@@ -16,8 +16,8 @@ import type {
 } from './packets.ts';
 import { readProperties, WILL } from './properties.ts';
 import { isReasonCodeAllowed, ReasonCode } from './reason-codes.ts';
+import { readString } from './string-cache.ts';
 import { topicFilterProblem } from './topic.ts';
-import { utf8Read } from './utf8.ts';
 
 const PUBACK_TYPES = ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
 
@@ -58,7 +58,7 @@ function packetId(): number {
 function str(what: string): string {
   const n = u16();
   if (P + n > E) truncated();
-  const s = utf8Read(B, P, P + n);
+  const s = readString(B, P, P + n);
   if (s === null) fail('UTF8_INVALID', `${what} is not well-formed UTF-8 or holds U+0000`);
   P += n;
   return s;
@@ -89,6 +89,35 @@ function props(mask: number): Properties | undefined {
   const start = P;
   P += n;
   return readProperties(B, start, P, S, mask);
+}
+
+/**
+ * A topic filter, checked on its bytes (UTF-8 continuation bytes never equal '/', '+' or '#'):
+ * '+' fills a level, '#' fills the last one. Shared subscriptions get the full string check.
+ */
+function filter(): string {
+  const at = P;
+  const f = str('topic filter');
+  const start = at + 2;
+  let ok = P > start;
+  for (let i = start; ok && i < P; i++) {
+    const c = B[i];
+    if (c === 0x2b || c === 0x23) {
+      const levelStart = i === start || B[i - 1] === 0x2f;
+      const levelEnd = i + 1 === P || (c === 0x2b && B[i + 1] === 0x2f);
+      ok = levelStart && levelEnd;
+    }
+  }
+  const problem = !ok
+    ? (topicFilterProblem(f) ?? 'invalid topic filter')
+    : B[start] === 0x24
+      ? topicFilterProblem(f)
+      : null;
+  if (problem !== null) {
+    P = at;
+    fail('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);
+  }
+  return f;
 }
 
 function end(): void {
@@ -235,13 +264,7 @@ export function decodeBody(
       const properties = v5 ? props(1 << 8) : undefined;
       const subscriptions: Subscription[] = [];
       while (P < E) {
-        const at = P;
-        const topicFilter = str('topic filter');
-        const problem = topicFilterProblem(topicFilter);
-        if (problem !== null) {
-          P = at;
-          fail('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);
-        }
+        const topicFilter = filter();
         const opts = u8();
         const qos = opts & 3;
         if (qos === 3 || (opts & (v5 ? 0xc0 : 0xfc)) !== 0 || (opts & 0x30) === 0x30) {
@@ -304,14 +327,7 @@ export function decodeBody(
       const properties = v5 ? props(1 << 10) : undefined;
       const topicFilters: string[] = [];
       while (P < E) {
-        const at = P;
-        const f = str('topic filter');
-        const problem = topicFilterProblem(f);
-        if (problem !== null) {
-          P = at;
-          fail('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);
-        }
-        topicFilters.push(f);
+        topicFilters.push(filter());
       }
       if (topicFilters.length === 0)
         fail('UNSUBSCRIBE_EMPTY', 'UNSUBSCRIBE with no topic filter', ReasonCode.ProtocolError);

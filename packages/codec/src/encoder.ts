@@ -6,9 +6,8 @@ import { MqttError } from './errors.ts';
 import type { Packet, Properties, ProtocolVersion, Subscription } from './packets.ts';
 import { propertiesLength, varintSize, WILL, writeProperties, writeVarint } from './properties.ts';
 import { isReasonCodeAllowed, ReasonCode } from './reason-codes.ts';
-import { topicFilterProblem, topicNameProblem } from './topic.ts';
 import { utf8Write } from './utf8.ts';
-import { stringLength } from './wire.ts';
+import { stringLength, topicLength } from './wire.ts';
 
 /** Largest remaining length a 4-byte variable byte integer holds. */
 export const MAX_REMAINING_LENGTH = 268_435_455;
@@ -55,19 +54,8 @@ function checkBinary(b: unknown, what: string): number {
   return b.length;
 }
 
-function checkTopicName(topic: unknown, allowEmpty: boolean): number {
-  if (typeof topic !== 'string') invalid('TOPIC_NAME_INVALID', 'topic must be a string', 0x90);
-  if (topic.length === 0 && allowEmpty) return 0;
-  const problem = topicNameProblem(topic);
-  if (problem !== null) invalid('TOPIC_NAME_INVALID', problem, ReasonCode.TopicNameInvalid);
-  return stringLength(topic, 'topic');
-}
-
-function checkTopicFilter(filter: unknown): number {
-  if (typeof filter !== 'string') invalid('TOPIC_FILTER_INVALID', 'topic filter must be a string', 0x8f);
-  const problem = topicFilterProblem(filter);
-  if (problem !== null) invalid('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);
-  return stringLength(filter, 'topic filter');
+function checkTopicName(topic: string, allowEmpty: boolean): number {
+  return allowEmpty && topic === '' ? 0 : topicLength(topic, false);
 }
 
 function writeString(buf: Uint8Array, pos: number, s: string): number {
@@ -227,7 +215,7 @@ export class PacketWriter {
         for (let i = 0; i < subs.length; i++) {
           const s = subs[i];
           checkQoS(s.qos, 'subscription');
-          len += 3 + checkTopicFilter(s.topicFilter);
+          len += 3 + topicLength(s.topicFilter, true);
           if (v5) {
             const rh = s.retainHandling ?? 0;
             if (rh !== 0 && rh !== 1 && rh !== 2)
@@ -266,7 +254,7 @@ export class PacketWriter {
         if (!Array.isArray(filters) || filters.length === 0)
           invalid('UNSUBSCRIBE_EMPTY', 'UNSUBSCRIBE needs at least one topic filter');
         len = 2;
-        for (let i = 0; i < filters.length; i++) len += 2 + checkTopicFilter(filters[i]);
+        for (let i = 0; i < filters.length; i++) len += 2 + topicLength(filters[i], true);
         if (v5) {
           this.propLen = propsBlock(packet.properties, 1 << 10);
           len += varintSize(this.propLen) + this.propLen;
@@ -377,8 +365,11 @@ export class PacketWriter {
           buf[pos++] = id;
         }
         if (v5) pos = writePropsBlock(buf, pos, packet.properties, propLen);
-        buf.set(packet.payload, pos);
-        pos += packet.payload.length;
+        const payload = packet.payload;
+        const n = payload.length;
+        if (n < 64) for (let k = 0; k < n; k++) buf[pos + k] = payload[k];
+        else buf.set(payload, pos);
+        pos += n;
         break;
       }
       case 'puback':

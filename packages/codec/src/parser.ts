@@ -11,6 +11,10 @@ import { ReasonCode } from './reason-codes.ts';
 /** 1 byte of type, 4 of remaining length, 268,435,455 of body: the largest MQTT packet. */
 export const MAX_PACKET_SIZE = 268_435_460;
 
+/** Partial packets up to this size are assembled in a shared slab of SLAB_SIZE bytes. */
+const SLAB_PACKET_MAX = 2048;
+const SLAB_SIZE = 16_384;
+
 export interface PacketParserOptions {
   /** The session's protocol; when unset it follows the first CONNECT parsed (server side). */
   protocolVersion?: ProtocolVersion;
@@ -22,8 +26,10 @@ export interface PacketParserOptions {
  * Feed it bytes with `push`; it calls `onPacket` for every complete packet, in order.
  *
  * Payloads (and other binary fields) are views into the chunk passed to `push` when the packet
- * arrived whole in it, or into a buffer of the parser's own made for that one packet otherwise.
- * So do not reuse or overwrite a chunk's memory after pushing it while its packets live.
+ * arrived whole in it, or else into memory of the parser's own that it never rewrites (a 16 KiB
+ * slab shared by small packets, or a buffer per large packet). So: do not reuse or overwrite a
+ * chunk's memory after pushing it while its packets live, and copy (`slice()`) a payload you
+ * keep for long, or it keeps its whole chunk or slab alive.
  *
  * A throw from `push` (an MqttError for bad input, or whatever `onPacket` threw) leaves the
  * parser failed: every later `push` rethrows that error until `reset()`. The stream position is
@@ -35,11 +41,17 @@ export class PacketParser {
   /** Header bytes of a packet whose remaining length is not complete yet (at most 5). */
   private readonly head = new Uint8Array(5);
   private headLen = 0;
-  /** The packet being assembled once its size is known. */
+  /**
+   * Where the packet being assembled goes once its size is known: a region of the shared slab
+   * for small packets (no allocation per packet), or a buffer of its own for large ones.
+   */
   private body: Uint8Array | null = null;
+  private bodyStart = 0;
   private bodyLen = 0;
   private total = 0;
   private headerSize = 0;
+  private slab: Uint8Array | null = null;
+  private slabUsed = 0;
   private failure: unknown = null;
   private failed = false;
 
@@ -55,7 +67,7 @@ export class PacketParser {
     return this.body !== null ? this.bodyLen : this.headLen;
   }
 
-  /** Forgets the partial packet and any failure; keeps the protocol version option. */
+  /** Forgets the partial packet and any failure; keeps the protocol version. */
   reset(): void {
     this.headLen = 0;
     this.body = null;
@@ -66,6 +78,19 @@ export class PacketParser {
   }
 
   push(chunk: Uint8Array, onPacket: (packet: Packet) => void): void {
+    // Fast path for small pieces in the middle of a packet: copy and return.
+    const body = this.body;
+    if (body !== null) {
+      const n = chunk.length;
+      const len = this.bodyLen;
+      const at = this.bodyStart + len;
+      if (len + n < this.total && at + n <= body.length) {
+        if (n < 16) for (let k = 0; k < n; k++) body[at + k] = chunk[k];
+        else body.set(chunk, at);
+        this.bodyLen = len + n;
+        return;
+      }
+    }
     if (this.failed) throw this.failure;
     try {
       let i = 0;
@@ -92,7 +117,7 @@ export class PacketParser {
       for (;;) {
         if (p >= n) {
           // remaining length not complete: keep the header bytes seen so far
-          this.head.set(chunk.subarray(i, n), 0);
+          for (let k = i; k < n; k++) this.head[k - i] = chunk[k];
           this.headLen = n - i;
           return;
         }
@@ -152,15 +177,21 @@ export class PacketParser {
         this.copyIn(head, 0, headerSize);
       }
     }
-    const want = this.total - this.bodyLen;
-    const take = Math.min(n - i, want);
+    const take = Math.min(n - i, this.total - this.bodyLen);
     this.copyIn(chunk, i, i + take);
     i += take;
     if (this.bodyLen === this.total) {
       const buf = this.body as Uint8Array;
+      const start = this.bodyStart;
       this.body = null;
       this.bodyLen = 0;
-      const packet = decodeBody(buf, 0, this.headerSize, this.total, this.protocolVersion);
+      const packet = decodeBody(
+        buf,
+        start,
+        start + this.headerSize,
+        start + this.total,
+        this.protocolVersion,
+      );
       if (packet.type === 'connect' && this.protocolVersion === undefined)
         this.protocolVersion = packet.protocolVersion;
       onPacket(packet);
@@ -171,23 +202,39 @@ export class PacketParser {
   private startBody(total: number, headerSize: number): void {
     this.total = total;
     this.headerSize = headerSize;
+    this.bodyLen = 0;
+    if (total <= SLAB_PACKET_MAX) {
+      // Packets handed out keep views into the slab, so a full slab is left to them (and the
+      // garbage collector) and a fresh one taken, never rewritten.
+      let slab = this.slab;
+      if (slab === null || this.slabUsed + total > slab.length) {
+        slab = this.slab = new Uint8Array(SLAB_SIZE);
+        this.slabUsed = 0;
+      }
+      this.body = slab;
+      this.bodyStart = this.slabUsed;
+      this.slabUsed += total;
+      return;
+    }
     // Grow with what arrives rather than trusting the header: a peer claiming 256 MB and
     // sending 10 bytes makes us hold about 10 bytes, not 256 MB.
     this.body = new Uint8Array(Math.min(total, 65_536));
-    this.bodyLen = 0;
+    this.bodyStart = 0;
   }
 
   private copyIn(src: Uint8Array, from: number, to: number): void {
     const n = to - from;
     let body = this.body as Uint8Array;
     const need = this.bodyLen + n;
-    if (need > body.length) {
+    if (this.bodyStart + need > body.length) {
+      // only a packet with a buffer of its own grows (slab regions are reserved whole)
       const grown = new Uint8Array(Math.min(this.total, Math.max(need, body.length * 2)));
       grown.set(body.subarray(0, this.bodyLen), 0);
       this.body = body = grown;
     }
-    if (n < 16) for (let k = 0; k < n; k++) body[this.bodyLen + k] = src[from + k];
-    else body.set(src.subarray(from, to), this.bodyLen);
+    const at = this.bodyStart + this.bodyLen;
+    if (n < 16) for (let k = 0; k < n; k++) body[at + k] = src[from + k];
+    else body.set(src.subarray(from, to), at);
     this.bodyLen = need;
   }
 

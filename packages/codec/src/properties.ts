@@ -5,8 +5,9 @@
 import { MqttError } from './errors.ts';
 import type { Properties } from './packets.ts';
 import { ReasonCode } from './reason-codes.ts';
+import { readString } from './string-cache.ts';
 import { topicNameProblem } from './topic.ts';
-import { utf8Read, utf8Write } from './utf8.ts';
+import { utf8Write } from './utf8.ts';
 import { stringLength } from './wire.ts';
 
 /** Bit for the Will Properties of CONNECT; packet type codes 1..15 use their own bit. */
@@ -330,7 +331,7 @@ export function readProperties(
           p += n;
           break;
         }
-        const s = utf8Read(buf, p, p + n);
+        const s = readString(buf, p, p + n);
         if (s === null) fail('UTF8_INVALID', `property ${name} is not well-formed UTF-8`, 0x81, p, base);
         p += n;
         if (type === STRING) {
@@ -343,7 +344,7 @@ export function readProperties(
         n = (buf[p] << 8) | buf[p + 1];
         p += 2;
         if (p + n > end) fail('PROPERTY_TRUNCATED', 'user property is truncated', 0x81, at, base);
-        const value = utf8Read(buf, p, p + n);
+        const value = readString(buf, p, p + n);
         if (value === null)
           fail('UTF8_INVALID', 'user property value is not well-formed UTF-8', 0x81, p, base);
         p += n;

@@ -1,0 +1,37 @@
+/**
+ * Decoded-string cache. Gateways see the same few topics, client ids and property keys over and
+ * over; a small direct-mapped table keyed by the bytes turns a repeat into a hash, a compare and
+ * no allocation. Only well-formed strings are stored, so a hit needs no UTF-8 check.
+ */
+import { utf8Read } from './utf8.ts';
+
+const SLOTS = 256;
+/** Longer strings are decoded each time: comparing them costs about what decoding does. */
+const WIDTH = 64;
+
+// Allocated on first use: 16 KiB of keys, kept flat so a miss allocates only the string.
+let keys: Uint8Array | null = null;
+const lengths = new Uint8Array(SLOTS);
+const values: string[] = [];
+
+/** utf8Read through the cache: the string, or null when ill-formed or holding U+0000. */
+export function readString(buf: Uint8Array, start: number, end: number): string | null {
+  const n = end - start;
+  if (n > WIDTH || n === 0) return n === 0 ? '' : utf8Read(buf, start, end);
+  let h = n;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i], 0x01000193);
+  const slot = (h ^ (h >>> 15)) & (SLOTS - 1);
+  const at = slot * WIDTH;
+  if (keys === null) keys = new Uint8Array(SLOTS * WIDTH);
+  if (lengths[slot] === n) {
+    let i = 0;
+    while (i < n && keys[at + i] === buf[start + i]) i++;
+    if (i === n) return values[slot];
+  }
+  const s = utf8Read(buf, start, end);
+  if (s === null) return null;
+  for (let i = 0; i < n; i++) keys[at + i] = buf[start + i];
+  lengths[slot] = n;
+  values[slot] = s;
+  return s;
+}
