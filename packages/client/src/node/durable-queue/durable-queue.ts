@@ -572,8 +572,8 @@ export class DurableQueue implements Outbox {
       this.win.detach();
       this.readFd = openSync(seg.path, 'r');
       this.readSeg = seg;
+      this.win.attach(this.readFd);
     }
-    this.win.attach(this.readFd);
   }
 
   private readEntry(seg: Segment, slot: number): DurableEntry | null {

@@ -97,11 +97,10 @@ export class FileWindow {
     this.buf = Buffer.allocUnsafe(chunk);
   }
 
+  /** Points the window at another file. Always forgets the old bytes: fd numbers are reused. */
   attach(fd: number): void {
-    if (fd !== this.fd) {
-      this.fd = fd;
-      this.len = 0;
-    }
+    this.fd = fd;
+    this.len = 0;
   }
 
   detach(): void {
