@@ -1,0 +1,385 @@
+/**
+ * The simulated firmware as a sans-IO state machine: bytes in, time in, bytes out. No timers
+ * and no I/O here, so tests drive it with exact times and the runner (sim.ts) wires it to a
+ * port. It behaves like a small MCU: a boot id from its RNG at every reset, a 16-bit seq from
+ * 0 per boot, a fixed ring of unacknowledged DATA retransmitted on a timeout.
+ */
+import {
+  type CmdFrame,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  type FrameDecoderStats,
+  formatTextLine,
+  type Reading,
+  type ResultFrame,
+  type Value,
+} from '@mqtt-edge/serial-protocol';
+import { PendingRing } from './ring.ts';
+import type { Rng } from './rng.ts';
+import { DEFAULT_SENSORS, Sensor, type SensorSpec } from './sensors.ts';
+
+export type SimMode = 'native' | 'json-lines' | 'key-value';
+
+export const MIN_INTERVAL_MS = 10;
+export const MAX_INTERVAL_MS = 3_600_000;
+
+export interface FirmwareOptions {
+  deviceId: string;
+  firmware?: string;
+  sensors?: readonly SensorSpec[];
+  /** Reporting interval in ms (default 1000); `set-interval` changes it. */
+  intervalMs?: number;
+  mode?: SimMode;
+  /** Unacknowledged DATA kept for retransmission (default 32). */
+  ringSize?: number;
+  /** Time after a send before an unacknowledged DATA is sent again (default 1000 ms). */
+  retransmitMs?: number;
+  /** Retransmissions per poll, so a long outage does not flood the line when it ends (default 8). */
+  maxRetransmitsPerPoll?: number;
+  /** Put `ts` (uptime ms) in readings (default true). */
+  timestamps?: boolean;
+  /** Send a lone 0x00 before the HELLO after a reset, ending any half frame (default true). */
+  leadingDelimiter?: boolean;
+  rng: Rng;
+}
+
+export interface FirmwareStats {
+  boots: number;
+  framesSent: number;
+  dataSent: number;
+  readings: number;
+  retransmits: number;
+  /** DATA overwritten in the full ring before it was acknowledged: readings lost on the device. */
+  ringOverwrites: number;
+  acked: number;
+  /** ACKs for a seq not in the ring (already acknowledged, or overwritten). */
+  acksUnknown: number;
+  /** ACKs carrying another boot's id. */
+  acksWrongBoot: number;
+  commands: number;
+  commandErrors: number;
+  /** A CMD id seen again: answered from the cache, not run twice. */
+  commandRepeats: number;
+}
+
+export interface FirmwareEvent {
+  event: string;
+  [k: string]: unknown;
+}
+
+const RESULT_CACHE = 8;
+
+export class Firmware {
+  readonly deviceId: string;
+  readonly firmwareVersion: string;
+  readonly mode: SimMode;
+  readonly stats: FirmwareStats = {
+    boots: 0,
+    framesSent: 0,
+    dataSent: 0,
+    readings: 0,
+    retransmits: 0,
+    ringOverwrites: 0,
+    acked: 0,
+    acksUnknown: 0,
+    acksWrongBoot: 0,
+    commands: 0,
+    commandErrors: 0,
+    commandRepeats: 0,
+  };
+  /** Settable actuators, as real boards expose them. */
+  led = false;
+  relay = false;
+  intervalMs: number;
+
+  private readonly rng: Rng;
+  private readonly sensors: Sensor[];
+  private readonly ring: PendingRing;
+  private readonly retransmitMs: number;
+  private readonly maxRetransmits: number;
+  private readonly timestamps: boolean;
+  private readonly leadingDelimiter: boolean;
+  private decoder: FrameDecoder;
+  private out: Uint8Array[] = [];
+  private events: FirmwareEvent[] = [];
+  private results: ResultFrame[] = [];
+  private bootIdValue = 0;
+  private bootAt = 0;
+  private seq = 0;
+  private nextSampleAt = 0;
+  private pendingReboot = false;
+
+  constructor(options: FirmwareOptions, now: number) {
+    this.deviceId = options.deviceId;
+    this.firmwareVersion = options.firmware ?? 'sim-1.0.0';
+    this.mode = options.mode ?? 'native';
+    this.rng = options.rng;
+    this.sensors = (options.sensors ?? DEFAULT_SENSORS).map((s) => new Sensor(s, options.rng));
+    this.intervalMs = checkInterval(options.intervalMs ?? 1000);
+    this.ring = new PendingRing(options.ringSize ?? 32);
+    this.retransmitMs = options.retransmitMs ?? 1000;
+    this.maxRetransmits = options.maxRetransmitsPerPoll ?? 8;
+    this.timestamps = options.timestamps ?? true;
+    this.leadingDelimiter = options.leadingDelimiter ?? true;
+    this.decoder = new FrameDecoder();
+    this.boot(now);
+  }
+
+  get bootId(): number {
+    return this.bootIdValue;
+  }
+  get nextSeq(): number {
+    return this.seq;
+  }
+  get unacked(): number {
+    return this.ring.size;
+  }
+  get decoderStats(): FrameDecoderStats {
+    return this.decoder.stats;
+  }
+
+  /** A reset: RAM is gone (ring, seq, partial input), a new boot id, HELLO. */
+  boot(now: number): void {
+    this.stats.boots++;
+    this.bootIdValue = this.rng.uint32();
+    this.bootAt = now;
+    this.seq = 0;
+    this.ring.clear();
+    this.decoder = new FrameDecoder();
+    this.results = [];
+    this.nextSampleAt = now + this.intervalMs;
+    this.pendingReboot = false;
+    this.emit({ event: 'boot', bootId: this.bootIdValue });
+    if (this.mode !== 'native') {
+      this.write(textBytes(`# ${this.deviceId} ${this.firmwareVersion} boot ${this.bootIdValue}\n`));
+      return;
+    }
+    if (this.leadingDelimiter) this.out.push(new Uint8Array(1));
+    this.sendHello();
+  }
+
+  /** Takes a sample if due and retransmits what timed out. Call at `nextDeadline()` or later. */
+  poll(now: number): void {
+    // Old data first: the agent then mostly sees seqs in order.
+    this.retransmit(now);
+    if (now >= this.nextSampleAt) {
+      this.report(now);
+      this.nextSampleAt += this.intervalMs;
+      // Missed slots are skipped, not caught up in a burst, as an MCU's periodic timer does.
+      if (this.nextSampleAt <= now) this.nextSampleAt = now + this.intervalMs;
+    }
+  }
+
+  /** When `poll` next has work to do. */
+  nextDeadline(): number {
+    let t = this.nextSampleAt;
+    for (const p of this.ring.entries()) t = Math.min(t, p.sentAt + this.retransmitMs);
+    return t;
+  }
+
+  /** `n` samples at once (a device flushing a buffer after a busy spell). */
+  burst(n: number, now: number): void {
+    for (let i = 0; i < n; i++) this.report(now);
+  }
+
+  /** Builds the next DATA without sending it (for a reset in the middle of this frame). */
+  takeNextDataFrame(now: number): Uint8Array {
+    const frame = this.makeData(now);
+    return encodeFrame(frame);
+  }
+
+  receive(bytes: Uint8Array, now: number): void {
+    if (this.mode !== 'native') return; // text-mode boards only talk
+    for (const f of this.decoder.push(bytes)) this.handle(f, now);
+    if (this.pendingReboot) this.boot(now);
+  }
+
+  /** Bytes to write, oldest first; each element is one whole frame or line. */
+  takeOutput(): Uint8Array[] {
+    const o = this.out;
+    this.out = [];
+    return o;
+  }
+
+  takeEvents(): FirmwareEvent[] {
+    const e = this.events;
+    this.events = [];
+    return e;
+  }
+
+  private emit(e: FirmwareEvent): void {
+    if (this.events.length < 1000) this.events.push(e);
+  }
+
+  private write(bytes: Uint8Array): void {
+    this.out.push(bytes);
+    this.stats.framesSent++;
+  }
+
+  private allocSeq(): number {
+    const s = this.seq;
+    this.seq = (this.seq + 1) & 0xffff;
+    return s;
+  }
+
+  private sendHello(): void {
+    this.write(
+      encodeFrame({
+        type: 'hello',
+        seq: this.allocSeq(),
+        deviceId: this.deviceId,
+        firmware: this.firmwareVersion,
+        bootId: this.bootIdValue,
+        sensors: this.sensors.map((s) =>
+          s.spec.unit === undefined ? { name: s.spec.name } : { name: s.spec.name, unit: s.spec.unit },
+        ),
+      }),
+    );
+  }
+
+  private sample(now: number): Reading[] {
+    const ts = Math.max(0, Math.round(now - this.bootAt));
+    return this.sensors.map((s) => {
+      const r: Reading = { sensor: s.spec.name, value: s.sample() };
+      if (s.spec.unit !== undefined) r.unit = s.spec.unit;
+      if (this.timestamps) r.ts = ts;
+      return r;
+    });
+  }
+
+  private makeData(now: number): Frame {
+    return { type: 'data', seq: this.allocSeq(), bootId: this.bootIdValue, readings: this.sample(now) };
+  }
+
+  private report(now: number): void {
+    if (this.mode !== 'native') {
+      const readings = this.sample(now);
+      this.stats.readings += readings.length;
+      this.write(textBytes(formatTextLine(this.mode, readings)));
+      return;
+    }
+    const frame = this.makeData(now);
+    const wire = encodeFrame(frame);
+    const lost = this.ring.push({ seq: frame.seq, wire, sentAt: now, sends: 1 });
+    if (lost !== undefined) {
+      this.stats.ringOverwrites++;
+      this.emit({ event: 'ring-overwrite', seq: lost.seq, sends: lost.sends });
+    }
+    this.stats.dataSent++;
+    if (frame.type === 'data') this.stats.readings += frame.readings.length;
+    this.write(wire);
+  }
+
+  private retransmit(now: number): void {
+    let budget = this.maxRetransmits;
+    for (const p of this.ring.entries()) {
+      if (budget === 0) break;
+      if (now - p.sentAt < this.retransmitMs) continue;
+      p.sentAt = now;
+      p.sends++;
+      budget--;
+      this.stats.retransmits++;
+      this.write(p.wire);
+    }
+  }
+
+  private handle(f: Frame, now: number): void {
+    if (f.type === 'ack') {
+      if (f.bootId !== this.bootIdValue) this.stats.acksWrongBoot++;
+      else if (this.ring.ack(f.seq)) this.stats.acked++;
+      else this.stats.acksUnknown++;
+      return;
+    }
+    if (f.type === 'cmd') {
+      this.command(f, now);
+      return;
+    }
+    // HELLO/DATA/RESULT flow device -> agent; one arriving here is a wiring mistake (loopback).
+    this.emit({ event: 'unexpected-frame', type: f.type, seq: f.seq });
+  }
+
+  private command(c: CmdFrame, now: number): void {
+    const cached = this.results.find((r) => r.id === c.id);
+    if (cached !== undefined) {
+      this.stats.commandRepeats++;
+      this.write(encodeFrame({ ...cached, seq: this.allocSeq() }));
+      return;
+    }
+    this.stats.commands++;
+    const r = this.run(c, now);
+    if (!r.ok) this.stats.commandErrors++;
+    const result: ResultFrame = { type: 'result', seq: this.allocSeq(), id: c.id, ok: r.ok };
+    if (r.ok && r.value !== undefined) result.value = r.value;
+    if (!r.ok) result.error = r.error;
+    this.results.push(result);
+    if (this.results.length > RESULT_CACHE) this.results.shift();
+    this.emit({ event: 'command', name: c.name, id: c.id, ok: r.ok });
+    this.write(encodeFrame(result));
+    if (c.name === 'hello' && r.ok) this.sendHello();
+  }
+
+  private run(c: CmdFrame, now: number): { ok: true; value?: Value } | { ok: false; error: string } {
+    switch (c.name) {
+      case 'ping':
+        return { ok: true, value: 'pong' };
+      case 'hello':
+        return { ok: true };
+      case 'status':
+        return {
+          ok: true,
+          value: {
+            uptime: Math.round(now - this.bootAt),
+            interval: this.intervalMs,
+            led: this.led,
+            relay: this.relay,
+            unacked: this.ring.size,
+          },
+        };
+      case 'set-interval': {
+        const ms = typeof c.args === 'number' ? c.args : field(c.args, 'ms');
+        if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) {
+          return {
+            ok: false,
+            error: `interval must be an integer ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS} ms`,
+          };
+        }
+        this.intervalMs = ms;
+        this.nextSampleAt = now + ms;
+        return { ok: true, value: ms };
+      }
+      case 'set-led':
+      case 'relay': {
+        const on = typeof c.args === 'boolean' ? c.args : field(c.args, 'on');
+        if (typeof on !== 'boolean') return { ok: false, error: 'args must be a boolean or {"on": boolean}' };
+        if (c.name === 'set-led') this.led = on;
+        else this.relay = on;
+        return { ok: true, value: on };
+      }
+      case 'reboot':
+        // Answer first, then reset once this input is handled: the RESULT goes out in the old boot.
+        this.pendingReboot = true;
+        return { ok: true };
+      default:
+        return { ok: false, error: `unknown command ${c.name}` };
+    }
+  }
+}
+
+function field(args: Value | undefined, key: string): Value | undefined {
+  if (typeof args !== 'object' || args === null || Array.isArray(args) || args instanceof Uint8Array)
+    return undefined;
+  return Object.hasOwn(args, key) ? args[key] : undefined;
+}
+
+function checkInterval(ms: number): number {
+  if (!Number.isInteger(ms) || ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) {
+    throw new RangeError(`intervalMs must be an integer ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS}`);
+  }
+  return ms;
+}
+
+const utf8 = new TextEncoder();
+function textBytes(s: string): Uint8Array {
+  return utf8.encode(s);
+}

@@ -1,0 +1,24 @@
+export { FaultInjector, type FaultRates, type FaultStats } from './faults.ts';
+export {
+  Firmware,
+  type FirmwareEvent,
+  type FirmwareOptions,
+  type FirmwareStats,
+  MAX_INTERVAL_MS,
+  MIN_INTERVAL_MS,
+  type SimMode,
+} from './firmware.ts';
+export { createLinkPair, LinkPair } from './link.ts';
+export { createLogger, type Level, type Logger, silentLogger } from './log.ts';
+export { createSocatPair, hasSocat, type SocatPair } from './pty.ts';
+export { type Pending, PendingRing } from './ring.ts';
+export { Rng } from './rng.ts';
+export { DEFAULT_SENSORS, Sensor, type SensorSpec } from './sensors.ts';
+export { FirmwareSim, type FirmwareSimOptions, type SimStats } from './sim.ts';
+export {
+  InProcessTransport,
+  PortTransport,
+  PtyTransport,
+  type Transport,
+  type TransportEvents,
+} from './transport.ts';

@@ -1,0 +1,235 @@
+/** Where the firmware's bytes go: an in-process link, a socat pty pair it owns, or an existing tty. */
+import { SerialPort } from 'serialport';
+import type { LinkPair } from './link.ts';
+import { createSocatPair, type SocatPair } from './pty.ts';
+
+export interface TransportEvents {
+  onData?: (bytes: Uint8Array) => void;
+  onState?: (state: 'plugged' | 'unplugged', detail?: Record<string, unknown>) => void;
+  onError?: (error: Error) => void;
+}
+
+export interface Transport {
+  readonly description: string;
+  /** True while bytes can flow. */
+  readonly plugged: boolean;
+  /** Writes if plugged; returns false when the bytes went nowhere. */
+  write(bytes: Uint8Array): boolean;
+  /** Unplug now, plug back after `ms`; resolves once plugged back (or closed meanwhile). */
+  unplug(ms: number): Promise<void>;
+  close(): Promise<void>;
+  setEvents(events: TransportEvents): void;
+}
+
+function waitOrClosed(ms: number, closed: Promise<void>): Promise<void> {
+  // The unplug duration is the fault being simulated, not a wait for something to happen.
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    void closed.then(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+export class InProcessTransport implements Transport {
+  readonly description = 'in-process link';
+  private events: TransportEvents = {};
+  private closing!: () => void;
+  private readonly closed = new Promise<void>((r) => {
+    this.closing = r;
+  });
+
+  constructor(private readonly pair: LinkPair) {
+    pair.device.on('data', (b: Buffer) => this.events.onData?.(b));
+    pair.device.on('error', (e: Error) => this.events.onError?.(e));
+  }
+  get plugged(): boolean {
+    return this.pair.connected;
+  }
+  setEvents(events: TransportEvents): void {
+    this.events = events;
+  }
+  write(bytes: Uint8Array): boolean {
+    if (!this.pair.connected || this.pair.device.destroyed) return false;
+    this.pair.device.write(bytes);
+    return true;
+  }
+  async unplug(ms: number): Promise<void> {
+    this.pair.connected = false;
+    this.events.onState?.('unplugged', { forMs: ms });
+    await waitOrClosed(ms, this.closed);
+    this.pair.connected = true;
+    this.events.onState?.('plugged');
+  }
+  async close(): Promise<void> {
+    this.closing();
+    this.pair.device.end();
+  }
+}
+
+async function openPort(path: string): Promise<SerialPort> {
+  const port = new SerialPort({ path, baudRate: 115200, autoOpen: false });
+  await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
+  return port;
+}
+
+function closePort(port: SerialPort | undefined): Promise<void> {
+  if (port === undefined || !port.isOpen) return Promise.resolve();
+  return new Promise((resolve) => port.close(() => resolve()));
+}
+
+/**
+ * Owns a socat pair: the firmware opens `devicePath`, the agent opens `agentPath`. Unplug kills
+ * socat, so both links vanish and the agent's open port hangs up, then recreates the pair at the
+ * same paths (new /dev/pts numbers, as a re-enumerated USB adapter would get).
+ */
+export class PtyTransport implements Transport {
+  private events: TransportEvents = {};
+  private pair: SocatPair | undefined;
+  private port: SerialPort | undefined;
+  private isClosed = false;
+  private closing!: () => void;
+  private readonly closed = new Promise<void>((r) => {
+    this.closing = r;
+  });
+
+  private constructor(
+    readonly agentPath: string,
+    readonly devicePath: string,
+  ) {}
+
+  get description(): string {
+    return `pty ${this.agentPath} (device end ${this.devicePath})`;
+  }
+  get plugged(): boolean {
+    return this.port?.isOpen === true;
+  }
+  /** The /dev/pts names behind the links right now. */
+  get ptys(): readonly string[] {
+    return this.pair?.ptys ?? [];
+  }
+
+  static async create(agentPath: string, devicePath = `${agentPath}.device`): Promise<PtyTransport> {
+    const t = new PtyTransport(agentPath, devicePath);
+    await t.plug();
+    return t;
+  }
+
+  setEvents(events: TransportEvents): void {
+    this.events = events;
+  }
+
+  private async plug(): Promise<void> {
+    const pair = await createSocatPair(this.devicePath, this.agentPath);
+    this.pair = pair;
+    try {
+      this.port = await openPort(pair.devicePath);
+    } catch (e) {
+      await pair.close();
+      throw e;
+    }
+    const port = this.port;
+    port.on('data', (b: Buffer) => this.events.onData?.(b));
+    port.on('error', (e: Error) => this.events.onError?.(e));
+    void pair.exited.then(() => {
+      if (this.pair === pair && !this.isClosed) {
+        this.events.onError?.(new Error('socat exited unexpectedly'));
+      }
+    });
+    this.events.onState?.('plugged', { path: this.agentPath, ptys: pair.ptys });
+  }
+
+  private async unplugNow(): Promise<void> {
+    const pair = this.pair;
+    this.pair = undefined;
+    await closePort(this.port);
+    this.port = undefined;
+    await pair?.close();
+  }
+
+  write(bytes: Uint8Array): boolean {
+    const port = this.port;
+    if (port === undefined || !port.isOpen) return false;
+    port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return true;
+  }
+
+  async unplug(ms: number): Promise<void> {
+    await this.unplugNow();
+    this.events.onState?.('unplugged', { path: this.agentPath, forMs: ms });
+    await waitOrClosed(ms, this.closed);
+    if (!this.isClosed) await this.plug();
+  }
+
+  async close(): Promise<void> {
+    this.isClosed = true;
+    this.closing();
+    await this.unplugNow();
+  }
+}
+
+/** An existing tty (a real USB-serial adapter, or a pty made elsewhere). Unplug closes and reopens it. */
+export class PortTransport implements Transport {
+  private events: TransportEvents = {};
+  private port: SerialPort | undefined;
+  private isClosed = false;
+  private closing!: () => void;
+  private readonly closed = new Promise<void>((r) => {
+    this.closing = r;
+  });
+
+  private constructor(readonly path: string) {}
+
+  get description(): string {
+    return `port ${this.path}`;
+  }
+  get plugged(): boolean {
+    return this.port?.isOpen === true;
+  }
+
+  static async open(path: string): Promise<PortTransport> {
+    const t = new PortTransport(path);
+    await t.reopen();
+    return t;
+  }
+
+  setEvents(events: TransportEvents): void {
+    this.events = events;
+  }
+
+  private async reopen(): Promise<void> {
+    const port = await openPort(this.path);
+    this.port = port;
+    port.on('data', (b: Buffer) => this.events.onData?.(b));
+    port.on('error', (e: Error) => this.events.onError?.(e));
+    port.on('close', () => {
+      if (this.port === port && !this.isClosed) this.events.onState?.('unplugged', { path: this.path });
+    });
+    this.events.onState?.('plugged', { path: this.path });
+  }
+
+  write(bytes: Uint8Array): boolean {
+    const port = this.port;
+    if (port === undefined || !port.isOpen) return false;
+    port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return true;
+  }
+
+  async unplug(ms: number): Promise<void> {
+    const port = this.port;
+    this.port = undefined;
+    await closePort(port);
+    this.events.onState?.('unplugged', { path: this.path, forMs: ms });
+    await waitOrClosed(ms, this.closed);
+    if (!this.isClosed) await this.reopen();
+  }
+
+  async close(): Promise<void> {
+    this.isClosed = true;
+    this.closing();
+    const port = this.port;
+    this.port = undefined;
+    await closePort(port);
+  }
+}
