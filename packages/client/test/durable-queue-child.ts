@@ -1,0 +1,43 @@
+/**
+ * Child process for durable-queue-crash.test.ts: puts records as fast as it can and prints
+ * `p <seq> <k>` once put() resolved (k determines the content), acks some of them out of
+ * order and prints `a <seq>` before acking. The test SIGKILLs it at a random moment.
+ * Bounded: stops on its own after 20 s or 300,000 puts.
+ */
+import { DurableQueue } from '../src/node/durable-queue/index.ts';
+import { crashMessage } from './durable-queue-crash-message.ts';
+
+const [dir, roundText] = process.argv.slice(2);
+const round = Number(roundText);
+const q = await DurableQueue.open(dir, { segmentBytes: 64 << 10, cursorEveryAcks: 50, cursorIntervalMs: 20 });
+let k = round * 1_000_000;
+const limit = k + 300_000;
+const deadline = Date.now() + 20_000;
+const resolved: number[] = [];
+let seed = round * 7919 + 1;
+const rnd = (n: number) => {
+  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+  return seed % n;
+};
+
+function one(): void {
+  if (k >= limit || Date.now() > deadline) return;
+  const mine = k++;
+  q.put(crashMessage(mine)).then(
+    (seq) => {
+      process.stdout.write(`p ${seq} ${mine}\n`);
+      resolved.push(seq);
+      if (resolved.length > 40) {
+        const [ackSeq] = resolved.splice(rnd(20), 1);
+        process.stdout.write(`a ${ackSeq}\n`);
+        q.ack(ackSeq);
+      }
+      one();
+    },
+    (err: unknown) => {
+      process.stderr.write(`put failed: ${String(err)}\n`);
+      process.exit(2);
+    },
+  );
+}
+for (let i = 0; i < 64; i++) one();
