@@ -122,7 +122,12 @@ export function formatJson(
       else record[k] = fields[k] instanceof Error ? (fields[k] as Error).message : fields[k];
     }
   }
-  return `${safeJson(record)}\n`;
+  let text = safeJson(record);
+  if (text === '[unserialisable]') {
+    // Keep the event even when a field cannot be serialised (a cycle, a throwing getter).
+    text = safeJson({ time: record.time, level, msg: message, fields: '[unserialisable]' });
+  }
+  return `${text}\n`;
 }
 
 export function createLogger(options: LoggerOptions): Logger {

@@ -1,0 +1,240 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PasswordFile } from '../src/passwd.ts';
+
+const BIN = fileURLToPath(new URL('../bin/broker-lite.js', import.meta.url));
+const CORE = fileURLToPath(new URL('../src/index.ts', import.meta.url));
+const hasCore = existsSync(CORE) && /export\s+(class|\{[^}]*\bBroker\b)/.test(readFileSync(CORE, 'utf8'));
+if (!hasCore) console.warn('skipping broker-lite process tests: src/index.ts does not export Broker yet');
+
+const dir = mkdtempSync(join(tmpdir(), 'bl-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+const tmp = (name: string): string => join(dir, `${++n}-${name}`);
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], stdin = ''): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, stdio: 'pipe' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(stdin);
+  });
+}
+
+describe('broker-lite command line', () => {
+  it('--help explains usage with examples and exits 0; --version prints the version', async () => {
+    const help = await cli(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/Usage:/);
+    expect(help.stdout).toMatch(/broker-lite check/);
+    expect(help.stdout).toMatch(/Examples:/);
+    expect(help.stdout).toMatch(/SIGHUP/);
+    const version = await cli(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^broker-lite \d+\.\d+\.\d+\n$/);
+  });
+
+  it('a bad argument exits 3 with a message and the usage', async () => {
+    const r = await cli(['--frobnicate']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/unknown argument '--frobnicate'/);
+    expect((await cli(['-p', 'x'])).stderr).toMatch(/invalid port 'x'/);
+  });
+
+  it('check prints the effective settings and warnings for a good file', async () => {
+    const conf = tmp('good.conf');
+    writeFileSync(join(dir, 'acl'), 'topic read public/#\n');
+    writeFileSync(conf, 'listener 1883\nallow_anonymous true\nacl_file acl\nuser mosquitto\n');
+    const r = await cli(['check', '-c', conf]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^listener 1883 \(all interfaces\)/m);
+    expect(r.stdout).toMatch(/^allow_anonymous true$/m);
+    expect(r.stdout).toMatch(/^acl_file .*acl \(1 anonymous rules/m);
+    expect(r.stdout).toMatch(/OK \(1 warnings\)/);
+    expect(r.stderr).toContain(`Warning: ${conf}:4: user: ignored`);
+  });
+
+  it('check and the broker exit 3 naming file:line for a bad file', async () => {
+    const conf = tmp('bad.conf');
+    writeFileSync(conf, 'listener 1883\nmax_inflight_messages lots\n');
+    for (const args of [
+      ['check', '-c', conf],
+      ['check', conf],
+      ['-c', conf],
+    ]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(3);
+      expect(r.stderr).toContain(`Error: ${conf}:2: max_inflight_messages: invalid value 'lots'`);
+    }
+    const acl = tmp('acl');
+    writeFileSync(acl, 'topic read ok\ntopic bogus a b\n');
+    writeFileSync(conf, `listener 1883\nacl_file ${acl}\n`);
+    const r = await cli(['check', '-c', conf]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`${acl}:2: acl_file: invalid access type 'bogus'`);
+    const missing = await cli(['-c', join(dir, 'nope.conf')]);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toMatch(/nope\.conf: cannot open config file/);
+  });
+
+  it('passwd end to end: create, prompt via stdin, delete; exit codes like mosquitto_passwd', async () => {
+    const pw = tmp('pw');
+    expect((await cli(['passwd', '-c', '-b', pw, 'alice', 'a-pass'])).code).toBe(0);
+    const prompted = await cli(['passwd', pw, 'bob'], 'b-pass\nb-pass\n');
+    expect(prompted.code).toBe(0);
+    let f = await PasswordFile.load(pw);
+    expect(await f.verify('alice', new TextEncoder().encode('a-pass'))).toBe(true);
+    expect(await f.verify('bob', new TextEncoder().encode('b-pass'))).toBe(true);
+    expect((await cli(['passwd', '-D', pw, 'alice'])).code).toBe(0);
+    f = await PasswordFile.load(pw);
+    expect([...f.users.keys()]).toEqual(['bob']);
+    const mismatch = await cli(['passwd', pw, 'carol'], 'x\ny\n');
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.stderr).toMatch(/do not match/);
+    const help = await cli(['passwd', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/broker-lite passwd -c/);
+  });
+});
+
+/** Reads JSON log lines from a running broker until `pred` holds for one. */
+class LogWatch {
+  lines: Array<Record<string, unknown>> = [];
+  private waiters: Array<{
+    pred: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }> = [];
+  private buf = '';
+  constructor(child: ChildProcessWithoutNullStreams) {
+    child.stdout.on('data', (d: Buffer) => {
+      this.buf += d.toString();
+      let nl = this.buf.indexOf('\n');
+      while (nl >= 0) {
+        const text = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        nl = this.buf.indexOf('\n');
+        let line: Record<string, unknown>;
+        try {
+          line = JSON.parse(text);
+        } catch {
+          line = { msg: text };
+        }
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.pred(line)) return true;
+          w.resolve(line);
+          return false;
+        });
+      }
+    });
+  }
+  wait(pred: (l: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>> {
+    const seen = this.lines.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`timed out waiting for ${what}; log: ${JSON.stringify(this.lines)}`)),
+        15_000,
+      );
+      this.waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+    });
+  }
+}
+
+async function canLogin(port: number, username: string, password: string): Promise<boolean> {
+  try {
+    const client = await mqtt.connectAsync({
+      host: '127.0.0.1',
+      port,
+      username,
+      password,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      protocolVersion: 4,
+    });
+    await client.endAsync();
+    return true;
+  } catch (err) {
+    if (/Bad username or password|Not authorized/i.test((err as Error).message)) return false;
+    throw err;
+  }
+}
+
+describe.skipIf(!hasCore)('broker-lite as a process', () => {
+  it('serves clients, reloads the password file on SIGHUP, exits 0 on SIGTERM', async () => {
+    const pw = tmp('pw');
+    const conf = tmp('broker.conf');
+    const pid = tmp('broker.pid');
+    expect((await cli(['passwd', '-c', '-b', pw, 'alice', 'a-pass'])).code).toBe(0);
+    writeFileSync(
+      conf,
+      `listener 0 127.0.0.1\npassword_file ${pw}\nlog_dest stdout\npid_file ${pid}\nsys_interval 0\n`,
+    );
+    const child = spawn(process.execPath, [BIN, '-c', conf, '--log-format', 'json'], {
+      cwd: dir,
+      stdio: 'pipe',
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const log = new LogWatch(child);
+    try {
+      const listening = await log.wait((l) => l.msg === 'listening', 'the listening line');
+      const port = Number(listening.port);
+      expect(port).toBeGreaterThan(0);
+      expect(readFileSync(pid, 'utf8')).toBe(`${child.pid}\n`);
+
+      expect(await canLogin(port, 'alice', 'a-pass')).toBe(true);
+      expect(await canLogin(port, 'alice', 'wrong')).toBe(false);
+      expect(await canLogin(port, 'bob', 'b-pass')).toBe(false);
+
+      // Replace alice by bob and reload.
+      expect((await cli(['passwd', '-c', '-b', pw, 'bob', 'b-pass'])).code).toBe(0);
+      child.kill('SIGHUP');
+      await log.wait((l) => l.msg === 'reloaded password and ACL files', 'the reload line');
+      expect(await canLogin(port, 'bob', 'b-pass')).toBe(true);
+      expect(await canLogin(port, 'alice', 'a-pass')).toBe(false);
+
+      // A broken file on reload keeps the previous one.
+      writeFileSync(pw, 'bob:not-a-hash\n');
+      child.kill('SIGHUP');
+      const failed = await log.wait((l) => /^reload failed/.test(String(l.msg)), 'the reload failure line');
+      expect(failed.level).toBe('error');
+      expect(String(failed.msg)).toContain(`${pw}:1: password_file:`);
+      expect(await canLogin(port, 'bob', 'b-pass')).toBe(true);
+
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(existsSync(pid)).toBe(false);
+      expect(log.lines.some((l) => l.msg === 'SIGTERM received, closing')).toBe(true);
+      expect(stderr).toBe('');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
