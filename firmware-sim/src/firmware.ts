@@ -135,6 +135,10 @@ export class Firmware {
   get unacked(): number {
     return this.ring.size;
   }
+  /** Seqs of the DATA frames waiting for an ACK, oldest first. */
+  unackedSeqs(): number[] {
+    return Array.from(this.ring.entries(), (p) => p.seq);
+  }
   get decoderStats(): FrameDecoderStats {
     return this.decoder.stats;
   }

@@ -1,0 +1,202 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeFrame } from '@mqtt-edge/serial-protocol';
+import { SerialPort } from 'serialport';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FirmwareSim, hasSocat, type Logger, PtyTransport } from '../src/index.ts';
+import { HostReader, isData, isResult } from './helpers.ts';
+
+const socat = hasSocat();
+if (!socat) console.warn('firmware-sim pty tests skipped: socat is not installed (apt-get install socat)');
+
+let dir = '';
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fwsim-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function open(path: string): Promise<SerialPort> {
+  return new Promise((resolve, reject) => {
+    const p = new SerialPort({ path, baudRate: 115200, autoOpen: false });
+    p.open((e) => (e ? reject(e) : resolve(p)));
+  });
+}
+
+/** Logger that lets a test await a logged event (the sim reports unplug/plug through it). */
+function eventLog(): Logger & { next(event: string, timeoutMs?: number): Promise<Record<string, unknown>> } {
+  const waiters: Array<{ event: string; resolve: (f: Record<string, unknown>) => void }> = [];
+  return {
+    log(_level, event, fields = {}) {
+      for (const w of waiters.filter((x) => x.event === event)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(fields);
+      }
+    },
+    next(event, timeoutMs = 5000) {
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no ${event} within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({
+          event,
+          resolve: (f) => {
+            clearTimeout(t);
+            resolve(f);
+          },
+        });
+      });
+    },
+  };
+}
+
+function attach(port: SerialPort): HostReader {
+  const host = new HostReader();
+  port.on('data', (b: Buffer) => {
+    const before = host.frames.length;
+    host.feed(b);
+    for (const f of host.frames.slice(before)) {
+      if (f.type === 'data' && port.isOpen)
+        port.write(encodeFrame({ type: 'ack', seq: f.seq, bootId: f.bootId }));
+    }
+  });
+  return host;
+}
+
+describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => {
+  it('DATA, ACK, CMD/RESULT over the pty; unplug makes the port vanish and come back', async () => {
+    const link = join(dir, 'ttySIM0');
+    const transport = await PtyTransport.create(link);
+    expect(existsSync(link)).toBe(true);
+    expect(existsSync(`${link}.device`)).toBe(true);
+    expect(transport.ptys.every((p) => p.startsWith('/dev/pts/'))).toBe(true);
+    const log = eventLog();
+    const sim = new FirmwareSim(transport, {
+      deviceId: 'pty-dev',
+      seed: 3,
+      intervalMs: 20,
+      retransmitMs: 80,
+      log,
+    });
+    sim.start();
+    let port = await open(link);
+    try {
+      let host = attach(port);
+      const d = await host.next((f) => isData(f) && f.seq >= 3);
+      expect(d.bootId).toBe(sim.firmware.bootId);
+      port.write(encodeFrame({ type: 'cmd', seq: 0, id: 11, name: 'status' }));
+      const r = await host.next((f) => isResult(f) && f.id === 11);
+      expect(r).toMatchObject({ ok: true, value: { interval: 20, led: false } });
+      expect(sim.firmware.stats.acked).toBeGreaterThanOrEqual(1);
+
+      // Unplug: socat goes, both links go, the agent's open port hangs up.
+      const closed = new Promise<void>((resolve) => port.once('close', () => resolve()));
+      const unplugged = log.next('unplugged');
+      const replug = sim.unplug(300);
+      await closed;
+      await unplugged;
+      expect(existsSync(link)).toBe(false);
+      await replug;
+      expect(existsSync(link)).toBe(true);
+      // What the device still holds (taken while unplugged, or whose ACK was cut off) must arrive.
+      const want = new Set(sim.firmware.unackedSeqs());
+      expect(want.size).toBeGreaterThanOrEqual(5);
+
+      port = await open(link);
+      host = attach(port);
+      const deadline = Date.now() + 10_000;
+      let idx = 0;
+      while (Date.now() < deadline) {
+        for (; idx < host.frames.length; idx++) {
+          const f = host.frames[idx];
+          if (f.type !== 'data') continue;
+          want.delete(f.seq);
+          expect(f.bootId).toBe(d.bootId);
+        }
+        if (want.size === 0) break;
+        await host.next(isData, 5000, idx);
+      }
+      expect([...want]).toEqual([]);
+      expect(sim.stats.unplugs).toBe(1);
+      expect(sim.firmware.stats.boots).toBe(1);
+    } finally {
+      if (port.isOpen) await new Promise<void>((r) => port.close(() => r()));
+      await sim.stop();
+    }
+    expect(existsSync(link)).toBe(false);
+  });
+
+  it('CLI: --link prints the path, the agent reads frames from it, SIGINT stops it cleanly', async () => {
+    const link = join(dir, 'ttyCLI0');
+    const bin = join(import.meta.dirname, '..', 'bin', 'firmware-sim.js');
+    const child = spawn(
+      process.execPath,
+      [bin, '--link', link, '--interval', '30', '--device-id', 'cli-dev', '--seed', '5', '--json-logs'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const path = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.setEncoding('utf8').on('data', (s: string) => {
+          out += s;
+          if (out.includes('\n')) resolve(out.split('\n')[0]);
+        });
+        child.once('exit', () => reject(new Error(`exited before printing the path: ${stderr}`)));
+      });
+      expect(path).toBe(link);
+      const port = await open(path);
+      const host = attach(port);
+      port.write(encodeFrame({ type: 'cmd', seq: 0, id: 1, name: 'hello' }));
+      const hello = await host.next((f) => f.type === 'hello', 10_000);
+      expect(hello).toMatchObject({ deviceId: 'cli-dev' });
+      await host.next(isData, 10_000);
+      await new Promise<void>((r) => port.close(() => r()));
+    } finally {
+      child.kill('SIGINT');
+    }
+    expect(await exited).toBe(0);
+    const lines = stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({ event: 'start', device: 'cli-dev', seed: 5 });
+    expect(lines.at(-1)).toMatchObject({ event: 'stop', device: 'cli-dev' });
+    expect(existsSync(link)).toBe(false);
+  });
+
+  it('CLI: --help exits 0, a bad flag exits 2 naming it', async () => {
+    const bin = join(import.meta.dirname, '..', 'bin', 'firmware-sim.js');
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const c = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        c.stdout.on('data', (b: Buffer) => {
+          out += b;
+        });
+        c.stderr.on('data', (b: Buffer) => {
+          err += b;
+        });
+        c.once('exit', (code) => resolve({ code, out, err }));
+      });
+    const [help, bad, both] = await Promise.all([
+      run(['--help']),
+      run(['--link', '/tmp/x', '--bitflip-rate', '2']),
+      run(['--link', '/tmp/x', '--port', '/tmp/y']),
+    ]);
+    expect(help.code).toBe(0);
+    expect(help.out).toMatch(/--unplug-every/);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--bitflip-rate/);
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/exactly one/);
+  });
+});
