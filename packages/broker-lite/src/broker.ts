@@ -1,0 +1,342 @@
+/**
+ * The wiring: listeners hand sockets to connections, connections to the packet handlers,
+ * handlers to sessions, the router and the retained store; persistence underneath; timers for
+ * the CONNECT deadline, keepalive, session expiry and `$SYS`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { PacketWriter, ReasonCode } from '@mqtt-edge/codec';
+import { Connection, ConnState, type ListenerInfo } from './connection.ts';
+import { releasePublishers } from './deliver.ts';
+import { type BoundListener, startListener } from './listeners.ts';
+import type { Message } from './message.ts';
+import type { AccessControl, Authenticator, BrokerOptions, LogSink } from './options.ts';
+import { DEFAULT_BROKER_OPTIONS } from './options.ts';
+import { Persistence } from './persist.ts';
+import { RetainStore } from './retain.ts';
+import { Router } from './router.ts';
+import { NEVER_EXPIRES, Session } from './session.ts';
+import { publishSys } from './sys.ts';
+import { WillTimers } from './will.ts';
+
+export interface BrokerStats {
+  uptimeSeconds: number;
+  clientsConnected: number;
+  /** Sessions, connected or not (Mosquitto's clients/total). */
+  clientsTotal: number;
+  /** MQTT packets of every type. */
+  messagesReceived: number;
+  messagesSent: number;
+  publishReceived: number;
+  publishSent: number;
+  /** Messages not delivered to someone they were for (QoS 0 to a stuck client, full offline queue, too large). */
+  messagesDropped: number;
+  messagesExpired: number;
+  bytesReceived: number;
+  bytesSent: number;
+  subscriptions: number;
+  retained: number;
+  /** QoS 1/2 messages queued or in flight, all sessions. */
+  queuedMessages: number;
+  /** Times a publisher's socket was paused because a subscriber's queue was full. */
+  publisherPauses: number;
+  authFailures: number;
+}
+
+const SILENT: LogSink = { log() {} };
+
+export class Broker {
+  readonly options: BrokerOptions;
+  authenticator: Authenticator | undefined;
+  accessControl: AccessControl | undefined;
+  readonly sessions = new Map<string, Session>();
+  readonly connections = new Set<Connection>();
+  readonly router: Router;
+  readonly retain = new RetainStore();
+  readonly wills: WillTimers;
+  readonly writer = new PacketWriter(4096);
+  persist: Persistence | null = null;
+  /** The connection whose PUBLISH is being routed (for backpressure). */
+  currentPublisher: Connection | null = null;
+  /** Deliveries of the message being routed (scratch of the router). */
+  routedCount = 0;
+  /** Delay before a refused login gets its CONNACK. */
+  authFailureDelayMs: number;
+  readonly counters = {
+    bytesIn: 0,
+    bytesOut: 0,
+    msgsIn: 0,
+    msgsOut: 0,
+    packetsIn: 0,
+    packetsOut: 0,
+    dropped: 0,
+    expired: 0,
+    connects: 0,
+    authFailures: 0,
+    publisherPauses: 0,
+  };
+  private listeners: BoundListener[] = [];
+  private readonly dirty: Connection[] = [];
+  private flushScheduled = false;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sysTimer: NodeJS.Timeout | null = null;
+  private readonly startedAt = Date.now();
+  private lastDropLog = 0;
+  private droppedSinceLog = 0;
+  private closing = false;
+
+  constructor(options: Partial<BrokerOptions> & { authFailureDelayMs?: number } = {}) {
+    this.options = { ...DEFAULT_BROKER_OPTIONS, logger: SILENT, ...options };
+    this.authenticator = this.options.authenticator;
+    this.accessControl = this.options.accessControl;
+    this.authFailureDelayMs = options.authFailureDelayMs ?? 1000;
+    this.router = new Router(this);
+    this.wills = new WillTimers(this);
+  }
+
+  /** Recovers persisted state, then binds every listener. */
+  async listen(): Promise<void> {
+    const dir = this.options.persistenceDir;
+    if (dir !== undefined && this.persist === null) {
+      this.persist = new Persistence(this, dir, this.options.autosaveIntervalSeconds);
+      await this.persist.open();
+    }
+    for (const l of this.options.listeners) this.listeners.push(await startListener(this, l));
+    this.sweepTimer = setInterval(() => this.sweep(), 1000);
+    this.sweepTimer.unref();
+    const sys = this.options.sysInterval;
+    if (sys > 0) {
+      publishSys(this);
+      this.sysTimer = setInterval(() => publishSys(this), sys * 1000);
+      this.sysTimer.unref();
+    }
+    for (const l of this.listeners)
+      this.log('notice', 'listening', {
+        host: l.address.host,
+        port: l.address.port,
+        protocol: l.address.protocol,
+      });
+  }
+
+  /** Where each listener is bound (the real port when 0 was asked). */
+  get addresses(): Array<{ port: number; host: string; protocol: 'mqtt' | 'websockets' }> {
+    return this.listeners.map((l) => l.address);
+  }
+
+  /** Stops listening, disconnects every client (MQTT 5: 0x8B), saves, and resolves when done. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    if (this.sysTimer !== null) clearInterval(this.sysTimer);
+    await Promise.all(this.listeners.map((l) => l.close()));
+    const waits: Promise<void>[] = [];
+    for (const conn of this.connections) {
+      conn.gracefulDisconnect = true;
+      waits.push(
+        new Promise<void>((resolve) => {
+          if (conn.closed) resolve();
+          else conn.socket.once('close', () => resolve());
+        }),
+      );
+      conn.fail(ReasonCode.ServerShuttingDown, 'server shutting down');
+      setTimeout(() => conn.socket.destroy(), 500).unref();
+    }
+    await Promise.all(waits);
+    this.flushAll();
+    this.wills.clear();
+    if (this.persist !== null) await this.persist.close();
+  }
+
+  /** SIGHUP: new password and ACL checks apply to the next CONNECT, SUBSCRIBE and message. */
+  setSecurity(authenticator?: Authenticator, accessControl?: AccessControl): void {
+    this.authenticator = authenticator;
+    this.accessControl = accessControl;
+  }
+
+  stats(): BrokerStats {
+    const c = this.counters;
+    let connected = 0;
+    let queued = 0;
+    for (const s of this.sessions.values()) {
+      if (s.conn !== null) connected++;
+      queued += s.queueLength + s.inflight.size;
+    }
+    return {
+      uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
+      clientsConnected: connected,
+      clientsTotal: this.sessions.size,
+      messagesReceived: c.packetsIn,
+      messagesSent: c.packetsOut,
+      publishReceived: c.msgsIn,
+      publishSent: c.msgsOut,
+      messagesDropped: c.dropped,
+      messagesExpired: c.expired,
+      bytesReceived: c.bytesIn,
+      bytesSent: c.bytesOut,
+      subscriptions: this.router.index.size,
+      retained: this.retain.size,
+      queuedMessages: queued,
+      publisherPauses: c.publisherPauses,
+      authFailures: c.authFailures,
+    };
+  }
+
+  log(level: Parameters<LogSink['log']>[0], message: string, fields?: Record<string, unknown>): void {
+    this.options.logger.log(level, message, fields);
+  }
+
+  // ---- connections ---------------------------------------------------------------------
+
+  /** A listener accepted a socket. */
+  accept(socket: Duplex, info: ListenerInfo, remote: string, certificateCommonName?: string): void {
+    const max = this.options.maxConnections;
+    if (this.closing || (max >= 0 && this.connections.size >= max)) {
+      this.log('notice', 'connection refused: max_connections reached', { remote });
+      socket.destroy();
+      return;
+    }
+    const conn = new Connection(this, socket, info, remote);
+    conn.certificateCommonName = certificateCommonName;
+    this.connections.add(conn);
+  }
+
+  tlsIdentity(conn: Connection): boolean {
+    return conn.listener.useIdentityAsUsername === true;
+  }
+
+  scheduleFlush(conn: Connection): void {
+    this.dirty.push(conn);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushAll);
+    }
+  }
+
+  /** One socket write per connection per event-loop turn. */
+  readonly flushAll = (): void => {
+    this.flushScheduled = false;
+    const dirty = this.dirty;
+    for (let i = 0; i < dirty.length; i++) dirty[i].flush();
+    dirty.length = 0;
+  };
+
+  connectionClosed(conn: Connection): void {
+    this.connections.delete(conn);
+    if (conn.session !== null) this.detach(conn, false);
+    if (conn.clientId !== '') this.log('information', 'client disconnected', { clientId: conn.clientId });
+  }
+
+  connectionDrained(conn: Connection): void {
+    const s = conn.session;
+    if (s !== null && s.blocked !== null) releasePublishers(this, s, false);
+  }
+
+  /**
+   * Separates a connection from its session (the socket closed, or another connection took the
+   * client id): will, expiry, the publishers this session had paused.
+   */
+  detach(conn: Connection, takeover: boolean): void {
+    const s = conn.session;
+    conn.session = null;
+    if (s === null || s.conn !== conn) return;
+    s.conn = null;
+    const will = conn.will;
+    conn.will = null;
+    if (will !== null && !conn.gracefulDisconnect) {
+      const delay = conn.version === 5 ? (will.properties?.willDelayInterval ?? 0) : 0;
+      const keep = s.expiryInterval === NEVER_EXPIRES ? delay : Math.min(delay, s.expiryInterval);
+      this.wills.schedule(s.clientId, conn.username, will, takeover ? delay : keep);
+    }
+    releasePublishers(this, s, true);
+    if (!s.persistent) {
+      this.endSession(s);
+      return;
+    }
+    s.expiresAt = s.expiryInterval === NEVER_EXPIRES ? 0 : Date.now() + s.expiryInterval * 1000;
+    if (this.persist !== null) this.persist.sessionPut(s);
+  }
+
+  createSession(clientId: string): Session {
+    const s = new Session(clientId);
+    this.sessions.set(clientId, s);
+    return s;
+  }
+
+  /** The session is over: subscriptions, queue and stored state go; a delayed will is sent now. */
+  endSession(s: Session): void {
+    if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
+    for (const [filter, sub] of s.subs) this.router.index.remove(filter, sub);
+    s.subs.clear();
+    s.inflight.clear();
+    while (s.dequeue() !== undefined) {}
+    releasePublishers(this, s, true);
+    if (this.persist !== null && s.stored) this.persist.sessionDel(s);
+    this.wills.fire(s.clientId);
+  }
+
+  assignClientId(): string {
+    return `auto-${randomUUID()}`;
+  }
+
+  // ---- messages ------------------------------------------------------------------------
+
+  /** Publishes a message from the broker itself (wills, `$SYS`). */
+  publish(msg: Message): void {
+    if (msg.retain) this.retainMessage(msg);
+    this.router.route(msg, null);
+  }
+
+  retainMessage(msg: Message): void {
+    if (!this.retain.set(msg)) return;
+    if (this.persist !== null && !msg.topic.startsWith('$SYS/')) {
+      const kept = this.retain.get(msg.topic);
+      if (kept === undefined) this.persist.retainDel(msg.topic);
+      else this.persist.retainPut(kept);
+    }
+  }
+
+  /** Counts (and, at most once a second, logs) a message not delivered to `s`. */
+  dropped(s: Session | null, msg: Message, why: string): void {
+    this.counters.dropped++;
+    this.droppedSinceLog++;
+    const now = Date.now();
+    if (now - this.lastDropLog >= 1000) {
+      this.log('warning', 'message dropped', {
+        clientId: s?.clientId,
+        topic: msg.topic,
+        reason: why,
+        droppedSinceLastLog: this.droppedSinceLog,
+      });
+      this.lastDropLog = now;
+      this.droppedSinceLog = 0;
+    }
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    const connectMs = this.options.connectTimeoutSeconds * 1000;
+    for (const conn of this.connections) {
+      if (conn.state === ConnState.AwaitConnect) {
+        if (now - conn.openedAt > connectMs) {
+          this.log('notice', 'no CONNECT in time, closing', { remote: conn.remote });
+          conn.close();
+        }
+      } else if (
+        conn.state === ConnState.Connected &&
+        conn.keepaliveMs > 0 &&
+        conn.pausedBy === 0 &&
+        now - conn.lastRecv > conn.keepaliveMs * 1.5
+      ) {
+        this.log('notice', 'keepalive expired, closing', { clientId: conn.clientId });
+        conn.fail(ReasonCode.KeepAliveTimeout, 'keepalive timeout');
+      }
+    }
+    for (const s of this.sessions.values()) {
+      if (s.conn === null && s.expiresAt !== 0 && now >= s.expiresAt) {
+        this.log('information', 'session expired', { clientId: s.clientId });
+        this.endSession(s);
+      }
+    }
+  }
+}

@@ -1,0 +1,333 @@
+/**
+ * One client connection: the codec parser on its byte stream, the CONNECT deadline and
+ * keepalive, batched writes (one socket write per connection per event-loop turn) and the
+ * read side's pause/resume used for backpressure.
+ */
+import type { Duplex } from 'node:stream';
+import {
+  MqttError,
+  type Packet,
+  PacketParser,
+  type ProtocolVersion,
+  ReasonCode,
+  type Will,
+} from '@mqtt-edge/codec';
+import type { Broker } from './broker.ts';
+import { handleAcks } from './handle-acks.ts';
+import { handleConnect } from './handle-connect.ts';
+import { handleDisconnect } from './handle-disconnect.ts';
+import { handlePublish } from './handle-publish.ts';
+import { handleSubscribe } from './handle-subscribe.ts';
+import { handleUnsubscribe } from './handle-unsubscribe.ts';
+import type { Session } from './session.ts';
+
+/** Socket bytes waiting to go out above which QoS 0 senders are slowed down. */
+export const SOFT_WRITE_LIMIT = 256 * 1024;
+/** Above this QoS 0 messages to the connection are dropped (and counted): the memory bound. */
+export const HARD_WRITE_LIMIT = 4 * 1024 * 1024;
+/** Packets a client may pipeline behind its CONNECT while authentication runs. */
+const MAX_EARLY_PACKETS = 1000;
+
+export enum ConnState {
+  AwaitConnect = 0,
+  Authenticating = 1,
+  Connected = 2,
+  Closing = 3,
+}
+
+export interface ListenerInfo {
+  protocol: 'mqtt' | 'websockets';
+  tls: boolean;
+  /** The client certificate's common name is the user name (Mosquitto use_identity_as_username). */
+  useIdentityAsUsername: boolean;
+}
+
+export class Connection {
+  readonly parser: PacketParser;
+  state = ConnState.AwaitConnect;
+  version: ProtocolVersion = 4;
+  session: Session | null = null;
+  clientId = '';
+  username: string | undefined = undefined;
+  certificateCommonName: string | undefined = undefined;
+  /** Keepalive in ms (after the server keepalive); 0 = none. */
+  keepaliveMs = 0;
+  readonly openedAt: number;
+  lastRecv: number;
+  will: Will | null = null;
+  /** Inbound topic aliases (MQTT 5), index = alias. */
+  aliases: string[] | null = null;
+  /** Largest packet the client accepts (MQTT 5 maximum packet size). */
+  maxOut = 268_435_460;
+  /** The client's receive maximum: QoS 1/2 publishes in flight towards it. */
+  receiveMax = 65_535;
+  /** MQTT 5 request problem information: reason strings allowed in errors. */
+  problemInfo = true;
+  /** Sessions whose full queue paused this socket. */
+  pausedBy = 0;
+  private out: Buffer | null = null;
+  private outPos = 0;
+  /** Packets received after CONNECT while authentication is pending. */
+  early: Packet[] | null = null;
+  /** Acks waiting for a group commit to reach the disk. */
+  pendingAcks = 0;
+  closed = false;
+  /** Reason of a DISCONNECT received: decides whether the will is sent. */
+  gracefulDisconnect = false;
+  private drainWaiting = false;
+
+  constructor(
+    readonly broker: Broker,
+    readonly socket: Duplex,
+    readonly listener: ListenerInfo,
+    readonly remote: string,
+  ) {
+    const max = broker.options.messageSizeLimit;
+    // The payload limit plus room for the largest header, topic and properties a client sends.
+    this.parser = new PacketParser(max > 0 ? { maxPacketSize: max + 65_536 + 1024 } : {});
+    this.openedAt = this.lastRecv = Date.now();
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err: Error) => this.onSocketError(err));
+    socket.on('close', () => this.onClose());
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    const b = this.broker;
+    b.counters.bytesIn += chunk.length;
+    this.lastRecv = Date.now();
+    const prev = current;
+    current = this;
+    try {
+      this.parser.push(chunk, dispatchCurrent);
+    } catch (err) {
+      this.onProtocolError(err);
+    } finally {
+      current = prev;
+    }
+  }
+
+  /** Routes one parsed packet to its handler. */
+  dispatch(p: Packet): void {
+    if (this.closed || this.state === ConnState.Closing) return;
+    const b = this.broker;
+    b.counters.packetsIn++;
+    if (this.state === ConnState.Connected) {
+      switch (p.type) {
+        case 'publish':
+          b.counters.msgsIn++;
+          handlePublish(this, p);
+          return;
+        case 'puback':
+        case 'pubrec':
+        case 'pubrel':
+        case 'pubcomp':
+          handleAcks(this, p);
+          return;
+        case 'subscribe':
+          handleSubscribe(this, p);
+          return;
+        case 'unsubscribe':
+          handleUnsubscribe(this, p);
+          return;
+        case 'pingreq':
+          this.send(PINGRESP);
+          return;
+        case 'disconnect':
+          handleDisconnect(this, p);
+          return;
+        case 'connect':
+          this.fail(ReasonCode.ProtocolError, 'second CONNECT');
+          return;
+        case 'auth':
+          this.fail(ReasonCode.BadAuthenticationMethod, 'enhanced authentication is not supported');
+          return;
+        default:
+          this.fail(ReasonCode.ProtocolError, `${p.type} is not a client packet`);
+          return;
+      }
+    }
+    if (this.state === ConnState.AwaitConnect) {
+      if (p.type !== 'connect') {
+        this.close();
+        return;
+      }
+      this.version = p.protocolVersion;
+      handleConnect(this, p);
+      return;
+    }
+    // Authenticating: keep what the client pipelined behind its CONNECT, in order.
+    if (this.early === null) this.early = [];
+    if (this.early.length >= MAX_EARLY_PACKETS) {
+      this.close();
+      return;
+    }
+    this.early.push(p);
+  }
+
+  /** Replays the packets that arrived during authentication. */
+  replayEarly(): void {
+    const early = this.early;
+    this.early = null;
+    if (early !== null) for (const p of early) this.dispatch(p);
+  }
+
+  private onProtocolError(err: unknown): void {
+    const b = this.broker;
+    if (!(err instanceof MqttError)) {
+      b.log('error', 'internal error handling a packet', { clientId: this.clientId, error: String(err) });
+      this.fail(ReasonCode.ImplementationSpecificError, 'internal error');
+      return;
+    }
+    b.log('notice', 'protocol error, closing', {
+      clientId: this.clientId || undefined,
+      remote: this.remote,
+      code: err.code,
+      error: err.message,
+    });
+    if (this.state === ConnState.AwaitConnect) {
+      if (err.code === 'PROTOCOL_VERSION_UNSUPPORTED' || err.code === 'PROTOCOL_NAME_INVALID') {
+        // 3.1.1 3.1.2.2: answer an unknown protocol level with return code 1, then close.
+        this.send(CONNACK_BAD_VERSION);
+      }
+      this.close();
+      return;
+    }
+    this.fail(err.reasonCode, err.message);
+  }
+
+  /**
+   * Ends the connection for a protocol violation: MQTT 5 clients get a DISCONNECT carrying the
+   * reason code (and string), 3.1.1 clients are just closed, as the spec says.
+   */
+  fail(reasonCode: number, reason: string): void {
+    if (this.closed) return;
+    if (this.version === 5 && this.state === ConnState.Connected) {
+      this.sendPacket({
+        type: 'disconnect',
+        reasonCode: DISCONNECT_CODES.has(reasonCode) ? reasonCode : ReasonCode.UnspecifiedError,
+        properties: this.problemInfo ? { reasonString: reason } : undefined,
+      });
+    }
+    this.close();
+  }
+
+  /** Closes after what was written is flushed. */
+  close(): void {
+    if (this.closed) return;
+    this.state = ConnState.Closing;
+    this.flush();
+    this.socket.end();
+    // A peer that never reads would hold the socket open: cut it after a grace period.
+    const timer = setTimeout(() => this.socket.destroy(), 2000);
+    timer.unref();
+  }
+
+  private onSocketError(err: Error): void {
+    this.broker.log('debug', 'socket error', { clientId: this.clientId || undefined, error: err.message });
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.state = ConnState.Closing;
+    this.out = null;
+    this.broker.connectionClosed(this);
+  }
+
+  /** Queues bytes for this turn's write (copied: the caller may reuse its buffer). */
+  send(bytes: Uint8Array): Uint8Array {
+    const n = bytes.length;
+    this.broker.counters.packetsOut++;
+    let out = this.out;
+    let pos = this.outPos;
+    if (out === null) {
+      if (this.closed) return bytes;
+      out = this.out = Buffer.allocUnsafe(n > 16_384 ? n : 16_384);
+      pos = this.outPos = 0;
+      this.broker.scheduleFlush(this);
+    } else if (pos + n > out.length) {
+      const grown = Buffer.allocUnsafe(Math.max(pos + n, out.length * 2));
+      out.copy(grown, 0, 0, pos);
+      out = this.out = grown;
+    }
+    if (n < 32) for (let i = 0; i < n; i++) out[pos + i] = bytes[i];
+    else out.set(bytes, pos);
+    this.outPos = pos + n;
+    return out.subarray(pos, pos + n);
+  }
+
+  sendPacket(p: Packet): void {
+    this.send(this.broker.writer.encode(p, this.version));
+  }
+
+  /** A four-byte acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) or its MQTT 5 reason form. */
+  sendAck(first: number, pid: number, reasonCode: number): void {
+    if (reasonCode === 0 || this.version !== 5) {
+      ACK4[0] = first;
+      ACK4[2] = pid >> 8;
+      ACK4[3] = pid & 0xff;
+      this.send(ACK4);
+    } else {
+      ACK5[0] = first;
+      ACK5[2] = pid >> 8;
+      ACK5[3] = pid & 0xff;
+      ACK5[4] = reasonCode;
+      this.send(ACK5);
+    }
+  }
+
+  /** Bytes written and not yet on the wire, this turn's included. */
+  get backlog(): number {
+    return this.socket.writableLength + this.outPos;
+  }
+
+  /** Writes this turn's bytes in one socket write. */
+  flush(): void {
+    const out = this.out;
+    if (out === null) return;
+    const n = this.outPos;
+    this.out = null;
+    this.outPos = 0;
+    if (n === 0 || this.closed || this.socket.destroyed || this.socket.writableEnded) return;
+    this.broker.counters.bytesOut += n;
+    this.socket.write(out.subarray(0, n));
+  }
+
+  /** Stops reading this publisher's socket until every session that paused it drains. */
+  pauseFor(): void {
+    if (this.pausedBy++ === 0) this.socket.pause();
+  }
+
+  resumeFor(): void {
+    if (this.pausedBy > 0 && --this.pausedBy === 0 && !this.closed) {
+      this.lastRecv = Date.now();
+      this.socket.resume();
+    }
+  }
+
+  /** Calls the broker back once the socket drained its write backlog. */
+  waitDrain(): void {
+    if (this.drainWaiting || this.closed) return;
+    this.drainWaiting = true;
+    this.socket.once('drain', () => {
+      this.drainWaiting = false;
+      this.broker.connectionDrained(this);
+    });
+  }
+}
+
+let current: Connection | null = null;
+function dispatchCurrent(p: Packet): void {
+  (current as Connection).dispatch(p);
+}
+
+const PINGRESP = new Uint8Array([0xd0, 0x00]);
+const CONNACK_BAD_VERSION = new Uint8Array([0x20, 0x02, 0x00, 0x01]);
+const ACK4 = new Uint8Array([0x40, 0x02, 0, 0]);
+const ACK5 = new Uint8Array([0x40, 0x03, 0, 0, 0]);
+
+const DISCONNECT_CODES = new Set([
+  0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8b, 0x8d, 0x8e, 0x8f, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97,
+  0x98, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9e, 0x9f, 0xa0, 0xa1, 0xa2,
+]);

@@ -1,0 +1,231 @@
+/**
+ * Putting one message on its way to one session: straight onto the wire when the in-flight
+ * window has room, into the session's queue otherwise, with the backpressure that keeps
+ * QoS 1/2 from being dropped. Encoded bytes are shared between subscribers of one message.
+ */
+import type { QoS } from '@mqtt-edge/codec';
+import type { Broker } from './broker.ts';
+import { type Connection, ConnState, HARD_WRITE_LIMIT, SOFT_WRITE_LIMIT } from './connection.ts';
+import { type Delivery, type Message, own } from './message.ts';
+import type { Session } from './session.ts';
+
+/**
+ * Encoded PUBLISH bytes of the message being routed, one slot per (protocol 5 or not, QoS,
+ * retain): the first subscriber's copy is reused for the rest, packet id patched in place.
+ */
+export class EncodeCache {
+  readonly slots: Array<Uint8Array | null> = [
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+  ];
+  clear(): void {
+    const s = this.slots;
+    for (let i = 0; i < 12; i++) s[i] = null;
+  }
+}
+
+/** In-flight window towards this connection: the broker's bound and the client's receive maximum. */
+export function windowOf(b: Broker, conn: Connection): number {
+  const mine = b.options.maxInflightMessages;
+  return mine > 0 && mine < conn.receiveMax ? mine : conn.receiveMax;
+}
+
+export function deliver(
+  b: Broker,
+  s: Session,
+  msg: Message,
+  qos: QoS,
+  retain: boolean,
+  subIds: number[] | undefined,
+  cache: EncodeCache | null,
+): void {
+  const conn = s.conn;
+  const online = conn !== null && conn.state === ConnState.Connected;
+  if (qos === 0) {
+    // QoS 0 is not queued for offline sessions (Mosquitto's default too).
+    if (!online) return;
+    const backlog = conn.backlog;
+    if (backlog > SOFT_WRITE_LIMIT) {
+      if (backlog > HARD_WRITE_LIMIT) {
+        b.dropped(s, msg, 'subscriber not reading (QoS 0)');
+        return;
+      }
+      slowDownPublisher(b, s);
+      conn.waitDrain();
+    }
+    writePublish(b, conn, msg, 0, retain, subIds, 0, false, cache);
+    return;
+  }
+  const d: Delivery = { msg, qos, retain, subIds, pid: 0, state: 0 };
+  if (online && s.queueLength === 0 && s.inflight.size < windowOf(b, conn)) {
+    const pid = s.allocPid();
+    if (!writePublish(b, conn, msg, qos, retain, subIds, pid, false, cache)) return;
+    d.pid = pid;
+    s.inflight.set(pid, d);
+    if (conn.pausedBy > 0) conn.socket.resume(); // it must read the acks it now owes us
+    if (s.persistent && b.persist !== null) b.persist.queueAdd(s, d);
+    return;
+  }
+  const max = b.options.maxQueuedMessages;
+  const maxBytes = b.options.maxQueuedBytes;
+  const full = (max > 0 && s.queueLength >= max) || (maxBytes > 0 && s.queuedBytes >= maxBytes);
+  if (full && !online) {
+    // Nobody reads an offline session's queue: the bound the user set applies.
+    b.dropped(s, msg, 'offline session queue full');
+    return;
+  }
+  own(msg);
+  s.enqueue(d);
+  if (s.persistent && b.persist !== null) b.persist.queueAdd(s, d);
+  if (full) slowDownPublisher(b, s);
+}
+
+/**
+ * Pauses the socket of the publisher being handled until `s` drains. A connection that has
+ * messages in flight towards it is never paused: it must keep reading their acks (two
+ * clients publishing to each other would otherwise wait on each other for ever).
+ */
+function slowDownPublisher(b: Broker, s: Session): void {
+  const pub = b.currentPublisher;
+  if (pub === null || pub.closed || pub.session === s) return;
+  const ps = pub.session;
+  if (ps !== null && (ps.inflight.size > 0 || ps.queueLength > 0)) return;
+  if (s.blocked === null) s.blocked = [];
+  else if (s.blocked.includes(pub)) return;
+  s.blocked.push(pub);
+  pub.pauseFor();
+  b.counters.publisherPauses++;
+}
+
+/** Resumes the publishers `s` paused once its queue is at the low-water mark or less. */
+export function releasePublishers(b: Broker, s: Session, force: boolean): void {
+  const blocked = s.blocked;
+  if (blocked === null) return;
+  if (!force) {
+    const max = b.options.maxQueuedMessages;
+    if (max > 0 && s.queueLength > max >> 1) return;
+    const maxBytes = b.options.maxQueuedBytes;
+    if (maxBytes > 0 && s.queuedBytes > maxBytes / 2) return;
+    const conn = s.conn;
+    if (conn !== null && conn.backlog > SOFT_WRITE_LIMIT >> 1) {
+      conn.waitDrain();
+      return;
+    }
+  }
+  s.blocked = null;
+  for (const pub of blocked) pub.resumeFor();
+}
+
+/** Sends queued messages while the in-flight window has room. */
+export function pump(b: Broker, s: Session): void {
+  const conn = s.conn;
+  if (conn === null || conn.state !== ConnState.Connected) return;
+  const window = windowOf(b, conn);
+  while (s.inflight.size < window) {
+    const d = s.dequeue();
+    if (d === undefined) break;
+    const pid = s.allocPid();
+    if (!writePublish(b, conn, d.msg, d.qos, d.retain, d.subIds, pid, false, null)) {
+      if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
+      continue;
+    }
+    d.pid = pid;
+    s.inflight.set(pid, d);
+  }
+  if (s.blocked !== null) releasePublishers(b, s, false);
+}
+
+/** Re-sends what was in flight when the session's previous connection ended (DUP set). */
+export function resendInflight(b: Broker, s: Session): void {
+  const conn = s.conn as Connection;
+  for (const d of s.inflight.values()) {
+    if (d.state === 1) conn.sendAck(0x62, d.pid, 0);
+    else writePublish(b, conn, d.msg, d.qos, d.retain, d.subIds, d.pid, true, null);
+  }
+}
+
+/**
+ * Encodes (or copies from the cache) and queues one PUBLISH for `conn`. False when the message
+ * expired or is larger than the client accepts (it is dropped for that client and counted).
+ */
+export function writePublish(
+  b: Broker,
+  conn: Connection,
+  msg: Message,
+  qos: QoS,
+  retain: boolean,
+  subIds: number[] | undefined,
+  pid: number,
+  dup: boolean,
+  cache: EncodeCache | null,
+): boolean {
+  const v5 = conn.version === 5;
+  let props = v5 ? msg.properties : undefined;
+  let cacheable = cache !== null && !dup;
+  if (msg.expiresAt !== 0) {
+    const left = Math.ceil((msg.expiresAt - Date.now()) / 1000);
+    if (left <= 0) {
+      b.counters.expired++;
+      return false;
+    }
+    if (v5) {
+      props = { ...props, messageExpiryInterval: left };
+      cacheable = false;
+    }
+  }
+  if (v5 && subIds !== undefined) {
+    props = { ...props, subscriptionIdentifiers: subIds };
+    cacheable = false;
+  }
+  const slot = (v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
+  const cached = cacheable ? (cache as EncodeCache).slots[slot] : null;
+  if (cached !== null) {
+    if (cached.length > conn.maxOut) return tooLarge(b, conn, msg);
+    const view = conn.send(cached);
+    if (qos > 0) patchPid(view, pid);
+  } else {
+    const bytes = b.writer.encode(
+      {
+        type: 'publish',
+        topic: msg.topic,
+        payload: msg.payload,
+        qos,
+        retain,
+        dup,
+        packetId: qos > 0 ? pid : undefined,
+        properties: props,
+      },
+      conn.version,
+    );
+    if (bytes.length > conn.maxOut) return tooLarge(b, conn, msg);
+    const view = conn.send(bytes);
+    if (cacheable) (cache as EncodeCache).slots[slot] = view;
+  }
+  b.counters.msgsOut++;
+  return true;
+}
+
+function tooLarge(b: Broker, conn: Connection, msg: Message): false {
+  b.dropped(conn.session, msg, 'larger than the client maximum packet size');
+  return false;
+}
+
+/** Writes `pid` into an encoded PUBLISH (after the fixed header and the topic). */
+function patchPid(bytes: Uint8Array, pid: number): void {
+  let i = 1;
+  while (bytes[i] & 0x80) i++;
+  i++;
+  const at = i + 2 + ((bytes[i] << 8) | bytes[i + 1]);
+  bytes[at] = pid >> 8;
+  bytes[at + 1] = pid & 0xff;
+}

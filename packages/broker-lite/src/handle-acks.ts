@@ -1,0 +1,66 @@
+/**
+ * PUBACK, PUBREC, PUBREL, PUBCOMP: the QoS 1 and QoS 2 flows towards the client (in-flight
+ * window, queue pump) and the release of QoS 2 messages received from it.
+ */
+import { type PubAckLikePacket, ReasonCode } from '@mqtt-edge/codec';
+import type { Connection } from './connection.ts';
+import { pump } from './deliver.ts';
+
+const PUBREL = 0x62;
+const PUBCOMP = 0x70;
+
+export function handleAcks(
+  conn: Connection,
+  p: PubAckLikePacket<'puback' | 'pubrec' | 'pubrel' | 'pubcomp'>,
+): void {
+  const b = conn.broker;
+  const s = conn.session;
+  if (s === null) return;
+  const pid = p.packetId;
+  switch (p.type) {
+    case 'puback': {
+      const d = s.inflight.get(pid);
+      if (d === undefined || d.qos !== 1) return; // unknown ids are ignored, as Mosquitto does
+      s.inflight.delete(pid);
+      if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
+      pump(b, s);
+      return;
+    }
+    case 'pubrec': {
+      const d = s.inflight.get(pid);
+      if (d === undefined || d.qos !== 2) {
+        conn.sendAck(PUBREL, pid, ReasonCode.PacketIdentifierNotFound);
+        return;
+      }
+      if ((p.reasonCode ?? 0) >= 0x80) {
+        // MQTT 5: the receiver refused it; the flow ends here.
+        s.inflight.delete(pid);
+        if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
+        pump(b, s);
+        return;
+      }
+      if (d.state === 0) {
+        d.state = 1;
+        if (s.persistent && b.persist !== null) b.persist.queueReleased(s, d);
+      }
+      conn.sendAck(PUBREL, pid, 0);
+      return;
+    }
+    case 'pubcomp': {
+      const d = s.inflight.get(pid);
+      if (d === undefined || d.state !== 1) return;
+      s.inflight.delete(pid);
+      if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
+      pump(b, s);
+      return;
+    }
+    case 'pubrel': {
+      const seen = s.incomingQos2;
+      if (seen !== null && seen.delete(pid)) {
+        if (s.persistent && b.persist !== null) b.persist.incomingDel(s, pid);
+        conn.sendAck(PUBCOMP, pid, 0);
+      } else conn.sendAck(PUBCOMP, pid, ReasonCode.PacketIdentifierNotFound);
+      return;
+    }
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * CONNECT: client identifier rules, authentication (delayed refusals), session takeover,
+ * clean start / session resumption, MQTT 5 limits both ways, CONNACK.
+ */
+import {
+  type ConnackPacket,
+  type ConnectPacket,
+  ConnectReturnCode,
+  type Properties,
+  ReasonCode,
+} from '@mqtt-edge/codec';
+import { type Connection, ConnState } from './connection.ts';
+import { pump, resendInflight } from './deliver.ts';
+import { NEVER_EXPIRES } from './session.ts';
+
+/** Topic aliases a client may use towards us (Mosquitto's max_topic_alias default). */
+export const TOPIC_ALIAS_MAXIMUM = 10;
+
+export function handleConnect(conn: Connection, p: ConnectPacket): void {
+  const b = conn.broker;
+  const v5 = p.protocolVersion === 5;
+  conn.state = ConnState.Authenticating;
+  let clientId = p.clientId;
+  let assigned = false;
+  if (clientId === '') {
+    if (v5 || (p.protocolVersion === 4 && p.clean)) {
+      clientId = b.assignClientId();
+      assigned = true;
+    } else {
+      refuse(
+        conn,
+        ConnectReturnCode.IdentifierRejected,
+        ReasonCode.ClientIdentifierNotValid,
+        'empty client id',
+      );
+      return;
+    }
+  }
+  const props = p.properties;
+  if (props !== undefined) {
+    if (props.authenticationMethod !== undefined) {
+      refuse(conn, 0, ReasonCode.BadAuthenticationMethod, 'enhanced authentication is not supported');
+      return;
+    }
+    if (props.requestProblemInformation === false) conn.problemInfo = false;
+  }
+  conn.clientId = clientId;
+  let username = p.username;
+  const cn = conn.certificateCommonName;
+  const tls = b.tlsIdentity(conn);
+  if (tls && cn !== undefined) username = cn;
+  conn.username = username;
+
+  const decide = (ok: boolean): void => {
+    if (conn.closed) return;
+    if (!ok) {
+      b.counters.authFailures++;
+      b.log('notice', 'client refused: bad user name or password', {
+        clientId,
+        username,
+        remote: conn.remote,
+      });
+      conn.socket.pause();
+      const timer = setTimeout(() => {
+        refuse(
+          conn,
+          ConnectReturnCode.BadUserNameOrPassword,
+          ReasonCode.BadUserNameOrPassword,
+          'bad credentials',
+        );
+      }, b.authFailureDelayMs);
+      timer.unref();
+      return;
+    }
+    accept(conn, p, clientId, assigned);
+  };
+
+  if (username === undefined || (tls && cn !== undefined)) {
+    if (username === undefined && !b.options.allowAnonymous) {
+      b.log('notice', 'client refused: anonymous access is off', { clientId, remote: conn.remote });
+      refuse(conn, ConnectReturnCode.NotAuthorized, ReasonCode.NotAuthorized, 'anonymous access is off');
+      return;
+    }
+    accept(conn, p, clientId, assigned);
+    return;
+  }
+  const auth = b.authenticator;
+  if (auth === undefined) {
+    // No password file: Mosquitto admits a user name only where anonymous clients are admitted.
+    if (!b.options.allowAnonymous) {
+      refuse(conn, ConnectReturnCode.NotAuthorized, ReasonCode.NotAuthorized, 'no password file');
+      return;
+    }
+    accept(conn, p, clientId, assigned);
+    return;
+  }
+  let result: boolean | Promise<boolean>;
+  try {
+    result = auth.authenticate({ clientId, username, password: p.password, certificateCommonName: cn });
+  } catch {
+    result = false;
+  }
+  if (typeof result === 'boolean') decide(result);
+  else {
+    conn.socket.pause();
+    result.then(
+      (ok) => {
+        if (!conn.closed) conn.socket.resume();
+        decide(ok === true);
+      },
+      () => decide(false),
+    );
+  }
+}
+
+/** CONNACK with a refusal, then close. */
+function refuse(conn: Connection, code3: number, code5: number, reason: string): void {
+  if (conn.closed) return;
+  const v5 = conn.version === 5;
+  const ack: ConnackPacket = { type: 'connack', sessionPresent: false, reasonCode: v5 ? code5 : code3 };
+  if (v5 && conn.problemInfo) ack.properties = { reasonString: reason };
+  if (v5 || code3 !== 0) conn.sendPacket(ack);
+  conn.close();
+}
+
+function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: boolean): void {
+  const b = conn.broker;
+  if (conn.closed) return;
+  const v5 = p.protocolVersion === 5;
+  const props = p.properties;
+
+  // Takeover: the connection holding this client id goes first (its will is handled as a drop).
+  const existing = b.sessions.get(clientId);
+  if (existing !== undefined && existing.conn !== null && existing.conn !== conn) {
+    const old = existing.conn;
+    b.log('notice', 'client id taken over, closing the old connection', { clientId, remote: conn.remote });
+    b.detach(old, true);
+    old.fail(ReasonCode.SessionTakenOver, 'another connection took this client id');
+  }
+
+  let session = b.sessions.get(clientId);
+  let sessionPresent = false;
+  if (session !== undefined && p.clean) {
+    b.endSession(session);
+    session = undefined;
+  }
+  if (session !== undefined) {
+    sessionPresent = true;
+    b.wills.cancel(clientId);
+  } else {
+    b.wills.fire(clientId);
+    session = b.createSession(clientId);
+  }
+  const expiry = v5 ? (props?.sessionExpiryInterval ?? 0) : p.clean ? 0 : NEVER_EXPIRES;
+  const wasPersistent = session.persistent;
+  session.expiryInterval = expiry;
+  session.expiresAt = 0;
+  session.username = conn.username;
+  session.conn = conn;
+  conn.session = session;
+
+  // Keepalive, with the server keepalive of MQTT 5 where the client asked for too much.
+  let keepalive = p.keepalive;
+  let serverKeepAlive: number | undefined;
+  const maxKeepalive = b.options.maxKeepalive;
+  if (maxKeepalive > 0 && (keepalive > maxKeepalive || (keepalive === 0 && maxKeepalive < 65_535))) {
+    keepalive = maxKeepalive;
+    if (v5) serverKeepAlive = keepalive;
+  }
+  conn.keepaliveMs = keepalive * 1000;
+  if (props !== undefined) {
+    if (props.receiveMaximum !== undefined) conn.receiveMax = props.receiveMaximum;
+    if (props.maximumPacketSize !== undefined) conn.maxOut = props.maximumPacketSize;
+  }
+  if (p.will !== undefined) {
+    const w = p.will;
+    conn.will = { ...w, payload: w.payload.slice() };
+  }
+
+  if (b.persist !== null) {
+    if (session.persistent) b.persist.sessionPut(session);
+    else if (wasPersistent || session.stored) b.persist.sessionDel(session);
+  }
+
+  const ack: ConnackPacket = { type: 'connack', sessionPresent, reasonCode: 0 };
+  if (v5) {
+    const ap: Properties = { topicAliasMaximum: TOPIC_ALIAS_MAXIMUM };
+    if (assigned) ap.assignedClientIdentifier = clientId;
+    if (serverKeepAlive !== undefined) ap.serverKeepAlive = serverKeepAlive;
+    if (!b.options.retainAvailable) ap.retainAvailable = false;
+    if (b.options.messageSizeLimit > 0) ap.maximumPacketSize = b.options.messageSizeLimit + 65_536 + 1024;
+    ack.properties = ap;
+  }
+  conn.sendPacket(ack);
+  conn.state = ConnState.Connected;
+  b.counters.connects++;
+  b.log('information', 'client connected', {
+    clientId,
+    username: conn.username,
+    protocol: p.protocolVersion,
+    clean: p.clean,
+    keepalive,
+    remote: conn.remote,
+  });
+  if (session.inflight.size > 0) resendInflight(b, session);
+  pump(b, session);
+  conn.replayEarly();
+}

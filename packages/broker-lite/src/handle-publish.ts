@@ -1,0 +1,122 @@
+/**
+ * PUBLISH from a client: topic alias, size and retain limits, the ACL's `write`, QoS 2
+ * duplicate suppression, retained store, routing, then the acknowledgement (after the group
+ * commit when persistence is on and something was written).
+ */
+import { type Properties, type PublishPacket, ReasonCode } from '@mqtt-edge/codec';
+import type { Connection } from './connection.ts';
+import { TOPIC_ALIAS_MAXIMUM } from './handle-connect.ts';
+import { makeMessage } from './message.ts';
+
+const PUBACK = 0x40;
+const PUBREC = 0x50;
+
+export function handlePublish(conn: Connection, p: PublishPacket): void {
+  const b = conn.broker;
+  const session = conn.session;
+  if (session === null) return;
+  let topic = p.topic;
+  let props = p.properties;
+  if (props !== undefined) {
+    const alias = props.topicAlias;
+    if (alias !== undefined) {
+      if (alias > TOPIC_ALIAS_MAXIMUM) {
+        conn.fail(
+          ReasonCode.TopicAliasInvalid,
+          `topic alias ${alias} above the maximum ${TOPIC_ALIAS_MAXIMUM}`,
+        );
+        return;
+      }
+      if (topic === '') {
+        const known = conn.aliases?.[alias];
+        if (known === undefined) {
+          conn.fail(ReasonCode.ProtocolError, `topic alias ${alias} was never set`);
+          return;
+        }
+        topic = known;
+      } else {
+        if (conn.aliases === null) conn.aliases = [];
+        conn.aliases[alias] = topic;
+      }
+    }
+    props = forwardable(props);
+  }
+  const qos = p.qos;
+  const pid = p.packetId ?? 0;
+  if (p.retain && !b.options.retainAvailable) {
+    conn.fail(ReasonCode.RetainNotSupported, 'retained messages are not available');
+    return;
+  }
+  if (qos === 2) {
+    let seen = session.incomingQos2;
+    if (seen !== null && seen.has(pid)) {
+      // A retransmission of a message already routed: only the PUBREC again.
+      ack(conn, PUBREC, pid, 0);
+      return;
+    }
+    if (seen === null) seen = session.incomingQos2 = new Set();
+    if (seen.size >= 65_535) {
+      conn.fail(ReasonCode.ReceiveMaximumExceeded, 'too many QoS 2 messages awaiting PUBREL');
+      return;
+    }
+  }
+  const limit = b.options.messageSizeLimit;
+  if (limit > 0 && p.payload.length > limit) {
+    b.counters.dropped++;
+    b.log('notice', 'message over message_size_limit dropped', {
+      clientId: conn.clientId,
+      topic,
+      bytes: p.payload.length,
+    });
+    if (qos === 1) ack(conn, PUBACK, pid, ReasonCode.QuotaExceeded);
+    else if (qos === 2) ack(conn, PUBREC, pid, ReasonCode.QuotaExceeded);
+    return;
+  }
+  const acl = b.accessControl;
+  const denied =
+    (acl !== undefined &&
+      !acl.allowed('write', { clientId: conn.clientId, username: conn.username }, topic)) ||
+    topic.startsWith('$SYS');
+  if (denied) {
+    b.log('debug', 'publish denied', { clientId: conn.clientId, topic });
+    // 3.1.1 has no way to say no: the message is acknowledged and dropped, as Mosquitto does.
+    const rc = conn.version === 5 ? ReasonCode.NotAuthorized : 0;
+    if (qos === 1) ack(conn, PUBACK, pid, rc);
+    else if (qos === 2) {
+      if (rc === 0) (session.incomingQos2 as Set<number>).add(pid);
+      ack(conn, PUBREC, pid, rc);
+    }
+    return;
+  }
+  const msg = makeMessage(topic, p.payload, qos, p.retain, props, Date.now());
+  if (p.retain) b.retainMessage(msg);
+  b.currentPublisher = conn;
+  b.router.route(msg, session);
+  b.currentPublisher = null;
+  if (qos === 1) ack(conn, PUBACK, pid, 0);
+  else if (qos === 2) {
+    (session.incomingQos2 as Set<number>).add(pid);
+    if (session.persistent && b.persist !== null) b.persist.incomingAdd(session, pid);
+    ack(conn, PUBREC, pid, 0);
+  }
+}
+
+/** Acks now, or after the log is on disk when this turn wrote to it (group commit). */
+function ack(conn: Connection, first: number, pid: number, rc: number): void {
+  const persist = conn.broker.persist;
+  if (persist !== null && (persist.unsynced || conn.pendingAcks > 0)) persist.deferAck(conn, first, pid, rc);
+  else conn.sendAck(first, pid, rc);
+}
+
+/** Drops what must not be forwarded: the topic alias and any subscription identifier. */
+function forwardable(props: Properties): Properties | undefined {
+  if (
+    props.topicAlias === undefined &&
+    props.subscriptionIdentifier === undefined &&
+    props.subscriptionIdentifiers === undefined
+  )
+    return props;
+  const { topicAlias: _a, subscriptionIdentifier: _s, subscriptionIdentifiers: _ss, ...rest } = props;
+  for (const _k in rest) return rest;
+  return undefined;
+}

@@ -1,0 +1,76 @@
+/**
+ * SUBSCRIBE: the ACL's `subscribe`, subscription options, identifiers, SUBACK, then the
+ * retained messages each new (or, by retain handling, renewed) subscription asks for.
+ */
+import { ReasonCode, type SubscribePacket, splitShared } from '@mqtt-edge/codec';
+import type { Connection } from './connection.ts';
+import { deliver } from './deliver.ts';
+import { Subscription } from './session.ts';
+
+export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
+  const b = conn.broker;
+  const s = conn.session;
+  if (s === null) return;
+  const v5 = conn.version === 5;
+  const id = p.properties?.subscriptionIdentifier;
+  const codes: number[] = [];
+  let retained: Subscription[] | null = null;
+  for (const req of p.subscriptions) {
+    const filter = req.topicFilter;
+    const shared = filter.startsWith('$share/');
+    if (shared && req.noLocal === true) {
+      conn.fail(ReasonCode.ProtocolError, 'no local on a shared subscription');
+      return;
+    }
+    const acl = b.accessControl;
+    if (
+      acl !== undefined &&
+      !acl.allowed('subscribe', { clientId: conn.clientId, username: conn.username }, filter)
+    ) {
+      b.log('debug', 'subscribe denied', { clientId: conn.clientId, filter });
+      codes.push(v5 ? ReasonCode.NotAuthorized : 0x80);
+      continue;
+    }
+    let sub = s.subs.get(filter);
+    const existed = sub !== undefined;
+    if (sub !== undefined) {
+      sub.qos = req.qos;
+      sub.noLocal = req.noLocal === true;
+      sub.retainAsPublished = req.retainAsPublished === true;
+      sub.retainHandling = req.retainHandling ?? 0;
+      sub.id = id;
+    } else {
+      sub = new Subscription(
+        s,
+        filter,
+        req.qos,
+        req.noLocal === true,
+        req.retainAsPublished === true,
+        req.retainHandling ?? 0,
+        id,
+        shared,
+      );
+      s.subs.set(filter, sub);
+      b.router.index.add(filter, sub);
+    }
+    if (s.persistent && b.persist !== null) b.persist.subPut(s, sub);
+    codes.push(req.qos);
+    const rh = sub.retainHandling;
+    if (!shared && rh !== 2 && !(rh === 1 && existed)) (retained ??= []).push(sub);
+  }
+  conn.sendPacket({ type: 'suback', packetId: p.packetId, reasonCodes: codes });
+  if (retained === null) return;
+  const acl = b.accessControl;
+  for (const sub of retained) {
+    const ids = sub.id !== undefined ? [sub.id] : undefined;
+    const filter = sub.shared ? (splitShared(sub.filter)?.filter ?? sub.filter) : sub.filter;
+    b.retain.match(filter, (msg) => {
+      if (
+        acl !== undefined &&
+        !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
+      )
+        return;
+      deliver(b, s, msg, sub.qos < msg.qos ? sub.qos : msg.qos, true, ids, null);
+    });
+  }
+}

@@ -1,0 +1,26 @@
+/** UNSUBSCRIBE: removes each filter from the session and the index; UNSUBACK. */
+import { ReasonCode, type UnsubscribePacket } from '@mqtt-edge/codec';
+import type { Connection } from './connection.ts';
+
+export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void {
+  const b = conn.broker;
+  const s = conn.session;
+  if (s === null) return;
+  const codes: number[] = [];
+  for (const filter of p.topicFilters) {
+    const sub = s.subs.get(filter);
+    if (sub === undefined) {
+      codes.push(ReasonCode.NoSubscriptionExisted);
+      continue;
+    }
+    s.subs.delete(filter);
+    b.router.index.remove(filter, sub);
+    if (s.persistent && b.persist !== null) b.persist.subDel(s, filter);
+    codes.push(0);
+  }
+  conn.sendPacket(
+    conn.version === 5
+      ? { type: 'unsuback', packetId: p.packetId, reasonCodes: codes }
+      : { type: 'unsuback', packetId: p.packetId },
+  );
+}

@@ -1,0 +1,3 @@
+export { Broker, type BrokerStats } from './broker.ts';
+export * from './options.ts';
+export { BROKER_VERSION } from './sys.ts';

@@ -1,0 +1,124 @@
+/**
+ * Routing: the subscription index from the codec, one delivery per client however many of its
+ * subscriptions overlap (highest QoS, every subscription identifier), one member per shared
+ * group (the least loaded connected member, round-robin among equals).
+ */
+import { SubscriptionIndex } from '@mqtt-edge/codec';
+import type { Broker } from './broker.ts';
+import { deliver, EncodeCache } from './deliver.ts';
+import type { Message } from './message.ts';
+import type { Session, Subscription } from './session.ts';
+
+export class Router {
+  readonly index = new SubscriptionIndex<Subscription>();
+  private epoch = 0;
+  private readonly hits: Session[] = [];
+  private msg: Message | null = null;
+  private from: Session | null = null;
+  private readonly cache = new EncodeCache();
+  private readonly rr = new Map<string, number>();
+  private routing = false;
+
+  constructor(private readonly b: Broker) {}
+
+  private readonly visit = (sub: Subscription): void => {
+    const s = sub.session;
+    if (sub.noLocal && s === this.from) return;
+    const msg = this.msg as Message;
+    const qos = sub.qos < msg.qos ? sub.qos : msg.qos;
+    if (s.mark !== this.epoch) {
+      s.mark = this.epoch;
+      s.mQos = qos;
+      s.mRetain = sub.retainAsPublished && msg.retain;
+      s.mIds = sub.id !== undefined ? [sub.id] : undefined;
+      this.hits.push(s);
+    } else {
+      if (qos > s.mQos) s.mQos = qos;
+      if (sub.retainAsPublished && msg.retain) s.mRetain = true;
+      if (sub.id !== undefined) {
+        if (s.mIds === undefined) s.mIds = [sub.id];
+        else s.mIds.push(sub.id);
+      }
+    }
+  };
+
+  private readonly visitShared = (group: string, members: readonly Subscription[]): void => {
+    const msg = this.msg as Message;
+    const n = members.length;
+    const start = (this.rr.get(group) ?? 0) % n;
+    this.rr.set(group, start + 1);
+    let best: Subscription | null = null;
+    let bestLoad = Number.POSITIVE_INFINITY;
+    for (let k = 0; k < n; k++) {
+      const sub = members[(start + k) % n];
+      const s = sub.session;
+      if (s.conn === null || !this.readable(s, msg)) continue;
+      const load = s.inflight.size + s.queueLength;
+      if (load < bestLoad) {
+        best = sub;
+        bestLoad = load;
+        if (load === 0) break;
+      }
+    }
+    if (best === null) {
+      // Every member offline: queue on one of them, in turn.
+      const sub = members[start];
+      if (!sub.session.persistent || !this.readable(sub.session, msg)) return;
+      best = sub;
+    }
+    deliver(
+      this.b,
+      best.session,
+      msg,
+      best.qos < msg.qos ? best.qos : msg.qos,
+      best.retainAsPublished && msg.retain,
+      best.id !== undefined ? [best.id] : undefined,
+      this.cache,
+    );
+    this.b.routedCount++;
+  };
+
+  private readable(s: Session, msg: Message): boolean {
+    const acl = this.b.accessControl;
+    return (
+      acl === undefined || acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
+    );
+  }
+
+  /** Delivers `msg` to every matching session; returns how many received it. */
+  route(msg: Message, from: Session | null): number {
+    if (this.routing) {
+      // Not expected (no handler routes from inside a delivery), but never corrupt the scratch.
+      queueMicrotask(() => this.route(msg, from));
+      return 0;
+    }
+    this.routing = true;
+    const b = this.b;
+    this.msg = msg;
+    this.from = from;
+    this.epoch++;
+    this.cache.clear();
+    b.routedCount = 0;
+    const hits = this.hits;
+    try {
+      this.index.match(msg.topic, this.visit, this.visitShared);
+      const acl = b.accessControl;
+      for (let i = 0; i < hits.length; i++) {
+        const s = hits[i];
+        if (
+          acl !== undefined &&
+          !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
+        )
+          continue;
+        deliver(b, s, msg, s.mQos, s.mRetain, s.mIds, this.cache);
+        b.routedCount++;
+      }
+      return b.routedCount;
+    } finally {
+      hits.length = 0;
+      this.msg = null;
+      this.from = null;
+      this.routing = false;
+    }
+  }
+}

@@ -1,0 +1,92 @@
+import type { QoS } from '@mqtt-edge/codec';
+import type { Connection } from './connection.ts';
+import type { Delivery } from './message.ts';
+
+/** Session expiry meaning "never" (3.1.1 clean session 0, 5.0 0xFFFFFFFF). */
+export const NEVER_EXPIRES = 0xffffffff;
+
+/** One subscription: the value the subscription index holds. */
+export class Subscription {
+  constructor(
+    readonly session: Session,
+    /** As the client sent it, `$share/...` included. */
+    readonly filter: string,
+    public qos: QoS,
+    public noLocal: boolean,
+    public retainAsPublished: boolean,
+    public retainHandling: 0 | 1 | 2,
+    public id: number | undefined,
+    readonly shared: boolean,
+  ) {}
+}
+
+/**
+ * What the broker keeps for a client id across connections: subscriptions, QoS 1/2 messages
+ * in flight to it and queued behind them, QoS 2 packet ids received and not yet released.
+ */
+export class Session {
+  /** Seconds the session outlives its connection; NEVER_EXPIRES = kept until a clean start. */
+  expiryInterval = 0;
+  readonly subs = new Map<string, Subscription>();
+  readonly inflight = new Map<number, Delivery>();
+  /** Waiting behind the in-flight window; `queue[qHead..]` are live. */
+  queue: Array<Delivery | undefined> = [];
+  qHead = 0;
+  queuedBytes = 0;
+  /** QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL. */
+  incomingQos2: Set<number> | null = null;
+  conn: Connection | null = null;
+  /** Wall-clock ms at which an offline session ends; 0 while connected or never. */
+  expiresAt = 0;
+  username: string | undefined;
+  /** Publishers whose sockets are paused until this session's queue drains. */
+  blocked: Connection[] | null = null;
+  /** True once the session has a record in the persistence log. */
+  stored = false;
+  private nextPid = 1;
+
+  // Per-message scratch for the router's per-client dedupe (no Map per message).
+  mark = 0;
+  mQos: QoS = 0;
+  mRetain = false;
+  mIds: number[] | undefined = undefined;
+
+  constructor(readonly clientId: string) {}
+
+  get persistent(): boolean {
+    return this.expiryInterval > 0;
+  }
+
+  get queueLength(): number {
+    return this.queue.length - this.qHead;
+  }
+
+  enqueue(d: Delivery): void {
+    this.queue.push(d);
+    this.queuedBytes += d.msg.payload.length + d.msg.topic.length;
+  }
+
+  dequeue(): Delivery | undefined {
+    if (this.qHead >= this.queue.length) return undefined;
+    const d = this.queue[this.qHead];
+    this.queue[this.qHead++] = undefined;
+    if (this.qHead === this.queue.length) {
+      this.queue.length = 0;
+      this.qHead = 0;
+    } else if (this.qHead > 1024 && this.qHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.qHead);
+      this.qHead = 0;
+    }
+    if (d !== undefined) this.queuedBytes -= d.msg.payload.length + d.msg.topic.length;
+    return d;
+  }
+
+  /** A packet id not in flight (1..65535, cycling). */
+  allocPid(): number {
+    for (;;) {
+      const pid = this.nextPid;
+      this.nextPid = pid === 65_535 ? 1 : pid + 1;
+      if (!this.inflight.has(pid)) return pid;
+    }
+  }
+}

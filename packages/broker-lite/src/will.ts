@@ -1,0 +1,76 @@
+/**
+ * Will messages: published when a connection ends without a normal DISCONNECT, at once or
+ * after the MQTT 5 will delay (cancelled if the client comes back to its session in time,
+ * sent early if the session ends first).
+ */
+import type { Properties, Will } from '@mqtt-edge/codec';
+import type { Broker } from './broker.ts';
+import { makeMessage } from './message.ts';
+
+interface Pending {
+  will: Will;
+  username: string | undefined;
+  timer: NodeJS.Timeout;
+}
+
+export class WillTimers {
+  private readonly pending = new Map<string, Pending>();
+
+  constructor(private readonly b: Broker) {}
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Publishes `will` for `clientId` now, or after `delaySeconds`. */
+  schedule(clientId: string, username: string | undefined, will: Will, delaySeconds: number): void {
+    this.cancel(clientId);
+    if (delaySeconds <= 0) {
+      publishWill(this.b, clientId, username, will);
+      return;
+    }
+    const timer = setTimeout(() => this.fire(clientId), Math.min(delaySeconds * 1000, 2 ** 31 - 1));
+    timer.unref();
+    this.pending.set(clientId, { will, username, timer });
+  }
+
+  /** The client is back in time: its will is not sent. */
+  cancel(clientId: string): void {
+    const p = this.pending.get(clientId);
+    if (p === undefined) return;
+    clearTimeout(p.timer);
+    this.pending.delete(clientId);
+  }
+
+  /** The session ended (or the delay passed): send the pending will now. */
+  fire(clientId: string): void {
+    const p = this.pending.get(clientId);
+    if (p === undefined) return;
+    clearTimeout(p.timer);
+    this.pending.delete(clientId);
+    publishWill(this.b, clientId, p.username, p.will);
+  }
+
+  clear(): void {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
+  }
+}
+
+export function publishWill(b: Broker, clientId: string, username: string | undefined, will: Will): void {
+  const acl = b.accessControl;
+  if (acl !== undefined && !acl.allowed('write', { clientId, username }, will.topic)) {
+    b.log('notice', 'will denied by the ACL', { clientId, topic: will.topic });
+    return;
+  }
+  let props: Properties | undefined;
+  if (will.properties !== undefined) {
+    const { willDelayInterval: _d, ...rest } = will.properties;
+    for (const _k in rest) {
+      props = rest;
+      break;
+    }
+  }
+  b.log('information', 'sending will', { clientId, topic: will.topic });
+  b.publish(makeMessage(will.topic, will.payload, will.qos, will.retain, props, Date.now()));
+}
