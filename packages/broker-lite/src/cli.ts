@@ -195,7 +195,6 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
     await broker.close().catch(() => {});
     return EXIT_FAILURE;
   }
-  for (const a of describeAddresses(broker.addresses)) logger.log('notice', 'listening', a);
   if (cfg.pidFile) {
     try {
       writeFileSync(cfg.pidFile, `${process.pid}\n`);
@@ -206,6 +205,17 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       return EXIT_FAILURE;
     }
   }
+
+  // After the pid file, so whoever waits for this line finds the pid file too. The core logs
+  // each listener; this line says the whole broker is up, with the ports actually bound.
+  const bound = describeAddresses(broker.addresses);
+  logger.log('notice', 'ready', {
+    pid: process.pid,
+    listeners: bound
+      .map((a) => `${a.protocol ?? 'mqtt'}://${a.host ?? a.address ?? '*'}:${a.port}`)
+      .join(' '),
+    ports: bound.map((a) => a.port).join(','),
+  });
 
   let reloading: Promise<void> | undefined;
   const reload = async (): Promise<void> => {

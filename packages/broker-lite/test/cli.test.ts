@@ -204,8 +204,8 @@ describe.skipIf(!hasCore)('broker-lite as a process', () => {
     child.stderr.on('data', (d: Buffer) => (stderr += d));
     const log = new LogWatch(child);
     try {
-      const listening = await log.wait((l) => l.msg === 'listening', 'the listening line');
-      const port = Number(listening.port);
+      const ready = await log.wait((l) => l.msg === 'ready', 'the ready line');
+      const port = Number(ready.ports);
       expect(port).toBeGreaterThan(0);
       expect(readFileSync(pid, 'utf8')).toBe(`${child.pid}\n`);
 
