@@ -1,4 +1,13 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -54,6 +63,18 @@ describe('DurableQueue basics', () => {
     expect(q2.read(0, 100).map((e) => e.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10]);
     expect(await q2.put(msg(10))).toBe(11);
     await q2.close();
+  });
+
+  it('read() shows an entry only once its put() resolved', async () => {
+    for (const fsync of ['batch', 'never'] as const) {
+      const q = await DurableQueue.open(tmp(), { fsync });
+      const p = q.put(msg(1));
+      expect(q.read(0, 10)).toEqual([]);
+      expect(q.stats().count).toBe(1);
+      expect(await p).toBe(1);
+      expect(q.read(0, 10).map((e) => e.seq)).toEqual([1]);
+      await q.close();
+    }
   });
 
   it('round-trips qos, retain, empty payload, unicode topics and MQTT 5 properties', async () => {
@@ -146,6 +167,27 @@ describe('DurableQueue basics', () => {
     const es = q2.read(0, 10);
     expect(es.map((e) => e.seq)).toEqual([1, 2, 3]);
     expect(es[1].message.payload).toEqual(big);
+    await q2.close();
+  });
+
+  it('a failed write rejects the waiting puts, refuses new ones, and reopening recovers', async () => {
+    const dir = tmp();
+    const q = await DurableQueue.open(dir);
+    expect(await q.put(msg(1))).toBe(1);
+    // white-box fault injection: swap the segment's fd for a read-only one, so write() fails (EBADF)
+    const internals = q as unknown as { activeFd: number };
+    const original = internals.activeFd;
+    internals.activeFd = openSync(join(dir, '00000000000000000001.log'), 'r');
+    const waiting = q.put(msg(2));
+    await expect(waiting).rejects.toMatchObject({ name: 'DurableQueueError', code: 'FAILED' });
+    await expect(q.put(msg(3))).rejects.toMatchObject({ code: 'FAILED' });
+    expect(q.stats().failed).toBe(true);
+    expect(q.read(0, 10).map((e) => e.seq)).toEqual([1]);
+    await q.close();
+    closeSync(original);
+    const q2 = await DurableQueue.open(dir);
+    expect(q2.read(0, 10).map((e) => e.seq)).toEqual([1]);
+    expect(await q2.put(msg(2))).toBe(2);
     await q2.close();
   });
 

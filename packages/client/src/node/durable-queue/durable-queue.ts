@@ -100,6 +100,13 @@ function fdatasyncP(fd: number): Promise<void> {
 function fsyncP(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
 }
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // closing is all that is left to do with it
+  }
+}
 function writeFully(fd: number, buf: Uint8Array, len: number, position: number): void {
   let done = 0;
   while (done < len) done += writeSync(fd, buf, done, len - done, position + done);
@@ -141,6 +148,8 @@ export class DurableQueue implements Outbox {
   private pendingLen = 0;
   private writeScheduled = false;
   private writtenSeq = 0;
+  /** Highest seq whose put() resolved: read() shows nothing above it (see read()). */
+  private readableSeq = 0;
 
   private readonly waitSeq: number[] = [];
   private readonly waitResolve: Array<(seq: number) => void> = [];
@@ -282,6 +291,7 @@ export class DurableQueue implements Outbox {
       this.activeFd = openSync(this.active.path, 'r+');
     }
     this.writtenSeq = this.nextSeq - 1;
+    this.readableSeq = this.writtenSeq;
     this.cursor = cursor;
     this.persistedCursor = typeof c === 'number' ? c : -1;
     this.advanceCursor();
@@ -477,6 +487,7 @@ export class DurableQueue implements Outbox {
   }
 
   private resolveWaiters(upTo: number): void {
+    if (upTo > this.readableSeq) this.readableSeq = upTo;
     const { waitSeq, waitResolve } = this;
     let h = this.waitHead;
     while (h < waitSeq.length && waitSeq[h] <= upTo) {
@@ -534,18 +545,24 @@ export class DurableQueue implements Outbox {
 
   // ---------------------------------------------------------------- read / ack
 
+  /**
+   * Only entries whose put() already resolved are returned: a caller that learns a seq from
+   * put() and matches broker acks to it (the client does) must never see an ack for a seq
+   * before its put() resolved.
+   */
   read(afterSeq: number, max: number): DurableEntry[] {
     const out: DurableEntry[] = [];
     if (!(max > 0) || this.closePromise) return out;
-    this.writePendingQuietly();
     if (this.o.dropPolicy === 'drop-oldest') this.dropExpired(this.o.now());
     let seq = Math.max(Number.isFinite(afterSeq) ? Math.floor(afterSeq) + 1 : 1, this.cursor + 1);
     let idx = Math.max(0, this.segmentIndex(seq));
     let corrupt = false;
+    const limit = this.readableSeq;
     for (; idx < this.segments.length && out.length < max; idx++) {
       const seg = this.segments[idx];
       const { state } = seg;
-      for (let slot = Math.max(0, seq - seg.baseSeq); slot < seg.slots && out.length < max; slot++) {
+      const slots = Math.min(seg.slots, limit - seg.baseSeq + 1);
+      for (let slot = Math.max(0, seq - seg.baseSeq); slot < slots && out.length < max; slot++) {
         if (state[slot] !== LIVE) continue;
         if (seg === this.active && seg.offsets[slot] >= seg.size) return out; // unwritten after a failure
         const e = this.readEntry(seg, slot);
@@ -751,7 +768,7 @@ export class DurableQueue implements Outbox {
     } catch (err) {
       this.fail(err);
     }
-    for (const fd of this.closeAfterSync.splice(0)) closeSync(fd);
+    for (const fd of this.closeAfterSync.splice(0)) closeQuietly(fd);
     await this.persistPromise;
     if (this.cursor !== this.persistedCursor) {
       try {
@@ -761,13 +778,16 @@ export class DurableQueue implements Outbox {
         this.cursorWriteErrors++;
       }
     }
-    if (this.activeFd >= 0) closeSync(this.activeFd);
+    if (this.activeFd >= 0) closeQuietly(this.activeFd);
     this.activeFd = -1;
-    if (this.readFd >= 0) closeSync(this.readFd);
+    if (this.readFd >= 0) closeQuietly(this.readFd);
     this.readFd = -1;
     this.readSeg = null;
-    fsyncSync(this.dirFd);
-    closeSync(this.dirFd);
-    this.releaseLock();
+    try {
+      fsyncSync(this.dirFd);
+    } finally {
+      closeQuietly(this.dirFd);
+      this.releaseLock();
+    }
   }
 }
