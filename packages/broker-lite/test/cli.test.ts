@@ -237,4 +237,61 @@ describe.skipIf(!hasCore)('broker-lite as a process', () => {
       child.kill('SIGKILL');
     }
   });
+
+  it('enforces the ACL file and picks up a new one on SIGHUP', async () => {
+    const acl = tmp('acl');
+    const conf = tmp('acl.conf');
+    writeFileSync(acl, 'topic readwrite public/#\n');
+    writeFileSync(
+      conf,
+      `listener 0 127.0.0.1\nallow_anonymous true\nacl_file ${acl}\nlog_dest stdout\nsys_interval 0\n`,
+    );
+    const child = spawn(process.execPath, [BIN, '-c', conf, '--log-format', 'json'], {
+      cwd: dir,
+      stdio: 'pipe',
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const log = new LogWatch(child);
+    let client: mqtt.MqttClient | undefined;
+    try {
+      const port = Number((await log.wait((l) => l.msg === 'ready', 'the ready line')).ports);
+      client = await mqtt.connectAsync({ host: '127.0.0.1', port, reconnectPeriod: 0, protocolVersion: 4 });
+      const received: string[] = [];
+      const waiting: Array<{ topic: string; resolve: () => void }> = [];
+      client.on('message', (topic) => {
+        received.push(topic);
+        for (const w of waiting.filter((x) => x.topic === topic)) w.resolve();
+      });
+      const arrival = (topic: string) => new Promise<void>((resolve) => waiting.push({ topic, resolve }));
+      expect((await client.subscribeAsync({ 'public/#': { qos: 1 } })).map((g) => g.qos)).toEqual([1]);
+      // MQTT.js rejects a refused filter and keeps the SUBACK on the error.
+      const refused = await client.subscribeAsync({ '#': { qos: 1 } }).then(
+        () => undefined,
+        (err: { packet?: { granted?: number[] } }) => err.packet?.granted,
+      );
+      expect(refused).toEqual([128]);
+      // Delivery is in order on one connection: once public/b arrives, private/a would have.
+      let arrived = arrival('public/b');
+      await client.publishAsync('private/a', 'x', { qos: 1 });
+      await client.publishAsync('public/b', 'y', { qos: 1 });
+      await arrived;
+      expect(received).toEqual(['public/b']);
+
+      writeFileSync(acl, 'topic readwrite public/#\ntopic readwrite private/#\n');
+      child.kill('SIGHUP');
+      await log.wait((l) => l.msg === 'reloaded password and ACL files', 'the reload line');
+      expect((await client.subscribeAsync({ 'private/#': { qos: 1 } })).map((g) => g.qos)).toEqual([1]);
+      arrived = arrival('private/c');
+      await client.publishAsync('private/c', 'z', { qos: 1 });
+      await arrived;
+      expect(received).toEqual(['public/b', 'private/c']);
+      await client.endAsync();
+      client = undefined;
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      client?.end(true);
+      child.kill('SIGKILL');
+    }
+  });
 });
