@@ -91,6 +91,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     'user root',
     `listener ${port} 127.0.0.1`,
     /^\s*allow_anonymous\b/m.test(extra) ? '' : 'allow_anonymous true',
+    // Persistence files go to the tmp dir, never the caller's working directory.
+    /^\s*persistence_location\b/m.test(extra) ? '' : `persistence_location ${dir}/`,
     extra,
   ];
   const confPath = path.join(dir, 'mosquitto.conf');
@@ -98,7 +100,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   let output = '';
   let child: ChildProcess;
   const spawnIt = async () => {
-    child = spawn(MOSQUITTO_BIN, ['-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(MOSQUITTO_BIN, ['-c', confPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.on('data', (d) => {
       output += d;
     });

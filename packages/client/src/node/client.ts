@@ -122,6 +122,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private ending = false;
   /** A refusal retrying will not cure: no more reconnects, pending requests fail with it. */
   private fatal: Error | null = null;
+  /** end() completed or a fatal refusal: nothing reconnects until reconnect(). */
+  private ended = false;
   private flushing = false;
   private flushAgain = false;
   private wasOnline = false;
@@ -263,6 +265,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   reconnect(): void {
     if (this.ending) return;
     this.fatal = null;
+    this.ended = false;
     if (this.reconnectTimer !== null) {
       clearTimeout(this.reconnectTimer);
       this.reconnectTimer = null;
@@ -277,6 +280,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
 
   private checkCanQueue(qos: number): void {
     if (this.connected) return;
+    if (this.ended) throw this.fatal ?? new ClientError('CLIENT_ENDED', 'client ended');
     if (this.opts.queueWhileDisconnected === false || (qos === 0 && this.opts.queueQoS0 === false))
       throw new ClientError('NOT_CONNECTED', 'not connected (queueWhileDisconnected is off)');
     if (this.ending) throw new ClientError('CLIENT_ENDED', 'client ended');
@@ -337,6 +341,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     this.subscribeWaiters.clear();
     this.unsubscribeWaiters.clear();
     this.session.cancelPendingRequests();
+    this.ended = true;
     const waiters = this.endWaiters.splice(0);
     this.emit('end');
     for (const w of waiters) w();
