@@ -432,6 +432,19 @@ describe('ownership', () => {
     await q2.close();
   });
 
+  it('a live process with another start time (pid reuse) does not hold the lock; a live owner does', async () => {
+    const dir = tmp();
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    // pid 1 is alive, but it did not start at tick 1
+    writeFileSync(join(dir, 'LOCK'), `1 ${boot} 1\n`);
+    const q = await DurableQueue.open(dir);
+    await q.close();
+    const stat = readFileSync('/proc/1/stat', 'utf8');
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    writeFileSync(join(dir, 'LOCK'), `1 ${boot} ${start}\n`);
+    await expect(DurableQueue.open(dir)).rejects.toMatchObject({ code: 'LOCKED' });
+  });
+
   it('takes over a stale lock of a dead pid or of another boot', async () => {
     const dir = tmp();
     writeFileSync(join(dir, 'LOCK'), '2147483646 whatever\n');
