@@ -5,35 +5,146 @@
  * second trie of the same shape whose values are groups, so brokers without them pay nothing.
  */
 import { SHARED_PREFIX, splitShared } from './topic.ts';
-import { addKid, findKid, HASH_INIT, hashEnd, hashStep, type LevelNode, removeKid } from './topic-match.ts';
+import {
+  addKid,
+  findKid,
+  HASH_INIT,
+  hasWildcard,
+  hashEnd,
+  hashStep,
+  type LevelNode,
+  levelHash,
+  removeKid,
+} from './topic-match.ts';
 
 const SLASH = 0x2f;
 const PLUS = 0x2b;
 const HASH = 0x23;
 const DOLLAR = 0x24;
 
-/** A bucket this long gets a value -> position map, so add and remove stay O(1). */
+/** A set this long gets a value -> position map, so add and remove stay O(1). */
 const POSITIONS_AT = 32;
+
+/**
+ * Two or more values of one filter. A filter with a single value (the common case: one client
+ * per device topic) holds the value itself, without an array: less memory, fewer pointers to
+ * chase on a match. Values are opaque, so a Many (a class nobody else can make) marks the set.
+ */
+class Many<T> {
+  readonly vals: T[];
+  /** value -> index in vals, while vals is at least POSITIONS_AT long. */
+  pos: Map<T, number> | null = null;
+  constructor(vals: T[]) {
+    this.vals = vals;
+  }
+
+  has(v: T): boolean {
+    return this.pos !== null ? this.pos.has(v) : this.vals.indexOf(v) >= 0;
+  }
+
+  /** Adds `v` unless present; whether it was added. */
+  add(v: T): boolean {
+    const vals = this.vals;
+    if (this.has(v)) return false;
+    vals.push(v);
+    if (this.pos !== null) this.pos.set(v, vals.length - 1);
+    else if (vals.length >= POSITIONS_AT) {
+      const pos = new Map<T, number>();
+      for (let i = 0; i < vals.length; i++) pos.set(vals[i], i);
+      this.pos = pos;
+    }
+    return true;
+  }
+
+  /** Removes `v` (the last value takes its place); whether it was there. */
+  remove(v: T): boolean {
+    const vals = this.vals;
+    const pos = this.pos;
+    let i: number;
+    if (pos !== null) {
+      const at = pos.get(v);
+      if (at === undefined) return false;
+      i = at;
+      pos.delete(v);
+    } else {
+      i = vals.indexOf(v);
+      if (i < 0) return false;
+    }
+    const last = vals.length - 1;
+    if (i !== last) {
+      const moved = vals[last];
+      vals[i] = moved;
+      if (pos !== null) pos.set(moved, i);
+    }
+    vals.pop();
+    if (pos !== null && vals.length < POSITIONS_AT) this.pos = null;
+    return true;
+  }
+}
+
+/** No value, one value, or a Many. */
+type Slot<T> = T | Many<T> | undefined;
+
+/** Set by slotAdd/slotRemove: whether the last call changed the set. */
+let changed = false;
+
+function slotAdd<T>(slot: Slot<T>, v: T): Slot<T> {
+  changed = true;
+  if (slot === undefined) return v;
+  if (slot instanceof Many) {
+    changed = slot.add(v);
+    return slot;
+  }
+  if (slot === v) {
+    changed = false;
+    return slot;
+  }
+  return new Many<T>([slot, v]);
+}
+
+function slotRemove<T>(slot: Slot<T>, v: T): Slot<T> {
+  changed = false;
+  if (slot === undefined) return slot;
+  if (slot instanceof Many) {
+    if (!slot.remove(v)) return slot;
+    changed = true;
+    return slot.vals.length === 1 ? slot.vals[0] : slot;
+  }
+  if (slot !== v) return slot;
+  changed = true;
+  return undefined;
+}
+
+function visitSlot<T>(slot: T | Many<T>, visit: (value: T) => void): void {
+  if (slot instanceof Many) {
+    const a = slot.vals;
+    for (let i = 0; i < a.length; i++) visit(a[i]);
+  } else {
+    visit(slot);
+  }
+}
 
 class Node<T> implements LevelNode<Node<T>> {
   key: string;
+  hash: number;
   next: Node<T> | null = null;
   kids: Node<T> | Array<Node<T> | null> | null = null;
   nkids = 0;
   /** The `+` child. */
   plus: Node<T> | null = null;
   /** Values whose filter ends at this node. */
-  vals: T[] | null = null;
+  vals: Slot<T> = undefined;
   /** Values whose filter is this node's path followed by `/#` (or `#` alone, at the root). */
-  hvals: T[] | null = null;
+  hvals: Slot<T> = undefined;
   constructor(key: string) {
     this.key = key;
+    this.hash = levelHash(key, 0, key.length);
   }
 }
 
 interface Group<V> {
   group: string;
-  members: V[];
+  members: Many<V>;
 }
 
 /**
@@ -43,8 +154,6 @@ interface Group<V> {
 class FilterTrie<T> {
   readonly root = new Node<T>('');
   nodes = 1;
-  /** Position maps of the long buckets, keyed by the bucket array itself. */
-  private readonly positions = new Map<T[], Map<T, number>>();
   private path: Node<T>[] = [];
 
   /** The bucket for `filter` (from index `start`), created on demand. */
@@ -109,60 +218,13 @@ class FilterTrie<T> {
     const path = this.path;
     for (let i = path.length - 1; i > 0; i--) {
       const node = path[i];
-      if (node.vals !== null || node.hvals !== null || node.plus !== null || node.nkids !== 0) break;
+      if (node.vals !== undefined || node.hvals !== undefined || node.plus !== null || node.nkids !== 0) break;
       const parent = path[i - 1];
       if (parent.plus === node) parent.plus = null;
       else removeKid(parent, node);
       this.nodes--;
     }
     path.length = 0;
-  }
-
-  /** Adds `v` to `bucket` unless present; the bucket (new when `bucket` was null). */
-  bucketAdd(bucket: T[] | null, v: T): { bucket: T[]; added: boolean } {
-    if (bucket === null) return { bucket: [v], added: true };
-    const pos = bucket.length >= POSITIONS_AT ? this.positions.get(bucket) : undefined;
-    if (pos !== undefined) {
-      if (pos.has(v)) return { bucket, added: false };
-      pos.set(v, bucket.length);
-    } else {
-      if (bucket.indexOf(v) >= 0) return { bucket, added: false };
-      if (bucket.length + 1 >= POSITIONS_AT) {
-        const map = new Map<T, number>();
-        for (let i = 0; i < bucket.length; i++) map.set(bucket[i], i);
-        map.set(v, bucket.length);
-        this.positions.set(bucket, map);
-      }
-    }
-    bucket.push(v);
-    return { bucket, added: true };
-  }
-
-  /**
-   * Removes `v` from `bucket` (swapping the last value into its place); -1 when absent, else
-   * the length left.
-   */
-  bucketRemove(bucket: T[], v: T): number {
-    const pos = bucket.length >= POSITIONS_AT ? this.positions.get(bucket) : undefined;
-    let i: number;
-    if (pos !== undefined) {
-      const at = pos.get(v);
-      if (at === undefined) return -1;
-      i = at;
-      pos.delete(v);
-    } else {
-      i = bucket.indexOf(v);
-      if (i < 0) return -1;
-    }
-    const last = bucket.length - 1;
-    if (i !== last) {
-      const moved = bucket[last];
-      bucket[i] = moved;
-      if (pos !== undefined) pos.set(moved, i);
-    }
-    bucket.pop();
-    if (pos !== undefined && bucket.length < POSITIONS_AT / 2) this.positions.delete(bucket);
-    return bucket.length;
   }
 }
 
@@ -224,10 +286,10 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
     const node = nodes[sp] as Node<T>;
     const li = depths[sp];
     const hv = node.hvals;
-    if (hv !== null && !(li === 0 && dollar)) for (let i = 0; i < hv.length; i++) visit(hv[i]);
+    if (hv !== undefined && !(li === 0 && dollar)) visitSlot(hv, visit);
     if (li === levels) {
       const v = node.vals;
-      if (v !== null) for (let i = 0; i < v.length; i++) visit(v[i]);
+      if (v !== undefined) visitSlot(v, visit);
       continue;
     }
     if (sp + 2 > depths.length) {
@@ -264,8 +326,8 @@ function grow(a: Int32Array): Int32Array<ArrayBuffer> {
 /**
  * Subscriptions by topic filter. `V` is opaque: a broker keeps its own subscription record
  * there (client, QoS, no local, retain as published, retain handling, subscription
- * identifier). A value is held at most once per filter (adding it again is a no-op); the same
- * value on two filters is two subscriptions.
+ * identifier); it may be anything but undefined. A value is held at most once per filter
+ * (adding it again is a no-op); the same value on two filters is two subscriptions.
  *
  * match() visits each normal value once per matching subscription: a value added on two
  * overlapping filters (`a/+` and `a/#`) is visited twice, and the broker dedupes per client
@@ -273,14 +335,20 @@ function grow(a: Int32Array): Int32Array<ArrayBuffer> {
  * Shared subscriptions `$share/{group}/{filter}` are delivered once per matching group with
  * every member whose filter matches, so the broker picks one member per group per message.
  *
- * Do not add or remove while match() is visiting (it throws): collect and apply afterwards.
- * Visit order is unspecified.
+ * Filters without wildcards sit in a hash map keyed by the whole filter (one lookup per
+ * topic); the others in a trie walked level by level. Do not add or remove while match() is
+ * visiting (it throws): collect and apply afterwards. Visit order is unspecified.
  */
 export class SubscriptionIndex<V> {
+  /** Filters without wildcards: one hash lookup of the whole topic finds them. */
+  private readonly exact = new Map<string, V | Many<V>>();
+  /** Filters with `+` or `#`. */
   private readonly trie = new FilterTrie<V>();
   private readonly shared = new FilterTrie<Group<V>>();
-  private sharedCount = 0;
   private count = 0;
+  private exactCount = 0;
+  private trieCount = 0;
+  private sharedCount = 0;
   private readonly walk = new Walk();
   private walking = 0;
   private readonly sharedHits: Array<Group<V> | null> = [];
@@ -297,9 +365,12 @@ export class SubscriptionIndex<V> {
     return this.count === 0;
   }
 
-  /** Trie nodes in use (both tries, roots included): 2 when empty. For tests and metrics. */
+  /**
+   * Trie nodes (both roots included) plus exact-filter entries in use: 2 when empty, so a
+   * test can tell that removing everything left nothing behind. Also a memory metric.
+   */
   get nodeCount(): number {
-    return this.trie.nodes + this.shared.nodes;
+    return this.trie.nodes + this.shared.nodes + this.exact.size;
   }
 
   /**
@@ -308,23 +379,29 @@ export class SubscriptionIndex<V> {
    */
   add(filter: string, value: V): void {
     this.assertNotWalking();
+    if (value === undefined) throw new TypeError('SubscriptionIndex values may not be undefined');
     if (filter.startsWith(SHARED_PREFIX)) {
       const sf = splitShared(filter);
       if (sf === null) throw new RangeError(`malformed shared subscription filter '${filter}'`);
       this.addShared(sf.group, filter, SHARED_PREFIX.length + sf.group.length + 1, value);
       return;
     }
-    const trie = this.trie;
-    const at = trie.bucketFor(filter, 0);
+    if (!hasWildcard(filter)) {
+      const slot = this.exact.get(filter);
+      const next = slotAdd(slot, value);
+      if (!changed) return;
+      if (next !== slot) this.exact.set(filter, next as V | Many<V>);
+      this.count++;
+      this.exactCount++;
+      return;
+    }
+    const at = this.trie.bucketFor(filter, 0);
     const node = at.node;
-    if (at.hash) {
-      const r = trie.bucketAdd(node.hvals, value);
-      node.hvals = r.bucket;
-      if (r.added) this.count++;
-    } else {
-      const r = trie.bucketAdd(node.vals, value);
-      node.vals = r.bucket;
-      if (r.added) this.count++;
+    if (at.hash) node.hvals = slotAdd(node.hvals, value);
+    else node.vals = slotAdd(node.vals, value);
+    if (changed) {
+      this.count++;
+      this.trieCount++;
     }
   }
 
@@ -336,20 +413,27 @@ export class SubscriptionIndex<V> {
       if (sf === null) return false;
       return this.removeShared(sf.group, filter, SHARED_PREFIX.length + sf.group.length + 1, value);
     }
+    if (!hasWildcard(filter)) {
+      const slot = this.exact.get(filter);
+      const next = slotRemove(slot, value);
+      if (!changed) return false;
+      if (next === undefined) this.exact.delete(filter);
+      else if (next !== slot) this.exact.set(filter, next);
+      this.count--;
+      this.exactCount--;
+      return true;
+    }
     const trie = this.trie;
     const at = trie.find(filter, 0);
     if (at === null) return false;
     const node = at.node;
-    const bucket = at.hash ? node.hvals : node.vals;
-    if (bucket === null) return false;
-    const left = trie.bucketRemove(bucket, value);
-    if (left < 0) return false;
-    if (left === 0) {
-      if (at.hash) node.hvals = null;
-      else node.vals = null;
-      trie.prune();
-    }
+    const next = slotRemove(at.hash ? node.hvals : node.vals, value);
+    if (!changed) return false;
+    if (at.hash) node.hvals = next;
+    else node.vals = next;
+    if (next === undefined) trie.prune();
     this.count--;
+    this.trieCount--;
     return true;
   }
 
@@ -369,9 +453,15 @@ export class SubscriptionIndex<V> {
     if (this.walking > 0) walk = new Walk();
     this.walking++;
     try {
+      if (this.exactCount > 0) {
+        const slot = this.exact.get(topic);
+        if (slot !== undefined) visitSlot(slot, visit);
+      }
+      const shared = this.sharedCount > 0 && visitShared !== undefined;
+      if (this.trieCount === 0 && !shared) return;
       walk.load(topic);
-      if (this.count - this.sharedCount > 0) walkTrie(this.trie.root, walk, topic, visit);
-      if (this.sharedCount > 0 && visitShared !== undefined) {
+      if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit);
+      if (shared) {
         const nested = this.walking > 1;
         const hits = nested ? [] : this.sharedHits;
         walkTrie(this.shared.root, walk, topic, nested ? (g) => hits.push(g) : this.pushHit);
@@ -387,30 +477,16 @@ export class SubscriptionIndex<V> {
   }
 
   private addShared(group: string, filter: string, start: number, value: V): void {
-    const trie = this.shared;
-    const at = trie.bucketFor(filter, start);
+    const at = this.shared.bucketFor(filter, start);
     const node = at.node;
-    let groups = at.hash ? node.hvals : node.vals;
-    let entry: Group<V> | null = null;
-    if (groups !== null) {
-      for (let i = 0; i < groups.length; i++) {
-        if (groups[i].group === group) {
-          entry = groups[i];
-          break;
-        }
-      }
+    const groups = at.hash ? node.hvals : node.vals;
+    let entry = findGroup(groups, group);
+    if (entry === undefined) {
+      entry = { group, members: new Many<V>([]) };
+      if (at.hash) node.hvals = slotAdd(groups, entry);
+      else node.vals = slotAdd(groups, entry);
     }
-    if (entry === null) {
-      entry = { group, members: [] };
-      if (groups === null) groups = [entry];
-      else groups.push(entry);
-      if (at.hash) node.hvals = groups;
-      else node.vals = groups;
-    }
-    const before = entry.members.length;
-    const members = this.trie.bucketAdd(entry.members, value);
-    entry.members = members.bucket;
-    if (entry.members.length > before) {
+    if (entry.members.add(value)) {
       this.count++;
       this.sharedCount++;
     }
@@ -422,28 +498,15 @@ export class SubscriptionIndex<V> {
     if (at === null) return false;
     const node = at.node;
     const groups = at.hash ? node.hvals : node.vals;
-    if (groups === null) return false;
-    let gi = -1;
-    for (let i = 0; i < groups.length; i++) {
-      if (groups[i].group === group) {
-        gi = i;
-        break;
-      }
-    }
-    if (gi < 0) return false;
-    const entry = groups[gi];
-    const left = this.trie.bucketRemove(entry.members, value);
-    if (left < 0) return false;
+    const entry = findGroup(groups, group);
+    if (entry === undefined || !entry.members.remove(value)) return false;
     this.count--;
     this.sharedCount--;
-    if (left === 0) {
-      groups[gi] = groups[groups.length - 1];
-      groups.pop();
-      if (groups.length === 0) {
-        if (at.hash) node.hvals = null;
-        else node.vals = null;
-        trie.prune();
-      }
+    if (entry.members.vals.length === 0) {
+      const next = slotRemove(groups, entry);
+      if (at.hash) node.hvals = next;
+      else node.vals = next;
+      if (next === undefined) trie.prune();
     }
     return true;
   }
@@ -453,6 +516,16 @@ export class SubscriptionIndex<V> {
       throw new Error('SubscriptionIndex changed during match(): collect changes and apply them after');
     }
   }
+}
+
+function findGroup<V>(groups: Slot<Group<V>>, group: string): Group<V> | undefined {
+  if (groups === undefined) return undefined;
+  if (groups instanceof Many) {
+    const a = groups.vals;
+    for (let i = 0; i < a.length; i++) if (a[i].group === group) return a[i];
+    return undefined;
+  }
+  return groups.group === group ? groups : undefined;
 }
 
 /**
@@ -466,7 +539,7 @@ function emitGroups<V>(
   const k = hits.length;
   if (k === 1) {
     const g = hits[0] as Group<V>;
-    visitShared(g.group, g.members);
+    visitShared(g.group, g.members.vals);
     return;
   }
   let byGroup: Map<string, number> | null = null;
@@ -485,11 +558,11 @@ function emitGroups<V>(
       for (let j = i + 1; j < k; j++) {
         const f = hits[j];
         if (f === null || f.group !== e.group) continue;
-        if (merged === null) merged = e.members.slice();
-        for (const m of f.members) if (merged.indexOf(m) < 0) merged.push(m);
+        if (merged === null) merged = e.members.vals.slice();
+        for (const m of f.members.vals) if (merged.indexOf(m) < 0) merged.push(m);
         hits[j] = null;
       }
     }
-    visitShared(e.group, merged ?? e.members);
+    visitShared(e.group, merged ?? e.members.vals);
   }
 }

@@ -83,6 +83,8 @@ export function hasWildcard(filter: string): boolean {
 export interface LevelNode<N extends LevelNode<N>> {
   /** This node's level text. */
   key: string;
+  /** levelHash of key: a lookup compares it before touching the key's characters. */
+  hash: number;
   /** Next sibling: in the parent's list, or in the same bucket of the parent's table. */
   next: N | null;
   /** The list head, or the bucket array once there were more than LIST_MAX children. */
@@ -122,7 +124,7 @@ function keyIs(key: string, s: string, start: number, end: number): boolean {
 
 /**
  * The child of `parent` whose key is s[start, end), or null. `hash` is levelHash of the same
- * range, or -1 to have it computed when needed (only tables need it).
+ * range, or -1 to have it computed here.
  */
 export function findKid<N extends LevelNode<N>>(
   parent: N,
@@ -133,15 +135,10 @@ export function findKid<N extends LevelNode<N>>(
 ): N | null {
   const kids = parent.kids;
   if (kids === null) return null;
-  let k: N | null;
-  if (Array.isArray(kids)) {
-    const h = hash < 0 ? levelHash(s, start, end) : hash;
-    k = kids[h & (kids.length - 1)];
-  } else {
-    k = kids;
-  }
+  const h = hash < 0 ? levelHash(s, start, end) : hash;
+  let k = Array.isArray(kids) ? kids[h & (kids.length - 1)] : kids;
   while (k !== null) {
-    if (keyIs(k.key, s, start, end)) return k;
+    if (k.hash === h && keyIs(k.key, s, start, end)) return k;
     k = k.next;
   }
   return null;
@@ -158,13 +155,13 @@ export function addKid<N extends LevelNode<N>>(parent: N, kid: N): void {
       parent.kids = kid;
       return;
     }
-    kids = rehash(kids, null, TABLE_MIN);
+    kids = rehash(kids, null, TABLE_MIN * 2);
     parent.kids = kids;
-  } else if (n > kids.length) {
+  } else if (n * 2 > kids.length) {
     kids = rehash(null, kids, kids.length * 2);
     parent.kids = kids;
   }
-  const b = levelHash(kid.key, 0, kid.key.length) & (kids.length - 1);
+  const b = kid.hash & (kids.length - 1);
   kid.next = kids[b];
   kids[b] = kid;
 }
@@ -174,7 +171,7 @@ export function removeKid<N extends LevelNode<N>>(parent: N, kid: N): boolean {
   const kids = parent.kids;
   if (kids === null) return false;
   if (Array.isArray(kids)) {
-    const b = levelHash(kid.key, 0, kid.key.length) & (kids.length - 1);
+    const b = kid.hash & (kids.length - 1);
     const head = kids[b];
     if (head === null) return false;
     const rest = unlink(head, kid);
@@ -236,7 +233,7 @@ function rehash<N extends LevelNode<N>>(
   const out = new Array<N | null>(size).fill(null);
   const mask = size - 1;
   const place = (k: N) => {
-    const b = levelHash(k.key, 0, k.key.length) & mask;
+    const b = k.hash & mask;
     k.next = out[b];
     out[b] = k;
   };

@@ -3,7 +3,7 @@
  * "which retained topics match this new subscription". A trie keyed by level, so a filter
  * walks only the branches it can match; a literal level is one table lookup.
  */
-import { addKid, findKid, type LevelNode, pushKids, removeKid } from './topic-match.ts';
+import { addKid, findKid, type LevelNode, levelHash, pushKids, removeKid } from './topic-match.ts';
 
 const PLUS = 0x2b;
 const HASH = 0x23;
@@ -11,6 +11,7 @@ const DOLLAR = 0x24;
 
 class StoreNode<V> implements LevelNode<StoreNode<V>> {
   key: string;
+  hash: number;
   next: StoreNode<V> | null = null;
   kids: StoreNode<V> | Array<StoreNode<V> | null> | null = null;
   nkids = 0;
@@ -19,6 +20,7 @@ class StoreNode<V> implements LevelNode<StoreNode<V>> {
   value: V | undefined = undefined;
   constructor(key: string) {
     this.key = key;
+    this.hash = levelHash(key, 0, key.length);
   }
 }
 

@@ -105,7 +105,10 @@ class TNode implements LevelNode<TNode> {
   next: TNode | null = null;
   kids: TNode | Array<TNode | null> | null = null;
   nkids = 0;
-  constructor(public key: string) {}
+  hash: number;
+  constructor(public key: string) {
+    this.hash = levelHash(key, 0, key.length);
+  }
 }
 
 describe('level table', () => {
