@@ -1,2 +1,3 @@
 export * from './core/index.ts';
 export * from './node/index.ts';
+export * from './node/durable-queue/index.ts';
