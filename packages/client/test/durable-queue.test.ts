@@ -211,6 +211,20 @@ describe('DurableQueue basics', () => {
     }
   });
 
+  it('interval policy: put resolves before any fsync, the timer fsyncs soon after', async () => {
+    const q = await DurableQueue.open(tmp(), { fsync: { intervalMs: 10 } });
+    await q.put(msg(1));
+    const before = q.stats().fsyncs;
+    await expect.poll(() => q.stats().fsyncs, { timeout: 2000 }).toBeGreaterThan(before);
+    await q.close();
+    const n = await DurableQueue.open(tmp(), { fsync: 'never' });
+    await Promise.all(Array.from({ length: 100 }, (_, i) => n.put(msg(i))));
+    expect(n.stats().fsyncs).toBe(0);
+    await n.flush();
+    expect(n.stats().fsyncs).toBe(1);
+    await n.close();
+  });
+
   it('groups concurrent puts into few fsyncs under the batch policy', async () => {
     const q = await DurableQueue.open(tmp());
     await Promise.all(Array.from({ length: 2000 }, (_, i) => q.put(msg(i))));
