@@ -82,7 +82,8 @@ export function parseAcl(text: string, file: string): AclRuleSet {
     const fail = (what: string): never => {
       throw new ConfigError(file, lineNo, 'acl_file', what);
     };
-    const m = /^(\S+)(?:\s+(.*))?$/.exec(line)!;
+    // [\s\S], not '.': a stray \r or U+2028 inside the line must not defeat the match.
+    const m = /^(\S+)(?:\s+([\s\S]*))?$/.exec(line)!;
     const keyword = m[1];
     const rest = m[2] ?? '';
     if (keyword === 'user') {
@@ -96,7 +97,7 @@ export function parseAcl(text: string, file: string): AclRuleSet {
       fail(`unknown keyword '${keyword.slice(0, 40)}' (expected topic, pattern or user)`);
     }
     if (rest === '') fail(`'${keyword}' needs a topic`);
-    const am = /^(read|write|readwrite|deny)(?:\s+(.*))?$/.exec(rest);
+    const am = /^(read|write|readwrite|deny)(?:\s+([\s\S]*))?$/.exec(rest);
     let access = 'readwrite';
     let topic = rest;
     if (am && am[2] !== undefined) {
@@ -132,25 +133,37 @@ interface Who {
 }
 
 function levelMatches(level: Level, value: string, who: Who): boolean {
-  if (typeof level === 'string') return level === value;
-  if ('sub' in level) return (level.sub === 'u' ? who.username : who.clientId) === value;
-  return (
-    level.template.replace(/%([uc])/g, (_, k) => (k === 'u' ? (who.username ?? '') : who.clientId)) === value
-  );
+  return (typeof level === 'string' ? level : levelValue(level, who)) === value;
 }
 
-/** Does the rule (a filter) match the topic name? */
-function matchesTopic(rule: Rule, topic: string[], who: Who): boolean {
-  if (rule.wildFirst && topic[0].startsWith('$')) return false;
+function levelValue(level: Exclude<Level, string>, who: Who): string {
+  if ('sub' in level) return (level.sub === 'u' ? who.username : who.clientId) ?? '';
+  return level.template.replace(/%([uc])/g, (_, k) => (k === 'u' ? (who.username ?? '') : who.clientId));
+}
+
+/**
+ * Does the rule (a filter) match the topic name? Walks the topic string in place: this runs
+ * once per delivery, so it splits nothing and allocates nothing for plain rules.
+ */
+function matchesTopic(rule: Rule, topic: string, who: Who): boolean {
+  if (rule.wildFirst && topic.charCodeAt(0) === 0x24) return false;
   const levels = rule.levels;
+  const n = topic.length;
+  let pos = 0;
   for (let i = 0; i < levels.length; i++) {
     const l = levels[i];
     if (l === '#') return true;
-    if (i >= topic.length) return false;
-    if (l === '+') continue;
-    if (!levelMatches(l, topic[i], who)) return false;
+    // `pos > n`: the topic has no level left for this one.
+    if (pos > n) return false;
+    let end = topic.indexOf('/', pos);
+    if (end < 0) end = n;
+    if (l !== '+') {
+      const want = typeof l === 'string' ? l : levelValue(l, who);
+      if (end - pos !== want.length || !topic.startsWith(want, pos)) return false;
+    }
+    pos = end + 1;
   }
-  return levels.length === topic.length;
+  return pos === n + 1;
 }
 
 /** Does every topic the filter can match also match the rule? */
@@ -171,13 +184,38 @@ function coversFilter(rule: Rule, filter: string[], who: Who): boolean {
   return levels.length === filter.length;
 }
 
-const DANGEROUS = /[+#]/;
+/** A rule list split by what each rule does, so a check visits only the rules that can decide it. */
+interface Buckets {
+  deny: Rule[];
+  read: Rule[];
+  write: Rule[];
+}
+
+function bucket(rules: Rule[]): Buckets {
+  return {
+    deny: rules.filter((r) => r.deny),
+    read: rules.filter((r) => r.read),
+    write: rules.filter((r) => r.write),
+  };
+}
+
+function hasWildcardChar(s: string): boolean {
+  return s.indexOf('+') >= 0 || s.indexOf('#') >= 0;
+}
+
+const EMPTY: Buckets = { deny: [], read: [], write: [] };
 
 export class AclFile implements AccessControl {
   readonly rules: AclRuleSet;
+  private readonly anonymous: Buckets;
+  private readonly users: Map<string, Buckets>;
+  private readonly patterns: Buckets;
 
   constructor(rules: AclRuleSet) {
     this.rules = rules;
+    this.anonymous = bucket(rules.anonymous);
+    this.users = new Map([...rules.users].map(([name, list]) => [name, bucket(list)]));
+    this.patterns = bucket(rules.patterns);
   }
 
   static parse(text: string, file: string): AclFile {
@@ -189,27 +227,40 @@ export class AclFile implements AccessControl {
   }
 
   allowed(access: AclAccess, client: Who, topic: string): boolean {
-    const own = client.username === undefined ? this.rules.anonymous : this.rules.users.get(client.username);
-    const patterns = this.rules.patterns;
-    if (patterns.length > 0) {
-      if (DANGEROUS.test(client.clientId)) return false;
-      if (client.username !== undefined && DANGEROUS.test(client.username)) return false;
+    const username = client.username;
+    const own = (username === undefined ? this.anonymous : this.users.get(username)) ?? EMPTY;
+    const patterns = this.patterns;
+    if (this.rules.patterns.length > 0) {
+      if (hasWildcardChar(client.clientId)) return false;
+      if (username !== undefined && hasWildcardChar(username)) return false;
     }
-    let target = topic;
-    if (access === 'subscribe' && target.startsWith('$share/')) {
+    if (access === 'subscribe') return this.subscribeAllowed(own, client, topic);
+    // Deny first, over both rule lists.
+    for (const r of own.deny) if (matchesTopic(r, topic, client)) return false;
+    for (const r of patterns.deny) {
+      if (!(r.usesUsername && username === undefined) && matchesTopic(r, topic, client)) return false;
+    }
+    const grant = access === 'write' ? 'write' : 'read';
+    for (const r of own[grant]) if (matchesTopic(r, topic, client)) return true;
+    for (const r of patterns[grant]) {
+      if (!(r.usesUsername && username === undefined) && matchesTopic(r, topic, client)) return true;
+    }
+    return false;
+  }
+
+  private subscribeAllowed(own: Buckets, client: Who, filter: string): boolean {
+    let target = filter;
+    if (target.startsWith('$share/')) {
       const slash = target.indexOf('/', 7);
       if (slash < 0) return false;
       target = target.slice(slash + 1);
     }
     const levels = target.split('/');
-    const test = access === 'subscribe' ? coversFilter : matchesTopic;
     const applies = (r: Rule): boolean => !(r.usesUsername && client.username === undefined);
-    // Deny first, over both rule lists.
-    if (own) for (const r of own) if (r.deny && test(r, levels, client)) return false;
-    for (const r of patterns) if (r.deny && applies(r) && test(r, levels, client)) return false;
-    const grants = (r: Rule): boolean => (access === 'write' ? r.write : r.read);
-    if (own) for (const r of own) if (grants(r) && test(r, levels, client)) return true;
-    for (const r of patterns) if (grants(r) && applies(r) && test(r, levels, client)) return true;
+    for (const r of own.deny) if (coversFilter(r, levels, client)) return false;
+    for (const r of this.patterns.deny) if (applies(r) && coversFilter(r, levels, client)) return false;
+    for (const r of own.read) if (coversFilter(r, levels, client)) return true;
+    for (const r of this.patterns.read) if (applies(r) && coversFilter(r, levels, client)) return true;
     return false;
   }
 }

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { matchTopic } from '@mqtt-edge/codec';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AclFile } from '../src/acl.ts';
 import { ConfigError } from '../src/config-error.ts';
@@ -191,8 +193,14 @@ describe('ACL file errors', () => {
   });
 
   it('survives hostile input', async () => {
-    const garbage = randomBytes(8192).toString('latin1');
-    expect(() => acl(garbage)).toThrow(ConfigError);
+    for (let i = 0; i < 50; i++) {
+      const garbage = randomBytes(2048).toString('latin1');
+      expect(() => acl(garbage)).toThrow(ConfigError);
+    }
+    // Line terminators other than \n inside a line (found by the garbage above).
+    expect(acl('topic read a\rb\n').allowed('read', anon, 'a\rb')).toBe(true);
+    expect(acl('topic read a\u2028b\n').allowed('read', anon, 'a\u2028b')).toBe(true);
+    expect(acl('topic\u2028x\n').allowed('read', anon, 'x')).toBe(true);
     const huge = `topic read ${'a/'.repeat(20_000)}b\n`;
     const a = acl(huge);
     expect(a.allowed('read', anon, `${'a/'.repeat(20_000)}b`)).toBe(true);
@@ -207,5 +215,36 @@ describe('ACL file errors', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('topic matching agrees with the codec', () => {
+  const level = fc.constantFrom('a', 'b', '', 'ab', '$x');
+  const topicArb = fc.array(level, { minLength: 1, maxLength: 5 }).map((l) => l.join('/'));
+  const ruleArb = fc
+    .tuple(fc.array(fc.constantFrom('a', 'b', '', '+', '$x'), { minLength: 0, maxLength: 4 }), fc.boolean())
+    .map(([l, hash]) => (hash ? [...l, '#'] : l.length ? l : ['a']).join('/'))
+    // An empty rule cannot be written on a line (`topic read ` reads as the topic `read`).
+    .filter((r) => r !== '');
+
+  it('a plain rule grants read exactly where matchTopic(rule, topic) holds', () => {
+    fc.assert(
+      fc.property(ruleArb, topicArb, (rule, topic) => {
+        expect(acl(`topic read ${rule}\n`).allowed('read', anon, topic)).toBe(matchTopic(rule, topic));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('a %c pattern matches as the rule with the client id written in', () => {
+    fc.assert(
+      fc.property(ruleArb, topicArb, fc.constantFrom('a', 'b', 'ab'), (rule, topic, id) => {
+        const who = { clientId: id, username: undefined };
+        const withId = rule.replace(/(^|\/)a(?=\/|$)/, '$1%c');
+        const expected = matchTopic(withId.replace('%c', id), topic);
+        expect(acl(`pattern read ${withId}\n`).allowed('read', who, topic)).toBe(expected);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
