@@ -105,6 +105,10 @@ export class PtyTransport implements Transport {
   get plugged(): boolean {
     return this.port?.isOpen === true;
   }
+  /** socat's pid right now (-1 while unplugged). */
+  get socatPid(): number {
+    return this.pair?.pid ?? -1;
+  }
   /** The /dev/pts names behind the links right now. */
   get ptys(): readonly string[] {
     return this.pair?.ptys ?? [];
@@ -133,11 +137,26 @@ export class PtyTransport implements Transport {
     port.on('data', (b: Buffer) => this.events.onData?.(b));
     port.on('error', (e: Error) => this.events.onError?.(e));
     void pair.exited.then(() => {
-      if (this.pair === pair && !this.isClosed) {
-        this.events.onError?.(new Error('socat exited unexpectedly'));
-      }
+      if (this.pair === pair && !this.isClosed) void this.recover();
     });
     this.events.onState?.('plugged', { path: this.agentPath, ptys: pair.ptys });
+  }
+
+  /** socat died on its own (killed from outside): behave like a replug, retrying with backoff. */
+  private async recover(): Promise<void> {
+    this.events.onError?.(new Error('socat exited unexpectedly; recreating the pty pair'));
+    await this.unplugNow();
+    this.events.onState?.('unplugged', { path: this.agentPath, reason: 'socat exited' });
+    for (let delay = 250; !this.isClosed; delay = Math.min(delay * 2, 5000)) {
+      await waitOrClosed(delay, this.closed);
+      if (this.isClosed) return;
+      try {
+        await this.plug();
+        return;
+      } catch (e) {
+        this.events.onError?.(e as Error);
+      }
+    }
   }
 
   private async unplugNow(): Promise<void> {

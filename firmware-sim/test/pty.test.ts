@@ -127,6 +127,39 @@ describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => 
     expect(existsSync(link)).toBe(false);
   });
 
+  it('socat killed from outside: the pair is recreated at the same path and data flows again', async () => {
+    const link = join(dir, 'ttySIM1');
+    const transport = await PtyTransport.create(link);
+    const log = eventLog();
+    const sim = new FirmwareSim(transport, {
+      deviceId: 'pty-kill',
+      seed: 4,
+      intervalMs: 20,
+      retransmitMs: 80,
+      log,
+    });
+    sim.start();
+    let port = await open(link);
+    try {
+      let host = attach(port);
+      await host.next(isData);
+      const oldPid = transport.socatPid;
+      const closed = new Promise<void>((resolve) => port.once('close', () => resolve()));
+      const plugged = log.next('plugged');
+      process.kill(oldPid, 'SIGKILL');
+      await closed;
+      await plugged;
+      expect(transport.socatPid).not.toBe(oldPid);
+      port = await open(link);
+      host = attach(port);
+      const d = await host.next(isData);
+      expect(d.bootId).toBe(sim.firmware.bootId);
+    } finally {
+      if (port.isOpen) await new Promise<void>((r) => port.close(() => r()));
+      await sim.stop();
+    }
+  });
+
   it('CLI: --link prints the path, the agent reads frames from it, SIGINT stops it cleanly', async () => {
     const link = join(dir, 'ttyCLI0');
     const bin = join(import.meta.dirname, '..', 'bin', 'firmware-sim.js');

@@ -4,9 +4,9 @@
  *
  * Chosen over CRC-16/CCITT-FALSE because a noisy or mis-bauded serial line produces many
  * garbage "frames": a 16-bit check lets one in 65,536 through, which at a few garbage frames per
- * second is a bogus reading acknowledged into the durable queue every few hours. CRC-32C also
- * keeps Hamming distance 6 over the whole 1 KiB frame limit, and has hardware support (SSE4.2,
- * ARMv8 CRC32C, the programmable CRC units of many MCUs).
+ * second is a bogus reading acknowledged into the durable queue every few hours. Among 32-bit
+ * CRCs, CRC-32C has the better Hamming distance on short frames (6 up to 655 bytes), and it has
+ * hardware support (SSE4.2, ARMv8 CRC32C, the programmable CRC units of many MCUs).
  */
 const TABLE = /* @__PURE__ */ makeTable();
 
