@@ -169,10 +169,12 @@ function lineReader(stdin: NodeJS.ReadableStream): () => Promise<string | undefi
 /** Reads a line from a terminal without echoing it. */
 function readHidden(io: PasswdIo, prompt: string): Promise<string | undefined> {
   const stdin = io.stdin;
+  // Echo goes off before the prompt shows: a fast typist (or a script) answering the prompt
+  // must not see the password on the screen.
+  stdin.setRawMode?.(true);
   io.stdout.write(prompt);
   return new Promise((resolvePromise, reject) => {
     let value = '';
-    stdin.setRawMode?.(true);
     stdin.resume();
     const done = (result: string | undefined, err?: Error): void => {
       stdin.removeListener('data', onData);
