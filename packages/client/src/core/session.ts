@@ -123,6 +123,11 @@ export class ClientSession {
 
   // ---- outputs ---------------------------------------------------------------------------
 
+  /** Bytes waiting in takeOutput(). */
+  get outputLength(): number {
+    return this.out.length;
+  }
+
   takeOutput(): Uint8Array | null {
     return this.out.take();
   }

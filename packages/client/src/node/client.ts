@@ -132,6 +132,12 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private readonly unsubscribeWaiters = new Map<number, Waiter<UnsubscribeResult>>();
   private readonly subscribeFilters = new Map<number, string[]>();
   private readonly endWaiters: Array<() => void> = [];
+  private writeScheduled = false;
+  private readonly writeOut = (): void => {
+    this.writeScheduled = false;
+    const out = this.session.takeOutput();
+    if (out !== null) this.transport?.write(out);
+  };
 
   constructor(private readonly opts: ClientOptions & { fromUrl?: Partial<Target> }) {
     super();
@@ -356,8 +362,11 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     try {
       do {
         this.flushAgain = false;
-        const out = this.session.takeOutput();
-        if (out !== null) this.transport?.write(out);
+        // Bytes leave in a microtask: a burst of publish() calls in one tick is one write.
+        if (!this.writeScheduled && this.session.outputLength > 0) {
+          this.writeScheduled = true;
+          queueMicrotask(this.writeOut);
+        }
         const events = this.session.takeEvents();
         for (let i = 0; i < events.length; i++) this.dispatch(events[i]);
       } while (this.flushAgain);
@@ -407,8 +416,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
         return;
       case 'closed': {
         // Write what the session had to say (a DISCONNECT) before closing.
-        const out = this.session.takeOutput();
-        if (out !== null) this.transport?.write(out);
+        this.writeOut();
         if (e.error instanceof ConnackError && !e.error.retryable) this.fatal = e.error;
         if (
           e.by === 'error' &&
