@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, type ConfigWarning } from './config-error.ts';
 import { DEFAULT_LOG_TYPES, LOG_TYPES, type LogType } from './log.ts';
@@ -481,7 +481,8 @@ function readConfigBytes(file: string, from: Ctx | undefined): Uint8Array {
   const fromCtx: Ctx = from ?? { file, line: 0, key: '', dir: dirname(file) };
   let fd: number;
   try {
-    fd = openSync(file, 'r');
+    // O_NONBLOCK: a FIFO named like a config file must not hang start-up (fstat refuses it next).
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     fail(fromCtx, `cannot open config file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }

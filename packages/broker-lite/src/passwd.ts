@@ -1,4 +1,5 @@
 import { createHash, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { ConfigError } from './config-error.ts';
 import type { Authenticator } from './options.ts';
@@ -186,7 +187,8 @@ export class PasswordFile {
 export async function readBounded(path: string, key: string, max: number): Promise<string> {
   let data: Buffer;
   try {
-    const fh = await open(path, 'r');
+    // O_NONBLOCK: a FIFO in place of the file must not hang the reload (fstat refuses it next).
+    const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
       const st = await fh.stat();
       if (!st.isFile()) throw new ConfigError(path, 0, key, 'not a regular file');

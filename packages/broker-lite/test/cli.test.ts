@@ -1,5 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,8 +125,8 @@ class LogWatch {
     resolve: (l: Record<string, unknown>) => void;
   }> = [];
   private buf = '';
-  constructor(child: ChildProcessWithoutNullStreams) {
-    child.stdout.on('data', (d: Buffer) => {
+  constructor(child: ChildProcessWithoutNullStreams, stream: 'stdout' | 'stderr' = 'stdout') {
+    child[stream].on('data', (d: Buffer) => {
       this.buf += d.toString();
       let nl = this.buf.indexOf('\n');
       while (nl >= 0) {
@@ -164,6 +165,17 @@ class LogWatch {
       });
     });
   }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 async function canLogin(port: number, username: string, password: string): Promise<boolean> {
@@ -291,6 +303,31 @@ describe.skipIf(!hasCore)('broker-lite as a process', () => {
       expect(await exited).toBe(0);
     } finally {
       client?.end(true);
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('with no config: -p listens on loopback only, -d warns, SIGINT exits 0', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [BIN, '-p', String(port), '-d', '-v', '--log-format', 'json'], {
+      cwd: dir,
+      stdio: 'pipe',
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // Without a config, logs go to stderr as in Mosquitto.
+    const log = new LogWatch(child, 'stderr');
+    try {
+      const ready = await log.wait((l) => l.msg === 'ready', 'the ready line');
+      expect(ready.listeners).toBe(`mqtt://127.0.0.1:${port}`);
+      expect(log.lines.some((l) => l.level === 'warning' && /-d is not supported/.test(String(l.msg)))).toBe(
+        true,
+      );
+      // Anonymous clients are allowed in the local-only mode.
+      const c = await mqtt.connectAsync({ host: '127.0.0.1', port, reconnectPeriod: 0 });
+      await c.endAsync();
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
       child.kill('SIGKILL');
     }
   });

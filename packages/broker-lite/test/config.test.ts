@@ -386,6 +386,17 @@ describe('files', () => {
     expect(() => loadConfig(join(d, 'm.conf'))).toThrow(/only be used in the main configuration file/);
   });
 
+  it('refuses a FIFO or a device instead of hanging on it', async () => {
+    const d = scratch();
+    mkdirSync(join(d, 'inc'));
+    execFileSync('mkfifo', [join(d, 'inc', 'x.conf')]);
+    writeFileSync(join(d, 'm.conf'), 'include_dir inc\n');
+    expect(() => loadConfig(join(d, 'm.conf'))).toThrow(/x\.conf is not a regular file/);
+    expect(() => loadConfig('/dev/zero')).toThrow(/not a regular file/);
+    const cfg = parseConfig(`password_file ${join(d, 'inc', 'x.conf')}\n`, join(d, 'p.conf'));
+    await expect(loadSecurity(cfg)).rejects.toThrow(/password_file: not a regular file/);
+  });
+
   it('reports a missing or unreadable main file', () => {
     expect(() => loadConfig(join(root, 'missing.conf'))).toThrow(
       /missing\.conf: cannot open config file.*ENOENT/,
