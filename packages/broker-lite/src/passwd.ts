@@ -176,10 +176,11 @@ export class PasswordFile {
     return PasswordFile.parse(await readBounded(path, 'password_file', MAX_PASSWORD_FILE_BYTES), path);
   }
 
+  /** A CONNECT without a password fails even for a user whose password is empty (as Mosquitto). */
   async verify(username: string, password: Uint8Array | undefined): Promise<boolean> {
     const entry = this.users.get(username);
     const ok = await verifyHash(entry?.hash ?? this.decoy, password ?? new Uint8Array(0));
-    return ok && entry !== undefined;
+    return ok && entry !== undefined && password !== undefined;
   }
 }
 

@@ -1,6 +1,14 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, pbkdf2Sync, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +18,7 @@ import { ConfigError } from '../src/config-error.ts';
 import {
   createAuthenticator,
   hashPassword,
+  MAX_PASSWORD_FILE_BYTES,
   PasswordFile,
   parseHash,
   parsePasswordFile,
@@ -170,6 +179,13 @@ describe('password file parsing', () => {
     expect(() => parsePasswordFile(':'.repeat(10_000), 'g')).toThrow(ConfigError);
   });
 
+  it('refuses a file over the size bound before reading it', async () => {
+    const big = tmp('big');
+    writeFileSync(big, '');
+    truncateSync(big, MAX_PASSWORD_FILE_BYTES + 1);
+    await expect(PasswordFile.load(big)).rejects.toThrow(/password_file: file is larger than/);
+  });
+
   it('reports a missing or unreadable file as a ConfigError naming it', async () => {
     await expect(PasswordFile.load(join(dir, 'nope'))).rejects.toThrow(
       /nope: password_file: cannot read the file \(ENOENT\)/,
@@ -193,6 +209,10 @@ describe('authenticator', () => {
     expect(await strict.authenticate(req('alice', 'right'))).toBe(true);
     expect(await strict.authenticate(req('alice', 'wrong'))).toBe(false);
     expect(await strict.authenticate(req('alice'))).toBe(false);
+    // An empty password is a password; no password is not (Mosquitto draws the same line).
+    const empty = PasswordFile.parse(`e:${await hashPassword('', { iterations: 3 })}\n`, 'f');
+    expect(await empty.verify('e', new Uint8Array(0))).toBe(true);
+    expect(await empty.verify('e', undefined)).toBe(false);
     expect(await strict.authenticate(req('mallory', 'right'))).toBe(false);
     expect(await strict.authenticate(req('device-7', undefined, 'device-7'))).toBe(true);
     expect(await strict.authenticate(req('device-8', undefined, 'device-7'))).toBe(false);
