@@ -9,9 +9,10 @@ import {
   addKid,
   findKid,
   HASH_INIT,
-  hasWildcard,
   hashEnd,
   hashStep,
+  hasWildcard,
+  type KidTable,
   type LevelNode,
   levelHash,
   removeKid,
@@ -128,7 +129,7 @@ class Node<T> implements LevelNode<Node<T>> {
   key: string;
   hash: number;
   next: Node<T> | null = null;
-  kids: Node<T> | Array<Node<T> | null> | null = null;
+  kids: Node<T> | KidTable<Node<T>> | null = null;
   nkids = 0;
   /** The `+` child. */
   plus: Node<T> | null = null;
@@ -218,7 +219,8 @@ class FilterTrie<T> {
     const path = this.path;
     for (let i = path.length - 1; i > 0; i--) {
       const node = path[i];
-      if (node.vals !== undefined || node.hvals !== undefined || node.plus !== null || node.nkids !== 0) break;
+      if (node.vals !== undefined || node.hvals !== undefined || node.plus !== null || node.nkids !== 0)
+        break;
       const parent = path[i - 1];
       if (parent.plus === node) parent.plus = null;
       else removeKid(parent, node);

@@ -74,10 +74,15 @@ export function hasWildcard(filter: string): boolean {
 
 // ---------------------------------------------------------------------------------------------
 // Level table: a trie node's children keyed by level text. Up to LIST_MAX children sit in a
-// singly linked list (most nodes have one or two children, and a list costs no extra object);
-// more than LIST_MAX go into a power-of-two bucket array whose chains reuse the same `next` link. A lookup
-// takes the level as (string, start, end) and compares char codes, so no level is sliced.
+// singly linked list through `next` (most nodes have one or two children, and a list costs no
+// extra object). More go into an open-addressing table (linear probing, load at most 1/2)
+// stored as one array of [hash, node] pairs: a probe reads the hash beside the pointer, so a
+// slot holding another level costs no visit to that node. A lookup takes the level as
+// (string, start, end) and compares char codes, so no level is sliced.
 // ---------------------------------------------------------------------------------------------
+
+/** A table: [hash0, node0, hash1, node1, ...]; an empty slot has a null node. */
+export type KidTable<N> = Array<N | number | null>;
 
 /** The fields a trie node needs to live in a level table. */
 export interface LevelNode<N extends LevelNode<N>> {
@@ -85,17 +90,18 @@ export interface LevelNode<N extends LevelNode<N>> {
   key: string;
   /** levelHash of key: a lookup compares it before touching the key's characters. */
   hash: number;
-  /** Next sibling: in the parent's list, or in the same bucket of the parent's table. */
+  /** Next sibling in the parent's list (unused while the parent has a table). */
   next: N | null;
-  /** The list head, or the bucket array once there were more than LIST_MAX children. */
-  kids: N | Array<N | null> | null;
+  /** The list head, or the table once there were more than LIST_MAX children. */
+  kids: N | KidTable<N> | null;
   nkids: number;
 }
 
 const LIST_MAX = 8;
 /** Back to a list only well below LIST_MAX, so a node hovering at the limit does not thrash. */
 const LIST_BACK = 4;
-const TABLE_MIN = 16;
+/** Slots in the smallest table. */
+const TABLE_MIN = 32;
 
 /** Level hashes are FNV-1a, folded to 30 bits so they stay small integers on every engine. */
 export const HASH_INIT = 0x811c9dc5 | 0;
@@ -136,10 +142,16 @@ export function findKid<N extends LevelNode<N>>(
   const kids = parent.kids;
   if (kids === null) return null;
   const h = hash < 0 ? levelHash(s, start, end) : hash;
-  let k = Array.isArray(kids) ? kids[h & (kids.length - 1)] : kids;
-  while (k !== null) {
+  if (Array.isArray(kids)) {
+    const mask = kids.length - 2;
+    for (let i = (h + h) & mask; ; i = (i + 2) & mask) {
+      const k = kids[i + 1] as N | null;
+      if (k === null) return null;
+      if (kids[i] === h && keyIs(k.key, s, start, end)) return k;
+    }
+  }
+  for (let k: N | null = kids; k !== null; k = k.next) {
     if (k.hash === h && keyIs(k.key, s, start, end)) return k;
-    k = k.next;
   }
   return null;
 }
@@ -155,15 +167,14 @@ export function addKid<N extends LevelNode<N>>(parent: N, kid: N): void {
       parent.kids = kid;
       return;
     }
-    kids = rehash(kids, null, TABLE_MIN * 2);
+    kids = buildTable<N>(listToArray(kids), TABLE_MIN);
     parent.kids = kids;
-  } else if (n * 2 > kids.length) {
-    kids = rehash(null, kids, kids.length * 2);
+  } else if (n * 2 > kids.length / 2) {
+    kids = buildTable<N>(tableToArray(kids), kids.length);
     parent.kids = kids;
   }
-  const b = kid.hash & (kids.length - 1);
-  kid.next = kids[b];
-  kids[b] = kid;
+  kid.next = null;
+  place(kids, kid);
 }
 
 /** Unlinks `kid` from `parent`; returns false when it was not a child. */
@@ -171,12 +182,29 @@ export function removeKid<N extends LevelNode<N>>(parent: N, kid: N): boolean {
   const kids = parent.kids;
   if (kids === null) return false;
   if (Array.isArray(kids)) {
-    const b = kid.hash & (kids.length - 1);
-    const head = kids[b];
-    if (head === null) return false;
-    const rest = unlink(head, kid);
-    if (rest === undefined) return false;
-    kids[b] = rest;
+    const mask = kids.length - 2;
+    let i = (kid.hash + kid.hash) & mask;
+    for (;;) {
+      const k = kids[i + 1];
+      if (k === null) return false;
+      if (k === kid) break;
+      i = (i + 2) & mask;
+    }
+    // Backward-shift deletion: pull later entries of the run into the hole, no tombstones.
+    let j = i;
+    for (;;) {
+      j = (j + 2) & mask;
+      const k = kids[j + 1] as N | null;
+      if (k === null) break;
+      const home = (k.hash + k.hash) & mask;
+      const stays = i <= j ? i < home && home <= j : i < home || home <= j;
+      if (stays) continue;
+      kids[i] = kids[j];
+      kids[i + 1] = k;
+      i = j;
+    }
+    kids[i] = -1;
+    kids[i + 1] = null;
   } else {
     const head = unlink(kids, kid);
     if (head === undefined) return false;
@@ -186,9 +214,10 @@ export function removeKid<N extends LevelNode<N>>(parent: N, kid: N): boolean {
   const n = parent.nkids - 1;
   parent.nkids = n;
   if (Array.isArray(kids)) {
-    if (n <= LIST_BACK) parent.kids = toList(kids);
-    else if (kids.length > TABLE_MIN && n * 4 <= kids.length)
-      parent.kids = rehash(null, kids, kids.length / 2);
+    if (n <= LIST_BACK) parent.kids = arrayToList(tableToArray(kids));
+    else if (kids.length > TABLE_MIN * 2 && n * 16 <= kids.length) {
+      parent.kids = buildTable<N>(tableToArray(kids), kids.length / 4);
+    }
   }
   return true;
 }
@@ -197,7 +226,10 @@ export function removeKid<N extends LevelNode<N>>(parent: N, kid: N): boolean {
 export function forEachKid<N extends LevelNode<N>>(parent: N, fn: (kid: N) => void): void {
   const kids = parent.kids;
   if (Array.isArray(kids)) {
-    for (let b = 0; b < kids.length; b++) for (let k = kids[b]; k !== null; k = k.next) fn(k);
+    for (let i = 1; i < kids.length; i += 2) {
+      const k = kids[i] as N | null;
+      if (k !== null) fn(k);
+    }
   } else {
     for (let k = kids; k !== null; k = k.next) fn(k);
   }
@@ -207,7 +239,10 @@ export function forEachKid<N extends LevelNode<N>>(parent: N, fn: (kid: N) => vo
 export function pushKids<N extends LevelNode<N>>(parent: N, out: N[]): void {
   const kids = parent.kids;
   if (Array.isArray(kids)) {
-    for (let b = 0; b < kids.length; b++) for (let k = kids[b]; k !== null; k = k.next) out.push(k);
+    for (let i = 1; i < kids.length; i += 2) {
+      const k = kids[i] as N | null;
+      if (k !== null) out.push(k);
+    }
   } else {
     for (let k = kids; k !== null; k = k.next) out.push(k);
   }
@@ -225,47 +260,45 @@ function unlink<N extends LevelNode<N>>(head: N, kid: N): N | null | undefined {
   return undefined;
 }
 
-function rehash<N extends LevelNode<N>>(
-  list: N | null,
-  table: Array<N | null> | null,
-  size: number,
-): Array<N | null> {
-  const out = new Array<N | null>(size).fill(null);
-  const mask = size - 1;
-  const place = (k: N) => {
-    const b = k.hash & mask;
-    k.next = out[b];
-    out[b] = k;
-  };
-  let k = list;
-  while (k !== null) {
-    const next = k.next;
-    place(k);
-    k = next;
+function place<N extends LevelNode<N>>(kids: KidTable<N>, kid: N): void {
+  const mask = kids.length - 2;
+  let i = (kid.hash + kid.hash) & mask;
+  while (kids[i + 1] !== null) i = (i + 2) & mask;
+  kids[i] = kid.hash;
+  kids[i + 1] = kid;
+}
+
+/** A table of `slots` slots (a power of two) holding `nodes`. */
+function buildTable<N extends LevelNode<N>>(nodes: N[], slots: number): KidTable<N> {
+  const kids: KidTable<N> = [];
+  for (let i = 0; i < slots; i++) kids.push(-1, null);
+  for (const k of nodes) {
+    k.next = null;
+    place(kids, k);
   }
-  if (table !== null) {
-    for (let b = 0; b < table.length; b++) {
-      let c = table[b];
-      while (c !== null) {
-        const next = c.next;
-        place(c);
-        c = next;
-      }
-    }
+  return kids;
+}
+
+function listToArray<N extends LevelNode<N>>(head: N | null): N[] {
+  const out: N[] = [];
+  for (let k = head; k !== null; k = k.next) out.push(k);
+  return out;
+}
+
+function tableToArray<N extends LevelNode<N>>(kids: KidTable<N>): N[] {
+  const out: N[] = [];
+  for (let i = 1; i < kids.length; i += 2) {
+    const k = kids[i] as N | null;
+    if (k !== null) out.push(k);
   }
   return out;
 }
 
-function toList<N extends LevelNode<N>>(table: Array<N | null>): N | null {
+function arrayToList<N extends LevelNode<N>>(nodes: N[]): N | null {
   let head: N | null = null;
-  for (let b = 0; b < table.length; b++) {
-    let c = table[b];
-    while (c !== null) {
-      const next = c.next;
-      c.next = head;
-      head = c;
-      c = next;
-    }
+  for (const k of nodes) {
+    k.next = head;
+    head = k;
   }
   return head;
 }

@@ -3,7 +3,15 @@
  * "which retained topics match this new subscription". A trie keyed by level, so a filter
  * walks only the branches it can match; a literal level is one table lookup.
  */
-import { addKid, findKid, type LevelNode, levelHash, pushKids, removeKid } from './topic-match.ts';
+import {
+  addKid,
+  findKid,
+  type KidTable,
+  type LevelNode,
+  levelHash,
+  pushKids,
+  removeKid,
+} from './topic-match.ts';
 
 const PLUS = 0x2b;
 const HASH = 0x23;
@@ -13,7 +21,7 @@ class StoreNode<V> implements LevelNode<StoreNode<V>> {
   key: string;
   hash: number;
   next: StoreNode<V> | null = null;
-  kids: StoreNode<V> | Array<StoreNode<V> | null> | null = null;
+  kids: StoreNode<V> | KidTable<StoreNode<V>> | null = null;
   nkids = 0;
   /** The full topic when a value is stored here (it is also what match() hands out). */
   topic: string | null = null;

@@ -5,6 +5,7 @@ import {
   addKid,
   findKid,
   forEachKid,
+  type KidTable,
   type LevelNode,
   levelHash,
   pushKids,
@@ -103,7 +104,7 @@ describe('matchTopic: each rule', () => {
 
 class TNode implements LevelNode<TNode> {
   next: TNode | null = null;
-  kids: TNode | Array<TNode | null> | null = null;
+  kids: TNode | KidTable<TNode> | null = null;
   nkids = 0;
   hash: number;
   constructor(public key: string) {
@@ -149,5 +150,35 @@ describe('level table', () => {
     expect(findKid(parent, 'x//y', 2, 2, -1)?.key).toBe('');
     expect(findKid(parent, 'ab', 0, 2, -1)?.key).toBe('ab');
     expect(findKid(parent, 'abcd', 0, 4, -1)).toBeNull();
+  });
+
+  it('agrees with a Set across random adds and removes (probing runs, shifts, resizes)', () => {
+    const key = fc.nat(300).map((n) => `k${n}`);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(key, fc.boolean()), { minLength: 1, maxLength: 700 }), (ops) => {
+        const parent = new TNode('');
+        const nodes = new Map<string, TNode>();
+        for (const [k, add] of ops) {
+          const existing = nodes.get(k);
+          if (add && existing === undefined) {
+            const n = new TNode(k);
+            addKid(parent, n);
+            nodes.set(k, n);
+          } else if (!add && existing !== undefined) {
+            expect(removeKid(parent, existing)).toBe(true);
+            nodes.delete(k);
+          }
+          expect(parent.nkids).toBe(nodes.size);
+        }
+        for (let i = 0; i <= 300; i++) {
+          const k = `k${i}`;
+          expect(findKid(parent, k, 0, k.length, -1)).toBe(nodes.get(k) ?? null);
+        }
+        const all: TNode[] = [];
+        pushKids(parent, all);
+        expect(all.length).toBe(nodes.size);
+      }),
+      { numRuns: 150 },
+    );
   });
 });

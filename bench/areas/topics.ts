@@ -1,0 +1,302 @@
+/**
+ * topics: our SubscriptionIndex against qlobber configured for MQTT, in the same process on
+ * the same filters, values and topics. `Qlobber` is the generic trie; `QlobberSub` is the one
+ * Aedes keeps its subscriptions in (values {clientId, topic, qos, ...}, deduplicated per
+ * client per filter). Subscriptions: 70% exact `site/{i%100}/dev/{i}/temp`, 20% with `+`,
+ * 10% with `#`; topics drawn at random (fixed seed) from the same id space.
+ */
+import { createRequire } from 'node:module';
+import v8 from 'node:v8';
+import { SubscriptionIndex } from '../../packages/codec/src/index.ts';
+import {
+  type BenchArea,
+  type BenchRow,
+  collectGarbage,
+  costRow,
+  measureAllocation,
+  measureRate,
+  rateRow,
+} from '../harness.ts';
+
+interface QlobberLike<V> {
+  add(topic: string, val: V): unknown;
+  remove(topic: string, val?: V): unknown;
+  match(topic: string): V[];
+}
+type QlobberCtor = new (options: Record<string, unknown>) => QlobberLike<unknown>;
+
+const require = createRequire(import.meta.url);
+const { Qlobber } = require('qlobber') as { Qlobber: QlobberCtor };
+const QlobberSub = require('qlobber/aedes/qlobber-sub') as QlobberCtor;
+
+/** qlobber's own MQTT settings, as its README gives them. */
+const QLOBBER_MQTT = { separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true };
+
+/** What a broker keeps per subscription (the value the index stores, opaque to it). */
+interface SubRecord {
+  clientId: string;
+  topic: string;
+  qos: number;
+  rh: number;
+  rap: boolean;
+  nl: boolean;
+}
+
+function filterFor(i: number): string {
+  const site = i % 100;
+  const kind = i % 10;
+  if (kind < 7) return `site/${site}/dev/${i}/temp`;
+  if (kind === 7) return `site/+/dev/${i}/temp`;
+  if (kind === 8) return `site/${site}/dev/${i}/+`;
+  return `site/${site}/dev/${i}/#`;
+}
+
+/** A small xorshift, so every run draws the same topics. */
+function randomTopics(count: number, n: number, seed: number): string[] {
+  let x = seed | 0 || 1;
+  const out: string[] = [];
+  const leaves = ['temp', 'temp', 'temp', 'hum', 'status/online'];
+  for (let k = 0; k < count; k++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const i = (x >>> 0) % n;
+    out.push(`site/${i % 100}/dev/${i}/${leaves[(x >>> 8) % leaves.length]}`);
+  }
+  return out;
+}
+
+interface Dataset {
+  filters: string[];
+  records: SubRecord[];
+  topics: string[];
+}
+
+function dataset(n: number, topicCount: number): Dataset {
+  const filters: string[] = [];
+  const records: SubRecord[] = [];
+  for (let i = 0; i < n; i++) {
+    const f = filterFor(i);
+    filters.push(f);
+    records.push({ clientId: `client-${i}`, topic: f, qos: i % 3, rh: 0, rap: false, nl: false });
+  }
+  // Template literals build ropes; every structure would flatten them on first use, and the
+  // first one measured would look smaller for it. Hand everyone flat strings.
+  const flat = JSON.parse(JSON.stringify([filters, randomTopics(topicCount, n, 0x2545f491)])) as [
+    string[],
+    string[],
+  ];
+  for (let i = 0; i < n; i++) records[i].topic = flat[0][i];
+  return { filters: flat[0], records, topics: flat[1] };
+}
+
+interface Structure {
+  name: string;
+  build(): void;
+  match(topic: string): number;
+  removeAll(): void;
+  /** Drops every reference so the next structure is measured on a clean heap. */
+  drop(): void;
+}
+
+function ours(d: Dataset): Structure {
+  let index = new SubscriptionIndex<SubRecord>();
+  let hits = 0;
+  const visit = (): void => {
+    hits++;
+  };
+  return {
+    name: 'mqtt-edge',
+    build() {
+      index = new SubscriptionIndex<SubRecord>();
+      for (let i = 0; i < d.filters.length; i++) index.add(d.filters[i], d.records[i]);
+    },
+    match(topic) {
+      hits = 0;
+      index.match(topic, visit);
+      return hits;
+    },
+    removeAll() {
+      for (let i = 0; i < d.filters.length; i++) index.remove(d.filters[i], d.records[i]);
+      if (!index.isEmpty()) throw new Error('index not empty after removing everything');
+    },
+    drop() {
+      index = new SubscriptionIndex<SubRecord>();
+    },
+  };
+}
+
+function qlobber(d: Dataset, sub: boolean): Structure {
+  const make = (): QlobberLike<unknown> => (sub ? new QlobberSub(QLOBBER_MQTT) : new Qlobber(QLOBBER_MQTT));
+  let q = make();
+  return {
+    name: sub ? 'QlobberSub' : 'Qlobber',
+    build() {
+      q = make();
+      for (let i = 0; i < d.filters.length; i++) q.add(d.filters[i], d.records[i]);
+    },
+    match(topic) {
+      return q.match(topic).length;
+    },
+    removeAll() {
+      for (let i = 0; i < d.filters.length; i++) q.remove(d.filters[i], d.records[i]);
+    },
+    drop() {
+      q = make();
+    },
+  };
+}
+
+function heapUsed(): number {
+  collectGarbage();
+  return v8.getHeapStatistics().used_heap_size;
+}
+
+interface Figures {
+  insertMs: number;
+  heapPerSub: number;
+  removeMs: number;
+  matchRate: number;
+  matchAlloc: number;
+  hitsPerTopic: number;
+}
+
+/**
+ * Insert, heap and remove-all, `reps` times on a fresh structure each: the best time and the
+ * median heap figure (the machine is shared, and one slow run says little). Leaves `s` built.
+ */
+function buildFigures(
+  s: Structure,
+  d: Dataset,
+  reps: number,
+): Pick<Figures, 'insertMs' | 'heapPerSub' | 'removeMs'> {
+  let insertMs = Number.POSITIVE_INFINITY;
+  let removeMs = Number.POSITIVE_INFINITY;
+  const heaps: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    s.drop();
+    const before = heapUsed();
+    const t0 = performance.now();
+    s.build();
+    insertMs = Math.min(insertMs, performance.now() - t0);
+    heaps.push((heapUsed() - before) / d.filters.length);
+    const t1 = performance.now();
+    s.removeAll();
+    removeMs = Math.min(removeMs, performance.now() - t1);
+  }
+  heaps.sort((x, y) => x - y);
+  s.drop();
+  s.build();
+  return { insertMs, heapPerSub: heaps[reps >> 1], removeMs };
+}
+
+function matchOp(s: Structure, topics: string[]): { op: () => void; hitsPerTopic: number } {
+  let k = 0;
+  let hits = 0;
+  for (let i = 0; i < topics.length; i++) hits += s.match(topics[i]);
+  const hitsPerTopic = hits / topics.length;
+  const op = (): void => {
+    hits += s.match(topics[k]);
+    k = k + 1 === topics.length ? 0 : k + 1;
+  };
+  return { op, hitsPerTopic };
+}
+
+/**
+ * Every figure for each structure. Match rates are taken in interleaved rounds (ours, peer,
+ * peer, ours, ...), keeping each one's best, so load from elsewhere hits all of them alike.
+ */
+function measureAll(
+  structures: Structure[],
+  d: Dataset,
+  matchMs: number,
+  allocCount: number,
+  reps: number,
+): Figures[] {
+  const built = structures.map((s) => buildFigures(s, d, reps));
+  const ops = structures.map((s) => matchOp(s, d.topics));
+  const rates = structures.map(() => 0);
+  const rounds = 3;
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < structures.length; i++) {
+      const at = r % 2 === 0 ? i : structures.length - 1 - i;
+      rates[at] = Math.max(rates[at], measureRate(ops[at].op, { ms: matchMs / rounds, batch: 1000 }));
+    }
+  }
+  const figures = structures.map((s, i) => ({
+    ...built[i],
+    matchRate: rates[i],
+    matchAlloc: measureAllocation(ops[i].op, allocCount).bytesPerOp,
+    hitsPerTopic: ops[i].hitsPerTopic,
+  }));
+  for (const s of structures) s.drop();
+  return figures;
+}
+
+async function run(options: { quick: boolean }): Promise<BenchRow[]> {
+  const n = options.quick ? 10_000 : 100_000;
+  const big = options.quick ? 100_000 : 1_000_000;
+  const matchMs = options.quick ? 300 : 2400;
+  const allocCount = options.quick ? 20_000 : 100_000;
+  const d = dataset(n, 20_000);
+  const label = n === 100_000 ? '100k' : `${n / 1000}k`;
+
+  const reps = options.quick ? 1 : 3;
+  const [o, q, qs] = measureAll([ours(d), qlobber(d, false), qlobber(d, true)], d, matchMs, allocCount, reps);
+  const rows: BenchRow[] = [];
+  const note = `hits/topic ours ${o.hitsPerTopic.toFixed(2)}, Qlobber ${q.hitsPerTopic.toFixed(2)}, QlobberSub ${qs.hitsPerTopic.toFixed(2)}`;
+  for (const [peer, p] of [
+    ['Qlobber', q],
+    ['QlobberSub', qs],
+  ] as const) {
+    const main = peer === 'Qlobber';
+    rows.push(
+      costRow(`topics:insert ${label} subs`, 'ms', o.insertMs, p.insertMs, peer, main ? 1 : undefined),
+    );
+    rows.push(
+      rateRow(
+        `topics:match ${label} subs`,
+        'topics/s',
+        o.matchRate,
+        p.matchRate,
+        peer,
+        main ? 3 : undefined,
+        main ? note : undefined,
+      ),
+    );
+    rows.push(
+      costRow(
+        `topics:heap ${label} subs`,
+        'bytes/sub',
+        o.heapPerSub,
+        p.heapPerSub,
+        peer,
+        main ? 2 : undefined,
+      ),
+    );
+    rows.push(costRow(`topics:match alloc ${label} subs`, 'bytes/topic', o.matchAlloc, p.matchAlloc, peer));
+    rows.push(
+      costRow(`topics:remove all ${label} subs`, 'ms', o.removeMs, p.removeMs, peer, main ? 1 : undefined),
+    );
+  }
+
+  // Scaling: the same mix at ten times the size, ours only (qlobber at 1M would need GBs).
+  const dBig = dataset(big, 20_000);
+  const [oBig] = measureAll([ours(dBig)], dBig, matchMs, allocCount, 1);
+  const bigLabel = big === 1_000_000 ? '1M' : `${big / 1000}k`;
+  rows.push(
+    rateRow(
+      `topics:match ${bigLabel} vs ${label} subs`,
+      'topics/s',
+      oBig.matchRate,
+      o.matchRate,
+      `mqtt-edge at ${label}`,
+      0.5,
+      `ratio = rate at ${bigLabel} / rate at ${label}; >= 0.5 is within 2x. At ${bigLabel}: insert ${Math.round(oBig.insertMs)} ms, ${Math.round(oBig.heapPerSub)} bytes/sub, remove all ${Math.round(oBig.removeMs)} ms`,
+    ),
+  );
+  return rows;
+}
+
+const area: BenchArea = { area: 'topics', run };
+export default area;
