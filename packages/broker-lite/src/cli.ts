@@ -122,9 +122,20 @@ async function loadBrokerClass(): Promise<BrokerCtor> {
 }
 
 function makeLogger(cfg: BrokerConfig, format: LogFormat | undefined): Logger {
-  const dests: LogDestination[] = cfg.logDest.map((d) =>
-    d.kind === 'file' ? fileDestination(d.path) : stdDestination(d.kind),
-  );
+  const dests: LogDestination[] = cfg.logDest.map((d) => {
+    if (d.kind !== 'file') return stdDestination(d.kind);
+    try {
+      return fileDestination(d.path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new ConfigError(
+        d.file ?? cfg.file ?? '',
+        d.line ?? 0,
+        'log_dest',
+        `cannot open ${d.path} (${code})`,
+      );
+    }
+  });
   return createLogger({
     types: cfg.logTypes,
     destinations: dests,

@@ -28,7 +28,10 @@ export interface ListenerConfig {
   line: number;
 }
 
-export type LogDestConfig = { kind: 'stdout' } | { kind: 'stderr' } | { kind: 'file'; path: string };
+export type LogDestConfig =
+  | { kind: 'stdout' }
+  | { kind: 'stderr' }
+  | { kind: 'file'; path: string; file?: string; line?: number };
 
 export interface BrokerConfig {
   /** The main file, or undefined when running on defaults. */
@@ -375,7 +378,12 @@ const HANDLERS: Record<string, Handler> = {
     if (kind === 'file') {
       if (rest.length === 0) fail(ctx, "'log_dest file' needs a path");
       if (state.cfg.logDest.some((d) => d.kind === 'file')) fail(ctx, 'only one log_dest file may be given');
-      state.cfg.logDest.push({ kind: 'file', path: resolve(ctx.dir, rest.join(' ')) });
+      state.cfg.logDest.push({
+        kind: 'file',
+        path: resolve(ctx.dir, rest.join(' ')),
+        file: ctx.file,
+        line: ctx.line,
+      });
       return;
     }
     if (rest.length > 0) fail(ctx, `unexpected '${rest.join(' ').slice(0, 40)}' after '${kind}'`);

@@ -92,6 +92,12 @@ describe('broker-lite command line', () => {
     const r = await cli(['check', '-c', conf]);
     expect(r.code).toBe(3);
     expect(r.stderr).toContain(`${acl}:2: acl_file: invalid access type 'bogus'`);
+    writeFileSync(conf, 'listener 0 127.0.0.1\nlog_dest file /nonexistent-dir/broker.log\n');
+    const unopenable = await cli(['-c', conf]);
+    expect(unopenable.code).toBe(3);
+    expect(unopenable.stderr).toContain(
+      `Error: ${conf}:2: log_dest: cannot open /nonexistent-dir/broker.log (ENOENT)`,
+    );
     const missing = await cli(['-c', join(dir, 'nope.conf')]);
     expect(missing.code).toBe(3);
     expect(missing.stderr).toMatch(/nope\.conf: cannot open config file/);

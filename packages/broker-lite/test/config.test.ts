@@ -220,7 +220,10 @@ per_listener_settings false
       retainAvailable: false,
       sysInterval: 0,
       connectionMessages: false,
-      logDest: [{ kind: 'stdout' }, { kind: 'file', path: '/var/log/mosquitto/mosquitto.log' }],
+      logDest: [
+        { kind: 'stdout' },
+        { kind: 'file', path: '/var/log/mosquitto/mosquitto.log', file: FILE, line: 19 },
+      ],
       logTypes: ['error', 'subscribe'],
       logTimestamp: false,
       pidFile: '/etc/mosquitto/run/mosquitto.pid',
