@@ -1,0 +1,153 @@
+/** `mqtt-edge-agent`: run (`-c FILE`), `check -c FILE`, `status [-c FILE | --state-dir DIR]`. */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Agent } from './agent.ts';
+import { type AgentConfig, ConfigError, loadConfig, redacted } from './config.ts';
+import { createLogger } from './log.ts';
+import { formatStatus, readStatus } from './status.ts';
+
+const HELP = `mqtt-edge-agent: serial sensors onto MQTT, through a durable on-disk queue
+
+Usage:
+  mqtt-edge-agent -c agent.yaml           run the agent (YAML or JSON config)
+  mqtt-edge-agent check -c agent.yaml     validate a config, print it resolved (password masked)
+  mqtt-edge-agent status -c agent.yaml    ports, broker link, queue depth of the running agent
+  mqtt-edge-agent status --state-dir DIR  the same, by state directory
+
+Options:
+  -c, --config FILE    config file
+      --state-dir DIR  (status) where the agent writes status.json
+      --json           (status, check) machine-readable output
+  -h, --help
+
+Environment:
+  MQTT_EDGE_PASSWORD   broker password (overrides the file; name set by mqtt.passwordEnv)
+  MQTT_EDGE_USERNAME   broker user name when the file has none
+  STATE_DIRECTORY      default state directory (systemd's StateDirectory= sets it)
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 (status) agent not running.
+Reference: packages/agent/README.md`;
+
+function out(s: string): void {
+  process.stdout.write(`${s}\n`);
+}
+function err(s: string): void {
+  process.stderr.write(`${s}\n`);
+}
+
+function load(file: string | undefined): AgentConfig | number {
+  if (file === undefined) {
+    err('mqtt-edge-agent: -c FILE is required (see --help)');
+    return 2;
+  }
+  try {
+    return loadConfig(file);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      err(e.message);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'state-dir': { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    err(`mqtt-edge-agent: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const v = parsed.values as { config?: string; 'state-dir'?: string; json?: boolean; help?: boolean };
+  if (v.help) {
+    out(HELP);
+    return 0;
+  }
+  const [command, ...rest] = parsed.positionals;
+  if (
+    rest.length > 0 ||
+    (command !== undefined && command !== 'check' && command !== 'status' && command !== 'run')
+  ) {
+    err(`mqtt-edge-agent: unknown command ${JSON.stringify(parsed.positionals.join(' '))} (see --help)`);
+    return 2;
+  }
+
+  if (command === 'check') {
+    const c = load(v.config);
+    if (typeof c === 'number') return c;
+    if (v.json) out(JSON.stringify(redacted(c), null, 2));
+    else {
+      out(`${v.config}: ok`);
+      out(JSON.stringify(redacted(c), null, 2));
+    }
+    return 0;
+  }
+
+  if (command === 'status') {
+    let dir = v['state-dir'];
+    let staleAfter = 10_000;
+    if (dir === undefined) {
+      const c = load(v.config);
+      if (typeof c === 'number') return c;
+      dir = c.stateDir;
+      staleAfter = Math.max(10_000, 3 * c.statusIntervalMs);
+    }
+    let s: ReturnType<typeof readStatus>;
+    try {
+      s = readStatus(path.resolve(dir));
+    } catch (e) {
+      err(
+        `mqtt-edge-agent: no status in ${dir}: ${(e as Error).message} (is the agent running with this state dir?)`,
+      );
+      return 3;
+    }
+    const f = formatStatus(s, Date.now(), staleAfter);
+    out(v.json ? JSON.stringify({ running: f.running, ...s }, null, 2) : f.text);
+    return f.running ? 0 : 3;
+  }
+
+  const c = load(v.config);
+  if (typeof c === 'number') return c;
+  const log = createLogger({ level: c.log.level, format: c.log.format, base: {} });
+  let agent: Agent;
+  try {
+    agent = await Agent.start({ config: c, log });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    log.log('error', 'start-failed', {
+      error: (e as Error).message,
+      hint: code === 'LOCKED' ? 'another agent uses this queue directory' : undefined,
+    });
+    return 1;
+  }
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  log.log('info', 'signal', { signal });
+  // A second signal while draining: stop waiting.
+  const force = () => process.exit(1);
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  await agent.stop();
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: Error) => {
+    err(`mqtt-edge-agent: ${e.stack ?? e.message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,731 @@
+/**
+ * The agent's configuration: YAML or JSON in, a fully resolved `AgentConfig` out, or a
+ * ConfigError listing every problem with its key path (`serial[1].baud`) and, when the text is
+ * at hand, its line. Hand-written checks: the rules are few, and a typo'd key must be reported
+ * as such (`serial[0].baudrate: unknown key; did you mean baud?`), which schema libraries do
+ * poorly.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { topicNameProblem } from '@mqtt-edge/codec';
+import { isName } from '@mqtt-edge/serial-protocol';
+import { isMap, isSeq, LineCounter, parseDocument } from 'yaml';
+import { LOG_LEVELS, type LogLevel } from './log.ts';
+
+export type Framing = 'native' | 'json-lines' | 'key-value';
+export type PayloadFormat = 'json' | 'cbor' | 'raw';
+export type FsyncSetting = 'batch' | 'never' | { intervalMs: number };
+
+export interface UsbMatch {
+  /** Hex, as `lsusb` and SerialPort.list() print it (`2341`). */
+  vendorId?: string;
+  productId?: string;
+  serialNumber?: string;
+}
+
+export interface SerialPortConfig {
+  /** Label in logs and status. */
+  name: string;
+  /** A device path (`/dev/ttyUSB0`, `/dev/serial/by-id/...`); or `usb` to find one. */
+  path?: string;
+  usb?: UsbMatch;
+  baud: number;
+  framing: Framing;
+  /** Device id for text framings (they carry none); for native, the id expected in HELLO. */
+  device?: string;
+}
+
+export interface TlsFiles {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  rejectUnauthorized: boolean;
+  servername?: string;
+}
+
+export interface MqttConfig {
+  url: string;
+  clientId: string;
+  username?: string;
+  password?: string;
+  tls?: TlsFiles;
+  version: 4 | 5;
+  keepalive: number;
+  qos: 0 | 1 | 2;
+  maxInflight: number;
+  /** Milliseconds between reconnect attempts: first delay and cap (exponential, with jitter). */
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+}
+
+export interface TopicsConfig {
+  prefix: string;
+  /** Template for readings: `{prefix}`, `{device}`, `{sensor}`. */
+  reading: string;
+  payload: PayloadFormat;
+}
+
+export interface QueueConfig {
+  dir: string;
+  fsync: FsyncSetting;
+  maxBytes?: number;
+  maxCount?: number;
+  maxAgeMs?: number;
+  dropPolicy: 'reject-new' | 'drop-oldest';
+  segmentBytes?: number;
+}
+
+export interface AgentConfig {
+  id: string;
+  stateDir: string;
+  log: { level: LogLevel; format: 'auto' | 'json' | 'text' };
+  /** How often the status file is rewritten. */
+  statusIntervalMs: number;
+  /** How often counters go to the health topic (0: never). */
+  healthIntervalMs: number;
+  /** How long a downlink command waits for the device's RESULT. */
+  commandTimeoutMs: number;
+  serial: SerialPortConfig[];
+  mqtt: MqttConfig;
+  topics: TopicsConfig;
+  queue: QueueConfig;
+}
+
+export interface ConfigProblem {
+  /** Key path: `mqtt.url`, `serial[0].baud`; '' for the document itself. */
+  path: string;
+  message: string;
+  /** 1-based line in the file, when known. */
+  line?: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly problems: ConfigProblem[],
+    readonly source = 'config',
+  ) {
+    super(
+      `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n${problems
+        .map((p) => `  ${p.path || '(document)'}${p.line ? ` (line ${p.line})` : ''}: ${p.message}`)
+        .join('\n')}`,
+    );
+  }
+}
+
+export const DEFAULT_PASSWORD_ENV = 'MQTT_EDGE_PASSWORD';
+export const DEFAULT_USERNAME_ENV = 'MQTT_EDGE_USERNAME';
+const BAUDS = [
+  300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 28800, 38400, 57600, 76800, 115200, 230400, 250000, 460800,
+  500000, 921600, 1000000, 1500000, 2000000, 3000000,
+];
+
+type Obj = Record<string, unknown>;
+
+/** Collects problems while reading the raw document. */
+class Reader {
+  readonly problems: ConfigProblem[] = [];
+  constructor(readonly baseDir: string) {}
+
+  problem(p: string, message: string): undefined {
+    this.problems.push({ path: p, message });
+    return undefined;
+  }
+
+  /** The object at `p`, with unknown keys reported. */
+  object(p: string, v: unknown, keys: readonly string[], optional = true): Obj | undefined {
+    if (v === undefined || v === null) {
+      if (!optional) this.problem(p, 'missing (a mapping is required)');
+      return v === null && !optional ? undefined : {};
+    }
+    if (typeof v !== 'object' || Array.isArray(v))
+      return this.problem(p, `must be a mapping, got ${kind(v)}`);
+    for (const k of Object.keys(v)) {
+      if (!keys.includes(k)) {
+        const near = closest(k, keys);
+        this.problem(join(p, k), `unknown key${near ? `; did you mean ${near}?` : ''}`);
+      }
+    }
+    return v as Obj;
+  }
+
+  string(
+    p: string,
+    v: unknown,
+    options: { required?: boolean; nonEmpty?: boolean } = {},
+  ): string | undefined {
+    if (v === undefined || v === null) {
+      if (options.required) this.problem(p, 'missing');
+      return undefined;
+    }
+    if (typeof v !== 'string') return this.problem(p, `must be a string, got ${kind(v)}`);
+    if (options.nonEmpty !== false && v === '') return this.problem(p, 'must not be empty');
+    return v;
+  }
+
+  oneOf<T extends string>(p: string, v: unknown, allowed: readonly T[], dflt: T): T {
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+      this.problem(p, `must be one of ${allowed.join(', ')}; got ${show(v)}`);
+      return dflt;
+    }
+    return v as T;
+  }
+
+  int(p: string, v: unknown, min: number, max: number, dflt: number): number;
+  int(p: string, v: unknown, min: number, max: number, dflt?: number): number | undefined;
+  int(p: string, v: unknown, min: number, max: number, dflt?: number): number | undefined {
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      this.problem(p, `must be an integer in ${min}..${max}; got ${show(v)}`);
+      return dflt;
+    }
+    return v;
+  }
+
+  bool(p: string, v: unknown, dflt: boolean): boolean {
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'boolean') {
+      this.problem(p, `must be true or false; got ${show(v)}`);
+      return dflt;
+    }
+    return v;
+  }
+
+  /** `500ms`, `5s`, `2m`, `1h`, `7d`, or a number of seconds. Milliseconds out. */
+  duration(p: string, v: unknown, min: number, max: number, dflt: number): number;
+  duration(p: string, v: unknown, min: number, max: number, dflt?: number): number | undefined;
+  duration(p: string, v: unknown, min: number, max: number, dflt?: number): number | undefined {
+    if (v === undefined || v === null) return dflt;
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      this.problem(
+        p,
+        `must be a duration such as 500ms, 5s, 2m, 1h, 7d (a bare number is seconds); got ${show(v)}`,
+      );
+      return dflt;
+    }
+    if (ms < min || ms > max) {
+      this.problem(p, `must be between ${fmtMs(min)} and ${fmtMs(max)}; got ${show(v)}`);
+      return dflt;
+    }
+    return ms;
+  }
+
+  /** `64MiB`, `1GB`, `512KiB`, or a number of bytes. */
+  size(p: string, v: unknown, min: number, max: number): number | undefined {
+    if (v === undefined || v === null) return undefined;
+    const n = parseSize(v);
+    if (n === undefined)
+      return this.problem(p, `must be a size such as 64MiB, 1GB or a number of bytes; got ${show(v)}`);
+    if (n < min || n > max) return this.problem(p, `must be between ${min} and ${max} bytes; got ${show(v)}`);
+    return n;
+  }
+
+  /** A path, resolved against the config file's directory. */
+  filePath(p: string, v: unknown): string | undefined {
+    const s = this.string(p, v);
+    if (s === undefined) return undefined;
+    if (s.includes('\0')) return this.problem(p, 'must not contain NUL');
+    return path.resolve(this.baseDir, s);
+  }
+}
+
+function kind(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  return typeof v === 'object' ? 'a mapping' : `${typeof v} ${show(v)}`;
+}
+
+function show(v: unknown): string {
+  const s = typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function join(p: string, k: string | number): string {
+  if (typeof k === 'number') return `${p}[${k}]`;
+  return p === '' ? k : `${p}.${k}`;
+}
+
+function fmtMs(ms: number): string {
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+/** Edit distance <= 2, for "did you mean". */
+function closest(word: string, options: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  const w = word.toLowerCase();
+  for (const o of options) {
+    const d = distance(w, o.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = o;
+    }
+  }
+  return best;
+}
+
+function distance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2 || a.length > 64 || b.length > 64) return 99;
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export function parseDuration(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? Math.round(v * 1000) : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(v);
+  if (m === null) return undefined;
+  const n = Number(m[1]) * DURATION_UNITS[m[2] ?? 's'];
+  return Number.isFinite(n) ? Math.round(n) : undefined;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1000,
+  kb: 1000,
+  kib: 1024,
+  m: 1e6,
+  mb: 1e6,
+  mib: 2 ** 20,
+  g: 1e9,
+  gb: 1e9,
+  gib: 2 ** 30,
+};
+
+export function parseSize(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
+  if (m === null) return undefined;
+  const unit = SIZE_UNITS[m[2].toLowerCase()];
+  if (unit === undefined) return undefined;
+  const n = Math.floor(Number(m[1]) * unit);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** Replaces `{prefix}`, `{device}`, `{sensor}`; anything else in braces is an error at load time. */
+export function templateProblem(template: string): string | undefined {
+  const names = [...template.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
+  for (const n of names) {
+    if (n !== 'prefix' && n !== 'device' && n !== 'sensor')
+      return `unknown placeholder {${n}}: use {prefix}, {device}, {sensor}`;
+  }
+  if (!names.includes('device') || !names.includes('sensor'))
+    return 'must contain {device} and {sensor} (or readings of different devices or sensors share a topic)';
+  const sample = template.replaceAll('{prefix}', 'p').replaceAll('{device}', 'd').replaceAll('{sensor}', 's');
+  if (/[+#]/.test(sample)) return 'must not contain the wildcards + or #';
+  const p = topicNameProblem(sample);
+  return p === null ? undefined : p;
+}
+
+function defaultStateDir(env: NodeJS.ProcessEnv, id: string): string {
+  // systemd's StateDirectory= sets STATE_DIRECTORY; otherwise the XDG state home.
+  if (env.STATE_DIRECTORY) return env.STATE_DIRECTORY.split(':')[0];
+  const base = env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
+  return path.join(base, 'mqtt-edge-agent', id);
+}
+
+function defaultId(): string {
+  const h = os
+    .hostname()
+    .replace(/[^A-Za-z0-9_.:-]/g, '-')
+    .slice(0, 48);
+  return isName(h) ? h : 'agent';
+}
+
+export interface ParseOptions {
+  /** Relative paths resolve against it (the config file's directory). */
+  baseDir?: string;
+  env?: NodeJS.ProcessEnv;
+  /** For messages: the file name. */
+  source?: string;
+}
+
+/** Validates a parsed document. Throws ConfigError with every problem found. */
+export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConfig {
+  const env = options.env ?? process.env;
+  const r = new Reader(options.baseDir ?? process.cwd());
+  const root = r.object('', raw, ['agent', 'serial', 'mqtt', 'topics', 'queue']) ?? {};
+  if (raw === undefined || raw === null) r.problem('', 'the file is empty');
+
+  // agent
+  const a =
+    r.object('agent', root.agent, [
+      'id',
+      'stateDir',
+      'log',
+      'statusInterval',
+      'healthInterval',
+      'commandTimeout',
+    ]) ?? {};
+  let id = r.string('agent.id', a.id) ?? defaultId();
+  if (!isName(id)) {
+    r.problem('agent.id', `must be 1..64 of A-Z a-z 0-9 _ . : - (it is a topic level); got ${show(id)}`);
+    id = 'agent';
+  }
+  const stateDir = r.filePath('agent.stateDir', a.stateDir) ?? defaultStateDir(env, id);
+  const lg = r.object('agent.log', a.log, ['level', 'format']) ?? {};
+  const log = {
+    level: r.oneOf('agent.log.level', lg.level, LOG_LEVELS, 'info'),
+    format: r.oneOf('agent.log.format', lg.format, ['auto', 'json', 'text'] as const, 'auto'),
+  };
+  const statusIntervalMs = r.duration('agent.statusInterval', a.statusInterval, 100, 3_600_000, 2000);
+  const healthIntervalMs = r.duration('agent.healthInterval', a.healthInterval, 0, 86_400_000, 30_000);
+  if (healthIntervalMs > 0 && healthIntervalMs < 1000)
+    r.problem('agent.healthInterval', 'must be 0 (off) or at least 1s');
+  const commandTimeoutMs = r.duration('agent.commandTimeout', a.commandTimeout, 100, 600_000, 5000);
+
+  // serial
+  const serial: SerialPortConfig[] = [];
+  if (root.serial === undefined || root.serial === null)
+    r.problem('serial', 'missing: list at least one port');
+  else if (!Array.isArray(root.serial))
+    r.problem('serial', `must be a list of ports, got ${kind(root.serial)}`);
+  else if (root.serial.length === 0) r.problem('serial', 'must list at least one port');
+  else if (root.serial.length > 256) r.problem('serial', 'at most 256 ports');
+  else {
+    const names = new Set<string>();
+    const paths = new Set<string>();
+    root.serial.forEach((item, i) => {
+      const p = `serial[${i}]`;
+      const s = r.object(p, item, ['name', 'path', 'usb', 'baud', 'framing', 'device'], false);
+      if (s === undefined) return;
+      const portPath = r.string(`${p}.path`, s.path);
+      let usb: UsbMatch | undefined;
+      if (s.usb !== undefined) {
+        const u = r.object(`${p}.usb`, s.usb, ['vendorId', 'productId', 'serialNumber']);
+        if (u !== undefined) {
+          usb = {};
+          for (const k of ['vendorId', 'productId'] as const) {
+            const v = typeof u[k] === 'number' ? String(u[k]) : u[k];
+            const h = r.string(`${p}.usb.${k}`, v);
+            if (h !== undefined && !/^(0x)?[0-9a-fA-F]{1,4}$/.test(h))
+              r.problem(`${p}.usb.${k}`, `must be a 4-digit hex id such as 2341; got ${show(h)}`);
+            else if (h !== undefined) usb[k] = h.replace(/^0x/, '').toLowerCase().padStart(4, '0');
+          }
+          const sn = r.string(
+            `${p}.usb.serialNumber`,
+            typeof u.serialNumber === 'number' ? String(u.serialNumber) : u.serialNumber,
+          );
+          if (sn !== undefined) usb.serialNumber = sn;
+          if (Object.keys(usb).length === 0)
+            r.problem(`${p}.usb`, 'give at least one of vendorId, productId, serialNumber');
+        }
+      }
+      if ((portPath === undefined) === (usb === undefined)) r.problem(p, 'give exactly one of path or usb');
+      const baud = r.int(`${p}.baud`, s.baud, 50, 4_000_000, 115200);
+      if (s.baud !== undefined && Number.isInteger(s.baud) && !BAUDS.includes(baud))
+        r.problem(`${p}.baud`, `${baud} is not a standard rate (${BAUDS.join(', ')})`);
+      const framing = r.oneOf(
+        `${p}.framing`,
+        s.framing,
+        ['native', 'json-lines', 'key-value'] as const,
+        'native',
+      );
+      const device = r.string(`${p}.device`, s.device);
+      if (device !== undefined && !isName(device))
+        r.problem(`${p}.device`, `must be 1..64 of A-Z a-z 0-9 _ . : - ; got ${show(device)}`);
+      if (framing !== 'native' && device === undefined)
+        r.problem(`${p}.device`, `required with framing ${framing} (text lines carry no device id)`);
+      const name =
+        r.string(`${p}.name`, s.name) ??
+        device ??
+        (portPath !== undefined
+          ? path.basename(portPath)
+          : `usb-${usb?.vendorId ?? ''}-${usb?.serialNumber ?? i}`);
+      if (names.has(name)) r.problem(`${p}.name`, `${show(name)} names two ports; set distinct names`);
+      names.add(name);
+      if (portPath !== undefined) {
+        const abs = path.resolve(r.baseDir, portPath);
+        if (paths.has(abs)) r.problem(`${p}.path`, `${portPath} is listed twice`);
+        paths.add(abs);
+      }
+      const port: SerialPortConfig = { name, baud, framing };
+      if (portPath !== undefined) port.path = path.resolve(r.baseDir, portPath);
+      if (usb !== undefined) port.usb = usb;
+      if (device !== undefined) port.device = device;
+      serial.push(port);
+    });
+  }
+
+  // mqtt
+  const m =
+    r.object(
+      'mqtt',
+      root.mqtt,
+      [
+        'url',
+        'clientId',
+        'username',
+        'password',
+        'passwordFile',
+        'passwordEnv',
+        'tls',
+        'version',
+        'keepalive',
+        'qos',
+        'maxInflight',
+        'reconnectMin',
+        'reconnectMax',
+      ],
+      false,
+    ) ?? {};
+  const url = r.string('mqtt.url', m.url, { required: true }) ?? 'mqtt://localhost';
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    r.problem('mqtt.url', `not a URL: ${show(url)} (e.g. mqtt://broker.local:1883 or mqtts://host:8883)`);
+  }
+  if (parsed !== undefined) {
+    if (parsed.protocol !== 'mqtt:' && parsed.protocol !== 'mqtts:')
+      r.problem('mqtt.url', `scheme must be mqtt:// or mqtts://; got ${parsed.protocol}//`);
+    if (parsed.hostname === '') r.problem('mqtt.url', 'has no host');
+    if (parsed.username !== '' || parsed.password !== '')
+      r.problem(
+        'mqtt.url',
+        'put credentials in mqtt.username / mqtt.password (or the environment), not the URL',
+      );
+  }
+  const version = r.int('mqtt.version', m.version, 4, 5, 5) as 4 | 5;
+  const clientId = r.string('mqtt.clientId', m.clientId) ?? `mqtt-edge-agent-${id}`;
+  if (clientId.length > 128) r.problem('mqtt.clientId', 'at most 128 characters');
+  let username = r.string('mqtt.username', m.username) ?? (env[DEFAULT_USERNAME_ENV] || undefined);
+  const passwordEnv = r.string('mqtt.passwordEnv', m.passwordEnv) ?? DEFAULT_PASSWORD_ENV;
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(passwordEnv))
+    r.problem('mqtt.passwordEnv', 'must be an environment variable name');
+  let password = r.string('mqtt.password', m.password, { nonEmpty: false });
+  const passwordFile = r.filePath('mqtt.passwordFile', m.passwordFile);
+  if (password !== undefined && passwordFile !== undefined)
+    r.problem('mqtt.passwordFile', 'give mqtt.password or mqtt.passwordFile, not both');
+  if (passwordFile !== undefined) {
+    try {
+      password = readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      r.problem(
+        'mqtt.passwordFile',
+        `cannot read ${passwordFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
+    }
+  }
+  const fromEnv = env[passwordEnv];
+  if (fromEnv !== undefined && fromEnv !== '') password = fromEnv;
+  if (password !== undefined && username === undefined) {
+    if (version === 5) username = undefined;
+    else r.problem('mqtt.password', 'MQTT 3.1.1 needs mqtt.username with a password');
+  }
+  let tls: TlsFiles | undefined;
+  if (m.tls !== undefined) {
+    const t = r.object('mqtt.tls', m.tls, ['ca', 'cert', 'key', 'rejectUnauthorized', 'servername']);
+    if (t !== undefined) {
+      tls = { rejectUnauthorized: r.bool('mqtt.tls.rejectUnauthorized', t.rejectUnauthorized, true) };
+      for (const k of ['ca', 'cert', 'key'] as const) {
+        const f = r.filePath(`mqtt.tls.${k}`, t[k]);
+        if (f === undefined) continue;
+        try {
+          readFileSync(f);
+          tls[k] = f;
+        } catch (e) {
+          r.problem(
+            `mqtt.tls.${k}`,
+            `cannot read ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+          );
+        }
+      }
+      const sn = r.string('mqtt.tls.servername', t.servername);
+      if (sn !== undefined) tls.servername = sn;
+      if (
+        (tls.cert === undefined) !== (tls.key === undefined) &&
+        t.cert !== undefined &&
+        t.key !== undefined
+      ) {
+        // both given, one unreadable: already reported
+      } else if ((t.cert === undefined) !== (t.key === undefined))
+        r.problem('mqtt.tls', 'cert and key go together (client certificate authentication)');
+      if (parsed !== undefined && parsed.protocol !== 'mqtts:')
+        r.problem('mqtt.tls', 'TLS settings need an mqtts:// url');
+    }
+  }
+  const mqtt: MqttConfig = {
+    url,
+    clientId,
+    version,
+    keepalive: r.int('mqtt.keepalive', m.keepalive, 0, 65535, 30),
+    qos: r.int('mqtt.qos', m.qos, 0, 2, 1) as 0 | 1 | 2,
+    maxInflight: r.int('mqtt.maxInflight', m.maxInflight, 1, 65535, 1000),
+    reconnectMinMs: r.duration('mqtt.reconnectMin', m.reconnectMin, 10, 600_000, 250),
+    reconnectMaxMs: r.duration('mqtt.reconnectMax', m.reconnectMax, 10, 3_600_000, 15_000),
+  };
+  if (mqtt.reconnectMaxMs < mqtt.reconnectMinMs)
+    r.problem('mqtt.reconnectMax', 'must be >= mqtt.reconnectMin');
+  if (username !== undefined) mqtt.username = username;
+  if (password !== undefined) mqtt.password = password;
+  if (tls !== undefined) mqtt.tls = tls;
+
+  // topics
+  const t = r.object('topics', root.topics, ['prefix', 'reading', 'payload']) ?? {};
+  const prefix = r.string('topics.prefix', t.prefix) ?? 'sensors';
+  const pp = topicNameProblem(prefix);
+  if (pp !== null) r.problem('topics.prefix', pp);
+  else if (/[+#]/.test(prefix)) r.problem('topics.prefix', 'must not contain the wildcards + or #');
+  else if (prefix.endsWith('/')) r.problem('topics.prefix', 'must not end with /');
+  const reading = r.string('topics.reading', t.reading) ?? '{prefix}/{device}/{sensor}';
+  const tp = templateProblem(reading);
+  if (tp !== undefined) r.problem('topics.reading', tp);
+  const topics: TopicsConfig = {
+    prefix,
+    reading,
+    payload: r.oneOf('topics.payload', t.payload, ['json', 'cbor', 'raw'] as const, 'json'),
+  };
+
+  // queue
+  const q =
+    r.object('queue', root.queue, [
+      'dir',
+      'fsync',
+      'maxBytes',
+      'maxCount',
+      'maxAge',
+      'dropPolicy',
+      'segmentBytes',
+    ]) ?? {};
+  let fsync: FsyncSetting = 'batch';
+  if (q.fsync !== undefined && q.fsync !== null) {
+    if (q.fsync === 'batch' || q.fsync === 'never') fsync = q.fsync;
+    else {
+      const ms = parseDuration(q.fsync);
+      if (typeof q.fsync !== 'string' || ms === undefined || ms < 1 || ms > 3_600_000)
+        r.problem('queue.fsync', `must be batch, never, or an interval such as 100ms; got ${show(q.fsync)}`);
+      else fsync = { intervalMs: ms };
+    }
+  }
+  const queue: QueueConfig = {
+    dir: r.filePath('queue.dir', q.dir) ?? path.join(stateDir, 'queue'),
+    fsync,
+    dropPolicy: r.oneOf(
+      'queue.dropPolicy',
+      q.dropPolicy,
+      ['reject-new', 'drop-oldest'] as const,
+      'reject-new',
+    ),
+  };
+  const maxBytes = r.size('queue.maxBytes', q.maxBytes, 1024, Number.MAX_SAFE_INTEGER);
+  if (maxBytes !== undefined) queue.maxBytes = maxBytes;
+  const maxCount = r.int('queue.maxCount', q.maxCount, 1, Number.MAX_SAFE_INTEGER);
+  if (maxCount !== undefined) queue.maxCount = maxCount;
+  const maxAgeMs = r.duration('queue.maxAge', q.maxAge, 1000, 10 * 365 * 86_400_000);
+  if (maxAgeMs !== undefined) queue.maxAgeMs = maxAgeMs;
+  const segmentBytes = r.size('queue.segmentBytes', q.segmentBytes, 64 << 10, 1 << 30);
+  if (segmentBytes !== undefined) queue.segmentBytes = segmentBytes;
+
+  if (r.problems.length > 0) throw new ConfigError(r.problems, options.source);
+  return {
+    id,
+    stateDir,
+    log,
+    statusIntervalMs,
+    healthIntervalMs,
+    commandTimeoutMs,
+    serial,
+    mqtt,
+    topics,
+    queue,
+  };
+}
+
+/** Parses YAML (JSON is YAML) text; problems carry line numbers. */
+export function parseConfigText(text: string, options: ParseOptions = {}): AgentConfig {
+  const source = options.source ?? 'config';
+  if (text.length > 1 << 20) throw new ConfigError([{ path: '', message: 'larger than 1 MiB' }], source);
+  const lc = new LineCounter();
+  // uniqueKeys: a key given twice is a mistake, not "last one wins".
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.slice(0, 10).map((e) => ({
+        path: '',
+        message: `YAML: ${e.message.split('\n')[0]}`,
+        line: e.linePos?.[0]?.line,
+      })),
+      source,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new ConfigError([{ path: '', message: `YAML: ${(e as Error).message}` }], source);
+  }
+  try {
+    return parseConfig(raw, { ...options, source });
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    for (const p of e.problems) p.line = lineOf(doc, lc, p.path);
+    throw new ConfigError(e.problems, source);
+  }
+}
+
+function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, keyPath: string): number | undefined {
+  const parts: Array<string | number> = [];
+  for (const m of keyPath.matchAll(/([^.[\]]+)|\[(\d+)\]/g))
+    parts.push(m[2] !== undefined ? Number(m[2]) : m[1]);
+  // The deepest node that exists: a missing key points at its parent mapping.
+  for (let n = parts.length; n >= 0; n--) {
+    const node = n === 0 ? doc.contents : doc.getIn(parts.slice(0, n), true);
+    if (node === undefined || node === null) continue;
+    // For a key that exists, prefer the key's own position.
+    if (
+      n > 0 &&
+      (isMap(doc.getIn(parts.slice(0, n - 1), true)) || isSeq(doc.getIn(parts.slice(0, n - 1), true)))
+    ) {
+      const parent = doc.getIn(parts.slice(0, n - 1), true);
+      if (isMap(parent)) {
+        const pair = parent.items.find((it) => {
+          const k = it.key as { value?: unknown } | null;
+          return k !== null && typeof k === 'object' && k.value === parts[n - 1];
+        });
+        const range = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
+        if (range) return lc.linePos(range[0]).line;
+      }
+    }
+    const range = (node as { range?: [number, number, number] }).range;
+    if (range) return lc.linePos(range[0]).line;
+  }
+  return undefined;
+}
+
+/** Reads and validates a config file. */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(
+      [{ path: '', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }],
+      file,
+    );
+  }
+  return parseConfigText(text, { baseDir: path.dirname(path.resolve(file)), env, source: file });
+}
+
+/** The config with secrets masked, for `check` and logs. */
+export function redacted(c: AgentConfig): AgentConfig {
+  return { ...c, mqtt: { ...c.mqtt, password: c.mqtt.password === undefined ? undefined : '********' } };
+}

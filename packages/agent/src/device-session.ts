@@ -1,0 +1,441 @@
+/**
+ * One serial port's protocol state: frames in, readings stored, ACKs out. No I/O of its own:
+ * the host stores messages, writes bytes and hears about devices and results.
+ *
+ * The rule it exists for: a DATA frame is acknowledged only when every reading in it has been
+ * put() into the durable queue and the put resolved. A reading the queue refused (reject-new
+ * bound) leaves the frame unacknowledged, so the device keeps it and sends it again; the
+ * readings of that frame that were stored are remembered, so the retransmission stores only
+ * the rest and nothing is duplicated. Duplicates (a retransmission after a lost ACK) are
+ * recognised by (boot id, seq) and acknowledged again without storing.
+ */
+import type { OutboxMessage } from '@mqtt-edge/client';
+import {
+  type DataFrame,
+  encodeFrame,
+  FrameDecoder,
+  type HelloFrame,
+  type Reading,
+  type ResultFrame,
+  type SensorInfo,
+  type SerialFrameError,
+  TextLineDecoder,
+  type Value,
+} from '@mqtt-edge/serial-protocol';
+import type { Framing } from './config.ts';
+import { SeqWindow } from './dedupe.ts';
+import type { Logger } from './log.ts';
+import type { Mapper } from './mapper.ts';
+
+export interface SessionHost {
+  /** Durable put; resolves when the message is as durable as the queue promises. */
+  store(message: OutboxMessage): Promise<number>;
+  /** Bytes to the device; false when they could not be written (port closed or backed up). */
+  write(bytes: Uint8Array): boolean;
+  /** A device appeared on this port (HELLO, or first DATA of a new boot) or left it. */
+  onDevice(event: DeviceEvent): void;
+  onResult(device: string, result: ResultFrame): void;
+  now(): number;
+  log: Logger;
+}
+
+export type DeviceEvent =
+  | { type: 'online'; device: string; bootId: number; firmware?: string; sensors?: SensorInfo[] }
+  | { type: 'offline'; device: string };
+
+export interface SessionCounters {
+  bytes: number;
+  frames: number;
+  dataFrames: number;
+  readings: number;
+  stored: number;
+  /** Frames seen again after they were stored (a lost ACK): acknowledged again, not stored. */
+  duplicates: number;
+  /** Frames seen again while their readings were still being stored: ignored. */
+  duplicatesInFlight: number;
+  acksSent: number;
+  /** ACKs not written (port closed or its write buffer full): the device will retransmit. */
+  acksDropped: number;
+  /** Readings the queue refused (full, reject-new): their frame was not acknowledged. */
+  rejected: number;
+  /** Readings whose put failed for another reason (disk error). */
+  storeErrors: number;
+  /** DATA before any HELLO (device unknown): not acknowledged; a HELLO was asked for. */
+  unknownDevice: number;
+  helloRequests: number;
+  /** Frames dropped because too many were being stored at once. */
+  overload: number;
+  /** Bad frames or lines (CRC, COBS, size, body, syntax): see the decoder stats for the kind. */
+  framingErrors: number;
+  boots: number;
+  results: number;
+  unexpectedFrames: number;
+}
+
+export interface PortSessionOptions {
+  port: string;
+  framing: Framing;
+  /** Text framings: the device id (required). Native: the id expected in HELLO (optional). */
+  device?: string;
+  mapper: Mapper;
+  host: SessionHost;
+  /** Id used as the boot id of text-mode readings (one per agent run). */
+  textBootId: number;
+}
+
+/** Frames being stored at once per port; more than a device's ring can hold means trouble. */
+const MAX_STORING = 4096;
+/** Partly stored frames remembered (their stored indices) across a queue-full spell. */
+const MAX_PARTIAL = 4096;
+const HELLO_REQUEST_EVERY_MS = 1000;
+const ERROR_LOG_EVERY_MS = 5000;
+
+export class PortSession {
+  readonly counters: SessionCounters = {
+    bytes: 0,
+    frames: 0,
+    dataFrames: 0,
+    readings: 0,
+    stored: 0,
+    duplicates: 0,
+    duplicatesInFlight: 0,
+    acksSent: 0,
+    acksDropped: 0,
+    rejected: 0,
+    storeErrors: 0,
+    unknownDevice: 0,
+    helloRequests: 0,
+    overload: 0,
+    framingErrors: 0,
+    boots: 0,
+    results: 0,
+    unexpectedFrames: 0,
+  };
+  deviceId: string | undefined;
+  bootId: number | undefined;
+  firmware: string | undefined;
+  sensors: SensorInfo[] | undefined;
+  /** A DATA frame or valid line arrived since the port opened (wall clock ms). */
+  lastFrameAt = 0;
+
+  private decoder: FrameDecoder | undefined;
+  private text: TextLineDecoder | undefined;
+  private readonly window = new SeqWindow();
+  private readonly storing = new Set<number>();
+  private readonly partial = new Map<number, boolean[]>();
+  private epoch = 0;
+  private txSeq = 0;
+  private textSeq = 0;
+  private lastHelloRequest = Number.NEGATIVE_INFINITY;
+  private lastErrorLog = Number.NEGATIVE_INFINITY;
+  private errorsSinceLog = 0;
+  private lastStoreErrorLog = Number.NEGATIVE_INFINITY;
+  private online = false;
+
+  constructor(private readonly o: PortSessionOptions) {
+    if (o.framing !== 'native') {
+      if (o.device === undefined) throw new Error(`port ${o.port}: framing ${o.framing} needs a device id`);
+      this.deviceId = o.device;
+      this.bootId = o.textBootId;
+    }
+    this.reset();
+  }
+
+  get framing(): Framing {
+    return this.o.framing;
+  }
+
+  get storingFrames(): number {
+    return this.storing.size;
+  }
+
+  /** Decoder counters (by error kind). */
+  decoderStats(): Record<string, number> {
+    return { ...(this.decoder?.stats ?? this.text?.stats ?? {}) } as unknown as Record<string, number>;
+  }
+
+  /** The port (re)opened: whatever half frame the old decoder held is gone. */
+  reset(): void {
+    const onError = (e: SerialFrameError) => this.framingError(e);
+    if (this.o.framing === 'native') this.decoder = new FrameDecoder({ onError });
+    else this.text = new TextLineDecoder({ mode: this.o.framing, onError });
+  }
+
+  /** The port opened: ask the device who it is (native), so status is right without a reboot. */
+  opened(): void {
+    if (this.o.framing === 'native') this.requestHello(true);
+    else this.goOnline();
+  }
+
+  /** The port closed or vanished. */
+  closed(): void {
+    if (this.online && this.deviceId !== undefined) {
+      this.online = false;
+      this.o.host.onDevice({ type: 'offline', device: this.deviceId });
+    }
+  }
+
+  push(chunk: Uint8Array): void {
+    this.counters.bytes += chunk.length;
+    if (this.decoder !== undefined) {
+      const frames = this.decoder.push(chunk);
+      for (let i = 0; i < frames.length; i++) {
+        this.counters.frames++;
+        const f = frames[i];
+        switch (f.type) {
+          case 'hello':
+            this.hello(f);
+            break;
+          case 'data':
+            this.data(f);
+            break;
+          case 'result':
+            this.counters.results++;
+            if (this.deviceId !== undefined) this.o.host.onResult(this.deviceId, f);
+            break;
+          default:
+            // ACK and CMD flow agent -> device; one arriving here is a loopback or a confused device.
+            this.counters.unexpectedFrames++;
+        }
+      }
+      return;
+    }
+    const records = this.text!.push(chunk);
+    for (const rec of records) this.textReadings(rec.readings);
+  }
+
+  /** Sends a command; false when it could not be written. */
+  sendCommand(id: number, name: string, args: Value | undefined): boolean {
+    if (this.o.framing !== 'native') return false;
+    const frame = encodeFrame(
+      args === undefined
+        ? { type: 'cmd', seq: this.nextTxSeq(), id, name }
+        : { type: 'cmd', seq: this.nextTxSeq(), id, name, args },
+    );
+    return this.o.host.write(frame);
+  }
+
+  // ---- native --------------------------------------------------------------------------
+
+  private hello(f: HelloFrame): void {
+    if (this.o.device !== undefined && f.deviceId !== this.o.device) {
+      this.o.host.log.log('warn', 'device-id-mismatch', {
+        port: this.o.port,
+        expected: this.o.device,
+        hello: f.deviceId,
+      });
+    }
+    const changedDevice = this.deviceId !== undefined && this.deviceId !== f.deviceId;
+    if (changedDevice) this.closed();
+    const newBoot = changedDevice || this.bootId !== f.bootId;
+    this.deviceId = f.deviceId;
+    this.firmware = f.firmware;
+    this.sensors = f.sensors;
+    if (newBoot) this.newBoot(f.bootId, 'hello');
+    if (newBoot || !this.online) this.goOnline();
+  }
+
+  private newBoot(bootId: number, via: string): void {
+    const old = this.bootId;
+    this.bootId = bootId;
+    this.window.clear();
+    this.partial.clear();
+    // Stores of the old boot still running finish, but must not ACK into the new boot.
+    this.storing.clear();
+    this.epoch++;
+    this.counters.boots++;
+    this.o.host.log.log('info', 'device-boot', {
+      port: this.o.port,
+      device: this.deviceId,
+      bootId,
+      previousBootId: old,
+      via,
+    });
+  }
+
+  private goOnline(): void {
+    if (this.deviceId === undefined || this.online) return;
+    this.online = true;
+    const e: DeviceEvent = { type: 'online', device: this.deviceId, bootId: this.bootId ?? 0 };
+    if (this.firmware !== undefined) e.firmware = this.firmware;
+    if (this.sensors !== undefined) e.sensors = this.sensors;
+    this.o.host.onDevice(e);
+  }
+
+  private requestHello(force = false): void {
+    const now = this.o.host.now();
+    if (!force && now - this.lastHelloRequest < HELLO_REQUEST_EVERY_MS) return;
+    this.lastHelloRequest = now;
+    this.counters.helloRequests++;
+    // Command id 0 is reserved for the agent's own HELLO requests (downlink ids start at 1).
+    this.o.host.write(encodeFrame({ type: 'cmd', seq: this.nextTxSeq(), id: 0, name: 'hello' }));
+  }
+
+  private data(f: DataFrame): void {
+    this.counters.dataFrames++;
+    this.lastFrameAt = this.o.host.now();
+    if (this.deviceId === undefined) {
+      // Without a HELLO there is no device id to publish under. Not acknowledged: the device
+      // keeps the reading and sends it again once it has said who it is.
+      if (this.o.device === undefined) {
+        this.counters.unknownDevice++;
+        this.requestHello();
+        return;
+      }
+      this.deviceId = this.o.device;
+    }
+    if (f.bootId !== this.bootId) {
+      // Its HELLO was lost (garbled, or sent while the port was closed).
+      this.newBoot(f.bootId, 'data');
+      this.requestHello(true);
+    }
+    if (!this.online) this.goOnline();
+    const seq = f.seq;
+    if (this.window.has(seq)) {
+      this.counters.duplicates++;
+      this.ack(seq);
+      return;
+    }
+    if (this.storing.has(seq)) {
+      this.counters.duplicatesInFlight++;
+      return;
+    }
+    if (this.storing.size >= MAX_STORING) {
+      this.counters.overload++;
+      return;
+    }
+    const n = f.readings.length;
+    let done = this.partial.get(seq);
+    if (done !== undefined && done.length !== n) done = undefined;
+    const device = this.deviceId;
+    const bootId = f.bootId;
+    const receivedAt = Date.now();
+    const puts: Promise<number>[] = [];
+    const which: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (done?.[i]) continue;
+      const message = this.o.mapper.map({
+        device,
+        bootId,
+        seq,
+        index: i,
+        reading: f.readings[i],
+        receivedAt,
+      });
+      puts.push(this.o.host.store(message));
+      which.push(i);
+    }
+    this.counters.readings += n;
+    this.storing.add(seq);
+    const epoch = this.epoch;
+    void Promise.allSettled(puts).then((results) => {
+      if (epoch !== this.epoch) return; // a new boot: this seq is the old boot's
+      this.storing.delete(seq);
+      let ok = true;
+      for (let k = 0; k < results.length; k++) {
+        const r = results[k];
+        if (r.status === 'fulfilled') {
+          this.counters.stored++;
+          if (done === undefined) done = new Array<boolean>(n).fill(false);
+          done[which[k]] = true;
+          continue;
+        }
+        ok = false;
+        this.storeFailed(r.reason);
+      }
+      if (ok) {
+        this.partial.delete(seq);
+        this.window.add(seq);
+        this.ack(seq);
+        return;
+      }
+      if (done !== undefined) {
+        if (this.partial.size >= MAX_PARTIAL && !this.partial.has(seq)) {
+          const oldest = this.partial.keys().next().value;
+          if (oldest !== undefined) this.partial.delete(oldest);
+        }
+        this.partial.set(seq, done);
+      }
+    });
+  }
+
+  private storeFailed(reason: unknown): void {
+    const full = (reason as { code?: string } | null)?.code === 'OUTBOX_FULL';
+    if (full) this.counters.rejected++;
+    else this.counters.storeErrors++;
+    const now = this.o.host.now();
+    if (now - this.lastStoreErrorLog >= ERROR_LOG_EVERY_MS) {
+      this.lastStoreErrorLog = now;
+      this.o.host.log.log(full ? 'warn' : 'error', full ? 'queue-full' : 'store-failed', {
+        port: this.o.port,
+        device: this.deviceId,
+        rejected: this.counters.rejected,
+        storeErrors: this.counters.storeErrors,
+        error: full ? undefined : String((reason as Error)?.message ?? reason),
+        note: 'not acknowledged: the device keeps the reading and sends it again',
+      });
+    }
+  }
+
+  private ack(seq: number): void {
+    if (this.o.host.write(encodeFrame({ type: 'ack', seq, bootId: this.bootId ?? 0 })))
+      this.counters.acksSent++;
+    else this.counters.acksDropped++;
+  }
+
+  private nextTxSeq(): number {
+    const s = this.txSeq;
+    this.txSeq = (this.txSeq + 1) & 0xffff;
+    return s;
+  }
+
+  // ---- text ----------------------------------------------------------------------------
+
+  private textReadings(readings: Reading[]): void {
+    // No seq and no ACK in text modes: at most once from the board, then as durable as native.
+    this.lastFrameAt = this.o.host.now();
+    this.counters.dataFrames++;
+    this.counters.readings += readings.length;
+    const seq = this.textSeq++;
+    const receivedAt = Date.now();
+    const device = this.deviceId!;
+    for (let i = 0; i < readings.length; i++) {
+      const message = this.o.mapper.map({
+        device,
+        bootId: this.bootId!,
+        seq,
+        index: i,
+        reading: readings[i],
+        receivedAt,
+      });
+      this.o.host.store(message).then(
+        () => {
+          this.counters.stored++;
+        },
+        (e) => this.storeFailed(e),
+      );
+    }
+  }
+
+  private framingError(e: SerialFrameError): void {
+    this.counters.framingErrors++;
+    this.errorsSinceLog++;
+    const now = this.o.host.now();
+    // A baud mismatch is a stream of errors: one line every few seconds, with the count.
+    if (now - this.lastErrorLog < ERROR_LOG_EVERY_MS) return;
+    this.lastErrorLog = now;
+    const noFrames = this.counters.frames === 0 && this.counters.dataFrames === 0;
+    this.o.host.log.log('warn', 'framing-errors', {
+      port: this.o.port,
+      kind: e.kind,
+      last: e.message,
+      count: this.errorsSinceLog,
+      total: this.counters.framingErrors,
+      hint:
+        noFrames && this.counters.framingErrors > 20
+          ? 'no valid frame yet: check baud rate and framing'
+          : undefined,
+    });
+    this.errorsSinceLog = 0;
+  }
+}

@@ -1,0 +1,34 @@
+export { Agent, type AgentCounters, type AgentOptions } from './agent.ts';
+export { CommandRouter, type CommandRouterOptions, type CommandTarget, type Reply } from './commands.ts';
+export {
+  type AgentConfig,
+  ConfigError,
+  type ConfigProblem,
+  DEFAULT_PASSWORD_ENV,
+  type Framing,
+  loadConfig,
+  type MqttConfig,
+  type PayloadFormat,
+  parseConfig,
+  parseConfigText,
+  parseDuration,
+  parseSize,
+  type QueueConfig,
+  redacted,
+  type SerialPortConfig,
+  type TopicsConfig,
+} from './config.ts';
+export { SeqWindow } from './dedupe.ts';
+export { type DeviceEvent, PortSession, type SessionCounters, type SessionHost } from './device-session.ts';
+export { GatedOutbox } from './gated-outbox.ts';
+export { createLogger, type Logger, type LogLevel, silentLogger } from './log.ts';
+export {
+  Mapper,
+  type MapperOptions,
+  MSG_ID_PROPERTY,
+  messageId,
+  parseMessageId,
+  type ReadingContext,
+} from './mapper.ts';
+export { findUsbPort, type LinkState, type PortOpener, SerialLink, serialportOpener } from './serial-link.ts';
+export { type AgentStatus, formatStatus, readStatus, STATUS_FILE } from './status.ts';
