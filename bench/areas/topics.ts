@@ -223,8 +223,8 @@ function measureAll(
       rates[at] = Math.max(rates[at], measureRate(ops[at].op, { ms: matchMs / rounds, batch: 1000 }));
     }
   }
-  const figures = structures.map((s, i) => ({
-    ...built[i],
+  const figures = built.map((b, i) => ({
+    ...b,
     matchRate: rates[i],
     matchAlloc: measureAllocation(ops[i].op, allocCount).bytesPerOp,
     hitsPerTopic: ops[i].hitsPerTopic,

@@ -277,43 +277,48 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
   const hashes = walk.hashes;
   const levels = walk.levels;
   const dollar = walk.dollar;
+  // Pending `+` branches; the literal branch is followed in place, without a push.
   const nodes = walk.stackNodes as Array<Node<T> | null>;
   let depths = walk.stackLevels;
-  nodes[0] = root;
-  depths[0] = 0;
-  let sp = 1;
-  let high = 1;
-  while (sp > 0) {
-    sp--;
-    const node = nodes[sp] as Node<T>;
-    const li = depths[sp];
+  let sp = 0;
+  let high = 0;
+  let node = root;
+  let li = 0;
+  for (;;) {
     const hv = node.hvals;
     if (hv !== undefined && !(li === 0 && dollar)) visitSlot(hv, visit);
+    let next: Node<T> | null = null;
     if (li === levels) {
       const v = node.vals;
       if (v !== undefined) visitSlot(v, visit);
-      continue;
-    }
-    if (sp + 2 > depths.length) {
-      depths = grow(depths);
-      walk.stackLevels = depths;
-    }
-    if (node.nkids !== 0) {
-      const start = li === 0 ? 0 : ends[li - 1] + 1;
-      const kid = findKid(node, topic, start, ends[li], hashes[li]);
-      if (kid !== null) {
-        nodes[sp] = kid;
-        depths[sp] = li + 1;
-        sp++;
+    } else {
+      if (node.nkids !== 0)
+        next = findKid(node, topic, li === 0 ? 0 : ends[li - 1] + 1, ends[li], hashes[li]);
+      const plus = node.plus;
+      if (plus !== null && !(li === 0 && dollar)) {
+        if (next === null) next = plus;
+        else {
+          if (sp === depths.length) {
+            depths = grow(depths);
+            walk.stackLevels = depths;
+          }
+          nodes[sp] = plus;
+          depths[sp] = li + 1;
+          sp++;
+          if (sp > high) high = sp;
+        }
       }
     }
-    const plus = node.plus;
-    if (plus !== null && !(li === 0 && dollar)) {
-      nodes[sp] = plus;
-      depths[sp] = li + 1;
-      sp++;
+    if (next !== null) {
+      node = next;
+      li++;
+    } else if (sp > 0) {
+      sp--;
+      node = nodes[sp] as Node<T>;
+      li = depths[sp];
+    } else {
+      break;
     }
-    if (sp > high) high = sp;
   }
   // Drop the references so removed nodes (and their values) can be collected.
   for (let i = 0; i < high; i++) nodes[i] = null;
@@ -556,12 +561,22 @@ function emitGroups<V>(
     const e = hits[i];
     if (e === null) continue;
     let merged: V[] | null = null;
+    let seen: Set<V> | null = null;
     if (byGroup === null || (byGroup.get(e.group) as number) > 1) {
       for (let j = i + 1; j < k; j++) {
         const f = hits[j];
         if (f === null || f.group !== e.group) continue;
         if (merged === null) merged = e.members.vals.slice();
-        for (const m of f.members.vals) if (merged.indexOf(m) < 0) merged.push(m);
+        const more = f.members.vals;
+        // Big groups on several filters: a Set keeps the merge linear.
+        if (seen === null && merged.length * more.length > 1024) seen = new Set(merged);
+        for (const m of more) {
+          if (seen !== null) {
+            if (seen.has(m)) continue;
+            seen.add(m);
+          } else if (merged.indexOf(m) >= 0) continue;
+          merged.push(m);
+        }
         hits[j] = null;
       }
     }

@@ -267,4 +267,13 @@ describe('SubscriptionIndex: shared subscriptions', () => {
     expect(() => index.add('$share//a', 'x')).toThrow(RangeError);
     expect(index.isEmpty()).toBe(true);
   });
+
+  it('merges big groups spread over several filters', () => {
+    const index = new SubscriptionIndex<number>();
+    for (let i = 0; i < 300; i++) index.add('$share/g/a/+', i);
+    for (let i = 200; i < 500; i++) index.add('$share/g/a/#', i);
+    for (let i = 450; i < 600; i++) index.add('$share/g/+/b', i);
+    const groups = sharedMatches(index, 'a/b');
+    expect(groups.get('g')?.sort((x, y) => x - y)).toEqual(Array.from({ length: 600 }, (_, i) => i));
+  });
 });
