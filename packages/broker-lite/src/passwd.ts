@@ -107,12 +107,42 @@ export function parsePasswordFile(text: string, file: string): Map<string, Passw
   return users;
 }
 
-function pbkdf2Async(password: Uint8Array, salt: Uint8Array, iterations: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    pbkdf2(password, salt, iterations, HASH_BYTES, 'sha512', (err, key) =>
-      err ? reject(err) : resolve(key),
-    );
-  });
+/**
+ * PBKDF2 runs on libuv's thread pool (4 threads by default), which the broker's file I/O
+ * (persistence) shares. A burst of logins must not starve it, so at most two hashes run at
+ * once and the rest wait in a bounded queue; past the bound a login fails at once.
+ */
+export const MAX_CONCURRENT_HASHES = 2;
+export const MAX_QUEUED_HASHES = 10_000;
+let running = 0;
+const waiting: Array<() => void> = [];
+
+export class HashQueueFullError extends Error {
+  override readonly name = 'HashQueueFullError';
+}
+
+async function pbkdf2Async(password: Uint8Array, salt: Uint8Array, iterations: number): Promise<Buffer> {
+  if (running < MAX_CONCURRENT_HASHES) running++;
+  else if (waiting.length >= MAX_QUEUED_HASHES)
+    throw new HashQueueFullError('too many logins waiting for a hash');
+  // A finished hash hands its slot straight to the next waiter, so `running` never overshoots.
+  else await new Promise<void>((resolve) => waiting.push(resolve));
+  try {
+    return await new Promise<Buffer>((resolve, reject) => {
+      pbkdf2(password, salt, iterations, HASH_BYTES, 'sha512', (err, key) =>
+        err ? reject(err) : resolve(key),
+      );
+    });
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  }
+}
+
+/** For tests: hashes running and waiting. */
+export function hashLoad(): { running: number; waiting: number } {
+  return { running, waiting: waiting.length };
 }
 
 function sha512(password: Uint8Array, salt: Uint8Array): Buffer {
@@ -179,7 +209,13 @@ export class PasswordFile {
   /** A CONNECT without a password fails even for a user whose password is empty (as Mosquitto). */
   async verify(username: string, password: Uint8Array | undefined): Promise<boolean> {
     const entry = this.users.get(username);
-    const ok = await verifyHash(entry?.hash ?? this.decoy, password ?? new Uint8Array(0));
+    let ok: boolean;
+    try {
+      ok = await verifyHash(entry?.hash ?? this.decoy, password ?? new Uint8Array(0));
+    } catch (err) {
+      if (err instanceof HashQueueFullError) return false;
+      throw err;
+    }
     return ok && entry !== undefined && password !== undefined;
   }
 }

@@ -17,7 +17,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/config-error.ts';
 import {
   createAuthenticator,
+  hashLoad,
   hashPassword,
+  MAX_CONCURRENT_HASHES,
   MAX_PASSWORD_FILE_BYTES,
   PasswordFile,
   parseHash,
@@ -128,6 +130,26 @@ describe('hash vectors', () => {
       expect(await f.verify('bob', bytes('bob'))).toBe(false);
     },
   );
+});
+
+describe('hash scheduling', () => {
+  it('runs at most two hashes at once, queues the rest, and every login still gets its answer', async () => {
+    const h = await hashPassword('pw', { iterations: 2000 });
+    const f = PasswordFile.parse(`u:${h}\n`, 'f');
+    let peak = 0;
+    const timer = setInterval(() => {
+      peak = Math.max(peak, hashLoad().running);
+    }, 0);
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => f.verify('u', bytes(i % 2 === 0 ? 'pw' : 'nope'))),
+    );
+    clearInterval(timer);
+    expect(results.filter(Boolean)).toHaveLength(20);
+    expect(results.every((ok, i) => ok === (i % 2 === 0))).toBe(true);
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThanOrEqual(MAX_CONCURRENT_HASHES);
+    expect(hashLoad()).toEqual({ running: 0, waiting: 0 });
+  });
 });
 
 describe('password file parsing', () => {
