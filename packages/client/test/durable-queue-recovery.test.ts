@@ -10,7 +10,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { OutboxMessage } from '../src/core/outbox.ts';
 import { DurableQueue, type DurableQueueOptions } from '../src/node/durable-queue/index.ts';
@@ -250,10 +250,11 @@ describe('hostile directory contents', () => {
     expect(segs.length).toBe(1);
   });
 
-  it('a middle segment that is all zeros is removed; the segments around it survive', async () => {
+  it('a middle segment that is all zeros (no index) is removed; the segments around it survive', async () => {
     const { dir, segs } = await filled(3000, { segmentBytes: 64 << 10 });
     expect(segs.length).toBeGreaterThanOrEqual(3);
     const victim = segs[1];
+    rmSync(victim.replace(/\.log$/, '.idx'));
     const lostFrom = Number(victim.slice(-24, -4));
     const lostTo = Number(segs[2].slice(-24, -4)) - 1;
     writeFileSync(victim, Buffer.alloc(readFileSync(victim).length));
@@ -263,6 +264,23 @@ describe('hostile directory contents', () => {
     );
     expectIntact(all);
     expect(stats.recovery.removedSegments).toBe(1);
+    await q.close();
+  });
+
+  it('a middle segment zeroed under a valid index: its records fail their CRC on read, the rest survive', async () => {
+    const { dir, segs } = await filled(3000, { segmentBytes: 64 << 10 });
+    const victim = segs[1];
+    const lostFrom = Number(victim.slice(-24, -4));
+    const lostTo = Number(segs[2].slice(-24, -4)) - 1;
+    writeFileSync(victim, Buffer.alloc(readFileSync(victim).length));
+    const { q, seqs, all, stats } = await reopen(dir, { segmentBytes: 64 << 10 });
+    expect(stats.recovery.indexedSegments).toBe(segs.length - 1);
+    expect(seqs).toEqual(
+      Array.from({ length: 3000 }, (_, i) => i + 1).filter((s) => s < lostFrom || s > lostTo),
+    );
+    expectIntact(all);
+    expect(q.stats().corruptOnRead).toBe(lostTo - lostFrom + 1);
+    expect(q.stats().count).toBe(3000 - (lostTo - lostFrom + 1));
     await q.close();
   });
 
@@ -331,5 +349,70 @@ describe('hostile directory contents', () => {
     expect(seqs).toEqual([1, 2, 3]);
     await q.close();
     expect(readdirSync(dir)).not.toContain('cursor.tmp');
+  });
+});
+
+describe('segment index files', () => {
+  const idxFiles = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.idx'));
+
+  it('sealed segments get an index; reopening from it gives exactly what a scan gives', async () => {
+    const { dir, segs } = await filled(3000, { segmentBytes: 64 << 10 });
+    expect(idxFiles(dir).length).toBe(segs.length - 1);
+    const a = await reopen(dir);
+    expect(a.stats.recovery.indexedSegments).toBe(segs.length - 1);
+    const viaIndex = a.all.map((e) => [e.seq, e.message.topic, Buffer.from(e.message.payload).toString()]);
+    const bytes = a.stats.bytes;
+    await a.q.close();
+    for (const f of idxFiles(dir)) rmSync(join(dir, f));
+    const b = await reopen(dir);
+    expect(b.stats.recovery.indexedSegments).toBe(0);
+    expect(b.all.map((e) => [e.seq, e.message.topic, Buffer.from(e.message.payload).toString()])).toEqual(
+      viaIndex,
+    );
+    expect(b.stats.bytes).toBe(bytes);
+    await b.q.close();
+    expect(idxFiles(dir).length).toBe(segs.length - 1); // rewritten by the scan
+  });
+
+  it('a damaged, truncated or mismatched index is ignored, the segment scanned and the index rewritten', async () => {
+    const { dir, segs } = await filled(6000, { segmentBytes: 64 << 10 });
+    expect(segs.length).toBeGreaterThan(5);
+    const idx = (k: number) => segs[k].replace(/\.log$/, '.idx');
+    flip(idx(0), 30);
+    truncateSync(idx(1), 20);
+    writeFileSync(idx(2), readFileSync(idx(3))); // another segment's index
+    const fd = openSync(segs[3], 'a'); // the file no longer has the size its index names
+    writeSync(fd, new Uint8Array(100).fill(0xee));
+    closeSync(fd);
+    const a = await reopen(dir);
+    expect(a.stats.recovery.indexedSegments).toBe(segs.length - 1 - 4);
+    expect(a.stats.recovery.truncatedBytes).toBe(100);
+    expect(a.seqs).toEqual(Array.from({ length: 6000 }, (_, i) => i + 1));
+    expectIntact(a.all);
+    await a.q.close();
+    const b = await reopen(dir);
+    expect(b.stats.recovery.indexedSegments).toBe(segs.length - 1);
+    await b.q.close();
+  });
+
+  it('an orphan index is removed, and acknowledged segments take their index with them', async () => {
+    const { dir, segs } = await filled(3000, { segmentBytes: 64 << 10 });
+    writeFileSync(join(dir, '00000000000000999999.idx'), 'orphan');
+    const q = await DurableQueue.open(dir);
+    expect(idxFiles(dir)).not.toContain('00000000000000999999.idx');
+    for (let s = 1; s <= 3000; s++) q.ack(s);
+    expect(idxFiles(dir)).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.log'))).toEqual([basename(segs[segs.length - 1])]);
+    await q.close();
+  });
+
+  it('under fsync batch, a sealed segment is indexed once the fsync that seals it completed', async () => {
+    const dir = tmp();
+    const q = await DurableQueue.open(dir, { segmentBytes: 64 << 10 });
+    await Promise.all(Array.from({ length: 3000 }, (_, i) => q.put(msg(i + 1))));
+    await q.flush();
+    const logs = readdirSync(dir).filter((f) => f.endsWith('.log')).length;
+    expect(idxFiles(dir).length).toBe(logs - 1);
+    await q.close();
   });
 });

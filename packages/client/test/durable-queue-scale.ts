@@ -7,7 +7,7 @@
  * loader alone adds ~33 MB of RSS, which would measure the loader, not the queue.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -132,7 +132,25 @@ else {
       ],
       { stdio: 'inherit' },
     );
+    const evict = () => {
+      // write back, then drop this queue's pages from the page cache (GNU dd): a cold open
+      execFileSync('sync');
+      for (const f of readdirSync(q)) {
+        execFileSync('dd', [`if=${join(q, f)}`, 'iflag=nocache', 'count=0', 'status=none']);
+      }
+    };
+    console.log('# warm page cache, sealed segments indexed');
     run('open', q);
+    run('open', q);
+    console.log('# cold page cache, sealed segments indexed');
+    evict();
+    run('open', q);
+    for (const f of readdirSync(q)) if (f.endsWith('.idx')) rmSync(join(q, f));
+    console.log('# warm page cache, no index files: every segment scanned (the open rewrites them)');
+    run('open', q);
+    for (const f of readdirSync(q)) if (f.endsWith('.idx')) rmSync(join(q, f));
+    console.log('# cold page cache, every segment scanned');
+    evict();
     run('open', q);
   } finally {
     rmSync(dir, { recursive: true, force: true });

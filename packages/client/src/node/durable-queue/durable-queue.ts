@@ -18,6 +18,7 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
@@ -32,6 +33,7 @@ import {
   decodeMessage,
   encodeRecord,
   MAX_SEQ,
+  PayloadSlab,
   prepare,
   RECORD_HEADER_BYTES,
   recordCrcOk,
@@ -51,6 +53,7 @@ import {
   scanSegment,
   segmentName,
 } from './segment.ts';
+import { loadIndex, removeIndex, writeIndex } from './segment-index.ts';
 
 /** An entry as the durable queue returns it: `storedAt` lets a sender shorten message expiry. */
 export interface DurableEntry extends OutboxEntry {
@@ -70,6 +73,8 @@ export interface RecoveryStats {
   badHeaders: number;
   /** Segment files removed: empty after repair, or wholly below the cursor. */
   removedSegments: number;
+  /** Sealed segments loaded from their index file instead of being scanned. */
+  indexedSegments: number;
   /** 'missing' and 'invalid' restart from 0: everything on disk is delivered again. */
   cursor: 'ok' | 'missing' | 'invalid' | 'past-end';
   metaRewritten: boolean;
@@ -162,6 +167,8 @@ export class DurableQueue implements Outbox {
   private readonly dirtyFds = new Set<number>();
   private dirDirty = false;
   private readonly closeAfterSync: number[] = [];
+  /** Sealed segments whose index is written once the fsync that seals them completed. */
+  private readonly indexAfterSync: Segment[] = [];
   private intervalTimer: NodeJS.Timeout | null = null;
 
   private acksSincePersist = 0;
@@ -171,6 +178,7 @@ export class DurableQueue implements Outbox {
   private persistPromise: Promise<void> = Promise.resolve();
 
   private readonly win = new FileWindow(READ_CHUNK);
+  private readonly slab = new PayloadSlab();
   private readSeg: Segment | null = null;
   private readFd = -1;
 
@@ -191,6 +199,7 @@ export class DurableQueue implements Outbox {
       corruptBytes: 0,
       badHeaders: 0,
       removedSegments: 0,
+      indexedSegments: 0,
       cursor: 'ok',
       metaRewritten: false,
     };
@@ -218,9 +227,15 @@ export class DurableQueue implements Outbox {
     if (c === null) recovery.cursor = 'missing';
     else if (c === 'invalid') recovery.cursor = 'invalid';
 
-    const names = readdirSync(dir)
+    const files = readdirSync(dir);
+    const names = files
       .filter((n) => SEGMENT_NAME.test(n) && Number(n.slice(0, 20)) >= 1 && Number(n.slice(0, 20)) <= MAX_SEQ)
       .sort();
+    const logs = new Set(names);
+    for (const n of files) {
+      if (/^\d{20}\.idx$/.test(n) && !logs.has(`${n.slice(0, 20)}.log`))
+        removeIndex(join(dir, `${n.slice(0, 20)}.log`));
+    }
     const scanWin = new FileWindow(SCAN_CHUNK);
     let lastSeq = 0;
     for (let i = 0; i < names.length; i++) {
@@ -228,6 +243,15 @@ export class DurableQueue implements Outbox {
       const baseSeq = Number(names[i].slice(0, 20));
       const ceil = i + 1 < names.length ? Number(names[i + 1].slice(0, 20)) : MAX_SEQ + 1;
       const isLast = i === names.length - 1;
+      if (!isLast) {
+        const indexed = loadIndex(path, baseSeq, statSync(path).size, ceil);
+        if (indexed !== null) {
+          recovery.indexedSegments++;
+          lastSeq = Math.max(lastSeq, indexed.endSeq);
+          this.segments.push(indexed);
+          continue;
+        }
+      }
       const fd = openSync(path, 'r+');
       try {
         const size = fstatSync(fd).size;
@@ -239,6 +263,7 @@ export class DurableQueue implements Outbox {
         if (seg.slots === 0 && !isLast) {
           closeSync(fd);
           unlinkSync(path);
+          removeIndex(path);
           recovery.removedSegments++;
           if (size > SEGMENT_HEADER_BYTES || !r.headerOk) {
             recovery.truncatedTails++;
@@ -258,6 +283,8 @@ export class DurableQueue implements Outbox {
         }
         if (r.validEnd < size || !r.headerOk) fdatasyncSync(fd);
         if (seg.slots > 0) lastSeq = Math.max(lastSeq, seg.endSeq);
+        if (isLast) removeIndex(path);
+        else writeIndex(seg);
         this.segments.push(seg);
       } finally {
         try {
@@ -417,8 +444,13 @@ export class DurableQueue implements Outbox {
     this.writePending();
     const old = this.active;
     old.trim();
-    if (this.o.fsync === 'never') closeSync(this.activeFd);
-    else this.closeAfterSync.push(this.activeFd);
+    if (this.o.fsync === 'never') {
+      closeSync(this.activeFd);
+      writeIndex(old);
+    } else {
+      this.closeAfterSync.push(this.activeFd);
+      this.indexAfterSync.push(old);
+    }
     this.activeFd = -1;
     this.createSegment(seq);
   }
@@ -470,10 +502,12 @@ export class DurableQueue implements Outbox {
     if (this.dirDirty) jobs.push(fsyncP(this.dirFd));
     this.dirDirty = false;
     const closing = this.closeAfterSync.splice(0);
+    const sealed = this.indexAfterSync.splice(0);
     this.syncPromise = Promise.all(jobs).then(
       () => {
         this.fsyncs++;
         for (const fd of closing) closeSync(fd);
+        for (const seg of sealed) if (!seg.deleted) writeIndex(seg);
         this.syncing = false;
         if (this.o.fsync === 'batch') this.resolveWaiters(target);
         if (this.o.fsync === 'batch' && (this.syncAgain || this.writtenSeq > target)) this.requestSync();
@@ -605,7 +639,7 @@ export class DurableQueue implements Outbox {
     const seq = seg.baseSeq + slot;
     if (j < 0 || !recordCrcOk(win.buf, j, len) || !recordShapeOk(win.buf, j, len)) return null;
     if (recordSeq(win.buf, j) !== seq) return null;
-    const message = decodeMessage(win.buf, j, len);
+    const message = decodeMessage(win.buf, j, len, this.slab);
     if (message === null) return null;
     const storedAt = recordTime(win.buf, j);
     if (len > READ_CHUNK) win.shrink();
@@ -662,6 +696,8 @@ export class DurableQueue implements Outbox {
     }
     while (segs.length > 1 && this.cursor >= segs[1].baseSeq - 1) {
       const seg = segs.shift()!;
+      seg.deleted = true;
+      removeIndex(seg.path);
       if (this.readSeg === seg) {
         closeSync(this.readFd);
         this.readFd = -1;
@@ -769,6 +805,7 @@ export class DurableQueue implements Outbox {
       this.fail(err);
     }
     for (const fd of this.closeAfterSync.splice(0)) closeQuietly(fd);
+    for (const seg of this.indexAfterSync.splice(0)) if (!seg.deleted && !this.failure) writeIndex(seg);
     await this.persistPromise;
     if (this.cursor !== this.persistedCursor) {
       try {

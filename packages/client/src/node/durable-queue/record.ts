@@ -149,8 +149,34 @@ export function recordShapeOk(buf: Buffer, at: number, len: number): boolean {
   return topicEnd + 4 + buf.readUInt32LE(at + topicEnd) <= len;
 }
 
+/**
+ * Hands out payload copies carved from shared 64 KiB slabs: a typed array over 64 bytes gets its
+ * own malloc'd backing store in V8, and one per message read made RSS climb with every replay.
+ * A slab lives as long as any payload cut from it, which for a publisher is one read batch.
+ */
+export class PayloadSlab {
+  private slab = new ArrayBuffer(0);
+  private used = 0;
+
+  take(n: number): Uint8Array {
+    if (n > 8192) return new Uint8Array(n);
+    if (this.used + n > this.slab.byteLength) {
+      this.slab = new ArrayBuffer(64 << 10);
+      this.used = 0;
+    }
+    const out = new Uint8Array(this.slab, this.used, n);
+    this.used += n;
+    return out;
+  }
+}
+
 /** Decodes a record (CRC and shape already checked). The payload is a copy: `buf` is reused. */
-export function decodeMessage(buf: Buffer, at: number, len: number): OutboxMessage | null {
+export function decodeMessage(
+  buf: Buffer,
+  at: number,
+  len: number,
+  slab: PayloadSlab | null = null,
+): OutboxMessage | null {
   const flags = buf[at + 24];
   const topicLen = buf.readUInt16LE(at + 26);
   let pos = at + RECORD_HEADER_BYTES;
@@ -165,7 +191,7 @@ export function decodeMessage(buf: Buffer, at: number, len: number): OutboxMessa
     pos += 4 + propLen;
   }
   const end = at + len;
-  const payload = new Uint8Array(end - pos);
+  const payload = slab === null ? new Uint8Array(end - pos) : slab.take(end - pos);
   payload.set(buf.subarray(pos, end));
   const message: OutboxMessage = {
     topic,

@@ -37,6 +37,8 @@ export class Segment {
   offsets: Uint32Array;
   sizes: Uint32Array;
   state: Uint8Array;
+  /** Unlinked after the cursor passed it; a late index write must not recreate its files. */
+  deleted = false;
 
   constructor(
     readonly baseSeq: number,
