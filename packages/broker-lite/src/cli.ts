@@ -47,8 +47,9 @@ Options:
       --version             print the version
 
 Signals:
-  SIGHUP           reload password_file and acl_file (a bad file keeps the old one), reopen
-                   the log file
+  SIGHUP           re-read CONFIG for password_file and acl_file and reload those files (an
+                   error keeps the old ones), reopen the log file; other changed settings
+                   are named in a warning and need a restart
   SIGTERM, SIGINT  close clients, save state, exit 0
 
 Exit codes: 0 normal exit, 1 runtime failure (e.g. a port in use), 3 configuration or
@@ -152,6 +153,46 @@ function describeAddresses(addresses: unknown): Array<Record<string, unknown>> {
   );
 }
 
+/** Settings that differ between two loads of the config, other than the ones SIGHUP applies. */
+export function restartOnlyChanges(before: BrokerConfig, after: BrokerConfig): string[] {
+  const skip = new Set(['warnings', 'files', 'passwordFile', 'aclFile']);
+  const strip = (c: BrokerConfig): Record<string, unknown> => ({
+    ...c,
+    // Where a listener was declared is not a setting; an added comment line must not count.
+    listeners: c.listeners.map(({ file: _f, line: _l, ...rest }) => rest),
+    logDest: c.logDest.map((d) => (d.kind === 'file' ? { kind: d.kind, path: d.path } : d)),
+  });
+  const a = strip(before);
+  const b = strip(after);
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys]
+    .filter((k) => !skip.has(k) && JSON.stringify(a[k]) !== JSON.stringify(b[k]))
+    .map((k) => MOSQUITTO_NAMES[k] ?? k);
+}
+
+const MOSQUITTO_NAMES: Record<string, string> = {
+  listeners: 'listener',
+  localOnly: 'listener',
+  allowAnonymous: 'allow_anonymous',
+  persistence: 'persistence',
+  persistenceLocation: 'persistence_location',
+  autosaveIntervalSeconds: 'autosave_interval',
+  maxInflightMessages: 'max_inflight_messages',
+  maxQueuedMessages: 'max_queued_messages',
+  maxQueuedBytes: 'max_queued_bytes',
+  messageSizeLimit: 'message_size_limit',
+  maxPacketSize: 'max_packet_size',
+  maxConnections: 'max_connections',
+  maxKeepalive: 'max_keepalive',
+  retainAvailable: 'retain_available',
+  sysInterval: 'sys_interval',
+  connectionMessages: 'connection_messages',
+  logDest: 'log_dest',
+  logTypes: 'log_type',
+  logTimestamp: 'log_timestamp',
+  pidFile: 'pid_file',
+};
+
 function reportConfigError(io: CliIo, err: unknown): number {
   if (err instanceof ConfigError) {
     io.stderr.write(`Error: ${err.message}\n`);
@@ -180,12 +221,12 @@ async function runCheck(argv: string[], io: CliIo): Promise<number> {
 
 async function runBroker(argv: string[], io: CliIo): Promise<number> {
   const args = parseRunArgs(argv);
+  const overrides = { ports: args.ports, verbose: args.verbose };
   let cfg: BrokerConfig;
   let security: Security;
   let options: BrokerOptions;
   let logger: Logger;
   try {
-    const overrides = { ports: args.ports, verbose: args.verbose };
     cfg = args.config === undefined ? defaultConfig(overrides) : loadConfig(args.config, overrides);
     logger = makeLogger(cfg, args.logFormat);
     ({ options, security } = await buildBrokerOptions(cfg, logger));
@@ -232,13 +273,23 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
   const reload = async (): Promise<void> => {
     logger.reopen();
     try {
-      const next = await loadSecurity(cfg);
-      broker.setSecurity(next.authenticator, next.accessControl);
-      security = next;
+      // The config file is read again for password_file and acl_file (they may have moved);
+      // other settings need a restart, and saying which beats applying half of them.
+      const next = args.config === undefined ? cfg : loadConfig(args.config, overrides);
+      const changed = restartOnlyChanges(cfg, next);
+      const sec = await loadSecurity({ ...next, allowAnonymous: cfg.allowAnonymous });
+      broker.setSecurity(sec.authenticator, sec.accessControl);
+      security = sec;
+      cfg = { ...cfg, passwordFile: next.passwordFile, aclFile: next.aclFile };
       logger.log('notice', 'reloaded password and ACL files', {
+        passwordFile: cfg.passwordFile,
         users: security.passwords?.users.size,
+        aclFile: cfg.aclFile,
         aclUsers: security.acl?.rules.users.size,
       });
+      if (changed.length > 0) {
+        logger.log('warning', `changed settings need a restart to apply: ${changed.join(', ')}`);
+      }
     } catch (err) {
       const message = err instanceof ConfigError ? err.message : (err as Error).message;
       logger.log('error', `reload failed, keeping the previous password and ACL files: ${message}`);

@@ -246,6 +246,24 @@ describe.skipIf(!hasCore)('broker-lite as a process', () => {
       expect(String(failed.msg)).toContain(`${pw}:1: password_file:`);
       expect(await canLogin(port, 'bob', 'b-pass')).toBe(true);
 
+      // The config itself is read again: a new password_file path applies, other changes are named.
+      const pw2 = tmp('pw2');
+      expect((await cli(['passwd', '-c', '-b', pw2, 'carol', 'c-pass'])).code).toBe(0);
+      writeFileSync(
+        conf,
+        `listener 0 127.0.0.1\npassword_file ${pw2}\nlog_dest stdout\npid_file ${pid}\nsys_interval 0\nmax_inflight_messages 5\n`,
+      );
+      const reloads = log.lines.filter((l) => l.msg === 'reloaded password and ACL files').length;
+      child.kill('SIGHUP');
+      await log.wait(
+        (l) => l.msg === 'reloaded password and ACL files' && l.passwordFile === pw2,
+        `reload number ${reloads + 1}`,
+      );
+      const restart = await log.wait((l) => /need a restart/.test(String(l.msg)), 'the restart warning');
+      expect(restart.msg).toBe('changed settings need a restart to apply: max_inflight_messages');
+      expect(await canLogin(port, 'carol', 'c-pass')).toBe(true);
+      expect(await canLogin(port, 'bob', 'b-pass')).toBe(false);
+
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(existsSync(pid)).toBe(false);
