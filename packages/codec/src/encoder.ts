@@ -1,9 +1,11 @@
 /**
  * Packet encoding. Every packet is measured (and validated) first, then written once into a
- * buffer that is known to be large enough: a bad packet throws before a byte is written.
+ * buffer known to be large enough: a bad packet throws before a byte is written. The write
+ * cursor and what measuring found live in module state: encoding is synchronous and never
+ * calls out, and one-letter helpers keep the bundle small.
  */
 import { MqttError } from './errors.ts';
-import type { Packet, Properties, ProtocolVersion, Subscription } from './packets.ts';
+import type { Packet, Properties, ProtocolVersion } from './packets.ts';
 import { propertiesLength, varintSize, WILL, writeProperties, writeVarint } from './properties.ts';
 import { isReasonCodeAllowed, ReasonCode } from './reason-codes.ts';
 import { utf8Write } from './utf8.ts';
@@ -30,51 +32,267 @@ const TYPE_CODE: Record<string, number> = {
   auth: 15,
 };
 
-function invalid(code: string, message: string, reason: number = ReasonCode.ProtocolError): never {
+// What measure() found, for write(): version, remaining length, property lengths.
+let V: ProtocolVersion = 4;
+let REM = 0;
+let PL = 0;
+let WPL = 0;
+// The write cursor.
+let B: Uint8Array = new Uint8Array(0);
+let P = 0;
+
+function bad(code: string, message: string, reason: number = ReasonCode.ProtocolError): never {
   throw new MqttError(code, message, reason);
 }
 
-function checkPacketId(id: unknown): void {
-  if (typeof id !== 'number' || !Number.isInteger(id) || id < 1 || id > 0xffff)
-    invalid('PACKET_ID_INVALID', `packet id must be an integer in 1..65535, is ${String(id)}`);
+function isInt(n: unknown, min: number, max: number): boolean {
+  return typeof n === 'number' && Number.isInteger(n) && n >= min && n <= max;
 }
 
-function checkQoS(qos: unknown, what: string): void {
-  if (qos !== 0 && qos !== 1 && qos !== 2) invalid('QOS_INVALID', `${what} QoS must be 0, 1 or 2`, 0x81);
+function id(n: unknown): void {
+  if (!isInt(n, 1, 0xffff)) bad('PACKET_ID_INVALID', '');
 }
 
-function checkReasonCode(typeCode: number, code: number): void {
-  if (!isReasonCodeAllowed(typeCode, code))
-    invalid('REASON_CODE_INVALID', `reason code ${code} is not defined for packet type ${typeCode}`);
+function qos(q: unknown): void {
+  if (q !== 0 && q !== 1 && q !== 2) bad('QOS_INVALID', '', 0x81);
 }
 
-function checkBinary(b: unknown, what: string): number {
-  if (!(b instanceof Uint8Array)) invalid('BINARY_INVALID', `${what} must be a Uint8Array`, 0x81);
-  if (b.length > 0xffff) invalid('BINARY_TOO_LONG', `${what} is ${b.length} bytes, over 65,535`, 0x81);
-  return b.length;
+function rc(type: number, code: number): void {
+  if (!isReasonCodeAllowed(type, code)) bad('REASON_CODE_INVALID', '');
 }
 
-function checkTopicName(topic: string, allowEmpty: boolean): number {
-  return allowEmpty && topic === '' ? 0 : topicLength(topic, false);
+function binLength(b: unknown, what: string): number {
+  if (!(b instanceof Uint8Array)) bad('BINARY_INVALID', what, 0x81);
+  if (b.length > 0xffff) bad('BINARY_TOO_LONG', what, 0x81);
+  return 2 + b.length;
 }
 
-function writeString(buf: Uint8Array, pos: number, s: string): number {
-  const end = utf8Write(buf, pos + 2, s);
-  const n = end - pos - 2;
-  buf[pos] = n >> 8;
-  buf[pos + 1] = n;
-  return end;
+/** Length of a property block with its own length prefix; remembers the bare length in PL. */
+function propBlock(props: Properties | undefined, mask: number): number {
+  PL = props === undefined ? 0 : propertiesLength(props, mask);
+  return varintSize(PL) + PL;
 }
 
-function writeBinary(buf: Uint8Array, pos: number, b: Uint8Array): number {
-  buf[pos] = b.length >> 8;
-  buf[pos + 1] = b.length;
-  buf.set(b, pos + 2);
-  return pos + 2 + b.length;
+/** MQTT 5 optional reason code and properties (acks, DISCONNECT, AUTH): the shortest form. */
+function tail(type: number, code: number | undefined, props: Properties | undefined): number {
+  rc(type, code ?? 0);
+  PL = props === undefined ? 0 : propertiesLength(props, 1 << type);
+  return PL > 0 ? 1 + varintSize(PL) + PL : code ? 1 : 0;
 }
 
-function propsBlock(props: Properties | undefined, mask: number): number {
-  return props === undefined ? 0 : propertiesLength(props, mask);
+/** Validates `p` for version `v` and returns its total size. */
+function measure(p: Packet, v: ProtocolVersion): number {
+  if (v !== 3 && v !== 4 && v !== 5) bad('PROTOCOL_VERSION_INVALID', '', 0x84);
+  const t = TYPE_CODE[p.type];
+  if (typeof t !== 'number') bad('PACKET_TYPE_INVALID', '');
+  V = v;
+  PL = 0;
+  const v5 = v === 5;
+  let n = 0;
+  switch (p.type) {
+    case 'connect': {
+      const pv = p.protocolVersion;
+      if (pv !== 3 && pv !== 4 && pv !== 5) bad('PROTOCOL_VERSION_INVALID', '', 0x84);
+      V = pv;
+      if (!isInt(p.keepalive, 0, 0xffff)) bad('KEEPALIVE_INVALID', '');
+      n = (pv === 3 ? 14 : 12) + stringLength(p.clientId, 'client id');
+      const w = p.will;
+      if (w !== undefined) {
+        qos(w.qos);
+        n += 2 + topicLength(w.topic, false) + binLength(w.payload, 'will payload');
+        if (pv === 5) {
+          n += propBlock(w.properties, WILL);
+          WPL = PL;
+        }
+      }
+      if (pv === 5) n += propBlock(p.properties, 2);
+      if (p.username !== undefined) n += 2 + stringLength(p.username, 'username');
+      if (p.password !== undefined) {
+        if (p.username === undefined && pv < 5) bad('PASSWORD_WITHOUT_USERNAME', '', 0x81);
+        n += binLength(p.password, 'password');
+      }
+      break;
+    }
+    case 'connack':
+      if (v5) rc(2, p.reasonCode);
+      else if (!isInt(p.reasonCode, 0, 5)) bad('REASON_CODE_INVALID', '');
+      if (p.sessionPresent && p.reasonCode !== 0) bad('SESSION_PRESENT_INVALID', '');
+      n = v5 ? 2 + propBlock(p.properties, 4) : 2;
+      break;
+    case 'publish': {
+      qos(p.qos);
+      if (p.dup && p.qos === 0) bad('DUP_ON_QOS0', '', 0x81);
+      if (!(p.payload instanceof Uint8Array)) bad('PAYLOAD_INVALID', '', 0x81);
+      const alias = v5 && p.properties?.topicAlias !== undefined;
+      n = 2 + (alias && p.topic === '' ? 0 : topicLength(p.topic, false)) + p.payload.length;
+      if (p.qos > 0) {
+        id(p.packetId);
+        n += 2;
+      }
+      if (v5) n += propBlock(p.properties, 8);
+      break;
+    }
+    case 'puback':
+    case 'pubrec':
+    case 'pubrel':
+    case 'pubcomp':
+      id(p.packetId);
+      n = v5 ? 2 + tail(t, p.reasonCode, p.properties) : 2;
+      break;
+    case 'disconnect':
+    case 'auth':
+      if (t === 15 && !v5) bad('AUTH_NEEDS_MQTT5', '');
+      n = v5 ? tail(t, p.reasonCode, p.properties) : 0;
+      break;
+    case 'subscribe':
+    case 'unsubscribe': {
+      id(p.packetId);
+      const sub = p.type === 'subscribe';
+      const list: unknown[] = sub ? p.subscriptions : p.topicFilters;
+      if (!Array.isArray(list) || list.length === 0)
+        bad(sub ? 'SUBSCRIBE_EMPTY' : 'UNSUBSCRIBE_EMPTY', 'needs at least one topic filter');
+      n = v5 ? 2 + propBlock(p.properties, 1 << t) : 2;
+      if (p.type === 'unsubscribe') {
+        for (const f of p.topicFilters) n += 2 + topicLength(f, true);
+        break;
+      }
+      for (const s of p.subscriptions) {
+        qos(s.qos);
+        n += 3 + topicLength(s.topicFilter, true);
+        const rh = s.retainHandling ?? 0;
+        if (v5 && (!isInt(rh, 0, 2) || (s.noLocal && s.topicFilter.startsWith('$share/'))))
+          bad('SUBSCRIPTION_OPTIONS_INVALID', '');
+      }
+      break;
+    }
+    case 'suback':
+    case 'unsuback': {
+      id(p.packetId);
+      n = 2;
+      if (!v5 && t === 11) break;
+      const codes = p.reasonCodes;
+      if (!Array.isArray(codes) || codes.length === 0)
+        bad(t === 9 ? 'SUBACK_EMPTY' : 'UNSUBACK_EMPTY', 'needs one reason code per topic filter');
+      // 3.1.1 SUBACK: 0, 1, 2, or a failure (any code from 0x80 is written as 0x80)
+      for (const c of codes)
+        if (v5 ? !isReasonCodeAllowed(t, c) : !isInt(c, 0, 255) || (c > 2 && c < 0x80))
+          bad('REASON_CODE_INVALID', '');
+      n += codes.length + (v5 ? propBlock(p.properties, 1 << t) : 0);
+      break;
+    }
+  }
+  if (n > MAX_REMAINING_LENGTH) bad('PACKET_TOO_LARGE', '', 0x95);
+  REM = n;
+  return 1 + varintSize(n) + n;
+}
+
+function u16(n: number): void {
+  B[P++] = n >> 8;
+  B[P++] = n;
+}
+
+function str(s: string): void {
+  const end = utf8Write(B, P + 2, s);
+  u16(end - P - 2);
+  P = end;
+}
+
+function bytes(b: Uint8Array, prefix: boolean): void {
+  const n = b.length;
+  if (prefix) u16(n);
+  if (n < 64) for (let k = 0; k < n; k++) B[P + k] = b[k];
+  else B.set(b, P);
+  P += n;
+}
+
+function props(p: Properties | undefined, len: number): void {
+  P = writeVarint(B, P, len);
+  if (len > 0) P = writeProperties(B, P, p as Properties);
+}
+
+/** Writes the packet measure() just validated, at `buf[pos]`. */
+function write(p: Packet, buf: Uint8Array, pos: number): void {
+  B = buf;
+  P = pos;
+  const t = TYPE_CODE[p.type];
+  const v5 = V === 5;
+  buf[P++] =
+    (t << 4) |
+    (p.type === 'publish'
+      ? (p.dup ? 8 : 0) | (p.qos << 1) | (p.retain ? 1 : 0)
+      : t === 6 || t === 8 || t === 10
+        ? 2
+        : 0);
+  P = writeVarint(buf, P, REM);
+  switch (p.type) {
+    case 'connect': {
+      str(V === 3 ? 'MQIsdp' : 'MQTT');
+      buf[P++] = V;
+      const w = p.will;
+      buf[P++] =
+        (p.clean ? 2 : 0) |
+        (w ? 4 | (w.qos << 3) | (w.retain ? 0x20 : 0) : 0) |
+        (p.password !== undefined ? 0x40 : 0) |
+        (p.username !== undefined ? 0x80 : 0);
+      u16(p.keepalive);
+      if (V === 5) props(p.properties, PL);
+      str(p.clientId);
+      if (w) {
+        if (V === 5) props(w.properties, WPL);
+        str(w.topic);
+        bytes(w.payload, true);
+      }
+      if (p.username !== undefined) str(p.username);
+      if (p.password !== undefined) bytes(p.password, true);
+      break;
+    }
+    case 'connack':
+      buf[P++] = p.sessionPresent ? 1 : 0;
+      buf[P++] = p.reasonCode;
+      if (v5) props(p.properties, PL);
+      break;
+    case 'publish':
+      str(p.topic);
+      if (p.qos > 0) u16(p.packetId as number);
+      if (v5) props(p.properties, PL);
+      bytes(p.payload, false);
+      break;
+    case 'puback':
+    case 'pubrec':
+    case 'pubrel':
+    case 'pubcomp':
+      u16(p.packetId);
+      if (REM > 2) buf[P++] = p.reasonCode ?? 0;
+      if (REM > 3) props(p.properties, PL);
+      break;
+    case 'disconnect':
+    case 'auth':
+      if (REM > 0) buf[P++] = p.reasonCode ?? 0;
+      if (REM > 1) props(p.properties, PL);
+      break;
+    case 'subscribe':
+      u16(p.packetId);
+      if (v5) props(p.properties, PL);
+      for (const s of p.subscriptions) {
+        str(s.topicFilter);
+        buf[P++] = v5
+          ? s.qos | (s.noLocal ? 4 : 0) | (s.retainAsPublished ? 8 : 0) | ((s.retainHandling ?? 0) << 4)
+          : s.qos;
+      }
+      break;
+    case 'unsubscribe':
+      u16(p.packetId);
+      if (v5) props(p.properties, PL);
+      for (const f of p.topicFilters) str(f);
+      break;
+    case 'suback':
+    case 'unsuback':
+      u16(p.packetId);
+      if (!v5 && t === 11) break;
+      if (v5) props(p.properties, PL);
+      for (const c of p.reasonCodes as number[]) buf[P++] = v5 || c < 0x80 ? c : 0x80;
+      break;
+  }
 }
 
 /**
@@ -82,12 +300,7 @@ function propsBlock(props: Properties | undefined, mask: number): number {
  * valid until the next call: copy it (or write it out) before encoding again.
  */
 export class PacketWriter {
-  private buf: Uint8Array;
-  // Measured by `measure`, used by `write` for the same packet.
-  private propLen = 0;
-  private willPropLen = 0;
-  private version: ProtocolVersion = 4;
-  private remaining = 0;
+  declare private buf: Uint8Array;
 
   constructor(initialCapacity = 512) {
     this.buf = new Uint8Array(initialCapacity > 0 ? initialCapacity : 512);
@@ -95,373 +308,24 @@ export class PacketWriter {
 
   /** Encodes `packet` for protocol `version` (CONNECT uses its own protocolVersion). */
   encode(packet: Packet, version: ProtocolVersion = 4): Uint8Array {
-    const total = this.measure(packet, version);
+    const total = measure(packet, version);
     if (total > this.buf.length) this.buf = new Uint8Array(Math.max(total, this.buf.length * 2));
-    this.write(packet, this.buf, 0);
+    write(packet, this.buf, 0);
     return this.buf.subarray(0, total);
   }
 
   /** Total bytes `packet` takes; validates it exactly as encode would. */
   encodedLength(packet: Packet, version: ProtocolVersion = 4): number {
-    return this.measure(packet, version);
+    return measure(packet, version);
   }
 
   /** Writes `packet` at `target[offset]`; returns the offset after it. Throws if it does not fit. */
   encodeInto(packet: Packet, version: ProtocolVersion, target: Uint8Array, offset: number): number {
-    const total = this.measure(packet, version);
-    if (!(offset >= 0) || offset + total > target.length)
-      throw new MqttError(
-        'BUFFER_TOO_SMALL',
-        `packet needs ${total} bytes at offset ${offset}, target holds ${target.length}`,
-        ReasonCode.ImplementationSpecificError,
-      );
-    this.write(packet, target, offset);
+    const total = measure(packet, version);
+    if (!(offset >= 0) || offset + total > target.length) throw new MqttError('BUFFER_TOO_SMALL', '', 0x83);
+    write(packet, target, offset);
     return offset + total;
   }
-
-  /** Validates `packet` and returns its total size; remembers what `write` needs. */
-  private measure(packet: Packet, version: ProtocolVersion): number {
-    if (version !== 3 && version !== 4 && version !== 5)
-      invalid('PROTOCOL_VERSION_INVALID', `protocol version must be 3, 4 or 5, is ${String(version)}`, 0x84);
-    const v5 = version === 5;
-    this.version = version;
-    this.propLen = 0;
-    let len: number;
-    switch (packet.type) {
-      case 'connect': {
-        const pv = packet.protocolVersion;
-        if (pv !== 3 && pv !== 4 && pv !== 5)
-          invalid('PROTOCOL_VERSION_INVALID', `protocol version must be 3, 4 or 5, is ${String(pv)}`, 0x84);
-        this.version = pv;
-        const c5 = pv === 5;
-        const ka = packet.keepalive;
-        if (typeof ka !== 'number' || !Number.isInteger(ka) || ka < 0 || ka > 0xffff)
-          invalid('KEEPALIVE_INVALID', 'keepalive must be an integer in 0..65535');
-        len = (pv === 3 ? 8 : 6) + 6 + stringLength(packet.clientId, 'client id');
-        if (c5) {
-          this.propLen = propsBlock(packet.properties, 1 << 1);
-          len += varintSize(this.propLen) + this.propLen;
-        }
-        const will = packet.will;
-        if (will !== undefined) {
-          checkQoS(will.qos, 'will');
-          len += 2 + checkTopicName(will.topic, false) + 2 + checkBinary(will.payload, 'will payload');
-          if (c5) {
-            this.willPropLen = propsBlock(will.properties, WILL);
-            len += varintSize(this.willPropLen) + this.willPropLen;
-          }
-        }
-        if (packet.username !== undefined) len += 2 + stringLength(packet.username, 'username');
-        if (packet.password !== undefined) {
-          if (packet.username === undefined && !c5)
-            invalid('PASSWORD_WITHOUT_USERNAME', 'MQTT 3.1.1 allows a password only with a username', 0x81);
-          len += 2 + checkBinary(packet.password, 'password');
-        }
-        break;
-      }
-      case 'connack': {
-        const rc = packet.reasonCode;
-        if (v5) {
-          checkReasonCode(2, rc);
-          this.propLen = propsBlock(packet.properties, 1 << 2);
-          len = 2 + varintSize(this.propLen) + this.propLen;
-        } else {
-          if (!Number.isInteger(rc) || rc < 0 || rc > 5)
-            invalid('REASON_CODE_INVALID', `MQTT 3.1.1 CONNACK return code must be 0..5, is ${rc}`);
-          len = 2;
-        }
-        if (packet.sessionPresent && rc !== 0)
-          invalid('SESSION_PRESENT_INVALID', 'session present must be false when the connection is refused');
-        break;
-      }
-      case 'publish': {
-        checkQoS(packet.qos, 'publish');
-        if (packet.dup && packet.qos === 0) invalid('DUP_ON_QOS0', 'DUP must be false for QoS 0', 0x81);
-        if (!(packet.payload instanceof Uint8Array))
-          invalid('PAYLOAD_INVALID', 'payload must be a Uint8Array', 0x81);
-        const props = v5 ? packet.properties : undefined;
-        len = 2 + checkTopicName(packet.topic, v5 && props?.topicAlias !== undefined) + packet.payload.length;
-        if (packet.qos > 0) {
-          checkPacketId(packet.packetId);
-          len += 2;
-        }
-        if (v5) {
-          this.propLen = propsBlock(props, 1 << 3);
-          len += varintSize(this.propLen) + this.propLen;
-        }
-        break;
-      }
-      case 'puback':
-      case 'pubrec':
-      case 'pubrel':
-      case 'pubcomp': {
-        checkPacketId(packet.packetId);
-        len = 2;
-        if (v5) {
-          const rc = packet.reasonCode ?? 0;
-          checkReasonCode(TYPE_CODE[packet.type], rc);
-          this.propLen = propsBlock(packet.properties, 1 << TYPE_CODE[packet.type]);
-          if (this.propLen > 0) len += 1 + varintSize(this.propLen) + this.propLen;
-          else if (rc !== 0) len += 1;
-        }
-        break;
-      }
-      case 'subscribe': {
-        checkPacketId(packet.packetId);
-        const subs = packet.subscriptions;
-        if (!Array.isArray(subs) || subs.length === 0)
-          invalid('SUBSCRIBE_EMPTY', 'SUBSCRIBE needs at least one subscription');
-        len = 2;
-        for (let i = 0; i < subs.length; i++) {
-          const s = subs[i];
-          checkQoS(s.qos, 'subscription');
-          len += 3 + topicLength(s.topicFilter, true);
-          if (v5) {
-            const rh = s.retainHandling ?? 0;
-            if (rh !== 0 && rh !== 1 && rh !== 2)
-              invalid('SUBSCRIPTION_OPTIONS_INVALID', 'retain handling must be 0, 1 or 2');
-            if (s.noLocal && s.topicFilter.startsWith('$share/'))
-              invalid('SUBSCRIPTION_OPTIONS_INVALID', 'no local is not allowed on a shared subscription');
-          }
-        }
-        if (v5) {
-          this.propLen = propsBlock(packet.properties, 1 << 8);
-          len += varintSize(this.propLen) + this.propLen;
-        }
-        break;
-      }
-      case 'suback': {
-        checkPacketId(packet.packetId);
-        const codes = packet.reasonCodes;
-        if (!Array.isArray(codes) || codes.length === 0)
-          invalid('SUBACK_EMPTY', 'SUBACK needs one reason code per subscription');
-        for (let i = 0; i < codes.length; i++) {
-          const c = codes[i];
-          if (v5) checkReasonCode(9, c);
-          else if (!Number.isInteger(c) || c < 0 || c > 0xff || (c > 2 && c < 0x80))
-            invalid('REASON_CODE_INVALID', `MQTT 3.1.1 SUBACK return code must be 0, 1, 2 or >= 0x80`);
-        }
-        len = 2 + codes.length;
-        if (v5) {
-          this.propLen = propsBlock(packet.properties, 1 << 9);
-          len += varintSize(this.propLen) + this.propLen;
-        }
-        break;
-      }
-      case 'unsubscribe': {
-        checkPacketId(packet.packetId);
-        const filters = packet.topicFilters;
-        if (!Array.isArray(filters) || filters.length === 0)
-          invalid('UNSUBSCRIBE_EMPTY', 'UNSUBSCRIBE needs at least one topic filter');
-        len = 2;
-        for (let i = 0; i < filters.length; i++) len += 2 + topicLength(filters[i], true);
-        if (v5) {
-          this.propLen = propsBlock(packet.properties, 1 << 10);
-          len += varintSize(this.propLen) + this.propLen;
-        }
-        break;
-      }
-      case 'unsuback': {
-        checkPacketId(packet.packetId);
-        len = 2;
-        if (v5) {
-          const codes = packet.reasonCodes;
-          if (!Array.isArray(codes) || codes.length === 0)
-            invalid('UNSUBACK_EMPTY', 'MQTT 5 UNSUBACK needs one reason code per topic filter');
-          for (let i = 0; i < codes.length; i++) checkReasonCode(11, codes[i]);
-          this.propLen = propsBlock(packet.properties, 1 << 11);
-          len += varintSize(this.propLen) + this.propLen + codes.length;
-        }
-        break;
-      }
-      case 'pingreq':
-      case 'pingresp':
-        len = 0;
-        break;
-      case 'disconnect':
-      case 'auth': {
-        const tc = packet.type === 'auth' ? 15 : 14;
-        if (tc === 15 && !v5) invalid('AUTH_NEEDS_MQTT5', 'AUTH exists only in MQTT 5');
-        len = 0;
-        if (v5) {
-          const rc = packet.reasonCode ?? 0;
-          checkReasonCode(tc, rc);
-          this.propLen = propsBlock(packet.properties, 1 << tc);
-          if (this.propLen > 0) len = 1 + varintSize(this.propLen) + this.propLen;
-          else if (rc !== 0) len = 1;
-        }
-        break;
-      }
-      default:
-        invalid('PACKET_TYPE_INVALID', `unknown packet type ${String((packet as { type: unknown }).type)}`);
-    }
-    if (len > MAX_REMAINING_LENGTH)
-      invalid('PACKET_TOO_LARGE', `remaining length ${len} is over 268,435,455`, ReasonCode.PacketTooLarge);
-    this.remaining = len;
-    return 1 + varintSize(len) + len;
-  }
-
-  /** Writes the packet `measure` just validated, from `pos`. */
-  private write(packet: Packet, buf: Uint8Array, pos: number): void {
-    const v5 = this.version === 5;
-    const propLen = this.propLen;
-    const remaining = this.remaining;
-    switch (packet.type) {
-      case 'connect': {
-        buf[pos] = 0x10;
-        pos = writeVarint(buf, pos + 1, remaining);
-        if (this.version === 3) {
-          buf[pos++] = 0;
-          buf[pos++] = 6;
-          buf[pos++] = 0x4d; // MQIsdp
-          buf[pos++] = 0x51;
-          buf[pos++] = 0x49;
-          buf[pos++] = 0x73;
-          buf[pos++] = 0x64;
-          buf[pos++] = 0x70;
-        } else {
-          buf[pos++] = 0;
-          buf[pos++] = 4;
-          buf[pos++] = 0x4d; // MQTT
-          buf[pos++] = 0x51;
-          buf[pos++] = 0x54;
-          buf[pos++] = 0x54;
-        }
-        buf[pos++] = this.version;
-        const will = packet.will;
-        let flags = packet.clean ? 0x02 : 0;
-        if (will !== undefined) flags |= 0x04 | (will.qos << 3) | (will.retain ? 0x20 : 0);
-        if (packet.password !== undefined) flags |= 0x40;
-        if (packet.username !== undefined) flags |= 0x80;
-        buf[pos++] = flags;
-        buf[pos++] = packet.keepalive >> 8;
-        buf[pos++] = packet.keepalive;
-        if (v5) pos = writePropsBlock(buf, pos, packet.properties, propLen);
-        pos = writeString(buf, pos, packet.clientId);
-        if (will !== undefined) {
-          if (v5) pos = writePropsBlock(buf, pos, will.properties, this.willPropLen);
-          pos = writeString(buf, pos, will.topic);
-          pos = writeBinary(buf, pos, will.payload);
-        }
-        if (packet.username !== undefined) pos = writeString(buf, pos, packet.username);
-        if (packet.password !== undefined) pos = writeBinary(buf, pos, packet.password);
-        break;
-      }
-      case 'connack':
-        buf[pos] = 0x20;
-        pos = writeVarint(buf, pos + 1, remaining);
-        buf[pos++] = packet.sessionPresent ? 1 : 0;
-        buf[pos++] = packet.reasonCode;
-        if (v5) pos = writePropsBlock(buf, pos, packet.properties, propLen);
-        break;
-      case 'publish': {
-        const qos = packet.qos;
-        buf[pos] = 0x30 | (packet.dup ? 8 : 0) | (qos << 1) | (packet.retain ? 1 : 0);
-        pos = writeVarint(buf, pos + 1, remaining);
-        pos = writeString(buf, pos, packet.topic);
-        if (qos > 0) {
-          const id = packet.packetId as number;
-          buf[pos++] = id >> 8;
-          buf[pos++] = id;
-        }
-        if (v5) pos = writePropsBlock(buf, pos, packet.properties, propLen);
-        const payload = packet.payload;
-        const n = payload.length;
-        if (n < 64) for (let k = 0; k < n; k++) buf[pos + k] = payload[k];
-        else buf.set(payload, pos);
-        pos += n;
-        break;
-      }
-      case 'puback':
-      case 'pubrec':
-      case 'pubrel':
-      case 'pubcomp': {
-        const tc = TYPE_CODE[packet.type];
-        buf[pos] = (tc << 4) | (tc === 6 ? 2 : 0);
-        const rem = remaining;
-        pos = writeVarint(buf, pos + 1, rem);
-        buf[pos++] = packet.packetId >> 8;
-        buf[pos++] = packet.packetId;
-        if (rem > 2) buf[pos++] = packet.reasonCode ?? 0;
-        if (rem > 3) pos = writePropsBlock(buf, pos, packet.properties, propLen);
-        break;
-      }
-      case 'subscribe': {
-        buf[pos] = 0x82;
-        pos = writeVarint(buf, pos + 1, remaining);
-        buf[pos++] = packet.packetId >> 8;
-        buf[pos++] = packet.packetId;
-        if (v5) pos = writePropsBlock(buf, pos, packet.properties, propLen);
-        const subs = packet.subscriptions;
-        for (let i = 0; i < subs.length; i++) {
-          const s: Subscription = subs[i];
-          pos = writeString(buf, pos, s.topicFilter);
-          let opts: number = s.qos;
-          if (v5) {
-            if (s.noLocal) opts |= 4;
-            if (s.retainAsPublished) opts |= 8;
-            opts |= (s.retainHandling ?? 0) << 4;
-          }
-          buf[pos++] = opts;
-        }
-        break;
-      }
-      case 'suback': {
-        buf[pos] = 0x90;
-        pos = writeVarint(buf, pos + 1, remaining);
-        buf[pos++] = packet.packetId >> 8;
-        buf[pos++] = packet.packetId;
-        if (v5) pos = writePropsBlock(buf, pos, packet.properties, propLen);
-        const codes = packet.reasonCodes;
-        for (let i = 0; i < codes.length; i++) buf[pos++] = codes[i];
-        break;
-      }
-      case 'unsubscribe': {
-        buf[pos] = 0xa2;
-        pos = writeVarint(buf, pos + 1, remaining);
-        buf[pos++] = packet.packetId >> 8;
-        buf[pos++] = packet.packetId;
-        if (v5) pos = writePropsBlock(buf, pos, packet.properties, propLen);
-        const filters = packet.topicFilters;
-        for (let i = 0; i < filters.length; i++) pos = writeString(buf, pos, filters[i]);
-        break;
-      }
-      case 'unsuback': {
-        buf[pos] = 0xb0;
-        pos = writeVarint(buf, pos + 1, remaining);
-        buf[pos++] = packet.packetId >> 8;
-        buf[pos++] = packet.packetId;
-        if (v5) {
-          pos = writePropsBlock(buf, pos, packet.properties, propLen);
-          const codes = packet.reasonCodes as number[];
-          for (let i = 0; i < codes.length; i++) buf[pos++] = codes[i];
-        }
-        break;
-      }
-      case 'pingreq':
-        buf[pos] = 0xc0;
-        buf[pos + 1] = 0;
-        break;
-      case 'pingresp':
-        buf[pos] = 0xd0;
-        buf[pos + 1] = 0;
-        break;
-      case 'disconnect':
-      case 'auth': {
-        buf[pos] = packet.type === 'auth' ? 0xf0 : 0xe0;
-        const rem = remaining;
-        pos = writeVarint(buf, pos + 1, rem);
-        if (rem > 0) buf[pos++] = packet.reasonCode ?? 0;
-        if (rem > 1) pos = writePropsBlock(buf, pos, packet.properties, propLen);
-        break;
-      }
-    }
-  }
-}
-
-function writePropsBlock(buf: Uint8Array, pos: number, props: Properties | undefined, len: number): number {
-  pos = writeVarint(buf, pos, len);
-  return len > 0 ? writeProperties(buf, pos, props as Properties) : pos;
 }
 
 const shared = new PacketWriter(1024);
@@ -473,7 +337,7 @@ export function encode(packet: Packet, version: ProtocolVersion = 4): Uint8Array
 
 /** Total bytes `packet` takes on the wire, after the same validation as encode. */
 export function encodedLength(packet: Packet, version: ProtocolVersion = 4): number {
-  return shared.encodedLength(packet, version);
+  return measure(packet, version);
 }
 
 /**

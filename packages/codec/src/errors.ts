@@ -14,6 +14,8 @@ export class MqttError extends Error {
     readonly reasonCode: number = ReasonCode.MalformedPacket,
     readonly offset: number = -1,
   ) {
-    super(offset >= 0 ? `${message} (at byte ${offset})` : message);
+    // codes read as messages ('TOPIC_NAME_INVALID': 'topic name invalid') to keep the bundle small
+    const text = message || code.toLowerCase().replace(/_/g, ' ');
+    super(offset >= 0 ? `${text} (at byte ${offset})` : text);
   }
 }

@@ -36,30 +36,36 @@ export interface PacketParserOptions {
  * lost after a bad packet; the connection is to be closed (with the error's reason code).
  */
 export class PacketParser {
-  protocolVersion: ProtocolVersion | undefined;
-  private readonly maxPacketSize: number;
+  declare protocolVersion: ProtocolVersion | undefined;
+  declare private readonly maxPacketSize: number;
+  // Fields are declared here and set in the constructor (one assignment each in the bundle).
   /** Header bytes of a packet whose remaining length is not complete yet (at most 5). */
-  private readonly head = new Uint8Array(5);
-  private headLen = 0;
+  declare private readonly head: Uint8Array;
+  declare private headLen: number;
   /**
    * Where the packet being assembled goes once its size is known: a region of the shared slab
    * for small packets (no allocation per packet), or a buffer of its own for large ones.
    */
-  private body: Uint8Array | null = null;
-  private bodyStart = 0;
-  private bodyLen = 0;
-  private total = 0;
-  private headerSize = 0;
-  private slab: Uint8Array | null = null;
-  private slabUsed = 0;
-  private failure: unknown = null;
-  private failed = false;
+  declare private body: Uint8Array | null;
+  declare private bodyStart: number;
+  declare private bodyLen: number;
+  declare private total: number;
+  declare private headerSize: number;
+  declare private slab: Uint8Array | null;
+  declare private slabUsed: number;
+  declare private failure: unknown;
+  declare private failed: boolean;
 
   constructor(options: PacketParserOptions = {}) {
     this.protocolVersion = options.protocolVersion;
     const max = options.maxPacketSize ?? MAX_PACKET_SIZE;
-    if (!(max >= 2)) throw new RangeError('maxPacketSize must be at least 2');
+    if (!(max >= 2)) throw new RangeError('maxPacketSize < 2');
     this.maxPacketSize = Math.min(max, MAX_PACKET_SIZE);
+    this.head = new Uint8Array(5);
+    this.body = this.slab = null;
+    this.headLen = this.bodyStart = this.bodyLen = this.total = this.headerSize = this.slabUsed = 0;
+    this.failure = null;
+    this.failed = false;
   }
 
   /** Bytes held for a packet not complete yet. */
@@ -240,18 +246,8 @@ export class PacketParser {
 
   private varintError(offset: number, tooLong: boolean): never {
     throw tooLong
-      ? new MqttError(
-          'VARINT_INVALID',
-          'remaining length longer than 4 bytes',
-          ReasonCode.MalformedPacket,
-          offset,
-        )
-      : new MqttError(
-          'VARINT_NOT_MINIMAL',
-          'remaining length is not minimal',
-          ReasonCode.MalformedPacket,
-          offset,
-        );
+      ? new MqttError('VARINT_INVALID', '', ReasonCode.MalformedPacket, offset)
+      : new MqttError('VARINT_NOT_MINIMAL', '', ReasonCode.MalformedPacket, offset);
   }
 
   private tooLarge(total: number): never {

@@ -82,17 +82,16 @@ ID.subscriptionIdentifiers = 0x0b;
 
 const MAX_VARINT = 268_435_455;
 
-function fail(code: string, message: string, reason: number, at: number, base: number): never {
-  throw new MqttError(code, message, reason, at - base);
+function fail(code: string, name: string, reason: number, at: number, base: number): never {
+  throw new MqttError(code, name && `${code.toLowerCase().replace(/_/g, ' ')}: ${name}`, reason, at - base);
 }
 
-function encodeError(message: string): never {
-  throw new MqttError('PROPERTY_INVALID', message, ReasonCode.ProtocolError);
+function encodeError(name: string): never {
+  throw new MqttError('PROPERTY_INVALID', `property ${name}`, ReasonCode.ProtocolError);
 }
 
 function rangeCheck(name: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    encodeError(`property ${name} must be an integer in ${min}..${max}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) encodeError(name);
   return v;
 }
 
@@ -121,12 +120,11 @@ export function propertiesLength(props: Properties | undefined, mask: number): n
     const v = rec[key];
     if (v === undefined) continue;
     const id = ID[key];
-    if (typeof id !== 'number') encodeError(`unknown property ${key}`);
-    if ((MASK[id] & mask) === 0 || (key === 'subscriptionIdentifiers' && mask !== PUBLISH))
-      encodeError(`property ${key} is not allowed in this packet`);
+    if (typeof id !== 'number') encodeError(key);
+    if ((MASK[id] & mask) === 0 || (key === 'subscriptionIdentifiers' && mask !== PUBLISH)) encodeError(key);
     switch (TYPE[id]) {
       case BOOL:
-        if (typeof v !== 'boolean') encodeError(`property ${key} must be a boolean`);
+        if (typeof v !== 'boolean') encodeError(key);
         len += 2;
         break;
       case BYTE:
@@ -143,30 +141,30 @@ export function propertiesLength(props: Properties | undefined, mask: number): n
         break;
       case VARINT:
         if (key === 'subscriptionIdentifiers') {
-          if (!Array.isArray(v)) encodeError('property subscriptionIdentifiers must be an array');
+          if (!Array.isArray(v)) encodeError(key);
           for (const n of v) len += 1 + varintSize(rangeCheck(key, n, 1, MAX_VARINT));
         } else {
           len += 1 + varintSize(rangeCheck(key, v, 1, MAX_VARINT));
         }
         break;
       case STRING:
-        if (typeof v !== 'string') encodeError(`property ${key} must be a string`);
+        if (typeof v !== 'string') encodeError(key);
         if (id === 0x08) {
           const problem = topicNameProblem(v);
-          if (problem !== null) encodeError(`property responseTopic: ${problem}`);
+          if (problem !== null) encodeError(key);
         }
         len += 3 + stringLength(v, key);
         break;
       case BINARY:
-        if (!(v instanceof Uint8Array)) encodeError(`property ${key} must be a Uint8Array`);
-        if (v.length > 0xffff) encodeError(`property ${key} is over 65,535 bytes`);
+        if (!(v instanceof Uint8Array)) encodeError(key);
+        if (v.length > 0xffff) encodeError(key);
         len += 3 + v.length;
         break;
       default: {
-        if (!Array.isArray(v)) encodeError('userProperties must be an array of [key, value] pairs');
+        if (!Array.isArray(v)) encodeError(key);
         for (const pair of v as unknown[]) {
           if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'string')
-            encodeError('userProperties must be an array of [key, value] string pairs');
+            encodeError(key);
           len +=
             5 + stringLength(pair[0], 'user property key') + stringLength(pair[1], 'user property value');
         }
@@ -261,36 +259,33 @@ export function readProperties(
     const at = p;
     const id = buf[p++];
     const name = NAME[id];
-    if (name === undefined)
-      fail('PROPERTY_UNKNOWN', `unknown property id 0x${id.toString(16)}`, 0x81, at, base);
-    if ((MASK[id] & mask) === 0)
-      fail('PROPERTY_NOT_ALLOWED', `property ${name} is not allowed in this packet`, 0x82, at, base);
+    if (name === undefined) fail('PROPERTY_UNKNOWN', '', 0x81, at, base);
+    if ((MASK[id] & mask) === 0) fail('PROPERTY_NOT_ALLOWED', name as string, 0x82, at, base);
     const type = TYPE[id];
     let v: unknown;
     switch (type) {
       case BOOL:
       case BYTE: {
-        if (p >= end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        if (p >= end) fail('PROPERTY_TRUNCATED', name as string, 0x81, at, base);
         const b = buf[p++];
-        if (b > 1) fail('PROPERTY_INVALID', `property ${name} must be 0 or 1, is ${b}`, 0x82, at, base);
+        if (b > 1) fail('PROPERTY_INVALID', name as string, 0x82, at, base);
         v = type === BOOL ? b === 1 : b;
         break;
       }
       case U16: {
-        if (p + 2 > end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        if (p + 2 > end) fail('PROPERTY_TRUNCATED', name as string, 0x81, at, base);
         const n = (buf[p] << 8) | buf[p + 1];
         p += 2;
         if (n === 0 && (id === 0x23 || id === 0x21))
-          fail('PROPERTY_INVALID', `property ${name} must not be 0`, id === 0x23 ? 0x94 : 0x82, at, base);
+          fail('PROPERTY_INVALID', name as string, id === 0x23 ? 0x94 : 0x82, at, base);
         v = n;
         break;
       }
       case U32: {
-        if (p + 4 > end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        if (p + 4 > end) fail('PROPERTY_TRUNCATED', name as string, 0x81, at, base);
         const n = ((buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]) >>> 0;
         p += 4;
-        if (n === 0 && id === 0x27)
-          fail('PROPERTY_INVALID', `property ${name} must not be 0`, 0x82, at, base);
+        if (n === 0 && id === 0x27) fail('PROPERTY_INVALID', name as string, 0x82, at, base);
         v = n;
         break;
       }
@@ -298,18 +293,16 @@ export function readProperties(
         let n = 0;
         let mul = 1;
         for (let i = 0; ; i++) {
-          if (p >= end || i === 4)
-            fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+          if (p >= end || i === 4) fail('PROPERTY_TRUNCATED', name as string, 0x81, at, base);
           const b = buf[p++];
           n += (b & 0x7f) * mul;
           mul *= 128;
           if ((b & 0x80) === 0) {
-            if (b === 0 && i > 0)
-              fail('VARINT_NOT_MINIMAL', 'variable byte integer is not minimal', 0x81, at, base);
+            if (b === 0 && i > 0) fail('VARINT_NOT_MINIMAL', '', 0x81, at, base);
             break;
           }
         }
-        if (n === 0) fail('PROPERTY_INVALID', 'subscription identifier must not be 0', 0x82, at, base);
+        if (n === 0) fail('PROPERTY_INVALID', '', 0x82, at, base);
         if (mask === PUBLISH) {
           const list = props.subscriptionIdentifiers as number[] | undefined;
           if (list === undefined) props.subscriptionIdentifiers = [n];
@@ -322,31 +315,30 @@ export function readProperties(
       case STRING:
       case BINARY:
       case PAIR: {
-        if (p + 2 > end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        if (p + 2 > end) fail('PROPERTY_TRUNCATED', name as string, 0x81, at, base);
         let n = (buf[p] << 8) | buf[p + 1];
         p += 2;
-        if (p + n > end) fail('PROPERTY_TRUNCATED', `property ${name} is truncated`, 0x81, at, base);
+        if (p + n > end) fail('PROPERTY_TRUNCATED', name as string, 0x81, at, base);
         if (type === BINARY) {
           v = buf.subarray(p, p + n);
           p += n;
           break;
         }
         const s = readString(buf, p, p + n);
-        if (s === null) fail('UTF8_INVALID', `property ${name} is not well-formed UTF-8`, 0x81, p, base);
+        if (s === null) fail('UTF8_INVALID', name as string, 0x81, p, base);
         p += n;
         if (type === STRING) {
           if (id === 0x08 && topicNameProblem(s as string) !== null)
-            fail('TOPIC_NAME_INVALID', 'property responseTopic is not a valid topic name', 0x82, at, base);
+            fail('TOPIC_NAME_INVALID', '', 0x82, at, base);
           v = s;
           break;
         }
-        if (p + 2 > end) fail('PROPERTY_TRUNCATED', 'user property is truncated', 0x81, at, base);
+        if (p + 2 > end) fail('PROPERTY_TRUNCATED', '', 0x81, at, base);
         n = (buf[p] << 8) | buf[p + 1];
         p += 2;
-        if (p + n > end) fail('PROPERTY_TRUNCATED', 'user property is truncated', 0x81, at, base);
+        if (p + n > end) fail('PROPERTY_TRUNCATED', '', 0x81, at, base);
         const value = readString(buf, p, p + n);
-        if (value === null)
-          fail('UTF8_INVALID', 'user property value is not well-formed UTF-8', 0x81, p, base);
+        if (value === null) fail('UTF8_INVALID', '', 0x81, p, base);
         p += n;
         const list = props.userProperties as Array<[string, string]> | undefined;
         if (list === undefined) props.userProperties = [[s as string, value as string]];
@@ -354,8 +346,7 @@ export function readProperties(
         continue;
       }
     }
-    if (props[name] !== undefined)
-      fail('PROPERTY_DUPLICATE', `property ${name} appears more than once`, 0x82, at, base);
+    if (props[name] !== undefined) fail('PROPERTY_DUPLICATE', name as string, 0x82, at, base);
     props[name] = v;
   }
   return props as Properties;

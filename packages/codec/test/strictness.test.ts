@@ -264,8 +264,12 @@ describe('decoding rejects', () => {
 
   it('decode() wants exactly one whole packet', () => {
     expect(() => decode(hex('c0'), 4)).toThrow(MqttError);
-    expect(() => decode(hex('c0 00 c0 00'), 4)).toThrowError(/remaining length/);
-    expect(() => decode(hex('30 05 0001 61'), 4)).toThrowError(/remaining length/);
+    expect(() => decode(hex('c0 00 c0 00'), 4)).toThrowError(
+      expect.objectContaining({ code: 'TRAILING_BYTES' }),
+    );
+    expect(() => decode(hex('30 05 0001 61'), 4)).toThrowError(
+      expect.objectContaining({ code: 'TRUNCATED' }),
+    );
   });
 });
 
