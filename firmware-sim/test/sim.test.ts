@@ -36,7 +36,7 @@ function setup(options: Partial<FirmwareSimOptions> = {}, autoAck = true) {
     const id = cmdId++;
     const from = host.frames.length;
     send({ type: 'cmd', seq: 0, id, name: 'ping' });
-    await host.next((f) => isResult(f) && f.id === id, 5000, from);
+    await host.result((f) => f.id === id, 5000, from);
   };
   /** Waits until DATA seqs 1..n have all arrived at least once. */
   const allUpTo = (n: number, timeoutMs = 10_000) =>
@@ -63,7 +63,7 @@ describe('FirmwareSim over the in-process link', () => {
     sim.start();
     const hello = await host.next(isHello);
     expect(hello).toMatchObject({ seq: 0, deviceId: 'sim-a', bootId: sim.firmware.bootId });
-    await host.next((f) => isData(f) && f.seq >= 5);
+    await host.data((f) => f.seq >= 5);
     const seqs = host.frames.filter(isData).map((f) => f.seq);
     expect(seqs.slice(0, 5)).toEqual([1, 2, 3, 4, 5]);
     await sync();
@@ -75,9 +75,9 @@ describe('FirmwareSim over the in-process link', () => {
   it('retransmits until acknowledged', async () => {
     const { sim, host, send, sync } = setup({ intervalMs: 200, retransmitMs: 30 }, false);
     sim.start();
-    const first = (await host.next((f) => isData(f) && f.seq === 1, 3000)) as DataFrame;
+    const first = (await host.data((f) => f.seq === 1, 3000)) as DataFrame;
     const idx = host.frames.indexOf(first);
-    const again = await host.next((f) => isData(f) && f.seq === 1, 3000, idx + 1);
+    const again = await host.data((f) => f.seq === 1, 3000, idx + 1);
     expect(again).toEqual(first);
     send({ type: 'ack', seq: 1, bootId: first.bootId });
     await sync();
@@ -92,7 +92,7 @@ describe('FirmwareSim over the in-process link', () => {
     send({ type: 'cmd', seq: 1, id: 7, name: 'set-interval', args: { ms: 25 } });
     send({ type: 'cmd', seq: 2, id: 8, name: 'set-led', args: true });
     send({ type: 'cmd', seq: 3, id: 9, name: 'fly' });
-    const r9 = await host.next((f) => isResult(f) && f.id === 9);
+    const r9 = await host.result((f) => f.id === 9);
     expect(r9).toMatchObject({ ok: false, error: 'unknown command fly' });
     expect(host.frames.filter(isResult).map((r) => [r.id, r.ok])).toEqual([
       [7, true],
@@ -107,19 +107,19 @@ describe('FirmwareSim over the in-process link', () => {
     const { sim, host, send } = setup();
     sim.start();
     const h1 = await host.next(isHello);
-    await host.next((f) => isData(f) && f.seq >= 3);
+    await host.data((f) => f.seq >= 3);
     send({ type: 'cmd', seq: 1, id: 77, name: 'reboot' });
-    await host.next((f) => isResult(f) && f.id === 77 && f.ok);
-    const h2 = await host.next((f) => isHello(f) && f.bootId !== h1.bootId);
+    await host.result((f) => f.id === 77 && f.ok);
+    const h2 = await host.hello((f) => f.bootId !== h1.bootId);
     expect(h2.seq).toBe(0);
-    const d = await host.next((f) => isData(f) && f.bootId === h2.bootId);
+    const d = await host.data((f) => f.bootId === h2.bootId);
     expect(d.seq).toBe(1);
   });
 
   it('fault: garbage before a frame costs that frame once; retransmission recovers it', async () => {
     const { sim, host, allUpTo } = setup();
     sim.start();
-    await host.next((f) => isData(f) && f.seq === 2);
+    await host.data((f) => f.seq === 2);
     sim.faults.garbageNext(Uint8Array.of(0x13, 0x37, 0x42));
     await allUpTo(8);
     expect(sim.faults.stats.garbageBursts).toBe(1);
@@ -132,7 +132,7 @@ describe('FirmwareSim over the in-process link', () => {
     it(`fault: ${fault} is detected (CRC/COBS) and the frame is retransmitted`, async () => {
       const { sim, host, allUpTo } = setup();
       sim.start();
-      await host.next((f) => isData(f) && f.seq === 2);
+      await host.data((f) => f.seq === 2);
       if (fault === 'bitflip') sim.faults.bitflipNext();
       else sim.faults.dropNext();
       await allUpTo(8);
@@ -153,9 +153,9 @@ describe('FirmwareSim over the in-process link', () => {
     const { sim, host } = setup();
     sim.start();
     const h1 = await host.next(isHello);
-    await host.next((f) => isData(f) && f.seq >= 2);
+    await host.data((f) => f.seq >= 2);
     sim.resetMidFrame();
-    const h2 = await host.next((f) => isHello(f) && f.bootId !== h1.bootId);
+    const h2 = await host.hello((f) => f.bootId !== h1.bootId);
     expect(h2.seq).toBe(0);
     const s = host.decoder.stats;
     expect(s.cobsErrors + s.crcErrors + s.shortFrames).toBe(1);
@@ -166,13 +166,13 @@ describe('FirmwareSim over the in-process link', () => {
     const { sim, host, send } = setup({ leadingDelimiter: false });
     sim.start();
     const h1 = await host.next(isHello);
-    await host.next((f) => isData(f) && f.seq >= 2);
+    await host.data((f) => f.seq >= 2);
     sim.resetMidFrame();
     // The first DATA of the new boot tells the agent the boot id changed.
-    const d = await host.next((f) => isData(f) && f.bootId !== h1.bootId);
+    const d = await host.data((f) => f.bootId !== h1.bootId);
     expect(host.frames.some((f) => isHello(f) && f.bootId === d.bootId)).toBe(false);
     send({ type: 'cmd', seq: 0, id: 5, name: 'hello' });
-    const h2 = await host.next((f) => isHello(f) && f.bootId === d.bootId);
+    const h2 = await host.hello((f) => f.bootId === d.bootId);
     expect(h2.deviceId).toBe('sim-a');
   });
 
@@ -188,7 +188,7 @@ describe('FirmwareSim over the in-process link', () => {
   it('fault: unplugged for a while, the readings taken meanwhile arrive after the replug', async () => {
     const { sim, host, allUpTo } = setup({ intervalMs: 10, retransmitMs: 30 });
     sim.start();
-    await host.next((f) => isData(f) && f.seq >= 2);
+    await host.data((f) => f.seq >= 2);
     const seqBefore = sim.firmware.nextSeq;
     const unplugged = sim.unplug(150);
     expect(sim.transport.plugged).toBe(false);
