@@ -1,2 +1,5 @@
-// Placeholder until the embedded demo (firmware-sim -> agent -> broker-lite) lands with the agent issue.
-console.log('mqtt-edge: the embedded demo arrives with packages/agent; run `npm test` meanwhile.');
+// `npm start`: runs scripts/demo.ts through tsx (the workspace packages are TypeScript sources).
+import { register } from 'tsx/esm/api';
+
+register();
+await import('./demo.ts');

@@ -1,0 +1,271 @@
+/**
+ * `npm start`: broker-lite, three simulated devices on pseudo-terminals (socat; an in-process
+ * link when socat is missing), the agent, and a subscriber printing readings as they arrive,
+ * with the agent's queue depth. Every 30 s the broker goes away for 6 s: the readings queue on
+ * disk and drain when it is back, none lost. Ctrl-C stops everything cleanly.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { Agent, createLogger, parseConfig, parseMessageId } from '@mqtt-edge/agent';
+import { Broker } from '@mqtt-edge/broker-lite';
+import { connect } from '@mqtt-edge/client';
+import {
+  createLinkPair,
+  FirmwareSim,
+  type FirmwareSimOptions,
+  hasSocat,
+  InProcessTransport,
+  PtyTransport,
+  type Transport,
+} from '@mqtt-edge/firmware-sim';
+
+const OUTAGE_EVERY_MS = Number(process.env.DEMO_OUTAGE_EVERY_MS ?? 30_000);
+const OUTAGE_FOR_MS = 6_000;
+const tty = process.stdout.isTTY;
+const c = (code: string, s: string) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
+const dim = (s: string) => c('2', s);
+const bold = (s: string) => c('1', s);
+const time = () => new Date().toISOString().slice(11, 19);
+const say = (s: string) => process.stdout.write(`${dim(time())}  ${s}\n`);
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'mqtt-edge-demo-'));
+const devices: Array<{
+  id: string;
+  opts: Omit<FirmwareSimOptions, 'deviceId'>;
+  framing: 'native' | 'key-value';
+  note: string;
+}> = [
+  { id: 'kitchen', framing: 'native', opts: { intervalMs: 1000 }, note: 'native frames' },
+  {
+    id: 'greenhouse',
+    framing: 'native',
+    opts: { intervalMs: 1500, faults: { garbage: 0.1 } },
+    note: 'native frames, noisy line (garbage before 1 frame in 10)',
+  },
+  {
+    id: 'boiler',
+    framing: 'key-value',
+    opts: { intervalMs: 2000, mode: 'key-value' },
+    note: 'key=value text lines',
+  },
+];
+
+say(bold('mqtt-edge demo: three simulated devices -> agent -> broker-lite -> subscriber'));
+say(dim(`working directory ${dir} (removed on exit)`));
+
+// Broker: 1883 when free, else whatever the kernel gives; loopback only.
+const wanted = (await portFree(1883)) ? 1883 : 0;
+const persistenceDir = path.join(dir, 'broker');
+let broker = new Broker({
+  listeners: [{ port: wanted, host: '127.0.0.1', protocol: 'mqtt' }],
+  persistenceDir,
+});
+await broker.listen();
+const port = broker.addresses[0].port;
+say(
+  `broker-lite on ${bold(`mqtt://127.0.0.1:${port}`)}${wanted === 0 ? ' (1883 is taken, so an ephemeral port)' : ''}`,
+);
+
+// Devices.
+const socat = hasSocat();
+if (!socat)
+  say(
+    c(
+      '33',
+      'socat not found: devices use an in-process link instead of pseudo-terminals (apt-get install socat)',
+    ),
+  );
+const sims: FirmwareSim[] = [];
+const hostEnds = new Map<string, Duplex>();
+for (const d of devices) {
+  let transport: Transport;
+  const agentPath = path.join(dir, `tty-${d.id}`);
+  if (socat) transport = await PtyTransport.create(agentPath);
+  else {
+    const pair = createLinkPair();
+    hostEnds.set(agentPath, pair.host);
+    transport = new InProcessTransport(pair);
+  }
+  const sim = new FirmwareSim(transport, { deviceId: d.id, seed: sims.length + 7, ...d.opts });
+  sims.push(sim);
+  say(
+    `device ${bold(d.id.padEnd(10))} ${socat ? `on pty ${agentPath}` : 'on an in-process link'}: ${d.note}`,
+  );
+}
+
+// Agent (in this process, so the demo can show its queue depth live).
+const config = parseConfig(
+  {
+    agent: {
+      id: 'demo',
+      stateDir: path.join(dir, 'agent'),
+      healthInterval: '10s',
+      log: { level: 'warn', format: 'text' },
+    },
+    serial: devices.map((d) => ({
+      path: path.join(dir, `tty-${d.id}`),
+      framing: d.framing,
+      ...(d.framing === 'native' ? {} : { device: d.id }),
+    })),
+    mqtt: { url: `mqtt://127.0.0.1:${port}`, version: 5, reconnectMin: '200ms', reconnectMax: '1s' },
+    topics: { prefix: 'demo' },
+    queue: { fsync: 'batch' },
+  },
+  { baseDir: dir },
+);
+const agentLog = createLogger({
+  level: 'warn',
+  format: 'text',
+  write: (l) => process.stdout.write(`${dim(`          agent: ${l}`)}\n`),
+});
+const agent = await Agent.start({
+  config,
+  log: agentLog,
+  openPort: socat
+    ? undefined
+    : async (p) => {
+        const end = hostEnds.get(p.path ?? '');
+        if (end === undefined) throw new Error(`no link for ${p.path}`);
+        return end;
+      },
+});
+for (const s of sims) s.start();
+say(
+  `agent ${bold('demo')}: durable queue in ${config.queue.dir} (fsync per batch), topics demo/{device}/{sensor}`,
+);
+
+// Subscriber: one line per DATA frame (its readings share device:boot:seq).
+const sub = connect(`mqtt://127.0.0.1:${port}`, {
+  protocolVersion: 5,
+  clientId: 'demo-subscriber',
+  clean: false,
+  sessionExpiryInterval: 300,
+  reconnectPeriod: 200,
+  reconnectMaxDelay: 1000,
+});
+const pending = new Map<string, { device: string; parts: string[]; timer: NodeJS.Timeout }>();
+let received = 0;
+const duplicates = new Set<string>();
+const seen = new Set<string>();
+const flushFrame = (key: string) => {
+  const p = pending.get(key);
+  if (p === undefined) return;
+  pending.delete(key);
+  clearTimeout(p.timer);
+  const q = agent.queueStats();
+  say(`${bold(p.device.padEnd(10))} ${p.parts.join('  ').padEnd(70)} ${dim(`queue ${q.count}`)}`);
+};
+sub.on('message', (topic, payload) => {
+  const text = Buffer.from(payload).toString('utf8');
+  const parts = topic.split('/');
+  if (parts[2] === 'status' || parts[1] === '_agent') {
+    if (parts[3] === 'health') return;
+    say(c('36', `${topic} = ${text}`));
+    return;
+  }
+  if (parts[2] === 'cmd') {
+    if (parts.length === 4) return; // the request itself
+    say(c('35', `${topic} <- ${text}`));
+    return;
+  }
+  let r: { id: string; sensor: string; value: number; unit?: string };
+  try {
+    r = JSON.parse(text);
+  } catch {
+    return;
+  }
+  received++;
+  if (seen.has(r.id)) duplicates.add(r.id);
+  seen.add(r.id);
+  if (seen.size > 100_000) seen.clear();
+  const id = parseMessageId(r.id);
+  if (id === undefined) return;
+  const key = `${id.device}:${id.bootId}:${id.seq}`;
+  let p = pending.get(key);
+  if (p === undefined) {
+    p = { device: id.device, parts: [], timer: setTimeout(() => flushFrame(key), 150) };
+    pending.set(key, p);
+  }
+  p.parts.push(`${r.sensor}=${r.value}${r.unit ? ` ${r.unit}` : ''}`);
+});
+await sub.subscribe([{ filter: 'demo/#', qos: 1 }]);
+say(`subscriber on ${bold('demo/#')} (QoS 1): one line per device report; Ctrl-C to stop`);
+
+// A command round trip, MQTT 5 request/response.
+setTimeout(() => {
+  say(c('35', 'command: demo/kitchen/cmd/status (MQTT 5 response topic demo/kitchen/cmd/status/reply)'));
+  sub
+    .publish('demo/kitchen/cmd/status', '', {
+      qos: 1,
+      properties: { responseTopic: 'demo/kitchen/cmd/status/reply', correlationData: Buffer.from('demo-1') },
+    })
+    .catch(() => undefined);
+}, 4000).unref();
+
+// The point of it all: the broker goes away, readings queue on disk, and drain on its return.
+let outages = 0;
+const outageTimer =
+  OUTAGE_EVERY_MS > 0
+    ? setInterval(async () => {
+        outages++;
+        say(
+          c(
+            '33',
+            `--- broker stopped for ${OUTAGE_FOR_MS / 1000} s: the agent keeps acknowledging readings into its disk queue ---`,
+          ),
+        );
+        await stopBroker(broker);
+        await new Promise((r) => setTimeout(r, OUTAGE_FOR_MS));
+        broker = new Broker({ listeners: [{ port, host: '127.0.0.1', protocol: 'mqtt' }], persistenceDir });
+        await broker.listen();
+        say(c('33', `--- broker back (queue ${agent.queueStats().count}): the backlog drains in order ---`));
+      }, OUTAGE_EVERY_MS)
+    : undefined;
+outageTimer?.unref();
+
+/**
+ * Broker.close() first waits for its listeners to close, and a Node server closes only when its
+ * connections have: with clients connected it waits for ever. Dropping the sockets ends that.
+ */
+async function stopBroker(b: Broker): Promise<void> {
+  const closing = b.close();
+  for (const conn of b.connections) conn.socket.destroy();
+  await closing;
+}
+
+// While the broker is away nothing reaches the subscriber: show the queue filling instead.
+const depthTimer = setInterval(() => {
+  if (!agent.isConnected && !stopping)
+    say(c('33', `queue ${agent.queueStats().count} messages on disk, broker unreachable`));
+}, 1000);
+depthTimer.unref();
+
+let stopping = false;
+async function shutdown(): Promise<void> {
+  if (stopping) process.exit(1);
+  stopping = true;
+  if (outageTimer) clearInterval(outageTimer);
+  clearInterval(depthTimer);
+  say('stopping: devices, agent (drains in-flight acknowledgements), subscriber, broker');
+  for (const [k] of pending) flushFrame(k);
+  await Promise.all(sims.map((s) => s.stop()));
+  await agent.stop(1500);
+  await sub.end().catch(() => undefined);
+  await stopBroker(broker);
+  rmSync(dir, { recursive: true, force: true });
+  say(`received ${received} readings, ${duplicates.size} duplicate ids, ${outages} broker outages; bye`);
+  process.exit(0);
+}
+process.on('SIGINT', () => void shutdown());
+process.on('SIGTERM', () => void shutdown());
