@@ -68,7 +68,7 @@ function readingObject(r: Reading): Record<string, unknown> {
 }
 
 /** A body that is not the schema of its type: the message says which field and why. */
-export type BodyResult = { ok: true; frame: Frame } | { ok: false; error: string };
+export type BodyResult = { ok: true; frame: Frame } | { ok: false; error: string; bootId?: number };
 
 function fail(error: string): BodyResult {
   return { ok: false, error };
@@ -82,7 +82,9 @@ export function decodeBody(kind: FrameKind, seq: number, bytes: Uint8Array): Bod
   } catch (e) {
     return fail(`CBOR: ${(e as Error).message}`);
   }
-  return validateBody(kind, seq, raw);
+  const r = validateBody(kind, seq, raw);
+  if (!r.ok && isPlainObject(raw) && isUint(raw.b, UINT32)) r.bootId = raw.b;
+  return r;
 }
 
 /** Validates an already-decoded body object (also used on frames built in code before encoding). */

@@ -125,17 +125,17 @@ export class FrameDecoder {
     this.skipping = false;
   }
 
-  private reject(kind: FrameErrorKind, message: string): undefined {
+  private reject(kind: FrameErrorKind, message: string, header?: SerialFrameError['header']): undefined {
     this.stats.discardedBytes += this.runBytes + 1;
-    this.report(kind, message);
+    this.report(kind, message, header);
     this.resetRun();
     return undefined;
   }
 
-  private report(kind: FrameErrorKind, message: string): void {
+  private report(kind: FrameErrorKind, message: string, header?: SerialFrameError['header']): void {
     if (this.onError === undefined) return;
     try {
-      this.onError(new SerialFrameError(kind, message, this.runStart));
+      this.onError(new SerialFrameError(kind, message, this.runStart, header));
     } catch {
       // A throwing logger must not take the reader down with it.
     }
@@ -173,15 +173,21 @@ export class FrameDecoder {
       );
     }
     const kind = TYPE_KIND[buf[0]];
+    const seq = (buf[1] << 8) | buf[2];
     if (kind === undefined) {
       s.unknownTypes++;
-      return this.reject('unknown-type', `type byte 0x${buf[0].toString(16).padStart(2, '0')}`);
+      const code = buf[0];
+      return this.reject('unknown-type', `type byte 0x${code.toString(16).padStart(2, '0')}`, {
+        typeCode: code,
+        seq,
+      });
     }
-    const seq = (buf[1] << 8) | buf[2];
     const r = decodeBody(kind, seq, buf.subarray(HEADER_SIZE, crcAt));
     if (!r.ok) {
       s.bodyErrors++;
-      return this.reject('body', `${kind} seq ${seq}: ${r.error}`);
+      const header =
+        r.bootId === undefined ? { typeCode: buf[0], seq } : { typeCode: buf[0], seq, bootId: r.bootId };
+      return this.reject('body', `${kind} seq ${seq}: ${r.error}`, header);
     }
     s.framesOk++;
     this.resetRun();

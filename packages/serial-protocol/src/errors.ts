@@ -21,6 +21,13 @@ export class SerialFrameError extends Error {
     readonly kind: FrameErrorKind,
     message: string,
     readonly offset: number = -1,
+    /**
+     * For 'body' and 'unknown-type' errors, the frame passed its CRC, so its header is what the
+     * sender sent: the type byte, the seq, and the boot id when the body had a valid `b`. An
+     * agent uses it to acknowledge (and so retire) an intact DATA it will never accept, which
+     * would otherwise be retransmitted until it fell out of the device's ring.
+     */
+    readonly header?: { typeCode: number; seq: number; bootId?: number },
   ) {
     super(offset >= 0 ? `${kind}: ${message} (stream byte ${offset})` : `${kind}: ${message}`);
   }

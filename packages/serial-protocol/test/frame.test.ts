@@ -280,6 +280,12 @@ describe('hostile input: counted, skipped, never thrown, never losing a later va
     ]);
     expect(errors[1].offset).toBe(4);
     expect(errors[6].message).toMatch(/device id/);
+    // Intact frames with a bad body or type carry their header, so a DATA can be retired by ACK.
+    expect(errors[0].header).toBeUndefined();
+    expect(errors[2].header).toBeUndefined();
+    expect(errors[3].header).toEqual({ typeCode: 0x7f, seq: 1 });
+    expect(errors[4].header).toEqual({ typeCode: 0x02, seq: 1 });
+    expect(errors[5].header).toEqual({ typeCode: 0x02, seq: 1, bootId: 1 });
   });
 
   it('a throwing onError does not stop the decoder', () => {
