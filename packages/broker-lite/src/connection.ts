@@ -291,7 +291,9 @@ export class Connection {
     this.outPos = 0;
     if (n === 0 || this.closed || this.socket.destroyed || this.socket.writableEnded) return;
     this.broker.counters.bytesOut += n;
-    this.socket.write(out.subarray(0, n));
+    // write() says true when the socket's own buffer is under its high-water mark: no 'drain'
+    // event will come then, so whoever waits for one is told now.
+    if (this.socket.write(out.subarray(0, n)) && this.drainWaiting) this.onDrain();
   }
 
   /** Stops reading this publisher's socket until every session that paused it drains. */
@@ -310,11 +312,15 @@ export class Connection {
   waitDrain(): void {
     if (this.drainWaiting || this.closed) return;
     this.drainWaiting = true;
-    this.socket.once('drain', () => {
-      this.drainWaiting = false;
-      this.broker.connectionDrained(this);
-    });
+    this.socket.once('drain', this.onDrain);
   }
+
+  private readonly onDrain = (): void => {
+    if (!this.drainWaiting) return;
+    this.drainWaiting = false;
+    this.socket.off('drain', this.onDrain);
+    this.broker.connectionDrained(this);
+  };
 }
 
 let current: Connection | null = null;

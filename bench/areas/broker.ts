@@ -1,0 +1,539 @@
+/**
+ * broker-lite against Aedes and Mosquitto, each in its own child process (so its RSS is its
+ * own), driven by one raw-socket load generator built on the codec: fan-in at QoS 0/1/2 with
+ * every message checked (QoS 2 exactly once), fan-out to 200 subscribers, QoS 1 latency,
+ * 5,000 idle connections, idle RSS. Every broker runs with its default settings.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Packet, PacketParser, PacketWriter } from '@mqtt-edge/codec';
+import { type BenchArea, type BenchOptions, type BenchRow, costRow, rateRow } from '../harness.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const MOSQUITTO = '/usr/sbin/mosquitto';
+
+// ---- brokers in child processes --------------------------------------------------------
+
+interface RunningBroker {
+  name: string;
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+const LITE_SCRIPT = `
+const { Broker } = await import('@mqtt-edge/broker-lite');
+const b = new Broker({ listeners: [{ port: 0, host: '127.0.0.1', protocol: 'mqtt' }] });
+await b.listen();
+console.log('PORT ' + b.addresses[0].port);
+process.on('SIGTERM', async () => { await b.close(); process.exit(0); });
+`;
+
+const AEDES_SCRIPT = `
+const { Aedes } = await import('aedes');
+const net = await import('node:net');
+const aedes = await Aedes.createBroker();
+const server = net.createServer(aedes.handle);
+server.listen(0, '127.0.0.1', () => console.log('PORT ' + server.address().port));
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+function waitForPort(child: ChildProcess, name: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${err}`)), 20_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /PORT (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code}): ${err}`));
+    });
+  });
+}
+
+async function startNodeBroker(name: string, script: string): Promise<RunningBroker> {
+  const prof = process.env.BENCH_PROFILE === name ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bl/prof'] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const port = await waitForPort(child, name);
+  return { name, port, pid: child.pid as number, stop: () => stopChild(child) };
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function startMosquitto(): Promise<RunningBroker> {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-mosq-'));
+  const conf = path.join(dir, 'mosquitto.conf');
+  fs.writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\n`);
+  // Its log goes nowhere: an unread pipe would fill and stall the broker.
+  const child = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('mosquitto did not start');
+    await sleep(50);
+  }
+  return {
+    name: 'mosquitto',
+    port,
+    pid: child.pid as number,
+    stop: async () => {
+      await stopChild(child);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function rssBytes(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// ---- the raw-socket client -------------------------------------------------------------
+
+const writer = new PacketWriter(1 << 16);
+
+class RawClient {
+  readonly socket: net.Socket;
+  private readonly parser = new PacketParser({ protocolVersion: 4 });
+  onPacket: (p: Packet) => void = () => {};
+  private out: Buffer[] = [];
+  private outScheduled = false;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.parser.push(chunk, (p) => this.onPacket(p));
+      this.flush();
+    });
+    socket.on('error', () => {});
+  }
+
+  static connect(port: number, clientId: string): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1');
+      const c = new RawClient(socket);
+      const timer = setTimeout(() => reject(new Error(`CONNACK timeout for ${clientId}`)), 30_000);
+      socket.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      c.onPacket = (p) => {
+        if (p.type === 'connack') {
+          clearTimeout(timer);
+          c.onPacket = () => {};
+          if (p.reasonCode !== 0) reject(new Error(`CONNACK ${p.reasonCode}`));
+          else resolve(c);
+        }
+      };
+      socket.write(
+        writer.encode({ type: 'connect', protocolVersion: 4, clientId, clean: true, keepalive: 120 }).slice(),
+      );
+    });
+  }
+
+  /** Queued; written once per turn. */
+  send(p: Packet): void {
+    this.out.push(Buffer.from(writer.encode(p, 4)));
+    if (!this.outScheduled) {
+      this.outScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): boolean {
+    this.outScheduled = false;
+    if (this.out.length === 0) return true;
+    const b = this.out.length === 1 ? this.out[0] : Buffer.concat(this.out);
+    this.out = [];
+    return this.socket.write(b);
+  }
+
+  subscribe(filter: string, qos: 0 | 1 | 2): Promise<void> {
+    return new Promise((resolve) => {
+      const prev = this.onPacket;
+      this.onPacket = (p) => {
+        if (p.type === 'suback') {
+          this.onPacket = prev;
+          resolve();
+        } else prev(p);
+      };
+      this.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: filter, qos }] });
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A subscriber that acks QoS 1/2 and calls `onMessage` once per PUBLISH received. */
+function consume(c: RawClient, onMessage: (payload: Uint8Array) => void): void {
+  c.onPacket = (p) => {
+    if (p.type === 'publish') {
+      if (p.qos === 1) c.send({ type: 'puback', packetId: p.packetId as number });
+      else if (p.qos === 2) c.send({ type: 'pubrec', packetId: p.packetId as number });
+      onMessage(p.payload);
+    } else if (p.type === 'pubrel') c.send({ type: 'pubcomp', packetId: p.packetId });
+  };
+}
+
+// ---- scenarios -------------------------------------------------------------------------
+
+interface FaninResult {
+  rate: number;
+  received: number;
+  unique: number;
+  expected: number;
+}
+
+export async function fanin(port: number, qos: 0 | 1 | 2, publishers: number, perPublisher: number): Promise<FaninResult> {
+  const expected = publishers * perPublisher;
+  const seen = new Uint8Array(expected);
+  let received = 0;
+  let unique = 0;
+  const sub = await RawClient.connect(port, `fanin-sub-${qos}`);
+  await sub.subscribe('#', qos);
+  const pubs = await Promise.all(
+    Array.from({ length: publishers }, (_, i) => RawClient.connect(port, `fanin-pub-${qos}-${i}`)),
+  );
+  let done: () => void = () => {};
+  const allIn = new Promise<void>((r) => {
+    done = r;
+  });
+  let lastAt = 0;
+  consume(sub, (payload) => {
+    received++;
+    const idx = ((payload[0] << 8) | payload[1]) * perPublisher + ((payload[2] << 8) | payload[3]);
+    if (idx < expected && seen[idx]++ === 0 && ++unique === expected) done();
+    lastAt = performance.now();
+  });
+  const payloadFor = (p: number, n: number): Uint8Array => {
+    const payload = new Uint8Array(64);
+    payload[0] = p >> 8;
+    payload[1] = p & 0xff;
+    payload[2] = n >> 8;
+    payload[3] = n & 0xff;
+    return payload;
+  };
+  const start = performance.now();
+  for (let p = 0; p < publishers; p++) {
+    const c = pubs[p];
+    const topic = `bench/fanin/p${p}`;
+    if (qos === 0) {
+      void (async () => {
+        for (let n = 0; n < perPublisher; ) {
+          const parts: Buffer[] = [];
+          for (let k = 0; k < 250 && n < perPublisher; k++, n++)
+            parts.push(
+              Buffer.from(
+                writer.encode({ type: 'publish', topic, payload: payloadFor(p, n), qos: 0, retain: false, dup: false }),
+              ),
+            );
+          if (!c.socket.write(Buffer.concat(parts))) await new Promise((r) => c.socket.once('drain', r));
+        }
+      })();
+      continue;
+    }
+    // QoS 1/2: a window of 100 unacknowledged publishes per publisher.
+    let next = 0;
+    let open = 0;
+    const sendOne = (): void => {
+      const n = next++;
+      open++;
+      c.send({ type: 'publish', topic, payload: payloadFor(p, n), qos, retain: false, dup: false, packetId: (n % 65_000) + 1 });
+    };
+    c.onPacket = (pk) => {
+      if (pk.type === 'pubrec') {
+        c.send({ type: 'pubrel', packetId: pk.packetId });
+        return;
+      }
+      if (pk.type === 'puback' || pk.type === 'pubcomp') {
+        open--;
+        while (open < 100 && next < perPublisher) sendOne();
+      }
+    };
+    while (open < 100 && next < perPublisher) sendOne();
+  }
+  // Done when everything arrived, or when nothing has arrived for 2 s (a broker that dropped).
+  const stalled = (async () => {
+    const deadline = performance.now() + 60_000;
+    while (performance.now() < deadline) {
+      await sleep(250);
+      if (unique === expected || (lastAt > 0 && performance.now() - lastAt > 2000)) return;
+    }
+  })();
+  await Promise.race([allIn, stalled]);
+  // QoS 2: give a duplicate a moment to show up.
+  if (qos === 2 && unique === expected) await sleep(200);
+  const end = lastAt;
+  for (const c of pubs) c.close();
+  sub.close();
+  return { rate: (unique * 1000) / (end - start), received, unique, expected };
+}
+
+export async function fanout(port: number, subscribers: number, messages: number): Promise<{ rate: number; delivered: number; expected: number }> {
+  const counts = new Array<number>(subscribers).fill(0);
+  let delivered = 0;
+  const expected = subscribers * messages;
+  let done: () => void = () => {};
+  const allIn = new Promise<void>((r) => {
+    done = r;
+  });
+  let lastAt = 0;
+  const subs: RawClient[] = [];
+  for (let i = 0; i < subscribers; i += 50) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(50, subscribers - i) }, (_, k) => RawClient.connect(port, `fanout-sub-${i + k}`)),
+    );
+    await Promise.all(batch.map((c) => c.subscribe('bench/fanout', 0)));
+    subs.push(...batch);
+  }
+  subs.forEach((c, i) =>
+    consume(c, () => {
+      counts[i]++;
+      lastAt = performance.now();
+      if (++delivered === expected) done();
+    }),
+  );
+  const pub = await RawClient.connect(port, 'fanout-pub');
+  const payload = new Uint8Array(64);
+  const start = performance.now();
+  for (let n = 0; n < messages; ) {
+    const parts: Buffer[] = [];
+    for (let k = 0; k < 100 && n < messages; k++, n++)
+      parts.push(Buffer.from(writer.encode({ type: 'publish', topic: 'bench/fanout', payload, qos: 0, retain: false, dup: false })));
+    if (!pub.socket.write(Buffer.concat(parts))) await new Promise((r) => pub.socket.once('drain', r));
+  }
+  const stalled = (async () => {
+    const deadline = performance.now() + 60_000;
+    while (performance.now() < deadline) {
+      await sleep(250);
+      if (delivered === expected || (lastAt > 0 && performance.now() - lastAt > 2000)) return;
+    }
+  })();
+  await Promise.race([allIn, stalled]);
+  const end = lastAt;
+  pub.close();
+  for (const c of subs) c.close();
+  return { rate: (delivered * 1000) / (end - start), delivered, expected };
+}
+
+async function latency(port: number, rounds: number): Promise<{ p50: number; p99: number }> {
+  const sub = await RawClient.connect(port, 'lat-sub');
+  await sub.subscribe('bench/lat', 1);
+  const pub = await RawClient.connect(port, 'lat-pub');
+  let arrived: () => void = () => {};
+  consume(sub, () => arrived());
+  pub.onPacket = () => {};
+  const times: number[] = [];
+  const payload = new Uint8Array(64);
+  for (let i = 0; i < rounds + 200; i++) {
+    const got = new Promise<void>((r) => {
+      arrived = r;
+    });
+    const t0 = performance.now();
+    pub.socket.write(
+      writer.encode({ type: 'publish', topic: 'bench/lat', payload, qos: 1, retain: false, dup: false, packetId: (i % 60_000) + 1 }),
+    );
+    await got;
+    if (i >= 200) times.push(performance.now() - t0);
+  }
+  pub.close();
+  sub.close();
+  times.sort((a, b) => a - b);
+  return { p50: times[Math.floor(times.length * 0.5)], p99: times[Math.floor(times.length * 0.99)] };
+}
+
+async function idle(b: RunningBroker, count: number): Promise<{ perConn: number; rate: number; before: number }> {
+  await sleep(300);
+  const before = rssBytes(b.pid);
+  const clients: RawClient[] = [];
+  const start = performance.now();
+  for (let i = 0; i < count; i += 250) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(250, count - i) }, (_, k) => RawClient.connect(b.port, `idle-${i + k}`)),
+    );
+    clients.push(...batch);
+  }
+  const rate = (count * 1000) / (performance.now() - start);
+  await sleep(1000);
+  const after = rssBytes(b.pid);
+  for (const c of clients) c.close();
+  await sleep(300);
+  return { perConn: (after - before) / count, rate, before };
+}
+
+// ---- the area --------------------------------------------------------------------------
+
+interface Figures {
+  idleRss: number;
+  fanin: FaninResult[];
+  fanout: { rate: number; delivered: number; expected: number };
+  lat: { p50: number; p99: number };
+  idle: { perConn: number; rate: number };
+}
+
+async function measure(b: RunningBroker, quick: boolean, idleRss: number, id: Figures['idle']): Promise<Figures> {
+  const per = quick ? 1000 : 5000;
+  const fan: FaninResult[] = [];
+  const say = (what: string, v: unknown): void => {
+    if (process.env.BENCH_VERBOSE) console.error(`  ${b.name} ${what}: ${JSON.stringify(v)}`);
+  };
+  for (const qos of [0, 1, 2] as const) {
+    fan.push(await fanin(b.port, qos, 20, per));
+    say(`fanin qos${qos}`, fan[qos]);
+  }
+  const fo = await fanout(b.port, 200, quick ? 200 : 2000);
+  say('fanout', fo);
+  const lat = await latency(b.port, quick ? 500 : 3000);
+  say('latency', lat);
+  return { idleRss, fanin: fan, fanout: fo, lat, idle: id };
+}
+
+function lossNote(r: { expected: number }, got: number, who: string): string | undefined {
+  return got < r.expected ? `${who} delivered ${got} of ${r.expected}` : undefined;
+}
+
+const area: BenchArea = {
+  area: 'broker',
+  async run(options: BenchOptions): Promise<BenchRow[]> {
+    const results = new Map<string, Figures>();
+    const starters: Array<[string, () => Promise<RunningBroker>]> = [
+      ['broker-lite', () => startNodeBroker('broker-lite', LITE_SCRIPT)],
+      ['aedes', () => startNodeBroker('aedes', AEDES_SCRIPT)],
+    ];
+    const haveMosquitto = fs.existsSync(MOSQUITTO);
+    if (haveMosquitto) starters.push(['mosquitto', startMosquitto]);
+    const only = process.env.BENCH_BROKERS?.split(',');
+    for (const [name, start] of starters) {
+      if (only !== undefined && !only.includes(name)) continue;
+      if (process.env.BENCH_VERBOSE) console.error(`broker: measuring ${name}`);
+      // Idle figures from a fresh process, throughput from another: a heap grown by the load
+      // runs would blur the per-connection RSS.
+      const fresh = await start();
+      let idleRss: number;
+      let id: Figures['idle'];
+      try {
+        await sleep(1000);
+        idleRss = rssBytes(fresh.pid);
+        id = await idle(fresh, options.quick ? 1000 : 5000);
+        if (process.env.BENCH_VERBOSE) console.error(`  ${name} idle: ${JSON.stringify({ idleRss, ...id })}`);
+      } finally {
+        await fresh.stop();
+      }
+      const b = await start();
+      try {
+        results.set(name, await measure(b, options.quick, idleRss, id));
+      } finally {
+        await b.stop();
+      }
+    }
+    const ours = results.get('broker-lite');
+    if (ours === undefined) return [];
+    const rows: BenchRow[] = [];
+    const peers = ['mosquitto', 'aedes'];
+    for (const peer of peers) {
+      const f = results.get(peer);
+      const target = peer === 'aedes' ? 3 : 1;
+      const skip = f === undefined ? `${peer} not installed (${MOSQUITTO}): row skipped` : undefined;
+      const note = (...parts: Array<string | undefined>): string | undefined =>
+        [skip, ...parts].filter((x) => x !== undefined).join('; ') || undefined;
+      for (let q = 0; q < 3; q++) {
+        const o = ours.fanin[q];
+        const p = f?.fanin[q];
+        const dup = q === 2 && o.received !== o.unique ? `broker-lite sent ${o.received - o.unique} duplicates` : undefined;
+        rows.push(
+          rateRow(
+            `broker:fanin-qos${q} vs ${peer}`,
+            'msg/s',
+            o.rate,
+            p?.rate ?? null,
+            peer,
+            target,
+            note(lossNote(o, o.unique, 'broker-lite'), p ? lossNote(p, p.unique, peer) : undefined, dup),
+          ),
+        );
+      }
+      rows.push(
+        rateRow(
+          `broker:fanout-200 vs ${peer}`,
+          'deliveries/s',
+          ours.fanout.rate,
+          f?.fanout.rate ?? null,
+          peer,
+          target,
+          note(lossNote(ours.fanout, ours.fanout.delivered, 'broker-lite'), f ? lossNote(f.fanout, f.fanout.delivered, peer) : undefined),
+        ),
+      );
+      rows.push(costRow(`broker:latency-qos1-p50 vs ${peer}`, 'ms', ours.lat.p50, f?.lat.p50 ?? null, peer, undefined, note()));
+      rows.push(
+        costRow(`broker:latency-qos1-p99 vs ${peer}`, 'ms', ours.lat.p99, f?.lat.p99 ?? null, peer, undefined, note('target p99 <= 0.2 ms')),
+      );
+      rows.push(rateRow(`broker:connect-rate vs ${peer}`, 'conn/s', ours.idle.rate, f?.idle.rate ?? null, peer, undefined, note()));
+      rows.push(
+        costRow(
+          `broker:rss-per-idle-conn vs ${peer}`,
+          'bytes/conn',
+          ours.idle.perConn,
+          f?.idle.perConn ?? null,
+          peer,
+          undefined,
+          note('target <= 4096 bytes'),
+        ),
+      );
+      rows.push(costRow(`broker:idle-rss vs ${peer}`, 'bytes', ours.idleRss, f?.idleRss ?? null, peer, undefined, note()));
+    }
+    return rows;
+  },
+};
+
+export default area;
