@@ -261,6 +261,11 @@ function closest(word: string, options: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestD = 3;
   const w = word.toLowerCase();
+  // `baudrate` for `baud`, `dir` for `directory`: a prefix either way is the likeliest mistake.
+  const prefix = options.find(
+    (o) => o.length >= 3 && (w.startsWith(o.toLowerCase()) || o.toLowerCase().startsWith(w)),
+  );
+  if (prefix !== undefined && w.length >= 3) return prefix;
   for (const o of options) {
     const d = distance(w, o.toLowerCase());
     if (d < bestD) {

@@ -1,0 +1,261 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  ConfigError,
+  loadConfig,
+  parseConfig,
+  parseConfigText,
+  parseDuration,
+  parseSize,
+} from '../src/config.ts';
+
+const minimal = { serial: [{ path: '/dev/ttyUSB0' }], mqtt: { url: 'mqtt://127.0.0.1:1883' } };
+
+function problems(raw: unknown, env: NodeJS.ProcessEnv = {}): Array<{ path: string; message: string }> {
+  try {
+    parseConfig(raw, { env, baseDir: '/etc/agent' });
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as ConfigError).problems;
+  }
+  return [];
+}
+
+describe('config: defaults', () => {
+  it('fills every default from a minimal config', () => {
+    const c = parseConfig(minimal, { env: { STATE_DIRECTORY: '/var/lib/a' }, baseDir: '/etc/agent' });
+    expect(c.stateDir).toBe('/var/lib/a');
+    expect(c.queue.dir).toBe('/var/lib/a/queue');
+    expect(c.queue.fsync).toBe('batch');
+    expect(c.queue.dropPolicy).toBe('reject-new');
+    expect(c.mqtt).toMatchObject({ version: 5, qos: 1, keepalive: 30 });
+    expect(c.mqtt.clientId).toBe(`mqtt-edge-agent-${c.id}`);
+    expect(c.topics).toEqual({ prefix: 'sensors', reading: '{prefix}/{device}/{sensor}', payload: 'json' });
+    expect(c.serial).toEqual([{ name: 'ttyUSB0', path: '/dev/ttyUSB0', baud: 115200, framing: 'native' }]);
+  });
+
+  it('resolves relative paths against the config directory', () => {
+    const c = parseConfig(
+      { ...minimal, agent: { stateDir: 'state' }, serial: [{ path: 'tty0' }], queue: { dir: '../q' } },
+      { baseDir: '/etc/agent', env: {} },
+    );
+    expect(c.stateDir).toBe('/etc/agent/state');
+    expect(c.serial[0].path).toBe('/etc/agent/tty0');
+    expect(c.queue.dir).toBe('/etc/q');
+  });
+
+  it('parses durations, sizes and fsync intervals', () => {
+    const c = parseConfig(
+      {
+        ...minimal,
+        agent: { healthInterval: '1m', statusInterval: 5, commandTimeout: '1500ms' },
+        queue: { fsync: '100ms', maxBytes: '64MiB', maxAge: '7d', maxCount: 1000, dropPolicy: 'drop-oldest' },
+      },
+      { env: {} },
+    );
+    expect(c.healthIntervalMs).toBe(60_000);
+    expect(c.statusIntervalMs).toBe(5000);
+    expect(c.commandTimeoutMs).toBe(1500);
+    expect(c.queue).toMatchObject({
+      fsync: { intervalMs: 100 },
+      maxBytes: 64 * 2 ** 20,
+      maxAgeMs: 7 * 86_400_000,
+      maxCount: 1000,
+      dropPolicy: 'drop-oldest',
+    });
+    expect(parseDuration('2h')).toBe(7_200_000);
+    expect(parseDuration('-1s')).toBeUndefined();
+    expect(parseSize('1.5KiB')).toBe(1536);
+    expect(parseSize('12 parsecs')).toBeUndefined();
+  });
+
+  it('takes the password from the environment over the file, and from a password file', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-cfg-'));
+    writeFileSync(path.join(dir, 'pw'), 's3cret\n');
+    const base = { ...minimal, mqtt: { ...minimal.mqtt, username: 'u', password: 'file' } };
+    expect(parseConfig(base, { env: {} }).mqtt.password).toBe('file');
+    expect(parseConfig(base, { env: { MQTT_EDGE_PASSWORD: 'env' } }).mqtt.password).toBe('env');
+    const custom = { ...minimal, mqtt: { ...minimal.mqtt, username: 'u', passwordEnv: 'PW' } };
+    expect(parseConfig(custom, { env: { PW: 'x' } }).mqtt.password).toBe('x');
+    const fromFile = { ...minimal, mqtt: { ...minimal.mqtt, username: 'u', passwordFile: 'pw' } };
+    expect(parseConfig(fromFile, { env: {}, baseDir: dir }).mqtt.password).toBe('s3cret');
+  });
+});
+
+describe('config: errors name the key and what is wrong', () => {
+  const cases: Array<[string, unknown, string, RegExp]> = [
+    ['empty document', null, '', /empty/],
+    ['no serial', { mqtt: minimal.mqtt }, 'serial', /missing/],
+    ['serial not a list', { ...minimal, serial: { path: 'x' } }, 'serial', /list/],
+    [
+      'typo in a key',
+      { ...minimal, serial: [{ path: 'x', baudrate: 9600 }] },
+      'serial[0].baudrate',
+      /did you mean baud/,
+    ],
+    ['odd baud', { ...minimal, serial: [{ path: 'x', baud: 12345 }] }, 'serial[0].baud', /standard rate/],
+    ['baud as text', { ...minimal, serial: [{ path: 'x', baud: 'fast' }] }, 'serial[0].baud', /integer/],
+    [
+      'path and usb',
+      { ...minimal, serial: [{ path: 'x', usb: { vendorId: '2341' } }] },
+      'serial[0]',
+      /exactly one/,
+    ],
+    [
+      'bad usb id',
+      { ...minimal, serial: [{ usb: { vendorId: 'arduino' } }] },
+      'serial[0].usb.vendorId',
+      /hex/,
+    ],
+    [
+      'text framing without device',
+      { ...minimal, serial: [{ path: 'x', framing: 'json-lines' }] },
+      'serial[0].device',
+      /required/,
+    ],
+    [
+      'bad framing',
+      { ...minimal, serial: [{ path: 'x', framing: 'slip' }] },
+      'serial[0].framing',
+      /one of native/,
+    ],
+    [
+      'two ports same path',
+      { ...minimal, serial: [{ path: 'x' }, { path: 'x', name: 'b' }] },
+      'serial[1].path',
+      /twice/,
+    ],
+    [
+      'device id with slash',
+      { ...minimal, serial: [{ path: 'x', device: 'a/b' }] },
+      'serial[0].device',
+      /A-Z/,
+    ],
+    ['no url', { serial: minimal.serial, mqtt: {} }, 'mqtt.url', /missing/],
+    ['http url', { ...minimal, mqtt: { url: 'http://x' } }, 'mqtt.url', /mqtt:\/\//],
+    ['not a url', { ...minimal, mqtt: { url: 'broker:1883:x' } }, 'mqtt.url', /scheme|URL/],
+    ['credentials in url', { ...minimal, mqtt: { url: 'mqtt://u:p@h' } }, 'mqtt.url', /credentials/],
+    ['version 3', { ...minimal, mqtt: { ...minimal.mqtt, version: 3 } }, 'mqtt.version', /4\.\.5/],
+    ['qos 3', { ...minimal, mqtt: { ...minimal.mqtt, qos: 3 } }, 'mqtt.qos', /0\.\.2/],
+    ['tls on mqtt://', { ...minimal, mqtt: { ...minimal.mqtt, tls: {} } }, 'mqtt.tls', /mqtts/],
+    [
+      'missing CA file',
+      { ...minimal, mqtt: { url: 'mqtts://h', tls: { ca: '/nonexistent/ca.pem' } } },
+      'mqtt.tls.ca',
+      /cannot read/,
+    ],
+    [
+      '3.1.1 password without user',
+      { ...minimal, mqtt: { ...minimal.mqtt, version: 4, password: 'p' } },
+      'mqtt.password',
+      /username/,
+    ],
+    ['wildcard prefix', { ...minimal, topics: { prefix: 'a/+' } }, 'topics.prefix', /wildcard/],
+    [
+      'template without sensor',
+      { ...minimal, topics: { reading: '{prefix}/{device}' } },
+      'topics.reading',
+      /\{sensor\}/,
+    ],
+    [
+      'unknown placeholder',
+      { ...minimal, topics: { reading: '{prefix}/{device}/{sensor}/{unit}' } },
+      'topics.reading',
+      /\{unit\}/,
+    ],
+    ['bad payload', { ...minimal, topics: { payload: 'xml' } }, 'topics.payload', /json, cbor, raw/],
+    ['bad fsync', { ...minimal, queue: { fsync: 'always' } }, 'queue.fsync', /batch, never/],
+    ['bad size', { ...minimal, queue: { maxBytes: 'lots' } }, 'queue.maxBytes', /size/],
+    [
+      'bad drop policy',
+      { ...minimal, queue: { dropPolicy: 'drop-newest' } },
+      'queue.dropPolicy',
+      /reject-new/,
+    ],
+    ['unknown top-level key', { ...minimal, brokers: [] }, 'brokers', /unknown key/],
+    ['agent id with space', { ...minimal, agent: { id: 'my agent' } }, 'agent.id', /topic level/],
+  ];
+  for (const [what, raw, key, message] of cases) {
+    it(what, () => {
+      const p = problems(raw);
+      const hit = p.find((x) => x.path === key);
+      expect(hit, JSON.stringify(p)).toBeDefined();
+      expect(hit!.message).toMatch(message);
+    });
+  }
+
+  it('reports every problem at once, not the first only', () => {
+    const p = problems({ serial: [{ path: 'x', baud: 1 }], mqtt: { url: 'http://x', qos: 9 } });
+    expect(p.map((x) => x.path).sort()).toEqual(['mqtt.qos', 'mqtt.url', 'serial[0].baud']);
+  });
+
+  it('gives YAML line numbers for key paths', () => {
+    const text = [
+      'serial:',
+      '  - path: /dev/ttyUSB0',
+      '    baud: 12345',
+      'mqtt:',
+      '  url: http://x',
+      '',
+    ].join('\n');
+    try {
+      parseConfigText(text, { env: {} });
+      expect.unreachable();
+    } catch (e) {
+      const p = (e as ConfigError).problems;
+      expect(p.find((x) => x.path === 'serial[0].baud')?.line).toBe(3);
+      expect(p.find((x) => x.path === 'mqtt.url')?.line).toBe(5);
+      expect((e as Error).message).toMatch(/serial\[0\]\.baud \(line 3\)/);
+    }
+  });
+
+  it('rejects YAML syntax errors, duplicate keys and alias bombs with a line', () => {
+    expect(() => parseConfigText('serial: [\n', { env: {} })).toThrow(ConfigError);
+    expect(() => parseConfigText('mqtt: {url: a}\nmqtt: {url: b}\n', { env: {} })).toThrow(/YAML/);
+    const bomb = [
+      'a: &a [x,x,x,x,x,x,x,x,x]',
+      ...Array.from(
+        { length: 12 },
+        (_, i) =>
+          `b${i}: &b${i} [*${i === 0 ? 'a' : `b${i - 1}`},*${i === 0 ? 'a' : `b${i - 1}`},*${i === 0 ? 'a' : `b${i - 1}`},*${i === 0 ? 'a' : `b${i - 1}`},*${i === 0 ? 'a' : `b${i - 1}`},*${i === 0 ? 'a' : `b${i - 1}`},*${i === 0 ? 'a' : `b${i - 1}`},*${i === 0 ? 'a' : `b${i - 1}`},*${i === 0 ? 'a' : `b${i - 1}`}]`,
+      ),
+    ].join('\n');
+    const t0 = performance.now();
+    expect(() => parseConfigText(bomb, { env: {} })).toThrow(ConfigError);
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it('reads JSON files and reports unreadable ones', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-cfg-'));
+    const f = path.join(dir, 'agent.json');
+    writeFileSync(f, JSON.stringify(minimal));
+    expect(loadConfig(f, {}).serial[0].path).toBe('/dev/ttyUSB0');
+    expect(() => loadConfig(path.join(dir, 'missing.yaml'), {})).toThrow(/ENOENT/);
+  });
+
+  it('never throws anything but ConfigError on arbitrary documents', () => {
+    fc.assert(
+      fc.property(fc.anything({ maxDepth: 4 }), (raw) => {
+        try {
+          parseConfig(raw, { env: {} });
+        } catch (e) {
+          if (!(e instanceof ConfigError)) throw e;
+        }
+      }),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200 }), (text) => {
+        try {
+          parseConfigText(text, { env: {} });
+        } catch (e) {
+          if (!(e instanceof ConfigError)) throw e;
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

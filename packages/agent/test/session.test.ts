@@ -1,0 +1,318 @@
+import { OutboxFullError, type OutboxMessage } from '@mqtt-edge/client';
+import { encodeFrame, type Frame, FrameDecoder, type ResultFrame } from '@mqtt-edge/serial-protocol';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { SeqWindow } from '../src/dedupe.ts';
+import { type DeviceEvent, PortSession } from '../src/device-session.ts';
+import { silentLogger } from '../src/log.ts';
+import { Mapper } from '../src/mapper.ts';
+
+/** A session with a scripted queue: `mode` decides what each put() does. */
+function rig(options: { framing?: 'native' | 'json-lines' | 'key-value'; device?: string } = {}) {
+  const stored: OutboxMessage[] = [];
+  const written: Frame[] = [];
+  const events: DeviceEvent[] = [];
+  const results: ResultFrame[] = [];
+  const out = new FrameDecoder();
+  const state = {
+    mode: 'ok' as 'ok' | 'full' | 'fail' | 'hold',
+    held: [] as Array<() => void>,
+    writable: true,
+  };
+  let seq = 0;
+  const session = new PortSession({
+    port: 'p0',
+    framing: options.framing ?? 'native',
+    device: options.device,
+    textBootId: 77,
+    mapper: new Mapper({
+      prefix: 's',
+      template: '{prefix}/{device}/{sensor}',
+      payload: 'json',
+      qos: 1,
+      protocolVersion: 5,
+    }),
+    host: {
+      store: (m) => {
+        if (state.mode === 'full') return Promise.reject(new OutboxFullError('full'));
+        if (state.mode === 'fail') return Promise.reject(new Error('EIO'));
+        if (state.mode === 'hold')
+          return new Promise((resolve) =>
+            state.held.push(() => {
+              stored.push(m);
+              resolve(++seq);
+            }),
+          );
+        stored.push(m);
+        return Promise.resolve(++seq);
+      },
+      write: (b) => {
+        if (!state.writable) return false;
+        written.push(...out.push(b));
+        return true;
+      },
+      onDevice: (e) => events.push(e),
+      onResult: (_d, r) => results.push(r),
+      now: () => Date.now(),
+      log: silentLogger,
+    },
+  });
+  const acks = () => written.filter((f) => f.type === 'ack').map((f) => f.seq);
+  const settle = () => new Promise((r) => setTimeout(r, 0));
+  return { session, stored, written, events, results, state, acks, settle };
+}
+
+const hello = (bootId = 1, deviceId = 'dev1'): Frame => ({
+  type: 'hello',
+  seq: 0,
+  deviceId,
+  firmware: 'fw',
+  bootId,
+  sensors: [{ name: 't' }],
+});
+const data = (seq: number, bootId = 1, n = 2): Frame => ({
+  type: 'data',
+  seq,
+  bootId,
+  readings: Array.from({ length: n }, (_, i) => ({ sensor: `s${i}`, value: seq * 10 + i })),
+});
+const ids = (ms: OutboxMessage[]) => ms.map((m) => m.properties?.userProperties?.[0]?.[1]);
+
+describe('PortSession: store, then acknowledge', () => {
+  it('acks a DATA frame only after every reading was stored, and stores each once', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello()));
+    expect(r.events).toEqual([
+      { type: 'online', device: 'dev1', bootId: 1, firmware: 'fw', sensors: [{ name: 't' }] },
+    ]);
+    r.state.mode = 'hold';
+    r.session.push(encodeFrame(data(5)));
+    await r.settle();
+    expect(r.acks()).toEqual([]);
+    r.state.held.shift()!();
+    await r.settle();
+    expect(r.acks()).toEqual([]); // one of two readings stored: not yet
+    r.state.held.shift()!();
+    await r.settle();
+    expect(r.acks()).toEqual([5]);
+    expect(ids(r.stored)).toEqual(['dev1:1:5:0', 'dev1:1:5:1']);
+    expect(r.stored[0].topic).toBe('s/dev1/s0');
+  });
+
+  it('acks a duplicate again without storing it; ignores one that arrives while storing', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello()));
+    r.state.mode = 'hold';
+    r.session.push(encodeFrame(data(1)));
+    r.session.push(encodeFrame(data(1))); // retransmitted before the first finished
+    expect(r.session.counters.duplicatesInFlight).toBe(1);
+    for (const f of r.state.held.splice(0)) f();
+    await r.settle();
+    r.state.mode = 'ok';
+    r.session.push(encodeFrame(data(1))); // the ACK was lost; it comes again
+    await r.settle();
+    expect(r.stored).toHaveLength(2);
+    expect(r.acks()).toEqual([1, 1]);
+    expect(r.session.counters.duplicates).toBe(1);
+  });
+
+  it('does not ack when the queue is full, and stores only the rest on the retransmission', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello()));
+    let calls = 0;
+    r.state.mode = 'ok';
+    // First reading stored, second refused: a bytes bound can split a frame like this.
+    const store = (r.session as unknown as { o: { host: { store: (m: OutboxMessage) => Promise<number> } } })
+      .o.host;
+    const orig = store.store;
+    store.store = (m) => (++calls === 2 ? Promise.reject(new OutboxFullError('full')) : orig(m));
+    r.session.push(encodeFrame(data(9)));
+    await r.settle();
+    expect(r.acks()).toEqual([]);
+    expect(r.session.counters.rejected).toBe(1);
+    r.session.push(encodeFrame(data(9)));
+    await r.settle();
+    expect(r.acks()).toEqual([9]);
+    expect(ids(r.stored)).toEqual(['dev1:1:9:0', 'dev1:1:9:1']);
+  });
+
+  it('counts a store failure (disk) and does not ack', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello()));
+    r.state.mode = 'fail';
+    r.session.push(encodeFrame(data(2)));
+    await r.settle();
+    expect(r.acks()).toEqual([]);
+    expect(r.session.counters.storeErrors).toBe(2);
+  });
+
+  it('does not ack DATA from an unknown device and asks it for a HELLO', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(data(3)));
+    await r.settle();
+    expect(r.acks()).toEqual([]);
+    expect(r.stored).toHaveLength(0);
+    expect(r.written.some((f) => f.type === 'cmd' && f.name === 'hello' && f.id === 0)).toBe(true);
+    r.session.push(encodeFrame(hello()));
+    r.session.push(encodeFrame(data(3)));
+    await r.settle();
+    expect(r.acks()).toEqual([3]);
+  });
+
+  it('uses the configured device id when DATA comes before any HELLO', async () => {
+    const r = rig({ device: 'pinned' });
+    r.session.push(encodeFrame(data(3, 42)));
+    await r.settle();
+    expect(ids(r.stored)).toEqual(['pinned:42:3:0', 'pinned:42:3:1']);
+    expect(r.acks()).toEqual([3]);
+  });
+
+  it('starts a new dedupe window on a new boot (HELLO or DATA) and acks with the new boot id', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello(1)));
+    r.session.push(encodeFrame(data(0, 1)));
+    await r.settle();
+    r.session.push(encodeFrame(hello(2)));
+    r.session.push(encodeFrame(data(0, 2)));
+    await r.settle();
+    r.session.push(encodeFrame(data(0, 3))); // HELLO of boot 3 lost
+    await r.settle();
+    expect(ids(r.stored)).toEqual([
+      'dev1:1:0:0',
+      'dev1:1:0:1',
+      'dev1:2:0:0',
+      'dev1:2:0:1',
+      'dev1:3:0:0',
+      'dev1:3:0:1',
+    ]);
+    const acks = r.written.filter((f) => f.type === 'ack');
+    expect(acks.map((a) => (a.type === 'ack' ? a.bootId : -1))).toEqual([1, 2, 3]);
+    expect(r.session.counters.boots).toBe(3);
+  });
+
+  it('a store of the old boot that finishes after a reboot does not ack into the new boot', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello(1)));
+    r.state.mode = 'hold';
+    r.session.push(encodeFrame(data(4, 1)));
+    r.session.push(encodeFrame(hello(2)));
+    for (const f of r.state.held.splice(0)) f();
+    await r.settle();
+    expect(r.acks()).toEqual([]);
+  });
+
+  it('survives garbage, truncated frames and bit flips between good frames', async () => {
+    const r = rig();
+    const good = [encodeFrame(hello()), encodeFrame(data(1)), encodeFrame(data(2))];
+    const flipped = encodeFrame(data(3)).slice();
+    flipped[4] ^= 0x10;
+    const stream = [
+      new Uint8Array([1, 2, 3, 0xff, 0]),
+      good[0],
+      good[1].subarray(0, 5),
+      new Uint8Array([0]),
+      flipped,
+      new Uint8Array(5000).fill(7), // oversize run
+      new Uint8Array([0]),
+      good[2],
+    ];
+    for (const s of stream) r.session.push(s);
+    await r.settle();
+    expect(r.acks()).toEqual([2]);
+    expect(r.session.counters.framingErrors).toBeGreaterThanOrEqual(3);
+  });
+
+  it('never throws on random bytes and keeps working after them (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }), async (chunks) => {
+        const r = rig();
+        for (const c of chunks) r.session.push(c);
+        r.session.push(new Uint8Array([0]));
+        r.session.push(encodeFrame(hello(9, 'after')));
+        r.session.push(encodeFrame(data(1, 9)));
+        await r.settle();
+        expect(r.acks()).toContain(1);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('counts ACKs it could not write (port gone); the retransmission gets one', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello()));
+    r.state.writable = false;
+    r.session.push(encodeFrame(data(1)));
+    await r.settle();
+    expect(r.session.counters.acksDropped).toBe(1);
+    r.state.writable = true;
+    r.session.push(encodeFrame(data(1)));
+    await r.settle();
+    expect(r.acks()).toEqual([1]);
+    expect(r.stored).toHaveLength(2);
+  });
+
+  it('reports offline when the port closes and online again when it reopens', () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello()));
+    r.session.closed();
+    r.session.reset();
+    r.session.push(encodeFrame(hello()));
+    expect(r.events.map((e) => e.type)).toEqual(['online', 'offline', 'online']);
+  });
+
+  it('routes RESULT frames with the device id', () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello()));
+    r.session.push(encodeFrame({ type: 'result', seq: 3, id: 12, ok: true, value: 'pong' }));
+    expect(r.results).toMatchObject([{ id: 12, ok: true, value: 'pong' }]);
+  });
+
+  it('text framings: readings stored under the configured device, no ACK', async () => {
+    const r = rig({ framing: 'key-value', device: 'board' });
+    r.session.opened();
+    r.session.push(Buffer.from('# banner\ntemp=21.5 hum=40\nnot a line\ntemp=22\n'));
+    await r.settle();
+    expect(ids(r.stored)).toEqual(['board:77:0:0', 'board:77:0:1', 'board:77:1:0']);
+    expect(r.written).toEqual([]);
+    expect(r.session.counters.framingErrors).toBe(1);
+    expect(r.events[0]).toMatchObject({ type: 'online', device: 'board' });
+  });
+});
+
+describe('SeqWindow', () => {
+  it('remembers seqs within half the space, forgets them after the wrap', () => {
+    const w = new SeqWindow();
+    expect(w.has(0)).toBe(false);
+    w.add(0);
+    w.add(5);
+    expect(w.has(0)).toBe(true);
+    expect(w.has(3)).toBe(false);
+    for (let s = 6; s < 0x10000 + 10; s++) w.add(s & 0xffff);
+    // 0..9 came round again: seen in this lap, yes; the old lap's bits were cleared on the way.
+    expect(w.has(5)).toBe(true);
+    expect(w.has(20)).toBe(false);
+  });
+
+  it('matches a reference set over random walks (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: -40, max: 200 }), { maxLength: 500 }), (steps) => {
+        const w = new SeqWindow();
+        const ref = new Map<number, number>(); // seq -> absolute position when added
+        let pos = 1000;
+        let highest = -1;
+        for (const st of steps) {
+          pos = Math.max(0, pos + st);
+          const seq = pos & 0xffff;
+          // Reference: seen iff added at an absolute position within 32767 below the highest.
+          const at = ref.get(seq);
+          const expectSeen = at !== undefined && at === pos;
+          if (highest - pos < 0x8000) expect(w.has(seq)).toBe(expectSeen);
+          w.add(seq);
+          ref.set(seq, pos);
+          highest = Math.max(highest, pos);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
