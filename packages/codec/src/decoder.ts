@@ -120,6 +120,12 @@ function filter(): string {
   return f;
 }
 
+/** Adds `properties` only when the packet has some: no key at all otherwise. */
+function withProps<T extends Packet>(packet: T, properties: Properties | undefined): T {
+  if (properties !== undefined) (packet as { properties?: Properties }).properties = properties;
+  return packet;
+}
+
 function end(): void {
   if (P !== E) fail('TRAILING_BYTES', '');
 }
@@ -218,9 +224,7 @@ export function decodeBody(
       const rc = P < E ? reasonCode(type) : 0;
       const properties = P < E ? props(1 << type) : undefined;
       end();
-      return properties === undefined
-        ? { type: t, packetId: id, reasonCode: rc }
-        : { type: t, packetId: id, reasonCode: rc, properties };
+      return withProps({ type: t, packetId: id, reasonCode: rc }, properties);
     }
     case 1:
       return connect();
@@ -243,9 +247,7 @@ export function decodeBody(
       // Accept the 2-byte short form some MQTT 5 servers send when there are no properties
       const properties = v5 && P < E ? props(1 << 2) : undefined;
       end();
-      return properties === undefined
-        ? { type: 'connack', sessionPresent: flags === 1, reasonCode: rc }
-        : { type: 'connack', sessionPresent: flags === 1, reasonCode: rc, properties };
+      return withProps({ type: 'connack', sessionPresent: flags === 1, reasonCode: rc }, properties);
     }
     case 8: {
       const id = packetId();
@@ -275,9 +277,7 @@ export function decodeBody(
         } else subscriptions.push({ topicFilter, qos: qos as QoS });
       }
       if (subscriptions.length === 0) fail('SUBSCRIBE_EMPTY', '', ReasonCode.ProtocolError);
-      return properties === undefined
-        ? { type: 'subscribe', packetId: id, subscriptions }
-        : { type: 'subscribe', packetId: id, subscriptions, properties };
+      return withProps({ type: 'subscribe', packetId: id, subscriptions }, properties);
     }
     case 9:
     case 11: {
@@ -299,9 +299,7 @@ export function decodeBody(
       }
       if (reasonCodes.length === 0) fail('ACK_EMPTY', '', ReasonCode.ProtocolError);
       const t = type === 9 ? 'suback' : 'unsuback';
-      return properties === undefined
-        ? { type: t, packetId: id, reasonCodes }
-        : { type: t, packetId: id, reasonCodes, properties };
+      return withProps({ type: t, packetId: id, reasonCodes }, properties);
     }
     case 10: {
       const id = packetId();
@@ -311,9 +309,7 @@ export function decodeBody(
         topicFilters.push(filter());
       }
       if (topicFilters.length === 0) fail('UNSUBSCRIBE_EMPTY', '', ReasonCode.ProtocolError);
-      return properties === undefined
-        ? { type: 'unsubscribe', packetId: id, topicFilters }
-        : { type: 'unsubscribe', packetId: id, topicFilters, properties };
+      return withProps({ type: 'unsubscribe', packetId: id, topicFilters }, properties);
     }
     case 12:
     case 13:
@@ -330,47 +326,22 @@ export function decodeBody(
       const properties = P < E ? props(1 << type) : undefined;
       end();
       const t = type === 14 ? 'disconnect' : 'auth';
-      return properties === undefined ? { type: t, reasonCode: rc } : { type: t, reasonCode: rc, properties };
+      return withProps({ type: t, reasonCode: rc }, properties);
     }
   }
 }
 
 function connect(): ConnectPacket {
-  const nameLen = u16();
-  let level: number;
-  if (
-    nameLen === 4 &&
-    P + 4 <= E &&
-    B[P] === 0x4d &&
-    B[P + 1] === 0x51 &&
-    B[P + 2] === 0x54 &&
-    B[P + 3] === 0x54
-  ) {
-    P += 4;
-    level = u8();
-    if (level !== 4 && level !== 5) {
-      P--;
-      fail('PROTOCOL_VERSION_UNSUPPORTED', '', ReasonCode.UnsupportedProtocolVersion);
-    }
-  } else if (
-    nameLen === 6 &&
-    P + 6 <= E &&
-    B[P] === 0x4d &&
-    B[P + 1] === 0x51 &&
-    B[P + 2] === 0x49 &&
-    B[P + 3] === 0x73 &&
-    B[P + 4] === 0x64 &&
-    B[P + 5] === 0x70
-  ) {
-    P += 6;
-    level = u8();
-    if (level !== 3) {
-      P--;
-      fail('PROTOCOL_VERSION_UNSUPPORTED', '', 0x84);
-    }
-  } else {
-    P -= 2;
+  const at = P;
+  const name = P + 2 <= E && B[P] === 0 && B[P + 1] <= 6 ? str() : '';
+  if (name !== 'MQTT' && name !== 'MQIsdp') {
+    P = at;
     fail('PROTOCOL_NAME_INVALID', '', ReasonCode.UnsupportedProtocolVersion);
+  }
+  const level = u8();
+  if (name === 'MQTT' ? level !== 4 && level !== 5 : level !== 3) {
+    P--;
+    fail('PROTOCOL_VERSION_UNSUPPORTED', '', ReasonCode.UnsupportedProtocolVersion);
   }
   const version = level as ProtocolVersion;
   const flags = u8();
@@ -419,28 +390,4 @@ function connect(): ConnectPacket {
   if (properties !== undefined) packet.properties = properties;
   end();
   return packet;
-}
-
-/**
- * Decodes exactly one whole packet. `version` is the session's protocol (a CONNECT carries
- * its own). Throws MqttError when the bytes are not exactly one valid packet.
- */
-export function decode(bytes: Uint8Array, version?: ProtocolVersion): Packet {
-  const n = bytes.length;
-  if (n < 2) throw new MqttError('TRUNCATED', '', 0x81, n);
-  checkFirstByte(bytes[0], version);
-  let rem = 0;
-  let mul = 1;
-  let p = 1;
-  for (;;) {
-    if (p >= n) throw new MqttError('TRUNCATED', '', 0x81, p);
-    if (p === 5) throw new MqttError('VARINT_INVALID', '', 0x81, p);
-    const b = bytes[p++];
-    if (b === 0 && p > 2) throw new MqttError('VARINT_NOT_MINIMAL', '', 0x81, p - 1);
-    rem += (b & 0x7f) * mul;
-    mul *= 128;
-    if (b < 0x80) break;
-  }
-  if (p + rem !== n) throw new MqttError(p + rem > n ? 'TRUNCATED' : 'TRAILING_BYTES', '', 0x81, n);
-  return decodeBody(bytes, 0, p, n, version);
 }

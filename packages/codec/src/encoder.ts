@@ -5,7 +5,7 @@
  * calls out, and one-letter helpers keep the bundle small.
  */
 import { MqttError } from './errors.ts';
-import type { Packet, Properties, ProtocolVersion } from './packets.ts';
+import { type Packet, PacketTypeCode, type Properties, type ProtocolVersion } from './packets.ts';
 import { propertiesLength, varintSize, WILL, writeProperties, writeVarint } from './properties.ts';
 import { isReasonCodeAllowed, ReasonCode } from './reason-codes.ts';
 import { utf8Write } from './utf8.ts';
@@ -14,23 +14,7 @@ import { stringLength, topicLength } from './wire.ts';
 /** Largest remaining length a 4-byte variable byte integer holds. */
 export const MAX_REMAINING_LENGTH = 268_435_455;
 
-const TYPE_CODE: Record<string, number> = {
-  connect: 1,
-  connack: 2,
-  publish: 3,
-  puback: 4,
-  pubrec: 5,
-  pubrel: 6,
-  pubcomp: 7,
-  subscribe: 8,
-  suback: 9,
-  unsubscribe: 10,
-  unsuback: 11,
-  pingreq: 12,
-  pingresp: 13,
-  disconnect: 14,
-  auth: 15,
-};
+const TYPE_CODE: Record<string, number> = PacketTypeCode;
 
 // What measure() found, for write(): version, remaining length, property lengths.
 let V: ProtocolVersion = 4;

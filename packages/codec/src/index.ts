@@ -1,8 +1,7 @@
-export { decode } from './decoder.ts';
 export { encode, encodedLength, encodeInto, MAX_REMAINING_LENGTH, PacketWriter } from './encoder.ts';
 export * from './errors.ts';
 export * from './packets.ts';
-export { MAX_PACKET_SIZE, PacketParser, type PacketParserOptions } from './parser.ts';
+export { decode, MAX_PACKET_SIZE, PacketParser, type PacketParserOptions } from './parser.ts';
 export * from './reason-codes.ts';
 export { SubscriptionIndex } from './subscription-index.ts';
 export * from './topic.ts';

@@ -259,3 +259,21 @@ export class PacketParser {
     );
   }
 }
+
+/**
+ * Decodes exactly one whole packet. `version` is the session's protocol (a CONNECT carries
+ * its own). Throws MqttError when the bytes are not exactly one valid packet.
+ */
+export function decode(bytes: Uint8Array, version?: ProtocolVersion): Packet {
+  const parser = new PacketParser({ protocolVersion: version });
+  const out: Packet[] = [];
+  parser.push(bytes, (p) => out.push(p));
+  if (out.length !== 1 || parser.bufferedBytes > 0)
+    throw new MqttError(
+      out.length > 0 ? 'TRAILING_BYTES' : 'TRUNCATED',
+      '',
+      ReasonCode.MalformedPacket,
+      bytes.length,
+    );
+  return out[0];
+}
