@@ -220,6 +220,8 @@ function measureAll(
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < structures.length; i++) {
       const at = r % 2 === 0 ? i : structures.length - 1 - i;
+      // A clean heap each time: no collection started by a peer's garbage runs during ours.
+      collectGarbage();
       rates[at] = Math.max(rates[at], measureRate(ops[at].op, { ms: matchMs / rounds, batch: 1000 }));
     }
   }

@@ -230,11 +230,120 @@ class FilterTrie<T> {
   }
 }
 
+/**
+ * Filters without wildcards, by the hash of the whole string: an open-addressing table
+ * (linear probing, load at most 1/2) stored as [hash, filter, values] triples in one array,
+ * so a probe finds the hash, the key and the values on one cache line. The topic's hash comes
+ * from the same pass that splits it into levels. Keys are compared in full.
+ */
+class ExactTable<V> {
+  private t: Array<number | string | V | Many<V> | null> = [];
+  private mask = 0;
+  size = 0;
+
+  constructor() {
+    this.reset(16);
+  }
+
+  get(key: string, h: number): V | Many<V> | undefined {
+    const t = this.t;
+    const mask = this.mask;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const b = i * 3;
+      const k = t[b + 1];
+      if (k === null) return undefined;
+      if (t[b] === h && k === key) return t[b + 2] as V | Many<V>;
+    }
+  }
+
+  /** Sets the values of `key`, inserting it when new. */
+  set(key: string, h: number, slot: V | Many<V>): void {
+    const t = this.t;
+    const mask = this.mask;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const b = i * 3;
+      const k = t[b + 1];
+      if (k === null) {
+        t[b] = h;
+        t[b + 1] = key;
+        t[b + 2] = slot;
+        this.size++;
+        if (this.size * 2 > mask + 1) this.resize((mask + 1) * 2);
+        return;
+      }
+      if (t[b] === h && k === key) {
+        t[b + 2] = slot;
+        return;
+      }
+    }
+  }
+
+  delete(key: string, h: number): boolean {
+    const t = this.t;
+    const mask = this.mask;
+    let i = h & mask;
+    for (;;) {
+      const b = i * 3;
+      const k = t[b + 1];
+      if (k === null) return false;
+      if (t[b] === h && k === key) break;
+      i = (i + 1) & mask;
+    }
+    // Backward-shift deletion: pull later entries of the run into the hole, no tombstones.
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const bj = j * 3;
+      if (t[bj + 1] === null) break;
+      const home = (t[bj] as number) & mask;
+      const stays = i <= j ? i < home && home <= j : i < home || home <= j;
+      if (stays) continue;
+      const bi = i * 3;
+      t[bi] = t[bj];
+      t[bi + 1] = t[bj + 1];
+      t[bi + 2] = t[bj + 2];
+      i = j;
+    }
+    const bi = i * 3;
+    t[bi] = -1;
+    t[bi + 1] = null;
+    t[bi + 2] = null;
+    this.size--;
+    if (mask + 1 > 16 && this.size * 8 < mask + 1) this.resize((mask + 1) / 2);
+    return true;
+  }
+
+  private reset(slots: number): void {
+    const t: Array<number | string | V | Many<V> | null> = [];
+    for (let i = 0; i < slots; i++) t.push(-1, null, null);
+    this.t = t;
+    this.mask = slots - 1;
+  }
+
+  private resize(slots: number): void {
+    const old = this.t;
+    this.reset(slots);
+    const t = this.t;
+    const mask = this.mask;
+    for (let b = 0; b < old.length; b += 3) {
+      if (old[b + 1] === null) continue;
+      const h = old[b] as number;
+      let i = h & mask;
+      while (t[i * 3 + 1] !== null) i = (i + 1) & mask;
+      t[i * 3] = h;
+      t[i * 3 + 1] = old[b + 1];
+      t[i * 3 + 2] = old[b + 2];
+    }
+  }
+}
+
 /** Reusable per-walk state: level ends and hashes of the topic, and the DFS stack. */
 class Walk {
   ends = new Int32Array(16);
   hashes = new Int32Array(16);
   levels = 0;
+  /** levelHash of the whole topic (for the exact-filter table). */
+  full = 0;
   dollar = false;
   stackNodes: unknown[] = [];
   stackLevels = new Int32Array(32);
@@ -246,8 +355,10 @@ class Walk {
     let hashes = this.hashes;
     let l = 0;
     let h = HASH_INIT;
+    let full = HASH_INIT;
     for (let i = 0; i <= n; i++) {
       const c = i < n ? topic.charCodeAt(i) : SLASH;
+      if (i < n) full = hashStep(full, c);
       if (c === SLASH) {
         if (l === ends.length) {
           ends = grow(ends);
@@ -264,6 +375,7 @@ class Walk {
       }
     }
     this.levels = l;
+    this.full = hashEnd(full);
     this.dollar = n > 0 && topic.charCodeAt(0) === DOLLAR;
   }
 }
@@ -348,7 +460,7 @@ function grow(a: Int32Array): Int32Array<ArrayBuffer> {
  */
 export class SubscriptionIndex<V> {
   /** Filters without wildcards: one hash lookup of the whole topic finds them. */
-  private readonly exact = new Map<string, V | Many<V>>();
+  private readonly exact = new ExactTable<V>();
   /** Filters with `+` or `#`. */
   private readonly trie = new FilterTrie<V>();
   private readonly shared = new FilterTrie<Group<V>>();
@@ -394,10 +506,11 @@ export class SubscriptionIndex<V> {
       return;
     }
     if (!hasWildcard(filter)) {
-      const slot = this.exact.get(filter);
+      const h = levelHash(filter, 0, filter.length);
+      const slot = this.exact.get(filter, h);
       const next = slotAdd(slot, value);
       if (!changed) return;
-      if (next !== slot) this.exact.set(filter, next as V | Many<V>);
+      if (next !== slot) this.exact.set(filter, h, next as V | Many<V>);
       this.count++;
       this.exactCount++;
       return;
@@ -421,11 +534,12 @@ export class SubscriptionIndex<V> {
       return this.removeShared(sf.group, filter, SHARED_PREFIX.length + sf.group.length + 1, value);
     }
     if (!hasWildcard(filter)) {
-      const slot = this.exact.get(filter);
+      const h = levelHash(filter, 0, filter.length);
+      const slot = this.exact.get(filter, h);
       const next = slotRemove(slot, value);
       if (!changed) return false;
-      if (next === undefined) this.exact.delete(filter);
-      else if (next !== slot) this.exact.set(filter, next);
+      if (next === undefined) this.exact.delete(filter, h);
+      else if (next !== slot) this.exact.set(filter, h, next);
       this.count--;
       this.exactCount--;
       return true;
@@ -460,13 +574,13 @@ export class SubscriptionIndex<V> {
     if (this.walking > 0) walk = new Walk();
     this.walking++;
     try {
+      const shared = this.sharedCount > 0 && visitShared !== undefined;
+      if (this.count === 0 || (this.exactCount === 0 && this.trieCount === 0 && !shared)) return;
+      walk.load(topic);
       if (this.exactCount > 0) {
-        const slot = this.exact.get(topic);
+        const slot = this.exact.get(topic, walk.full);
         if (slot !== undefined) visitSlot(slot, visit);
       }
-      const shared = this.sharedCount > 0 && visitShared !== undefined;
-      if (this.trieCount === 0 && !shared) return;
-      walk.load(topic);
       if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit);
       if (shared) {
         const nested = this.walking > 1;

@@ -103,8 +103,12 @@ const LIST_BACK = 4;
 /** Slots in the smallest table. */
 const TABLE_MIN = 32;
 
-/** Level hashes are FNV-1a, folded to 30 bits so they stay small integers on every engine. */
-export const HASH_INIT = 0x811c9dc5 | 0;
+/**
+ * Level hashes are FNV-1a, folded to 30 bits so they stay small integers on every engine. The
+ * offset basis is drawn once per process, so collisions cannot be precomputed offline and sent
+ * as filters to slow a table down (keys are always compared in full: collisions cost time only).
+ */
+export const HASH_INIT = (0x811c9dc5 ^ Math.floor(Math.random() * 0x7fffffff)) | 0;
 
 export function hashStep(h: number, c: number): number {
   return Math.imul(h ^ c, 0x01000193);
