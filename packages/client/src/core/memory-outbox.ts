@@ -47,7 +47,7 @@ export function isSyncOutbox(outbox: Outbox): outbox is SyncOutbox {
 export class MemoryOutbox implements SyncOutbox {
   private slots: Slot[] = [];
   private head = 0;
-  private bySeq = new Map<number, Slot>();
+  private live = 0;
   private nextSeq = 1;
   private bytes = 0;
   private droppedOldest = 0;
@@ -61,7 +61,7 @@ export class MemoryOutbox implements SyncOutbox {
     this.maxCount = options.maxCount ?? 100_000;
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.policy = options.policy ?? 'drop-oldest';
-    this.clock = options.clock ?? (() => Date.now());
+    this.clock = options.clock ?? Date.now;
   }
 
   putSync(message: OutboxMessage): number {
@@ -72,18 +72,18 @@ export class MemoryOutbox implements SyncOutbox {
         `message of ${size} bytes can never fit in an outbox of ${this.maxBytes} bytes`,
       );
     }
-    while (this.bySeq.size >= this.maxCount || this.bytes + size > this.maxBytes) {
+    while (this.live >= this.maxCount || this.bytes + size > this.maxBytes) {
       if (this.policy === 'reject-new') {
         this.rejectedNew++;
         throw new OutboxFullError(
-          `outbox full (${this.bySeq.size}/${this.maxCount} messages, ${this.bytes}/${this.maxBytes} bytes)`,
+          `outbox full (${this.live}/${this.maxCount} messages, ${this.bytes}/${this.maxBytes} bytes)`,
         );
       }
       this.dropOldest();
     }
     const slot: Slot = { seq: this.nextSeq++, message, bytes: size, at: this.clock(), gone: false };
     this.slots.push(slot);
-    this.bySeq.set(slot.seq, slot);
+    this.live++;
     this.bytes += size;
     return slot.seq;
   }
@@ -96,8 +96,8 @@ export class MemoryOutbox implements SyncOutbox {
     }
   }
 
-  read(afterSeq: number, max: number): OutboxEntry[] {
-    const out: OutboxEntry[] = [];
+  /** Index of the first slot with seq > afterSeq (slots are in seq order). */
+  private after(afterSeq: number): number {
     const slots = this.slots;
     let lo = this.head;
     let hi = slots.length;
@@ -106,7 +106,13 @@ export class MemoryOutbox implements SyncOutbox {
       if (slots[mid].seq <= afterSeq) lo = mid + 1;
       else hi = mid;
     }
-    for (let i = lo; i < slots.length && out.length < max; i++) {
+    return lo;
+  }
+
+  read(afterSeq: number, max: number): OutboxEntry[] {
+    const out: OutboxEntry[] = [];
+    const slots = this.slots;
+    for (let i = this.after(afterSeq); i < slots.length && out.length < max; i++) {
       const s = slots[i];
       if (!s.gone) out.push({ seq: s.seq, message: s.message });
     }
@@ -114,15 +120,18 @@ export class MemoryOutbox implements SyncOutbox {
   }
 
   ack(seq: number): void {
-    const slot = this.bySeq.get(seq);
-    if (slot === undefined) return;
+    // Acks mostly come for the oldest entries: check the head before searching.
+    const slots = this.slots;
+    const i = this.head < slots.length && slots[this.head].seq === seq ? this.head : this.after(seq - 1);
+    const slot = slots[i];
+    if (slot === undefined || slot.seq !== seq || slot.gone) return;
     this.remove(slot);
   }
 
   stats(now?: number): OutboxStats {
     const first = this.firstLive();
     return {
-      count: this.bySeq.size,
+      count: this.live,
       bytes: this.bytes,
       oldestAgeMs: first === undefined ? 0 : Math.max(0, (now ?? this.clock()) - first.at),
       droppedOldest: this.droppedOldest,
@@ -148,7 +157,7 @@ export class MemoryOutbox implements SyncOutbox {
 
   private remove(slot: Slot): void {
     slot.gone = true;
-    this.bySeq.delete(slot.seq);
+    this.live--;
     this.bytes -= slot.bytes;
     const slots = this.slots;
     while (this.head < slots.length && slots[this.head].gone) this.head++;

@@ -1,10 +1,14 @@
+const EMPTY = new Uint8Array(0);
+
 /**
  * Bytes waiting for the transport. Encoded packets are copied in back to back so a burst of
- * publishes leaves as one write; take() hands the caller its own copy.
+ * publishes leaves as one write. take() hands the filled buffer itself to the caller (no copy)
+ * and the next push starts a new one, sized like the last: an idle client holds no buffer.
  */
 export class OutputBuffer {
-  private buf = new Uint8Array(4096);
+  private buf: Uint8Array = EMPTY;
   private pos = 0;
+  private hint = 256;
 
   get length(): number {
     return this.pos;
@@ -13,10 +17,10 @@ export class OutputBuffer {
   push(bytes: Uint8Array): void {
     const need = this.pos + bytes.length;
     if (need > this.buf.length) {
-      let size = this.buf.length * 2;
+      let size = Math.max(this.hint, this.buf.length * 2);
       while (size < need) size *= 2;
       const next = new Uint8Array(size);
-      next.set(this.buf.subarray(0, this.pos));
+      if (this.pos > 0) next.set(this.buf.subarray(0, this.pos));
       this.buf = next;
     }
     this.buf.set(bytes, this.pos);
@@ -25,14 +29,16 @@ export class OutputBuffer {
 
   take(): Uint8Array | null {
     if (this.pos === 0) return null;
-    const out = this.buf.slice(0, this.pos);
+    const out = this.buf.subarray(0, this.pos);
+    // Next burst: about as big as this one, within 256 B .. 1 MiB.
+    this.hint = Math.min(1 << 20, Math.max(256, this.pos));
+    this.buf = EMPTY;
     this.pos = 0;
-    // A burst can grow the buffer to megabytes; do not keep that forever for an idle client.
-    if (this.buf.length > 1 << 20) this.buf = new Uint8Array(4096);
     return out;
   }
 
   clear(): void {
+    this.buf = EMPTY;
     this.pos = 0;
   }
 }

@@ -50,6 +50,13 @@ export interface PublishTicket {
 
 const OUTBOX_READ_BATCH = 256;
 
+/**
+ * One encoder for every session: encode() returns a view that is copied into the session's
+ * output at once, before any other encode can run, so sharing is safe and saves each idle
+ * client its own buffer.
+ */
+const writer = new PacketWriter(512);
+
 function protocolError(
   code: string,
   message: string,
@@ -70,16 +77,15 @@ export class ClientSession {
   readonly options: ResolvedOptions;
   private _state: SessionState = 'idle';
   private _clientId: string;
-  private readonly writer = new PacketWriter();
   private parser: PacketParser | null = null;
   private readonly out = new OutputBuffer();
   private events: SessionEvent[] = [];
   private readonly ids = new PacketIds();
   private readonly inflight = new Map<number, Inflight>();
-  private readonly bySeq = new Map<number, Inflight>();
-  private readonly incomingQos2 = new Set<number>();
-  private readonly pending = new Map<number, PendingRequest>();
-  private readonly subscriptions = new Map<string, Subscription>();
+  // Created on first use, like pending and subscriptions: an idle publisher holds none of them.
+  private incomingQos2: Set<number> | null = null;
+  private pending: Map<number, PendingRequest> | null = null;
+  private subscriptions: Map<string, Subscription> | null = null;
   private readCursor = 0;
   private everConnected = false;
   private now = 0;
@@ -93,10 +99,13 @@ export class ClientSession {
   private serverMaxPacket = Number.POSITIVE_INFINITY;
   private serverMaxQoS = 2;
   private serverRetain = true;
-  private aliasesIn = new Map<number, string>();
+  private aliasesIn: Map<number, string> | null = null;
   private aliasesOut: Map<string, number> | null = null;
   private aliasOutMax = 0;
   private needPump = false;
+  /** The last outbox entry sent and its packet id: publish() reports it without a lookup. */
+  private lastSentSeq = -1;
+  private lastSentId = 0;
 
   constructor(options: SessionOptions = {}) {
     this.options = resolveOptions(options);
@@ -118,7 +127,9 @@ export class ClientSession {
   }
   /** The packet id of an outbox entry in flight, if it is. */
   packetIdOf(seq: number): number | undefined {
-    return this.bySeq.get(seq)?.packetId;
+    // A scan of at most the send window; only asked once per asynchronous put.
+    for (const rec of this.inflight.values()) if (rec.seq === seq) return rec.packetId;
+    return undefined;
   }
 
   // ---- outputs ---------------------------------------------------------------------------
@@ -168,7 +179,7 @@ export class ClientSession {
     this.serverMaxPacket = Number.POSITIVE_INFINITY;
     this.serverMaxQoS = 2;
     this.serverRetain = true;
-    this.aliasesIn = new Map();
+    this.aliasesIn = null;
     this.aliasesOut = null;
     this.aliasOutMax = 0;
     this.connectDeadline = now + o.connectTimeout;
@@ -280,7 +291,7 @@ export class ClientSession {
     if (!isSyncOutbox(outbox)) throw new TypeError('this outbox is asynchronous: put() into it, then pump()');
     const seq = outbox.putSync(message);
     this.pump(now);
-    const packetId = this.bySeq.get(seq)?.packetId;
+    const packetId = this.lastSentSeq === seq ? this.lastSentId : undefined;
     return { seq, packetId, sent: packetId !== undefined };
   }
 
@@ -316,7 +327,7 @@ export class ClientSession {
       properties,
       internal: false,
     };
-    this.pending.set(req.packetId, req);
+    (this.pending ??= new Map()).set(req.packetId, req);
     if (this._state === 'connected') this.sendRequest(req);
     return req.packetId;
   }
@@ -333,7 +344,7 @@ export class ClientSession {
       properties,
       internal: false,
     };
-    this.pending.set(req.packetId, req);
+    (this.pending ??= new Map()).set(req.packetId, req);
     if (this._state === 'connected') this.sendRequest(req);
     return req.packetId;
   }
@@ -354,6 +365,7 @@ export class ClientSession {
    * and unsubscribes are dropped; in-flight publishes are kept (they are the outbox's).
    */
   cancelPendingRequests(): number[] {
+    if (this.pending === null) return [];
     const ids = [...this.pending.keys()];
     for (const id of ids) this.ids.release(id);
     this.pending.clear();
@@ -363,7 +375,7 @@ export class ClientSession {
   // ---- internals -------------------------------------------------------------------------
 
   private write(packet: Packet): number {
-    const bytes = this.writer.encode(packet, this.options.protocolVersion);
+    const bytes = writer.encode(packet, this.options.protocolVersion);
     this.out.push(bytes);
     this.lastSent = this.now;
     return bytes.length;
@@ -451,7 +463,7 @@ export class ClientSession {
         return;
       }
       case 'pubrel': {
-        const known = this.incomingQos2.delete(p.packetId);
+        const known = this.incomingQos2?.delete(p.packetId) ?? false;
         // Unknown is no error during recovery; 5.0 says so with 0x92 [MQTT-3.7.2.1].
         if (known || this.options.protocolVersion !== 5)
           this.write({ type: 'pubcomp', packetId: p.packetId });
@@ -464,7 +476,7 @@ export class ClientSession {
         return;
       }
       case 'suback': {
-        const req = this.pending.get(p.packetId);
+        const req = this.pending?.get(p.packetId);
         if (req === undefined || req.kind !== 'subscribe')
           throw protocolError(
             'UNEXPECTED_PACKET_ID',
@@ -475,11 +487,11 @@ export class ClientSession {
             'SUBACK_COUNT',
             `SUBACK has ${p.reasonCodes.length} codes for ${req.subscriptions.length} filters`,
           );
-        this.pending.delete(p.packetId);
+        this.pending!.delete(p.packetId);
         this.ids.release(p.packetId);
         for (let i = 0; i < req.subscriptions.length; i++) {
           const s = req.subscriptions[i];
-          if (p.reasonCodes[i] < 0x80) this.subscriptions.set(s.topicFilter, s);
+          if (p.reasonCodes[i] < 0x80) (this.subscriptions ??= new Map()).set(s.topicFilter, s);
         }
         this.emit({
           type: 'suback',
@@ -491,7 +503,7 @@ export class ClientSession {
         return;
       }
       case 'unsuback': {
-        const req = this.pending.get(p.packetId);
+        const req = this.pending?.get(p.packetId);
         if (req === undefined || req.kind !== 'unsubscribe')
           throw protocolError(
             'UNEXPECTED_PACKET_ID',
@@ -502,9 +514,9 @@ export class ClientSession {
             'UNSUBACK_COUNT',
             `UNSUBACK has ${p.reasonCodes.length} codes for ${req.filters.length} filters`,
           );
-        this.pending.delete(p.packetId);
+        this.pending!.delete(p.packetId);
         this.ids.release(p.packetId);
-        for (const f of req.filters) this.subscriptions.delete(f);
+        for (const f of req.filters) this.subscriptions?.delete(f);
         this.emit({
           type: 'unsuback',
           packetId: p.packetId,
@@ -569,7 +581,7 @@ export class ClientSession {
     if (!p.sessionPresent) {
       // The server has no state of ours: QoS 2 ids we hold for it are moot, and a message it
       // acknowledged with PUBREC was its to deliver; PUBLISHes it never acknowledged go again.
-      this.incomingQos2.clear();
+      this.incomingQos2 = null;
       for (const rec of [...this.inflight.values()]) if (rec.released) this.complete(rec, 0, undefined);
     }
     this.emit({
@@ -585,8 +597,14 @@ export class ClientSession {
       if (rec.released) this.write({ type: 'pubrel', packetId: rec.packetId });
       else this.writePublish(rec.message, rec.packetId, true);
     }
-    for (const req of this.pending.values()) this.sendRequest(req);
-    if (!p.sessionPresent && o.resubscribe && this.everConnected && this.subscriptions.size > 0) {
+    if (this.pending !== null) for (const req of this.pending.values()) this.sendRequest(req);
+    if (
+      !p.sessionPresent &&
+      o.resubscribe &&
+      this.everConnected &&
+      this.subscriptions !== null &&
+      this.subscriptions.size > 0
+    ) {
       const subs = [...this.subscriptions.values()];
       const req: PendingRequest = {
         packetId: this.ids.allocate(),
@@ -596,7 +614,7 @@ export class ClientSession {
         properties: undefined,
         internal: true,
       };
-      this.pending.set(req.packetId, req);
+      (this.pending ??= new Map()).set(req.packetId, req);
       this.sendRequest(req);
     }
     this.everConnected = true;
@@ -613,7 +631,7 @@ export class ClientSession {
           ReasonCode.TopicAliasInvalid,
         );
       if (p.topic === '') {
-        const topic = this.aliasesIn.get(alias);
+        const topic = this.aliasesIn?.get(alias);
         if (topic === undefined)
           throw protocolError(
             'TOPIC_ALIAS_UNKNOWN',
@@ -621,7 +639,7 @@ export class ClientSession {
             ReasonCode.ProtocolError,
           );
         p = { ...p, topic };
-      } else this.aliasesIn.set(alias, p.topic);
+      } else (this.aliasesIn ??= new Map()).set(alias, p.topic);
     } else if (p.topic === '') throw protocolError('TOPIC_EMPTY', 'PUBLISH without topic or alias');
     if (p.qos === 0) {
       this.emit({ type: 'message', packet: p });
@@ -630,14 +648,15 @@ export class ClientSession {
       this.write({ type: 'puback', packetId: p.packetId! });
     } else {
       const id = p.packetId!;
-      if (!this.incomingQos2.has(id)) {
-        if (this.incomingQos2.size >= this.options.receiveMaximum)
+      const held = (this.incomingQos2 ??= new Set());
+      if (!held.has(id)) {
+        if (held.size >= this.options.receiveMaximum)
           throw protocolError(
             'RECEIVE_MAXIMUM_EXCEEDED',
             `more than ${this.options.receiveMaximum} QoS 2 publishes awaiting PUBREL`,
             ReasonCode.ReceiveMaximumExceeded,
           );
-        this.incomingQos2.add(id);
+        held.add(id);
         this.emit({ type: 'message', packet: p });
       }
       this.write({ type: 'pubrec', packetId: id });
@@ -729,7 +748,8 @@ export class ClientSession {
     }
     const rec: Inflight = { packetId: id, seq: e.seq, message: m, released: false };
     this.inflight.set(id, rec);
-    this.bySeq.set(e.seq, rec);
+    this.lastSentSeq = e.seq;
+    this.lastSentId = id;
   }
 
   /** Writes a PUBLISH (topic alias applied); -1 when it exceeds the server's maximum packet size. */
@@ -758,7 +778,7 @@ export class ClientSession {
     };
     if (packetId !== undefined) packet.packetId = packetId;
     if (properties !== undefined && this.options.protocolVersion === 5) packet.properties = properties;
-    const bytes = this.writer.encode(packet, this.options.protocolVersion);
+    const bytes = writer.encode(packet, this.options.protocolVersion);
     if (bytes.length > this.serverMaxPacket) return -1;
     if (newAlias !== 0) aliases!.set(m.topic, newAlias);
     this.out.push(bytes);
@@ -768,7 +788,6 @@ export class ClientSession {
 
   private complete(rec: Inflight, reasonCode: number, properties: Properties | undefined): void {
     this.inflight.delete(rec.packetId);
-    this.bySeq.delete(rec.seq);
     this.ids.release(rec.packetId);
     this.options.outbox.ack(rec.seq);
     this.needPump = true;

@@ -97,6 +97,10 @@ interface Waiter<T> {
   reject(e: Error): void;
 }
 
+type RequestWaiter =
+  | { kind: 'subscribe'; filters: string[]; resolve(v: SubscribeResult): void; reject(e: Error): void }
+  | { kind: 'unsubscribe'; resolve(v: UnsubscribeResult): void; reject(e: Error): void };
+
 interface MqttClientEvents {
   connect: [ConnectedEvent];
   message: [topic: string, payload: Uint8Array, packet: PublishPacket];
@@ -128,11 +132,11 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private flushAgain = false;
   private wasOnline = false;
   private readonly publishWaiters = new Map<number, Waiter<PublishResult>>();
-  private readonly subscribeWaiters = new Map<number, Waiter<SubscribeResult>>();
-  private readonly unsubscribeWaiters = new Map<number, Waiter<UnsubscribeResult>>();
-  private readonly subscribeFilters = new Map<number, string[]>();
-  private readonly endWaiters: Array<() => void> = [];
+  /** SUBSCRIBE / UNSUBSCRIBE by packet id (one map: ids are shared, and an idle client is small). */
+  private requestWaiters: Map<number, RequestWaiter> | null = null;
+  private endWaiters: Array<() => void> | null = null;
   private writeScheduled = false;
+  private lastTopic = '';
   private readonly writeOut = (): void => {
     this.writeScheduled = false;
     const out = this.session.takeOutput();
@@ -165,7 +169,11 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     }) as PublishPromise;
     promise.packetId = undefined;
     try {
-      validateTopicName(topic);
+      // A publisher mostly repeats its topics: validate a new one only.
+      if (topic !== this.lastTopic) {
+        validateTopicName(topic);
+        this.lastTopic = topic;
+      }
       const qos = options.qos ?? 0;
       if (qos !== 0 && qos !== 1 && qos !== 2) throw new RangeError('qos must be 0, 1 or 2');
       const message: OutboxMessage = {
@@ -218,11 +226,12 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       });
       this.checkCanQueue(1);
       const id = this.session.subscribe(subs, options.properties, Date.now());
-      this.subscribeWaiters.set(id, { resolve, reject });
-      this.subscribeFilters.set(
-        id,
-        subs.map((s) => s.topicFilter),
-      );
+      (this.requestWaiters ??= new Map()).set(id, {
+        kind: 'subscribe',
+        filters: subs.map((s) => s.topicFilter),
+        resolve,
+        reject,
+      });
       this.flush();
     });
   }
@@ -236,7 +245,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       for (const f of list) validateTopicFilter(f);
       this.checkCanQueue(1);
       const id = this.session.unsubscribe(list, options.properties, Date.now());
-      this.unsubscribeWaiters.set(id, { resolve, reject });
+      (this.requestWaiters ??= new Map()).set(id, { kind: 'unsubscribe', resolve, reject });
       this.flush();
     });
   }
@@ -257,7 +266,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
         resolve();
         return;
       }
-      this.endWaiters.push(resolve);
+      (this.endWaiters ??= []).push(resolve);
       if (options.force) this.transport.destroy();
       else {
         this.session.disconnect(Date.now(), options.reasonCode ?? 0, options.properties);
@@ -294,10 +303,17 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
 
   private openTransport(): void {
     // The session times the CONNACK; this times the TCP / TLS / WebSocket handshake before it.
-    const handshake = setTimeout(() => transport.destroy(), this.session.options.connectTimeout);
+    let handshake: ReturnType<typeof setTimeout> | null = setTimeout(
+      () => transport.destroy(),
+      this.session.options.connectTimeout,
+    );
+    const handshakeDone = () => {
+      if (handshake !== null) clearTimeout(handshake);
+      handshake = null;
+    };
     const transport = openTransport(this.opts, this.target, {
       open: () => {
-        clearTimeout(handshake);
+        handshakeDone();
         if (this.transport !== transport) return;
         this.session.open(Date.now());
         this.flush();
@@ -308,7 +324,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
         this.flush();
       },
       close: (error) => {
-        clearTimeout(handshake);
+        handshakeDone();
         if (this.transport !== transport) return;
         this.transport = null;
         this.session.connectionLost(Date.now(), error);
@@ -341,14 +357,13 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private finishEnd(cause: Error | null = null): void {
     const err = cause ?? new ClientError('CLIENT_ENDED', 'client ended before the request completed');
     for (const w of this.publishWaiters.values()) w.reject(err);
-    for (const w of this.subscribeWaiters.values()) w.reject(err);
-    for (const w of this.unsubscribeWaiters.values()) w.reject(err);
+    if (this.requestWaiters !== null) for (const w of this.requestWaiters.values()) w.reject(err);
     this.publishWaiters.clear();
-    this.subscribeWaiters.clear();
-    this.unsubscribeWaiters.clear();
+    this.requestWaiters = null;
     this.session.cancelPendingRequests();
     this.ended = true;
-    const waiters = this.endWaiters.splice(0);
+    const waiters = this.endWaiters ?? [];
+    this.endWaiters = null;
     this.emit('end');
     for (const w of waiters) w();
   }
@@ -362,10 +377,11 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     try {
       do {
         this.flushAgain = false;
-        // Bytes leave in a microtask: a burst of publish() calls in one tick is one write.
+        // Bytes leave once per event-loop turn: a burst of publish() calls, or the acks of
+        // several received chunks, become one write.
         if (!this.writeScheduled && this.session.outputLength > 0) {
           this.writeScheduled = true;
-          queueMicrotask(this.writeOut);
+          setImmediate(this.writeOut);
         }
         const events = this.session.takeEvents();
         for (let i = 0; i < events.length; i++) this.dispatch(events[i]);
@@ -391,22 +407,22 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
         return;
       }
       case 'suback': {
-        const w = this.subscribeWaiters.get(e.packetId);
-        const filters = this.subscribeFilters.get(e.packetId) ?? [];
-        this.subscribeWaiters.delete(e.packetId);
-        this.subscribeFilters.delete(e.packetId);
-        w?.resolve({
+        const w = this.requestWaiters?.get(e.packetId);
+        if (w?.kind !== 'subscribe') return;
+        this.requestWaiters!.delete(e.packetId);
+        w.resolve({
           packetId: e.packetId,
           reasonCodes: e.reasonCodes,
-          granted: e.reasonCodes.map((qos, i) => ({ filter: filters[i], qos })),
+          granted: e.reasonCodes.map((qos, i) => ({ filter: w.filters[i], qos })),
           properties: e.properties,
         });
         return;
       }
       case 'unsuback': {
-        const w = this.unsubscribeWaiters.get(e.packetId);
-        this.unsubscribeWaiters.delete(e.packetId);
-        w?.resolve({ packetId: e.packetId, reasonCodes: e.reasonCodes, properties: e.properties });
+        const w = this.requestWaiters?.get(e.packetId);
+        if (w?.kind !== 'unsubscribe') return;
+        this.requestWaiters!.delete(e.packetId);
+        w.resolve({ packetId: e.packetId, reasonCodes: e.reasonCodes, properties: e.properties });
         return;
       }
       case 'connected':

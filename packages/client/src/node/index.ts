@@ -14,6 +14,7 @@ export {
   type SubscribeResult,
   type UnsubscribeResult,
 } from './client.ts';
+export * from './durable-queue/index.ts';
 export type { Target, TransportOptions, TransportProtocol } from './target.ts';
 
 /**
