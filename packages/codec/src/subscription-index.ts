@@ -1,6 +1,7 @@
 /**
  * The subscription index: topic filter -> values, and topic -> every value whose filter
- * matches. A trie keyed by level; `+` children and `#` values sit on their own fields of the
+ * matches. Filters without wildcards sit in a hash table keyed by the whole filter; the rest
+ * in a trie keyed by level whose `+` children and `#` values sit on their own fields of the
  * node, so a topic walks only the branches that can match. Shared subscriptions live in a
  * second trie of the same shape whose values are groups, so brokers without them pay nothing.
  */
@@ -454,7 +455,7 @@ function grow(a: Int32Array): Int32Array<ArrayBuffer> {
  * Shared subscriptions `$share/{group}/{filter}` are delivered once per matching group with
  * every member whose filter matches, so the broker picks one member per group per message.
  *
- * Filters without wildcards sit in a hash map keyed by the whole filter (one lookup per
+ * Filters without wildcards sit in a hash table keyed by the whole filter (one probe per
  * topic); the others in a trie walked level by level. Do not add or remove while match() is
  * visiting (it throws): collect and apply afterwards. Visit order is unspecified.
  */
