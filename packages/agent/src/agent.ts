@@ -191,7 +191,7 @@ export class Agent {
     const o: ClientOptions = {
       protocolVersion: m.version,
       clientId: m.clientId,
-      clean: true,
+      clean: !m.persistentSession,
       keepalive: m.keepalive,
       maxInflight: m.maxInflight,
       outbox: this.outbox,
@@ -201,6 +201,7 @@ export class Agent {
       queueQoS0: false,
       will: { topic: `${this.agentTopic}/status`, payload: 'offline', qos: 1, retain: true },
     };
+    if (m.persistentSession && m.version === 5) o.sessionExpiryInterval = m.sessionExpiryS;
     if (m.username !== undefined) o.username = m.username;
     if (m.password !== undefined) o.password = m.password;
     if (m.tls !== undefined) {

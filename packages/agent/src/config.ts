@@ -54,6 +54,13 @@ export interface MqttConfig {
   keepalive: number;
   qos: 0 | 1 | 2;
   maxInflight: number;
+  /**
+   * Keep the broker session across connections (clean start false). With QoS 2 this makes a
+   * reconnect resend exactly-once; readings survive in the agent's queue either way.
+   */
+  persistentSession: boolean;
+  /** 5.0 session expiry with a persistent session, seconds. */
+  sessionExpiryS: number;
   /** Milliseconds between reconnect attempts: first delay and cap (exponential, with jitter). */
   reconnectMinMs: number;
   reconnectMaxMs: number;
@@ -489,6 +496,8 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
         'maxInflight',
         'reconnectMin',
         'reconnectMax',
+        'persistentSession',
+        'sessionExpiry',
       ],
       false,
     ) ?? {};
@@ -575,6 +584,10 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
     keepalive: r.int('mqtt.keepalive', m.keepalive, 0, 65535, 30),
     qos: r.int('mqtt.qos', m.qos, 0, 2, 1) as 0 | 1 | 2,
     maxInflight: r.int('mqtt.maxInflight', m.maxInflight, 1, 65535, 1000),
+    persistentSession: r.bool('mqtt.persistentSession', m.persistentSession, false),
+    sessionExpiryS: Math.round(
+      r.duration('mqtt.sessionExpiry', m.sessionExpiry, 0, 0xffff_ffff * 1000, 86_400_000) / 1000,
+    ),
     reconnectMinMs: r.duration('mqtt.reconnectMin', m.reconnectMin, 10, 600_000, 250),
     reconnectMaxMs: r.duration('mqtt.reconnectMax', m.reconnectMax, 10, 3_600_000, 15_000),
   };

@@ -1,0 +1,427 @@
+/**
+ * End-to-end helpers for the agent: the agent as a child process (JSON log lines parsed, events
+ * awaited, SIGKILL and restart), simulated devices on real ptys whose received ACKs are
+ * recorded, broker-lite in process, a recording subscriber, and the check of the guarantee.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Broker } from '@mqtt-edge/broker-lite';
+import { connect, type MqttClient } from '@mqtt-edge/client';
+import {
+  FirmwareSim,
+  type FirmwareSimOptions,
+  PtyTransport,
+  type Transport,
+  type TransportEvents,
+} from '@mqtt-edge/firmware-sim';
+import { FrameDecoder } from '@mqtt-edge/serial-protocol';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const AGENT_BIN = path.join(ROOT, 'packages/agent/bin/mqtt-edge-agent.js');
+
+// ---------------------------------------------------------------------------------------- agent
+
+export interface LogLine {
+  time: string;
+  level: string;
+  event: string;
+  [k: string]: unknown;
+}
+
+export class AgentProcess {
+  readonly lines: LogLine[] = [];
+  private child!: ChildProcess;
+  private exitedP!: Promise<number | null>;
+  private waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  private stderrTail = '';
+  starts = 0;
+
+  constructor(
+    readonly configFile: string,
+    private readonly env: NodeJS.ProcessEnv = {},
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Starts the agent; resolves once it logged `agent-start`. */
+  async start(timeoutMs = 15_000): Promise<void> {
+    this.starts++;
+    const from = this.lines.length;
+    this.child = spawn(process.execPath, [AGENT_BIN, '-c', this.configFile], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...this.env },
+    });
+    const child = this.child;
+    this.exitedP = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    let buf = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (s: string) => {
+      buf += s;
+      this.stderrTail = (this.stderrTail + s).slice(-4000);
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        nl = buf.indexOf('\n');
+        let l: LogLine;
+        try {
+          l = JSON.parse(line) as LogLine;
+        } catch {
+          continue;
+        }
+        this.lines.push(l);
+        for (const w of [...this.waiters]) {
+          if (w.pred(l)) {
+            this.waiters.splice(this.waiters.indexOf(w), 1);
+            w.resolve(l);
+          }
+        }
+      }
+    });
+    await this.waitFor((l) => l.event === 'agent-start', timeoutMs, from);
+  }
+
+  /** Resolves with the first line (from index `from`) matching `pred`. */
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs: number, from = 0): Promise<LogLine> {
+    const hit = this.lines.slice(from).find(pred);
+    if (hit) return Promise.resolve(hit);
+    return new Promise((resolve, reject) => {
+      const w = {
+        pred,
+        resolve: (l: LogLine) => {
+          clearTimeout(t);
+          resolve(l);
+        },
+      };
+      const t = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error(`agent: no matching log line in ${timeoutMs} ms; stderr tail:\n${this.stderrTail}`));
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+
+  events(name: string): LogLine[] {
+    return this.lines.filter((l) => l.event === name);
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exitedP;
+  }
+
+  async stop(): Promise<number | null> {
+    return this.kill('SIGTERM');
+  }
+}
+
+export function writeJson(file: string, value: unknown): string {
+  writeFileSync(file, JSON.stringify(value, null, 2));
+  return file;
+}
+
+// -------------------------------------------------------------------------------------- broker
+
+export interface LiteBroker {
+  port: number;
+  broker: Broker;
+  /** Stops (closing client sockets), optionally waits, starts again on the same port. */
+  restart(downMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function stopBroker(b: Broker): Promise<void> {
+  // close() waits for its listeners, which wait for their connections: drop those first.
+  const closing = b.close();
+  for (const conn of b.connections) conn.socket.destroy();
+  await closing;
+}
+
+export async function startBrokerLite(persistenceDir?: string, port = 0): Promise<LiteBroker> {
+  const make = (p: number) =>
+    new Broker({
+      listeners: [{ port: p, host: '127.0.0.1', protocol: 'mqtt' }],
+      persistenceDir,
+      maxQueuedMessages: 100_000,
+      maxInflightMessages: 100,
+    });
+  let broker = make(port);
+  await broker.listen();
+  const bound = broker.addresses[0].port;
+  const lb: LiteBroker = {
+    port: bound,
+    broker,
+    async restart(downMs = 0) {
+      await stopBroker(broker);
+      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+      broker = make(bound);
+      lb.broker = broker;
+      await broker.listen();
+    },
+    async stop() {
+      await stopBroker(broker);
+    },
+  };
+  return lb;
+}
+
+// ------------------------------------------------------------------------------------- devices
+
+export interface AckRecord {
+  bootId: number;
+  seq: number;
+  /** The device's boot ordinal and next seq when the ACK arrived: frames from there on were made after it. */
+  bootOrdinal: number;
+  nextSeq: number;
+}
+
+/** Wraps a transport to see the bytes the device receives. */
+class TappedTransport implements Transport {
+  constructor(
+    private readonly inner: Transport,
+    private readonly tap: (b: Uint8Array) => void,
+  ) {}
+  get description(): string {
+    return this.inner.description;
+  }
+  get plugged(): boolean {
+    return this.inner.plugged;
+  }
+  write(bytes: Uint8Array): boolean {
+    return this.inner.write(bytes);
+  }
+  unplug(ms: number): Promise<void> {
+    return this.inner.unplug(ms);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+  setEvents(events: TransportEvents): void {
+    this.inner.setEvents({
+      ...events,
+      onData: (b) => {
+        this.tap(b);
+        events.onData?.(b);
+      },
+    });
+  }
+}
+
+/** A simulated device on a socat pty, with every ACK it received recorded. */
+export class WatchedDevice {
+  readonly acks: AckRecord[] = [];
+  readonly boots: number[] = [];
+  sim!: FirmwareSim;
+  agentPath!: string;
+  private readonly decoder = new FrameDecoder();
+
+  static async create(agentPath: string, options: FirmwareSimOptions): Promise<WatchedDevice> {
+    const d = WatchedDevice.over(await PtyTransport.create(agentPath), options);
+    d.agentPath = agentPath;
+    return d;
+  }
+
+  /** Over any transport (an in-process link for in-process tests). */
+  static over(inner: Transport, options: FirmwareSimOptions): WatchedDevice {
+    const d = new WatchedDevice();
+    const transport = new TappedTransport(inner, (b) => d.tap(b));
+    d.sim = new FirmwareSim(transport, {
+      ...options,
+      log: {
+        log: (_level, event, fields) => {
+          if (event === 'boot' && typeof fields?.bootId === 'number') d.boots.push(fields.bootId);
+        },
+      },
+    });
+    return d;
+  }
+
+  get id(): string {
+    return this.sim.firmware.deviceId;
+  }
+
+  private tap(b: Uint8Array): void {
+    const fw = this.sim.firmware;
+    for (const f of this.decoder.push(b)) {
+      if (f.type !== 'ack') continue;
+      if (!this.boots.includes(fw.bootId)) this.boots.push(fw.bootId);
+      this.acks.push({
+        bootId: f.bootId,
+        seq: f.seq,
+        bootOrdinal: this.boots.indexOf(fw.bootId),
+        nextSeq: fw.nextSeq,
+      });
+    }
+  }
+
+  ordinalOf(bootId: number): number {
+    return this.boots.indexOf(bootId);
+  }
+
+  start(): void {
+    this.sim.start();
+  }
+
+  stop(): Promise<void> {
+    return this.sim.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------- subscriber
+
+export interface Arrival {
+  id: string;
+  topic: string;
+  payload: string;
+  at: number;
+  n: number;
+}
+
+export class Recorder {
+  readonly arrivals: Arrival[] = [];
+  readonly byId = new Map<string, Arrival[]>();
+  readonly other: Array<{ topic: string; payload: string; retain: boolean }> = [];
+  client!: MqttClient;
+
+  static async start(url: string, filter: string, qos: 1 | 2, clientId = 'e2e-recorder'): Promise<Recorder> {
+    const r = new Recorder();
+    r.client = connect(url, {
+      protocolVersion: 5,
+      clientId,
+      clean: false,
+      sessionExpiryInterval: 3600,
+      reconnectPeriod: 100,
+      reconnectMaxDelay: 500,
+      keepalive: 10,
+    });
+    r.client.on('message', (topic, payload, packet) => {
+      const text = Buffer.from(payload).toString('utf8');
+      const id = packet.properties?.userProperties?.find(([k]) => k === 'msg-id')?.[1] ?? idFromJson(text);
+      if (id === undefined) {
+        r.other.push({ topic, payload: text, retain: packet.retain });
+        return;
+      }
+      const a: Arrival = { id, topic, payload: text, at: Date.now(), n: r.arrivals.length };
+      r.arrivals.push(a);
+      const list = r.byId.get(id);
+      if (list) list.push(a);
+      else r.byId.set(id, [a]);
+    });
+    await r.client.subscribe({ filter, qos });
+    return r;
+  }
+
+  has(id: string): boolean {
+    return this.byId.has(id);
+  }
+
+  async stop(): Promise<void> {
+    await this.client.end().catch(() => undefined);
+  }
+}
+
+/** MQTT 3.1.1 carries no user property: the id is in the JSON payload. */
+function idFromJson(text: string): string | undefined {
+  if (!text.startsWith('{"id":')) return undefined;
+  try {
+    const id = (JSON.parse(text) as { id?: unknown }).id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// ------------------------------------------------------------------------------------- verdict
+
+export interface Verdict {
+  acked: number;
+  expectedReadings: number;
+  missing: string[];
+  duplicates: string[];
+  /** Duplicates whose copies do not straddle an agent SIGKILL. */
+  unexplainedDuplicates: string[];
+  /** Duplicate copies whose payload differs from the first copy. */
+  inconsistentDuplicates: string[];
+  orderViolations: string[];
+}
+
+/**
+ * The guarantee, checked: every reading of every ACKed frame arrived; per topic (device,
+ * sensor index), a frame ACKed before another frame was even made arrives first; duplicates only
+ * straddle an agent SIGKILL and are byte-identical copies.
+ */
+export function verify(
+  devices: WatchedDevice[],
+  rec: Recorder,
+  sensors: number,
+  killTimes: number[],
+): Verdict {
+  const v: Verdict = {
+    acked: 0,
+    expectedReadings: 0,
+    missing: [],
+    duplicates: [],
+    unexplainedDuplicates: [],
+    inconsistentDuplicates: [],
+    orderViolations: [],
+  };
+  for (const d of devices) {
+    const frames = new Map<string, AckRecord>();
+    for (const a of d.acks) if (!frames.has(`${a.bootId}:${a.seq}`)) frames.set(`${a.bootId}:${a.seq}`, a);
+    v.acked += frames.size;
+    for (const a of frames.values()) {
+      for (let i = 0; i < sensors; i++) {
+        v.expectedReadings++;
+        const id = `${d.id}:${a.bootId}:${a.seq}:${i}`;
+        if (!rec.has(id)) v.missing.push(id);
+      }
+    }
+    // Order, per sensor index (= per topic).
+    for (let i = 0; i < sensors; i++) {
+      const made = [...frames.values()]
+        .map((a) => ({
+          a,
+          ord: d.ordinalOf(a.bootId),
+          first: rec.byId.get(`${d.id}:${a.bootId}:${a.seq}:${i}`)?.[0]?.n,
+        }))
+        .filter((x) => x.first !== undefined && x.ord >= 0)
+        .sort((x, y) => x.ord - y.ord || x.a.seq - y.a.seq);
+      const suffixMin: number[] = new Array(made.length + 1).fill(Number.POSITIVE_INFINITY);
+      for (let k = made.length - 1; k >= 0; k--) suffixMin[k] = Math.min(suffixMin[k + 1], made[k].first!);
+      for (const x of made) {
+        // First frame made at or after the ACK's (ordinal, nextSeq).
+        let lo = 0;
+        let hi = made.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >> 1;
+          const m = made[mid];
+          if (m.ord < x.a.bootOrdinal || (m.ord === x.a.bootOrdinal && m.a.seq < x.a.nextSeq)) lo = mid + 1;
+          else hi = mid;
+        }
+        if (suffixMin[lo] < x.first!) v.orderViolations.push(`${d.id}:${x.a.bootId}:${x.a.seq}:${i}`);
+      }
+    }
+  }
+  for (const [id, list] of rec.byId) {
+    if (list.length < 2) continue;
+    v.duplicates.push(id);
+    if (list.some((c) => c.payload !== list[0].payload)) v.inconsistentDuplicates.push(id);
+    const explained = list.slice(1).every((c) => killTimes.some((k) => list[0].at < k + 50 && c.at > k));
+    if (!explained) v.unexplainedDuplicates.push(id);
+  }
+  return v;
+}
+
+/** Waits until `cond` holds, polling every `everyMs`, at most `timeoutMs`. */
+export async function until(cond: () => boolean, timeoutMs: number, everyMs = 50): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return true;
+}
