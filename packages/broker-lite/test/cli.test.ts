@@ -367,4 +367,26 @@ describe.skipIf(!hasCore)('broker-lite as a process', () => {
       child.kill('SIGKILL');
     }
   });
+
+  it('a port already in use exits 1 and logs why', async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as { port: number }).port;
+    const conf = tmp('busy.conf');
+    const logFile = tmp('busy.log');
+    writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\nlog_dest file ${logFile}\n`);
+    try {
+      const r = await inProc(['-c', conf, '--log-format', 'json']);
+      expect(r.code).toBe(1);
+      const lines = readFileSync(logFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      expect(lines.some((l) => l.level === 'error' && /cannot start listening.*EADDRINUSE/.test(l.msg))).toBe(
+        true,
+      );
+    } finally {
+      busy.close();
+    }
+  });
 });
