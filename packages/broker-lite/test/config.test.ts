@@ -567,3 +567,44 @@ describe('building BrokerOptions', () => {
     },
   );
 });
+
+const DEBIAN = {
+  conf: '/etc/mosquitto/mosquitto.conf',
+  example: '/usr/share/doc/mosquitto/examples/mosquitto.conf',
+  acl: '/usr/share/doc/mosquitto/examples/aclfile.example',
+  pw: '/usr/share/doc/mosquitto/examples/pwfile.example',
+};
+const hasDebian = Object.values(DEBIAN).every((f) => existsSync(f));
+if (!hasDebian)
+  console.warn("skipping the Debian files test: the mosquitto package's files are not installed");
+
+describe.skipIf(!hasDebian)("the files Debian's mosquitto package ships", () => {
+  it('reads the default mosquitto.conf (include_dir, persistence, log file, pid file) without a warning', () => {
+    const c = loadConfig(DEBIAN.conf);
+    expect(c.warnings).toEqual([]);
+    expect(c.localOnly).toBe(true);
+    expect(c.persistence).toBe(true);
+    expect(c.persistenceLocation).toBe('/var/lib/mosquitto');
+    expect(c.pidFile).toBe('/run/mosquitto/mosquitto.pid');
+    expect(c.logDest).toEqual([
+      { kind: 'file', path: '/var/log/mosquitto/mosquitto.log', file: DEBIAN.conf, line: 11 },
+    ]);
+  });
+
+  it('reads the fully commented example config, the example ACL and the example password file', async () => {
+    expect(loadConfig(DEBIAN.example).listeners).toHaveLength(1);
+    const cfg = parseConfig(`acl_file ${DEBIAN.acl}\npassword_file ${DEBIAN.pw}\n`, '/x/m.conf');
+    const sec = await loadSecurity(cfg);
+    expect([...sec.passwords!.users.keys()]).toEqual(['roger', 'sub_client', 'pub_client']);
+    expect([...sec.passwords!.users.values()].every((u) => u.hash.kind === 'sha512')).toBe(true);
+    const acl = sec.acl!;
+    expect(acl.allowed('read', { clientId: 'c', username: undefined }, '$SYS/broker/uptime')).toBe(true);
+    expect(acl.allowed('write', { clientId: 'c', username: 'roger' }, 'foo/bar')).toBe(true);
+    expect(acl.allowed('write', { clientId: 'b1', username: 'x' }, '$SYS/broker/connection/b1/state')).toBe(
+      true,
+    );
+    expect(acl.allowed('write', { clientId: 'b1', username: 'x' }, '$SYS/broker/connection/b2/state')).toBe(
+      false,
+    );
+  });
+});
