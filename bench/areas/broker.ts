@@ -23,6 +23,8 @@ interface RunningBroker {
   port: number;
   pid: number;
   stop(): Promise<void>;
+  /** Node brokers: a full GC in the broker process, so RSS shows what is live. */
+  gc?(): Promise<void>;
 }
 
 const LITE_SCRIPT = `
@@ -31,6 +33,7 @@ const b = new Broker({ listeners: [{ port: 0, host: '127.0.0.1', protocol: 'mqtt
 await b.listen();
 console.log('PORT ' + b.addresses[0].port);
 process.on('SIGTERM', async () => { await b.close(); process.exit(0); });
+process.stdin.on('data', (d) => { if (String(d).includes('gc')) { globalThis.gc?.(); globalThis.gc?.(); console.log('GCDONE'); } });
 `;
 
 const AEDES_SCRIPT = `
@@ -40,6 +43,7 @@ const aedes = await Aedes.createBroker();
 const server = net.createServer(aedes.handle);
 server.listen(0, '127.0.0.1', () => console.log('PORT ' + server.address().port));
 process.on('SIGTERM', () => process.exit(0));
+process.stdin.on('data', (d) => { if (String(d).includes('gc')) { globalThis.gc?.(); globalThis.gc?.(); console.log('GCDONE'); } });
 `;
 
 function waitForPort(child: ChildProcess, name: string): Promise<number> {
@@ -67,12 +71,24 @@ function waitForPort(child: ChildProcess, name: string): Promise<number> {
 
 async function startNodeBroker(name: string, script: string): Promise<RunningBroker> {
   const prof = process.env.BENCH_PROFILE === name ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bl/prof'] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', '--input-type=module', '-e', script], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...prof, '--expose-gc', '--import', 'tsx', '--input-type=module', '-e', script],
+    { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   const port = await waitForPort(child, name);
-  return { name, port, pid: child.pid as number, stop: () => stopChild(child) };
+  const gc = (): Promise<void> =>
+    new Promise((resolve) => {
+      const onData = (d: Buffer): void => {
+        if (d.toString().includes('GCDONE')) {
+          child.stdout?.off('data', onData);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stdin?.write('gc\n');
+    });
+  return { name, port, pid: child.pid as number, stop: () => stopChild(child), gc };
 }
 
 function stopChild(child: ChildProcess): Promise<void> {
@@ -139,12 +155,14 @@ function sleep(ms: number): Promise<void> {
 // ---- the raw-socket client -------------------------------------------------------------
 
 const writer = new PacketWriter(1 << 16);
+const ACK = new Uint8Array([0x40, 2, 0, 0]);
 
 class RawClient {
   readonly socket: net.Socket;
   private readonly parser = new PacketParser({ protocolVersion: 4 });
   onPacket: (p: Packet) => void = () => {};
-  private out: Buffer[] = [];
+  private out: Buffer | null = null;
+  private outPos = 0;
   private outScheduled = false;
 
   private constructor(socket: net.Socket) {
@@ -180,20 +198,42 @@ class RawClient {
     });
   }
 
-  /** Queued; written once per turn. */
+  /** Queued; written once per turn (or at the end of the data event being handled). */
   send(p: Packet): void {
-    this.out.push(Buffer.from(writer.encode(p, 4)));
+    this.sendBytes(writer.encode(p, 4));
+  }
+
+  sendBytes(bytes: Uint8Array): void {
+    const n = bytes.length;
+    if (this.out === null) this.out = Buffer.allocUnsafe(Math.max(4096, n));
+    else if (this.outPos + n > this.out.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.out.length * 2, this.outPos + n));
+      this.out.copy(grown, 0, 0, this.outPos);
+      this.out = grown;
+    }
+    if (n <= 8) for (let i = 0; i < n; i++) this.out[this.outPos + i] = bytes[i];
+    else this.out.set(bytes, this.outPos);
+    this.outPos += n;
     if (!this.outScheduled) {
       this.outScheduled = true;
       setImmediate(() => this.flush());
     }
   }
 
+  /** Four-byte PUBACK / PUBREC / PUBREL / PUBCOMP. */
+  ack(first: number, pid: number): void {
+    ACK[0] = first;
+    ACK[2] = pid >> 8;
+    ACK[3] = pid & 0xff;
+    this.sendBytes(ACK);
+  }
+
   flush(): boolean {
     this.outScheduled = false;
-    if (this.out.length === 0) return true;
-    const b = this.out.length === 1 ? this.out[0] : Buffer.concat(this.out);
-    this.out = [];
+    if (this.out === null || this.outPos === 0) return true;
+    const b = this.out.subarray(0, this.outPos);
+    this.out = null;
+    this.outPos = 0;
     return this.socket.write(b);
   }
 
@@ -219,10 +259,10 @@ class RawClient {
 function consume(c: RawClient, onMessage: (payload: Uint8Array) => void): void {
   c.onPacket = (p) => {
     if (p.type === 'publish') {
-      if (p.qos === 1) c.send({ type: 'puback', packetId: p.packetId as number });
-      else if (p.qos === 2) c.send({ type: 'pubrec', packetId: p.packetId as number });
+      if (p.qos === 1) c.ack(0x40, p.packetId as number);
+      else if (p.qos === 2) c.ack(0x50, p.packetId as number);
       onMessage(p.payload);
-    } else if (p.type === 'pubrel') c.send({ type: 'pubcomp', packetId: p.packetId });
+    } else if (p.type === 'pubrel') c.ack(0x70, p.packetId);
   };
 }
 
@@ -235,7 +275,12 @@ interface FaninResult {
   expected: number;
 }
 
-export async function fanin(port: number, qos: 0 | 1 | 2, publishers: number, perPublisher: number): Promise<FaninResult> {
+export async function fanin(
+  port: number,
+  qos: 0 | 1 | 2,
+  publishers: number,
+  perPublisher: number,
+): Promise<FaninResult> {
   const expected = publishers * perPublisher;
   const seen = new Uint8Array(expected);
   let received = 0;
@@ -275,7 +320,14 @@ export async function fanin(port: number, qos: 0 | 1 | 2, publishers: number, pe
           for (let k = 0; k < 250 && n < perPublisher; k++, n++)
             parts.push(
               Buffer.from(
-                writer.encode({ type: 'publish', topic, payload: payloadFor(p, n), qos: 0, retain: false, dup: false }),
+                writer.encode({
+                  type: 'publish',
+                  topic,
+                  payload: payloadFor(p, n),
+                  qos: 0,
+                  retain: false,
+                  dup: false,
+                }),
               ),
             );
           if (!c.socket.write(Buffer.concat(parts))) await new Promise((r) => c.socket.once('drain', r));
@@ -289,11 +341,19 @@ export async function fanin(port: number, qos: 0 | 1 | 2, publishers: number, pe
     const sendOne = (): void => {
       const n = next++;
       open++;
-      c.send({ type: 'publish', topic, payload: payloadFor(p, n), qos, retain: false, dup: false, packetId: (n % 65_000) + 1 });
+      c.send({
+        type: 'publish',
+        topic,
+        payload: payloadFor(p, n),
+        qos,
+        retain: false,
+        dup: false,
+        packetId: (n % 65_000) + 1,
+      });
     };
     c.onPacket = (pk) => {
       if (pk.type === 'pubrec') {
-        c.send({ type: 'pubrel', packetId: pk.packetId });
+        c.ack(0x62, pk.packetId);
         return;
       }
       if (pk.type === 'puback' || pk.type === 'pubcomp') {
@@ -320,7 +380,11 @@ export async function fanin(port: number, qos: 0 | 1 | 2, publishers: number, pe
   return { rate: (unique * 1000) / (end - start), received, unique, expected };
 }
 
-export async function fanout(port: number, subscribers: number, messages: number): Promise<{ rate: number; delivered: number; expected: number }> {
+export async function fanout(
+  port: number,
+  subscribers: number,
+  messages: number,
+): Promise<{ rate: number; delivered: number; expected: number }> {
   const counts = new Array<number>(subscribers).fill(0);
   let delivered = 0;
   const expected = subscribers * messages;
@@ -332,7 +396,9 @@ export async function fanout(port: number, subscribers: number, messages: number
   const subs: RawClient[] = [];
   for (let i = 0; i < subscribers; i += 50) {
     const batch = await Promise.all(
-      Array.from({ length: Math.min(50, subscribers - i) }, (_, k) => RawClient.connect(port, `fanout-sub-${i + k}`)),
+      Array.from({ length: Math.min(50, subscribers - i) }, (_, k) =>
+        RawClient.connect(port, `fanout-sub-${i + k}`),
+      ),
     );
     await Promise.all(batch.map((c) => c.subscribe('bench/fanout', 0)));
     subs.push(...batch);
@@ -350,7 +416,18 @@ export async function fanout(port: number, subscribers: number, messages: number
   for (let n = 0; n < messages; ) {
     const parts: Buffer[] = [];
     for (let k = 0; k < 100 && n < messages; k++, n++)
-      parts.push(Buffer.from(writer.encode({ type: 'publish', topic: 'bench/fanout', payload, qos: 0, retain: false, dup: false })));
+      parts.push(
+        Buffer.from(
+          writer.encode({
+            type: 'publish',
+            topic: 'bench/fanout',
+            payload,
+            qos: 0,
+            retain: false,
+            dup: false,
+          }),
+        ),
+      );
     if (!pub.socket.write(Buffer.concat(parts))) await new Promise((r) => pub.socket.once('drain', r));
   }
   const stalled = (async () => {
@@ -382,7 +459,15 @@ async function latency(port: number, rounds: number): Promise<{ p50: number; p99
     });
     const t0 = performance.now();
     pub.socket.write(
-      writer.encode({ type: 'publish', topic: 'bench/lat', payload, qos: 1, retain: false, dup: false, packetId: (i % 60_000) + 1 }),
+      writer.encode({
+        type: 'publish',
+        topic: 'bench/lat',
+        payload,
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: (i % 60_000) + 1,
+      }),
     );
     await got;
     if (i >= 200) times.push(performance.now() - t0);
@@ -393,7 +478,11 @@ async function latency(port: number, rounds: number): Promise<{ p50: number; p99
   return { p50: times[Math.floor(times.length * 0.5)], p99: times[Math.floor(times.length * 0.99)] };
 }
 
-async function idle(b: RunningBroker, count: number): Promise<{ perConn: number; rate: number; before: number }> {
+async function idle(
+  b: RunningBroker,
+  count: number,
+): Promise<{ perConn: number; rate: number; before: number }> {
+  await b.gc?.();
   await sleep(300);
   const before = rssBytes(b.pid);
   const clients: RawClient[] = [];
@@ -405,7 +494,9 @@ async function idle(b: RunningBroker, count: number): Promise<{ perConn: number;
     clients.push(...batch);
   }
   const rate = (count * 1000) / (performance.now() - start);
-  await sleep(1000);
+  await sleep(500);
+  await b.gc?.();
+  await sleep(500);
   const after = rssBytes(b.pid);
   for (const c of clients) c.close();
   await sleep(300);
@@ -422,7 +513,12 @@ interface Figures {
   idle: { perConn: number; rate: number };
 }
 
-async function measure(b: RunningBroker, quick: boolean, idleRss: number, id: Figures['idle']): Promise<Figures> {
+async function measure(
+  b: RunningBroker,
+  quick: boolean,
+  idleRss: number,
+  id: Figures['idle'],
+): Promise<Figures> {
   const per = quick ? 1000 : 5000;
   const fan: FaninResult[] = [];
   const say = (what: string, v: unknown): void => {
@@ -464,6 +560,7 @@ const area: BenchArea = {
       let id: Figures['idle'];
       try {
         await sleep(1000);
+        await fresh.gc?.();
         idleRss = rssBytes(fresh.pid);
         id = await idle(fresh, options.quick ? 1000 : 5000);
         if (process.env.BENCH_VERBOSE) console.error(`  ${name} idle: ${JSON.stringify({ idleRss, ...id })}`);
@@ -484,13 +581,21 @@ const area: BenchArea = {
     for (const peer of peers) {
       const f = results.get(peer);
       const target = peer === 'aedes' ? 3 : 1;
-      const skip = f === undefined ? `${peer} not installed (${MOSQUITTO}): row skipped` : undefined;
+      const skip =
+        f === undefined
+          ? peer === 'mosquitto' && !haveMosquitto
+            ? `mosquitto not installed (${MOSQUITTO}): row skipped`
+            : `${peer} not measured in this run`
+          : undefined;
       const note = (...parts: Array<string | undefined>): string | undefined =>
         [skip, ...parts].filter((x) => x !== undefined).join('; ') || undefined;
       for (let q = 0; q < 3; q++) {
         const o = ours.fanin[q];
         const p = f?.fanin[q];
-        const dup = q === 2 && o.received !== o.unique ? `broker-lite sent ${o.received - o.unique} duplicates` : undefined;
+        const dup =
+          q === 2 && o.received !== o.unique
+            ? `broker-lite sent ${o.received - o.unique} duplicates`
+            : undefined;
         rows.push(
           rateRow(
             `broker:fanin-qos${q} vs ${peer}`,
@@ -511,14 +616,45 @@ const area: BenchArea = {
           f?.fanout.rate ?? null,
           peer,
           target,
-          note(lossNote(ours.fanout, ours.fanout.delivered, 'broker-lite'), f ? lossNote(f.fanout, f.fanout.delivered, peer) : undefined),
+          note(
+            lossNote(ours.fanout, ours.fanout.delivered, 'broker-lite'),
+            f ? lossNote(f.fanout, f.fanout.delivered, peer) : undefined,
+          ),
         ),
       );
-      rows.push(costRow(`broker:latency-qos1-p50 vs ${peer}`, 'ms', ours.lat.p50, f?.lat.p50 ?? null, peer, undefined, note()));
       rows.push(
-        costRow(`broker:latency-qos1-p99 vs ${peer}`, 'ms', ours.lat.p99, f?.lat.p99 ?? null, peer, undefined, note('target p99 <= 0.2 ms')),
+        costRow(
+          `broker:latency-qos1-p50 vs ${peer}`,
+          'ms',
+          ours.lat.p50,
+          f?.lat.p50 ?? null,
+          peer,
+          undefined,
+          note(),
+        ),
       );
-      rows.push(rateRow(`broker:connect-rate vs ${peer}`, 'conn/s', ours.idle.rate, f?.idle.rate ?? null, peer, undefined, note()));
+      rows.push(
+        costRow(
+          `broker:latency-qos1-p99 vs ${peer}`,
+          'ms',
+          ours.lat.p99,
+          f?.lat.p99 ?? null,
+          peer,
+          undefined,
+          note('target p99 <= 0.2 ms'),
+        ),
+      );
+      rows.push(
+        rateRow(
+          `broker:connect-rate vs ${peer}`,
+          'conn/s',
+          ours.idle.rate,
+          f?.idle.rate ?? null,
+          peer,
+          undefined,
+          note(),
+        ),
+      );
       rows.push(
         costRow(
           `broker:rss-per-idle-conn vs ${peer}`,
@@ -530,7 +666,17 @@ const area: BenchArea = {
           note('target <= 4096 bytes'),
         ),
       );
-      rows.push(costRow(`broker:idle-rss vs ${peer}`, 'bytes', ours.idleRss, f?.idleRss ?? null, peer, undefined, note()));
+      rows.push(
+        costRow(
+          `broker:idle-rss vs ${peer}`,
+          'bytes',
+          ours.idleRss,
+          f?.idleRss ?? null,
+          peer,
+          undefined,
+          note(),
+        ),
+      );
     }
     return rows;
   },

@@ -160,7 +160,7 @@ export class Broker {
     let queued = 0;
     for (const s of this.sessions.values()) {
       if (s.conn !== null) connected++;
-      queued += s.queueLength + s.inflight.size;
+      queued += s.queueLength + s.inflightCount;
     }
     return {
       uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
@@ -266,9 +266,11 @@ export class Broker {
   /** The session is over: subscriptions, queue and stored state go; a delayed will is sent now. */
   endSession(s: Session): void {
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
-    for (const [filter, sub] of s.subs) this.router.index.remove(filter, sub);
-    s.subs.clear();
-    s.inflight.clear();
+    if (s.hasSubscriptions) {
+      for (const [filter, sub] of s.subs) this.router.index.remove(filter, sub);
+      s.subs.clear();
+    }
+    if (s.inflightCount > 0) s.inflight.clear();
     while (s.dequeue() !== undefined) {}
     releasePublishers(this, s, true);
     if (this.persist !== null && s.stored) this.persist.sessionDel(s);

@@ -67,6 +67,7 @@ export class Connection {
   pausedBy = 0;
   private out: Buffer | null = null;
   private outPos = 0;
+  private outHint = 256;
   /** Packets received after CONNECT while authentication is pending. */
   early: Packet[] | null = null;
   /** Acks waiting for a group commit to reach the disk. */
@@ -86,12 +87,14 @@ export class Connection {
     // The payload limit plus room for the largest header, topic and properties a client sends.
     this.parser = new PacketParser(max > 0 ? { maxPacketSize: max + 65_536 + 1024 } : {});
     this.openedAt = this.lastRecv = Date.now();
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err: Error) => this.onSocketError(err));
-    socket.on('close', () => this.onClose());
+    // Shared handlers with the connection hung on the socket: no closures per connection.
+    (socket as SocketWithConn)[CONN] = this;
+    socket.on('data', onSocketData);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
   }
 
-  private onData(chunk: Buffer): void {
+  onData(chunk: Buffer): void {
     if (this.closed) return;
     const b = this.broker;
     b.counters.bytesIn += chunk.length;
@@ -223,11 +226,11 @@ export class Connection {
     timer.unref();
   }
 
-  private onSocketError(err: Error): void {
+  onSocketError(err: Error): void {
     this.broker.log('debug', 'socket error', { clientId: this.clientId || undefined, error: err.message });
   }
 
-  private onClose(): void {
+  onClose(): void {
     if (this.closed) return;
     this.closed = true;
     this.state = ConnState.Closing;
@@ -243,7 +246,10 @@ export class Connection {
     let pos = this.outPos;
     if (out === null) {
       if (this.closed) return bytes;
-      out = this.out = Buffer.allocUnsafe(n > 16_384 ? n : 16_384);
+      // Sized by what the last turn needed: small answers come from Node's shared pool (no
+      // malloc per idle connection), a busy subscriber does not regrow its buffer every turn.
+      const hint = this.outHint;
+      out = this.out = Buffer.allocUnsafe(n > hint ? n : hint);
       pos = this.outPos = 0;
       this.broker.scheduleFlush(this);
     } else if (pos + n > out.length) {
@@ -289,6 +295,7 @@ export class Connection {
     const n = this.outPos;
     this.out = null;
     this.outPos = 0;
+    this.outHint = n > 1 << 20 ? 1 << 20 : n > 256 ? n : 256;
     if (n === 0 || this.closed || this.socket.destroyed || this.socket.writableEnded) return;
     this.broker.counters.bytesOut += n;
     // write() says true when the socket's own buffer is under its high-water mark: no 'drain'
@@ -312,15 +319,30 @@ export class Connection {
   waitDrain(): void {
     if (this.drainWaiting || this.closed) return;
     this.drainWaiting = true;
-    this.socket.once('drain', this.onDrain);
+    this.socket.once('drain', onSocketDrain);
   }
 
-  private readonly onDrain = (): void => {
+  onDrain(): void {
     if (!this.drainWaiting) return;
     this.drainWaiting = false;
-    this.socket.off('drain', this.onDrain);
+    this.socket.off('drain', onSocketDrain);
     this.broker.connectionDrained(this);
-  };
+  }
+}
+
+const CONN = Symbol('connection');
+type SocketWithConn = Duplex & { [CONN]: Connection };
+function onSocketData(this: SocketWithConn, chunk: Buffer): void {
+  this[CONN].onData(chunk);
+}
+function onSocketError(this: SocketWithConn, err: Error): void {
+  this[CONN].onSocketError(err);
+}
+function onSocketClose(this: SocketWithConn): void {
+  this[CONN].onClose();
+}
+function onSocketDrain(this: SocketWithConn): void {
+  this[CONN].onDrain();
 }
 
 let current: Connection | null = null;

@@ -67,7 +67,7 @@ export function deliver(
     return;
   }
   const d: Delivery = { msg, qos, retain, subIds, pid: 0, state: 0 };
-  if (online && s.queueLength === 0 && s.inflight.size < windowOf(b, conn)) {
+  if (online && s.queueLength === 0 && s.inflightCount < windowOf(b, conn)) {
     const pid = s.allocPid();
     if (!writePublish(b, conn, msg, qos, retain, subIds, pid, false, cache)) return;
     d.pid = pid;
@@ -99,7 +99,7 @@ function slowDownPublisher(b: Broker, s: Session): void {
   const pub = b.currentPublisher;
   if (pub === null || pub.closed || pub.session === s) return;
   const ps = pub.session;
-  if (ps !== null && (ps.inflight.size > 0 || ps.queueLength > 0)) return;
+  if (ps !== null && (ps.inflightCount > 0 || ps.queueLength > 0)) return;
   if (s.blocked === null) s.blocked = [];
   else if (s.blocked.includes(pub)) return;
   s.blocked.push(pub);
@@ -131,7 +131,11 @@ export function pump(b: Broker, s: Session): void {
   const conn = s.conn;
   if (conn === null || conn.state !== ConnState.Connected) return;
   const window = windowOf(b, conn);
-  while (s.inflight.size < window) {
+  if (s.queueLength === 0) {
+    if (s.blocked !== null) releasePublishers(b, s, false);
+    return;
+  }
+  while (s.inflightCount < window) {
     const d = s.dequeue();
     if (d === undefined) break;
     const pid = s.allocPid();

@@ -202,7 +202,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
     keepalive,
     remote: conn.remote,
   });
-  if (session.inflight.size > 0) resendInflight(b, session);
+  if (session.inflightCount > 0) resendInflight(b, session);
   pump(b, session);
   conn.replayEarly();
 }

@@ -217,7 +217,7 @@ export class Persistence {
     w.u8(s.username === undefined ? 0 : 1);
     if (s.username !== undefined) w.str(s.username);
     w.end();
-    if (first) for (const sub of s.subs.values()) this.subPut(s, sub);
+    if (first && s.hasSubscriptions) for (const sub of s.subs.values()) this.subPut(s, sub);
     this.schedule();
   }
 
@@ -457,7 +457,7 @@ export class Persistence {
       w.u8(s.username === undefined ? 0 : 1);
       if (s.username !== undefined) w.str(s.username);
       w.end();
-      for (const sub of s.subs.values()) {
+      for (const sub of s.hasSubscriptions ? s.subs.values() : []) {
         w.begin(Rec.SubPut);
         w.str(s.clientId);
         w.str(sub.filter);
@@ -465,7 +465,7 @@ export class Persistence {
         w.u32(sub.id ?? 0);
         w.end();
       }
-      const entries: Delivery[] = [...s.inflight.values()];
+      const entries: Delivery[] = s.inflightCount > 0 ? [...s.inflight.values()] : [];
       for (let i = s.qHead; i < s.queue.length; i++) {
         const d = s.queue[i];
         if (d !== undefined) entries.push(d);

@@ -53,7 +53,7 @@ export class Router {
       const sub = members[(start + k) % n];
       const s = sub.session;
       if (s.conn === null || !this.readable(s, msg)) continue;
-      const load = s.inflight.size + s.queueLength;
+      const load = s.inflightCount + s.queueLength;
       if (load < bestLoad) {
         best = sub;
         bestLoad = load;

@@ -27,8 +27,9 @@ export class Subscription {
 export class Session {
   /** Seconds the session outlives its connection; NEVER_EXPIRES = kept until a clean start. */
   expiryInterval = 0;
-  readonly subs = new Map<string, Subscription>();
-  readonly inflight = new Map<number, Delivery>();
+  // Created on first use: an idle clean session costs no Map.
+  private _subs: Map<string, Subscription> | null = null;
+  private _inflight: Map<number, Delivery> | null = null;
   /** Waiting behind the in-flight window; `queue[qHead..]` are live. */
   queue: Array<Delivery | undefined> = [];
   qHead = 0;
@@ -52,6 +53,25 @@ export class Session {
   mIds: number[] | undefined = undefined;
 
   constructor(readonly clientId: string) {}
+
+  get subs(): Map<string, Subscription> {
+    if (this._subs === null) this._subs = new Map();
+    return this._subs;
+  }
+
+  get inflight(): Map<number, Delivery> {
+    if (this._inflight === null) this._inflight = new Map();
+    return this._inflight;
+  }
+
+  /** Messages in flight, without creating the map. */
+  get inflightCount(): number {
+    return this._inflight === null ? 0 : this._inflight.size;
+  }
+
+  get hasSubscriptions(): boolean {
+    return this._subs !== null && this._subs.size > 0;
+  }
 
   get persistent(): boolean {
     return this.expiryInterval > 0;
@@ -86,7 +106,7 @@ export class Session {
     for (;;) {
       const pid = this.nextPid;
       this.nextPid = pid === 65_535 ? 1 : pid + 1;
-      if (!this.inflight.has(pid)) return pid;
+      if (this._inflight === null || !this._inflight.has(pid)) return pid;
     }
   }
 }
