@@ -403,13 +403,13 @@ export async function fanout(
     await Promise.all(batch.map((c) => c.subscribe('bench/fanout', 0)));
     subs.push(...batch);
   }
-  subs.forEach((c, i) =>
-    consume(c, () => {
+  for (let i = 0; i < subs.length; i++) {
+    consume(subs[i], () => {
       counts[i]++;
       lastAt = performance.now();
       if (++delivered === expected) done();
-    }),
-  );
+    });
+  }
   const pub = await RawClient.connect(port, 'fanout-pub');
   const payload = new Uint8Array(64);
   const start = performance.now();
