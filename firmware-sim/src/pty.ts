@@ -53,8 +53,9 @@ export function createSocatPair(devicePath: string, agentPath: string, timeoutMs
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (s: string) => {
       if (stderr.length < 8192) stderr += s;
-      for (const m of s.matchAll(/PTY is (\S+)/g)) ptys.push(m[1]);
       if (settled || !stderr.includes('starting data transfer loop')) return;
+      // Parsed from the whole text: a chunk boundary may fall inside a line.
+      for (const m of stderr.matchAll(/PTY is (\/dev\/\S+)\n/g)) ptys.push(m[1]);
       try {
         lstatSync(devicePath);
         lstatSync(agentPath);

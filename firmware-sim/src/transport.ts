@@ -1,7 +1,8 @@
 /** Where the firmware's bytes go: an in-process link, a socat pty pair it owns, or an existing tty. */
-import { SerialPort } from 'serialport';
+import type { SerialPortStream } from '@serialport/stream';
 import type { LinkPair } from './link.ts';
 import { createSocatPair, type SocatPair } from './pty.ts';
+import { createSerialPort } from './serial-port.ts';
 
 export interface TransportEvents {
   onData?: (bytes: Uint8Array) => void;
@@ -68,13 +69,13 @@ export class InProcessTransport implements Transport {
   }
 }
 
-async function openPort(path: string): Promise<SerialPort> {
-  const port = new SerialPort({ path, baudRate: 115200, autoOpen: false });
+async function openPort(path: string): Promise<SerialPortStream> {
+  const port = createSerialPort(path);
   await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
   return port;
 }
 
-function closePort(port: SerialPort | undefined): Promise<void> {
+function closePort(port: SerialPortStream | undefined): Promise<void> {
   if (port === undefined || !port.isOpen) return Promise.resolve();
   return new Promise((resolve) => port.close(() => resolve()));
 }
@@ -87,7 +88,7 @@ function closePort(port: SerialPort | undefined): Promise<void> {
 export class PtyTransport implements Transport {
   private events: TransportEvents = {};
   private pair: SocatPair | undefined;
-  private port: SerialPort | undefined;
+  private port: SerialPortStream | undefined;
   private isClosed = false;
   private closing!: () => void;
   private readonly closed = new Promise<void>((r) => {
@@ -191,7 +192,7 @@ export class PtyTransport implements Transport {
 /** An existing tty (a real USB-serial adapter, or a pty made elsewhere). Unplug closes and reopens it. */
 export class PortTransport implements Transport {
   private events: TransportEvents = {};
-  private port: SerialPort | undefined;
+  private port: SerialPortStream | undefined;
   private isClosed = false;
   private closing!: () => void;
   private readonly closed = new Promise<void>((r) => {

@@ -3,9 +3,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeFrame } from '@mqtt-edge/serial-protocol';
-import { SerialPort } from 'serialport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FirmwareSim, hasSocat, type Logger, PtyTransport } from '../src/index.ts';
+import { createSerialPort, FirmwareSim, hasSocat, type Logger, PtyTransport } from '../src/index.ts';
 import { HostReader, isData, within } from './helpers.ts';
 
 const socat = hasSocat();
@@ -19,9 +18,12 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function open(path: string): Promise<SerialPort> {
+type Port = ReturnType<typeof createSerialPort>;
+
+/** The agent's side, opened the way an agent should: EOF on the tty is a disconnect. */
+function open(path: string): Promise<Port> {
   return new Promise((resolve, reject) => {
-    const p = new SerialPort({ path, baudRate: 115200, autoOpen: false });
+    const p = createSerialPort(path);
     // A write racing the hang-up fails with EBADF: expected during unplug tests, not a test error.
     p.on('error', () => {});
     p.open((e) => (e ? reject(e) : resolve(p)));
@@ -53,17 +55,14 @@ function eventLog(): Logger & { next(event: string, timeoutMs?: number): Promise
   };
 }
 
-/**
- * Closes a port whose pty went away. When the pty master vanishes, serialport 13 either sees
- * POLLERR and emits 'close', or its read gets 0 bytes (EOF) and retries at once, forever, at
- * full CPU, never emitting anything (bindings-cpp unix-read: `if (bytesRead === 0) return
- * unixRead(...)`). Closing it ourselves ends that loop.
- */
-async function closeStale(port: SerialPort): Promise<void> {
-  if (port.isOpen) await within(new Promise<void>((r) => port.close(() => r())), 5000, 'close stale port');
+/** Resolves with whether the port closed as a disconnect. */
+function closedByDisconnect(port: Port): Promise<boolean> {
+  return new Promise((resolve) =>
+    port.once('close', (e: { disconnected?: boolean } | null) => resolve(e?.disconnected === true)),
+  );
 }
 
-function attach(port: SerialPort): HostReader {
+function attach(port: Port): HostReader {
   const host = new HostReader();
   port.on('data', (b: Buffer) => {
     const before = host.frames.length;
@@ -102,14 +101,13 @@ describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => 
       expect(r).toMatchObject({ ok: true, value: { interval: 20, led: false } });
       expect(sim.firmware.stats.acked).toBeGreaterThanOrEqual(1);
 
-      // Unplug: socat goes and both links with it. The agent's open port is left on a dead pty:
-      // serialport 13 reports that as 'close' only sometimes (see closeStale), so the test
-      // observes the unplug by the link vanishing, as an agent watching the path would.
+      // Unplug: socat goes, both links with it, and the agent's port closes as disconnected.
+      const closed = closedByDisconnect(port);
       const unplugged = log.next('unplugged');
       const replug = sim.unplug(300);
       await within(unplugged, 5000, 'unplugged');
       expect(existsSync(link)).toBe(false);
-      await closeStale(port);
+      expect(await within(closed, 5000, 'agent port closed by the unplug')).toBe(true);
       await within(replug, 5000, 'replug');
       expect(existsSync(link)).toBe(true);
       // What the device still holds (taken while unplugged, or whose ACK was cut off) must arrive.
@@ -159,12 +157,13 @@ describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => 
       const oldPid = transport.socatPid;
       // Never signal a pid we did not get from our own socat (kill(-1) would hit every process).
       expect(oldPid).toBeGreaterThan(1);
+      const closed = closedByDisconnect(port);
       const unplugged = log.next('unplugged');
       const plugged = log.next('plugged');
       process.kill(oldPid, 'SIGKILL');
       const u = await within(unplugged, 5000, 'unplugged after socat SIGKILL');
       expect(u.reason).toBe('socat exited');
-      await closeStale(port);
+      expect(await within(closed, 5000, 'agent port closed after socat SIGKILL')).toBe(true);
       await within(plugged, 10_000, 'pty pair recreated');
       expect(transport.socatPid).not.toBe(oldPid);
       port = await within(open(link), 5000, 'reopen after recreate');

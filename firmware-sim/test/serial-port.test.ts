@@ -1,0 +1,65 @@
+import { execFileSync } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { closeSync, constants, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { LinuxPortBinding } from '@serialport/bindings-cpp';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EofAwarePortBinding } from '../src/index.ts';
+
+// A FIFO gives the two read outcomes of a tty without needing one: EAGAIN while the writer is
+// there and silent, 0 bytes (EOF) once the writer is gone.
+const dir = mkdtempSync(join(tmpdir(), 'fwsim-eof-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function fakeInner(fd: number) {
+  const poller = new EventEmitter();
+  const inner = { fd, isOpen: true, poller };
+  return { inner, poller, port: new EofAwarePortBinding(inner as unknown as LinuxPortBinding) };
+}
+
+describe('EofAwarePortBinding.read', () => {
+  it('returns data, and on EAGAIN waits for the poller instead of retrying', async () => {
+    const fifo = join(dir, 'f1');
+    execFileSync('mkfifo', [fifo]);
+    // Non-blocking like a serial port: no data is EAGAIN. O_RDWR keeps a writer, so never EOF.
+    const rfd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    const { port, poller } = fakeInner(rfd);
+    const buf = Buffer.alloc(16);
+    writeSync(rfd, 'hi');
+    expect((await port.read(buf, 0, 16)).bytesRead).toBe(2);
+
+    // Nothing to read: the read parks on the poller instead of spinning.
+    const parked = new Promise<void>((resolve) =>
+      poller.on('newListener', (event: string) => {
+        if (event === 'readable') resolve();
+      }),
+    );
+    const pending = port.read(buf, 0, 16);
+    await parked;
+    writeSync(rfd, 'ok');
+    poller.emit('readable');
+    expect((await pending).bytesRead).toBe(2);
+    closeSync(rfd);
+  });
+
+  it('EOF is a disconnect error, not an endless retry', async () => {
+    const fifo = join(dir, 'f2');
+    execFileSync('mkfifo', [fifo]);
+    const rfd = openSync(fifo, 'r+');
+    const wfd = openSync(fifo, 'w');
+    const { port } = fakeInner(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
+    closeSync(rfd);
+    writeSync(wfd, 'x');
+    closeSync(wfd); // no writer left: after the byte, reads return 0
+    const buf = Buffer.alloc(16);
+    expect((await port.read(buf, 0, 16)).bytesRead).toBe(1);
+    await expect(port.read(buf, 0, 16)).rejects.toMatchObject({ disconnect: true, code: 'EOF' });
+  });
+
+  it('a closed port is a canceled read', async () => {
+    const { port, inner } = fakeInner(-1);
+    inner.isOpen = false;
+    await expect(port.read(Buffer.alloc(1), 0, 1)).rejects.toMatchObject({ canceled: true });
+  });
+});
