@@ -3,6 +3,7 @@ import {
   closeSync,
   fsyncSync,
   openSync,
+  realpathSync,
   renameSync,
   statSync,
   unlinkSync,
@@ -114,7 +115,14 @@ function lineUser(line: string): string | undefined {
 }
 
 /** Writes `text` to `file` atomically: a temporary file in the same directory, fsync, rename. */
-export function writeFileAtomic(file: string, text: string): void {
+export function writeFileAtomic(target: string, text: string): void {
+  let file = target;
+  try {
+    // Through a symlink (/etc/mosquitto/passwd -> /data/passwd) the link stays a link.
+    file = realpathSync(target);
+  } catch {
+    // A new file.
+  }
   let mode = 0o600;
   let owner: { uid: number; gid: number } | undefined;
   try {

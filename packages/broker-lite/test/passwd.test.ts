@@ -1,11 +1,14 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, pbkdf2Sync, randomBytes } from 'node:crypto';
 import {
+  chmodSync,
   existsSync,
+  lstatSync,
   mkdtempSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   truncateSync,
   writeFileSync,
 } from 'node:fs';
@@ -309,6 +312,18 @@ describe('broker-lite passwd', () => {
       expect(t.err(), args.join(' ')).toMatch(message);
     }
     expect(existsSync(file)).toBe(false);
+  });
+
+  it('updates the file behind a symlink and keeps an existing mode', async () => {
+    const real = tmp('real-pw');
+    const link = tmp('link-pw');
+    expect(await runPasswd(['-c', '-b', real, 'a', '1'], io().io)).toBe(0);
+    chmodSync(real, 0o640);
+    symlinkSync(real, link);
+    expect(await runPasswd(['-b', link, 'b', '2'], io().io)).toBe(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(statSync(real).mode & 0o777).toBe(0o640);
+    expect([...(await PasswordFile.load(real)).users.keys()]).toEqual(['a', 'b']);
   });
 
   it('-U hashes plain-text passwords and leaves hashed ones alone', async () => {
