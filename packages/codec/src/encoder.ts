@@ -16,6 +16,10 @@ export const MAX_REMAINING_LENGTH = 268_435_455;
 
 const TYPE_CODE: Record<string, number> = PacketTypeCode;
 
+// Protocol names with their length prefix.
+const MQTT = [0, 4, 0x4d, 0x51, 0x54, 0x54];
+const MQISDP = [0, 6, 0x4d, 0x51, 0x49, 0x73, 0x64, 0x70];
+
 // What measure() found, for write(): version, remaining length, property lengths.
 let V: ProtocolVersion = 4;
 let REM = 0;
@@ -67,7 +71,8 @@ function tail(type: number, code: number | undefined, props: Properties | undefi
 /** Validates `p` for version `v` and returns its total size. */
 function measure(p: Packet, v: ProtocolVersion): number {
   if (v !== 3 && v !== 4 && v !== 5) bad('PROTOCOL_VERSION_INVALID', '', 0x84);
-  const t = TYPE_CODE[p.type];
+  // the packet type code, looked up only where needed (a keyed lookup is slow on the hot path)
+  const t = p.type === 'publish' ? 3 : TYPE_CODE[p.type];
   if (typeof t !== 'number') bad('PACKET_TYPE_INVALID', '');
   V = v;
   PL = 0;
@@ -198,19 +203,23 @@ function props(p: Properties | undefined, len: number): void {
 function write(p: Packet, buf: Uint8Array, pos: number): void {
   B = buf;
   P = pos;
-  const t = TYPE_CODE[p.type];
   const v5 = V === 5;
-  buf[P++] =
-    (t << 4) |
-    (p.type === 'publish'
-      ? (p.dup ? 8 : 0) | (p.qos << 1) | (p.retain ? 1 : 0)
-      : t === 6 || t === 8 || t === 10
-        ? 2
-        : 0);
+  if (p.type === 'publish') {
+    buf[P++] = 0x30 | (p.dup ? 8 : 0) | (p.qos << 1) | (p.retain ? 1 : 0);
+    P = writeVarint(buf, P, REM);
+    str(p.topic);
+    if (p.qos > 0) u16(p.packetId as number);
+    if (v5) props(p.properties, PL);
+    bytes(p.payload, false);
+    return;
+  }
+  const t = TYPE_CODE[p.type];
+  buf[P++] = (t << 4) | (t === 6 || t === 8 || t === 10 ? 2 : 0);
   P = writeVarint(buf, P, REM);
   switch (p.type) {
     case 'connect': {
-      str(V === 3 ? 'MQIsdp' : 'MQTT');
+      const name = V === 3 ? MQISDP : MQTT;
+      for (let k = 0; k < name.length; k++) buf[P++] = name[k];
       buf[P++] = V;
       const w = p.will;
       buf[P++] =
@@ -234,12 +243,6 @@ function write(p: Packet, buf: Uint8Array, pos: number): void {
       buf[P++] = p.sessionPresent ? 1 : 0;
       buf[P++] = p.reasonCode;
       if (v5) props(p.properties, PL);
-      break;
-    case 'publish':
-      str(p.topic);
-      if (p.qos > 0) u16(p.packetId as number);
-      if (v5) props(p.properties, PL);
-      bytes(p.payload, false);
       break;
     case 'puback':
     case 'pubrec':
