@@ -326,7 +326,11 @@ describe('outgoing publish', () => {
     peer.session.publish(msg('a', 2), peer.now);
     peer.session.publish({ ...msg('a', 1), retain: true }, peer.now);
     peer.session.publish({ topic: 'a', payload: new Uint8Array(200), qos: 1, retain: false }, peer.now);
-    peer.session.publish({ topic: 'a', payload: new Uint8Array(200), qos: 0, retain: false }, peer.now);
+    const q0 = peer.session.publish(
+      { topic: 'a', payload: new Uint8Array(200), qos: 0, retain: false },
+      peer.now,
+    );
+    expect([q0.sent, q0.error?.code]).toEqual([false, 'PACKET_TOO_LARGE']);
     expect(peer.packets()).toEqual([]);
     const events = peer.events();
     expect(of(events, 'published').map((e) => e.error?.code)).toEqual([

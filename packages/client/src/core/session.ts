@@ -46,6 +46,8 @@ export interface PublishTicket {
   packetId: number | undefined;
   /** True when the PUBLISH was written in this call. */
   sent: boolean;
+  /** A QoS 0 message refused at once (too large, retain unsupported); also sent as an event. */
+  error: RequestError | undefined;
 }
 
 const OUTBOX_READ_BATCH = 256;
@@ -284,15 +286,15 @@ export class ClientSession {
   publish(message: OutboxMessage, now: number): PublishTicket {
     this.now = now;
     if (message.qos === 0 && this._state === 'connected') {
-      this.sendQoS0(message, undefined);
-      return { seq: undefined, packetId: undefined, sent: true };
+      const error = this.sendQoS0(message, undefined);
+      return { seq: undefined, packetId: undefined, sent: error === undefined, error };
     }
     const outbox = this.options.outbox;
     if (!isSyncOutbox(outbox)) throw new TypeError('this outbox is asynchronous: put() into it, then pump()');
     const seq = outbox.putSync(message);
     this.pump(now);
     const packetId = this.lastSentSeq === seq ? this.lastSentId : undefined;
-    return { seq, packetId, sent: packetId !== undefined };
+    return { seq, packetId, sent: packetId !== undefined, error: undefined };
   }
 
   /** Send queued outbox entries while the send window allows. */
@@ -687,8 +689,9 @@ export class ClientSession {
     code: string,
     text: string,
     rc: number,
-  ) {
+  ): RequestError {
     if (entry !== undefined) this.options.outbox.ack(entry.seq);
+    const error = new RequestError(code, text, rc);
     this.emit({
       type: 'published',
       seq: entry?.seq,
@@ -696,29 +699,31 @@ export class ClientSession {
       qos: message.qos,
       reasonCode: rc,
       properties: undefined,
-      error: new RequestError(code, text, rc),
+      error,
     });
+    return error;
   }
 
-  private admissible(entry: OutboxEntry | undefined, m: OutboxMessage): boolean {
-    if (m.qos > this.serverMaxQoS) {
-      this.refuse(entry, m, 'QOS_NOT_SUPPORTED', `server maximum QoS is ${this.serverMaxQoS}`, 0x9b);
-      return false;
-    }
-    if (m.retain && !this.serverRetain) {
-      this.refuse(entry, m, 'RETAIN_NOT_SUPPORTED', 'server does not support retain', 0x9a);
-      return false;
-    }
-    return true;
+  /** Undefined when the server can take the message, else the refusal (already reported). */
+  private inadmissible(entry: OutboxEntry | undefined, m: OutboxMessage): RequestError | undefined {
+    if (m.qos > this.serverMaxQoS)
+      return this.refuse(entry, m, 'QOS_NOT_SUPPORTED', `server maximum QoS is ${this.serverMaxQoS}`, 0x9b);
+    if (m.retain && !this.serverRetain)
+      return this.refuse(entry, m, 'RETAIN_NOT_SUPPORTED', 'server does not support retain', 0x9a);
+    return undefined;
   }
 
-  private sendQoS0(m: OutboxMessage, entry: OutboxEntry | undefined): void {
-    if (!this.admissible(entry, m)) return;
-    const size = this.writePublish(m, undefined, false);
-    if (size < 0) {
-      this.refuse(entry, m, 'PACKET_TOO_LARGE', `over the server's ${this.serverMaxPacket} bytes`, 0x95);
-      return;
-    }
+  private sendQoS0(m: OutboxMessage, entry: OutboxEntry | undefined): RequestError | undefined {
+    const refused = this.inadmissible(entry, m);
+    if (refused !== undefined) return refused;
+    if (this.writePublish(m, undefined, false) < 0)
+      return this.refuse(
+        entry,
+        m,
+        'PACKET_TOO_LARGE',
+        `over the server's ${this.serverMaxPacket} bytes`,
+        0x95,
+      );
     if (entry !== undefined) {
       this.options.outbox.ack(entry.seq);
       this.emit({
@@ -731,6 +736,7 @@ export class ClientSession {
         error: undefined,
       });
     }
+    return undefined;
   }
 
   private sendEntry(e: OutboxEntry): void {
@@ -739,7 +745,7 @@ export class ClientSession {
       this.sendQoS0(m, e);
       return;
     }
-    if (!this.admissible(e, m)) return;
+    if (this.inadmissible(e, m) !== undefined) return;
     const id = this.ids.allocate();
     if (this.writePublish(m, id, false) < 0) {
       this.ids.release(id);

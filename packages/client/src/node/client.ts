@@ -82,6 +82,11 @@ export interface EndOptions {
   force?: boolean;
 }
 
+const QOS0_WRITTEN: PublishPromise = Object.assign(
+  Promise.resolve<PublishResult>({ packetId: undefined, reasonCode: 0, properties: undefined }),
+  { packetId: undefined },
+);
+
 export class ClientError extends Error {
   override readonly name = 'ClientError';
   constructor(
@@ -161,6 +166,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   // ---- commands --------------------------------------------------------------------------
 
   publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): PublishPromise {
+    if ((options.qos === undefined || options.qos === 0) && this.connected)
+      return this.publishQoS0Now(topic, payload, options);
     let resolve!: (r: PublishResult) => void;
     let reject!: (e: Error) => void;
     const promise = new Promise<PublishResult>((res, rej) => {
@@ -187,7 +194,9 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       const outbox = this.session.outbox;
       if (isSyncOutbox(outbox) || (qos === 0 && this.connected)) {
         const ticket = this.session.publish(message, Date.now());
-        if (ticket.seq === undefined) resolve({ packetId: undefined, reasonCode: 0, properties: undefined });
+        if (ticket.error !== undefined) reject(ticket.error);
+        else if (ticket.seq === undefined)
+          resolve({ packetId: undefined, reasonCode: 0, properties: undefined });
         else this.publishWaiters.set(ticket.seq, { resolve, reject });
         promise.packetId = ticket.packetId;
         this.flush();
@@ -203,6 +212,36 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       reject(err as Error);
     }
     return promise;
+  }
+
+  /**
+   * QoS 0 while connected is written at once: every such call shares one resolved promise (its
+   * packetId is always undefined), which spares a flood of QoS 0 an allocation per message.
+   */
+  private publishQoS0Now(
+    topic: string,
+    payload: string | Uint8Array,
+    options: PublishOptions,
+  ): PublishPromise {
+    try {
+      if (topic !== this.lastTopic) {
+        validateTopicName(topic);
+        this.lastTopic = topic;
+      }
+      const message: OutboxMessage = {
+        topic,
+        payload: toBytes(payload),
+        qos: 0,
+        retain: options.retain ?? false,
+      };
+      if (options.properties !== undefined) message.properties = options.properties;
+      const ticket = this.session.publish(message, Date.now());
+      this.flush();
+      if (ticket.error !== undefined) throw ticket.error;
+      return QOS0_WRITTEN;
+    } catch (err) {
+      return Object.assign(Promise.reject(err as Error), { packetId: undefined });
+    }
   }
 
   subscribe(
