@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +10,9 @@ import { crashMessage } from './durable-queue-crash-message.ts';
 const here = dirname(fileURLToPath(import.meta.url));
 const child = join(here, 'durable-queue-child.ts');
 const dir = mkdtempSync(join(tmpdir(), 'mqtt-edge-dq-crash-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => {
+  if (!process.env.KEEP_DQ) rmSync(dir, { recursive: true, force: true });
+});
 
 interface Round {
   resolved: Map<number, number>;
@@ -21,7 +23,8 @@ interface Round {
 /** Runs the child until at least `minResolved` puts resolved, then SIGKILLs it after `extraMs`. */
 function runAndKill(round: number, minResolved: number, extraMs: number): Promise<Round> {
   return new Promise((resolve, reject) => {
-    const p: ChildProcess = spawn(process.execPath, ['--import', 'tsx', child, dir, String(round)], {
+    const logPath = join(dir, `child-${round}.log`);
+    const p: ChildProcess = spawn(process.execPath, ['--import', 'tsx', child, dir, String(round), logPath], {
       cwd: join(here, '..', '..', '..'),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -30,6 +33,7 @@ function runAndKill(round: number, minResolved: number, extraMs: number): Promis
     let partial = '';
     let stderr = '';
     let killing = false;
+    let progress = 0;
     const guard = setTimeout(() => p.kill('SIGKILL'), 25_000);
     p.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -38,11 +42,10 @@ function runAndKill(round: number, minResolved: number, extraMs: number): Promis
       const lines = (partial + d.toString()).split('\n');
       partial = lines.pop()!;
       for (const line of lines) {
-        const [kind, a, b] = line.split(' ');
-        if (kind === 'p') resolved.set(Number(a), Number(b));
-        else if (kind === 'a') acked.add(Number(a));
+        const [kind, a] = line.split(' ');
+        if (kind === 'n') progress = Number(a);
       }
-      if (!killing && resolved.size >= minResolved) {
+      if (!killing && progress >= minResolved) {
         killing = true;
         setTimeout(() => p.kill('SIGKILL'), extraMs);
       }
@@ -51,8 +54,18 @@ function runAndKill(round: number, minResolved: number, extraMs: number): Promis
     // 'exit' fires after the kernel reaped the child: its pid is free, so the lock is stale
     p.on('exit', (code, signal) => {
       clearTimeout(guard);
-      if (signal !== 'SIGKILL') reject(new Error(`child exited ${code} ${signal}: ${stderr}`));
-      else resolve({ resolved, acked, exit: { code, signal } });
+      if (signal !== 'SIGKILL') {
+        reject(new Error(`child exited ${code} ${signal}: ${stderr}`));
+        return;
+      }
+      // lines end in ' .': a torn last line is a write the kill interrupted and reports nothing
+      for (const line of readFileSync(logPath, 'utf8').split('\n')) {
+        const m = /^([pa]) (\d+)(?: (\d+))? \.$/.exec(line);
+        if (m?.[1] === 'p' && m[3] !== undefined) resolved.set(Number(m[2]), Number(m[3]));
+        else if (m?.[1] === 'a') acked.add(Number(m[2]));
+      }
+      rmSync(logPath);
+      resolve({ resolved, acked, exit: { code, signal } });
     });
   });
 }
@@ -81,7 +94,11 @@ describe('durable queue under SIGKILL', () => {
       for (const [seq, k] of everResolved) {
         if (everAcked.has(seq)) continue; // acked: may be gone, may come back as a duplicate
         const e = bySeq.get(seq);
-        if (e === undefined) throw new Error(`round ${round}: resolved seq ${seq} (k=${k}) is missing`);
+        if (e === undefined) {
+          throw new Error(
+            `round ${round}: resolved seq ${seq} (k=${k}) is missing; stats ${JSON.stringify(q.stats())}; files ${readdirSync(dir).join(' ')}`,
+          );
+        }
         const want = crashMessage(k);
         expect(e.message.topic).toBe(want.topic);
         expect(e.message.payload).toEqual(want.payload);
