@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const MOSQUITTO_BIN = '/usr/sbin/mosquitto';
+const LOG_LIMIT = 256 * 1024;
 
 export function hasMosquitto(): boolean {
   return existsSync(MOSQUITTO_BIN);
@@ -43,7 +44,7 @@ export interface Mosquitto {
   port: number;
   dir: string;
   readonly pid: number | undefined;
-  /** Everything mosquitto wrote to stderr/stdout (its log). */
+  /** What mosquitto wrote to stderr/stdout (its log; the last 128..256 KiB). */
   log(): string;
   /** SIGTERM (mosquitto saves persistence), wait for exit, remove the tmp dir. */
   stop(): Promise<void>;
@@ -101,12 +102,13 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   let child: ChildProcess;
   const spawnIt = async () => {
     child = spawn(MOSQUITTO_BIN, ['-c', confPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.on('data', (d) => {
+    // The log is kept for error messages, bounded: a long test must not grow it without end.
+    const keep = (d: Buffer) => {
       output += d;
-    });
-    child.stderr?.on('data', (d) => {
-      output += d;
-    });
+      if (output.length > LOG_LIMIT) output = output.slice(-LOG_LIMIT / 2);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
     await waitForPort(port, child, () => output);
   };
   await spawnIt();

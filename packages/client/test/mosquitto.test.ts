@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasMosquitto, type Mosquitto, startMosquitto } from '../../../test/helpers/mosquitto.ts';
 import { ConnackError } from '../src/core/errors.ts';
-import { type ClientOptions, connect, type MqttClient } from '../src/node/index.ts';
+import { type ClientOptions, connect, DurableQueue, type MqttClient } from '../src/node/index.ts';
 
 const HAS = hasMosquitto();
 if (!HAS) console.warn('mosquitto.test.ts: /usr/sbin/mosquitto not found, skipping broker interop tests');
@@ -120,6 +120,45 @@ describe.skipIf(!HAS)('mosquitto 3.1.1 / 5.0', () => {
         Array.from({ length: 20 }, (_, i) => `${i}`).filter((m) => Number(m) % 3 === q),
       );
     await Promise.all([sub.end(), pub.end()]);
+  });
+
+  it('5.0 end({ reasonCode: 0x04 }) makes the broker publish the will', async () => {
+    const watcher = client(broker.port, { protocolVersion: 5, clientId: 'will-watch' });
+    await connected(watcher);
+    await watcher.subscribe({ filter: 'will/+', qos: 1 });
+    const will = new Promise<string>((r) => watcher.on('message', (t, p) => r(`${t} ${text(p)}`)));
+    const c = client(broker.port, {
+      protocolVersion: 5,
+      clientId: 'will-owner',
+      will: { topic: 'will/owner', payload: 'gone', qos: 1 },
+    });
+    await connected(c);
+    await c.end({ reasonCode: 0x04 });
+    expect(await will).toBe('will/owner gone');
+    await watcher.end();
+  });
+
+  it('a DurableQueue as the outbox: publishes complete, the queue ends empty', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mqtt-dq-'));
+    const outbox = await DurableQueue.open(dir, { fsync: 'never' });
+    try {
+      const c = client(broker.port, { protocolVersion: 5, clientId: 'dq', outbox });
+      // queued before the connection is up, then more once connected
+      const early = Array.from({ length: 50 }, (_, i) =>
+        c.publish('dq/x', `${i}`, { qos: (1 + (i % 2)) as 1 | 2 }),
+      );
+      await connected(c);
+      const late = Array.from({ length: 50 }, (_, i) => c.publish('dq/x', `${i}`, { qos: 1 }));
+      // an asynchronous outbox gives the packet id with the result, not at once
+      expect(late[0].packetId).toBeUndefined();
+      const results = await Promise.all([...early, ...late]);
+      expect(results.every((r) => (r.packetId ?? 0) > 0 && r.reasonCode < 0x80)).toBe(true);
+      expect(outbox.stats().count).toBe(0);
+      await c.end();
+    } finally {
+      await outbox.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('queueWhileDisconnected false rejects at once', async () => {

@@ -75,11 +75,14 @@ describe('CONNECT / CONNACK', () => {
     });
     expect(peer.events()[0]).toMatchObject({ type: 'connected', clientId: 'auto-42', keepalive: 5 });
     expect(peer.session.clientId).toBe('auto-42');
+    // Server keepalive 5 s: the ping is due after 5 s idle, not after ours (60 s).
+    expect(peer.session.nextDeadline()).toBe(peer.now + 5_000);
     // The assigned id is used on the next connection.
     peer.drop();
     expect(peer.connect()).toMatchObject({ clientId: 'auto-42' });
-    // Server keepalive 5 s: a ping after 5 s idle.
+    // A connection without server keepalive is back to ours.
     peer.events();
+    expect(peer.session.nextDeadline()).toBe(peer.now + 60_000);
   });
 
   it.each([1, 2, 3, 4, 5])('3.1.1 refusal with return code %i is a typed error and a close', (code) => {
