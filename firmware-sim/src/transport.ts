@@ -224,9 +224,25 @@ export class PortTransport implements Transport {
     port.on('data', (b: Buffer) => this.events.onData?.(b));
     port.on('error', (e: Error) => this.events.onError?.(e));
     port.on('close', () => {
-      if (this.port === port && !this.isClosed) this.events.onState?.('unplugged', { path: this.path });
+      if (this.port !== port || this.isClosed) return;
+      this.port = undefined;
+      this.events.onState?.('unplugged', { path: this.path, reason: 'port closed' });
+      void this.reopenWithBackoff();
     });
     this.events.onState?.('plugged', { path: this.path });
+  }
+
+  /** The tty went away under us (the other end closed it): keep trying until it is back. */
+  private async reopenWithBackoff(): Promise<void> {
+    for (let delay = 250; !this.isClosed && this.port === undefined; delay = Math.min(delay * 2, 5000)) {
+      await waitOrClosed(delay, this.closed);
+      if (this.isClosed) return;
+      try {
+        await this.reopen();
+      } catch (e) {
+        this.events.onError?.(e as Error);
+      }
+    }
   }
 
   write(bytes: Uint8Array): boolean {

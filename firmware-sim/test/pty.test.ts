@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeFrame } from '@mqtt-edge/serial-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSerialPort, FirmwareSim, hasSocat, type Logger, PtyTransport } from '../src/index.ts';
+import {
+  createSerialPort,
+  createSocatPair,
+  FirmwareSim,
+  hasSocat,
+  type Logger,
+  PortTransport,
+  PtyTransport,
+} from '../src/index.ts';
 import { HostReader, isData, within } from './helpers.ts';
 
 const socat = hasSocat();
@@ -173,6 +181,41 @@ describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => 
     } finally {
       if (port.isOpen) await new Promise<void>((r) => port.close(() => r()));
       await within(sim.stop(), 5000, 'sim.stop');
+    }
+  });
+
+  it('--port: opens an existing tty, and reopens it after the tty vanished and came back', async () => {
+    const dev = join(dir, 'ttyEXT0.device');
+    const agentPath = join(dir, 'ttyEXT0');
+    let pair = await createSocatPair(dev, agentPath);
+    const transport = await PortTransport.open(dev);
+    const log = eventLog();
+    const sim = new FirmwareSim(transport, {
+      deviceId: 'ext-dev',
+      seed: 6,
+      intervalMs: 20,
+      retransmitMs: 80,
+      log,
+    });
+    sim.start();
+    let port = await open(agentPath);
+    try {
+      let host = attach(port);
+      await host.data();
+      const unplugged = log.next('unplugged');
+      const plugged = log.next('plugged');
+      await pair.close();
+      expect((await within(unplugged, 5000, 'sim saw its tty vanish')).reason).toBe('port closed');
+      pair = await createSocatPair(dev, agentPath);
+      await within(plugged, 10_000, 'sim reopened the tty');
+      if (port.isOpen) await new Promise<void>((r) => port.close(() => r()));
+      port = await open(agentPath);
+      host = attach(port);
+      expect((await host.data()).bootId).toBe(sim.firmware.bootId);
+    } finally {
+      if (port.isOpen) await new Promise<void>((r) => port.close(() => r()));
+      await sim.stop();
+      await pair.close();
     }
   });
 

@@ -85,6 +85,24 @@ describe('FirmwareSim over the in-process link', () => {
     expect(sim.firmware.stats.retransmits).toBeGreaterThanOrEqual(1);
   });
 
+  it('with nobody acknowledging, the ring overflows: counted, and the oldest seqs stop coming', async () => {
+    const { sim, host } = setup({ ringSize: 4, intervalMs: 20, retransmitMs: 10 }, false);
+    sim.start();
+    await host.data((f) => f.seq >= 8);
+    const from = host.frames.length;
+    expect(sim.firmware.stats.ringOverwrites).toBeGreaterThanOrEqual(4);
+    expect(sim.firmware.unacked).toBe(4);
+    const held = sim.firmware.unackedSeqs();
+    // From now on only what the ring holds (or newer) is retransmitted; seq 1 is gone for good.
+    await host.data((f) => held.includes(f.seq), 5000, from);
+    await host.data((f) => f.seq > held[held.length - 1], 5000, from);
+    const later = host.frames
+      .slice(from)
+      .filter(isData)
+      .map((f) => f.seq);
+    expect(later.every((q) => q >= held[0])).toBe(true);
+  });
+
   it('sets the interval and the LED by command; unknown command is an error RESULT', async () => {
     const { sim, host, send } = setup();
     sim.start();
