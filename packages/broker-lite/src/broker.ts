@@ -129,7 +129,8 @@ export class Broker {
     this.closing = true;
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     if (this.sysTimer !== null) clearInterval(this.sysTimer);
-    await Promise.all(this.listeners.map((l) => l.close()));
+    // server.close() waits for every socket: start it, close the sockets, then wait.
+    const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     const waits: Promise<void>[] = [];
     for (const conn of this.connections) {
       conn.gracefulDisconnect = true;
@@ -143,6 +144,7 @@ export class Broker {
       setTimeout(() => conn.socket.destroy(), 500).unref();
     }
     await Promise.all(waits);
+    await listenersClosed;
     this.flushAll();
     this.wills.clear();
     if (this.persist !== null) await this.persist.close();
