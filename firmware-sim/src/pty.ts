@@ -29,12 +29,27 @@ export function hasSocat(): boolean {
   return socatChecked;
 }
 
+// socat outlives a parent that exits without closing it (an uncaught exception, process.exit):
+// end every pair we started when this process exits. Only a SIGKILL of this process leaves one.
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function track(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const c of live) c.kill('SIGTERM');
+  });
+}
+
 export function createSocatPair(devicePath: string, agentPath: string, timeoutMs = 5000): Promise<SocatPair> {
   const child: ChildProcess = spawn(
     'socat',
     ['-d', '-d', `pty,raw,echo=0,link=${devicePath}`, `pty,raw,echo=0,link=${agentPath}`],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  track(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return new Promise<SocatPair>((resolve, reject) => {
     let stderr = '';
