@@ -1,4 +1,4 @@
 export { Broker, type BrokerStats } from './broker.ts';
+export * from './config-api.ts';
 export * from './options.ts';
 export { BROKER_VERSION } from './sys.ts';
-export * from './config-api.ts';
