@@ -192,6 +192,44 @@ describe('ACL file errors', () => {
     expect(a.allowed('write', anon, 'x/y')).toBe(true);
   });
 
+  it('arbitrary text (fast-check) parses or throws ConfigError, and checks never throw', () => {
+    const word = fc.constantFrom(
+      'topic',
+      'pattern',
+      'user',
+      'read',
+      'write',
+      'deny',
+      '#',
+      '+',
+      '%u',
+      '%c',
+      'a/b',
+      '$SYS/#',
+      '',
+    );
+    const line = fc.oneof(
+      fc.string({ maxLength: 30 }),
+      fc.array(word, { maxLength: 4 }).map((w) => w.join(' ')),
+    );
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 8 }), fc.string({ maxLength: 12 }), (lines, topic) => {
+        let a: AclFile;
+        try {
+          a = acl(lines.join('\n'));
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError);
+          return;
+        }
+        for (const access of ['read', 'write', 'subscribe'] as const) {
+          expect(typeof a.allowed(access, { clientId: 'c', username: 'u' }, topic || 'x')).toBe('boolean');
+          expect(typeof a.allowed(access, anon, topic || 'x')).toBe('boolean');
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
   it('survives hostile input', async () => {
     for (let i = 0; i < 50; i++) {
       const garbage = randomBytes(2048).toString('latin1');

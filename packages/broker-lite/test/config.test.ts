@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   type BrokerConfig,
@@ -25,6 +26,29 @@ function scratch(): string {
 }
 
 const FILE = '/etc/mosquitto/mosquitto.conf';
+const KEYS = [
+  'listener',
+  'port',
+  'bind_address',
+  'protocol',
+  'certfile',
+  'keyfile',
+  'cafile',
+  'require_certificate',
+  'use_identity_as_username',
+  'allow_anonymous',
+  'password_file',
+  'acl_file',
+  'persistence',
+  'log_dest',
+  'log_type',
+  'max_packet_size',
+  'max_connections',
+  'per_listener_settings',
+  'include_dir',
+  'user',
+  'topic',
+];
 const parse = (text: string, overrides = {}): BrokerConfig => parseConfig(text, FILE, overrides);
 
 function configError(text: string): ConfigError {
@@ -432,6 +456,25 @@ describe('hostile input', () => {
   it('keeps escape sequences out of the error message for an unknown key', () => {
     const e = configError('\u001b[31mred 1\n');
     expect(e.message).not.toContain('\u001b');
+  });
+
+  it('arbitrary text (fast-check) parses or throws ConfigError, nothing else', () => {
+    const line = fc.oneof(
+      fc.string({ unit: 'grapheme', maxLength: 40 }),
+      fc
+        .tuple(fc.constantFrom(...KEYS), fc.array(fc.string({ maxLength: 12 }), { maxLength: 3 }))
+        .map(([k, v]) => [k, ...v].join(' ')),
+    );
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 8 }), (lines) => {
+        try {
+          parse(lines.join('\n'));
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError);
+        }
+      }),
+      { numRuns: 1000 },
+    );
   });
 
   it('random printable lines never crash, they parse or throw ConfigError', () => {

@@ -16,6 +16,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/config-error.ts';
 import {
@@ -202,6 +203,29 @@ describe('password file parsing', () => {
     expect(() => parsePasswordFile(`${'u'.repeat(70_000)}:${good}`, 'g')).toThrow(/longer than 65535/);
     expect(() => parsePasswordFile(`u:${'$'.repeat(70_000)}`, 'g')).toThrow(/too long/);
     expect(() => parsePasswordFile(':'.repeat(10_000), 'g')).toThrow(ConfigError);
+  });
+
+  it('arbitrary text (fast-check) parses or throws ConfigError, nothing else', () => {
+    const line = fc.oneof(
+      fc.string({ maxLength: 30 }),
+      fc
+        .tuple(
+          fc.string({ maxLength: 8 }),
+          fc.constantFrom('$6$', '$7$', '$7$1$', '$7$101$'),
+          fc.base64String({ maxLength: 90 }),
+        )
+        .map(([u, t, b]) => `${u}:${t}${b}$${b}`),
+    );
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 6 }), (lines) => {
+        try {
+          parsePasswordFile(lines.join('\n'), 'f');
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError);
+        }
+      }),
+      { numRuns: 1000 },
+    );
   });
 
   it('refuses a file over the size bound before reading it', async () => {
