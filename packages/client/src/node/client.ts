@@ -82,6 +82,9 @@ export interface EndOptions {
   force?: boolean;
 }
 
+const writeOutOf = (c: MqttClient): void => c.writeOut();
+const onTimerOf = (c: MqttClient): void => c.onTimer();
+
 const QOS0_WRITTEN: PublishPromise = Object.assign(
   Promise.resolve<PublishResult>({ packetId: undefined, reasonCode: 0, properties: undefined }),
   { packetId: undefined },
@@ -142,11 +145,18 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private endWaiters: Array<() => void> | null = null;
   private writeScheduled = false;
   private lastTopic = '';
-  private readonly writeOut = (): void => {
+  /** @internal timer callback (shared, with the client as argument: no closure per client). */
+  onTimer(): void {
+    this.timer = null;
+    this.session.tick(Date.now());
+    this.flush();
+  }
+  /** @internal writes what the session has queued (also called through setImmediate). */
+  writeOut(): void {
     this.writeScheduled = false;
     const out = this.session.takeOutput();
     if (out !== null) this.transport?.write(out);
-  };
+  }
 
   constructor(private readonly opts: ClientOptions & { fromUrl?: Partial<Target> }) {
     super();
@@ -420,7 +430,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
         // several received chunks, become one write.
         if (!this.writeScheduled && this.session.outputLength > 0) {
           this.writeScheduled = true;
-          setImmediate(this.writeOut);
+          setImmediate(writeOutOf, this);
         }
         const events = this.session.takeEvents();
         for (let i = 0; i < events.length; i++) this.dispatch(events[i]);
@@ -507,13 +517,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     if (this.timer !== null && this.timerAt <= deadline) return;
     this.clearTimer();
     this.timerAt = deadline;
-    this.timer = setTimeout(
-      () => {
-        this.timer = null;
-        this.session.tick(Date.now());
-        this.flush();
-      },
-      Math.max(0, deadline - Date.now()),
-    );
+    // Long delays are rounded up to whole seconds: Node keeps one timer list per distinct
+    // duration, so a thousand idle clients with the same keepalive share a list instead of
+    // holding one each. Firing up to a second late is fine: tick() acts on the real time.
+    const delay = Math.max(0, deadline - Date.now());
+    this.timer = setTimeout(onTimerOf, delay < 2000 ? delay : Math.ceil(delay / 1000) * 1000, this);
   }
 }
