@@ -269,6 +269,17 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
     ports: bound.map((a) => a.port).join(','),
   });
 
+  // A crash goes to the configured log too (a log file is often all an operator has), then
+  // the process exits 1 as it would anyway; what was acknowledged is already on disk.
+  const fatal = (what: string, err: unknown): void => {
+    logger.log('error', `${what}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(EXIT_FAILURE);
+  };
+  const onCrash = (err: unknown): void => fatal('uncaught exception', err);
+  const onRejection = (err: unknown): void => fatal('unhandled rejection', err);
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onRejection);
+
   let reloading: Promise<void> | undefined;
   const reload = async (): Promise<void> => {
     logger.reopen();
@@ -323,6 +334,8 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
     process.on('SIGINT', () => stop('SIGINT'));
   });
   process.removeListener('SIGHUP', onHup);
+  process.removeListener('uncaughtException', onCrash);
+  process.removeListener('unhandledRejection', onRejection);
   if (cfg.pidFile) {
     try {
       unlinkSync(cfg.pidFile);
