@@ -23,10 +23,15 @@ function message(i: number): OutboxMessage {
   return { topic: `site/dev${i % 64}/temperature`, payload, qos: 1, retain: false };
 }
 
-async function throughput(fsync: FsyncPolicy, concurrency: number, total: number): Promise<number> {
+async function throughput(
+  fsync: FsyncPolicy,
+  concurrency: number,
+  total: number,
+  parallelFsyncs = 1,
+): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'mqtt-edge-dq-scale-'));
   try {
-    const q = await DurableQueue.open(dir, { fsync });
+    const q = await DurableQueue.open(dir, { fsync, parallelFsyncs });
     const m = message(1);
     let issued = 0;
     const t0 = performance.now();
@@ -44,6 +49,7 @@ async function throughput(fsync: FsyncPolicy, concurrency: number, total: number
     console.log(
       JSON.stringify({
         fsync,
+        parallelFsyncs,
         concurrency,
         puts: total,
         putsPerSec: Math.round(total / secs),
@@ -105,6 +111,7 @@ else if (mode === 'open') await open(a);
 else {
   const records = Number(mode ?? 1_000_000) || 1_000_000;
   for (const c of [1, 16, 256, 4096]) await throughput('batch', c, c === 1 ? 5_000 : 200_000);
+  for (const c of [1, 16]) await throughput('batch', c, c === 1 ? 5_000 : 200_000, 4);
   await throughput('never', 256, 200_000);
   const dir = mkdtempSync(join(tmpdir(), 'mqtt-edge-dq-scale-'));
   const bundle = join(dir, 'scale-bundle.mjs');

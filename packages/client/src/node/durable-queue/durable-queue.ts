@@ -95,6 +95,17 @@ export interface DurableQueueStats extends OutboxStats {
 }
 
 const PENDING_FLUSH_BYTES = 1 << 20;
+
+interface SyncRound {
+  /** Every seq <= target was written before this round's fsyncs started. */
+  target: number;
+  /** Sealed segments' fds, closed once this round and all before it completed. */
+  closing: number[];
+  /** Sealed segments to index once they are known durable. */
+  sealed: Segment[];
+  done: boolean;
+  promise: Promise<void>;
+}
 const PENDING_INITIAL = 64 << 10;
 const READ_CHUNK = 256 << 10;
 const SCAN_CHUNK = 1 << 20;
@@ -161,9 +172,8 @@ export class DurableQueue implements Outbox {
   private readonly waitReject: Array<(err: Error) => void> = [];
   private waitHead = 0;
 
-  private syncing = false;
-  private syncAgain = false;
-  private syncPromise: Promise<void> = Promise.resolve();
+  /** fsync rounds started and not yet completed in order, oldest first. */
+  private readonly syncs: SyncRound[] = [];
   private readonly dirtyFds = new Set<number>();
   private dirDirty = false;
   private readonly closeAfterSync: number[] = [];
@@ -481,43 +491,61 @@ export class DurableQueue implements Outbox {
     else this.resolveWaiters(this.writtenSeq);
   }
 
-  /** Starts a group fsync of everything written, unless one runs: then it runs again after. */
+  private get unsynced(): boolean {
+    return this.dirtyFds.size > 0 || this.dirDirty || this.closeAfterSync.length > 0;
+  }
+
+  /**
+   * Starts an fsync round covering everything written so far. Up to `parallelFsyncs` rounds run
+   * at once (1 by default: the fewest, largest fsyncs, which is what flash wear wants); past
+   * that, the writes wait and join the next round. Rounds complete in the order they started:
+   * a round's puts resolve, and its sealed files close, only once every earlier round is done.
+   */
   private requestSync(): void {
     if (this.failure) return;
-    if (this.syncing) {
-      this.syncAgain = true;
+    if (!this.unsynced) {
+      if (this.o.fsync === 'batch' && this.syncs.length === 0) this.resolveWaiters(this.writtenSeq);
       return;
     }
-    if (this.dirtyFds.size === 0 && !this.dirDirty && this.closeAfterSync.length === 0) {
-      if (this.o.fsync === 'batch') this.resolveWaiters(this.writtenSeq);
-      return;
-    }
-    this.syncing = true;
-    this.syncAgain = false;
-    const target = this.writtenSeq;
+    if (this.syncs.length >= this.o.parallelFsyncs) return; // the next completion starts another
     const jobs: Promise<void>[] = [];
     for (const fd of this.dirtyFds) jobs.push(fdatasyncP(fd));
     this.dirtyFds.clear();
     // a new segment's directory entry must be durable before its records are reported durable
     if (this.dirDirty) jobs.push(fsyncP(this.dirFd));
     this.dirDirty = false;
-    const closing = this.closeAfterSync.splice(0);
-    const sealed = this.indexAfterSync.splice(0);
-    this.syncPromise = Promise.all(jobs).then(
+    const round: SyncRound = {
+      target: this.writtenSeq,
+      closing: this.closeAfterSync.splice(0),
+      sealed: this.indexAfterSync.splice(0),
+      done: false,
+      promise: Promise.resolve(),
+    };
+    this.syncs.push(round);
+    round.promise = Promise.all(jobs).then(
       () => {
+        round.done = true;
         this.fsyncs++;
-        for (const fd of closing) closeSync(fd);
-        for (const seg of sealed) if (!seg.deleted) writeIndex(seg);
-        this.syncing = false;
-        if (this.o.fsync === 'batch') this.resolveWaiters(target);
-        if (this.o.fsync === 'batch' && (this.syncAgain || this.writtenSeq > target)) this.requestSync();
+        this.completeSyncs();
       },
       (err) => {
-        for (const fd of closing) closeSync(fd);
-        this.syncing = false;
+        round.done = true;
         this.fail(err);
+        this.completeSyncs();
       },
     );
+  }
+
+  private completeSyncs(): void {
+    const { syncs } = this;
+    while (syncs.length > 0 && syncs[0].done) {
+      const round = syncs.shift()!;
+      for (const fd of round.closing) closeQuietly(fd);
+      if (this.failure) continue;
+      for (const seg of round.sealed) if (!seg.deleted) writeIndex(seg);
+      if (this.o.fsync === 'batch') this.resolveWaiters(round.target);
+    }
+    if (this.o.fsync === 'batch' && !this.failure) this.requestSync();
   }
 
   private resolveWaiters(upTo: number): void {
@@ -567,13 +595,12 @@ export class DurableQueue implements Outbox {
     this.writePending();
     for (;;) {
       if (this.failure) throw this.failure;
-      if (this.syncing) {
-        await this.syncPromise;
+      if (this.syncs.length > 0) {
+        await this.syncs[0].promise;
         continue;
       }
-      if (this.dirtyFds.size === 0 && !this.dirDirty && this.closeAfterSync.length === 0) return;
+      if (!this.unsynced) return;
       this.requestSync();
-      await this.syncPromise;
     }
   }
 
