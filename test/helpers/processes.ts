@@ -214,6 +214,8 @@ class TappedTransport implements Transport {
 /** A simulated device on a socat pty, with every ACK it received recorded. */
 export class WatchedDevice {
   readonly acks: AckRecord[] = [];
+  /** When each ACK arrived (ms since the epoch). */
+  readonly acksAt: number[] = [];
   readonly boots: number[] = [];
   sim!: FirmwareSim;
   agentPath!: string;

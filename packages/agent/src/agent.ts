@@ -191,7 +191,11 @@ export class Agent {
     const o: ClientOptions = {
       protocolVersion: m.version,
       clientId: m.clientId,
-      clean: !m.persistentSession,
+      // Always a clean start on the first connection of a process: the broker's session state
+      // (QoS 2 packet ids awaiting PUBREL) belongs to an earlier run whose in-flight state
+      // died with it. Resuming it would let a new PUBLISH reuse such a packet id and be taken
+      // for a duplicate: lost. Later reconnects of this process resume the session (below).
+      clean: true,
       keepalive: m.keepalive,
       maxInflight: m.maxInflight,
       outbox: this.outbox,
@@ -219,6 +223,11 @@ export class Agent {
     client.on('connect', (e: ConnectedEvent) => {
       this.connected = true;
       this.connectedSince = Date.now();
+      if (this.options.config.mqtt.persistentSession && this.options.config.mqtt.version === 5) {
+        // The client has no option for "clean once, then resume"; its resolved options are read
+        // at every CONNECT, so flipping this one does it.
+        (client.session.options as { clean: boolean }).clean = false;
+      }
       this.counters.connects++;
       this.lastBrokerError = undefined;
       const q = this.outbox.stats();

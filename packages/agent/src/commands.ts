@@ -45,6 +45,17 @@ interface Pending {
 }
 
 const MAX_PENDING = 256;
+
+/**
+ * Command ids, unique across agent restarts: a device answers a CMD id it has seen before from
+ * its result cache without running it again (as the firmware should, for retransmitted
+ * commands), so a restarted agent counting from 1 again would get stale answers.
+ */
+let lastCommandId = 1 + Math.floor(Math.random() * 0xffff_fff0);
+export function newCommandId(): number {
+  lastCommandId = lastCommandId >= 0xffff_fffe ? 1 : lastCommandId + 1;
+  return lastCommandId;
+}
 const MAX_ARGS_BYTES = 768; // a CMD frame is at most 1 KiB decoded
 
 export class CommandRouter {
@@ -57,7 +68,6 @@ export class CommandRouter {
     ignoredRetained: 0,
   };
   private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
 
   constructor(private readonly o: CommandRouterOptions) {}
 
@@ -114,8 +124,7 @@ export class CommandRouter {
     const target = this.o.lookup(device);
     if (target === undefined) return `unknown or disconnected device ${device}`;
     if (this.pending.size >= MAX_PENDING) return 'too many commands waiting for devices';
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xffff_fffe ? 1 : this.nextId + 1;
+    const id = newCommandId();
     let ok: boolean;
     try {
       ok = target.sendCommand(id, name, args);
@@ -141,7 +150,7 @@ export class CommandRouter {
   /** A RESULT frame from a device. */
   result(device: string, r: ResultFrame): void {
     const p = this.pending.get(r.id);
-    if (p === undefined || p.device !== device) return; // id 0 (our HELLO requests), or late
+    if (p === undefined || p.device !== device) return; // our HELLO requests, or late
     this.pending.delete(r.id);
     clearTimeout(p.timer);
     this.counters.results++;

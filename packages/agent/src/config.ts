@@ -55,8 +55,9 @@ export interface MqttConfig {
   qos: 0 | 1 | 2;
   maxInflight: number;
   /**
-   * Keep the broker session across connections (clean start false). With QoS 2 this makes a
-   * reconnect resend exactly-once; readings survive in the agent's queue either way.
+   * MQTT 5: keep the broker session across reconnects of one agent process (clean start on
+   * its first connection, then false). With QoS 2 a reconnect then resends exactly once;
+   * readings survive in the agent's queue either way.
    */
   persistentSession: boolean;
   /** 5.0 session expiry with a persistent session, seconds. */

@@ -22,6 +22,7 @@ import {
   TextLineDecoder,
   type Value,
 } from '@mqtt-edge/serial-protocol';
+import { newCommandId } from './commands.ts';
 import type { Framing } from './config.ts';
 import { SeqWindow } from './dedupe.ts';
 import type { Logger } from './log.ts';
@@ -267,8 +268,8 @@ export class PortSession {
     if (!force && now - this.lastHelloRequest < HELLO_REQUEST_EVERY_MS) return;
     this.lastHelloRequest = now;
     this.counters.helloRequests++;
-    // Command id 0 is reserved for the agent's own HELLO requests (downlink ids start at 1).
-    this.o.host.write(encodeFrame({ type: 'cmd', seq: this.nextTxSeq(), id: 0, name: 'hello' }));
+    // A fresh id each time: a device answers a repeated id from its cache, without the HELLO.
+    this.o.host.write(encodeFrame({ type: 'cmd', seq: this.nextTxSeq(), id: newCommandId(), name: 'hello' }));
   }
 
   private data(f: DataFrame): void {

@@ -121,8 +121,8 @@ describe('CommandRouter', () => {
     const { r, replies, body } = router({ d1: dev });
     expect(r.filter).toBe('site/a/+/cmd/+');
     r.handle(pub('site/a/d1/cmd/set-led', '{"on":true}'));
-    expect(dev.sent).toEqual([[1, 'set-led', { on: true }]]);
-    r.result('d1', { type: 'result', seq: 0, id: 1, ok: true, value: true });
+    expect(dev.sent).toEqual([[expect.any(Number), 'set-led', { on: true }]]);
+    r.result('d1', { type: 'result', seq: 0, id: dev.sent[0][0], ok: true, value: true });
     expect(replies[0].topic).toBe('site/a/d1/cmd/set-led/result');
     expect(body(0)).toEqual({ ok: true, value: true });
     r.close();
