@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { Aedes } from 'aedes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createWebSocketStream, WebSocketServer } from 'ws';
+import { createWebSocketStream, WebSocketServer, WebSocket as WsWebSocket } from 'ws';
 import { type ClientOptions, connect, type MqttClient } from '../src/node/index.ts';
 
 let broker: Aedes;
@@ -74,6 +74,27 @@ describe('aedes', () => {
     const { sub, pub } = await pair(`ws://127.0.0.1:${wsPort}/mqtt`, { protocolVersion: 4, wsModule: 'ws' });
     await roundTrip(sub, pub, 'ws');
     await Promise.all([sub.end(), pub.end()]);
+  });
+
+  it('WebSocket through a global WebSocket (browser-style API) when the runtime has one', async () => {
+    const g = globalThis as { WebSocket?: unknown };
+    const had = g.WebSocket;
+    let constructed = 0;
+    // Node 20 has no global WebSocket: stand one in (ws implements the browser API).
+    g.WebSocket = class extends WsWebSocket {
+      constructor(url: string, protocols: string[]) {
+        super(url, protocols);
+        constructed++;
+      }
+    };
+    try {
+      const { sub, pub } = await pair(`ws://127.0.0.1:${wsPort}/mqtt`, { protocolVersion: 4 });
+      expect(constructed).toBe(2);
+      await roundTrip(sub, pub, 'gws');
+      await Promise.all([sub.end(), pub.end()]);
+    } finally {
+      g.WebSocket = had;
+    }
   });
 
   it('reconnects after the server drops the connection, and delivers what was queued', async () => {
