@@ -1,0 +1,187 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Broker } from '../src/index.ts';
+
+const HAS_OPENSSL = fs.existsSync('/usr/bin/openssl');
+if (!HAS_OPENSSL) console.warn('openssl not installed: TLS listener tests skipped');
+
+describe('WebSocket listener', () => {
+  let broker: Broker;
+  beforeAll(async () => {
+    broker = new Broker({
+      listeners: [
+        { port: 0, host: '127.0.0.1', protocol: 'mqtt' },
+        { port: 0, host: '127.0.0.1', protocol: 'websockets' },
+      ],
+      sysInterval: 0,
+    });
+    await broker.listen();
+  });
+  afterAll(() => broker.close());
+
+  it('serves MQTT over WebSocket next to TCP, one message crossing both', async () => {
+    const [tcp, ws] = broker.addresses;
+    expect(ws.protocol).toBe('websockets');
+    const sub = await mqtt.connectAsync(`ws://127.0.0.1:${ws.port}`, { protocolVersion: 5 });
+    await sub.subscribeAsync('ws/t', { qos: 1 });
+    const got = new Promise<string>((r) => sub.on('message', (_t, p) => r(p.toString())));
+    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${tcp.port}`);
+    await pub.publishAsync('ws/t', 'over ws', { qos: 1 });
+    expect(await got).toBe('over ws');
+    await pub.endAsync();
+    await sub.endAsync();
+  });
+});
+
+describe.skipIf(!HAS_OPENSSL)('TLS listener', () => {
+  let dir: string;
+  let broker: Broker;
+  const pem = (name: string) => fs.readFileSync(path.join(dir, name), 'utf8');
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'broker-lite-tls-'));
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=test-ca',
+    );
+    ssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.csr',
+      '-subj',
+      '/CN=localhost',
+    );
+    fs.writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'server.crt',
+      '-days',
+      '1',
+      '-extfile',
+      'san.ext',
+    );
+    ssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'client.key',
+      '-out',
+      'client.csr',
+      '-subj',
+      '/CN=device-7',
+    );
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      'client.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'client.crt',
+      '-days',
+      '1',
+    );
+    const seen: string[] = [];
+    broker = new Broker({
+      listeners: [
+        {
+          port: 0,
+          host: '127.0.0.1',
+          protocol: 'mqtt',
+          tls: {
+            cert: pem('server.crt'),
+            key: pem('server.key'),
+            requireCertificate: false,
+            useIdentityAsUsername: false,
+          },
+        },
+        {
+          port: 0,
+          host: '127.0.0.1',
+          protocol: 'mqtt',
+          tls: {
+            cert: pem('server.crt'),
+            key: pem('server.key'),
+            ca: pem('ca.crt'),
+            requireCertificate: true,
+            useIdentityAsUsername: true,
+          },
+        },
+      ],
+      sysInterval: 0,
+      accessControl: {
+        allowed: (_a, client, topic) => {
+          seen.push(`${client.username}:${topic}`);
+          return client.username === undefined || topic.startsWith(`${client.username}/`);
+        },
+      },
+    });
+    await broker.listen();
+  });
+  afterAll(async () => {
+    await broker.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('accepts TLS clients that trust the CA', async () => {
+    const c = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.addresses[0].port}`, { ca: pem('ca.crt') });
+    expect(c.connected).toBe(true);
+    await c.endAsync();
+  });
+
+  it('require_certificate: a client without a certificate is refused; with one, its CN is the user name', async () => {
+    const port = broker.addresses[1].port;
+    await expect(
+      mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, {
+        ca: pem('ca.crt'),
+        reconnectPeriod: 0,
+        connectTimeout: 2000,
+      }),
+    ).rejects.toBeTruthy();
+    const c = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, {
+      ca: pem('ca.crt'),
+      cert: pem('client.crt'),
+      key: pem('client.key'),
+    });
+    // the ACL sees user name 'device-7' (the certificate's CN)
+    const granted = await c.subscribeAsync('device-7/cmd', { qos: 0 });
+    expect(granted[0].qos).toBe(0);
+    await expect(c.subscribeAsync('other/cmd', { qos: 0 })).rejects.toThrow(/Unspecified error/);
+    await c.endAsync();
+  });
+});
