@@ -30,6 +30,10 @@ describe('MemoryOutbox', () => {
     for (let i = 0; i < 5; i++) o.putSync(msg(`t${i}`));
     expect(o.read(0, 10).map((e) => e.message.topic)).toEqual(['t2', 't3', 't4']);
     expect(o.stats().droppedOldest).toBe(2);
+    const dropped: number[] = [];
+    o.onDrop = (seq) => dropped.push(seq);
+    o.putSync(msg('t5'));
+    expect(dropped).toEqual([3]);
     const b = new MemoryOutbox({ maxBytes: 30 });
     for (let i = 0; i < 4; i++) b.putSync(msg(`b${i}`, 8)); // 10 bytes each
     expect(b.stats()).toMatchObject({ count: 3, bytes: 30, droppedOldest: 1 });

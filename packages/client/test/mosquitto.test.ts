@@ -9,6 +9,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasMosquitto, type Mosquitto, startMosquitto } from '../../../test/helpers/mosquitto.ts';
 import { ConnackError } from '../src/core/errors.ts';
+import { MemoryOutbox } from '../src/core/memory-outbox.ts';
+import { OutboxFullError } from '../src/core/outbox.ts';
 import { type ClientOptions, connect, DurableQueue, type MqttClient } from '../src/node/index.ts';
 
 const HAS = hasMosquitto();
@@ -159,6 +161,25 @@ describe.skipIf(!HAS)('mosquitto 3.1.1 / 5.0', () => {
       await outbox.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a full drop-oldest outbox rejects the dropped messages; the rest go out', async () => {
+    const c = client(broker.port, { clientId: 'full', outbox: new MemoryOutbox({ maxCount: 5 }) });
+    const proms = Array.from({ length: 8 }, (_, i) => c.publish('full/x', `${i}`, { qos: 1 }));
+    const settled = await Promise.allSettled(proms);
+    expect(settled.map((r) => r.status)).toEqual([
+      'rejected',
+      'rejected',
+      'rejected',
+      'fulfilled',
+      'fulfilled',
+      'fulfilled',
+      'fulfilled',
+      'fulfilled',
+    ]);
+    expect((settled[0] as PromiseRejectedResult).reason).toBeInstanceOf(OutboxFullError);
+    expect(c.outbox.stats()).toMatchObject({ count: 0, droppedOldest: 3 });
+    await c.end();
   });
 
   it('queueWhileDisconnected false rejects at once', async () => {

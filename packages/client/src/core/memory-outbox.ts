@@ -56,6 +56,8 @@ export class MemoryOutbox implements SyncOutbox {
   private readonly maxBytes: number;
   private readonly policy: OutboxDropPolicy;
   private readonly clock: () => number;
+  /** Called with the seq of each message a drop-oldest bound removed (the client rejects its promise). */
+  onDrop: ((seq: number) => void) | null = null;
 
   constructor(options: MemoryOutboxOptions = {}) {
     this.maxCount = options.maxCount ?? 100_000;
@@ -153,6 +155,7 @@ export class MemoryOutbox implements SyncOutbox {
     if (first === undefined) return;
     this.remove(first);
     this.droppedOldest++;
+    this.onDrop?.(first.seq);
   }
 
   private remove(slot: Slot): void {

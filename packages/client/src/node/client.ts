@@ -9,10 +9,10 @@ import {
 } from '@mqtt-edge/codec';
 import { ConnackError } from '../core/errors.ts';
 import type { ClosedEvent, ConnectedEvent, SessionEvent } from '../core/events.ts';
-import { isSyncOutbox } from '../core/memory-outbox.ts';
+import { isSyncOutbox, MemoryOutbox } from '../core/memory-outbox.ts';
 import type { SessionOptions } from '../core/options.ts';
 import { toBytes } from '../core/options.ts';
-import type { OutboxMessage } from '../core/outbox.ts';
+import { OutboxFullError, type OutboxMessage } from '../core/outbox.ts';
 import { ClientSession } from '../core/session.ts';
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
 import { resolveTarget, type Target, type TransportOptions } from './target.ts';
@@ -161,6 +161,14 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   constructor(private readonly opts: ClientOptions & { fromUrl?: Partial<Target> }) {
     super();
     this.session = new ClientSession(opts);
+    const outbox = this.session.outbox;
+    if (outbox instanceof MemoryOutbox && outbox.onDrop === null)
+      outbox.onDrop = (seq) => {
+        const w = this.publishWaiters.get(seq);
+        if (w === undefined) return;
+        this.publishWaiters.delete(seq);
+        w.reject(new OutboxFullError(`message ${seq} dropped by the outbox's drop-oldest bound`));
+      };
     this.target = resolveTarget(opts, opts.fromUrl ?? {});
     this.openTransport();
   }
