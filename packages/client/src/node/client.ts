@@ -16,7 +16,7 @@ import { OutboxFullError, type OutboxMessage } from '../core/outbox.ts';
 import { ClientSession } from '../core/session.ts';
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
 import { resolveTarget, type Target, type TransportOptions } from './target.ts';
-import { openTransport, type Transport } from './transport.ts';
+import { openTransport, type Transport, type TransportOwner } from './transport.ts';
 
 export interface ClientOptions extends SessionOptions, TransportOptions, BackoffOptions {
   /** Reconnect after a lost connection; default true. */
@@ -84,6 +84,7 @@ export interface EndOptions {
 
 const writeOutOf = (c: MqttClient): void => c.writeOut();
 const onTimerOf = (c: MqttClient): void => c.onTimer();
+const destroyTransportOf = (c: MqttClient): void => c.destroyTransport();
 
 const QOS0_WRITTEN: PublishPromise = Object.assign(
   Promise.resolve<PublishResult>({ packetId: undefined, reasonCode: 0, properties: undefined }),
@@ -123,10 +124,11 @@ interface MqttClientEvents {
  * The Node client: a ClientSession wired to a socket and one timer. Events as MQTT.js users know
  * them: connect, message, close, error, reconnect, offline, end.
  */
-export class MqttClient extends EventEmitter<MqttClientEvents> {
+export class MqttClient extends EventEmitter<MqttClientEvents> implements TransportOwner {
   readonly session: ClientSession;
   private readonly target: Target;
   private transport: Transport | null = null;
+  private handshakeTimer: ReturnType<typeof setTimeout> | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private timerAt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
@@ -145,6 +147,12 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private endWaiters: Array<() => void> | null = null;
   private writeScheduled = false;
   private lastTopic = '';
+  /** @internal the handshake took too long */
+  destroyTransport(): void {
+    this.handshakeTimer = null;
+    this.transport?.destroy();
+  }
+
   /** @internal timer callback (shared, with the client as argument: no closure per client). */
   onTimer(): void {
     this.timer = null;
@@ -360,36 +368,38 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
 
   private openTransport(): void {
     // The session times the CONNACK; this times the TCP / TLS / WebSocket handshake before it.
-    let handshake: ReturnType<typeof setTimeout> | null = setTimeout(
-      () => transport.destroy(),
-      this.session.options.connectTimeout,
-    );
-    const handshakeDone = () => {
-      if (handshake !== null) clearTimeout(handshake);
-      handshake = null;
-    };
-    const transport = openTransport(this.opts, this.target, {
-      open: () => {
-        handshakeDone();
-        if (this.transport !== transport) return;
-        this.session.open(Date.now());
-        this.flush();
-      },
-      data: (chunk) => {
-        if (this.transport !== transport) return;
-        this.session.receive(chunk, Date.now());
-        this.flush();
-      },
-      close: (error) => {
-        handshakeDone();
-        if (this.transport !== transport) return;
-        this.transport = null;
-        this.session.connectionLost(Date.now(), error);
-        this.flush();
-        this.afterClose();
-      },
-    });
-    this.transport = transport;
+    this.handshakeTimer = setTimeout(destroyTransportOf, this.session.options.connectTimeout, this);
+    this.transport = openTransport(this.opts, this.target, this);
+  }
+
+  private handshakeDone(): void {
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+  }
+
+  /** @internal TransportOwner */
+  transportOpen(t: Transport): void {
+    if (this.transport !== t) return;
+    this.handshakeDone();
+    this.session.open(Date.now());
+    this.flush();
+  }
+
+  /** @internal TransportOwner */
+  transportData(t: Transport, chunk: Uint8Array): void {
+    if (this.transport !== t) return;
+    this.session.receive(chunk, Date.now());
+    this.flush();
+  }
+
+  /** @internal TransportOwner */
+  transportClose(t: Transport, error: Error | undefined): void {
+    if (this.transport !== t) return;
+    this.handshakeDone();
+    this.transport = null;
+    this.session.connectionLost(Date.now(), error);
+    this.flush();
+    this.afterClose();
   }
 
   private afterClose(): void {

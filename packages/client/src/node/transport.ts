@@ -2,11 +2,12 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Target, TransportOptions } from './target.ts';
 
-export interface TransportHandlers {
-  open(): void;
-  data(chunk: Uint8Array): void;
+/** Who a transport reports to (the client). Methods, not closures: an idle client stays small. */
+export interface TransportOwner {
+  transportOpen(t: Transport): void;
+  transportData(t: Transport, chunk: Uint8Array): void;
   /** Called once, whatever ended the transport. */
-  close(error: Error | undefined): void;
+  transportClose(t: Transport, error: Error | undefined): void;
 }
 
 export interface Transport {
@@ -17,6 +18,8 @@ export interface Transport {
 }
 
 const END_GRACE_MS = 2000;
+const TRANSPORT = Symbol('mqtt-edge.transport');
+type TaggedSocket = net.Socket & { [TRANSPORT]: SocketTransport };
 
 function tlsOptions(o: TransportOptions, t: Target): tls.ConnectionOptions {
   const opts: tls.ConnectionOptions = { host: t.host, port: t.port };
@@ -30,32 +33,58 @@ function tlsOptions(o: TransportOptions, t: Target): tls.ConnectionOptions {
   return opts;
 }
 
-function socketTransport(socket: net.Socket, openEvent: string, h: TransportHandlers): Transport {
-  let error: Error | undefined;
-  let closed = false;
-  socket.setNoDelay(true);
-  socket.on(openEvent, () => h.open());
-  socket.on('data', (d: Uint8Array) => h.data(d));
-  socket.on('error', (e) => {
-    error ??= e;
-  });
-  socket.on('close', () => {
-    closed = true;
-    h.close(error);
-  });
-  return {
-    write: (b) => {
-      if (!socket.destroyed) socket.write(b);
-    },
-    end: () => {
-      if (closed) return;
-      socket.end();
-      setTimeout(() => socket.destroy(), END_GRACE_MS).unref();
-    },
-    destroy: () => {
-      socket.destroy();
-    },
-  };
+// Socket listeners shared by every connection: EventEmitter calls them with the socket as
+// `this`, and the socket carries its transport.
+function onSocketOpen(this: TaggedSocket): void {
+  const t = this[TRANSPORT];
+  t.owner.transportOpen(t);
+}
+function onSocketData(this: TaggedSocket, chunk: Uint8Array): void {
+  const t = this[TRANSPORT];
+  t.owner.transportData(t, chunk);
+}
+function onSocketError(this: TaggedSocket, err: Error): void {
+  this[TRANSPORT].error ??= err;
+}
+function onSocketClose(this: TaggedSocket): void {
+  const t = this[TRANSPORT];
+  t.closed = true;
+  t.owner.transportClose(t, t.error);
+}
+function destroySocket(socket: net.Socket): void {
+  socket.destroy();
+}
+
+class SocketTransport implements Transport {
+  error: Error | undefined = undefined;
+  closed = false;
+
+  constructor(
+    readonly socket: net.Socket,
+    openEvent: string,
+    readonly owner: TransportOwner,
+  ) {
+    (socket as TaggedSocket)[TRANSPORT] = this;
+    socket.setNoDelay(true);
+    socket.on(openEvent, onSocketOpen);
+    socket.on('data', onSocketData);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+  }
+
+  write(b: Uint8Array): void {
+    if (!this.socket.destroyed) this.socket.write(b);
+  }
+
+  end(): void {
+    if (this.closed) return;
+    this.socket.end();
+    setTimeout(destroySocket, END_GRACE_MS, this.socket).unref();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
 }
 
 interface WebSocketLike {
@@ -81,7 +110,7 @@ async function webSocketCtor(o: TransportOptions, needsTlsOptions: boolean): Pro
   }
 }
 
-function webSocketTransport(o: TransportOptions, t: Target, h: TransportHandlers): Transport {
+function webSocketTransport(o: TransportOptions, t: Target, owner: TransportOwner): Transport {
   let ws: WebSocketLike | null = null;
   let done = false;
   let error: Error | undefined;
@@ -89,23 +118,37 @@ function webSocketTransport(o: TransportOptions, t: Target, h: TransportHandlers
   const finish = (err: Error | undefined) => {
     if (done) return;
     done = true;
-    h.close(err);
+    owner.transportClose(transport, err);
   };
   const host = net.isIPv6(t.host) ? `[${t.host}]` : t.host;
   const url = `${t.protocol}://${host}:${t.port}${t.path.startsWith('/') ? t.path : `/${t.path}`}`;
   const needsTls =
     t.protocol === 'wss' && (o.ca !== undefined || o.cert !== undefined || o.rejectUnauthorized === false);
+  const transport: Transport = {
+    write: (b) => {
+      if (ws !== null && ws.readyState === 1) ws.send(b);
+    },
+    end: () => {
+      if (ws === null) cancelled = true;
+      else ws.close(1000);
+    },
+    destroy: () => {
+      if (ws === null) cancelled = true;
+      else ws.close();
+    },
+  };
   webSocketCtor(o, needsTls).then(
     (Ctor) => {
       if (cancelled) return finish(undefined);
       const tlsOpts = t.protocol === 'wss' ? tlsOptions(o, t) : {};
       ws = new Ctor(url, ['mqtt'], tlsOpts);
       ws.binaryType = 'arraybuffer';
-      ws.onopen = () => h.open();
+      ws.onopen = () => owner.transportOpen(transport);
       ws.onmessage = (ev) => {
         const d = ev.data;
-        if (d instanceof ArrayBuffer) h.data(new Uint8Array(d));
-        else if (ArrayBuffer.isView(d)) h.data(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+        if (d instanceof ArrayBuffer) owner.transportData(transport, new Uint8Array(d));
+        else if (ArrayBuffer.isView(d))
+          owner.transportData(transport, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
         else {
           error ??= new Error('WebSocket text frame: MQTT runs over binary frames only');
           ws?.close(1003);
@@ -119,28 +162,16 @@ function webSocketTransport(o: TransportOptions, t: Target, h: TransportHandlers
     },
     (err: Error) => finish(err),
   );
-  return {
-    write: (b) => {
-      if (ws !== null && ws.readyState === 1) ws.send(b);
-    },
-    end: () => {
-      if (ws === null) cancelled = true;
-      else ws.close(1000);
-    },
-    destroy: () => {
-      if (ws === null) cancelled = true;
-      else ws.close();
-    },
-  };
+  return transport;
 }
 
-export function openTransport(o: TransportOptions, t: Target, h: TransportHandlers): Transport {
+export function openTransport(o: TransportOptions, t: Target, owner: TransportOwner): Transport {
   switch (t.protocol) {
     case 'mqtt':
-      return socketTransport(net.connect({ host: t.host, port: t.port }), 'connect', h);
+      return new SocketTransport(net.connect({ host: t.host, port: t.port }), 'connect', owner);
     case 'mqtts':
-      return socketTransport(tls.connect(tlsOptions(o, t)), 'secureConnect', h);
+      return new SocketTransport(tls.connect(tlsOptions(o, t)), 'secureConnect', owner);
     default:
-      return webSocketTransport(o, t, h);
+      return webSocketTransport(o, t, owner);
   }
 }
