@@ -34,6 +34,7 @@ export class FaultProxy {
   private readonly pipes = new Set<Pipe>();
   private fault: FaultKind | null = null;
   private timer: NodeJS.Timeout | undefined;
+  private release: (() => void) | undefined;
 
   private constructor(
     private upstreamPort: number,
@@ -102,7 +103,7 @@ export class FaultProxy {
     }
   }
 
-  /** Applies a fault now; after `ms` the link works again. */
+  /** Applies a fault now; after `ms` (or heal()) the link works again and the promise resolves. */
   cut(kind: FaultKind, ms: number): Promise<void> {
     clearTimeout(this.timer);
     this.heal();
@@ -128,17 +129,19 @@ export class FaultProxy {
       }
     }
     return new Promise((resolve) => {
-      this.timer = setTimeout(() => {
-        this.heal();
-        resolve();
-      }, ms);
+      this.release = resolve;
+      this.timer = setTimeout(() => this.heal(), ms);
     });
   }
 
   /** Ends the current fault. A stalled pipe resumes (its peers may have given up on it meanwhile). */
   heal(): void {
+    clearTimeout(this.timer);
     const was = this.fault;
     this.fault = null;
+    const release = this.release;
+    this.release = undefined;
+    release?.();
     if (was === 'stall') {
       for (const p of this.pipes) {
         p.client.resume();
