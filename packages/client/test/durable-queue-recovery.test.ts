@@ -1,5 +1,6 @@
 import {
   closeSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -345,6 +346,7 @@ describe('hostile directory contents', () => {
     writeFileSync(join(dir, 'notes.log'), 'hello');
     writeFileSync(join(dir, '00000000000000000000.log'), 'zero is not a seq');
     writeFileSync(join(dir, 'cursor.tmp'), 'half-written');
+    mkdirSync(join(dir, '00000000000000000099.log'));
     const { q, seqs } = await reopen(dir);
     expect(seqs).toEqual([1, 2, 3]);
     await q.close();

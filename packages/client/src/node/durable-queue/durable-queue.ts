@@ -240,6 +240,7 @@ export class DurableQueue implements Outbox {
     const files = readdirSync(dir);
     const names = files
       .filter((n) => SEGMENT_NAME.test(n) && Number(n.slice(0, 20)) >= 1 && Number(n.slice(0, 20)) <= MAX_SEQ)
+      .filter((n) => statSync(join(dir, n)).isFile())
       .sort();
     const logs = new Set(names);
     for (const n of files) {
