@@ -13,6 +13,7 @@ import {
 import {
   type BenchArea,
   type BenchRow,
+  collectGarbage,
   costRow,
   measureAllocation,
   measureRate,
@@ -186,7 +187,10 @@ function compareRates(ours: () => void, theirs: () => void, ms: number, batch: n
   let a = 0;
   let b = 0;
   for (let r = 0; r < rounds; r++) {
+    // each side starts on a clean heap, so neither pays for the other's garbage
+    collectGarbage();
     a = Math.max(a, measureRate(ours, { ms: ms / rounds, batch }));
+    collectGarbage();
     b = Math.max(b, measureRate(theirs, { ms: ms / rounds, batch }));
   }
   return [a, b];

@@ -55,11 +55,16 @@ function packetId(): number {
   return id;
 }
 
-function str(): string {
+/** A string; with `name` set, a topic name: a wildcard in it is an error (0x90). */
+function str(name?: boolean): string {
   const n = u16();
   if (P + n > E) truncated();
-  const s = readString(B, P, P + n);
+  const s = readString(B, P, P + n, name);
   if (s === null) fail('UTF8_INVALID', '');
+  if (s === undefined) {
+    while (B[P] !== 0x23 && B[P] !== 0x2b) P++;
+    fail('TOPIC_NAME_INVALID', '', ReasonCode.TopicNameInvalid);
+  }
   P += n;
   return s;
 }
@@ -182,14 +187,7 @@ export function decodeBody(
     case 3: {
       const qos = ((first >> 1) & 3) as QoS;
       const topicAt = P;
-      const topic = str();
-      for (let i = topicAt + 2; i < P; i++) {
-        const c = B[i];
-        if (c === 0x23 || c === 0x2b) {
-          P = i;
-          fail('TOPIC_NAME_INVALID', '', ReasonCode.TopicNameInvalid);
-        }
-      }
+      const topic = str(true);
       let id = 0;
       if (qos > 0) id = packetId();
       let properties: Properties | undefined;
@@ -370,13 +368,7 @@ function connect(): ConnectPacket {
   if (willFlag) {
     const willProps = version === 5 ? props(WILL) : undefined;
     const at = P;
-    const topic = str();
-    for (let i = at + 2; i < P; i++) {
-      if (B[i] === 0x23 || B[i] === 0x2b) {
-        P = at;
-        fail('TOPIC_NAME_INVALID', '', ReasonCode.TopicNameInvalid);
-      }
-    }
+    const topic = str(true);
     if (topic.length === 0) {
       P = at;
       fail('TOPIC_NAME_INVALID', '', ReasonCode.TopicNameInvalid);

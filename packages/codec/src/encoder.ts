@@ -9,7 +9,7 @@ import { type Packet, PacketTypeCode, type Properties, type ProtocolVersion } fr
 import { propertiesLength, varintSize, WILL, writeProperties, writeVarint } from './properties.ts';
 import { isReasonCodeAllowed, ReasonCode } from './reason-codes.ts';
 import { utf8Write } from './utf8.ts';
-import { stringLength, topicLength } from './wire.ts';
+import { nameBytes, stringLength, topicBytes } from './wire.ts';
 
 /** Largest remaining length a 4-byte variable byte integer holds. */
 export const MAX_REMAINING_LENGTH = 268_435_455;
@@ -25,6 +25,9 @@ let V: ProtocolVersion = 4;
 let REM = 0;
 let PL = 0;
 let WPL = 0;
+/** The PUBLISH topic's bytes, from the encoder's topic cache. */
+let TB: Uint8Array = new Uint8Array(0);
+const EMPTY = new Uint8Array(0);
 // The write cursor.
 let B: Uint8Array = new Uint8Array(0);
 let P = 0;
@@ -88,7 +91,7 @@ function measure(p: Packet, v: ProtocolVersion): number {
       const w = p.will;
       if (w !== undefined) {
         qos(w.qos);
-        n += 2 + topicLength(w.topic, false) + binLength(w.payload, 'will payload');
+        n += 2 + topicBytes(w.topic, false).length + binLength(w.payload, 'will payload');
         if (pv === 5) {
           n += propBlock(w.properties, WILL);
           WPL = PL;
@@ -113,7 +116,8 @@ function measure(p: Packet, v: ProtocolVersion): number {
       if (p.dup && p.qos === 0) bad('DUP_ON_QOS0', '', 0x81);
       if (!(p.payload instanceof Uint8Array)) bad('PAYLOAD_INVALID', '', 0x81);
       const alias = v5 && p.properties?.topicAlias !== undefined;
-      n = 2 + (alias && p.topic === '' ? 0 : topicLength(p.topic, false)) + p.payload.length;
+      TB = alias && p.topic === '' ? EMPTY : nameBytes(p.topic);
+      n = 2 + TB.length + p.payload.length;
       if (p.qos > 0) {
         id(p.packetId);
         n += 2;
@@ -142,12 +146,12 @@ function measure(p: Packet, v: ProtocolVersion): number {
         bad(sub ? 'SUBSCRIBE_EMPTY' : 'UNSUBSCRIBE_EMPTY', 'needs at least one topic filter');
       n = v5 ? 2 + propBlock(p.properties, 1 << t) : 2;
       if (p.type === 'unsubscribe') {
-        for (const f of p.topicFilters) n += 2 + topicLength(f, true);
+        for (const f of p.topicFilters) n += 2 + topicBytes(f, true).length;
         break;
       }
       for (const s of p.subscriptions) {
         qos(s.qos);
-        n += 3 + topicLength(s.topicFilter, true);
+        n += 3 + topicBytes(s.topicFilter, true).length;
         const rh = s.retainHandling ?? 0;
         if (v5 && (!isInt(rh, 0, 2) || (s.noLocal && s.topicFilter.startsWith('$share/'))))
           bad('SUBSCRIPTION_OPTIONS_INVALID', '');
@@ -207,7 +211,7 @@ function write(p: Packet, buf: Uint8Array, pos: number): void {
   if (p.type === 'publish') {
     buf[P++] = 0x30 | (p.dup ? 8 : 0) | (p.qos << 1) | (p.retain ? 1 : 0);
     P = writeVarint(buf, P, REM);
-    str(p.topic);
+    bytes(TB, true);
     if (p.qos > 0) u16(p.packetId as number);
     if (v5) props(p.properties, PL);
     bytes(p.payload, false);
@@ -284,21 +288,31 @@ function write(p: Packet, buf: Uint8Array, pos: number): void {
 
 /**
  * Encodes packets into one growable buffer it owns. `encode` returns a view of that buffer,
- * valid until the next call: copy it (or write it out) before encoding again.
+ * valid until the next call: copy it (or write it out) before encoding again. The view object
+ * itself may be handed out again by a later call (same buffer, new contents).
  */
 export class PacketWriter {
   declare private buf: Uint8Array;
+  declare private view: Uint8Array | null;
 
   constructor(initialCapacity = 512) {
     this.buf = new Uint8Array(initialCapacity > 0 ? initialCapacity : 512);
+    this.view = null;
   }
 
   /** Encodes `packet` for protocol `version` (CONNECT uses its own protocolVersion). */
   encode(packet: Packet, version: ProtocolVersion = 4): Uint8Array {
     const total = measure(packet, version);
-    if (total > this.buf.length) this.buf = new Uint8Array(Math.max(total, this.buf.length * 2));
+    if (total > this.buf.length) {
+      this.buf = new Uint8Array(Math.max(total, this.buf.length * 2));
+      this.view = null;
+    }
     write(packet, this.buf, 0);
-    return this.buf.subarray(0, total);
+    // The last view is invalid now anyway: hand the same object out again when the size matches
+    // (a sensor's packets often do), so encoding in a loop allocates nothing.
+    let view = this.view;
+    if (view === null || view.length !== total) view = this.view = this.buf.subarray(0, total);
+    return view;
   }
 
   /** Total bytes `packet` takes; validates it exactly as encode would. */

@@ -14,12 +14,30 @@ let keys: Uint8Array | null = null;
 const lengths = new Uint8Array(SLOTS);
 const values: string[] = [];
 
-/** utf8Read through the cache: the string, or null when ill-formed or holding U+0000. */
-export function readString(buf: Uint8Array, start: number, end: number): string | null {
+/**
+ * utf8Read through the cache: the string, or null when ill-formed or holding U+0000. With
+ * `name` set (a topic name), undefined when the bytes hold a wildcard, found in the same pass.
+ */
+export function readString(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  name?: boolean,
+): string | null | undefined {
   const n = end - start;
-  if (n > WIDTH || n === 0) return n === 0 ? '' : utf8Read(buf, start, end);
   let h = n;
-  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i], 0x01000193);
+  let wild = false;
+  if (n > WIDTH) {
+    if (name) for (let i = start; i < end; i++) wild ||= buf[i] === 0x23 || buf[i] === 0x2b;
+    return wild ? undefined : utf8Read(buf, start, end);
+  }
+  for (let i = start; i < end; i++) {
+    const b = buf[i];
+    h = Math.imul(h ^ b, 0x01000193);
+    if (b === 0x23 || b === 0x2b) wild = true;
+  }
+  if (wild && name) return undefined;
+  if (n === 0) return '';
   const slot = (h ^ (h >>> 15)) & (SLOTS - 1);
   const at = slot * WIDTH;
   if (keys === null) keys = new Uint8Array(SLOTS * WIDTH);

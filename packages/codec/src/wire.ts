@@ -2,7 +2,7 @@
 import { MqttError } from './errors.ts';
 import { ReasonCode } from './reason-codes.ts';
 import { checkTopicFilter, checkTopicName, TopicError } from './topic.ts';
-import { utf8ByteLength } from './utf8.ts';
+import { utf8Encode } from './utf8.ts';
 
 /**
  * UTF-8 bytes of an MQTT string, checked as the spec requires of a sender: no U+0000, no lone
@@ -28,16 +28,16 @@ export function stringLength(s: string, what: string): number {
   return bytes;
 }
 
-const nameLengths = new Map<string, number>();
-const filterLengths = new Map<string, number>();
+const names = new Map<string, Uint8Array>();
+const filters = new Map<string, Uint8Array>();
 
 /**
- * UTF-8 bytes of a valid topic name (`filter` false) or filter; throws a TopicError (0x90 or
- * 0x8F) otherwise. A gateway publishes to and subscribes with the same few topics, so the
- * verdicts are remembered (bounded).
+ * The UTF-8 bytes of a valid topic name (`filter` false) or filter; throws a TopicError (0x90
+ * or 0x8F) otherwise. A gateway publishes to and subscribes with the same few topics, so
+ * verdicts and bytes are remembered (256 of each kind at most): a repeat costs one lookup.
  */
-export function topicLength(s: string, filter: boolean): number {
-  const cache = filter ? filterLengths : nameLengths;
+export function topicBytes(s: string, filter: boolean): Uint8Array {
+  const cache = filter ? filters : names;
   const known = cache.get(s);
   if (known !== undefined) return known;
   const problem =
@@ -50,8 +50,20 @@ export function topicLength(s: string, filter: boolean): number {
     throw filter
       ? new TopicError('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid, -1)
       : new TopicError('TOPIC_NAME_INVALID', problem, ReasonCode.TopicNameInvalid, -1);
-  const bytes = utf8ByteLength(s);
+  const bytes = utf8Encode(s);
   if (cache.size >= 256) cache.clear();
   cache.set(s, bytes);
+  return bytes;
+}
+
+let lastName = '';
+let lastBytes = new Uint8Array(0);
+
+/** topicBytes for a topic name, remembering the last one. */
+export function nameBytes(s: string): Uint8Array {
+  if (s === lastName) return lastBytes;
+  const bytes = topicBytes(s, false);
+  lastName = s;
+  lastBytes = bytes;
   return bytes;
 }
