@@ -57,7 +57,7 @@ export function topicBytes(s: string, filter: boolean): Uint8Array {
 }
 
 let lastName = '';
-let lastBytes = new Uint8Array(0);
+let lastBytes: Uint8Array = new Uint8Array(0);
 
 /** topicBytes for a topic name, remembering the last one. */
 export function nameBytes(s: string): Uint8Array {
