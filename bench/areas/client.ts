@@ -9,7 +9,7 @@
  *   the broker is SIGKILLed and restarted; seconds from "listening again" to the last PUBACK.
  * - Heap per idle client: growth of V8 heap + ArrayBuffers (after GC) over 200 connected, idle
  *   clients / 200.
- * - CPU per QoS 1 publish: this process's user+system CPU time over the QoS 1 run / messages.
+ * - CPU per QoS 0 / QoS 1 publish: this process's user+system CPU time over the run / messages.
  */
 import mqtt from 'mqtt';
 import { connect, type MqttClient } from '../../packages/client/src/node/index.ts';
@@ -67,35 +67,6 @@ function qos1Peer(c: mqtt.MqttClient, n: number): Promise<void> {
   });
 }
 
-/** Time until `sub` received n messages on its topic, or the deadline; returns [ms, received]. */
-async function qos0Run(
-  sub: MqttClient,
-  topic: string,
-  n: number,
-  send: () => void,
-): Promise<[number, number]> {
-  let got = 0;
-  const t0 = performance.now();
-  let tEnd = 0;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, 20_000);
-    const onMessage = (t: string) => {
-      if (t !== topic) return;
-      got++;
-      if (got === n) {
-        tEnd = performance.now();
-        clearTimeout(timer);
-        sub.off('message', onMessage);
-        resolve();
-      }
-    };
-    sub.on('message', onMessage);
-    send();
-  });
-  if (tEnd === 0) tEnd = performance.now();
-  return [tEnd - t0, got];
-}
-
 async function heapPerClient(
   count: number,
   open: (i: number) => Promise<() => Promise<void>>,
@@ -139,7 +110,7 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
   const N1 = quick ? 10_000 : 50_000;
   const NR = 10_000;
   const IDLE = quick ? 50 : 200;
-  const ROUNDS = quick ? 1 : 3;
+  const ROUNDS = quick ? 1 : 5;
   // No broker log: the helper would keep it in this process and charge it to the heap figures.
   const broker: Mosquitto = await startMosquitto({ config: 'log_dest none' });
   const rows: BenchRow[] = [];
@@ -163,24 +134,35 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
       `${IDLE} connected idle clients, V8 heap + ArrayBuffer growth after GC / count`,
     );
 
+    const cpuSince = (c: NodeJS.CpuUsage) => {
+      const d = process.cpuUsage(c);
+      return d.user + d.system;
+    };
+
     // QoS 0 until the broker has read them all (a QoS 1 fence at the end).
     let best0 = 0;
     let best0Peer = 0;
+    let cpu0 = Number.POSITIVE_INFINITY;
+    let cpu0Peer = Number.POSITIVE_INFINITY;
     for (let r = 0; r < ROUNDS; r++) {
       const a = await ours(broker.port, 'bench-pub-ours');
+      let c0 = process.cpuUsage();
       let t0 = performance.now();
       for (let i = 0; i < N0; i++) a.publish('bench/q0', PAYLOAD);
       await a.publish('bench/q0', PAYLOAD, { qos: 1 });
       best0 = Math.max(best0, (N0 * 1000) / (performance.now() - t0));
+      cpu0 = Math.min(cpu0, cpuSince(c0) / N0);
       await a.end();
       const b = await peer(broker.port, 'bench-pub-peer');
       const buf = Buffer.from(PAYLOAD);
+      c0 = process.cpuUsage();
       t0 = performance.now();
       for (let i = 0; i < N0; i++) b.publish('bench/q0', buf, { qos: 0 });
       await new Promise<void>((resolve, reject) =>
         b.publish('bench/q0', buf, { qos: 1 }, (err) => (err ? reject(err) : resolve())),
       );
       best0Peer = Math.max(best0Peer, (N0 * 1000) / (performance.now() - t0));
+      cpu0Peer = Math.min(cpu0Peer, cpuSince(c0) / N0);
       await endPeer(b);
     }
     rows.push(
@@ -193,6 +175,15 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
         2,
         `${N0} msgs, until the PUBACK of a QoS 1 publish sent after them (the broker read them all)`,
       ),
+      costRow(
+        'client:cpu per qos0 publish',
+        'us/msg',
+        cpu0,
+        cpu0Peer,
+        PEER,
+        undefined,
+        'client process CPU (user+system) over the QoS 0 run, waiting for the broker included',
+      ),
     );
 
     // QoS 1 until every PUBACK.
@@ -200,10 +191,6 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
     let best1Peer = 0;
     let cpu1 = Number.POSITIVE_INFINITY;
     let cpu1Peer = Number.POSITIVE_INFINITY;
-    const cpuSince = (c: NodeJS.CpuUsage) => {
-      const d = process.cpuUsage(c);
-      return d.user + d.system;
-    };
     for (let r = 0; r < ROUNDS; r++) {
       const a = await ours(broker.port, 'bench-q1-ours');
       let c0 = process.cpuUsage();
