@@ -162,8 +162,9 @@ interface Figures {
 }
 
 /**
- * Insert, heap and remove-all, `reps` times on a fresh structure each: the best time and the
- * median heap figure (the machine is shared, and one slow run says little). Leaves `s` built.
+ * Insert and heap `reps` times, remove-all `reps - 1` times here (the last remove-all runs
+ * after the match rounds, on the structure they used): the best time and the median heap
+ * figure, since the machine is shared and one slow run says little. Leaves `s` built.
  */
 function buildFigures(
   s: Structure,
@@ -180,13 +181,12 @@ function buildFigures(
     s.build();
     insertMs = Math.min(insertMs, performance.now() - t0);
     heaps.push((heapUsed() - before) / d.filters.length);
+    if (r === reps - 1) break;
     const t1 = performance.now();
     s.removeAll();
     removeMs = Math.min(removeMs, performance.now() - t1);
   }
   heaps.sort((x, y) => x - y);
-  s.drop();
-  s.build();
   return { insertMs, heapPerSub: heaps[reps >> 1], removeMs };
 }
 
@@ -231,19 +231,25 @@ function measureAll(
     matchAlloc: measureAllocation(ops[i].op, allocCount).bytesPerOp,
     hitsPerTopic: ops[i].hitsPerTopic,
   }));
-  for (const s of structures) s.drop();
+  structures.forEach((s, i) => {
+    collectGarbage();
+    const t = performance.now();
+    s.removeAll();
+    figures[i].removeMs = Math.min(figures[i].removeMs, performance.now() - t);
+    s.drop();
+  });
   return figures;
 }
 
 async function run(options: { quick: boolean }): Promise<BenchRow[]> {
   const n = options.quick ? 10_000 : 100_000;
   const big = options.quick ? 100_000 : 1_000_000;
-  const matchMs = options.quick ? 300 : 2400;
+  const matchMs = options.quick ? 300 : 1800;
   const allocCount = options.quick ? 20_000 : 100_000;
   const d = dataset(n, 20_000);
   const label = n === 100_000 ? '100k' : `${n / 1000}k`;
 
-  const reps = options.quick ? 1 : 3;
+  const reps = 2;
   const [o, q, qs] = measureAll([ours(d), qlobber(d, false), qlobber(d, true)], d, matchMs, allocCount, reps);
   const rows: BenchRow[] = [];
   const note = `hits/topic ours ${o.hitsPerTopic.toFixed(2)}, Qlobber ${q.hitsPerTopic.toFixed(2)}, QlobberSub ${qs.hitsPerTopic.toFixed(2)}`;
@@ -285,7 +291,7 @@ async function run(options: { quick: boolean }): Promise<BenchRow[]> {
   // Scaling: the same mix at ten times the size, ours and Qlobber side by side. Both walk
   // O(levels) per topic; what grows is the share of lookups that miss the CPU caches and TLB.
   const dBig = dataset(big, 20_000);
-  const [oBig, qBig] = measureAll([ours(dBig), qlobber(dBig, false)], dBig, matchMs, allocCount, 1);
+  const [oBig, qBig] = measureAll([ours(dBig), qlobber(dBig, false)], dBig, matchMs / 2, allocCount / 5, 1);
   const bigLabel = big === 1_000_000 ? '1M' : `${big / 1000}k`;
   rows.push(rateRow(`topics:match ${bigLabel} subs`, 'topics/s', oBig.matchRate, qBig.matchRate, 'Qlobber'));
   rows.push(
