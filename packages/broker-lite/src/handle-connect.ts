@@ -159,13 +159,14 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
   session.conn = conn;
   conn.session = session;
 
-  // Keepalive, with the server keepalive of MQTT 5 where the client asked for too much.
+  // Keepalive, with the server keepalive of MQTT 5 where the client asked for too much. As in
+  // Mosquitto, max_keepalive applies to MQTT 5 clients only: a 3.1.1 client cannot be told.
   let keepalive = p.keepalive;
   let serverKeepAlive: number | undefined;
   const maxKeepalive = b.options.maxKeepalive;
-  if (maxKeepalive > 0 && (keepalive > maxKeepalive || (keepalive === 0 && maxKeepalive < 65_535))) {
+  if (v5 && maxKeepalive > 0 && (keepalive > maxKeepalive || (keepalive === 0 && maxKeepalive < 65_535))) {
     keepalive = maxKeepalive;
-    if (v5) serverKeepAlive = keepalive;
+    serverKeepAlive = keepalive;
   }
   conn.keepaliveMs = keepalive * 1000;
   if (props !== undefined) {
