@@ -721,6 +721,44 @@ describe('bad input from the server', () => {
   });
 });
 
+describe('requests the codec refuses', () => {
+  it('a bad SUBSCRIBE throws at once and leaves no packet id or pending request behind', () => {
+    const peer = new Peer({ protocolVersion: 5 });
+    peer.connect();
+    peer.events();
+    expect(() => peer.session.subscribe([{ topicFilter: 'a/#/b', qos: 1 }], undefined, peer.now)).toThrow(
+      MqttError,
+    );
+    expect(() => peer.session.subscribe([{ topicFilter: 'a', qos: 3 as 1 }], undefined, peer.now)).toThrow();
+    expect(peer.packets()).toEqual([]);
+    // nothing is resent on the next connection
+    peer.drop();
+    peer.connect();
+    expect(peer.packets()).toEqual([]);
+    expect(peer.session.state).toBe('connected');
+  });
+
+  it('a message the codec cannot encode fails alone; the connection and the queue go on', () => {
+    const peer = new Peer({ protocolVersion: 5 });
+    peer.connect();
+    peer.events();
+    const bad = peer.session.publish(
+      { topic: 'a/+', payload: bytes('x'), qos: 1, retain: false }, // wildcard in a topic name
+      peer.now,
+    );
+    const good = peer.session.publish(msg('a/b', 1), peer.now);
+    expect(bad.sent).toBe(false);
+    expect(publishes(peer.packets()).map((p) => p.topic)).toEqual(['a/b']);
+    const done = of(peer.events(), 'published');
+    expect(done).toHaveLength(1);
+    expect(done[0].seq).toBe(bad.seq);
+    expect(done[0].error?.reasonCode).toBeGreaterThanOrEqual(0x80);
+    expect(peer.session.state).toBe('connected');
+    expect(peer.session.outbox.stats().count).toBe(1); // only the good one, in flight
+    expect(good.sent).toBe(true);
+  });
+});
+
 describe('async outbox', () => {
   it('put() then pump() sends; acks remove from the store', async () => {
     const outbox = new MemoryOutbox();

@@ -105,6 +105,7 @@ export class ClientSession {
   private aliasesOut: Map<string, number> | null = null;
   private aliasOutMax = 0;
   private needPump = false;
+  private encodeError: MqttError | null = null;
   /** The last outbox entry sent and its packet id: publish() reports it without a lookup. */
   private lastSentSeq = -1;
   private lastSentId = 0;
@@ -329,8 +330,7 @@ export class ClientSession {
       properties,
       internal: false,
     };
-    (this.pending ??= new Map()).set(req.packetId, req);
-    if (this._state === 'connected') this.sendRequest(req);
+    this.register(req);
     return req.packetId;
   }
 
@@ -346,8 +346,7 @@ export class ClientSession {
       properties,
       internal: false,
     };
-    (this.pending ??= new Map()).set(req.packetId, req);
-    if (this._state === 'connected') this.sendRequest(req);
+    this.register(req);
     return req.packetId;
   }
 
@@ -665,21 +664,43 @@ export class ClientSession {
     }
   }
 
+  /**
+   * Encodes first, so a request the codec refuses (bad filter, QoS, property) throws here and
+   * leaves nothing behind: no packet id taken, nothing to resend on every reconnect.
+   */
+  private register(req: PendingRequest): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = writer.encode(this.requestPacket(req), this.options.protocolVersion);
+    } catch (err) {
+      this.ids.release(req.packetId);
+      throw err;
+    }
+    (this.pending ??= new Map()).set(req.packetId, req);
+    if (this._state === 'connected') {
+      this.out.push(bytes);
+      this.lastSent = this.now;
+    }
+  }
+
+  private requestPacket(req: PendingRequest): Packet {
+    return req.kind === 'subscribe'
+      ? {
+          type: 'subscribe',
+          packetId: req.packetId,
+          subscriptions: req.subscriptions,
+          properties: req.properties,
+        }
+      : {
+          type: 'unsubscribe',
+          packetId: req.packetId,
+          topicFilters: req.filters,
+          properties: req.properties,
+        };
+  }
+
   private sendRequest(req: PendingRequest): void {
-    if (req.kind === 'subscribe')
-      this.write({
-        type: 'subscribe',
-        packetId: req.packetId,
-        subscriptions: req.subscriptions,
-        properties: req.properties,
-      });
-    else
-      this.write({
-        type: 'unsubscribe',
-        packetId: req.packetId,
-        topicFilters: req.filters,
-        properties: req.properties,
-      });
+    this.write(this.requestPacket(req));
   }
 
   /** A request this connection cannot carry: completes as failed, never in flight. */
@@ -704,6 +725,20 @@ export class ClientSession {
     return error;
   }
 
+  private refuseUnwritable(entry: OutboxEntry | undefined, m: OutboxMessage, written: number): RequestError {
+    if (written === -1)
+      return this.refuse(
+        entry,
+        m,
+        'PACKET_TOO_LARGE',
+        `over the server's ${this.serverMaxPacket} bytes`,
+        0x95,
+      );
+    const err = this.encodeError!;
+    this.encodeError = null;
+    return this.refuse(entry, m, err.code, err.message, err.reasonCode);
+  }
+
   /** Undefined when the server can take the message, else the refusal (already reported). */
   private inadmissible(entry: OutboxEntry | undefined, m: OutboxMessage): RequestError | undefined {
     if (m.qos > this.serverMaxQoS)
@@ -716,14 +751,8 @@ export class ClientSession {
   private sendQoS0(m: OutboxMessage, entry: OutboxEntry | undefined): RequestError | undefined {
     const refused = this.inadmissible(entry, m);
     if (refused !== undefined) return refused;
-    if (this.writePublish(m, undefined, false) < 0)
-      return this.refuse(
-        entry,
-        m,
-        'PACKET_TOO_LARGE',
-        `over the server's ${this.serverMaxPacket} bytes`,
-        0x95,
-      );
+    const written = this.writePublish(m, undefined, false);
+    if (written < 0) return this.refuseUnwritable(entry, m, written);
     if (entry !== undefined) {
       this.options.outbox.ack(entry.seq);
       this.emit({
@@ -747,9 +776,10 @@ export class ClientSession {
     }
     if (this.inadmissible(e, m) !== undefined) return;
     const id = this.ids.allocate();
-    if (this.writePublish(m, id, false) < 0) {
+    const written = this.writePublish(m, id, false);
+    if (written < 0) {
       this.ids.release(id);
-      this.refuse(e, m, 'PACKET_TOO_LARGE', `over the server's ${this.serverMaxPacket} bytes`, 0x95);
+      this.refuseUnwritable(e, m, written);
       return;
     }
     const rec: Inflight = { packetId: id, seq: e.seq, message: m, released: false };
@@ -758,7 +788,10 @@ export class ClientSession {
     this.lastSentId = id;
   }
 
-  /** Writes a PUBLISH (topic alias applied); -1 when it exceeds the server's maximum packet size. */
+  /**
+   * Writes a PUBLISH (topic alias applied); -1 when it exceeds the server's maximum packet size,
+   * -2 when the codec refused it (the reason in encodeError).
+   */
   private writePublish(m: OutboxMessage, packetId: number | undefined, dup: boolean): number {
     let topic = m.topic;
     let properties = m.properties;
@@ -784,7 +817,14 @@ export class ClientSession {
     };
     if (packetId !== undefined) packet.packetId = packetId;
     if (properties !== undefined && this.options.protocolVersion === 5) packet.properties = properties;
-    const bytes = writer.encode(packet, this.options.protocolVersion);
+    let bytes: Uint8Array;
+    try {
+      bytes = writer.encode(packet, this.options.protocolVersion);
+    } catch (err) {
+      // The codec refused the message (bad topic, QoS, property): fail it, not the connection.
+      this.encodeError = err instanceof MqttError ? err : new MqttError('ENCODE_FAILED', String(err));
+      return -2;
+    }
     if (bytes.length > this.serverMaxPacket) return -1;
     if (newAlias !== 0) aliases!.set(m.topic, newAlias);
     this.out.push(bytes);
