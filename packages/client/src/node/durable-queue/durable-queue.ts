@@ -7,32 +7,18 @@
  * Threads: everything runs on the event loop except fdatasync, which libuv runs on its pool
  * while new puts keep appending; the puts that arrive during one fsync share the next.
  */
-import {
-  closeSync,
-  fdatasync,
-  fdatasyncSync,
-  fstatSync,
-  fsync,
-  fsyncSync,
-  ftruncateSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Outbox, OutboxEntry, OutboxMessage, OutboxStats } from '../../core/outbox.ts';
 import { OutboxFullError } from '../../core/outbox.ts';
 import { DurableQueueError } from './errors.ts';
-import { CURSOR_FILE, checkMeta, META_FILE, readCursor, writeCursor, writeCursorSync } from './files.ts';
+import { writeCursor, writeCursorSync } from './files.ts';
+import { closeQuietly, fdatasyncP, fsyncP, writeFully } from './io.ts';
 import { acquireLock } from './lock.ts';
 import { type DurableQueueOptions, type ResolvedOptions, resolveOptions } from './options.ts';
 import {
   decodeMessage,
   encodeRecord,
-  MAX_SEQ,
   PayloadSlab,
   prepare,
   RECORD_HEADER_BYTES,
@@ -43,41 +29,14 @@ import {
   SEGMENT_HEADER_BYTES,
   writeSegmentHeader,
 } from './record.ts';
-import {
-  ABSENT,
-  DONE,
-  FileWindow,
-  LIVE,
-  SEGMENT_NAME,
-  Segment,
-  scanSegment,
-  segmentName,
-} from './segment.ts';
-import { loadIndex, removeIndex, writeIndex } from './segment-index.ts';
+import { type RecoveryStats, recoverQueue } from './recovery.ts';
+import { ABSENT, DONE, FileWindow, LIVE, Segment, segmentName } from './segment.ts';
+import { removeIndex, writeIndex } from './segment-index.ts';
 
 /** An entry as the durable queue returns it: `storedAt` lets a sender shorten message expiry. */
 export interface DurableEntry extends OutboxEntry {
   /** ms since the epoch when put() stored it. */
   storedAt: number;
-}
-
-/** What recovery found and repaired when the queue was opened. */
-export interface RecoveryStats {
-  /** Segments whose end held a torn or bad record, cut off. */
-  truncatedTails: number;
-  truncatedBytes: number;
-  /** Bad stretches between good records, skipped (their records are lost; counted here). */
-  corruptRegions: number;
-  corruptBytes: number;
-  /** Segment files with a damaged 8-byte header (rewritten when records follow it). */
-  badHeaders: number;
-  /** Segment files removed: empty after repair, or wholly below the cursor. */
-  removedSegments: number;
-  /** Sealed segments loaded from their index file instead of being scanned. */
-  indexedSegments: number;
-  /** 'missing' and 'invalid' restart from 0: everything on disk is delivered again. */
-  cursor: 'ok' | 'missing' | 'invalid' | 'past-end';
-  metaRewritten: boolean;
 }
 
 export interface DurableQueueStats extends OutboxStats {
@@ -108,25 +67,9 @@ interface SyncRound {
 }
 const PENDING_INITIAL = 64 << 10;
 const READ_CHUNK = 256 << 10;
-const SCAN_CHUNK = 1 << 20;
+const _SCAN_CHUNK = 1 << 20;
 
-function fdatasyncP(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
-}
-function fsyncP(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
-}
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // closing is all that is left to do with it
-  }
-}
-function writeFully(fd: number, buf: Uint8Array, len: number, position: number): void {
-  let done = 0;
-  while (done < len) done += writeSync(fd, buf, done, len - done, position + done);
-}
+export type { RecoveryStats } from './recovery.ts';
 
 export class DurableQueue implements Outbox {
   /** Opens (creating if needed) the queue in `dir`, recovering what a crash left. */
@@ -158,7 +101,7 @@ export class DurableQueue implements Outbox {
   private corruptOnRead = 0;
   private cursorWriteErrors = 0;
   private fsyncs = 0;
-  private readonly recovery: RecoveryStats;
+  private recovery!: RecoveryStats;
 
   private pending = Buffer.allocUnsafe(PENDING_INITIAL);
   private pendingLen = 0;
@@ -202,17 +145,6 @@ export class DurableQueue implements Outbox {
     private readonly releaseLock: () => void,
     private readonly o: ResolvedOptions,
   ) {
-    this.recovery = {
-      truncatedTails: 0,
-      truncatedBytes: 0,
-      corruptRegions: 0,
-      corruptBytes: 0,
-      badHeaders: 0,
-      removedSegments: 0,
-      indexedSegments: 0,
-      cursor: 'ok',
-      metaRewritten: false,
-    };
     this.recover();
     if (o.fsync === 'interval') {
       this.intervalTimer = setInterval(() => this.requestSync(), o.intervalMs);
@@ -223,106 +155,12 @@ export class DurableQueue implements Outbox {
   // ---------------------------------------------------------------- recovery
 
   private recover(): void {
-    const { dir, recovery } = this;
-    recovery.metaRewritten = checkMeta(dir, this.dirFd);
-    for (const tmp of [`${CURSOR_FILE}.tmp`, `${META_FILE}.tmp`]) {
-      try {
-        unlinkSync(join(dir, tmp));
-      } catch {
-        // usually absent
-      }
-    }
-    const c = readCursor(dir);
-    const cursor = typeof c === 'number' ? c : 0;
-    if (c === null) recovery.cursor = 'missing';
-    else if (c === 'invalid') recovery.cursor = 'invalid';
-
-    const files = readdirSync(dir);
-    const names = files
-      .filter((n) => SEGMENT_NAME.test(n) && Number(n.slice(0, 20)) >= 1 && Number(n.slice(0, 20)) <= MAX_SEQ)
-      .filter((n) => statSync(join(dir, n)).isFile())
-      .sort();
-    const logs = new Set(names);
-    for (const n of files) {
-      if (/^\d{20}\.idx$/.test(n) && !logs.has(`${n.slice(0, 20)}.log`))
-        removeIndex(join(dir, `${n.slice(0, 20)}.log`));
-    }
-    const scanWin = new FileWindow(SCAN_CHUNK);
-    let lastSeq = 0;
-    for (let i = 0; i < names.length; i++) {
-      const path = join(dir, names[i]);
-      const baseSeq = Number(names[i].slice(0, 20));
-      const ceil = i + 1 < names.length ? Number(names[i + 1].slice(0, 20)) : MAX_SEQ + 1;
-      const isLast = i === names.length - 1;
-      if (!isLast) {
-        const indexed = loadIndex(path, baseSeq, statSync(path).size, ceil);
-        if (indexed !== null) {
-          recovery.indexedSegments++;
-          lastSeq = Math.max(lastSeq, indexed.endSeq);
-          this.segments.push(indexed);
-          continue;
-        }
-      }
-      const fd = openSync(path, 'r+');
-      try {
-        const size = fstatSync(fd).size;
-        const r = scanSegment(fd, size, baseSeq, ceil, path, scanWin, this.o.maxRecordBytes);
-        const seg = r.segment;
-        recovery.corruptRegions += r.corruptRegions;
-        recovery.corruptBytes += r.corruptBytes;
-        if (!r.headerOk) recovery.badHeaders++;
-        if (seg.slots === 0 && !isLast) {
-          closeSync(fd);
-          unlinkSync(path);
-          removeIndex(path);
-          recovery.removedSegments++;
-          if (size > SEGMENT_HEADER_BYTES || !r.headerOk) {
-            recovery.truncatedTails++;
-            recovery.truncatedBytes += Math.max(0, size - SEGMENT_HEADER_BYTES);
-          }
-          continue;
-        }
-        if (r.validEnd < size) {
-          recovery.truncatedTails++;
-          recovery.truncatedBytes += size - r.validEnd;
-          ftruncateSync(fd, r.validEnd);
-        }
-        if (!r.headerOk) {
-          const h = Buffer.alloc(SEGMENT_HEADER_BYTES);
-          writeSegmentHeader(h);
-          writeFully(fd, h, SEGMENT_HEADER_BYTES, 0);
-        }
-        if (r.validEnd < size || !r.headerOk) fdatasyncSync(fd);
-        if (seg.slots > 0) lastSeq = Math.max(lastSeq, seg.endSeq);
-        if (isLast) removeIndex(path);
-        else writeIndex(seg);
-        this.segments.push(seg);
-      } finally {
-        try {
-          closeSync(fd);
-        } catch {
-          // closed above when the segment was removed
-        }
-      }
-    }
-    if (cursor > lastSeq && lastSeq > 0) recovery.cursor = 'past-end';
-    const last = this.segments[this.segments.length - 1];
-    this.nextSeq = Math.max(1, lastSeq + 1, cursor + 1, last ? last.baseSeq : 1);
-    if (this.nextSeq > MAX_SEQ) throw new DurableQueueError('FORMAT', `queue ${dir}: seq space exhausted`);
-
-    for (const seg of this.segments) {
-      const { state, sizes, baseSeq } = seg;
-      for (let s = 0; s < seg.slots; s++) {
-        if (state[s] !== LIVE) continue;
-        if (baseSeq + s <= cursor) {
-          state[s] = DONE;
-          seg.live--;
-        } else {
-          this.liveCount++;
-          this.liveBytes += sizes[s];
-        }
-      }
-    }
+    const r = recoverQueue(this.dir, this.dirFd, this.o.maxRecordBytes);
+    this.recovery = r.recovery;
+    this.segments.push(...r.segments);
+    this.nextSeq = r.nextSeq;
+    this.liveCount = r.liveCount;
+    this.liveBytes = r.liveBytes;
     if (this.segments.length === 0) this.createSegment(this.nextSeq);
     else {
       this.active = this.segments[this.segments.length - 1];
@@ -330,8 +168,8 @@ export class DurableQueue implements Outbox {
     }
     this.writtenSeq = this.nextSeq - 1;
     this.readableSeq = this.writtenSeq;
-    this.cursor = cursor;
-    this.persistedCursor = typeof c === 'number' ? c : -1;
+    this.cursor = r.cursor;
+    this.persistedCursor = r.persistedCursor;
     this.advanceCursor();
   }
 
