@@ -11,6 +11,20 @@ import path from 'node:path';
 export const MOSQUITTO_BIN = '/usr/sbin/mosquitto';
 const LOG_LIMIT = 256 * 1024;
 
+/** Brokers still running: killed if this process exits without stop(), so none outlive it. */
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of running) c.kill('SIGKILL');
+    });
+  }
+}
+
 export function hasMosquitto(): boolean {
   return existsSync(MOSQUITTO_BIN);
 }
@@ -102,6 +116,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   let child: ChildProcess;
   const spawnIt = async () => {
     child = spawn(MOSQUITTO_BIN, ['-c', confPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    track(child);
     // The log is kept for error messages, bounded: a long test must not grow it without end.
     const keep = (d: Buffer) => {
       output += d;
