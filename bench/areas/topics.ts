@@ -161,35 +161,6 @@ interface Figures {
   hitsPerTopic: number;
 }
 
-/**
- * Insert and heap `reps` times, remove-all `reps - 1` times here (the last remove-all runs
- * after the match rounds, on the structure they used): the best time and the median heap
- * figure, since the machine is shared and one slow run says little. Leaves `s` built.
- */
-function buildFigures(
-  s: Structure,
-  d: Dataset,
-  reps: number,
-): Pick<Figures, 'insertMs' | 'heapPerSub' | 'removeMs'> {
-  let insertMs = Number.POSITIVE_INFINITY;
-  let removeMs = Number.POSITIVE_INFINITY;
-  const heaps: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    s.drop();
-    const before = heapUsed();
-    const t0 = performance.now();
-    s.build();
-    insertMs = Math.min(insertMs, performance.now() - t0);
-    heaps.push((heapUsed() - before) / d.filters.length);
-    if (r === reps - 1) break;
-    const t1 = performance.now();
-    s.removeAll();
-    removeMs = Math.min(removeMs, performance.now() - t1);
-  }
-  heaps.sort((x, y) => x - y);
-  return { insertMs, heapPerSub: heaps[reps >> 1], removeMs };
-}
-
 function matchOp(s: Structure, topics: string[]): { op: () => void; hitsPerTopic: number } {
   let k = 0;
   let hits = 0;
@@ -202,9 +173,13 @@ function matchOp(s: Structure, topics: string[]): { op: () => void; hitsPerTopic
   return { op, hitsPerTopic };
 }
 
+const gc = (globalThis as { gc?: () => void }).gc;
+
 /**
- * Every figure for each structure. Match rates are taken in interleaved rounds (ours, peer,
- * peer, ours, ...), keeping each one's best, so load from elsewhere hits all of them alike.
+ * Every figure for each structure, each taken in interleaved turns (ours, peers, then the
+ * reverse order) so load from elsewhere on a shared machine hits all of them alike: insert and
+ * heap `reps` times (best time, median heap), remove-all `reps` times (the last one after the
+ * match rounds, on the structure they used), and match in 3 rounds keeping each one's best.
  */
 function measureAll(
   structures: Structure[],
@@ -213,32 +188,60 @@ function measureAll(
   allocCount: number,
   reps: number,
 ): Figures[] {
-  const built = structures.map((s) => buildFigures(s, d, reps));
+  const n = structures.length;
+  const insertMs = structures.map(() => Number.POSITIVE_INFINITY);
+  const removeMs = structures.map(() => Number.POSITIVE_INFINITY);
+  const heaps: number[][] = structures.map(() => []);
+  const turn = (round: number, k: number): number => (round % 2 === 0 ? k : n - 1 - k);
+  for (let r = 0; r < reps; r++) {
+    for (let k = 0; k < n; k++) {
+      const i = turn(r, k);
+      const s = structures[i];
+      s.drop();
+      const before = heapUsed();
+      const t0 = performance.now();
+      s.build();
+      insertMs[i] = Math.min(insertMs[i], performance.now() - t0);
+      heaps[i].push((heapUsed() - before) / d.filters.length);
+      if (r === reps - 1) continue;
+      gc?.();
+      const t1 = performance.now();
+      s.removeAll();
+      removeMs[i] = Math.min(removeMs[i], performance.now() - t1);
+      s.drop();
+    }
+  }
   const ops = structures.map((s) => matchOp(s, d.topics));
   const rates = structures.map(() => 0);
   const rounds = 3;
   for (let r = 0; r < rounds; r++) {
-    for (let i = 0; i < structures.length; i++) {
-      const at = r % 2 === 0 ? i : structures.length - 1 - i;
+    for (let k = 0; k < n; k++) {
+      const i = turn(r + 1, k);
       // A clean heap each time: no collection started by a peer's garbage runs during ours.
-      collectGarbage();
-      rates[at] = Math.max(rates[at], measureRate(ops[at].op, { ms: matchMs / rounds, batch: 1000 }));
+      gc?.();
+      rates[i] = Math.max(rates[i], measureRate(ops[i].op, { ms: matchMs / rounds, batch: 1000 }));
     }
   }
-  const figures = built.map((b, i) => ({
-    ...b,
-    matchRate: rates[i],
-    matchAlloc: measureAllocation(ops[i].op, allocCount).bytesPerOp,
-    hitsPerTopic: ops[i].hitsPerTopic,
-  }));
-  structures.forEach((s, i) => {
-    collectGarbage();
+  const allocs = ops.map((o) => measureAllocation(o.op, allocCount).bytesPerOp);
+  for (let k = 0; k < n; k++) {
+    const i = turn(reps, k);
+    gc?.();
     const t = performance.now();
-    s.removeAll();
-    figures[i].removeMs = Math.min(figures[i].removeMs, performance.now() - t);
-    s.drop();
+    structures[i].removeAll();
+    removeMs[i] = Math.min(removeMs[i], performance.now() - t);
+    structures[i].drop();
+  }
+  return structures.map((_, i) => {
+    const h = heaps[i].sort((x, y) => x - y);
+    return {
+      insertMs: insertMs[i],
+      heapPerSub: h[h.length >> 1],
+      removeMs: removeMs[i],
+      matchRate: rates[i],
+      matchAlloc: allocs[i],
+      hitsPerTopic: ops[i].hitsPerTopic,
+    };
   });
-  return figures;
 }
 
 async function run(options: { quick: boolean }): Promise<BenchRow[]> {
@@ -249,7 +252,7 @@ async function run(options: { quick: boolean }): Promise<BenchRow[]> {
   const d = dataset(n, 20_000);
   const label = n === 100_000 ? '100k' : `${n / 1000}k`;
 
-  const reps = 2;
+  const reps = 3;
   const [o, q, qs] = measureAll([ours(d), qlobber(d, false), qlobber(d, true)], d, matchMs, allocCount, reps);
   const rows: BenchRow[] = [];
   const note = `hits/topic ours ${o.hitsPerTopic.toFixed(2)}, Qlobber ${q.hitsPerTopic.toFixed(2)}, QlobberSub ${qs.hitsPerTopic.toFixed(2)}`;
