@@ -2,6 +2,7 @@
  * codec: our encoder and streaming parser against mqtt-packet, same process, same packets.
  * Decode rows feed each packet as its own chunk to one long-lived parser (how a socket hands
  * bytes over); fragmented rows cut a stream of packets into 1..7-byte pieces (fixed seed).
+ * Rates are per CPU-second (see cpuRate), best of 5 alternating rounds per side.
  */
 import mqttPacket from 'mqtt-packet';
 import {
@@ -16,7 +17,6 @@ import {
   collectGarbage,
   costRow,
   measureAllocation,
-  measureRate,
   rateRow,
 } from '../harness.ts';
 
@@ -179,19 +179,34 @@ function fragment(packet: Uint8Array, copies: number): Uint8Array[] {
 }
 
 /**
- * Best rate of each side over alternating rounds: the machine is shared, and a burst of load
- * from elsewhere should not land on one side only. Best-of-N is the usual throughput estimate.
+ * Operations per CPU-second of this process (process.cpuUsage: user + system, GC threads
+ * included), after a warm-up. The machine is shared with other work: wall-clock rates swing
+ * with its load, CPU time barely does.
  */
+function cpuRate(op: () => void, ms: number, batch: number): number {
+  const warmUntil = performance.now() + Math.min(200, ms / 4);
+  while (performance.now() < warmUntil) for (let i = 0; i < batch; i++) op();
+  const start = process.cpuUsage();
+  const end = performance.now() + ms;
+  let ops = 0;
+  while (performance.now() < end && ops < 50_000_000) {
+    for (let i = 0; i < batch; i++) op();
+    ops += batch;
+  }
+  const used = process.cpuUsage(start);
+  return (ops * 1e6) / Math.max(1, used.user + used.system);
+}
+
+/** Best CPU rate of each side over alternating rounds, each round on a collected heap. */
 function compareRates(ours: () => void, theirs: () => void, ms: number, batch: number): [number, number] {
   const rounds = 5;
   let a = 0;
   let b = 0;
   for (let r = 0; r < rounds; r++) {
-    // each side starts on a clean heap, so neither pays for the other's garbage
     collectGarbage();
-    a = Math.max(a, measureRate(ours, { ms: ms / rounds, batch }));
+    a = Math.max(a, cpuRate(ours, ms / rounds, batch));
     collectGarbage();
-    b = Math.max(b, measureRate(theirs, { ms: ms / rounds, batch }));
+    b = Math.max(b, cpuRate(theirs, ms / rounds, batch));
   }
   return [a, b];
 }

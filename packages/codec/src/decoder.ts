@@ -16,7 +16,7 @@ import type {
 } from './packets.ts';
 import { readProperties, WILL } from './properties.ts';
 import { isReasonCodeAllowed, ReasonCode } from './reason-codes.ts';
-import { readString } from './string-cache.ts';
+import { readString, sawWildcard } from './string-cache.ts';
 import { topicFilterProblem } from './topic.ts';
 
 const PUBACK_TYPES = ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
@@ -105,7 +105,8 @@ function filter(): string {
   const f = str();
   const start = at + 2;
   let ok = P > start;
-  for (let i = start; ok && i < P; i++) {
+  // the string cache saw every byte: no '+' or '#' means no placement to check
+  for (let i = start; ok && sawWildcard && i < P; i++) {
     const c = B[i];
     if (c === 0x2b || c === 0x23) {
       const levelStart = i === start || B[i - 1] === 0x2f;
@@ -113,9 +114,11 @@ function filter(): string {
       ok = levelStart && levelEnd;
     }
   }
+  // '$share/' (and only that '$' prefix) needs the full check: group and inner filter
+  const shared = ok && f.charCodeAt(0) === 0x24 && f.startsWith('$share/');
   const problem = !ok
     ? (topicFilterProblem(f) ?? 'invalid topic filter')
-    : B[start] === 0x24
+    : shared
       ? topicFilterProblem(f)
       : null;
   if (problem !== null) {

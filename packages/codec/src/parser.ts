@@ -49,6 +49,8 @@ export class PacketParser {
   declare private body: Uint8Array | null;
   declare private bodyStart: number;
   declare private bodyLen: number;
+  /** The fast path's bound: bodyLen + n below it means not complete and room to copy. */
+  declare private limit: number;
   declare private total: number;
   declare private headerSize: number;
   declare private slab: Uint8Array | null;
@@ -63,7 +65,14 @@ export class PacketParser {
     this.maxPacketSize = Math.min(max, MAX_PACKET_SIZE);
     this.head = new Uint8Array(5);
     this.body = this.slab = null;
-    this.headLen = this.bodyStart = this.bodyLen = this.total = this.headerSize = this.slabUsed = 0;
+    this.headLen =
+      this.bodyStart =
+      this.bodyLen =
+      this.limit =
+      this.total =
+      this.headerSize =
+      this.slabUsed =
+        0;
     this.failure = null;
     this.failed = false;
   }
@@ -89,8 +98,8 @@ export class PacketParser {
     if (body !== null) {
       const n = chunk.length;
       const len = this.bodyLen;
-      const at = this.bodyStart + len;
-      if (len + n < this.total && at + n <= body.length) {
+      if (len + n < this.limit) {
+        const at = this.bodyStart + len;
         if (n < 16) for (let k = 0; k < n; k++) body[at + k] = chunk[k];
         else body.set(chunk, at);
         this.bodyLen = len + n;
@@ -220,12 +229,14 @@ export class PacketParser {
       this.body = slab;
       this.bodyStart = this.slabUsed;
       this.slabUsed += total;
+      this.limit = total;
       return;
     }
     // Grow with what arrives rather than trusting the header: a peer claiming 256 MB and
     // sending 10 bytes makes us hold about 10 bytes, not 256 MB.
     this.body = new Uint8Array(Math.min(total, 65_536));
     this.bodyStart = 0;
+    this.limit = Math.min(total, 65_537);
   }
 
   private copyIn(src: Uint8Array, from: number, to: number): void {
@@ -237,6 +248,7 @@ export class PacketParser {
       const grown = new Uint8Array(Math.min(this.total, Math.max(need, body.length * 2)));
       grown.set(body.subarray(0, this.bodyLen), 0);
       this.body = body = grown;
+      this.limit = Math.min(this.total, grown.length + 1);
     }
     const at = this.bodyStart + this.bodyLen;
     if (n < 16) for (let k = 0; k < n; k++) body[at + k] = src[from + k];

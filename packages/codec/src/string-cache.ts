@@ -14,6 +14,9 @@ let keys: Uint8Array | null = null;
 const lengths = new Uint8Array(SLOTS);
 const values: string[] = [];
 
+/** Whether the last readString saw a '+' or '#' byte (topic filters use it to skip a pass). */
+export let sawWildcard = false;
+
 /**
  * utf8Read through the cache: the string, or null when ill-formed or holding U+0000. With
  * `name` set (a topic name), undefined when the bytes hold a wildcard, found in the same pass.
@@ -28,14 +31,16 @@ export function readString(
   let h = n;
   let wild = false;
   if (n > WIDTH) {
-    if (name) for (let i = start; i < end; i++) wild ||= buf[i] === 0x23 || buf[i] === 0x2b;
-    return wild ? undefined : utf8Read(buf, start, end);
+    for (let i = start; i < end; i++) if (buf[i] === 0x23 || buf[i] === 0x2b) wild = true;
+    sawWildcard = wild;
+    return wild && name ? undefined : utf8Read(buf, start, end);
   }
   for (let i = start; i < end; i++) {
     const b = buf[i];
     h = Math.imul(h ^ b, 0x01000193);
     if (b === 0x23 || b === 0x2b) wild = true;
   }
+  sawWildcard = wild;
   if (wild && name) return undefined;
   if (n === 0) return '';
   const slot = (h ^ (h >>> 15)) & (SLOTS - 1);
