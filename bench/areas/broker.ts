@@ -607,16 +607,34 @@ async function measure(
   const say = (what: string, v: unknown): void => {
     if (process.env.BENCH_VERBOSE) console.error(`  ${b.name} ${what}: ${JSON.stringify(v)}`);
   };
-  // latency first, before the load runs have grown the heap
-  const lat = await latency(b.port, quick ? 500 : 5000);
-  say('latency', lat);
-  for (const qos of [0, 1, 2] as const) {
-    fan.push(await fanin(b.port, qos, 20, per));
-    say(`fanin qos${qos}`, fan[qos]);
+  // The machine is shared (2 cores, other work running): each figure is the better of two
+  // runs, for every broker alike. Latency first, before the load runs have grown the heap.
+  const runs = quick ? 1 : 2;
+  let lat = { p50: Number.POSITIVE_INFINITY, p99: Number.POSITIVE_INFINITY };
+  for (let r = 0; r < runs; r++) {
+    const l = await latency(b.port, quick ? 500 : 4000);
+    say('latency', l);
+    lat = { p50: Math.min(lat.p50, l.p50), p99: Math.min(lat.p99, l.p99) };
   }
-  const fo = await fanout(b.port, 200, quick ? 200 : 2000);
-  say('fanout', fo);
-  return { idleRss, fanin: fan, fanout: fo, lat, idle: id };
+  for (const qos of [0, 1, 2] as const) {
+    let best: FaninResult | null = null;
+    for (let r = 0; r < runs; r++) {
+      const f = await fanin(b.port, qos, 20, per);
+      say(`fanin qos${qos}`, f);
+      // completeness first: a run that lost messages never beats one that did not
+      if (best === null || f.unique > best.unique || (f.unique === best.unique && f.rate > best.rate))
+        best = f;
+    }
+    fan.push(best as FaninResult);
+  }
+  let fo: Awaited<ReturnType<typeof fanout>> | null = null;
+  for (let r = 0; r < runs; r++) {
+    const f = await fanout(b.port, 200, quick ? 200 : 2000);
+    say('fanout', f);
+    if (fo === null || f.delivered > fo.delivered || (f.delivered === fo.delivered && f.rate > fo.rate))
+      fo = f;
+  }
+  return { idleRss, fanin: fan, fanout: fo as Awaited<ReturnType<typeof fanout>>, lat, idle: id };
 }
 
 function lossNote(r: { expected: number }, got: number, who: string): string | undefined {
