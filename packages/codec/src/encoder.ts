@@ -209,10 +209,22 @@ function write(p: Packet, buf: Uint8Array, pos: number): void {
   P = pos;
   const v5 = V === 5;
   if (p.type === 'publish') {
-    buf[P++] = 0x30 | (p.dup ? 8 : 0) | (p.qos << 1) | (p.retain ? 1 : 0);
-    P = writeVarint(buf, P, REM);
-    bytes(TB, true);
-    if (p.qos > 0) u16(p.packetId as number);
+    // the hot path, with the cursor in a local
+    let pos = P;
+    buf[pos++] = 0x30 | (p.dup ? 8 : 0) | (p.qos << 1) | (p.retain ? 1 : 0);
+    pos = writeVarint(buf, pos, REM);
+    const tb = TB;
+    const tn = tb.length;
+    buf[pos++] = tn >> 8;
+    buf[pos++] = tn;
+    for (let k = 0; k < tn; k++) buf[pos + k] = tb[k];
+    pos += tn;
+    if (p.qos > 0) {
+      const id = p.packetId as number;
+      buf[pos++] = id >> 8;
+      buf[pos++] = id;
+    }
+    P = pos;
     if (v5) props(p.properties, PL);
     bytes(p.payload, false);
     return;
