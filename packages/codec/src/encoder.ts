@@ -335,7 +335,8 @@ export class PacketWriter {
   /** Writes `packet` at `target[offset]`; returns the offset after it. Throws if it does not fit. */
   encodeInto(packet: Packet, version: ProtocolVersion, target: Uint8Array, offset: number): number {
     const total = measure(packet, version);
-    if (!(offset >= 0) || offset + total > target.length) throw new MqttError('BUFFER_TOO_SMALL', '', 0x83);
+    if (!Number.isInteger(offset) || offset < 0 || offset + total > target.length)
+      throw new MqttError('BUFFER_TOO_SMALL', '', 0x83);
     write(packet, target, offset);
     return offset + total;
   }
