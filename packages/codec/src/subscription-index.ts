@@ -343,7 +343,7 @@ class Walk {
   ends = new Int32Array(16);
   hashes = new Int32Array(16);
   levels = 0;
-  /** levelHash of the whole topic (for the exact-filter table). */
+  /** wholeHash of the topic (for the exact-filter table). */
   full = 0;
   dollar = false;
   stackNodes: unknown[] = [];
@@ -359,7 +359,6 @@ class Walk {
     let full = HASH_INIT;
     for (let i = 0; i <= n; i++) {
       const c = i < n ? topic.charCodeAt(i) : SLASH;
-      if (i < n) full = hashStep(full, c);
       if (c === SLASH) {
         if (l === ends.length) {
           ends = grow(ends);
@@ -367,8 +366,10 @@ class Walk {
           this.ends = ends;
           this.hashes = hashes;
         }
+        const lh = hashEnd(h);
         ends[l] = i;
-        hashes[l] = hashEnd(h);
+        hashes[l] = lh;
+        full = hashStep(full, lh);
         l++;
         h = HASH_INIT;
       } else {
@@ -379,6 +380,26 @@ class Walk {
     this.full = hashEnd(full);
     this.dollar = n > 0 && topic.charCodeAt(0) === DOLLAR;
   }
+}
+
+/**
+ * The exact-filter table's hash of a whole string: the level hashes folded together, so the
+ * walk gets it from the level pass for one multiply per level instead of one per character.
+ */
+function wholeHash(s: string): number {
+  let full = HASH_INIT;
+  let h = HASH_INIT;
+  const n = s.length;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : SLASH;
+    if (c === SLASH) {
+      full = hashStep(full, hashEnd(h));
+      h = HASH_INIT;
+    } else {
+      h = hashStep(h, c);
+    }
+  }
+  return hashEnd(full);
 }
 
 /**
@@ -406,7 +427,7 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
       if (v !== undefined) visitSlot(v, visit);
     } else {
       if (node.nkids !== 0)
-        next = findKid(node, topic, li === 0 ? 0 : ends[li - 1] + 1, ends[li], hashes[li]);
+        next = childOf(node, topic, li === 0 ? 0 : ends[li - 1] + 1, ends[li], hashes[li]);
       const plus = node.plus;
       if (plus !== null && !(li === 0 && dollar)) {
         if (next === null) next = plus;
@@ -435,6 +456,34 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
   }
   // Drop the references so removed nodes (and their values) can be collected.
   for (let i = 0; i < high; i++) nodes[i] = null;
+}
+
+/**
+ * findKid for this trie's nodes only. The shared helper also serves TopicStore's nodes; a
+ * private copy keeps the property loads on the match path monomorphic in a broker that uses
+ * both.
+ */
+function childOf<T>(parent: Node<T>, s: string, start: number, end: number, h: number): Node<T> | null {
+  const kids = parent.kids;
+  if (Array.isArray(kids)) {
+    const mask = kids.length - 2;
+    for (let i = (h + h) & mask; ; i = (i + 2) & mask) {
+      const k = kids[i + 1] as Node<T> | null;
+      if (k === null) return null;
+      if (kids[i] === h && sameLevel(k.key, s, start, end)) return k;
+    }
+  }
+  for (let k = kids; k !== null; k = k.next) {
+    if (k.hash === h && sameLevel(k.key, s, start, end)) return k;
+  }
+  return null;
+}
+
+function sameLevel(key: string, s: string, start: number, end: number): boolean {
+  const n = end - start;
+  if (key.length !== n) return false;
+  for (let i = 0; i < n; i++) if (key.charCodeAt(i) !== s.charCodeAt(start + i)) return false;
+  return true;
 }
 
 function grow(a: Int32Array): Int32Array<ArrayBuffer> {
@@ -507,7 +556,7 @@ export class SubscriptionIndex<V> {
       return;
     }
     if (!hasWildcard(filter)) {
-      const h = levelHash(filter, 0, filter.length);
+      const h = wholeHash(filter);
       const slot = this.exact.get(filter, h);
       const next = slotAdd(slot, value);
       if (!changed) return;
@@ -535,7 +584,7 @@ export class SubscriptionIndex<V> {
       return this.removeShared(sf.group, filter, SHARED_PREFIX.length + sf.group.length + 1, value);
     }
     if (!hasWildcard(filter)) {
-      const h = levelHash(filter, 0, filter.length);
+      const h = wholeHash(filter);
       const slot = this.exact.get(filter, h);
       const next = slotRemove(slot, value);
       if (!changed) return false;
