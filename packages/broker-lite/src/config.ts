@@ -1,9 +1,11 @@
 import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { applyBridgeKey, type BridgeConfig, type BridgeParseState, checkBridges } from './config-bridge.ts';
 import { ConfigError, type ConfigWarning } from './config-error.ts';
 import { DEFAULT_LOG_TYPES, LOG_TYPES, type LogType } from './log.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
 
+export type { BridgeConfig, BridgeTopicConfig } from './config-bridge.ts';
 export { ConfigError, type ConfigWarning, formatWarning } from './config-error.ts';
 
 /**
@@ -62,6 +64,8 @@ export interface BrokerConfig {
   logTypes: LogType[];
   logTimestamp: boolean;
   pidFile?: string;
+  /** `connection NAME` sections, in file order. */
+  bridges: BridgeConfig[];
   warnings: ConfigWarning[];
 }
 
@@ -77,46 +81,6 @@ export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 export const MAX_LINE_CHARS = 65_536;
 const MAX_INCLUDED_FILES = 1000;
 const MAX_PAYLOAD = 268_435_455;
-
-const BRIDGE_KEYS = new Set([
-  'connection',
-  'address',
-  'addresses',
-  'topic',
-  'bridge_attempt_unsubscribe',
-  'bridge_bind_address',
-  'bridge_cafile',
-  'bridge_capath',
-  'bridge_certfile',
-  'bridge_keyfile',
-  'bridge_identity',
-  'bridge_insecure',
-  'bridge_max_packet_size',
-  'bridge_outgoing_retain',
-  'bridge_protocol_version',
-  'bridge_psk',
-  'bridge_require_ocsp',
-  'bridge_tls_version',
-  'bridge_alpn',
-  'cleansession',
-  'local_cleansession',
-  'idle_timeout',
-  'keepalive_interval',
-  'local_clientid',
-  'local_password',
-  'local_username',
-  'notifications',
-  'notifications_local_only',
-  'notification_topic',
-  'remote_clientid',
-  'remote_password',
-  'remote_username',
-  'restart_timeout',
-  'round_robin',
-  'start_type',
-  'threshold',
-  'try_private',
-]);
 
 /** Accepted and ignored, with the reason the warning gives. */
 const IGNORED: Record<string, string> = {
@@ -191,6 +155,7 @@ interface State {
   logDestSeen: boolean;
   maxConnectionsAt?: { file: string; line: number };
   includedFiles: number;
+  bridge: BridgeParseState;
 }
 
 function fail(ctx: Ctx, problem: string): never {
@@ -550,9 +515,7 @@ function applyKey(state: State, ctx: Ctx, key: string, args: string[]): void {
     handler(state, ctx, args);
     return;
   }
-  if (BRIDGE_KEYS.has(key)) {
-    fail(ctx, 'bridges are not supported yet (a later release adds them); remove the bridge section for now');
-  }
+  if (applyBridgeKey(state.bridge, ctx, key, args)) return;
   if (Object.hasOwn(IGNORED, key)) {
     warn(state, ctx, `ignored: ${IGNORED[key]}`);
     return;
@@ -567,7 +530,7 @@ function freshState(file: string | undefined, cwd: string): State {
   const main = file === undefined ? undefined : resolve(cwd, file);
   const mainDir = main === undefined ? cwd : dirname(main);
   const d = DEFAULT_BROKER_OPTIONS;
-  return {
+  const state: State = {
     cfg: {
       file: main,
       files: [],
@@ -590,6 +553,7 @@ function freshState(file: string | undefined, cwd: string): State {
       logDest: [],
       logTypes: [...DEFAULT_LOG_TYPES],
       logTimestamp: true,
+      bridges: [],
       warnings: [],
     },
     mainDir,
@@ -607,7 +571,11 @@ function freshState(file: string | undefined, cwd: string): State {
     logTypeSeen: false,
     logDestSeen: false,
     includedFiles: 0,
+    bridge: { bridges: [], seen: new Set(), warn: () => {} },
   };
+  state.bridge.warn = (ctx, message) =>
+    state.cfg.warnings.push({ file: ctx.file, line: ctx.line, key: ctx.key, message });
+  return state;
 }
 
 function checkListener(l: ListenerConfig): void {
@@ -667,6 +635,8 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
     });
   }
   for (const l of cfg.listeners) checkListener(l);
+  checkBridges(state.bridge.bridges);
+  cfg.bridges = state.bridge.bridges;
   const pls = state.perListenerSettings;
   if (pls?.value && cfg.listeners.length > 1) {
     throw new ConfigError(

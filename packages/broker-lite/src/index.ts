@@ -1,3 +1,10 @@
+export {
+  type BridgeOptions,
+  type BridgeStats,
+  type Bridges,
+  defaultBridgeDir,
+  startBridges,
+} from './bridge.ts';
 export { Broker, type BrokerStats } from './broker.ts';
 export * from './config-api.ts';
 export * from './options.ts';

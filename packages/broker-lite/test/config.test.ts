@@ -345,12 +345,10 @@ per_listener_settings false
     expect(configError('frobnicate 1\n').message).toMatch(/unknown configuration key$/);
   });
 
-  it('refuses bridge sections, plugins and other keys that would change security if ignored', () => {
-    expect(configError('connection uplink\naddress broker:1883\n').message).toMatch(
-      /bridges are not supported yet/,
-    );
-    expect(configError('address broker:1883\n').message).toMatch(/bridges/);
-    expect(configError('topic # out 1\n').message).toMatch(/bridges/);
+  it('refuses orphan bridge keys, plugins and other keys that would change security if ignored', () => {
+    expect(configError('connection uplink\naddress broker:1883\n').message).toMatch(/has no topic/);
+    expect(configError('address broker:1883\n').message).toMatch(/must follow a 'connection NAME' line/);
+    expect(configError('topic # out 1\n').message).toMatch(/must follow a 'connection NAME' line/);
     expect(configError('plugin /usr/lib/dynsec.so\n').message).toMatch(/plugins are not supported/);
     expect(configError('auth_opt_backend http\n').message).toMatch(/plugins/);
     expect(configError('clientid_prefixes secure-\n').message).toMatch(/not supported/);

@@ -1,0 +1,588 @@
+/**
+ * Bridges: store-and-forward between this broker and upstream brokers, configured the Mosquitto
+ * way (config-bridge.ts). Per bridge:
+ *
+ *   local session (bridge-local.ts, in memory)  --QoS 1/2--> durable queue --> remote client
+ *   local session <-- publish as a client --  remote client (subscribed to the `in` topics)
+ *
+ * A QoS 1/2 message is acknowledged to this broker only once it is in the on-disk queue, so what
+ * the broker acknowledged to its publisher survives a crash of either side and an upstream that
+ * is away (the queue is bounded by bytes / count / age, with counted drops). QoS 0 goes out only
+ * while connected (as in Mosquitto). The remote client connects through the address list, one
+ * attempt at a time, waiting `restart_timeout` between attempts; nothing waits on it locally.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type ClientOptions,
+  ConnackError,
+  DurableQueue,
+  type FsyncPolicy,
+  MqttClient,
+  type Target,
+} from '@mqtt-edge/client';
+import type { Properties, PublishPacket, QoS } from '@mqtt-edge/codec';
+import { LocalLink } from './bridge-local.ts';
+import { CountingOutbox } from './bridge-queue.ts';
+import { BridgeCredentials } from './bridge-security.ts';
+import { filtersOf, routesOf, type TopicRoute, toLocal, toRemote } from './bridge-topics.ts';
+import type { Broker } from './broker.ts';
+import type { BridgeConfig } from './config-bridge.ts';
+import { makeMessage } from './message.ts';
+import type { AccessControl, Authenticator } from './options.ts';
+
+export type BridgeState = 'starting' | 'connecting' | 'connected' | 'waiting' | 'stopped';
+
+export interface BridgeStats {
+  name: string;
+  state: BridgeState;
+  /** host:port of the current or next attempt. */
+  address: string;
+  /** Why the bridge is not connected (the last failure), undefined while connected. */
+  lastError: string | undefined;
+  connects: number;
+  connectFailures: number;
+  /** QoS 1/2 messages put into the queue / acknowledged by the remote. */
+  outQueued: number;
+  outAcked: number;
+  /** Messages not forwarded upstream: QoS 0 while down, too large, refused by a full queue. */
+  outDropped: number;
+  inReceived: number;
+  /** Incoming messages not published locally (no route, local queue full). */
+  inDropped: number;
+  queue: { count: number; bytes: number; oldestAgeMs: number; droppedOldest: number; rejectedNew: number };
+}
+
+export interface BridgeOptions {
+  /** Directory of bridge NAME's outgoing queue. Default: defaultBridgeDir(undefined, NAME). */
+  queueDir?(name: string): string;
+  /** Keep the bridges' local sessions across restarts (true when the broker persists sessions). */
+  persistent?: boolean;
+  /** The queues' fsync policy; default 'batch' (a message is acknowledged locally once synced). */
+  fsync?: FsyncPolicy;
+  /** Jitter source for restart_timeout backoff (tests). */
+  random?: () => number;
+}
+
+/**
+ * Where a bridge keeps its queue: `persistence_location/bridges/NAME` with persistence, else
+ * `$XDG_STATE_HOME/broker-lite/bridges/NAME` (default `~/.local/state/...`), never a tmp dir
+ * (the queue must survive a reboot).
+ */
+export function defaultBridgeDir(persistenceLocation: string | undefined, name: string): string {
+  if (persistenceLocation !== undefined) return join(persistenceLocation, 'bridges', name);
+  const state = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(state, 'broker-lite', 'bridges', name);
+}
+
+const MAX_PEM = 1024 * 1024;
+const LOG_EVERY_MS = 10_000;
+
+function readPem(file: string): string {
+  const s = readFileSync(file, 'utf8');
+  if (s.length > MAX_PEM) throw new Error(`${file} is larger than ${MAX_PEM} bytes`);
+  return s;
+}
+
+function describeError(err: Error | undefined): string {
+  if (err === undefined) return 'connection closed';
+  const code = (err as NodeJS.ErrnoException).code;
+  return code !== undefined && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
+}
+
+/** Sets the 0x80 bit of a CONNECT's protocol level: Mosquitto's "this is a bridge" marker. */
+export function markBridgeConnect(bytes: Uint8Array): void {
+  if (bytes.length < 4 || bytes[0] !== 0x10) return;
+  let i = 1;
+  while (i < 5 && i < bytes.length && (bytes[i] & 0x80) !== 0) i++;
+  i++;
+  if (i + 2 > bytes.length) return;
+  const nameLen = (bytes[i] << 8) | bytes[i + 1];
+  const level = i + 2 + nameLen;
+  if (level < bytes.length && (bytes[level] === 3 || bytes[level] === 4)) bytes[level] |= 0x80;
+}
+
+type ClientInternals = { target: Target };
+
+export class Bridge {
+  state: BridgeState = 'starting';
+  private client: MqttClient | null = null;
+  private queue: CountingOutbox | null = null;
+  private readonly local: LocalLink;
+  private readonly outRoutes: TopicRoute[];
+  private readonly inRoutes: TopicRoute[];
+  private addr = 0;
+  private tryPrivate: boolean;
+  private lastError: Error | undefined;
+  private wasConnected = false;
+  private backoffMs: number;
+  private timer: NodeJS.Timeout | null = null;
+  private pumpScheduled = false;
+  private lastDropLog = 0;
+  private readonly counters = {
+    connects: 0,
+    connectFailures: 0,
+    outDropped: 0,
+    inReceived: 0,
+    inDropped: 0,
+  };
+  private readonly v5: boolean;
+  private readonly random: () => number;
+
+  constructor(
+    private readonly broker: Broker,
+    readonly config: BridgeConfig,
+    credentials: { username: string; password: Uint8Array },
+    private readonly options: BridgeOptions,
+  ) {
+    this.outRoutes = routesOf(config.topics, 'out');
+    this.inRoutes = routesOf(config.topics, 'in');
+    this.tryPrivate = config.tryPrivate;
+    this.v5 = config.protocolVersion === 5;
+    this.backoffMs = config.restartTimeout.baseSeconds * 1000;
+    this.random = options.random ?? Math.random;
+    this.local = new LocalLink(
+      broker,
+      {
+        clientId: config.localClientId,
+        username: credentials.username,
+        password: credentials.password,
+        persistent: options.persistent === true,
+        subscriptions: filtersOf(this.outRoutes, 'local').map((f) => ({ filter: f.filter, qos: f.qos })),
+      },
+      this,
+    );
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    const dir = this.options.queueDir?.(c.name) ?? defaultBridgeDir(undefined, c.name);
+    const q = await DurableQueue.open(dir, {
+      fsync: this.options.fsync ?? 'batch',
+      maxBytes: c.queueMaxBytes > 0 ? c.queueMaxBytes : undefined,
+      maxCount: c.queueMaxCount > 0 ? c.queueMaxCount : undefined,
+      maxAgeMs: c.queueMaxAgeSeconds > 0 ? c.queueMaxAgeSeconds * 1000 : undefined,
+      dropPolicy: c.queueDropPolicy,
+    });
+    this.queue = new CountingOutbox(q);
+    const backlog = q.stats().count;
+    this.broker.log('notice', 'bridge starting', {
+      bridge: c.name,
+      addresses: c.addresses.map((a) => `${a.host}:${a.port}`).join(' '),
+      queueDir: dir,
+      queued: backlog,
+    });
+    this.notifyLocal(false);
+    if (this.outRoutes.length > 0) this.local.start();
+    this.attempt();
+  }
+
+  stats(): BridgeStats {
+    const a = this.config.addresses[this.addr];
+    const qs = this.queue?.stats();
+    return {
+      name: this.config.name,
+      state: this.state,
+      address: `${a.host}:${a.port}`,
+      lastError: this.state === 'connected' ? undefined : this.lastError?.message,
+      ...this.counters,
+      outQueued: this.queue?.puts ?? 0,
+      outAcked: this.queue?.acks ?? 0,
+      inDropped: this.counters.inDropped + this.local.dropped,
+      queue: {
+        count: qs?.count ?? 0,
+        bytes: qs?.bytes ?? 0,
+        oldestAgeMs: qs?.oldestAgeMs ?? 0,
+        droppedOldest: qs?.droppedOldest ?? 0,
+        rejectedNew: qs?.rejectedNew ?? 0,
+      },
+    };
+  }
+
+  /** Disconnects (the remote keeps the session unless cleansession), keeps the queue on disk. */
+  async close(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const client = this.client;
+    if (client !== null) {
+      if (client.connected && this.config.notifications && !this.config.notificationsLocalOnly)
+        client.publish(this.config.notificationTopic, '0', { qos: 0, retain: true }).catch(() => {});
+      await client.end();
+    }
+    this.notifyLocal(false);
+    this.local.close();
+    await this.queue?.close();
+    this.broker.log('notice', 'bridge stopped', { bridge: this.config.name });
+  }
+
+  // ---- the remote side -----------------------------------------------------------------
+
+  private clientOptions(): ClientOptions {
+    const c = this.config;
+    const a = c.addresses[this.addr];
+    const o: ClientOptions = {
+      host: a.host,
+      port: a.port,
+      protocol: c.cafile !== undefined ? 'mqtts' : 'mqtt',
+      protocolVersion: c.protocolVersion,
+      clientId: c.remoteClientId,
+      clean: c.cleanSession,
+      keepalive: c.keepalive,
+      reconnect: false,
+      resubscribe: false,
+      connectTimeout: 10_000,
+      outbox: this.queue!,
+    };
+    if (c.cafile !== undefined) {
+      o.ca = readPem(c.cafile);
+      if (c.certfile !== undefined) o.cert = readPem(c.certfile);
+      if (c.keyfile !== undefined) o.key = readPem(c.keyfile);
+      // Node has no "check the chain but not the name" switch here: insecure checks neither.
+      if (c.insecure) o.rejectUnauthorized = false;
+    }
+    if (c.remoteUsername !== undefined) o.username = c.remoteUsername;
+    if (c.remotePassword !== undefined) o.password = c.remotePassword;
+    if (c.maxPacketSize > 0) o.maximumPacketSize = Math.max(16, c.maxPacketSize);
+    if (this.v5 && !c.cleanSession) o.sessionExpiryInterval = 0xffff_ffff;
+    if (c.notifications && !c.notificationsLocalOnly)
+      o.will = { topic: c.notificationTopic, payload: '0', qos: 1, retain: true };
+    return o;
+  }
+
+  private makeClient(): MqttClient {
+    const client = new MqttClient(this.clientOptions());
+    // Hooks the client lacks, set on this instance only (see the package README, bridges):
+    // the reason a socket failed before MQTT started, and Mosquitto's bridge bit in CONNECT.
+    const transportClose = client.transportClose.bind(client);
+    client.transportClose = (t, err) => {
+      if (err !== undefined) this.lastError = err;
+      transportClose(t, err);
+    };
+    const session = client.session;
+    const takeOutput = session.takeOutput.bind(session);
+    session.takeOutput = () => {
+      const out = takeOutput();
+      if (out !== null && this.tryPrivate && !this.v5 && session.state === 'connecting')
+        markBridgeConnect(out);
+      return out;
+    };
+    client.on('connect', (e) => this.onConnect(e.sessionPresent));
+    client.on('message', (topic, payload, packet) => this.onRemoteMessage(topic, payload, packet));
+    client.on('error', (err) => {
+      this.lastError = err;
+    });
+    client.on('close', (e) => {
+      if (e?.error !== undefined) this.lastError = e.error;
+    });
+    client.on('end', () => this.onEnd());
+    return client;
+  }
+
+  private attempt(): void {
+    this.timer = null;
+    if (this.state === 'stopped') return;
+    this.state = 'connecting';
+    this.lastError = undefined;
+    this.wasConnected = false;
+    if (this.client === null) {
+      this.client = this.makeClient();
+      return;
+    }
+    const a = this.config.addresses[this.addr];
+    const target = (this.client as unknown as ClientInternals).target;
+    target.host = a.host;
+    target.port = a.port;
+    this.client.reconnect();
+  }
+
+  private onConnect(sessionPresent: boolean): void {
+    const c = this.config;
+    const a = c.addresses[this.addr];
+    this.state = 'connected';
+    this.wasConnected = true;
+    this.counters.connects++;
+    this.backoffMs = c.restartTimeout.baseSeconds * 1000;
+    this.broker.log('notice', 'bridge connected', {
+      bridge: c.name,
+      address: `${a.host}:${a.port}`,
+      bridgeMarker: this.tryPrivate && !this.v5,
+      sessionPresent,
+      queued: this.queue?.stats().count ?? 0,
+    });
+    const client = this.client!;
+    if (this.inRoutes.length > 0 && !sessionPresent) {
+      const subs = filtersOf(this.inRoutes, 'remote').map((f) => ({
+        filter: f.filter,
+        qos: f.qos,
+        // 5.0: what we publish there is not sent back to us (3.1.1: the bridge bit does that).
+        noLocal: this.v5 && this.tryPrivate ? true : undefined,
+        retainAsPublished: this.v5 ? true : undefined,
+      }));
+      client.subscribe(subs).then(
+        (r) => {
+          const refused = r.granted.filter((g) => g.qos >= 0x80).map((g) => g.filter);
+          if (refused.length > 0)
+            this.broker.log('warning', 'bridge subscription refused by the remote', {
+              bridge: c.name,
+              filters: refused.join(' '),
+            });
+        },
+        () => {},
+      );
+    }
+    if (c.notifications) {
+      if (!c.notificationsLocalOnly)
+        client.publish(c.notificationTopic, '1', { qos: 0, retain: true }).catch(() => {});
+      this.notifyLocal(true);
+    }
+  }
+
+  private onEnd(): void {
+    if (this.state === 'stopped') return;
+    const c = this.config;
+    const a = c.addresses[this.addr];
+    const err = this.lastError;
+    const wasConnected = this.wasConnected;
+    this.state = 'waiting';
+    if (wasConnected && c.notifications) this.notifyLocal(false);
+    if (this.tryPrivate && !this.v5 && !wasConnected && err instanceof ConnackError && err.returnCode === 1) {
+      // Not a Mosquitto: it refused the bridge bit. Mosquitto retries without it; so do we.
+      this.tryPrivate = false;
+      this.broker.log(
+        'notice',
+        'bridge: the remote refused the bridge protocol marker, retrying without it',
+        {
+          bridge: c.name,
+          address: `${a.host}:${a.port}`,
+        },
+      );
+      this.timer = setTimeout(() => this.attempt(), 0);
+      return;
+    }
+    if (!wasConnected) this.counters.connectFailures++;
+    const delay = this.nextDelay();
+    // Failover: a failed attempt moves on to the next address; after a connection that ended,
+    // round_robin false goes back to the first (the preferred) address.
+    if (!wasConnected || c.roundRobin) this.addr = (this.addr + 1) % c.addresses.length;
+    else this.addr = 0;
+    const next = c.addresses[this.addr];
+    if (c.startType === 'once') {
+      this.broker.log('warning', 'bridge down (start_type once: not restarting)', {
+        bridge: c.name,
+        address: `${a.host}:${a.port}`,
+        reason: describeError(err),
+      });
+      this.state = 'stopped';
+      return;
+    }
+    this.broker.log(
+      wasConnected ? 'warning' : 'notice',
+      wasConnected ? 'bridge disconnected' : 'bridge connect failed',
+      {
+        bridge: c.name,
+        address: `${a.host}:${a.port}`,
+        reason: describeError(err),
+        retryInMs: delay,
+        nextAddress: `${next.host}:${next.port}`,
+        queued: this.queue?.stats().count ?? 0,
+      },
+    );
+    this.timer = setTimeout(() => this.attempt(), delay);
+  }
+
+  /** restart_timeout: one value is a constant; two are Mosquitto 2's decorrelated jitter (base, cap). */
+  private nextDelay(): number {
+    const { baseSeconds, capSeconds } = this.config.restartTimeout;
+    const base = baseSeconds * 1000;
+    if (capSeconds === undefined) return base;
+    const hi = Math.max(base, this.backoffMs * 3);
+    this.backoffMs = Math.min(capSeconds * 1000, Math.floor(base + this.random() * (hi - base)));
+    return this.backoffMs;
+  }
+
+  private onRemoteMessage(topic: string, payload: Uint8Array, packet: PublishPacket): void {
+    this.counters.inReceived++;
+    const r = toLocal(this.inRoutes, topic);
+    if (r === undefined) {
+      this.counters.inDropped++;
+      return;
+    }
+    const qos = (packet.qos < r.qos ? packet.qos : r.qos) as QoS;
+    const props = this.v5 ? forwardable(packet.properties) : undefined;
+    if (!this.local.publish(r.topic, payload, qos, packet.retain, props)) this.logDrop('local queue full');
+  }
+
+  // ---- the local side ------------------------------------------------------------------
+
+  /** @internal LocalLinkOwner */
+  localUp(): void {
+    this.broker.log('information', 'bridge local session up', { bridge: this.config.name });
+  }
+
+  /** @internal LocalLinkOwner */
+  localDown(reason: string): void {
+    if (this.state !== 'stopped')
+      this.broker.log('warning', 'bridge local session down', { bridge: this.config.name, reason });
+  }
+
+  /** @internal LocalLinkOwner */
+  localMessage(p: PublishPacket, gen: number): void {
+    const c = this.config;
+    const pid = p.packetId ?? 0;
+    const r = toRemote(this.outRoutes, p.topic);
+    if (r === undefined) {
+      this.local.ackIn(gen, pid, p.qos);
+      return;
+    }
+    const qos = (p.qos < r.qos ? p.qos : r.qos) as QoS;
+    const retain = c.outgoingRetain && p.retain;
+    const properties = this.v5 ? forwardable(p.properties) : undefined;
+    // A PUBLISH the remote would refuse as too large is dropped here, not retried for ever.
+    if (c.maxPacketSize > 0 && p.payload.length + r.topic.length * 3 + 16 > c.maxPacketSize) {
+      this.counters.outDropped++;
+      this.logDrop('larger than bridge_max_packet_size');
+      this.local.ackIn(gen, pid, p.qos);
+      return;
+    }
+    if (qos === 0) {
+      const client = this.client;
+      if (client?.connected)
+        client.publish(r.topic, p.payload, { qos: 0, retain, properties }).catch(() => {});
+      else {
+        this.counters.outDropped++;
+        this.logDrop('QoS 0 while the bridge is down');
+      }
+      this.local.ackIn(gen, pid, p.qos);
+      return;
+    }
+    const msg: { topic: string; payload: Uint8Array; qos: QoS; retain: boolean; properties?: Properties } = {
+      topic: r.topic,
+      // The payload may view the broker's output chunk; the queue keeps the message.
+      payload: p.payload.slice(),
+      qos,
+      retain,
+    };
+    if (properties !== undefined) msg.properties = properties;
+    this.queue!.put(msg).then(
+      () => {
+        this.local.ackIn(gen, pid, p.qos);
+        this.schedulePump();
+      },
+      (err: Error) => {
+        // A full reject-new queue or a failed disk: counted and logged; the local session is
+        // acknowledged anyway so that a stuck upstream never stalls local traffic.
+        this.counters.outDropped++;
+        this.logDrop(err.message);
+        this.local.ackIn(gen, pid, p.qos);
+      },
+    );
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.client === null || !this.client.connected) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      const client = this.client;
+      if (client === null || !client.connected) return;
+      client.session.pump(Date.now());
+      client.writeOut();
+    });
+  }
+
+  private notifyLocal(up: boolean): void {
+    if (!this.config.notifications) return;
+    const msg = makeMessage(
+      this.config.notificationTopic,
+      new Uint8Array([up ? 0x31 : 0x30]),
+      1,
+      true,
+      undefined,
+      Date.now(),
+    );
+    msg.owned = true;
+    this.broker.publish(msg);
+  }
+
+  private logDrop(reason: string): void {
+    const now = Date.now();
+    if (now - this.lastDropLog < LOG_EVERY_MS) return;
+    this.lastDropLog = now;
+    this.broker.log('warning', 'bridge dropped messages', {
+      bridge: this.config.name,
+      reason,
+      outDropped: this.counters.outDropped,
+      inDropped: this.counters.inDropped + this.local.dropped,
+    });
+  }
+}
+
+/** Subscription identifiers and topic aliases belong to one hop. */
+function forwardable(p: Properties | undefined): Properties | undefined {
+  if (p === undefined) return undefined;
+  if (
+    p.subscriptionIdentifier === undefined &&
+    p.subscriptionIdentifiers === undefined &&
+    p.topicAlias === undefined
+  )
+    return p;
+  const { subscriptionIdentifier: _a, subscriptionIdentifiers: _b, topicAlias: _c, ...rest } = p;
+  for (const _k in rest) return rest;
+  return undefined;
+}
+
+/** What startBridges returns: the bridges, and the broker's security checks with them let through. */
+export interface Bridges {
+  readonly list: Bridge[];
+  stats(): BridgeStats[];
+  /**
+   * Installs `authenticator` / `accessControl` on the broker with the bridges' internal logins
+   * let through (SIGHUP reload calls this instead of broker.setSecurity).
+   */
+  setSecurity(authenticator: Authenticator | undefined, accessControl: AccessControl | undefined): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts every configured bridge on `broker` (after broker.listen()). Resolves once each
+ * bridge's queue is open; connecting happens in the background.
+ */
+export async function startBridges(
+  broker: Broker,
+  configs: BridgeConfig[],
+  options: BridgeOptions = {},
+): Promise<Bridges> {
+  const creds = new BridgeCredentials();
+  const list: Bridge[] = [];
+  const setSecurity = (a: Authenticator | undefined, acl: AccessControl | undefined): void => {
+    if (configs.length === 0) {
+      broker.setSecurity(a, acl);
+      return;
+    }
+    const w = creds.wrap(a, acl, broker.options.allowAnonymous);
+    broker.setSecurity(w.authenticator, w.accessControl);
+  };
+  for (const c of configs) list.push(new Bridge(broker, c, creds.issue(c.name), options));
+  setSecurity(broker.authenticator, broker.accessControl);
+  try {
+    for (const b of list) await b.start();
+  } catch (err) {
+    for (const b of list) await b.close().catch(() => {});
+    throw err;
+  }
+  return {
+    list,
+    stats: () => list.map((b) => b.stats()),
+    setSecurity,
+    close: async () => {
+      await Promise.all(list.map((b) => b.close()));
+    },
+  };
+}
