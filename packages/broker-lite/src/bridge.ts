@@ -12,8 +12,6 @@
  * attempt at a time, waiting `restart_timeout` between attempts; nothing waits on it locally.
  */
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import {
   type ClientOptions,
   ConnackError,
@@ -28,9 +26,11 @@ import { CountingOutbox } from './bridge-queue.ts';
 import { BridgeCredentials } from './bridge-security.ts';
 import { filtersOf, routesOf, type TopicRoute, toLocal, toRemote } from './bridge-topics.ts';
 import type { Broker } from './broker.ts';
-import type { BridgeConfig } from './config-bridge.ts';
+import { type BridgeConfig, defaultBridgeDir } from './config-bridge.ts';
 import { makeMessage } from './message.ts';
 import type { AccessControl, Authenticator } from './options.ts';
+
+export { defaultBridgeDir };
 
 export type BridgeState = 'starting' | 'connecting' | 'connected' | 'waiting' | 'stopped';
 
@@ -63,17 +63,6 @@ export interface BridgeOptions {
   fsync?: FsyncPolicy;
   /** Jitter source for restart_timeout backoff (tests). */
   random?: () => number;
-}
-
-/**
- * Where a bridge keeps its queue: `persistence_location/bridges/NAME` with persistence, else
- * `$XDG_STATE_HOME/broker-lite/bridges/NAME` (default `~/.local/state/...`), never a tmp dir
- * (the queue must survive a reboot).
- */
-export function defaultBridgeDir(persistenceLocation: string | undefined, name: string): string {
-  if (persistenceLocation !== undefined) return join(persistenceLocation, 'bridges', name);
-  const state = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
-  return join(state, 'broker-lite', 'bridges', name);
 }
 
 const MAX_PEM = 1024 * 1024;

@@ -1,6 +1,8 @@
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { BridgeOptions, Bridges } from './bridge.ts';
 import { type BrokerConfig, ConfigError, defaultConfig, formatWarning, loadConfig } from './config.ts';
+import { type BridgeConfig, defaultBridgeDir } from './config-bridge.ts';
 import { buildBrokerOptions, describeConfig, loadSecurity, type Security } from './config-build.ts';
 import {
   createLogger,
@@ -113,13 +115,14 @@ interface BrokerLike {
   readonly addresses: unknown;
 }
 type BrokerCtor = new (options: BrokerOptions) => BrokerLike;
+type StartBridges = (broker: BrokerLike, configs: BridgeConfig[], options: BridgeOptions) => Promise<Bridges>;
 
-async function loadBrokerClass(): Promise<BrokerCtor> {
+async function loadBrokerClass(): Promise<{ Broker: BrokerCtor; startBridges?: StartBridges }> {
   // Through a variable so the config tools work (and type-check) without the core.
   const specifier = './index.ts';
-  const mod = (await import(specifier)) as { Broker?: BrokerCtor };
+  const mod = (await import(specifier)) as { Broker?: BrokerCtor; startBridges?: StartBridges };
   if (typeof mod.Broker !== 'function') throw new Error('the broker core (src/index.ts) exports no Broker');
-  return mod.Broker;
+  return { Broker: mod.Broker, startBridges: mod.startBridges };
 }
 
 function makeLogger(cfg: BrokerConfig, format: LogFormat | undefined): Logger {
@@ -160,6 +163,10 @@ export function restartOnlyChanges(before: BrokerConfig, after: BrokerConfig): s
     ...c,
     // Where a listener was declared is not a setting; an added comment line must not count.
     listeners: c.listeners.map(({ file: _f, line: _l, ...rest }) => rest),
+    bridges: c.bridges.map(({ file: _f, line: _l, topics, ...rest }) => ({
+      ...rest,
+      topics: topics.map(({ line: _tl, ...t }) => t),
+    })),
     logDest: c.logDest.map((d) => (d.kind === 'file' ? { kind: d.kind, path: d.path } : d)),
   });
   const a = strip(before);
@@ -191,6 +198,7 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   logTypes: 'log_type',
   logTimestamp: 'log_timestamp',
   pidFile: 'pid_file',
+  bridges: 'connection (bridges)',
 };
 
 function reportConfigError(io: CliIo, err: unknown): number {
@@ -238,7 +246,7 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
   for (const w of cfg.warnings) logger.log('warning', formatWarning(w));
   if (args.daemon) logger.log('warning', '-d is not supported: broker-lite stays in the foreground');
 
-  const Broker = await loadBrokerClass();
+  const { Broker, startBridges } = await loadBrokerClass();
   const broker = new Broker(options);
   try {
     await broker.listen();
@@ -253,6 +261,22 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
     } catch (err) {
       // Mosquitto exits when it cannot write its pid file; so do we.
       logger.log('error', `cannot write pid_file ${cfg.pidFile}: ${(err as Error).message}`);
+      await broker.close();
+      return EXIT_FAILURE;
+    }
+  }
+
+  let bridges: Bridges | undefined;
+  if (cfg.bridges.length > 0) {
+    try {
+      if (startBridges === undefined)
+        throw new Error('the broker core (src/index.ts) exports no startBridges');
+      bridges = await startBridges(broker, cfg.bridges, {
+        queueDir: (name) => defaultBridgeDir(cfg.persistence ? cfg.persistenceLocation : undefined, name),
+        persistent: cfg.persistence,
+      });
+    } catch (err) {
+      logger.log('error', `cannot start bridges: ${(err as Error).message}`);
       await broker.close();
       return EXIT_FAILURE;
     }
@@ -289,7 +313,8 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       const next = args.config === undefined ? cfg : loadConfig(args.config, overrides);
       const changed = restartOnlyChanges(cfg, next);
       const sec = await loadSecurity({ ...next, allowAnonymous: cfg.allowAnonymous });
-      broker.setSecurity(sec.authenticator, sec.accessControl);
+      if (bridges !== undefined) bridges.setSecurity(sec.authenticator, sec.accessControl);
+      else broker.setSecurity(sec.authenticator, sec.accessControl);
       security = sec;
       cfg = { ...cfg, passwordFile: next.passwordFile, aclFile: next.aclFile };
       logger.log('notice', 'reloaded password and ACL files', {
@@ -322,13 +347,19 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       }
       stopping = true;
       logger.log('notice', `${signal} received, closing`);
-      broker.close().then(
-        () => resolveExit(EXIT_OK),
-        (err: unknown) => {
-          logger.log('error', `error while closing: ${(err as Error).message}`);
-          resolveExit(EXIT_FAILURE);
-        },
-      );
+      // Bridges first: their local sessions end cleanly and their queues are closed on disk.
+      (bridges?.close() ?? Promise.resolve())
+        .catch((err: unknown) =>
+          logger.log('error', `error while closing bridges: ${(err as Error).message}`),
+        )
+        .then(() => broker.close())
+        .then(
+          () => resolveExit(EXIT_OK),
+          (err: unknown) => {
+            logger.log('error', `error while closing: ${(err as Error).message}`);
+            resolveExit(EXIT_FAILURE);
+          },
+        );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

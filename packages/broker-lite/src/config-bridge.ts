@@ -1,5 +1,5 @@
-import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { homedir, hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import { ConfigError } from './config-error.ts';
 
 /**
@@ -469,4 +469,15 @@ export function describeBridge(b: BridgeConfig): string[] {
     `  queue max_bytes ${b.queueMaxBytes} max_messages ${b.queueMaxCount} max_age ${b.queueMaxAgeSeconds} policy ${b.queueDropPolicy}`,
   );
   return out;
+}
+
+/**
+ * Where a bridge keeps its queue: `persistence_location/bridges/NAME` with persistence, else
+ * `$XDG_STATE_HOME/broker-lite/bridges/NAME` (default `~/.local/state/...`), never a tmp dir
+ * (the queue must survive a reboot).
+ */
+export function defaultBridgeDir(persistenceLocation: string | undefined, name: string): string {
+  if (persistenceLocation !== undefined) return join(persistenceLocation, 'bridges', name);
+  const state = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(state, 'broker-lite', 'bridges', name);
 }

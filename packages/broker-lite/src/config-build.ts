@@ -1,6 +1,7 @@
 import { createSecureContext } from 'node:tls';
 import { AclFile } from './acl.ts';
 import type { BrokerConfig, ListenerConfig } from './config.ts';
+import { type BridgeConfig, describeBridge } from './config-bridge.ts';
 import { ConfigError } from './config-error.ts';
 import type { AccessControl, Authenticator, BrokerOptions, ListenerOptions, LogSink } from './options.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
@@ -56,6 +57,26 @@ async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
   return out;
 }
 
+/** A bridge's TLS files are read and checked at start-up, naming the bridge, not at its first attempt. */
+async function checkBridgeTls(b: BridgeConfig): Promise<void> {
+  if (b.cafile === undefined) return;
+  const ca = await readBounded(b.cafile, 'bridge_cafile', MAX_PEM_BYTES);
+  const cert =
+    b.certfile === undefined ? undefined : await readBounded(b.certfile, 'bridge_certfile', MAX_PEM_BYTES);
+  const key =
+    b.keyfile === undefined ? undefined : await readBounded(b.keyfile, 'bridge_keyfile', MAX_PEM_BYTES);
+  try {
+    createSecureContext({ ca, cert, key });
+  } catch (err) {
+    throw new ConfigError(
+      b.file,
+      b.line,
+      'connection',
+      `TLS files of bridge '${b.name}': ${(err as Error).message}`,
+    );
+  }
+}
+
 /** Reads everything a config names and makes the core's options. Throws ConfigError. */
 export async function buildBrokerOptions(
   cfg: BrokerConfig,
@@ -65,6 +86,7 @@ export async function buildBrokerOptions(
   const sec = security ?? (await loadSecurity(cfg));
   const listeners: ListenerOptions[] = [];
   for (const l of cfg.listeners) listeners.push(await buildListener(l));
+  for (const b of cfg.bridges) await checkBridgeTls(b);
   const options: BrokerOptions = {
     ...DEFAULT_BROKER_OPTIONS,
     listeners,
@@ -132,5 +154,6 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`log_type ${cfg.logTypes.length ? cfg.logTypes.join(', ') : 'none'}`);
   out.push(`log_timestamp ${cfg.logTimestamp}`);
   if (cfg.pidFile) out.push(`pid_file ${cfg.pidFile}`);
+  for (const b of cfg.bridges) out.push(...describeBridge(b));
   return `${out.join('\n')}\n`;
 }
