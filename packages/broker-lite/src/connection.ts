@@ -249,7 +249,7 @@ export class Connection {
       // Sized by what the last turn needed: small answers come from Node's shared pool (no
       // malloc per idle connection), a busy subscriber does not regrow its buffer every turn.
       const hint = this.outHint;
-      out = this.out = Buffer.allocUnsafe(n > hint ? n : hint);
+      out = this.out = Buffer.allocUnsafe(Math.max(n, hint));
       pos = this.outPos = 0;
       this.broker.scheduleFlush(this);
     } else if (pos + n > out.length) {
@@ -295,7 +295,7 @@ export class Connection {
     const n = this.outPos;
     this.out = null;
     this.outPos = 0;
-    this.outHint = n > 1 << 20 ? 1 << 20 : n > 256 ? n : 256;
+    this.outHint = n > 1 << 20 ? 1 << 20 : Math.max(n, 256);
     if (n === 0 || this.closed || this.socket.destroyed || this.socket.writableEnded) return;
     this.broker.counters.bytesOut += n;
     // write() says true when the socket's own buffer is under its high-water mark: no 'drain'

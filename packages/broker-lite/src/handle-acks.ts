@@ -56,7 +56,7 @@ export function handleAcks(
     }
     case 'pubrel': {
       const seen = s.incomingQos2;
-      if (seen !== null && seen.delete(pid)) {
+      if (seen?.delete(pid)) {
         if (s.persistent && b.persist !== null) b.persist.incomingDel(s, pid);
         conn.sendAck(PUBCOMP, pid, 0);
       } else conn.sendAck(PUBCOMP, pid, ReasonCode.PacketIdentifierNotFound);

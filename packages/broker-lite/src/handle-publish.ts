@@ -49,7 +49,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
   if (qos === 2) {
     let seen = session.incomingQos2;
-    if (seen !== null && seen.has(pid)) {
+    if (seen?.has(pid)) {
       // A retransmission of a message already routed: only the PUBREC again.
       ack(conn, PUBREC, pid, 0);
       return;

@@ -230,10 +230,8 @@ describe('kill -9 under QoS 1 load', () => {
       const pub = (await RawClient.connect(first.port, { clientId: 'k9-pub' })).client;
       const acked = new Set<string>();
       let next = 1;
-      let open = 0;
       const send = (): void => {
         const n = next++;
-        open++;
         pub.publish('k9/t', `m${n}`, 1, false, (n % 60_000) + 1);
       };
       const pubDone = (async () => {
@@ -242,7 +240,6 @@ describe('kill -9 under QoS 1 load', () => {
           const p = await pub.next(60_000).catch(() => null);
           if (p === null) return;
           if (p.type === 'puback') {
-            open--;
             acked.add(`m${p.packetId - 1 + Math.floor((next - 1) / 60_000) * 60_000}`);
             if (next < 50_000) send();
           }
