@@ -182,7 +182,7 @@ const gc = (globalThis as { gc?: () => void }).gc;
  * Every figure for each structure, each taken in interleaved turns (ours, peers, then the
  * reverse order) so load from elsewhere on a shared machine hits all of them alike: insert and
  * heap `reps` times (best time, median heap), remove-all `reps` times (the last one after the
- * match rounds, on the structure they used), and match in 3 rounds keeping each one's best.
+ * match rounds, on the structure they used), and match in 6 rounds keeping each one's best.
  */
 function measureAll(structures: Structure[], matchMs: number, allocCount: number, reps: number): Figures[] {
   const n = structures.length;
@@ -210,7 +210,7 @@ function measureAll(structures: Structure[], matchMs: number, allocCount: number
   }
   const ops = structures.map((s) => matchOp(s, s.data.topics));
   const rates = structures.map(() => 0);
-  const rounds = 3;
+  const rounds = 6;
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < n; k++) {
       const i = turn(r + 1, k);
