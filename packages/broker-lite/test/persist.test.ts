@@ -122,6 +122,30 @@ describe('persistence across a clean restart', () => {
     }
   });
 
+  it('compacts the log into a snapshot every autosave interval', async () => {
+    const dir = tmpDir();
+    const a = await startBroker({ persistenceDir: dir, autosaveIntervalSeconds: 1 });
+    try {
+      const file = path.join(dir, 'broker-lite.db');
+      const pub = (await RawClient.connect(a.port, { clientId: 'cmp' })).client;
+      const payload = new Uint8Array(1000);
+      for (let i = 1; i <= 200; i++) pub.publish(`cmp/${i}`, payload, 1, true, i);
+      for (let i = 1; i <= 200; i++) await pub.expect('puback');
+      const grown = fs.statSync(file).size;
+      expect(grown).toBeGreaterThan(200_000);
+      for (let i = 1; i <= 200; i++) pub.publish(`cmp/${i}`, '', 1, true, i);
+      for (let i = 1; i <= 200; i++) await pub.expect('puback');
+      // the next autosave rewrites the file with the live state only: no retained messages left
+      const until = Date.now() + 4000;
+      while (fs.statSync(file).size > 10_000 && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(fs.statSync(file).size).toBeLessThan(10_000);
+      pub.close();
+    } finally {
+      await a.close();
+    }
+  });
+
   it('recovers from a torn last record: the tail is cut, the rest is kept', async () => {
     const dir = tmpDir();
     const a = await startBroker({ persistenceDir: dir });

@@ -67,6 +67,28 @@ describe('sessions', () => {
   });
 });
 
+describe('QoS 2 edge cases', () => {
+  it('5.0: a PUBREC with an error code ends the flow; PUBREL for an unknown id gets PUBCOMP 0x92', async () => {
+    const sub = (await RawClient.connect(tb.port, { clientId: 'q2e-sub', protocolVersion: 5 })).client;
+    await sub.subscribe('q2e/t', 2);
+    const pub = (await RawClient.connect(tb.port, { clientId: 'q2e-pub', protocolVersion: 5 })).client;
+    pub.publish('q2e/t', 'refused', 2, false, 1);
+    await pub.expect('pubrec');
+    pub.send({ type: 'pubrel', packetId: 1 });
+    await pub.expect('pubcomp');
+    const m = await sub.expect('publish');
+    sub.send({ type: 'pubrec', packetId: m.packetId as number, reasonCode: 0x80 });
+    // no PUBREL follows a refused PUBREC; the next message flows normally
+    pub.publish('q2e/t', 'next', 2, false, 2);
+    const n = await sub.expect('publish');
+    expect(text(n)).toBe('next');
+    sub.send({ type: 'pubrel', packetId: 999 });
+    expect(await sub.expect('pubcomp')).toMatchObject({ packetId: 999, reasonCode: 0x92 });
+    pub.close();
+    sub.close();
+  });
+});
+
 describe('wills', () => {
   async function watcher(topic: string) {
     const w = (await RawClient.connect(tb.port, { clientId: `watch-${topic}` })).client;
