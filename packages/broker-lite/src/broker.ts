@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { PacketWriter, ReasonCode } from '@mqtt-edge/codec';
+import { MAX_PACKET_SIZE, PacketWriter, ReasonCode } from '@mqtt-edge/codec';
 import { Connection, ConnState, type ListenerInfo } from './connection.ts';
 import { releasePublishers } from './deliver.ts';
 import { type BoundListener, startListener } from './listeners.ts';
@@ -61,7 +61,9 @@ export class Broker {
   /** Deliveries of the message being routed (scratch of the router). */
   routedCount = 0;
   /** Delay before a refused login gets its CONNACK. */
-  authFailureDelayMs: number;
+  readonly authFailureDelayMs: number;
+  /** Largest packet accepted from a client (fixed header included), for the parser and CONNACK. */
+  readonly maxPacketIn: number;
   readonly counters = {
     bytesIn: 0,
     bytesOut: 0,
@@ -85,11 +87,18 @@ export class Broker {
   private droppedSinceLog = 0;
   private closing = false;
 
-  constructor(options: Partial<BrokerOptions> & { authFailureDelayMs?: number } = {}) {
+  constructor(options: Partial<BrokerOptions> = {}) {
     this.options = { ...DEFAULT_BROKER_OPTIONS, logger: SILENT, ...options };
     this.authenticator = this.options.authenticator;
     this.accessControl = this.options.accessControl;
     this.authFailureDelayMs = options.authFailureDelayMs ?? 1000;
+    // message_size_limit bounds the payload: allow room for the largest header, topic and
+    // properties on top; max_packet_size bounds the whole packet. The smaller one wins.
+    const o = this.options;
+    let max = MAX_PACKET_SIZE;
+    if (o.messageSizeLimit > 0) max = Math.min(max, o.messageSizeLimit + 65_536 + 1024);
+    if (o.maxPacketSize !== undefined && o.maxPacketSize > 0) max = Math.min(max, o.maxPacketSize);
+    this.maxPacketIn = max;
     this.router = new Router(this);
     this.wills = new WillTimers(this);
   }
@@ -226,7 +235,8 @@ export class Broker {
   connectionClosed(conn: Connection): void {
     this.connections.delete(conn);
     if (conn.session !== null) this.detach(conn, false);
-    if (conn.clientId !== '') this.log('information', 'client disconnected', { clientId: conn.clientId });
+    if (conn.clientId !== '' && this.options.connectionMessages !== false)
+      this.log('information', 'client disconnected', { clientId: conn.clientId });
   }
 
   connectionDrained(conn: Connection): void {

@@ -83,9 +83,7 @@ export class Connection {
     readonly listener: ListenerInfo,
     readonly remote: string,
   ) {
-    const max = broker.options.messageSizeLimit;
-    // The payload limit plus room for the largest header, topic and properties a client sends.
-    this.parser = new PacketParser(max > 0 ? { maxPacketSize: max + 65_536 + 1024 } : {});
+    this.parser = new PacketParser({ maxPacketSize: broker.maxPacketIn });
     this.openedAt = this.lastRecv = Date.now();
     // Shared handlers with the connection hung on the socket: no closures per connection.
     (socket as SocketWithConn)[CONN] = this;

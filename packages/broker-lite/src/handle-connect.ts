@@ -6,6 +6,7 @@ import {
   type ConnackPacket,
   type ConnectPacket,
   ConnectReturnCode,
+  MAX_PACKET_SIZE,
   type Properties,
   ReasonCode,
 } from '@mqtt-edge/codec';
@@ -189,20 +190,21 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
     if (assigned) ap.assignedClientIdentifier = clientId;
     if (serverKeepAlive !== undefined) ap.serverKeepAlive = serverKeepAlive;
     if (!b.options.retainAvailable) ap.retainAvailable = false;
-    if (b.options.messageSizeLimit > 0) ap.maximumPacketSize = b.options.messageSizeLimit + 65_536 + 1024;
+    if (b.maxPacketIn < MAX_PACKET_SIZE) ap.maximumPacketSize = b.maxPacketIn;
     ack.properties = ap;
   }
   conn.sendPacket(ack);
   conn.state = ConnState.Connected;
   b.counters.connects++;
-  b.log('information', 'client connected', {
-    clientId,
-    username: conn.username,
-    protocol: p.protocolVersion,
-    clean: p.clean,
-    keepalive,
-    remote: conn.remote,
-  });
+  if (b.options.connectionMessages !== false)
+    b.log('information', 'client connected', {
+      clientId,
+      username: conn.username,
+      protocol: p.protocolVersion,
+      clean: p.clean,
+      keepalive,
+      remote: conn.remote,
+    });
   if (session.inflightCount > 0) resendInflight(b, session);
   pump(b, session);
   conn.replayEarly();

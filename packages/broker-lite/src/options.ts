@@ -92,6 +92,8 @@ export interface BrokerOptions {
   maxPacketSize?: number;
   /** Mosquitto `connection_messages`: log client connects and disconnects (default true). */
   connectionMessages?: boolean;
+  /** Milliseconds before a refused login gets its CONNACK (default 1000; slows password guessing). */
+  authFailureDelayMs?: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {

@@ -140,3 +140,25 @@ describe('bad input closes only that connection', () => {
     }
   });
 });
+
+describe('max_packet_size and connection_messages', () => {
+  it('a packet over maxPacketSize is refused (5.0: 0x95) and the limit is announced in CONNACK', async () => {
+    const small = await startBroker({ maxPacketSize: 200, connectionMessages: false });
+    try {
+      const { client, connack } = await RawClient.connect(small.port, {
+        clientId: 'mps',
+        protocolVersion: 5,
+      });
+      expect(connack.properties?.maximumPacketSize).toBe(200);
+      client.publish('t', new Uint8Array(100), 0);
+      client.send({ type: 'pingreq' });
+      await client.expect('pingresp');
+      client.publish('t', new Uint8Array(300), 0);
+      expect((await client.expect('disconnect')).reasonCode).toBe(0x95);
+      await client.closed;
+      expect(small.logs.some((l) => l.message === 'client connected')).toBe(false);
+    } finally {
+      await small.close();
+    }
+  });
+});

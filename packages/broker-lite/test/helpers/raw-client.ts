@@ -26,9 +26,7 @@ export interface TestBroker {
   close(): Promise<void>;
 }
 
-export async function startBroker(
-  options: Partial<BrokerOptions> & { authFailureDelayMs?: number } = {},
-): Promise<TestBroker> {
+export async function startBroker(options: Partial<BrokerOptions> = {}): Promise<TestBroker> {
   const logs: LogLine[] = [];
   const broker = new Broker({
     listeners: [{ port: 0, host: '127.0.0.1', protocol: 'mqtt' }],
