@@ -1,0 +1,368 @@
+/**
+ * broker-lite bridged to Debian's mosquitto started by the test: topics in, out and both with
+ * prefixes, notifications on both sides, no echo, TLS with client certificates made by openssl,
+ * failover across addresses, and an upstream that is away when the bridge starts.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { eventually, forwardPort, Recorder, startBridged } from './bridge-helpers.ts';
+import { freePort, hasMosquitto, startMosquitto } from './helpers/mosquitto.ts';
+
+const HAS = hasMosquitto();
+const HAS_OPENSSL = (() => {
+  try {
+    execFileSync('openssl', ['version']);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+if (!HAS)
+  console.warn('mosquitto not installed (/usr/sbin/mosquitto): bridge tests against mosquitto skipped');
+if (!HAS_OPENSSL) console.warn('openssl not installed: bridge TLS test skipped');
+
+const cleanup: Array<() => Promise<void> | void> = [];
+afterAll(async () => {
+  for (const f of cleanup.reverse()) await f();
+});
+
+describe.skipIf(!HAS)('bridge to mosquitto', () => {
+  it('forwards out, in and both with prefixes, publishes its state on both sides, does not echo', async () => {
+    const m = await startMosquitto();
+    cleanup.push(() => m.stop());
+    const b = await startBridged(
+      [
+        'connection up',
+        `address 127.0.0.1:${m.port}`,
+        'topic sensors/# out 1 gw/ site1/',
+        'topic cmd/# in 1 local/ remote/',
+        'topic shared/# both 1',
+        'topic q0/# out 0',
+        'restart_timeout 1',
+        'cleansession true',
+      ].join('\n'),
+    );
+    cleanup.push(() => b.close());
+    await b.waitLog((l) => l.message === 'bridge connected');
+    const up = await Recorder.open(m.port, [
+      'site1/#',
+      'shared/#',
+      'q0/#',
+      'sensors/#',
+      '$SYS/broker/connection/+/state',
+    ]);
+    const local = await Recorder.open(b.port, [
+      'local/#',
+      'shared/#',
+      'remote/#',
+      '$SYS/broker/connection/+/state',
+    ]);
+    cleanup.push(
+      () => up.end(),
+      () => local.end(),
+    );
+
+    // Retained state, 1 on both sides (mosquitto accepts a $SYS publish from a bridge only).
+    await up.until(
+      () => up.on('$SYS/broker/connection/up/state').some((x) => x.payload === '1'),
+      'remote state 1',
+    );
+    await local.until(
+      () => local.on('$SYS/broker/connection/up/state').some((x) => x.payload === '1'),
+      'local state 1',
+    );
+
+    await local.client.publish('gw/sensors/t1', 'out-1', { qos: 1 });
+    await local.client.publish('gw/sensors/t1', 'out-2', { qos: 1 });
+    await local.client.publish('q0/x', 'qos0', { qos: 0 });
+    await up.until(
+      () => up.on('site1/sensors/t1').length === 2 && up.on('q0/x').length === 1,
+      'out messages',
+    );
+    expect(up.on('site1/sensors/t1').map((x) => x.payload)).toEqual(['out-1', 'out-2']);
+    // Only the prefixed topic crosses: the unprefixed one is not subscribed on the local side.
+    await local.client.publish('sensors/t1', 'not-bridged', { qos: 1 });
+
+    await up.client.publish('remote/cmd/reboot', 'in-1', { qos: 1 });
+    await up.client.publish('cmd/reboot', 'not-bridged', { qos: 1 });
+    await local.until(() => local.on('local/cmd/reboot').length === 1, 'in message');
+    expect(local.on('local/cmd/reboot')[0].payload).toBe('in-1');
+    expect(local.got.filter((x) => x.topic.startsWith('remote/'))).toEqual([]);
+
+    // both: each side gets the other's message once, and its own once (no echo back).
+    await local.client.publish('shared/a', 'from-local', { qos: 1 });
+    await up.until(() => up.on('shared/a').length === 1, 'shared/a upstream');
+    await up.client.publish('shared/b', 'from-remote', { qos: 1 });
+    await local.until(() => local.on('shared/b').length === 1, 'shared/b locally');
+    // A marker through both hops after everything above: whatever echo there was came before it.
+    await local.client.publish('shared/marker', 'm', { qos: 1 });
+    await up.until(() => up.on('shared/marker').length === 1, 'marker upstream');
+    await up.client.publish('shared/marker2', 'm', { qos: 1 });
+    await local.until(() => local.on('shared/marker2').length === 1, 'marker2 locally');
+    expect(local.on('shared/a').length).toBe(1);
+    expect(up.on('shared/b').length).toBe(1);
+    expect(up.on('sensors/t1')).toEqual([]);
+    expect(up.on('site1/sensors/t1').length).toBe(2);
+
+    const s = b.bridges.stats()[0];
+    expect(s).toMatchObject({ name: 'up', state: 'connected', connects: 1, outDropped: 0 });
+    expect(s.outQueued).toBeGreaterThanOrEqual(4);
+    expect(s.queue.count).toBe(0);
+    expect(s.inReceived).toBeGreaterThanOrEqual(2);
+
+    // The upstream goes away: the local state says so, retained.
+    await m.kill();
+    await local.until(
+      () => local.on('$SYS/broker/connection/up/state').at(-1)?.payload === '0',
+      'local state 0',
+    );
+    const down = await b.waitLog((l) => l.message === 'bridge disconnected');
+    expect(String(down.fields?.reason)).not.toBe('');
+  }, 30_000);
+
+  it('fails over to the next address and says why the first one failed', async () => {
+    const m = await startMosquitto();
+    cleanup.push(() => m.stop());
+    const dead = await freePort();
+    const b = await startBridged(
+      [
+        'connection fo',
+        `address 127.0.0.1:${dead} 127.0.0.1:${m.port}`,
+        'topic fo/# out 1',
+        'restart_timeout 1',
+        'cleansession true',
+      ].join('\n'),
+    );
+    cleanup.push(() => b.close());
+    const fail = await b.waitLog((l) => l.message === 'bridge connect failed');
+    expect(fail.fields).toMatchObject({ address: `127.0.0.1:${dead}`, nextAddress: `127.0.0.1:${m.port}` });
+    expect(String(fail.fields?.reason)).toMatch(/ECONNREFUSED/);
+    const ok = await b.waitLog((l) => l.message === 'bridge connected');
+    expect(ok.fields?.address).toBe(`127.0.0.1:${m.port}`);
+    expect(b.bridges.stats()[0].connectFailures).toBe(1);
+  }, 20_000);
+
+  it('keeps QoS 1 messages on disk while the upstream is away and delivers them in order', async () => {
+    const port = await freePort();
+    const b = await startBridged(
+      [
+        'connection later',
+        `address 127.0.0.1:${port}`,
+        'topic data/# out 1',
+        'restart_timeout 1',
+        'remote_clientid later-1',
+      ].join('\n'),
+    );
+    cleanup.push(() => b.close());
+    const local = await Recorder.open(b.port, ['data/#']);
+    cleanup.push(() => local.end());
+    const N = 300;
+    const acks: Promise<unknown>[] = [];
+    for (let i = 0; i < N; i++) acks.push(local.client.publish('data/x', String(i), { qos: 1 }));
+    // Local traffic is not held up by the missing upstream: every publish is acknowledged.
+    await Promise.all(acks);
+    await local.until(() => local.on('data/x').length === N, 'local deliveries');
+    // Each message is acknowledged locally once it is in the queue on disk.
+    await eventually(() => b.bridges.stats()[0].queue.count === N, 'all messages queued', 20_000);
+    expect(b.bridges.stats()[0].state).not.toBe('connected');
+
+    // mosquitto starts on another port and the test subscribes there first; only then does the
+    // bridge's address come up (a forwarder), so no message can arrive before the subscriber.
+    const m = await startMosquitto();
+    cleanup.push(() => m.stop());
+    const up = await Recorder.open(m.port, ['data/#']);
+    cleanup.push(() => up.end());
+    const fwd = await forwardPort(port, m.port);
+    cleanup.push(() => fwd.close());
+    await up.until(() => up.on('data/x').length >= N, 'drained messages', 15_000);
+    const got = up.on('data/x').map((x) => Number(x.payload));
+    const firsts = got.filter((v, i) => got.indexOf(v) === i);
+    expect(firsts).toEqual([...Array(N).keys()]);
+    await b.waitLog((l) => l.message === 'bridge connected');
+    // The last PUBACKs may still be on their way back.
+    await eventually(() => b.bridges.stats()[0].queue.count === 0, 'queue drained');
+    expect(b.bridges.stats()[0].outAcked).toBeGreaterThanOrEqual(N);
+  }, 30_000);
+});
+
+describe.skipIf(!HAS || !HAS_OPENSSL)('bridge to mosquitto over TLS with a client certificate', () => {
+  it('connects with certificates made by openssl and forwards both ways', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bl-bridge-tls-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=test-ca',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+    );
+    writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
+    ssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.csr',
+    );
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      'server.ext',
+      '-out',
+      'server.pem',
+    );
+    ssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      '/CN=gateway-1',
+      '-keyout',
+      'client.key',
+      '-out',
+      'client.csr',
+    );
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      'client.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-out',
+      'client.pem',
+    );
+
+    // A plain listener for the test's own clients, and a TLS one that requires a certificate.
+    const tlsPort = await freePort();
+    const m = await startMosquitto({
+      config: [
+        `listener ${tlsPort} 127.0.0.1`,
+        `cafile ${dir}/ca.pem`,
+        `certfile ${dir}/server.pem`,
+        `keyfile ${dir}/server.key`,
+        'require_certificate true',
+        'use_identity_as_username true',
+      ].join('\n'),
+    });
+    cleanup.push(() => m.stop());
+    const b = await startBridged(
+      [
+        'connection secure',
+        `address 127.0.0.1:${tlsPort}`,
+        'topic up/# out 1',
+        'topic down/# in 1',
+        `bridge_cafile ${dir}/ca.pem`,
+        `bridge_certfile ${dir}/client.pem`,
+        `bridge_keyfile ${dir}/client.key`,
+        'restart_timeout 1',
+        'cleansession true',
+      ].join('\n'),
+    );
+    cleanup.push(() => b.close());
+    await b.waitLog((l) => l.message === 'bridge connected');
+    const up = await Recorder.open(m.port, ['up/#']);
+    const local = await Recorder.open(b.port, ['down/#']);
+    cleanup.push(
+      () => up.end(),
+      () => local.end(),
+    );
+    await local.client.publish('up/t', 'over-tls', { qos: 1 });
+    await up.until(() => up.on('up/t').length === 1, 'up/t over TLS');
+    await up.client.publish('down/t', 'back', { qos: 1 });
+    await local.until(() => local.on('down/t').length === 1, 'down/t over TLS');
+    expect(m.log()).toMatch(/as gateway-1|New bridge connected/);
+  }, 30_000);
+
+  it('says why when the server certificate is not trusted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bl-bridge-tls2-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.pem',
+    );
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=other-ca',
+      '-keyout',
+      'other.key',
+      '-out',
+      'other.pem',
+    );
+    const tlsPort = await freePort();
+    const m = await startMosquitto({
+      config: [
+        `listener ${tlsPort} 127.0.0.1`,
+        `certfile ${dir}/server.pem`,
+        `keyfile ${dir}/server.key`,
+      ].join('\n'),
+    });
+    cleanup.push(() => m.stop());
+    const b = await startBridged(
+      [
+        'connection bad',
+        `address 127.0.0.1:${tlsPort}`,
+        'topic x/# out 1',
+        `bridge_cafile ${dir}/other.pem`,
+        'restart_timeout 1',
+      ].join('\n'),
+    );
+    cleanup.push(() => b.close());
+    const fail = await b.waitLog((l) => l.message === 'bridge connect failed');
+    expect(String(fail.fields?.reason)).toMatch(/certificate|self.signed/i);
+  }, 20_000);
+});
