@@ -142,6 +142,17 @@ describe.skipIf(!HAS_OPENSSL)('TLS listener', () => {
             useIdentityAsUsername: true,
           },
         },
+        {
+          port: 0,
+          host: '127.0.0.1',
+          protocol: 'websockets',
+          tls: {
+            cert: pem('server.crt'),
+            key: pem('server.key'),
+            requireCertificate: false,
+            useIdentityAsUsername: false,
+          },
+        },
       ],
       sysInterval: 0,
       accessControl: {
@@ -160,6 +171,12 @@ describe.skipIf(!HAS_OPENSSL)('TLS listener', () => {
 
   it('accepts TLS clients that trust the CA', async () => {
     const c = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.addresses[0].port}`, { ca: pem('ca.crt') });
+    expect(c.connected).toBe(true);
+    await c.endAsync();
+  });
+
+  it('serves MQTT over WebSocket over TLS (wss)', async () => {
+    const c = await mqtt.connectAsync(`wss://127.0.0.1:${broker.addresses[2].port}`, { ca: pem('ca.crt') });
     expect(c.connected).toBe(true);
     await c.endAsync();
   });
