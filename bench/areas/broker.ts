@@ -664,20 +664,32 @@ const area: BenchArea = {
     for (const [name, start] of starters) {
       if (only !== undefined && !only.includes(name)) continue;
       if (process.env.BENCH_VERBOSE) console.error(`broker: measuring ${name}`);
-      // Idle figures from a fresh process, throughput from another: a heap grown by the load
-      // runs would blur the per-connection RSS.
-      const fresh = await start(true);
-      let idleRss: number;
-      let id: Figures['idle'];
-      try {
-        await sleep(1000);
-        await fresh.gc?.();
-        idleRss = rssBytes(fresh.pid);
-        id = await idle(fresh, options.quick ? 1000 : 5000);
-        if (process.env.BENCH_VERBOSE) console.error(`  ${name} idle: ${JSON.stringify({ idleRss, ...id })}`);
-      } finally {
-        await fresh.stop();
+      // Idle figures from fresh processes, throughput from another: a heap grown by the load
+      // runs would blur the per-connection RSS. RSS moves by a few hundred bytes per connection
+      // from one process to the next (allocator and heap page reuse): the median of three.
+      const idles: Array<Figures['idle'] & { idleRss: number }> = [];
+      for (let r = 0; r < (options.quick ? 1 : 3); r++) {
+        const fresh = await start(true);
+        try {
+          await sleep(1000);
+          await fresh.gc?.();
+          const idleRss = rssBytes(fresh.pid);
+          const id = await idle(fresh, options.quick ? 1000 : 5000);
+          if (process.env.BENCH_VERBOSE)
+            console.error(`  ${name} idle: ${JSON.stringify({ idleRss, ...id })}`);
+          idles.push({ idleRss, ...id });
+        } finally {
+          await fresh.stop();
+        }
       }
+      idles.sort((a, b) => a.perConn - b.perConn);
+      const mid = idles[idles.length >> 1];
+      const idleRss = [...idles].sort((a, b) => a.idleRss - b.idleRss)[idles.length >> 1].idleRss;
+      const id: Figures['idle'] = {
+        perConn: mid.perConn,
+        rate: [...idles].sort((a, b) => a.rate - b.rate)[idles.length >> 1].rate,
+      };
+      if (process.env.BENCH_IDLE_ONLY) continue;
       const b = await start(false);
       try {
         results.set(name, await measure(b, options.quick, idleRss, id));

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { MAX_PACKET_SIZE, PacketWriter, ReasonCode } from '@mqtt-edge/codec';
-import { Connection, ConnState, type ListenerInfo } from './connection.ts';
+import { Connection, ConnState, type ListenerInfo, TICKS_PER_SECOND, ticks } from './connection.ts';
 import { releasePublishers } from './deliver.ts';
 import { type BoundListener, startListener } from './listeners.ts';
 import type { Message } from './message.ts';
@@ -200,7 +200,7 @@ export class Broker {
   // ---- connections ---------------------------------------------------------------------
 
   /** A listener accepted a socket. */
-  accept(socket: Duplex, info: ListenerInfo, remote: string, certificateCommonName?: string): void {
+  accept(socket: Duplex, info: ListenerInfo, remote?: string, certificateCommonName?: string): void {
     const max = this.options.maxConnections;
     if (this.closing || (max >= 0 && this.connections.size >= max)) {
       this.log('notice', 'connection refused: max_connections reached', { remote });
@@ -329,10 +329,11 @@ export class Broker {
 
   private sweep(): void {
     const now = Date.now();
-    const connectMs = this.options.connectTimeoutSeconds * 1000;
+    const tick = ticks();
+    const connectTicks = this.options.connectTimeoutSeconds * TICKS_PER_SECOND;
     for (const conn of this.connections) {
       if (conn.state === ConnState.AwaitConnect) {
-        if (now - conn.openedAt > connectMs) {
+        if (tick - conn.openedAt > connectTicks) {
           this.log('notice', 'no CONNECT in time, closing', { remote: conn.remote });
           conn.close();
         }
@@ -340,7 +341,7 @@ export class Broker {
         conn.state === ConnState.Connected &&
         conn.keepaliveMs > 0 &&
         conn.pausedBy === 0 &&
-        now - conn.lastRecv > conn.keepaliveMs * 1.5
+        (tick - conn.lastRecv) * 10 > conn.keepaliveMs * 1.5
       ) {
         this.log('notice', 'keepalive expired, closing', { clientId: conn.clientId });
         conn.fail(ReasonCode.KeepAliveTimeout, 'keepalive timeout');

@@ -52,6 +52,7 @@ export class Connection {
   certificateCommonName: string | undefined = undefined;
   /** Keepalive in ms (after the server keepalive); 0 = none. */
   keepaliveMs = 0;
+  /** Times in ticks (see `ticks()`): small integers stay inside the object, no boxed double each. */
   readonly openedAt: number;
   lastRecv: number;
   will: Will | null = null;
@@ -81,10 +82,11 @@ export class Connection {
     readonly broker: Broker,
     readonly socket: Duplex,
     readonly listener: ListenerInfo,
-    readonly remote: string,
+    /** Peer address when the socket cannot tell (WebSocket streams, bridges); else read lazily. */
+    private readonly remoteName: string | undefined,
   ) {
     this.parser = new PacketParser({ maxPacketSize: broker.maxPacketIn });
-    this.openedAt = this.lastRecv = Date.now();
+    this.openedAt = this.lastRecv = ticks();
     // Shared handlers with the connection hung on the socket: no closures per connection.
     (socket as SocketWithConn)[CONN] = this;
     socket.on('data', onSocketData);
@@ -96,7 +98,7 @@ export class Connection {
     if (this.closed) return;
     const b = this.broker;
     b.counters.bytesIn += chunk.length;
-    this.lastRecv = Date.now();
+    this.lastRecv = ticks();
     const prev = current;
     current = this;
     try {
@@ -236,6 +238,13 @@ export class Connection {
     this.broker.connectionClosed(this);
   }
 
+  /** `address:port` of the peer, for logs. */
+  get remote(): string {
+    if (this.remoteName !== undefined) return this.remoteName;
+    const s = this.socket as Duplex & { remoteAddress?: string; remotePort?: number };
+    return `${s.remoteAddress}:${s.remotePort}`;
+  }
+
   /** Queues bytes for this turn's write (copied: the caller may reuse its buffer). */
   send(bytes: Uint8Array): Uint8Array {
     const n = bytes.length;
@@ -308,7 +317,7 @@ export class Connection {
 
   resumeFor(): void {
     if (this.pausedBy > 0 && --this.pausedBy === 0 && !this.closed) {
-      this.lastRecv = Date.now();
+      this.lastRecv = ticks();
       this.socket.resume();
     }
   }
@@ -327,6 +336,13 @@ export class Connection {
     this.broker.connectionDrained(this);
   }
 }
+
+const T0 = Date.now();
+/** Milliseconds since the module loaded, in 10 ms ticks: a small integer for 248 days. */
+export function ticks(): number {
+  return ((Date.now() - T0) / 10) | 0;
+}
+export const TICKS_PER_SECOND = 100;
 
 const CONN = Symbol('connection');
 type SocketWithConn = Duplex & { [CONN]: Connection };

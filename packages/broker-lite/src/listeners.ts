@@ -53,13 +53,13 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
   } else if (tlsOptions !== undefined) {
     server = tls.createServer(tlsOptions, (socket) => {
       socket.setNoDelay(true);
-      b.accept(socket, info, `${socket.remoteAddress}:${socket.remotePort}`, commonName(socket));
+      b.accept(socket, info, undefined, commonName(socket));
     });
     server.on('tlsClientError', (err) => b.log('notice', 'TLS handshake failed', { error: err.message }));
   } else {
     server = net.createServer((socket) => {
       socket.setNoDelay(true);
-      b.accept(socket, info, `${socket.remoteAddress}:${socket.remotePort}`);
+      b.accept(socket, info);
     });
   }
   await new Promise<void>((resolve, reject) => {

@@ -2,6 +2,9 @@ import type { QoS } from '@mqtt-edge/codec';
 import type { Connection } from './connection.ts';
 import type { Delivery } from './message.ts';
 
+/** The queue of every session that has nothing queued (never written to). */
+const EMPTY_QUEUE: Array<Delivery | undefined> = [];
+
 /** Session expiry meaning "never" (3.1.1 clean session 0, 5.0 0xFFFFFFFF). */
 export const NEVER_EXPIRES = 0xffffffff;
 
@@ -30,8 +33,8 @@ export class Session {
   // Created on first use: an idle clean session costs no Map.
   private _subs: Map<string, Subscription> | null = null;
   private _inflight: Map<number, Delivery> | null = null;
-  /** Waiting behind the in-flight window; `queue[qHead..]` are live. */
-  queue: Array<Delivery | undefined> = [];
+  /** Waiting behind the in-flight window; `queue[qHead..]` are live. Shared empty until used. */
+  queue: Array<Delivery | undefined> = EMPTY_QUEUE;
   qHead = 0;
   queuedBytes = 0;
   /** QoS 2 packet ids received (PUBREC sent) and not yet released by PUBREL. */
@@ -82,6 +85,7 @@ export class Session {
   }
 
   enqueue(d: Delivery): void {
+    if (this.queue === EMPTY_QUEUE) this.queue = [];
     this.queue.push(d);
     this.queuedBytes += d.msg.payload.length + d.msg.topic.length;
   }
@@ -91,7 +95,7 @@ export class Session {
     const d = this.queue[this.qHead];
     this.queue[this.qHead++] = undefined;
     if (this.qHead === this.queue.length) {
-      this.queue.length = 0;
+      this.queue = EMPTY_QUEUE;
       this.qHead = 0;
     } else if (this.qHead > 1024 && this.qHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.qHead);
