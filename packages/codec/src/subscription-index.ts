@@ -240,10 +240,20 @@ class FilterTrie<T> {
 class ExactTable<V> {
   private t: Array<number | string | V | Many<V> | null> = [];
   private mask = 0;
+  /** Where touch() puts what it read, so the read cannot be optimised away. */
+  private touched: unknown = null;
   size = 0;
 
   constructor() {
     this.reset(16);
+  }
+
+  /**
+   * Starts the load of `h`'s first slot and returns at once: the caller does other work (the
+   * trie walk) while the cache miss is in flight, then calls get(), which finds it cached.
+   */
+  touch(h: number): void {
+    this.touched = this.t[(h & this.mask) * 3 + 1];
   }
 
   get(key: string, h: number): V | Many<V> | undefined {
@@ -627,11 +637,13 @@ export class SubscriptionIndex<V> {
       const shared = this.sharedCount > 0 && visitShared !== undefined;
       if (this.count === 0 || (this.exactCount === 0 && this.trieCount === 0 && !shared)) return;
       walk.load(topic);
-      if (this.exactCount > 0) {
+      const exact = this.exactCount > 0;
+      if (exact) this.exact.touch(walk.full);
+      if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit);
+      if (exact) {
         const slot = this.exact.get(topic, walk.full);
         if (slot !== undefined) visitSlot(slot, visit);
       }
-      if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit);
       if (shared) {
         const nested = this.walking > 1;
         const hits = nested ? [] : this.sharedHits;
