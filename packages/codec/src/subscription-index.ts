@@ -241,7 +241,7 @@ class ExactTable<V> {
   private t: Array<number | string | V | Many<V> | null> = [];
   private mask = 0;
   /** Where touch() puts what it read, so the read cannot be optimised away. */
-  private touched: unknown = null;
+  touched = 0;
   size = 0;
 
   constructor() {
@@ -253,7 +253,7 @@ class ExactTable<V> {
    * trie walk) while the cache miss is in flight, then calls get(), which finds it cached.
    */
   touch(h: number): void {
-    this.touched = this.t[(h & this.mask) * 3 + 1];
+    this.touched = this.t[(h & this.mask) * 3] as number;
   }
 
   get(key: string, h: number): V | Many<V> | undefined {
