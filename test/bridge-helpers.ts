@@ -30,12 +30,13 @@ export interface BridgedBroker {
 export async function startBridged(
   conf: string,
   dir = mkdtempSync(join(tmpdir(), 'bl-bridge-')),
+  port = 0,
 ): Promise<BridgedBroker> {
   const cfg = parseConfig(`listener 0 127.0.0.1\nallow_anonymous true\n${conf}`, join(dir, 'broker.conf'));
   const logs: LogLine[] = [];
   const logWaiters = new Set<(l: LogLine) => void>();
   const broker = new Broker({
-    listeners: [{ port: 0, host: '127.0.0.1', protocol: 'mqtt' }],
+    listeners: [{ port, host: '127.0.0.1', protocol: 'mqtt' }],
     sysInterval: 0,
     allowAnonymous: true,
     logger: {

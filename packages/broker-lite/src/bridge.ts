@@ -11,6 +11,7 @@
  * while connected (as in Mosquitto). The remote client connects through the address list, one
  * attempt at a time, waiting `restart_timeout` between attempts; nothing waits on it locally.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   type ClientOptions,
@@ -51,6 +52,7 @@ export interface BridgeStats {
   inReceived: number;
   /** Incoming messages not published locally (no route, local queue full). */
   inDropped: number;
+  loopsStopped: number;
   queue: { count: number; bytes: number; oldestAgeMs: number; droppedOldest: number; rejectedNew: number };
 }
 
@@ -115,6 +117,8 @@ export class Bridge {
     outDropped: 0,
     inReceived: 0,
     inDropped: 0,
+    /** Messages not moved because the loop guard saw they had been here. */
+    loopsStopped: 0,
   };
   private readonly v5: boolean;
   private readonly random: () => number;
@@ -124,6 +128,8 @@ export class Bridge {
     readonly config: BridgeConfig,
     credentials: { username: string; password: Uint8Array },
     private readonly options: BridgeOptions,
+    /** This broker's id in loop-guard paths (one per startBridges call). */
+    private readonly brokerId: string,
   ) {
     this.outRoutes = routesOf(config.topics, 'out');
     this.inRoutes = routesOf(config.topics, 'in');
@@ -404,7 +410,13 @@ export class Bridge {
       return;
     }
     const qos = (packet.qos < r.qos ? packet.qos : r.qos) as QoS;
-    const props = this.v5 ? forwardable(packet.properties) : undefined;
+    let props = this.v5 ? forwardable(packet.properties) : undefined;
+    const path = pathOf(props);
+    if (path !== undefined && hasId(path, this.brokerId)) {
+      this.counters.loopsStopped++;
+      return;
+    }
+    props = withPath(props, path === undefined ? this.brokerId : `${path},${this.brokerId}`);
     if (!this.local.publish(r.topic, payload, qos, packet.retain, props)) this.logDrop('local queue full');
   }
 
@@ -432,7 +444,16 @@ export class Bridge {
     }
     const qos = (p.qos < r.qos ? p.qos : r.qos) as QoS;
     const retain = c.outgoingRetain && p.retain;
-    const properties = this.v5 ? forwardable(p.properties) : undefined;
+    const path = pathOf(p.properties);
+    if (path !== undefined && hasId(path, this.brokerId) && !path.endsWith(this.brokerId)) {
+      this.counters.loopsStopped++;
+      this.local.ackIn(gen, pid, p.qos);
+      return;
+    }
+    let properties = this.v5 ? forwardable(p.properties) : undefined;
+    // Stamped with this broker unless it is already in the path (it came in through a bridge).
+    if (this.v5 && (path === undefined || !hasId(path, this.brokerId)))
+      properties = withPath(properties, path === undefined ? this.brokerId : `${path},${this.brokerId}`);
     // A PUBLISH the remote would refuse as too large is dropped here, not retried for ever.
     if (c.maxPacketSize > 0 && p.payload.length + r.topic.length * 3 + 16 > c.maxPacketSize) {
       this.counters.outDropped++;
@@ -513,6 +534,34 @@ export class Bridge {
   }
 }
 
+/**
+ * Loop guard for MQTT 5 bridges: a user property listing the brokers (bridge-set ids) a message
+ * has been moved through. A bridge does not bring a message into a broker it has been in, and
+ * does not send out again a message that came back (its broker in the path but not last). So two
+ * brokers bridged to each other in both directions on `#` deliver a message a bounded number of
+ * times instead of for ever. Mosquitto has no such marker; with 3.1.1 only no-local (local
+ * side) and try_private (a Mosquitto remote) prevent loops.
+ */
+export const PATH_PROPERTY = 'mqtt-edge-bridge-path';
+
+function pathOf(p: Properties | undefined): string | undefined {
+  const ups = p?.userProperties;
+  if (ups === undefined) return undefined;
+  for (let i = 0; i < ups.length; i++) if (ups[i][0] === PATH_PROPERTY) return ups[i][1];
+  return undefined;
+}
+
+function hasId(path: string, id: string): boolean {
+  return path === id || path.startsWith(`${id},`) || path.endsWith(`,${id}`) || path.includes(`,${id},`);
+}
+
+/** `p` with the path property set to `path` (a new object: the original is shared by subscribers). */
+function withPath(p: Properties | undefined, path: string): Properties {
+  const ups = (p?.userProperties ?? []).filter((u) => u[0] !== PATH_PROPERTY);
+  ups.push([PATH_PROPERTY, path]);
+  return { ...p, userProperties: ups };
+}
+
 /** Subscription identifiers and topic aliases belong to one hop. */
 function forwardable(p: Properties | undefined): Properties | undefined {
   if (p === undefined) return undefined;
@@ -549,6 +598,7 @@ export async function startBridges(
   options: BridgeOptions = {},
 ): Promise<Bridges> {
   const creds = new BridgeCredentials();
+  const brokerId = randomBytes(6).toString('base64url');
   const list: Bridge[] = [];
   const setSecurity = (a: Authenticator | undefined, acl: AccessControl | undefined): void => {
     if (configs.length === 0) {
@@ -558,7 +608,7 @@ export async function startBridges(
     const w = creds.wrap(a, acl, broker.options.allowAnonymous);
     broker.setSecurity(w.authenticator, w.accessControl);
   };
-  for (const c of configs) list.push(new Bridge(broker, c, creds.issue(c.name), options));
+  for (const c of configs) list.push(new Bridge(broker, c, creds.issue(c.name), options, brokerId));
   setSecurity(broker.authenticator, broker.accessControl);
   try {
     for (const b of list) await b.start();
