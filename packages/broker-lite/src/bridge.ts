@@ -409,7 +409,7 @@ export class Bridge {
       this.counters.inDropped++;
       return;
     }
-    const qos = (packet.qos < r.qos ? packet.qos : r.qos) as QoS;
+    const qos = Math.min(packet.qos, r.qos) as QoS;
     let props = this.v5 ? forwardable(packet.properties) : undefined;
     const path = pathOf(props);
     if (path !== undefined && hasId(path, this.brokerId)) {
@@ -442,7 +442,7 @@ export class Bridge {
       this.local.ackIn(gen, pid, p.qos);
       return;
     }
-    const qos = (p.qos < r.qos ? p.qos : r.qos) as QoS;
+    const qos = Math.min(p.qos, r.qos) as QoS;
     const retain = c.outgoingRetain && p.retain;
     const path = pathOf(p.properties);
     if (path !== undefined && hasId(path, this.brokerId) && !path.endsWith(this.brokerId)) {
