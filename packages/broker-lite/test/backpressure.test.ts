@@ -120,3 +120,32 @@ describe('no silent loss', () => {
     }
   });
 });
+
+describe('QoS 0 memory bound', () => {
+  it('past 4 MiB unsent to a client that does not read, QoS 0 is dropped, counted and logged', async () => {
+    const { makeMessage } = await import('../src/message.ts');
+    const tb = await startBroker();
+    try {
+      const sub = (await RawClient.connect(tb.port, { clientId: 'deaf' })).client;
+      await sub.subscribe('big/#', 0);
+      sub.socket.pause();
+      const payload = new Uint8Array(512 * 1024);
+      // The broker's own messages are not slowed down by pausing a publisher: only the bound holds.
+      for (let i = 0; i < 40; i++) {
+        tb.broker.publish(makeMessage('big/t', payload, 0, false, undefined, Date.now()));
+        await new Promise((r) => setImmediate(r));
+      }
+      const dropped = tb.broker.stats().messagesDropped;
+      expect(dropped).toBeGreaterThan(0);
+      expect(dropped).toBeLessThan(40);
+      expect(
+        tb.logs.some((l) => l.message === 'message dropped' && String(l.fields?.reason).includes('QoS 0')),
+      ).toBe(true);
+      const conn = tb.broker.sessions.get('deaf')?.conn;
+      expect(conn?.backlog ?? 0).toBeLessThan(4 * 1024 * 1024 + 2 * payload.length);
+      sub.close();
+    } finally {
+      await tb.close();
+    }
+  });
+});

@@ -55,6 +55,20 @@ describe('CONNECT', () => {
     client.send({ type: 'connect', protocolVersion: 5, clientId: 'twice', clean: true, keepalive: 10 });
     const d = await client.expect('disconnect');
     expect(d.reasonCode).toBe(0x82);
+    expect(d.properties?.reasonString).toMatch(/CONNECT/);
+    await client.closed;
+  });
+
+  it('leaves reason strings out when the client asked for no problem information', async () => {
+    const { client } = await RawClient.connect(tb.port, {
+      protocolVersion: 5,
+      clientId: 'quiet',
+      properties: { requestProblemInformation: false },
+    });
+    client.send({ type: 'connect', protocolVersion: 5, clientId: 'quiet', clean: true, keepalive: 10 });
+    const d = await client.expect('disconnect');
+    expect(d.reasonCode).toBe(0x82);
+    expect(d.properties?.reasonString).toBeUndefined();
     await client.closed;
   });
 
