@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { MAX_PACKET_SIZE, PacketWriter, ReasonCode } from '@mqtt-edge/codec';
+import { MAX_PACKET_SIZE, PacketParser, PacketWriter, ReasonCode } from '@mqtt-edge/codec';
 import { Connection, ConnState, type ListenerInfo, TICKS_PER_SECOND, ticks } from './connection.ts';
 import { releasePublishers } from './deliver.ts';
 import { type BoundListener, startListener } from './listeners.ts';
@@ -214,6 +214,22 @@ export class Broker {
 
   tlsIdentity(conn: Connection): boolean {
     return conn.listener.useIdentityAsUsername === true;
+  }
+
+  private readonly parsers: PacketParser[] = [];
+
+  /** A reset parser from the pool (connections hold one only while a packet is incomplete). */
+  takeParser(): PacketParser {
+    const p = this.parsers.pop();
+    if (p !== undefined) return p;
+    return new PacketParser({ maxPacketSize: this.maxPacketIn });
+  }
+
+  returnParser(p: PacketParser): void {
+    if (this.parsers.length < 256) {
+      p.reset();
+      this.parsers.push(p);
+    }
   }
 
   scheduleFlush(conn: Connection): void {

@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import {
   MqttError,
   type Packet,
-  PacketParser,
+  type PacketParser,
   type ProtocolVersion,
   ReasonCode,
   type Will,
@@ -43,7 +43,11 @@ export interface ListenerInfo {
 }
 
 export class Connection {
-  readonly parser: PacketParser;
+  /**
+   * Held only while a packet is incomplete: between chunks an idle connection gives its parser
+   * back to the broker's pool (a parser is about 300 bytes; thousands of idle devices add up).
+   */
+  private parser: PacketParser | null = null;
   state = ConnState.AwaitConnect;
   version: ProtocolVersion = 4;
   session: Session | null = null;
@@ -85,7 +89,6 @@ export class Connection {
     /** Peer address when the socket cannot tell (WebSocket streams, bridges); else read lazily. */
     private readonly remoteName: string | undefined,
   ) {
-    this.parser = new PacketParser({ maxPacketSize: broker.maxPacketIn });
     this.openedAt = this.lastRecv = ticks();
     // Shared handlers with the connection hung on the socket: no closures per connection.
     (socket as SocketWithConn)[CONN] = this;
@@ -99,11 +102,22 @@ export class Connection {
     const b = this.broker;
     b.counters.bytesIn += chunk.length;
     this.lastRecv = ticks();
+    let parser = this.parser;
+    if (parser === null) {
+      parser = this.parser = b.takeParser();
+      // before CONNECT the parser follows the CONNECT's protocol level; after it, it is known
+      parser.protocolVersion = this.state === ConnState.AwaitConnect ? undefined : this.version;
+    }
     const prev = current;
     current = this;
     try {
-      this.parser.push(chunk, dispatchCurrent);
+      parser.push(chunk, dispatchCurrent);
+      if (parser.bufferedBytes === 0 && this.parser === parser) {
+        this.parser = null;
+        b.returnParser(parser);
+      }
     } catch (err) {
+      this.parser = null; // a failed parser is not reused
       this.onProtocolError(err);
     } finally {
       current = prev;
