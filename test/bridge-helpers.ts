@@ -115,7 +115,7 @@ export class Recorder {
     const c = connect({ host: '127.0.0.1', port, reconnectPeriod: 100, ...options });
     const r = new Recorder(c);
     await new Promise<void>((resolve) => c.once('connect', () => resolve()));
-    await c.subscribe(filters.map((filter) => ({ filter, qos: 1 as const })));
+    if (filters.length > 0) await c.subscribe(filters.map((filter) => ({ filter, qos: 1 as const })));
     return r;
   }
 

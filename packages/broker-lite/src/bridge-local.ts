@@ -207,6 +207,13 @@ export class LocalLink {
           this.drop(`the broker refused the bridge session (reason 0x${p.reasonCode.toString(16)})`);
           return;
         }
+        if (this.o.subscriptions.length === 0) {
+          // An `in`-only bridge: nothing to subscribe to here, only to publish.
+          this.up = true;
+          this.owner.localUp();
+          this.pump();
+          return;
+        }
         this.write({
           type: 'subscribe',
           packetId: 1,

@@ -122,6 +122,8 @@ export class Bridge {
   };
   private readonly v5: boolean;
   private readonly random: () => number;
+  /** One callback for every restart timer (no closure per attempt). */
+  private readonly attemptNow = (): void => this.attempt();
 
   constructor(
     private readonly broker: Broker,
@@ -173,7 +175,7 @@ export class Bridge {
       queued: backlog,
     });
     this.notifyLocal(false);
-    if (this.outRoutes.length > 0) this.local.start();
+    this.local.start();
     this.attempt();
   }
 
@@ -358,7 +360,7 @@ export class Bridge {
           address: `${a.host}:${a.port}`,
         },
       );
-      this.timer = setTimeout(() => this.attempt(), 0);
+      this.timer = setTimeout(this.attemptNow, 0);
       return;
     }
     if (!wasConnected) this.counters.connectFailures++;
@@ -389,7 +391,7 @@ export class Bridge {
         queued: this.queue?.stats().count ?? 0,
       },
     );
-    this.timer = setTimeout(() => this.attempt(), delay);
+    this.timer = setTimeout(this.attemptNow, delay);
   }
 
   /** restart_timeout: one value is a constant; two are Mosquitto 2's decorrelated jitter (base, cap). */

@@ -110,6 +110,27 @@ describe('bridge on a broker with a password file and an ACL', () => {
   }, 20_000);
 });
 
+describe('an in-only bridge', () => {
+  it('publishes what it receives here although it subscribes to nothing here', async () => {
+    const up = await upstream();
+    const gw = await gateway([
+      'connection in-only',
+      `address 127.0.0.1:${up.port}`,
+      'topic cmd/# in 1 local/ ""',
+      'restart_timeout 1',
+      'cleansession true',
+    ]);
+    await gw.waitLog((l) => l.message === 'bridge connected');
+    await gw.waitLog((l) => l.message === 'bridge local session up');
+    const local = await Recorder.open(gw.port, ['local/#']);
+    closers.push(() => local.end());
+    const upc = await Recorder.open(up.port, []);
+    closers.push(() => upc.end());
+    await upc.client.publish('cmd/go', 'now', { qos: 1 });
+    await local.until(() => local.on('local/cmd/go').length === 1, 'local/cmd/go');
+  });
+});
+
 describe('bridge counters and policies', () => {
   it('drops QoS 0 while down and oversize messages, counted, without holding up local traffic', async () => {
     const port = await hostile(undefined);
