@@ -76,6 +76,13 @@ class LiteProcess {
     });
   }
 
+  /** The exit code of the running process, when it exits. */
+  exitCode(): Promise<number | null> {
+    const c = this.child!;
+    if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve(c.exitCode);
+    return new Promise((resolve) => c.once('exit', (code) => resolve(code)));
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const c = this.child;
     if (c === null || c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
@@ -213,3 +220,26 @@ it('delivers every locally acknowledged message upstream, in order per topic, ac
   const stats = await gateway.waitFor((l) => l.msg === 'bridge connected', 0);
   expect(stats.bridge).toBe('cloud');
 }, 60_000);
+
+it('the CLI closes its bridges before the broker on SIGTERM and exits 0', async () => {
+  const dead = await freePort();
+  const port = await freePort();
+  const gw = lite('sigterm', [
+    `listener ${port} 127.0.0.1`,
+    'connection nowhere',
+    `address 127.0.0.1:${dead}`,
+    'topic x/# out 1',
+    'restart_timeout 1',
+  ]);
+  await gw.start();
+  await gw.waitFor((l) => l.msg === 'bridge connect failed');
+  const exit = gw.exitCode();
+  await gw.kill('SIGTERM');
+  expect(await exit).toBe(0);
+  const msgs = gw.lines.map((l) => l.msg);
+  const bridgeStopped = msgs.indexOf('bridge stopped');
+  expect(bridgeStopped).toBeGreaterThan(msgs.indexOf('SIGTERM received, closing'));
+  expect(bridgeStopped).toBeLessThan(msgs.indexOf('broker-lite stopped'));
+  // The queue is where the documentation says: persistence_location/bridges/NAME.
+  expect(gw.lines.find((l) => l.msg === 'bridge starting')?.queueDir).toMatch(/sigterm\/bridges\/nowhere$/);
+}, 20_000);

@@ -60,11 +60,26 @@ async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
 /** A bridge's TLS files are read and checked at start-up, naming the bridge, not at its first attempt. */
 async function checkBridgeTls(b: BridgeConfig): Promise<void> {
   if (b.cafile === undefined) return;
-  const ca = await readBounded(b.cafile, 'bridge_cafile', MAX_PEM_BYTES);
-  const cert =
-    b.certfile === undefined ? undefined : await readBounded(b.certfile, 'bridge_certfile', MAX_PEM_BYTES);
-  const key =
-    b.keyfile === undefined ? undefined : await readBounded(b.keyfile, 'bridge_keyfile', MAX_PEM_BYTES);
+  // Errors name the bridge's `connection` line, where the operator looks.
+  const read = async (file: string, key: string): Promise<string> => {
+    try {
+      return await readBounded(file, key, MAX_PEM_BYTES);
+    } catch (err) {
+      const why = err instanceof ConfigError ? err.problem : (err as Error).message;
+      throw new ConfigError(b.file, b.line, 'connection', `bridge '${b.name}': ${key} ${file}: ${why}`);
+    }
+  };
+  const ca = await read(b.cafile, 'bridge_cafile');
+  const cert = b.certfile === undefined ? undefined : await read(b.certfile, 'bridge_certfile');
+  const key = b.keyfile === undefined ? undefined : await read(b.keyfile, 'bridge_keyfile');
+  // Node skips text that is not PEM in `ca` silently: an empty trust store would refuse every remote.
+  if (!ca.includes('-----BEGIN CERTIFICATE-----'))
+    throw new ConfigError(
+      b.file,
+      b.line,
+      'connection',
+      `bridge '${b.name}': bridge_cafile ${b.cafile} holds no PEM certificate`,
+    );
   try {
     createSecureContext({ ca, cert, key });
   } catch (err) {

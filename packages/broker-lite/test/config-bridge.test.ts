@@ -1,10 +1,12 @@
-import { hostname } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { encode } from '@mqtt-edge/codec';
 import { describe, expect, it } from 'vitest';
 import { markBridgeConnect } from '../src/bridge.ts';
 import { routesOf, toLocal, toRemote } from '../src/bridge-topics.ts';
 import { ConfigError, parseConfig } from '../src/config.ts';
-import { describeConfig } from '../src/config-build.ts';
+import { buildBrokerOptions, describeConfig } from '../src/config-build.ts';
 
 const FILE = '/etc/mosquitto/mosquitto.conf';
 const BASE = 'listener 1883\nallow_anonymous true\n';
@@ -220,6 +222,26 @@ describe('bridge configuration', () => {
     expect(text).toContain('connection a  # /etc/mosquitto/mosquitto.conf:3');
     expect(text).toContain('  address h:1884');
     expect(text).toContain('  topic x/# both 1 l/ r/');
+  });
+});
+
+describe('bridge TLS files', () => {
+  it('are read at start-up; an unreadable or non-PEM CA file is an error at the connection line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bl-bridge-tlsconf-'));
+    try {
+      writeFileSync(join(dir, 'junk.pem'), 'not a certificate\n');
+      const conf = (ca: string) =>
+        parseConfig(`${BASE}\nconnection up\naddress h\ntopic #\nbridge_cafile ${ca}\n`, join(dir, 'b.conf'));
+      const missing = await buildBrokerOptions(conf('nope.pem'), { log() {} }).catch((e: unknown) => e);
+      expect(missing).toBeInstanceOf(ConfigError);
+      expect((missing as ConfigError).message).toMatch(
+        /b\.conf:4: connection: bridge 'up': bridge_cafile .*nope\.pem.*ENOENT/,
+      );
+      const junk = await buildBrokerOptions(conf('junk.pem'), { log() {} }).catch((e: unknown) => e);
+      expect((junk as ConfigError).message).toMatch(/b\.conf:4: .*holds no PEM certificate/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
