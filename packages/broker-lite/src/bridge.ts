@@ -65,6 +65,11 @@ export interface BridgeOptions {
   fsync?: FsyncPolicy;
   /** Jitter source for restart_timeout backoff (tests). */
   random?: () => number;
+  /**
+   * Seconds between updates of the bridges' `$SYS/broker/connection/NAME/...` counters; default
+   * the broker's sys_interval, 0 disables.
+   */
+  sysInterval?: number;
 }
 
 const MAX_PEM = 1024 * 1024;
@@ -523,6 +528,30 @@ export class Bridge {
     this.broker.publish(msg);
   }
 
+  /** Retained `$SYS/broker/connection/NAME/...` counters (published when changed, not persisted). */
+  publishSys(): void {
+    const st = this.stats();
+    const values: Array<[string, number | string]> = [
+      ['connects', st.connects],
+      ['connect_failures', st.connectFailures],
+      ['messages/queued', st.queue.count],
+      ['bytes/queued', st.queue.bytes],
+      ['messages/sent', st.outAcked],
+      ['messages/received', st.inReceived],
+      ['messages/dropped', st.outDropped + st.queue.droppedOldest + st.inDropped],
+      ['last_error', st.lastError ?? ''],
+    ];
+    for (const [name, value] of values) {
+      const topic = `$SYS/broker/connection/${this.config.name}/${name}`;
+      const payload = Buffer.from(String(value));
+      const prev = this.broker.retain.get(topic);
+      if (prev !== undefined && Buffer.compare(prev.payload, payload) === 0) continue;
+      const msg = makeMessage(topic, payload, 0, true, undefined, Date.now());
+      msg.owned = true;
+      this.broker.publish(msg);
+    }
+  }
+
   private logDrop(reason: string): void {
     const now = Date.now();
     if (now - this.lastDropLog < LOG_EVERY_MS) return;
@@ -618,11 +647,22 @@ export async function startBridges(
     for (const b of list) await b.close().catch(() => {});
     throw err;
   }
+  const sysSeconds = options.sysInterval ?? broker.options.sysInterval;
+  let sysTimer: NodeJS.Timeout | null = null;
+  if (sysSeconds > 0 && list.length > 0) {
+    const publishAll = (): void => {
+      for (const b of list) b.publishSys();
+    };
+    publishAll();
+    sysTimer = setInterval(publishAll, sysSeconds * 1000);
+    sysTimer.unref();
+  }
   return {
     list,
     stats: () => list.map((b) => b.stats()),
     setSecurity,
     close: async () => {
+      if (sysTimer !== null) clearInterval(sysTimer);
       await Promise.all(list.map((b) => b.close()));
     },
   };

@@ -152,6 +152,16 @@ describe('bridge counters and policies', () => {
     expect(s.outDropped).toBe(2);
     expect(s.queue.count).toBe(1);
     expect(s.state).not.toBe('connected');
+    // The same counters, retained under $SYS/broker/connection/NAME/ (each sys_interval).
+    gw.bridges.list[0].publishSys();
+    const sys = await Recorder.open(gw.port, ['$SYS/broker/connection/down/#']);
+    closers.push(() => sys.end());
+    await sys.until(() => sys.got.length >= 9, 'retained bridge counters');
+    const v = (name: string) => sys.on(`$SYS/broker/connection/down/${name}`)[0]?.payload;
+    expect(v('state')).toBe('0');
+    expect(v('messages/queued')).toBe('1');
+    expect(v('messages/dropped')).toBe('2');
+    expect(v('last_error')).not.toBe('');
   });
 
   it('reject-new: a full queue refuses new messages, counted, and local publishers are still acknowledged', async () => {
