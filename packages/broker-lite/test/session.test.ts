@@ -50,7 +50,12 @@ describe('sessions', () => {
     });
     expect(soon.connack.sessionPresent).toBe(true);
     await soon.client.disconnect();
-    await new Promise((r) => setTimeout(r, 2300));
+    // the broker's once-a-second sweep ends it after the interval
+    const t0 = Date.now();
+    while (tb.broker.sessions.has('expiring') && Date.now() - t0 < 5000)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(tb.broker.sessions.has('expiring')).toBe(false);
     const late = await RawClient.connect(tb.port, { clientId: 'expiring', protocolVersion: 5, clean: false });
     expect(late.connack.sessionPresent).toBe(false);
     late.client.close();
