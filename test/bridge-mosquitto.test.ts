@@ -123,6 +123,39 @@ describe.skipIf(!HAS)('bridge to mosquitto', () => {
     expect(String(down.fields?.reason)).not.toBe('');
   }, 30_000);
 
+  it('MQTT 5 to mosquitto: both ways, no echo (no-local on the remote subscription)', async () => {
+    const m = await startMosquitto();
+    cleanup.push(() => m.stop());
+    const b = await startBridged(
+      [
+        'connection v5',
+        `address 127.0.0.1:${m.port}`,
+        'topic five/# both 1',
+        'bridge_protocol_version mqttv50',
+        'restart_timeout 1',
+        'cleansession true',
+      ].join('\n'),
+    );
+    cleanup.push(() => b.close());
+    await b.waitLog((l) => l.message === 'bridge connected');
+    const up = await Recorder.open(m.port, ['five/#']);
+    const local = await Recorder.open(b.port, ['five/#']);
+    cleanup.push(
+      () => up.end(),
+      () => local.end(),
+    );
+    await local.client.publish('five/a', '1', { qos: 1 });
+    await up.until(() => up.on('five/a').length === 1, 'five/a upstream');
+    await up.client.publish('five/b', '2', { qos: 1 });
+    await local.until(() => local.on('five/b').length === 1, 'five/b locally');
+    await local.client.publish('five/fence', 'f', { qos: 1 });
+    await up.until(() => up.on('five/fence').length === 1, 'fence upstream');
+    await up.client.publish('five/fence2', 'f', { qos: 1 });
+    await local.until(() => local.on('five/fence2').length === 1, 'fence2 locally');
+    expect(local.on('five/a').length).toBe(1);
+    expect(up.on('five/b').length).toBe(1);
+  }, 20_000);
+
   it('fails over to the next address and says why the first one failed', async () => {
     const m = await startMosquitto();
     cleanup.push(() => m.stop());

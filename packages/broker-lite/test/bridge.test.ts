@@ -218,6 +218,24 @@ describe('bridge to a hostile or refusing upstream', () => {
     expect(String(l.fields?.reason)).toMatch(/not authori[sz]ed/i);
   });
 
+  it('a bridge that cannot connect keeps one client and its listeners across attempts', async () => {
+    const port = await hostile(undefined);
+    const gw = await gateway([
+      'connection loop',
+      `address 127.0.0.1:${port}`,
+      'topic l/# out 1',
+      'restart_timeout 1',
+    ]);
+    const bridge = gw.bridges.list[0] as unknown as { client: import('@mqtt-edge/client').MqttClient };
+    await gw.waitLog((x) => x.message === 'bridge connect failed');
+    const client = bridge.client;
+    const listeners = client.eventNames().map((e) => client.listenerCount(e));
+    // Two more attempts (restart_timeout 1).
+    await eventually(() => gw.bridges.stats()[0].connectFailures >= 3, 'three failures', 8000);
+    expect(bridge.client).toBe(client);
+    expect(client.eventNames().map((e) => client.listenerCount(e))).toEqual(listeners);
+  }, 15_000);
+
   it('start_type once: not restarted after the first failure', async () => {
     const port = await hostile(undefined);
     const gw = await gateway([
