@@ -7,15 +7,24 @@ import { ReasonCode } from './reason-codes.ts';
  * when it is not about received bytes (encoding). `code` is stable for programs to test.
  */
 export class MqttError extends Error {
-  override readonly name = 'MqttError';
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly reasonCode: number = ReasonCode.MalformedPacket,
-    readonly offset: number = -1,
-  ) {
-    // codes read as messages ('TOPIC_NAME_INVALID': 'topic name invalid') to keep the bundle small
-    const text = message || code.toLowerCase().replace(/_/g, ' ');
+  // Fields are declared and assigned in the constructor, not as class fields: an ES2020 bundle
+  // lowers class fields to a defineProperty helper call each (bigger and slower).
+  declare readonly code: string;
+  declare readonly reasonCode: number;
+  declare readonly offset: number;
+
+  /** An empty `message` reads the code as words ('TOPIC_NAME_INVALID': 'topic name invalid'). */
+  constructor(code: string, message: string, reasonCode: number = ReasonCode.MalformedPacket, offset = -1) {
+    const text = message || codeText(code);
     super(offset >= 0 ? `${text} (at byte ${offset})` : text);
+    this.name = 'MqttError';
+    this.code = code;
+    this.reasonCode = reasonCode;
+    this.offset = offset;
   }
+}
+
+/** A code read as words: no message table to ship in the bundle. */
+function codeText(code: string): string {
+  return code.toLowerCase().replace(/_/g, ' ');
 }

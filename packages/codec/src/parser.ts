@@ -140,14 +140,14 @@ export class PacketParser {
         rem += (b & 0x7f) * mul;
         p++;
         if (b < 0x80) {
-          if (b === 0 && p - i > 2) this.varintError(p - i - 1, false);
+          if (b === 0 && p - i > 2) varintError(p - i - 1, false);
           break;
         }
-        if (p - i === 5) this.varintError(4, true);
+        if (p - i === 5) varintError(4, true);
         mul *= 128;
       }
       const total = p - i + rem;
-      if (total > this.maxPacketSize) this.tooLarge(total);
+      if (total > this.maxPacketSize) tooLarge(total, this.maxPacketSize);
       if (i + total <= n) {
         const packet = decodeBody(chunk, i, p, i + total, this.protocolVersion);
         i += total;
@@ -174,10 +174,10 @@ export class PacketParser {
         const b = chunk[i++];
         head[this.headLen++] = b;
         if (b >= 0x80) {
-          if (this.headLen === 5) this.varintError(4, true);
+          if (this.headLen === 5) varintError(4, true);
           continue;
         }
-        if (b === 0 && this.headLen > 2) this.varintError(this.headLen - 1, false);
+        if (b === 0 && this.headLen > 2) varintError(this.headLen - 1, false);
         let rem = 0;
         let mul = 1;
         for (let k = 1; k < this.headLen; k++) {
@@ -185,7 +185,7 @@ export class PacketParser {
           mul *= 128;
         }
         const total = this.headLen + rem;
-        if (total > this.maxPacketSize) this.tooLarge(total);
+        if (total > this.maxPacketSize) tooLarge(total, this.maxPacketSize);
         const headerSize = this.headLen;
         this.headLen = 0;
         this.startBody(total, headerSize);
@@ -255,21 +255,25 @@ export class PacketParser {
     else body.set(src.subarray(from, to), at);
     this.bodyLen = need;
   }
+}
 
-  private varintError(offset: number, tooLong: boolean): never {
-    throw tooLong
-      ? new MqttError('VARINT_INVALID', '', ReasonCode.MalformedPacket, offset)
-      : new MqttError('VARINT_NOT_MINIMAL', '', ReasonCode.MalformedPacket, offset);
-  }
+// Module functions, not methods: a bundle minifies their names.
+function varintError(offset: number, tooLong: boolean): never {
+  throw new MqttError(
+    tooLong ? 'VARINT_INVALID' : 'VARINT_NOT_MINIMAL',
+    '',
+    ReasonCode.MalformedPacket,
+    offset,
+  );
+}
 
-  private tooLarge(total: number): never {
-    throw new MqttError(
-      'PACKET_TOO_LARGE',
-      `packet of ${total} bytes exceeds the maximum of ${this.maxPacketSize}`,
-      ReasonCode.PacketTooLarge,
-      0,
-    );
-  }
+function tooLarge(total: number, max: number): never {
+  throw new MqttError(
+    'PACKET_TOO_LARGE',
+    `packet too large: ${total} > ${max} bytes`,
+    ReasonCode.PacketTooLarge,
+    0,
+  );
 }
 
 /**

@@ -33,11 +33,14 @@ const POSITIONS_AT = 32;
  * chase on a match. Values are opaque, so a Many (a class nobody else can make) marks the set.
  */
 class Many<T> {
-  readonly vals: T[];
+  // Fields are assigned in constructors, not declared as class fields, throughout: an ES2020
+  // bundle lowers each class field to a defineProperty helper call (bigger and slower).
+  declare readonly vals: T[];
   /** value -> index in vals, while vals is at least POSITIONS_AT long. */
-  pos: Map<T, number> | null = null;
+  declare pos: Map<T, number> | null;
   constructor(vals: T[]) {
     this.vals = vals;
+    this.pos = null;
   }
 
   has(v: T): boolean {
@@ -127,20 +130,23 @@ function visitSlot<T>(slot: T | Many<T>, visit: (value: T) => void): void {
 }
 
 class Node<T> implements LevelNode<Node<T>> {
-  key: string;
-  hash: number;
-  next: Node<T> | null = null;
-  kids: Node<T> | KidTable<Node<T>> | null = null;
-  nkids = 0;
+  declare key: string;
+  declare hash: number;
+  declare next: Node<T> | null;
+  declare kids: Node<T> | KidTable<Node<T>> | null;
+  declare nkids: number;
   /** The `+` child. */
-  plus: Node<T> | null = null;
+  declare plus: Node<T> | null;
   /** Values whose filter ends at this node. */
-  vals: Slot<T> = undefined;
+  declare vals: Slot<T>;
   /** Values whose filter is this node's path followed by `/#` (or `#` alone, at the root). */
-  hvals: Slot<T> = undefined;
+  declare hvals: Slot<T>;
   constructor(key: string) {
     this.key = key;
     this.hash = levelHash(key, 0, key.length);
+    this.next = this.kids = this.plus = null;
+    this.nkids = 0;
+    this.vals = this.hvals = undefined;
   }
 }
 
@@ -154,46 +160,24 @@ interface Group<V> {
  * take a slice of it for their key.
  */
 class FilterTrie<T> {
-  readonly root = new Node<T>('');
-  nodes = 1;
-  private path: Node<T>[] = [];
-
-  /** The bucket for `filter` (from index `start`), created on demand. */
-  bucketFor(filter: string, start: number): { node: Node<T>; hash: boolean } {
-    let node = this.root;
-    const n = filter.length;
-    let s = start;
-    for (;;) {
-      let e = filter.indexOf('/', s);
-      if (e < 0) e = n;
-      if (e === s + 1 && filter.charCodeAt(s) === HASH && e === n) return { node, hash: true };
-      let kid: Node<T> | null;
-      if (e === s + 1 && filter.charCodeAt(s) === PLUS) {
-        kid = node.plus;
-        if (kid === null) {
-          kid = new Node<T>('+');
-          node.plus = kid;
-          this.nodes++;
-        }
-      } else {
-        kid = findKid(node, filter, s, e, -1);
-        if (kid === null) {
-          kid = new Node<T>(filter.slice(s, e));
-          addKid(node, kid);
-          this.nodes++;
-        }
-      }
-      node = kid;
-      if (e === n) return { node, hash: false };
-      s = e + 1;
-    }
+  declare readonly root: Node<T>;
+  declare nodes: number;
+  declare private path: Node<T>[];
+  constructor() {
+    this.root = new Node<T>('');
+    this.nodes = 1;
+    this.path = [];
+    this.hash = false;
   }
 
+  /** Set by at(): whether the filter ended in `#` (its values go in hvals). */
+  declare hash: boolean;
+
   /**
-   * The node for `filter` (from `start`) without creating any, with the path to it left in
-   * this.path (root first) for pruning; null when the filter has no node.
+   * The node for `filter` (from index `start`), created on demand when `make`, else null when
+   * the filter has none; leaves the path to it in this.path (root first) for prune().
    */
-  find(filter: string, start: number): { node: Node<T>; hash: boolean } | null {
+  at(filter: string, start: number, make: boolean): Node<T> | null {
     const path = this.path;
     path.length = 0;
     let node = this.root;
@@ -203,13 +187,25 @@ class FilterTrie<T> {
       path.push(node);
       let e = filter.indexOf('/', s);
       if (e < 0) e = n;
-      if (e === s + 1 && filter.charCodeAt(s) === HASH && e === n) return { node, hash: true };
-      const kid = e === s + 1 && filter.charCodeAt(s) === PLUS ? node.plus : findKid(node, filter, s, e, -1);
-      if (kid === null) return null;
+      const one = e === s + 1;
+      if (one && e === n && filter.charCodeAt(s) === HASH) {
+        this.hash = true;
+        return node;
+      }
+      const plus = one && filter.charCodeAt(s) === PLUS;
+      let kid = plus ? node.plus : findKid(node, filter, s, e, -1);
+      if (kid === null) {
+        if (!make) return null;
+        kid = new Node<T>(filter.slice(s, e));
+        if (plus) node.plus = kid;
+        else addKid(node, kid);
+        this.nodes++;
+      }
       node = kid;
       if (e === n) {
         path.push(node);
-        return { node, hash: false };
+        this.hash = false;
+        return node;
       }
       s = e + 1;
     }
@@ -231,133 +227,22 @@ class FilterTrie<T> {
   }
 }
 
-/**
- * Filters without wildcards, by the hash of the whole string: an open-addressing table
- * (linear probing, load at most 1/2) stored as [hash, filter, values] triples in one array,
- * so a probe finds the hash, the key and the values on one cache line. The topic's hash comes
- * from the same pass that splits it into levels. Keys are compared in full.
- */
-class ExactTable<V> {
-  private t: Array<number | string | V | Many<V> | null> = [];
-  private mask = 0;
-  /** Where touch() puts what it read, so the read cannot be optimised away. */
-  touched = 0;
-  size = 0;
-
-  constructor() {
-    this.reset(16);
-  }
-
-  /**
-   * Starts the load of `h`'s first slot and returns at once: the caller does other work (the
-   * trie walk) while the cache miss is in flight, then calls get(), which finds it cached.
-   */
-  touch(h: number): void {
-    this.touched = this.t[(h & this.mask) * 3] as number;
-  }
-
-  get(key: string, h: number): V | Many<V> | undefined {
-    const t = this.t;
-    const mask = this.mask;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
-      const b = i * 3;
-      const k = t[b + 1];
-      if (k === null) return undefined;
-      if (t[b] === h && k === key) return t[b + 2] as V | Many<V>;
-    }
-  }
-
-  /** Sets the values of `key`, inserting it when new. */
-  set(key: string, h: number, slot: V | Many<V>): void {
-    const t = this.t;
-    const mask = this.mask;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
-      const b = i * 3;
-      const k = t[b + 1];
-      if (k === null) {
-        t[b] = h;
-        t[b + 1] = key;
-        t[b + 2] = slot;
-        this.size++;
-        if (this.size * 2 > mask + 1) this.resize((mask + 1) * 2);
-        return;
-      }
-      if (t[b] === h && k === key) {
-        t[b + 2] = slot;
-        return;
-      }
-    }
-  }
-
-  delete(key: string, h: number): boolean {
-    const t = this.t;
-    const mask = this.mask;
-    let i = h & mask;
-    for (;;) {
-      const b = i * 3;
-      const k = t[b + 1];
-      if (k === null) return false;
-      if (t[b] === h && k === key) break;
-      i = (i + 1) & mask;
-    }
-    // Backward-shift deletion: pull later entries of the run into the hole, no tombstones.
-    let j = i;
-    for (;;) {
-      j = (j + 1) & mask;
-      const bj = j * 3;
-      if (t[bj + 1] === null) break;
-      const home = (t[bj] as number) & mask;
-      const stays = i <= j ? i < home && home <= j : i < home || home <= j;
-      if (stays) continue;
-      const bi = i * 3;
-      t[bi] = t[bj];
-      t[bi + 1] = t[bj + 1];
-      t[bi + 2] = t[bj + 2];
-      i = j;
-    }
-    const bi = i * 3;
-    t[bi] = -1;
-    t[bi + 1] = null;
-    t[bi + 2] = null;
-    this.size--;
-    if (mask + 1 > 16 && this.size * 8 < mask + 1) this.resize((mask + 1) / 2);
-    return true;
-  }
-
-  private reset(slots: number): void {
-    const t: Array<number | string | V | Many<V> | null> = [];
-    for (let i = 0; i < slots; i++) t.push(-1, null, null);
-    this.t = t;
-    this.mask = slots - 1;
-  }
-
-  private resize(slots: number): void {
-    const old = this.t;
-    this.reset(slots);
-    const t = this.t;
-    const mask = this.mask;
-    for (let b = 0; b < old.length; b += 3) {
-      if (old[b + 1] === null) continue;
-      const h = old[b] as number;
-      let i = h & mask;
-      while (t[i * 3 + 1] !== null) i = (i + 1) & mask;
-      t[i * 3] = h;
-      t[i * 3 + 1] = old[b + 1];
-      t[i * 3 + 2] = old[b + 2];
-    }
-  }
-}
-
 /** Reusable per-walk state: level ends and hashes of the topic, and the DFS stack. */
 class Walk {
-  ends = new Int32Array(16);
-  hashes = new Int32Array(16);
-  levels = 0;
-  /** wholeHash of the topic (for the exact-filter table). */
-  full = 0;
-  dollar = false;
-  stackNodes: unknown[] = [];
-  stackLevels = new Int32Array(32);
+  declare ends: Int32Array;
+  declare hashes: Int32Array;
+  declare levels: number;
+  declare dollar: boolean;
+  declare stackNodes: unknown[];
+  declare stackLevels: Int32Array;
+  constructor() {
+    this.ends = new Int32Array(16);
+    this.hashes = new Int32Array(16);
+    this.levels = 0;
+    this.dollar = false;
+    this.stackNodes = [];
+    this.stackLevels = new Int32Array(32);
+  }
 
   /** Splits `topic` into level ends and hashes in one pass over its characters. */
   load(topic: string): void {
@@ -366,7 +251,6 @@ class Walk {
     let hashes = this.hashes;
     let l = 0;
     let h = HASH_INIT;
-    let full = HASH_INIT;
     for (let i = 0; i <= n; i++) {
       const c = i < n ? topic.charCodeAt(i) : SLASH;
       if (c === SLASH) {
@@ -379,7 +263,6 @@ class Walk {
         const lh = hashEnd(h);
         ends[l] = i;
         hashes[l] = lh;
-        full = hashStep(full, lh);
         l++;
         h = HASH_INIT;
       } else {
@@ -387,29 +270,8 @@ class Walk {
       }
     }
     this.levels = l;
-    this.full = hashEnd(full);
     this.dollar = n > 0 && topic.charCodeAt(0) === DOLLAR;
   }
-}
-
-/**
- * The exact-filter table's hash of a whole string: the level hashes folded together, so the
- * walk gets it from the level pass for one multiply per level instead of one per character.
- */
-function wholeHash(s: string): number {
-  let full = HASH_INIT;
-  let h = HASH_INIT;
-  const n = s.length;
-  for (let i = 0; i <= n; i++) {
-    const c = i < n ? s.charCodeAt(i) : SLASH;
-    if (c === SLASH) {
-      full = hashStep(full, hashEnd(h));
-      h = HASH_INIT;
-    } else {
-      h = hashStep(h, c);
-    }
-  }
-  return hashEnd(full);
 }
 
 /**
@@ -520,20 +382,31 @@ function grow(a: Int32Array): Int32Array<ArrayBuffer> {
  */
 export class SubscriptionIndex<V> {
   /** Filters without wildcards: one hash lookup of the whole topic finds them. */
-  private readonly exact = new ExactTable<V>();
+  declare private readonly exact: Map<string, V | Many<V>>;
   /** Filters with `+` or `#`. */
-  private readonly trie = new FilterTrie<V>();
-  private readonly shared = new FilterTrie<Group<V>>();
-  private count = 0;
-  private exactCount = 0;
-  private trieCount = 0;
-  private sharedCount = 0;
-  private readonly walk = new Walk();
-  private walking = 0;
-  private readonly sharedHits: Array<Group<V> | null> = [];
-  private readonly pushHit = (g: Group<V>): void => {
-    this.sharedHits.push(g);
-  };
+  declare private readonly trie: FilterTrie<V>;
+  declare private readonly shared: FilterTrie<Group<V>>;
+  declare private count: number;
+  declare private exactCount: number;
+  declare private trieCount: number;
+  declare private sharedCount: number;
+  declare private readonly walk: Walk;
+  declare private walking: number;
+  declare private readonly sharedHits: Array<Group<V> | null>;
+  declare private readonly pushHit: (g: Group<V>) => void;
+
+  constructor() {
+    this.exact = new Map();
+    this.trie = new FilterTrie<V>();
+    this.shared = new FilterTrie<Group<V>>();
+    this.count = this.exactCount = this.trieCount = this.sharedCount = this.walking = 0;
+    this.walk = new Walk();
+    const hits: Array<Group<V> | null> = [];
+    this.sharedHits = hits;
+    this.pushHit = (g) => {
+      hits.push(g);
+    };
+  }
 
   /** Number of (filter, value) pairs held, shared ones included. */
   get size(): number {
@@ -558,26 +431,25 @@ export class SubscriptionIndex<V> {
    */
   add(filter: string, value: V): void {
     this.assertNotWalking();
-    if (value === undefined) throw new TypeError('SubscriptionIndex values may not be undefined');
+    if (value === undefined) throw new TypeError('undefined value');
     if (filter.startsWith(SHARED_PREFIX)) {
       const sf = splitShared(filter);
-      if (sf === null) throw new RangeError(`malformed shared subscription filter '${filter}'`);
+      if (sf === null) throw new RangeError(`bad filter ${filter}`);
       this.addShared(sf.group, filter, SHARED_PREFIX.length + sf.group.length + 1, value);
       return;
     }
     if (!hasWildcard(filter)) {
-      const h = wholeHash(filter);
-      const slot = this.exact.get(filter, h);
+      const slot = this.exact.get(filter);
       const next = slotAdd(slot, value);
       if (!changed) return;
-      if (next !== slot) this.exact.set(filter, h, next as V | Many<V>);
+      if (next !== slot) this.exact.set(filter, next as V | Many<V>);
       this.count++;
       this.exactCount++;
       return;
     }
-    const at = this.trie.bucketFor(filter, 0);
-    const node = at.node;
-    if (at.hash) node.hvals = slotAdd(node.hvals, value);
+    const trie = this.trie;
+    const node = trie.at(filter, 0, true) as Node<V>;
+    if (trie.hash) node.hvals = slotAdd(node.hvals, value);
     else node.vals = slotAdd(node.vals, value);
     if (changed) {
       this.count++;
@@ -594,23 +466,21 @@ export class SubscriptionIndex<V> {
       return this.removeShared(sf.group, filter, SHARED_PREFIX.length + sf.group.length + 1, value);
     }
     if (!hasWildcard(filter)) {
-      const h = wholeHash(filter);
-      const slot = this.exact.get(filter, h);
+      const slot = this.exact.get(filter);
       const next = slotRemove(slot, value);
       if (!changed) return false;
-      if (next === undefined) this.exact.delete(filter, h);
-      else if (next !== slot) this.exact.set(filter, h, next);
+      if (next === undefined) this.exact.delete(filter);
+      else if (next !== slot) this.exact.set(filter, next);
       this.count--;
       this.exactCount--;
       return true;
     }
     const trie = this.trie;
-    const at = trie.find(filter, 0);
-    if (at === null) return false;
-    const node = at.node;
-    const next = slotRemove(at.hash ? node.hvals : node.vals, value);
+    const node = trie.at(filter, 0, false);
+    if (node === null) return false;
+    const next = slotRemove(trie.hash ? node.hvals : node.vals, value);
     if (!changed) return false;
-    if (at.hash) node.hvals = next;
+    if (trie.hash) node.hvals = next;
     else node.vals = next;
     if (next === undefined) trie.prune();
     this.count--;
@@ -636,14 +506,12 @@ export class SubscriptionIndex<V> {
     try {
       const shared = this.sharedCount > 0 && visitShared !== undefined;
       if (this.count === 0 || (this.exactCount === 0 && this.trieCount === 0 && !shared)) return;
-      walk.load(topic);
-      const exact = this.exactCount > 0;
-      if (exact) this.exact.touch(walk.full);
-      if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit);
-      if (exact) {
-        const slot = this.exact.get(topic, walk.full);
+      if (this.exactCount > 0) {
+        const slot = this.exact.get(topic);
         if (slot !== undefined) visitSlot(slot, visit);
       }
+      walk.load(topic);
+      if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit);
       if (shared) {
         const nested = this.walking > 1;
         const hits = nested ? [] : this.sharedHits;
@@ -660,13 +528,14 @@ export class SubscriptionIndex<V> {
   }
 
   private addShared(group: string, filter: string, start: number, value: V): void {
-    const at = this.shared.bucketFor(filter, start);
-    const node = at.node;
-    const groups = at.hash ? node.hvals : node.vals;
+    const trie = this.shared;
+    const node = trie.at(filter, start, true) as Node<Group<V>>;
+    const hash = trie.hash;
+    const groups = hash ? node.hvals : node.vals;
     let entry = findGroup(groups, group);
     if (entry === undefined) {
       entry = { group, members: new Many<V>([]) };
-      if (at.hash) node.hvals = slotAdd(groups, entry);
+      if (hash) node.hvals = slotAdd(groups, entry);
       else node.vals = slotAdd(groups, entry);
     }
     if (entry.members.add(value)) {
@@ -677,17 +546,17 @@ export class SubscriptionIndex<V> {
 
   private removeShared(group: string, filter: string, start: number, value: V): boolean {
     const trie = this.shared;
-    const at = trie.find(filter, start);
-    if (at === null) return false;
-    const node = at.node;
-    const groups = at.hash ? node.hvals : node.vals;
+    const node = trie.at(filter, start, false);
+    if (node === null) return false;
+    const hash = trie.hash;
+    const groups = hash ? node.hvals : node.vals;
     const entry = findGroup(groups, group);
     if (entry === undefined || !entry.members.remove(value)) return false;
     this.count--;
     this.sharedCount--;
     if (entry.members.vals.length === 0) {
       const next = slotRemove(groups, entry);
-      if (at.hash) node.hvals = next;
+      if (hash) node.hvals = next;
       else node.vals = next;
       if (next === undefined) trie.prune();
     }
@@ -696,7 +565,7 @@ export class SubscriptionIndex<V> {
 
   private assertNotWalking(): void {
     if (this.walking > 0) {
-      throw new Error('SubscriptionIndex changed during match(): collect changes and apply them after');
+      throw new Error('changed during match()');
     }
   }
 }

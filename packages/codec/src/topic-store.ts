@@ -18,17 +18,23 @@ const HASH = 0x23;
 const DOLLAR = 0x24;
 
 class StoreNode<V> implements LevelNode<StoreNode<V>> {
-  key: string;
-  hash: number;
-  next: StoreNode<V> | null = null;
-  kids: StoreNode<V> | KidTable<StoreNode<V>> | null = null;
-  nkids = 0;
+  // Fields are assigned in the constructor, not declared as class fields: an ES2020 bundle
+  // lowers each class field to a defineProperty helper call (bigger and slower).
+  declare key: string;
+  declare hash: number;
+  declare next: StoreNode<V> | null;
+  declare kids: StoreNode<V> | KidTable<StoreNode<V>> | null;
+  declare nkids: number;
   /** The full topic when a value is stored here (it is also what match() hands out). */
-  topic: string | null = null;
-  value: V | undefined = undefined;
+  declare topic: string | null;
+  declare value: V | undefined;
   constructor(key: string) {
     this.key = key;
     this.hash = levelHash(key, 0, key.length);
+    this.next = this.kids = null;
+    this.nkids = 0;
+    this.topic = null;
+    this.value = undefined;
   }
 }
 
@@ -39,11 +45,18 @@ class StoreNode<V> implements LevelNode<StoreNode<V>> {
  * inside a match() visitor (it throws).
  */
 export class TopicStore<V> {
-  private readonly root = new StoreNode<V>('');
-  private count = 0;
-  private nodes = 1;
-  private walking = 0;
-  private readonly path: StoreNode<V>[] = [];
+  declare private readonly root: StoreNode<V>;
+  declare private count: number;
+  declare private nodes: number;
+  declare private walking: number;
+  declare private readonly path: StoreNode<V>[];
+
+  constructor() {
+    this.root = new StoreNode<V>('');
+    this.count = this.walking = 0;
+    this.nodes = 1;
+    this.path = [];
+  }
 
   get size(): number {
     return this.count;
@@ -56,22 +69,7 @@ export class TopicStore<V> {
 
   set(topic: string, value: V): void {
     this.assertNotWalking();
-    let node = this.root;
-    const n = topic.length;
-    let s = 0;
-    for (;;) {
-      let e = topic.indexOf('/', s);
-      if (e < 0) e = n;
-      let kid = findKid(node, topic, s, e, -1);
-      if (kid === null) {
-        kid = new StoreNode<V>(topic.slice(s, e));
-        addKid(node, kid);
-        this.nodes++;
-      }
-      node = kid;
-      if (e === n) break;
-      s = e + 1;
-    }
+    const node = this.at(topic, true) as StoreNode<V>;
     if (node.topic === null) {
       this.count++;
       node.topic = topic;
@@ -80,19 +78,18 @@ export class TopicStore<V> {
   }
 
   get(topic: string): V | undefined {
-    const node = this.find(topic, false);
-    return node === null ? undefined : node.value;
+    return this.at(topic, false)?.value;
   }
 
   has(topic: string): boolean {
-    return this.find(topic, false) !== null;
+    return this.at(topic, false)?.topic != null;
   }
 
   /** Removes `topic`; false when it held nothing. Frees the nodes only it used. */
   delete(topic: string): boolean {
     this.assertNotWalking();
-    const node = this.find(topic, true);
-    if (node === null) return false;
+    const node = this.at(topic, false);
+    if (node == null || node.topic === null) return false;
     node.topic = null;
     node.value = undefined;
     this.count--;
@@ -143,7 +140,6 @@ export class TopicStore<V> {
     // filter is used up at this node).
     const nodes: StoreNode<V>[] = [this.root];
     const at: number[] = [0];
-    const everything: StoreNode<V>[] = [];
     while (nodes.length > 0) {
       const node = nodes.pop() as StoreNode<V>;
       const s = at.pop() as number;
@@ -153,26 +149,26 @@ export class TopicStore<V> {
       }
       let e = filter.indexOf('/', s);
       if (e < 0) e = n;
-      const first = node === this.root;
-      if (e === s + 1 && filter.charCodeAt(s) === HASH) {
-        // The parent level itself, then every level below.
-        if (node.topic !== null) visit(node.topic, node.value as V);
-        pushKids(node, everything);
-        while (everything.length > 0) {
-          const d = everything.pop() as StoreNode<V>;
-          if (first && isDollar(d)) continue;
-          if (d.topic !== null) visit(d.topic, d.value as V);
-          pushDescendants(d, everything, visit);
-        }
-        continue;
-      }
-      if (e === s + 1 && filter.charCodeAt(s) === PLUS) {
+      const c = e === s + 1 ? filter.charCodeAt(s) : 0;
+      if (c === HASH || c === PLUS) {
+        // Wildcards in the first level skip topics that start with `$` [MQTT-4.7.2-1].
         const kids: StoreNode<V>[] = [];
         pushKids(node, kids);
-        for (const k of kids) {
-          if (first && isDollar(k)) continue;
-          nodes.push(k);
-          at.push(e + 1);
+        if (node === this.root)
+          for (let i = kids.length - 1; i >= 0; i--) if (isDollar(kids[i])) kids.splice(i, 1);
+        if (c === PLUS) {
+          for (const k of kids) {
+            nodes.push(k);
+            at.push(e + 1);
+          }
+          continue;
+        }
+        // The parent level itself, then every level below.
+        if (node.topic !== null) visit(node.topic, node.value as V);
+        while (kids.length > 0) {
+          const d = kids.pop() as StoreNode<V>;
+          if (d.topic !== null) visit(d.topic, d.value as V);
+          pushKids(d, kids);
         }
         continue;
       }
@@ -184,50 +180,41 @@ export class TopicStore<V> {
     }
   }
 
-  private find(topic: string, keepPath: boolean): StoreNode<V> | null {
+  /**
+   * The node of `topic` (created when `make`), or null; the path to it, root first, is left
+   * in this.path for delete() (and cleared by the next call).
+   */
+  private at(topic: string, make: boolean): StoreNode<V> | null {
     const path = this.path;
-    if (keepPath) path.length = 0;
+    path.length = 0;
     let node = this.root;
     const n = topic.length;
     let s = 0;
     for (;;) {
-      if (keepPath) path.push(node);
+      path.push(node);
       let e = topic.indexOf('/', s);
       if (e < 0) e = n;
-      const kid = findKid(node, topic, s, e, -1);
-      if (kid === null) return null;
+      let kid = findKid(node, topic, s, e, -1);
+      if (kid === null) {
+        if (!make) return null;
+        kid = new StoreNode<V>(topic.slice(s, e));
+        addKid(node, kid);
+        this.nodes++;
+      }
       node = kid;
-      if (e === n) break;
+      if (e === n) {
+        path.push(node);
+        return node;
+      }
       s = e + 1;
     }
-    if (node.topic === null) return null;
-    if (keepPath) path.push(node);
-    return node;
   }
 
   private assertNotWalking(): void {
-    if (this.walking > 0) throw new Error('TopicStore changed during match(): apply changes after it');
+    if (this.walking > 0) throw new Error('changed during match()');
   }
 }
 
 function isDollar<V>(node: StoreNode<V>): boolean {
   return node.key.length > 0 && node.key.charCodeAt(0) === DOLLAR;
-}
-
-/**
- * Visits everything below `d` (not `d` itself) with the caller's stack. Kept apart from the
- * first-level loop so the `$` test runs only on the root's children.
- */
-function pushDescendants<V>(
-  d: StoreNode<V>,
-  stack: StoreNode<V>[],
-  visit: (topic: string, value: V) => void,
-): void {
-  const base = stack.length;
-  pushKids(d, stack);
-  while (stack.length > base) {
-    const x = stack.pop() as StoreNode<V>;
-    if (x.topic !== null) visit(x.topic, x.value as V);
-    pushKids(x, stack);
-  }
 }

@@ -1,5 +1,6 @@
 import { MqttError } from './errors.ts';
 import { ReasonCode } from './reason-codes.ts';
+import { utf8ByteLength } from './utf8.ts';
 
 /** MQTT strings carry a 16-bit length [MQTT-1.5.4]; topics are MQTT strings [MQTT-4.7.3-3]. */
 export const MAX_TOPIC_BYTES = 65_535;
@@ -40,8 +41,8 @@ export interface TopicProblem {
  * what is wrong and where in the string; `offset` stays the byte offset in the packet, if known.
  */
 export class TopicError extends MqttError {
-  readonly kind: TopicProblemKind;
-  readonly index: number;
+  declare readonly kind: TopicProblemKind;
+  declare readonly index: number;
   constructor(code: string, problem: TopicProblem, reasonCode: number, offset: number) {
     super(code, problem.message, reasonCode, offset);
     this.kind = problem.kind;
@@ -56,26 +57,7 @@ export class TopicError extends MqttError {
  * spec says SHOULD NOT, not MUST NOT [MQTT-1.5.4].
  */
 export function checkTopicName(topic: string): TopicProblem | null {
-  const n = topic.length;
-  if (n === 0) return { kind: 'empty', index: -1, message: 'topic name is empty' };
-  let bytes = 0;
-  for (let i = 0; i < n; i++) {
-    const c = topic.charCodeAt(i);
-    if (c < 0x80) {
-      if (c === PLUS || c === HASH) {
-        return problem('wildcard-in-name', i, `topic name holds wildcard '${topic[i]}' at character ${i}`);
-      }
-      if (c === 0) return problem('nul', i, `topic name holds U+0000 at character ${i}`);
-      bytes += 1;
-    } else {
-      const w = wideBytes(topic, i, n, c);
-      if (w < 0) return surrogateProblem('topic name', i);
-      if (w === 4) i++;
-      bytes += w;
-    }
-    if (bytes > MAX_TOPIC_BYTES) return tooLong('topic name', topic, i);
-  }
-  return null;
+  return check(topic, false);
 }
 
 /**
@@ -85,73 +67,56 @@ export function checkTopicName(topic: string): TopicProblem | null {
  * group without `/`, `+` or `#`, then a non-empty topic filter [MQTT-4.8.2-1, MQTT-4.8.2-2].
  */
 export function checkTopicFilter(filter: string): TopicProblem | null {
-  const n = filter.length;
-  if (n === 0) return { kind: 'empty', index: -1, message: 'topic filter is empty' };
-  let bytes = 0;
-  let levelStart = 0;
+  return check(filter, true);
+}
+
+/** Names and filters share one pass: the rules differ only at `+`, `#` and `$share/`. */
+function check(s: string, filter: boolean): TopicProblem | null {
+  const what = filter ? 'topic filter' : 'topic name';
+  const n = s.length;
+  if (n === 0) return { kind: 'empty', index: -1, message: `${what} is empty` };
   let i = 0;
-  if (filter.startsWith(SHARED_PREFIX)) {
+  // A shared filter's group name is s[SHARED_PREFIX.length, group): no wildcards there.
+  let group = -1;
+  if (filter && s.startsWith(SHARED_PREFIX)) {
     i = SHARED_PREFIX.length;
-    bytes = i;
-    if (i === n || filter.charCodeAt(i) === SLASH) {
-      return problem('share-group-empty', i, `shared subscription has an empty group name at character ${i}`);
-    }
-    for (; i < n; i++) {
-      const c = filter.charCodeAt(i);
-      if (c === SLASH) break;
-      if (c === PLUS || c === HASH) {
-        return problem(
-          'share-group-wildcard',
-          i,
-          `shared subscription group name holds '${filter[i]}' at character ${i}`,
-        );
-      }
-      if (c === 0) return problem('nul', i, `topic filter holds U+0000 at character ${i}`);
-      if (c < 0x80) bytes += 1;
-      else {
-        const w = wideBytes(filter, i, n, c);
-        if (w < 0) return surrogateProblem('topic filter', i);
-        if (w === 4) i++;
-        bytes += w;
-      }
-      if (bytes > MAX_TOPIC_BYTES) return tooLong('topic filter', filter, i);
-    }
-    if (i >= n - 1) {
-      return problem(
-        'share-filter-missing',
-        n,
-        `shared subscription needs a topic filter after the group: $share/{group}/{filter}`,
-      );
-    }
-    i++;
-    bytes++;
-    levelStart = i;
+    group = s.indexOf('/', i);
+    if (group < 0) group = n;
+    if (group === i) return problem('share-group-empty', i, 'shared subscription group is empty');
   }
+  let bytes = i;
+  let levelStart = group + 1;
   for (; i < n; i++) {
-    const c = filter.charCodeAt(i);
+    const c = s.charCodeAt(i);
     if (c < 0x80) {
-      if (c === SLASH) {
-        levelStart = i + 1;
-      } else if (c === PLUS) {
-        if (i !== levelStart || (i + 1 < n && filter.charCodeAt(i + 1) !== SLASH)) {
-          return problem('plus-placement', i, `'+' must fill a whole level, at character ${i}`);
+      if (c === PLUS || c === HASH) {
+        if (i < group) return problem('share-group-wildcard', i, `shared subscription group holds '${s[i]}'`);
+        if (!filter) return problem('wildcard-in-name', i, `topic name holds wildcard '${s[i]}'`);
+        if (i !== levelStart || (c === PLUS ? i + 1 < n && s.charCodeAt(i + 1) !== SLASH : i !== n - 1)) {
+          return c === PLUS
+            ? problem('plus-placement', i, `'+' must fill a whole level`)
+            : problem('hash-placement', i, `'#' must fill the last level`);
         }
-      } else if (c === HASH) {
-        if (i !== levelStart || i !== n - 1) {
-          return problem('hash-placement', i, `'#' must fill the last level, at character ${i}`);
-        }
-      } else if (c === 0) {
-        return problem('nul', i, `topic filter holds U+0000 at character ${i}`);
-      }
+      } else if (c === SLASH) levelStart = i + 1;
+      else if (c === 0) return problem('nul', i, `${what} holds U+0000`);
       bytes += 1;
     } else {
-      const w = wideBytes(filter, i, n, c);
-      if (w < 0) return surrogateProblem('topic filter', i);
+      const w = wideBytes(s, i, n, c);
+      if (w < 0) return problem('lone-surrogate', i, `${what} holds a lone surrogate (no UTF-8 form)`);
       if (w === 4) i++;
       bytes += w;
     }
-    if (bytes > MAX_TOPIC_BYTES) return tooLong('topic filter', filter, i);
+    if (bytes > MAX_TOPIC_BYTES) {
+      const total = utf8ByteLength(s);
+      return problem(
+        'too-long',
+        i,
+        `${what} is ${total < 0 ? 'over 65,535' : total} UTF-8 bytes, limit 65,535`,
+      );
+    }
   }
+  if (group >= n - 1)
+    return problem('share-filter-missing', n, 'shared subscription has no filter: $share/{group}/{filter}');
   return null;
 }
 
@@ -211,32 +176,6 @@ function wideBytes(s: string, i: number, n: number, c: number): number {
   return d >= 0xdc00 && d <= 0xdfff ? 4 : -1;
 }
 
-function problem(kind: TopicProblemKind, index: number, message: string): TopicProblem {
-  return { kind, index, message };
-}
-
-function surrogateProblem(what: string, i: number): TopicProblem {
-  return problem(
-    'lone-surrogate',
-    i,
-    `${what} holds a lone surrogate at character ${i}: it has no UTF-8 form`,
-  );
-}
-
-function tooLong(what: string, s: string, i: number): TopicProblem {
-  let total = 0;
-  for (let j = 0; j < s.length; j++) {
-    const c = s.charCodeAt(j);
-    if (c < 0x80) total += 1;
-    else if (c < 0x800) total += 2;
-    else if (c >= 0xd800 && c <= 0xdbff) {
-      total += 4;
-      j++;
-    } else total += 3;
-  }
-  return problem(
-    'too-long',
-    i,
-    `${what} is ${total} UTF-8 bytes, over the 65,535-byte limit (passed at character ${i})`,
-  );
+function problem(kind: TopicProblemKind, index: number, text: string): TopicProblem {
+  return { kind, index, message: `${text} at character ${index}` };
 }

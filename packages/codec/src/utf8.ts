@@ -54,7 +54,7 @@ export function utf8Write(buf: Uint8Array, pos: number, str: string): number {
 /** Encodes a whole string into a fresh array; throws RangeError on a lone surrogate. */
 export function utf8Encode(str: string): Uint8Array {
   const len = utf8ByteLength(str);
-  if (len < 0) throw new RangeError('string holds a lone surrogate and has no UTF-8 form');
+  if (len < 0) throw new RangeError('lone surrogate');
   const out = new Uint8Array(len);
   utf8Write(out, 0, str);
   return out;

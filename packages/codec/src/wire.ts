@@ -2,30 +2,17 @@
 import { MqttError } from './errors.ts';
 import { ReasonCode } from './reason-codes.ts';
 import { checkTopicFilter, checkTopicName, TopicError } from './topic.ts';
-import { utf8Encode } from './utf8.ts';
+import { utf8ByteLength, utf8Encode } from './utf8.ts';
 
 /**
  * UTF-8 bytes of an MQTT string, checked as the spec requires of a sender: no U+0000, no lone
  * surrogate, at most 65,535 bytes. Throws MqttError, so a packet is never written half-valid.
  */
 export function stringLength(s: string, what: string): number {
-  if (typeof s !== 'string') throw new MqttError('STRING_INVALID', what, ReasonCode.MalformedPacket);
-  const n = s.length;
-  let bytes = n;
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) {
-      if (c === 0) bytes = -1e6;
-    } else if (c < 0x800) bytes += 1;
-    else if (c >= 0xd800 && c <= 0xdfff) {
-      const d = s.charCodeAt(++i);
-      if (c > 0xdbff || !(d >= 0xdc00 && d <= 0xdfff)) bytes = -1e6;
-      bytes += 2; // 4 bytes for 2 UTF-16 units
-    } else bytes += 2;
-  }
-  if (bytes < 0) throw new MqttError('STRING_INVALID', what, ReasonCode.MalformedPacket);
-  if (bytes > 0xffff) throw new MqttError('STRING_TOO_LONG', what, ReasonCode.MalformedPacket);
-  return bytes;
+  const n = typeof s === 'string' && s.indexOf('\0') < 0 ? utf8ByteLength(s) : -1;
+  if (n < 0) throw new MqttError('STRING_INVALID', what, ReasonCode.MalformedPacket);
+  if (n > 0xffff) throw new MqttError('STRING_TOO_LONG', what, ReasonCode.MalformedPacket);
+  return n;
 }
 
 const names = new Map<string, Uint8Array>();
