@@ -96,31 +96,12 @@ function props(mask: number): Properties | undefined {
   return readProperties(B, start, P, S, mask);
 }
 
-/**
- * A topic filter, checked on its bytes (UTF-8 continuation bytes never equal '/', '+' or '#'):
- * '+' fills a level, '#' fills the last one. Shared subscriptions get the full string check.
- */
+/** A topic filter, checked by the string rules when its bytes held a wildcard or a `$`. */
 function filter(): string {
   const at = P;
   const f = str();
-  const start = at + 2;
-  let ok = P > start;
-  // the string cache saw every byte: no '+' or '#' means no placement to check
-  for (let i = start; ok && sawWildcard && i < P; i++) {
-    const c = B[i];
-    if (c === 0x2b || c === 0x23) {
-      const levelStart = i === start || B[i - 1] === 0x2f;
-      const levelEnd = i + 1 === P || (c === 0x2b && B[i + 1] === 0x2f);
-      ok = levelStart && levelEnd;
-    }
-  }
-  // '$share/' (and only that '$' prefix) needs the full check: group and inner filter
-  const shared = ok && f.charCodeAt(0) === 0x24 && f.startsWith('$share/');
-  const problem = !ok
-    ? (topicFilterProblem(f) ?? 'invalid topic filter')
-    : shared
-      ? topicFilterProblem(f)
-      : null;
+  // Beyond being empty, only a filter with a wildcard or a `$` (a $share/ prefix) can break a rule.
+  const problem = f.length === 0 || sawWildcard || f.charCodeAt(0) === 0x24 ? topicFilterProblem(f) : null;
   if (problem !== null) {
     P = at;
     fail('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);

@@ -582,49 +582,28 @@ function findGroup<V>(groups: Slot<Group<V>>, group: string): Group<V> | undefin
 
 /**
  * Delivers each group once. A group seen on several matching filters gets one merged member
- * list without duplicates; that is the only case that allocates.
+ * list without duplicates; only a topic that matches two or more groups allocates.
  */
 function emitGroups<V>(
   hits: Array<Group<V> | null>,
   visitShared: (group: string, members: readonly V[]) => void,
 ): void {
-  const k = hits.length;
-  if (k === 1) {
+  if (hits.length === 1) {
     const g = hits[0] as Group<V>;
     visitShared(g.group, g.members.vals);
     return;
   }
-  let byGroup: Map<string, number> | null = null;
-  if (k > 16) {
-    byGroup = new Map();
-    for (let i = 0; i < k; i++) {
-      const g = (hits[i] as Group<V>).group;
-      byGroup.set(g, (byGroup.get(g) ?? 0) + 1);
+  // A Set per group seen twice keeps the merge linear, however big the groups.
+  const byGroup = new Map<string, Group<V> | Set<V>>();
+  for (const h of hits) {
+    const g = h as Group<V>;
+    const seen = byGroup.get(g.group);
+    if (seen === undefined) byGroup.set(g.group, g);
+    else {
+      const set = seen instanceof Set ? seen : new Set(seen.members.vals);
+      for (const m of g.members.vals) set.add(m);
+      byGroup.set(g.group, set);
     }
   }
-  for (let i = 0; i < k; i++) {
-    const e = hits[i];
-    if (e === null) continue;
-    let merged: V[] | null = null;
-    let seen: Set<V> | null = null;
-    if (byGroup === null || (byGroup.get(e.group) as number) > 1) {
-      for (let j = i + 1; j < k; j++) {
-        const f = hits[j];
-        if (f === null || f.group !== e.group) continue;
-        if (merged === null) merged = e.members.vals.slice();
-        const more = f.members.vals;
-        // Big groups on several filters: a Set keeps the merge linear.
-        if (seen === null && merged.length * more.length > 1024) seen = new Set(merged);
-        for (const m of more) {
-          if (seen !== null) {
-            if (seen.has(m)) continue;
-            seen.add(m);
-          } else if (merged.indexOf(m) >= 0) continue;
-          merged.push(m);
-        }
-        hits[j] = null;
-      }
-    }
-    visitShared(e.group, merged ?? e.members.vals);
-  }
+  for (const [group, m] of byGroup) visitShared(group, m instanceof Set ? [...m] : m.members.vals);
 }

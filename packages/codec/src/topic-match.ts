@@ -171,10 +171,10 @@ export function addKid<N extends LevelNode<N>>(parent: N, kid: N): void {
       parent.kids = kid;
       return;
     }
-    kids = buildTable<N>(listToArray(kids), TABLE_MIN);
+    kids = buildTable(parent, TABLE_MIN);
     parent.kids = kids;
   } else if (n * 2 > kids.length / 2) {
-    kids = buildTable<N>(tableToArray(kids), kids.length);
+    kids = buildTable(parent, kids.length);
     parent.kids = kids;
   }
   kid.next = null;
@@ -218,9 +218,17 @@ export function removeKid<N extends LevelNode<N>>(parent: N, kid: N): boolean {
   const n = parent.nkids - 1;
   parent.nkids = n;
   if (Array.isArray(kids)) {
-    if (n <= LIST_BACK) parent.kids = arrayToList(tableToArray(kids));
-    else if (kids.length > TABLE_MIN * 2 && n * 16 <= kids.length) {
-      parent.kids = buildTable<N>(tableToArray(kids), kids.length / 4);
+    if (n <= LIST_BACK) {
+      const all: N[] = [];
+      pushKids(parent, all);
+      let head: N | null = null;
+      for (const k of all) {
+        k.next = head;
+        head = k;
+      }
+      parent.kids = head;
+    } else if (kids.length > TABLE_MIN * 2 && n * 16 <= kids.length) {
+      parent.kids = buildTable(parent, kids.length / 4);
     }
   }
   return true;
@@ -272,8 +280,10 @@ function place<N extends LevelNode<N>>(kids: KidTable<N>, kid: N): void {
   kids[i + 1] = kid;
 }
 
-/** A table of `slots` slots (a power of two) holding `nodes`. */
-function buildTable<N extends LevelNode<N>>(nodes: N[], slots: number): KidTable<N> {
+/** A table of `slots` slots (a power of two) holding the children of `parent`. */
+function buildTable<N extends LevelNode<N>>(parent: N, slots: number): KidTable<N> {
+  const nodes: N[] = [];
+  pushKids(parent, nodes);
   const kids: KidTable<N> = [];
   for (let i = 0; i < slots; i++) kids.push(-1, null);
   for (const k of nodes) {
@@ -281,28 +291,4 @@ function buildTable<N extends LevelNode<N>>(nodes: N[], slots: number): KidTable
     place(kids, k);
   }
   return kids;
-}
-
-function listToArray<N extends LevelNode<N>>(head: N | null): N[] {
-  const out: N[] = [];
-  for (let k = head; k !== null; k = k.next) out.push(k);
-  return out;
-}
-
-function tableToArray<N extends LevelNode<N>>(kids: KidTable<N>): N[] {
-  const out: N[] = [];
-  for (let i = 1; i < kids.length; i += 2) {
-    const k = kids[i] as N | null;
-    if (k !== null) out.push(k);
-  }
-  return out;
-}
-
-function arrayToList<N extends LevelNode<N>>(nodes: N[]): N | null {
-  let head: N | null = null;
-  for (const k of nodes) {
-    k.next = head;
-    head = k;
-  }
-  return head;
 }
