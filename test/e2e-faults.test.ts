@@ -131,6 +131,7 @@ describe.skipIf(!socat)('agent under faults', () => {
       })();
       await Promise.all([cuts, kills, other]);
       await at(RUN_MS);
+      const stoppedAt = Date.now();
       await Promise.all(devices.map((d) => d.stop()));
 
       const v = () => verify(devices, rec, SENSORS, killTimes);
@@ -145,7 +146,16 @@ describe.skipIf(!socat)('agent under faults', () => {
         proxyConnections: proxy.stats.connections,
         agentStarts: agent.starts,
         recoveries: agent.events('queue-open').map((l) => l.recovery),
-        portLost: agent.events('port-lost').length,
+        // The unplug, seen by the agent while the run lasted (not the ports closing at its end),
+        // and the port opened again after it.
+        unplugSeen: agent
+          .events('port-lost')
+          .filter((l) => l.port === 'tty2' && Date.parse(l.time) < stoppedAt)
+          .map((l) => Date.parse(l.time)),
+        replugSeen: agent
+          .events('port-open')
+          .filter((l) => l.port === 'tty2' && Date.parse(l.time) < stoppedAt)
+          .map((l) => Date.parse(l.time)),
         framingWarnings: agent.events('framing-errors').length,
         ringOverwrites: devices.map((d) => d.sim.firmware.stats.ringOverwrites),
       };
@@ -181,7 +191,8 @@ describe.skipIf(!socat)('agent under faults', () => {
       expect(summary.recoveries.some((r) => (r as { truncatedTails?: number }).truncatedTails! > 0)).toBe(
         true,
       );
-      expect(summary.portLost).toBeGreaterThan(0);
+      expect(summary.unplugSeen.length).toBeGreaterThan(0);
+      expect(summary.replugSeen.some((t) => t > summary.unplugSeen[0])).toBe(true);
       expect(summary.framingWarnings).toBeGreaterThan(0);
     },
     RUN_MS + 60_000,

@@ -37,7 +37,7 @@ async function ensureBundle() {
     format: 'esm',
     target: 'node20',
     outfile: tmp,
-    external: ['serialport', 'cbor-x', 'yaml', 'ws'],
+    external: ['serialport', '@serialport/*', 'cbor-x', 'yaml', 'ws'],
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },

@@ -14,6 +14,7 @@ import {
   type DataFrame,
   encodeFrame,
   FrameDecoder,
+  FrameType,
   type HelloFrame,
   type Reading,
   type ResultFrame,
@@ -68,6 +69,12 @@ export interface SessionCounters {
   overload: number;
   /** Bad frames or lines (CRC, COBS, size, body, syntax): see the decoder stats for the kind. */
   framingErrors: number;
+  /**
+   * Intact DATA frames (CRC good) whose body can never be accepted (a non-finite value, a bad
+   * sensor name): acknowledged without storing, so the device stops resending them and its ring
+   * does not fill with them. Counted and logged: these readings are dropped on purpose.
+   */
+  invalidRetired: number;
   boots: number;
   results: number;
   unexpectedFrames: number;
@@ -108,6 +115,7 @@ export class PortSession {
     helloRequests: 0,
     overload: 0,
     framingErrors: 0,
+    invalidRetired: 0,
     boots: 0,
     results: 0,
     unexpectedFrames: 0,
@@ -420,6 +428,25 @@ export class PortSession {
 
   private framingError(e: SerialFrameError): void {
     this.counters.framingErrors++;
+    const h = e.header;
+    if (
+      e.kind === 'body' &&
+      h !== undefined &&
+      h.typeCode === FrameType.Data &&
+      h.bootId !== undefined &&
+      h.bootId === this.bootId &&
+      this.deviceId !== undefined
+    ) {
+      this.counters.invalidRetired++;
+      this.o.host.log.log('warn', 'invalid-data-retired', {
+        port: this.o.port,
+        device: this.deviceId,
+        seq: h.seq,
+        error: e.message,
+        note: 'acknowledged without storing: the device would resend it for ever',
+      });
+      this.ack(h.seq);
+    }
     this.errorsSinceLog++;
     const now = this.o.host.now();
     // A baud mismatch is a stream of errors: one line every few seconds, with the count.

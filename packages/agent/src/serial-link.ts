@@ -4,8 +4,10 @@
  * read error) reopens it with backoff, for as long as the agent runs. Never throws upward.
  */
 import type { Duplex } from 'node:stream';
+import { SerialPortStream } from '@serialport/stream';
 import { SerialPort } from 'serialport';
 import type { SerialPortConfig, UsbMatch } from './config.ts';
+import { EofAwareBinding } from './eof-binding.ts';
 import type { Logger } from './log.ts';
 
 export type LinkState = 'opening' | 'open' | 'waiting' | 'stopped';
@@ -55,7 +57,11 @@ export async function findUsbPort(match: UsbMatch): Promise<string | undefined> 
 export const serialportOpener: PortOpener = async (c) => {
   const path = c.path ?? (c.usb ? await findUsbPort(c.usb) : undefined);
   if (path === undefined) throw new Error(`no USB serial device matches ${JSON.stringify(c.usb)}`);
-  const port = new SerialPort({ path, baudRate: c.baud, autoOpen: false, highWaterMark: 64 * 1024 });
+  const options = { path, baudRate: c.baud, autoOpen: false, highWaterMark: 64 * 1024 };
+  const port =
+    process.platform === 'linux'
+      ? new SerialPortStream({ ...options, binding: EofAwareBinding })
+      : new SerialPort(options);
   await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
   return port;
 };
@@ -121,7 +127,7 @@ export class SerialLink {
           clearTimeout(t);
           resolve();
         });
-        if (s instanceof SerialPort) {
+        if (s instanceof SerialPortStream) {
           if (s.isOpen) s.close(() => undefined);
           else s.destroy();
         } else s.destroy();

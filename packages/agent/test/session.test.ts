@@ -1,5 +1,13 @@
 import { OutboxFullError, type OutboxMessage } from '@mqtt-edge/client';
-import { encodeFrame, type Frame, FrameDecoder, type ResultFrame } from '@mqtt-edge/serial-protocol';
+import {
+  cobsEncode,
+  crc32c,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  type ResultFrame,
+} from '@mqtt-edge/serial-protocol';
+import { Encoder } from 'cbor-x';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SeqWindow } from '../src/dedupe.ts';
@@ -76,6 +84,27 @@ const data = (seq: number, bootId = 1, n = 2): Frame => ({
   bootId,
   readings: Array.from({ length: n }, (_, i) => ({ sensor: `s${i}`, value: seq * 10 + i })),
 });
+/** A DATA frame with any body, CRC and COBS done by hand (the encoder validates bodies). */
+function rawData(seq: number, body: unknown): Uint8Array {
+  const cbor = new Encoder({
+    useRecords: false,
+    mapsAsObjects: true,
+    variableMapSize: true,
+    pack: false,
+  }).encode(body);
+  const raw = new Uint8Array(3 + cbor.length + 4);
+  raw[0] = 0x02;
+  raw[1] = seq >> 8;
+  raw[2] = seq & 0xff;
+  raw.set(cbor, 3);
+  const crc = crc32c(raw, 0, 3 + cbor.length);
+  new DataView(raw.buffer).setUint32(3 + cbor.length, crc, true);
+  const enc = cobsEncode(raw);
+  const out = new Uint8Array(enc.length + 1);
+  out.set(enc);
+  return out;
+}
+
 const ids = (ms: OutboxMessage[]) => ms.map((m) => m.properties?.userProperties?.[0]?.[1]);
 
 describe('PortSession: store, then acknowledge', () => {
@@ -235,6 +264,19 @@ describe('PortSession: store, then acknowledge', () => {
       }),
       { numRuns: 100 },
     );
+  });
+
+  it('retires an intact DATA whose body can never be accepted: ACK, no store, counted', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello()));
+    // CRC-valid frames with a non-finite value, as a buggy firmware would send them.
+    r.session.push(rawData(7, { b: 1, r: [{ s: 't', v: Number.NaN }] }));
+    // Another boot's invalid frame is not ours to retire.
+    r.session.push(rawData(8, { b: 99, r: [{ s: 't', v: Number.NaN }] }));
+    await r.settle();
+    expect(r.stored).toHaveLength(0);
+    expect(r.acks()).toEqual([7]);
+    expect(r.session.counters.invalidRetired).toBe(1);
   });
 
   it('counts ACKs it could not write (port gone); the retransmission gets one', async () => {
