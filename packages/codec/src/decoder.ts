@@ -136,17 +136,15 @@ function reasonCode(typeCode: number): number {
 export function checkFirstByte(first: number, version: ProtocolVersion | undefined): void {
   const type = first >> 4;
   const flags = first & 0x0f;
+  let code = '';
   if (type === 3) {
     const qos = (flags >> 1) & 3;
-    if (qos === 3) throw new MqttError('QOS_INVALID', '', ReasonCode.MalformedPacket, 0);
-    if (qos === 0 && (flags & 8) !== 0) throw new MqttError('DUP_ON_QOS0', '', ReasonCode.MalformedPacket, 0);
-    return;
-  }
-  if (type === 0) throw new MqttError('PACKET_TYPE_INVALID', '', 0x81, 0);
-  if (type === 15 && version !== undefined && version < 5)
-    throw new MqttError('PACKET_TYPE_INVALID', '', 0x81, 0);
-  const want = type === 6 || type === 8 || type === 10 ? 2 : 0;
-  if (flags !== want) throw new MqttError('FLAGS_INVALID', '', 0x81, 0);
+    if (qos === 3) code = 'QOS_INVALID';
+    else if (qos === 0 && (flags & 8) !== 0) code = 'DUP_ON_QOS0';
+  } else if (type === 0 || (type === 15 && version !== undefined && version < 5))
+    code = 'PACKET_TYPE_INVALID';
+  else if (flags !== (type === 6 || type === 8 || type === 10 ? 2 : 0)) code = 'FLAGS_INVALID';
+  if (code) throw new MqttError(code, '', ReasonCode.MalformedPacket, 0);
 }
 
 /**

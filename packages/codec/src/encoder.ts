@@ -142,8 +142,7 @@ function measure(p: Packet, v: ProtocolVersion): number {
       id(p.packetId);
       const sub = p.type === 'subscribe';
       const list: unknown[] = sub ? p.subscriptions : p.topicFilters;
-      if (!Array.isArray(list) || list.length === 0)
-        bad(sub ? 'SUBSCRIBE_EMPTY' : 'UNSUBSCRIBE_EMPTY', 'needs at least one topic filter');
+      if (!Array.isArray(list) || list.length === 0) bad(sub ? 'SUBSCRIBE_EMPTY' : 'UNSUBSCRIBE_EMPTY', '');
       n = v5 ? 2 + propBlock(p.properties, 1 << t) : 2;
       if (p.type === 'unsubscribe') {
         for (const f of p.topicFilters) n += 2 + topicBytes(f, true).length;
@@ -164,8 +163,7 @@ function measure(p: Packet, v: ProtocolVersion): number {
       n = 2;
       if (!v5 && t === 11) break;
       const codes = p.reasonCodes;
-      if (!Array.isArray(codes) || codes.length === 0)
-        bad(t === 9 ? 'SUBACK_EMPTY' : 'UNSUBACK_EMPTY', 'needs one reason code per topic filter');
+      if (!Array.isArray(codes) || codes.length === 0) bad(t === 9 ? 'SUBACK_EMPTY' : 'UNSUBACK_EMPTY', '');
       // 3.1.1 SUBACK: 0, 1, 2, or a failure (any code from 0x80 is written as 0x80)
       for (const c of codes)
         if (v5 ? !isReasonCodeAllowed(t, c) : !isInt(c, 0, 255) || (c > 2 && c < 0x80))

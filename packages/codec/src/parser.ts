@@ -124,36 +124,17 @@ export class PacketParser {
   private parseChunk(chunk: Uint8Array, i: number, onPacket: (packet: Packet) => void): void {
     const n = chunk.length;
     while (i < n) {
-      const first = chunk[i];
-      checkFirstByte(first, this.protocolVersion);
-      let rem = 0;
-      let mul = 1;
-      let p = i + 1;
-      for (;;) {
-        if (p >= n) {
-          // remaining length not complete: keep the header bytes seen so far
-          for (let k = i; k < n; k++) this.head[k - i] = chunk[k];
-          this.headLen = n - i;
-          return;
-        }
-        const b = chunk[p];
-        rem += (b & 0x7f) * mul;
-        p++;
-        if (b < 0x80) {
-          if (b === 0 && p - i > 2) varintError(p - i - 1, false);
-          break;
-        }
-        if (p - i === 5) varintError(4, true);
-        mul *= 128;
+      const p = header(chunk, i, n, this.protocolVersion, this.maxPacketSize);
+      if (p < 0) {
+        // remaining length not complete: keep the header bytes seen so far
+        for (let k = i; k < n; k++) this.head[k - i] = chunk[k];
+        this.headLen = n - i;
+        return;
       }
-      const total = p - i + rem;
-      if (total > this.maxPacketSize) tooLarge(total, this.maxPacketSize);
+      const total = p - i + REM;
       if (i + total <= n) {
-        const packet = decodeBody(chunk, i, p, i + total, this.protocolVersion);
+        this.emit(chunk, i, p, i + total, onPacket);
         i += total;
-        if (packet.type === 'connect' && this.protocolVersion === undefined)
-          this.protocolVersion = packet.protocolVersion;
-        onPacket(packet);
         continue;
       }
       this.startBody(total, p - i);
@@ -167,30 +148,21 @@ export class PacketParser {
     let i = 0;
     const n = chunk.length;
     if (this.body === null) {
-      // still reading the remaining length, byte by byte
+      // Still reading the remaining length: complete the header (5 bytes at most) in `head`.
+      // Short of 5 bytes, header() either finds its end or the chunk ran out.
       const head = this.head;
-      while (this.body === null) {
-        if (i >= n) return n;
-        const b = chunk[i++];
-        head[this.headLen++] = b;
-        if (b >= 0x80) {
-          if (this.headLen === 5) varintError(4, true);
-          continue;
-        }
-        if (b === 0 && this.headLen > 2) varintError(this.headLen - 1, false);
-        let rem = 0;
-        let mul = 1;
-        for (let k = 1; k < this.headLen; k++) {
-          rem += (head[k] & 0x7f) * mul;
-          mul *= 128;
-        }
-        const total = this.headLen + rem;
-        if (total > this.maxPacketSize) tooLarge(total, this.maxPacketSize);
-        const headerSize = this.headLen;
-        this.headLen = 0;
-        this.startBody(total, headerSize);
-        this.copyIn(head, 0, headerSize);
+      const had = this.headLen;
+      const more = Math.min(n, 5 - had);
+      for (let k = 0; k < more; k++) head[had + k] = chunk[k];
+      const p = header(head, 0, had + more, this.protocolVersion, this.maxPacketSize);
+      if (p < 0) {
+        this.headLen = had + more;
+        return n;
       }
+      this.headLen = 0;
+      this.startBody(p + REM, p);
+      this.copyIn(head, 0, p);
+      i = p - had;
     }
     const take = Math.min(n - i, this.total - this.bodyLen);
     this.copyIn(chunk, i, i + take);
@@ -200,18 +172,23 @@ export class PacketParser {
       const start = this.bodyStart;
       this.body = null;
       this.bodyLen = 0;
-      const packet = decodeBody(
-        buf,
-        start,
-        start + this.headerSize,
-        start + this.total,
-        this.protocolVersion,
-      );
-      if (packet.type === 'connect' && this.protocolVersion === undefined)
-        this.protocolVersion = packet.protocolVersion;
-      onPacket(packet);
+      this.emit(buf, start, start + this.headerSize, start + this.total, onPacket);
     }
     return i;
+  }
+
+  private emit(
+    buf: Uint8Array,
+    start: number,
+    bodyStart: number,
+    end: number,
+    onPacket: (packet: Packet) => void,
+  ): void {
+    const packet = decodeBody(buf, start, bodyStart, end, this.protocolVersion);
+    // A server learns the session's protocol version from its CONNECT.
+    if (packet.type === 'connect' && this.protocolVersion === undefined)
+      this.protocolVersion = packet.protocolVersion;
+    onPacket(packet);
   }
 
   private startBody(total: number, headerSize: number): void {
@@ -258,6 +235,41 @@ export class PacketParser {
 }
 
 // Module functions, not methods: a bundle minifies their names.
+
+/** The remaining length of the fixed header that header() read last. */
+let REM = 0;
+
+/**
+ * Checks the fixed header at `buf[i..n)` (first byte, remaining length, size limit): the index
+ * after it, with its remaining length in REM, or -1 when the bytes end inside it.
+ */
+function header(
+  buf: Uint8Array,
+  i: number,
+  n: number,
+  version: ProtocolVersion | undefined,
+  max: number,
+): number {
+  checkFirstByte(buf[i], version);
+  let rem = 0;
+  let mul = 1;
+  let p = i + 1;
+  for (;;) {
+    if (p >= n) return -1;
+    const b = buf[p];
+    rem += (b & 0x7f) * mul;
+    p++;
+    if (b < 0x80) {
+      if (b === 0 && p - i > 2) varintError(p - i - 1, false);
+      break;
+    }
+    if (p - i === 5) varintError(4, true);
+    mul *= 128;
+  }
+  if (p - i + rem > max) tooLarge(p - i + rem, max);
+  REM = rem;
+  return p;
+}
 function varintError(offset: number, tooLong: boolean): never {
   throw new MqttError(
     tooLong ? 'VARINT_INVALID' : 'VARINT_NOT_MINIMAL',

@@ -229,37 +229,32 @@ class FilterTrie<T> {
 
 /** Reusable per-walk state: level ends and hashes of the topic, and the DFS stack. */
 class Walk {
-  declare ends: Int32Array;
-  declare hashes: Int32Array;
+  // Plain arrays: they grow on their own, and hold small integers unboxed.
+  declare ends: number[];
+  declare hashes: number[];
   declare levels: number;
   declare dollar: boolean;
   declare stackNodes: unknown[];
-  declare stackLevels: Int32Array;
+  declare stackLevels: number[];
   constructor() {
-    this.ends = new Int32Array(16);
-    this.hashes = new Int32Array(16);
+    this.ends = [];
+    this.hashes = [];
     this.levels = 0;
     this.dollar = false;
     this.stackNodes = [];
-    this.stackLevels = new Int32Array(32);
+    this.stackLevels = [];
   }
 
   /** Splits `topic` into level ends and hashes in one pass over its characters. */
   load(topic: string): void {
     const n = topic.length;
-    let ends = this.ends;
-    let hashes = this.hashes;
+    const ends = this.ends;
+    const hashes = this.hashes;
     let l = 0;
     let h = HASH_INIT;
     for (let i = 0; i <= n; i++) {
       const c = i < n ? topic.charCodeAt(i) : SLASH;
       if (c === SLASH) {
-        if (l === ends.length) {
-          ends = grow(ends);
-          hashes = grow(hashes);
-          this.ends = ends;
-          this.hashes = hashes;
-        }
         const lh = hashEnd(h);
         ends[l] = i;
         hashes[l] = lh;
@@ -285,7 +280,7 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
   const dollar = walk.dollar;
   // Pending `+` branches; the literal branch is followed in place, without a push.
   const nodes = walk.stackNodes as Array<Node<T> | null>;
-  let depths = walk.stackLevels;
+  const depths = walk.stackLevels;
   let sp = 0;
   let high = 0;
   let node = root;
@@ -299,15 +294,11 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
       if (v !== undefined) visitSlot(v, visit);
     } else {
       if (node.nkids !== 0)
-        next = childOf(node, topic, li === 0 ? 0 : ends[li - 1] + 1, ends[li], hashes[li]);
+        next = findKid(node, topic, li === 0 ? 0 : ends[li - 1] + 1, ends[li], hashes[li]);
       const plus = node.plus;
       if (plus !== null && !(li === 0 && dollar)) {
         if (next === null) next = plus;
         else {
-          if (sp === depths.length) {
-            depths = grow(depths);
-            walk.stackLevels = depths;
-          }
           nodes[sp] = plus;
           depths[sp] = li + 1;
           sp++;
@@ -328,40 +319,6 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
   }
   // Drop the references so removed nodes (and their values) can be collected.
   for (let i = 0; i < high; i++) nodes[i] = null;
-}
-
-/**
- * findKid for this trie's nodes only. The shared helper also serves TopicStore's nodes; a
- * private copy keeps the property loads on the match path monomorphic in a broker that uses
- * both.
- */
-function childOf<T>(parent: Node<T>, s: string, start: number, end: number, h: number): Node<T> | null {
-  const kids = parent.kids;
-  if (Array.isArray(kids)) {
-    const mask = kids.length - 2;
-    for (let i = (h + h) & mask; ; i = (i + 2) & mask) {
-      const k = kids[i + 1] as Node<T> | null;
-      if (k === null) return null;
-      if (kids[i] === h && sameLevel(k.key, s, start, end)) return k;
-    }
-  }
-  for (let k = kids; k !== null; k = k.next) {
-    if (k.hash === h && sameLevel(k.key, s, start, end)) return k;
-  }
-  return null;
-}
-
-function sameLevel(key: string, s: string, start: number, end: number): boolean {
-  const n = end - start;
-  if (key.length !== n) return false;
-  for (let i = 0; i < n; i++) if (key.charCodeAt(i) !== s.charCodeAt(start + i)) return false;
-  return true;
-}
-
-function grow(a: Int32Array): Int32Array<ArrayBuffer> {
-  const b = new Int32Array(a.length * 2);
-  b.set(a);
-  return b;
 }
 
 /**

@@ -121,17 +121,7 @@ export class TopicStore<V> {
 
   /** Calls `visit` for every stored topic. */
   forEach(visit: (topic: string, value: V) => void): void {
-    this.walking++;
-    try {
-      const stack: StoreNode<V>[] = [this.root];
-      while (stack.length > 0) {
-        const node = stack.pop() as StoreNode<V>;
-        if (node.topic !== null) visit(node.topic, node.value as V);
-        pushKids(node, stack);
-      }
-    } finally {
-      this.walking--;
-    }
+    this.match('', visit);
   }
 
   private walk(filter: string, visit: (topic: string, value: V) => void): void {
@@ -149,12 +139,13 @@ export class TopicStore<V> {
       }
       let e = filter.indexOf('/', s);
       if (e < 0) e = n;
-      const c = e === s + 1 ? filter.charCodeAt(s) : 0;
+      // An empty filter (from forEach, never a valid filter) takes every topic, `$` ones included.
+      const c = n === 0 ? HASH : e === s + 1 ? filter.charCodeAt(s) : 0;
       if (c === HASH || c === PLUS) {
         // Wildcards in the first level skip topics that start with `$` [MQTT-4.7.2-1].
         const kids: StoreNode<V>[] = [];
         pushKids(node, kids);
-        if (node === this.root)
+        if (node === this.root && n > 0)
           for (let i = kids.length - 1; i >= 0; i--) if (isDollar(kids[i])) kids.splice(i, 1);
         if (c === PLUS) {
           for (const k of kids) {
