@@ -80,55 +80,21 @@ export function utf8Read(buf: Uint8Array, start: number, end: number): string | 
   return utf8ReadFrom(buf, start, end);
 }
 
+/**
+ * The non-ASCII path: bytes to a Latin-1 string (native), escape() turns each byte past ASCII
+ * into `%XX`, and decodeURIComponent checks the UTF-8 as strictly as MQTT asks [MQTT-1.5.4-1]
+ * (no overlong forms, no surrogates, nothing above U+10FFFF: ECMA-262 Decode) while it builds
+ * the string natively: far less code than a decoder of our own. It lets U+0000 through, so
+ * that is refused first.
+ */
 function utf8ReadFrom(buf: Uint8Array, start: number, end: number): string | null {
-  let out = '';
-  let i = start;
-  const units: number[] = [];
-  while (i < end) {
-    const b0 = buf[i];
-    let cp: number;
-    if (b0 < 0x80) {
-      if (b0 === 0) return null;
-      cp = b0;
-      i += 1;
-    } else if (b0 >= 0xc2 && b0 <= 0xdf) {
-      if (i + 1 >= end) return null;
-      const b1 = buf[i + 1];
-      if ((b1 & 0xc0) !== 0x80) return null;
-      cp = ((b0 & 0x1f) << 6) | (b1 & 0x3f);
-      i += 2;
-    } else if (b0 >= 0xe0 && b0 <= 0xef) {
-      if (i + 2 >= end) return null;
-      const b1 = buf[i + 1];
-      const b2 = buf[i + 2];
-      if ((b1 & 0xc0) !== 0x80 || (b2 & 0xc0) !== 0x80) return null;
-      cp = ((b0 & 0x0f) << 12) | ((b1 & 0x3f) << 6) | (b2 & 0x3f);
-      // overlong (< 0x800) and UTF-16 surrogate code points are ill-formed
-      if (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)) return null;
-      i += 3;
-    } else if (b0 >= 0xf0 && b0 <= 0xf4) {
-      if (i + 3 >= end) return null;
-      const b1 = buf[i + 1];
-      const b2 = buf[i + 2];
-      const b3 = buf[i + 3];
-      if ((b1 & 0xc0) !== 0x80 || (b2 & 0xc0) !== 0x80 || (b3 & 0xc0) !== 0x80) return null;
-      cp = ((b0 & 0x07) << 18) | ((b1 & 0x3f) << 12) | ((b2 & 0x3f) << 6) | (b3 & 0x3f);
-      if (cp < 0x10000 || cp > 0x10ffff) return null;
-      i += 4;
-    } else {
-      return null;
-    }
-    if (cp > 0xffff) {
-      cp -= 0x10000;
-      units.push(0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
-    } else {
-      units.push(cp);
-    }
-    if (units.length >= 4096) {
-      out += String.fromCharCode.apply(null, units);
-      units.length = 0;
-    }
+  let s = '';
+  for (let i = start; i < end; i += 4096)
+    s += String.fromCharCode.apply(null, buf.subarray(i, Math.min(end, i + 4096)) as unknown as number[]);
+  if (s.indexOf('\0') >= 0) return null;
+  try {
+    return decodeURIComponent(escape(s));
+  } catch {
+    return null;
   }
-  if (units.length > 0) out += String.fromCharCode.apply(null, units);
-  return out;
 }
