@@ -1,7 +1,7 @@
 /** Small wire-format helpers the encoder and the properties share. */
 import { MqttError } from './errors.ts';
 import { ReasonCode } from './reason-codes.ts';
-import { checkTopicFilter, checkTopicName, TopicError } from './topic.ts';
+import { validateTopicFilter, validateTopicName } from './topic.ts';
 import { utf8ByteLength, utf8Encode } from './utf8.ts';
 
 /**
@@ -27,16 +27,8 @@ export function topicBytes(s: string, filter: boolean): Uint8Array {
   const cache = filter ? filters : names;
   const known = cache.get(s);
   if (known !== undefined) return known;
-  const problem =
-    typeof s !== 'string'
-      ? { kind: 'empty' as const, index: -1, message: 'not a string' }
-      : filter
-        ? checkTopicFilter(s)
-        : checkTopicName(s);
-  if (problem !== null)
-    throw filter
-      ? new TopicError('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid, -1)
-      : new TopicError('TOPIC_NAME_INVALID', problem, ReasonCode.TopicNameInvalid, -1);
+  if (filter) validateTopicFilter(typeof s === 'string' ? s : '');
+  else validateTopicName(typeof s === 'string' ? s : '');
   const bytes = utf8Encode(s);
   if (cache.size >= 256) cache.clear();
   cache.set(s, bytes);
