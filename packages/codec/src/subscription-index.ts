@@ -129,7 +129,8 @@ function visitSlot<T>(slot: T | Many<T>, visit: (value: T) => void): void {
   }
 }
 
-class Node<T> implements LevelNode<Node<T>> {
+/** A trie node; TopicStore's trie uses it too (one node shape: the lookups stay monomorphic). */
+export class Node<T> implements LevelNode<Node<T>> {
   declare key: string;
   declare hash: number;
   declare next: Node<T> | null;
@@ -159,7 +160,7 @@ interface Group<V> {
  * A trie from filters to sets of T. Add and remove walk the filter by index; only new nodes
  * take a slice of it for their key.
  */
-class FilterTrie<T> {
+export class FilterTrie<T> {
   declare readonly root: Node<T>;
   declare nodes: number;
   declare private path: Node<T>[];

@@ -3,40 +3,20 @@
  * "which retained topics match this new subscription". A trie keyed by level, so a filter
  * walks only the branches it can match; a literal level is one table lookup.
  */
-import {
-  addKid,
-  findKid,
-  type KidTable,
-  type LevelNode,
-  levelHash,
-  pushKids,
-  removeKid,
-} from './topic-match.ts';
+import { FilterTrie, type Node } from './subscription-index.ts';
+import { findKid, pushKids } from './topic-match.ts';
 
 const PLUS = 0x2b;
 const HASH = 0x23;
 const DOLLAR = 0x24;
 
-class StoreNode<V> implements LevelNode<StoreNode<V>> {
-  // Fields are assigned in the constructor, not declared as class fields: an ES2020 bundle
-  // lowers each class field to a defineProperty helper call (bigger and slower).
-  declare key: string;
-  declare hash: number;
-  declare next: StoreNode<V> | null;
-  declare kids: StoreNode<V> | KidTable<StoreNode<V>> | null;
-  declare nkids: number;
-  /** The full topic when a value is stored here (it is also what match() hands out). */
-  declare topic: string | null;
-  declare value: V | undefined;
-  constructor(key: string) {
-    this.key = key;
-    this.hash = levelHash(key, 0, key.length);
-    this.next = this.kids = null;
-    this.nkids = 0;
-    this.topic = null;
-    this.value = undefined;
-  }
+/** What a node of a stored topic holds: the full topic (what match() hands out) and its value. */
+interface Entry<V> {
+  topic: string;
+  value: V;
 }
+
+type StoreNode<V> = Node<Entry<V>>;
 
 /**
  * A map from topic names to values with filter search. Topics are assumed valid names (see
@@ -45,17 +25,15 @@ class StoreNode<V> implements LevelNode<StoreNode<V>> {
  * inside a match() visitor (it throws).
  */
 export class TopicStore<V> {
-  declare private readonly root: StoreNode<V>;
+  // The level trie of SubscriptionIndex, its `vals` holding one Entry: topic names have no
+  // wildcards, so its `+` and `#` fields stay empty.
+  declare private readonly trie: FilterTrie<Entry<V>>;
   declare private count: number;
-  declare private nodes: number;
   declare private walking: number;
-  declare private readonly path: StoreNode<V>[];
 
   constructor() {
-    this.root = new StoreNode<V>('');
+    this.trie = new FilterTrie();
     this.count = this.walking = 0;
-    this.nodes = 1;
-    this.path = [];
   }
 
   get size(): number {
@@ -64,43 +42,37 @@ export class TopicStore<V> {
 
   /** Trie nodes in use, the root included: 1 when empty. For tests and metrics. */
   get nodeCount(): number {
-    return this.nodes;
+    return this.trie.nodes;
   }
 
   set(topic: string, value: V): void {
     this.assertNotWalking();
-    const node = this.at(topic, true) as StoreNode<V>;
-    if (node.topic === null) {
+    const node = this.trie.at(topic, 0, true) as StoreNode<V>;
+    const e = node.vals as Entry<V> | undefined;
+    if (e !== undefined) e.value = value;
+    else {
+      node.vals = { topic, value };
       this.count++;
-      node.topic = topic;
     }
-    node.value = value;
   }
 
   get(topic: string): V | undefined {
-    return this.at(topic, false)?.value;
+    return this.entry(topic)?.value;
   }
 
   has(topic: string): boolean {
-    return this.at(topic, false)?.topic != null;
+    return this.entry(topic) !== undefined;
   }
 
   /** Removes `topic`; false when it held nothing. Frees the nodes only it used. */
   delete(topic: string): boolean {
     this.assertNotWalking();
-    const node = this.at(topic, false);
-    if (node == null || node.topic === null) return false;
-    node.topic = null;
-    node.value = undefined;
+    const trie = this.trie;
+    const node = trie.at(topic, 0, false);
+    if (node === null || trie.hash || node.vals === undefined) return false;
+    node.vals = undefined;
     this.count--;
-    const path = this.path;
-    for (let i = path.length - 1; i > 0; i--) {
-      const n = path[i];
-      if (n.topic !== null || n.nkids !== 0) break;
-      removeKid(path[i - 1], n);
-      this.nodes--;
-    }
-    path.length = 0;
+    trie.prune();
     return true;
   }
 
@@ -128,13 +100,14 @@ export class TopicStore<V> {
     const n = filter.length;
     // Stack entries: a node and the filter index where its next level starts (n + 1: the
     // filter is used up at this node).
-    const nodes: StoreNode<V>[] = [this.root];
+    const root = this.trie.root;
+    const nodes: StoreNode<V>[] = [root];
     const at: number[] = [0];
     while (nodes.length > 0) {
       const node = nodes.pop() as StoreNode<V>;
       const s = at.pop() as number;
       if (s > n) {
-        if (node.topic !== null) visit(node.topic, node.value as V);
+        emit(node, visit);
         continue;
       }
       let e = filter.indexOf('/', s);
@@ -145,7 +118,7 @@ export class TopicStore<V> {
         // Wildcards in the first level skip topics that start with `$` [MQTT-4.7.2-1].
         const kids: StoreNode<V>[] = [];
         pushKids(node, kids);
-        if (node === this.root && n > 0)
+        if (node === root && n > 0)
           for (let i = kids.length - 1; i >= 0; i--) if (isDollar(kids[i])) kids.splice(i, 1);
         if (c === PLUS) {
           for (const k of kids) {
@@ -155,10 +128,10 @@ export class TopicStore<V> {
           continue;
         }
         // The parent level itself, then every level below.
-        if (node.topic !== null) visit(node.topic, node.value as V);
+        emit(node, visit);
         while (kids.length > 0) {
           const d = kids.pop() as StoreNode<V>;
-          if (d.topic !== null) visit(d.topic, d.value as V);
+          emit(d, visit);
           pushKids(d, kids);
         }
         continue;
@@ -171,34 +144,11 @@ export class TopicStore<V> {
     }
   }
 
-  /**
-   * The node of `topic` (created when `make`), or null; the path to it, root first, is left
-   * in this.path for delete() (and cleared by the next call).
-   */
-  private at(topic: string, make: boolean): StoreNode<V> | null {
-    const path = this.path;
-    path.length = 0;
-    let node = this.root;
-    const n = topic.length;
-    let s = 0;
-    for (;;) {
-      path.push(node);
-      let e = topic.indexOf('/', s);
-      if (e < 0) e = n;
-      let kid = findKid(node, topic, s, e, -1);
-      if (kid === null) {
-        if (!make) return null;
-        kid = new StoreNode<V>(topic.slice(s, e));
-        addKid(node, kid);
-        this.nodes++;
-      }
-      node = kid;
-      if (e === n) {
-        path.push(node);
-        return node;
-      }
-      s = e + 1;
-    }
+  private entry(topic: string): Entry<V> | undefined {
+    const trie = this.trie;
+    const node = trie.at(topic, 0, false);
+    // A name with a `#` level would end on a hash bucket: no such topic is stored.
+    return node === null || trie.hash ? undefined : (node.vals as Entry<V> | undefined);
   }
 
   private assertNotWalking(): void {
@@ -208,4 +158,9 @@ export class TopicStore<V> {
 
 function isDollar<V>(node: StoreNode<V>): boolean {
   return node.key.length > 0 && node.key.charCodeAt(0) === DOLLAR;
+}
+
+function emit<V>(node: StoreNode<V>, visit: (topic: string, value: V) => void): void {
+  const e = node.vals as Entry<V> | undefined;
+  if (e !== undefined) visit(e.topic, e.value);
 }
