@@ -345,7 +345,6 @@ export class SubscriptionIndex<V> {
   declare private readonly trie: FilterTrie<V>;
   declare private readonly shared: FilterTrie<Group<V>>;
   declare private count: number;
-  declare private exactCount: number;
   declare private trieCount: number;
   declare private sharedCount: number;
   declare private readonly walk: Walk;
@@ -357,7 +356,7 @@ export class SubscriptionIndex<V> {
     this.exact = new Map();
     this.trie = new FilterTrie<V>();
     this.shared = new FilterTrie<Group<V>>();
-    this.count = this.exactCount = this.trieCount = this.sharedCount = this.walking = 0;
+    this.count = this.trieCount = this.sharedCount = this.walking = 0;
     this.walk = new Walk();
     const hits: Array<Group<V> | null> = [];
     this.sharedHits = hits;
@@ -402,7 +401,6 @@ export class SubscriptionIndex<V> {
       if (!changed) return;
       if (next !== slot) this.exact.set(filter, next as V | Many<V>);
       this.count++;
-      this.exactCount++;
       return;
     }
     const trie = this.trie;
@@ -430,7 +428,6 @@ export class SubscriptionIndex<V> {
       if (next === undefined) this.exact.delete(filter);
       else if (next !== slot) this.exact.set(filter, next);
       this.count--;
-      this.exactCount--;
       return true;
     }
     const trie = this.trie;
@@ -462,12 +459,10 @@ export class SubscriptionIndex<V> {
     if (this.walking > 0) walk = new Walk();
     this.walking++;
     try {
+      const slot = this.exact.get(topic);
+      if (slot !== undefined) visitSlot(slot, visit);
       const shared = this.sharedCount > 0 && visitShared !== undefined;
-      if (this.count === 0 || (this.exactCount === 0 && this.trieCount === 0 && !shared)) return;
-      if (this.exactCount > 0) {
-        const slot = this.exact.get(topic);
-        if (slot !== undefined) visitSlot(slot, visit);
-      }
+      if (this.trieCount === 0 && !shared) return;
       walk.load(topic);
       if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit);
       if (shared) {

@@ -28,38 +28,28 @@ export function matchTopic(filter: string, topic: string): boolean {
   }
   const fn = filter.length;
   const tn = topic.length;
-  if (tn > 0 && topic.charCodeAt(0) === DOLLAR && f < fn) {
-    const c = filter.charCodeAt(f);
-    if ((c === PLUS || c === HASH) && (f + 1 === fn || filter.charCodeAt(f + 1) === SLASH)) return false;
-  }
+  const dollar = topic.charCodeAt(0) === DOLLAR;
+  // Level by level: [f, fe) of the filter against [t, te) of the topic; t > tn once the topic
+  // has run out (only a `#` level still matches then: it takes the parent level too).
   let t = 0;
-  // Invariant: f and t each sit at the start of a level.
-  for (;;) {
-    const c = f < fn ? filter.charCodeAt(f) : -1;
-    const wholeLevel = f + 1 === fn || (f + 1 < fn && filter.charCodeAt(f + 1) === SLASH);
-    if (c === HASH && wholeLevel) return true;
-    if (c === PLUS && wholeLevel) {
-      f++;
-      while (t < tn && topic.charCodeAt(t) !== SLASH) t++;
+  for (let first = true; ; first = false) {
+    let fe = filter.indexOf('/', f);
+    if (fe < 0) fe = fn;
+    let te = topic.indexOf('/', t);
+    if (te < 0) te = tn;
+    const w = fe === f + 1 ? filter.charCodeAt(f) : 0;
+    if (w === HASH) return !(first && dollar);
+    if (t > tn) return false;
+    if (w === PLUS) {
+      if (first && dollar) return false;
     } else {
-      while (f < fn && t < tn) {
-        const fc = filter.charCodeAt(f);
-        if (fc === SLASH) break;
-        if (fc !== topic.charCodeAt(t)) return false;
-        f++;
-        t++;
-      }
-      if (f < fn && filter.charCodeAt(f) !== SLASH) return false;
-      if (t < tn && topic.charCodeAt(t) !== SLASH) return false;
+      const n = fe - f;
+      if (n !== te - t) return false;
+      for (let i = 0; i < n; i++) if (filter.charCodeAt(f + i) !== topic.charCodeAt(t + i)) return false;
     }
-    // Both at the end of a level: at the end of the string or on a '/'.
-    if (f === fn) return t === tn;
-    if (t === tn) {
-      // The topic ran out; only a trailing "/#" still matches (the parent level).
-      return f + 2 === fn && filter.charCodeAt(f + 1) === HASH;
-    }
-    f++;
-    t++;
+    if (fe === fn) return te === tn;
+    f = fe + 1;
+    t = te + 1;
   }
 }
 
