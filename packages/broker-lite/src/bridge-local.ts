@@ -7,17 +7,24 @@ import {
   type PublishPacket,
   type QoS,
 } from '@mqtt-edge/codec';
-import type { ListenerInfo } from './connection.ts';
+import type { AcceptOptions, ListenerInfo } from './connection.ts';
 
 /**
  * The bridge's session on this broker: an MQTT 5 client over an in-memory duplex handed to
  * Broker.accept(), so what crosses the bridge takes the same path as any client's messages
- * (ACL, retained, persistence, backpressure) without a socket. MQTT 5 for no-local (what the
- * bridge publishes here is not sent back to it) and retain-as-published.
+ * (retained, persistence, backpressure) without a socket. It is an internal connection: no
+ * password file, no ACL (as Mosquitto's bridges), and its own in-flight window. MQTT 5 for
+ * no-local (what the bridge publishes here is not sent back to it) and retain-as-published.
  */
 
 export interface LocalBroker {
-  accept(socket: Duplex, info: ListenerInfo, remote: string): void;
+  accept(
+    socket: Duplex,
+    info: ListenerInfo,
+    remote: string,
+    certificateCommonName: string | undefined,
+    options: AcceptOptions,
+  ): void;
 }
 
 export interface LocalLinkOwner {
@@ -29,12 +36,13 @@ export interface LocalLinkOwner {
 
 export interface LocalLinkOptions {
   clientId: string;
-  username: string;
-  password: Uint8Array;
   /** Keep the session (and its queued messages) across restarts. */
   persistent: boolean;
   subscriptions: Array<{ filter: string; qos: QoS }>;
-  /** Most QoS 1/2 publishes towards the broker waiting for their ack; more wait in a bounded queue. */
+  /**
+   * Most QoS 1/2 publishes waiting for their ack, each way: towards the broker (more wait in a
+   * bounded queue) and from it (the broker's window for this session; acks wait for the disk).
+   */
   maxInflight?: number;
   /** Most publishes waiting beyond the in-flight window; past it new ones are dropped (counted). */
   maxQueued?: number;
@@ -96,15 +104,16 @@ export class LocalLink {
     ours.on('close', () => {
       if (this.gen === gen) this.drop('the broker closed the bridge session');
     });
-    this.broker.accept(theirs, INFO, `bridge:${this.o.clientId}`);
+    this.broker.accept(theirs, INFO, `bridge:${this.o.clientId}`, undefined, {
+      internal: true,
+      maxInflight: this.maxInflight,
+    });
     this.write({
       type: 'connect',
       protocolVersion: 5,
       clientId: this.o.clientId,
       clean: !this.o.persistent,
       keepalive: 0,
-      username: this.o.username,
-      password: this.o.password,
       properties: this.o.persistent ? { sessionExpiryInterval: 0xffff_ffff } : {},
     });
   }

@@ -15,16 +15,15 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   type ClientOptions,
-  ConnackError,
   DurableQueue,
   type FsyncPolicy,
   MqttClient,
-  type Target,
+  type ServerAddress,
+  setBridgeBit,
 } from '@mqtt-edge/client';
 import type { Properties, PublishPacket, QoS } from '@mqtt-edge/codec';
 import { LocalLink } from './bridge-local.ts';
 import { CountingOutbox } from './bridge-queue.ts';
-import { BridgeCredentials } from './bridge-security.ts';
 import { filtersOf, routesOf, type TopicRoute, toLocal, toRemote } from './bridge-topics.ts';
 import type { Broker } from './broker.ts';
 import { type BridgeConfig, defaultBridgeDir } from './config-bridge.ts';
@@ -81,6 +80,11 @@ function readPem(file: string): string {
   return s;
 }
 
+/** bridge_insecure: the certificate chain is verified, its host name is not (Mosquitto's meaning). */
+function acceptAnyName(): undefined {
+  return undefined;
+}
+
 function describeError(err: Error | undefined): string {
   if (err === undefined) return 'connection closed';
   const code = (err as NodeJS.ErrnoException).code;
@@ -89,17 +93,8 @@ function describeError(err: Error | undefined): string {
 
 /** Sets the 0x80 bit of a CONNECT's protocol level: Mosquitto's "this is a bridge" marker. */
 export function markBridgeConnect(bytes: Uint8Array): void {
-  if (bytes.length < 4 || bytes[0] !== 0x10) return;
-  let i = 1;
-  while (i < 5 && i < bytes.length && (bytes[i] & 0x80) !== 0) i++;
-  i++;
-  if (i + 2 > bytes.length) return;
-  const nameLen = (bytes[i] << 8) | bytes[i + 1];
-  const level = i + 2 + nameLen;
-  if (level < bytes.length && (bytes[level] === 3 || bytes[level] === 4)) bytes[level] |= 0x80;
+  setBridgeBit(bytes);
 }
-
-type ClientInternals = { target: Target };
 
 export class Bridge {
   state: BridgeState = 'starting';
@@ -109,12 +104,12 @@ export class Bridge {
   private readonly outRoutes: TopicRoute[];
   private readonly inRoutes: TopicRoute[];
   private addr = 0;
-  private tryPrivate: boolean;
+  /** The client's bridgeMode marker was on for the attempt under way. */
+  private markerTried = false;
   private lastError: Error | undefined;
   private wasConnected = false;
   private backoffMs: number;
   private timer: NodeJS.Timeout | null = null;
-  private pumpScheduled = false;
   private lastDropLog = 0;
   private readonly counters = {
     connects: 0,
@@ -129,18 +124,18 @@ export class Bridge {
   private readonly random: () => number;
   /** One callback for every restart timer (no closure per attempt). */
   private readonly attemptNow = (): void => this.attempt();
+  /** The client asks before each attempt: the address failover has chosen. */
+  private readonly currentServer = (): ServerAddress => this.config.addresses[this.addr];
 
   constructor(
     private readonly broker: Broker,
     readonly config: BridgeConfig,
-    credentials: { username: string; password: Uint8Array },
     private readonly options: BridgeOptions,
     /** This broker's id in loop-guard paths (one per startBridges call). */
     private readonly brokerId: string,
   ) {
     this.outRoutes = routesOf(config.topics, 'out');
     this.inRoutes = routesOf(config.topics, 'in');
-    this.tryPrivate = config.tryPrivate;
     this.v5 = config.protocolVersion === 5;
     this.backoffMs = config.restartTimeout.baseSeconds * 1000;
     this.random = options.random ?? Math.random;
@@ -148,8 +143,6 @@ export class Bridge {
       broker,
       {
         clientId: config.localClientId,
-        username: credentials.username,
-        password: credentials.password,
         persistent: options.persistent === true,
         subscriptions: filtersOf(this.outRoutes, 'local').map((f) => ({ filter: f.filter, qos: f.qos })),
       },
@@ -228,10 +221,8 @@ export class Bridge {
 
   private clientOptions(): ClientOptions {
     const c = this.config;
-    const a = c.addresses[this.addr];
     const o: ClientOptions = {
-      host: a.host,
-      port: a.port,
+      resolveServer: this.currentServer,
       protocol: c.cafile !== undefined ? 'mqtts' : 'mqtt',
       protocolVersion: c.protocolVersion,
       clientId: c.remoteClientId,
@@ -241,13 +232,15 @@ export class Bridge {
       resubscribe: false,
       connectTimeout: 10_000,
       outbox: this.queue!,
+      // Mosquitto's try_private (3.1.1 only; the client drops it if the remote refuses it).
+      bridgeMode: c.tryPrivate,
     };
     if (c.cafile !== undefined) {
       o.ca = readPem(c.cafile);
       if (c.certfile !== undefined) o.cert = readPem(c.certfile);
       if (c.keyfile !== undefined) o.key = readPem(c.keyfile);
-      // Node has no "check the chain but not the name" switch here: insecure checks neither.
-      if (c.insecure) o.rejectUnauthorized = false;
+      // As Mosquitto: the chain is still verified, only the host name is not.
+      if (c.insecure) o.checkServerIdentity = acceptAnyName;
     }
     if (c.remoteUsername !== undefined) o.username = c.remoteUsername;
     if (c.remotePassword !== undefined) o.password = c.remotePassword;
@@ -260,21 +253,9 @@ export class Bridge {
 
   private makeClient(): MqttClient {
     const client = new MqttClient(this.clientOptions());
-    // Hooks the client lacks, set on this instance only (see the package README, bridges):
-    // the reason a socket failed before MQTT started, and Mosquitto's bridge bit in CONNECT.
-    const transportClose = client.transportClose.bind(client);
-    client.transportClose = (t, err) => {
-      if (err !== undefined) this.lastError = err;
-      transportClose(t, err);
-    };
-    const session = client.session;
-    const takeOutput = session.takeOutput.bind(session);
-    session.takeOutput = () => {
-      const out = takeOutput();
-      if (out !== null && this.tryPrivate && !this.v5 && session.state === 'connecting')
-        markBridgeConnect(out);
-      return out;
-    };
+    client.on('transportError', (err) => {
+      this.lastError = err;
+    });
     client.on('connect', (e) => this.onConnect(e.sessionPresent));
     client.on('message', (topic, payload, packet) => this.onRemoteMessage(topic, payload, packet));
     client.on('error', (err) => {
@@ -295,12 +276,10 @@ export class Bridge {
     this.wasConnected = false;
     if (this.client === null) {
       this.client = this.makeClient();
+      this.markerTried = this.client.session.bridgeMarker;
       return;
     }
-    const a = this.config.addresses[this.addr];
-    const target = (this.client as unknown as ClientInternals).target;
-    target.host = a.host;
-    target.port = a.port;
+    this.markerTried = this.client.session.bridgeMarker;
     this.client.reconnect();
   }
 
@@ -314,7 +293,7 @@ export class Bridge {
     this.broker.log('notice', 'bridge connected', {
       bridge: c.name,
       address: `${a.host}:${a.port}`,
-      bridgeMarker: this.tryPrivate && !this.v5,
+      bridgeMarker: this.markerTried,
       sessionPresent,
       queued: this.queue?.stats().count ?? 0,
     });
@@ -324,7 +303,7 @@ export class Bridge {
         filter: f.filter,
         qos: f.qos,
         // 5.0: what we publish there is not sent back to us (3.1.1: the bridge bit does that).
-        noLocal: this.v5 && this.tryPrivate ? true : undefined,
+        noLocal: this.v5 && c.tryPrivate ? true : undefined,
         retainAsPublished: this.v5 ? true : undefined,
       }));
       client.subscribe(subs).then(
@@ -354,9 +333,9 @@ export class Bridge {
     const wasConnected = this.wasConnected;
     this.state = 'waiting';
     if (wasConnected && c.notifications) this.notifyLocal(false);
-    if (this.tryPrivate && !this.v5 && !wasConnected && err instanceof ConnackError && err.returnCode === 1) {
-      // Not a Mosquitto: it refused the bridge bit. Mosquitto retries without it; so do we.
-      this.tryPrivate = false;
+    if (!wasConnected && this.markerTried && this.client?.session.bridgeMarker === false) {
+      // Not a Mosquitto: it refused the bridge bit (return code 1), and the client dropped it.
+      // Mosquitto retries without it at once; so do we.
       this.broker.log(
         'notice',
         'bridge: the remote refused the bridge protocol marker, retrying without it',
@@ -479,18 +458,11 @@ export class Bridge {
       this.local.ackIn(gen, pid, p.qos);
       return;
     }
-    const msg: { topic: string; payload: Uint8Array; qos: QoS; retain: boolean; properties?: Properties } = {
-      topic: r.topic,
-      // The payload may view the broker's output chunk; the queue keeps the message.
-      payload: p.payload.slice(),
-      qos,
-      retain,
-    };
-    if (properties !== undefined) msg.properties = properties;
-    this.queue!.put(msg).then(
+    // Into the queue whatever the remote's state; acknowledged here once stored, sent when
+    // connected. The payload may view the broker's output chunk; the queue keeps the message.
+    this.client!.enqueue(r.topic, p.payload.slice(), { qos, retain, properties }).then(
       () => {
         this.local.ackIn(gen, pid, p.qos);
-        this.schedulePump();
       },
       (err: Error) => {
         // A full reject-new queue or a failed disk: counted and logged; the local session is
@@ -500,18 +472,6 @@ export class Bridge {
         this.local.ackIn(gen, pid, p.qos);
       },
     );
-  }
-
-  private schedulePump(): void {
-    if (this.pumpScheduled || this.client === null || !this.client.connected) return;
-    this.pumpScheduled = true;
-    setImmediate(() => {
-      this.pumpScheduled = false;
-      const client = this.client;
-      if (client === null || !client.connected) return;
-      client.session.pump(Date.now());
-      client.writeOut();
-    });
   }
 
   private notifyLocal(up: boolean): void {
@@ -607,13 +567,13 @@ function forwardable(p: Properties | undefined): Properties | undefined {
   return undefined;
 }
 
-/** What startBridges returns: the bridges, and the broker's security checks with them let through. */
+/** What startBridges returns. */
 export interface Bridges {
   readonly list: Bridge[];
   stats(): BridgeStats[];
   /**
-   * Installs `authenticator` / `accessControl` on the broker with the bridges' internal logins
-   * let through (SIGHUP reload calls this instead of broker.setSecurity).
+   * Installs `authenticator` / `accessControl` on the broker (SIGHUP reload). The same as
+   * broker.setSecurity: bridges connect internally, outside both; kept for callers of old.
    */
   setSecurity(authenticator: Authenticator | undefined, accessControl: AccessControl | undefined): void;
   close(): Promise<void>;
@@ -628,19 +588,11 @@ export async function startBridges(
   configs: BridgeConfig[],
   options: BridgeOptions = {},
 ): Promise<Bridges> {
-  const creds = new BridgeCredentials();
   const brokerId = randomBytes(6).toString('base64url');
   const list: Bridge[] = [];
-  const setSecurity = (a: Authenticator | undefined, acl: AccessControl | undefined): void => {
-    if (configs.length === 0) {
-      broker.setSecurity(a, acl);
-      return;
-    }
-    const w = creds.wrap(a, acl, broker.options.allowAnonymous);
-    broker.setSecurity(w.authenticator, w.accessControl);
-  };
-  for (const c of configs) list.push(new Bridge(broker, c, creds.issue(c.name), options, brokerId));
-  setSecurity(broker.authenticator, broker.accessControl);
+  const setSecurity = (a: Authenticator | undefined, acl: AccessControl | undefined): void =>
+    broker.setSecurity(a, acl);
+  for (const c of configs) list.push(new Bridge(broker, c, options, brokerId));
   try {
     for (const b of list) await b.start();
   } catch (err) {

@@ -6,7 +6,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { MAX_PACKET_SIZE, PacketParser, PacketWriter, ReasonCode } from '@mqtt-edge/codec';
-import { Connection, ConnState, type ListenerInfo, TICKS_PER_SECOND, ticks } from './connection.ts';
+import {
+  type AcceptOptions,
+  Connection,
+  ConnState,
+  type ListenerInfo,
+  TICKS_PER_SECOND,
+  ticks,
+} from './connection.ts';
 import { releasePublishers } from './deliver.ts';
 import { type BoundListener, startListener } from './listeners.ts';
 import type { Message } from './message.ts';
@@ -199,16 +206,32 @@ export class Broker {
 
   // ---- connections ---------------------------------------------------------------------
 
-  /** A listener accepted a socket. */
-  accept(socket: Duplex, info: ListenerInfo, remote?: string, certificateCommonName?: string): void {
+  /** A listener accepted a socket, or an in-process peer hands over its stream (options.internal). */
+  accept(
+    socket: Duplex,
+    info: ListenerInfo,
+    remote?: string,
+    certificateCommonName?: string,
+    options?: AcceptOptions,
+  ): void {
+    const internal = options?.internal === true;
     const max = this.options.maxConnections;
-    if (this.closing || (max >= 0 && this.connections.size >= max)) {
-      this.log('notice', 'connection refused: max_connections reached', { remote });
+    if (this.closing || (!internal && max >= 0 && this.connections.size >= max)) {
+      if (!this.closing) this.log('notice', 'connection refused: max_connections reached', { remote });
       socket.destroy();
       return;
     }
     const conn = new Connection(this, socket, info, remote);
     conn.certificateCommonName = certificateCommonName;
+    if (internal) conn.internal = true;
+    const mi = options?.maxInflight;
+    if (mi !== undefined) {
+      if (!Number.isInteger(mi) || mi < 1 || mi > 65_535) {
+        socket.destroy();
+        throw new RangeError('maxInflight must be an integer in 1..65535');
+      }
+      conn.maxInflight = mi;
+    }
     this.connections.add(conn);
   }
 

@@ -42,6 +42,18 @@ export interface ListenerInfo {
   useIdentityAsUsername: boolean;
 }
 
+/** How Broker.accept() treats a connection beyond its listener. */
+export interface AcceptOptions {
+  /**
+   * A peer inside the broker's own process (a bridge's local session): admitted without
+   * authentication, outside the ACL, allowed to publish under `$SYS/broker/connection/`, not
+   * counted against max_connections. Its session cannot be taken over by an outside client.
+   */
+  internal?: boolean;
+  /** QoS 1/2 in flight towards it, in place of max_inflight_messages (its receive maximum still applies). */
+  maxInflight?: number;
+}
+
 export class Connection {
   /**
    * Held only while a packet is incomplete: between chunks an idle connection gives its parser
@@ -54,6 +66,10 @@ export class Connection {
   clientId = '';
   username: string | undefined = undefined;
   certificateCommonName: string | undefined = undefined;
+  /** See AcceptOptions. */
+  internal = false;
+  /** Own in-flight bound towards the connection; 0 = the broker's max_inflight_messages. */
+  maxInflight = 0;
   /** Keepalive in ms (after the server keepalive); 0 = none. */
   keepaliveMs = 0;
   /** Times in ticks (see `ticks()`): small integers stay inside the object, no boxed double each. */

@@ -36,7 +36,7 @@ export class EncodeCache {
 
 /** In-flight window towards this connection: the broker's bound and the client's receive maximum. */
 export function windowOf(b: Broker, conn: Connection): number {
-  const mine = b.options.maxInflightMessages;
+  const mine = conn.maxInflight > 0 ? conn.maxInflight : b.options.maxInflightMessages;
   return mine > 0 && mine < conn.receiveMax ? mine : conn.receiveMax;
 }
 

@@ -51,6 +51,10 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const tls = b.tlsIdentity(conn);
   if (tls && cn !== undefined) username = cn;
   conn.username = username;
+  if (conn.internal) {
+    accept(conn, p, clientId, assigned);
+    return;
+  }
 
   const decide = (ok: boolean): void => {
     if (conn.closed) return;
@@ -132,6 +136,19 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
 
   // Takeover: the connection holding this client id goes first (its will is handled as a drop).
   const existing = b.sessions.get(clientId);
+  if (existing?.internal === true && !conn.internal) {
+    b.log('notice', 'client refused: the client id belongs to an internal session (a bridge)', {
+      clientId,
+      remote: conn.remote,
+    });
+    refuse(
+      conn,
+      ConnectReturnCode.IdentifierRejected,
+      ReasonCode.ClientIdentifierNotValid,
+      'client id in use by the broker',
+    );
+    return;
+  }
   if (existing !== undefined && existing.conn !== null && existing.conn !== conn) {
     const old = existing.conn;
     b.log('notice', 'client id taken over, closing the old connection', { clientId, remote: conn.remote });
@@ -157,6 +174,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
   session.expiryInterval = expiry;
   session.expiresAt = 0;
   session.username = conn.username;
+  session.internal = conn.internal;
   session.conn = conn;
   conn.session = session;
 

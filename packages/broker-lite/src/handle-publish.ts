@@ -73,10 +73,11 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     return;
   }
   const acl = b.accessControl;
-  const denied =
-    (acl !== undefined &&
-      !acl.allowed('write', { clientId: conn.clientId, username: conn.username }, topic)) ||
-    topic.startsWith('$SYS');
+  const denied = conn.internal
+    ? topic.startsWith('$SYS') && !topic.startsWith('$SYS/broker/connection/')
+    : (acl !== undefined &&
+        !acl.allowed('write', { clientId: conn.clientId, username: conn.username }, topic)) ||
+      topic.startsWith('$SYS');
   if (denied) {
     b.log('debug', 'publish denied', { clientId: conn.clientId, topic });
     // 3.1.1 has no way to say no: the message is acknowledged and dropped, as Mosquitto does.

@@ -25,6 +25,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     const acl = b.accessControl;
     if (
       acl !== undefined &&
+      !conn.internal &&
       !acl.allowed('subscribe', { clientId: conn.clientId, username: conn.username }, filter)
     ) {
       b.log('debug', 'subscribe denied', { clientId: conn.clientId, filter });
@@ -67,6 +68,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     b.retain.match(filter, (msg) => {
       if (
         acl !== undefined &&
+        !s.internal &&
         !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
       )
         return;

@@ -7,5 +7,6 @@ export {
 } from './bridge.ts';
 export { Broker, type BrokerStats } from './broker.ts';
 export * from './config-api.ts';
+export type { AcceptOptions, ListenerInfo } from './connection.ts';
 export * from './options.ts';
 export { BROKER_VERSION } from './sys.ts';

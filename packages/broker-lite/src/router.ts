@@ -81,7 +81,9 @@ export class Router {
   private readable(s: Session, msg: Message): boolean {
     const acl = this.b.accessControl;
     return (
-      acl === undefined || acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
+      acl === undefined ||
+      s.internal ||
+      acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
     );
   }
 
@@ -107,6 +109,7 @@ export class Router {
         const s = hits[i];
         if (
           acl !== undefined &&
+          !s.internal &&
           !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
         )
           continue;

@@ -47,6 +47,8 @@ export class Session {
   blocked: Connection[] | null = null;
   /** True once the session has a record in the persistence log. */
   stored = false;
+  /** Last connected by an internal peer (AcceptOptions.internal): outside the ACL, not taken over. */
+  internal = false;
   private nextPid = 1;
 
   // Per-message scratch for the router's per-client dedupe (no Map per message).

@@ -62,6 +62,11 @@ export interface ClosedEvent {
   reasonCode: number;
   reasonString: string | undefined;
   error: Error | undefined;
+  /**
+   * The session changed what the server refused (it dropped the bridge marker after return
+   * code 1): the next attempt may succeed and need not wait.
+   */
+  retryNow?: true;
 }
 
 export interface ErrorEvent {

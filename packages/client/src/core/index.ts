@@ -19,4 +19,4 @@ export {
   type OutboxMessage,
   type OutboxStats,
 } from './outbox.ts';
-export { ClientSession, type PublishTicket, type SessionState } from './session.ts';
+export { ClientSession, type PublishTicket, type SessionState, setBridgeBit } from './session.ts';

@@ -44,6 +44,13 @@ export interface SessionOptions {
   outbox?: Outbox;
   /** Re-send known subscriptions when the server lost the session. Default true. */
   resubscribe?: boolean;
+  /**
+   * 3.1 / 3.1.1: connect as a Mosquitto bridge (protocol level | 0x80, Mosquitto's try_private):
+   * a Mosquitto server then does not send our own publishes back and keeps retained flags as
+   * published. A server that refuses it with return code 1 gets the next CONNECT without it.
+   * Ignored for 5.0 (no-local and retain-as-published do that there). Default false.
+   */
+  bridgeMode?: boolean;
 }
 
 export interface ResolvedOptions {
@@ -64,6 +71,7 @@ export interface ResolvedOptions {
   connectTimeout: number;
   outbox: Outbox;
   resubscribe: boolean;
+  bridgeMode: boolean;
 }
 
 function intIn(name: string, v: number, lo: number, hi: number): number {
@@ -112,5 +120,6 @@ export function resolveOptions(o: SessionOptions): ResolvedOptions {
     connectTimeout: o.connectTimeout ?? 30_000,
     outbox: o.outbox ?? new MemoryOutbox(),
     resubscribe: o.resubscribe ?? true,
+    bridgeMode: o.bridgeMode ?? false,
   };
 }

@@ -59,6 +59,23 @@ const OUTBOX_READ_BATCH = 256;
  */
 const writer = new PacketWriter(512);
 
+/**
+ * Sets Mosquitto's bridge bit (0x80) on the protocol level of an encoded 3.1 / 3.1.1 CONNECT:
+ * the level follows the fixed header and the length-prefixed protocol name. Anything that is
+ * not such a CONNECT is left alone.
+ */
+export function setBridgeBit(bytes: Uint8Array): boolean {
+  if (bytes.length < 4 || bytes[0] !== 0x10) return false;
+  let i = 1;
+  while (i < 5 && i < bytes.length && (bytes[i] & 0x80) !== 0) i++;
+  i++;
+  if (i + 2 > bytes.length) return false;
+  const level = i + 2 + ((bytes[i] << 8) | bytes[i + 1]);
+  if (level >= bytes.length || (bytes[level] !== 3 && bytes[level] !== 4)) return false;
+  bytes[level] |= 0x80;
+  return true;
+}
+
 function protocolError(
   code: string,
   message: string,
@@ -109,10 +126,20 @@ export class ClientSession {
   /** The last outbox entry sent and its packet id: publish() reports it without a lookup. */
   private lastSentSeq = -1;
   private lastSentId = 0;
+  /** The next CONNECT carries Mosquitto's bridge bit (bridgeMode, until a server refuses it). */
+  private bridgeBit: boolean;
+  /** The CONNECT of the current connection carried it. */
+  private bridgeBitSent = false;
 
   constructor(options: SessionOptions = {}) {
     this.options = resolveOptions(options);
     this._clientId = this.options.clientId;
+    this.bridgeBit = this.options.bridgeMode && this.options.protocolVersion !== 5;
+  }
+
+  /** Whether the next CONNECT is marked as a Mosquitto bridge's (false once a server refused it). */
+  get bridgeMarker(): boolean {
+    return this.bridgeBit;
   }
 
   get state(): SessionState {
@@ -205,7 +232,15 @@ export class ClientSession {
       if (o.topicAliasMaximum > 0) p.topicAliasMaximum = o.topicAliasMaximum;
       connect.properties = p;
     }
-    this.write(connect);
+    this.bridgeBitSent = this.bridgeBit;
+    if (!this.bridgeBit) {
+      this.write(connect);
+      return;
+    }
+    // The shared writer's view is ours until the next encode: mark it before it is copied out.
+    const bytes = writer.encode(connect, o.protocolVersion);
+    setBridgeBit(bytes);
+    this.out.push(bytes);
   }
 
   /** Bytes from the transport. */
@@ -554,13 +589,20 @@ export class ClientSession {
     if (p.reasonCode !== 0) {
       const err = new ConnackError(o.protocolVersion, p.reasonCode, p.properties?.reasonString);
       this.emit({ type: 'error', error: err });
-      this.closed({
+      const closed: ClosedEvent = {
         type: 'closed',
         by: 'server',
         reasonCode: err.reasonCode,
         reasonString: err.reasonString,
         error: err,
-      });
+      };
+      // Not a Mosquitto (or one without bridge support): it refused the protocol level with
+      // the bit. Mosquitto's bridges retry without it; so does this session.
+      if (this.bridgeBitSent && p.reasonCode === 1) {
+        this.bridgeBit = false;
+        closed.retryNow = true;
+      }
+      this.closed(closed);
       return;
     }
     if (p.sessionPresent && o.clean)

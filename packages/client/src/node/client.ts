@@ -15,7 +15,14 @@ import { toBytes } from '../core/options.ts';
 import { OutboxFullError, type OutboxMessage } from '../core/outbox.ts';
 import { ClientSession } from '../core/session.ts';
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
-import { resolveTarget, type Target, type TransportOptions } from './target.ts';
+import {
+  checkServer,
+  defaultPort,
+  resolveTarget,
+  type ServerAddress,
+  type Target,
+  type TransportOptions,
+} from './target.ts';
 import { openTransport, type Transport, type TransportOwner } from './transport.ts';
 
 export interface ClientOptions extends SessionOptions, TransportOptions, BackoffOptions {
@@ -28,6 +35,17 @@ export interface ClientOptions extends SessionOptions, TransportOptions, Backoff
    * bounded by the outbox) or rejected with a NOT_CONNECTED error (false).
    */
   queueQoS0?: boolean;
+  /**
+   * Failover: the brokers to try, in order. An attempt that does not reach CONNACK moves on to
+   * the next (wrapping round); after a connection that was up, the next attempt goes to the same
+   * broker again. Overrides host and port (protocol, TLS and path apply to all).
+   */
+  servers?: ServerAddress[];
+  /**
+   * Called before every connection attempt (the first included) for the broker to try; wins
+   * over `servers`. For failover policies of one's own (a bridge's round_robin).
+   */
+  resolveServer?: () => ServerAddress;
 }
 
 export interface PublishOptions {
@@ -85,6 +103,7 @@ export interface EndOptions {
 const writeOutOf = (c: MqttClient): void => c.writeOut();
 const onTimerOf = (c: MqttClient): void => c.onTimer();
 const destroyTransportOf = (c: MqttClient): void => c.destroyTransport();
+const pumpOf = (c: MqttClient): void => c.pumpNow();
 
 const QOS0_WRITTEN: PublishPromise = Object.assign(
   Promise.resolve<PublishResult>({ packetId: undefined, reasonCode: 0, properties: undefined }),
@@ -112,6 +131,12 @@ type RequestWaiter =
 
 interface MqttClientEvents {
   connect: [ConnectedEvent];
+  /**
+   * The socket, TLS or WebSocket error that ended a connection or an attempt (refused, reset,
+   * certificate not trusted, handshake timeout). An attempt that failed before MQTT started has
+   * no `close` event: this is where its reason is. Never thrown when unheard.
+   */
+  transportError: [Error];
   message: [topic: string, payload: Uint8Array, packet: PublishPacket];
   close: [ClosedEvent | undefined];
   error: [Error];
@@ -127,6 +152,13 @@ interface MqttClientEvents {
 export class MqttClient extends EventEmitter<MqttClientEvents> implements TransportOwner {
   readonly session: ClientSession;
   private readonly target: Target;
+  /** Index into opts.servers of the current attempt; -1 before the first. */
+  private serverIndex = -1;
+  /** The current attempt reached CONNACK (failover stays on that server). */
+  private attemptConnected = false;
+  /** The session dropped something the server refused (the bridge marker): retry at once. */
+  private retryNow = false;
+  private pumpScheduled = false;
   private transport: Transport | null = null;
   private handshakeTimer: ReturnType<typeof setTimeout> | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -150,7 +182,11 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   /** @internal the handshake took too long */
   destroyTransport(): void {
     this.handshakeTimer = null;
-    this.transport?.destroy();
+    const err = new Error(
+      `no connection to ${this.target.host}:${this.target.port} within ${this.session.options.connectTimeout} ms`,
+    ) as Error & { code: string };
+    err.code = 'HANDSHAKE_TIMEOUT';
+    this.transport?.destroy(err);
   }
 
   /** @internal timer callback (shared, with the client as argument: no closure per client). */
@@ -178,6 +214,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
         w.reject(new OutboxFullError(`message ${seq} dropped by the outbox's drop-oldest bound`));
       };
     this.target = resolveTarget(opts, opts.fromUrl ?? {});
+    if (opts.servers !== undefined) {
+      if (opts.servers.length === 0) throw new RangeError('servers must list at least one broker');
+      for (const s of opts.servers) checkServer(s);
+    }
     this.openTransport();
   }
 
@@ -187,6 +227,11 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
 
   get outbox() {
     return this.session.outbox;
+  }
+
+  /** The broker of the current (or last) connection attempt. */
+  get server(): { host: string; port: number } {
+    return { host: this.target.host, port: this.target.port };
   }
 
   // ---- commands --------------------------------------------------------------------------
@@ -238,6 +283,53 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
       reject(err as Error);
     }
     return promise;
+  }
+
+  /**
+   * Puts a message into the outbox and resolves with its outbox sequence once the outbox holds
+   * it (a DurableQueue: on disk). Works in every state, also while no connection is up or coming
+   * (reconnect false, after end()): the outbox outlives connections. The message leaves when
+   * connected, and the server's acknowledgement acks it in the outbox; nothing else reports its
+   * outcome. For store-and-forward callers that answer their own sender once the message is
+   * stored (the broker's bridges); publish() is the call that reports delivery.
+   */
+  enqueue(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<number> {
+    try {
+      if (topic !== this.lastTopic) {
+        validateTopicName(topic);
+        this.lastTopic = topic;
+      }
+      const qos = options.qos ?? 0;
+      if (qos !== 0 && qos !== 1 && qos !== 2) throw new RangeError('qos must be 0, 1 or 2');
+      const message: OutboxMessage = {
+        topic,
+        payload: toBytes(payload),
+        qos,
+        retain: options.retain ?? false,
+      };
+      if (options.properties !== undefined) message.properties = options.properties;
+      return this.session.outbox.put(message).then((seq) => {
+        this.schedulePump();
+        return seq;
+      });
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  /** One outbox read per event-loop turn however many enqueue() calls resolved in it. */
+  private schedulePump(): void {
+    if (this.pumpScheduled || !this.connected) return;
+    this.pumpScheduled = true;
+    setImmediate(pumpOf, this);
+  }
+
+  /** @internal setImmediate callback of schedulePump. */
+  pumpNow(): void {
+    this.pumpScheduled = false;
+    if (!this.connected) return;
+    this.session.pump(Date.now());
+    this.flush();
   }
 
   /**
@@ -367,9 +459,33 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   }
 
   private openTransport(): void {
+    this.pickServer();
     // The session times the CONNACK; this times the TCP / TLS / WebSocket handshake before it.
     this.handshakeTimer = setTimeout(destroyTransportOf, this.session.options.connectTimeout, this);
     this.transport = openTransport(this.opts, this.target, this);
+  }
+
+  private pickServer(): void {
+    const o = this.opts;
+    let s: ServerAddress | undefined;
+    if (o.resolveServer !== undefined) {
+      try {
+        s = o.resolveServer();
+        checkServer(s);
+      } catch (err) {
+        // A broken hook must not crash a reconnect timer: this attempt goes where the last went.
+        s = undefined;
+        if (this.listenerCount('error') > 0) this.emit('error', err as Error);
+      }
+    } else if (o.servers !== undefined) {
+      if (this.serverIndex < 0 || !this.attemptConnected)
+        this.serverIndex = (this.serverIndex + 1) % o.servers.length;
+      s = o.servers[this.serverIndex];
+    }
+    this.attemptConnected = false;
+    if (s === undefined) return;
+    this.target.host = s.host;
+    this.target.port = s.port ?? defaultPort(this.target.protocol);
   }
 
   private handshakeDone(): void {
@@ -399,6 +515,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     this.transport = null;
     this.session.connectionLost(Date.now(), error);
     this.flush();
+    if (error !== undefined) this.emit('transportError', error);
     this.afterClose();
   }
 
@@ -412,7 +529,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
       this.finishEnd(this.fatal);
       return;
     }
-    const delay = backoffDelay(this.attempts++, this.opts);
+    const delay = this.retryNow ? 0 : backoffDelay(this.attempts++, this.opts);
+    this.retryNow = false;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (this.ending) return;
@@ -494,13 +612,15 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
       }
       case 'connected':
         this.attempts = 0;
+        this.attemptConnected = true;
         this.wasOnline = true;
         this.emit('connect', e);
         return;
       case 'closed': {
         // Write what the session had to say (a DISCONNECT) before closing.
         this.writeOut();
-        if (e.error instanceof ConnackError && !e.error.retryable) this.fatal = e.error;
+        if (e.retryNow === true) this.retryNow = true;
+        else if (e.error instanceof ConnackError && !e.error.retryable) this.fatal = e.error;
         if (
           e.by === 'error' &&
           e.error !== undefined &&

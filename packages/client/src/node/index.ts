@@ -15,7 +15,7 @@ export {
   type UnsubscribeResult,
 } from './client.ts';
 export * from './durable-queue/index.ts';
-export type { Target, TransportOptions, TransportProtocol } from './target.ts';
+export type { ServerAddress, Target, TransportOptions, TransportProtocol } from './target.ts';
 
 /**
  * Connect to a broker: `connect('mqtt://host:1883', options)` or `connect({ host, port, ... })`.

@@ -1,4 +1,12 @@
+import type { PeerCertificate } from 'node:tls';
+
 export type TransportProtocol = 'mqtt' | 'mqtts' | 'ws' | 'wss';
+
+/** One broker address of a failover list; the port defaults to the protocol's. */
+export interface ServerAddress {
+  host: string;
+  port?: number;
+}
 
 /** Where and how to connect; TLS fields apply to mqtts and wss. */
 export interface TransportOptions {
@@ -15,6 +23,12 @@ export interface TransportOptions {
   servername?: string;
   /** Default true. */
   rejectUnauthorized?: boolean;
+  /**
+   * TLS: replaces the host-name check (tls.checkServerIdentity) once the chain has been
+   * verified; return an Error to refuse. `() => undefined` accepts any name on a trusted chain
+   * (Mosquitto's bridge_insecure), unlike rejectUnauthorized false, which trusts any chain.
+   */
+  checkServerIdentity?: (hostname: string, cert: PeerCertificate) => Error | undefined;
   /** WebSocket: force the `ws` package even when a global WebSocket exists. */
   wsModule?: 'global' | 'ws';
 }
@@ -48,6 +62,17 @@ export function parseUrl(url: string): { target: Partial<Target>; username?: str
   if (u.username !== '') out.username = decodeURIComponent(u.username);
   if (u.password !== '') out.password = decodeURIComponent(u.password);
   return out;
+}
+
+export function defaultPort(protocol: TransportProtocol): number {
+  return DEFAULT_PORTS[protocol];
+}
+
+/** A failover address checked up front: a bad one would otherwise fail only when its turn came. */
+export function checkServer(s: ServerAddress): void {
+  if (typeof s?.host !== 'string' || s.host === '') throw new RangeError('a server needs a host');
+  if (s.port !== undefined && (!Number.isInteger(s.port) || s.port < 1 || s.port > 65535))
+    throw new RangeError(`server port ${s.port} outside 1..65535`);
 }
 
 export function resolveTarget(o: TransportOptions, fromUrl: Partial<Target>): Target {

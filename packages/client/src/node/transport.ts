@@ -14,7 +14,8 @@ export interface Transport {
   write(bytes: Uint8Array): void;
   /** Graceful close after pending writes (forced after a grace period). */
   end(): void;
-  destroy(): void;
+  /** Close now; `error` (if the transport has none yet) is the one transportClose reports. */
+  destroy(error?: Error): void;
 }
 
 const END_GRACE_MS = 2000;
@@ -28,6 +29,7 @@ function tlsOptions(o: TransportOptions, t: Target): tls.ConnectionOptions {
   if (o.key !== undefined) opts.key = o.key as tls.ConnectionOptions['key'];
   if (o.passphrase !== undefined) opts.passphrase = o.passphrase;
   if (o.rejectUnauthorized !== undefined) opts.rejectUnauthorized = o.rejectUnauthorized;
+  if (o.checkServerIdentity !== undefined) opts.checkServerIdentity = o.checkServerIdentity;
   const servername = o.servername ?? (net.isIP(t.host) === 0 ? t.host : undefined);
   if (servername !== undefined) opts.servername = servername;
   return opts;
@@ -82,7 +84,8 @@ class SocketTransport implements Transport {
     setTimeout(destroySocket, END_GRACE_MS, this.socket).unref();
   }
 
-  destroy(): void {
+  destroy(error?: Error): void {
+    if (error !== undefined) this.error ??= error;
     this.socket.destroy();
   }
 }
@@ -123,7 +126,11 @@ function webSocketTransport(o: TransportOptions, t: Target, owner: TransportOwne
   const host = net.isIPv6(t.host) ? `[${t.host}]` : t.host;
   const url = `${t.protocol}://${host}:${t.port}${t.path.startsWith('/') ? t.path : `/${t.path}`}`;
   const needsTls =
-    t.protocol === 'wss' && (o.ca !== undefined || o.cert !== undefined || o.rejectUnauthorized === false);
+    t.protocol === 'wss' &&
+    (o.ca !== undefined ||
+      o.cert !== undefined ||
+      o.rejectUnauthorized === false ||
+      o.checkServerIdentity !== undefined);
   const transport: Transport = {
     write: (b) => {
       if (ws !== null && ws.readyState === 1) ws.send(b);
@@ -132,14 +139,15 @@ function webSocketTransport(o: TransportOptions, t: Target, owner: TransportOwne
       if (ws === null) cancelled = true;
       else ws.close(1000);
     },
-    destroy: () => {
+    destroy: (err) => {
+      if (err !== undefined) error ??= err;
       if (ws === null) cancelled = true;
       else ws.close();
     },
   };
   webSocketCtor(o, needsTls).then(
     (Ctor) => {
-      if (cancelled) return finish(undefined);
+      if (cancelled) return finish(error);
       const tlsOpts = t.protocol === 'wss' ? tlsOptions(o, t) : {};
       ws = new Ctor(url, ['mqtt'], tlsOpts);
       ws.binaryType = 'arraybuffer';
