@@ -64,17 +64,9 @@ export class PacketParser {
     if (!(max >= 2)) throw new RangeError('maxPacketSize < 2');
     this.maxPacketSize = Math.min(max, MAX_PACKET_SIZE);
     this.head = new Uint8Array(5);
-    this.body = this.slab = null;
-    this.headLen =
-      this.bodyStart =
-      this.bodyLen =
-      this.limit =
-      this.total =
-      this.headerSize =
-      this.slabUsed =
-        0;
-    this.failure = null;
-    this.failed = false;
+    this.slab = null;
+    this.bodyStart = this.limit = this.headerSize = this.slabUsed = 0;
+    this.reset();
   }
 
   /** Bytes held for a packet not complete yet. */

@@ -24,65 +24,41 @@ const PLUS = 0x2b;
 const HASH = 0x23;
 const DOLLAR = 0x24;
 
-/** A set this long gets a value -> position map, so add and remove stay O(1). */
-const POSITIONS_AT = 32;
-
 /**
  * Two or more values of one filter. A filter with a single value (the common case: one client
  * per device topic) holds the value itself, without an array: less memory, fewer pointers to
  * chase on a match. Values are opaque, so a Many (a class nobody else can make) marks the set.
+ * `vals` is what a match iterates; `pos` (value -> index in vals) keeps add and remove O(1).
  */
 class Many<T> {
   // Fields are assigned in constructors, not declared as class fields, throughout: an ES2020
   // bundle lowers each class field to a defineProperty helper call (bigger and slower).
   declare readonly vals: T[];
-  /** value -> index in vals, while vals is at least POSITIONS_AT long. */
-  declare pos: Map<T, number> | null;
+  declare readonly pos: Map<T, number>;
   constructor(vals: T[]) {
-    this.vals = vals;
-    this.pos = null;
-  }
-
-  has(v: T): boolean {
-    return this.pos !== null ? this.pos.has(v) : this.vals.indexOf(v) >= 0;
+    this.vals = [];
+    this.pos = new Map();
+    for (const v of vals) this.add(v);
   }
 
   /** Adds `v` unless present; whether it was added. */
   add(v: T): boolean {
-    const vals = this.vals;
-    if (this.has(v)) return false;
-    vals.push(v);
-    if (this.pos !== null) this.pos.set(v, vals.length - 1);
-    else if (vals.length >= POSITIONS_AT) {
-      const pos = new Map<T, number>();
-      for (let i = 0; i < vals.length; i++) pos.set(vals[i], i);
-      this.pos = pos;
-    }
+    if (this.pos.has(v)) return false;
+    this.pos.set(v, this.vals.push(v) - 1);
     return true;
   }
 
   /** Removes `v` (the last value takes its place); whether it was there. */
   remove(v: T): boolean {
+    const i = this.pos.get(v);
+    if (i === undefined) return false;
+    this.pos.delete(v);
     const vals = this.vals;
-    const pos = this.pos;
-    let i: number;
-    if (pos !== null) {
-      const at = pos.get(v);
-      if (at === undefined) return false;
-      i = at;
-      pos.delete(v);
-    } else {
-      i = vals.indexOf(v);
-      if (i < 0) return false;
+    const last = vals.pop() as T;
+    if (i < vals.length) {
+      vals[i] = last;
+      this.pos.set(last, i);
     }
-    const last = vals.length - 1;
-    if (i !== last) {
-      const moved = vals[last];
-      vals[i] = moved;
-      if (pos !== null) pos.set(moved, i);
-    }
-    vals.pop();
-    if (pos !== null && vals.length < POSITIONS_AT) this.pos = null;
     return true;
   }
 }
