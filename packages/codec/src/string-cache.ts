@@ -30,11 +30,6 @@ export function readString(
   const n = end - start;
   let h = n;
   let wild = false;
-  if (n > WIDTH) {
-    for (let i = start; i < end; i++) if (buf[i] === 0x23 || buf[i] === 0x2b) wild = true;
-    sawWildcard = wild;
-    return wild && name ? undefined : utf8Read(buf, start, end);
-  }
   for (let i = start; i < end; i++) {
     const b = buf[i];
     h = Math.imul(h ^ b, 0x01000193);
@@ -42,7 +37,8 @@ export function readString(
   }
   sawWildcard = wild;
   if (wild && name) return undefined;
-  if (n === 0) return '';
+  // Past WIDTH bytes a string is not cached (the hash above was wasted, one multiply a byte).
+  if (n === 0 || n > WIDTH) return utf8Read(buf, start, end);
   const slot = (h ^ (h >>> 15)) & (SLOTS - 1);
   const at = slot * WIDTH;
   if (keys === null) keys = new Uint8Array(SLOTS * WIDTH);

@@ -98,8 +98,8 @@ export class TopicStore<V> {
 
   private walk(filter: string, visit: (topic: string, value: V) => void): void {
     const n = filter.length;
-    // Stack entries: a node and the filter index where its next level starts (n + 1: the
-    // filter is used up at this node).
+    // Stack entries: a node and the filter index where its next level starts; n + 1 once the
+    // filter is used up at this node, -1 under a `#` (the node and everything below it).
     const root = this.trie.root;
     const nodes: StoreNode<V>[] = [root];
     const at: number[] = [0];
@@ -113,26 +113,17 @@ export class TopicStore<V> {
       let e = filter.indexOf('/', s);
       if (e < 0) e = n;
       // An empty filter (from forEach, never a valid filter) takes every topic, `$` ones included.
-      const c = n === 0 ? HASH : e === s + 1 ? filter.charCodeAt(s) : 0;
+      const c = s < 0 || n === 0 ? HASH : e === s + 1 ? filter.charCodeAt(s) : 0;
       if (c === HASH || c === PLUS) {
-        // Wildcards in the first level skip topics that start with `$` [MQTT-4.7.2-1].
+        // `#` takes the parent level itself, then every level below.
+        if (c === HASH) emit(node, visit);
         const kids: StoreNode<V>[] = [];
         pushKids(node, kids);
-        if (node === root && n > 0)
-          for (let i = kids.length - 1; i >= 0; i--) if (isDollar(kids[i])) kids.splice(i, 1);
-        if (c === PLUS) {
-          for (const k of kids) {
-            nodes.push(k);
-            at.push(e + 1);
-          }
-          continue;
-        }
-        // The parent level itself, then every level below.
-        emit(node, visit);
-        while (kids.length > 0) {
-          const d = kids.pop() as StoreNode<V>;
-          emit(d, visit);
-          pushKids(d, kids);
+        for (const k of kids) {
+          // Wildcards in the first level skip topics that start with `$` [MQTT-4.7.2-1].
+          if (s === 0 && n > 0 && isDollar(k)) continue;
+          nodes.push(k);
+          at.push(c === HASH ? -1 : e + 1);
         }
         continue;
       }
@@ -143,6 +134,7 @@ export class TopicStore<V> {
       }
     }
   }
+
 
   private entry(topic: string): Entry<V> | undefined {
     const trie = this.trie;

@@ -82,7 +82,7 @@ function check(s: string, filter: boolean): TopicProblem | null {
     i = SHARED_PREFIX.length;
     group = s.indexOf('/', i);
     if (group < 0) group = n;
-    if (group === i) return problem('share-group-empty', i, 'shared subscription group is empty');
+    if (group === i) return problem('share-group-empty', i, '$share group is empty');
   }
   let bytes = i;
   let levelStart = group + 1;
@@ -90,7 +90,7 @@ function check(s: string, filter: boolean): TopicProblem | null {
     const c = s.charCodeAt(i);
     if (c < 0x80) {
       if (c === PLUS || c === HASH) {
-        if (i < group) return problem('share-group-wildcard', i, `shared subscription group holds '${s[i]}'`);
+        if (i < group) return problem('share-group-wildcard', i, `$share group holds '${s[i]}'`);
         if (!filter) return problem('wildcard-in-name', i, `topic name holds wildcard '${s[i]}'`);
         if (i !== levelStart || (c === PLUS ? i + 1 < n && s.charCodeAt(i + 1) !== SLASH : i !== n - 1)) {
           return c === PLUS
@@ -102,7 +102,7 @@ function check(s: string, filter: boolean): TopicProblem | null {
       bytes += 1;
     } else {
       const w = wideBytes(s, i, n, c);
-      if (w < 0) return problem('lone-surrogate', i, `${what} holds a lone surrogate (no UTF-8 form)`);
+      if (w < 0) return problem('lone-surrogate', i, `${what} holds a lone surrogate`);
       if (w === 4) i++;
       bytes += w;
     }
@@ -116,7 +116,7 @@ function check(s: string, filter: boolean): TopicProblem | null {
     }
   }
   if (group >= n - 1)
-    return problem('share-filter-missing', n, 'shared subscription has no filter: $share/{group}/{filter}');
+    return problem('share-filter-missing', n, '$share filter missing');
   return null;
 }
 
