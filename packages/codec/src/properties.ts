@@ -165,8 +165,7 @@ export function propertiesLength(props: Properties | undefined, mask: number): n
         for (const pair of v as unknown[]) {
           if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'string')
             encodeError(key);
-          len +=
-            5 + stringLength(pair[0], 'user property key') + stringLength(pair[1], 'user property value');
+          len += 5 + stringLength(pair[0], key) + stringLength(pair[1], key);
         }
       }
     }

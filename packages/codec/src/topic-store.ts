@@ -135,7 +135,6 @@ export class TopicStore<V> {
     }
   }
 
-
   private entry(topic: string): Entry<V> | undefined {
     const trie = this.trie;
     const node = trie.at(topic, 0, false);

@@ -115,8 +115,7 @@ function check(s: string, filter: boolean): TopicProblem | null {
       );
     }
   }
-  if (group >= n - 1)
-    return problem('share-filter-missing', n, '$share filter missing');
+  if (group >= n - 1) return problem('share-filter-missing', n, '$share filter missing');
   return null;
 }
 

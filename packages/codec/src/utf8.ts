@@ -63,35 +63,24 @@ export function utf8Encode(str: string): Uint8Array {
 /**
  * Decodes `buf[start, end)`. Returns the string, or null when the bytes are not well-formed
  * UTF-8 or contain U+0000 (callers turn null into a typed error with their offset).
- * ASCII is built with fromCharCode over small runs to avoid per-character string concatenation.
+ *
+ * The bytes become a Latin-1 string natively (fromCharCode over runs of at most 4096, a size
+ * every engine's argument limit takes), which is the answer for ASCII. Otherwise escape() turns
+ * each byte past ASCII into `%XX` and decodeURIComponent checks the UTF-8 as strictly as MQTT
+ * asks [MQTT-1.5.4-1] (no overlong forms, no surrogates, nothing above U+10FFFF: ECMA-262
+ * Decode) while it builds the string natively: far less code than a decoder of our own.
  */
 export function utf8Read(buf: Uint8Array, start: number, end: number): string | null {
-  // ASCII fast path: most topics, client ids and property keys are ASCII
-  let i = start;
-  while (i < end) {
+  let ascii = true;
+  for (let i = start; i < end; i++) {
     const c = buf[i];
-    if (c === 0 || c > 0x7f) break;
-    i++;
+    if (c === 0) return null;
+    if (c > 0x7f) ascii = false;
   }
-  if (i === end) {
-    if (end - start <= 4096)
-      return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
-  }
-  return utf8ReadFrom(buf, start, end);
-}
-
-/**
- * The non-ASCII path: bytes to a Latin-1 string (native), escape() turns each byte past ASCII
- * into `%XX`, and decodeURIComponent checks the UTF-8 as strictly as MQTT asks [MQTT-1.5.4-1]
- * (no overlong forms, no surrogates, nothing above U+10FFFF: ECMA-262 Decode) while it builds
- * the string natively: far less code than a decoder of our own. It lets U+0000 through, so
- * that is refused first.
- */
-function utf8ReadFrom(buf: Uint8Array, start: number, end: number): string | null {
   let s = '';
   for (let i = start; i < end; i += 4096)
     s += String.fromCharCode.apply(null, buf.subarray(i, Math.min(end, i + 4096)) as unknown as number[]);
-  if (s.indexOf('\0') >= 0) return null;
+  if (ascii) return s;
   try {
     return decodeURIComponent(escape(s));
   } catch {
