@@ -15,16 +15,11 @@ export class MqttError extends Error {
 
   /** An empty `message` reads the code as words ('TOPIC_NAME_INVALID': 'topic name invalid'). */
   constructor(code: string, message: string, reasonCode: number = ReasonCode.MalformedPacket, offset = -1) {
-    const text = message || codeText(code);
+    const text = message || code.toLowerCase().replace(/_/g, ' ');
     super(offset >= 0 ? `${text} (at byte ${offset})` : text);
     this.name = 'MqttError';
     this.code = code;
     this.reasonCode = reasonCode;
     this.offset = offset;
   }
-}
-
-/** A code read as words: no message table to ship in the bundle. */
-function codeText(code: string): string {
-  return code.toLowerCase().replace(/_/g, ' ');
 }

@@ -210,14 +210,12 @@ class Walk {
   declare ends: number[];
   declare hashes: number[];
   declare levels: number;
-  declare dollar: boolean;
   declare stackNodes: unknown[];
   declare stackLevels: number[];
   constructor() {
     this.ends = [];
     this.hashes = [];
     this.levels = 0;
-    this.dollar = false;
     this.stackNodes = [];
     this.stackLevels = [];
   }
@@ -242,7 +240,6 @@ class Walk {
       }
     }
     this.levels = l;
-    this.dollar = n > 0 && topic.charCodeAt(0) === DOLLAR;
   }
 }
 
@@ -254,7 +251,7 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
   const ends = walk.ends;
   const hashes = walk.hashes;
   const levels = walk.levels;
-  const dollar = walk.dollar;
+  const dollar = topic.charCodeAt(0) === DOLLAR;
   // Pending `+` branches; the literal branch is followed in place, without a push.
   const nodes = walk.stackNodes as Array<Node<T> | null>;
   const depths = walk.stackLevels;

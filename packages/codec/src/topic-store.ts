@@ -121,7 +121,7 @@ export class TopicStore<V> {
         pushKids(node, kids);
         for (const k of kids) {
           // Wildcards in the first level skip topics that start with `$` [MQTT-4.7.2-1].
-          if (s === 0 && n > 0 && isDollar(k)) continue;
+          if (s === 0 && n > 0 && k.key.charCodeAt(0) === DOLLAR) continue;
           nodes.push(k);
           at.push(c === HASH ? -1 : e + 1);
         }
@@ -145,10 +145,6 @@ export class TopicStore<V> {
   private assertNotWalking(): void {
     if (this.walking > 0) throw new Error('changed during match()');
   }
-}
-
-function isDollar<V>(node: StoreNode<V>): boolean {
-  return node.key.length > 0 && node.key.charCodeAt(0) === DOLLAR;
 }
 
 function emit<V>(node: StoreNode<V>, visit: (topic: string, value: V) => void): void {
