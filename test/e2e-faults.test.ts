@@ -134,7 +134,18 @@ describe.skipIf(!socat)('agent under faults', () => {
       const stoppedAt = Date.now();
       await Promise.all(devices.map((d) => d.stop()));
 
-      const v = () => verify(devices, rec, SENSORS, killTimes);
+      const reconnectedAfter = (k: number) =>
+        agent
+          .events('broker-connected')
+          .map((l) => Date.parse(l.time))
+          .find((t) => t > k) ?? Number.POSITIVE_INFINITY;
+      const v = () =>
+        verify(
+          devices,
+          rec,
+          SENSORS,
+          killTimes.map((k): [number, number] => [k, reconnectedAfter(k)]),
+        );
       await until(() => v().missing.length === 0, 30_000, 100);
       const verdict = v();
       const summary = {
