@@ -96,12 +96,25 @@ function props(mask: number): Properties | undefined {
   return readProperties(B, start, P, S, mask);
 }
 
-/** A topic filter, checked by the string rules when its bytes held a wildcard or a `$`. */
+/**
+ * A topic filter. Its bytes are checked where wildcards sit (UTF-8 continuation bytes never
+ * equal '/', '+' or '#'); the string rules run only on a bad placement (for the message) or a
+ * filter starting with `$` (for $share/).
+ */
 function filter(): string {
   const at = P;
   const f = str();
-  // Beyond being empty, only a filter with a wildcard or a `$` (a $share/ prefix) can break a rule.
-  const problem = f.length === 0 || sawWildcard || f.charCodeAt(0) === 0x24 ? topicFilterProblem(f) : null;
+  const start = at + 2;
+  let bad = P === start;
+  for (let i = start; sawWildcard && i < P; i++) {
+    const c = B[i];
+    if (
+      (c === 0x2b || c === 0x23) &&
+      ((i > start && B[i - 1] !== 0x2f) || (i + 1 < P && (c === 0x23 || B[i + 1] !== 0x2f)))
+    )
+      bad = true;
+  }
+  const problem = bad || f.charCodeAt(0) === 0x24 ? topicFilterProblem(f) : null;
   if (problem !== null) {
     P = at;
     fail('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);

@@ -16,10 +16,6 @@ export const MAX_REMAINING_LENGTH = 268_435_455;
 
 const TYPE_CODE: Record<string, number> = PacketTypeCode;
 
-// Protocol names with their length prefix.
-const MQTT = [0, 4, 0x4d, 0x51, 0x54, 0x54];
-const MQISDP = [0, 6, 0x4d, 0x51, 0x49, 0x73, 0x64, 0x70];
-
 // What measure() found, for write(): version, remaining length, property lengths.
 let V: ProtocolVersion = 4;
 let REM = 0;
@@ -232,8 +228,7 @@ function write(p: Packet, buf: Uint8Array, pos: number): void {
   P = writeVarint(buf, P, REM);
   switch (p.type) {
     case 'connect': {
-      const name = V === 3 ? MQISDP : MQTT;
-      for (let k = 0; k < name.length; k++) buf[P++] = name[k];
+      str(V === 3 ? 'MQIsdp' : 'MQTT');
       buf[P++] = V;
       const w = p.will;
       buf[P++] =
