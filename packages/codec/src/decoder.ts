@@ -99,7 +99,7 @@ function props(mask: number): Properties | undefined {
 /**
  * A topic filter. Its bytes are checked where wildcards sit (UTF-8 continuation bytes never
  * equal '/', '+' or '#'); the string rules run only on a bad placement (for the message) or a
- * filter starting with `$` (for $share/).
+ * shared subscription.
  */
 function filter(): string {
   const at = P;
@@ -114,7 +114,7 @@ function filter(): string {
     )
       bad = true;
   }
-  const problem = bad || f.charCodeAt(0) === 0x24 ? topicFilterProblem(f) : null;
+  const problem = bad || (f.charCodeAt(0) === 0x24 && f.startsWith('$share/')) ? topicFilterProblem(f) : null;
   if (problem !== null) {
     P = at;
     fail('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);
