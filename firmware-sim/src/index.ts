@@ -14,7 +14,6 @@ export { createSocatPair, hasSocat, type SocatPair } from './pty.ts';
 export { type Pending, PendingRing } from './ring.ts';
 export { Rng } from './rng.ts';
 export { DEFAULT_SENSORS, Sensor, type SensorSpec } from './sensors.ts';
-export { createSerialPort, EofAwareLinuxBinding, EofAwarePortBinding } from './serial-port.ts';
 export { FirmwareSim, type FirmwareSimOptions, type SimStats } from './sim.ts';
 export {
   InProcessTransport,

@@ -1,8 +1,8 @@
 /** Where the firmware's bytes go: an in-process link, a socat pty pair it owns, or an existing tty. */
+import { openSerialPort } from '@mqtt-edge/serial-protocol/node';
 import type { SerialPortStream } from '@serialport/stream';
 import type { LinkPair } from './link.ts';
 import { createSocatPair, type SocatPair } from './pty.ts';
-import { createSerialPort } from './serial-port.ts';
 
 export interface TransportEvents {
   onData?: (bytes: Uint8Array) => void;
@@ -69,12 +69,6 @@ export class InProcessTransport implements Transport {
   }
 }
 
-async function openPort(path: string): Promise<SerialPortStream> {
-  const port = createSerialPort(path);
-  await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
-  return port;
-}
-
 function closePort(port: SerialPortStream | undefined): Promise<void> {
   if (port === undefined || !port.isOpen) return Promise.resolve();
   return new Promise((resolve) => port.close(() => resolve()));
@@ -129,7 +123,7 @@ export class PtyTransport implements Transport {
     const pair = await createSocatPair(this.devicePath, this.agentPath);
     this.pair = pair;
     try {
-      this.port = await openPort(pair.devicePath);
+      this.port = await openSerialPort(pair.devicePath);
     } catch (e) {
       await pair.close();
       throw e;
@@ -219,7 +213,7 @@ export class PortTransport implements Transport {
   }
 
   private async reopen(): Promise<void> {
-    const port = await openPort(this.path);
+    const port = await openSerialPort(this.path);
     this.port = port;
     port.on('data', (b: Buffer) => this.events.onData?.(b));
     port.on('error', (e: Error) => this.events.onError?.(e));

@@ -3,9 +3,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeFrame } from '@mqtt-edge/serial-protocol';
+import { createSerialPort } from '@mqtt-edge/serial-protocol/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  createSerialPort,
   createSocatPair,
   FirmwareSim,
   hasSocat,

@@ -4,10 +4,10 @@
  * read error) reopens it with backoff, for as long as the agent runs. Never throws upward.
  */
 import type { Duplex } from 'node:stream';
+import { EofAwareLinuxBinding as EofAwareBinding } from '@mqtt-edge/serial-protocol/node';
 import { SerialPortStream } from '@serialport/stream';
 import { SerialPort } from 'serialport';
 import type { SerialPortConfig, UsbMatch } from './config.ts';
-import { EofAwareBinding } from './eof-binding.ts';
 import type { Logger } from './log.ts';
 
 export type LinkState = 'opening' | 'open' | 'waiting' | 'stopped';
