@@ -15,7 +15,7 @@ import type {
   Will,
 } from './packets.ts';
 import { readProperties, WILL } from './properties.ts';
-import { isReasonCodeAllowed, ReasonCode } from './reason-codes.ts';
+import { isReasonCodeAllowed } from './reason-codes.ts';
 import { readString, sawWildcard } from './string-cache.ts';
 import { topicFilterProblem } from './topic.ts';
 
@@ -26,7 +26,7 @@ let P = 0;
 let E = 0;
 let S = 0;
 
-function fail(code: string, message: string, reason: number = ReasonCode.MalformedPacket): never {
+function fail(code: string, message: string, reason: number = 0x81): never {
   throw new MqttError(code, message, reason, P - S);
 }
 
@@ -63,7 +63,7 @@ function str(name?: boolean): string {
   if (s === null) fail('UTF8_INVALID', '');
   if (s === undefined) {
     while (B[P] !== 0x23 && B[P] !== 0x2b) P++;
-    fail('TOPIC_NAME_INVALID', '', ReasonCode.TopicNameInvalid);
+    fail('TOPIC_NAME_INVALID', '', 0x90);
   }
   P += n;
   return s;
@@ -117,7 +117,7 @@ function filter(): string {
   const problem = bad || (f.charCodeAt(0) === 0x24 && f.startsWith('$share/')) ? topicFilterProblem(f) : null;
   if (problem !== null) {
     P = at;
-    fail('TOPIC_FILTER_INVALID', problem, ReasonCode.TopicFilterInvalid);
+    fail('TOPIC_FILTER_INVALID', problem, 0x8f);
   }
   return f;
 }
@@ -157,7 +157,7 @@ export function checkFirstByte(first: number, version: ProtocolVersion | undefin
   } else if (type === 0 || (type === 15 && version !== undefined && version < 5))
     code = 'PACKET_TYPE_INVALID';
   else if (flags !== (type === 6 || type === 8 || type === 10 ? 2 : 0)) code = 'FLAGS_INVALID';
-  if (code) throw new MqttError(code, '', ReasonCode.MalformedPacket, 0);
+  if (code) throw new MqttError(code, '', 0x81, 0);
 }
 
 /**
@@ -189,7 +189,7 @@ export function decodeBody(
       if (v5) properties = props(1 << 3);
       if (topic.length === 0 && properties?.topicAlias === undefined) {
         P = topicAt;
-        fail('TOPIC_NAME_INVALID', '', v5 ? ReasonCode.ProtocolError : ReasonCode.TopicNameInvalid);
+        fail('TOPIC_NAME_INVALID', '', v5 ? 0x82 : 0x90);
       }
       const packet: PublishPacket = {
         type: 'publish',
@@ -258,7 +258,7 @@ export function decodeBody(
           const noLocal = (opts & 4) !== 0;
           if (noLocal && topicFilter.startsWith('$share/')) {
             P--;
-            fail('SUBSCRIPTION_OPTIONS_INVALID', '', ReasonCode.ProtocolError);
+            fail('SUBSCRIPTION_OPTIONS_INVALID', '', 0x82);
           }
           subscriptions.push({
             topicFilter,
@@ -269,7 +269,7 @@ export function decodeBody(
           });
         } else subscriptions.push({ topicFilter, qos: qos as QoS });
       }
-      if (subscriptions.length === 0) fail('SUBSCRIBE_EMPTY', '', ReasonCode.ProtocolError);
+      if (subscriptions.length === 0) fail('SUBSCRIBE_EMPTY', '', 0x82);
       return withProps({ type: 'subscribe', packetId: id, subscriptions }, properties);
     }
     case 9:
@@ -290,7 +290,7 @@ export function decodeBody(
           P++;
         }
       }
-      if (reasonCodes.length === 0) fail('ACK_EMPTY', '', ReasonCode.ProtocolError);
+      if (reasonCodes.length === 0) fail('ACK_EMPTY', '', 0x82);
       const t = type === 9 ? 'suback' : 'unsuback';
       return withProps({ type: t, packetId: id, reasonCodes }, properties);
     }
@@ -301,7 +301,7 @@ export function decodeBody(
       while (P < E) {
         topicFilters.push(filter());
       }
-      if (topicFilters.length === 0) fail('UNSUBSCRIBE_EMPTY', '', ReasonCode.ProtocolError);
+      if (topicFilters.length === 0) fail('UNSUBSCRIBE_EMPTY', '', 0x82);
       return withProps({ type: 'unsubscribe', packetId: id, topicFilters }, properties);
     }
     case 12:
@@ -329,12 +329,12 @@ function connect(): ConnectPacket {
   const name = P + 2 <= E && B[P] === 0 && B[P + 1] <= 6 ? str() : '';
   if (name !== 'MQTT' && name !== 'MQIsdp') {
     P = at;
-    fail('PROTOCOL_NAME_INVALID', '', ReasonCode.UnsupportedProtocolVersion);
+    fail('PROTOCOL_NAME_INVALID', '', 0x84);
   }
   const level = u8();
   if (name === 'MQTT' ? level !== 4 && level !== 5 : level !== 3) {
     P--;
-    fail('PROTOCOL_VERSION_UNSUPPORTED', '', ReasonCode.UnsupportedProtocolVersion);
+    fail('PROTOCOL_VERSION_UNSUPPORTED', '', 0x84);
   }
   const version = level as ProtocolVersion;
   const flags = u8();
@@ -366,7 +366,7 @@ function connect(): ConnectPacket {
     const topic = str(true);
     if (topic.length === 0) {
       P = at;
-      fail('TOPIC_NAME_INVALID', '', ReasonCode.TopicNameInvalid);
+      fail('TOPIC_NAME_INVALID', '', 0x90);
     }
     const will: Will = { topic, payload: bin(), qos: willQoS as QoS, retain: (flags & 0x20) !== 0 };
     if (willProps !== undefined) will.properties = willProps;

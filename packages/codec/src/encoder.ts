@@ -7,7 +7,7 @@
 import { MqttError } from './errors.ts';
 import { type Packet, PacketTypeCode, type Properties, type ProtocolVersion } from './packets.ts';
 import { propertiesLength, varintSize, WILL, writeProperties, writeVarint } from './properties.ts';
-import { isReasonCodeAllowed, ReasonCode } from './reason-codes.ts';
+import { isReasonCodeAllowed } from './reason-codes.ts';
 import { utf8Write } from './utf8.ts';
 import { nameBytes, stringLength, topicBytes } from './wire.ts';
 
@@ -28,7 +28,7 @@ const EMPTY = new Uint8Array(0);
 let B: Uint8Array = new Uint8Array(0);
 let P = 0;
 
-function bad(code: string, message: string, reason: number = ReasonCode.ProtocolError): never {
+function bad(code: string, message: string, reason: number = 0x82): never {
   throw new MqttError(code, message, reason);
 }
 

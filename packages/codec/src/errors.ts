@@ -1,10 +1,12 @@
-import { ReasonCode } from './reason-codes.ts';
-
 /**
  * Every violation the codec detects. `reasonCode` is the MQTT 5 reason code a peer should
  * send (0x81 malformed, 0x82 protocol error, 0x95 packet too large, ...); `offset` is the byte
  * offset in the packet (from its first fixed-header byte) where the problem was found, or -1
  * when it is not about received bytes (encoding). `code` is stable for programs to test.
+ *
+ * Inside the codec reason codes are written as numbers (0x81, 0x82, 0x84, 0x8f, 0x90, 0x95),
+ * not `ReasonCode.X`: a bundler inlines no property of an object, and each such read costs
+ * bundle bytes. The code string next to each says which it is.
  */
 export class MqttError extends Error {
   // Fields are declared and assigned in the constructor, not as class fields: an ES2020 bundle
@@ -14,7 +16,7 @@ export class MqttError extends Error {
   declare readonly offset: number;
 
   /** An empty `message` reads the code as words ('TOPIC_NAME_INVALID': 'topic name invalid'). */
-  constructor(code: string, message: string, reasonCode: number = ReasonCode.MalformedPacket, offset = -1) {
+  constructor(code: string, message: string, reasonCode: number = 0x81, offset = -1) {
     const text = message || code.toLowerCase().replace(/_/g, ' ');
     super(offset >= 0 ? `${text} (at byte ${offset})` : text);
     this.name = 'MqttError';

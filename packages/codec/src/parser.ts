@@ -6,7 +6,6 @@
 import { checkFirstByte, decodeBody } from './decoder.ts';
 import { MqttError } from './errors.ts';
 import type { Packet, ProtocolVersion } from './packets.ts';
-import { ReasonCode } from './reason-codes.ts';
 
 /** 1 byte of type, 4 of remaining length, 268,435,455 of body: the largest MQTT packet. */
 export const MAX_PACKET_SIZE = 268_435_460;
@@ -263,21 +262,11 @@ function header(
   return p;
 }
 function varintError(offset: number, tooLong: boolean): never {
-  throw new MqttError(
-    tooLong ? 'VARINT_INVALID' : 'VARINT_NOT_MINIMAL',
-    '',
-    ReasonCode.MalformedPacket,
-    offset,
-  );
+  throw new MqttError(tooLong ? 'VARINT_INVALID' : 'VARINT_NOT_MINIMAL', '', 0x81, offset);
 }
 
 function tooLarge(total: number, max: number): never {
-  throw new MqttError(
-    'PACKET_TOO_LARGE',
-    `packet too large: ${total} > ${max} bytes`,
-    ReasonCode.PacketTooLarge,
-    0,
-  );
+  throw new MqttError('PACKET_TOO_LARGE', `packet too large: ${total} > ${max} bytes`, 0x95, 0);
 }
 
 /**
@@ -289,11 +278,6 @@ export function decode(bytes: Uint8Array, version?: ProtocolVersion): Packet {
   const out: Packet[] = [];
   parser.push(bytes, (p) => out.push(p));
   if (out.length !== 1 || parser.bufferedBytes > 0)
-    throw new MqttError(
-      out.length > 0 ? 'TRAILING_BYTES' : 'TRUNCATED',
-      '',
-      ReasonCode.MalformedPacket,
-      bytes.length,
-    );
+    throw new MqttError(out.length > 0 ? 'TRAILING_BYTES' : 'TRUNCATED', '', 0x81, bytes.length);
   return out[0];
 }

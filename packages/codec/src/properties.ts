@@ -4,7 +4,6 @@
  */
 import { MqttError } from './errors.ts';
 import type { Properties } from './packets.ts';
-import { ReasonCode } from './reason-codes.ts';
 import { readString } from './string-cache.ts';
 import { topicNameProblem } from './topic.ts';
 import { utf8Write } from './utf8.ts';
@@ -87,7 +86,7 @@ function fail(code: string, name: string, reason: number, at: number, base: numb
 }
 
 function encodeError(name: string): never {
-  throw new MqttError('PROPERTY_INVALID', `property ${name}`, ReasonCode.ProtocolError);
+  throw new MqttError('PROPERTY_INVALID', `property ${name}`, 0x82);
 }
 
 function rangeCheck(name: string, v: unknown, min: number, max: number): number {

@@ -5,7 +5,6 @@
  */
 import { SHARED_PREFIX } from './topic.ts';
 
-const SLASH = 0x2f;
 const PLUS = 0x2b;
 const HASH = 0x23;
 const DOLLAR = 0x24;

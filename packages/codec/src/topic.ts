@@ -1,5 +1,4 @@
 import { MqttError } from './errors.ts';
-import { ReasonCode } from './reason-codes.ts';
 import { utf8ByteLength } from './utf8.ts';
 
 /** MQTT strings carry a 16-bit length [MQTT-1.5.4]; topics are MQTT strings [MQTT-4.7.3-3]. */
@@ -137,7 +136,7 @@ export function topicFilterProblem(filter: string): string | null {
  */
 export function validateTopicName(topic: string, offset = -1): void {
   const p = checkTopicName(topic);
-  if (p !== null) throw new TopicError('TOPIC_NAME_INVALID', p, ReasonCode.TopicNameInvalid, offset);
+  if (p !== null) throw new TopicError('TOPIC_NAME_INVALID', p, 0x90, offset);
 }
 
 /**
@@ -146,7 +145,7 @@ export function validateTopicName(topic: string, offset = -1): void {
  */
 export function validateTopicFilter(filter: string, offset = -1): void {
   const p = checkTopicFilter(filter);
-  if (p !== null) throw new TopicError('TOPIC_FILTER_INVALID', p, ReasonCode.TopicFilterInvalid, offset);
+  if (p !== null) throw new TopicError('TOPIC_FILTER_INVALID', p, 0x8f, offset);
 }
 
 export interface SharedFilter {

@@ -1,6 +1,5 @@
 /** Small wire-format helpers the encoder and the properties share. */
 import { MqttError } from './errors.ts';
-import { ReasonCode } from './reason-codes.ts';
 import { validateTopicFilter, validateTopicName } from './topic.ts';
 import { utf8ByteLength, utf8Encode } from './utf8.ts';
 
@@ -10,8 +9,8 @@ import { utf8ByteLength, utf8Encode } from './utf8.ts';
  */
 export function stringLength(s: string, what: string): number {
   const n = typeof s === 'string' && s.indexOf('\0') < 0 ? utf8ByteLength(s) : -1;
-  if (n < 0) throw new MqttError('STRING_INVALID', what, ReasonCode.MalformedPacket);
-  if (n > 0xffff) throw new MqttError('STRING_TOO_LONG', what, ReasonCode.MalformedPacket);
+  if (n < 0) throw new MqttError('STRING_INVALID', what, 0x81);
+  if (n > 0xffff) throw new MqttError('STRING_TOO_LONG', what, 0x81);
   return n;
 }
 
