@@ -218,7 +218,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
       if (opts.servers.length === 0) throw new RangeError('servers must list at least one broker');
       for (const s of opts.servers) checkServer(s);
     }
-    this.openTransport();
+    this.openTransport(true);
   }
 
   get connected(): boolean {
@@ -458,14 +458,14 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     if (this.ending) throw new ClientError('CLIENT_ENDED', 'client ended');
   }
 
-  private openTransport(): void {
-    this.pickServer();
+  private openTransport(first = false): void {
+    this.pickServer(first);
     // The session times the CONNACK; this times the TCP / TLS / WebSocket handshake before it.
     this.handshakeTimer = setTimeout(destroyTransportOf, this.session.options.connectTimeout, this);
     this.transport = openTransport(this.opts, this.target, this);
   }
 
-  private pickServer(): void {
+  private pickServer(first: boolean): void {
     const o = this.opts;
     let s: ServerAddress | undefined;
     if (o.resolveServer !== undefined) {
@@ -473,7 +473,9 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
         s = o.resolveServer();
         checkServer(s);
       } catch (err) {
-        // A broken hook must not crash a reconnect timer: this attempt goes where the last went.
+        // From the constructor it throws to the caller; later, a broken hook must not crash a
+        // reconnect timer: the attempt goes where the last one went.
+        if (first) throw err;
         s = undefined;
         if (this.listenerCount('error') > 0) this.emit('error', err as Error);
       }
