@@ -392,7 +392,7 @@ describe.skipIf(!HAS_OPENSSL)('checkServerIdentity', () => {
         ...base,
         ca: server.cert,
         checkServerIdentity: (_host, cert) => {
-          names.push(cert.subject.CN);
+          names.push(String(cert.subject.CN));
           return undefined;
         },
       }),
