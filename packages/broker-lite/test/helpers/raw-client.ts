@@ -3,6 +3,7 @@
  * socket that sends exactly the packets (or bytes) a test writes and queues what comes back.
  */
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import {
   type ConnackPacket,
   type ConnectPacket,
@@ -78,6 +79,11 @@ export class RawClient {
       });
     });
     socket.on('error', () => {});
+  }
+
+  /** Over any byte stream (one end of a duplexPair handed to Broker.accept). */
+  static over(stream: Duplex): RawClient {
+    return new RawClient(stream as net.Socket);
   }
 
   static open(port: number): Promise<RawClient> {
