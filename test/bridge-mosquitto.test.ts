@@ -399,3 +399,76 @@ describe.skipIf(!HAS || !HAS_OPENSSL)('bridge to mosquitto over TLS with a clien
     expect(String(fail.fields?.reason)).toMatch(/certificate|self.signed/i);
   }, 20_000);
 });
+
+describe.skipIf(!HAS || !HAS_OPENSSL)('bridge_insecure against mosquitto', () => {
+  it('skips the host-name check only: a trusted chain with another name connects, an untrusted one does not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bl-bridge-insecure-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const selfSigned = (base: string, name: string): void => {
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          `/CN=${name}`,
+          '-addext',
+          `subjectAltName=DNS:${name}`,
+          '-keyout',
+          `${base}.key`,
+          '-out',
+          `${base}.pem`,
+        ],
+        { cwd: dir, stdio: 'pipe' },
+      );
+    };
+    // The server's certificate names another host than the 127.0.0.1 the bridge dials.
+    selfSigned('server', 'elsewhere.example');
+    selfSigned('other', 'other.example');
+    const tlsPort = await freePort();
+    const m = await startMosquitto({
+      config: [
+        `listener ${tlsPort} 127.0.0.1`,
+        `certfile ${dir}/server.pem`,
+        `keyfile ${dir}/server.key`,
+      ].join('\n'),
+    });
+    cleanup.push(() => m.stop());
+    const bridge = async (name: string, lines: string[]) => {
+      const b = await startBridged(
+        [
+          `connection ${name}`,
+          `address 127.0.0.1:${tlsPort}`,
+          'topic x/# out 1',
+          'restart_timeout 1',
+          ...lines,
+        ].join('\n'),
+      );
+      cleanup.push(() => b.close());
+      return b;
+    };
+    const strict = await bridge('strict', [`bridge_cafile ${dir}/server.pem`]);
+    const lax = await bridge('lax', [`bridge_cafile ${dir}/server.pem`, 'bridge_insecure true']);
+    const untrusted = await bridge('untrusted', [`bridge_cafile ${dir}/other.pem`, 'bridge_insecure true']);
+    await lax.waitLog((l) => l.message === 'bridge connected');
+    const nameFail = await strict.waitLog((l) => l.message === 'bridge connect failed');
+    expect(String(nameFail.fields?.reason)).toMatch(/altname|does not match|ERR_TLS_CERT_ALTNAME_INVALID/i);
+    const chainFail = await untrusted.waitLog((l) => l.message === 'bridge connect failed');
+    expect(String(chainFail.fields?.reason)).toMatch(/self.signed|unable to verify|certificate/i);
+    expect(untrusted.bridges.stats()[0].connects).toBe(0);
+    // What goes over the lax bridge arrives.
+    const local = await Recorder.open(lax.port, []);
+    cleanup.push(() => local.end());
+    const up = await Recorder.open(m.port, ['x/#']);
+    cleanup.push(() => up.end());
+    await local.client.publish('x/1', 'over-tls', { qos: 1 });
+    await up.until(() => up.on('x/1').length === 1, 'x/1 over the bridge_insecure bridge');
+  }, 30_000);
+});

@@ -1,6 +1,6 @@
 /**
- * Bridges between two broker-lites in this process: the bridge's internal login passes a
- * password file and an ACL that refuse everyone else, drop counters and policies, start_type
+ * Bridges between two broker-lites in this process: the bridge's internal connection is outside
+ * a password file and an ACL that refuse everyone else (and cannot be impersonated), drop counters and policies, start_type
  * once, restart_timeout backoff, and hostile upstreams (garbage, a refusal, a closed socket).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -56,6 +56,7 @@ describe('bridge on a broker with a password file and an ACL', () => {
       join(dir, 'b.conf'),
     );
     const denied: string[] = [];
+    const askedAbout: string[] = [];
     const broker = new Broker({
       listeners: [{ port: 0, host: '127.0.0.1', protocol: 'mqtt' }],
       sysInterval: 0,
@@ -63,11 +64,16 @@ describe('bridge on a broker with a password file and an ACL', () => {
       authFailureDelayMs: 0,
       // Only alice/secret gets in, and alice may only publish to data/#, read nothing.
       authenticator: {
-        authenticate: ({ username, password }) =>
-          username === 'alice' && password !== undefined && Buffer.from(password).toString() === 'secret',
+        authenticate: ({ clientId, username, password }) => {
+          askedAbout.push(clientId);
+          return (
+            username === 'alice' && password !== undefined && Buffer.from(password).toString() === 'secret'
+          );
+        },
       },
       accessControl: {
         allowed: (access, client, topic) => {
+          askedAbout.push(client.clientId);
           const ok = client.username === 'alice' && access === 'write' && topic.startsWith('data/');
           if (!ok) denied.push(`${client.username}:${access}:${topic}`);
           return ok;
@@ -99,7 +105,11 @@ describe('bridge on a broker with a password file and an ACL', () => {
     const before = broker.stats().publishReceived;
     await upRec.client.publish('data/in', 'from-up', { qos: 1 });
     await eventually(() => broker.stats().publishReceived > before, 'the incoming message published here');
-    expect(denied.filter((d) => d.startsWith('$bridge'))).toEqual([]);
+    // Neither check was ever asked about the bridge's local session.
+    const localId = cfg.bridges[0].localClientId;
+    expect(askedAbout.length).toBeGreaterThan(0);
+    expect(askedAbout.filter((id) => id === localId)).toEqual([]);
+    expect(denied.filter((d) => d.startsWith('undefined:'))).toEqual([]);
 
     // A client that claims the bridge's user name (or any made-up $bridge/ name) is refused.
     const user = `$bridge/up/${'0'.repeat(32)}`;
@@ -107,6 +117,22 @@ describe('bridge on a broker with a password file and an ACL', () => {
     const err = await new Promise<Error>((r) => intruder.once('error', r));
     expect(err.message).toMatch(/refused/);
     await intruder.end({ force: true });
+
+    // Valid credentials and the bridge's client id: refused, and the bridge stays up.
+    const thief = connect({
+      host: '127.0.0.1',
+      port,
+      clientId: localId,
+      username: 'alice',
+      password: 'secret',
+      reconnect: false,
+    });
+    const refused = await new Promise<Error>((r) => thief.once('error', r));
+    expect(refused.message).toMatch(/identifier rejected/);
+    await thief.end({ force: true });
+    await alice.publish('data/after', 'still-bridged', { qos: 1 });
+    await upRec.until(() => upRec.on('data/after').length === 1, 'data/after upstream');
+    expect(bridges.stats()[0].connects).toBe(1);
   }, 20_000);
 });
 
