@@ -139,6 +139,8 @@ export class Bridge {
     this.v5 = config.protocolVersion === 5;
     this.backoffMs = config.restartTimeout.baseSeconds * 1000;
     this.random = options.random ?? Math.random;
+    // Before any outside client can connect (startBridges runs right after listen()).
+    broker.reserveClientId(config.localClientId);
     this.local = new LocalLink(
       broker,
       {

@@ -57,6 +57,8 @@ export class Broker {
   authenticator: Authenticator | undefined;
   accessControl: AccessControl | undefined;
   readonly sessions = new Map<string, Session>();
+  /** Client ids reserved for internal peers (reserveClientId). */
+  private readonly internalIds = new Set<string>();
   readonly connections = new Set<Connection>();
   readonly router: Router;
   readonly retain = new RetainStore();
@@ -164,6 +166,21 @@ export class Broker {
     this.flushAll();
     this.wills.clear();
     if (this.persist !== null) await this.persist.close();
+  }
+
+  /**
+   * Reserves `clientId` for an internal peer (a bridge's local session) before it connects:
+   * outside clients cannot take it, and a session recovered from disk under it is treated as
+   * internal (the ACL does not filter what is queued for it) while the peer is still away.
+   */
+  reserveClientId(clientId: string): void {
+    this.internalIds.add(clientId);
+    const s = this.sessions.get(clientId);
+    if (s !== undefined) s.internal = true;
+  }
+
+  isReservedClientId(clientId: string): boolean {
+    return this.internalIds.has(clientId);
   }
 
   /** SIGHUP: new password and ACL checks apply to the next CONNECT, SUBSCRIBE and message. */

@@ -136,7 +136,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
 
   // Takeover: the connection holding this client id goes first (its will is handled as a drop).
   const existing = b.sessions.get(clientId);
-  if (existing?.internal === true && !conn.internal) {
+  if (!conn.internal && (existing?.internal === true || b.isReservedClientId(clientId))) {
     b.log('notice', 'client refused: the client id belongs to an internal session (a bridge)', {
       clientId,
       remote: conn.remote,

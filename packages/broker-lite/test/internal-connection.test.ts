@@ -4,6 +4,9 @@
  * there), have their own in-flight window, are not counted against max_connections, and keep
  * their client id from outside clients. Outside clients gain none of that.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { duplexPair } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ListenerInfo } from '../src/index.ts';
@@ -148,6 +151,42 @@ describe('internal connections', () => {
     expect(text(await control.expect('publish'))).toBe('1');
     expect(text(await control.expect('publish'))).toBe('2');
     expect(await control.silent(200)).toBe(true);
+  });
+
+  it('a reserved client id: its recovered session is internal before the peer is back, and cannot be taken', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bl-internal-'));
+    closers.push(() => rmSync(dir, { recursive: true, force: true }));
+    const persistent = {
+      protocolVersion: 5 as const,
+      clientId: 'bridge-p',
+      clean: false,
+      properties: { sessionExpiryInterval: 0xffff_ffff },
+    };
+    const first = await guarded({ persistenceDir: dir });
+    const c = internal(first);
+    await c.handshake(persistent);
+    expect(await c.subscribe('data/#', 1)).toEqual([1]);
+    c.close();
+    await first.close();
+
+    // Restarted: the peer is not back yet, a message for its session arrives meanwhile.
+    const second = await guarded({ persistenceDir: dir });
+    second.broker.reserveClientId('bridge-p');
+    const a = await alice(second);
+    a.publish('data/while-away', 'kept', 1, false, 1);
+    expect((await a.expect('puback')).reasonCode ?? 0).toBe(0);
+    const thief = await RawClient.connect(second.port, {
+      protocolVersion: 5,
+      clientId: 'bridge-p',
+      username: 'alice',
+      password: Buffer.from('secret'),
+    });
+    closers.push(() => thief.client.close());
+    expect(thief.connack.reasonCode).toBe(0x85);
+    const back = internal(second);
+    expect((await back.handshake(persistent)).sessionPresent).toBe(true);
+    const m = await back.expect('publish');
+    expect([m.topic, text(m)]).toEqual(['data/while-away', 'kept']);
   });
 
   it('are not counted against max_connections; a bad maxInflight is refused', async () => {
