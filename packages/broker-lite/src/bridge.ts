@@ -91,7 +91,7 @@ function describeError(err: Error | undefined): string {
   return code !== undefined && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
 }
 
-/** Sets the 0x80 bit of a CONNECT's protocol level: Mosquitto's "this is a bridge" marker. */
+/** Sets the 0x80 bit of a CONNECT's protocol level. @deprecated the client's setBridgeBit (bridgeMode sets it). */
 export function markBridgeConnect(bytes: Uint8Array): void {
   setBridgeBit(bytes);
 }
