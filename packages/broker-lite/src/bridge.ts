@@ -19,7 +19,6 @@ import {
   type FsyncPolicy,
   MqttClient,
   type ServerAddress,
-  setBridgeBit,
 } from '@mqtt-edge/client';
 import type { Properties, PublishPacket, QoS } from '@mqtt-edge/codec';
 import { LocalLink } from './bridge-local.ts';
@@ -28,7 +27,6 @@ import { filtersOf, routesOf, type TopicRoute, toLocal, toRemote } from './bridg
 import type { Broker } from './broker.ts';
 import { type BridgeConfig, defaultBridgeDir } from './config-bridge.ts';
 import { makeMessage } from './message.ts';
-import type { AccessControl, Authenticator } from './options.ts';
 
 export { defaultBridgeDir };
 
@@ -89,11 +87,6 @@ function describeError(err: Error | undefined): string {
   if (err === undefined) return 'connection closed';
   const code = (err as NodeJS.ErrnoException).code;
   return code !== undefined && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
-}
-
-/** Sets the 0x80 bit of a CONNECT's protocol level. @deprecated the client's setBridgeBit (bridgeMode sets it). */
-export function markBridgeConnect(bytes: Uint8Array): void {
-  setBridgeBit(bytes);
 }
 
 export class Bridge {
@@ -573,11 +566,6 @@ function forwardable(p: Properties | undefined): Properties | undefined {
 export interface Bridges {
   readonly list: Bridge[];
   stats(): BridgeStats[];
-  /**
-   * Installs `authenticator` / `accessControl` on the broker (SIGHUP reload). The same as
-   * broker.setSecurity: bridges connect internally, outside both; kept for callers of old.
-   */
-  setSecurity(authenticator: Authenticator | undefined, accessControl: AccessControl | undefined): void;
   close(): Promise<void>;
 }
 
@@ -592,8 +580,6 @@ export async function startBridges(
 ): Promise<Bridges> {
   const brokerId = randomBytes(6).toString('base64url');
   const list: Bridge[] = [];
-  const setSecurity = (a: Authenticator | undefined, acl: AccessControl | undefined): void =>
-    broker.setSecurity(a, acl);
   for (const c of configs) list.push(new Bridge(broker, c, options, brokerId));
   try {
     for (const b of list) await b.start();
@@ -614,7 +600,6 @@ export async function startBridges(
   return {
     list,
     stats: () => list.map((b) => b.stats()),
-    setSecurity,
     close: async () => {
       if (sysTimer !== null) clearInterval(sysTimer);
       await Promise.all(list.map((b) => b.close()));

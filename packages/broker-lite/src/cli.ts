@@ -313,8 +313,8 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       const next = args.config === undefined ? cfg : loadConfig(args.config, overrides);
       const changed = restartOnlyChanges(cfg, next);
       const sec = await loadSecurity({ ...next, allowAnonymous: cfg.allowAnonymous });
-      if (bridges !== undefined) bridges.setSecurity(sec.authenticator, sec.accessControl);
-      else broker.setSecurity(sec.authenticator, sec.accessControl);
+      // Bridges connect internally, outside password and ACL checks: only the broker needs them.
+      broker.setSecurity(sec.authenticator, sec.accessControl);
       security = sec;
       cfg = { ...cfg, passwordFile: next.passwordFile, aclFile: next.aclFile };
       logger.log('notice', 'reloaded password and ACL files', {

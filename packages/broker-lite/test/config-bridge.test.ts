@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setBridgeBit } from '@mqtt-edge/client';
 import { encode } from '@mqtt-edge/codec';
 import { describe, expect, it } from 'vitest';
-import { markBridgeConnect } from '../src/bridge.ts';
 import { routesOf, toLocal, toRemote } from '../src/bridge-topics.ts';
 import { ConfigError, parseConfig } from '../src/config.ts';
 import { buildBrokerOptions, describeConfig } from '../src/config-build.ts';
@@ -280,7 +280,7 @@ describe('try_private', () => {
     for (const v of [3, 4] as const) {
       const b = encode({ type: 'connect', protocolVersion: v, clientId: 'c', clean: true, keepalive: 60 }, v);
       const before = b.slice();
-      markBridgeConnect(b);
+      expect(setBridgeBit(b)).toBe(true);
       const i = v === 4 ? 8 : 10;
       expect(b[i]).toBe(before[i] | 0x80);
       expect(b.filter((x, k) => x !== before[k]).length).toBe(1);
@@ -294,9 +294,11 @@ describe('try_private', () => {
       dup: false,
     });
     const p2 = pub.slice();
-    markBridgeConnect(p2);
+    expect(setBridgeBit(p2)).toBe(false);
     expect(p2).toEqual(pub);
-    markBridgeConnect(new Uint8Array([0x10]));
-    markBridgeConnect(new Uint8Array([0x10, 0xff, 0xff, 0xff, 0xff, 0xff]));
+    expect(setBridgeBit(new Uint8Array([0x10]))).toBe(false);
+    const hostile = new Uint8Array([0x10, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    expect(setBridgeBit(hostile)).toBe(false);
+    expect(hostile).toEqual(new Uint8Array([0x10, 0xff, 0xff, 0xff, 0xff, 0xff]));
   });
 });
