@@ -93,6 +93,15 @@ export class Connection {
   early: Packet[] | null = null;
   /** Acks waiting for a group commit to reach the disk. */
   pendingAcks = 0;
+  /**
+   * Bytes held back until a group commit makes the packet ids (PUBLISH) or the PUBREC'd state
+   * (PUBREL) they carry durable: a crash must not leave the client holding an id the restarted
+   * broker does not know, or exactly-once breaks. `holdNext`: covered by the commit being
+   * gathered; `holdWriting`: the first `holdLen` bytes are covered by the commit on its way.
+   */
+  holdNext = false;
+  holdWriting = false;
+  holdLen = 0;
   closed = false;
   /** Reason of a DISCONNECT received: decides whether the will is sent. */
   gracefulDisconnect = false;
@@ -249,7 +258,9 @@ export class Connection {
   close(): void {
     if (this.closed) return;
     this.state = ConnState.Closing;
-    this.flush();
+    // Held bytes stay unsent: the session re-sends those messages (DUP) on the next connection.
+    if (this.holdNext || this.holdWriting) this.discardHeld();
+    else this.flush();
     this.socket.end();
     // A peer that never reads would hold the socket open: cut it after a grace period.
     const timer = setTimeout(() => this.socket.destroy(), 2000);
@@ -325,14 +336,45 @@ export class Connection {
     return this.socket.writableLength + this.outPos;
   }
 
-  /** Writes this turn's bytes in one socket write. */
+  /** Bytes queued by `send` and not yet handed to the socket. */
+  get outLength(): number {
+    return this.outPos;
+  }
+
+  /** Writes this turn's bytes in one socket write (later, when a group commit holds them). */
   flush(): void {
+    if (this.holdNext || this.holdWriting) return;
+    this.writeOut(this.outPos);
+  }
+
+  /** The group commit that covered the first `holdLen` bytes is on disk. */
+  commitDone(): void {
+    this.holdWriting = false;
+    // Ids sent after that commit started wait for the next one.
+    this.writeOut(this.holdNext ? this.holdLen : this.outPos);
+  }
+
+  private discardHeld(): void {
+    this.holdNext = this.holdWriting = false;
+    this.out = null;
+    this.outPos = this.holdLen = 0;
+  }
+
+  private writeOut(n: number): void {
     const out = this.out;
     if (out === null) return;
-    const n = this.outPos;
-    this.out = null;
-    this.outPos = 0;
-    this.outHint = n > 1 << 20 ? 1 << 20 : Math.max(n, 256);
+    const total = this.outPos;
+    if (n < total) {
+      const rest = Buffer.allocUnsafe(Math.max(total - n, 256));
+      out.copy(rest, 0, n, total);
+      this.out = rest;
+      this.outPos = total - n;
+    } else {
+      this.out = null;
+      this.outPos = 0;
+      this.outHint = n > 1 << 20 ? 1 << 20 : Math.max(n, 256);
+    }
+    this.holdLen = 0;
     if (n === 0 || this.closed || this.socket.destroyed || this.socket.writableEnded) return;
     this.broker.counters.bytesOut += n;
     // write() says true when the socket's own buffer is under its high-water mark: no 'drain'

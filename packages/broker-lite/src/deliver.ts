@@ -73,7 +73,10 @@ export function deliver(
     d.pid = pid;
     s.inflight.set(pid, d);
     if (conn.pausedBy > 0) conn.socket.resume(); // it must read the acks it now owes us
-    if (s.persistent && b.persist !== null) b.persist.queueAdd(s, d);
+    if (s.persistent && b.persist !== null) {
+      b.persist.queueAdd(s, d);
+      b.persist.queueSent(s, d, conn);
+    }
     return;
   }
   const max = b.options.maxQueuedMessages;
@@ -145,6 +148,7 @@ export function pump(b: Broker, s: Session): void {
     }
     d.pid = pid;
     s.inflight.set(pid, d);
+    if (s.persistent && b.persist !== null) b.persist.queueSent(s, d, conn);
   }
   if (s.blocked !== null) releasePublishers(b, s, false);
 }

@@ -41,7 +41,7 @@ export function handleAcks(
       }
       if (d.state === 0) {
         d.state = 1;
-        if (s.persistent && b.persist !== null) b.persist.queueReleased(s, d);
+        if (s.persistent && b.persist !== null) b.persist.queueReleased(s, d, conn);
       }
       conn.sendAck(PUBREL, pid, 0);
       return;

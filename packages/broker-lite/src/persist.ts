@@ -32,6 +32,8 @@ enum Rec {
   InDel = 10,
   RetainPut = 11,
   RetainDel = 12,
+  /** A queue entry went out under a packet id (waiting for PUBACK / PUBREC). */
+  QueueSent = 13,
 }
 
 /** Grows records into one buffer per turn. */
@@ -143,6 +145,7 @@ interface RecoveredEntry {
   retain: boolean;
   subIds: number[] | undefined;
   relPid: number;
+  sentPid: number;
 }
 interface RecoveredSession {
   expiry: number;
@@ -160,6 +163,8 @@ export class Persistence {
   private commitScheduled = false;
   private ackConns: Connection[] = [];
   private ackData: number[] = [];
+  /** Connections whose output waits for the commit being gathered. */
+  private held: Connection[] = [];
   private nextStoreId = 1;
   private nextSeq = 1;
   private logBytes = 0;
@@ -200,6 +205,7 @@ export class Persistence {
     if (this.timer !== null) clearInterval(this.timer);
     while (this.writing) await new Promise((r) => setTimeout(r, 5));
     this.snapshot();
+    this.releaseAllHeld();
     this.closed = true;
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
@@ -274,15 +280,43 @@ export class Persistence {
     this.schedule();
   }
 
-  queueReleased(s: Session, d: Delivery): void {
+  /** `d` was just written to `conn` under `d.pid`: the bytes wait for this record's commit. */
+  queueSent(s: Session, d: Delivery, conn: Connection): void {
     if (d.seq === undefined || !s.stored) return;
-    const w = this.w;
-    w.begin(Rec.QueueRel);
-    w.str(s.clientId);
-    w.f64(d.seq);
+    this.pidRecord2(Rec.QueueSent, s.clientId, d, this.w);
+    this.hold(conn);
+    this.schedule();
+  }
+
+  /** PUBREC arrived for `d`; the PUBREL about to be written to `conn` waits for this record. */
+  queueReleased(s: Session, d: Delivery, conn: Connection): void {
+    if (d.seq === undefined || !s.stored) return;
+    this.pidRecord2(Rec.QueueRel, s.clientId, d, this.w);
+    this.hold(conn);
+    this.schedule();
+  }
+
+  private pidRecord2(type: Rec, clientId: string, d: Delivery, w: RecordWriter): void {
+    w.begin(type);
+    w.str(clientId);
+    w.f64(d.seq as number);
     w.u16(d.pid);
     w.end();
-    this.schedule();
+  }
+
+  private hold(conn: Connection): void {
+    if (conn.holdNext || conn.closed) return;
+    conn.holdNext = true;
+    this.held.push(conn);
+  }
+
+  private releaseAllHeld(): void {
+    const held = this.held;
+    this.held = [];
+    for (const c of held) {
+      c.holdNext = false;
+      c.commitDone();
+    }
   }
 
   incomingAdd(s: Session, pid: number): void {
@@ -386,32 +420,46 @@ export class Persistence {
       this.compactWanted = false;
       this.w.take();
       this.snapshot();
+      this.releaseAllHeld();
       this.releaseAcks(conns, data);
       return;
     }
     if (this.w.pos === 0) {
+      this.releaseAllHeld();
       this.releaseAcks(conns, data);
       return;
     }
     const chunk = this.w.take();
+    const held = this.held;
+    this.held = [];
+    for (const c of held) {
+      c.holdNext = false;
+      c.holdWriting = true;
+      c.holdLen = c.outLength;
+    }
     this.writing = true;
     this.logBytes += chunk.length;
     fs.write(this.fd, chunk, 0, chunk.length, null, (err) => {
-      if (err) return this.failed(err, conns, data);
+      if (err) return this.failed(err, conns, data, held);
       fs.fdatasync(this.fd, (err2) => {
-        if (err2) return this.failed(err2, conns, data);
+        if (err2) return this.failed(err2, conns, data, held);
         this.writing = false;
         this.syncs++;
+        for (const c of held) if (!c.closed) c.commitDone();
         this.releaseAcks(conns, data);
         if (this.w.pos > 0 || this.ackConns.length > 0 || this.compactWanted) this.schedule();
       });
     });
   };
 
-  private failed(err: Error, conns: Connection[], data: number[]): void {
+  private failed(err: Error, conns: Connection[], data: number[], held: Connection[]): void {
     // The disk refused: nothing waiting may be acknowledged as safe. Close those publishers
-    // (they will resend), and keep trying with a fresh snapshot.
+    // (they will resend), and keep trying with a fresh snapshot. Held output waits for it.
     this.writing = false;
+    for (const c of held) {
+      c.holdWriting = false;
+      this.hold(c);
+    }
     this.b.log('error', 'persistence write failed', { error: err.message, file: this.file });
     for (const c of conns) {
       c.pendingAcks = 0;
@@ -484,13 +532,8 @@ export class Persistence {
         if (d.seq === undefined) msg.storeRefs++;
         d.seq = this.nextSeq++;
         this.writeQueueAdd(s.clientId, d, w);
-        if (d.state === 1) {
-          w.begin(Rec.QueueRel);
-          w.str(s.clientId);
-          w.f64(d.seq);
-          w.u16(d.pid);
-          w.end();
-        }
+        if (d.state === 1) this.pidRecord2(Rec.QueueRel, s.clientId, d, w);
+        else if (d.pid !== 0) this.pidRecord2(Rec.QueueSent, s.clientId, d, w);
       }
       if (s.incomingQos2 !== null)
         for (const pid of s.incomingQos2) {
@@ -593,6 +636,10 @@ export class Persistence {
           d.pid = e.relPid;
           d.state = 1;
           s.inflight.set(d.pid, d);
+        } else if (e.sentPid !== 0) {
+          // re-sent under the same id with DUP on reconnect (MQTT 3.1.1 / 5.0 section 4.4)
+          d.pid = e.sentPid;
+          s.inflight.set(d.pid, d);
         } else s.enqueue(d);
         queued++;
       }
@@ -661,7 +708,14 @@ export class Persistence {
         let subIds: number[] | undefined;
         for (let i = 0; i < n; i++) (subIds ??= []).push(r.u32());
         if (seq >= this.nextSeq) this.nextSeq = seq + 1;
-        s?.queue.set(seq, { storeId, qos: (flags & 3) as QoS, retain: (flags & 4) !== 0, subIds, relPid: 0 });
+        s?.queue.set(seq, {
+          storeId,
+          qos: (flags & 3) as QoS,
+          retain: (flags & 4) !== 0,
+          subIds,
+          relPid: 0,
+          sentPid: 0,
+        });
         return;
       }
       case Rec.QueueDel: {
@@ -675,6 +729,14 @@ export class Persistence {
         const pid = r.u16();
         const e = s?.queue.get(seq);
         if (e !== undefined) e.relPid = pid;
+        return;
+      }
+      case Rec.QueueSent: {
+        const s = sess(r.str());
+        const seq = r.f64();
+        const pid = r.u16();
+        const e = s?.queue.get(seq);
+        if (e !== undefined) e.sentPid = pid;
         return;
       }
       case Rec.InAdd: {
