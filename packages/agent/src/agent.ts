@@ -19,7 +19,6 @@ import type { PublishPacket } from '@mqtt-edge/codec';
 import { CommandRouter } from './commands.ts';
 import type { AgentConfig, SerialPortConfig } from './config.ts';
 import { type DeviceEvent, PortSession } from './device-session.ts';
-import { GatedOutbox } from './gated-outbox.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Mapper } from './mapper.ts';
 import { type PortOpener, SerialLink } from './serial-link.ts';
@@ -61,7 +60,7 @@ export class Agent {
   readonly client: MqttClient;
   readonly commands: CommandRouter;
   private readonly log: Logger;
-  private readonly outbox: GatedOutbox;
+  private readonly queue: DurableQueue;
   private connected = false;
   private connectedSince = Date.now();
   private lastBrokerError: string | undefined;
@@ -69,7 +68,6 @@ export class Agent {
   private healthTimer: NodeJS.Timeout | undefined;
   private refusedTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  private kickScheduled = false;
   private readonly byDevice = new Map<string, Port>();
 
   /** Opens the queue (recovery runs here), connects, opens the ports. */
@@ -93,18 +91,17 @@ export class Agent {
       ms: Math.round(performance.now() - t0),
       recovery: qs.recovery,
     });
-    return new Agent(options, log, new GatedOutbox(queue));
+    return new Agent(options, log, queue);
   }
 
   private constructor(
     private readonly options: AgentOptions,
     log: Logger,
-    outbox: GatedOutbox,
+    queue: DurableQueue,
   ) {
     const c = options.config;
     this.log = log;
-    this.outbox = outbox;
-    this.outbox.onStored = () => this.kick();
+    this.queue = queue;
     const mapper = new Mapper({
       prefix: c.topics.prefix,
       template: c.topics.reading,
@@ -135,7 +132,7 @@ export class Agent {
         mapper,
         textBootId,
         host: {
-          store: (m) => this.outbox.put(m),
+          store: (m) => this.store(m),
           write: (b) => port.link.write(b),
           onDevice: (e) => this.onDevice(port, e),
           onResult: (device, r) => this.commands.result(device, r),
@@ -170,7 +167,7 @@ export class Agent {
       agent: c.id,
       broker: c.mqtt.url,
       ports: c.serial.map((p) => p.name),
-      queued: outbox.stats().count,
+      queued: queue.stats().count,
     });
   }
 
@@ -183,7 +180,7 @@ export class Agent {
   }
 
   queueStats(): DurableQueueStats {
-    return this.outbox.fullStats();
+    return this.queue.stats();
   }
 
   private clientOptions(): ClientOptions {
@@ -198,7 +195,7 @@ export class Agent {
       clean: true,
       keepalive: m.keepalive,
       maxInflight: m.maxInflight,
-      outbox: this.outbox,
+      outbox: this.queue,
       reconnectPeriod: m.reconnectMinMs,
       reconnectMaxDelay: m.reconnectMaxMs,
       connectTimeout: 10_000,
@@ -223,14 +220,11 @@ export class Agent {
     client.on('connect', (e: ConnectedEvent) => {
       this.connected = true;
       this.connectedSince = Date.now();
-      if (this.options.config.mqtt.persistentSession && this.options.config.mqtt.version === 5) {
-        // The client has no option for "clean once, then resume"; its resolved options are read
-        // at every CONNECT, so flipping this one does it.
-        (client.session.options as { clean: boolean }).clean = false;
-      }
+      if (this.options.config.mqtt.persistentSession && this.options.config.mqtt.version === 5)
+        resumeSessionFromNowOn(client);
       this.counters.connects++;
       this.lastBrokerError = undefined;
-      const q = this.outbox.stats();
+      const q = this.queue.stats();
       this.log.log('info', 'broker-connected', {
         url: this.options.config.mqtt.url,
         sessionPresent: e.sessionPresent,
@@ -253,12 +247,24 @@ export class Agent {
         this.log.log('warn', 'broker-disconnected', {
           by: e?.by,
           reason: e?.reasonString ?? e?.error?.message,
-          queued: this.outbox.stats().count,
+          queued: this.queue.stats().count,
         });
       }
     });
     client.on('reconnect', () => {
       this.counters.reconnects++;
+    });
+    // The socket / TLS error behind a failed attempt or a lost link (ECONNREFUSED, a certificate
+    // the broker's CA does not sign, a handshake timeout): the only word of an attempt that
+    // failed before MQTT started, so it is what `status` shows while the link is down.
+    client.on('transportError', (err: Error & { code?: string }) => {
+      const reason =
+        err.code !== undefined && !err.message.includes(err.code)
+          ? `${err.code}: ${err.message}`
+          : err.message;
+      if (reason !== this.lastBrokerError)
+        this.log.log('warn', 'broker-unreachable', { url: this.options.config.mqtt.url, error: reason });
+      this.lastBrokerError = reason;
     });
     client.on('error', (err: Error) => {
       this.lastBrokerError = err.message;
@@ -286,16 +292,16 @@ export class Agent {
   }
 
   /**
-   * Stored messages reach the client by the outbox, not by publish(); the client is told to
-   * look once per batch of resolved puts.
+   * A reading into the durable queue through the client: resolves once it is on disk (the
+   * device is acknowledged then), and the client sends it when connected.
    */
-  private kick(): void {
-    if (this.kickScheduled) return;
-    this.kickScheduled = true;
-    queueMicrotask(() => {
-      this.kickScheduled = false;
-      pumpClient(this.client);
-    });
+  private store(m: OutboxMessage): Promise<number> {
+    const o: { qos: 0 | 1 | 2; retain: boolean; properties?: OutboxMessage['properties'] } = {
+      qos: m.qos,
+      retain: m.retain,
+    };
+    if (m.properties !== undefined) o.properties = m.properties;
+    return this.client.enqueue(m.topic, m.payload, o);
   }
 
   private publish(
@@ -344,7 +350,7 @@ export class Agent {
 
   /** Counters for the health topic and the status file. */
   snapshot(): AgentStatus {
-    const q = this.outbox.fullStats();
+    const q = this.queue.stats();
     const totals: Record<string, number> = { ...this.counters };
     for (const p of this.ports) {
       for (const [k, v] of Object.entries(p.session.counters)) totals[k] = (totals[k] ?? 0) + v;
@@ -434,14 +440,14 @@ export class Agent {
     if (this.connected) {
       this.publish(`${this.agentTopic}/status`, 'offline', { qos: 1, retain: true });
       // Bounded wait for the last acknowledgements; what is left stays queued for next time.
-      while (Date.now() < until && this.connected && this.outbox.stats().count > 0) {
+      while (Date.now() < until && this.connected && this.queue.stats().count > 0) {
         await new Promise((r) => setTimeout(r, 10));
       }
     }
     await this.client.end().catch(() => undefined);
     if (this.options.statusFile !== false) this.writeStatusFile();
-    await this.outbox.close();
-    this.log.log('info', 'agent-stop', { queued: this.outbox.stats().count });
+    await this.queue.close();
+    this.log.log('info', 'agent-stop', { queued: this.queue.stats().count });
   }
 }
 
@@ -452,17 +458,11 @@ function prefixed(p: string, o: object): Record<string, number> {
 }
 
 /**
- * Asks the client to send what its outbox holds. The client has no public call for an outbox
- * filled from outside publish() yet; until it has, its session is pumped and its private flush
- * run (both exist in MqttClient today). Falls back to pumping only: the next packet received
- * or timer then writes the output.
+ * Clean start on the first connection of this process, resume on later ones (see clientOptions).
+ * The client has no option for that ("clean start once per process"); its resolved options are
+ * read at every CONNECT, so this flips the one it keeps. Replace with that option once the
+ * client has it.
  */
-function pumpClient(client: MqttClient): void {
-  const c = client as unknown as { pump?: () => void; flush?: () => void };
-  if (typeof c.pump === 'function') {
-    c.pump();
-    return;
-  }
-  client.session.pump(Date.now());
-  if (typeof c.flush === 'function') c.flush();
+function resumeSessionFromNowOn(client: MqttClient): void {
+  (client.session.options as { clean: boolean }).clean = false;
 }

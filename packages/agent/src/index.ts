@@ -20,7 +20,6 @@ export {
 } from './config.ts';
 export { SeqWindow } from './dedupe.ts';
 export { type DeviceEvent, PortSession, type SessionCounters, type SessionHost } from './device-session.ts';
-export { GatedOutbox } from './gated-outbox.ts';
 export { createLogger, type Logger, type LogLevel, silentLogger } from './log.ts';
 export {
   Mapper,
