@@ -6,11 +6,12 @@
  * poorly.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { topicNameProblem } from '@mqtt-edge/codec';
 import { isName } from '@mqtt-edge/serial-protocol';
-import { isMap, isSeq, LineCounter, parseDocument } from 'yaml';
+import type { Document, LineCounter } from 'yaml';
 import { LOG_LEVELS, type LogLevel } from './log.ts';
 
 export type Framing = 'native' | 'json-lines' | 'key-value';
@@ -669,10 +670,79 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
   };
 }
 
+type Yaml = typeof import('yaml');
+let yamlModule: Yaml | undefined;
+/**
+ * yaml is loaded only for a YAML config (or to put line numbers on a JSON config's problems):
+ * it costs ~8 MB of RSS for the life of the process, on a gateway where memory is the budget.
+ */
+function yaml(): Yaml {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as Yaml;
+  return yamlModule;
+}
+
+/**
+ * A JSON config whose keys are all unique, parsed without yaml; undefined when the text is not
+ * JSON or repeats a key (the YAML path then reports it, with its line).
+ */
+function parseStrictJson(text: string): unknown {
+  if (!/^\s*\{/.test(text)) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return hasDuplicateKeys(text) ? undefined : raw;
+}
+
+/** Scans valid JSON for a key given twice in one object (JSON.parse silently keeps the last). */
+function hasDuplicateKeys(json: string): boolean {
+  const stack: Array<Set<string> | null> = [];
+  let expectKey = false;
+  for (let i = 0; i < json.length; i++) {
+    const ch = json[i];
+    if (ch === '{') {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (ch === '[') {
+      stack.push(null);
+      expectKey = false;
+    } else if (ch === '}' || ch === ']') {
+      stack.pop();
+      expectKey = false;
+    } else if (ch === ',') {
+      expectKey = stack[stack.length - 1] !== null;
+    } else if (ch === '"') {
+      let j = i + 1;
+      while (json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
+      if (expectKey) {
+        const key = JSON.parse(json.slice(i, j + 1)) as string;
+        const keys = stack[stack.length - 1];
+        if (keys?.has(key)) return true;
+        keys?.add(key);
+        expectKey = false;
+      }
+      i = j;
+    }
+  }
+  return false;
+}
+
 /** Parses YAML (JSON is YAML) text; problems carry line numbers. */
 export function parseConfigText(text: string, options: ParseOptions = {}): AgentConfig {
   const source = options.source ?? 'config';
   if (text.length > 1 << 20) throw new ConfigError([{ path: '', message: 'larger than 1 MiB' }], source);
+  const json = parseStrictJson(text);
+  if (json !== undefined) {
+    try {
+      return parseConfig(json, { ...options, source });
+    } catch (e) {
+      // Problems in a JSON config: the YAML path below finds them again, with line numbers.
+      if (!(e instanceof ConfigError)) throw e;
+    }
+  }
+  const { LineCounter, parseDocument } = yaml();
   const lc = new LineCounter();
   // uniqueKeys: a key given twice is a mistake, not "last one wins".
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
@@ -701,7 +771,8 @@ export function parseConfigText(text: string, options: ParseOptions = {}): Agent
   }
 }
 
-function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, keyPath: string): number | undefined {
+function lineOf(doc: Document.Parsed, lc: LineCounter, keyPath: string): number | undefined {
+  const { isMap, isSeq } = yaml();
   const parts: Array<string | number> = [];
   for (const m of keyPath.matchAll(/([^.[\]]+)|\[(\d+)\]/g))
     parts.push(m[2] !== undefined ? Number(m[2]) : m[1]);

@@ -4,9 +4,7 @@
  * read error) reopens it with backoff, for as long as the agent runs. Never throws upward.
  */
 import type { Duplex } from 'node:stream';
-import { EofAwareLinuxBinding as EofAwareBinding } from '@mqtt-edge/serial-protocol/node';
-import { SerialPortStream } from '@serialport/stream';
-import { SerialPort } from 'serialport';
+import { openSerialPort } from '@mqtt-edge/serial-protocol/node';
 import type { SerialPortConfig, UsbMatch } from './config.ts';
 import type { Logger } from './log.ts';
 
@@ -41,29 +39,79 @@ export interface SerialLinkOptions {
 /** Bytes allowed to wait in a port's write buffer; beyond it writes are dropped (ACKs repeat). */
 const MAX_WRITE_BACKLOG = 64 << 10;
 
-/** Finds the device path of a USB serial adapter. Needs udevadm; never lists ptys. */
-export async function findUsbPort(match: UsbMatch): Promise<string | undefined> {
-  const ports = await SerialPort.list();
-  const norm = (s: string | undefined) => s?.replace(/^0x/i, '').toLowerCase().padStart(4, '0');
-  const hit = ports.find(
+/** One entry of `SerialPort.list()` (bindings-cpp's `PortInfo`), the fields matched on. */
+export interface ListedPort {
+  path: string;
+  vendorId?: string | undefined;
+  productId?: string | undefined;
+  serialNumber?: string | undefined;
+  manufacturer?: string | undefined;
+  pnpId?: string | undefined;
+}
+
+/** Lists serial devices; the default asks the platform binding (udev on Linux). */
+export type PortLister = () => Promise<ListedPort[]>;
+
+/** Hex ids compare as 4 lower-case digits: udev says `0403`, other listers `0x403` or `0403`. */
+function normId(s: string | undefined): string | undefined {
+  return s?.replace(/^0x/i, '').toLowerCase().padStart(4, '0');
+}
+
+/** The listed ports a USB match selects (every given field must match; absent fields are free). */
+export function matchUsbPorts(ports: readonly ListedPort[], match: UsbMatch): ListedPort[] {
+  const vid = normId(match.vendorId);
+  const pid = normId(match.productId);
+  return ports.filter(
     (p) =>
-      (match.vendorId === undefined || norm(p.vendorId) === match.vendorId) &&
-      (match.productId === undefined || norm(p.productId) === match.productId) &&
+      (vid === undefined || normId(p.vendorId) === vid) &&
+      (pid === undefined || normId(p.productId) === pid) &&
       (match.serialNumber === undefined || p.serialNumber === match.serialNumber),
   );
-  return hit?.path;
+}
+
+/** The platform's port list, loaded on first use: a port given by path never needs it. */
+export const listSerialPorts: PortLister = async () => {
+  const { autoDetect } = await import('@serialport/bindings-cpp');
+  return autoDetect().list();
+};
+
+/**
+ * The device path of a configured port: its `path` as given (a `/dev/serial/by-id/...` link
+ * is opened as is and follows the adapter to whatever ttyUSBn it gets), else the one listed
+ * port its USB ids match. No match and several matches are errors that say what to change:
+ * two adapters with the same ids must be told apart by serial number or by-id path, never by
+ * enumeration order.
+ */
+export async function resolvePortPath(
+  c: SerialPortConfig,
+  list: PortLister = listSerialPorts,
+): Promise<string> {
+  if (c.path !== undefined) return c.path;
+  if (c.usb === undefined) throw new Error(`port ${c.name}: neither a path nor USB ids`);
+  const hits = matchUsbPorts(await list(), c.usb);
+  if (hits.length === 0) throw new Error(`no USB serial device matches ${JSON.stringify(c.usb)}`);
+  if (hits.length > 1) {
+    const paths = hits.map((h) => `${h.path}${h.serialNumber ? ` (serial ${h.serialNumber})` : ''}`).sort();
+    throw new Error(
+      `${hits.length} USB serial devices match ${JSON.stringify(c.usb)}: ${paths.join(', ')}; add usb.serialNumber or give a /dev/serial/by-id path`,
+    );
+  }
+  return hits[0].path;
+}
+
+/** Finds the device path of a USB serial adapter (undefined: none or several match). */
+export async function findUsbPort(
+  match: UsbMatch,
+  list: PortLister = listSerialPorts,
+): Promise<string | undefined> {
+  const hits = matchUsbPorts(await list(), match);
+  return hits.length === 1 ? hits[0].path : undefined;
 }
 
 export const serialportOpener: PortOpener = async (c) => {
-  const path = c.path ?? (c.usb ? await findUsbPort(c.usb) : undefined);
-  if (path === undefined) throw new Error(`no USB serial device matches ${JSON.stringify(c.usb)}`);
-  const options = { path, baudRate: c.baud, autoOpen: false, highWaterMark: 64 * 1024 };
-  const port =
-    process.platform === 'linux'
-      ? new SerialPortStream({ ...options, binding: EofAwareBinding })
-      : new SerialPort(options);
-  await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
-  return port;
+  const path = await resolvePortPath(c);
+  // The EOF-aware Linux binding (a vanished tty closes the stream instead of spinning).
+  return openSerialPort(path, { baudRate: c.baud, highWaterMark: 64 * 1024 });
 };
 
 export class SerialLink {
@@ -127,10 +175,10 @@ export class SerialLink {
           clearTimeout(t);
           resolve();
         });
-        if (s instanceof SerialPortStream) {
-          if (s.isOpen) s.close(() => undefined);
-          else s.destroy();
-        } else s.destroy();
+        // A serialport stream closes its descriptor by close(); other duplexes by destroy().
+        const port = s as Duplex & { isOpen?: boolean; close?: (cb: () => void) => void };
+        if (port.isOpen === true && typeof port.close === 'function') port.close(() => undefined);
+        else s.destroy();
       });
     }
   }

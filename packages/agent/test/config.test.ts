@@ -228,6 +228,29 @@ describe('config: errors name the key and what is wrong', () => {
     expect(performance.now() - t0).toBeLessThan(2000);
   });
 
+  it('JSON configs: parsed without yaml, yet duplicate keys and line numbers as for YAML', () => {
+    expect(parseConfigText(JSON.stringify(minimal, null, 2), { env: {} }).mqtt.url).toBe(
+      'mqtt://127.0.0.1:1883',
+    );
+    // Keys repeated in nested objects, arrays of objects, escaped quotes: still one of each.
+    const ok =
+      '{"serial":[{"path":"/dev/a\\"b"},{"path":"/dev/c","name":"c"}],"mqtt":{"url":"mqtt://h"},"topics":{"prefix":"p"}}';
+    expect(parseConfigText(ok, { env: {} }).serial[0].path).toBe('/dev/a"b');
+    const dup = '{"serial":[{"path":"/dev/a"}],"mqtt":{"url":"mqtt://a"},"mqtt":{"url":"mqtt://b"}}';
+    expect(() => parseConfigText(dup, { env: {} })).toThrow(/YAML/);
+    const nestedDup = '{"serial":[{"path":"/dev/a","path":"/dev/b"}],"mqtt":{"url":"mqtt://a"}}';
+    expect(() => parseConfigText(nestedDup, { env: {} })).toThrow(/YAML/);
+    const bad = '{\n  "serial": [{ "path": "/dev/a", "baud": 12345 }],\n  "mqtt": { "url": "http://x" }\n}\n';
+    try {
+      parseConfigText(bad, { env: {} });
+      expect.unreachable();
+    } catch (e) {
+      const p = (e as ConfigError).problems;
+      expect(p.find((x) => x.path === 'serial[0].baud')?.line).toBe(2);
+      expect(p.find((x) => x.path === 'mqtt.url')?.line).toBe(3);
+    }
+  });
+
   it('reads JSON files and reports unreadable ones', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-cfg-'));
     const f = path.join(dir, 'agent.json');
