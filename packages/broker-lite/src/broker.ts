@@ -164,8 +164,9 @@ export class Broker {
     await Promise.all(waits);
     await listenersClosed;
     this.flushAll();
-    this.wills.clear();
+    // after the final snapshot, which keeps the wills still waiting out their delay
     if (this.persist !== null) await this.persist.close();
+    this.wills.clear();
   }
 
   /**

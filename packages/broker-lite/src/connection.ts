@@ -93,6 +93,8 @@ export class Connection {
   early: Packet[] | null = null;
   /** Acks waiting for a group commit to reach the disk. */
   pendingAcks = 0;
+  /** Of those, PUBACKs: QoS 1 messages the client still counts against our receive maximum. */
+  pendingPubacks = 0;
   /**
    * Bytes held back until a group commit makes the packet ids (PUBLISH) or the PUBREC'd state
    * (PUBREL) they carry durable: a crash must not leave the client holding an id the restarted

@@ -17,6 +17,11 @@ import { NEVER_EXPIRES } from './session.ts';
 /** Topic aliases a client may use towards us (Mosquitto's max_topic_alias default). */
 export const TOPIC_ALIAS_MAXIMUM = 10;
 
+/** The broker's Receive Maximum (MQTT 5): the option, else the protocol's 65,535. */
+export function receiveMaximum(opt: number | undefined): number {
+  return opt !== undefined && opt >= 1 && opt < 65_535 ? opt : 65_535;
+}
+
 export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const b = conn.broker;
   const v5 = p.protocolVersion === 5;
@@ -204,7 +209,11 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
 
   const ack: ConnackPacket = { type: 'connack', sessionPresent, reasonCode: 0 };
   if (v5) {
-    const ap: Properties = { topicAliasMaximum: TOPIC_ALIAS_MAXIMUM };
+    // Receive Maximum always said out loud, 65,535 included: a client need not know the default.
+    const ap: Properties = {
+      topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
+      receiveMaximum: receiveMaximum(b.options.receiveMaximum),
+    };
     if (assigned) ap.assignedClientIdentifier = clientId;
     if (serverKeepAlive !== undefined) ap.serverKeepAlive = serverKeepAlive;
     if (!b.options.retainAvailable) ap.retainAvailable = false;

@@ -5,7 +5,7 @@
  */
 import { type Properties, type PublishPacket, ReasonCode } from '@mqtt-edge/codec';
 import type { Connection } from './connection.ts';
-import { TOPIC_ALIAS_MAXIMUM } from './handle-connect.ts';
+import { receiveMaximum, TOPIC_ALIAS_MAXIMUM } from './handle-connect.ts';
 import { makeMessage } from './message.ts';
 
 const PUBACK = 0x40;
@@ -57,6 +57,18 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (seen === null) seen = session.incomingQos2 = new Set();
     if (seen.size >= 65_535) {
       conn.fail(ReasonCode.ReceiveMaximumExceeded, 'too many QoS 2 messages awaiting PUBREL');
+      return;
+    }
+  }
+  if (qos > 0 && conn.version === 5) {
+    // MQTT 5 section 4.9: QoS 1 counts until its PUBACK is sent (group commit may defer it),
+    // QoS 2 until the PUBCOMP (the id stays in incomingQos2 until PUBREL).
+    const unacked = conn.pendingPubacks + (session.incomingQos2?.size ?? 0);
+    if (unacked >= receiveMaximum(b.options.receiveMaximum)) {
+      conn.fail(
+        ReasonCode.ReceiveMaximumExceeded,
+        'more unacknowledged QoS 1/2 PUBLISH than Receive Maximum',
+      );
       return;
     }
   }

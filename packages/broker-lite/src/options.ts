@@ -90,6 +90,12 @@ export interface BrokerOptions {
    * or 0 = no limit beyond the protocol's). MQTT 5 clients are told it in CONNACK.
    */
   maxPacketSize?: number;
+  /**
+   * Receive Maximum advertised to MQTT 5 clients in CONNACK: QoS 1/2 PUBLISHes a client may
+   * have unacknowledged towards the broker (1..65535, default 65535). A client that sends more
+   * is disconnected with 0x93. Not tied to max_inflight_messages (see the README).
+   */
+  receiveMaximum?: number;
   /** Mosquitto `connection_messages`: log client connects and disconnects (default true). */
   connectionMessages?: boolean;
   /** Milliseconds before a refused login gets its CONNACK (default 1000; slows password guessing). */

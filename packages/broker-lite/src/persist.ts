@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { decode, type PublishPacket, type QoS } from '@mqtt-edge/codec';
+import { type ConnectPacket, decode, type PublishPacket, type QoS, type Will } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 import { crc32 } from './crc32.ts';
@@ -34,6 +34,9 @@ enum Rec {
   RetainDel = 12,
   /** A queue entry went out under a packet id (waiting for PUBACK / PUBREC). */
   QueueSent = 13,
+  /** A will waiting out its will delay: due time and a CONNECT carrying the will and user name. */
+  WillPut = 14,
+  WillDel = 15,
 }
 
 /** Grows records into one buffer per turn. */
@@ -336,6 +339,37 @@ export class Persistence {
     this.schedule();
   }
 
+  willPut(clientId: string, username: string | undefined, will: Will, dueAt: number): void {
+    this.writeWill(this.w, clientId, username, will, dueAt);
+    this.schedule();
+  }
+
+  willDel(clientId: string): void {
+    const w = this.w;
+    w.begin(Rec.WillDel);
+    w.str(clientId);
+    w.end();
+    this.schedule();
+  }
+
+  private writeWill(
+    w: RecordWriter,
+    clientId: string,
+    username: string | undefined,
+    will: Will,
+    dueAt: number,
+  ): void {
+    // The codec's CONNECT already carries a will with its properties and a user name.
+    const bytes = this.b.writer.encode(
+      { type: 'connect', protocolVersion: 5, clientId, clean: true, keepalive: 0, username, will },
+      5,
+    );
+    w.begin(Rec.WillPut);
+    w.f64(dueAt);
+    w.bytes(bytes);
+    w.end();
+  }
+
   retainDel(topic: string): void {
     const w = this.w;
     w.begin(Rec.RetainDel);
@@ -398,6 +432,7 @@ export class Persistence {
   /** Sends this ack once everything written so far is on disk (acks keep their order). */
   deferAck(conn: Connection, first: number, pid: number, rc: number): void {
     conn.pendingAcks++;
+    if (first === 0x40) conn.pendingPubacks++;
     this.ackConns.push(conn);
     this.ackData.push((first << 24) | (rc << 16) | pid);
     this.schedule();
@@ -462,7 +497,7 @@ export class Persistence {
     }
     this.b.log('error', 'persistence write failed', { error: err.message, file: this.file });
     for (const c of conns) {
-      c.pendingAcks = 0;
+      c.pendingAcks = c.pendingPubacks = 0;
       c.fail(0x80, 'storage failure');
     }
     data.length = 0;
@@ -475,6 +510,7 @@ export class Persistence {
       const c = conns[i];
       const v = data[i];
       c.pendingAcks--;
+      if (v >>> 24 === 0x40) c.pendingPubacks--;
       if (!c.closed) c.sendAck(v >>> 24, v & 0xffff, (v >> 16) & 0xff);
     }
   }
@@ -543,6 +579,9 @@ export class Persistence {
           w.end();
         }
     }
+    b.wills.forEach((clientId, username, will, dueAt) => {
+      this.writeWill(w, clientId, username, will, dueAt);
+    });
     const body = w.take();
     const tmp = `${this.file}.tmp`;
     const fd = fs.openSync(tmp, 'w');
@@ -577,6 +616,7 @@ export class Persistence {
     const sessions = new Map<string, RecoveredSession>();
     const msgs = new Map<number, Message>();
     const retained = new Map<string, Message>();
+    const wills = new Map<string, { username: string | undefined; will: Will; dueAt: number }>();
     let pos = MAGIC.length;
     let records = 0;
     while (pos < buf.length) {
@@ -586,7 +626,7 @@ export class Persistence {
       if (len < 1 || pos + 8 + len > buf.length) break;
       if (crc32(buf, pos + 8, pos + 8 + len) !== crc) break;
       try {
-        this.apply(new RecordReader(buf, pos + 8), sessions, msgs, retained);
+        this.apply(new RecordReader(buf, pos + 8), sessions, msgs, retained, wills);
       } catch (err) {
         b.log('error', 'persistence record unreadable; stopping replay there', {
           offset: pos,
@@ -645,12 +685,14 @@ export class Persistence {
       }
       if (rs.incoming.size > 0) s.incomingQos2 = rs.incoming;
     }
+    for (const [clientId, o] of wills) b.wills.restore(clientId, o.username, o.will, o.dueAt);
     b.log('notice', 'persistence recovered', {
       file: this.file,
       records,
       sessions: sessions.size,
       queued,
       retained: retained.size,
+      wills: wills.size,
     });
   }
 
@@ -659,6 +701,7 @@ export class Persistence {
     sessions: Map<string, RecoveredSession>,
     msgs: Map<number, Message>,
     retained: Map<string, Message>,
+    wills: Map<string, { username: string | undefined; will: Will; dueAt: number }>,
   ): void {
     const type = r.u8() as Rec;
     const sess = (id: string): RecoveredSession | undefined => sessions.get(id);
@@ -757,6 +800,15 @@ export class Persistence {
       }
       case Rec.RetainDel:
         retained.delete(r.str());
+        return;
+      case Rec.WillPut: {
+        const dueAt = r.f64();
+        const c = decode(r.bytes().slice(), 5) as ConnectPacket;
+        if (c.will !== undefined) wills.set(c.clientId, { username: c.username, will: c.will, dueAt });
+        return;
+      }
+      case Rec.WillDel:
+        wills.delete(r.str());
         return;
       default:
         throw new Error(`unknown record type ${type}`);

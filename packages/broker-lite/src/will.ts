@@ -11,6 +11,8 @@ interface Pending {
   will: Will;
   username: string | undefined;
   timer: NodeJS.Timeout;
+  /** Wall-clock ms the will is due (kept in the persistence log across a crash). */
+  dueAt: number;
 }
 
 export class WillTimers {
@@ -29,9 +31,26 @@ export class WillTimers {
       publishWill(this.b, clientId, username, will);
       return;
     }
-    const timer = setTimeout(() => this.fire(clientId), Math.min(delaySeconds * 1000, 2 ** 31 - 1));
+    const dueAt = Date.now() + delaySeconds * 1000;
+    this.start(clientId, username, will, dueAt);
+    this.b.persist?.willPut(clientId, username, will, dueAt);
+  }
+
+  /** A will recovered from the log: due at `dueAt` (at once when that has passed). */
+  restore(clientId: string, username: string | undefined, will: Will, dueAt: number): void {
+    this.start(clientId, username, will, dueAt);
+  }
+
+  private start(clientId: string, username: string | undefined, will: Will, dueAt: number): void {
+    const ms = Math.max(0, Math.min(dueAt - Date.now(), 2 ** 31 - 1));
+    const timer = setTimeout(() => this.fire(clientId), ms);
     timer.unref();
-    this.pending.set(clientId, { will, username, timer });
+    this.pending.set(clientId, { will, username, timer, dueAt });
+  }
+
+  /** Pending wills, for the persistence snapshot. */
+  forEach(fn: (clientId: string, username: string | undefined, will: Will, dueAt: number) => void): void {
+    for (const [id, p] of this.pending) fn(id, p.username, p.will, p.dueAt);
   }
 
   /** The client is back in time: its will is not sent. */
@@ -40,6 +59,7 @@ export class WillTimers {
     if (p === undefined) return;
     clearTimeout(p.timer);
     this.pending.delete(clientId);
+    this.b.persist?.willDel(clientId);
   }
 
   /** The session ended (or the delay passed): send the pending will now. */
@@ -48,6 +68,7 @@ export class WillTimers {
     if (p === undefined) return;
     clearTimeout(p.timer);
     this.pending.delete(clientId);
+    this.b.persist?.willDel(clientId);
     publishWill(this.b, clientId, p.username, p.will);
   }
 

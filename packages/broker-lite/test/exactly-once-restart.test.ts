@@ -158,3 +158,52 @@ describe('exactly once across kill -9', () => {
     }
   }, 30_000);
 });
+
+describe('a will waiting out its will delay, across kill -9', () => {
+  it('is sent by the restarted broker when its delay ends', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'broker-lite-will-'));
+    dirs.push(dir);
+    let child: ChildProcess | null = null;
+    try {
+      const first = await spawnBroker(dir);
+      child = first.child;
+      const watcher = (await RawClient.connect(first.port, { clientId: 'will-watch', clean: false })).client;
+      await watcher.subscribe('wd/#', 1);
+      await watcher.disconnect();
+      const dying = (
+        await RawClient.connect(first.port, {
+          clientId: 'will-dying',
+          protocolVersion: 5,
+          properties: { sessionExpiryInterval: 60 },
+          will: {
+            topic: 'wd/gone',
+            payload: Buffer.from('bye'),
+            qos: 1,
+            retain: false,
+            properties: { willDelayInterval: 2 },
+          },
+        })
+      ).client;
+      dying.close(); // no DISCONNECT: the will is due in 2 s
+      await dying.closed;
+      // the will's record reaches the log within a group commit; watch the file for it
+      const file = path.join(dir, 'broker-lite.db');
+      const until = Date.now() + 3000;
+      while (!fs.readFileSync(file).includes('wd/gone') && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(fs.readFileSync(file).includes('wd/gone')).toBe(true);
+      child.kill('SIGKILL');
+      await new Promise((r) => child?.once('exit', r));
+
+      const second = await spawnBroker(dir);
+      child = second.child;
+      const back = await RawClient.connect(second.port, { clientId: 'will-watch', clean: false });
+      const p = await back.client.expect('publish', 5000);
+      expect(p.topic).toBe('wd/gone');
+      expect(text(p)).toBe('bye');
+      back.client.close();
+    } finally {
+      child?.kill('SIGKILL');
+    }
+  }, 30_000);
+});
