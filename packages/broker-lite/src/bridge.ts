@@ -18,6 +18,7 @@ import {
   DurableQueue,
   type FsyncPolicy,
   MqttClient,
+  type OutboxMessage,
   type ServerAddress,
 } from '@mqtt-edge/client';
 import type { Properties, PublishPacket, QoS } from '@mqtt-edge/codec';
@@ -30,7 +31,8 @@ import { makeMessage } from './message.ts';
 
 export { defaultBridgeDir };
 
-export type BridgeState = 'starting' | 'connecting' | 'connected' | 'waiting' | 'stopped';
+/** `idle`: start_type lazy, not connected and not trying until more than `threshold` are queued. */
+export type BridgeState = 'starting' | 'connecting' | 'connected' | 'waiting' | 'idle' | 'stopped';
 
 export interface BridgeStats {
   name: string;
@@ -103,6 +105,10 @@ export class Bridge {
   private wasConnected = false;
   private backoffMs: number;
   private timer: NodeJS.Timeout | null = null;
+  /** start_type lazy: the idle check while connected, the last message either way, an idle end. */
+  private idleTimer: NodeJS.Timeout | null = null;
+  private lastTraffic = 0;
+  private endingIdle = false;
   private lastDropLog = 0;
   private readonly counters = {
     connects: 0,
@@ -117,6 +123,7 @@ export class Bridge {
   private readonly random: () => number;
   /** One callback for every restart timer (no closure per attempt). */
   private readonly attemptNow = (): void => this.attempt();
+  private readonly idleCheck = (): void => this.checkIdle();
   /** The client asks before each attempt: the address failover has chosen. */
   private readonly currentServer = (): ServerAddress => this.config.addresses[this.addr];
 
@@ -169,7 +176,8 @@ export class Bridge {
     });
     this.notifyLocal(false);
     this.local.start();
-    this.attempt();
+    if (c.startType === 'lazy' && backlog <= c.threshold) this.state = 'idle';
+    else this.attempt();
   }
 
   stats(): BridgeStats {
@@ -200,6 +208,8 @@ export class Bridge {
     this.state = 'stopped';
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
     const client = this.client;
     if (client !== null) {
       if (client.connected && this.config.notifications && !this.config.notificationsLocalOnly)
@@ -285,6 +295,10 @@ export class Bridge {
     this.wasConnected = true;
     this.counters.connects++;
     this.backoffMs = c.restartTimeout.baseSeconds * 1000;
+    if (c.startType === 'lazy') {
+      this.lastTraffic = Date.now();
+      this.idleTimer = setTimeout(this.idleCheck, c.idleTimeoutSeconds * 1000);
+    }
     this.broker.log('notice', 'bridge connected', {
       bridge: c.name,
       address: `${a.host}:${a.port}`,
@@ -327,7 +341,25 @@ export class Bridge {
     const err = this.lastError;
     const wasConnected = this.wasConnected;
     this.state = 'waiting';
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
     if (wasConnected && c.notifications) this.notifyLocal(false);
+    if (this.endingIdle) {
+      this.endingIdle = false;
+      this.state = 'idle';
+      this.addr = 0;
+      // An ended MqttClient does not reconnect (reconnect() is a no-op after end()): the next
+      // start makes a new one; until then the queue takes messages directly.
+      this.client = null;
+      this.broker.log('notice', 'bridge idle: disconnected (start_type lazy)', {
+        bridge: c.name,
+        address: `${a.host}:${a.port}`,
+        idleTimeout: c.idleTimeoutSeconds,
+      });
+      // Messages may have come in while the connection was ending.
+      this.maybeStartLazy();
+      return;
+    }
     if (!wasConnected && this.markerTried && this.client?.session.bridgeMarker === false) {
       // Not a Mosquitto: it refused the bridge bit (return code 1), and the client dropped it.
       // Mosquitto retries without it at once; so do we.
@@ -349,6 +381,20 @@ export class Bridge {
     if (!wasConnected || c.roundRobin) this.addr = (this.addr + 1) % c.addresses.length;
     else this.addr = 0;
     const next = c.addresses[this.addr];
+    if (c.startType === 'lazy' && (this.queue?.stats().count ?? 0) <= c.threshold) {
+      // Nothing worth a connection is waiting: idle until the threshold is passed again.
+      this.broker.log(
+        'notice',
+        wasConnected ? 'bridge disconnected (idle now)' : 'bridge connect failed (idle now)',
+        {
+          bridge: c.name,
+          address: `${a.host}:${a.port}`,
+          reason: describeError(err),
+        },
+      );
+      this.state = 'idle';
+      return;
+    }
     if (c.startType === 'once') {
       this.broker.log('warning', 'bridge down (start_type once: not restarting)', {
         bridge: c.name,
@@ -383,8 +429,46 @@ export class Bridge {
     return this.backoffMs;
   }
 
+  /** start_type lazy: idle_timeout seconds with no message either way and nothing queued. */
+  private checkIdle(): void {
+    this.idleTimer = null;
+    const client = this.client;
+    if (this.state !== 'connected' || client === null) return;
+    const idleMs = this.config.idleTimeoutSeconds * 1000;
+    const quietMs = Date.now() - this.lastTraffic;
+    if (quietMs < idleMs || (this.queue?.stats().count ?? 0) > 0) {
+      this.idleTimer = setTimeout(this.idleCheck, Math.max(100, idleMs - quietMs));
+      return;
+    }
+    this.endingIdle = true;
+    if (this.config.notifications && !this.config.notificationsLocalOnly)
+      client.publish(this.config.notificationTopic, '0', { qos: 0, retain: true }).catch(() => {});
+    client.end().catch(() => {});
+  }
+
+  /** start_type lazy: connect once more than `threshold` messages are queued. */
+  private maybeStartLazy(): void {
+    if (this.state !== 'idle') return;
+    if ((this.queue?.stats().count ?? 0) > this.config.threshold) this.attempt();
+  }
+
+  /** Puts a message into the queue; through the client once there is one (it sends it if up). */
+  private enqueue(
+    topic: string,
+    payload: Uint8Array,
+    qos: QoS,
+    retain: boolean,
+    properties: Properties | undefined,
+  ): Promise<number> {
+    if (this.client !== null) return this.client.enqueue(topic, payload, { qos, retain, properties });
+    const m: OutboxMessage = { topic, payload, qos, retain };
+    if (properties !== undefined) m.properties = properties;
+    return this.queue!.put(m);
+  }
+
   private onRemoteMessage(topic: string, payload: Uint8Array, packet: PublishPacket): void {
     this.counters.inReceived++;
+    this.lastTraffic = Date.now();
     const r = toLocal(this.inRoutes, topic);
     if (r === undefined) {
       this.counters.inDropped++;
@@ -417,6 +501,7 @@ export class Bridge {
   /** @internal LocalLinkOwner */
   localMessage(p: PublishPacket, gen: number): void {
     const c = this.config;
+    this.lastTraffic = Date.now();
     const pid = p.packetId ?? 0;
     const r = toRemote(this.outRoutes, p.topic);
     if (r === undefined) {
@@ -455,9 +540,10 @@ export class Bridge {
     }
     // Into the queue whatever the remote's state; acknowledged here once stored, sent when
     // connected. The payload may view the broker's output chunk; the queue keeps the message.
-    this.client!.enqueue(r.topic, p.payload.slice(), { qos, retain, properties }).then(
+    this.enqueue(r.topic, p.payload.slice(), qos, retain, properties).then(
       () => {
         this.local.ackIn(gen, pid, p.qos);
+        if (c.startType === 'lazy') this.maybeStartLazy();
       },
       (err: Error) => {
         // A full reject-new queue or a failed disk: counted and logged; the local session is

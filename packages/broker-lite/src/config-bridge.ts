@@ -47,7 +47,11 @@ export interface BridgeConfig {
   keepalive: number;
   /** Seconds. capSeconds undefined: a constant delay (one value); else backoff with jitter. */
   restartTimeout: { baseSeconds: number; capSeconds?: number };
-  startType: 'automatic' | 'once';
+  startType: 'automatic' | 'once' | 'lazy';
+  /** start_type lazy: connect once more than this many messages are queued (Mosquitto: 10). */
+  threshold: number;
+  /** start_type lazy: seconds without traffic and with an empty queue before disconnecting. */
+  idleTimeoutSeconds: number;
   notifications: boolean;
   notificationsLocalOnly: boolean;
   /** Default `$SYS/broker/connection/NAME/state`. */
@@ -225,8 +229,6 @@ const REFUSED_BRIDGE: Record<string, string> = {
   bridge_require_ocsp: 'OCSP is not supported',
   bridge_bind_address: 'not supported (the system picks the source address)',
   bridge_alpn: 'not supported',
-  idle_timeout: 'only start_type automatic and once are supported (lazy bridges are not)',
-  threshold: 'only start_type automatic and once are supported (lazy bridges are not)',
 };
 
 const HANDLERS: Record<string, Handler> = {
@@ -294,11 +296,15 @@ const HANDLERS: Record<string, Handler> = {
     b.restartTimeout = { baseSeconds: base, capSeconds: cap };
   },
   start_type(b, ctx, args) {
-    const v = one(ctx, args, 'automatic or once');
-    if (v === 'automatic' || v === 'once') b.startType = v;
-    else if (v === 'lazy')
-      fail(ctx, 'lazy bridges are not supported (use automatic: the outgoing queue is kept on disk anyway)');
-    else fail(ctx, `invalid value '${v.slice(0, 40)}' (expected automatic or once)`);
+    const v = one(ctx, args, 'automatic, lazy or once');
+    if (v === 'automatic' || v === 'once' || v === 'lazy') b.startType = v;
+    else fail(ctx, `invalid value '${v.slice(0, 40)}' (expected automatic, lazy or once)`);
+  },
+  threshold(b, ctx, args) {
+    b.threshold = int(ctx, args, 1, 1_000_000_000);
+  },
+  idle_timeout(b, ctx, args) {
+    b.idleTimeoutSeconds = int(ctx, args, 1, 86_400);
   },
   notifications(b, ctx, args) {
     b.notifications = bool(ctx, args);
@@ -374,6 +380,8 @@ function newBridge(name: string, ctx: BridgeCtx): BridgeConfig {
     keepalive: 60,
     restartTimeout: { baseSeconds: 5, capSeconds: 30 },
     startType: 'automatic',
+    threshold: 10,
+    idleTimeoutSeconds: 60,
     notifications: true,
     notificationsLocalOnly: false,
     notificationTopic: `$SYS/broker/connection/${name}/state`,
@@ -462,7 +470,9 @@ export function describeBridge(b: BridgeConfig): string[] {
   out.push(`  tls ${b.cafile !== undefined}${b.certfile ? ' (client certificate)' : ''}`);
   const rt = b.restartTimeout;
   out.push(`  restart_timeout ${rt.baseSeconds}${rt.capSeconds !== undefined ? ` ${rt.capSeconds}` : ''}`);
-  out.push(`  start_type ${b.startType}`);
+  out.push(
+    `  start_type ${b.startType}${b.startType === 'lazy' ? ` (threshold ${b.threshold}, idle_timeout ${b.idleTimeoutSeconds})` : ''}`,
+  );
   out.push(`  notifications ${b.notifications} (${b.notificationTopic})`);
   out.push(`  try_private ${b.tryPrivate}`);
   out.push(

@@ -115,6 +115,8 @@ describe('bridge configuration', () => {
       keepalive: 60,
       restartTimeout: { baseSeconds: 5, capSeconds: 30 },
       startType: 'automatic',
+      threshold: 10,
+      idleTimeoutSeconds: 60,
       notifications: true,
       notificationTopic: '$SYS/broker/connection/up/state',
       tryPrivate: true,
@@ -122,6 +124,13 @@ describe('bridge configuration', () => {
       queueDropPolicy: 'drop-oldest',
     });
     expect(b.topics[0]).toMatchObject({ pattern: '#', direction: 'out', qos: 0 });
+  });
+
+  it('parses start_type lazy with threshold and idle_timeout', () => {
+    const [b] = bridges(
+      'connection up\naddress broker\ntopic #\nstart_type lazy\nthreshold 3\nidle_timeout 7\n',
+    );
+    expect(b).toMatchObject({ startType: 'lazy', threshold: 3, idleTimeoutSeconds: 7 });
   });
 
   it('keeps several bridges apart, general keys allowed in between', () => {
@@ -179,9 +188,14 @@ describe('bridge configuration', () => {
     ['connection a\naddress h\ntopic #\nrestart_timeout\n', 6, /one value .* or two/],
     ['connection a\naddress h\ntopic #\nrestart_timeout 30 5\n', 6, /cap \(5\) is smaller/],
     ['connection a\naddress h\ntopic #\nrestart_timeout 1 2 3\n', 6, /one value .* or two/],
-    ['connection a\naddress h\ntopic #\nstart_type lazy\n', 6, /lazy bridges are not supported/],
-    ['connection a\naddress h\ntopic #\nstart_type sometimes\n', 6, /automatic or once/],
-    ['connection a\naddress h\ntopic #\nthreshold 10\n', 6, /lazy bridges/],
+    ['connection a\naddress h\ntopic #\nstart_type sometimes\n', 6, /automatic, lazy or once/],
+    ['connection a\naddress h\ntopic #\nstart_type\n', 6, /automatic, lazy or once/],
+    ['connection a\naddress h\ntopic #\nthreshold 0\n', 6, /threshold|0/],
+    ['connection a\naddress h\ntopic #\nthreshold -3\n', 6, /threshold|-3/],
+    ['connection a\naddress h\ntopic #\nthreshold 1e3\n', 6, /threshold|1e3/],
+    ['connection a\naddress h\ntopic #\nthreshold 99999999999\n', 6, /threshold|99999999999/],
+    ['connection a\naddress h\ntopic #\nidle_timeout 0\n', 6, /idle_timeout|0/],
+    ['connection a\naddress h\ntopic #\nidle_timeout 5 6\n', 6, /idle_timeout|one value/],
     ['connection a\naddress h\ntopic #\nbridge_psk abc\n', 6, /TLS-PSK/],
     ['connection a\naddress h\ntopic #\nbridge_capath /etc/ssl\n', 6, /bridge_cafile/],
     ['connection a\naddress h\ntopic #\nnotification_topic a/#\n', 6, /not a topic name/],
