@@ -1,0 +1,51 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { RawClient, startBroker, type TestBroker, text } from './helpers/raw-client.ts';
+
+const brokers: TestBroker[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const b of brokers.splice(0)) await b.close();
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+describe('output held until the group commit', () => {
+  it('a persistent session gets a PUBLISH only once its packet id is on disk; others at once', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'broker-lite-hold-'));
+    dirs.push(dir);
+    const tb = await startBroker({ persistenceDir: dir });
+    brokers.push(tb);
+    const durable = (await RawClient.connect(tb.port, { clientId: 'hold-durable', clean: false })).client;
+    await durable.subscribe('h/#', 1);
+    const volatile = (await RawClient.connect(tb.port, { clientId: 'hold-volatile' })).client;
+    await volatile.subscribe('h/#', 1);
+    // from here every fdatasync waits for the gate
+    const gated: Array<() => void> = [];
+    const real = fs.fdatasync;
+    vi.spyOn(fs, 'fdatasync').mockImplementation(((
+      fd: number,
+      cb: (err: NodeJS.ErrnoException | null) => void,
+    ) => {
+      gated.push(() => real(fd, cb));
+    }) as typeof fs.fdatasync);
+    const pub = (await RawClient.connect(tb.port, { clientId: 'hold-pub' })).client;
+    pub.publish('h/1', 'one', 1, false, 1);
+    const v = await volatile.expect('publish');
+    expect(text(v)).toBe('one');
+    // the commit is stuck: neither the durable subscriber's PUBLISH nor the publisher's PUBACK
+    expect(await durable.silent(200)).toBe(true);
+    expect(await pub.silent(0)).toBe(true);
+    expect(gated.length).toBe(1);
+    vi.restoreAllMocks();
+    for (const go of gated.splice(0)) go();
+    const d = await durable.expect('publish');
+    expect(text(d)).toBe('one');
+    expect((await pub.expect('puback')).packetId).toBe(1);
+    durable.close();
+    volatile.close();
+    pub.close();
+  });
+});
