@@ -46,6 +46,11 @@ async function ensureBundle() {
   renameSync(tmp, bundle); // atomic: agents starting together never import half a file
 }
 
+// cbor-x's native string extractor (cbor-extract) costs ~5.5 MB of RSS and speeds up only large
+// strings; serial frames are at most a few hundred bytes. Set before cbor-x is first imported
+// (by the bundle or the sources below); an operator's own setting wins.
+process.env.CBOR_NATIVE_ACCELERATION_DISABLED ??= 'true';
+
 let useBundle = false;
 if (process.env.MQTT_EDGE_AGENT_TSX !== '1') {
   try {
