@@ -275,3 +275,61 @@ describe('bridge to a hostile or refusing upstream', () => {
     expect(gw.logs.filter((x) => x.message === 'bridge connect failed')).toEqual([]);
   });
 });
+
+describe('start_type lazy', () => {
+  it('tries nothing up to the threshold; past it retries while the backlog stays above it', async () => {
+    const port = await hostile(undefined);
+    const gw = await gateway([
+      'connection lz',
+      `address 127.0.0.1:${port}`,
+      'topic lz/# out 1',
+      'start_type lazy',
+      'threshold 2',
+      'restart_timeout 1',
+    ]);
+    const bridge = gw.bridges.list[0];
+    const c = connect({ host: '127.0.0.1', port: gw.port, reconnect: false });
+    closers.push(() => c.end());
+    await new Promise<void>((r) => c.once('connect', () => r()));
+    expect(bridge.state).toBe('idle');
+    await c.publish('lz/a', '1', { qos: 1 });
+    await c.publish('lz/a', '2', { qos: 1 });
+    await eventually(() => bridge.stats().queue.count === 2, 'two queued');
+    expect(bridge.state).toBe('idle');
+    expect(bridge.stats().connectFailures).toBe(0);
+    await c.publish('lz/a', '3', { qos: 1 });
+    await gw.waitLog((x) => x.message === 'bridge connect failed');
+    // Three queued > threshold 2: not idle, the next attempt is scheduled.
+    expect(bridge.state === 'waiting' || bridge.state === 'connecting').toBe(true);
+    expect(bridge.stats().queue.count).toBe(3);
+  });
+
+  it('between broker-lites: connects past the threshold, drains, goes idle after idle_timeout', async () => {
+    const up = await upstream();
+    const gw = await gateway([
+      'connection lz',
+      `address 127.0.0.1:${up.port}`,
+      'topic lz/# out 1',
+      'start_type lazy',
+      'threshold 1',
+      'idle_timeout 1',
+      'restart_timeout 1',
+      'cleansession true',
+    ]);
+    const bridge = gw.bridges.list[0];
+    const there = await Recorder.open(up.port, ['lz/#']);
+    closers.push(() => there.end());
+    const c = connect({ host: '127.0.0.1', port: gw.port, reconnect: false });
+    closers.push(() => c.end());
+    await new Promise<void>((r) => c.once('connect', () => r()));
+    await c.publish('lz/a', 'a', { qos: 1 });
+    await eventually(() => bridge.stats().queue.count === 1, 'one queued');
+    expect(bridge.state).toBe('idle');
+    await c.publish('lz/a', 'b', { qos: 1 });
+    await there.until(() => there.on('lz/a').length >= 2, 'both upstream');
+    expect(there.on('lz/a').map((x) => x.payload)).toEqual(['a', 'b']);
+    await gw.waitLog((x) => x.message.startsWith('bridge idle'), 5000);
+    expect(bridge.state).toBe('idle');
+    expect(bridge.stats().queue.count).toBe(0);
+  });
+});
