@@ -173,6 +173,11 @@ export class ClientSession {
     return this.out.take();
   }
 
+  /** Events waiting in takeEvents(). */
+  get eventCount(): number {
+    return this.events.length;
+  }
+
   takeEvents(): SessionEvent[] {
     if (this.events.length === 0) return [];
     const e = this.events;

@@ -125,6 +125,16 @@ interface Waiter<T> {
   reject(e: Error): void;
 }
 
+/**
+ * The executor of every publish() promise: one shared function instead of a closure (and its
+ * context) per message; it runs synchronously inside `new Promise`, so publish() takes the
+ * capability from `captured` at once.
+ */
+let captured: Waiter<PublishResult> | null = null;
+function captureWaiter(resolve: (r: PublishResult) => void, reject: (e: Error) => void): void {
+  captured = { resolve, reject };
+}
+
 type RequestWaiter =
   | { kind: 'subscribe'; filters: string[]; resolve(v: SubscribeResult): void; reject(e: Error): void }
   | { kind: 'unsubscribe'; resolve(v: UnsubscribeResult): void; reject(e: Error): void };
@@ -239,12 +249,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): PublishPromise {
     if ((options.qos === undefined || options.qos === 0) && this.connected)
       return this.publishQoS0Now(topic, payload, options);
-    let resolve!: (r: PublishResult) => void;
-    let reject!: (e: Error) => void;
-    const promise = new Promise<PublishResult>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    }) as PublishPromise;
+    const promise = new Promise<PublishResult>(captureWaiter) as PublishPromise;
+    const waiter = captured!;
+    captured = null;
+    const { resolve, reject } = waiter;
     promise.packetId = undefined;
     try {
       // A publisher mostly repeats its topics: validate a new one only.
@@ -268,12 +276,12 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
         if (ticket.error !== undefined) reject(ticket.error);
         else if (ticket.seq === undefined)
           resolve({ packetId: undefined, reasonCode: 0, properties: undefined });
-        else this.publishWaiters.set(ticket.seq, { resolve, reject });
+        else this.publishWaiters.set(ticket.seq, waiter);
         promise.packetId = ticket.packetId;
         this.flush();
       } else {
         outbox.put(message).then((seq) => {
-          this.publishWaiters.set(seq, { resolve, reject });
+          this.publishWaiters.set(seq, waiter);
           this.session.pump(Date.now());
           promise.packetId = this.session.packetIdOf(seq);
           this.flush();
@@ -570,8 +578,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
           this.writeScheduled = true;
           setImmediate(writeOutOf, this);
         }
-        const events = this.session.takeEvents();
-        for (let i = 0; i < events.length; i++) this.dispatch(events[i]);
+        if (this.session.eventCount > 0) {
+          const events = this.session.takeEvents();
+          for (let i = 0; i < events.length; i++) this.dispatch(events[i]);
+        }
       } while (this.flushAgain);
     } finally {
       this.flushing = false;
