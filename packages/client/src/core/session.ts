@@ -20,15 +20,6 @@ import { PacketIds } from './packet-ids.ts';
 
 export type SessionState = 'idle' | 'connecting' | 'connected' | 'closing';
 
-/** An outgoing QoS 1/2 publish between its PUBLISH and its PUBACK / PUBCOMP. */
-interface Inflight {
-  packetId: number;
-  seq: number;
-  message: OutboxMessage;
-  /** QoS 2 after PUBREC: only PUBREL / PUBCOMP remain. */
-  released: boolean;
-}
-
 interface PendingRequest {
   packetId: number;
   kind: 'subscribe' | 'unsubscribe';
@@ -99,8 +90,17 @@ export class ClientSession {
   private parser: PacketParser | null = null;
   private readonly out = new OutputBuffer();
   private events: SessionEvent[] = [];
-  private readonly ids = new PacketIds();
-  private readonly inflight = new Map<number, Inflight>();
+  private readonly ids = new PacketIds(
+    (id) => this.inflight.has(id) || this.pending?.has(id) === true,
+    () => this.inflight.size + (this.pending?.size ?? 0),
+  );
+  /**
+   * Outgoing QoS 1/2 publishes between PUBLISH and PUBACK / PUBCOMP, by packet id: the outbox
+   * entry itself (no record per message; the outbox holds the entry until its ack anyway).
+   */
+  private readonly inflight = new Map<number, OutboxEntry>();
+  /** QoS 2 ids after PUBREC: only PUBREL / PUBCOMP remain. Created on first use. */
+  private released: Set<number> | null = null;
   // Created on first use, like pending and subscriptions: an idle publisher holds none of them.
   private incomingQos2: Set<number> | null = null;
   private pending: Map<number, PendingRequest> | null = null;
@@ -158,7 +158,7 @@ export class ClientSession {
   /** The packet id of an outbox entry in flight, if it is. */
   packetIdOf(seq: number): number | undefined {
     // A scan of at most the send window; only asked once per asynchronous put.
-    for (const rec of this.inflight.values()) if (rec.seq === seq) return rec.packetId;
+    for (const [id, e] of this.inflight) if (e.seq === seq) return id;
     return undefined;
   }
 
@@ -408,7 +408,6 @@ export class ClientSession {
   cancelPendingRequests(): number[] {
     if (this.pending === null) return [];
     const ids = [...this.pending.keys()];
-    for (const id of ids) this.ids.release(id);
     this.pending.clear();
     return ids;
   }
@@ -473,7 +472,7 @@ export class ClientSession {
             'UNEXPECTED_PACKET_ID',
             `PUBACK for packet id ${p.packetId}, not a QoS 1 in flight`,
           );
-        this.complete(rec, p.reasonCode ?? 0, p.properties);
+        this.complete(p.packetId, rec, p.reasonCode ?? 0, p.properties);
         return;
       }
       case 'pubrec': {
@@ -486,21 +485,21 @@ export class ClientSession {
         const rc = p.reasonCode ?? 0;
         if (rc >= 0x80) {
           // A failing PUBREC ends the flow [MQTT-4.3.3]: no PUBREL.
-          this.complete(rec, rc, p.properties);
+          this.complete(p.packetId, rec, rc, p.properties);
           return;
         }
-        rec.released = true;
-        this.write({ type: 'pubrel', packetId: rec.packetId });
+        (this.released ??= new Set()).add(p.packetId);
+        this.write({ type: 'pubrel', packetId: p.packetId });
         return;
       }
       case 'pubcomp': {
         const rec = this.inflight.get(p.packetId);
-        if (rec === undefined || !rec.released)
+        if (rec === undefined || this.released?.has(p.packetId) !== true)
           throw protocolError(
             'UNEXPECTED_PACKET_ID',
             `PUBCOMP for packet id ${p.packetId}, no PUBREL outstanding`,
           );
-        this.complete(rec, p.reasonCode ?? 0, p.properties);
+        this.complete(p.packetId, rec, p.reasonCode ?? 0, p.properties);
         return;
       }
       case 'pubrel': {
@@ -529,7 +528,6 @@ export class ClientSession {
             `SUBACK has ${p.reasonCodes.length} codes for ${req.subscriptions.length} filters`,
           );
         this.pending!.delete(p.packetId);
-        this.ids.release(p.packetId);
         for (let i = 0; i < req.subscriptions.length; i++) {
           const s = req.subscriptions[i];
           if (p.reasonCodes[i] < 0x80) (this.subscriptions ??= new Map()).set(s.topicFilter, s);
@@ -556,7 +554,6 @@ export class ClientSession {
             `UNSUBACK has ${p.reasonCodes.length} codes for ${req.filters.length} filters`,
           );
         this.pending!.delete(p.packetId);
-        this.ids.release(p.packetId);
         for (const f of req.filters) this.subscriptions?.delete(f);
         this.emit({
           type: 'unsuback',
@@ -630,7 +627,9 @@ export class ClientSession {
       // The server has no state of ours: QoS 2 ids we hold for it are moot, and a message it
       // acknowledged with PUBREC was its to deliver; PUBLISHes it never acknowledged go again.
       this.incomingQos2 = null;
-      for (const rec of [...this.inflight.values()]) if (rec.released) this.complete(rec, 0, undefined);
+      const released = this.released;
+      if (released !== null)
+        for (const [id, e] of [...this.inflight]) if (released.has(id)) this.complete(id, e, 0, undefined);
     }
     this.emit({
       type: 'connected',
@@ -641,9 +640,9 @@ export class ClientSession {
       properties: props,
     });
     // Resend in the original order [MQTT-4.4.0-1]: PUBLISH with DUP, PUBREL after PUBREC.
-    for (const rec of this.inflight.values()) {
-      if (rec.released) this.write({ type: 'pubrel', packetId: rec.packetId });
-      else this.writePublish(rec.message, rec.packetId, true);
+    for (const [id, e] of this.inflight) {
+      if (this.released?.has(id) === true) this.write({ type: 'pubrel', packetId: id });
+      else this.writePublish(e.message, id, true);
     }
     if (this.pending !== null) for (const req of this.pending.values()) this.sendRequest(req);
     if (
@@ -716,13 +715,7 @@ export class ClientSession {
    * leaves nothing behind: no packet id taken, nothing to resend on every reconnect.
    */
   private register(req: PendingRequest): void {
-    let bytes: Uint8Array;
-    try {
-      bytes = writer.encode(this.requestPacket(req), this.options.protocolVersion);
-    } catch (err) {
-      this.ids.release(req.packetId);
-      throw err;
-    }
+    const bytes = writer.encode(this.requestPacket(req), this.options.protocolVersion);
     (this.pending ??= new Map()).set(req.packetId, req);
     if (this._state === 'connected') {
       this.out.push(bytes);
@@ -825,12 +818,10 @@ export class ClientSession {
     const id = this.ids.allocate();
     const written = this.writePublish(m, id, false);
     if (written < 0) {
-      this.ids.release(id);
       this.refuseUnwritable(e, m, written);
       return;
     }
-    const rec: Inflight = { packetId: id, seq: e.seq, message: m, released: false };
-    this.inflight.set(id, rec);
+    this.inflight.set(id, e);
     this.lastSentSeq = e.seq;
     this.lastSentId = id;
   }
@@ -879,15 +870,20 @@ export class ClientSession {
     return bytes.length;
   }
 
-  private complete(rec: Inflight, reasonCode: number, properties: Properties | undefined): void {
-    this.inflight.delete(rec.packetId);
-    this.ids.release(rec.packetId);
+  private complete(
+    packetId: number,
+    rec: OutboxEntry,
+    reasonCode: number,
+    properties: Properties | undefined,
+  ): void {
+    this.inflight.delete(packetId);
+    this.released?.delete(packetId);
     this.options.outbox.ack(rec.seq);
     this.needPump = true;
     this.emit({
       type: 'published',
       seq: rec.seq,
-      packetId: rec.packetId,
+      packetId,
       qos: rec.message.qos,
       reasonCode,
       properties,
