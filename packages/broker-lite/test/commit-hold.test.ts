@@ -13,15 +13,15 @@ afterEach(async () => {
 });
 
 describe('output held until the group commit', () => {
-  it('a persistent session gets a PUBLISH only once its packet id is on disk; others at once', async () => {
+  it('a persistent session gets a QoS 2 PUBLISH only once its packet id is on disk; others at once', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'broker-lite-hold-'));
     dirs.push(dir);
     const tb = await startBroker({ persistenceDir: dir });
     brokers.push(tb);
     const durable = (await RawClient.connect(tb.port, { clientId: 'hold-durable', clean: false })).client;
-    await durable.subscribe('h/#', 1);
+    await durable.subscribe('h/#', 2);
     const volatile = (await RawClient.connect(tb.port, { clientId: 'hold-volatile' })).client;
-    await volatile.subscribe('h/#', 1);
+    await volatile.subscribe('h/#', 2);
     // from here every fdatasync waits for the gate
     const gated: Array<() => void> = [];
     const real = fs.fdatasync;
@@ -32,10 +32,10 @@ describe('output held until the group commit', () => {
       gated.push(() => real(fd, cb));
     }) as typeof fs.fdatasync);
     const pub = (await RawClient.connect(tb.port, { clientId: 'hold-pub' })).client;
-    pub.publish('h/1', 'one', 1, false, 1);
+    pub.publish('h/1', 'one', 2, false, 1);
     const v = await volatile.expect('publish');
     expect(text(v)).toBe('one');
-    // the commit is stuck: neither the durable subscriber's PUBLISH nor the publisher's PUBACK
+    // the commit is stuck: neither the durable subscriber's PUBLISH nor the publisher's PUBREC
     expect(await durable.silent(200)).toBe(true);
     expect(await pub.silent(0)).toBe(true);
     expect(gated.length).toBe(1);
@@ -43,7 +43,7 @@ describe('output held until the group commit', () => {
     for (const go of gated.splice(0)) go();
     const d = await durable.expect('publish');
     expect(text(d)).toBe('one');
-    expect((await pub.expect('puback')).packetId).toBe(1);
+    expect((await pub.expect('pubrec')).packetId).toBe(1);
     durable.close();
     volatile.close();
     pub.close();
