@@ -29,5 +29,16 @@ export {
   parseMessageId,
   type ReadingContext,
 } from './mapper.ts';
-export { findUsbPort, type LinkState, type PortOpener, SerialLink, serialportOpener } from './serial-link.ts';
+export {
+  findUsbPort,
+  type LinkState,
+  type ListedPort,
+  listSerialPorts,
+  matchUsbPorts,
+  type PortLister,
+  type PortOpener,
+  resolvePortPath,
+  SerialLink,
+  serialportOpener,
+} from './serial-link.ts';
 export { type AgentStatus, formatStatus, readStatus, STATUS_FILE } from './status.ts';
