@@ -36,7 +36,12 @@ export interface SessionOptions {
   outgoingTopicAliases?: boolean;
   /** Other 5.0 CONNECT properties (user properties, request problem information, ...). */
   connectProperties?: Properties;
-  /** Our own cap on outgoing QoS 1/2 in flight (the server's receiveMaximum lowers it). Default 1,024. */
+  /**
+   * Our own cap on outgoing QoS 1/2 in flight (the server's receiveMaximum lowers it). Default
+   * 4,096: with 1,024 a burst against Mosquitto settles into ping-pong (about 4 PUBLISHes per
+   * write, 4 PUBACKs per read, one syscall pair each, on both sides); from 2,048 up both sides
+   * move hundreds per syscall and the client's CPU per QoS 1 message halves (bench/RESULTS.md).
+   */
   maxInflight?: number;
   /** Milliseconds to wait for CONNACK. Default 30,000. */
   connectTimeout?: number;
@@ -116,7 +121,7 @@ export function resolveOptions(o: SessionOptions): ResolvedOptions {
     topicAliasMaximum: intIn('topicAliasMaximum', o.topicAliasMaximum ?? 64, 0, 65535),
     outgoingTopicAliases: o.outgoingTopicAliases ?? false,
     connectProperties: o.connectProperties,
-    maxInflight: intIn('maxInflight', o.maxInflight ?? 1024, 1, 65535),
+    maxInflight: intIn('maxInflight', o.maxInflight ?? 4096, 1, 65535),
     connectTimeout: o.connectTimeout ?? 30_000,
     outbox: o.outbox ?? new MemoryOutbox(),
     resubscribe: o.resubscribe ?? true,
