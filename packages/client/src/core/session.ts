@@ -16,7 +16,7 @@ import { isSyncOutbox } from './memory-outbox.ts';
 import { type ResolvedOptions, resolveOptions, type SessionOptions } from './options.ts';
 import type { OutboxEntry, OutboxMessage } from './outbox.ts';
 import { OutputBuffer } from './output.ts';
-import { PacketIds } from './packet-ids.ts';
+import { allocatePacketId } from './packet-ids.ts';
 
 export type SessionState = 'idle' | 'connecting' | 'connected' | 'closing';
 
@@ -90,10 +90,7 @@ export class ClientSession {
   private parser: PacketParser | null = null;
   private readonly out = new OutputBuffer();
   private events: SessionEvent[] = [];
-  private readonly ids = new PacketIds(
-    (id) => this.inflight.has(id) || this.pending?.has(id) === true,
-    () => this.inflight.size + (this.pending?.size ?? 0),
-  );
+  private nextId = 1;
   /**
    * Outgoing QoS 1/2 publishes between PUBLISH and PUBACK / PUBCOMP, by packet id: the outbox
    * entry itself (no record per message; the outbox holds the entry until its ack anyway).
@@ -363,7 +360,7 @@ export class ClientSession {
     this.now = now;
     if (subscriptions.length === 0) throw new RangeError('subscribe needs at least one filter');
     const req: PendingRequest = {
-      packetId: this.ids.allocate(),
+      packetId: this.allocateId(),
       kind: 'subscribe',
       subscriptions,
       filters: [],
@@ -379,7 +376,7 @@ export class ClientSession {
     this.now = now;
     if (filters.length === 0) throw new RangeError('unsubscribe needs at least one filter');
     const req: PendingRequest = {
-      packetId: this.ids.allocate(),
+      packetId: this.allocateId(),
       kind: 'unsubscribe',
       subscriptions: [],
       filters,
@@ -654,7 +651,7 @@ export class ClientSession {
     ) {
       const subs = [...this.subscriptions.values()];
       const req: PendingRequest = {
-        packetId: this.ids.allocate(),
+        packetId: this.allocateId(),
         kind: 'subscribe',
         subscriptions: subs,
         filters: [],
@@ -714,6 +711,12 @@ export class ClientSession {
    * Encodes first, so a request the codec refuses (bad filter, QoS, property) throws here and
    * leaves nothing behind: no packet id taken, nothing to resend on every reconnect.
    */
+  private allocateId(): number {
+    const id = allocatePacketId(this.nextId, this.inflight, this.pending);
+    this.nextId = id === 65535 ? 1 : id + 1;
+    return id;
+  }
+
   private register(req: PendingRequest): void {
     const bytes = writer.encode(this.requestPacket(req), this.options.protocolVersion);
     (this.pending ??= new Map()).set(req.packetId, req);
@@ -815,7 +818,7 @@ export class ClientSession {
       return;
     }
     if (this.inadmissible(e, m) !== undefined) return;
-    const id = this.ids.allocate();
+    const id = this.allocateId();
     const written = this.writePublish(m, id, false);
     if (written < 0) {
       this.refuseUnwritable(e, m, written);
