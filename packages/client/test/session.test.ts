@@ -270,6 +270,21 @@ describe('outgoing publish', () => {
     expect(peer.session.inflightCount).toBe(3);
   });
 
+  it('default window: 4,096 in flight, the rest queued, refilled as acks arrive', () => {
+    const peer = new Peer({});
+    peer.connect();
+    for (let i = 0; i < 5000; i++) peer.session.publish(msg('w', 1), peer.now);
+    const sent = publishes(peer.packets());
+    expect(sent).toHaveLength(4096);
+    expect(peer.session.inflightCount).toBe(4096);
+    expect(peer.session.outbox.stats().count).toBe(5000);
+    peer.send({ type: 'puback', packetId: sent[0].packetId! });
+    const more = publishes(peer.packets());
+    expect(more).toHaveLength(1);
+    expect(more[0].packetId).not.toBe(sent[1].packetId);
+    expect(peer.session.inflightCount).toBe(4096);
+  });
+
   it('packet ids never collide with one in flight, across wrap-around and reconnects', () => {
     const peer = new Peer({ clean: false, clientId: 'c', maxInflight: 500 });
     peer.connect();
