@@ -255,20 +255,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     const { resolve, reject } = waiter;
     promise.packetId = undefined;
     try {
-      // A publisher mostly repeats its topics: validate a new one only.
-      if (topic !== this.lastTopic) {
-        validateTopicName(topic);
-        this.lastTopic = topic;
-      }
-      const qos = options.qos ?? 0;
-      if (qos !== 0 && qos !== 1 && qos !== 2) throw new RangeError('qos must be 0, 1 or 2');
-      const message: OutboxMessage = {
-        topic,
-        payload: toBytes(payload),
-        qos,
-        retain: options.retain ?? false,
-      };
-      if (options.properties !== undefined) message.properties = options.properties;
+      const message = this.toMessage(topic, payload, options);
+      const qos = message.qos;
       this.checkCanQueue(qos);
       const outbox = this.session.outbox;
       if (isSyncOutbox(outbox) || (qos === 0 && this.connected)) {
@@ -293,6 +281,20 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     return promise;
   }
 
+  /** Validates and builds what publish() and enqueue() hand to the outbox; throws on bad input. */
+  private toMessage(topic: string, payload: string | Uint8Array, options: PublishOptions): OutboxMessage {
+    // A publisher mostly repeats its topics: validate a new one only.
+    if (topic !== this.lastTopic) {
+      validateTopicName(topic);
+      this.lastTopic = topic;
+    }
+    const qos = options.qos ?? 0;
+    if (qos !== 0 && qos !== 1 && qos !== 2) throw new RangeError('qos must be 0, 1 or 2');
+    const message: OutboxMessage = { topic, payload: toBytes(payload), qos, retain: options.retain ?? false };
+    if (options.properties !== undefined) message.properties = options.properties;
+    return message;
+  }
+
   /**
    * Puts a message into the outbox and resolves with its outbox sequence once the outbox holds
    * it (a DurableQueue: on disk). Works in every state, also while no connection is up or coming
@@ -303,19 +305,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
    */
   enqueue(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<number> {
     try {
-      if (topic !== this.lastTopic) {
-        validateTopicName(topic);
-        this.lastTopic = topic;
-      }
-      const qos = options.qos ?? 0;
-      if (qos !== 0 && qos !== 1 && qos !== 2) throw new RangeError('qos must be 0, 1 or 2');
-      const message: OutboxMessage = {
-        topic,
-        payload: toBytes(payload),
-        qos,
-        retain: options.retain ?? false,
-      };
-      if (options.properties !== undefined) message.properties = options.properties;
+      const message = this.toMessage(topic, payload, options);
       return this.session.outbox.put(message).then((seq) => {
         this.schedulePump();
         return seq;
