@@ -191,8 +191,9 @@ export class Agent {
       // Always a clean start on the first connection of a process: the broker's session state
       // (QoS 2 packet ids awaiting PUBREL) belongs to an earlier run whose in-flight state
       // died with it. Resuming it would let a new PUBLISH reuse such a packet id and be taken
-      // for a duplicate: lost. Later reconnects of this process resume the session (below).
-      clean: true,
+      // for a duplicate: lost. With a persistent 5.0 session, later reconnects of this process
+      // resume it.
+      clean: m.persistentSession && m.version === 5 ? 'first' : true,
       keepalive: m.keepalive,
       maxInflight: m.maxInflight,
       outbox: this.queue,
@@ -220,8 +221,6 @@ export class Agent {
     client.on('connect', (e: ConnectedEvent) => {
       this.connected = true;
       this.connectedSince = Date.now();
-      if (this.options.config.mqtt.persistentSession && this.options.config.mqtt.version === 5)
-        resumeSessionFromNowOn(client);
       this.counters.connects++;
       this.lastBrokerError = undefined;
       const q = this.queue.stats();
@@ -455,14 +454,4 @@ function prefixed(p: string, o: object): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(o)) out[`${p}${k[0].toUpperCase()}${k.slice(1)}`] = v as number;
   return out;
-}
-
-/**
- * Clean start on the first connection of this process, resume on later ones (see clientOptions).
- * The client has no option for that ("clean start once per process"); its resolved options are
- * read at every CONNECT, so this flips the one it keeps. Replace with that option once the
- * client has it.
- */
-function resumeSessionFromNowOn(client: MqttClient): void {
-  (client.session.options as { clean: boolean }).clean = false;
 }

@@ -131,6 +131,35 @@ describe('aedes', () => {
     expect(got.size).toBe(50);
     await Promise.all([sub.end(), pub.end()]);
   });
+
+  it('reconnect() brings an ended client back, also when called while end() is closing', async () => {
+    const { sub, pub } = await pair(`mqtt://127.0.0.1:${tcpPort}`, { protocolVersion: 4 });
+    await sub.subscribe('again/#', { qos: 1 });
+    const got: string[] = [];
+    const last = new Promise<void>((r) =>
+      sub.on('message', (_t, p) => {
+        got.push(new TextDecoder().decode(p));
+        if (got.at(-1) === 'x') r();
+      }),
+    );
+    await pub.end();
+    await expect(pub.publish('again/x', 'lost', { qos: 1 })).rejects.toMatchObject({ code: 'CLIENT_ENDED' });
+    let connected = once(pub, 'connect');
+    pub.reconnect();
+    await connected;
+    await pub.publish('again/x', 'one', { qos: 1 });
+    // reconnect() while the graceful close is still in flight waits for it, then connects
+    const ended = pub.end();
+    connected = once(pub, 'connect');
+    pub.reconnect();
+    await ended;
+    await connected;
+    await pub.publish('again/x', 'two', { qos: 1 });
+    await sub.publish('again/done', 'x', { qos: 1 });
+    await last;
+    expect(got).toEqual(['one', 'two', 'x']);
+    await Promise.all([sub.end(), pub.end()]);
+  });
 });
 
 const HAS_OPENSSL = (() => {

@@ -45,6 +45,35 @@ describe('CONNECT / CONNACK', () => {
     expect(peer.session.state).toBe('connected');
   });
 
+  it("clean: 'first' starts clean once, then resumes on every reconnect", () => {
+    const peer = new Peer({ protocolVersion: 5, clientId: 'once', clean: 'first' });
+    expect(peer.connect()).toMatchObject({ clean: true });
+    peer.drop();
+    // the second CONNECT resumes, and a session present on it is no protocol error
+    expect(peer.connect({ sessionPresent: true })).toMatchObject({ clean: false });
+    expect(of(peer.events(), 'connected').map((e) => e.sessionPresent)).toEqual([false, true]);
+    peer.drop();
+    expect(peer.connect({ sessionPresent: true })).toMatchObject({ clean: false });
+    expect(peer.session.state).toBe('connected');
+  });
+
+  it("clean: 'first' stays clean until a CONNACK accepts a connection", () => {
+    const peer = new Peer({ protocolVersion: 5, clientId: 'once', clean: 'first' });
+    // refused: the next attempt is still the first connection
+    expect(peer.connect({ reasonCode: ReasonCode.ServerUnavailable })).toMatchObject({ clean: true });
+    expect(peer.session.state).toBe('closing');
+    peer.drop();
+    expect(peer.connect()).toMatchObject({ clean: true });
+    peer.drop();
+    expect(peer.connect()).toMatchObject({ clean: false });
+  });
+
+  it("clean: 'first' and false need a client id in 3.1.1; other values are refused", () => {
+    expect(() => new Peer({ clean: 'first' })).toThrow(/needs a client id when clean is first/);
+    expect(() => new Peer({ clean: false })).toThrow(/needs a client id when clean is false/);
+    expect(() => new Peer({ clientId: 'x', clean: 'yes' as unknown as boolean })).toThrow(RangeError);
+  });
+
   it('MQTT 3.1 writes protocol level 3', () => {
     const peer = new Peer({ protocolVersion: 3, clientId: 'old' });
     expect(peer.connect()).toMatchObject({ protocolVersion: 3, clientId: 'old' });

@@ -17,8 +17,13 @@ export interface SessionOptions {
   protocolVersion?: ProtocolVersion;
   /** Empty (the default) asks the server to assign one; 5.0 reports it in the connected event. */
   clientId?: string;
-  /** Clean session (3.1.1) / clean start (5.0); default true. */
-  clean?: boolean;
+  /**
+   * Clean session (3.1.1) / clean start (5.0); default true. `'first'` starts clean on the first
+   * connection this session object makes and resumes on every reconnect after it (paho's
+   * MQTT_CLEAN_START_FIRST_ONLY): what a process restarted without its packet-id state wants,
+   * since ids it reuses could collide with a QoS 2 flow the server still holds.
+   */
+  clean?: boolean | 'first';
   /** Seconds; 0 disables. Default 60. A 5.0 server keepalive overrides it. */
   keepalive?: number;
   username?: string;
@@ -61,7 +66,10 @@ export interface SessionOptions {
 export interface ResolvedOptions {
   protocolVersion: ProtocolVersion;
   clientId: string;
+  /** The clean flag of the first CONNECT. */
   clean: boolean;
+  /** Later CONNECTs after the first CONNACK resume (clean: 'first'). */
+  cleanFirstOnly: boolean;
   keepalive: number;
   username: string | undefined;
   password: Uint8Array | undefined;
@@ -93,10 +101,12 @@ export function resolveOptions(o: SessionOptions): ResolvedOptions {
   const protocolVersion = o.protocolVersion ?? 4;
   if (protocolVersion !== 3 && protocolVersion !== 4 && protocolVersion !== 5)
     throw new RangeError('protocolVersion must be 3, 4 or 5');
+  if (o.clean !== undefined && typeof o.clean !== 'boolean' && o.clean !== 'first')
+    throw new RangeError("clean must be true, false or 'first'");
   const clean = o.clean ?? true;
   const clientId = o.clientId ?? '';
-  if (clientId === '' && !clean && protocolVersion !== 5)
-    throw new RangeError('MQTT 3.1.1 needs a client id when clean is false');
+  if (clientId === '' && clean !== true && protocolVersion !== 5)
+    throw new RangeError(`MQTT 3.1.1 needs a client id when clean is ${String(clean)}`);
   if (clientId === '' && protocolVersion === 3) throw new RangeError('MQTT 3.1 needs a client id');
   const will = o.will
     ? {
@@ -110,7 +120,8 @@ export function resolveOptions(o: SessionOptions): ResolvedOptions {
   return {
     protocolVersion,
     clientId,
-    clean,
+    clean: clean !== false,
+    cleanFirstOnly: clean === 'first',
     keepalive: intIn('keepalive', o.keepalive ?? 60, 0, 65535),
     username: o.username,
     password: o.password === undefined ? undefined : toBytes(o.password),

@@ -127,11 +127,14 @@ export class ClientSession {
   private bridgeBit: boolean;
   /** The CONNECT of the current connection carried it. */
   private bridgeBitSent = false;
+  /** The clean flag of the next CONNECT (false after the first CONNACK with clean: 'first'). */
+  private cleanNext: boolean;
 
   constructor(options: SessionOptions = {}) {
     this.options = resolveOptions(options);
     this._clientId = this.options.clientId;
     this.bridgeBit = this.options.bridgeMode && this.options.protocolVersion !== 5;
+    this.cleanNext = this.options.clean;
   }
 
   /** Whether the next CONNECT is marked as a Mosquitto bridge's (false once a server refused it). */
@@ -220,7 +223,7 @@ export class ClientSession {
       type: 'connect',
       protocolVersion: o.protocolVersion,
       clientId: this._clientId,
-      clean: o.clean,
+      clean: this.cleanNext,
       keepalive: o.keepalive,
     };
     if (o.username !== undefined) connect.username = o.username;
@@ -604,7 +607,7 @@ export class ClientSession {
       this.closed(closed);
       return;
     }
-    if (p.sessionPresent && o.clean)
+    if (p.sessionPresent && this.cleanNext)
       throw protocolError('SESSION_PRESENT_ON_CLEAN', 'CONNACK says session present after a clean start');
     const props = p.properties;
     if (v5 && props !== undefined) {
@@ -620,6 +623,7 @@ export class ClientSession {
       }
     }
     this._state = 'connected';
+    if (o.cleanFirstOnly) this.cleanNext = false;
     if (!p.sessionPresent) {
       // The server has no state of ours: QoS 2 ids we hold for it are moot, and a message it
       // acknowledged with PUBREC was its to deliver; PUBLISHes it never acknowledged go again.

@@ -187,6 +187,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   /** SUBSCRIBE / UNSUBSCRIBE by packet id (one map: ids are shared, and an idle client is small). */
   private requestWaiters: Map<number, RequestWaiter> | null = null;
   private endWaiters: Array<() => void> | null = null;
+  /** reconnect() was called while end() was still closing the connection. */
+  private reconnectAfterEnd = false;
   private writeScheduled = false;
   private lastTopic = '';
   /** @internal the handshake took too long */
@@ -431,9 +433,18 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     });
   }
 
-  /** Drop the current connection (if any) and connect again now. */
+  /**
+   * Drop the current connection (if any) and connect again now. After end() it brings the
+   * client back (as MQTT.js does); during an end() still in progress it waits for the close.
+   */
   reconnect(): void {
-    if (this.ending) return;
+    if (this.ending) {
+      if (!this.ended) {
+        this.reconnectAfterEnd = true;
+        return;
+      }
+      this.ending = false;
+    }
     this.fatal = null;
     this.ended = false;
     if (this.reconnectTimer !== null) {
@@ -551,6 +562,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     this.endWaiters = null;
     this.emit('end');
     for (const w of waiters) w();
+    if (this.reconnectAfterEnd) {
+      this.reconnectAfterEnd = false;
+      this.reconnect();
+    }
   }
 
   private flush(): void {
