@@ -3,11 +3,21 @@
  * acknowledge cursor and recovery that cuts torn tails and skips rotten records. See
  * README-durable-queue.md for the guarantees, record.ts for the bytes.
  *
- * Memory: per record 9 bytes of index (segment.ts); messages are read back from the files.
+ * Memory: 9 bytes of index per record of the segments being read and written (segment.ts);
+ * sealed segments further on are summaries until reached; messages are read back from the files.
  * Threads: everything runs on the event loop except fdatasync, which libuv runs on its pool
  * while new puts keep appending; the puts that arrive during one fsync share the next.
  */
-import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasyncSync,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Outbox, OutboxEntry, OutboxMessage, OutboxStats } from '../../core/outbox.ts';
 import { OutboxFullError } from '../../core/outbox.ts';
@@ -19,6 +29,7 @@ import { type DurableQueueOptions, type ResolvedOptions, resolveOptions } from '
 import {
   decodeMessage,
   encodeRecord,
+  MAX_SEQ,
   PayloadSlab,
   prepare,
   RECORD_HEADER_BYTES,
@@ -30,8 +41,8 @@ import {
   writeSegmentHeader,
 } from './record.ts';
 import { type RecoveryStats, recoverQueue } from './recovery.ts';
-import { ABSENT, DONE, FileWindow, LIVE, Segment, segmentName } from './segment.ts';
-import { removeIndex, writeIndex } from './segment-index.ts';
+import { ABSENT, DONE, FileWindow, LIVE, Segment, scanSegment, segmentName } from './segment.ts';
+import { loadIndex, removeIndex, writeIndex } from './segment-index.ts';
 
 /** An entry as the durable queue returns it: `storedAt` lets a sender shorten message expiry. */
 export interface DurableEntry extends OutboxEntry {
@@ -44,6 +55,8 @@ export interface DurableQueueStats extends OutboxStats {
   cursor: number;
   nextSeq: number;
   segments: number;
+  /** Segments whose per-record arrays are in memory (the rest are summaries until reached). */
+  loadedSegments: number;
   fsyncs: number;
   /** Records whose CRC failed when read back after open (rot while running), skipped. */
   corruptOnRead: number;
@@ -67,7 +80,7 @@ interface SyncRound {
 }
 const PENDING_INITIAL = 64 << 10;
 const READ_CHUNK = 256 << 10;
-const _SCAN_CHUNK = 1 << 20;
+const SCAN_CHUNK = 128 << 10;
 
 export type { RecoveryStats } from './recovery.ts';
 
@@ -283,6 +296,7 @@ export class DurableQueue implements Outbox {
   private dropOldest(): void {
     const seq = this.cursor + 1;
     const seg = this.segments[this.segmentIndex(seq)];
+    this.ensureLoaded(seg);
     this.markDone(seg, seq - seg.baseSeq);
     this.droppedOldest++;
     this.advanceCursor();
@@ -293,15 +307,14 @@ export class DurableQueue implements Outbox {
     this.writePending();
     const old = this.active;
     old.trim();
-    if (this.o.fsync === 'never') {
-      closeSync(this.activeFd);
-      writeIndex(old);
-    } else {
+    if (this.o.fsync === 'never') closeSync(this.activeFd);
+    else {
       this.closeAfterSync.push(this.activeFd);
       this.indexAfterSync.push(old);
     }
     this.activeFd = -1;
     this.createSegment(seq);
+    if (this.o.fsync === 'never') this.indexSealed(old);
   }
 
   private writePendingQuietly(): void {
@@ -381,7 +394,7 @@ export class DurableQueue implements Outbox {
       const round = syncs.shift()!;
       for (const fd of round.closing) closeQuietly(fd);
       if (this.failure) continue;
-      for (const seg of round.sealed) if (!seg.deleted) writeIndex(seg);
+      for (const seg of round.sealed) if (!seg.deleted) this.indexSealed(seg);
       if (this.o.fsync === 'batch') this.resolveWaiters(round.target);
     }
     if (this.o.fsync === 'batch' && !this.failure) this.requestSync();
@@ -443,6 +456,73 @@ export class DurableQueue implements Outbox {
     }
   }
 
+  // ---------------------------------------------------------------- segment arrays
+
+  /**
+   * Writes a sealed segment's index, and lets its arrays go when the file says all they say:
+   * nothing in it read, acknowledged or lost yet (every slot LIVE, all above the cursor), so
+   * loading it back later gives the same state. A long outage then costs summaries, not arrays.
+   */
+  private indexSealed(seg: Segment): void {
+    if (!writeIndex(seg) || seg.baseSeq <= this.cursor || seg.live !== seg.slots) return;
+    if (seg === this.readSeg || seg === this.active) return;
+    seg.unload();
+  }
+
+  /** Gives a summarised segment its arrays back: from its index, or by scanning its file. */
+  private ensureLoaded(seg: Segment): void {
+    if (seg.loaded) return;
+    const idx = this.segmentIndex(seg.baseSeq);
+    const ceil = idx + 1 < this.segments.length ? this.segments[idx + 1].baseSeq : MAX_SEQ + 1;
+    const live = seg.live;
+    const bytes = seg.liveBytes;
+    let r: ReturnType<typeof loadIndex> = null;
+    try {
+      // a file whose size changed since the open is not the one the index describes
+      if (statSync(seg.path).size === seg.size) r = loadIndex(seg, ceil, this.cursor);
+    } catch {
+      // gone: rescan() says so
+    }
+    if (r !== null) {
+      seg.live = r.live;
+      seg.liveBytes = r.liveBytes;
+    } else this.rescan(seg, ceil);
+    // Only rot or a hand changes a sealed segment's files: what they hold now is what counts.
+    this.liveCount += seg.live - live;
+    this.liveBytes += seg.liveBytes - bytes;
+    if (seg.live < live) this.corruptOnRead += live - seg.live;
+  }
+
+  /** The index went bad after the open: scan the (sealed, durable) segment as recovery would. */
+  private rescan(seg: Segment, ceil: number): void {
+    let fd = -1;
+    try {
+      fd = openSync(seg.path, 'r');
+      const r = scanSegment(
+        fd,
+        fstatSync(fd).size,
+        seg.baseSeq,
+        ceil,
+        seg.path,
+        new FileWindow(SCAN_CHUNK),
+        this.o.maxRecordBytes,
+      );
+      const s = r.segment;
+      seg.load(s.offsets, s.sizes, s.state, s.slots);
+      seg.size = s.size;
+      seg.settle(this.cursor);
+      writeIndex(seg);
+    } catch {
+      // the file is gone or unreadable: none of its records can be delivered
+      const state = new Uint8Array(seg.slots).fill(ABSENT);
+      seg.load(new Uint32Array(seg.slots), new Uint32Array(seg.slots), state, seg.slots);
+      seg.live = 0;
+      seg.liveBytes = 0;
+    } finally {
+      if (fd >= 0) closeQuietly(fd);
+    }
+  }
+
   // ---------------------------------------------------------------- read / ack
 
   /**
@@ -460,6 +540,7 @@ export class DurableQueue implements Outbox {
     const limit = this.readableSeq;
     for (; idx < this.segments.length && out.length < max; idx++) {
       const seg = this.segments[idx];
+      this.ensureLoaded(seg);
       const { state } = seg;
       const slots = Math.min(seg.slots, limit - seg.baseSeq + 1);
       for (let slot = Math.max(0, seq - seg.baseSeq); slot < slots && out.length < max; slot++) {
@@ -469,6 +550,7 @@ export class DurableQueue implements Outbox {
         if (e === null) {
           state[slot] = ABSENT;
           seg.live--;
+          seg.liveBytes -= seg.sizes[slot];
           this.liveCount--;
           this.liveBytes -= seg.sizes[slot];
           this.corruptOnRead++;
@@ -518,7 +600,9 @@ export class DurableQueue implements Outbox {
     if (idx < 0) return;
     const seg = this.segments[idx];
     const slot = seq - seg.baseSeq;
-    if (slot >= seg.slots || seg.state[slot] !== LIVE) return;
+    if (slot >= seg.slots) return;
+    this.ensureLoaded(seg);
+    if (seg.state[slot] !== LIVE) return;
     this.markDone(seg, slot);
     if (seq === this.cursor + 1) this.advanceCursor();
     this.noteAck();
@@ -527,6 +611,7 @@ export class DurableQueue implements Outbox {
   private markDone(seg: Segment, slot: number): void {
     seg.state[slot] = DONE;
     seg.live--;
+    seg.liveBytes -= seg.sizes[slot];
     this.liveCount--;
     this.liveBytes -= seg.sizes[slot];
   }
@@ -554,6 +639,11 @@ export class DurableQueue implements Outbox {
     for (; idx < segs.length; idx++) {
       const seg = segs[idx];
       if (this.cursor + 1 < seg.baseSeq) this.cursor = seg.baseSeq - 1;
+      if (seg.live === 0 && !seg.loaded) {
+        this.cursor = Math.max(this.cursor, seg.endSeq);
+        continue;
+      }
+      this.ensureLoaded(seg);
       const { state, slots } = seg;
       let slot = this.cursor + 1 - seg.baseSeq;
       while (slot < slots && state[slot] !== LIVE) slot++;
@@ -621,6 +711,7 @@ export class DurableQueue implements Outbox {
   private oldestTime(): number {
     const seq = this.cursor + 1;
     const seg = this.segments[this.segmentIndex(seq)];
+    this.ensureLoaded(seg);
     const off = seg.offsets[seq - seg.baseSeq];
     if (seg === this.active && off >= seg.size) return recordTime(this.pending, off - seg.size);
     this.attachRead(seg);
@@ -638,6 +729,7 @@ export class DurableQueue implements Outbox {
       cursor: this.cursor,
       nextSeq: this.nextSeq,
       segments: this.segments.length,
+      loadedSegments: this.segments.reduce((n, seg) => n + (seg.loaded ? 1 : 0), 0),
       fsyncs: this.fsyncs,
       corruptOnRead: this.corruptOnRead,
       cursorWriteErrors: this.cursorWriteErrors,

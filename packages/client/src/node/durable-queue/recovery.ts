@@ -18,10 +18,11 @@ import { DurableQueueError } from './errors.ts';
 import { CURSOR_FILE, checkMeta, META_FILE, readCursor } from './files.ts';
 import { writeFully } from './io.ts';
 import { MAX_SEQ, SEGMENT_HEADER_BYTES, writeSegmentHeader } from './record.ts';
-import { DONE, FileWindow, LIVE, SEGMENT_NAME, type Segment, scanSegment } from './segment.ts';
-import { loadIndex, removeIndex, writeIndex } from './segment-index.ts';
+import { FileWindow, SEGMENT_NAME, Segment, scanSegment } from './segment.ts';
+import { removeIndex, summarizeIndex, writeIndex } from './segment-index.ts';
 
-const SCAN_CHUNK = 1 << 20;
+/** Below glibc's default mmap threshold, like every buffer the open allocates (see segment-index.ts). */
+const SCAN_CHUNK = 128 << 10;
 
 /** What recovery found and repaired when the queue was opened. */
 export interface RecoveryStats {
@@ -35,7 +36,7 @@ export interface RecoveryStats {
   badHeaders: number;
   /** Segment files removed: empty after repair, or wholly below the cursor. */
   removedSegments: number;
-  /** Sealed segments loaded from their index file instead of being scanned. */
+  /** Sealed segments known from their index file instead of being scanned. */
   indexedSegments: number;
   /** 'missing' and 'invalid' restart from 0: everything on disk is delivered again. */
   cursor: 'ok' | 'missing' | 'invalid' | 'past-end';
@@ -98,11 +99,15 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
     const ceil = i + 1 < names.length ? Number(names[i + 1].slice(0, 20)) : MAX_SEQ + 1;
     const isLast = i === names.length - 1;
     if (!isLast) {
-      const indexed = loadIndex(path, baseSeq, statSync(path).size, ceil);
-      if (indexed !== null) {
+      const fileSize = statSync(path).size;
+      const sum = summarizeIndex(path, baseSeq, fileSize, ceil, cursor);
+      if (sum !== null) {
         recovery.indexedSegments++;
-        lastSeq = Math.max(lastSeq, indexed.endSeq);
-        segments.push(indexed);
+        const seg = Segment.unloaded(baseSeq, path, fileSize, sum.slots);
+        seg.live = sum.live;
+        seg.liveBytes = sum.liveBytes;
+        lastSeq = Math.max(lastSeq, seg.endSeq);
+        segments.push(seg);
         continue;
       }
     }
@@ -137,8 +142,10 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
       }
       if (r.validEnd < size || !r.headerOk) fdatasyncSync(fd);
       if (seg.slots > 0) lastSeq = Math.max(lastSeq, seg.endSeq);
+      seg.settle(cursor);
       if (isLast) removeIndex(path);
-      else writeIndex(seg);
+      // the index now holds what the arrays hold: keep only the summary until the cursor comes
+      else if (writeIndex(seg)) seg.unload();
       segments.push(seg);
     } finally {
       try {
@@ -156,17 +163,8 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
   let liveCount = 0;
   let liveBytes = 0;
   for (const seg of segments) {
-    const { state, sizes, baseSeq } = seg;
-    for (let s = 0; s < seg.slots; s++) {
-      if (state[s] !== LIVE) continue;
-      if (baseSeq + s <= cursor) {
-        state[s] = DONE;
-        seg.live--;
-      } else {
-        liveCount++;
-        liveBytes += sizes[s];
-      }
-    }
+    liveCount += seg.live;
+    liveBytes += seg.liveBytes;
   }
   return {
     segments,

@@ -6,52 +6,108 @@
  * its checks and the segment is scanned instead. Records of an indexed segment are CRC-checked
  * when read() loads them, not at open.
  *
+ * The open only checks each index and sums it (summarizeIndex); the per-record arrays of a
+ * sealed segment are loaded (loadIndex) when the cursor or a read reaches it. Both stream the
+ * file through one small reused buffer: a whole-file read per segment would leave malloc'd
+ * memory behind that glibc does not give back.
+ *
  *   0  4  magic "MEQI"
- *   4  1  version 1
+ *   4  1  version 2 (version 1 kept offsets and sizes apart; it is ignored, the segment scanned)
  *   5  3  zero
  *   8  8  first seq (u32 low, u32 high), equal to the segment's name
  *  16  4  slots N: seqs first .. first + N - 1
  *  20  4  byte size of the segment file it describes (a mismatch voids the index)
- *  24  4N record offsets, 0xFFFFFFFF for a seq no record holds
- *      4N topic + payload bytes of each record
+ *  24  8N per slot: record offset (0xFFFFFFFF for a seq no record holds), topic + payload bytes
  *      4  CRC-32C of everything before
  */
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { crc32c } from './crc32c.ts';
+import { writeFully } from './io.ts';
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from './record.ts';
-import { ABSENT, LIVE, Segment } from './segment.ts';
+import { ABSENT, DONE, LIVE, type Segment } from './segment.ts';
 
 const MAGIC = 0x4951454d; // "MEQI" as little-endian u32
+const VERSION = 2;
 const HEAD = 24;
 const NO_RECORD = 0xffffffff;
+/** A multiple of 8 (one slot) and below glibc's default mmap threshold. */
+const CHUNK = 64 << 10;
+
+let scratch: Buffer | null = null;
+/** One buffer for every index read and write: all of them are synchronous, none overlap. */
+function buffer(): Buffer {
+  scratch ??= Buffer.allocUnsafe(CHUNK);
+  return scratch;
+}
 
 export function indexPath(segmentPath: string): string {
   return `${segmentPath.slice(0, -4)}.idx`;
 }
 
-export function encodeIndex(seg: Segment): Buffer {
+/** The index file's bytes, in CHUNK-sized pieces handed to `sink` (reused: copy before keeping). */
+function encodeIndex(seg: Segment, sink: (b: Buffer, len: number) => void): void {
+  const b = buffer();
   const n = seg.slots;
-  const b = Buffer.alloc(HEAD + 8 * n + 4);
   b.writeUInt32LE(MAGIC, 0);
-  b[4] = 1;
+  b[4] = VERSION;
+  b[5] = 0;
+  b[6] = 0;
+  b[7] = 0;
   b.writeUInt32LE(seg.baseSeq >>> 0, 8);
   b.writeUInt32LE(Math.floor(seg.baseSeq / 0x100000000), 12);
   b.writeUInt32LE(n, 16);
   b.writeUInt32LE(seg.size, 20);
+  let len = HEAD;
+  let crc = 0;
+  const { offsets, sizes, state } = seg;
   for (let i = 0; i < n; i++) {
-    b.writeUInt32LE(seg.state[i] === ABSENT ? NO_RECORD : seg.offsets[i], HEAD + 4 * i);
-    b.writeUInt32LE(seg.sizes[i], HEAD + 4 * n + 4 * i);
+    if (len + 8 > CHUNK) {
+      crc = crc32c(b, 0, len, crc);
+      sink(b, len);
+      len = 0;
+    }
+    const absent = state[i] === ABSENT;
+    b.writeUInt32LE(absent ? NO_RECORD : offsets[i], len);
+    b.writeUInt32LE(absent ? 0 : sizes[i], len + 4);
+    len += 8;
   }
-  b.writeUInt32LE(crc32c(b, 0, b.length - 4), b.length - 4);
-  return b;
+  if (len + 4 > CHUNK) {
+    crc = crc32c(b, 0, len, crc);
+    sink(b, len);
+    len = 0;
+  }
+  crc = crc32c(b, 0, len, crc);
+  b.writeUInt32LE(crc, len);
+  sink(b, len + 4);
 }
 
-/** Best effort: an index that cannot be written only makes the next open slower. */
-export function writeIndex(seg: Segment): void {
+/** The whole index file in one Buffer (tests and tools; the queue streams it to the file). */
+export function indexBytes(seg: Segment): Buffer {
+  const parts: Buffer[] = [];
+  encodeIndex(seg, (b, len) => parts.push(Buffer.from(b.subarray(0, len))));
+  return Buffer.concat(parts);
+}
+
+/**
+ * Best effort: an index that cannot be written only makes the next open slower. Returns true
+ * when the whole file was written. Only a loaded segment can be indexed.
+ */
+export function writeIndex(seg: Segment): boolean {
+  if (!seg.loaded) return false;
+  let fd = -1;
   try {
-    writeFileSync(indexPath(seg.path), encodeIndex(seg), { mode: 0o644 });
+    fd = openSync(indexPath(seg.path), 'w', 0o644);
+    let pos = 0;
+    encodeIndex(seg, (b, len) => {
+      writeFully(fd, b, len, pos);
+      pos += len;
+    });
+    return true;
   } catch {
-    // the segment is scanned instead
+    removeIndex(seg.path); // a half-written index would only fail its CRC, but say it plainly
+    return false;
+  } finally {
+    if (fd >= 0) closeSync(fd);
   }
 }
 
@@ -63,40 +119,135 @@ export function removeIndex(segmentPath: string): void {
   }
 }
 
+/** What an index says about its segment's records above a cursor. */
+export interface IndexSummary {
+  slots: number;
+  /** Records above the cursor, and their topic + payload bytes. */
+  live: number;
+  liveBytes: number;
+}
+
 /**
- * The segment as its index describes it, or null when the index is missing or does not match
- * the file byte for byte in every checkable way (then the caller scans the segment).
+ * Streams a segment's index, checking it against the segment file byte for byte in every
+ * checkable way; `slot` sees every slot in order (offset NO_RECORD for an absent seq). Returns
+ * the summary, or null when the index is missing or fails a check (the caller scans the segment).
  */
-export function loadIndex(path: string, baseSeq: number, fileSize: number, seqCeil: number): Segment | null {
-  let b: Buffer;
+function readIndex(
+  path: string,
+  baseSeq: number,
+  fileSize: number,
+  seqCeil: number,
+  cursor: number,
+  start: (slots: number) => void,
+  slot: (i: number, offset: number, messageBytes: number) => void,
+): IndexSummary | null {
+  let fd: number;
   try {
-    b = readFileSync(indexPath(path));
+    fd = openSync(indexPath(path), 'r');
   } catch {
     return null;
   }
-  if (b.length < HEAD + 4 || b.readUInt32LE(0) !== MAGIC || b[4] !== 1) return null;
-  const n = b.readUInt32LE(16);
-  if (b.length !== HEAD + 8 * n + 4 || n === 0) return null;
-  if (b.readUInt32LE(8) + b.readUInt32LE(12) * 0x100000000 !== baseSeq) return null;
-  if (b.readUInt32LE(20) !== fileSize || baseSeq + n > seqCeil) return null;
-  if (crc32c(b, 0, b.length - 4) !== b.readUInt32LE(b.length - 4)) return null;
-  const seg = new Segment(baseSeq, path, n);
-  const { offsets, sizes } = seg;
-  let prev = SEGMENT_HEADER_BYTES - 1;
-  for (let i = 0; i < n; i++) {
-    const off = b.readUInt32LE(HEAD + 4 * i);
-    sizes[i] = b.readUInt32LE(HEAD + 4 * n + 4 * i);
-    offsets[i] = off;
-    if (off === NO_RECORD) {
-      seg.state[i] = ABSENT;
-      continue;
+  try {
+    const b = buffer();
+    const total = fstatSync(fd).size;
+    if (total < HEAD + 4 || readFully(fd, b, HEAD, 0) !== HEAD) return null;
+    if (b.readUInt32LE(0) !== MAGIC || b[4] !== VERSION) return null;
+    const n = b.readUInt32LE(16);
+    if (n === 0 || total !== HEAD + 8 * n + 4) return null;
+    if (b.readUInt32LE(8) + b.readUInt32LE(12) * 0x100000000 !== baseSeq) return null;
+    if (b.readUInt32LE(20) !== fileSize || baseSeq + n > seqCeil) return null;
+    let crc = crc32c(b, 0, HEAD);
+    start(n);
+    let prev = SEGMENT_HEADER_BYTES - 1;
+    let live = 0;
+    let liveBytes = 0;
+    let i = 0;
+    let pos = HEAD;
+    const end = HEAD + 8 * n;
+    while (pos < end) {
+      const want = Math.min(CHUNK, end - pos);
+      if (readFully(fd, b, want, pos) !== want) return null;
+      crc = crc32c(b, 0, want, crc);
+      for (let k = 0; k < want; k += 8, i++) {
+        const off = b.readUInt32LE(k);
+        const size = b.readUInt32LE(k + 4);
+        if (off !== NO_RECORD) {
+          if (off <= prev || off + RECORD_HEADER_BYTES > fileSize) return null;
+          prev = off;
+          if (baseSeq + i > cursor) {
+            live++;
+            liveBytes += size;
+          }
+        }
+        slot(i, off, size);
+      }
+      pos += want;
     }
-    if (off <= prev || off + RECORD_HEADER_BYTES > fileSize) return null;
-    prev = off;
-    seg.state[i] = LIVE;
-    seg.live++;
+    if (readFully(fd, b, 4, end) !== 4 || b.readUInt32LE(0) !== crc) return null;
+    return { slots: n, live, liveBytes };
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
   }
-  seg.slots = n;
-  seg.size = fileSize;
-  return seg;
+}
+
+function readFully(fd: number, b: Buffer, len: number, position: number): number {
+  let got = 0;
+  while (got < len) {
+    const r = readSync(fd, b, got, len - got, position + got);
+    if (r === 0) break;
+    got += r;
+  }
+  return got;
+}
+
+/** Checks the index of a sealed segment and counts what is live above `cursor`; null: scan it. */
+export function summarizeIndex(
+  path: string,
+  baseSeq: number,
+  fileSize: number,
+  seqCeil: number,
+  cursor: number,
+): IndexSummary | null {
+  return readIndex(
+    path,
+    baseSeq,
+    fileSize,
+    seqCeil,
+    cursor,
+    () => {},
+    () => {},
+  );
+}
+
+/**
+ * Fills an unloaded segment's arrays from its index; seqs <= cursor come back DONE. Returns
+ * what it loaded (the caller settles `live` and `liveBytes`), or null, the segment left
+ * unloaded, when the index is gone or fails a check.
+ */
+export function loadIndex(seg: Segment, seqCeil: number, cursor: number): IndexSummary | null {
+  let offsets = new Uint32Array(0);
+  let sizes = new Uint32Array(0);
+  let state = new Uint8Array(0);
+  const base = seg.baseSeq;
+  const r = readIndex(
+    seg.path,
+    base,
+    seg.size,
+    seqCeil,
+    cursor,
+    (n) => {
+      offsets = new Uint32Array(n);
+      sizes = new Uint32Array(n);
+      state = new Uint8Array(n);
+    },
+    (i, off, size) => {
+      offsets[i] = off;
+      sizes[i] = size;
+      state[i] = off === NO_RECORD ? ABSENT : base + i > cursor ? LIVE : DONE;
+    },
+  );
+  if (r !== null) seg.load(offsets, sizes, state, r.slots);
+  return r;
 }

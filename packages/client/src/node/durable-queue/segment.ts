@@ -1,7 +1,10 @@
 /**
  * The in-memory index of one segment file: per seq slot, the record's file offset, its message
- * bytes (for stats and maxBytes) and its state. 9 bytes a record, nothing of the message itself:
- * a million queued records cost ~9 MB, and messages are read back from the file on demand.
+ * bytes (for stats and maxBytes) and its state, 9 bytes a record, nothing of the message itself.
+ * Only the segments the cursor and the reads are in hold these arrays (and the active one): a
+ * sealed segment further on is a summary (slots, live count and bytes) until it is reached, and
+ * then loaded from its index file (segment-index.ts). A million queued records in 8 MiB segments
+ * cost two or three segments' arrays, well under 1 MB, instead of 9 MB.
  */
 import { readSync } from 'node:fs';
 import {
@@ -27,13 +30,19 @@ export function segmentName(baseSeq: number): string {
 
 export const SEGMENT_NAME = /^(\d{20})\.log$/;
 
+const NONE32 = new Uint32Array(0);
+const NONE8 = new Uint8Array(0);
+
 export class Segment {
   /** Seqs baseSeq .. baseSeq + slots - 1 have a slot. */
   slots = 0;
-  /** Live records in this segment. */
+  /** Live records in this segment, and their topic + payload bytes (kept while unloaded too). */
   live = 0;
+  liveBytes = 0;
   /** Bytes of the file that hold records (the header included); the next record goes here. */
   size = SEGMENT_HEADER_BYTES;
+  /** False: the arrays below are empty and the summary above is all there is (see load()). */
+  loaded = true;
   offsets: Uint32Array;
   sizes: Uint32Array;
   state: Uint8Array;
@@ -50,8 +59,34 @@ export class Segment {
     this.state = new Uint8Array(capacity);
   }
 
+  /** A sealed segment known only by its index's summary; its arrays are loaded when reached. */
+  static unloaded(baseSeq: number, path: string, fileSize: number, slots: number): Segment {
+    const seg = new Segment(baseSeq, path, 0);
+    seg.slots = slots;
+    seg.size = fileSize;
+    seg.loaded = false;
+    return seg;
+  }
+
   get endSeq(): number {
     return this.baseSeq + this.slots - 1;
+  }
+
+  /** Takes the arrays of a loaded index or scan; `live` and `liveBytes` are the caller's. */
+  load(offsets: Uint32Array, sizes: Uint32Array, state: Uint8Array, slots: number): void {
+    this.offsets = offsets;
+    this.sizes = sizes;
+    this.state = state;
+    this.slots = slots;
+    this.loaded = true;
+  }
+
+  /** Drops the arrays of a sealed segment whose index file holds them (written just before). */
+  unload(): void {
+    this.offsets = NONE32;
+    this.sizes = NONE32;
+    this.state = NONE8;
+    this.loaded = false;
   }
 
   push(seq: number, offset: number, messageBytes: number): void {
@@ -64,6 +99,24 @@ export class Segment {
     this.state[slot] = LIVE;
     this.slots = slot + 1;
     this.live++;
+    this.liveBytes += messageBytes;
+  }
+
+  /** Live records and bytes with a seq above `cursor`; slots at or below it become DONE. */
+  settle(cursor: number): void {
+    const { state, sizes, baseSeq } = this;
+    let live = 0;
+    let bytes = 0;
+    for (let s = 0; s < this.slots; s++) {
+      if (state[s] !== LIVE) continue;
+      if (baseSeq + s <= cursor) state[s] = DONE;
+      else {
+        live++;
+        bytes += sizes[s];
+      }
+    }
+    this.live = live;
+    this.liveBytes = bytes;
   }
 
   /** Releases the spare capacity of a segment that will not grow any more. */
