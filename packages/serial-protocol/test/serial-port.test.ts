@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LinuxPortBinding } from '@serialport/bindings-cpp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EofAwarePortBinding, SerialEofError } from '../src/node/index.ts';
+import { createSerialPort, EofAwarePortBinding, SerialEofError } from '../src/node/index.ts';
 
 // A FIFO gives the two read outcomes of a tty without needing one: EAGAIN while the writer is
 // there and silent, 0 bytes (EOF) once the writer is gone.
@@ -107,4 +107,30 @@ describe('EofAwarePortBinding.read', () => {
     await expect(port.read(Buffer.alloc(4), 0, 4)).rejects.toMatchObject({ code: 'EBADF' });
     expect(poller.listenerCount('readable')).toBe(0);
   });
+});
+
+describe('createSerialPort', () => {
+  it('off Linux it loads serialport on demand and returns its SerialPort, not yet open', async () => {
+    const platform = Object.getOwnPropertyDescriptor(process, 'platform')!;
+    Object.defineProperty(process, 'platform', { ...platform, value: 'darwin' });
+    try {
+      const port = createSerialPort(join(dir, 'no-such-tty'), { baudRate: 9600 });
+      const { SerialPort } = await import('serialport');
+      expect(port).toBeInstanceOf(SerialPort);
+      expect(port.isOpen).toBe(false);
+      expect(port.baudRate).toBe(9600);
+    } finally {
+      Object.defineProperty(process, 'platform', platform);
+    }
+  });
+
+  it.skipIf(process.platform !== 'linux')(
+    'on Linux it is a SerialPortStream over the EOF-aware binding',
+    async () => {
+      const { SerialPortStream } = await import('@serialport/stream');
+      const port = createSerialPort(join(dir, 'no-such-tty'));
+      expect(port).toBeInstanceOf(SerialPortStream);
+      expect(port.isOpen).toBe(false);
+    },
+  );
 });

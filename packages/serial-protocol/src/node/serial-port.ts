@@ -11,6 +11,7 @@
  */
 
 import { read as fsRead } from 'node:fs';
+import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import {
   BindingsError,
@@ -20,7 +21,7 @@ import {
   type LinuxSetOptions,
 } from '@serialport/bindings-cpp';
 import { SerialPortStream } from '@serialport/stream';
-import { SerialPort } from 'serialport';
+import type { SerialPort } from 'serialport';
 
 // @serialport/bindings-interface ships types its package exports do not point at: name them from the binding.
 type UpdateOptions = Parameters<LinuxPortBinding['update']>[0];
@@ -121,7 +122,12 @@ export function createSerialPort(path: string, options: SerialPortOptions = {}):
   const base = { path, baudRate: options.baudRate ?? 115200, autoOpen: false };
   const opts = options.highWaterMark === undefined ? base : { ...base, highWaterMark: options.highWaterMark };
   if (process.platform === 'linux') return new SerialPortStream({ ...opts, binding: EofAwareLinuxBinding });
-  return new SerialPort(opts);
+  // Loaded here, not imported above: the umbrella package (its parsers and autodetect) costs
+  // 3-5 MB of RSS that Linux, the platform this runs on, never needs.
+  const { SerialPort: Port } = createRequire(import.meta.url)('serialport') as {
+    SerialPort: typeof SerialPort;
+  };
+  return new Port(opts);
 }
 
 /** `createSerialPort`, opened: rejects with the open error (no such path, permission, busy). */
