@@ -354,12 +354,15 @@ const area: BenchArea = {
   area: 'agent',
   async run(options: BenchOptions): Promise<BenchRow[]> {
     const q = options.quick;
+    // BENCH_AGENT_ROWS=throughput,backlog,big runs only those groups (default: all of them)
+    const only = process.env.BENCH_AGENT_ROWS?.split(',').map((x) => x.trim());
+    const want = (g: string) => only === undefined || only.includes(g);
     return [
-      ...(await throughput(q)),
-      ...(await backlog(q ? 20_000 : 100_000, q ? 20_000 : 30_000)),
+      ...(want('throughput') ? await throughput(q) : []),
+      ...(want('backlog') ? await backlog(q ? 20_000 : 100_000, q ? 20_000 : 30_000) : []),
       // Below MQTT.js's 65,535 packet-id ceiling, for a rate both sides finish.
-      ...(q ? [] : await backlog(60_000, 60_000)),
-      ...(await bigQueue(q)),
+      ...(q || !want('backlog') ? [] : await backlog(60_000, 60_000)),
+      ...(want('big') ? await bigQueue(q) : []),
     ];
   },
 };
