@@ -10,7 +10,15 @@
  * - Heap per idle client: growth of V8 heap + ArrayBuffers (after GC) over 200 connected, idle
  *   clients / 200.
  * - CPU per QoS 0 / QoS 1 publish: this process's user+system CPU time over the run / messages.
+ * - Broker ceiling: the same QoS 0 / QoS 1 / replay loads as bytes encoded before the clock
+ *   starts, written in one go from a raw socket that only counts the PUBACK bytes: what the
+ *   broker takes from a client that costs nothing. Not a client; it bounds what any client can
+ *   reach on this broker and machine, so the QoS 0 / 1 rows are also given as a share of it.
+ *   (The same idea for the replay is not a bound: one 10,000-packet write after a fresh
+ *   CONNECT measured slower than our client's windowed replay, so it is not reported.)
  */
+import net from 'node:net';
+import { encode } from '@mqtt-edge/codec';
 import mqtt from 'mqtt';
 import { connect, type MqttClient } from '../../packages/client/src/node/index.ts';
 import { hasMosquitto, type Mosquitto, startMosquitto } from '../../test/helpers/mosquitto.ts';
@@ -44,6 +52,55 @@ function peer(port: number, id: string): Promise<mqtt.MqttClient> {
     c.once('connect', () => resolve(c));
     c.once('error', reject);
   });
+}
+
+/**
+ * A "client" that costs nothing per message: CONNECT, then `load` (encoded before the clock
+ * starts) in one write; resolves with the seconds from that write until `acks` PUBACKs (4 bytes
+ * each in 3.1.1) have arrived after the CONNACK.
+ */
+async function rawCeiling(port: number, clientId: string, load: Uint8Array, acks: number): Promise<number> {
+  const connectBytes = encode(
+    { type: 'connect', protocolVersion: 4, clientId, clean: true, keepalive: 60 },
+    4,
+  );
+  const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      socket.once('error', reject);
+      let t0 = 0;
+      // CONNACK (4 bytes) first, then 4 bytes per PUBACK.
+      let want = 4 + acks * 4;
+      socket.on('data', (chunk: Buffer) => {
+        if (t0 === 0) {
+          if (chunk[0] !== 0x20 || chunk[3] !== 0) return reject(new Error('CONNACK refused'));
+          t0 = performance.now();
+          socket.write(load);
+        }
+        want -= chunk.length;
+        if (want === 0) resolve((performance.now() - t0) / 1000);
+        else if (want < 0) reject(new Error('more bytes than the PUBACKs expected'));
+      });
+      socket.write(connectBytes);
+    });
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** n PUBLISH packets of 64 bytes on `topic`, QoS 1 ids 1..n, or QoS 0, as one buffer. */
+function encodedLoad(topic: string, n: number, qos: 0 | 1): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < n; i++)
+    parts.push(
+      encode(
+        qos === 1
+          ? { type: 'publish', topic, payload: PAYLOAD, qos: 1, packetId: i + 1, retain: false, dup: false }
+          : { type: 'publish', topic, payload: PAYLOAD, qos: 0, retain: false, dup: false },
+        4,
+      ).slice(),
+    );
+  return Buffer.concat(parts);
 }
 
 const endPeer = (c: mqtt.MqttClient) => new Promise<void>((r) => c.end(true, {}, () => r()));
@@ -139,6 +196,12 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
       return d.user + d.system;
     };
 
+    // The broker's ceiling for each load, as bytes prepared before the clock starts.
+    const load0 = Buffer.concat([encodedLoad('bench/q0', N0, 0), encodedLoad('bench/q0', 1, 1)]);
+    const load1 = encodedLoad('bench/q1', N1, 1);
+    let ceil0 = 0;
+    let ceil1 = 0;
+
     // QoS 0 until the broker has read them all (a QoS 1 fence at the end).
     let best0 = 0;
     let best0Peer = 0;
@@ -164,6 +227,7 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
       best0Peer = Math.max(best0Peer, (N0 * 1000) / (performance.now() - t0));
       cpu0Peer = Math.min(cpu0Peer, cpuSince(c0) / N0);
       await endPeer(b);
+      ceil0 = Math.max(ceil0, N0 / (await rawCeiling(broker.port, 'bench-raw-q0', load0, 1)));
     }
     rows.push(
       rateRow(
@@ -206,6 +270,7 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
       best1Peer = Math.max(best1Peer, (N1 * 1000) / (performance.now() - t0));
       cpu1Peer = Math.min(cpu1Peer, cpuSince(c0) / N1);
       await endPeer(b);
+      ceil1 = Math.max(ceil1, N1 / (await rawCeiling(broker.port, 'bench-raw-q1', load1, N1)));
     }
     rows.push(
       rateRow(
@@ -293,6 +358,27 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
       ),
     );
 
+    const CEIL = 'mosquitto ceiling (raw socket, pre-encoded bytes)';
+    rows.push(
+      rateRow(
+        'client:qos0 as share of the broker ceiling',
+        'msgs/s',
+        best0,
+        ceil0,
+        CEIL,
+        undefined,
+        `MQTT.js: ${((best0Peer / ceil0) * 100).toFixed(0)}% of the ceiling; 2x MQTT.js needs ${(((2 * best0Peer) / ceil0) * 100).toFixed(0)}%`,
+      ),
+      rateRow(
+        'client:qos1 as share of the broker ceiling',
+        'msgs/s',
+        best1,
+        ceil1,
+        CEIL,
+        undefined,
+        `MQTT.js: ${((best1Peer / ceil1) * 100).toFixed(0)}% of the ceiling; 2x MQTT.js needs ${(((2 * best1Peer) / ceil1) * 100).toFixed(0)}%`,
+      ),
+    );
     rows.push(heapRow);
   } finally {
     broker.signal('SIGCONT');
