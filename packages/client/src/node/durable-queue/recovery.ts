@@ -92,6 +92,8 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
       removeIndex(join(dir, `${n.slice(0, 20)}.log`));
   }
   const scanWin = new FileWindow(SCAN_CHUNK);
+  // the arrays of the last segment scanned and let go: the next scan fills them again
+  let spare: Segment | null = null;
   let lastSeq = 0;
   for (let i = 0; i < names.length; i++) {
     const path = join(dir, names[i]);
@@ -114,7 +116,8 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
     const fd = openSync(path, 'r+');
     try {
       const size = fstatSync(fd).size;
-      const r = scanSegment(fd, size, baseSeq, ceil, path, scanWin, maxRecordBytes);
+      const r = scanSegment(fd, size, baseSeq, ceil, path, scanWin, maxRecordBytes, spare);
+      spare = null;
       const seg = r.segment;
       recovery.corruptRegions += r.corruptRegions;
       recovery.corruptBytes += r.corruptBytes;
@@ -123,6 +126,7 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
         closeSync(fd);
         unlinkSync(path);
         removeIndex(path);
+        spare = seg.unload();
         recovery.removedSegments++;
         if (size > SEGMENT_HEADER_BYTES || !r.headerOk) {
           recovery.truncatedTails++;
@@ -145,7 +149,8 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
       seg.settle(cursor);
       if (isLast) removeIndex(path);
       // the index now holds what the arrays hold: keep only the summary until the cursor comes
-      else if (writeIndex(seg)) seg.unload();
+      else if (writeIndex(seg)) spare = seg.unload();
+      if (seg.loaded) seg.trim();
       segments.push(seg);
     } finally {
       try {

@@ -81,12 +81,20 @@ export class Segment {
     this.loaded = true;
   }
 
-  /** Drops the arrays of a sealed segment whose index file holds them (written just before). */
-  unload(): void {
+  /**
+   * Drops the arrays of a sealed segment whose index file holds them (written just before) and
+   * returns them: recovery scans the next segment into the same memory.
+   */
+  unload(): Segment {
+    const spare = new Segment(this.baseSeq, this.path, 0);
+    spare.offsets = this.offsets;
+    spare.sizes = this.sizes;
+    spare.state = this.state;
     this.offsets = NONE32;
     this.sizes = NONE32;
     this.state = NONE8;
     this.loaded = false;
+    return spare;
   }
 
   push(seq: number, offset: number, messageBytes: number): void {
@@ -206,6 +214,8 @@ export interface ScanResult {
  * record, the scan resynchronises byte by byte; a candidate's seq must be one that could have
  * followed (at most one lost record per 28 skipped bytes, below `seqCeil`), which with the CRC
  * makes a false match in garbage vanishingly unlikely and bounds the ABSENT slots it can create.
+ * With `spare`, the scan fills that segment's arrays (grown if need be) instead of new ones and
+ * leaves them untrimmed: recovery scans segment after segment into one set of arrays.
  */
 export function scanSegment(
   fd: number,
@@ -215,12 +225,14 @@ export function scanSegment(
   path: string,
   win: FileWindow,
   maxRecordBytes: number,
+  spare: Segment | null = null,
 ): ScanResult {
   win.attach(fd);
   const h = fileSize >= SEGMENT_HEADER_BYTES ? win.at(0, SEGMENT_HEADER_BYTES, fileSize) : -1;
   const headerOk = h >= 0 && segmentHeaderOk(win.buf, h);
   // exact capacity for a full segment of small records, grown if needed, trimmed after
-  const segment = new Segment(baseSeq, path, Math.max(16, Math.ceil(fileSize / 128)));
+  const segment = new Segment(baseSeq, path, spare ? 0 : Math.max(16, Math.ceil(fileSize / 128)));
+  if (spare) segment.load(spare.offsets, spare.sizes, spare.state, 0);
   let lastSeq = baseSeq - 1;
   let lastEnd = SEGMENT_HEADER_BYTES;
   let corruptRegions = 0;
@@ -263,6 +275,6 @@ export function scanSegment(
     lastEnd = pos;
   }
   segment.size = lastEnd;
-  segment.trim();
+  if (!spare) segment.trim();
   return { segment, headerOk, validEnd: lastEnd, corruptRegions, corruptBytes };
 }
