@@ -3,23 +3,12 @@
  * prefixes, notifications on both sides, no echo, TLS with client certificates made by openssl,
  * failover across addresses, and an upstream that is away when the bridge starts.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { eventually, forwardPort, Recorder, startBridged } from './bridge-helpers.ts';
 import { freePort, hasMosquitto, startMosquitto } from './helpers/mosquitto.ts';
+import { HAS_OPENSSL, TestPki } from './helpers/tls.ts';
 
 const HAS = hasMosquitto();
-const HAS_OPENSSL = (() => {
-  try {
-    execFileSync('openssl', ['version']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
 if (!HAS)
   console.warn('mosquitto not installed (/usr/sbin/mosquitto): bridge tests against mosquitto skipped');
 if (!HAS_OPENSSL) console.warn('openssl not installed: bridge TLS test skipped');
@@ -223,89 +212,20 @@ describe.skipIf(!HAS)('bridge to mosquitto', () => {
 
 describe.skipIf(!HAS || !HAS_OPENSSL)('bridge to mosquitto over TLS with a client certificate', () => {
   it('connects with certificates made by openssl and forwards both ways', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bl-bridge-tls-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=test-ca',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.pem',
-    );
-    writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
-    ssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-keyout',
-      'server.key',
-      '-out',
-      'server.csr',
-    );
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      'server.csr',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-days',
-      '1',
-      '-extfile',
-      'server.ext',
-      '-out',
-      'server.pem',
-    );
-    ssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=gateway-1',
-      '-keyout',
-      'client.key',
-      '-out',
-      'client.csr',
-    );
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      'client.csr',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-days',
-      '1',
-      '-out',
-      'client.pem',
-    );
+    const pki = new TestPki('bl-bridge-tls-')
+      .ca()
+      .leaf('server', { cn: '127.0.0.1', san: 'IP:127.0.0.1' })
+      .leaf('client', { cn: 'gateway-1' });
+    cleanup.push(() => pki.remove());
+    const dir = pki.dir;
 
     // A plain listener for the test's own clients, and a TLS one that requires a certificate.
     const tlsPort = await freePort();
     const m = await startMosquitto({
       config: [
         `listener ${tlsPort} 127.0.0.1`,
-        `cafile ${dir}/ca.pem`,
-        `certfile ${dir}/server.pem`,
+        `cafile ${dir}/ca.crt`,
+        `certfile ${dir}/server.crt`,
         `keyfile ${dir}/server.key`,
         'require_certificate true',
         'use_identity_as_username true',
@@ -318,8 +238,8 @@ describe.skipIf(!HAS || !HAS_OPENSSL)('bridge to mosquitto over TLS with a clien
         `address 127.0.0.1:${tlsPort}`,
         'topic up/# out 1',
         'topic down/# in 1',
-        `bridge_cafile ${dir}/ca.pem`,
-        `bridge_certfile ${dir}/client.pem`,
+        `bridge_cafile ${dir}/ca.crt`,
+        `bridge_certfile ${dir}/client.crt`,
         `bridge_keyfile ${dir}/client.key`,
         'restart_timeout 1',
         'cleansession true',
@@ -341,46 +261,16 @@ describe.skipIf(!HAS || !HAS_OPENSSL)('bridge to mosquitto over TLS with a clien
   }, 30_000);
 
   it('says why when the server certificate is not trusted', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bl-bridge-tls2-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    ssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      'server.key',
-      '-out',
-      'server.pem',
-    );
-    ssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=other-ca',
-      '-keyout',
-      'other.key',
-      '-out',
-      'other.pem',
-    );
+    const pki = new TestPki('bl-bridge-tls2-')
+      .selfSigned('server', '127.0.0.1', 'IP:127.0.0.1')
+      .ca('other', 'other-ca');
+    cleanup.push(() => pki.remove());
+    const dir = pki.dir;
     const tlsPort = await freePort();
     const m = await startMosquitto({
       config: [
         `listener ${tlsPort} 127.0.0.1`,
-        `certfile ${dir}/server.pem`,
+        `certfile ${dir}/server.crt`,
         `keyfile ${dir}/server.key`,
       ].join('\n'),
     });
@@ -390,7 +280,7 @@ describe.skipIf(!HAS || !HAS_OPENSSL)('bridge to mosquitto over TLS with a clien
         'connection bad',
         `address 127.0.0.1:${tlsPort}`,
         'topic x/# out 1',
-        `bridge_cafile ${dir}/other.pem`,
+        `bridge_cafile ${dir}/other.crt`,
         'restart_timeout 1',
       ].join('\n'),
     );
@@ -402,41 +292,17 @@ describe.skipIf(!HAS || !HAS_OPENSSL)('bridge to mosquitto over TLS with a clien
 
 describe.skipIf(!HAS || !HAS_OPENSSL)('bridge_insecure against mosquitto', () => {
   it('skips the host-name check only: a trusted chain with another name connects, an untrusted one does not', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bl-bridge-insecure-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const selfSigned = (base: string, name: string): void => {
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-days',
-          '1',
-          '-subj',
-          `/CN=${name}`,
-          '-addext',
-          `subjectAltName=DNS:${name}`,
-          '-keyout',
-          `${base}.key`,
-          '-out',
-          `${base}.pem`,
-        ],
-        { cwd: dir, stdio: 'pipe' },
-      );
-    };
     // The server's certificate names another host than the 127.0.0.1 the bridge dials.
-    selfSigned('server', 'elsewhere.example');
-    selfSigned('other', 'other.example');
+    const pki = new TestPki('bl-bridge-insecure-')
+      .selfSigned('server', 'elsewhere.example')
+      .selfSigned('other', 'other.example');
+    cleanup.push(() => pki.remove());
+    const dir = pki.dir;
     const tlsPort = await freePort();
     const m = await startMosquitto({
       config: [
         `listener ${tlsPort} 127.0.0.1`,
-        `certfile ${dir}/server.pem`,
+        `certfile ${dir}/server.crt`,
         `keyfile ${dir}/server.key`,
       ].join('\n'),
     });
@@ -454,9 +320,9 @@ describe.skipIf(!HAS || !HAS_OPENSSL)('bridge_insecure against mosquitto', () =>
       cleanup.push(() => b.close());
       return b;
     };
-    const strict = await bridge('strict', [`bridge_cafile ${dir}/server.pem`]);
-    const lax = await bridge('lax', [`bridge_cafile ${dir}/server.pem`, 'bridge_insecure true']);
-    const untrusted = await bridge('untrusted', [`bridge_cafile ${dir}/other.pem`, 'bridge_insecure true']);
+    const strict = await bridge('strict', [`bridge_cafile ${dir}/server.crt`]);
+    const lax = await bridge('lax', [`bridge_cafile ${dir}/server.crt`, 'bridge_insecure true']);
+    const untrusted = await bridge('untrusted', [`bridge_cafile ${dir}/other.crt`, 'bridge_insecure true']);
     await lax.waitLog((l) => l.message === 'bridge connected');
     const nameFail = await strict.waitLog((l) => l.message === 'bridge connect failed');
     expect(String(nameFail.fields?.reason)).toMatch(/altname|does not match|ERR_TLS_CERT_ALTNAME_INVALID/i);

@@ -4,68 +4,24 @@
  * CA, certificate and key files. An untrusted CA keeps the agent disconnected, and its readings
  * keep being stored and acknowledged.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { Agent, parseConfig, silentLogger } from '@mqtt-edge/agent';
 import { createLinkPair, InProcessTransport } from '@mqtt-edge/firmware-sim';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasMosquitto, type Mosquitto, startMosquitto } from './helpers/mosquitto.ts';
 import { until, WatchedDevice } from './helpers/processes.ts';
+import { HAS_OPENSSL, serverAndClientPki, type TestPki } from './helpers/tls.ts';
 
-let HAS_OPENSSL = true;
-try {
-  execFileSync('openssl', ['version'], { stdio: 'ignore' });
-} catch {
-  HAS_OPENSSL = false;
-}
 if (!hasMosquitto() || !HAS_OPENSSL) console.warn('e2e-agent-tls: mosquitto or openssl missing, skipped');
 
 describe.skipIf(!hasMosquitto() || !HAS_OPENSSL)('agent over mqtts:// with a client certificate', () => {
+  let pki: TestPki;
   let dir: string;
   let broker: Mosquitto;
-  const f = (n: string) => path.join(dir, n);
+  const f = (n: string) => pki.file(n);
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'agent-tls-'));
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    for (const ca of ['ca', 'other-ca'])
-      ssl(
-        'req',
-        '-x509',
-        ...ec,
-        '-keyout',
-        `${ca}.key`,
-        '-out',
-        `${ca}.crt`,
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${ca}`,
-      );
-    writeFileSync(f('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-    for (const who of ['server', 'client']) {
-      ssl('req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who}`);
-      const ext = who === 'server' ? ['-extfile', 'server.ext'] : [];
-      ssl(
-        'x509',
-        '-req',
-        '-in',
-        `${who}.csr`,
-        '-CA',
-        'ca.crt',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-out',
-        `${who}.crt`,
-        '-days',
-        '1',
-        ...ext,
-      );
-    }
+    pki = serverAndClientPki('agent-tls-').ca('other-ca');
+    dir = pki.dir;
     broker = await startMosquitto({
       config: [
         `cafile ${f('ca.crt')}`,
@@ -77,7 +33,7 @@ describe.skipIf(!hasMosquitto() || !HAS_OPENSSL)('agent over mqtts:// with a cli
   });
   afterAll(async () => {
     await broker?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    pki?.remove();
   });
 
   async function runAgent(ca: string, name: string) {

@@ -1,12 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HAS_OPENSSL, serverAndClientPki, type TestPki } from '../../../test/helpers/tls.ts';
 import { Broker } from '../src/index.ts';
 
-const HAS_OPENSSL = fs.existsSync('/usr/bin/openssl');
 if (!HAS_OPENSSL) console.warn('openssl not installed: TLS listener tests skipped');
 
 describe('WebSocket listener', () => {
@@ -38,84 +34,11 @@ describe('WebSocket listener', () => {
 });
 
 describe.skipIf(!HAS_OPENSSL)('TLS listener', () => {
-  let dir: string;
+  let pki: TestPki;
   let broker: Broker;
-  const pem = (name: string) => fs.readFileSync(path.join(dir, name), 'utf8');
+  const pem = (name: string) => pki.read(name);
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'broker-lite-tls-'));
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    ssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.crt',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=test-ca',
-    );
-    ssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      'server.key',
-      '-out',
-      'server.csr',
-      '-subj',
-      '/CN=localhost',
-    );
-    fs.writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      'server.csr',
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'server.crt',
-      '-days',
-      '1',
-      '-extfile',
-      'san.ext',
-    );
-    ssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      'client.key',
-      '-out',
-      'client.csr',
-      '-subj',
-      '/CN=device-7',
-    );
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      'client.csr',
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'client.crt',
-      '-days',
-      '1',
-    );
+    pki = serverAndClientPki('broker-lite-tls-', 'device-7');
     const seen: string[] = [];
     broker = new Broker({
       listeners: [
@@ -166,7 +89,7 @@ describe.skipIf(!HAS_OPENSSL)('TLS listener', () => {
   });
   afterAll(async () => {
     await broker.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    pki?.remove();
   });
 
   it('accepts TLS clients that trust the CA', async () => {

@@ -2,16 +2,13 @@
  * The Node client against aedes, in process: over TCP, and over WebSocket (the `ws` package
  * serves it; the client uses the global WebSocket where there is one, else `ws`).
  */
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { Aedes } from 'aedes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebSocketStream, WebSocketServer, WebSocket as WsWebSocket } from 'ws';
+import { HAS_OPENSSL, TestPki } from '../../../test/helpers/tls.ts';
 import { type ClientOptions, connect, type MqttClient } from '../src/node/index.ts';
 
 let broker: Aedes;
@@ -162,48 +159,18 @@ describe('aedes', () => {
   });
 });
 
-const HAS_OPENSSL = (() => {
-  try {
-    execFileSync('openssl', ['version']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
 if (!HAS_OPENSSL) console.warn('aedes.test.ts: openssl not found, skipping the wss:// test');
 
 describe.skipIf(!HAS_OPENSSL)('aedes over wss://', () => {
-  let dir = '';
+  let pki: TestPki;
   let server: https.Server;
   let secure: WebSocketServer;
   let port = 0;
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'mqtt-wss-'));
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=wss-ca');
-    writeFileSync(path.join(dir, 'ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-    ssl('req', ...ec, '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=localhost');
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      'srv.csr',
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'srv.crt',
-      '-days',
-      '1',
-      '-extfile',
-      'ext',
-    );
+    pki = new TestPki('mqtt-wss-').ca().leaf('srv', { cn: 'localhost', san: 'DNS:localhost,IP:127.0.0.1' });
     server = https.createServer({
-      key: readFileSync(path.join(dir, 'srv.key')),
-      cert: readFileSync(path.join(dir, 'srv.crt')),
+      key: pki.read('srv.key'),
+      cert: pki.read('srv.crt'),
     });
     secure = new WebSocketServer({ server });
     secure.on('connection', (ws, req) =>
@@ -216,11 +183,11 @@ describe.skipIf(!HAS_OPENSSL)('aedes over wss://', () => {
     for (const ws of secure?.clients ?? []) ws.terminate();
     await new Promise<void>((r) => (secure ? secure.close(() => r()) : r()));
     await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    pki?.remove();
   });
 
   it('connects with the test CA and server name, QoS 0/1/2 both ways', async () => {
-    const ca = readFileSync(path.join(dir, 'ca.crt'));
+    const ca = pki.read('ca.crt');
     const { sub, pub } = await pair(`wss://127.0.0.1:${port}/mqtt`, {
       protocolVersion: 4,
       ca,

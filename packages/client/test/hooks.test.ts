@@ -4,14 +4,11 @@
  * before MQTT, Mosquitto's bridge bit with its fallback, checkServerIdentity (the chain still
  * checked), and enqueue() while no connection is up or coming.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls from 'node:tls';
 import { encode, type Packet, PacketParser } from '@mqtt-edge/codec';
 import { afterEach, describe, expect, it } from 'vitest';
+import { HAS_OPENSSL, TestPki } from '../../../test/helpers/tls.ts';
 import { ConnackError } from '../src/core/errors.ts';
 import type { ClosedEvent } from '../src/core/events.ts';
 import { setBridgeBit } from '../src/core/session.ts';
@@ -326,51 +323,16 @@ describe('bridgeMode (Mosquitto bridge bit)', () => {
   });
 });
 
-let HAS_OPENSSL = true;
-try {
-  execFileSync('openssl', ['version'], { stdio: 'ignore' });
-} catch {
-  HAS_OPENSSL = false;
-}
 if (!HAS_OPENSSL) console.warn('hooks.test.ts: openssl not found, checkServerIdentity tests skipped');
 
 describe.skipIf(!HAS_OPENSSL)('checkServerIdentity', () => {
-  /** A self-signed certificate for `name` (its own CA), EC for speed. */
-  function selfSigned(dir: string, base: string, name: string): { cert: string; key: string } {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${name}`,
-        '-addext',
-        `subjectAltName=DNS:${name}`,
-        '-keyout',
-        `${base}.key`,
-        '-out',
-        `${base}.pem`,
-      ],
-      { cwd: dir, stdio: 'pipe' },
-    );
-    return {
-      cert: readFileSync(join(dir, `${base}.pem`), 'utf8'),
-      key: readFileSync(join(dir, `${base}.key`), 'utf8'),
-    };
-  }
-
   it('skips the host-name check only: the chain is still verified', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'client-csi-'));
-    closers.push(() => rmSync(dir, { recursive: true, force: true }));
-    const server = selfSigned(dir, 'server', 'wrong.example');
-    const other = selfSigned(dir, 'other', 'other.example');
+    const pki = new TestPki('client-csi-')
+      .selfSigned('server', 'wrong.example')
+      .selfSigned('other', 'other.example');
+    closers.push(() => pki.remove());
+    const server = { cert: pki.read('server.crt'), key: pki.read('server.key') };
+    const other = { cert: pki.read('other.crt') };
     const fb = await fakeBroker({ secure: { cert: server.cert, key: server.key } });
     const base = {
       protocol: 'mqtts' as const,

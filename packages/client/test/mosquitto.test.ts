@@ -3,11 +3,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasMosquitto, type Mosquitto, startMosquitto } from '../../../test/helpers/mosquitto.ts';
+import { HAS_OPENSSL, serverAndClientPki, type TestPki } from '../../../test/helpers/tls.ts';
 import { ConnackError } from '../src/core/errors.ts';
 import { MemoryOutbox } from '../src/core/memory-outbox.ts';
 import { OutboxFullError } from '../src/core/outbox.ts';
@@ -15,14 +16,6 @@ import { type ClientOptions, connect, DurableQueue, type MqttClient } from '../s
 
 const HAS = hasMosquitto();
 if (!HAS) console.warn('mosquitto.test.ts: /usr/sbin/mosquitto not found, skipping broker interop tests');
-const HAS_OPENSSL = (() => {
-  try {
-    execFileSync('openssl', ['version']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -234,34 +227,10 @@ describe.skipIf(!HAS)('mosquitto with a password file', () => {
 
 describe.skipIf(!HAS || !HAS_OPENSSL)('mosquitto over TLS with certificates made by openssl', () => {
   let broker: Mosquitto;
-  let dir: string;
-  const f = (n: string) => path.join(dir, n);
+  let pki: TestPki;
+  const f = (n: string) => pki.file(n);
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'mqtt-tls-'));
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=test-ca');
-    writeFileSync(f('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-    for (const who of ['server', 'client']) {
-      ssl('req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who}`);
-      const ext = who === 'server' ? ['-extfile', 'server.ext'] : [];
-      ssl(
-        'x509',
-        '-req',
-        '-in',
-        `${who}.csr`,
-        '-CA',
-        'ca.crt',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-out',
-        `${who}.crt`,
-        '-days',
-        '1',
-        ...ext,
-      );
-    }
+    pki = serverAndClientPki('mqtt-tls-');
     broker = await startMosquitto({
       config: [
         `cafile ${f('ca.crt')}`,
@@ -273,7 +242,7 @@ describe.skipIf(!HAS || !HAS_OPENSSL)('mosquitto over TLS with certificates made
   });
   afterAll(async () => {
     await broker?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    pki?.remove();
   });
 
   it('connects with CA, client certificate and key, server name checked', async () => {
