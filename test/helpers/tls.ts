@@ -47,20 +47,7 @@ export class TestPki {
 
   /** A self-signed CA certificate `NAME.crt` with its key `NAME.key`. */
   ca(name = 'ca', cn = name): this {
-    this.openssl(
-      'req',
-      '-x509',
-      ...EC_KEY,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${cn}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.crt`,
-    );
-    return this;
+    return this.selfSignedWith(name, cn, []);
   }
 
   /** `NAME.crt` / `NAME.key` signed by a CA made with ca() before. */
@@ -102,21 +89,12 @@ export class TestPki {
 
   /** A self-signed leaf (its own CA) for `cn`, with subjectAltName `san` (default `DNS:cn`). */
   selfSigned(name: string, cn: string, san = `DNS:${cn}`): this {
-    this.openssl(
-      'req',
-      '-x509',
-      ...EC_KEY,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${cn}`,
-      '-addext',
-      `subjectAltName=${san}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.crt`,
-    );
+    return this.selfSignedWith(name, cn, ['-addext', `subjectAltName=${san}`]);
+  }
+
+  private selfSignedWith(name: string, cn: string, extra: string[]): this {
+    const out = ['-keyout', `${name}.key`, '-out', `${name}.crt`];
+    this.openssl('req', '-x509', ...EC_KEY, '-days', '1', '-subj', `/CN=${cn}`, ...extra, ...out);
     return this;
   }
 
