@@ -331,8 +331,10 @@ function connect(): ConnectPacket {
     P = at;
     fail('PROTOCOL_NAME_INVALID', '', 0x84);
   }
-  const level = u8();
-  if (name === 'MQTT' ? level !== 4 && level !== 5 : level !== 3) {
+  const byte = u8();
+  // Mosquitto's bridges (try_private) set the level's high bit: 0x83, 0x84; MQTT 5 has no such form
+  const level = byte & 0x7f;
+  if ((name === 'MQTT' ? level !== 4 && level !== 5 : level !== 3) || byte === 0x85) {
     P--;
     fail('PROTOCOL_VERSION_UNSUPPORTED', '', 0x84);
   }
@@ -372,6 +374,7 @@ function connect(): ConnectPacket {
     if (willProps !== undefined) will.properties = willProps;
     packet.will = will;
   }
+  if (byte > 0x80) packet.bridge = true;
   if ((flags & 0x80) !== 0) packet.username = str();
   if ((flags & 0x40) !== 0) packet.password = bin();
   if (properties !== undefined) packet.properties = properties;

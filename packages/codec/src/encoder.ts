@@ -80,7 +80,8 @@ function measure(p: Packet, v: ProtocolVersion): number {
   switch (p.type) {
     case 'connect': {
       const pv = p.protocolVersion;
-      if (pv !== 3 && pv !== 4 && pv !== 5) bad('PROTOCOL_VERSION_INVALID', '', 0x84);
+      if ((pv !== 3 && pv !== 4 && pv !== 5) || (p.bridge && pv === 5))
+        bad('PROTOCOL_VERSION_INVALID', '', 0x84);
       V = pv;
       if (!isInt(p.keepalive, 0, 0xffff)) bad('KEEPALIVE_INVALID', '');
       n = (pv === 3 ? 14 : 12) + stringLength(p.clientId, 'client id');
@@ -229,7 +230,7 @@ function write(p: Packet, buf: Uint8Array, pos: number): void {
   switch (p.type) {
     case 'connect': {
       str(V === 3 ? 'MQIsdp' : 'MQTT');
-      buf[P++] = V;
+      buf[P++] = p.bridge ? V | 0x80 : V;
       const w = p.will;
       buf[P++] =
         (p.clean ? 2 : 0) |

@@ -91,6 +91,12 @@ export interface ConnectPacket {
   password?: Uint8Array;
   will?: Will;
   properties?: Properties;
+  /**
+   * A Mosquitto bridge (`try_private true`): the protocol level byte has its high bit set
+   * (0x83, 0x84), so the server can avoid echoing messages back and keep retain flags. 3.1 and
+   * 3.1.1 only. Decoded as true, absent otherwise.
+   */
+  bridge?: boolean;
 }
 
 export interface ConnackPacket {

@@ -58,6 +58,8 @@ const cases: Array<[ProtocolVersion, Packet]> = [
       },
     },
   ],
+  [3, { type: 'connect', protocolVersion: 3, clientId: 'br', clean: true, keepalive: 60, bridge: true }],
+  [4, { type: 'connect', protocolVersion: 4, clientId: 'br', clean: false, keepalive: 60, bridge: true }],
   [4, { type: 'connack', sessionPresent: true, reasonCode: 0 }],
   [
     5,
