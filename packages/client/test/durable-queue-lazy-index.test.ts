@@ -231,6 +231,21 @@ describe('index files that go bad after the open', () => {
     await q.close();
   });
 
+  it('drop-oldest walking through a segment whose files vanished after the open', async () => {
+    const { dir, segs } = await filled(4000);
+    const q = await DurableQueue.open(dir, { ...SMALL, dropPolicy: 'drop-oldest', maxCount: 1000 });
+    const lost = range(baseOf(segs[1]), baseOf(segs[2]) - 1);
+    rmSync(segs[1]);
+    rmSync(idxOf(segs[1]));
+    await q.put(msg(4001));
+    const s = q.stats();
+    expect(s).toMatchObject({ count: 1000, cursor: 3001, corruptOnRead: lost.length });
+    expect(s.droppedOldest).toBe(3001 - lost.length);
+    const got = q.read(0, 2000);
+    expect(got.map((e) => e.seq)).toEqual(range(3002, 4001));
+    await q.close();
+  });
+
   it('a segment file cut short after the open (rot under a valid index): the rescan keeps what is whole', async () => {
     const { dir, segs } = await filled(4000);
     const q = await DurableQueue.open(dir, SMALL);

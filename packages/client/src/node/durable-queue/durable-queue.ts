@@ -297,9 +297,20 @@ export class DurableQueue implements Outbox {
     const seq = this.cursor + 1;
     const seg = this.segments[this.segmentIndex(seq)];
     this.ensureLoaded(seg);
-    this.markDone(seg, seq - seg.baseSeq);
-    this.droppedOldest++;
+    const slot = seq - seg.baseSeq;
+    // after advanceCursor() the slot at cursor + 1 is live; a segment whose files changed under
+    // it (found on loading) is the one exception, and then there is nothing to drop there
+    if (slot < seg.slots && seg.state[slot] === LIVE) {
+      this.markDone(seg, slot);
+      this.droppedOldest++;
+    }
+    const before = this.cursor;
     this.advanceCursor();
+    if (this.cursor === before) {
+      // nothing live past the cursor: counts no slot backs must not keep the callers looping
+      this.liveCount = 0;
+      this.liveBytes = 0;
+    }
     this.noteAck();
   }
 
