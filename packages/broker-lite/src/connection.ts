@@ -143,6 +143,10 @@ export class Connection {
         this.parser = null;
         b.returnParser(parser);
       }
+      if (replyNow) {
+        replyNow = false;
+        this.flush();
+      }
     } catch (err) {
       this.parser = null; // a failed parser is not reused
       this.onProtocolError(err);
@@ -284,18 +288,33 @@ export class Connection {
   /** `address:port` of the peer, for logs. */
   get remote(): string {
     if (this.remoteName !== undefined) return this.remoteName;
-    const s = this.socket as Duplex & { remoteAddress?: string; remotePort?: number };
-    return `${s.remoteAddress}:${s.remotePort}`;
+    const s = this.socket as Duplex & { remoteAddress?: string; remotePort?: number; _peername?: unknown };
+    const name = `${s.remoteAddress}:${s.remotePort}`;
+    // net.Socket keeps the address object it read (with its own strings, ~100 bytes) for the
+    // socket's whole life; a log line is all it is wanted for, and idle connections add up.
+    if (s._peername !== undefined) s._peername = undefined;
+    return name;
   }
 
   /** Queues bytes for this turn's write (copied: the caller may reuse its buffer). */
-  send(bytes: Uint8Array): Uint8Array {
+  send(bytes: Uint8Array): void {
+    this.append(bytes);
+  }
+
+  /** `send`, returning the queued copy (a view of this turn's buffer, for in-place patching). */
+  sendView(bytes: Uint8Array): Uint8Array {
+    const pos = this.append(bytes);
+    return pos < 0 ? bytes : (this.out as Buffer).subarray(pos, pos + bytes.length);
+  }
+
+  /** Copies `bytes` into this turn's buffer; where they start in it, -1 when closed. */
+  private append(bytes: Uint8Array): number {
     const n = bytes.length;
     this.broker.counters.packetsOut++;
     let out = this.out;
     let pos = this.outPos;
     if (out === null) {
-      if (this.closed) return bytes;
+      if (this.closed) return -1;
       // Sized by what the last turn needed: small answers come from Node's shared pool (no
       // malloc per idle connection), a busy subscriber does not regrow its buffer every turn.
       const hint = this.outHint;
@@ -310,7 +329,7 @@ export class Connection {
     if (n < 32) for (let i = 0; i < n; i++) out[pos + i] = bytes[i];
     else out.set(bytes, pos);
     this.outPos = pos + n;
-    return out.subarray(pos, pos + n);
+    return pos;
   }
 
   sendPacket(p: Packet): void {
@@ -436,6 +455,17 @@ function onSocketDrain(this: SocketWithConn): void {
 let current: Connection | null = null;
 function dispatchCurrent(p: Packet): void {
   (current as Connection).dispatch(p);
+}
+
+/**
+ * Set while a chunk is handled when its acks released bytes for the same connection (the next
+ * window of queued PUBLISHes, a PUBREL): those go out at the end of that chunk instead of after
+ * every other socket of the turn has been read. With a window of 20 in flight the subscriber
+ * waits on each such round trip; routed bytes to other connections still wait for the turn.
+ */
+let replyNow = false;
+export function replyAfterChunk(): void {
+  replyNow = true;
 }
 
 const PINGRESP = new Uint8Array([0xd0, 0x00]);

@@ -199,8 +199,8 @@ export function writePublish(
   const cached = cacheable ? (cache as EncodeCache).slots[slot] : null;
   if (cached !== null) {
     if (cached.length > conn.maxOut) return tooLarge(b, conn, msg);
-    const view = conn.send(cached);
-    if (qos > 0) patchPid(view, pid);
+    if (qos > 0) patchPid(conn.sendView(cached), pid);
+    else conn.send(cached);
   } else {
     const bytes = b.writer.encode(
       {
@@ -216,8 +216,8 @@ export function writePublish(
       conn.version,
     );
     if (bytes.length > conn.maxOut) return tooLarge(b, conn, msg);
-    const view = conn.send(bytes);
-    if (cacheable) (cache as EncodeCache).slots[slot] = view;
+    if (cacheable) (cache as EncodeCache).slots[slot] = conn.sendView(bytes);
+    else conn.send(bytes);
   }
   b.counters.msgsOut++;
   return true;

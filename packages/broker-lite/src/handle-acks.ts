@@ -3,7 +3,7 @@
  * window, queue pump) and the release of QoS 2 messages received from it.
  */
 import { type PubAckLikePacket, ReasonCode } from '@mqtt-edge/codec';
-import type { Connection } from './connection.ts';
+import { type Connection, replyAfterChunk } from './connection.ts';
 import { pump } from './deliver.ts';
 
 const PUBREL = 0x62;
@@ -23,6 +23,7 @@ export function handleAcks(
       if (d === undefined || d.qos !== 1) return; // unknown ids are ignored, as Mosquitto does
       s.inflight.delete(pid);
       if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
+      if (s.queueLength > 0) replyAfterChunk();
       pump(b, s);
       return;
     }
@@ -44,6 +45,7 @@ export function handleAcks(
         if (s.persistent && b.persist !== null) b.persist.queueReleased(s, d, conn);
       }
       conn.sendAck(PUBREL, pid, 0);
+      replyAfterChunk();
       return;
     }
     case 'pubcomp': {
@@ -51,6 +53,7 @@ export function handleAcks(
       if (d === undefined || d.state !== 1) return;
       s.inflight.delete(pid);
       if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
+      if (s.queueLength > 0) replyAfterChunk();
       pump(b, s);
       return;
     }
