@@ -5,10 +5,13 @@
  */
 import {
   closeSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
+  renameSync,
+  rmdirSync,
   rmSync,
   truncateSync,
   writeFileSync,
@@ -228,6 +231,44 @@ describe('index files that go bad after the open', () => {
     expect(s.count).toBe(0);
     expect(s.bytes).toBe(0);
     expect(s.corruptOnRead).toBe(lost.length);
+    await q.close();
+  });
+
+  it('a segment that cannot be read for now (not gone): read() throws, nothing is lost', async () => {
+    const { dir, segs } = await filled(3000);
+    const q = await DurableQueue.open(dir, SMALL);
+    const aside = `${segs[1]}.aside`;
+    renameSync(segs[1], aside);
+    mkdirSync(segs[1]); // opens, but every read fails with EISDIR
+    const first = baseOf(segs[1]);
+    const before = q.read(0, first - 1);
+    expect(before.map((e) => e.seq)).toEqual(range(1, first - 1));
+    for (const e of before) q.ack(e.seq);
+    // read() reports the error, as a failed read always did; acks and the cursor wait
+    expect(() => q.read(first - 1, 10)).toThrow(/EISDIR/);
+    q.ack(first + 1);
+    expect(q.stats()).toMatchObject({ count: 3000 - (first - 1), cursor: first - 1, corruptOnRead: 0 });
+    expect(q.stats().loadedSegments).toBeLessThan(q.stats().segments);
+    rmdirSync(segs[1]);
+    renameSync(aside, segs[1]);
+    expect(drain(q)).toEqual(range(first, 3000));
+    await q.close();
+  });
+
+  it('drop-oldest stopped by a segment that cannot be read for now rejects the new message', async () => {
+    const { dir, segs } = await filled(3000);
+    const q = await DurableQueue.open(dir, { ...SMALL, dropPolicy: 'drop-oldest', maxCount: 100 });
+    const aside = `${segs[1]}.aside`;
+    renameSync(segs[1], aside);
+    mkdirSync(segs[1]);
+    const first = baseOf(segs[1]);
+    await expect(q.put(msg(3001))).rejects.toThrow(/full/);
+    expect(q.stats()).toMatchObject({ cursor: first - 1, droppedOldest: first - 1, rejectedNew: 1 });
+    rmdirSync(segs[1]);
+    renameSync(aside, segs[1]);
+    expect(await q.put(msg(3001))).toBe(3001);
+    expect(q.stats()).toMatchObject({ count: 100, cursor: 2901 });
+    expect(q.read(0, 200).map((e) => e.seq)).toEqual(range(2902, 3001));
     await q.close();
   });
 

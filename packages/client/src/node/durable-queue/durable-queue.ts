@@ -283,20 +283,21 @@ export class DurableQueue implements Outbox {
       this.liveCount > 0 &&
       (this.liveCount + 1 > maxCount || this.liveBytes + messageBytes > maxBytes)
     ) {
-      this.dropOldest();
+      if (!this.dropOldest()) return false;
     }
     return true;
   }
 
   private dropExpired(now: number): void {
     if (this.o.maxAgeMs === Number.POSITIVE_INFINITY) return;
-    while (this.liveCount > 0 && now - this.oldestTime() > this.o.maxAgeMs) this.dropOldest();
+    while (this.liveCount > 0 && now - this.oldestTime() > this.o.maxAgeMs) if (!this.dropOldest()) return;
   }
 
-  private dropOldest(): void {
+  /** False when the oldest record's segment cannot be read just now (nothing dropped). */
+  private dropOldest(): boolean {
     const seq = this.cursor + 1;
     const seg = this.segments[this.segmentIndex(seq)];
-    this.ensureLoaded(seg);
+    if (!this.tryLoad(seg)) return false;
     const slot = seq - seg.baseSeq;
     // after advanceCursor() the slot at cursor + 1 is live; a segment whose files changed under
     // it (found on loading) is the one exception, and then there is nothing to drop there
@@ -312,6 +313,7 @@ export class DurableQueue implements Outbox {
       this.liveBytes = 0;
     }
     this.noteAck();
+    return true;
   }
 
   private roll(seq: number): void {
@@ -480,6 +482,19 @@ export class DurableQueue implements Outbox {
     seg.unload();
   }
 
+  /**
+   * ensureLoaded() for the paths that must not throw (ack, cursor moves, bounds, stats): a
+   * segment that cannot be read just now stays a summary, and they act as if not there yet.
+   */
+  private tryLoad(seg: Segment): boolean {
+    try {
+      this.ensureLoaded(seg);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Gives a summarised segment its arrays back: from its index, or by scanning its file. */
   private ensureLoaded(seg: Segment): void {
     if (seg.loaded) return;
@@ -504,7 +519,10 @@ export class DurableQueue implements Outbox {
     if (seg.live < live) this.corruptOnRead += live - seg.live;
   }
 
-  /** The index went bad after the open: scan the (sealed, durable) segment as recovery would. */
+  /**
+   * The index went bad after the open: scan the (sealed, durable) segment as recovery would.
+   * Throws, the segment left as it was, on any error but the file being gone.
+   */
   private rescan(seg: Segment, ceil: number): void {
     let fd = -1;
     try {
@@ -523,8 +541,10 @@ export class DurableQueue implements Outbox {
       seg.size = s.size;
       seg.settle(this.cursor);
       writeIndex(seg);
-    } catch {
-      // the file is gone or unreadable: none of its records can be delivered
+    } catch (err) {
+      // Only a file that is gone loses its records. Anything else (EMFILE, EIO) may pass: the
+      // segment stays a summary and the caller sees the error, as a failed read always did.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       const state = new Uint8Array(seg.slots).fill(ABSENT);
       seg.load(new Uint32Array(seg.slots), new Uint32Array(seg.slots), state, seg.slots);
       seg.live = 0;
@@ -611,8 +631,9 @@ export class DurableQueue implements Outbox {
     if (idx < 0) return;
     const seg = this.segments[idx];
     const slot = seq - seg.baseSeq;
-    if (slot >= seg.slots) return;
-    this.ensureLoaded(seg);
+    // unreadable just now: the ack is not recorded, the record is delivered again after a
+    // restart (a duplicate, never a loss)
+    if (slot >= seg.slots || !this.tryLoad(seg)) return;
     if (seg.state[slot] !== LIVE) return;
     this.markDone(seg, slot);
     if (seq === this.cursor + 1) this.advanceCursor();
@@ -654,7 +675,7 @@ export class DurableQueue implements Outbox {
         this.cursor = Math.max(this.cursor, seg.endSeq);
         continue;
       }
-      this.ensureLoaded(seg);
+      if (!this.tryLoad(seg)) break; // the cursor waits before it; the next move tries again
       const { state, slots } = seg;
       let slot = this.cursor + 1 - seg.baseSeq;
       while (slot < slots && state[slot] !== LIVE) slot++;
@@ -722,7 +743,7 @@ export class DurableQueue implements Outbox {
   private oldestTime(): number {
     const seq = this.cursor + 1;
     const seg = this.segments[this.segmentIndex(seq)];
-    this.ensureLoaded(seg);
+    if (!this.tryLoad(seg)) return this.o.now();
     const off = seg.offsets[seq - seg.baseSeq];
     if (seg === this.active && off >= seg.size) return recordTime(this.pending, off - seg.size);
     this.attachRead(seg);
