@@ -150,16 +150,21 @@ function qlobber(d: Dataset, sub: boolean): Structure {
   };
 }
 
+/** V8 heap plus external memory (typed-array backing stores live outside the V8 heap). */
 function heapUsed(): number {
   collectGarbage();
-  return v8.getHeapStatistics().used_heap_size;
+  const h = v8.getHeapStatistics();
+  return h.used_heap_size + h.external_memory;
 }
 
 interface Figures {
   insertMs: number;
   heapPerSub: number;
   removeMs: number;
+  /** Median of the rounds. */
   matchRate: number;
+  /** Every round's rate, in round order (round r of every structure ran back to back). */
+  matchRounds: number[];
   matchAlloc: number;
   hitsPerTopic: number;
 }
@@ -178,11 +183,28 @@ function matchOp(s: Structure, topics: string[]): { op: () => void; hitsPerTopic
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
+/** Match rounds per structure, interleaved with the peers'. */
+const MATCH_ROUNDS = 9;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** `min / median / max` of the per-round ratios a[r] / b[r] (rounds taken back to back). */
+function spread(a: number[], b: number[]): string {
+  const r = a.map((x, i) => x / b[i]);
+  const f = (x: number): string => x.toFixed(2);
+  return `per-round ratio min ${f(Math.min(...r))} / median ${f(median(r))} / max ${f(Math.max(...r))} over ${r.length} rounds`;
+}
+
 /**
  * Every figure for each structure, each taken in interleaved turns (ours, peers, then the
  * reverse order) so load from elsewhere on a shared machine hits all of them alike: insert and
  * heap `reps` times (best time, median heap), remove-all `reps` times (the last one after the
- * match rounds, on the structure they used), and match in 6 rounds keeping each one's best.
+ * match rounds, on the structure they used), and match in MATCH_ROUNDS rounds, reporting the
+ * median round (and every round, so that a row can give the spread of per-round ratios).
  */
 function measureAll(structures: Structure[], matchMs: number, allocCount: number, reps: number): Figures[] {
   const n = structures.length;
@@ -209,14 +231,13 @@ function measureAll(structures: Structure[], matchMs: number, allocCount: number
     }
   }
   const ops = structures.map((s) => matchOp(s, s.data.topics));
-  const rates = structures.map(() => 0);
-  const rounds = 6;
-  for (let r = 0; r < rounds; r++) {
+  const rounds: number[][] = structures.map(() => []);
+  for (let r = 0; r < MATCH_ROUNDS; r++) {
     for (let k = 0; k < n; k++) {
       const i = turn(r + 1, k);
       // A clean heap each time: no collection started by a peer's garbage runs during ours.
       gc?.();
-      rates[i] = Math.max(rates[i], measureRate(ops[i].op, { ms: matchMs / rounds, batch: 1000 }));
+      rounds[i].push(measureRate(ops[i].op, { ms: matchMs / MATCH_ROUNDS, batch: 1000 }));
     }
   }
   const allocs = ops.map((o) => measureAllocation(o.op, allocCount).bytesPerOp);
@@ -234,7 +255,8 @@ function measureAll(structures: Structure[], matchMs: number, allocCount: number
       insertMs: insertMs[i],
       heapPerSub: h[h.length >> 1],
       removeMs: removeMs[i],
-      matchRate: rates[i],
+      matchRate: median(rounds[i]),
+      matchRounds: rounds[i],
       matchAlloc: allocs[i],
       hitsPerTopic: ops[i].hitsPerTopic,
     };
@@ -252,7 +274,7 @@ async function run(options: { quick: boolean }): Promise<BenchRow[]> {
   const reps = 3;
   const [o, q, qs] = measureAll([ours(d), qlobber(d, false), qlobber(d, true)], matchMs, allocCount, reps);
   const rows: BenchRow[] = [];
-  const note = `hits/topic ours ${o.hitsPerTopic.toFixed(2)}, Qlobber ${q.hitsPerTopic.toFixed(2)}, QlobberSub ${qs.hitsPerTopic.toFixed(2)}`;
+  const note = `median of ${MATCH_ROUNDS} interleaved rounds; ${spread(o.matchRounds, q.matchRounds)}; hits/topic ours ${o.hitsPerTopic.toFixed(2)}, Qlobber ${q.hitsPerTopic.toFixed(2)}, QlobberSub ${qs.hitsPerTopic.toFixed(2)}`;
   for (const [peer, p] of [
     ['Qlobber', q],
     ['QlobberSub', qs],
@@ -300,7 +322,17 @@ async function run(options: { quick: boolean }): Promise<BenchRow[]> {
     1,
   );
   const bigLabel = big === 1_000_000 ? '1M' : `${big / 1000}k`;
-  rows.push(rateRow(`topics:match ${bigLabel} subs`, 'topics/s', oBig.matchRate, qBig.matchRate, 'Qlobber'));
+  rows.push(
+    rateRow(
+      `topics:match ${bigLabel} subs`,
+      'topics/s',
+      oBig.matchRate,
+      qBig.matchRate,
+      'Qlobber',
+      undefined,
+      spread(oBig.matchRounds, qBig.matchRounds),
+    ),
+  );
   rows.push(
     costRow(`topics:heap ${bigLabel} subs`, 'bytes/sub', oBig.heapPerSub, qBig.heapPerSub, 'Qlobber'),
   );
@@ -314,7 +346,7 @@ async function run(options: { quick: boolean }): Promise<BenchRow[]> {
       oAgain.matchRate,
       `mqtt-edge at ${label}`,
       0.5,
-      `ratio = our rate at ${bigLabel} / our rate at ${label}, taken in the same rounds; >= 0.5 is within 2x. Qlobber ${bigLabel} / ${label} (separate rounds): ${(qBig.matchRate / q.matchRate).toFixed(3)}`,
+      `ratio = our median rate at ${bigLabel} / our median rate at ${label}, taken in the same rounds; >= 0.5 is within 2x; ${spread(oBig.matchRounds, oAgain.matchRounds)}. Qlobber ${bigLabel} / ${label} (separate rounds): ${(qBig.matchRate / q.matchRate).toFixed(3)}`,
     ),
   );
   return rows;

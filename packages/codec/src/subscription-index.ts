@@ -35,10 +35,9 @@ class Many<T> {
   // bundle lowers each class field to a defineProperty helper call (bigger and slower).
   declare readonly vals: T[];
   declare readonly pos: Map<T, number>;
-  constructor(vals: T[]) {
+  constructor() {
     this.vals = [];
     this.pos = new Map();
-    for (const v of vals) this.add(v);
   }
 
   /** Adds `v` unless present; whether it was added. */
@@ -80,7 +79,10 @@ function slotAdd<T>(slot: Slot<T>, v: T): Slot<T> {
     changed = false;
     return slot;
   }
-  return new Many<T>([slot, v]);
+  const m = new Many<T>();
+  m.add(slot);
+  m.add(v);
+  return m;
 }
 
 function slotRemove<T>(slot: Slot<T>, v: T): Slot<T> {
@@ -460,7 +462,7 @@ export class SubscriptionIndex<V> {
     const groups = hash ? node.hvals : node.vals;
     let entry = findGroup(groups, group);
     if (entry === undefined) {
-      entry = { group, members: new Many<V>([]) };
+      entry = { group, members: new Many<V>() };
       if (hash) node.hvals = slotAdd(groups, entry);
       else node.vals = slotAdd(groups, entry);
     }
@@ -507,8 +509,9 @@ function findGroup<V>(groups: Slot<Group<V>>, group: string): Group<V> | undefin
 }
 
 /**
- * Delivers each group once. A group seen on several matching filters gets one merged member
- * list without duplicates; only a topic that matches two or more groups allocates.
+ * Delivers each group once, with one member list without duplicates: the index's own array
+ * when one filter matched, else a merged one (only a topic matching two or more shared
+ * filters allocates).
  */
 function emitGroups<V>(
   hits: Array<Group<V> | null>,
@@ -519,17 +522,13 @@ function emitGroups<V>(
     visitShared(g.group, g.members.vals);
     return;
   }
-  // A Set per group seen twice keeps the merge linear, however big the groups.
-  const byGroup = new Map<string, Group<V> | Set<V>>();
+  // A Set per group keeps the merge linear, however big the groups.
+  const byGroup = new Map<string, Set<V>>();
   for (const h of hits) {
     const g = h as Group<V>;
-    const seen = byGroup.get(g.group);
-    if (seen === undefined) byGroup.set(g.group, g);
-    else {
-      const set = seen instanceof Set ? seen : new Set(seen.members.vals);
-      for (const m of g.members.vals) set.add(m);
-      byGroup.set(g.group, set);
-    }
+    let set = byGroup.get(g.group);
+    if (set === undefined) byGroup.set(g.group, (set = new Set()));
+    for (const m of g.members.vals) set.add(m);
   }
-  for (const [group, m] of byGroup) visitShared(group, m instanceof Set ? [...m] : m.members.vals);
+  for (const [group, set] of byGroup) visitShared(group, [...set]);
 }
