@@ -76,11 +76,20 @@ describe('bridge loops between two broker-lites', () => {
     expect(ra.got.length).toBe(rb.got.length);
   }, 20_000);
 
-  it('MQTT 3.1.1, one bridge in both directions: the remote echo comes back once and stops', async () => {
+  it('MQTT 3.1.1, one bridge in both directions: the bridge bit (try_private) makes it exactly once', async () => {
     const { a, b } = await pair((p) => bridge('ab', p, 'mqttv311'));
-    // broker-lite refuses Mosquitto's bridge bit; the bridge retries without it, so the remote
-    // sends our own messages back once (3.1.1 has no no-local); the local no-local ends it.
-    await a.waitLog((l) => /refused the bridge protocol marker/.test(l.message));
+    // The remote broker-lite takes the CONNECT's bridge bit as Mosquitto does: the bridge's
+    // subscriptions there are no-local, so nothing it brought in is sent back to it.
+    await b.waitLog((l) => l.message === 'client connected' && l.fields?.bridge === true);
+    const { ra, rb } = await exchange(a, b, 1);
+    expect(ra.got.length).toBe(rb.got.length);
+  }, 20_000);
+
+  it('MQTT 3.1.1 with try_private false: the remote echo comes back once and stops', async () => {
+    const { a, b } = await pair((p) => `${bridge('ab', p, 'mqttv311')}\ntry_private false`);
+    // Without the bit 3.1.1 has no no-local: the remote sends our own messages back once; the
+    // local side's no-local (the bridge's internal session) ends it there.
+    await b.waitLog((l) => l.message === 'client connected' && l.fields?.bridge === undefined);
     await exchange(a, b, 2);
   }, 20_000);
 

@@ -180,6 +180,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
   session.expiresAt = 0;
   session.username = conn.username;
   session.internal = conn.internal;
+  session.bridge = p.bridge === true;
   session.conn = conn;
   conn.session = session;
 
@@ -228,6 +229,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
       clientId,
       username: conn.username,
       protocol: p.protocolVersion,
+      bridge: p.bridge,
       clean: p.clean,
       keepalive,
       remote: conn.remote,

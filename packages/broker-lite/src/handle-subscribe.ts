@@ -32,12 +32,14 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       codes.push(v5 ? ReasonCode.NotAuthorized : 0x80);
       continue;
     }
+    // A Mosquitto bridge (3.1.1 has no subscription options): no-local and retain-as-published.
+    const bridge = s.bridge && !shared;
     let sub = s.subs.get(filter);
     const existed = sub !== undefined;
     if (sub !== undefined) {
       sub.qos = req.qos;
-      sub.noLocal = req.noLocal === true;
-      sub.retainAsPublished = req.retainAsPublished === true;
+      sub.noLocal = bridge || req.noLocal === true;
+      sub.retainAsPublished = bridge || req.retainAsPublished === true;
       sub.retainHandling = req.retainHandling ?? 0;
       sub.id = id;
     } else {
@@ -45,8 +47,8 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
         s,
         filter,
         req.qos,
-        req.noLocal === true,
-        req.retainAsPublished === true,
+        bridge || req.noLocal === true,
+        bridge || req.retainAsPublished === true,
         req.retainHandling ?? 0,
         id,
         shared,

@@ -49,6 +49,12 @@ export class Session {
   stored = false;
   /** Last connected by an internal peer (AcceptOptions.internal): outside the ACL, not taken over. */
   internal = false;
+  /**
+   * Last connected as a Mosquitto bridge (3.1 / 3.1.1 CONNECT with the bridge bit, its
+   * try_private): its subscriptions are no-local and retain-as-published, so what the bridge
+   * brings in is not sent back to it, and retained flags cross intact (what Mosquitto does).
+   */
+  bridge = false;
   private nextPid = 1;
 
   // Per-message scratch for the router's per-client dedupe (no Map per message).
