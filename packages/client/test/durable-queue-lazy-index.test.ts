@@ -331,6 +331,45 @@ describe('recovery scans without index files', () => {
   });
 });
 
+describe('an index lagging its segment (it describes fewer records than the file holds)', () => {
+  /** The original queue, and segs[1]'s index as written for the file without its last 3 records. */
+  async function lagging() {
+    const { dir, segs } = await filled(4000);
+    const copy = tmp();
+    for (const f of readdirSync(dir)) writeFileSync(join(copy, f), readFileSync(join(dir, f)));
+    const b = readFileSync(segs[1]);
+    const offs: number[] = [];
+    for (let p = 8; p + 4 <= b.length; p += b.readUInt32LE(p)) offs.push(p);
+    const seg1 = join(copy, segs[1].slice(dir.length + 1));
+    truncateSync(seg1, offs[offs.length - 3]); // at a record boundary: a clean, shorter segment
+    rmSync(idxOf(seg1));
+    const c = await DurableQueue.open(copy, SMALL); // scans it and indexes the shorter file
+    await c.close();
+    const old = readFileSync(idxOf(seg1));
+    expect(old.readUInt32LE(16)).toBe(readFileSync(idxOf(segs[1])).readUInt32LE(16) - 3); // slots
+    return { dir, segs, old };
+  }
+
+  it('at open: its size does not match, the segment is scanned, every record delivered', async () => {
+    const { dir, segs, old } = await lagging();
+    writeFileSync(idxOf(segs[1]), old);
+    const q = await DurableQueue.open(dir, SMALL);
+    expect(q.stats().recovery.indexedSegments).toBe(segs.length - 2);
+    expect(q.stats().count).toBe(4000);
+    expect(drain(q)).toEqual(range(1, 4000));
+    await q.close();
+  });
+
+  it('after the open: loading it is refused the same way, every record delivered', async () => {
+    const { dir, segs, old } = await lagging();
+    const q = await DurableQueue.open(dir, SMALL);
+    writeFileSync(idxOf(segs[1]), old);
+    expect(drain(q)).toEqual(range(1, 4000));
+    expect(q.stats()).toMatchObject({ count: 0, bytes: 0, corruptOnRead: 0 });
+    await q.close();
+  });
+});
+
 describe('index format', () => {
   it('a version 1 index (offsets and sizes apart) is not trusted: scanned and rewritten', async () => {
     const { dir, segs } = await filled(3000);
