@@ -65,63 +65,155 @@ export class Connection {
   session: Session | null = null;
   clientId = '';
   username: string | undefined = undefined;
-  certificateCommonName: string | undefined = undefined;
-  /** See AcceptOptions. */
-  internal = false;
-  /** Own in-flight bound towards the connection; 0 = the broker's max_inflight_messages. */
-  maxInflight = 0;
   /** Keepalive in ms (after the server keepalive); 0 = none. */
   keepaliveMs = 0;
   /** Times in ticks (see `ticks()`): small integers stay inside the object, no boxed double each. */
   readonly openedAt: number;
   lastRecv: number;
-  will: Will | null = null;
-  /** Inbound topic aliases (MQTT 5), index = alias. */
-  aliases: string[] | null = null;
   /** Largest packet the client accepts (MQTT 5 maximum packet size). */
   maxOut = 268_435_460;
   /** The client's receive maximum: QoS 1/2 publishes in flight towards it. */
   receiveMax = 65_535;
-  /** MQTT 5 request problem information: reason strings allowed in errors. */
-  problemInfo = true;
   /** Sessions whose full queue paused this socket. */
   pausedBy = 0;
   private out: Buffer | null = null;
   private outPos = 0;
   private outHint = 256;
-  /** Packets received after CONNECT while authentication is pending. */
-  early: Packet[] | null = null;
-  /** Acks waiting for a group commit to reach the disk. */
-  pendingAcks = 0;
-  /** Of those, PUBACKs: QoS 1 messages the client still counts against our receive maximum. */
-  pendingPubacks = 0;
   /**
-   * Bytes held back until a group commit makes the packet ids (PUBLISH) or the PUBREC'd state
-   * (PUBREL) they carry durable: a crash must not leave the client holding an id the restarted
-   * broker does not know, or exactly-once breaks. `holdNext`: covered by the commit being
-   * gathered; `holdWriting`: the first `holdLen` bytes are covered by the commit on its way.
+   * The booleans below, one bit each, and the fields most connections never set, in an object
+   * made on first write: each field is 8 bytes on every idle connection (see the accessors).
    */
-  holdNext = false;
-  holdWriting = false;
-  holdLen = 0;
-  closed = false;
-  /** Reason of a DISCONNECT received: decides whether the will is sent. */
-  gracefulDisconnect = false;
-  private drainWaiting = false;
+  private flags = PROBLEM_INFO;
+  private x: ConnExtras | null = null;
 
   constructor(
     readonly broker: Broker,
     readonly socket: Duplex,
     readonly listener: ListenerInfo,
     /** Peer address when the socket cannot tell (WebSocket streams, bridges); else read lazily. */
-    private readonly remoteName: string | undefined,
+    remoteName: string | undefined,
   ) {
+    if (remoteName !== undefined) this.extras.remoteName = remoteName;
     this.openedAt = this.lastRecv = ticks();
     // Shared handlers with the connection hung on the socket: no closures per connection.
     (socket as SocketWithConn)[CONN] = this;
     socket.on('data', onSocketData);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
+  }
+
+  private get extras(): ConnExtras {
+    if (this.x === null) this.x = new ConnExtras();
+    return this.x;
+  }
+
+  private flag(bit: number, on: boolean): void {
+    this.flags = on ? this.flags | bit : this.flags & ~bit;
+  }
+
+  /** See AcceptOptions. */
+  get internal(): boolean {
+    return (this.flags & INTERNAL) !== 0;
+  }
+  set internal(v: boolean) {
+    this.flag(INTERNAL, v);
+  }
+  /** MQTT 5 request problem information: reason strings allowed in errors. */
+  get problemInfo(): boolean {
+    return (this.flags & PROBLEM_INFO) !== 0;
+  }
+  set problemInfo(v: boolean) {
+    this.flag(PROBLEM_INFO, v);
+  }
+  /**
+   * Bytes held back until a group commit makes the packet ids (PUBLISH) or the PUBREC'd state
+   * (PUBREL) they carry durable: a crash must not leave the client holding an id the restarted
+   * broker does not know, or exactly-once breaks. `holdNext`: covered by the commit being
+   * gathered; `holdWriting`: the first `holdLen` bytes are covered by the commit on its way.
+   */
+  get holdNext(): boolean {
+    return (this.flags & HOLD_NEXT) !== 0;
+  }
+  set holdNext(v: boolean) {
+    this.flag(HOLD_NEXT, v);
+  }
+  get holdWriting(): boolean {
+    return (this.flags & HOLD_WRITING) !== 0;
+  }
+  set holdWriting(v: boolean) {
+    this.flag(HOLD_WRITING, v);
+  }
+  get holdLen(): number {
+    return this.x === null ? 0 : this.x.holdLen;
+  }
+  set holdLen(v: number) {
+    if (v !== 0 || this.x !== null) this.extras.holdLen = v;
+  }
+  get closed(): boolean {
+    return (this.flags & CLOSED) !== 0;
+  }
+  set closed(v: boolean) {
+    this.flag(CLOSED, v);
+  }
+  /** Reason of a DISCONNECT received: decides whether the will is sent. */
+  get gracefulDisconnect(): boolean {
+    return (this.flags & GRACEFUL) !== 0;
+  }
+  set gracefulDisconnect(v: boolean) {
+    this.flag(GRACEFUL, v);
+  }
+  private get drainWaiting(): boolean {
+    return (this.flags & DRAIN_WAITING) !== 0;
+  }
+  private set drainWaiting(v: boolean) {
+    this.flag(DRAIN_WAITING, v);
+  }
+  get certificateCommonName(): string | undefined {
+    return this.x?.certificateCommonName;
+  }
+  set certificateCommonName(v: string | undefined) {
+    if (v !== undefined || this.x !== null) this.extras.certificateCommonName = v;
+  }
+  /** Own in-flight bound towards the connection; 0 = the broker's max_inflight_messages. */
+  get maxInflight(): number {
+    return this.x === null ? 0 : this.x.maxInflight;
+  }
+  set maxInflight(v: number) {
+    if (v !== 0 || this.x !== null) this.extras.maxInflight = v;
+  }
+  get will(): Will | null {
+    return this.x === null ? null : this.x.will;
+  }
+  set will(v: Will | null) {
+    if (v !== null || this.x !== null) this.extras.will = v;
+  }
+  /** Inbound topic aliases (MQTT 5), index = alias. */
+  get aliases(): string[] | null {
+    return this.x === null ? null : this.x.aliases;
+  }
+  set aliases(v: string[] | null) {
+    if (v !== null || this.x !== null) this.extras.aliases = v;
+  }
+  /** Packets received after CONNECT while authentication is pending. */
+  get early(): Packet[] | null {
+    return this.x === null ? null : this.x.early;
+  }
+  set early(v: Packet[] | null) {
+    if (v !== null || this.x !== null) this.extras.early = v;
+  }
+  /** Acks waiting for a group commit to reach the disk. */
+  get pendingAcks(): number {
+    return this.x === null ? 0 : this.x.pendingAcks;
+  }
+  set pendingAcks(v: number) {
+    if (v !== 0 || this.x !== null) this.extras.pendingAcks = v;
+  }
+  /** Of those, PUBACKs: QoS 1 messages the client still counts against our receive maximum. */
+  get pendingPubacks(): number {
+    return this.x === null ? 0 : this.x.pendingPubacks;
+  }
+  set pendingPubacks(v: number) {
+    if (v !== 0 || this.x !== null) this.extras.pendingPubacks = v;
   }
 
   onData(chunk: Buffer): void {
@@ -287,7 +379,8 @@ export class Connection {
 
   /** `address:port` of the peer, for logs. */
   get remote(): string {
-    if (this.remoteName !== undefined) return this.remoteName;
+    const given = this.x?.remoteName;
+    if (given !== undefined) return given;
     const s = this.socket as Duplex & { remoteAddress?: string; remotePort?: number; _peername?: unknown };
     const name = `${s.remoteAddress}:${s.remotePort}`;
     // net.Socket keeps the address object it read (with its own strings, ~100 bytes) for the
@@ -428,6 +521,27 @@ export class Connection {
     this.socket.off('drain', onSocketDrain);
     this.broker.connectionDrained(this);
   }
+}
+
+const INTERNAL = 1;
+const PROBLEM_INFO = 2;
+const HOLD_NEXT = 4;
+const HOLD_WRITING = 8;
+const CLOSED = 16;
+const GRACEFUL = 32;
+const DRAIN_WAITING = 64;
+
+/** What few connections use: made on the first write of a non-default value. */
+class ConnExtras {
+  certificateCommonName: string | undefined = undefined;
+  remoteName: string | undefined = undefined;
+  will: Will | null = null;
+  aliases: string[] | null = null;
+  early: Packet[] | null = null;
+  pendingAcks = 0;
+  pendingPubacks = 0;
+  holdLen = 0;
+  maxInflight = 0;
 }
 
 const T0 = Date.now();
