@@ -2,6 +2,12 @@ import type { QoS } from '@mqtt-edge/codec';
 import type { Connection } from './connection.ts';
 import type { Delivery } from './message.ts';
 
+const STORED = 1;
+const INTERNAL = 2;
+const BRIDGE = 4;
+const M_RETAIN = 8;
+const M_QOS_SHIFT = 4;
+
 /** The queue of every session that has nothing queued (never written to). */
 const EMPTY_QUEUE: Array<Delivery | undefined> = [];
 
@@ -45,25 +51,57 @@ export class Session {
   username: string | undefined;
   /** Publishers whose sockets are paused until this session's queue drains. */
   blocked: Connection[] | null = null;
+  private nextPid = 1;
+
+  // Per-message scratch for the router's per-client dedupe (no Map per message).
+  mark = 0;
+  mIds: number[] | undefined = undefined;
+  /** stored, internal, bridge, mRetain and mQos, as bits: 8 bytes per session, not 40. */
+  private bits = 0;
+
+  constructor(readonly clientId: string) {}
+
+  private bit(b: number, on: boolean): void {
+    this.bits = on ? this.bits | b : this.bits & ~b;
+  }
+
   /** True once the session has a record in the persistence log. */
-  stored = false;
+  get stored(): boolean {
+    return (this.bits & STORED) !== 0;
+  }
+  set stored(v: boolean) {
+    this.bit(STORED, v);
+  }
   /** Last connected by an internal peer (AcceptOptions.internal): outside the ACL, not taken over. */
-  internal = false;
+  get internal(): boolean {
+    return (this.bits & INTERNAL) !== 0;
+  }
+  set internal(v: boolean) {
+    this.bit(INTERNAL, v);
+  }
   /**
    * Last connected as a Mosquitto bridge (3.1 / 3.1.1 CONNECT with the bridge bit, its
    * try_private): its subscriptions are no-local and retain-as-published, so what the bridge
    * brings in is not sent back to it, and retained flags cross intact (what Mosquitto does).
    */
-  bridge = false;
-  private nextPid = 1;
-
-  // Per-message scratch for the router's per-client dedupe (no Map per message).
-  mark = 0;
-  mQos: QoS = 0;
-  mRetain = false;
-  mIds: number[] | undefined = undefined;
-
-  constructor(readonly clientId: string) {}
+  get bridge(): boolean {
+    return (this.bits & BRIDGE) !== 0;
+  }
+  set bridge(v: boolean) {
+    this.bit(BRIDGE, v);
+  }
+  get mRetain(): boolean {
+    return (this.bits & M_RETAIN) !== 0;
+  }
+  set mRetain(v: boolean) {
+    this.bit(M_RETAIN, v);
+  }
+  get mQos(): QoS {
+    return ((this.bits >> M_QOS_SHIFT) & 3) as QoS;
+  }
+  set mQos(v: QoS) {
+    this.bits = (this.bits & ~(3 << M_QOS_SHIFT)) | (v << M_QOS_SHIFT);
+  }
 
   get subs(): Map<string, Subscription> {
     if (this._subs === null) this._subs = new Map();
