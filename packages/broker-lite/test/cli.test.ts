@@ -343,6 +343,67 @@ describe.skipIf(!hasCore)('broker-lite as a process', () => {
     }
   });
 
+  it('persistence true: SIGTERM saves, and a restart brings back retained messages, the session and its queue', async () => {
+    const store = tmp('store');
+    const conf = tmp('persist.conf');
+    writeFileSync(
+      conf,
+      `listener 0 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location ${store}\n` +
+        'log_dest stdout\nsys_interval 0\n',
+    );
+    const start = async () => {
+      const child = spawn(process.execPath, [BIN, '-c', conf, '--log-format', 'json'], {
+        cwd: dir,
+        stdio: 'pipe',
+      });
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const log = new LogWatch(child);
+      const port = Number((await log.wait((l) => l.msg === 'ready', 'the ready line')).ports);
+      return { child, exited, port };
+    };
+    let first = await start();
+    const clients: mqtt.MqttClient[] = [];
+    try {
+      const opts = { host: '127.0.0.1', reconnectPeriod: 0, protocolVersion: 4 as const };
+      const keeper = await mqtt.connectAsync({ ...opts, port: first.port, clientId: 'keeper', clean: false });
+      await keeper.subscribeAsync({ 'p/#': { qos: 1 } });
+      await keeper.endAsync();
+      const pub = await mqtt.connectAsync({ ...opts, port: first.port });
+      await pub.publishAsync('r/1', 'kept', { qos: 1, retain: true });
+      for (let i = 0; i < 3; i++) await pub.publishAsync('p/x', `queued-${i}`, { qos: 1 });
+      await pub.endAsync();
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+
+      first = await start();
+      const got: string[] = [];
+      const all = new Promise<void>((resolve) => {
+        const back = mqtt.connect({ ...opts, port: first.port, clientId: 'keeper', clean: false });
+        clients.push(back);
+        back.on('connect', (ack) => got.push(`session present: ${ack.sessionPresent}`));
+        back.on('message', (topic, payload) => {
+          got.push(`${topic} ${payload.toString()}`);
+          if (got.length === 4) resolve();
+        });
+      });
+      await all;
+      expect(got).toEqual(['session present: true', 'p/x queued-0', 'p/x queued-1', 'p/x queued-2']);
+      const late = await mqtt.connectAsync({ ...opts, port: first.port });
+      clients.push(late);
+      const retained = new Promise<string>((resolve) =>
+        late.on('message', (topic, payload, packet) => resolve(`${topic} ${payload} ${packet.retain}`)),
+      );
+      await late.subscribeAsync({ 'r/#': { qos: 1 } });
+      expect(await retained).toBe('r/1 kept true');
+      for (const c of clients.splice(0)) await c.endAsync();
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+    } finally {
+      for (const c of clients) c.end(true);
+      first.child.kill('SIGKILL');
+    }
+  });
+
   it('with no config: -p listens on loopback only, -d warns, SIGINT exits 0', async () => {
     const port = await freePort();
     const child = spawn(process.execPath, [BIN, '-p', String(port), '-d', '-v', '--log-format', 'json'], {
