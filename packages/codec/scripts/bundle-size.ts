@@ -1,6 +1,13 @@
 /**
- * Bundles the whole codec (packages/codec/src/index.ts: every packet, the parser, the topic
- * functions) the way a browser or QuickJS user would, and reports its size minified and gzipped.
+ * Bundles the codec the way a browser or QuickJS user would and reports two sizes, minified
+ * and gzipped:
+ *
+ * - the codec (issue 2's budget, "the whole codec: all packets, parser, topic functions"): the
+ *   packets, the parser, errors, reason codes, UTF-8, topic validation and topic matching
+ *   (topic.ts, topic-match.ts), at most 12,000 bytes (12 KB read strictly, in SI units);
+ * - the whole package index (src/index.ts: the subscription index and topic store of issue 3
+ *   included, which a constrained client does not need), at most 14,336 bytes (14 KiB), a
+ *   ceiling of our own so its growth stays bounded and visible.
  *
  *   npx tsx packages/codec/scripts/bundle-size.ts [--json]
  */
@@ -9,8 +16,22 @@ import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
 export const ENTRY = fileURLToPath(new URL('../src/index.ts', import.meta.url));
-/** The issue's budget: at most 12 KB minified and gzipped. */
-export const BUDGET_GZIP_BYTES = 12 * 1024;
+/** Issue 2's budget for the codec: 12 KB, read strictly as 12,000 bytes gzipped. */
+export const BUDGET_GZIP_BYTES = 12_000;
+/** Our ceiling for the whole package (codec + subscription index + topic store): 14 KiB. */
+export const PACKAGE_CEILING_GZIP_BYTES = 14 * 1024;
+
+/** What issue 2's budget covers: every packet, the parser, the topic functions. */
+const CODEC_SOURCE = [
+  "export * from './encoder.ts';",
+  "export * from './parser.ts';",
+  "export * from './errors.ts';",
+  "export * from './packets.ts';",
+  "export * from './reason-codes.ts';",
+  "export * from './topic.ts';",
+  "export { hasWildcard, matchTopic } from './topic-match.ts';",
+  "export * from './utf8.ts';",
+].join('\n');
 
 export interface Bundle {
   code: string;
@@ -18,10 +39,26 @@ export interface Bundle {
   gzipBytes: number;
 }
 
-/** An ES2020 bundle of the codec: `esm`, or an `iife` that sets the global `MqttCodec`. */
-export async function bundleCodec(options: { format: 'esm' | 'iife'; minify: boolean }): Promise<Bundle> {
+/**
+ * An ES2020 bundle, `esm` or an `iife` that sets the global `MqttCodec`: of the whole package
+ * index (`part: 'package'`, the default) or of the codec alone (`part: 'codec'`).
+ */
+export async function bundleCodec(options: {
+  format: 'esm' | 'iife';
+  minify: boolean;
+  part?: 'package' | 'codec';
+}): Promise<Bundle> {
+  const codecOnly = options.part === 'codec';
   const result = await build({
-    entryPoints: [ENTRY],
+    ...(codecOnly
+      ? {
+          stdin: {
+            contents: CODEC_SOURCE,
+            resolveDir: fileURLToPath(new URL('../src/', import.meta.url)),
+            loader: 'ts' as const,
+          },
+        }
+      : { entryPoints: [ENTRY] }),
     bundle: true,
     write: false,
     format: options.format,
@@ -37,50 +74,28 @@ export async function bundleCodec(options: { format: 'esm' | 'iife'; minify: boo
   return { code, bytes: raw.length, gzipBytes: gzipSync(raw, { level: 9 }).length };
 }
 
-/** The packet codec alone (no subscription index, topic store or matcher), for the breakdown. */
-async function packetCodecGzipBytes(): Promise<number> {
-  const result = await build({
-    stdin: {
-      contents: [
-        "export * from './encoder.ts';",
-        "export * from './parser.ts';",
-        "export * from './errors.ts';",
-        "export * from './packets.ts';",
-        "export * from './reason-codes.ts';",
-        "export * from './topic.ts';",
-        "export * from './utf8.ts';",
-      ].join('\n'),
-      resolveDir: fileURLToPath(new URL('../src/', import.meta.url)),
-      loader: 'ts',
-    },
-    bundle: true,
-    write: false,
-    format: 'esm',
-    target: 'es2020',
-    platform: 'neutral',
-    minify: true,
-    legalComments: 'none',
-    logLevel: 'silent',
-  });
-  return gzipSync(result.outputFiles[0].contents, { level: 9 }).length;
-}
-
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const b = await bundleCodec({ format: 'esm', minify: true });
-  const packetOnly = await packetCodecGzipBytes();
+  const codec = await bundleCodec({ format: 'esm', minify: true, part: 'codec' });
+  const pkg = await bundleCodec({ format: 'esm', minify: true });
   const figures = {
-    entry: ENTRY,
-    minifiedBytes: b.bytes,
-    gzipBytes: b.gzipBytes,
-    budget: BUDGET_GZIP_BYTES,
-    packetCodecGzipBytes: packetOnly,
+    codec: { minifiedBytes: codec.bytes, gzipBytes: codec.gzipBytes, budget: BUDGET_GZIP_BYTES },
+    package: {
+      entry: ENTRY,
+      minifiedBytes: pkg.bytes,
+      gzipBytes: pkg.gzipBytes,
+      ceiling: PACKAGE_CEILING_GZIP_BYTES,
+    },
   };
+  const ok = (n: number, max: number) => (n <= max ? 'ok' : 'OVER');
   if (process.argv.includes('--json')) console.log(JSON.stringify(figures));
   else
     console.log(
-      `codec bundle (esm, es2020, minified): ${b.bytes} bytes, ${b.gzipBytes} bytes gzipped ` +
-        `(budget ${BUDGET_GZIP_BYTES}: ${b.gzipBytes <= BUDGET_GZIP_BYTES ? 'ok' : 'OVER'}); ` +
-        `packets, parser and topic rules alone: ${packetOnly} bytes gzipped`,
+      `codec (packets, parser, errors, reason codes, utf8, topic rules and matching): ` +
+        `${codec.bytes} bytes minified, ${codec.gzipBytes} gzipped ` +
+        `(budget ${BUDGET_GZIP_BYTES}: ${ok(codec.gzipBytes, BUDGET_GZIP_BYTES)})\n` +
+        `whole package (+ subscription index, topic store): ${pkg.bytes} bytes minified, ` +
+        `${pkg.gzipBytes} gzipped (ceiling ${PACKAGE_CEILING_GZIP_BYTES}: ` +
+        `${ok(pkg.gzipBytes, PACKAGE_CEILING_GZIP_BYTES)})`,
     );
-  if (b.gzipBytes > BUDGET_GZIP_BYTES) process.exitCode = 1;
+  if (codec.gzipBytes > BUDGET_GZIP_BYTES || pkg.gzipBytes > PACKAGE_CEILING_GZIP_BYTES) process.exitCode = 1;
 }

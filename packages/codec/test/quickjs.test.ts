@@ -1,11 +1,17 @@
 /**
- * The constrained-runtime guarantee: the esbuild bundle of the codec (ES2020) runs in a bare
- * QuickJS context (no shims: no Buffer, no TextEncoder, no console) under a 256 KiB memory
- * limit, and gives byte-for-byte what Node gives, for every packet type and UTF-8 edge cases.
+ * The constrained-runtime guarantee: the esbuild bundle of the whole package index (ES2020; the
+ * codec, subscription index and topic store) runs in a bare QuickJS context (no shims: no Buffer,
+ * no TextEncoder, no console) under a 256 KiB memory limit, and gives byte-for-byte what Node
+ * gives, for every packet type and UTF-8 edge cases.
  */
 import { getQuickJS } from 'quickjs-emscripten';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BUDGET_GZIP_BYTES, type Bundle, bundleCodec } from '../scripts/bundle-size.ts';
+import {
+  BUDGET_GZIP_BYTES,
+  type Bundle,
+  bundleCodec,
+  PACKAGE_CEILING_GZIP_BYTES,
+} from '../scripts/bundle-size.ts';
 import { encode, type Packet, type ProtocolVersion } from '../src/index.ts';
 
 const b = (...xs: number[]) => Uint8Array.from(xs);
@@ -187,10 +193,21 @@ describe('codec bundle in a bare QuickJS context (256 KiB memory limit)', () => 
       expect(bundle.code).not.toContain(word);
   });
 
-  it(`fits the size budget: minified and gzipped at most ${BUDGET_GZIP_BYTES} bytes`, async () => {
-    const esm = await bundleCodec({ format: 'esm', minify: true });
+  // Issue 2's budget covers the codec (packets, parser, topic functions): what a constrained
+  // client bundles. The subscription index and topic store (issue 3) come on top, under a
+  // ceiling of our own.
+  it(`the codec fits the budget: minified and gzipped at most ${BUDGET_GZIP_BYTES} bytes`, async () => {
+    const esm = await bundleCodec({ format: 'esm', minify: true, part: 'codec' });
     console.info(`codec bundle: ${esm.bytes} bytes minified, ${esm.gzipBytes} bytes gzipped`);
     expect(esm.gzipBytes).toBeLessThanOrEqual(BUDGET_GZIP_BYTES);
+    for (const word of ['Buffer', 'TextEncoder', 'TextDecoder', 'require(', 'process'])
+      expect(esm.code).not.toContain(word);
+  });
+
+  it(`the whole package stays under its ceiling of ${PACKAGE_CEILING_GZIP_BYTES} bytes gzipped`, async () => {
+    const esm = await bundleCodec({ format: 'esm', minify: true });
+    console.info(`package bundle: ${esm.bytes} bytes minified, ${esm.gzipBytes} bytes gzipped`);
+    expect(esm.gzipBytes).toBeLessThanOrEqual(PACKAGE_CEILING_GZIP_BYTES);
   });
 
   it('round-trips every packet type byte-exactly, UTF-8 edge cases included', async () => {
