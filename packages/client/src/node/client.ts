@@ -317,6 +317,16 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     }
   }
 
+  /**
+   * Tells the client that messages were put into its outbox directly (outbox.put(), not
+   * publish() or enqueue()) and are now stored: while connected it reads the outbox again (once
+   * per event-loop turn). Without this, a message whose put() resolves after the client's last
+   * read waits for the next acknowledgement or reconnection to be sent.
+   */
+  outboxChanged(): void {
+    this.schedulePump();
+  }
+
   /** One outbox read per event-loop turn however many enqueue() calls resolved in it. */
   private schedulePump(): void {
     if (this.pumpScheduled || !this.connected) return;
