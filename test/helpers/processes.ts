@@ -20,6 +20,7 @@ import { FrameDecoder } from '@mqtt-edge/serial-protocol';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const AGENT_BIN = path.join(ROOT, 'packages/agent/bin/mqtt-edge-agent.js');
+export const SIM_BIN = path.join(ROOT, 'firmware-sim/bin/firmware-sim.js');
 
 // ---------------------------------------------------------------------------------------- agent
 
@@ -122,6 +123,116 @@ export class AgentProcess {
 export function writeJson(file: string, value: unknown): string {
   writeFileSync(file, JSON.stringify(value, null, 2));
   return file;
+}
+
+// --------------------------------------------------------------------------- firmware-sim CLI
+
+/**
+ * The `firmware-sim` CLI as a child process on a pty pair it creates (`--link`), its JSON log
+ * lines parsed: what a user runs by hand, flags included.
+ */
+export class SimProcess {
+  readonly lines: LogLine[] = [];
+  private readonly child: ChildProcess;
+  private readonly exitedP: Promise<number | null>;
+  private waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  private stderrTail = '';
+
+  private constructor(args: string[]) {
+    this.child = spawn(process.execPath, [SIM_BIN, ...args, '--json-logs'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const child = this.child;
+    this.exitedP = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    let buf = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (s: string) => {
+      buf += s;
+      this.stderrTail = (this.stderrTail + s).slice(-4000);
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let l: LogLine;
+        try {
+          l = JSON.parse(line) as LogLine;
+        } catch {
+          continue;
+        }
+        this.lines.push(l);
+        for (const w of [...this.waiters]) {
+          if (w.pred(l)) {
+            this.waiters.splice(this.waiters.indexOf(w), 1);
+            w.resolve(l);
+          }
+        }
+      }
+    });
+  }
+
+  /** Starts `firmware-sim --link LINK ...args`; resolves once it printed the path and logged `start`. */
+  static async start(link: string, args: string[], timeoutMs = 15_000): Promise<SimProcess> {
+    const sim = new SimProcess(['--link', link, ...args]);
+    const printed = new Promise<string>((resolve, reject) => {
+      let out = '';
+      sim.child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+        out += s;
+        if (out.includes('\n')) resolve(out.split('\n')[0]);
+      });
+      sim.child.once('exit', (code) =>
+        reject(new Error(`firmware-sim exited (${code}) before printing its path:\n${sim.stderrTail}`)),
+      );
+    });
+    const path = await Promise.race([
+      printed,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`firmware-sim: no path in ${timeoutMs} ms`)), timeoutMs).unref(),
+      ),
+    ]);
+    if (path !== link) throw new Error(`firmware-sim printed ${path}, expected ${link}`);
+    await sim.waitFor((l) => l.event === 'start', timeoutMs);
+    return sim;
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine> {
+    const hit = this.lines.find(pred);
+    if (hit) return Promise.resolve(hit);
+    return new Promise((resolve, reject) => {
+      const w = {
+        pred,
+        resolve: (l: LogLine) => {
+          clearTimeout(t);
+          resolve(l);
+        },
+      };
+      const t = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(
+          new Error(
+            `firmware-sim: no matching log line in ${timeoutMs} ms; stderr tail:\n${this.stderrTail}`,
+          ),
+        );
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+
+  events(name: string): LogLine[] {
+    return this.lines.filter((l) => l.event === name);
+  }
+
+  /** SIGINT (Ctrl-C): resolves with the exit code once it has exited. */
+  async stop(signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+    if (this.running) this.child.kill(signal);
+    return this.exitedP;
+  }
 }
 
 // -------------------------------------------------------------------------------------- broker
