@@ -1,0 +1,93 @@
+/**
+ * The Bloom filter in front of the exact-filter table: a topic whose bit is clear skips the
+ * lookup, yet no exact filter is ever missed, stale bits left by removals cost a lookup and
+ * never a match, and the bits are rebuilt (bounded) under churn.
+ */
+import { describe, expect, it } from 'vitest';
+import { SubscriptionIndex } from '../src/index.ts';
+
+interface Inside {
+  exact: Map<string, unknown>;
+  bits: Int32Array;
+}
+
+/** Counts the exact table's lookups (match() reaches it only through `get`). */
+function countLookups(index: SubscriptionIndex<number>): { calls: number } {
+  const exact = (index as unknown as Inside).exact;
+  const get = exact.get.bind(exact);
+  const counter = { calls: 0 };
+  exact.get = (k: string) => {
+    counter.calls++;
+    return get(k);
+  };
+  return counter;
+}
+
+function hits(index: SubscriptionIndex<number>, topic: string): number[] {
+  const out: number[] = [];
+  index.match(topic, (v) => out.push(v));
+  return out.sort((a, b) => a - b);
+}
+
+describe('SubscriptionIndex exact-filter Bloom filter', () => {
+  it('skips the lookup for most topics that match no exact filter, and finds every exact filter', () => {
+    const index = new SubscriptionIndex<number>();
+    const n = 5000;
+    for (let i = 0; i < n; i++) index.add(`site/${i % 100}/dev/${i}/temp`, i);
+    const lookups = countLookups(index);
+    for (let i = 0; i < n; i++) expect(hits(index, `site/${i % 100}/dev/${i}/temp`)).toEqual([i]);
+    expect(lookups.calls).toBe(n);
+    lookups.calls = 0;
+    const misses = 20_000;
+    for (let i = 0; i < misses; i++) expect(hits(index, `site/${i % 100}/dev/${i}/hum`)).toEqual([]);
+    // 8-16 bits per filter: a few percent of false positives at most, far from one per topic.
+    expect(lookups.calls).toBeLessThan(misses / 5);
+  });
+
+  it('never loses a match to a stale bit: removal leaves the bit, re-adding and neighbours still match', () => {
+    const index = new SubscriptionIndex<number>();
+    index.add('a/b', 1);
+    index.add('a/c', 2);
+    expect(index.remove('a/b', 1)).toBe(true);
+    expect(hits(index, 'a/b')).toEqual([]);
+    expect(hits(index, 'a/c')).toEqual([2]);
+    index.add('a/b', 3);
+    expect(hits(index, 'a/b')).toEqual([3]);
+    // A second value on the same filter does not mark again, and removing one keeps the other.
+    index.add('a/b', 4);
+    expect(index.remove('a/b', 3)).toBe(true);
+    expect(hits(index, 'a/b')).toEqual([4]);
+  });
+
+  it('rebuilds the bits after many removals: size stays bounded, live filters found, dead ones not', () => {
+    const index = new SubscriptionIndex<number>();
+    const live = 50;
+    for (let i = 0; i < live; i++) index.add(`keep/${i}`, i);
+    const inside = index as unknown as Inside;
+    let maxWords = 0;
+    for (let round = 0; round < 200; round++) {
+      for (let i = 0; i < 100; i++) index.add(`churn/${round}/${i}`, 1000 + i);
+      for (let i = 0; i < 100; i++) expect(index.remove(`churn/${round}/${i}`, 1000 + i)).toBe(true);
+      maxWords = Math.max(maxWords, inside.bits.length);
+    }
+    // 20,000 filters were marked; the bits follow the live count (at most 150), not that.
+    expect(maxWords).toBeLessThanOrEqual(64);
+    for (let i = 0; i < live; i++) expect(hits(index, `keep/${i}`)).toEqual([i]);
+    expect(hits(index, 'churn/7/7')).toEqual([]);
+    expect(index.size).toBe(live);
+    // After the churn, new filters are still found.
+    for (let i = 0; i < 1000; i++) index.add(`new/${i}`, i);
+    for (let i = 0; i < 1000; i++) expect(hits(index, `new/${i}`)).toEqual([i]);
+    for (let i = 0; i < live; i++) expect(hits(index, `keep/${i}`)).toEqual([i]);
+  });
+
+  it('matches exact and wildcard filters of the same topic together', () => {
+    const index = new SubscriptionIndex<number>();
+    index.add('s/1/t', 1);
+    index.add('s/+/t', 2);
+    index.add('s/#', 3);
+    index.add('', 4);
+    expect(hits(index, 's/1/t')).toEqual([1, 2, 3]);
+    expect(hits(index, '')).toEqual([4]);
+  });
+});
