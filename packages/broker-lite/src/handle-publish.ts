@@ -87,9 +87,9 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const acl = b.accessControl;
   const denied = conn.internal
     ? topic.startsWith('$SYS') && !topic.startsWith('$SYS/broker/connection/')
-    : (acl !== undefined &&
-        !acl.allowed('write', { clientId: conn.clientId, username: conn.username }, topic)) ||
-      topic.startsWith('$SYS');
+    : (topic.startsWith('$SYS') && !isBridgeState(topic)) ||
+      (acl !== undefined &&
+        !acl.allowed('write', { clientId: conn.clientId, username: conn.username }, topic));
   if (denied) {
     b.log('debug', 'publish denied', { clientId: conn.clientId, topic });
     // 3.1.1 has no way to say no: the message is acknowledged and dropped, as Mosquitto does.
@@ -112,6 +112,18 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (session.persistent && b.persist !== null) b.persist.incomingAdd(session, pid);
     ack(conn, PUBREC, pid, 0);
   }
+}
+
+const BRIDGE_STATE_PREFIX = '$SYS/broker/connection/';
+
+/**
+ * `$SYS/broker/connection/+/state`: the one `$SYS` topic clients may publish (then subject to the
+ * ACL like any topic), as in Mosquitto, where bridges from other brokers write their connection
+ * state (`1`, and `0` as their will) there.
+ */
+function isBridgeState(topic: string): boolean {
+  const slash = topic.indexOf('/', BRIDGE_STATE_PREFIX.length);
+  return topic.startsWith(BRIDGE_STATE_PREFIX) && slash === topic.length - 6 && topic.endsWith('/state');
 }
 
 /** Acks now, or after the log is on disk when this turn wrote to it (group commit). */
