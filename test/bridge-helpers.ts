@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Bridges, Broker, parseConfig, startBridges } from '@mqtt-edge/broker-lite';
+import { type BridgeOptions, type Bridges, Broker, parseConfig, startBridges } from '@mqtt-edge/broker-lite';
 import { connect, type MqttClient } from '@mqtt-edge/client';
 
 export interface LogLine {
@@ -26,11 +26,15 @@ export interface BridgedBroker {
   close(): Promise<void>;
 }
 
-/** broker-lite on an ephemeral loopback port; `conf` holds the bridge section. */
+/**
+ * broker-lite on an ephemeral loopback port; `conf` holds the bridge section; `options` adds to
+ * (or overrides) the bridge options (a queue directory under `dir`, jitter 0.5).
+ */
 export async function startBridged(
   conf: string,
   dir = mkdtempSync(join(tmpdir(), 'bl-bridge-')),
   port = 0,
+  options: BridgeOptions = {},
 ): Promise<BridgedBroker> {
   const cfg = parseConfig(`listener 0 127.0.0.1\nallow_anonymous true\n${conf}`, join(dir, 'broker.conf'));
   const logs: LogLine[] = [];
@@ -68,6 +72,7 @@ export async function startBridged(
   const bridges = await startBridges(broker, cfg.bridges, {
     queueDir: (name) => join(dir, 'bridges', name),
     random: () => 0.5,
+    ...options,
   });
   return {
     broker,

@@ -3,18 +3,33 @@ import type { Outbox, OutboxEntry, OutboxMessage, OutboxStats } from '@mqtt-edge
 /**
  * The durable queue seen through the Outbox interface, counting what the bridge needs: messages
  * put and messages the remote acknowledged (the client session acks the outbox on PUBACK /
- * PUBCOMP).
+ * PUBCOMP), and puts still being written.
  */
 export class CountingOutbox implements Outbox {
   puts = 0;
   acks = 0;
+  /** put() calls not settled yet: the durable queue counts them in stats() before they are readable. */
+  writing = 0;
   constructor(readonly inner: Outbox) {}
 
   put(message: OutboxMessage): Promise<number> {
-    return this.inner.put(message).then((seq) => {
-      this.puts++;
-      return seq;
-    });
+    this.writing++;
+    return this.inner.put(message).then(
+      (seq) => {
+        this.writing--;
+        this.puts++;
+        return seq;
+      },
+      (err: unknown) => {
+        this.writing--;
+        throw err;
+      },
+    );
+  }
+
+  /** Messages on disk (put() resolved) and not yet acknowledged: what a connection could send now. */
+  stored(): number {
+    return Math.max(0, this.inner.stats().count - this.writing);
   }
 
   read(afterSeq: number, max: number): OutboxEntry[] {

@@ -18,6 +18,7 @@ import {
   DurableQueue,
   type FsyncPolicy,
   MqttClient,
+  type Outbox,
   type OutboxMessage,
   type ServerAddress,
 } from '@mqtt-edge/client';
@@ -64,6 +65,8 @@ export interface BridgeOptions {
   fsync?: FsyncPolicy;
   /** Jitter source for restart_timeout backoff (tests). */
   random?: () => number;
+  /** Wraps each bridge's on-disk queue (tests: a slow or failing disk). */
+  wrapQueue?(queue: Outbox, name: string): Outbox;
   /**
    * Seconds between updates of the bridges' `$SYS/broker/connection/NAME/...` counters; default
    * the broker's sys_interval, 0 disables.
@@ -166,8 +169,8 @@ export class Bridge {
       maxAgeMs: c.queueMaxAgeSeconds > 0 ? c.queueMaxAgeSeconds * 1000 : undefined,
       dropPolicy: c.queueDropPolicy,
     });
-    this.queue = new CountingOutbox(q);
-    const backlog = q.stats().count;
+    this.queue = new CountingOutbox(this.options.wrapQueue?.(q, c.name) ?? q);
+    const backlog = this.queue.stored();
     this.broker.log('notice', 'bridge starting', {
       bridge: c.name,
       addresses: c.addresses.map((a) => `${a.host}:${a.port}`).join(' '),
@@ -381,7 +384,7 @@ export class Bridge {
     if (!wasConnected || c.roundRobin) this.addr = (this.addr + 1) % c.addresses.length;
     else this.addr = 0;
     const next = c.addresses[this.addr];
-    if (c.startType === 'lazy' && (this.queue?.stats().count ?? 0) <= c.threshold) {
+    if (c.startType === 'lazy' && (this.queue?.stored() ?? 0) <= c.threshold) {
       // Nothing worth a connection is waiting: idle until the threshold is passed again.
       this.broker.log(
         'notice',
@@ -424,8 +427,7 @@ export class Bridge {
     const { baseSeconds, capSeconds } = this.config.restartTimeout;
     const base = baseSeconds * 1000;
     if (capSeconds === undefined) return base;
-    const hi = Math.max(base, this.backoffMs * 3);
-    this.backoffMs = Math.min(capSeconds * 1000, Math.floor(base + this.random() * (hi - base)));
+    this.backoffMs = nextBackoff(this.backoffMs, base, capSeconds * 1000, this.random);
     return this.backoffMs;
   }
 
@@ -446,10 +448,14 @@ export class Bridge {
     client.end().catch(() => {});
   }
 
-  /** start_type lazy: connect once more than `threshold` messages are queued. */
+  /**
+   * start_type lazy: connect once more than `threshold` messages are on disk. Counted once
+   * stored, not when put() is called: a connection made for messages still being written would
+   * find fewer to send than the threshold promised.
+   */
   private maybeStartLazy(): void {
     if (this.state !== 'idle') return;
-    if ((this.queue?.stats().count ?? 0) > this.config.threshold) this.attempt();
+    if ((this.queue?.stored() ?? 0) > this.config.threshold) this.attempt();
   }
 
   /** Puts a message into the queue; through the client once there is one (it sends it if up). */
@@ -463,8 +469,18 @@ export class Bridge {
     if (this.client !== null) return this.client.enqueue(topic, payload, { qos, retain, properties });
     const m: OutboxMessage = { topic, payload, qos, retain };
     if (properties !== undefined) m.properties = properties;
-    return this.queue!.put(m);
+    return this.queue!.put(m).then(this.afterDirectPut);
   }
+
+  /**
+   * A put made while there was no client may finish after a client was made (lazy start) and
+   * after its first reads of the queue: have it read again, or the message would wait there
+   * until the next acknowledgement or connection.
+   */
+  private readonly afterDirectPut = (seq: number): number => {
+    this.client?.outboxChanged();
+    return seq;
+  };
 
   private onRemoteMessage(topic: string, payload: Uint8Array, packet: PublishPacket): void {
     this.counters.inReceived++;
@@ -646,6 +662,16 @@ function forwardable(p: Properties | undefined): Properties | undefined {
   const { subscriptionIdentifier: _a, subscriptionIdentifiers: _b, topicAlias: _c, ...rest } = p;
   for (const _k in rest) return rest;
   return undefined;
+}
+
+/**
+ * Mosquitto 2's restart_timeout backoff ("decorrelated jitter"): the next delay is a random
+ * value between `base` and three times the previous delay, at most `cap` (all in ms;
+ * `random()` in [0, 1)).
+ */
+export function nextBackoff(prevMs: number, baseMs: number, capMs: number, random: () => number): number {
+  const hi = Math.max(baseMs, prevMs * 3);
+  return Math.min(capMs, Math.floor(baseMs + random() * (hi - baseMs)));
 }
 
 /** What startBridges returns. */

@@ -7,10 +7,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@mqtt-edge/client';
+import {
+  connect,
+  type Outbox,
+  type OutboxEntry,
+  type OutboxMessage,
+  type OutboxStats,
+} from '@mqtt-edge/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type BridgedBroker, eventually, Recorder, startBridged } from '../../../test/bridge-helpers.ts';
-import { startBridges } from '../src/bridge.ts';
+import { nextBackoff, startBridges } from '../src/bridge.ts';
 import { Broker } from '../src/broker.ts';
 import { parseConfig } from '../src/config.ts';
 
@@ -331,5 +337,235 @@ describe('start_type lazy', () => {
     await gw.waitLog((x) => x.message.startsWith('bridge idle'), 5000);
     expect(bridge.state).toBe('idle');
     expect(bridge.stats().queue.count).toBe(0);
+  });
+});
+
+/**
+ * A disk that takes its time: each put() goes into the real queue at once (so stats() counts it,
+ * as the durable queue does from the call on) but resolves, and becomes readable, only when the
+ * test releases it.
+ */
+class SlowOutbox implements Outbox {
+  readonly calls: string[] = [];
+  /** put() calls the real queue has finished (each still held until released). */
+  written = 0;
+  private readonly gates: Array<() => void> = [];
+  private readonly hidden = new Set<number>();
+  private waiter: (() => void) | null = null;
+  constructor(private readonly inner: Outbox) {}
+
+  put(message: OutboxMessage): Promise<number> {
+    this.calls.push(Buffer.from(message.payload).toString());
+    const i = this.calls.length - 1;
+    const gate = new Promise<void>((r) => {
+      this.gates[i] = r;
+    });
+    return this.inner.put(message).then(async (seq) => {
+      this.hidden.add(seq);
+      this.written++;
+      this.waiter?.();
+      await gate;
+      this.hidden.delete(seq);
+      return seq;
+    });
+  }
+
+  /** Resolves once the real queue has finished `n` puts. */
+  async untilWritten(n: number): Promise<void> {
+    while (this.written < n) await new Promise<void>((r) => (this.waiter = r));
+    this.waiter = null;
+  }
+
+  release(i: number): void {
+    this.gates[i]();
+  }
+
+  read(afterSeq: number, max: number): OutboxEntry[] {
+    return this.inner
+      .read(afterSeq, max + this.hidden.size)
+      .filter((e) => !this.hidden.has(e.seq))
+      .slice(0, max);
+  }
+
+  ack(seq: number): void {
+    this.inner.ack(seq);
+  }
+
+  stats(now?: number): OutboxStats {
+    return this.inner.stats(now);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+describe('start_type lazy with a slow disk', () => {
+  it('counts only stored messages toward the threshold, and sends one stored after the CONNACK read', async () => {
+    const up = await upstream();
+    let slow: SlowOutbox | undefined;
+    const gw = await startBridged(
+      [
+        'connection lz',
+        `address 127.0.0.1:${up.port}`,
+        'topic lz/# out 1',
+        'start_type lazy',
+        'threshold 1',
+        'restart_timeout 1',
+        'cleansession true',
+      ].join('\n'),
+      undefined,
+      0,
+      {
+        wrapQueue: (q) => {
+          slow = new SlowOutbox(q);
+          return slow;
+        },
+      },
+    );
+    closers.push(() => gw.close());
+    const bridge = gw.bridges.list[0];
+    const there = await Recorder.open(up.port, ['lz/#']);
+    closers.push(() => there.end());
+    const c = connect({ host: '127.0.0.1', port: gw.port, reconnect: false });
+    closers.push(() => c.end());
+    await new Promise<void>((r) => c.once('connect', () => r()));
+    await Promise.all(['m1', 'm2', 'm3'].map((m) => c.publish('lz/a', m, { qos: 1 })));
+    await slow!.untilWritten(3);
+    // Three counted by the queue, none stored (as far as the bridge knows): idle.
+    expect(bridge.stats().queue.count).toBe(3);
+    expect(bridge.state).toBe('idle');
+
+    // One stored (two still being written): not past threshold 1 yet.
+    slow!.release(0);
+    await new Promise((r) => setImmediate(r));
+    expect(bridge.state).toBe('idle');
+
+    // Two stored: connects, and both go out.
+    slow!.release(1);
+    await gw.waitLog((l) => l.message === 'bridge connected');
+    await there.until(() => there.on('lz/a').length === 2, 'm1 and m2 upstream');
+    // Acknowledged upstream: no ack left to make the client read the queue again.
+    await eventually(() => bridge.stats().outAcked === 2, 'm1 and m2 acknowledged');
+
+    // The third write finishes only now, after every read the connection made.
+    slow!.release(2);
+    await there.until(() => there.on('lz/a').length === 3, 'm3 upstream', 3000);
+    expect(there.on('lz/a').map((x) => x.payload)).toEqual(['m1', 'm2', 'm3']);
+    expect(bridge.state).toBe('connected');
+  });
+
+  it('between broker-lites on the real queue: 10 lazy starts in a row each deliver the backlog', async () => {
+    const up = await upstream();
+    const there = await Recorder.open(up.port, ['lz/#']);
+    closers.push(() => there.end());
+    const t0 = Date.now();
+    for (let run = 0; run < 10 && Date.now() - t0 < 15_000; run++) {
+      const gw = await startBridged(
+        [
+          'connection lz',
+          `address 127.0.0.1:${up.port}`,
+          'topic lz/# out 1',
+          'start_type lazy',
+          'threshold 1',
+          'restart_timeout 1',
+          'cleansession true',
+        ].join('\n'),
+      );
+      try {
+        const c = connect({ host: '127.0.0.1', port: gw.port, reconnect: false });
+        await new Promise<void>((r) => c.once('connect', () => r()));
+        // Not awaited one by one: the writes overlap the connect, as under load.
+        await Promise.all([c.publish(`lz/${run}`, 'a', { qos: 1 }), c.publish(`lz/${run}`, 'b', { qos: 1 })]);
+        await there.until(() => there.on(`lz/${run}`).length === 2, `run ${run}: both upstream`, 3000);
+        expect(there.on(`lz/${run}`).map((x) => x.payload)).toEqual(['a', 'b']);
+        await c.end();
+      } finally {
+        await gw.close();
+      }
+    }
+    expect(new Set(there.got.map((g) => g.topic)).size).toBe(10);
+  }, 20_000);
+});
+
+describe('restart_timeout backoff', () => {
+  it('nextBackoff: base at first, grows by up to 3x per failure, stops at the cap, jitter in range', () => {
+    const base = 1000;
+    const cap = 30_000;
+    // Lowest draw: always the base.
+    expect(nextBackoff(base, base, cap, () => 0)).toBe(base);
+    expect(nextBackoff(20_000, base, cap, () => 0)).toBe(base);
+    // Highest draw: x3 per step until the cap, then the cap.
+    const top = () => 1 - 1e-12;
+    const seq: number[] = [];
+    let prev = base;
+    for (let i = 0; i < 6; i++) seq.push((prev = nextBackoff(prev, base, cap, top)));
+    expect(seq).toEqual([2999, 8996, 26_987, 30_000, 30_000, 30_000]);
+    // Any draw: within [base, min(cap, 3 x previous)], from a seeded generator.
+    let x = 42;
+    const lcg = () => {
+      x = (x * 1_103_515_245 + 12_345) % 2 ** 31;
+      return x / 2 ** 31;
+    };
+    prev = base;
+    const seen = new Set<number>();
+    for (let i = 0; i < 2000; i++) {
+      const d = nextBackoff(prev, base, cap, lcg);
+      expect(d).toBeGreaterThanOrEqual(base);
+      expect(d).toBeLessThanOrEqual(Math.min(cap, 3 * prev));
+      seen.add(Math.floor(d / 1000));
+      prev = d;
+    }
+    // Jittered, not a handful of fixed values; the cap is reached.
+    expect(seen.size).toBeGreaterThan(20);
+    expect(seen.has(30)).toBe(true);
+  });
+
+  it('a real reconnect sequence: waits grow to the cap, each one as logged', async () => {
+    const attempts: number[] = [];
+    const server = net.createServer((s) => {
+      attempts.push(performance.now());
+      s.on('error', () => {});
+      s.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise<void>((r) => server.close(() => r())));
+    const port = (server.address() as net.AddressInfo).port;
+    const dir = mkdtempSync(join(tmpdir(), 'bl-bridge-backoff-'));
+    closers.push(() => rmSync(dir, { recursive: true, force: true }));
+    const cfg = parseConfig(
+      `listener 0 127.0.0.1\nconnection bo\naddress 127.0.0.1:${port}\ntopic b/# out 1\nrestart_timeout 1 8\n`,
+      join(dir, 'b.conf'),
+    );
+    // The same backoff in milliseconds instead of seconds: 50 ms base, 400 ms cap.
+    cfg.bridges[0].restartTimeout = { baseSeconds: 0.05, capSeconds: 0.4 };
+    const logs: Array<{ message: string; fields?: Record<string, unknown> }> = [];
+    const broker = new Broker({
+      listeners: [{ port: 0, host: '127.0.0.1', protocol: 'mqtt' }],
+      sysInterval: 0,
+      logger: { log: (_level, message, fields) => logs.push({ message, fields }) },
+    });
+    await broker.listen();
+    const draws = [0.999, 0.999, 0.999, 0.25];
+    let n = 0;
+    const bridges = await startBridges(broker, cfg.bridges, {
+      queueDir: (name) => join(dir, name),
+      random: () => draws[Math.min(n++, draws.length - 1)],
+    });
+    closers.push(async () => {
+      await bridges.close();
+      await broker.close();
+    });
+    await eventually(() => attempts.length >= 5, 'five attempts', 5000);
+    const waits = logs.filter((l) => l.message === 'bridge connect failed').map((l) => l.fields?.retryInMs);
+    // 50 + 0.999 x (150 - 50); then min(400, 50 + 0.999 x (447 - 50)); then the cap; then
+    // 50 + 0.25 x (1200 - 50) = 337 (the jitter may go down again).
+    expect(waits.slice(0, 4)).toEqual([149, 400, 400, 337]);
+    for (let i = 1; i < 5; i++) {
+      const gap = attempts[i] - attempts[i - 1];
+      // At least the logged wait (timers never fire early; 2 ms for clock granularity).
+      expect(gap).toBeGreaterThanOrEqual((waits[i - 1] as number) - 2);
+    }
+    expect(bridges.stats()[0].connectFailures).toBeGreaterThanOrEqual(4);
   });
 });
