@@ -98,14 +98,21 @@ function slotRemove<T>(slot: Slot<T>, v: T): Slot<T> {
   return undefined;
 }
 
-function visitSlot<T>(slot: T | Many<T>, visit: (value: T) => void): void {
-  if (slot instanceof Many) {
-    const a = slot.vals;
+/**
+ * `many` says whether `slot` is a Many, from a flag held beside the slot: asking the slot itself
+ * (`instanceof`) reads the value's header, a cache miss per hit that the visitor may not need.
+ */
+function visitSlot<T>(slot: T | Many<T>, many: boolean, visit: (value: T) => void): void {
+  if (many) {
+    const a = (slot as Many<T>).vals;
     for (let i = 0; i < a.length; i++) visit(a[i]);
   } else {
-    visit(slot);
+    visit(slot as T);
   }
 }
+
+/** Stands in the exact table for a filter with two or more values (kept in `exactSets`). */
+const SET = {};
 
 /** A trie node; TopicStore's trie uses it too (one node shape: the lookups stay monomorphic). */
 export class Node<T> implements LevelNode<Node<T>> {
@@ -120,11 +127,13 @@ export class Node<T> implements LevelNode<Node<T>> {
   declare vals: Slot<T>;
   /** Values whose filter is this node's path followed by `/#` (or `#` alone, at the root). */
   declare hvals: Slot<T>;
+  /** 1: vals is a Many; 2: hvals is a Many (see visitSlot). */
+  declare sets: number;
   constructor(key: string) {
     this.key = key;
     this.hash = levelHash(key, 0, key.length);
     this.next = this.kids = this.plus = null;
-    this.nkids = 0;
+    this.nkids = this.sets = 0;
     this.vals = this.hvals = undefined;
   }
 }
@@ -268,11 +277,11 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
   let li = 0;
   for (;;) {
     const hv = node.hvals;
-    if (hv !== undefined && !(li === 0 && dollar)) visitSlot(hv, visit);
+    if (hv !== undefined && !(li === 0 && dollar)) visitSlot(hv, (node.sets & 2) !== 0, visit);
     let next: Node<T> | null = null;
     if (li === levels) {
       const v = node.vals;
-      if (v !== undefined) visitSlot(v, visit);
+      if (v !== undefined) visitSlot(v, (node.sets & 1) !== 0, visit);
     } else {
       if (node.nkids !== 0)
         next = findKid(node, topic, li === 0 ? 0 : ends[li - 1] + 1, ends[li], hashes[li]);
@@ -320,7 +329,9 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
  */
 export class SubscriptionIndex<V> {
   /** Filters without wildcards: one hash lookup of the whole topic finds them. */
-  declare private readonly exact: Map<string, V | Many<V>>;
+  declare private readonly exact: Map<string, V | typeof SET>;
+  /** The values of exact filters holding two or more (their entry in `exact` is SET). */
+  declare private readonly exactSets: Map<string, Many<V>>;
   /**
    * A Bloom filter of the exact filters on Walk.full (one bit each): a topic whose bit is clear
    * skips the Map lookup and its cache misses (bucket, entry, key), while the bits, 1 MB at a
@@ -343,6 +354,7 @@ export class SubscriptionIndex<V> {
 
   constructor() {
     this.exact = new Map();
+    this.exactSets = new Map();
     this.bits = new Int32Array(1);
     this.marks = 0;
     this.trie = new FilterTrie<V>();
@@ -388,10 +400,15 @@ export class SubscriptionIndex<V> {
     }
     if (!hasWildcard(filter)) {
       const slot = this.exact.get(filter);
-      const next = slotAdd(slot, value);
+      const next = slotAdd(slot === SET ? this.exactSets.get(filter) : (slot as V | undefined), value);
       if (!changed) return;
-      if (next !== slot) this.exact.set(filter, next as V | Many<V>);
-      if (slot === undefined) this.bloom(filter);
+      if (slot === undefined) {
+        this.exact.set(filter, value);
+        this.bloom(filter);
+      } else if (slot !== SET) {
+        this.exactSets.set(filter, next as Many<V>);
+        this.exact.set(filter, SET);
+      }
       this.count++;
       return;
     }
@@ -399,6 +416,7 @@ export class SubscriptionIndex<V> {
     const node = trie.at(filter, 0, true) as Node<V>;
     if (trie.hash) node.hvals = slotAdd(node.hvals, value);
     else node.vals = slotAdd(node.vals, value);
+    flag(node);
     if (changed) {
       this.count++;
       this.trieCount++;
@@ -415,10 +433,14 @@ export class SubscriptionIndex<V> {
     }
     if (!hasWildcard(filter)) {
       const slot = this.exact.get(filter);
-      const next = slotRemove(slot, value);
+      const set = slot === SET ? this.exactSets.get(filter) : undefined;
+      const next = slotRemove(set ?? (slot as V | undefined), value);
       if (!changed) return false;
       if (next === undefined) this.exact.delete(filter);
-      else if (next !== slot) this.exact.set(filter, next);
+      else if (set !== undefined && !(next instanceof Many)) {
+        this.exactSets.delete(filter);
+        this.exact.set(filter, next);
+      }
       this.count--;
       return true;
     }
@@ -429,6 +451,7 @@ export class SubscriptionIndex<V> {
     if (!changed) return false;
     if (trie.hash) node.hvals = next;
     else node.vals = next;
+    flag(node);
     if (next === undefined) trie.prune();
     this.count--;
     this.trieCount--;
@@ -456,7 +479,8 @@ export class SubscriptionIndex<V> {
       const f = walk.full & ((bits.length << 5) - 1);
       if ((bits[f >> 5] & (1 << f)) !== 0) {
         const slot = this.exact.get(topic);
-        if (slot !== undefined) visitSlot(slot, visit);
+        if (slot === SET) visitSlot(this.exactSets.get(topic) as Many<V>, true, visit);
+        else if (slot !== undefined) visit(slot as V);
       }
       const shared = this.sharedCount > 0 && visitShared !== undefined;
       if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit);
@@ -500,6 +524,7 @@ export class SubscriptionIndex<V> {
       entry = { group, members: new Many<V>() };
       if (hash) node.hvals = slotAdd(groups, entry);
       else node.vals = slotAdd(groups, entry);
+      flag(node);
     }
     if (entry.members.add(value)) {
       this.count++;
@@ -521,6 +546,7 @@ export class SubscriptionIndex<V> {
       const next = slotRemove(groups, entry);
       if (hash) node.hvals = next;
       else node.vals = next;
+      flag(node);
       if (next === undefined) trie.prune();
     }
     return true;
@@ -531,6 +557,11 @@ export class SubscriptionIndex<V> {
       throw new Error('changed during match()');
     }
   }
+}
+
+/** Keeps node.sets in step with its slots, after a change (reading the slots is fine here). */
+function flag<T>(node: Node<T>): void {
+  node.sets = (node.vals instanceof Many ? 1 : 0) | (node.hvals instanceof Many ? 2 : 0);
 }
 
 function findGroup<V>(groups: Slot<Group<V>>, group: string): Group<V> | undefined {

@@ -90,4 +90,28 @@ describe('SubscriptionIndex exact-filter Bloom filter', () => {
     expect(hits(index, 's/1/t')).toEqual([1, 2, 3]);
     expect(hits(index, '')).toEqual([4]);
   });
+
+  it('keeps single values and sets apart through every transition (exact and wildcard filters)', () => {
+    for (const filter of ['x/y', 'x/+', 'x/#']) {
+      const index = new SubscriptionIndex<number>();
+      index.add(filter, 1);
+      expect(hits(index, 'x/y')).toEqual([1]);
+      index.add(filter, 2);
+      index.add(filter, 3);
+      index.add(filter, 2);
+      expect(hits(index, 'x/y')).toEqual([1, 2, 3]);
+      expect(index.remove(filter, 1)).toBe(true);
+      expect(hits(index, 'x/y')).toEqual([2, 3]);
+      expect(index.remove(filter, 3)).toBe(true);
+      expect(hits(index, 'x/y')).toEqual([2]);
+      expect(index.remove(filter, 3)).toBe(false);
+      index.add(filter, 4);
+      expect(hits(index, 'x/y')).toEqual([2, 4]);
+      expect(index.remove(filter, 2)).toBe(true);
+      expect(index.remove(filter, 4)).toBe(true);
+      expect(hits(index, 'x/y')).toEqual([]);
+      expect(index.isEmpty()).toBe(true);
+      expect(index.nodeCount).toBe(2);
+    }
+  });
 });
