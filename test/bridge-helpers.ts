@@ -154,8 +154,15 @@ export class Recorder {
   }
 }
 
-/** A TCP forwarder 127.0.0.1:listenPort -> 127.0.0.1:toPort: makes an address "come up" at a chosen moment. */
-export async function forwardPort(listenPort: number, toPort: number): Promise<{ close(): Promise<void> }> {
+/**
+ * A TCP forwarder 127.0.0.1:listenPort -> 127.0.0.1:toPort: makes an address "come up" at a
+ * chosen moment, and close() cuts every connection through it without a DISCONNECT (as a lost
+ * link or a killed peer would). listenPort 0 takes an ephemeral port (see `port`).
+ */
+export async function forwardPort(
+  listenPort: number,
+  toPort: number,
+): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<import('node:net').Socket>();
   const server = net.createServer((a) => {
     const b = net.connect({ host: '127.0.0.1', port: toPort });
@@ -174,6 +181,7 @@ export async function forwardPort(listenPort: number, toPort: number): Promise<{
   });
   await new Promise<void>((resolve) => server.listen(listenPort, '127.0.0.1', resolve));
   return {
+    port: (server.address() as net.AddressInfo).port,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

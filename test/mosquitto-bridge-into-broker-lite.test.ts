@@ -73,4 +73,38 @@ describe.skipIf(!HAS)('mosquitto bridged into broker-lite', () => {
     await late.until(() => late.got.length > 0, 'the retained message');
     expect(late.got[0]).toMatchObject({ topic: 't/retained', payload: 'r', retain: true });
   }, 30_000);
+
+  it('default notifications: the state topic on broker-lite reads 1 while connected, 0 (the will) once mosquitto is killed', async () => {
+    const bl = await startBridged('');
+    cleanup.push(() => bl.close());
+    const watcher = await Recorder.open(bl.port, ['$SYS/broker/connection/+/state']);
+    cleanup.push(() => watcher.end());
+    const m = await startMosquitto({
+      config: [
+        'connection gw',
+        `address 127.0.0.1:${bl.port}`,
+        'remote_clientid mgw',
+        'topic n/# out 1',
+        'bridge_protocol_version mqttv311',
+        'cleansession true',
+        'restart_timeout 1',
+      ].join('\n'),
+    });
+    cleanup.push(() => m.stop());
+    // Mosquitto 2.0 names the state topic after remote_clientid.
+    const topic = '$SYS/broker/connection/mgw/state';
+    await watcher.until(() => watcher.on(topic).some((x) => x.payload === '1'), 'state 1 from mosquitto');
+    expect(bl.logs.filter((l) => l.message === 'publish denied')).toEqual([]);
+    const state = () => {
+      const r = bl.broker.retain.get(topic);
+      return r === undefined ? undefined : Buffer.from(r.payload).toString();
+    };
+    expect(state()).toBe('1');
+    // SIGKILL: no DISCONNECT, so broker-lite publishes mosquitto's will.
+    await m.kill();
+    await watcher.until(() => watcher.on(topic).some((x) => x.payload === '0'), 'the will (0)');
+    expect(state()).toBe('0');
+    const seen = watcher.on(topic).map((x) => x.payload);
+    expect([seen[0], seen.at(-1)]).toEqual(['1', '0']);
+  }, 20_000);
 });
