@@ -3,6 +3,8 @@
  * link when socat is missing), the agent, and a subscriber printing readings as they arrive,
  * with the agent's queue depth. Every 30 s the broker goes away for 6 s: the readings queue on
  * disk and drain when it is back, none lost. Ctrl-C stops everything cleanly.
+ * Environment: DEMO_PORT (the broker's port; 0 for any free one; default 1883 when free),
+ * DEMO_OUTAGE_EVERY_MS (0: no outages).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -24,6 +26,13 @@ import {
 
 const OUTAGE_EVERY_MS = Number(process.env.DEMO_OUTAGE_EVERY_MS ?? 30_000);
 const OUTAGE_FOR_MS = 6_000;
+const askedPort = process.env.DEMO_PORT ? Number(process.env.DEMO_PORT) : undefined;
+if (askedPort !== undefined && !(Number.isInteger(askedPort) && askedPort >= 0 && askedPort <= 65535)) {
+  process.stderr.write(
+    `demo: DEMO_PORT="${process.env.DEMO_PORT}" is not a port number (0..65535; 0 for any free port)\n`,
+  );
+  process.exit(2);
+}
 const tty = process.stdout.isTTY;
 const c = (code: string, s: string) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
 const dim = (s: string) => c('2', s);
@@ -64,8 +73,9 @@ const devices: Array<{
 say(bold('mqtt-edge demo: three simulated devices -> agent -> broker-lite -> subscriber'));
 say(dim(`working directory ${dir} (removed on exit)`));
 
-// Broker: 1883 when free, else whatever the kernel gives; loopback only.
-const wanted = (await portFree(1883)) ? 1883 : 0;
+// Broker: DEMO_PORT when set (0: any free port, as the tests use), else 1883 when free, else
+// whatever the kernel gives; loopback only.
+const wanted = askedPort !== undefined ? askedPort : (await portFree(1883)) ? 1883 : 0;
 const persistenceDir = path.join(dir, 'broker');
 let broker = new Broker({
   listeners: [{ port: wanted, host: '127.0.0.1', protocol: 'mqtt' }],
@@ -74,7 +84,7 @@ let broker = new Broker({
 await broker.listen();
 const port = broker.addresses[0].port;
 say(
-  `broker-lite on ${bold(`mqtt://127.0.0.1:${port}`)}${wanted === 0 ? ' (1883 is taken, so an ephemeral port)' : ''}`,
+  `broker-lite on ${bold(`mqtt://127.0.0.1:${port}`)}${wanted === 0 && askedPort === undefined ? ' (1883 is taken, so an ephemeral port)' : ''}`,
 );
 
 // Devices.

@@ -1,0 +1,121 @@
+/**
+ * `npm start`, smoke-tested: scripts/demo.mjs (what `npm start` runs) as a process, its broker on
+ * an ephemeral loopback port (DEMO_PORT=0), for a few seconds. Readings of all three devices are
+ * printed with the queue depth, the MQTT 5 command round trip is shown; Ctrl-C (SIGINT) then
+ * stops it with exit code 0, its socat children gone and its working directory removed.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { hasSocat } from '@mqtt-edge/firmware-sim';
+import { afterEach, describe, expect, it } from 'vitest';
+import { until } from './helpers/processes.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const socat = hasSocat();
+if (!socat) console.warn('demo test: socat missing, the demo runs on in-process links (no pty checks)');
+
+let child: ChildProcess | undefined;
+afterEach(() => {
+  if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
+/** Pids whose parent is `pid` (Linux /proc). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // Field 4 (ppid) follows the command name in parentheses, which may itself hold spaces.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Processes whose command line mentions `needle` (a leftover socat names the demo's paths). */
+function processesMentioning(needle: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(needle)) out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+describe.skipIf(process.platform !== 'linux')('npm start (scripts/demo.mjs)', () => {
+  it('prints readings with the queue depth, and stops cleanly on Ctrl-C', async () => {
+    const c = spawn(process.execPath, [path.join(ROOT, 'scripts/demo.mjs')], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DEMO_PORT: '0', FORCE_COLOR: '0' },
+    });
+    child = c;
+    const exited = new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code)));
+    let out = '';
+    let err = '';
+    c.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+    });
+    c.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      err += s;
+    });
+    const reading = (device: string) =>
+      new RegExp(
+        `^\\d\\d:\\d\\d:\\d\\d  ${device} +temp=[-\\d.]+.* hum=[-\\d.]+.* counter=\\d+ +queue \\d+$`,
+        'm',
+      );
+    const devices = ['kitchen', 'greenhouse', 'boiler'];
+    const printed = await until(
+      () => devices.every((d) => reading(d).test(out)) && /cmd\/status\/reply <- \{"ok":true/.test(out),
+      25_000,
+    );
+    if (!printed) console.log(`demo stdout:\n${out}\nstderr:\n${err}`);
+    expect(printed).toBe(true);
+
+    const port = Number(/broker-lite on mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
+    expect(port).toBeGreaterThan(0);
+    // DEMO_PORT=0: a port the kernel chose, never the fixed default.
+    expect(out).not.toMatch(/1883 is taken/);
+    const dir = /working directory (\S+) \(removed on exit\)/.exec(out)?.[1];
+    expect(dir).toBeDefined();
+    expect(existsSync(dir!)).toBe(true);
+    const kids = childrenOf(c.pid!);
+    if (socat) {
+      // Three devices, three socat pty pairs, each linked inside the demo's directory.
+      expect(kids.length).toBe(3);
+      expect(processesMentioning(dir!).length).toBeGreaterThanOrEqual(3);
+    }
+
+    c.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(out).toMatch(/stopping: devices, agent/);
+    const bye = /received (\d+) readings, (\d+) duplicate ids, \d+ broker outages; bye/.exec(out);
+    expect(bye).not.toBeNull();
+    expect(Number(bye![1])).toBeGreaterThan(0);
+    expect(Number(bye![2])).toBe(0);
+    expect(err).toBe('');
+    // Nothing left behind: no child process, no socat on its paths, no working directory.
+    expect(await until(() => kids.every((k) => !alive(k)), 3000)).toBe(true);
+    expect(processesMentioning(dir!)).toEqual([]);
+    expect(existsSync(dir!)).toBe(false);
+  }, 45_000);
+});
