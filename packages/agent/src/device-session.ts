@@ -338,7 +338,15 @@ export class PortSession {
     this.storing.add(seq);
     const epoch = this.epoch;
     void Promise.allSettled(puts).then((results) => {
-      if (epoch !== this.epoch) return; // a new boot: this seq is the old boot's
+      if (epoch !== this.epoch) {
+        // A new boot: this seq is the old boot's, never ACKed; but what was stored is in the
+        // queue and will be published, so the counters still say so.
+        for (const r of results) {
+          if (r.status === 'fulfilled') this.counters.stored++;
+          else this.storeFailed(r.reason);
+        }
+        return;
+      }
       this.storing.delete(seq);
       let ok = true;
       for (let k = 0; k < results.length; k++) {

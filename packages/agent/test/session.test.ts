@@ -228,6 +228,9 @@ describe('PortSession: store, then acknowledge', () => {
     for (const f of r.state.held.splice(0)) f();
     await r.settle();
     expect(r.acks()).toEqual([]);
+    // Not acknowledged, but in the queue and published all the same: counted as stored.
+    expect(r.stored).toHaveLength(2);
+    expect(r.session.counters.stored).toBe(2);
   });
 
   it('survives garbage, truncated frames and bit flips between good frames', async () => {
