@@ -136,10 +136,22 @@ describe.skipIf(!socat)('firmware-sim CLI fault flags against the agent', () => 
     expect(stop.drops).toBeGreaterThan(0);
     expect(stop.acked).toBeGreaterThan(0);
 
+    // The queue drains to the broker.
+    const readStatus = () => {
+      try {
+        return JSON.parse(readFileSync(path.join(stateDir, 'status.json'), 'utf8')) as AgentStatus;
+      } catch {
+        return undefined;
+      }
+    };
+    expect(await until(() => readStatus()?.queue.count === 0, 10_000)).toBe(true);
     expect(agent.events('agent-start')).toHaveLength(1);
     expect(await agent.stop()).toBe(0);
-    const status = JSON.parse(readFileSync(path.join(stateDir, 'status.json'), 'utf8')) as AgentStatus;
+    const status = readStatus()!;
     const c = status.counters;
+    // Every reading the agent stored reached the subscriber, once.
+    expect(await until(() => rec.byId.size >= c.stored, 5000)).toBe(true);
+    expect(rec.byId.size).toBe(c.stored);
     const faults = (stop.garbageBursts as number) + (stop.bitflips as number) + (stop.drops as number);
     console.log(
       'e2e-sim-cli-faults:',
