@@ -116,7 +116,11 @@ export class Recorder {
     });
   }
 
-  static async open(port: number, filters: string[], options: { clientId?: string; clean?: boolean } = {}) {
+  static async open(
+    port: number,
+    filters: string[],
+    options: { clientId?: string; clean?: boolean; username?: string; password?: string } = {},
+  ) {
     const c = connect({ host: '127.0.0.1', port, reconnectPeriod: 100, ...options });
     const r = new Recorder(c);
     await new Promise<void>((resolve) => c.once('connect', () => resolve()));

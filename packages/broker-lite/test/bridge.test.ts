@@ -1,7 +1,9 @@
 /**
  * Bridges between two broker-lites in this process: the bridge's internal connection is outside
- * a password file and an ACL that refuse everyone else (and cannot be impersonated), drop counters and policies, start_type
- * once, restart_timeout backoff, and hostile upstreams (garbage, a refusal, a closed socket).
+ * a password file and an ACL that refuse everyone else (and cannot be impersonated), drop
+ * counters and policies, start_type once and lazy (with a slow disk), restart_timeout backoff,
+ * what the CONNECT carries (keepalive, credentials, will) as a recording upstream sees it, and
+ * hostile upstreams (garbage, a refusal, a closed socket).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -14,6 +16,7 @@ import {
   type OutboxMessage,
   type OutboxStats,
 } from '@mqtt-edge/client';
+import { type Packet, PacketParser } from '@mqtt-edge/codec';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type BridgedBroker, eventually, Recorder, startBridged } from '../../../test/bridge-helpers.ts';
 import { nextBackoff, startBridges } from '../src/bridge.ts';
@@ -567,5 +570,137 @@ describe('restart_timeout backoff', () => {
       expect(gap).toBeGreaterThanOrEqual((waits[i - 1] as number) - 2);
     }
     expect(bridges.stats()[0].connectFailures).toBeGreaterThanOrEqual(4);
+  });
+});
+
+/** A fake upstream over a real socket: records each packet the bridge sends, answers CONNACK / PUBACK. */
+async function recordingUpstream(): Promise<{
+  port: number;
+  packets: Packet[];
+  until(n: number): Promise<void>;
+}> {
+  const packets: Packet[] = [];
+  let wake: (() => void) | null = null;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    const parser = new PacketParser();
+    s.on('data', (chunk: Buffer) => {
+      try {
+        parser.push(new Uint8Array(chunk), (p) => {
+          packets.push(p);
+          if (p.type === 'connect') s.write(new Uint8Array([0x20, 2, 0, 0]));
+          else if (p.type === 'publish' && p.qos === 1)
+            s.write(new Uint8Array([0x40, 2, p.packetId! >> 8, p.packetId! & 0xff]));
+          else if (p.type === 'subscribe')
+            s.write(new Uint8Array([0x90, 3, p.packetId >> 8, p.packetId & 0xff, 1]));
+        });
+      } catch {
+        s.destroy();
+      }
+      wake?.();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  closers.push(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  );
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    packets,
+    async until(n) {
+      const t = Date.now() + 5000;
+      while (packets.length < n) {
+        if (Date.now() > t) throw new Error(`only ${packets.length} packets: ${JSON.stringify(packets)}`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 100);
+        });
+      }
+    },
+  };
+}
+
+function text(b: Uint8Array | undefined): string | undefined {
+  return b === undefined ? undefined : Buffer.from(b).toString();
+}
+
+describe('what the bridge tells the upstream (a recording fake upstream)', () => {
+  it('keepalive_interval, remote_clientid, remote_username / remote_password, the will and the state', async () => {
+    const up = await recordingUpstream();
+    await gateway([
+      'connection rec',
+      `address 127.0.0.1:${up.port}`,
+      'topic f/# out 1',
+      'keepalive_interval 17',
+      'remote_clientid gw-rec',
+      'remote_username gw-user',
+      'remote_password s3cret:pass',
+      'cleansession true',
+    ]);
+    await up.until(2);
+    const [connect, state] = up.packets;
+    if (connect.type !== 'connect') throw new Error(`first packet ${connect.type}`);
+    expect(connect.keepalive).toBe(17);
+    expect(connect.clientId).toBe('gw-rec');
+    expect(connect.username).toBe('gw-user');
+    expect(text(connect.password)).toBe('s3cret:pass');
+    expect(connect.protocolVersion).toBe(4);
+    expect(connect.bridge).toBe(true);
+    expect(connect.clean).toBe(true);
+    expect(connect.will).toMatchObject({ topic: '$SYS/broker/connection/rec/state', qos: 1, retain: true });
+    expect(text(connect.will?.payload)).toBe('0');
+    expect(state).toMatchObject({ type: 'publish', topic: '$SYS/broker/connection/rec/state', retain: true });
+    expect(text((state as { payload: Uint8Array }).payload)).toBe('1');
+  });
+
+  it('keepalive_interval 0, notifications_local_only: no keepalive, no will, no state upstream', async () => {
+    const up = await recordingUpstream();
+    const gw = await gateway([
+      'connection rec',
+      `address 127.0.0.1:${up.port}`,
+      'topic f/# out 1',
+      'keepalive_interval 0',
+      'notifications_local_only true',
+      'cleansession true',
+    ]);
+    await gw.waitLog((l) => l.message === 'bridge connected');
+    await gw.waitLog((l) => l.message === 'bridge local session up');
+    const c = connect({ host: '127.0.0.1', port: gw.port, reconnect: false });
+    closers.push(() => c.end());
+    await new Promise<void>((r) => c.once('connect', () => r()));
+    await c.publish('f/fence', 'x', { qos: 1 });
+    await up.until(2);
+    const [first, second] = up.packets;
+    if (first.type !== 'connect') throw new Error(`first packet ${first.type}`);
+    expect(first.keepalive).toBe(0);
+    expect(first.will).toBeUndefined();
+    // The first thing published upstream is the fence: no state before it.
+    expect(second).toMatchObject({ type: 'publish', topic: 'f/fence' });
+    // Here the state is kept as usual.
+    const r = gw.broker.retain.get('$SYS/broker/connection/rec/state');
+    expect(text(r?.payload)).toBe('1');
+  });
+
+  it('notification_topic: the will and the state use it', async () => {
+    const up = await recordingUpstream();
+    await gateway([
+      'connection rec',
+      `address 127.0.0.1:${up.port}`,
+      'topic f/# out 1',
+      'notification_topic gw/bridge/state',
+      'cleansession true',
+    ]);
+    await up.until(2);
+    const [first, second] = up.packets;
+    if (first.type !== 'connect') throw new Error(`first packet ${first.type}`);
+    expect(first.will?.topic).toBe('gw/bridge/state');
+    expect(second).toMatchObject({ type: 'publish', topic: 'gw/bridge/state', retain: true });
   });
 });
