@@ -1,7 +1,8 @@
 /**
  * remote_username / remote_password against a Debian mosquitto that requires a password
  * (password_file made by `mosquitto_passwd -b -c`, allow_anonymous false): the right
- * credentials connect and forward; wrong ones are refused, and both sides' logs say why.
+ * credentials connect and forward (with the configured keepalive_interval, as mosquitto logs it);
+ * wrong ones are refused, and both sides' logs say why.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -40,6 +41,7 @@ describe.skipIf(!HAS)('bridge credentials against mosquitto with a password file
         'remote_clientid gw-good',
         'remote_username gw',
         'remote_password right-pw',
+        'keepalive_interval 23',
         'restart_timeout 1',
         'cleansession true',
         'connection bad',
@@ -72,7 +74,7 @@ describe.skipIf(!HAS)('bridge credentials against mosquitto with a password file
     expect(bad.connects).toBe(0);
     expect(bad.lastError).toMatch(/not authori[sz]ed/i);
     // Mosquitto's side of it (a refused client has no id in its log yet).
-    expect(m.log()).toMatch(/New bridge connected from \S+ as gw-good \(.*u'gw'\)/);
+    expect(m.log()).toMatch(/New bridge connected from \S+ as gw-good \(p\d+, c1, k23, u'gw'\)/);
     expect(m.log()).toMatch(/Client <unknown> disconnected, not authori[sz]ed/);
     expect(m.log()).not.toMatch(/as gw-bad/);
     // What the bad bridge queued stays queued, not sent.
