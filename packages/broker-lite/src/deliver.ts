@@ -82,32 +82,44 @@ export function deliver(
   const max = b.options.maxQueuedMessages;
   const maxBytes = b.options.maxQueuedBytes;
   const full = (max > 0 && s.queueLength >= max) || (maxBytes > 0 && s.queuedBytes >= maxBytes);
-  if (full && !online) {
+  if (full) {
     // Nobody reads an offline session's queue: the bound the user set applies.
-    b.dropped(s, msg, 'offline session queue full');
-    return;
+    if (!online) {
+      b.dropped(s, msg, 'offline session queue full');
+      return;
+    }
+    // Online, the publisher is slowed down instead. Where it cannot be (it is owed acks, it
+    // is the subscriber itself, or the broker publishes), the queue may go past the bound, but
+    // not past twice it: memory stays bounded whoever publishes.
+    if (
+      !slowDownPublisher(b, s) &&
+      ((max > 0 && s.queueLength >= 2 * max) || (maxBytes > 0 && s.queuedBytes >= 2 * maxBytes))
+    ) {
+      b.dropped(s, msg, 'queue at twice its bound and the publisher cannot be paused');
+      return;
+    }
   }
   own(msg);
   s.enqueue(d);
   if (s.persistent && b.persist !== null) b.persist.queueAdd(s, d);
-  if (full) slowDownPublisher(b, s);
 }
 
 /**
- * Pauses the socket of the publisher being handled until `s` drains. A connection that has
- * messages in flight towards it is never paused: it must keep reading their acks (two
- * clients publishing to each other would otherwise wait on each other for ever).
+ * Pauses the socket of the publisher being handled until `s` drains; false when it cannot. A
+ * connection that has messages in flight towards it is never paused: it must keep reading
+ * their acks (two clients publishing to each other would otherwise wait on each other for ever).
  */
-function slowDownPublisher(b: Broker, s: Session): void {
+function slowDownPublisher(b: Broker, s: Session): boolean {
   const pub = b.currentPublisher;
-  if (pub === null || pub.closed || pub.session === s) return;
+  if (pub === null || pub.closed || pub.session === s) return false;
   const ps = pub.session;
-  if (ps !== null && (ps.inflightCount > 0 || ps.queueLength > 0)) return;
+  if (ps !== null && (ps.inflightCount > 0 || ps.queueLength > 0)) return false;
   if (s.blocked === null) s.blocked = [];
-  else if (s.blocked.includes(pub)) return;
+  else if (s.blocked.includes(pub)) return true;
   s.blocked.push(pub);
   pub.pauseFor();
   b.counters.publisherPauses++;
+  return true;
 }
 
 /** Resumes the publishers `s` paused once its queue is at the low-water mark or less. */
