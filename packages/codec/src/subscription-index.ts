@@ -5,6 +5,7 @@
  * node, so a topic walks only the branches that can match. Shared subscriptions live in a
  * second trie of the same shape whose values are groups, so brokers without them pay nothing.
  */
+import { ExactTable } from './exact-table.ts';
 import { SHARED_PREFIX, splitShared } from './topic.ts';
 import {
   addKid,
@@ -328,13 +329,13 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
  * visiting (it throws): collect and apply afterwards. Visit order is unspecified.
  */
 export class SubscriptionIndex<V> {
-  /** Filters without wildcards: one hash lookup of the whole topic finds them. */
-  declare private readonly exact: Map<string, V | typeof SET>;
+  /** Filters without wildcards: one lookup of the whole topic's hash finds them. */
+  declare private readonly exact: ExactTable<V | typeof SET>;
   /** The values of exact filters holding two or more (their entry in `exact` is SET). */
   declare private readonly exactSets: Map<string, Many<V>>;
   /**
    * A Bloom filter of the exact filters on Walk.full (one bit each): a topic whose bit is clear
-   * skips the Map lookup and its cache misses (bucket, entry, key), while the bits, 1 MB at a
+   * skips the table lookup and its cache misses (slot, entry, key), while the bits, 1 MB at a
    * million filters, stay in cache. Removal leaves a stale bit (a wasted lookup, never a lost
    * match); the bits are rebuilt from the live filters once `marks` reaches 4 per word, so
    * they stay above 8 per filter ever marked since.
@@ -353,7 +354,7 @@ export class SubscriptionIndex<V> {
   declare private readonly pushHit: (g: Group<V>) => void;
 
   constructor() {
-    this.exact = new Map();
+    this.exact = new ExactTable();
     this.exactSets = new Map();
     this.bits = new Int32Array(1);
     this.marks = 0;
@@ -399,15 +400,16 @@ export class SubscriptionIndex<V> {
       return;
     }
     if (!hasWildcard(filter)) {
-      const slot = this.exact.get(filter);
+      const h = this.hashOf(filter);
+      const slot = this.exact.get(filter, h);
       const next = slotAdd(slot === SET ? this.exactSets.get(filter) : (slot as V | undefined), value);
       if (!changed) return;
       if (slot === undefined) {
-        this.exact.set(filter, value);
-        this.bloom(filter);
+        this.exact.set(filter, h, value);
+        this.bloom(h);
       } else if (slot !== SET) {
         this.exactSets.set(filter, next as Many<V>);
-        this.exact.set(filter, SET);
+        this.exact.set(filter, h, SET);
       }
       this.count++;
       return;
@@ -432,14 +434,15 @@ export class SubscriptionIndex<V> {
       return this.removeShared(sf.group, filter, SHARED_PREFIX.length + sf.group.length + 1, value);
     }
     if (!hasWildcard(filter)) {
-      const slot = this.exact.get(filter);
+      const h = this.hashOf(filter);
+      const slot = this.exact.get(filter, h);
       const set = slot === SET ? this.exactSets.get(filter) : undefined;
       const next = slotRemove(set ?? (slot as V | undefined), value);
       if (!changed) return false;
-      if (next === undefined) this.exact.delete(filter);
+      if (next === undefined) this.exact.delete(filter, h);
       else if (set !== undefined && !(next instanceof Many)) {
         this.exactSets.delete(filter);
-        this.exact.set(filter, next);
+        this.exact.set(filter, h, next);
       }
       this.count--;
       return true;
@@ -478,7 +481,7 @@ export class SubscriptionIndex<V> {
       const bits = this.bits;
       const f = walk.full & ((bits.length << 5) - 1);
       if ((bits[f >> 5] & (1 << f)) !== 0) {
-        const slot = this.exact.get(topic);
+        const slot = this.exact.get(topic, walk.full);
         if (slot === SET) visitSlot(this.exactSets.get(topic) as Many<V>, true, visit);
         else if (slot !== undefined) visit(slot as V);
       }
@@ -499,17 +502,22 @@ export class SubscriptionIndex<V> {
     }
   }
 
-  /** Sets the bit of new exact filter `filter`, or rebuilds the bits when they are due. */
-  private bloom(filter: string): void {
+  /** The hash of a filter without wildcards, the one match() computes for a topic. */
+  private hashOf(filter: string): number {
+    this.walk.load(filter);
+    return this.walk.full;
+  }
+
+  /** Sets bit `h` for a new exact filter, or rebuilds the bits when they are due. */
+  private bloom(h: number): void {
     const bits = this.bits;
     if (++this.marks > bits.length << 2) {
       // a power of two above n/4 words: 8 to 16 bits per live filter, each marked again
       this.bits = new Int32Array(1 << (32 - Math.clz32(this.exact.size >> 2)));
       this.marks = 0;
-      for (const k of this.exact.keys()) this.bloom(k);
+      this.exact.hashes((k) => this.bloom(k));
     } else {
-      this.walk.load(filter);
-      const f = this.walk.full & ((bits.length << 5) - 1);
+      const f = h & ((bits.length << 5) - 1);
       bits[f >> 5] |= 1 << f;
     }
   }

@@ -1,0 +1,47 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ExactTable } from '../src/exact-table.ts';
+
+/** A few hashes for many keys: long probe runs, wrap-around, and deletions inside them. */
+const hashOf = (k: string, spread: number) => ((k.length * 2654435761 + k.charCodeAt(0)) % spread) | 0;
+
+describe('ExactTable', () => {
+  it('agrees with a Map under random set/delete, colliding hashes included', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 64 }),
+        fc.array(fc.tuple(fc.boolean(), fc.string({ maxLength: 6 }), fc.integer()), { maxLength: 300 }),
+        (spread, ops) => {
+          const t = new ExactTable<number>();
+          const m = new Map<string, number>();
+          for (const [del, k, v] of ops) {
+            const h = hashOf(k, spread);
+            if (del) expect(t.delete(k, h)).toBe(m.delete(k));
+            else {
+              t.set(k, h, v);
+              m.set(k, v);
+            }
+            expect(t.size).toBe(m.size);
+          }
+          for (const [, k] of ops) expect(t.get(k, hashOf(k, spread))).toBe(m.get(k));
+          const hs: number[] = [];
+          t.hashes((h) => hs.push(h));
+          expect(hs.sort()).toEqual([...m.keys()].map((k) => hashOf(k, spread)).sort());
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('grows, then shrinks and compacts when emptied', () => {
+    const t = new ExactTable<number>();
+    for (let i = 0; i < 10_000; i++) t.set(`k${i}`, i * 7919, i);
+    expect(t.slots.length).toBeGreaterThanOrEqual(2 * 2 * 10_000);
+    for (let i = 0; i < 10_000; i++) expect(t.get(`k${i}`, i * 7919)).toBe(i);
+    for (let i = 0; i < 10_000; i++) expect(t.delete(`k${i}`, i * 7919)).toBe(true);
+    expect(t.size).toBe(0);
+    expect(t.slots.length).toBeLessThanOrEqual(32);
+    expect(t.kv.length).toBe(0);
+    expect(t.get('k1', 7919)).toBeUndefined();
+  });
+});
