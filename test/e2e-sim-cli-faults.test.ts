@@ -86,6 +86,8 @@ describe.skipIf(!socat)('firmware-sim CLI fault flags against the agent', () => 
     await agent.start();
     cleanups.push(() => agent.kill());
 
+    // An unplug removes the pty link (socat is gone) until the pair is made again.
+    const goneAtUnplug = sim.waitFor((l) => l.event === 'unplugged', 15_000).then(() => existsSync(link));
     // The schedule runs: RESETS resets and UNPLUGS unplugs each followed by the pty coming back.
     expect(
       await until(
@@ -106,6 +108,7 @@ describe.skipIf(!socat)('firmware-sim CLI fault flags against the agent', () => 
     expect(lost.length).toBeGreaterThanOrEqual(UNPLUGS);
     const opens = () => agent.events('port-open').map(at);
     expect(await until(() => lost.every((t) => opens().some((o) => o > t)), 10_000)).toBe(true);
+    expect(await goneAtUnplug).toBe(false);
     // The pty is back at its path after the last unplug.
     expect(existsSync(link)).toBe(true);
 
