@@ -228,3 +228,53 @@ describe('FirmwareSim over the in-process link', () => {
     expect(sim.firmware.stats.ringOverwrites).toBe(0);
   });
 });
+
+describe('FirmwareSim: the repeating fault schedules (resetEveryMs, burstEveryMs, unplugEveryMs)', () => {
+  it('each fires repeatedly, does what it says, and stops with the sim', async () => {
+    const events: Array<{ event: string; fields: Record<string, unknown> }> = [];
+    const { sim, host } = setup({
+      intervalMs: 20,
+      resetEveryMs: 230,
+      burstEveryMs: 170,
+      burstSize: 6,
+      unplugEveryMs: 310,
+      unplugForMs: 100,
+      log: { log: (_l, event, fields = {}) => events.push({ event, fields }) },
+    });
+    const count = (e: string) => events.filter((x) => x.event === e).length;
+    sim.start();
+    const deadline = Date.now() + 5000;
+    while (count('reset-mid-frame') < 3 || count('burst') < 3 || count('plugged') < 2) {
+      if (Date.now() > deadline) throw new Error(`schedules did not run: ${JSON.stringify(sim.stats)}`);
+      await host.next(() => true, 2000, host.frames.length).catch(() => undefined);
+    }
+    expect(sim.stats.resetsMidFrame).toBeGreaterThanOrEqual(3);
+    expect(sim.stats.bursts).toBeGreaterThanOrEqual(3);
+    expect(sim.stats.unplugs).toBeGreaterThanOrEqual(2);
+    // Resets: a new boot id each time, announced by a HELLO.
+    const boots = events.filter((e) => e.event === 'reset-mid-frame').map((e) => e.fields.bootId);
+    expect(new Set(boots).size).toBe(boots.length);
+    const hellos = new Set(host.frames.filter(isHello).map((f) => f.bootId));
+    expect(boots.filter((b) => !hellos.has(b as number)).length).toBeLessThanOrEqual(1); // one may fall in an unplug
+    expect(sim.firmware.stats.boots).toBe(1 + sim.stats.resetsMidFrame);
+    // Bursts: burstSize DATA frames of one boot sampled in the same millisecond.
+    const byTs = new Map<string, Set<number>>();
+    for (const f of host.frames.filter(isData)) {
+      const k = `${f.bootId}:${f.readings[0].ts}`;
+      byTs.set(k, (byTs.get(k) ?? new Set()).add(f.seq));
+    }
+    expect(Math.max(...[...byTs.values()].map((s) => s.size))).toBeGreaterThanOrEqual(6);
+    // Unplugs: the link went down and came back, one unplug at a time.
+    expect(count('unplugged')).toBeGreaterThanOrEqual(2);
+    expect(count('unplugged') - count('plugged')).toBeLessThanOrEqual(1);
+    expect(sim.stats.bytesLostUnplugged).toBeGreaterThan(0);
+
+    await sim.stop();
+    const after = { ...sim.stats };
+    const frames = host.frames.length;
+    // Stopped: no schedule fires any more (over twice the longest period; an absence has no event).
+    await new Promise((r) => setTimeout(r, 700));
+    expect(sim.stats).toEqual(after);
+    expect(host.frames.length).toBe(frames);
+  });
+});
