@@ -7,6 +7,7 @@ import { type Properties, type PublishPacket, ReasonCode } from '@mqtt-edge/code
 import type { Connection } from './connection.ts';
 import { receiveMaximum, TOPIC_ALIAS_MAXIMUM } from './handle-connect.ts';
 import { makeMessage } from './message.ts';
+import { clientMayWriteSys } from './sys.ts';
 
 const PUBACK = 0x40;
 const PUBREC = 0x50;
@@ -87,7 +88,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const acl = b.accessControl;
   const denied = conn.internal
     ? topic.startsWith('$SYS') && !topic.startsWith('$SYS/broker/connection/')
-    : (topic.startsWith('$SYS') && !isBridgeState(topic)) ||
+    : !clientMayWriteSys(topic) ||
       (acl !== undefined &&
         !acl.allowed('write', { clientId: conn.clientId, username: conn.username }, topic));
   if (denied) {
@@ -112,18 +113,6 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (session.persistent && b.persist !== null) b.persist.incomingAdd(session, pid);
     ack(conn, PUBREC, pid, 0);
   }
-}
-
-const BRIDGE_STATE_PREFIX = '$SYS/broker/connection/';
-
-/**
- * `$SYS/broker/connection/+/state`: the one `$SYS` topic clients may publish (then subject to the
- * ACL like any topic), as in Mosquitto, where bridges from other brokers write their connection
- * state (`1`, and `0` as their will) there.
- */
-function isBridgeState(topic: string): boolean {
-  const slash = topic.indexOf('/', BRIDGE_STATE_PREFIX.length);
-  return topic.startsWith(BRIDGE_STATE_PREFIX) && slash === topic.length - 6 && topic.endsWith('/state');
 }
 
 /** Acks now, or after the log is on disk when this turn wrote to it (group commit). */

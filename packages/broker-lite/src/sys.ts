@@ -7,6 +7,19 @@ import { makeMessage } from './message.ts';
 
 export const BROKER_VERSION = 'broker-lite 0.1.0';
 
+const BRIDGE_STATE_PREFIX = '$SYS/broker/connection/';
+
+/**
+ * Whether a client's PUBLISH or will may go to `topic` as far as `$SYS` goes (the ACL decides
+ * the rest): `$SYS` is the broker's own except `$SYS/broker/connection/+/state`, where bridges
+ * from other brokers write their connection state (`1`, and `0` as their will), as in Mosquitto.
+ */
+export function clientMayWriteSys(topic: string): boolean {
+  if (!topic.startsWith('$SYS')) return true;
+  const slash = topic.indexOf('/', BRIDGE_STATE_PREFIX.length);
+  return topic.startsWith(BRIDGE_STATE_PREFIX) && slash === topic.length - 6 && topic.endsWith('/state');
+}
+
 export function publishSys(b: Broker): void {
   const st = b.stats();
   const values: Array<[string, string | number]> = [

@@ -6,6 +6,7 @@
 import type { Properties, Will } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
 import { makeMessage } from './message.ts';
+import { clientMayWriteSys } from './sys.ts';
 
 interface Pending {
   will: Will;
@@ -79,6 +80,10 @@ export class WillTimers {
 }
 
 export function publishWill(b: Broker, clientId: string, username: string | undefined, will: Will): void {
+  if (!clientMayWriteSys(will.topic)) {
+    b.log('notice', "will denied: $SYS topics are the broker's own", { clientId, topic: will.topic });
+    return;
+  }
   const acl = b.accessControl;
   if (acl !== undefined && !acl.allowed('write', { clientId, username }, will.topic)) {
     b.log('notice', 'will denied by the ACL', { clientId, topic: will.topic });
