@@ -772,20 +772,15 @@ export class Persistence {
         s?.queue.delete(r.f64());
         return;
       }
-      case Rec.QueueRel: {
-        const s = sess(r.str());
-        const seq = r.f64();
-        const pid = r.u16();
-        const e = s?.queue.get(seq);
-        if (e !== undefined) e.relPid = pid;
-        return;
-      }
+      case Rec.QueueRel:
       case Rec.QueueSent: {
         const s = sess(r.str());
         const seq = r.f64();
         const pid = r.u16();
         const e = s?.queue.get(seq);
-        if (e !== undefined) e.sentPid = pid;
+        if (e === undefined) return;
+        if (type === Rec.QueueRel) e.relPid = pid;
+        else e.sentPid = pid;
         return;
       }
       case Rec.InAdd: {
