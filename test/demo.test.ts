@@ -17,8 +17,19 @@ const socat = hasSocat();
 if (!socat) console.warn('demo test: socat missing, the demo runs on in-process links (no pty checks)');
 
 let child: ChildProcess | undefined;
-afterEach(() => {
-  if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+afterEach(async () => {
+  const c = child;
+  child = undefined;
+  if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
+  // A failed test: Ctrl-C first, so the demo ends its own socat pairs; a SIGKILL would leave
+  // them running, so only then, and those pairs ended by pid.
+  const socats = childrenOf(c.pid!).filter((k) => comm(k) === 'socat');
+  const exited = new Promise((resolve) => c.once('exit', resolve));
+  c.kill('SIGINT');
+  const timer = new Promise((resolve) => setTimeout(() => resolve('timeout'), 8000).unref());
+  if ((await Promise.race([exited, timer])) !== 'timeout') return;
+  c.kill('SIGKILL');
+  for (const k of socats) if (comm(k) === 'socat') process.kill(k, 'SIGTERM');
 });
 
 /** Pids whose parent is `pid` (Linux /proc). */
