@@ -73,7 +73,7 @@ describe.skipIf(!socat)('firmware-sim CLI fault flags against the agent', () => 
       '--unplug-for',
       '600',
     ]);
-    cleanups.push(() => sim.stop('SIGKILL'));
+    cleanups.push(() => sim.dispose());
     const stateDir = path.join(dir, 'state');
     const config = writeJson(path.join(dir, 'agent.json'), {
       agent: { id: 'simcli', stateDir, healthInterval: 0, statusInterval: '200ms' },

@@ -233,6 +233,22 @@ export class SimProcess {
     if (this.running) this.child.kill(signal);
     return this.exitedP;
   }
+
+  /**
+   * For cleanups: SIGINT, so the CLI ends its socat pair itself (a SIGKILL would leave socat
+   * running), then SIGKILL if it has not exited within `graceMs`.
+   */
+  async dispose(graceMs = 5000): Promise<void> {
+    if (!this.running) return;
+    this.child.kill('SIGINT');
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs);
+    });
+    const r = await Promise.race([this.exitedP, late]);
+    clearTimeout(timer);
+    if (r === 'late') await this.stop('SIGKILL');
+  }
 }
 
 // -------------------------------------------------------------------------------------- broker
