@@ -79,8 +79,10 @@ describe('bridges that cannot connect', () => {
     }
     // (a) Local traffic is not held up: a QoS 1 publish plus its delivery back, every ~2 ms.
     expect(r.roundTrips).toBeGreaterThan(r.elapsedMs / 20);
-    expect(r.rttP99).toBeLessThan(50);
-    expect(r.rttMax).toBeLessThan(500);
+    // Bounds loose enough for a loaded 2-core CI machine; a bridge blocking the loop for its
+    // connect attempts would miss them many times over.
+    expect(r.rttP99).toBeLessThan(100);
+    expect(r.rttMax).toBeLessThan(1000);
     // The 200 messages published into the bridges' queues were taken at once and are still there.
     expect(r.warm.queued).toEqual([200, 200]);
     expect(r.end.queued).toEqual([200, 200]);
@@ -88,9 +90,10 @@ describe('bridges that cannot connect', () => {
     // +200..+385 KiB from 300 to 1,000 attempts, none of it the bridge's objects (heap snapshot
     // diff: WeakArrayLists and code metadata); a socket or client kept per attempt is >1 KiB each.
     expect(r.end.heapUsed - r.warm.heapUsed).toBeLessThan((TOTAL - WARM) * 1024);
-    // (c) No sockets, timers or listeners pile up: at most the attempt under way differs.
-    expect(count(r.end, 'TCPSocketWrap')).toBeLessThanOrEqual(count(r.warm, 'TCPSocketWrap') + 2);
-    expect(count(r.end, 'Timeout')).toBeLessThanOrEqual(count(r.warm, 'Timeout') + 2);
+    // (c) No sockets, timers or listeners pile up: at most the attempts under way differ (a few,
+    // on a loaded machine); a leak would be one per attempt, 700 here.
+    expect(count(r.end, 'TCPSocketWrap')).toBeLessThanOrEqual(count(r.warm, 'TCPSocketWrap') + 4);
+    expect(count(r.end, 'Timeout')).toBeLessThanOrEqual(count(r.warm, 'Timeout') + 4);
     expect(r.end.listeners).toEqual(r.warm.listeners);
     expect(r.end.hostileOpen).toBeLessThanOrEqual(1);
   }, 60_000);
