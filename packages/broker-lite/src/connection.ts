@@ -574,7 +574,7 @@ function dispatchCurrent(p: Packet): void {
 /**
  * Set while a chunk is handled when its acks released bytes for the same connection (the next
  * window of queued PUBLISHes, a PUBREL): those go out at the end of that chunk instead of after
- * every other socket of the turn has been read. With a window of 20 in flight the subscriber
+ * every other socket of the turn has been read. With a small window in flight the subscriber
  * waits on each such round trip; routed bytes to other connections still wait for the turn.
  */
 let replyNow = false;
