@@ -259,8 +259,9 @@ async function backlog(N: number, peerWaitMs: number): Promise<BenchRow[]> {
       left === 0 ? N / ours : 0,
       peer === null ? null : N / peer,
       'MQTT.js offline queue',
-      1,
-      `ours: durable queue on disk, recovery + replay ${ours.toFixed(2)} s; MQTT.js: in memory only (lost on a crash)${peer === null ? `, stalled: ${done.toLocaleString('en-US')} of ${N.toLocaleString('en-US')} acknowledged after ${peerWaitMs / 1000} s (its offline queue takes a packet id per message and there are 65,535)` : `, ${peer.toFixed(2)} s`}; target 20,000 msg/s`,
+      // The issue's target is a rate (20,000 msg/s), with MQTT.js beside it: judged in the note.
+      undefined,
+      `ours: durable queue on disk, recovery + replay ${ours.toFixed(2)} s; MQTT.js: in memory only (lost on a crash)${peer === null ? `, stalled: ${done.toLocaleString('en-US')} of ${N.toLocaleString('en-US')} acknowledged after ${peerWaitMs / 1000} s (its offline queue takes a packet id per message and there are 65,535)` : `, ${peer.toFixed(2)} s`}; target 20,000 msg/s: ${left === 0 && N / ours >= 20_000 ? 'ok' : 'MISS'}`,
     ),
   ];
 }
