@@ -47,4 +47,19 @@ describe('ExactTable', () => {
     expect(t.slots.every((x) => x === undefined || x === 0)).toBe(true);
     expect(t.get('k1', 7919)).toBeUndefined();
   });
+
+  it('takes any int32 hash (negative, zero, extremes) and keeps colliding keys apart', () => {
+    const t = new ExactTable<string>();
+    const hs = [0, -1, -2147483648, 2147483647, -16, 16];
+    // two keys per hash, so every slot run mixes equal hashes of different strings
+    for (const h of hs) for (const k of ['a', 'b']) t.set(`${k}${h}`, h, `v${k}${h}`);
+    for (const h of hs) for (const k of ['a', 'b']) expect(t.get(`${k}${h}`, h)).toBe(`v${k}${h}`);
+    expect(t.get('c0', 0)).toBeUndefined();
+    for (const h of hs) expect(t.delete(`a${h}`, h)).toBe(true);
+    for (const h of hs) {
+      expect(t.get(`a${h}`, h)).toBeUndefined();
+      expect(t.get(`b${h}`, h)).toBe(`vb${h}`);
+    }
+    expect(t.size).toBe(hs.length);
+  });
 });
