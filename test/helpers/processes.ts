@@ -31,12 +31,53 @@ export interface LogLine {
   [k: string]: unknown;
 }
 
+interface LogWaiter {
+  pred: (l: LogLine) => boolean;
+  resolve: (l: LogLine) => void;
+}
+
+/** What a child process's JSON log on stderr has told so far, and who waits for a line. */
+interface JsonLogState {
+  lines: LogLine[];
+  waiters: LogWaiter[];
+  stderrTail: string;
+}
+
+/** Reads a child's stderr as JSON lines (other lines are kept only in the tail). */
+function followJsonLog(child: ChildProcess, st: JsonLogState): void {
+  let buf = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (s: string) => {
+    buf += s;
+    st.stderrTail = (st.stderrTail + s).slice(-4000);
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let l: LogLine;
+      try {
+        l = JSON.parse(line) as LogLine;
+      } catch {
+        continue;
+      }
+      st.lines.push(l);
+      for (const w of [...st.waiters]) {
+        if (w.pred(l)) {
+          st.waiters.splice(st.waiters.indexOf(w), 1);
+          w.resolve(l);
+        }
+      }
+    }
+  });
+}
+
 export class AgentProcess {
   readonly lines: LogLine[] = [];
   private child!: ChildProcess;
   private exitedP!: Promise<number | null>;
-  private waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
-  private stderrTail = '';
+  /** @internal followJsonLog's */
+  waiters: LogWaiter[] = [];
+  /** @internal followJsonLog's */
+  stderrTail = '';
   starts = 0;
 
   constructor(
@@ -58,31 +99,7 @@ export class AgentProcess {
     });
     const child = this.child;
     this.exitedP = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    let buf = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (s: string) => {
-      buf += s;
-      this.stderrTail = (this.stderrTail + s).slice(-4000);
-      let nl = buf.indexOf('\n');
-      while (nl >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        nl = buf.indexOf('\n');
-        let l: LogLine;
-        try {
-          l = JSON.parse(line) as LogLine;
-        } catch {
-          continue;
-        }
-        this.lines.push(l);
-        for (const w of [...this.waiters]) {
-          if (w.pred(l)) {
-            this.waiters.splice(this.waiters.indexOf(w), 1);
-            w.resolve(l);
-          }
-        }
-      }
-    });
+    followJsonLog(child, this);
     await this.waitFor((l) => l.event === 'agent-start', timeoutMs, from);
   }
 
@@ -135,8 +152,10 @@ export class SimProcess {
   readonly lines: LogLine[] = [];
   private readonly child: ChildProcess;
   private readonly exitedP: Promise<number | null>;
-  private waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
-  private stderrTail = '';
+  /** @internal followJsonLog's */
+  waiters: LogWaiter[] = [];
+  /** @internal followJsonLog's */
+  stderrTail = '';
 
   private constructor(args: string[]) {
     this.child = spawn(process.execPath, [SIM_BIN, ...args, '--json-logs'], {
@@ -144,29 +163,7 @@ export class SimProcess {
     });
     const child = this.child;
     this.exitedP = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    let buf = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (s: string) => {
-      buf += s;
-      this.stderrTail = (this.stderrTail + s).slice(-4000);
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let l: LogLine;
-        try {
-          l = JSON.parse(line) as LogLine;
-        } catch {
-          continue;
-        }
-        this.lines.push(l);
-        for (const w of [...this.waiters]) {
-          if (w.pred(l)) {
-            this.waiters.splice(this.waiters.indexOf(w), 1);
-            w.resolve(l);
-          }
-        }
-      }
-    });
+    followJsonLog(child, this);
   }
 
   /** Starts `firmware-sim --link LINK ...args`; resolves once it printed the path and logged `start`. */
