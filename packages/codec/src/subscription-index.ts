@@ -6,6 +6,7 @@
  * second trie of the same shape whose values are groups, so brokers without them pay nothing.
  */
 import { ExactTable } from './exact-table.ts';
+import { PathBloom } from './path-bloom.ts';
 import { SHARED_PREFIX, splitShared } from './topic.ts';
 import {
   addKid,
@@ -15,8 +16,11 @@ import {
   hashStep,
   hasWildcard,
   type KidTable,
+  keyIs,
   type LevelNode,
+  LIST_MAX,
   levelHash,
+  pushKids,
   removeKid,
 } from './topic-match.ts';
 
@@ -115,6 +119,9 @@ function visitSlot<T>(slot: T | Many<T>, many: boolean, visit: (value: T) => voi
 /** Stands in the exact table for a filter with two or more values (kept in `exactSets`). */
 const SET = {};
 
+/** Slots in a FilterTrie's cache of level texts. */
+const KEY_CACHE = 256;
+
 /** A trie node; TopicStore's trie uses it too (one node shape: the lookups stay monomorphic). */
 export class Node<T> implements LevelNode<Node<T>> {
   declare key: string;
@@ -130,11 +137,13 @@ export class Node<T> implements LevelNode<Node<T>> {
   declare hvals: Slot<T>;
   /** 1: vals is a Many; 2: hvals is a Many (see visitSlot). */
   declare sets: number;
-  constructor(key: string) {
+  /** The path hash of this node's levels from the root (see PathBloom); 0 at the root. */
+  declare phash: number;
+  constructor(key: string, hash: number) {
     this.key = key;
-    this.hash = levelHash(key, 0, key.length);
+    this.hash = hash;
     this.next = this.kids = this.plus = null;
-    this.nkids = this.sets = 0;
+    this.nkids = this.sets = this.phash = 0;
     this.vals = this.hvals = undefined;
   }
 }
@@ -152,11 +161,33 @@ export class FilterTrie<T> {
   declare readonly root: Node<T>;
   declare nodes: number;
   declare private path: Node<T>[];
+  /** Called with the path hash of each new node reached by level text (not `+` nodes). */
+  declare onNew: ((phash: number) => void) | null;
+  /**
+   * Level texts of recent new nodes, by level hash: a new node takes its key from here when
+   * the same text is cached, so a level that recurs under many parents (`temp`, `status`)
+   * is one string whose line stays in cache when lookups compare it, not one copy per node.
+   */
+  declare private keys: Array<string | null> | null;
   constructor() {
-    this.root = new Node<T>('');
+    this.root = new Node<T>('', levelHash('', 0, 0));
     this.nodes = 1;
     this.path = [];
     this.hash = false;
+    this.onNew = null;
+    this.keys = null;
+  }
+
+  /** The text of filter[s, e) with hash `h`, the cached string when it holds the same. */
+  private key(filter: string, s: number, e: number, h: number): string {
+    let keys = this.keys;
+    if (keys === null) this.keys = keys = new Array<string | null>(KEY_CACHE).fill(null);
+    const i = h & (KEY_CACHE - 1);
+    const k = keys[i];
+    if (k !== null && keyIs(k, filter, s, e)) return k;
+    const fresh = filter.slice(s, e);
+    keys[i] = fresh;
+    return fresh;
   }
 
   /** Set by at(): whether the filter ended in `#` (its values go in hvals). */
@@ -182,13 +213,18 @@ export class FilterTrie<T> {
         return node;
       }
       const plus = one && filter.charCodeAt(s) === PLUS;
-      let kid = plus ? node.plus : findKid(node, filter, s, e, -1);
+      const h = levelHash(filter, s, e);
+      let kid = plus ? node.plus : findKid(node, filter, s, e, h);
       if (kid === null) {
         if (!make) return null;
-        kid = new Node<T>(filter.slice(s, e));
-        if (plus) node.plus = kid;
-        else addKid(node, kid);
+        kid = new Node<T>(plus ? '+' : this.key(filter, s, e, h), h);
+        kid.phash = hashStep(node.phash, kid.hash);
         this.nodes++;
+        if (plus) node.plus = kid;
+        else {
+          addKid(node, kid);
+          if (this.onNew !== null) this.onNew(kid.phash);
+        }
       }
       node = kid;
       if (e === n) {
@@ -262,9 +298,16 @@ class Walk {
 
 /**
  * Depth-first over the nodes that match the loaded topic, with an explicit stack: a filter
- * may have 32,768 levels, more than the call stack would take.
+ * may have 32,768 levels, more than the call stack would take. `bloom`, when given, holds the
+ * path hash of every node: a node with a table of children asks it before the table.
  */
-function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T) => void): void {
+function walkTrie<T>(
+  root: Node<T>,
+  walk: Walk,
+  topic: string,
+  visit: (value: T) => void,
+  bloom: PathBloom | null,
+): void {
   const ends = walk.ends;
   const hashes = walk.hashes;
   const levels = walk.levels;
@@ -284,8 +327,12 @@ function walkTrie<T>(root: Node<T>, walk: Walk, topic: string, visit: (value: T)
       const v = node.vals;
       if (v !== undefined) visitSlot(v, (node.sets & 1) !== 0, visit);
     } else {
-      if (node.nkids !== 0)
-        next = findKid(node, topic, li === 0 ? 0 : ends[li - 1] + 1, ends[li], hashes[li]);
+      const nk = node.nkids;
+      if (nk !== 0) {
+        const lh = hashes[li];
+        if (nk <= LIST_MAX || bloom === null || bloom.has(hashStep(node.phash, lh)))
+          next = findKid(node, topic, li === 0 ? 0 : ends[li - 1] + 1, ends[li], lh);
+      }
       const plus = node.plus;
       if (plus !== null && !(li === 0 && dollar)) {
         if (next === null) next = plus;
@@ -334,14 +381,11 @@ export class SubscriptionIndex<V> {
   /** The values of exact filters holding two or more (their entry in `exact` is SET). */
   declare private readonly exactSets: Map<string, Many<V>>;
   /**
-   * A Bloom filter of the exact filters on Walk.full (one bit each): a topic whose bit is clear
-   * skips the table lookup and its cache misses (slot, entry, key), while the bits, 1 MB at a
-   * million filters, stay in cache. Removal leaves a stale bit (a wasted lookup, never a lost
-   * match); the bits are rebuilt from the live filters once `marks` reaches 4 per word, so
-   * they stay above 8 per filter ever marked since.
+   * The path hashes of the exact filters (Walk.full) and of the trie's nodes (Node.phash): a
+   * topic whose bit is clear skips the exact table, and a trie node with a table of children
+   * skips it for a level whose bit is clear.
    */
-  declare private bits: Int32Array;
-  declare private marks: number;
+  declare private readonly bloom: PathBloom;
   /** Filters with `+` or `#`. */
   declare private readonly trie: FilterTrie<V>;
   declare private readonly shared: FilterTrie<Group<V>>;
@@ -350,17 +394,18 @@ export class SubscriptionIndex<V> {
   declare private sharedCount: number;
   declare private readonly walk: Walk;
   declare private walking: number;
+  declare private sink: number;
   declare private readonly sharedHits: Array<Group<V> | null>;
   declare private readonly pushHit: (g: Group<V>) => void;
 
   constructor() {
     this.exact = new ExactTable();
     this.exactSets = new Map();
-    this.bits = new Int32Array(1);
-    this.marks = 0;
+    this.bloom = new PathBloom();
     this.trie = new FilterTrie<V>();
+    this.trie.onNew = (h) => this.markPath(h);
     this.shared = new FilterTrie<Group<V>>();
-    this.count = this.trieCount = this.sharedCount = this.walking = 0;
+    this.count = this.trieCount = this.sharedCount = this.walking = this.sink = 0;
     this.walk = new Walk();
     const hits: Array<Group<V> | null> = [];
     this.sharedHits = hits;
@@ -406,7 +451,7 @@ export class SubscriptionIndex<V> {
       if (!changed) return;
       if (slot === undefined) {
         this.exact.set(filter, h, value);
-        this.bloom(h);
+        this.markPath(h);
       } else if (slot !== SET) {
         this.exactSets.set(filter, next as Many<V>);
         this.exact.set(filter, h, SET);
@@ -478,19 +523,19 @@ export class SubscriptionIndex<V> {
     this.walking++;
     try {
       walk.load(topic);
-      const bits = this.bits;
-      const f = walk.full & ((bits.length << 5) - 1);
-      if ((bits[f >> 5] & (1 << f)) !== 0) {
+      const inExact = this.bloom.has(walk.full);
+      if (inExact) this.sink = this.exact.peek(walk.full);
+      const shared = this.sharedCount > 0 && visitShared !== undefined;
+      if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit, this.bloom);
+      if (inExact) {
         const slot = this.exact.get(topic, walk.full);
         if (slot === SET) visitSlot(this.exactSets.get(topic) as Many<V>, true, visit);
         else if (slot !== undefined) visit(slot as V);
       }
-      const shared = this.sharedCount > 0 && visitShared !== undefined;
-      if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit);
       if (shared) {
         const nested = this.walking > 1;
         const hits = nested ? [] : this.sharedHits;
-        walkTrie(this.shared.root, walk, topic, nested ? (g) => hits.push(g) : this.pushHit);
+        walkTrie(this.shared.root, walk, topic, nested ? (g) => hits.push(g) : this.pushHit, null);
         try {
           emitGroups(hits, visitShared);
         } finally {
@@ -508,17 +553,28 @@ export class SubscriptionIndex<V> {
     return this.walk.full;
   }
 
-  /** Sets bit `h` for a new exact filter, or rebuilds the bits when they are due. */
-  private bloom(h: number): void {
-    const bits = this.bits;
-    if (++this.marks > bits.length << 2) {
-      // a power of two above n/4 words: 8 to 16 bits per live filter, each marked again
-      this.bits = new Int32Array(1 << (32 - Math.clz32(this.exact.size >> 2)));
-      this.marks = 0;
-      this.exact.hashes((k) => this.bloom(k));
-    } else {
-      const f = h & ((bits.length << 5) - 1);
-      bits[f >> 5] |= 1 << f;
+  /**
+   * Marks the path hash of a new exact filter or trie node (already in place), or rebuilds
+   * the bits from every live one when they are due.
+   */
+  private markPath(h: number): void {
+    const bloom = this.bloom;
+    if (!bloom.due()) {
+      bloom.mark(h);
+      return;
+    }
+    bloom.reset(this.exact.size + this.trie.nodes);
+    this.exact.hashes((k) => bloom.mark(k));
+    const stack: Node<V>[] = [this.trie.root];
+    const kids: Node<V>[] = [];
+    for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+      pushKids(node, kids);
+      for (const k of kids) {
+        bloom.mark(k.phash);
+        stack.push(k);
+      }
+      kids.length = 0;
+      if (node.plus !== null) stack.push(node.plus);
     }
   }
 

@@ -65,13 +65,15 @@ export function hasWildcard(filter: string): boolean {
 // Level table: a trie node's children keyed by level text. Up to LIST_MAX children sit in a
 // singly linked list through `next` (most nodes have one or two children, and a list costs no
 // extra object). More go into an open-addressing table (linear probing, load at most 1/2)
-// stored as one array of [hash, node] pairs: a probe reads the hash beside the pointer, so a
-// slot holding another level costs no visit to that node. A lookup takes the level as
+// stored as one array of [hash, node, key] triples: a probe reads the hash beside the pointer,
+// so a slot holding another level costs no visit to that node, and a hit has the node and its
+// key string on the slot's line, so the two are fetched together rather than one after the
+// other (at a million subscriptions each is a cache miss). A lookup takes the level as
 // (string, start, end) and compares char codes, so no level is sliced.
 // ---------------------------------------------------------------------------------------------
 
-/** A table: [hash0, node0, hash1, node1, ...]; an empty slot has a null node. */
-export type KidTable<N> = Array<N | number | null>;
+/** A table: [hash0, node0, key0, hash1, ...]; an empty slot has a null node. */
+export type KidTable<N> = Array<N | number | string | null>;
 
 /** The fields a trie node needs to live in a level table. */
 export interface LevelNode<N extends LevelNode<N>> {
@@ -86,7 +88,8 @@ export interface LevelNode<N extends LevelNode<N>> {
   nkids: number;
 }
 
-const LIST_MAX = 8;
+/** Most children a node keeps in a list; more go into a table. */
+export const LIST_MAX = 8;
 /** Back to a list only well below LIST_MAX, so a node hovering at the limit does not thrash. */
 const LIST_BACK = 4;
 /** Slots in the smallest table. */
@@ -114,11 +117,17 @@ export function levelHash(s: string, start: number, end: number): number {
   return hashEnd(h);
 }
 
-function keyIs(key: string, s: string, start: number, end: number): boolean {
+/** Whether `key` equals s[start, end). */
+export function keyIs(key: string, s: string, start: number, end: number): boolean {
   const n = end - start;
   if (key.length !== n) return false;
   for (let i = 0; i < n; i++) if (key.charCodeAt(i) !== s.charCodeAt(start + i)) return false;
   return true;
+}
+
+/** The home slot of level hash `h` in `kids` (slot i is at 3i). */
+function home<N>(kids: KidTable<N>, h: number): number {
+  return h & (kids.length / 3 - 1);
 }
 
 /**
@@ -136,11 +145,11 @@ export function findKid<N extends LevelNode<N>>(
   if (kids === null) return null;
   const h = hash < 0 ? levelHash(s, start, end) : hash;
   if (Array.isArray(kids)) {
-    const mask = kids.length - 2;
-    for (let i = (h + h) & mask; ; i = (i + 2) & mask) {
-      const k = kids[i + 1] as N | null;
+    const mask = kids.length / 3 - 1;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const k = kids[3 * i + 1] as N | null;
       if (k === null) return null;
-      if (kids[i] === h && keyIs(k.key, s, start, end)) return k;
+      if (kids[3 * i] === h && keyIs(kids[3 * i + 2] as string, s, start, end)) return k;
     }
   }
   for (let k: N | null = kids; k !== null; k = k.next) {
@@ -162,8 +171,8 @@ export function addKid<N extends LevelNode<N>>(parent: N, kid: N): void {
     }
     kids = buildTable(parent, TABLE_MIN);
     parent.kids = kids;
-  } else if (n * 2 > kids.length / 2) {
-    kids = buildTable(parent, kids.length);
+  } else if (n * 2 > kids.length / 3) {
+    kids = buildTable(parent, (kids.length / 3) * 2);
     parent.kids = kids;
   }
   kid.next = null;
@@ -175,29 +184,26 @@ export function removeKid<N extends LevelNode<N>>(parent: N, kid: N): boolean {
   const kids = parent.kids;
   if (kids === null) return false;
   if (Array.isArray(kids)) {
-    const mask = kids.length - 2;
-    let i = (kid.hash + kid.hash) & mask;
+    const mask = kids.length / 3 - 1;
+    let i = home(kids, kid.hash);
     for (;;) {
-      const k = kids[i + 1];
+      const k = kids[3 * i + 1];
       if (k === null) return false;
       if (k === kid) break;
-      i = (i + 2) & mask;
+      i = (i + 1) & mask;
     }
     // Backward-shift deletion: pull later entries of the run into the hole, no tombstones.
-    let j = i;
-    for (;;) {
-      j = (j + 2) & mask;
-      const k = kids[j + 1] as N | null;
-      if (k === null) break;
-      const home = (k.hash + k.hash) & mask;
-      const stays = i <= j ? i < home && home <= j : i < home || home <= j;
-      if (stays) continue;
-      kids[i] = kids[j];
-      kids[i + 1] = k;
-      i = j;
+    for (let j = (i + 1) & mask; kids[3 * j + 1] !== null; j = (j + 1) & mask) {
+      const hj = kids[3 * j] as number;
+      if (((j - (hj & mask)) & mask) >= ((j - i) & mask)) {
+        kids[3 * i] = hj;
+        kids[3 * i + 1] = kids[3 * j + 1];
+        kids[3 * i + 2] = kids[3 * j + 2];
+        i = j;
+      }
     }
-    kids[i] = -1;
-    kids[i + 1] = null;
+    kids[3 * i] = -1;
+    kids[3 * i + 1] = kids[3 * i + 2] = null;
   } else {
     const head = unlink(kids, kid);
     if (head === undefined) return false;
@@ -216,31 +222,18 @@ export function removeKid<N extends LevelNode<N>>(parent: N, kid: N): boolean {
         head = k;
       }
       parent.kids = head;
-    } else if (kids.length > TABLE_MIN * 2 && n * 16 <= kids.length) {
-      parent.kids = buildTable(parent, kids.length / 4);
+    } else if (kids.length / 3 > TABLE_MIN && n * 8 <= kids.length / 3) {
+      parent.kids = buildTable(parent, kids.length / 6);
     }
   }
   return true;
-}
-
-/** Calls `fn` on every child of `parent` (order unspecified). */
-export function forEachKid<N extends LevelNode<N>>(parent: N, fn: (kid: N) => void): void {
-  const kids = parent.kids;
-  if (Array.isArray(kids)) {
-    for (let i = 1; i < kids.length; i += 2) {
-      const k = kids[i] as N | null;
-      if (k !== null) fn(k);
-    }
-  } else {
-    for (let k = kids; k !== null; k = k.next) fn(k);
-  }
 }
 
 /** Pushes every child of `parent` onto `out` (for iterative walks without a closure). */
 export function pushKids<N extends LevelNode<N>>(parent: N, out: N[]): void {
   const kids = parent.kids;
   if (Array.isArray(kids)) {
-    for (let i = 1; i < kids.length; i += 2) {
+    for (let i = 1; i < kids.length; i += 3) {
       const k = kids[i] as N | null;
       if (k !== null) out.push(k);
     }
@@ -262,19 +255,20 @@ function unlink<N extends LevelNode<N>>(head: N, kid: N): N | null | undefined {
 }
 
 function place<N extends LevelNode<N>>(kids: KidTable<N>, kid: N): void {
-  const mask = kids.length - 2;
-  let i = (kid.hash + kid.hash) & mask;
-  while (kids[i + 1] !== null) i = (i + 2) & mask;
-  kids[i] = kid.hash;
-  kids[i + 1] = kid;
+  const mask = kids.length / 3 - 1;
+  let i = home(kids, kid.hash);
+  while (kids[3 * i + 1] !== null) i = (i + 1) & mask;
+  kids[3 * i] = kid.hash;
+  kids[3 * i + 1] = kid;
+  kids[3 * i + 2] = kid.key;
 }
 
 /** A table of `slots` slots (a power of two) holding the children of `parent`. */
 function buildTable<N extends LevelNode<N>>(parent: N, slots: number): KidTable<N> {
   const nodes: N[] = [];
   pushKids(parent, nodes);
-  const kids: KidTable<N> = [];
-  for (let i = 0; i < slots; i++) kids.push(-1, null);
+  const kids: KidTable<N> = new Array(3 * slots).fill(null);
+  for (let i = 0; i < kids.length; i += 3) kids[i] = -1;
   for (const k of nodes) {
     k.next = null;
     place(kids, k);
