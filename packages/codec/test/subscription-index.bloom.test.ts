@@ -1,10 +1,11 @@
 /**
- * The Bloom filter in front of the exact-filter table: a topic whose bit is clear skips the
+ * The Bloom filter in front of the exact-filter table and the trie's level tables: a topic whose bit is clear skips the
  * lookup, yet no exact filter is ever missed, stale bits left by removals cost a lookup and
  * never a match, and the bits are rebuilt (bounded) under churn.
  */
 import { describe, expect, it } from 'vitest';
 import { SubscriptionIndex } from '../src/index.ts';
+import { referenceMatch } from './topic-vectors.ts';
 
 interface Inside {
   exact: { get(key: string, h: number): unknown };
@@ -29,7 +30,7 @@ function hits(index: SubscriptionIndex<number>, topic: string): number[] {
   return out.sort((a, b) => a - b);
 }
 
-describe('SubscriptionIndex exact-filter Bloom filter', () => {
+describe('SubscriptionIndex path Bloom filter (exact filters and trie tables)', () => {
   it('skips the lookup for most topics that match no exact filter, and finds every exact filter', () => {
     const index = new SubscriptionIndex<number>();
     const n = 5000;
@@ -113,5 +114,50 @@ describe('SubscriptionIndex exact-filter Bloom filter', () => {
       expect(index.isEmpty()).toBe(true);
       expect(index.nodeCount).toBe(2);
     }
+  });
+
+  it('asks the bits before a trie table: every wildcard filter under a big level is found, through churn and rebuilds', () => {
+    // Parents with hundreds of children (tables, where the bits are asked), under literal and
+    // `+` levels, ending in literals, `+` and `#`; then remove most and add others, so stale
+    // bits, rebuilds and tables shrinking back to lists all happen.
+    const index = new SubscriptionIndex<number>();
+    const live = new Map<string, number>();
+    const filterOf = (i: number): string => {
+      const kind = i % 4;
+      if (kind === 0) return `s/+/d/${i}/t`;
+      if (kind === 1) return `s/${i % 7}/d/${i}/+`;
+      if (kind === 2) return `s/${i % 7}/d/${i}/#`;
+      return `+/${i % 7}/d/${i}`;
+    };
+    const topicsOf = (i: number): string[] => [`s/${i % 7}/d/${i}/t`, `s/${i % 7}/d/${i}`, `x/${i % 7}/d/${i}`];
+    const check = (upTo: number): void => {
+      for (let i = 0; i < upTo; i += 7) {
+        for (const topic of topicsOf(i)) {
+          const want = [...live].filter(([f]) => referenceMatch(f, topic)).map(([, v]) => v);
+          expect(hits(index, topic)).toEqual(want.sort((a, b) => a - b));
+        }
+      }
+    };
+    for (let i = 0; i < 2000; i++) {
+      index.add(filterOf(i), i);
+      live.set(filterOf(i), i);
+    }
+    check(2000);
+    for (let i = 0; i < 2000; i++) {
+      if (i % 5 === 0) continue;
+      expect(index.remove(filterOf(i), i)).toBe(true);
+      live.delete(filterOf(i));
+    }
+    check(2000);
+    for (let i = 2000; i < 4000; i++) {
+      index.add(filterOf(i), i);
+      live.set(filterOf(i), i);
+    }
+    check(4000);
+    for (const [f, v] of live) expect(index.remove(f, v)).toBe(true);
+    expect(index.isEmpty()).toBe(true);
+    expect(index.nodeCount).toBe(2);
+    // The bits follow what is live: 4,000 filters' nodes marked in all, none left.
+    expect((index as unknown as Inside).bloom.bits.length).toBeLessThanOrEqual(2048);
   });
 });
