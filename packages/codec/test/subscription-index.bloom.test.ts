@@ -1,7 +1,7 @@
 /**
- * The Bloom filter in front of the exact-filter table and the trie's level tables: a topic whose bit is clear skips the
- * lookup, yet no exact filter is ever missed, stale bits left by removals cost a lookup and
- * never a match, and the bits are rebuilt (bounded) under churn.
+ * The Bloom filter in front of the exact-filter table and the trie's level tables: a clear bit
+ * skips the lookup, yet no filter is ever missed, stale bits left by removals cost a lookup
+ * and never a match, and the bits are rebuilt (bounded) under churn.
  */
 import { describe, expect, it } from 'vitest';
 import { SubscriptionIndex } from '../src/index.ts';
@@ -129,7 +129,11 @@ describe('SubscriptionIndex path Bloom filter (exact filters and trie tables)', 
       if (kind === 2) return `s/${i % 7}/d/${i}/#`;
       return `+/${i % 7}/d/${i}`;
     };
-    const topicsOf = (i: number): string[] => [`s/${i % 7}/d/${i}/t`, `s/${i % 7}/d/${i}`, `x/${i % 7}/d/${i}`];
+    const topicsOf = (i: number): string[] => [
+      `s/${i % 7}/d/${i}/t`,
+      `s/${i % 7}/d/${i}`,
+      `x/${i % 7}/d/${i}`,
+    ];
     const check = (upTo: number): void => {
       for (let i = 0; i < upTo; i += 7) {
         for (const topic of topicsOf(i)) {
