@@ -185,6 +185,11 @@ const gc = (globalThis as { gc?: () => void }).gc;
 
 /** Match rounds per structure, interleaved with the peers'. */
 const MATCH_ROUNDS = 9;
+/**
+ * Rounds for the scaling row (1M against 100k, both ours): its figure is a ratio of two medians
+ * taken on a shared machine, and more rounds keep a neighbour's burst from moving it.
+ */
+const SCALING_ROUNDS = 15;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -206,7 +211,13 @@ function spread(a: number[], b: number[]): string {
  * match rounds, on the structure they used), and match in MATCH_ROUNDS rounds, reporting the
  * median round (and every round, so that a row can give the spread of per-round ratios).
  */
-function measureAll(structures: Structure[], matchMs: number, allocCount: number, reps: number): Figures[] {
+function measureAll(
+  structures: Structure[],
+  matchMs: number,
+  allocCount: number,
+  reps: number,
+  matchRounds = MATCH_ROUNDS,
+): Figures[] {
   const n = structures.length;
   const insertMs = structures.map(() => Number.POSITIVE_INFINITY);
   const removeMs = structures.map(() => Number.POSITIVE_INFINITY);
@@ -232,12 +243,12 @@ function measureAll(structures: Structure[], matchMs: number, allocCount: number
   }
   const ops = structures.map((s) => matchOp(s, s.data.topics));
   const rounds: number[][] = structures.map(() => []);
-  for (let r = 0; r < MATCH_ROUNDS; r++) {
+  for (let r = 0; r < matchRounds; r++) {
     for (let k = 0; k < n; k++) {
       const i = turn(r + 1, k);
       // A clean heap each time: no collection started by a peer's garbage runs during ours.
       gc?.();
-      rounds[i].push(measureRate(ops[i].op, { ms: matchMs / MATCH_ROUNDS, batch: 1000 }));
+      rounds[i].push(measureRate(ops[i].op, { ms: matchMs / matchRounds, batch: 1000 }));
     }
   }
   const allocs = ops.map((o) => measureAllocation(o.op, allocCount).bytesPerOp);
@@ -317,9 +328,10 @@ async function run(options: { quick: boolean }): Promise<BenchRow[]> {
   // taken under the same load.
   const [oBig, qBig, oAgain] = measureAll(
     [ours(dBig), qlobber(dBig, false), ours(d)],
-    matchMs / 2,
+    options.quick ? matchMs / 2 : (matchMs / MATCH_ROUNDS) * SCALING_ROUNDS,
     allocCount / 5,
     1,
+    options.quick ? MATCH_ROUNDS : SCALING_ROUNDS,
   );
   const bigLabel = big === 1_000_000 ? '1M' : `${big / 1000}k`;
   rows.push(

@@ -1,5 +1,5 @@
 /**
- * A Bloom filter (one bit per key) over path hashes: the hash of a topic's levels from the root,
+ * A Bloom filter over path hashes: the hash of a topic's levels from the root,
  * folded level by level with hashStep (Walk.full for a whole topic, Node.phash for a trie node).
  * SubscriptionIndex marks every exact filter and every trie node in it, and asks it before a
  * lookup that would otherwise read a slot of a big table: at a million subscriptions those
@@ -20,16 +20,13 @@ export class PathBloom {
   }
 
   has(h: number): boolean {
-    const bits = this.bits;
-    const f = h & ((bits.length << 5) - 1);
-    return (bits[f >> 5] & (1 << f)) !== 0;
+    const m = mask(h);
+    return (this.bits[h & (this.bits.length - 1)] & m) === m;
   }
 
   mark(h: number): void {
     this.marks++;
-    const bits = this.bits;
-    const f = h & ((bits.length << 5) - 1);
-    bits[f >> 5] |= 1 << f;
+    this.bits[h & (this.bits.length - 1)] |= mask(h);
   }
 
   /** Whether the next mark should be a rebuild instead. */
@@ -42,4 +39,14 @@ export class PathBloom {
     this.bits = new Int32Array(1 << (32 - Math.clz32(live >> 2)));
     this.marks = 0;
   }
+}
+
+/**
+ * Two bits per key, both in the key's word (one memory access per question): the word from the
+ * low bits of the hash, the two bit positions from its high bits (the hashes are products, so
+ * their high bits are the best mixed). At 8-16 bits per key this answers a wrong yes for about
+ * 2-4% of absent keys, against 6-12% with one bit.
+ */
+function mask(h: number): number {
+  return (1 << (h >>> 27)) | (1 << ((h >>> 22) & 31));
 }
