@@ -9,7 +9,7 @@ import { referenceMatch } from './topic-vectors.ts';
 
 interface Inside {
   exact: { get(key: string, h: number): unknown };
-  bloom: { bits: Int32Array };
+  bloom: { bits: Int32Array; reset(live: number): void };
 }
 
 /** Counts the exact table's lookups (match() reaches it only through `get`). */
@@ -163,5 +163,24 @@ describe('SubscriptionIndex path Bloom filter (exact filters and trie tables)', 
     expect(index.nodeCount).toBe(2);
     // The bits follow what is live: 4,000 filters' nodes marked in all, none left.
     expect((index as unknown as Inside).bloom.bits.length).toBeLessThanOrEqual(2048);
+  });
+
+  it('rebuilds a logarithmic number of times while growing, and keeps about 8 bits per key', () => {
+    const index = new SubscriptionIndex<number>();
+    const bloom = (index as unknown as Inside).bloom;
+    const reset = bloom.reset.bind(bloom);
+    let resets = 0;
+    bloom.reset = (live: number) => {
+      resets++;
+      reset(live);
+    };
+    const n = 50_000;
+    for (let i = 0; i < n; i++) index.add(i % 3 === 0 ? `s/${i}/+` : `s/${i % 10}/${i}`, i);
+    // Each rebuild leaves room for 40% more keys or more: about log(n) / log(1.4) of them.
+    expect(resets).toBeLessThanOrEqual(Math.ceil(Math.log(n) / Math.log(1.4)) + 2);
+    // Keys marked: the exact filters and the trie nodes (one per wildcard filter here).
+    const bitsPerKey = (bloom.bits.length * 32) / n;
+    expect(bitsPerKey).toBeGreaterThanOrEqual(4);
+    expect(bitsPerKey).toBeLessThanOrEqual(12);
   });
 });
