@@ -28,14 +28,6 @@ export class ExactTable<T> {
     }
   }
 
-  /** Touches the home slot of `h` and the key there, so their lines are on the way. */
-  peek(h: number): number {
-    const s = this.slots;
-    const i = (h ^ (h >>> 16)) & (s.length / 3 - 1);
-    const k = s[3 * i + 1] as string | undefined;
-    return k === undefined ? 0 : k.length;
-  }
-
   get(key: string, h: number): T | undefined {
     const i = this.find(key, h);
     return i < 0 ? undefined : (this.slots[3 * i + 2] as T);

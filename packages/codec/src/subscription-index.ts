@@ -394,8 +394,6 @@ export class SubscriptionIndex<V> {
   declare private sharedCount: number;
   declare private readonly walk: Walk;
   declare private walking: number;
-  /** Where match() puts what ExactTable.peek read, so that the read is not optimized away. */
-  declare private touched: number;
   declare private readonly sharedHits: Array<Group<V> | null>;
   declare private readonly pushHit: (g: Group<V>) => void;
 
@@ -406,7 +404,7 @@ export class SubscriptionIndex<V> {
     this.trie = new FilterTrie<V>();
     this.trie.onNew = (h) => this.markPath(h);
     this.shared = new FilterTrie<Group<V>>();
-    this.count = this.trieCount = this.sharedCount = this.walking = this.touched = 0;
+    this.count = this.trieCount = this.sharedCount = this.walking = 0;
     this.walk = new Walk();
     const hits: Array<Group<V> | null> = [];
     this.sharedHits = hits;
@@ -524,18 +522,13 @@ export class SubscriptionIndex<V> {
     this.walking++;
     try {
       walk.load(topic);
-      // The exact table's slot and key are read now and compared after the trie walk: at a
-      // million filters they are two cache misses in a row, and the walk's own work (and its
-      // first miss) proceeds while they are on the way instead of after them.
-      const inExact = this.bloom.has(walk.full);
-      if (inExact) this.touched = this.exact.peek(walk.full);
-      const shared = this.sharedCount > 0 && visitShared !== undefined;
-      if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit, this.bloom);
-      if (inExact) {
+      if (this.bloom.has(walk.full)) {
         const slot = this.exact.get(topic, walk.full);
         if (slot === SET) visitSlot(this.exactSets.get(topic) as Many<V>, true, visit);
         else if (slot !== undefined) visit(slot as V);
       }
+      const shared = this.sharedCount > 0 && visitShared !== undefined;
+      if (this.trieCount > 0) walkTrie(this.trie.root, walk, topic, visit, this.bloom);
       if (shared) {
         const nested = this.walking > 1;
         const hits = nested ? [] : this.sharedHits;

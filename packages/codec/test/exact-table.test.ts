@@ -6,15 +6,6 @@ import { ExactTable } from '../src/exact-table.ts';
 const hashOf = (k: string, spread: number) => ((k.length * 2654435761 + k.charCodeAt(0)) % spread) | 0;
 
 describe('ExactTable', () => {
-  it('peek reads the home slot of a hash: the length of the key there, 0 when empty, and changes nothing', () => {
-    const t = new ExactTable<number>();
-    expect(t.peek(12345)).toBe(0);
-    t.set('site/1/dev/1/temp', 12345, 7);
-    expect(t.peek(12345)).toBe('site/1/dev/1/temp'.length);
-    expect(t.size).toBe(1);
-    expect(t.get('site/1/dev/1/temp', 12345)).toBe(7);
-  });
-
   it('agrees with a Map under random set/delete, colliding hashes included', () => {
     fc.assert(
       fc.property(
