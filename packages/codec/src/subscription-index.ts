@@ -121,6 +121,8 @@ const SET = {};
 
 /** Slots in a FilterTrie's cache of level texts. */
 const KEY_CACHE = 256;
+/** Longest level text the cache holds (V8 copies slices up to 12 characters). */
+const KEY_CACHE_MAX_LEN = 12;
 
 /** A trie node; TopicStore's trie uses it too (one node shape: the lookups stay monomorphic). */
 export class Node<T> implements LevelNode<Node<T>> {
@@ -178,8 +180,14 @@ export class FilterTrie<T> {
     this.keys = null;
   }
 
-  /** The text of filter[s, e) with hash `h`, the cached string when it holds the same. */
+  /**
+   * The text of filter[s, e) with hash `h`, the cached string when it holds the same. Only
+   * short levels are cached: they are the ones that recur (`temp`, `state`), and an engine may
+   * keep a longer slice as a view into the whole filter, which the cache would then keep alive
+   * after its node is gone.
+   */
   private key(filter: string, s: number, e: number, h: number): string {
+    if (e - s > KEY_CACHE_MAX_LEN) return filter.slice(s, e);
     let keys = this.keys;
     if (keys === null) this.keys = keys = new Array<string | null>(KEY_CACHE).fill(null);
     const i = h & (KEY_CACHE - 1);
