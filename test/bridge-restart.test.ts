@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type MqttClient } from '@mqtt-edge/client';
 import { afterAll, expect, it } from 'vitest';
+import { followJsonLog, type LogWaiter } from './helpers/json-log.ts';
 import { freePort } from './helpers/mosquitto.ts';
 
 const BIN = fileURLToPath(new URL('../packages/broker-lite/bin/broker-lite.js', import.meta.url));
@@ -26,8 +27,10 @@ interface Line {
 class LiteProcess {
   lines: Line[] = [];
   private child: ChildProcess | null = null;
-  private waiters: Array<{ pred: (l: Line) => boolean; resolve: (l: Line) => void }> = [];
-  private tail = '';
+  /** @internal followJsonLog's */
+  waiters: Array<LogWaiter<Line>> = [];
+  /** @internal followJsonLog's */
+  stderrTail = '';
   constructor(readonly conf: string) {}
 
   async start(): Promise<void> {
@@ -36,28 +39,7 @@ class LiteProcess {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.child = child;
-    let buf = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (s: string) => {
-      buf += s;
-      this.tail = (this.tail + s).slice(-4000);
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const text = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let l: Line;
-        try {
-          l = JSON.parse(text) as Line;
-        } catch {
-          continue;
-        }
-        this.lines.push(l);
-        this.waiters = this.waiters.filter((w) => {
-          if (!w.pred(l)) return true;
-          w.resolve(l);
-          return false;
-        });
-      }
-    });
+    followJsonLog(child, this);
     await this.waitFor((l) => l.msg === 'ready', from);
   }
 
@@ -65,7 +47,10 @@ class LiteProcess {
     const hit = this.lines.slice(from).find(pred);
     if (hit) return Promise.resolve(hit);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no matching log line in ${ms} ms:\n${this.tail}`)), ms);
+      const t = setTimeout(
+        () => reject(new Error(`no matching log line in ${ms} ms:\n${this.stderrTail}`)),
+        ms,
+      );
       this.waiters.push({
         pred,
         resolve: (l) => {

@@ -17,6 +17,7 @@ import {
   type TransportEvents,
 } from '@mqtt-edge/firmware-sim';
 import { FrameDecoder } from '@mqtt-edge/serial-protocol';
+import { followJsonLog, type LogWaiter as JsonLogWaiter } from './json-log.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const AGENT_BIN = path.join(ROOT, 'packages/agent/bin/mqtt-edge-agent.js');
@@ -31,44 +32,7 @@ export interface LogLine {
   [k: string]: unknown;
 }
 
-interface LogWaiter {
-  pred: (l: LogLine) => boolean;
-  resolve: (l: LogLine) => void;
-}
-
-/** What a child process's JSON log on stderr has told so far, and who waits for a line. */
-interface JsonLogState {
-  lines: LogLine[];
-  waiters: LogWaiter[];
-  stderrTail: string;
-}
-
-/** Reads a child's stderr as JSON lines (other lines are kept only in the tail). */
-function followJsonLog(child: ChildProcess, st: JsonLogState): void {
-  let buf = '';
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => {
-    buf += s;
-    st.stderrTail = (st.stderrTail + s).slice(-4000);
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let l: LogLine;
-      try {
-        l = JSON.parse(line) as LogLine;
-      } catch {
-        continue;
-      }
-      st.lines.push(l);
-      for (const w of [...st.waiters]) {
-        if (w.pred(l)) {
-          st.waiters.splice(st.waiters.indexOf(w), 1);
-          w.resolve(l);
-        }
-      }
-    }
-  });
-}
+type LogWaiter = JsonLogWaiter<LogLine>;
 
 export class AgentProcess {
   readonly lines: LogLine[] = [];
