@@ -119,6 +119,11 @@ function visitSlot<T>(slot: T | Many<T>, many: boolean, visit: (value: T) => voi
 /** Stands in the exact table for a filter with two or more values (kept in `exactSets`). */
 const SET = {};
 
+/** FilterTrie.end: where the values of the filter just walked go. */
+const END_VALS = 0;
+const END_HASH = 1;
+const END_PLUS = 2;
+
 /** Slots in a FilterTrie's cache of level texts. */
 const KEY_CACHE = 256;
 /** Longest level text the cache holds (V8 copies slices up to 12 characters). */
@@ -137,7 +142,14 @@ export class Node<T> implements LevelNode<Node<T>> {
   declare vals: Slot<T>;
   /** Values whose filter is this node's path followed by `/#` (or `#` alone, at the root). */
   declare hvals: Slot<T>;
-  /** 1: vals is a Many; 2: hvals is a Many (see visitSlot). */
+  /**
+   * Values whose filter is this node's path followed by `/+` and nothing more (or `+` alone, at
+   * the root): kept here rather than on a `+` child of their own, so a match reaches them
+   * without one more node (at a million subscriptions, one more cache miss), and per-device
+   * `dev/{id}/+` filters cost no extra node each.
+   */
+  declare pvals: Slot<T>;
+  /** 1: vals is a Many; 2: hvals is a Many; 4: pvals is a Many (see visitSlot). */
   declare sets: number;
   /** The path hash of this node's levels from the root (see PathBloom); 0 at the root. */
   declare phash: number;
@@ -146,7 +158,7 @@ export class Node<T> implements LevelNode<Node<T>> {
     this.hash = hash;
     this.next = this.kids = this.plus = null;
     this.nkids = this.sets = this.phash = 0;
-    this.vals = this.hvals = undefined;
+    this.vals = this.hvals = this.pvals = undefined;
   }
 }
 
@@ -175,7 +187,7 @@ export class FilterTrie<T> {
     this.root = new Node<T>('', levelHash('', 0, 0));
     this.nodes = 1;
     this.path = [];
-    this.hash = false;
+    this.end = END_VALS;
     this.onNew = null;
     this.keys = null;
   }
@@ -198,8 +210,11 @@ export class FilterTrie<T> {
     return fresh;
   }
 
-  /** Set by at(): whether the filter ended in `#` (its values go in hvals). */
-  declare hash: boolean;
+  /**
+   * Set by at(): which of the node's slots the filter's values go in: END_VALS, END_HASH (the
+   * filter ended in `#`: hvals) or END_PLUS (it ended in `+`: pvals).
+   */
+  declare end: number;
 
   /**
    * The node for `filter` (from index `start`), created on demand when `make`, else null when
@@ -216,9 +231,12 @@ export class FilterTrie<T> {
       let e = filter.indexOf('/', s);
       if (e < 0) e = n;
       const one = e === s + 1;
-      if (one && e === n && filter.charCodeAt(s) === HASH) {
-        this.hash = true;
-        return node;
+      if (one && e === n) {
+        const c = filter.charCodeAt(s);
+        if (c === HASH || c === PLUS) {
+          this.end = c === HASH ? END_HASH : END_PLUS;
+          return node;
+        }
       }
       const plus = one && filter.charCodeAt(s) === PLUS;
       const h = levelHash(filter, s, e);
@@ -237,7 +255,7 @@ export class FilterTrie<T> {
       node = kid;
       if (e === n) {
         path.push(node);
-        this.hash = false;
+        this.end = END_VALS;
         return node;
       }
       s = e + 1;
@@ -249,7 +267,13 @@ export class FilterTrie<T> {
     const path = this.path;
     for (let i = path.length - 1; i > 0; i--) {
       const node = path[i];
-      if (node.vals !== undefined || node.hvals !== undefined || node.plus !== null || node.nkids !== 0)
+      if (
+        node.vals !== undefined ||
+        node.hvals !== undefined ||
+        node.pvals !== undefined ||
+        node.plus !== null ||
+        node.nkids !== 0
+      )
         break;
       const parent = path[i - 1];
       if (parent.plus === node) parent.plus = null;
@@ -335,6 +359,9 @@ function walkTrie<T>(
       const v = node.vals;
       if (v !== undefined) visitSlot(v, (node.sets & 1) !== 0, visit);
     } else {
+      const pv = node.pvals;
+      if (pv !== undefined && li === levels - 1 && !(li === 0 && dollar))
+        visitSlot(pv, (node.sets & 4) !== 0, visit);
       const nk = node.nkids;
       if (nk !== 0) {
         const lh = hashes[li];
@@ -468,9 +495,7 @@ export class SubscriptionIndex<V> {
     }
     const trie = this.trie;
     const node = trie.at(filter, 0, true) as Node<V>;
-    if (trie.hash) node.hvals = slotAdd(node.hvals, value);
-    else node.vals = slotAdd(node.vals, value);
-    flag(node);
+    setSlot(node, trie.end, slotAdd(slotAt(node, trie.end), value));
     if (changed) {
       this.count++;
       this.trieCount++;
@@ -502,11 +527,9 @@ export class SubscriptionIndex<V> {
     const trie = this.trie;
     const node = trie.at(filter, 0, false);
     if (node === null) return false;
-    const next = slotRemove(trie.hash ? node.hvals : node.vals, value);
+    const next = slotRemove(slotAt(node, trie.end), value);
     if (!changed) return false;
-    if (trie.hash) node.hvals = next;
-    else node.vals = next;
-    flag(node);
+    setSlot(node, trie.end, next);
     if (next === undefined) trie.prune();
     this.count--;
     this.trieCount--;
@@ -586,14 +609,12 @@ export class SubscriptionIndex<V> {
   private addShared(group: string, filter: string, start: number, value: V): void {
     const trie = this.shared;
     const node = trie.at(filter, start, true) as Node<Group<V>>;
-    const hash = trie.hash;
-    const groups = hash ? node.hvals : node.vals;
+    const end = trie.end;
+    const groups = slotAt(node, end);
     let entry = findGroup(groups, group);
     if (entry === undefined) {
       entry = { group, members: new Many<V>() };
-      if (hash) node.hvals = slotAdd(groups, entry);
-      else node.vals = slotAdd(groups, entry);
-      flag(node);
+      setSlot(node, end, slotAdd(groups, entry));
     }
     if (entry.members.add(value)) {
       this.count++;
@@ -605,17 +626,15 @@ export class SubscriptionIndex<V> {
     const trie = this.shared;
     const node = trie.at(filter, start, false);
     if (node === null) return false;
-    const hash = trie.hash;
-    const groups = hash ? node.hvals : node.vals;
+    const end = trie.end;
+    const groups = slotAt(node, end);
     const entry = findGroup(groups, group);
     if (entry === undefined || !entry.members.remove(value)) return false;
     this.count--;
     this.sharedCount--;
     if (entry.members.vals.length === 0) {
       const next = slotRemove(groups, entry);
-      if (hash) node.hvals = next;
-      else node.vals = next;
-      flag(node);
+      setSlot(node, end, next);
       if (next === undefined) trie.prune();
     }
     return true;
@@ -628,9 +647,20 @@ export class SubscriptionIndex<V> {
   }
 }
 
-/** Keeps node.sets in step with its slots, after a change (reading the slots is fine here). */
-function flag<T>(node: Node<T>): void {
-  node.sets = (node.vals instanceof Many ? 1 : 0) | (node.hvals instanceof Many ? 2 : 0);
+/** The node's slot for values of a filter that ended as FilterTrie.end says. */
+function slotAt<T>(node: Node<T>, end: number): Slot<T> {
+  return end === END_VALS ? node.vals : end === END_HASH ? node.hvals : node.pvals;
+}
+
+/** Sets that slot and keeps node.sets in step (reading the slots is fine here: not a match). */
+function setSlot<T>(node: Node<T>, end: number, slot: Slot<T>): void {
+  if (end === END_VALS) node.vals = slot;
+  else if (end === END_HASH) node.hvals = slot;
+  else node.pvals = slot;
+  node.sets =
+    (node.vals instanceof Many ? 1 : 0) |
+    (node.hvals instanceof Many ? 2 : 0) |
+    (node.pvals instanceof Many ? 4 : 0);
 }
 
 function findGroup<V>(groups: Slot<Group<V>>, group: string): Group<V> | undefined {

@@ -47,7 +47,14 @@ export class TopicStore<V> {
 
   set(topic: string, value: V): void {
     this.assertNotWalking();
-    const node = this.trie.at(topic, 0, true) as StoreNode<V>;
+    const trie = this.trie;
+    const node = trie.at(topic, 0, true) as StoreNode<V>;
+    if (trie.end !== 0) {
+      // A last level of `#` or `+` names no topic (the validators say so first); storing it on
+      // the parent would overwrite the parent topic's entry.
+      trie.prune();
+      throw new RangeError(`wildcard in topic name ${topic}`);
+    }
     const e = node.vals as Entry<V> | undefined;
     if (e !== undefined) e.value = value;
     else {
@@ -69,7 +76,7 @@ export class TopicStore<V> {
     this.assertNotWalking();
     const trie = this.trie;
     const node = trie.at(topic, 0, false);
-    if (node === null || trie.hash || node.vals === undefined) return false;
+    if (node === null || trie.end !== 0 || node.vals === undefined) return false;
     node.vals = undefined;
     this.count--;
     trie.prune();
@@ -138,8 +145,8 @@ export class TopicStore<V> {
   private entry(topic: string): Entry<V> | undefined {
     const trie = this.trie;
     const node = trie.at(topic, 0, false);
-    // A name with a `#` level would end on a hash bucket: no such topic is stored.
-    return node === null || trie.hash ? undefined : (node.vals as Entry<V> | undefined);
+    // A name ending in a `#` or `+` level would end on a wildcard slot: no such topic is stored.
+    return node === null || trie.end !== 0 ? undefined : (node.vals as Entry<V> | undefined);
   }
 
   private assertNotWalking(): void {

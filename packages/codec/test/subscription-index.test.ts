@@ -47,6 +47,47 @@ describe('SubscriptionIndex: the spec examples', () => {
 });
 
 describe('SubscriptionIndex', () => {
+  it('holds a filter ending in + on its parent: one level, empty included, $ rule, no extra node', () => {
+    const index = new SubscriptionIndex<number>();
+    const empty = index.nodeCount;
+    index.add('dev/1/+', 1);
+    // dev and 1: no node of its own for the final `+`
+    expect(index.nodeCount).toBe(empty + 2);
+    index.add('dev/1/+/x', 2);
+    index.add('dev/1', 3);
+    index.add('dev/1/#', 4);
+    index.add('+', 5);
+    index.add('+/+', 6);
+    index.add('$share/g/dev/1/+', 7);
+    expect(matches(index, 'dev/1/a').sort()).toEqual([1, 4]);
+    expect(matches(index, 'dev/1/').sort()).toEqual([1, 4]);
+    expect(matches(index, 'dev/1/a/x').sort()).toEqual([2, 4]);
+    expect(matches(index, 'dev/1').sort()).toEqual([3, 4, 6]);
+    expect(matches(index, 'dev/1/a/b')).toEqual([4]);
+    expect(matches(index, 'x').sort()).toEqual([5]);
+    expect(matches(index, '$SYS')).toEqual([]);
+    expect(matches(index, '/finance')).toEqual([6]);
+    expect(sharedMatches(index, 'dev/1/a').get('g')).toEqual([7]);
+    expect(sharedMatches(index, 'dev/1').size).toBe(0);
+    // A set on the same filter, then back to one value, then none: the node goes too.
+    index.add('dev/1/+', 8);
+    expect(matches(index, 'dev/1/z').sort()).toEqual([1, 4, 8]);
+    for (const [f, v] of [
+      ['dev/1/+', 1],
+      ['dev/1/+', 8],
+      ['dev/1/+/x', 2],
+      ['dev/1', 3],
+      ['dev/1/#', 4],
+      ['+', 5],
+      ['+/+', 6],
+      ['$share/g/dev/1/+', 7],
+    ] as const)
+      expect(index.remove(f, v)).toBe(true);
+    expect(index.remove('dev/1/+', 1)).toBe(false);
+    expect(index.isEmpty()).toBe(true);
+    expect(index.nodeCount).toBe(empty);
+  });
+
   it('keeps the options a broker stores as the value, untouched', () => {
     const index = new SubscriptionIndex<Sub>();
     const sub: Sub = {

@@ -75,6 +75,18 @@ describe('TopicStore', () => {
     expect(matched(store, 'a/+')).toEqual(['a/$b']);
   });
 
+  it('refuses a name ending in a wildcard level without touching the parent topic', () => {
+    const store = new TopicStore<number>();
+    store.set('a', 1);
+    const nodes = store.nodeCount;
+    expect(() => store.set('a/+', 2)).toThrow(RangeError);
+    expect(() => store.set('a/#', 3)).toThrow(RangeError);
+    expect(() => store.set('a/b/c/+', 4)).toThrow(RangeError);
+    expect(store.get('a')).toBe(1);
+    expect(store.size).toBe(1);
+    expect(store.nodeCount).toBe(nodes);
+  });
+
   it('frees the nodes a deleted topic used, and only those', () => {
     const store = new TopicStore<number>();
     const topics = ['a/b/c', 'a/b', 'a/x/y/z', '/', '//', 'a', '$SYS/q'];
