@@ -120,7 +120,7 @@ function visitSlot<T>(slot: T | Many<T>, many: boolean, visit: (value: T) => voi
 const SET = {};
 
 /** FilterTrie.end: where the values of the filter just walked go. */
-const END_VALS = 0;
+export const END_VALS = 0;
 const END_HASH = 1;
 const END_PLUS = 2;
 

@@ -3,7 +3,7 @@
  * "which retained topics match this new subscription". A trie keyed by level, so a filter
  * walks only the branches it can match; a literal level is one table lookup.
  */
-import { FilterTrie, type Node } from './subscription-index.ts';
+import { END_VALS, FilterTrie, type Node } from './subscription-index.ts';
 import { findKid, pushKids } from './topic-match.ts';
 
 const PLUS = 0x2b;
@@ -49,7 +49,7 @@ export class TopicStore<V> {
     this.assertNotWalking();
     const trie = this.trie;
     const node = trie.at(topic, 0, true) as StoreNode<V>;
-    if (trie.end !== 0) {
+    if (trie.end !== END_VALS) {
       // A last level of `#` or `+` names no topic (the validators say so first); storing it on
       // the parent would overwrite the parent topic's entry.
       trie.prune();
@@ -76,7 +76,7 @@ export class TopicStore<V> {
     this.assertNotWalking();
     const trie = this.trie;
     const node = trie.at(topic, 0, false);
-    if (node === null || trie.end !== 0 || node.vals === undefined) return false;
+    if (node === null || trie.end !== END_VALS || node.vals === undefined) return false;
     node.vals = undefined;
     this.count--;
     trie.prune();
@@ -146,7 +146,7 @@ export class TopicStore<V> {
     const trie = this.trie;
     const node = trie.at(topic, 0, false);
     // A name ending in a `#` or `+` level would end on a wildcard slot: no such topic is stored.
-    return node === null || trie.end !== 0 ? undefined : (node.vals as Entry<V> | undefined);
+    return node === null || trie.end !== END_VALS ? undefined : (node.vals as Entry<V> | undefined);
   }
 
   private assertNotWalking(): void {
