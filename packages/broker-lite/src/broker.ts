@@ -336,7 +336,7 @@ export class Broker {
   endSession(s: Session): void {
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
     if (s.hasSubscriptions) {
-      for (const [filter, sub] of s.subs) this.router.index.remove(filter, sub);
+      for (const sub of s.subs.values()) this.router.remove(sub);
       s.subs.clear();
     }
     if (s.inflightCount > 0) s.inflight.clear();
