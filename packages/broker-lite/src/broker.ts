@@ -19,6 +19,7 @@ import { type BoundListener, startListener } from './listeners.ts';
 import type { Message } from './message.ts';
 import type { AccessControl, Authenticator, BrokerOptions, LogSink } from './options.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
+import { PendingSockets } from './pending-sockets.ts';
 import { Persistence } from './persist.ts';
 import { RetainStore } from './retain.ts';
 import { Router } from './router.ts';
@@ -60,6 +61,8 @@ export class Broker {
   /** Client ids reserved for internal peers (reserveClientId). */
   private readonly internalIds = new Set<string>();
   readonly connections = new Set<Connection>();
+  /** Sockets of WebSocket listeners not upgraded yet: they count in max_connections too. */
+  readonly pendingSockets = new PendingSockets();
   readonly router: Router;
   readonly retain = new RetainStore();
   readonly wills: WillTimers;
@@ -149,6 +152,7 @@ export class Broker {
     if (this.sysTimer !== null) clearInterval(this.sysTimer);
     // server.close() waits for every socket: start it, close the sockets, then wait.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
+    this.pendingSockets.close();
     const waits: Promise<void>[] = [];
     for (const conn of this.connections) {
       conn.gracefulDisconnect = true;
@@ -231,13 +235,12 @@ export class Broker {
     remote?: string,
     certificateCommonName?: string,
     options?: AcceptOptions,
-  ): void {
+  ): Connection | undefined {
     const internal = options?.internal === true;
-    const max = this.options.maxConnections;
-    if (this.closing || (!internal && max >= 0 && this.connections.size >= max)) {
+    if (this.closing || (!internal && this.atConnectionLimit())) {
       if (!this.closing) this.log('notice', 'connection refused: max_connections reached', { remote });
       socket.destroy();
-      return;
+      return undefined;
     }
     const conn = new Connection(this, socket, info, remote);
     conn.certificateCommonName = certificateCommonName;
@@ -251,6 +254,13 @@ export class Broker {
       conn.maxInflight = mi;
     }
     this.connections.add(conn);
+    return conn;
+  }
+
+  /** max_connections is reached: connections and sockets waiting to be one (WebSocket upgrades). */
+  atConnectionLimit(): boolean {
+    const max = this.options.maxConnections;
+    return max >= 0 && this.connections.size + this.pendingSockets.size >= max;
   }
 
   tlsIdentity(conn: Connection): boolean {
@@ -336,7 +346,7 @@ export class Broker {
   endSession(s: Session): void {
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
     if (s.hasSubscriptions) {
-      for (const [filter, sub] of s.subs) this.router.index.remove(filter, sub);
+      for (const sub of s.subs.values()) this.router.remove(sub);
       s.subs.clear();
     }
     if (s.inflightCount > 0) s.inflight.clear();
@@ -388,6 +398,8 @@ export class Broker {
     const now = Date.now();
     const tick = ticks();
     const connectTicks = this.options.connectTimeoutSeconds * TICKS_PER_SECOND;
+    const slow = this.pendingSockets.expire(tick - connectTicks);
+    if (slow > 0) this.log('notice', 'no WebSocket upgrade in time, closing', { sockets: slow });
     for (const conn of this.connections) {
       if (conn.state === ConnState.AwaitConnect) {
         if (tick - conn.openedAt > connectTicks) {

@@ -404,8 +404,8 @@ export function applyBridgeKey(
 ): boolean {
   if (key === 'connection') {
     const name = one(ctx, args, 'a bridge name');
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
-      fail(ctx, `invalid bridge name '${name.slice(0, 40)}' (letters, digits, '.', '_', '-'; at most 64)`);
+    const problem = bridgeNameProblem(name);
+    if (problem !== undefined) fail(ctx, problem);
     const dup = state.bridges.find((b) => b.name === name);
     if (dup) fail(ctx, `a bridge named '${name}' is already defined at ${dup.file}:${dup.line}`);
     if (state.bridges.length >= MAX_BRIDGES) fail(ctx, `more than ${MAX_BRIDGES} bridges`);
@@ -482,11 +482,28 @@ export function describeBridge(b: BridgeConfig): string[] {
 }
 
 /**
+ * Why `name` cannot name a bridge, or undefined when it can. The name becomes a directory under
+ * the bridges' queue directory (and part of a client id and a `$SYS` topic): letters, digits,
+ * '.', '_', '-' keep it one plain path segment, and '.' and '..' would be the queue directory
+ * itself or its parent (the persistence directory), so two bridges, or a bridge and the broker,
+ * would share files.
+ */
+export function bridgeNameProblem(name: string): string | undefined {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
+    return `invalid bridge name '${name.slice(0, 40)}' (letters, digits, '.', '_', '-'; at most 64)`;
+  if (name === '.' || name === '..')
+    return `invalid bridge name '${name}': it names a directory for the bridge's queue, and '${name}' is not a directory of its own; choose a name such as 'upstream'`;
+  return undefined;
+}
+
+/**
  * Where a bridge keeps its queue: `persistence_location/bridges/NAME` with persistence, else
  * `$XDG_STATE_HOME/broker-lite/bridges/NAME` (default `~/.local/state/...`), never a tmp dir
  * (the queue must survive a reboot).
  */
 export function defaultBridgeDir(persistenceLocation: string | undefined, name: string): string {
+  const problem = bridgeNameProblem(name);
+  if (problem !== undefined) throw new Error(problem);
   if (persistenceLocation !== undefined) return join(persistenceLocation, 'bridges', name);
   const state = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
   return join(state, 'broker-lite', 'bridges', name);

@@ -26,6 +26,16 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const b = conn.broker;
   const v5 = p.protocolVersion === 5;
   conn.state = ConnState.Authenticating;
+  if (p.will?.retain === true && !b.options.retainAvailable) {
+    // As Mosquitto, before authentication: 5.0 gets 0x9A; 3.1.1 has no return code for it and
+    // is closed without a CONNACK.
+    b.log('notice', 'client refused: will with retain while retain_available is false', {
+      clientId: p.clientId,
+      remote: conn.remote,
+    });
+    refuse(conn, 0, ReasonCode.RetainNotSupported, 'retained messages are not available');
+    return;
+  }
   let clientId = p.clientId;
   let assigned = false;
   if (clientId === '') {

@@ -19,6 +19,11 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   let topic = p.topic;
   let props = p.properties;
   if (props !== undefined) {
+    if (props.subscriptionIdentifiers !== undefined || props.subscriptionIdentifier !== undefined) {
+      // MQTT 5 3.3.4: only the server puts them on a PUBLISH.
+      conn.fail(ReasonCode.ProtocolError, 'a PUBLISH from a client must not carry a subscription identifier');
+      return;
+    }
     const alias = props.topicAlias;
     if (alias !== undefined) {
       if (alias > TOPIC_ALIAS_MAXIMUM) {
@@ -122,15 +127,10 @@ function ack(conn: Connection, first: number, pid: number, rc: number): void {
   else conn.sendAck(first, pid, rc);
 }
 
-/** Drops what must not be forwarded: the topic alias and any subscription identifier. */
+/** Drops what must not be forwarded: the topic alias (it names the topic on this connection only). */
 function forwardable(props: Properties): Properties | undefined {
-  if (
-    props.topicAlias === undefined &&
-    props.subscriptionIdentifier === undefined &&
-    props.subscriptionIdentifiers === undefined
-  )
-    return props;
-  const { topicAlias: _a, subscriptionIdentifier: _s, subscriptionIdentifiers: _ss, ...rest } = props;
+  if (props.topicAlias === undefined) return props;
+  const { topicAlias: _a, ...rest } = props;
   for (const _k in rest) return rest;
   return undefined;
 }

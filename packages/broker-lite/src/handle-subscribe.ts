@@ -54,7 +54,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
         shared,
       );
       s.subs.set(filter, sub);
-      b.router.index.add(filter, sub);
+      b.router.add(sub);
     }
     if (s.persistent && b.persist !== null) b.persist.subPut(s, sub);
     codes.push(req.qos);

@@ -14,7 +14,7 @@ export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void 
       continue;
     }
     s.subs.delete(filter);
-    b.router.index.remove(filter, sub);
+    b.router.remove(sub);
     if (s.persistent && b.persist !== null) b.persist.subDel(s, filter);
     codes.push(0);
   }

@@ -2,14 +2,12 @@
  * Listeners: plain TCP, TLS, and WebSocket (over either), each handing its sockets to the
  * broker with TCP_NODELAY set: MQTT packets are small and latency matters more than packing.
  */
-import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
-import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Broker } from './broker.ts';
 import type { ListenerInfo } from './connection.ts';
 import type { ListenerOptions } from './options.ts';
+import { createWebSocketServer } from './ws-listener.ts';
 
 export interface BoundListener {
   address: { port: number; host: string; protocol: 'mqtt' | 'websockets' };
@@ -34,34 +32,21 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
           rejectUnauthorized: t.requireCertificate,
         };
   let server: net.Server;
-  let wss: WebSocketServer | null = null;
   if (opts.protocol === 'websockets') {
-    const httpServer =
-      tlsOptions === undefined ? http.createServer(notFound) : https.createServer(tlsOptions, notFound);
-    wss = new WebSocketServer({
-      server: httpServer,
-      handleProtocols: (protocols) =>
-        protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false,
-      maxPayload: 268_435_460,
-    });
-    wss.on('connection', (ws, req) => {
-      req.socket.setNoDelay(true);
-      const stream = createWebSocketStream(ws);
-      b.accept(stream, info, `${req.socket.remoteAddress}:${req.socket.remotePort}`, commonName(req.socket));
-    });
-    server = httpServer;
+    server = createWebSocketServer(b, info, tlsOptions, commonName);
   } else if (tlsOptions !== undefined) {
     server = tls.createServer(tlsOptions, (socket) => {
       socket.setNoDelay(true);
       b.accept(socket, info, undefined, commonName(socket));
     });
-    server.on('tlsClientError', (err) => b.log('notice', 'TLS handshake failed', { error: err.message }));
   } else {
     server = net.createServer((socket) => {
       socket.setNoDelay(true);
       b.accept(socket, info);
     });
   }
+  if (tlsOptions !== undefined)
+    server.on('tlsClientError', (err) => b.log('notice', 'TLS handshake failed', { error: err.message }));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
@@ -75,15 +60,9 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
     address: { port: addr.port, host: addr.address, protocol: opts.protocol },
     close: () =>
       new Promise<void>((resolve) => {
-        wss?.close();
         server.close(() => resolve());
       }),
   };
-}
-
-function notFound(_req: http.IncomingMessage, res: http.ServerResponse): void {
-  res.writeHead(426, { 'content-type': 'text/plain' });
-  res.end('MQTT over WebSocket only\n');
 }
 
 function commonName(socket: net.Socket): string | undefined {

@@ -672,7 +672,7 @@ export class Persistence {
           filter.startsWith('$share/'),
         );
         s.subs.set(filter, sub);
-        b.router.index.add(filter, sub);
+        b.router.add(sub);
       }
       for (const e of rs.queue.values()) {
         const msg = msgs.get(e.storeId);

@@ -3,20 +3,31 @@
  * subscriptions overlap (highest QoS, every subscription identifier), one member per shared
  * group (the least loaded connected member, round-robin among equals).
  */
-import { SubscriptionIndex } from '@mqtt-edge/codec';
+import { SubscriptionIndex, splitShared } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
 import { deliver, EncodeCache } from './deliver.ts';
 import type { Message } from './message.ts';
 import type { Session, Subscription } from './session.ts';
 
+/**
+ * A share group's round-robin position, and how many subscriptions (over every filter and
+ * session) hold its name: the entry goes with the last of them, so groups that came and went
+ * leave nothing behind.
+ */
+class ShareGroup {
+  next = 0;
+  members = 1;
+}
+
 export class Router {
+  /** Read it freely; change it only through `add` and `remove` (share groups are counted there). */
   readonly index = new SubscriptionIndex<Subscription>();
   private epoch = 0;
   private readonly hits: Session[] = [];
   private msg: Message | null = null;
   private from: Session | null = null;
   private readonly cache = new EncodeCache();
-  private readonly rr = new Map<string, number>();
+  private readonly groups = new Map<string, ShareGroup>();
   private routing = false;
 
   constructor(private readonly b: Broker) {}
@@ -45,8 +56,14 @@ export class Router {
   private readonly visitShared = (group: string, members: readonly Subscription[]): void => {
     const msg = this.msg as Message;
     const n = members.length;
-    const start = (this.rr.get(group) ?? 0) % n;
-    this.rr.set(group, start + 1);
+    // The entry exists while the index holds a member; a miss would be a bookkeeping bug, and
+    // round-robin from 0 is then still a correct answer.
+    const g = this.groups.get(group);
+    let start = 0;
+    if (g !== undefined) {
+      start = g.next % n;
+      g.next = start + 1;
+    }
     let best: Subscription | null = null;
     let bestLoad = Number.POSITIVE_INFINITY;
     for (let k = 0; k < n; k++) {
@@ -77,6 +94,29 @@ export class Router {
     );
     this.b.routedCount++;
   };
+
+  /** Adds a subscription to the index (the only way in: share groups are counted here). */
+  add(sub: Subscription): void {
+    this.index.add(sub.filter, sub);
+    if (!sub.shared) return;
+    const name = shareName(sub.filter);
+    const g = this.groups.get(name);
+    if (g === undefined) this.groups.set(name, new ShareGroup());
+    else g.members++;
+  }
+
+  /** Removes a subscription from the index; its share group's state goes with its last member. */
+  remove(sub: Subscription): void {
+    if (!this.index.remove(sub.filter, sub) || !sub.shared) return;
+    const name = shareName(sub.filter);
+    const g = this.groups.get(name);
+    if (g !== undefined && --g.members === 0) this.groups.delete(name);
+  }
+
+  /** Share groups with at least one member (their round-robin state). */
+  get shareGroupCount(): number {
+    return this.groups.size;
+  }
 
   private readable(s: Session, msg: Message): boolean {
     const acl = this.b.accessControl;
@@ -124,4 +164,8 @@ export class Router {
       this.routing = false;
     }
   }
+}
+
+function shareName(filter: string): string {
+  return splitShared(filter)?.group ?? filter;
 }

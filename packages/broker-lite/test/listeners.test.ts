@@ -101,7 +101,11 @@ describe.skipIf(!HAS_OPENSSL)('TLS listener', () => {
   it('serves MQTT over WebSocket over TLS (wss)', async () => {
     const c = await mqtt.connectAsync(`wss://127.0.0.1:${broker.addresses[2].port}`, { ca: pem('ca.crt') });
     expect(c.connected).toBe(true);
+    // issue 12.4: the TCP socket counted while it upgraded is released by its TLS socket's upgrade
+    expect(broker.pendingSockets.size).toBe(0);
+    expect(broker.connections.size).toBe(1);
     await c.endAsync();
+    await expect.poll(() => broker.connections.size).toBe(0);
   });
 
   it('require_certificate: a client without a certificate is refused; with one, its CN is the user name', async () => {
