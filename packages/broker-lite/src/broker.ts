@@ -241,6 +241,7 @@ export class Broker {
     }
     const conn = new Connection(this, socket, info, remote);
     conn.certificateCommonName = certificateCommonName;
+    if (options?.certificateSubject !== undefined) conn.certificateSubject = options.certificateSubject;
     if (internal) conn.internal = true;
     const mi = options?.maxInflight;
     if (mi !== undefined) {
@@ -251,10 +252,6 @@ export class Broker {
       conn.maxInflight = mi;
     }
     this.connections.add(conn);
-  }
-
-  tlsIdentity(conn: Connection): boolean {
-    return conn.listener.useIdentityAsUsername === true;
   }
 
   private readonly parsers: PacketParser[] = [];

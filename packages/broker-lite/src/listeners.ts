@@ -8,7 +8,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Broker } from './broker.ts';
-import type { ListenerInfo } from './connection.ts';
+import { peerCommonName, peerSubject } from './cert-identity.ts';
+import type { AcceptOptions, ListenerInfo } from './connection.ts';
 import type { ListenerOptions } from './options.ts';
 
 export interface BoundListener {
@@ -21,7 +22,14 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
     protocol: opts.protocol,
     tls: opts.tls !== undefined,
     useIdentityAsUsername: opts.tls?.useIdentityAsUsername === true,
+    useSubjectAsUsername: opts.tls?.useSubjectAsUsername === true,
+    useUsernameAsClientid: opts.useUsernameAsClientid === true,
   };
+  // The subject is printed only where it is the user name (use_identity_as_username wins).
+  const subjectOf = (socket: net.Socket): AcceptOptions | undefined =>
+    info.useSubjectAsUsername && !info.useIdentityAsUsername
+      ? { certificateSubject: peerSubject(socket) }
+      : undefined;
   const t = opts.tls;
   const tlsOptions: tls.TlsOptions | undefined =
     t === undefined
@@ -30,7 +38,7 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
           cert: t.cert,
           key: t.key,
           ca: t.ca,
-          requestCert: t.requireCertificate || t.useIdentityAsUsername,
+          requestCert: t.requireCertificate || t.useIdentityAsUsername || t.useSubjectAsUsername === true,
           rejectUnauthorized: t.requireCertificate,
         };
   let server: net.Server;
@@ -47,13 +55,19 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
     wss.on('connection', (ws, req) => {
       req.socket.setNoDelay(true);
       const stream = createWebSocketStream(ws);
-      b.accept(stream, info, `${req.socket.remoteAddress}:${req.socket.remotePort}`, commonName(req.socket));
+      b.accept(
+        stream,
+        info,
+        `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+        peerCommonName(req.socket),
+        subjectOf(req.socket),
+      );
     });
     server = httpServer;
   } else if (tlsOptions !== undefined) {
     server = tls.createServer(tlsOptions, (socket) => {
       socket.setNoDelay(true);
-      b.accept(socket, info, undefined, commonName(socket));
+      b.accept(socket, info, undefined, peerCommonName(socket), subjectOf(socket));
     });
     server.on('tlsClientError', (err) => b.log('notice', 'TLS handshake failed', { error: err.message }));
   } else {
@@ -84,12 +98,4 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
 function notFound(_req: http.IncomingMessage, res: http.ServerResponse): void {
   res.writeHead(426, { 'content-type': 'text/plain' });
   res.end('MQTT over WebSocket only\n');
-}
-
-function commonName(socket: net.Socket): string | undefined {
-  if (!(socket instanceof tls.TLSSocket)) return undefined;
-  const cert = socket.getPeerCertificate();
-  if (cert === null || typeof cert !== 'object' || !socket.authorized) return undefined;
-  const cn = cert.subject?.CN;
-  return Array.isArray(cn) ? cn[0] : cn;
 }
