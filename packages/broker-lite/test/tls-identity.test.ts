@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { ConnectPacket } from '@mqtt-edge/codec';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasMosquitto, startMosquitto } from '../../../test/helpers/mosquitto.ts';
 import { HAS_OPENSSL, TestPki } from '../../../test/helpers/tls.ts';
 import { ConfigError, parseConfig } from '../src/config.ts';
 import { hashPassword } from '../src/passwd.ts';
@@ -16,6 +17,8 @@ import { type ConfiguredBroker, startConfigured, tlsConnect } from './helpers/co
 if (!HAS_OPENSSL) console.warn('openssl not installed: TLS identity tests skipped');
 
 const DEV9_SUBJECT = '/C=GB/ST=Notts/O=Acme, Inc./OU=Sensors/CN=dev 9';
+/** UTF-8, a multi-valued RDN, RFC 2253 specials and a leading '#'. */
+const TRICKY_SUBJECT = '/C=DE/O=Grüße; Co/OU=Ops+OU=Prod/CN=#dev "10" <x>\\y';
 
 describe.skipIf(!HAS_OPENSSL)('issue 12.1: client certificates and the password file', () => {
   let pki: TestPki;
@@ -59,7 +62,8 @@ describe.skipIf(!HAS_OPENSSL)('issue 12.1: client certificates and the password 
       .leaf('server', { cn: 'localhost', san: 'DNS:localhost,IP:127.0.0.1' })
       .leaf('alice', { cn: 'alice' })
       .leaf('dev9', { subject: DEV9_SUBJECT })
-      .leaf('nocn', { subject: '/O=Acme/OU=No Common Name' });
+      .leaf('nocn', { subject: '/O=Acme/OU=No Common Name' })
+      .leaf('tricky', { subject: TRICKY_SUBJECT });
     dev9 = execFileSync('openssl', [
       'x509',
       '-in',
@@ -204,6 +208,48 @@ describe.skipIf(!HAS_OPENSSL)('issue 12.1: client certificates and the password 
     });
   }
 });
+
+describe.skipIf(!HAS_OPENSSL || !hasMosquitto())(
+  'issue 12.1: the subject user name is the one Mosquitto uses',
+  () => {
+    it('issue 12.1: same certificates, same user names as Mosquitto 2 with use_subject_as_username', async () => {
+      const pki = new TestPki('bl-subject-mosquitto-')
+        .ca()
+        .leaf('server', { cn: 'localhost', san: 'DNS:localhost,IP:127.0.0.1' })
+        .leaf('dev9', { subject: DEV9_SUBJECT })
+        .leaf('tricky', { subject: TRICKY_SUBJECT });
+      const tls = `cafile ${pki.file('ca.crt')}\ncertfile ${pki.file('server.crt')}\nkeyfile ${pki.file('server.key')}\nrequire_certificate true\nuse_subject_as_username true`;
+      const mosquitto = await startMosquitto({ config: `${tls}\nlog_type all\nconnection_messages true` });
+      const ours = await startConfigured(pki.dir, `listener 0 127.0.0.1\n${tls}\n`);
+      try {
+        for (const cert of ['dev9', 'tricky']) {
+          const creds = {
+            ca: pki.read('ca.crt'),
+            cert: pki.read(`${cert}.crt`),
+            key: pki.read(`${cert}.key`),
+          };
+          const theirs = await tlsConnect(mosquitto.port, creds, { clientId: `m-${cert}` });
+          expect(theirs.connack?.reasonCode).toBe(0);
+          await theirs.client.disconnect();
+          const mine = await tlsConnect(ours.ports[0], creds, { clientId: `b-${cert}` });
+          expect(mine.connack?.reasonCode).toBe(0);
+          await mine.client.disconnect();
+          // Mosquitto: "New client connected from ... as m-dev9 (p2, c1, k60, u'CN=dev 9,...')."
+          const logged = new RegExp(`as m-${cert} \\(.*u'(.*)'\\)\\.`).exec(mosquitto.log());
+          expect(logged, mosquitto.log()).not.toBeNull();
+          const line = ours.logs.find(
+            (l) => l.message === 'client connected' && l.fields?.clientId === `b-${cert}`,
+          );
+          expect(line?.fields?.username).toBe(logged?.[1]);
+        }
+      } finally {
+        await ours.close();
+        await mosquitto.stop();
+        pki.remove();
+      }
+    });
+  },
+);
 
 describe('issue 12.1: use_subject_as_username in mosquitto.conf', () => {
   const parse = (text: string) => parseConfig(text, '/etc/mosquitto/mosquitto.conf');
