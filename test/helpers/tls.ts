@@ -22,6 +22,11 @@ const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-n
 export interface LeafOptions {
   /** Common name; default the leaf's file name. */
   cn?: string;
+  /**
+   * The whole subject in `openssl -subj` form (`/C=GB/O=Acme, Inc./CN=dev 9`, UTF-8, `+` joins
+   * a multi-valued RDN) in place of `/CN=cn`.
+   */
+  subject?: string;
   /** subjectAltName value, e.g. `DNS:localhost,IP:127.0.0.1` (servers need one). */
   san?: string;
   /** The CA that signs it; default `ca`. */
@@ -53,11 +58,13 @@ export class TestPki {
   /** `NAME.crt` / `NAME.key` signed by a CA made with ca() before. */
   leaf(name: string, options: LeafOptions = {}): this {
     const ca = options.ca ?? 'ca';
+    const subject = options.subject === undefined ? [] : ['-utf8', '-multivalue-rdn'];
     this.openssl(
       'req',
       ...EC_KEY,
+      ...subject,
       '-subj',
-      `/CN=${options.cn ?? name}`,
+      options.subject ?? `/CN=${options.cn ?? name}`,
       '-keyout',
       `${name}.key`,
       '-out',

@@ -244,6 +244,7 @@ export class Broker {
     }
     const conn = new Connection(this, socket, info, remote);
     conn.certificateCommonName = certificateCommonName;
+    if (options?.certificateSubject !== undefined) conn.certificateSubject = options.certificateSubject;
     if (internal) conn.internal = true;
     const mi = options?.maxInflight;
     if (mi !== undefined) {
@@ -261,10 +262,6 @@ export class Broker {
   atConnectionLimit(): boolean {
     const max = this.options.maxConnections;
     return max >= 0 && this.connections.size + this.pendingSockets.size >= max;
-  }
-
-  tlsIdentity(conn: Connection): boolean {
-    return conn.listener.useIdentityAsUsername === true;
   }
 
   private readonly parsers: PacketParser[] = [];

@@ -13,6 +13,7 @@ export { ConfigError, type ConfigWarning, formatWarning } from './config-error.t
 export { createLogger, type Logger, type LoggerOptions, type LogType } from './log.ts';
 export {
   createAuthenticator,
+  HashQueueFullError,
   hashPassword,
   PasswordFile,
   type PasswordHash,

@@ -32,6 +32,7 @@ export async function loadSecurity(cfg: BrokerConfig): Promise<Security> {
 async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
   const out: ListenerOptions = { port: l.port, protocol: l.protocol };
   if (l.host !== undefined) out.host = l.host;
+  if (l.useUsernameAsClientid) out.useUsernameAsClientid = true;
   if (l.certfile === undefined || l.keyfile === undefined) return out;
   const cert = await readBounded(l.certfile, 'certfile', MAX_PEM_BYTES);
   const key = await readBounded(l.keyfile, 'keyfile', MAX_PEM_BYTES);
@@ -52,6 +53,7 @@ async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
     key,
     requireCertificate: l.requireCertificate,
     useIdentityAsUsername: l.useIdentityAsUsername,
+    useSubjectAsUsername: l.useSubjectAsUsername,
   };
   if (ca !== undefined) out.tls.ca = ca;
   return out;
@@ -140,7 +142,9 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
       if (l.cafile) out.push(`  cafile ${l.cafile}`);
       out.push(`  require_certificate ${l.requireCertificate}`);
       out.push(`  use_identity_as_username ${l.useIdentityAsUsername}`);
+      out.push(`  use_subject_as_username ${l.useSubjectAsUsername}`);
     }
+    out.push(`  use_username_as_clientid ${l.useUsernameAsClientid}`);
   }
   if (cfg.localOnly) out.push('# no listener configured: local connections only (as in Mosquitto 2)');
   out.push(`allow_anonymous ${cfg.allowAnonymous}`);

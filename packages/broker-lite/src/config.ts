@@ -25,6 +25,8 @@ export interface ListenerConfig {
   cafile?: string;
   requireCertificate: boolean;
   useIdentityAsUsername: boolean;
+  useSubjectAsUsername: boolean;
+  useUsernameAsClientid: boolean;
   /** Where it was declared (0 for the implicit ones). */
   file: string;
   line: number;
@@ -122,11 +124,9 @@ const UNSUPPORTED: Record<string, string> = {
   capath: 'give the CA certificates in one file with cafile',
   crlfile: 'certificate revocation lists are not supported',
   certfile_password: 'not supported',
-  use_subject_as_username: 'not supported; use use_identity_as_username',
   http_dir: 'not supported',
   bind_interface: 'not supported; give the interface address to listener',
   upgrade_outgoing_qos: 'not supported',
-  use_username_as_clientid: 'not supported',
   auto_id_prefix: 'not supported',
   allow_zero_length_clientid: 'not supported (zero-length client ids are always allowed, as in MQTT 5)',
   dhparamfile: 'not supported',
@@ -224,6 +224,8 @@ const HANDLERS: Record<string, Handler> = {
       protocol: 'mqtt',
       requireCertificate: false,
       useIdentityAsUsername: false,
+      useSubjectAsUsername: false,
+      useUsernameAsClientid: false,
       file: ctx.file,
       line: ctx.line,
     };
@@ -265,6 +267,12 @@ const HANDLERS: Record<string, Handler> = {
   },
   use_identity_as_username(state, ctx, args) {
     listenerFor(state, ctx).useIdentityAsUsername = bool(ctx, args);
+  },
+  use_subject_as_username(state, ctx, args) {
+    listenerFor(state, ctx).useSubjectAsUsername = bool(ctx, args);
+  },
+  use_username_as_clientid(state, ctx, args) {
+    listenerFor(state, ctx).useUsernameAsClientid = bool(ctx, args);
   },
   allow_anonymous(state, ctx, args) {
     state.allowAnonymous = bool(ctx, args);
@@ -562,6 +570,8 @@ function freshState(file: string | undefined, cwd: string): State {
       protocol: 'mqtt',
       requireCertificate: false,
       useIdentityAsUsername: false,
+      useSubjectAsUsername: false,
+      useUsernameAsClientid: false,
       file: main ?? '(command line)',
       line: 0,
     },
@@ -593,6 +603,9 @@ function checkListener(l: ListenerConfig): void {
   if (l.useIdentityAsUsername && !l.requireCertificate) {
     fail(ctx, `use_identity_as_username on port ${l.port} needs require_certificate true`);
   }
+  if (l.useSubjectAsUsername && !l.requireCertificate) {
+    fail(ctx, `use_subject_as_username on port ${l.port} needs require_certificate true`);
+  }
 }
 
 function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
@@ -615,6 +628,8 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
           protocol: 'mqtt',
           requireCertificate: false,
           useIdentityAsUsername: false,
+          useSubjectAsUsername: false,
+          useUsernameAsClientid: false,
           file: '(command line)',
           line: 0,
         });
@@ -630,6 +645,8 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
       protocol: 'mqtt',
       requireCertificate: false,
       useIdentityAsUsername: false,
+      useSubjectAsUsername: false,
+      useUsernameAsClientid: false,
       file: '(default)',
       line: 0,
     });
@@ -651,7 +668,7 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
   if (
     !cfg.allowAnonymous &&
     cfg.passwordFile === undefined &&
-    !cfg.listeners.some((l) => l.useIdentityAsUsername)
+    !cfg.listeners.some((l) => l.useIdentityAsUsername || l.useSubjectAsUsername)
   ) {
     cfg.warnings.push({
       file: cfg.file ?? '(command line)',

@@ -40,6 +40,10 @@ export interface ListenerInfo {
   tls: boolean;
   /** The client certificate's common name is the user name (Mosquitto use_identity_as_username). */
   useIdentityAsUsername: boolean;
+  /** The client certificate's subject is the user name (Mosquitto use_subject_as_username). */
+  useSubjectAsUsername?: boolean;
+  /** The user name replaces the client id (Mosquitto use_username_as_clientid). */
+  useUsernameAsClientid?: boolean;
 }
 
 /** How Broker.accept() treats a connection beyond its listener. */
@@ -52,6 +56,8 @@ export interface AcceptOptions {
   internal?: boolean;
   /** QoS 1/2 in flight towards it, in place of max_inflight_messages (its receive maximum still applies). */
   maxInflight?: number;
+  /** The verified client certificate's subject, RFC 2253 (a use_subject_as_username listener's). */
+  certificateSubject?: string;
 }
 
 export class Connection {
@@ -173,6 +179,13 @@ export class Connection {
   }
   set certificateCommonName(v: string | undefined) {
     if (v !== undefined || this.x !== null) this.extras.certificateCommonName = v;
+  }
+  /** Set on use_subject_as_username listeners only. */
+  get certificateSubject(): string | undefined {
+    return this.x?.certificateSubject;
+  }
+  set certificateSubject(v: string | undefined) {
+    if (v !== undefined || this.x !== null) this.extras.certificateSubject = v;
   }
   /** Own in-flight bound towards the connection; 0 = the broker's max_inflight_messages. */
   get maxInflight(): number {
@@ -534,6 +547,7 @@ const DRAIN_WAITING = 64;
 /** What few connections use: made on the first write of a non-default value. */
 class ConnExtras {
   certificateCommonName: string | undefined = undefined;
+  certificateSubject: string | undefined = undefined;
   remoteName: string | undefined = undefined;
   will: Will | null = null;
   aliases: string[] | null = null;

@@ -12,6 +12,7 @@ import {
 } from '@mqtt-edge/codec';
 import { type Connection, ConnState } from './connection.ts';
 import { pump, resendInflight } from './deliver.ts';
+import { HashQueueFullError } from './login-queue.ts';
 import { NEVER_EXPIRES } from './session.ts';
 
 /** Topic aliases a client may use towards us (Mosquitto's max_topic_alias default). */
@@ -60,12 +61,35 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     }
     if (props.requestProblemInformation === false) conn.problemInfo = false;
   }
-  conn.clientId = clientId;
+  // Mosquitto's order: the certificate names the user (where the listener says so), then
+  // use_username_as_clientid, then the password check, all before the session is touched.
+  const listener = conn.listener;
   let username = p.username;
-  const cn = conn.certificateCommonName;
-  const tls = b.tlsIdentity(conn);
-  if (tls && cn !== undefined) username = cn;
+  const certificateUser = listener.useIdentityAsUsername
+    ? conn.certificateCommonName
+    : listener.useSubjectAsUsername === true
+      ? conn.certificateSubject
+      : null;
+  if (certificateUser === undefined && !conn.internal) {
+    // The listener takes the user from the certificate and this one names none (no CN).
+    conn.clientId = clientId;
+    refuseLater(conn, 'client refused: the certificate names no user', { clientId }, LOGIN_FAILED);
+    return;
+  }
+  if (certificateUser !== null && certificateUser !== undefined) username = certificateUser;
   conn.username = username;
+  if (listener.useUsernameAsClientid === true && !conn.internal) {
+    if (username === undefined) {
+      b.log('notice', 'client refused: use_username_as_clientid and no user name', {
+        clientId,
+        remote: conn.remote,
+      });
+      refuse(conn, ConnectReturnCode.NotAuthorized, ReasonCode.NotAuthorized, 'a user name is required');
+      return;
+    }
+    clientId = username;
+  }
+  conn.clientId = clientId;
   if (conn.internal) {
     accept(conn, p, clientId, assigned);
     return;
@@ -74,29 +98,19 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const decide = (ok: boolean): void => {
     if (conn.closed) return;
     if (!ok) {
-      b.counters.authFailures++;
-      b.log('notice', 'client refused: bad user name or password', {
-        clientId,
-        username,
-        remote: conn.remote,
-      });
-      conn.socket.pause();
-      const timer = setTimeout(() => {
-        refuse(
-          conn,
-          ConnectReturnCode.BadUserNameOrPassword,
-          ReasonCode.BadUserNameOrPassword,
-          'bad credentials',
-        );
-      }, b.authFailureDelayMs);
-      timer.unref();
+      refuseLater(conn, 'client refused: bad user name or password', { clientId, username }, LOGIN_FAILED);
       return;
     }
     accept(conn, p, clientId, assigned);
   };
 
-  if (username === undefined || (tls && cn !== undefined)) {
-    if (username === undefined && !b.options.allowAnonymous) {
+  // A certificate that names the user is the whole login (Mosquitto does not ask the password file).
+  if (certificateUser !== null) {
+    accept(conn, p, clientId, assigned);
+    return;
+  }
+  if (username === undefined) {
+    if (!b.options.allowAnonymous) {
       b.log('notice', 'client refused: anonymous access is off', { clientId, remote: conn.remote });
       refuse(conn, ConnectReturnCode.NotAuthorized, ReasonCode.NotAuthorized, 'anonymous access is off');
       return;
@@ -115,22 +129,69 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     return;
   }
   let result: boolean | Promise<boolean>;
+  const gone = new AbortController();
   try {
-    result = auth.authenticate({ clientId, username, password: p.password, certificateCommonName: cn });
+    result = auth.authenticate({
+      clientId,
+      username,
+      password: p.password,
+      certificateCommonName: conn.certificateCommonName,
+      remoteAddress: addressOf(conn.remote),
+      signal: gone.signal,
+    });
   } catch {
     result = false;
   }
   if (typeof result === 'boolean') decide(result);
   else {
     conn.socket.pause();
+    // A client that hangs up while its password waits to be checked costs no hash.
+    const onClose = (): void => gone.abort();
+    conn.socket.once('close', onClose);
     result.then(
       (ok) => {
+        conn.socket.off('close', onClose);
         if (!conn.closed) conn.socket.resume();
         decide(ok === true);
       },
-      () => decide(false),
+      (err: unknown) => {
+        conn.socket.off('close', onClose);
+        if (!(err instanceof HashQueueFullError)) decide(false);
+        else if (!conn.closed) {
+          // Not "bad password": a real user's client must retry, not give up on its credentials.
+          const code = err.scope === 'source' ? ReasonCode.ConnectionRateExceeded : ReasonCode.ServerBusy;
+          refuseLater(conn, 'client refused: too many logins waiting', { clientId, username }, [
+            ConnectReturnCode.ServerUnavailable,
+            code,
+            err.message,
+          ]);
+        }
+      },
     );
   }
+}
+
+type Refusal = [code3: number, code5: number, reason: string];
+const LOGIN_FAILED: Refusal = [
+  ConnectReturnCode.BadUserNameOrPassword,
+  ReasonCode.BadUserNameOrPassword,
+  'bad credentials',
+];
+
+/** A refused login: counted, logged, answered after the failure delay (slows guessing). */
+function refuseLater(conn: Connection, message: string, fields: Record<string, unknown>, why: Refusal): void {
+  const b = conn.broker;
+  b.counters.authFailures++;
+  b.log('notice', message, { ...fields, remote: conn.remote });
+  conn.socket.pause();
+  const timer = setTimeout(() => refuse(conn, ...why), b.authFailureDelayMs);
+  timer.unref();
+}
+
+/** `address:port` (IPv6 unbracketed) -> the address. */
+function addressOf(remote: string): string {
+  const colon = remote.lastIndexOf(':');
+  return colon < 0 ? remote : remote.slice(0, colon);
 }
 
 /** CONNACK with a refusal, then close. */

@@ -5,7 +5,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Broker } from './broker.ts';
-import type { ListenerInfo } from './connection.ts';
+import { peerCommonName, peerSubject } from './cert-identity.ts';
+import type { AcceptOptions, ListenerInfo } from './connection.ts';
 import type { ListenerOptions } from './options.ts';
 import { createWebSocketServer } from './ws-listener.ts';
 
@@ -19,7 +20,14 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
     protocol: opts.protocol,
     tls: opts.tls !== undefined,
     useIdentityAsUsername: opts.tls?.useIdentityAsUsername === true,
+    useSubjectAsUsername: opts.tls?.useSubjectAsUsername === true,
+    useUsernameAsClientid: opts.useUsernameAsClientid === true,
   };
+  // The subject is printed only where it is the user name (use_identity_as_username wins).
+  const subjectOf = (socket: net.Socket): AcceptOptions | undefined =>
+    info.useSubjectAsUsername && !info.useIdentityAsUsername
+      ? { certificateSubject: peerSubject(socket) }
+      : undefined;
   const t = opts.tls;
   const tlsOptions: tls.TlsOptions | undefined =
     t === undefined
@@ -28,16 +36,16 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
           cert: t.cert,
           key: t.key,
           ca: t.ca,
-          requestCert: t.requireCertificate || t.useIdentityAsUsername,
+          requestCert: t.requireCertificate || t.useIdentityAsUsername || t.useSubjectAsUsername === true,
           rejectUnauthorized: t.requireCertificate,
         };
   let server: net.Server;
   if (opts.protocol === 'websockets') {
-    server = createWebSocketServer(b, info, tlsOptions, commonName);
+    server = createWebSocketServer(b, info, tlsOptions, subjectOf);
   } else if (tlsOptions !== undefined) {
     server = tls.createServer(tlsOptions, (socket) => {
       socket.setNoDelay(true);
-      b.accept(socket, info, undefined, commonName(socket));
+      b.accept(socket, info, undefined, peerCommonName(socket), subjectOf(socket));
     });
   } else {
     server = net.createServer((socket) => {
@@ -63,12 +71,4 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
         server.close(() => resolve());
       }),
   };
-}
-
-function commonName(socket: net.Socket): string | undefined {
-  if (!(socket instanceof tls.TLSSocket)) return undefined;
-  const cert = socket.getPeerCertificate();
-  if (cert === null || typeof cert !== 'object' || !socket.authorized) return undefined;
-  const cn = cert.subject?.CN;
-  return Array.isArray(cn) ? cn[0] : cn;
 }

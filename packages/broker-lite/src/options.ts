@@ -11,8 +11,19 @@ export interface TlsOptions {
   ca?: string;
   /** Mosquitto `require_certificate`. */
   requireCertificate: boolean;
-  /** Mosquitto `use_identity_as_username`: the client certificate's CN becomes the user name. */
+  /**
+   * Mosquitto `use_identity_as_username`: the client certificate's first CN is the user name and
+   * the password file is not consulted (a certificate without a CN is refused). Needs
+   * requireCertificate. Off: the certificate only opens the TLS connection; the CONNECT's user
+   * name and password are checked as on any listener.
+   */
   useIdentityAsUsername: boolean;
+  /**
+   * Mosquitto `use_subject_as_username`: the certificate's whole subject, in the RFC 2253 form
+   * Mosquitto uses (`CN=dev 9,OU=Sensors,O=Acme\, Inc.,C=GB`), is the user name, as above.
+   * useIdentityAsUsername wins when both are set (as in Mosquitto). Default false.
+   */
+  useSubjectAsUsername?: boolean;
 }
 
 export interface ListenerOptions {
@@ -21,6 +32,12 @@ export interface ListenerOptions {
   host?: string;
   protocol: 'mqtt' | 'websockets';
   tls?: TlsOptions;
+  /**
+   * Mosquitto `use_username_as_clientid`: once authenticated, a client's user name is its client
+   * id, so no user can take over another's session (with `%c` ACL patterns, its topics too); a
+   * client without a user name is refused (5 / 0x87). Default false.
+   */
+  useUsernameAsClientid?: boolean;
 }
 
 /** Decides whether a CONNECT may proceed. Called once per connection attempt. */
@@ -31,6 +48,14 @@ export interface Authenticator {
     password: Uint8Array | undefined;
     /** Common name of a verified client certificate, when the listener asked for one. */
     certificateCommonName?: string;
+    /**
+     * The client's address (IPv4 or IPv6, no port; for WebSocket the address of the socket the
+     * upgrade came on). Password checks queue per address so that a flood from one address
+     * cannot hold up the others.
+     */
+    remoteAddress?: string;
+    /** Aborted when the client goes away before the answer: work still waiting may be dropped. */
+    signal?: AbortSignal;
   }): boolean | Promise<boolean>;
 }
 

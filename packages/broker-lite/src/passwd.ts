@@ -2,6 +2,7 @@ import { createHash, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { ConfigError } from './config-error.ts';
+import { sourceKey, withHashSlot } from './login-queue.ts';
 import type { Authenticator } from './options.ts';
 
 /**
@@ -107,53 +108,52 @@ export function parsePasswordFile(text: string, file: string): Map<string, Passw
   return users;
 }
 
-/**
- * PBKDF2 runs on libuv's thread pool (4 threads by default), which the broker's file I/O
- * (persistence) shares. A burst of logins must not starve it, so at most two hashes run at
- * once and the rest wait in a bounded queue; past the bound a login fails at once.
- */
-export const MAX_CONCURRENT_HASHES = 2;
-export const MAX_QUEUED_HASHES = 10_000;
-let running = 0;
-const waiting: Array<() => void> = [];
+export {
+  HashQueueFullError,
+  hashLoad,
+  MAX_CONCURRENT_HASHES,
+  MAX_QUEUED_HASHES,
+  MAX_QUEUED_PER_SOURCE,
+} from './login-queue.ts';
 
-export class HashQueueFullError extends Error {
-  override readonly name = 'HashQueueFullError';
-}
-
-async function pbkdf2Async(password: Uint8Array, salt: Uint8Array, iterations: number): Promise<Buffer> {
-  if (running < MAX_CONCURRENT_HASHES) running++;
-  else if (waiting.length >= MAX_QUEUED_HASHES)
-    throw new HashQueueFullError('too many logins waiting for a hash');
-  // A finished hash hands its slot straight to the next waiter, so `running` never overshoots.
-  else await new Promise<void>((resolve) => waiting.push(resolve));
-  try {
-    return await new Promise<Buffer>((resolve, reject) => {
-      pbkdf2(password, salt, iterations, HASH_BYTES, 'sha512', (err, key) =>
-        err ? reject(err) : resolve(key),
-      );
-    });
-  } finally {
-    const next = waiting.shift();
-    if (next) next();
-    else running--;
-  }
-}
-
-/** For tests: hashes running and waiting. */
-export function hashLoad(): { running: number; waiting: number } {
-  return { running, waiting: waiting.length };
+/** One PBKDF2 on the thread pool, admitted by the login queue under `source` (see login-queue.ts). */
+function pbkdf2Async(
+  password: Uint8Array,
+  salt: Uint8Array,
+  iterations: number,
+  source: string,
+  signal?: AbortSignal,
+): Promise<Buffer> {
+  return withHashSlot(
+    source,
+    () =>
+      new Promise<Buffer>((resolve, reject) => {
+        pbkdf2(password, salt, iterations, HASH_BYTES, 'sha512', (err, key) =>
+          err ? reject(err) : resolve(key),
+        );
+      }),
+    signal,
+  );
 }
 
 function sha512(password: Uint8Array, salt: Uint8Array): Buffer {
   return createHash('sha512').update(password).update(salt).digest();
 }
 
-/** Checks `password` against a stored hash without blocking the event loop, in constant time. */
-export async function verifyHash(hash: PasswordHash, password: Uint8Array): Promise<boolean> {
+/**
+ * Checks `password` against a stored hash without blocking the event loop, in constant time.
+ * `source` (the client's address) is the queue a PBKDF2 waits in; rejects with
+ * HashQueueFullError when that queue is full, with `signal`'s reason once it is aborted.
+ */
+export async function verifyHash(
+  hash: PasswordHash,
+  password: Uint8Array,
+  source?: string,
+  signal?: AbortSignal,
+): Promise<boolean> {
   const computed =
     hash.kind === 'pbkdf2-sha512'
-      ? await pbkdf2Async(password, hash.salt, hash.iterations)
+      ? await pbkdf2Async(password, hash.salt, hash.iterations, sourceKey(source), signal)
       : sha512(password, hash.salt);
   return computed.length === hash.hash.length && timingSafeEqual(computed, hash.hash);
 }
@@ -178,24 +178,47 @@ export async function hashPassword(
   const iterations = options.iterations ?? DEFAULT_ITERATIONS;
   if (!Number.isInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS)
     throw new RangeError(`iterations must be 1..${MAX_ITERATIONS}`);
-  const key = await pbkdf2Async(bytes, salt, iterations);
+  const key = await pbkdf2Async(bytes, salt, iterations, '');
   return `$7$${iterations}$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+/**
+ * What an unknown user is checked against: a random hash of the cost most of the file's entries
+ * have (kind, iterations, salt length; the costlier on a tie), so that the answer takes as long
+ * as a real user's and its timing does not tell who exists. An empty file: the default cost.
+ */
+export function decoyHash(users: ReadonlyMap<string, PasswordLine>): PasswordHash {
+  const costs = new Map<string, { count: number; hash: PasswordHash }>();
+  for (const { hash } of users.values()) {
+    const key = hash.kind === 'sha512' ? `6$${hash.salt.length}` : `7$${hash.iterations}$${hash.salt.length}`;
+    const c = costs.get(key);
+    if (c === undefined) costs.set(key, { count: 1, hash });
+    else c.count++;
+  }
+  const cost = (h: PasswordHash): number => (h.kind === 'sha512' ? 0 : h.iterations);
+  let typical: PasswordHash | undefined;
+  let most = 0;
+  for (const { count, hash } of costs.values()) {
+    if (count > most || (count === most && typical !== undefined && cost(hash) > cost(typical))) {
+      typical = hash;
+      most = count;
+    }
+  }
+  const salt = randomBytes(typical?.salt.length ?? DEFAULT_SALT_BYTES);
+  const hash = randomBytes(HASH_BYTES);
+  if (typical?.kind === 'sha512') return { kind: 'sha512', salt, hash };
+  return { kind: 'pbkdf2-sha512', iterations: typical?.iterations ?? DEFAULT_ITERATIONS, salt, hash };
 }
 
 /** The users of a password file, able to check a login. */
 export class PasswordFile {
   readonly users: ReadonlyMap<string, PasswordLine>;
-  // Unknown users still pay for one hash, so response time does not reveal who exists.
-  private readonly decoy: PasswordHash;
+  /** Unknown users still pay for one hash of the file's usual cost (see decoyHash). */
+  readonly decoy: PasswordHash;
 
   constructor(users: Map<string, PasswordLine>) {
     this.users = users;
-    this.decoy = {
-      kind: 'pbkdf2-sha512',
-      iterations: DEFAULT_ITERATIONS,
-      salt: randomBytes(DEFAULT_SALT_BYTES),
-      hash: randomBytes(HASH_BYTES),
-    };
+    this.decoy = decoyHash(users);
   }
 
   static parse(text: string, file: string): PasswordFile {
@@ -206,16 +229,21 @@ export class PasswordFile {
     return PasswordFile.parse(await readBounded(path, 'password_file', MAX_PASSWORD_FILE_BYTES), path);
   }
 
-  /** A CONNECT without a password fails even for a user whose password is empty (as Mosquitto). */
-  async verify(username: string, password: Uint8Array | undefined): Promise<boolean> {
+  /**
+   * A CONNECT without a password fails even for a user whose password is empty (as Mosquitto).
+   * `source`: the client's address, for fair queueing; rejects with HashQueueFullError when
+   * that address (or everyone) has too many logins waiting: the caller answers "busy", not
+   * "bad password", so that a real user's client retries instead of giving up. `signal`: the
+   * client went away (a login still waiting leaves the queue).
+   */
+  async verify(
+    username: string,
+    password: Uint8Array | undefined,
+    source?: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     const entry = this.users.get(username);
-    let ok: boolean;
-    try {
-      ok = await verifyHash(entry?.hash ?? this.decoy, password ?? new Uint8Array(0));
-    } catch (err) {
-      if (err instanceof HashQueueFullError) return false;
-      throw err;
-    }
+    const ok = await verifyHash(entry?.hash ?? this.decoy, password ?? new Uint8Array(0), source, signal);
     return ok && entry !== undefined && password !== undefined;
   }
 }
@@ -251,19 +279,20 @@ export interface PasswordAuthenticatorOptions {
 }
 
 /**
- * Mosquitto's login rules. Without a password file, Mosquitto lets any user name in with any
- * password when anonymous access is off; broker-lite refuses them instead (only a verified
- * client certificate whose CN is the user name gets in), because that Mosquitto behaviour
- * surprises every user who meets it.
+ * Mosquitto's login rules for a user name and password. Without a password file, Mosquitto lets
+ * any user name in with any password when anonymous access is off; broker-lite refuses them
+ * instead, because that Mosquitto behaviour surprises every user who meets it. A client
+ * certificate never stands in for a password here: it names the user only on a listener with
+ * use_identity_as_username or use_subject_as_username, and then the broker does not ask the
+ * authenticator at all (as Mosquitto).
  */
 export function createAuthenticator(options: PasswordAuthenticatorOptions): Authenticator {
   const { allowAnonymous, passwords } = options;
   return {
     authenticate(req) {
-      if (req.certificateCommonName !== undefined && req.username === req.certificateCommonName) return true;
       if (req.username === undefined) return allowAnonymous;
       if (passwords === undefined) return allowAnonymous;
-      return passwords.verify(req.username, req.password);
+      return passwords.verify(req.username, req.password, req.remoteAddress, req.signal);
     },
   };
 }

@@ -12,7 +12,8 @@ import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import { type ServerOptions, WebSocketServer } from 'ws';
 import type { Broker } from './broker.ts';
-import { type Connection, ConnState, type ListenerInfo, ticks } from './connection.ts';
+import { peerCommonName } from './cert-identity.ts';
+import { type AcceptOptions, type Connection, ConnState, type ListenerInfo, ticks } from './connection.ts';
 import { WebSocketStream } from './ws-stream.ts';
 
 /**
@@ -36,7 +37,8 @@ export function createWebSocketServer(
   b: Broker,
   info: ListenerInfo,
   tlsOptions: tls.TlsOptions | undefined,
-  commonName: (socket: net.Socket) => string | undefined,
+  /** The certificate subject, where the listener makes it the user name. */
+  subjectOf: (socket: net.Socket) => AcceptOptions | undefined,
 ): net.Server {
   const server =
     tlsOptions === undefined ? http.createServer(notAnUpgrade) : https.createServer(tlsOptions, notAnUpgrade);
@@ -75,7 +77,13 @@ export function createWebSocketServer(
       b.pendingSockets.upgraded(socket);
       socket.setNoDelay(true);
       const stream = new WebSocketStream(ws);
-      const conn = b.accept(stream, info, `${socket.remoteAddress}:${socket.remotePort}`, commonName(socket));
+      const conn = b.accept(
+        stream,
+        info,
+        `${socket.remoteAddress}:${socket.remotePort}`,
+        peerCommonName(socket),
+        subjectOf(socket),
+      );
       if (conn !== undefined) limitBeforeConnect(b, socket, conn, beforeConnect);
     });
   });

@@ -145,14 +145,17 @@ describe('hash scheduling', () => {
       peak = Math.max(peak, hashLoad().running);
     }, 0);
     const results = await Promise.all(
-      Array.from({ length: 40 }, (_, i) => f.verify('u', bytes(i % 2 === 0 ? 'pw' : 'nope'))),
+      // four addresses, ten logins each: under the per-address bound of the login queue
+      Array.from({ length: 40 }, (_, i) =>
+        f.verify('u', bytes(i % 2 === 0 ? 'pw' : 'nope'), `10.0.0.${i % 4}`),
+      ),
     );
     clearInterval(timer);
     expect(results.filter(Boolean)).toHaveLength(20);
     expect(results.every((ok, i) => ok === (i % 2 === 0))).toBe(true);
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThanOrEqual(MAX_CONCURRENT_HASHES);
-    expect(hashLoad()).toEqual({ running: 0, waiting: 0 });
+    expect(hashLoad()).toEqual({ running: 0, waiting: 0, sources: 0 });
   });
 });
 
@@ -244,7 +247,7 @@ describe('password file parsing', () => {
 });
 
 describe('authenticator', () => {
-  it('applies allow_anonymous, checks passwords and accepts a verified certificate CN', async () => {
+  it('applies allow_anonymous and checks passwords; a certificate CN is no password (issue 12.1)', async () => {
     const h = await hashPassword('right', { iterations: 10 });
     const passwords = PasswordFile.parse(`alice:${h}\n`, 'f');
     const strict = createAuthenticator({ allowAnonymous: false, passwords });
@@ -263,8 +266,11 @@ describe('authenticator', () => {
     expect(await empty.verify('e', new Uint8Array(0))).toBe(true);
     expect(await empty.verify('e', undefined)).toBe(false);
     expect(await strict.authenticate(req('mallory', 'right'))).toBe(false);
-    expect(await strict.authenticate(req('device-7', undefined, 'device-7'))).toBe(true);
-    expect(await strict.authenticate(req('device-8', undefined, 'device-7'))).toBe(false);
+    // A verified certificate whose CN is the user name does not replace the password.
+    expect(await strict.authenticate(req('alice', undefined, 'alice'))).toBe(false);
+    expect(await strict.authenticate(req('alice', 'wrong', 'alice'))).toBe(false);
+    expect(await strict.authenticate(req('alice', 'right', 'alice'))).toBe(true);
+    expect(await strict.authenticate(req('device-7', undefined, 'device-7'))).toBe(false);
     const open = createAuthenticator({ allowAnonymous: true, passwords });
     expect(await open.authenticate(req())).toBe(true);
     expect(await open.authenticate(req('alice', 'wrong'))).toBe(false);
