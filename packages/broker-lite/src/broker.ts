@@ -396,7 +396,8 @@ export class Broker {
     const tick = ticks();
     const connectTicks = this.options.connectTimeoutSeconds * TICKS_PER_SECOND;
     const slow = this.pendingSockets.expire(tick - connectTicks);
-    if (slow > 0) this.log('notice', 'no WebSocket upgrade in time, closing', { sockets: slow });
+    if (slow > 0)
+      this.log('notice', 'no TLS handshake or WebSocket upgrade in time, closing', { sockets: slow });
     for (const conn of this.connections) {
       if (conn.state === ConnState.AwaitConnect) {
         if (tick - conn.openedAt > connectTicks) {

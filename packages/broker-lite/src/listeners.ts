@@ -8,6 +8,7 @@ import type { Broker } from './broker.ts';
 import { peerCommonName, peerSubject } from './cert-identity.ts';
 import type { AcceptOptions, ListenerInfo } from './connection.ts';
 import type { ListenerOptions } from './options.ts';
+import { holdPending } from './pending-sockets.ts';
 import { createWebSocketServer } from './ws-listener.ts';
 
 export interface BoundListener {
@@ -44,6 +45,7 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
     server = createWebSocketServer(b, info, tlsOptions, subjectOf);
   } else if (tlsOptions !== undefined) {
     server = tls.createServer(tlsOptions, (socket) => {
+      b.pendingSockets.upgraded(socket);
       socket.setNoDelay(true);
       b.accept(socket, info, undefined, peerCommonName(socket), subjectOf(socket));
     });
@@ -53,6 +55,8 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
       b.accept(socket, info);
     });
   }
+  // A TLS handshake is a connection's cost before it is one (Node would wait 120 s for it).
+  if (tlsOptions !== undefined && opts.protocol === 'mqtt') server.on('connection', (s) => holdPending(b, s));
   if (tlsOptions !== undefined)
     server.on('tlsClientError', (err) => b.log('notice', 'TLS handshake failed', { error: err.message }));
   await new Promise<void>((resolve, reject) => {

@@ -1,10 +1,12 @@
 /**
- * Sockets a WebSocket listener accepted that are not MQTT connections yet: in their TLS
- * handshake, sending their HTTP request, or never sending one. Each costs a file descriptor and
+ * Sockets a listener accepted that are not MQTT connections yet: in their TLS handshake (TLS
+ * and WebSocket listeners), sending their HTTP upgrade request, or never sending anything. Each costs a file descriptor and
  * buffers like a connection, so they count in max_connections, get the connect timeout, and
  * are ended by Broker.close() (an HTTP server's close() waits for every socket it has).
  */
 import type net from 'node:net';
+import type { Broker } from './broker.ts';
+import { ticks } from './connection.ts';
 
 interface Pending {
   socket: net.Socket;
@@ -70,4 +72,19 @@ function peerKey(s: net.Socket): string | undefined {
   const remote = s.remoteAddress;
   if (remote === undefined) return undefined;
   return `${remote} ${s.remotePort} ${s.localAddress} ${s.localPort}`;
+}
+
+/**
+ * A listener's raw socket, before any TLS or HTTP byte: refused past max_connections, else held
+ * as pending until it becomes a connection (`upgraded`) or the connect timeout ends it.
+ */
+export function holdPending(b: Broker, socket: net.Socket): void {
+  if (b.atConnectionLimit()) {
+    b.log('notice', 'connection refused: max_connections reached', {
+      remote: `${socket.remoteAddress}:${socket.remotePort}`,
+    });
+    socket.destroy();
+    return;
+  }
+  b.pendingSockets.add(socket, ticks());
 }

@@ -13,7 +13,8 @@ import type tls from 'node:tls';
 import { type ServerOptions, WebSocketServer } from 'ws';
 import type { Broker } from './broker.ts';
 import { peerCommonName } from './cert-identity.ts';
-import { type AcceptOptions, type Connection, ConnState, type ListenerInfo, ticks } from './connection.ts';
+import { type AcceptOptions, type Connection, ConnState, type ListenerInfo } from './connection.ts';
+import { holdPending } from './pending-sockets.ts';
 import { WebSocketStream } from './ws-stream.ts';
 
 /**
@@ -43,16 +44,7 @@ export function createWebSocketServer(
   const server =
     tlsOptions === undefined ? http.createServer(notAnUpgrade) : https.createServer(tlsOptions, notAnUpgrade);
   // The raw TCP socket, before any TLS handshake or HTTP byte.
-  server.on('connection', (socket: net.Socket) => {
-    if (b.atConnectionLimit()) {
-      b.log('notice', 'connection refused: max_connections reached', {
-        remote: `${socket.remoteAddress}:${socket.remotePort}`,
-      });
-      socket.destroy();
-      return;
-    }
-    b.pendingSockets.add(socket, ticks());
-  });
+  server.on('connection', (socket: net.Socket) => holdPending(b, socket));
   // closeTimeout is ws 8.23's (package.json asks for it); @types/ws 8.18 does not list it yet.
   const options: ServerOptions & { closeTimeout: number } = {
     noServer: true,

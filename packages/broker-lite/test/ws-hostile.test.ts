@@ -163,7 +163,7 @@ describe('issue 12.4: slow upgrades get the connect timeout and count in max_con
         expect(ms).toBeLessThan(3000);
       }
       expect(trickle.status).toBe(0);
-      expect(s.logs).toContain('no WebSocket upgrade in time, closing');
+      expect(s.logs).toContain('no TLS handshake or WebSocket upgrade in time, closing');
     } finally {
       clearInterval(timer);
     }
