@@ -139,6 +139,25 @@ describe.skipIf(why !== undefined)(`durable queue on a full disk${why ? ` (skipp
     }
   });
 
+  it('issue 12.12: opening on a full disk is refused typed (NO_SPACE), leaves no empty lock, and works once there is room', async () => {
+    fs = mountTmpfs(1 << 20);
+    const dir = join(fs.dir, 'q');
+    const q = await DurableQueue.open(dir);
+    await q.put(msg(1));
+    await q.close();
+    fs.fill();
+    await expect(DurableQueue.open(dir)).rejects.toMatchObject({
+      name: 'DurableQueueError',
+      code: 'NO_SPACE',
+    });
+    expect(readdirSync(dir)).not.toContain('LOCK');
+    await expect(DurableQueue.open(join(fs.dir, 'fresh'))).rejects.toMatchObject({ code: 'NO_SPACE' });
+    fs.free();
+    const again = await DurableQueue.open(dir);
+    expect(again.read(0, 10).map((e) => keyOf(e.message))).toEqual(['reading-1']);
+    await again.close();
+  });
+
   it('issue 12.12: a process killed while its disk is full leaves nothing unresolved to recover', async () => {
     fs = mountTmpfs(1 << 20);
     const dir = join(fs.dir, 'q');

@@ -108,16 +108,26 @@ export class DurableQueue implements Outbox {
   /** Opens (creating if needed) the queue in `dir`, recovering what a crash left. */
   static async open(dir: string, options?: DurableQueueOptions): Promise<DurableQueue> {
     const o = resolveOptions(options);
-    mkdirSync(dir, { recursive: true, mode: DIR_MODE });
-    const release = acquireLock(dir);
-    let dirFd = -1;
     try {
-      dirFd = openSync(dir, 'r');
-      return new DurableQueue(dir, dirFd, release, o);
+      mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+      const release = acquireLock(dir);
+      let dirFd = -1;
+      try {
+        dirFd = openSync(dir, 'r');
+        return new DurableQueue(dir, dirFd, release, o);
+      } catch (err) {
+        if (dirFd >= 0) closeSync(dirFd);
+        release();
+        throw err;
+      }
     } catch (err) {
-      if (dirFd >= 0) closeSync(dirFd);
-      release();
-      throw err;
+      // a full disk (the lock, the marker or a first segment cannot be written) is told apart:
+      // the caller can wait for room instead of giving up
+      if (err instanceof DurableQueueError || writeErrorCode(err) !== 'NO_SPACE') throw err;
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new DurableQueueError('NO_SPACE', `queue ${dir}: cannot open, the disk is full: ${msg}`, {
+        cause: err,
+      });
     }
   }
 

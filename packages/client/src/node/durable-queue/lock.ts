@@ -85,8 +85,18 @@ export function acquireLock(dir: string): () => void {
     }
     try {
       writeSync(fd, `${process.pid} ${boot} ${startTime(process.pid)}\n`);
-    } finally {
+    } catch (err) {
+      // a full disk: leave no empty lock behind (it would be taken over as stale, but say nothing)
       closeSync(fd);
+      fd = -1;
+      try {
+        unlinkSync(path);
+      } catch {
+        // nothing more to undo
+      }
+      throw err;
+    } finally {
+      if (fd >= 0) closeSync(fd);
     }
     heldHere.add(key);
     return () => {
