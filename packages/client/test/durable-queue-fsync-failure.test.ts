@@ -119,3 +119,34 @@ describe('issue 12.12: a failed fsync', () => {
     await r.close();
   });
 });
+
+describe('issue 12.12: a failure after drop-oldest dropped a put still in flight', () => {
+  it('issue 12.12: the seqs the cursor passed never come back: appends go on in a new segment above it', async () => {
+    const dir = tmp();
+    let clock = 1_000_000;
+    const q = await DurableQueue.open(dir, { maxCount: 2, dropPolicy: 'drop-oldest', now: () => clock });
+    await q.put(msg(1));
+    await q.put(msg(2));
+    q.ack(1);
+    q.ack(2);
+    faults.code = 'EIO';
+    // the third put makes room by dropping the first of the three, still in flight
+    const inFlight = await Promise.allSettled([3, 4, 5].map((k) => q.put(msg(k))));
+    expect(inFlight.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(q.stats()).toMatchObject({ cursor: 3, count: 0, droppedOldest: 1, failed: true });
+    faults.code = null;
+    clock += 1000;
+    const seq = await q.put(msg(6));
+    expect(seq).toBe(4);
+    expect(q.read(0, 10).map((e) => [e.seq, key(e.message)])).toEqual([[4, 'reading-6']]);
+    expect(readdirSync(dir).filter((n) => n.endsWith('.log'))).toContain(
+      `${String(4).padStart(20, '0')}.log`,
+    );
+    q.ack(seq);
+    expect(await q.put(msg(7))).toBe(5);
+    await q.close();
+    const r = await DurableQueue.open(dir);
+    expect(r.read(0, 10).map((e) => [e.seq, key(e.message)])).toEqual([[5, 'reading-7']]);
+    await r.close();
+  });
+});

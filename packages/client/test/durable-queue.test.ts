@@ -416,12 +416,15 @@ describe('bounds', () => {
     const q = await DurableQueue.open(tmp(), {
       maxCount: 10,
       dropPolicy: 'drop-oldest',
-      reportIntervalMs: 30,
+      fsync: 'never', // puts well under the report interval apart: one spell
+      reportIntervalMs: 50,
       onEvent: (e) => events.push(e),
     });
+    const t0 = Date.now();
     for (let i = 0; i < 100; i++) await q.put(msg(i));
+    const loopMs = Date.now() - t0;
     expect(q.stats().droppedOldest).toBe(90);
-    expect(events).toEqual([{ type: 'drop-start', reason: 'maxCount', seq: 1 }]);
+    expect(events[0]).toEqual({ type: 'drop-start', reason: 'maxCount', seq: 1 });
     // a whole interval without a drop ends the spell with its summary
     await expect.poll(() => events.some((e) => e.type === 'drop-summary' && !e.ongoing)).toBe(true);
     const end = events.at(-1);
@@ -432,21 +435,22 @@ describe('bounds', () => {
       firstSeq: 1,
       lastSeq: 90,
     });
-    expect(events.length).toBeLessThanOrEqual(4);
+    // in between, summaries at most one per interval: events follow time, not messages
+    const ongoing = events.slice(1, -1);
+    for (const e of ongoing) expect(e).toMatchObject({ type: 'drop-summary', ongoing: true });
+    expect(ongoing.length).toBeLessThanOrEqual(Math.ceil(loopMs / 50) + 1);
     // the next spell is a new one; close() ends it with its summary
     const before = events.length;
     for (let i = 0; i < 5; i++) await q.put(msg(i, { payload: new Uint8Array(10) }));
     await q.close();
-    expect(events.slice(before)).toEqual([
-      { type: 'drop-start', reason: 'maxCount', seq: 91 },
-      expect.objectContaining({
-        type: 'drop-summary',
-        dropped: 5,
-        firstSeq: 91,
-        lastSeq: 95,
-        ongoing: false,
-      }),
-    ]);
+    const second = events.slice(before);
+    expect(second[0]).toEqual({ type: 'drop-start', reason: 'maxCount', seq: 91 });
+    expect(second.at(-1)).toMatchObject({ type: 'drop-summary', lastSeq: 95, ongoing: false });
+    // (a loaded machine can make one put outlast an interval: then it is two spells, still
+    // every drop counted once in the spells' final summaries)
+    const ends = second.filter((e) => e.type === 'drop-summary' && !e.ongoing);
+    expect(ends.reduce((n, e) => n + (e.type === 'drop-summary' ? e.dropped : 0), 0)).toBe(5);
+    expect(second.filter((e) => e.type === 'drop-start')).toHaveLength(ends.length);
 
     const bytes: DurableQueueEvent[] = [];
     const b = await DurableQueue.open(tmp(), {

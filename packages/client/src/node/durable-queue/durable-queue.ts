@@ -677,6 +677,7 @@ export class DurableQueue implements Outbox {
     const target = segs[keepTo];
     const oldActive = this.active;
     if (target.baseSeq + target.slots === next) {
+      this.ensureLoaded(target); // appends need its arrays (a sealed one may be a summary)
       // a fresh descriptor: the failed one may be what failed (EBADF, EIO of a replugged disk)
       const fd = openSync(target.path, 'r+');
       if (this.activeFd >= 0) this.release(this.activeFd);
