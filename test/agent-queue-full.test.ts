@@ -11,15 +11,15 @@
  *   What is missing at the subscriber is no more than what was counted, and nothing
  *   acknowledged after the outage is missing.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { AgentStatus } from '@mqtt-edge/agent';
 import { hasSocat } from '@mqtt-edge/firmware-sim';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FaultProxy } from './helpers/fault-proxy.ts';
 import {
   AgentProcess,
+  agentStatus,
   Recorder,
   startBrokerLite,
   until,
@@ -38,15 +38,6 @@ afterEach(async () => {
 
 const MAX_COUNT = 40;
 const SENSORS = 4;
-
-/** The agent's status file; undefined before its first write. */
-function status(stateDir: string): AgentStatus | undefined {
-  try {
-    return JSON.parse(readFileSync(path.join(stateDir, 'status.json'), 'utf8')) as AgentStatus;
-  } catch {
-    return undefined;
-  }
-}
 
 describe.skipIf(!socat)('agent (a process, devices on ptys): a full queue', () => {
   for (const policy of ['reject-new', 'drop-oldest'] as const) {
@@ -84,11 +75,11 @@ describe.skipIf(!socat)('agent (a process, devices on ptys): a full queue', () =
       device.start();
 
       const counted = () => {
-        const q = status(stateDir)?.queue;
+        const q = agentStatus(stateDir)?.queue;
         return (policy === 'reject-new' ? q?.rejectedNew : q?.droppedOldest) ?? 0;
       };
       expect(await until(() => counted() >= 200, 15_000)).toBe(true);
-      const full = status(stateDir)!;
+      const full = agentStatus(stateDir)!;
       expect(full.queue.count).toBeLessThanOrEqual(MAX_COUNT);
       expect(full.broker.connected).toBe(false);
       const ackedFrames = () => new Set(device.acks.map((a) => `${a.bootId}:${a.seq}`)).size;
@@ -124,11 +115,11 @@ describe.skipIf(!socat)('agent (a process, devices on ptys): a full queue', () =
         ),
       ).toBe(true);
       await device.stop();
-      expect(await until(() => status(stateDir)?.queue.count === 0, 10_000)).toBe(true);
+      expect(await until(() => agentStatus(stateDir)?.queue.count === 0, 10_000)).toBe(true);
       expect(fw.stats.ringOverwrites).toBe(0);
 
       const v = () => verify([device], rec, SENSORS, []);
-      const final = status(stateDir)!;
+      const final = agentStatus(stateDir)!;
       console.log(
         `agent-queue-full ${policy}:`,
         JSON.stringify({
@@ -167,6 +158,16 @@ describe.skipIf(!socat)('agent (a process, devices on ptys): a full queue', () =
       }
       expect(agent.events('agent-start')).toHaveLength(1);
       expect(await agent.stop()).toBe(0);
+      // issue 12.12: drops are logged when they start and summarised (here at the stop, the
+      // spell being shorter than the report interval), never one line per reading
+      const started = agent.events('queue-dropping').filter((l) => l.ongoing === undefined);
+      const summaries = agent.events('queue-dropped');
+      if (policy === 'drop-oldest') {
+        expect(started).toHaveLength(1);
+        expect(started[0]).toMatchObject({ level: 'warn', reason: 'maxCount', bound: MAX_COUNT });
+        expect(summaries).toHaveLength(1);
+        expect(summaries[0]).toMatchObject({ dropped: final.queue.droppedOldest, ongoing: false });
+      } else expect([...started, ...summaries]).toEqual([]);
     }, 45_000);
   }
 });

@@ -4,9 +4,10 @@
  * recorded, broker-lite in process, a recording subscriber, and the check of the guarantee.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { AgentStatus } from '@mqtt-edge/agent';
 import { Broker } from '@mqtt-edge/broker-lite';
 import { connect, type MqttClient } from '@mqtt-edge/client';
 import {
@@ -98,6 +99,15 @@ export class AgentProcess {
 
   async stop(): Promise<number | null> {
     return this.kill('SIGTERM');
+  }
+}
+
+/** The status file a running agent rewrites in its state dir; undefined before its first write. */
+export function agentStatus(stateDir: string): AgentStatus | undefined {
+  try {
+    return JSON.parse(readFileSync(path.join(stateDir, 'status.json'), 'utf8')) as AgentStatus;
+  } catch {
+    return undefined;
   }
 }
 

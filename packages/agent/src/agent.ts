@@ -9,8 +9,7 @@ import {
   type ClientOptions,
   type ConnectedEvent,
   connect,
-  DurableQueue,
-  type DurableQueueOptions,
+  type DurableQueue,
   type DurableQueueStats,
   type MqttClient,
   type OutboxMessage,
@@ -21,6 +20,7 @@ import type { AgentConfig, SerialPortConfig } from './config.ts';
 import { type DeviceEvent, PortSession } from './device-session.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Mapper } from './mapper.ts';
+import { checkQueueRoom, openQueue } from './queue.ts';
 import { type PortOpener, SerialLink } from './serial-link.ts';
 import { type AgentStatus, writeStatus } from './status.ts';
 
@@ -67,6 +67,8 @@ export class Agent {
   private statusTimer: NodeJS.Timeout | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
   private refusedTimer: NodeJS.Timeout | undefined;
+  /** The status file could not be written: logged once, and once when it can be again. */
+  private statusFileFailing = false;
   private stopping = false;
   private readonly byDevice = new Map<string, Port>();
 
@@ -76,21 +78,19 @@ export class Agent {
     const log = options.log ?? createLogger({ level: c.log.level, format: c.log.format });
     mkdirSync(c.stateDir, { recursive: true });
     const t0 = performance.now();
-    const qo: DurableQueueOptions = { fsync: c.queue.fsync, dropPolicy: c.queue.dropPolicy };
-    if (c.queue.maxBytes !== undefined) qo.maxBytes = c.queue.maxBytes;
-    if (c.queue.maxCount !== undefined) qo.maxCount = c.queue.maxCount;
-    if (c.queue.maxAgeMs !== undefined) qo.maxAgeMs = c.queue.maxAgeMs;
-    if (c.queue.segmentBytes !== undefined) qo.segmentBytes = c.queue.segmentBytes;
-    const queue = await DurableQueue.open(c.queue.dir, qo);
+    const queue = await openQueue(c.queue, log);
     const qs = queue.stats();
     log.log('info', 'queue-open', {
       dir: c.queue.dir,
       messages: qs.count,
       bytes: qs.bytes,
       segments: qs.segments,
+      maxBytes: c.queue.maxBytes,
+      dropPolicy: c.queue.dropPolicy,
       ms: Math.round(performance.now() - t0),
       recovery: qs.recovery,
     });
+    checkQueueRoom(c.queue, log);
     return new Agent(options, log, queue);
   }
 
@@ -378,6 +378,9 @@ export class Agent {
         rejectedNew: q.rejectedNew,
         segments: q.segments,
         failed: q.failed,
+        writeError: q.writeError ?? undefined,
+        writeFailures: q.writeFailures,
+        failedPuts: q.failedPuts,
       },
       ports: this.ports.map((p) => ({
         name: p.config.name,
@@ -397,8 +400,13 @@ export class Agent {
   private writeStatusFile(): void {
     try {
       writeStatus(this.options.config.stateDir, this.snapshot());
+      if (this.statusFileFailing) this.log.log('info', 'status-file-written-again', {});
+      this.statusFileFailing = false;
     } catch (err) {
-      this.log.log('warn', 'status-file-failed', { error: (err as Error).message });
+      // every statusInterval on a full disk: one line, not one every two seconds
+      if (!this.statusFileFailing)
+        this.log.log('warn', 'status-file-failed', { error: (err as Error).message });
+      this.statusFileFailing = true;
     }
   }
 

@@ -131,30 +131,19 @@ export async function main(argv: string[]): Promise<number> {
     });
     return 1;
   }
-  // A failed write or fsync leaves the queue refusing puts until it is reopened: exit non-zero
-  // so the supervisor (systemd Restart=on-failure) restarts the agent and recovery runs.
-  let failed = false;
+  // A failed write or fsync (a full disk) is not a reason to exit: the queue refuses readings
+  // (the devices keep them), logs it, and takes them again by itself once it can write.
   const reason = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
-    const t = setInterval(() => {
-      if (!agent.queueStats().failed) return;
-      clearInterval(t);
-      failed = true;
-      resolve('queue-failed');
-    }, 1000);
-    t.unref();
   });
-  log.log(failed ? 'error' : 'info', failed ? 'queue-failed' : 'signal', {
-    signal: failed ? undefined : reason,
-    note: failed ? 'disk write or fsync failed: exiting so the supervisor restarts the agent' : undefined,
-  });
+  log.log('info', 'signal', { signal: reason });
   // A second signal while draining: stop waiting.
   const force = () => process.exit(1);
   process.once('SIGINT', force);
   process.once('SIGTERM', force);
   await agent.stop();
-  return failed ? 1 : 0;
+  return 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -78,12 +78,22 @@ export interface TopicsConfig {
 export interface QueueConfig {
   dir: string;
   fsync: FsyncSetting;
-  maxBytes?: number;
+  /** Bound on queued topic + payload bytes; DEFAULT_QUEUE_MAX_BYTES unless configured. */
+  maxBytes: number;
   maxCount?: number;
   maxAgeMs?: number;
   dropPolicy: 'reject-new' | 'drop-oldest';
   segmentBytes?: number;
 }
+
+/**
+ * The queue's default bound (issue 12.12): an unbounded queue fills the gateway's disk during a
+ * long broker outage, and the system (logs, other services) with it. 256 MiB of readings is
+ * about 1.5 million JSON readings, days of a busy gateway, well inside any SD card. With the
+ * default drop policy `drop-oldest` a full queue keeps the newest readings, which is what a
+ * dashboard wants after an outage, and counts and logs what it drops.
+ */
+export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
 
 export interface AgentConfig {
   id: string;
@@ -639,15 +649,14 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
   const queue: QueueConfig = {
     dir: r.filePath('queue.dir', q.dir) ?? path.join(stateDir, 'queue'),
     fsync,
+    maxBytes: r.size('queue.maxBytes', q.maxBytes, 1024, Number.MAX_SAFE_INTEGER) ?? DEFAULT_QUEUE_MAX_BYTES,
     dropPolicy: r.oneOf(
       'queue.dropPolicy',
       q.dropPolicy,
       ['reject-new', 'drop-oldest'] as const,
-      'reject-new',
+      'drop-oldest',
     ),
   };
-  const maxBytes = r.size('queue.maxBytes', q.maxBytes, 1024, Number.MAX_SAFE_INTEGER);
-  if (maxBytes !== undefined) queue.maxBytes = maxBytes;
   const maxCount = r.int('queue.maxCount', q.maxCount, 1, Number.MAX_SAFE_INTEGER);
   if (maxCount !== undefined) queue.maxCount = maxCount;
   const maxAgeMs = r.duration('queue.maxAge', q.maxAge, 1000, 10 * 365 * 86_400_000);

@@ -41,7 +41,12 @@ export interface AgentStatus {
     droppedOldest: number;
     rejectedNew: number;
     segments: number;
+    /** A write or fsync failed and no reading has been stored since (readings are not ACKed). */
     failed: boolean;
+    writeError?: { code: string; message: string; since: number };
+    writeFailures?: number;
+    /** Readings refused because of a failed write since the start (never ACKed). */
+    failedPuts?: number;
   };
   ports: PortStatus[];
   counters: Record<string, number>;
@@ -95,7 +100,7 @@ export function formatStatus(
   );
   const q = s.queue;
   lines.push(
-    `queue ${q.dir}: ${q.count} messages (${q.bytes} bytes), oldest ${ago(q.oldestAgeMs)}, ${q.segments} segments, dropped ${q.droppedOldest}, rejected ${q.rejectedNew}${q.failed ? ', FAILED (disk error)' : ''}`,
+    `queue ${q.dir}: ${q.count} messages (${q.bytes} bytes), oldest ${ago(q.oldestAgeMs)}, ${q.segments} segments, dropped ${q.droppedOldest}, rejected ${q.rejectedNew}${q.failed ? `, NOT WRITABLE (${q.writeError?.code ?? 'disk error'}${q.writeError ? ` for ${ago(now - q.writeError.since)}` : ''}): readings are not acknowledged` : ''}`,
   );
   for (const p of s.ports) {
     const c = p.counters;

@@ -30,11 +30,19 @@ describe('config: defaults', () => {
     expect(c.stateDir).toBe('/var/lib/a');
     expect(c.queue.dir).toBe('/var/lib/a/queue');
     expect(c.queue.fsync).toBe('batch');
-    expect(c.queue.dropPolicy).toBe('reject-new');
     expect(c.mqtt).toMatchObject({ version: 5, qos: 1, keepalive: 30 });
     expect(c.mqtt.clientId).toBe(`mqtt-edge-agent-${c.id}`);
     expect(c.topics).toEqual({ prefix: 'sensors', reading: '{prefix}/{device}/{sensor}', payload: 'json' });
     expect(c.serial).toEqual([{ name: 'ttyUSB0', path: '/dev/ttyUSB0', baud: 115200, framing: 'native' }]);
+  });
+
+  it('issue 12.12: the queue is bounded by default (256 MiB, drop-oldest); reject-new stays available', () => {
+    const c = parseConfig(minimal, { env: {} });
+    expect(c.queue).toMatchObject({ maxBytes: 256 * 2 ** 20, dropPolicy: 'drop-oldest' });
+    expect(c.queue.maxCount).toBeUndefined();
+    expect(c.queue.maxAgeMs).toBeUndefined();
+    const strict = parseConfig({ ...minimal, queue: { dropPolicy: 'reject-new' } }, { env: {} });
+    expect(strict.queue).toMatchObject({ maxBytes: 256 * 2 ** 20, dropPolicy: 'reject-new' });
   });
 
   it('resolves relative paths against the config directory', () => {

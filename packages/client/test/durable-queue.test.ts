@@ -12,7 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OutboxFullError, type OutboxMessage } from '../src/core/outbox.ts';
-import { crc32c, DurableQueue, DurableQueueError } from '../src/node/durable-queue/index.ts';
+import {
+  crc32c,
+  DurableQueue,
+  DurableQueueError,
+  type DurableQueueEvent,
+} from '../src/node/durable-queue/index.ts';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -188,6 +193,29 @@ describe('DurableQueue basics', () => {
     const q2 = await DurableQueue.open(dir);
     expect(q2.read(0, 10).map((e) => e.seq)).toEqual([1]);
     expect(await q2.put(msg(2))).toBe(2);
+    await q2.close();
+  });
+
+  it('issue 12.12: a write failing on a broken descriptor (EBADF) is retried on a fresh one: the queue goes on without being reopened', async () => {
+    const dir = tmp();
+    let clock = 1_000_000;
+    const q = await DurableQueue.open(dir, { retryIntervalMs: 100, now: () => clock });
+    expect(await q.put(msg(1))).toBe(1);
+    const internals = q as unknown as { activeFd: number };
+    const original = internals.activeFd;
+    internals.activeFd = openSync(join(dir, '00000000000000000001.log'), 'r');
+    await expect(q.put(msg(2))).rejects.toMatchObject({ name: 'DurableQueueError', code: 'FAILED' });
+    expect(q.stats().writeError).toMatchObject({ code: 'FAILED' });
+    closeSync(original);
+    clock += 99; // within retryIntervalMs of the failure: refused without a try
+    await expect(q.put(msg(0))).rejects.toMatchObject({ code: 'FAILED' });
+    clock += 1;
+    expect(await q.put(msg(3))).toBe(2);
+    expect(q.stats()).toMatchObject({ failed: false, writeError: null, writeFailures: 1, failedPuts: 2 });
+    expect(q.read(0, 10).map((e) => text(e.message.payload))).toEqual(['payload-1', 'payload-3']);
+    await q.close();
+    const q2 = await DurableQueue.open(dir);
+    expect(q2.read(0, 10).map((e) => text(e.message.payload))).toEqual(['payload-1', 'payload-3']);
     await q2.close();
   });
 
@@ -381,6 +409,60 @@ describe('bounds', () => {
     await expect(q3.put(msg(9, { payload: new Uint8Array(100) }))).rejects.toBeInstanceOf(OutboxFullError);
     expect(q3.stats()).toMatchObject({ count: 2, rejectedNew: 1 });
     await q3.close();
+  });
+
+  it('issue 12.12: drops are reported once when they start and in summaries, never one event per message', async () => {
+    const events: DurableQueueEvent[] = [];
+    const q = await DurableQueue.open(tmp(), {
+      maxCount: 10,
+      dropPolicy: 'drop-oldest',
+      fsync: 'never', // puts well under the report interval apart: one spell
+      reportIntervalMs: 50,
+      onEvent: (e) => events.push(e),
+    });
+    const t0 = Date.now();
+    for (let i = 0; i < 100; i++) await q.put(msg(i));
+    const loopMs = Date.now() - t0;
+    expect(q.stats().droppedOldest).toBe(90);
+    expect(events[0]).toEqual({ type: 'drop-start', reason: 'maxCount', seq: 1 });
+    // a whole interval without a drop ends the spell with its summary
+    await expect.poll(() => events.some((e) => e.type === 'drop-summary' && !e.ongoing)).toBe(true);
+    const end = events.at(-1);
+    expect(end).toMatchObject({
+      type: 'drop-summary',
+      ongoing: false,
+      dropped: 90,
+      firstSeq: 1,
+      lastSeq: 90,
+    });
+    // in between, summaries at most one per interval: events follow time, not messages
+    const ongoing = events.slice(1, -1);
+    for (const e of ongoing) expect(e).toMatchObject({ type: 'drop-summary', ongoing: true });
+    expect(ongoing.length).toBeLessThanOrEqual(Math.ceil(loopMs / 50) + 1);
+    // the next spell is a new one; close() ends it with its summary
+    const before = events.length;
+    for (let i = 0; i < 5; i++) await q.put(msg(i, { payload: new Uint8Array(10) }));
+    await q.close();
+    const second = events.slice(before);
+    expect(second[0]).toEqual({ type: 'drop-start', reason: 'maxCount', seq: 91 });
+    expect(second.at(-1)).toMatchObject({ type: 'drop-summary', lastSeq: 95, ongoing: false });
+    // (a loaded machine can make one put outlast an interval: then it is two spells, still
+    // every drop counted once in the spells' final summaries)
+    const ends = second.filter((e) => e.type === 'drop-summary' && !e.ongoing);
+    expect(ends.reduce((n, e) => n + (e.type === 'drop-summary' ? e.dropped : 0), 0)).toBe(5);
+    expect(second.filter((e) => e.type === 'drop-start')).toHaveLength(ends.length);
+
+    const bytes: DurableQueueEvent[] = [];
+    const b = await DurableQueue.open(tmp(), {
+      maxBytes: 100,
+      dropPolicy: 'drop-oldest',
+      onEvent: (e) => bytes.push(e),
+    });
+    for (let i = 0; i < 20; i++) await b.put(msg(i));
+    await b.close();
+    expect(bytes.map((e) => e.type)).toEqual(['drop-start', 'drop-summary']);
+    expect(bytes[0]).toMatchObject({ reason: 'maxBytes', seq: 1 });
+    expect(bytes[1]).toMatchObject({ dropped: b.stats().droppedOldest });
   });
 
   it('drop-oldest skips acked entries above the cursor and drops only live ones', async () => {

@@ -13,6 +13,7 @@ import {
   fdatasyncSync,
   fstatSync,
   fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   statSync,
@@ -21,9 +22,10 @@ import {
 import { join } from 'node:path';
 import type { Outbox, OutboxEntry, OutboxMessage, OutboxStats } from '../../core/outbox.ts';
 import { OutboxFullError } from '../../core/outbox.ts';
-import { DurableQueueError } from './errors.ts';
+import { DurableQueueError, writeErrorCode } from './errors.ts';
+import { type DropReason, DropSpells, type DurableQueueEvent } from './events.ts';
 import { writeCursor, writeCursorSync } from './files.ts';
-import { closeQuietly, fdatasyncP, fsyncP, writeFully } from './io.ts';
+import { closeQuietly, DIR_MODE, FILE_MODE, fdatasyncP, fsyncP, writeFully } from './io.ts';
 import { acquireLock } from './lock.ts';
 import { type DurableQueueOptions, type ResolvedOptions, resolveOptions } from './options.ts';
 import {
@@ -41,7 +43,16 @@ import {
   writeSegmentHeader,
 } from './record.ts';
 import { type RecoveryStats, recoverQueue } from './recovery.ts';
-import { ABSENT, DONE, FileWindow, LIVE, Segment, scanSegment, segmentName } from './segment.ts';
+import {
+  ABSENT,
+  DONE,
+  FileWindow,
+  LIVE,
+  MAX_SEGMENT_FILE_BYTES,
+  Segment,
+  scanSegment,
+  segmentName,
+} from './segment.ts';
 import { loadIndex, removeIndex, writeIndex } from './segment-index.ts';
 
 /** An entry as the durable queue returns it: `storedAt` lets a sender shorten message expiry. */
@@ -61,8 +72,17 @@ export interface DurableQueueStats extends OutboxStats {
   /** Records whose CRC failed when read back after open (rot while running), skipped. */
   corruptOnRead: number;
   cursorWriteErrors: number;
-  /** A write or fsync failed: puts are refused until the queue is reopened. */
+  /**
+   * A write or fsync failed and no put has been stored since: puts are refused (typed
+   * NO_SPACE / FAILED) and retried every retryIntervalMs. Clears by itself once a put is stored.
+   */
   failed: boolean;
+  /** The standing failure, null when writes work. */
+  writeError: { code: 'NO_SPACE' | 'FAILED'; message: string; since: number } | null;
+  /** Failed writes and fsyncs since the open. */
+  writeFailures: number;
+  /** Puts rejected because of a failed write or fsync since the open (never reported stored). */
+  failedPuts: number;
   recovery: RecoveryStats;
 }
 
@@ -88,16 +108,26 @@ export class DurableQueue implements Outbox {
   /** Opens (creating if needed) the queue in `dir`, recovering what a crash left. */
   static async open(dir: string, options?: DurableQueueOptions): Promise<DurableQueue> {
     const o = resolveOptions(options);
-    mkdirSync(dir, { recursive: true });
-    const release = acquireLock(dir);
-    let dirFd = -1;
     try {
-      dirFd = openSync(dir, 'r');
-      return new DurableQueue(dir, dirFd, release, o);
+      mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+      const release = acquireLock(dir);
+      let dirFd = -1;
+      try {
+        dirFd = openSync(dir, 'r');
+        return new DurableQueue(dir, dirFd, release, o);
+      } catch (err) {
+        if (dirFd >= 0) closeSync(dirFd);
+        release();
+        throw err;
+      }
     } catch (err) {
-      if (dirFd >= 0) closeSync(dirFd);
-      release();
-      throw err;
+      // a full disk (the lock, the marker or a first segment cannot be written) is told apart:
+      // the caller can wait for room instead of giving up
+      if (err instanceof DurableQueueError || writeErrorCode(err) !== 'NO_SPACE') throw err;
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new DurableQueueError('NO_SPACE', `queue ${dir}: cannot open, the disk is full: ${msg}`, {
+        cause: err,
+      });
     }
   }
 
@@ -148,7 +178,23 @@ export class DurableQueue implements Outbox {
   private readSeg: Segment | null = null;
   private readFd = -1;
 
+  /** Set from a failed write or fsync until resume() made the queue writable again. */
   private failure: DurableQueueError | null = null;
+  /** From a failure until a put is stored again (several failures can make up one). */
+  private episode: {
+    since: number;
+    code: 'NO_SPACE' | 'FAILED';
+    error: string;
+    rejectedPuts: number;
+    failures: number;
+    reportedAt: number;
+  } | null = null;
+  /** What the failure left on disk above readableSeq still has to be cut off. */
+  private cutPending = false;
+  private lastRetry = Number.NEGATIVE_INFINITY;
+  private writeFailures = 0;
+  private failedPuts = 0;
+  private readonly drops: DropSpells;
   private closed = false;
   private closePromise: Promise<void> | null = null;
 
@@ -158,6 +204,7 @@ export class DurableQueue implements Outbox {
     private readonly releaseLock: () => void,
     private readonly o: ResolvedOptions,
   ) {
+    this.drops = new DropSpells(o.reportIntervalMs, (e) => this.emit(e));
     this.recover();
     if (o.fsync === 'interval') {
       this.intervalTimer = setInterval(() => this.requestSync(), o.intervalMs);
@@ -186,12 +233,27 @@ export class DurableQueue implements Outbox {
     this.advanceCursor();
   }
 
-  private createSegment(baseSeq: number): void {
+  /**
+   * `replace`: a file of that name may be there and is not one of ours (a failed creation left
+   * it): overwrite it. Otherwise an existing file is an error, not something to write over.
+   */
+  private createSegment(baseSeq: number, replace = false): void {
     const path = join(this.dir, segmentName(baseSeq));
-    const fd = openSync(path, 'wx+', 0o644);
-    const h = Buffer.alloc(SEGMENT_HEADER_BYTES);
-    writeSegmentHeader(h);
-    writeFully(fd, h, SEGMENT_HEADER_BYTES, 0);
+    const fd = openSync(path, replace ? 'w+' : 'wx+', FILE_MODE);
+    try {
+      const h = Buffer.alloc(SEGMENT_HEADER_BYTES);
+      writeSegmentHeader(h);
+      writeFully(fd, h, SEGMENT_HEADER_BYTES, 0);
+    } catch (err) {
+      // a full disk can refuse even the header: leave no half-made segment behind
+      closeQuietly(fd);
+      try {
+        unlinkSync(path);
+      } catch {
+        // recovery resets a headerless last segment, and resume() replaces it
+      }
+      throw err;
+    }
     const seg = new Segment(baseSeq, path);
     this.segments.push(seg);
     this.active = seg;
@@ -204,7 +266,7 @@ export class DurableQueue implements Outbox {
 
   put(message: OutboxMessage): Promise<number> {
     if (this.closed) return Promise.reject(new DurableQueueError('CLOSED', `queue ${this.dir} is closed`));
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.failure !== null && !this.tryResume()) return this.refuse();
     let p: ReturnType<typeof prepare>;
     try {
       p = prepare(message);
@@ -279,22 +341,28 @@ export class DurableQueue implements Outbox {
     }
     if (messageBytes > maxBytes) return false;
     this.dropExpired(now);
-    while (
-      this.liveCount > 0 &&
-      (this.liveCount + 1 > maxCount || this.liveBytes + messageBytes > maxBytes)
-    ) {
-      if (!this.dropOldest()) return false;
+    while (this.liveCount > 0) {
+      const reason: DropReason | null =
+        this.liveCount + 1 > maxCount
+          ? 'maxCount'
+          : this.liveBytes + messageBytes > maxBytes
+            ? 'maxBytes'
+            : null;
+      if (reason === null) break;
+      if (!this.dropOldest(reason)) return false;
     }
     return true;
   }
 
   private dropExpired(now: number): void {
     if (this.o.maxAgeMs === Number.POSITIVE_INFINITY) return;
-    while (this.liveCount > 0 && now - this.oldestTime() > this.o.maxAgeMs) if (!this.dropOldest()) return;
+    while (this.liveCount > 0 && now - this.oldestTime() > this.o.maxAgeMs) {
+      if (!this.dropOldest('maxAge')) return;
+    }
   }
 
   /** False when the oldest record's segment cannot be read just now (nothing dropped). */
-  private dropOldest(): boolean {
+  private dropOldest(reason: DropReason): boolean {
     const seq = this.cursor + 1;
     const seg = this.segments[this.segmentIndex(seq)];
     if (!this.tryLoad(seg)) return false;
@@ -304,6 +372,7 @@ export class DurableQueue implements Outbox {
     if (slot < seg.slots && seg.state[slot] === LIVE) {
       this.markDone(seg, slot);
       this.droppedOldest++;
+      this.drops.dropped(seq, reason);
     }
     const before = this.cursor;
     this.advanceCursor();
@@ -414,7 +483,10 @@ export class DurableQueue implements Outbox {
   }
 
   private resolveWaiters(upTo: number): void {
-    if (upTo > this.readableSeq) this.readableSeq = upTo;
+    if (upTo > this.readableSeq) {
+      this.readableSeq = upTo;
+      if (this.episode !== null) this.recovered();
+    }
     const { waitSeq, waitResolve } = this;
     let h = this.waitHead;
     while (h < waitSeq.length && waitSeq[h] <= upTo) {
@@ -437,22 +509,202 @@ export class DurableQueue implements Outbox {
 
   /**
    * A failed write or fsync leaves the page cache in an unknown state (Linux may have dropped
-   * the dirty pages), so no later fsync can vouch for these records: every waiting put is
-   * rejected, new puts are refused, and reopening lets recovery decide what is on disk.
+   * the dirty pages), so no later fsync can vouch for what was written since the last good one:
+   * every waiting put is rejected (never reported stored), what they wrote is cut off the files
+   * (a torn record included), and puts are refused until resume() succeeds. What put() already
+   * resolved stays: under 'batch' it was fsynced before it resolved.
    */
   private fail(err: unknown): void {
     if (this.failure) return;
+    this.writeFailures++;
+    const code = writeErrorCode(err);
     const msg = err instanceof Error ? err.message : String(err);
-    this.failure = new DurableQueueError('FAILED', `queue ${this.dir}: write or fsync failed: ${msg}`, {
-      cause: err,
-    });
+    const what = code === 'NO_SPACE' ? 'the disk is full' : 'a write or fsync failed';
+    this.failure = new DurableQueueError(code, `queue ${this.dir}: ${what}: ${msg}`, { cause: err });
+    const rejected = this.waitSeq.length - this.waitHead;
     for (let h = this.waitHead; h < this.waitSeq.length; h++) this.waitReject[h](this.failure);
     this.waitSeq.length = 0;
     this.waitResolve.length = 0;
     this.waitReject.length = 0;
     this.waitHead = 0;
+    this.failedPuts += rejected;
     if (this.intervalTimer) clearInterval(this.intervalTimer);
     this.intervalTimer = null;
+    this.cutPending = true;
+    this.lastRetry = this.o.now(); // the first retry comes retryIntervalMs after the failure
+    try {
+      this.cutBack();
+    } catch {
+      // resume() cuts again before anything is written; a crash first leaves it to recovery
+    }
+    const e = this.episode;
+    if (e !== null) {
+      e.failures++;
+      e.rejectedPuts += rejected;
+      return;
+    }
+    const now = Date.now();
+    this.episode = { since: now, code, error: msg, rejectedPuts: rejected, failures: 1, reportedAt: now };
+    this.emit({ type: 'write-failed', code, error: msg, rejectedPuts: rejected });
+  }
+
+  /** A put refused while a failure stands: typed, counted, summarised now and then. */
+  private refuse(): Promise<number> {
+    this.failedPuts++;
+    const e = this.episode;
+    if (e !== null) {
+      e.rejectedPuts++;
+      const now = Date.now();
+      if (now - e.reportedAt >= this.o.reportIntervalMs) {
+        e.reportedAt = now;
+        const { code, error, rejectedPuts, failures } = e;
+        this.emit({ type: 'write-failing', code, error, forMs: now - e.since, rejectedPuts, failures });
+      }
+    }
+    return Promise.reject(this.failure);
+  }
+
+  /** A put was stored after a failure. */
+  private recovered(): void {
+    const e = this.episode!;
+    this.episode = null;
+    const { rejectedPuts, failures } = e;
+    this.emit({ type: 'write-recovered', forMs: Date.now() - e.since, rejectedPuts, failures });
+  }
+
+  private emit(event: DurableQueueEvent): void {
+    try {
+      this.o.onEvent?.(event);
+    } catch {
+      // a listener's bug must not break the queue's bookkeeping
+    }
+  }
+
+  /**
+   * Cuts every record above readableSeq (their puts were rejected) from memory and from the
+   * files, with whatever torn bytes follow, and makes the cut durable. Idempotent; throws when a
+   * file cannot be cut (resume() tries again before writing).
+   */
+  private cutBack(): void {
+    const keep = this.readableSeq;
+    this.pendingLen = 0;
+    this.writtenSeq = keep;
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const seg = this.segments[i];
+      if (seg !== this.active && seg.endSeq <= keep) break;
+      this.cutSegment(seg, keep);
+    }
+    this.cutPending = false;
+  }
+
+  private cutSegment(seg: Segment, keep: number): void {
+    this.ensureLoaded(seg);
+    const keepSlots = Math.max(0, Math.min(seg.slots, keep - seg.baseSeq + 1));
+    if (keepSlots < seg.slots) {
+      const { state, sizes } = seg;
+      for (let slot = keepSlots; slot < seg.slots; slot++) {
+        if (state[slot] !== LIVE) continue;
+        seg.live--;
+        seg.liveBytes -= sizes[slot];
+        this.liveCount--;
+        this.liveBytes -= sizes[slot];
+      }
+      seg.size = seg.offsets[keepSlots];
+      seg.slots = keepSlots;
+      if (seg !== this.active) removeIndex(seg.path);
+    }
+    // the read window may hold the bytes cut here, and new records will take their offsets
+    if (this.readSeg === seg) this.win.attach(this.readFd);
+    const fd = openSync(seg.path, 'r+');
+    try {
+      if (fstatSync(fd).size > seg.size) {
+        ftruncateSync(fd, seg.size);
+        fdatasyncSync(fd);
+      }
+    } finally {
+      closeQuietly(fd);
+    }
+  }
+
+  /**
+   * Tries to make the queue writable again after a failure, at most every retryIntervalMs: cut
+   * back what is left to cut, then take appends again. Whether the disk has room is only known
+   * by writing: the put that called this is written next, and only its success ends the failure
+   * (recovered()). False while fsync rounds of the failure are still running, or on an error.
+   */
+  private tryResume(): boolean {
+    if (this.syncs.length > 0 || this.closed) return false;
+    const t = this.o.now();
+    if (t - this.lastRetry < this.o.retryIntervalMs) return false;
+    this.lastRetry = t;
+    try {
+      this.resume();
+      return true;
+    } catch (err) {
+      if (this.episode !== null) this.episode.error = err instanceof Error ? err.message : String(err);
+      return false;
+    }
+  }
+
+  /** Closes a segment's fd that resume() takes out of use, flushed on the way if it can be. */
+  private release(fd: number): void {
+    this.dirtyFds.delete(fd);
+    try {
+      fdatasyncSync(fd);
+    } catch {
+      // nothing resolved depends on it under 'batch'; the other policies never promised it
+    }
+    closeQuietly(fd);
+  }
+
+  /**
+   * Appends continue in the last segment when seqs can follow on in it (the usual case: only
+   * rejected seqs above readableSeq are taken again, and no caller ever saw those). When the
+   * cursor passed readableSeq (drop-oldest dropped a put still in flight) those seqs are done
+   * and must not come back: a new segment starts above the cursor.
+   */
+  private resume(): void {
+    if (this.cutPending) this.cutBack();
+    // sealed segments waiting for the fsync the failure cancelled: what they keep was either
+    // fsynced before its put resolved ('batch') or is flushed now as the policy allows
+    for (const fd of this.closeAfterSync.splice(0)) this.release(fd);
+    const sealed = this.indexAfterSync.splice(0);
+    const next = Math.max(this.readableSeq, this.cursor) + 1;
+    const segs = this.segments;
+    let keepTo = segs.length - 1;
+    // trailing segments left empty by the cut: one whose first seq is `next` can take appends
+    while (keepTo > 0 && segs[keepTo].slots === 0 && segs[keepTo].baseSeq !== next) keepTo--;
+    const target = segs[keepTo];
+    const oldActive = this.active;
+    if (target.baseSeq + target.slots === next) {
+      this.ensureLoaded(target); // appends need its arrays (a sealed one may be a summary)
+      // a fresh descriptor: the failed one may be what failed (EBADF, EIO of a replugged disk)
+      const fd = openSync(target.path, 'r+');
+      if (this.activeFd >= 0) this.release(this.activeFd);
+      this.activeFd = fd;
+      this.active = target;
+      removeIndex(target.path);
+    } else {
+      if (this.activeFd >= 0) this.release(this.activeFd);
+      this.activeFd = -1;
+      this.createSegment(next, true);
+      segs.splice(segs.length - 1, 1);
+      segs.splice(keepTo + 1, 0, this.active);
+      keepTo++;
+    }
+    for (const seg of segs.splice(keepTo + 1)) this.removeSegment(seg);
+    for (const seg of [...sealed, oldActive]) {
+      if (seg !== this.active && !seg.deleted && seg.slots > 0) this.indexSealed(seg);
+    }
+    this.nextSeq = next;
+    this.writtenSeq = next - 1;
+    this.readableSeq = Math.max(this.readableSeq, next - 1);
+    this.failure = null;
+    if (this.o.fsync === 'interval' && this.intervalTimer === null && !this.closed) {
+      this.intervalTimer = setInterval(() => this.requestSync(), this.o.intervalMs);
+      this.intervalTimer.unref();
+    }
+    this.advanceCursor();
   }
 
   /** Resolves once everything put so far is written and fsynced, whatever the fsync policy. */
@@ -529,7 +781,7 @@ export class DurableQueue implements Outbox {
       fd = openSync(seg.path, 'r');
       const r = scanSegment(
         fd,
-        fstatSync(fd).size,
+        Math.min(fstatSync(fd).size, MAX_SEGMENT_FILE_BYTES),
         seg.baseSeq,
         ceil,
         seg.path,
@@ -682,21 +934,23 @@ export class DurableQueue implements Outbox {
       this.cursor = Math.max(this.cursor, seg.baseSeq + slot - 1);
       if (slot < slots) break;
     }
-    while (segs.length > 1 && this.cursor >= segs[1].baseSeq - 1) {
-      const seg = segs.shift()!;
-      seg.deleted = true;
-      removeIndex(seg.path);
-      if (this.readSeg === seg) {
-        closeSync(this.readFd);
-        this.readFd = -1;
-        this.readSeg = null;
-        this.win.detach();
-      }
-      try {
-        unlinkSync(seg.path);
-      } catch {
-        // already gone: nothing to free
-      }
+    while (segs.length > 1 && this.cursor >= segs[1].baseSeq - 1) this.removeSegment(segs.shift()!);
+  }
+
+  /** Deletes the files of a segment taken out of `segments`. */
+  private removeSegment(seg: Segment): void {
+    seg.deleted = true;
+    removeIndex(seg.path);
+    if (this.readSeg === seg) {
+      closeSync(this.readFd);
+      this.readFd = -1;
+      this.readSeg = null;
+      this.win.detach();
+    }
+    try {
+      unlinkSync(seg.path);
+    } catch {
+      // already gone: nothing to free
     }
   }
 
@@ -765,7 +1019,13 @@ export class DurableQueue implements Outbox {
       fsyncs: this.fsyncs,
       corruptOnRead: this.corruptOnRead,
       cursorWriteErrors: this.cursorWriteErrors,
-      failed: this.failure !== null,
+      failed: this.episode !== null,
+      writeError:
+        this.episode === null
+          ? null
+          : { code: this.episode.code, message: this.episode.error, since: this.episode.since },
+      writeFailures: this.writeFailures,
+      failedPuts: this.failedPuts,
       recovery: { ...this.recovery },
     };
   }
@@ -783,6 +1043,7 @@ export class DurableQueue implements Outbox {
     if (this.cursorTimer) clearTimeout(this.cursorTimer);
     this.intervalTimer = null;
     this.cursorTimer = null;
+    this.drops.end();
     try {
       await this.flush();
       this.resolveWaiters(this.writtenSeq);
@@ -793,6 +1054,13 @@ export class DurableQueue implements Outbox {
       if (!this.failure && this.activeFd >= 0) fdatasyncSync(this.activeFd);
     } catch (err) {
       this.fail(err);
+    }
+    if (this.cutPending) {
+      try {
+        this.cutBack();
+      } catch {
+        // recovery cuts a torn tail; a whole rejected record may come back as a duplicate
+      }
     }
     for (const fd of this.closeAfterSync.splice(0)) closeQuietly(fd);
     for (const seg of this.indexAfterSync.splice(0)) if (!seg.deleted && !this.failure) writeIndex(seg);

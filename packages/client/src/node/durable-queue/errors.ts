@@ -3,7 +3,12 @@ export type DurableQueueErrorCode =
   | 'LOCKED'
   /** put() after close(). */
   | 'CLOSED'
-  /** A write or fsync failed; the queue refuses further puts until reopened (recovery repairs it). */
+  /**
+   * The file system (or the user's quota) is full: a write or fsync failed with ENOSPC / EDQUOT.
+   * What the failed write left is cut back; the queue writes again by itself once there is room.
+   */
+  | 'NO_SPACE'
+  /** A write or fsync failed for another reason (EIO, ...); retried like NO_SPACE. */
   | 'FAILED'
   /** The directory holds a queue of another format version, or is not a queue. */
   | 'FORMAT'
@@ -20,4 +25,10 @@ export class DurableQueueError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** The code a failed write or fsync gets: a full disk is told apart, it is the common case. */
+export function writeErrorCode(err: unknown): 'NO_SPACE' | 'FAILED' {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' ? 'NO_SPACE' : 'FAILED';
 }

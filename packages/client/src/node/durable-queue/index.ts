@@ -3,4 +3,5 @@ export type { DurableEntry, DurableQueueStats, RecoveryStats } from './durable-q
 export { DurableQueue } from './durable-queue.ts';
 export type { DurableQueueErrorCode } from './errors.ts';
 export { DurableQueueError } from './errors.ts';
+export type { DropReason, DurableQueueEvent } from './events.ts';
 export type { DurableQueueOptions, FsyncPolicy } from './options.ts';

@@ -8,8 +8,10 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DurableQueueError } from './errors.ts';
+import { FILE_MODE, readSmallFile } from './io.ts';
 
 export const LOCK_FILE = 'LOCK';
+const LOCK_MAX_BYTES = 256;
 const heldHere = new Set<string>();
 
 function bootId(): string {
@@ -60,12 +62,13 @@ export function acquireLock(dir: string): () => void {
   for (let attempt = 0; attempt < 3; attempt++) {
     let fd: number;
     try {
-      fd = openSync(path, 'wx', 0o644);
+      fd = openSync(path, 'wx', FILE_MODE);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       let text = '';
       try {
-        text = readFileSync(path, 'utf8');
+        // "pid boot-id start-time" is under 100 bytes: anything much larger is not a lock of ours
+        text = readSmallFile(path, LOCK_MAX_BYTES)?.toString('utf8') ?? '';
       } catch {
         continue; // vanished between open and read: the owner released it
       }
@@ -82,14 +85,25 @@ export function acquireLock(dir: string): () => void {
     }
     try {
       writeSync(fd, `${process.pid} ${boot} ${startTime(process.pid)}\n`);
-    } finally {
+    } catch (err) {
+      // a full disk: leave no empty lock behind (it would be taken over as stale, but say nothing)
       closeSync(fd);
+      fd = -1;
+      try {
+        unlinkSync(path);
+      } catch {
+        // nothing more to undo
+      }
+      throw err;
+    } finally {
+      if (fd >= 0) closeSync(fd);
     }
     heldHere.add(key);
     return () => {
       heldHere.delete(key);
       try {
-        if (readFileSync(path, 'utf8').startsWith(`${process.pid} `)) unlinkSync(path);
+        if (readSmallFile(path, LOCK_MAX_BYTES)?.toString('utf8').startsWith(`${process.pid} `))
+          unlinkSync(path);
       } catch {
         // already gone
       }

@@ -1,4 +1,5 @@
 import type { OutboxDropPolicy } from '../../core/outbox.ts';
+import type { DurableQueueEvent } from './events.ts';
 
 /**
  * When a put() resolves, and so what a crash can take:
@@ -38,7 +39,17 @@ export interface DurableQueueOptions {
    * latency at low concurrency on disks that complete parallel flushes faster, for more fsyncs.
    */
   parallelFsyncs?: number;
-  /** Clock for record timestamps and the age bound; tests inject one. Default Date.now. */
+  /**
+   * After a failed write or fsync (a full disk, an I/O error) put() is refused, typed, and the
+   * queue tries to write again on a put at most this often, without being reopened. Default
+   * 1000 ms (1 .. 3,600,000): a full disk costs one truncate and one write attempt a second.
+   */
+  retryIntervalMs?: number;
+  /** How often a standing failure or a spell of drops is summarised to onEvent. Default 60,000 ms. */
+  reportIntervalMs?: number;
+  /** Told when writes fail and recover and when a bound drops messages; see events.ts. */
+  onEvent?: (event: DurableQueueEvent) => void;
+  /** Clock for record timestamps, the age bound and retries; tests inject one. Default Date.now. */
   now?: () => number;
 }
 
@@ -54,6 +65,9 @@ export interface ResolvedOptions {
   cursorEveryAcks: number;
   cursorIntervalMs: number;
   parallelFsyncs: number;
+  retryIntervalMs: number;
+  reportIntervalMs: number;
+  onEvent: ((event: DurableQueueEvent) => void) | null;
   now: () => number;
 }
 
@@ -78,6 +92,9 @@ export function resolveOptions(o: DurableQueueOptions = {}): ResolvedOptions {
   if (dropPolicy !== 'reject-new' && dropPolicy !== 'drop-oldest') {
     throw new RangeError(`durable queue option dropPolicy must be 'reject-new' or 'drop-oldest'`);
   }
+  if (o.onEvent !== undefined && typeof o.onEvent !== 'function') {
+    throw new TypeError('durable queue option onEvent must be a function');
+  }
   return {
     fsync,
     intervalMs,
@@ -92,6 +109,9 @@ export function resolveOptions(o: DurableQueueOptions = {}): ResolvedOptions {
     cursorEveryAcks: Math.floor(positive('cursorEveryAcks', o.cursorEveryAcks, 4096, 1, 2 ** 31)),
     cursorIntervalMs: positive('cursorIntervalMs', o.cursorIntervalMs, 1000, 1, 3_600_000),
     parallelFsyncs: Math.floor(positive('parallelFsyncs', o.parallelFsyncs, 1, 1, 8)),
+    retryIntervalMs: positive('retryIntervalMs', o.retryIntervalMs, 1000, 1, 3_600_000),
+    reportIntervalMs: positive('reportIntervalMs', o.reportIntervalMs, 60_000, 1, 86_400_000),
+    onEvent: o.onEvent ?? null,
     now: o.now ?? Date.now,
   };
 }

@@ -15,10 +15,11 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { DurableQueueError } from './errors.ts';
-import { CURSOR_FILE, checkMeta, META_FILE, readCursor } from './files.ts';
+import { CURSOR_FILE, checkMeta, META_FILE, readCursor, restrictModes } from './files.ts';
 import { writeFully } from './io.ts';
+import { LOCK_FILE } from './lock.ts';
 import { MAX_SEQ, SEGMENT_HEADER_BYTES, writeSegmentHeader } from './record.ts';
-import { FileWindow, SEGMENT_NAME, Segment, scanSegment } from './segment.ts';
+import { FileWindow, MAX_SEGMENT_FILE_BYTES, SEGMENT_NAME, Segment, scanSegment } from './segment.ts';
 import { removeIndex, summarizeIndex, writeIndex } from './segment-index.ts';
 
 /** Below glibc's default mmap threshold, like every buffer the open allocates (see segment-index.ts). */
@@ -82,6 +83,12 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
   else if (c === 'invalid') recovery.cursor = 'invalid';
 
   const files = readdirSync(dir);
+  restrictModes(
+    dir,
+    files.filter(
+      (n) => n === CURSOR_FILE || n === META_FILE || n === LOCK_FILE || /^\d{20}\.(log|idx)$/.test(n),
+    ),
+  );
   const names = files
     .filter((n) => SEGMENT_NAME.test(n) && Number(n.slice(0, 20)) >= 1 && Number(n.slice(0, 20)) <= MAX_SEQ)
     .filter((n) => statSync(join(dir, n)).isFile())
@@ -116,7 +123,8 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
     const fd = openSync(path, 'r+');
     try {
       const size = fstatSync(fd).size;
-      const r = scanSegment(fd, size, baseSeq, ceil, path, scanWin, maxRecordBytes, spare);
+      const scanned = Math.min(size, MAX_SEGMENT_FILE_BYTES);
+      const r = scanSegment(fd, scanned, baseSeq, ceil, path, scanWin, maxRecordBytes, spare);
       spare = null;
       const seg = r.segment;
       recovery.corruptRegions += r.corruptRegions;

@@ -22,7 +22,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { crc32c } from './crc32c.ts';
-import { writeFully } from './io.ts';
+import { FILE_MODE, writeFully } from './io.ts';
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from './record.ts';
 import { ABSENT, DONE, LIVE, type Segment } from './segment.ts';
 
@@ -96,7 +96,7 @@ export function writeIndex(seg: Segment): boolean {
   if (!seg.loaded) return false;
   let fd = -1;
   try {
-    fd = openSync(indexPath(seg.path), 'w', 0o644);
+    fd = openSync(indexPath(seg.path), 'w', FILE_MODE);
     let pos = 0;
     encodeIndex(seg, (b, len) => {
       writeFully(fd, b, len, pos);
@@ -153,7 +153,10 @@ function readIndex(
     if (total < HEAD + 4 || readFully(fd, b, HEAD, 0) !== HEAD) return null;
     if (b.readUInt32LE(0) !== MAGIC || b[4] !== VERSION) return null;
     const n = b.readUInt32LE(16);
-    if (n === 0 || total !== HEAD + 8 * n + 4) return null;
+    // Every slot is a record of at least RECORD_HEADER_BYTES, or a seq the scan skipped over at
+    // least that many bytes for: a count the segment cannot hold is refused before it is read.
+    if (n === 0 || n > (fileSize - SEGMENT_HEADER_BYTES) / RECORD_HEADER_BYTES) return null;
+    if (total !== HEAD + 8 * n + 4) return null;
     if (b.readUInt32LE(8) + b.readUInt32LE(12) * 0x100000000 !== baseSeq) return null;
     if (b.readUInt32LE(20) !== fileSize || baseSeq + n > seqCeil) return null;
     let crc = crc32c(b, 0, HEAD);

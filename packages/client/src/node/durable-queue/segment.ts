@@ -30,6 +30,9 @@ export function segmentName(baseSeq: number): string {
 
 export const SEGMENT_NAME = /^(\d{20})\.log$/;
 
+/** Offsets are u32: bytes of a segment file past this are never records (recovery cuts them). */
+export const MAX_SEGMENT_FILE_BYTES = 0xffff_ffff;
+
 const NONE32 = new Uint32Array(0);
 const NONE8 = new Uint8Array(0);
 
