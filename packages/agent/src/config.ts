@@ -89,9 +89,11 @@ export interface QueueConfig {
 /**
  * The queue's default bound (issue 12.12): an unbounded queue fills the gateway's disk during a
  * long broker outage, and the system (logs, other services) with it. 256 MiB of readings is
- * about 1.5 million JSON readings, days of a busy gateway, well inside any SD card. With the
- * default drop policy `drop-oldest` a full queue keeps the newest readings, which is what a
- * dashboard wants after an outage, and counts and logs what it drops.
+ * about 1.5 million JSON readings, days of a busy gateway, well inside any SD card. The default
+ * drop policy stays `reject-new`: a full queue refuses new readings and does not ACK them, so the
+ * devices keep them in their rings and the agent never breaks a promise it made (the product's
+ * one guarantee). `drop-oldest` (keep the newest, count and log what goes) is the operator's
+ * choice to make.
  */
 export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
 
@@ -654,7 +656,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
       'queue.dropPolicy',
       q.dropPolicy,
       ['reject-new', 'drop-oldest'] as const,
-      'drop-oldest',
+      'reject-new',
     ),
   };
   const maxCount = r.int('queue.maxCount', q.maxCount, 1, Number.MAX_SAFE_INTEGER);

@@ -36,13 +36,13 @@ describe('config: defaults', () => {
     expect(c.serial).toEqual([{ name: 'ttyUSB0', path: '/dev/ttyUSB0', baud: 115200, framing: 'native' }]);
   });
 
-  it('issue 12.12: the queue is bounded by default (256 MiB, drop-oldest); reject-new stays available', () => {
+  it('issue 12.12: the queue is bounded by default (256 MiB, reject-new: nothing ACKed is dropped); drop-oldest on request', () => {
     const c = parseConfig(minimal, { env: {} });
-    expect(c.queue).toMatchObject({ maxBytes: 256 * 2 ** 20, dropPolicy: 'drop-oldest' });
+    expect(c.queue).toMatchObject({ maxBytes: 256 * 2 ** 20, dropPolicy: 'reject-new' });
     expect(c.queue.maxCount).toBeUndefined();
     expect(c.queue.maxAgeMs).toBeUndefined();
-    const strict = parseConfig({ ...minimal, queue: { dropPolicy: 'reject-new' } }, { env: {} });
-    expect(strict.queue).toMatchObject({ maxBytes: 256 * 2 ** 20, dropPolicy: 'reject-new' });
+    const newest = parseConfig({ ...minimal, queue: { dropPolicy: 'drop-oldest' } }, { env: {} });
+    expect(newest.queue).toMatchObject({ maxBytes: 256 * 2 ** 20, dropPolicy: 'drop-oldest' });
   });
 
   it('resolves relative paths against the config directory', () => {

@@ -97,7 +97,7 @@ describe('issue 12.12: the agent and its queue', () => {
       expect(lines.find((l) => l.event === 'queue-open')).toMatchObject({
         messages: 10,
         maxBytes: 256 * 2 ** 20,
-        dropPolicy: 'drop-oldest',
+        dropPolicy: 'reject-new',
       });
     },
   );
@@ -109,7 +109,7 @@ describe('issue 12.12: the agent and its queue', () => {
       {
         serial: [{ path: '/dev/null' }],
         mqtt: { url: 'mqtt://127.0.0.1:1' },
-        queue: { dir, maxBytes: '2KiB', fsync: 'never' },
+        queue: { dir, maxBytes: '2KiB', fsync: 'never', dropPolicy: 'drop-oldest' },
       },
       { env: {} },
     );
