@@ -39,10 +39,16 @@ enum Rec {
   WillDel = 15,
 }
 
-/** Grows records into one buffer per turn. */
+/**
+ * Grows records into one buffer per turn. Only complete records are handed out: a record begun
+ * and not ended (something threw while it was being written) is dropped by the next begin() or
+ * take(), so an exception can never leave unframed bytes in the log.
+ */
 class RecordWriter {
   buf = Buffer.allocUnsafe(64 * 1024);
   pos = 0;
+  /** End of the last complete record. */
+  done = 0;
   private start = 0;
 
   private ensure(n: number): void {
@@ -52,6 +58,7 @@ class RecordWriter {
     this.buf = grown;
   }
   begin(type: Rec): void {
+    this.pos = this.done;
     this.ensure(9);
     this.start = this.pos;
     this.pos += 8;
@@ -61,6 +68,7 @@ class RecordWriter {
     const len = this.pos - this.start - 8;
     this.buf.writeUInt32LE(len, this.start);
     this.buf.writeUInt32LE(crc32(this.buf, this.start + 8, this.pos), this.start + 4);
+    this.done = this.pos;
   }
   u8(v: number): void {
     this.ensure(1);
@@ -95,9 +103,9 @@ class RecordWriter {
     this.pos += 4 + b.length;
   }
   take(): Buffer {
-    const out = this.buf.subarray(0, this.pos);
+    const out = this.buf.subarray(0, this.done);
     this.buf = Buffer.allocUnsafe(64 * 1024);
-    this.pos = 0;
+    this.pos = this.done = 0;
     return out;
   }
 }
@@ -188,7 +196,7 @@ export class Persistence {
 
   /** True while records of this turn or an earlier one are not known to be on disk. */
   get unsynced(): boolean {
-    return this.w.pos > 0 || this.writing;
+    return this.w.done > 0 || this.writing;
   }
 
   async open(): Promise<void> {
@@ -337,12 +345,17 @@ export class Persistence {
   }
 
   retainPut(msg: Message): void {
-    const w = this.w;
+    this.writeRetain(this.w, msg);
+    this.schedule();
+  }
+
+  /** Encoded before the record begins: an encoder that throws leaves the writer as it was. */
+  private writeRetain(w: RecordWriter, msg: Message): void {
+    const bytes = this.publishBytes(msg);
     w.begin(Rec.RetainPut);
     w.f64(msg.expiresAt);
-    w.bytes(this.publishBytes(msg));
+    w.bytes(bytes);
     w.end();
-    this.schedule();
   }
 
   willPut(clientId: string, username: string | undefined, will: Will, dueAt: number): void {
@@ -394,13 +407,13 @@ export class Persistence {
     this.schedule();
   }
 
-  private writeMsg(msg: Message): void {
+  private writeMsg(msg: Message, w: RecordWriter = this.w): void {
+    const bytes = this.publishBytes(msg);
     msg.storeId = this.nextStoreId++;
-    const w = this.w;
     w.begin(Rec.Msg);
     w.f64(msg.storeId);
     w.f64(msg.expiresAt);
-    w.bytes(this.publishBytes(msg));
+    w.bytes(bytes);
     w.end();
   }
 
@@ -465,7 +478,7 @@ export class Persistence {
       this.releaseAcks(conns, data);
       return;
     }
-    if (this.w.pos === 0) {
+    if (this.w.done === 0) {
       this.releaseAllHeld();
       this.releaseAcks(conns, data);
       return;
@@ -488,7 +501,7 @@ export class Persistence {
         this.syncs++;
         for (const c of held) if (!c.closed) c.commitDone();
         this.releaseAcks(conns, data);
-        if (this.w.pos > 0 || this.ackConns.length > 0 || this.compactWanted) this.schedule();
+        if (this.w.done > 0 || this.ackConns.length > 0 || this.compactWanted) this.schedule();
       });
     });
   };
@@ -529,11 +542,7 @@ export class Persistence {
     const seen = new Set<Message>();
     const b = this.b;
     b.retain.forEach((msg) => {
-      if (msg.topic.startsWith('$SYS/')) return;
-      w.begin(Rec.RetainPut);
-      w.f64(msg.expiresAt);
-      w.bytes(this.publishBytes(msg));
-      w.end();
+      if (!msg.topic.startsWith('$SYS/')) this.writeRetain(w, msg);
     });
     for (const s of b.sessions.values()) {
       if (!s.persistent) {
@@ -564,12 +573,7 @@ export class Persistence {
         const msg = d.msg;
         if (!seen.has(msg)) {
           seen.add(msg);
-          msg.storeId = this.nextStoreId++;
-          w.begin(Rec.Msg);
-          w.f64(msg.storeId);
-          w.f64(msg.expiresAt);
-          w.bytes(this.publishBytes(msg));
-          w.end();
+          this.writeMsg(msg, w);
         }
         if (d.seq === undefined) msg.storeRefs++;
         d.seq = this.nextSeq++;
