@@ -71,6 +71,16 @@ export class BrokerProcess {
     });
   }
 
+  /** `p`, or a rejection naming the exit (and the log's tail) if the process ends first. */
+  whileRunning<T>(p: Promise<T>): Promise<T> {
+    return Promise.race([
+      p,
+      this.exited.then(({ code, signal }) => {
+        throw new Error(`broker-lite exited (${code ?? signal}):\n${this.stderrTail}`);
+      }),
+    ]);
+  }
+
   /** Sends `signal` (unless it has exited) and resolves with how it exited. */
   stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     if (this.running) this.child.kill(signal);
