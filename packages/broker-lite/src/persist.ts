@@ -257,6 +257,8 @@ export class Persistence {
 
   async open(): Promise<void> {
     fs.mkdirSync(this.dir, { recursive: true, mode: DIR_MODE });
+    // A snapshot a crash interrupted: never part of the state (the rename did not happen).
+    fs.rmSync(`${this.file}.tmp`, { force: true });
     const exists = fs.existsSync(this.file);
     if (exists) this.recover();
     if (!this.snapshot() && exists) {
@@ -760,6 +762,7 @@ export class Persistence {
    */
   private replaceLog(body: Buffer, quiet: boolean): boolean {
     const tmp = `${this.file}.tmp`;
+    const started = Date.now();
     let fd = -1;
     try {
       fd = fs.openSync(tmp, 'w', FILE_MODE);
@@ -797,7 +800,11 @@ export class Persistence {
     }
     this.snapshotBytes = this.logBytes = MAGIC.length + body.length;
     this.syncs++;
-    this.b.log('information', 'persistence snapshot written', { file: this.file, bytes: this.logBytes });
+    this.b.log('information', 'persistence snapshot written', {
+      file: this.file,
+      bytes: this.logBytes,
+      ms: Date.now() - started,
+    });
     return true;
   }
 

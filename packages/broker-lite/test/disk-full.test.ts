@@ -5,63 +5,34 @@
  * messages (MQTT 5: 0x97) and keeps serving everything else; it recovers by itself when space
  * returns; a snapshot that did not fit never replaces the log; a full disk never ends the process.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { type PubackPacket, ReasonCode } from '@mqtt-edge/codec';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mountTmpfs, type Tmpfs, tmpfsUnavailable } from '../../../test/helpers/tmpfs.ts';
-import { BrokerProcess } from './helpers/broker-process.ts';
+import { type BrokerProcess, BrokerProcesses, persistentConf } from './helpers/broker-process.ts';
 import { RawClient, text } from './helpers/raw-client.ts';
 import { SnapshotWatch } from './helpers/snapshot-watch.ts';
 
 const why = tmpfsUnavailable();
-const mounts: Tmpfs[] = [];
-const procs: BrokerProcess[] = [];
-const watches: SnapshotWatch[] = [];
-const clients: RawClient[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  for (const w of watches.splice(0)) w.close();
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-  for (const m of mounts.splice(0)) m.unmount();
-});
+const procs = new BrokerProcesses();
+afterEach(() => procs.cleanup());
 
+/** An 8 MB tmpfs holding the config and the persistence directory. */
 function setup(extra: string[]): { fs: Tmpfs; db: string; conf: string } {
-  const t = mountTmpfs(8 << 20);
-  mounts.push(t);
-  const db = path.join(t.dir, 'db');
-  const conf = path.join(t.dir, 'broker.conf');
-  fs.writeFileSync(
-    conf,
-    [
-      'listener 0 127.0.0.1',
-      'allow_anonymous true',
-      'persistence true',
-      `persistence_location ${db}`,
-      'sys_interval 0',
-      ...extra,
-      '',
-    ].join('\n'),
-  );
-  return { fs: t, db, conf };
+  const t = procs.defer(mountTmpfs(8 << 20), (m) => m.unmount());
+  return { fs: t, ...persistentConf(t.dir, extra) };
 }
 
-async function start(conf: string): Promise<BrokerProcess> {
-  const p = await BrokerProcess.start(conf);
-  procs.push(p);
-  return p;
-}
+const start = (conf: string): Promise<BrokerProcess> => procs.start(conf);
 
 async function client(port: number, clientId: string, version: 4 | 5 = 4, clean = true): Promise<RawClient> {
   const c = (await RawClient.connect(port, { clientId, protocolVersion: version, clean })).client;
-  clients.push(c);
-  return c;
+  return procs.defer(c, (x) => x.close());
 }
 
 /** Everything a persistent session has queued: received, acknowledged, in order. */
 async function drain(port: number, clientId: string): Promise<string[]> {
   const { client: c, connack } = await RawClient.connect(port, { clientId, clean: false });
-  clients.push(c);
+  procs.defer(c, (x) => x.close());
   expect(connack.sessionPresent).toBe(true);
   const got: string[] = [];
   for (;;) {
@@ -153,8 +124,7 @@ describe.skipIf(why !== undefined)(`issue 12.6: a full disk${why ? ` (skipped: $
   it('issue 12.6: a snapshot that does not fit is never renamed over the log, and ENOSPC in autosave does not end the process', async () => {
     const { fs: disk, db, conf } = setup(['autosave_interval 1']);
     const a = await start(conf);
-    const watch = new SnapshotWatch(db);
-    watches.push(watch);
+    const watch = procs.defer(new SnapshotWatch(db), (w) => w.close());
     const pub = await client(a.port, 'pub');
     const N = 30;
     for (let i = 1; i <= N; i++) {

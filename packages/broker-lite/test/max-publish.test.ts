@@ -11,47 +11,30 @@ import os from 'node:os';
 import path from 'node:path';
 import { MAX_PACKET_SIZE, ReasonCode } from '@mqtt-edge/codec';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BrokerProcess } from './helpers/broker-process.ts';
+import { type BrokerProcess, BrokerProcesses, persistentConf } from './helpers/broker-process.ts';
 import { RawClient, startBroker, text } from './helpers/raw-client.ts';
 import { StreamClient } from './helpers/stream-client.ts';
 
 const MAX_REMAINING = MAX_PACKET_SIZE - 5;
 const dirs: string[] = [];
-const procs: BrokerProcess[] = [];
+const procs = new BrokerProcesses();
 afterEach(async () => {
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  await procs.cleanup();
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
 /** A persistence directory and a config for the CLI using it. */
-function persistentConf(extra: string[] = []): { dir: string; conf: string } {
+function setup(extra: string[] = []): { conf: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bl-maxpub-'));
   dirs.push(dir);
-  const conf = path.join(dir, 'broker.conf');
-  fs.writeFileSync(
-    conf,
-    [
-      'listener 0 127.0.0.1',
-      'allow_anonymous true',
-      'persistence true',
-      `persistence_location ${path.join(dir, 'db')}`,
-      'sys_interval 0',
-      ...extra,
-      '',
-    ].join('\n'),
-  );
-  return { dir, conf };
+  return persistentConf(dir, extra);
 }
 
-async function start(conf: string): Promise<BrokerProcess> {
-  const p = await BrokerProcess.start(conf);
-  procs.push(p);
-  return p;
-}
+const start = (conf: string): Promise<BrokerProcess> => procs.start(conf);
 
 describe('issue 12.5: a maximum-size PUBLISH', () => {
   it('issue 12.5: a 268,435,460-byte retained PUBLISH (3.1.1) is refused at receipt; SIGTERM exits 0 and the acknowledged queued QoS 1 messages (3 before it, 3 after) survive the restart', async () => {
-    const { conf } = persistentConf();
+    const { conf } = setup();
     const a = await start(conf);
     const sub = (await RawClient.connect(a.port, { clientId: 'keeper', clean: false })).client;
     await sub.subscribe('keep/#', 1);
@@ -102,7 +85,7 @@ describe('issue 12.5: a maximum-size PUBLISH', () => {
   }, 120_000);
 
   it('issue 12.5: the largest PUBLISH accepted (topic alias, retained) is stored, survives SIGTERM and a restart, and reaches v5 and 3.1.1 subscribers; a subscriber whose identifiers do not fit is skipped, not the others', async () => {
-    const { conf } = persistentConf();
+    const { conf } = setup();
     const a = await start(conf);
     const pub = await StreamClient.connect(a.port, { clientId: 'pub5', protocolVersion: 5 });
     const connack = await pub.expect('connack');

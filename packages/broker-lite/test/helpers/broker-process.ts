@@ -5,6 +5,8 @@
  * moment, the broker's memory apart from the test's.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { followJsonLog, type LogWaiter } from '../../../../test/helpers/json-log.ts';
 
@@ -33,18 +35,23 @@ export class BrokerProcess {
 
   /** Starts the CLI on `conf`; resolves once it logged `ready` (rejects if it exits first). */
   static async start(conf: string, timeoutMs = 20_000): Promise<BrokerProcess> {
+    const p = BrokerProcess.launch(conf);
+    await p.ready(timeoutMs);
+    return p;
+  }
+
+  /** Starts the CLI on `conf` and returns at once (for a kill during start-up). */
+  static launch(conf: string): BrokerProcess {
     const child = spawn(process.execPath, [BIN, '-c', conf, '--log-format', 'json'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    const p = new BrokerProcess(child);
-    const ready = await Promise.race([
-      p.waitFor((l) => l.msg === 'ready', timeoutMs),
-      p.exited.then(({ code }) => {
-        throw new Error(`broker-lite exited ${code} before ready:\n${p.stderrTail}`);
-      }),
-    ]);
-    p.port = Number(String(ready.ports).split(',')[0]);
-    return p;
+    return new BrokerProcess(child);
+  }
+
+  /** Resolves once it logged `ready` (with `port` set); rejects if it exits first. */
+  async ready(timeoutMs = 20_000): Promise<void> {
+    const line = await this.whileRunning(this.waitFor((l) => l.msg === 'ready', timeoutMs));
+    this.port = Number(String(line.ports).split(',')[0]);
   }
 
   get running(): boolean {
@@ -85,5 +92,61 @@ export class BrokerProcess {
   stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     if (this.running) this.child.kill(signal);
     return this.exited;
+  }
+}
+
+/**
+ * Writes `dir/broker.conf`: one loopback listener on an ephemeral port, anonymous clients, no
+ * `$SYS`, persistence in `dir/db`, then `extra` lines. Returns both paths.
+ */
+export function persistentConf(dir: string, extra: string[] = []): { conf: string; db: string } {
+  const db = join(dir, 'db');
+  const conf = join(dir, 'broker.conf');
+  writeFileSync(
+    conf,
+    [
+      'listener 0 127.0.0.1',
+      'allow_anonymous true',
+      'persistence true',
+      `persistence_location ${db}`,
+      'sys_interval 0',
+      ...extra,
+      '',
+    ].join('\n'),
+  );
+  return { conf, db };
+}
+
+/**
+ * The broker processes a test file started, and whatever else it wants undone after each test
+ * (`defer`): `cleanup()` in afterEach kills them, then runs the deferred steps in reverse.
+ */
+export class BrokerProcesses {
+  private readonly list: BrokerProcess[] = [];
+  private deferred: Array<() => void> = [];
+
+  /** Registers a cleanup step (closing a client, a watcher, unmounting); returns `value`. */
+  defer<T>(value: T, undo: (value: T) => void): T {
+    this.deferred.push(() => undo(value));
+    return value;
+  }
+
+  async start(conf: string): Promise<BrokerProcess> {
+    const p = this.launch(conf);
+    await p.ready();
+    return p;
+  }
+
+  launch(conf: string): BrokerProcess {
+    const p = BrokerProcess.launch(conf);
+    this.list.push(p);
+    return p;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const p of this.list.splice(0)) await p.stop('SIGKILL');
+    const steps = this.deferred.reverse();
+    this.deferred = [];
+    for (const undo of steps) undo();
   }
 }

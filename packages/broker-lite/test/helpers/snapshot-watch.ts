@@ -12,15 +12,23 @@ export class SnapshotWatch {
   /** Snapshot attempts started and ended so far. */
   started = 0;
   ended = 0;
+  /** Milliseconds from the temporary file's creation to its rename, of the attempts seen whole. */
+  readonly spans: number[] = [];
+  private startedAt = 0;
   private readonly watcher: fs.FSWatcher;
   private waiters: Array<{ ok: () => boolean; resolve: () => void }> = [];
 
   constructor(readonly dir: string) {
-    this.watcher = fs.watch(dir, (_event, name) => {
-      if (name !== TMP_NAME) return;
-      // Creation and removal (or rename away) alternate, one event each.
-      if (this.started === this.ended) this.started++;
-      else this.ended++;
+    this.watcher = fs.watch(dir, (event, name) => {
+      if (event !== 'rename' || name !== TMP_NAME) return;
+      // Creation and removal (or rename away) alternate, one event each (writes are 'change').
+      if (this.started === this.ended) {
+        this.started++;
+        this.startedAt = performance.now();
+      } else {
+        this.ended++;
+        this.spans.push(performance.now() - this.startedAt);
+      }
       for (const w of [...this.waiters])
         if (w.ok()) {
           this.waiters.splice(this.waiters.indexOf(w), 1);
