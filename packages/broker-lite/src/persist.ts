@@ -109,6 +109,11 @@ class RecordWriter {
     this.buf.set(b, this.pos + 4);
     this.pos += 4 + b.length;
   }
+  /** Forgets what was written (the buffer is kept unless a huge record grew it). */
+  clear(): void {
+    if (this.buf.length > 64 * 1024) this.buf = Buffer.allocUnsafe(64 * 1024);
+    this.pos = this.done = 0;
+  }
   take(): Buffer {
     const out = this.buf.subarray(0, this.done);
     this.buf = Buffer.allocUnsafe(64 * 1024);
@@ -268,6 +273,8 @@ export class Persistence {
         fs.chmodSync(this.file, FILE_MODE);
         this.fd = fs.openSync(this.file, 'a', FILE_MODE);
         this.snapshotBytes = this.logBytes = fs.fstatSync(this.fd).size;
+        // The recovered sessions' records are in that log: later ones are appended to it.
+        for (const s of this.b.sessions.values()) s.stored = s.persistent;
       } catch (err) {
         this.enterRefusing(err as Error);
       }
@@ -547,7 +554,7 @@ export class Persistence {
     if (this.writing || this.closed) return;
     if (this.refusing) {
       // The snapshot that ends the outage holds these changes; acks and held output wait for it.
-      this.w.take();
+      this.w.clear();
       return;
     }
     const conns = this.ackConns;
@@ -561,7 +568,7 @@ export class Persistence {
     ) {
       this.compactWanted = false;
       if (this.snapshot()) {
-        this.w.take();
+        this.w.clear();
         this.releaseAllHeld();
         this.releaseAcks(conns, data);
         return;
@@ -651,7 +658,7 @@ export class Persistence {
     this.retryTimer = null;
     this.refusing = false;
     this.compactWanted = false;
-    this.w.take();
+    this.w.clear();
     this.b.log('notice', 'persistence writable again', { file: this.file });
     this.releaseAllHeld();
     const conns = this.ackConns;

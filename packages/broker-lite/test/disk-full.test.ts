@@ -158,4 +158,28 @@ describe.skipIf(why !== undefined)(`issue 12.6: a full disk${why ? ` (skipped: $
     expect(text({ payload: seen.get('r/small') as Buffer })).toBe('still');
     expect(await b.stop('SIGTERM')).toEqual({ code: 0, signal: null });
   }, 60_000);
+
+  it('issue 12.6: a disk too full for the start-up snapshot: the broker starts on the recovered log and keeps what it acknowledges', async () => {
+    const { fs: disk, conf } = setup(['autosave_interval 0']);
+    const a = await start(conf);
+    const keeper = await client(a.port, 'keeper', 4, false);
+    await keeper.subscribe('k/#', 1);
+    await keeper.disconnect();
+    const pub = await client(a.port, 'pub');
+    for (let i = 1; i <= 30; i++) {
+      pub.publish(`r/${i}`, big(40_000, i), 1, true, i);
+      await pub.expect('puback');
+    }
+    expect(await a.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+    disk.fill(400_000); // room for appends, not for a 1.2 MB snapshot
+    const b = await start(conf);
+    await b.waitFor((l) => l.msg === 'persistence snapshot failed; the log is kept');
+    const pub2 = await client(b.port, 'pub2');
+    pub2.publish('k/1', 'after', 1, false, 1);
+    expect((await pub2.expect('puback')).reasonCode ?? 0).toBe(0);
+    expect(await b.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+    disk.free();
+    const c = await start(conf);
+    expect(await drain(c.port, 'keeper')).toEqual(['k/1']);
+  }, 60_000);
 });
