@@ -539,7 +539,10 @@ export class Persistence {
    */
   refusedUnacked(conn: Connection): void {
     const set = this.refusedConns;
-    if (set.size >= 64 && (set.size & (set.size - 1)) === 0) for (const c of set) if (c.closed) set.delete(c); // clients that reconnect during a long outage
+    // Clients that reconnect during a long outage would pile up: drop the closed ones now and then.
+    if (set.size >= 64 && (set.size & (set.size - 1)) === 0) {
+      for (const c of set) if (c.closed) set.delete(c);
+    }
     set.add(conn);
   }
 
