@@ -53,6 +53,23 @@ export interface BrokerStats {
 
 const SILENT: LogSink = { log() {} };
 
+/**
+ * Room kept below MQTT's largest packet for what re-encoding a received PUBLISH can add. The
+ * broker stores every message, and sends it to MQTT 5 subscribers, as an MQTT 5 PUBLISH: the
+ * topic a topic alias stands for comes back (up to 65,535 bytes), a 3.1.1 message gains a
+ * property length, and each subscription identifier adds up to 5 bytes (with a property length
+ * up to 3 bytes longer). 65,536 + 1,024 bytes hold the topic, the property length and about 200
+ * identifiers; a subscriber needing more for one message is skipped for it (counted, logged).
+ */
+export const REENCODE_ROOM = 65_536 + 1024;
+/**
+ * The largest packet accepted from a client (268,368,900 bytes): one that still re-encodes
+ * within MQTT's 268,435,455-byte remaining length for storage and for every subscriber. Larger
+ * ones are refused from their fixed header (MQTT 5: DISCONNECT 0x95; 3.1.1: closed), before any
+ * of the body is buffered; MQTT 5 clients are told the limit in CONNACK.
+ */
+export const MAX_ACCEPTED_PACKET = MAX_PACKET_SIZE - REENCODE_ROOM;
+
 export class Broker {
   readonly options: BrokerOptions;
   authenticator: Authenticator | undefined;
@@ -107,7 +124,7 @@ export class Broker {
     // message_size_limit bounds the payload: allow room for the largest header, topic and
     // properties on top; max_packet_size bounds the whole packet. The smaller one wins.
     const o = this.options;
-    let max = MAX_PACKET_SIZE;
+    let max = MAX_ACCEPTED_PACKET;
     if (o.messageSizeLimit > 0) max = Math.min(max, o.messageSizeLimit + 65_536 + 1024);
     if (o.maxPacketSize !== undefined && o.maxPacketSize > 0) max = Math.min(max, o.maxPacketSize);
     this.maxPacketIn = max;

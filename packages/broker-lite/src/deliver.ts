@@ -214,19 +214,26 @@ export function writePublish(
     if (qos > 0) patchPid(conn.sendView(cached), pid);
     else conn.send(cached);
   } else {
-    const bytes = b.writer.encode(
-      {
-        type: 'publish',
-        topic: msg.topic,
-        payload: msg.payload,
-        qos,
-        retain,
-        dup,
-        packetId: qos > 0 ? pid : undefined,
-        properties: props,
-      },
-      conn.version,
-    );
+    let bytes: Uint8Array;
+    try {
+      bytes = b.writer.encode(
+        {
+          type: 'publish',
+          topic: msg.topic,
+          payload: msg.payload,
+          qos,
+          retain,
+          dup,
+          packetId: qos > 0 ? pid : undefined,
+          properties: props,
+        },
+        conn.version,
+      );
+    } catch {
+      // Over MQTT's largest packet with what this client adds (its subscription identifiers):
+      // the broker's receive limit keeps room for the rest (REENCODE_ROOM in broker.ts).
+      return tooLarge(b, conn, msg, 'too large for MQTT with its subscription identifiers');
+    }
     if (bytes.length > conn.maxOut) return tooLarge(b, conn, msg);
     if (cacheable) (cache as EncodeCache).slots[slot] = conn.sendView(bytes);
     else conn.send(bytes);
@@ -235,8 +242,13 @@ export function writePublish(
   return true;
 }
 
-function tooLarge(b: Broker, conn: Connection, msg: Message): false {
-  b.dropped(conn.session, msg, 'larger than the client maximum packet size');
+function tooLarge(
+  b: Broker,
+  conn: Connection,
+  msg: Message,
+  why = 'larger than the client maximum packet size',
+): false {
+  b.dropped(conn.session, msg, why);
   return false;
 }
 

@@ -3,10 +3,11 @@
  * duplicate suppression, retained store, routing, then the acknowledgement (after the group
  * commit when persistence is on and something was written).
  */
-import { type Properties, type PublishPacket, ReasonCode } from '@mqtt-edge/codec';
+import { type Properties, type PublishPacket, type QoS, ReasonCode } from '@mqtt-edge/codec';
 import type { Connection } from './connection.ts';
 import { receiveMaximum, TOPIC_ALIAS_MAXIMUM } from './handle-connect.ts';
 import { makeMessage } from './message.ts';
+import type { Persistence } from './persist.ts';
 import { clientMayWriteSys } from './sys.ts';
 
 const PUBACK = 0x40;
@@ -107,6 +108,11 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     }
     return;
   }
+  const persist = b.persist;
+  if (qos > 0 && persist !== null && persist.refusing) {
+    refuseWhileDiskFails(conn, qos, pid);
+    return;
+  }
   const msg = makeMessage(topic, p.payload, qos, p.retain, props, Date.now());
   if (p.retain) b.retainMessage(msg);
   b.currentPublisher = conn;
@@ -118,6 +124,23 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (session.persistent && b.persist !== null) b.persist.incomingAdd(session, pid);
     ack(conn, PUBREC, pid, 0);
   }
+}
+
+/**
+ * Persistence cannot write (a full disk): a new QoS 1/2 message would be acknowledged without
+ * being stored, so it is not taken. MQTT 5 hears 0x97 Quota exceeded (after any ack still owed
+ * to it: acks keep their order). MQTT 3.1.1 has no negative PUBACK and an ack would be a lie, so
+ * the message is dropped unacknowledged: the connection stays up (its subscriptions and QoS 0
+ * keep working) and is closed once the disk is back, so the client re-sends it.
+ */
+function refuseWhileDiskFails(conn: Connection, qos: QoS, pid: number): void {
+  const b = conn.broker;
+  const persist = b.persist as Persistence;
+  if (conn.version === 5) {
+    const first = qos === 1 ? PUBACK : PUBREC;
+    if (conn.pendingAcks > 0) persist.deferAck(conn, first, pid, ReasonCode.QuotaExceeded);
+    else conn.sendAck(first, pid, ReasonCode.QuotaExceeded);
+  } else persist.refusedUnacked(conn);
 }
 
 /** Acks now, or after the log is on disk when this turn wrote to it (group commit). */

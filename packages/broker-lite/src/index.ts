@@ -5,7 +5,7 @@ export {
   defaultBridgeDir,
   startBridges,
 } from './bridge.ts';
-export { Broker, type BrokerStats } from './broker.ts';
+export { Broker, type BrokerStats, MAX_ACCEPTED_PACKET } from './broker.ts';
 export * from './config-api.ts';
 export type { AcceptOptions, ListenerInfo } from './connection.ts';
 export * from './options.ts';

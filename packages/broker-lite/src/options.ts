@@ -112,7 +112,9 @@ export interface BrokerOptions {
   logger: LogSink;
   /**
    * Largest whole packet accepted from a client, bytes (Mosquitto `max_packet_size`; undefined
-   * or 0 = no limit beyond the protocol's). MQTT 5 clients are told it in CONNACK.
+   * or 0 = the broker's own limit, MAX_ACCEPTED_PACKET = 268,368,900, which larger values also
+   * give: what is accepted must still fit MQTT once re-encoded). MQTT 5 clients are told it in
+   * CONNACK.
    */
   maxPacketSize?: number;
   /**

@@ -18,6 +18,13 @@ import { NEVER_EXPIRES, type Session, Subscription } from './session.ts';
 
 const MAGIC = Buffer.from('BLITEDB1');
 const FILE = 'broker-lite.db';
+/** Files hold payloads and user names: owner only. */
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+/** While the disk refuses writes, a snapshot of the live state is tried this often. */
+const RETRY_MS = 1000;
+/** After a size-triggered compaction failed (the log is kept and appended to), wait this long. */
+const COMPACT_RETRY_MS = 10_000;
 
 enum Rec {
   SessionPut = 1,
@@ -39,10 +46,16 @@ enum Rec {
   WillDel = 15,
 }
 
-/** Grows records into one buffer per turn. */
+/**
+ * Grows records into one buffer per turn. Only complete records are handed out: a record begun
+ * and not ended (something threw while it was being written) is dropped by the next begin() or
+ * take(), so an exception can never leave unframed bytes in the log.
+ */
 class RecordWriter {
   buf = Buffer.allocUnsafe(64 * 1024);
   pos = 0;
+  /** End of the last complete record. */
+  done = 0;
   private start = 0;
 
   private ensure(n: number): void {
@@ -52,6 +65,7 @@ class RecordWriter {
     this.buf = grown;
   }
   begin(type: Rec): void {
+    this.pos = this.done;
     this.ensure(9);
     this.start = this.pos;
     this.pos += 8;
@@ -61,6 +75,7 @@ class RecordWriter {
     const len = this.pos - this.start - 8;
     this.buf.writeUInt32LE(len, this.start);
     this.buf.writeUInt32LE(crc32(this.buf, this.start + 8, this.pos), this.start + 4);
+    this.done = this.pos;
   }
   u8(v: number): void {
     this.ensure(1);
@@ -94,10 +109,15 @@ class RecordWriter {
     this.buf.set(b, this.pos + 4);
     this.pos += 4 + b.length;
   }
+  /** Forgets what was written (the buffer is kept unless a huge record grew it). */
+  clear(): void {
+    if (this.buf.length > 64 * 1024) this.buf = Buffer.allocUnsafe(64 * 1024);
+    this.pos = this.done = 0;
+  }
   take(): Buffer {
-    const out = this.buf.subarray(0, this.pos);
+    const out = this.buf.subarray(0, this.done);
     this.buf = Buffer.allocUnsafe(64 * 1024);
-    this.pos = 0;
+    this.pos = this.done = 0;
     return out;
   }
 }
@@ -142,6 +162,41 @@ class RecordReader {
   }
 }
 
+/** write(2) until all of `buf` is written: a short write (a disk filling up) is not the end. */
+function writeAll(fd: number, buf: Uint8Array): void {
+  for (let off = 0; off < buf.length; ) {
+    const n = fs.writeSync(fd, buf, off, buf.length - off);
+    if (n <= 0) throw new Error('write made no progress');
+    off += n;
+  }
+}
+
+function writeSession(w: RecordWriter, s: Session): void {
+  w.begin(Rec.SessionPut);
+  w.str(s.clientId);
+  w.u32(s.expiryInterval);
+  w.u8(s.username === undefined ? 0 : 1);
+  if (s.username !== undefined) w.str(s.username);
+  w.end();
+}
+
+function writeSub(w: RecordWriter, clientId: string, sub: Subscription): void {
+  w.begin(Rec.SubPut);
+  w.str(clientId);
+  w.str(sub.filter);
+  w.u8(sub.qos | (sub.noLocal ? 4 : 0) | (sub.retainAsPublished ? 8 : 0) | (sub.retainHandling << 4));
+  w.u32(sub.id ?? 0);
+  w.end();
+}
+
+function pidRecord2(w: RecordWriter, type: Rec, clientId: string, seq: number, pid: number): void {
+  w.begin(type);
+  w.str(clientId);
+  w.f64(seq);
+  w.u16(pid);
+  w.end();
+}
+
 interface RecoveredEntry {
   storeId: number;
   qos: QoS;
@@ -170,11 +225,25 @@ export class Persistence {
   private held: Connection[] = [];
   private nextStoreId = 1;
   private nextSeq = 1;
+  /** Messages with a smaller store id have no Msg record in the current file (an older one had). */
+  private logFirstId = 1;
+  /** Bytes of the log known to be on disk: its length after the last synced write. */
   private logBytes = 0;
   private snapshotBytes = 0;
   private compactWanted = false;
+  /** Date.now() before which a failed compaction is not tried again. */
+  private compactAfter = 0;
   private timer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /**
+   * The log could not be written (a full disk, an I/O error): what is in memory is ahead of the
+   * disk. New QoS 1/2 messages are refused, acknowledgements and held output wait, and a
+   * snapshot of the live state is tried every RETRY_MS; the first that is written whole ends it.
+   */
+  refusing = false;
+  /** MQTT 3.1.1 publishers whose message was dropped unacknowledged while refusing. */
+  private readonly refusedConns = new Set<Connection>();
   /** fsync batches done (for tests and stats). */
   syncs = 0;
 
@@ -188,13 +257,28 @@ export class Persistence {
 
   /** True while records of this turn or an earlier one are not known to be on disk. */
   get unsynced(): boolean {
-    return this.w.pos > 0 || this.writing;
+    return this.w.done > 0 || this.writing || this.refusing;
   }
 
   async open(): Promise<void> {
-    fs.mkdirSync(this.dir, { recursive: true });
-    if (fs.existsSync(this.file)) this.recover();
-    this.snapshot();
+    fs.mkdirSync(this.dir, { recursive: true, mode: DIR_MODE });
+    // A snapshot a crash interrupted: never part of the state (the rename did not happen).
+    fs.rmSync(`${this.file}.tmp`, { force: true });
+    const exists = fs.existsSync(this.file);
+    if (exists) this.recover();
+    if (!this.snapshot() && exists) {
+      // No room for a snapshot (a full disk at start): the recovered log is the state, and new
+      // records are appended to it until a compaction fits.
+      try {
+        fs.chmodSync(this.file, FILE_MODE);
+        this.fd = fs.openSync(this.file, 'a', FILE_MODE);
+        this.snapshotBytes = this.logBytes = fs.fstatSync(this.fd).size;
+        // The recovered sessions' records are in that log: later ones are appended to it.
+        for (const s of this.b.sessions.values()) s.stored = s.persistent;
+      } catch (err) {
+        this.enterRefusing(err as Error);
+      }
+    } else if (this.fd < 0) this.enterRefusing(new Error('no room for a new persistence file'));
     if (this.autosaveSeconds > 0) {
       this.timer = setInterval(() => {
         this.compactWanted = true;
@@ -206,8 +290,21 @@ export class Persistence {
 
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
+    if (this.retryTimer !== null) clearInterval(this.retryTimer);
     while (this.writing) await new Promise((r) => setTimeout(r, 5));
-    this.snapshot();
+    if (!this.snapshot()) {
+      // The log on disk still holds everything acknowledged; add this turn's records if it can.
+      const rest = this.w.take();
+      if (!this.refusing && this.fd >= 0 && rest.length > 0) {
+        try {
+          writeAll(this.fd, rest);
+          fs.fdatasyncSync(this.fd);
+        } catch {
+          // nothing in `rest` was acknowledged
+        }
+      }
+      this.b.log('error', 'final persistence snapshot failed; the log is kept as it is', { file: this.file });
+    }
     this.releaseAllHeld();
     this.closed = true;
     if (this.fd >= 0) fs.closeSync(this.fd);
@@ -217,15 +314,9 @@ export class Persistence {
   // ---- records -------------------------------------------------------------------------
 
   sessionPut(s: Session): void {
-    const w = this.w;
     const first = !s.stored;
     s.stored = true;
-    w.begin(Rec.SessionPut);
-    w.str(s.clientId);
-    w.u32(s.expiryInterval);
-    w.u8(s.username === undefined ? 0 : 1);
-    if (s.username !== undefined) w.str(s.username);
-    w.end();
+    writeSession(this.w, s);
     if (first && s.hasSubscriptions) for (const sub of s.subs.values()) this.subPut(s, sub);
     this.schedule();
   }
@@ -241,13 +332,7 @@ export class Persistence {
 
   subPut(s: Session, sub: Subscription): void {
     if (!s.stored) return;
-    const w = this.w;
-    w.begin(Rec.SubPut);
-    w.str(s.clientId);
-    w.str(sub.filter);
-    w.u8(sub.qos | (sub.noLocal ? 4 : 0) | (sub.retainAsPublished ? 8 : 0) | (sub.retainHandling << 4));
-    w.u32(sub.id ?? 0);
-    w.end();
+    writeSub(this.w, s.clientId, sub);
     this.schedule();
   }
 
@@ -264,10 +349,11 @@ export class Persistence {
   queueAdd(s: Session, d: Delivery): void {
     if (!s.stored) return;
     const msg = d.msg;
-    if (msg.storeId === 0) this.writeMsg(msg);
+    if (msg.storeId < this.logFirstId) this.writeMsg(msg);
     msg.storeRefs++;
-    d.seq = this.nextSeq++;
-    this.writeQueueAdd(s.clientId, d);
+    const seq = this.nextSeq++;
+    d.seq = seq;
+    this.writeQueueAdd(this.w, s.clientId, d, seq, msg.storeId);
     this.schedule();
   }
 
@@ -292,7 +378,7 @@ export class Persistence {
    */
   queueSent(s: Session, d: Delivery, conn: Connection): void {
     if (d.seq === undefined || !s.stored) return;
-    this.pidRecord2(Rec.QueueSent, s.clientId, d, this.w);
+    pidRecord2(this.w, Rec.QueueSent, s.clientId, d.seq, d.pid);
     if (d.qos === 2) this.hold(conn);
     this.schedule();
   }
@@ -300,17 +386,9 @@ export class Persistence {
   /** PUBREC arrived for `d`; the PUBREL about to be written to `conn` waits for this record. */
   queueReleased(s: Session, d: Delivery, conn: Connection): void {
     if (d.seq === undefined || !s.stored) return;
-    this.pidRecord2(Rec.QueueRel, s.clientId, d, this.w);
+    pidRecord2(this.w, Rec.QueueRel, s.clientId, d.seq, d.pid);
     this.hold(conn);
     this.schedule();
-  }
-
-  private pidRecord2(type: Rec, clientId: string, d: Delivery, w: RecordWriter): void {
-    w.begin(type);
-    w.str(clientId);
-    w.f64(d.seq as number);
-    w.u16(d.pid);
-    w.end();
   }
 
   private hold(conn: Connection): void {
@@ -337,12 +415,17 @@ export class Persistence {
   }
 
   retainPut(msg: Message): void {
-    const w = this.w;
+    this.writeRetain(this.w, msg);
+    this.schedule();
+  }
+
+  /** Encoded before the record begins: an encoder that throws leaves the writer as it was. */
+  private writeRetain(w: RecordWriter, msg: Message): void {
+    const bytes = this.publishBytes(msg);
     w.begin(Rec.RetainPut);
     w.f64(msg.expiresAt);
-    w.bytes(this.publishBytes(msg));
+    w.bytes(bytes);
     w.end();
-    this.schedule();
   }
 
   willPut(clientId: string, username: string | undefined, will: Will, dueAt: number): void {
@@ -395,20 +478,25 @@ export class Persistence {
   }
 
   private writeMsg(msg: Message): void {
+    this.writeMsgRecord(this.w, msg, this.nextStoreId);
     msg.storeId = this.nextStoreId++;
-    const w = this.w;
+  }
+
+  /** Encoded before the record begins: an encoder that throws leaves the writer as it was. */
+  private writeMsgRecord(w: RecordWriter, msg: Message, storeId: number): void {
+    const bytes = this.publishBytes(msg);
     w.begin(Rec.Msg);
-    w.f64(msg.storeId);
+    w.f64(storeId);
     w.f64(msg.expiresAt);
-    w.bytes(this.publishBytes(msg));
+    w.bytes(bytes);
     w.end();
   }
 
-  private writeQueueAdd(clientId: string, d: Delivery, w: RecordWriter = this.w): void {
+  private writeQueueAdd(w: RecordWriter, clientId: string, d: Delivery, seq: number, storeId: number): void {
     w.begin(Rec.QueueAdd);
     w.str(clientId);
-    w.f64(d.seq as number);
-    w.f64(d.msg.storeId);
+    w.f64(seq);
+    w.f64(storeId);
     w.u8(d.qos | (d.retain ? 4 : 0));
     const ids = d.subIds ?? [];
     w.u8(Math.min(ids.length, 255));
@@ -444,6 +532,20 @@ export class Persistence {
     this.schedule();
   }
 
+  /**
+   * An MQTT 3.1.1 QoS 1/2 message was dropped unacknowledged while refusing (3.1.1 has no
+   * negative PUBACK): the connection is closed once the disk takes writes again, so that its
+   * client re-sends what it still holds (MQTT 3.1.1 section 4.4).
+   */
+  refusedUnacked(conn: Connection): void {
+    const set = this.refusedConns;
+    // Clients that reconnect during a long outage would pile up: drop the closed ones now and then.
+    if (set.size >= 64 && (set.size & (set.size - 1)) === 0) {
+      for (const c of set) if (c.closed) set.delete(c);
+    }
+    set.add(conn);
+  }
+
   private schedule(): void {
     if (this.commitScheduled || this.writing || this.closed) return;
     this.commitScheduled = true;
@@ -453,19 +555,31 @@ export class Persistence {
   private readonly commit = (): void => {
     this.commitScheduled = false;
     if (this.writing || this.closed) return;
+    if (this.refusing) {
+      // The snapshot that ends the outage holds these changes; acks and held output wait for it.
+      this.w.clear();
+      return;
+    }
     const conns = this.ackConns;
     const data = this.ackData;
     this.ackConns = [];
     this.ackData = [];
-    if (this.compactWanted || this.logBytes > Math.max(8 << 20, this.snapshotBytes * 4)) {
+    // Autosave asks at its own pace; the size trigger waits a while after a compaction failed.
+    if (
+      this.compactWanted ||
+      (this.logBytes > Math.max(8 << 20, this.snapshotBytes * 4) && Date.now() >= this.compactAfter)
+    ) {
       this.compactWanted = false;
-      this.w.take();
-      this.snapshot();
-      this.releaseAllHeld();
-      this.releaseAcks(conns, data);
-      return;
+      if (this.snapshot()) {
+        this.w.clear();
+        this.releaseAllHeld();
+        this.releaseAcks(conns, data);
+        return;
+      }
+      // The log stays the store: this turn's records are appended to it as usual.
+      this.compactAfter = Date.now() + COMPACT_RETRY_MS;
     }
-    if (this.w.pos === 0) {
+    if (this.w.done === 0) {
       this.releaseAllHeld();
       this.releaseAcks(conns, data);
       return;
@@ -479,36 +593,94 @@ export class Persistence {
       c.holdLen = c.outLength;
     }
     this.writing = true;
-    this.logBytes += chunk.length;
-    fs.write(this.fd, chunk, 0, chunk.length, null, (err) => {
+    this.append(chunk, 0, conns, data, held);
+  };
+
+  /** Writes `chunk[from..]` to the log, again after a short write, then syncs and releases. */
+  private append(chunk: Buffer, from: number, conns: Connection[], data: number[], held: Connection[]): void {
+    fs.write(this.fd, chunk, from, chunk.length - from, null, (err, n) => {
       if (err) return this.failed(err, conns, data, held);
+      if (from + n < chunk.length) {
+        if (n > 0) return this.append(chunk, from + n, conns, data, held);
+        return this.failed(new Error('write made no progress'), conns, data, held);
+      }
       fs.fdatasync(this.fd, (err2) => {
         if (err2) return this.failed(err2, conns, data, held);
         this.writing = false;
+        this.logBytes += chunk.length;
         this.syncs++;
         for (const c of held) if (!c.closed) c.commitDone();
         this.releaseAcks(conns, data);
-        if (this.w.pos > 0 || this.ackConns.length > 0 || this.compactWanted) this.schedule();
+        if (this.w.done > 0 || this.ackConns.length > 0 || this.compactWanted) this.schedule();
       });
     });
-  };
+  }
 
-  private failed(err: Error, conns: Connection[], data: number[], held: Connection[]): void {
-    // The disk refused: nothing waiting may be acknowledged as safe. Close those publishers
-    // (they will resend), and keep trying with a fresh snapshot. Held output waits for it.
+  private failed(err: NodeJS.ErrnoException, conns: Connection[], data: number[], held: Connection[]): void {
     this.writing = false;
+    // Part of the batch may be in the file: cut it, so no torn record stays in front of later
+    // ones (recovery would cut there too, and everything after it). The snapshot that ends the
+    // outage replaces the file anyway.
+    try {
+      fs.ftruncateSync(this.fd, this.logBytes);
+    } catch {
+      // the snapshot replaces the file
+    }
     for (const c of held) {
       c.holdWriting = false;
       this.hold(c);
     }
-    this.b.log('error', 'persistence write failed', { error: err.message, file: this.file });
-    for (const c of conns) {
-      c.pendingAcks = c.pendingPubacks = 0;
-      c.fail(0x80, 'storage failure');
+    // Nothing of this batch is acknowledged: its acks wait, in front of later ones, for the
+    // snapshot that puts the state on disk.
+    this.ackConns = conns.concat(this.ackConns);
+    this.ackData = data.concat(this.ackData);
+    this.enterRefusing(err);
+  }
+
+  private enterRefusing(err: NodeJS.ErrnoException): void {
+    if (!this.refusing) {
+      this.refusing = true;
+      this.b.log('error', 'persistence write failed', {
+        error: err.message,
+        code: err.code,
+        file: this.file,
+        effect: 'new QoS 1/2 messages refused until the disk takes writes again',
+      });
     }
-    data.length = 0;
-    this.compactWanted = true;
-    this.schedule();
+    if (this.retryTimer === null && !this.closed) {
+      this.retryTimer = setInterval(this.retry, RETRY_MS);
+      this.retryTimer.unref();
+    }
+  }
+
+  /** While refusing: a snapshot of the live state; the first one written whole ends the outage. */
+  private readonly retry = (): void => {
+    if (this.writing || this.closed || !this.refusing) return;
+    if (!this.roomFor(this.snapshotBytes) || !this.snapshot(true)) return;
+    clearInterval(this.retryTimer as NodeJS.Timeout);
+    this.retryTimer = null;
+    this.refusing = false;
+    this.compactWanted = false;
+    this.w.clear();
+    this.b.log('notice', 'persistence writable again', { file: this.file });
+    this.releaseAllHeld();
+    const conns = this.ackConns;
+    const data = this.ackData;
+    this.ackConns = [];
+    this.ackData = [];
+    this.releaseAcks(conns, data);
+    for (const c of this.refusedConns) c.close();
+    this.refusedConns.clear();
+  };
+
+  /** Whether the file system has `bytes` free (true when it cannot tell). */
+  private roomFor(bytes: number): boolean {
+    try {
+      const st = fs.statfsSync(this.dir);
+      return st.bavail * st.bsize >= bytes;
+    } catch {
+      return true;
+    }
   }
 
   private releaseAcks(conns: Connection[], data: number[]): void {
@@ -523,79 +695,106 @@ export class Persistence {
 
   // ---- snapshot and recovery -----------------------------------------------------------
 
-  /** Writes the live state to a new file, syncs it, and swaps it in for the log. */
-  private snapshot(): void {
-    const w = new RecordWriter();
-    const seen = new Set<Message>();
+  /**
+   * Writes the live state to a new file, syncs it, and swaps it in for the log. False when the
+   * file could not be written whole: then the log, and the store ids and sequence numbers in
+   * memory that refer to it, are left as they were. `quiet`: no log line for a failure.
+   */
+  private snapshot(quiet = false): boolean {
     const b = this.b;
-    b.retain.forEach((msg) => {
-      if (msg.topic.startsWith('$SYS/')) return;
-      w.begin(Rec.RetainPut);
-      w.f64(msg.expiresAt);
-      w.bytes(this.publishBytes(msg));
-      w.end();
-    });
-    for (const s of b.sessions.values()) {
-      if (!s.persistent) {
-        s.stored = false;
-        continue;
-      }
-      s.stored = true;
-      w.begin(Rec.SessionPut);
-      w.str(s.clientId);
-      w.u32(s.expiryInterval);
-      w.u8(s.username === undefined ? 0 : 1);
-      if (s.username !== undefined) w.str(s.username);
-      w.end();
-      for (const sub of s.hasSubscriptions ? s.subs.values() : []) {
-        w.begin(Rec.SubPut);
-        w.str(s.clientId);
-        w.str(sub.filter);
-        w.u8(sub.qos | (sub.noLocal ? 4 : 0) | (sub.retainAsPublished ? 8 : 0) | (sub.retainHandling << 4));
-        w.u32(sub.id ?? 0);
-        w.end();
-      }
-      const entries: Delivery[] = s.inflightCount > 0 ? [...s.inflight.values()] : [];
-      for (let i = s.qHead; i < s.queue.length; i++) {
-        const d = s.queue[i];
-        if (d !== undefined) entries.push(d);
-      }
-      for (const d of entries) {
-        const msg = d.msg;
-        if (!seen.has(msg)) {
-          seen.add(msg);
-          msg.storeId = this.nextStoreId++;
-          w.begin(Rec.Msg);
-          w.f64(msg.storeId);
-          w.f64(msg.expiresAt);
-          w.bytes(this.publishBytes(msg));
-          w.end();
+    const w = new RecordWriter();
+    // New ids for the new file, put in place only once it has replaced the log.
+    const ids = new Map<Message, number>();
+    const entries: Delivery[] = [];
+    let nextId = this.nextStoreId;
+    let nextSeq = this.nextSeq;
+    try {
+      b.retain.forEach((msg) => {
+        if (!msg.topic.startsWith('$SYS/')) this.writeRetain(w, msg);
+      });
+      for (const s of b.sessions.values()) {
+        if (!s.persistent) continue;
+        writeSession(w, s);
+        if (s.hasSubscriptions) for (const sub of s.subs.values()) writeSub(w, s.clientId, sub);
+        const live: Delivery[] = s.inflightCount > 0 ? [...s.inflight.values()] : [];
+        for (let i = s.qHead; i < s.queue.length; i++) {
+          const d = s.queue[i];
+          if (d !== undefined) live.push(d);
         }
-        if (d.seq === undefined) msg.storeRefs++;
-        d.seq = this.nextSeq++;
-        this.writeQueueAdd(s.clientId, d, w);
-        if (d.state === 1) this.pidRecord2(Rec.QueueRel, s.clientId, d, w);
-        else if (d.pid !== 0) this.pidRecord2(Rec.QueueSent, s.clientId, d, w);
-      }
-      if (s.incomingQos2 !== null)
-        for (const pid of s.incomingQos2) {
-          w.begin(Rec.InAdd);
-          w.str(s.clientId);
-          w.u16(pid);
-          w.end();
+        for (const d of live) {
+          let id = ids.get(d.msg);
+          if (id === undefined) {
+            id = nextId++;
+            ids.set(d.msg, id);
+            this.writeMsgRecord(w, d.msg, id);
+          }
+          const seq = nextSeq++;
+          entries.push(d);
+          this.writeQueueAdd(w, s.clientId, d, seq, id);
+          if (d.state === 1) pidRecord2(w, Rec.QueueRel, s.clientId, seq, d.pid);
+          else if (d.pid !== 0) pidRecord2(w, Rec.QueueSent, s.clientId, seq, d.pid);
         }
+        if (s.incomingQos2 !== null)
+          for (const pid of s.incomingQos2) {
+            w.begin(Rec.InAdd);
+            w.str(s.clientId);
+            w.u16(pid);
+            w.end();
+          }
+      }
+      b.wills.forEach((clientId, username, will, dueAt) => {
+        this.writeWill(w, clientId, username, will, dueAt);
+      });
+    } catch (err) {
+      b.log('error', 'persistence snapshot could not be encoded; the log is kept', { error: String(err) });
+      return false;
     }
-    b.wills.forEach((clientId, username, will, dueAt) => {
-      this.writeWill(w, clientId, username, will, dueAt);
-    });
     const body = w.take();
+    if (!this.replaceLog(body, quiet)) return false;
+    // The new file is the log now: its ids are the ones that count.
+    this.logFirstId = this.nextStoreId;
+    for (const [msg, id] of ids) msg.storeId = id;
+    let seq = this.nextSeq;
+    for (const d of entries) {
+      if (d.seq === undefined) d.msg.storeRefs++;
+      d.seq = seq++;
+    }
+    this.nextStoreId = nextId;
+    this.nextSeq = nextSeq;
+    for (const s of b.sessions.values()) s.stored = s.persistent;
+    return true;
+  }
+
+  /**
+   * Writes MAGIC + `body` to a temporary file (0600) completely, syncs it and renames it over
+   * the log; reopens the log for appending. False, with the temporary file removed and the log
+   * untouched, when any step before the rename fails (ENOSPC included).
+   */
+  private replaceLog(body: Buffer, quiet: boolean): boolean {
     const tmp = `${this.file}.tmp`;
-    const fd = fs.openSync(tmp, 'w');
-    fs.writeSync(fd, MAGIC);
-    fs.writeSync(fd, body);
-    fs.fdatasyncSync(fd);
-    fs.closeSync(fd);
-    fs.renameSync(tmp, this.file);
+    const started = Date.now();
+    let fd = -1;
+    try {
+      fd = fs.openSync(tmp, 'w', FILE_MODE);
+      // A temporary file left by a killed process keeps its old mode through open(): set it.
+      fs.fchmodSync(fd, FILE_MODE);
+      writeAll(fd, MAGIC);
+      writeAll(fd, body);
+      fs.fdatasyncSync(fd);
+      fs.closeSync(fd);
+      fd = -1;
+      fs.renameSync(tmp, this.file);
+    } catch (err) {
+      if (fd >= 0) fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      if (!quiet)
+        this.b.log('error', 'persistence snapshot failed; the log is kept', {
+          error: (err as Error).message,
+          code: (err as NodeJS.ErrnoException).code,
+          file: tmp,
+        });
+      return false;
+    }
     try {
       const dfd = fs.openSync(this.dir, 'r');
       fs.fsyncSync(dfd);
@@ -604,9 +803,19 @@ export class Persistence {
       // some filesystems cannot sync a directory; the rename is still atomic
     }
     if (this.fd >= 0) fs.closeSync(this.fd);
-    this.fd = fs.openSync(this.file, 'a');
+    try {
+      this.fd = fs.openSync(this.file, 'a', FILE_MODE);
+    } catch {
+      this.fd = -1; // the next append fails, and the refusal's retries reopen it
+    }
     this.snapshotBytes = this.logBytes = MAGIC.length + body.length;
     this.syncs++;
+    this.b.log('information', 'persistence snapshot written', {
+      file: this.file,
+      bytes: this.logBytes,
+      ms: Date.now() - started,
+    });
+    return true;
   }
 
   /** Replays the file into the broker; cuts a torn or corrupt tail. */
@@ -616,6 +825,7 @@ export class Persistence {
     if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
       const aside = `${this.file}.corrupt-${Date.now()}`;
       fs.renameSync(this.file, aside);
+      fs.chmodSync(aside, FILE_MODE);
       b.log('error', 'persistence file not recognised; moved aside', { file: aside });
       return;
     }

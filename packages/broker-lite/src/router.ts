@@ -83,16 +83,20 @@ export class Router {
       if (!sub.session.persistent || !this.readable(sub.session, msg)) return;
       best = sub;
     }
-    deliver(
-      this.b,
-      best.session,
-      msg,
-      best.qos < msg.qos ? best.qos : msg.qos,
-      best.retainAsPublished && msg.retain,
-      best.id !== undefined ? [best.id] : undefined,
-      this.cache,
-    );
-    this.b.routedCount++;
+    try {
+      deliver(
+        this.b,
+        best.session,
+        msg,
+        best.qos < msg.qos ? best.qos : msg.qos,
+        best.retainAsPublished && msg.retain,
+        best.id !== undefined ? [best.id] : undefined,
+        this.cache,
+      );
+      this.b.routedCount++;
+    } catch (err) {
+      this.failed(best.session, msg, err);
+    }
   };
 
   /** Adds a subscription to the index (the only way in: share groups are counted here). */
@@ -118,13 +122,31 @@ export class Router {
     return this.groups.size;
   }
 
+  /** One recipient could not be served: it misses this message, the others do not. */
+  private failed(s: Session, msg: Message, err: unknown): void {
+    const b = this.b;
+    b.counters.dropped++;
+    b.log('error', 'delivery failed; message dropped for this client', {
+      clientId: s.clientId,
+      topic: msg.topic,
+      error: err instanceof Error ? err.message : String(err),
+    });
+  }
+
+  /** May this shared-group member read `msg`? An ACL that throws counts as no (another member may). */
   private readable(s: Session, msg: Message): boolean {
     const acl = this.b.accessControl;
-    return (
-      acl === undefined ||
-      s.internal ||
-      acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
-    );
+    if (acl === undefined || s.internal) return true;
+    try {
+      return acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic);
+    } catch (err) {
+      this.b.log('error', 'read access check failed', {
+        clientId: s.clientId,
+        topic: msg.topic,
+        error: err instanceof Error ? err.message : String(err),
+      });
+      return false;
+    }
   }
 
   /** Delivers `msg` to every matching session; returns how many received it. */
@@ -147,14 +169,20 @@ export class Router {
       const acl = b.accessControl;
       for (let i = 0; i < hits.length; i++) {
         const s = hits[i];
-        if (
-          acl !== undefined &&
-          !s.internal &&
-          !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
-        )
-          continue;
-        deliver(b, s, msg, s.mQos, s.mRetain, s.mIds, this.cache);
-        b.routedCount++;
+        // One recipient's failure (an ACL backend that throws, a message it cannot be sent)
+        // must not cost the recipients after it, nor the publisher its acknowledgement.
+        try {
+          if (
+            acl !== undefined &&
+            !s.internal &&
+            !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
+          )
+            continue;
+          deliver(b, s, msg, s.mQos, s.mRetain, s.mIds, this.cache);
+          b.routedCount++;
+        } catch (err) {
+          this.failed(s, msg, err);
+        }
       }
       return b.routedCount;
     } finally {
