@@ -24,6 +24,7 @@ import { RetainStore } from './retain.ts';
 import { Router } from './router.ts';
 import { NEVER_EXPIRES, Session } from './session.ts';
 import { publishSys } from './sys.ts';
+import { UnauthenticatedBudget } from './unauthenticated.ts';
 import { WillTimers } from './will.ts';
 
 export interface BrokerStats {
@@ -48,6 +49,11 @@ export interface BrokerStats {
   /** Times a publisher's socket was paused because a subscriber's queue was full. */
   publisherPauses: number;
   authFailures: number;
+  /** Connections that sent bytes and have no CONNACK yet, and what they hold (issue 12.2). */
+  unauthenticatedConnections: number;
+  unauthenticatedBytes: number;
+  /** The most unauthenticatedBytes has been since the start. */
+  unauthenticatedBytesPeak: number;
 }
 
 const SILENT: LogSink = { log() {} };
@@ -73,6 +79,10 @@ export class Broker {
   readonly authFailureDelayMs: number;
   /** Largest packet accepted from a client (fixed header included), for the parser and CONNACK. */
   readonly maxPacketIn: number;
+  /** Largest packet accepted before CONNACK (max_unauthenticated_packet_size, at most maxPacketIn). */
+  readonly maxPacketUnauthenticated: number;
+  /** What connections not yet CONNACKed hold, all together (max_unauthenticated_bytes). */
+  readonly unauthenticated: UnauthenticatedBudget;
   readonly counters = {
     bytesIn: 0,
     bytesOut: 0,
@@ -108,6 +118,9 @@ export class Broker {
     if (o.messageSizeLimit > 0) max = Math.min(max, o.messageSizeLimit + 65_536 + 1024);
     if (o.maxPacketSize !== undefined && o.maxPacketSize > 0) max = Math.min(max, o.maxPacketSize);
     this.maxPacketIn = max;
+    const pre = o.maxUnauthenticatedPacketSize;
+    this.maxPacketUnauthenticated = pre > 0 ? Math.min(pre, max) : max;
+    this.unauthenticated = new UnauthenticatedBudget(this, o.maxUnauthenticatedBytes);
     this.router = new Router(this);
     this.wills = new WillTimers(this);
   }
@@ -215,6 +228,9 @@ export class Broker {
       queuedMessages: queued,
       publisherPauses: c.publisherPauses,
       authFailures: c.authFailures,
+      unauthenticatedConnections: this.unauthenticated.connections,
+      unauthenticatedBytes: this.unauthenticated.bytes,
+      unauthenticatedBytesPeak: this.unauthenticated.peak,
     };
   }
 
@@ -291,6 +307,7 @@ export class Broker {
 
   connectionClosed(conn: Connection): void {
     this.connections.delete(conn);
+    this.unauthenticated.release(conn);
     if (conn.session !== null) this.detach(conn, false);
     if (conn.clientId !== '' && this.options.connectionMessages !== false)
       this.log('information', 'client disconnected', { clientId: conn.clientId });

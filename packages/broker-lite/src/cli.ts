@@ -189,6 +189,8 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   maxQueuedBytes: 'max_queued_bytes',
   messageSizeLimit: 'message_size_limit',
   maxPacketSize: 'max_packet_size',
+  maxUnauthenticatedPacketSize: 'max_unauthenticated_packet_size',
+  maxUnauthenticatedBytes: 'max_unauthenticated_bytes',
   maxConnections: 'max_connections',
   maxKeepalive: 'max_keepalive',
   retainAvailable: 'retain_available',

@@ -55,6 +55,10 @@ export interface BrokerConfig {
   messageSizeLimit: number;
   /** 0 = no limit. */
   maxPacketSize: number;
+  /** 0 = max_packet_size's limit. */
+  maxUnauthenticatedPacketSize: number;
+  /** 0 = no limit. */
+  maxUnauthenticatedBytes: number;
   maxConnections: number;
   maxKeepalive: number;
   retainAvailable: boolean;
@@ -304,6 +308,16 @@ const HANDLERS: Record<string, Handler> = {
     if (n !== 0 && n < 20) fail(ctx, `value ${n} is too small (at least 20 bytes, or 0 for no limit)`);
     state.cfg.maxPacketSize = n;
   },
+  max_unauthenticated_packet_size(state, ctx, args) {
+    const n = int(ctx, args, 0, MAX_PAYLOAD + 5);
+    if (n !== 0 && n < 20) fail(ctx, `value ${n} is too small (at least 20 bytes, or 0 for max_packet_size)`);
+    state.cfg.maxUnauthenticatedPacketSize = n;
+  },
+  max_unauthenticated_bytes(state, ctx, args) {
+    const n = int(ctx, args, 0, Number.MAX_SAFE_INTEGER);
+    if (n !== 0 && n < 1024) fail(ctx, `value ${n} is too small (at least 1024 bytes, or 0 for no limit)`);
+    state.cfg.maxUnauthenticatedBytes = n;
+  },
   max_connections(state, ctx, args) {
     const n = int(ctx, args, -1, 2_147_483_647);
     if (n === 0) fail(ctx, 'value 0 would refuse every client (use -1 for no limit)');
@@ -545,6 +559,8 @@ function freshState(file: string | undefined, cwd: string): State {
       maxQueuedBytes: d.maxQueuedBytes,
       messageSizeLimit: d.messageSizeLimit,
       maxPacketSize: 0,
+      maxUnauthenticatedPacketSize: d.maxUnauthenticatedPacketSize,
+      maxUnauthenticatedBytes: d.maxUnauthenticatedBytes,
       maxConnections: d.maxConnections,
       maxKeepalive: d.maxKeepalive,
       retainAvailable: d.retainAvailable,

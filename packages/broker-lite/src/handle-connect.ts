@@ -62,7 +62,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   }
 
   const decide = (ok: boolean): void => {
-    if (conn.closed) return;
+    if (conn.ending) return;
     if (!ok) {
       b.counters.authFailures++;
       b.log('notice', 'client refused: bad user name or password', {
@@ -125,7 +125,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
 
 /** CONNACK with a refusal, then close. */
 function refuse(conn: Connection, code3: number, code5: number, reason: string): void {
-  if (conn.closed) return;
+  if (conn.ending) return;
   const v5 = conn.version === 5;
   const ack: ConnackPacket = { type: 'connack', sessionPresent: false, reasonCode: v5 ? code5 : code3 };
   if (v5 && conn.problemInfo) ack.properties = { reasonString: reason };
@@ -135,7 +135,7 @@ function refuse(conn: Connection, code3: number, code5: number, reason: string):
 
 function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: boolean): void {
   const b = conn.broker;
-  if (conn.closed) return;
+  if (conn.ending) return;
   const v5 = p.protocolVersion === 5;
   const props = p.properties;
 
@@ -222,7 +222,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
     ack.properties = ap;
   }
   conn.sendPacket(ack);
-  conn.state = ConnState.Connected;
+  conn.connected();
   b.counters.connects++;
   if (b.options.connectionMessages !== false)
     b.log('information', 'client connected', {

@@ -100,6 +100,17 @@ export interface BrokerOptions {
   connectionMessages?: boolean;
   /** Milliseconds before a refused login gets its CONNACK (default 1000; slows password guessing). */
   authFailureDelayMs?: number;
+  /**
+   * Largest packet a connection may send before it has its CONNACK, fixed header included
+   * (`max_unauthenticated_packet_size`, broker-lite's own; default 262,144). Checked from the
+   * fixed header, before a byte of the body is buffered. 0 = max_packet_size's limit.
+   */
+  maxUnauthenticatedPacketSize: number;
+  /**
+   * Bytes all connections not yet CONNACKed may hold together (`max_unauthenticated_bytes`,
+   * broker-lite's own; default 16 MiB; 0 = no limit). Over it the biggest holder is closed.
+   */
+  maxUnauthenticatedBytes: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
@@ -120,4 +131,7 @@ export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
   retainAvailable: true,
   sysInterval: 10,
   connectTimeoutSeconds: 10,
+  // A CONNECT whose client id, user name, password and will payload are each 64 KiB fits.
+  maxUnauthenticatedPacketSize: 256 * 1024,
+  maxUnauthenticatedBytes: 16 * 1024 * 1024,
 };

@@ -21,7 +21,8 @@ export function fixedHeader(first: number, rem: number): number[] {
 }
 
 /** An MQTT 5 CONNECT whose properties are `pairs` empty user properties (5 bytes each). */
-export function connectWithUserProperties(pairs: number): Uint8Array {
+export function connectWithUserProperties(count: number): Uint8Array {
+  const pairs = Math.floor(count);
   const propLen = pairs * 5;
   const pl = varint(propLen);
   const rem = 10 + pl.length + propLen + 3; // variable header, properties, client id 'c'
