@@ -24,6 +24,7 @@ import { RetainStore } from './retain.ts';
 import { Router } from './router.ts';
 import { NEVER_EXPIRES, Session } from './session.ts';
 import { publishSys } from './sys.ts';
+import { UNLIMITED_TOPIC_LEVELS } from './topic-levels.ts';
 import { UnauthenticatedBudget } from './unauthenticated.ts';
 import { WillTimers } from './will.ts';
 
@@ -81,6 +82,8 @@ export class Broker {
   readonly maxPacketIn: number;
   /** Largest packet accepted before CONNACK (max_unauthenticated_packet_size, at most maxPacketIn). */
   readonly maxPacketUnauthenticated: number;
+  /** Most levels in a topic name or filter (max_topic_levels; no limit is 65,536). */
+  readonly maxTopicLevels: number;
   /** What connections not yet CONNACKed hold, all together (max_unauthenticated_bytes). */
   readonly unauthenticated: UnauthenticatedBudget;
   readonly counters = {
@@ -121,6 +124,7 @@ export class Broker {
     const pre = o.maxUnauthenticatedPacketSize;
     this.maxPacketUnauthenticated = pre > 0 ? Math.min(pre, max) : max;
     this.unauthenticated = new UnauthenticatedBudget(this, o.maxUnauthenticatedBytes);
+    this.maxTopicLevels = o.maxTopicLevels > 0 ? o.maxTopicLevels : UNLIMITED_TOPIC_LEVELS;
     this.router = new Router(this);
     this.wills = new WillTimers(this);
   }
@@ -279,7 +283,7 @@ export class Broker {
   takeParser(): PacketParser {
     const p = this.parsers.pop();
     if (p !== undefined) return p;
-    return new PacketParser({ maxPacketSize: this.maxPacketIn });
+    return new PacketParser({ maxPacketSize: this.maxPacketIn, maxTopicLevels: this.maxTopicLevels });
   }
 
   returnParser(p: PacketParser): void {

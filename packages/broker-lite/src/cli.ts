@@ -191,6 +191,7 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   maxPacketSize: 'max_packet_size',
   maxUnauthenticatedPacketSize: 'max_unauthenticated_packet_size',
   maxUnauthenticatedBytes: 'max_unauthenticated_bytes',
+  maxTopicLevels: 'max_topic_levels',
   maxConnections: 'max_connections',
   maxKeepalive: 'max_keepalive',
   retainAvailable: 'retain_available',

@@ -121,6 +121,7 @@ export async function buildBrokerOptions(
     maxPacketSize: cfg.maxPacketSize,
     maxUnauthenticatedPacketSize: cfg.maxUnauthenticatedPacketSize,
     maxUnauthenticatedBytes: cfg.maxUnauthenticatedBytes,
+    maxTopicLevels: cfg.maxTopicLevels,
     connectionMessages: cfg.connectionMessages,
     logger,
   };
@@ -163,6 +164,7 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`max_packet_size ${cfg.maxPacketSize}`);
   out.push(`max_unauthenticated_packet_size ${cfg.maxUnauthenticatedPacketSize}`);
   out.push(`max_unauthenticated_bytes ${cfg.maxUnauthenticatedBytes}`);
+  out.push(`max_topic_levels ${cfg.maxTopicLevels}`);
   out.push(`max_connections ${cfg.maxConnections}`);
   out.push(`max_keepalive ${cfg.maxKeepalive}`);
   out.push(`retain_available ${cfg.retainAvailable}`);

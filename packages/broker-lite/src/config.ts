@@ -59,6 +59,8 @@ export interface BrokerConfig {
   maxUnauthenticatedPacketSize: number;
   /** 0 = no limit. */
   maxUnauthenticatedBytes: number;
+  /** 0 = no limit. */
+  maxTopicLevels: number;
   maxConnections: number;
   maxKeepalive: number;
   retainAvailable: boolean;
@@ -318,6 +320,9 @@ const HANDLERS: Record<string, Handler> = {
     if (n !== 0 && n < 1024) fail(ctx, `value ${n} is too small (at least 1024 bytes, or 0 for no limit)`);
     state.cfg.maxUnauthenticatedBytes = n;
   },
+  max_topic_levels(state, ctx, args) {
+    state.cfg.maxTopicLevels = int(ctx, args, 0, 65_536);
+  },
   max_connections(state, ctx, args) {
     const n = int(ctx, args, -1, 2_147_483_647);
     if (n === 0) fail(ctx, 'value 0 would refuse every client (use -1 for no limit)');
@@ -561,6 +566,7 @@ function freshState(file: string | undefined, cwd: string): State {
       maxPacketSize: 0,
       maxUnauthenticatedPacketSize: d.maxUnauthenticatedPacketSize,
       maxUnauthenticatedBytes: d.maxUnauthenticatedBytes,
+      maxTopicLevels: d.maxTopicLevels,
       maxConnections: d.maxConnections,
       maxKeepalive: d.maxKeepalive,
       retainAvailable: d.retainAvailable,

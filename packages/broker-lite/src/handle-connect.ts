@@ -115,7 +115,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     conn.socket.pause();
     result.then(
       (ok) => {
-        if (!conn.closed) conn.socket.resume();
+        if (!conn.ending) conn.socket.resume();
         decide(ok === true);
       },
       () => decide(false),

@@ -111,6 +111,12 @@ export interface BrokerOptions {
    * broker-lite's own; default 16 MiB; 0 = no limit). Over it the biggest holder is closed.
    */
   maxUnauthenticatedBytes: number;
+  /**
+   * Most levels in a topic name or filter (`max_topic_levels`; default 200, Mosquitto's fixed
+   * limit; 0 = no limit). Deeper: PUBLISH closes the connection (5.0: DISCONNECT 0x90), a will
+   * refuses the CONNECT (5.0: CONNACK 0x90), a filter gets SUBACK 0x8F (3.1.1: 0x80).
+   */
+  maxTopicLevels: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
@@ -134,4 +140,5 @@ export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
   // A CONNECT whose client id, user name, password and will payload are each 64 KiB fits.
   maxUnauthenticatedPacketSize: 256 * 1024,
   maxUnauthenticatedBytes: 16 * 1024 * 1024,
+  maxTopicLevels: 200,
 };

@@ -5,7 +5,7 @@
  * and the codec bounds what a decoded packet costs (user properties per packet).
  */
 import net from 'node:net';
-import { type Packet, PacketParser } from '@mqtt-edge/codec';
+import { encode, type Packet, PacketParser } from '@mqtt-edge/codec';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { connectWithUserProperties, fixedHeader } from '../../codec/test/hostile-packets.ts';
 import { parseConfig } from '../src/config.ts';
@@ -135,16 +135,19 @@ describe('issue 12.2: pre-CONNACK packet size (max_unauthenticated_packet_size)'
       } as const;
       c.sendBytes(
         Buffer.concat([
-          Buffer.from(encode5(connect)),
+          Buffer.from(encode(connect, 5)),
           Buffer.from(
-            encode5({
-              type: 'publish',
-              topic: 't',
-              payload: new Uint8Array(5000),
-              qos: 0,
-              retain: false,
-              dup: false,
-            }),
+            encode(
+              {
+                type: 'publish',
+                topic: 't',
+                payload: new Uint8Array(5000),
+                qos: 0,
+                retain: false,
+                dup: false,
+              },
+              5,
+            ),
           ),
         ]),
       );
@@ -172,7 +175,7 @@ describe('issue 12.2: pre-CONNACK packet size (max_unauthenticated_packet_size)'
       const c = await RawClient.open(slow.port);
       const bytes = Buffer.concat([
         Buffer.from(
-          encode5(
+          encode(
             {
               type: 'connect',
               protocolVersion: 4,
@@ -185,7 +188,7 @@ describe('issue 12.2: pre-CONNACK packet size (max_unauthenticated_packet_size)'
           ),
         ),
         Buffer.from(
-          encode5(
+          encode(
             {
               type: 'publish',
               topic: 'early',
@@ -211,12 +214,6 @@ describe('issue 12.2: pre-CONNACK packet size (max_unauthenticated_packet_size)'
     }
   });
 });
-
-import { encode, type Packet as P } from '@mqtt-edge/codec';
-
-function encode5(p: P, v: 4 | 5 = 5): Uint8Array {
-  return encode(p, v);
-}
 
 describe('issue 12.2: all pending connections together (max_unauthenticated_bytes)', () => {
   it('slow connections each trickling a large CONNECT: the total held stays under the bound, a legit client connects', async () => {
