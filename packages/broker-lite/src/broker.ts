@@ -16,6 +16,7 @@ import {
 } from './connection.ts';
 import { releasePublishers } from './deliver.ts';
 import { type BoundListener, startListener } from './listeners.ts';
+import { MemoryLimit } from './memory-limit.ts';
 import type { Message } from './message.ts';
 import type { AccessControl, Authenticator, BrokerOptions, LogSink } from './options.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
@@ -86,6 +87,9 @@ export class Broker {
   readonly maxTopicLevels: number;
   /** What connections not yet CONNACKed hold, all together (max_unauthenticated_bytes). */
   readonly unauthenticated: UnauthenticatedBudget;
+  /** memory_limit: set while the process is over it (a field, read once per PUBLISH). */
+  memoryFull = false;
+  readonly memory: MemoryLimit;
   readonly counters = {
     bytesIn: 0,
     bytesOut: 0,
@@ -125,6 +129,7 @@ export class Broker {
     this.maxPacketUnauthenticated = pre > 0 ? Math.min(pre, max) : max;
     this.unauthenticated = new UnauthenticatedBudget(this, o.maxUnauthenticatedBytes);
     this.maxTopicLevels = o.maxTopicLevels > 0 ? o.maxTopicLevels : UNLIMITED_TOPIC_LEVELS;
+    this.memory = new MemoryLimit(this, o.memoryLimit);
     this.router = new Router(this);
     this.wills = new WillTimers(this);
   }
@@ -137,6 +142,7 @@ export class Broker {
       await this.persist.open();
     }
     for (const l of this.options.listeners) this.listeners.push(await startListener(this, l));
+    this.memory.start();
     this.sweepTimer = setInterval(() => this.sweep(), 1000);
     this.sweepTimer.unref();
     const sys = this.options.sysInterval;
@@ -164,6 +170,7 @@ export class Broker {
     this.closing = true;
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     if (this.sysTimer !== null) clearInterval(this.sysTimer);
+    this.memory.stop();
     // server.close() waits for every socket: start it, close the sockets, then wait.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     const waits: Promise<void>[] = [];
@@ -199,6 +206,11 @@ export class Broker {
 
   isReservedClientId(clientId: string): boolean {
     return this.internalIds.has(clientId);
+  }
+
+  /** SIGHUP: memory_limit is reloaded, as in Mosquitto (0 = none). */
+  setMemoryLimit(bytes: number): void {
+    this.memory.set(bytes);
   }
 
   /** SIGHUP: new password and ACL checks apply to the next CONNECT, SUBSCRIBE and message. */

@@ -122,6 +122,7 @@ export async function buildBrokerOptions(
     maxUnauthenticatedPacketSize: cfg.maxUnauthenticatedPacketSize,
     maxUnauthenticatedBytes: cfg.maxUnauthenticatedBytes,
     maxTopicLevels: cfg.maxTopicLevels,
+    memoryLimit: cfg.memoryLimit,
     connectionMessages: cfg.connectionMessages,
     logger,
   };
@@ -165,6 +166,7 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`max_unauthenticated_packet_size ${cfg.maxUnauthenticatedPacketSize}`);
   out.push(`max_unauthenticated_bytes ${cfg.maxUnauthenticatedBytes}`);
   out.push(`max_topic_levels ${cfg.maxTopicLevels}`);
+  out.push(`memory_limit ${cfg.memoryLimit}`);
   out.push(`max_connections ${cfg.maxConnections}`);
   out.push(`max_keepalive ${cfg.maxKeepalive}`);
   out.push(`retain_available ${cfg.retainAvailable}`);

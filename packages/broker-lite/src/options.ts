@@ -117,6 +117,12 @@ export interface BrokerOptions {
    * refuses the CONNECT (5.0: CONNACK 0x90), a filter gets SUBACK 0x8F (3.1.1: 0x80).
    */
   maxTopicLevels: number;
+  /**
+   * Mosquitto `memory_limit`, bytes (default 0: none): while the process's RSS, sampled every
+   * 100 ms, is over it, incoming messages are refused (5.0 QoS 1/2: PUBACK/PUBREC 0x97; QoS 0:
+   * dropped and counted; 3.1.1 QoS 1/2: the publisher is disconnected, as Mosquitto does).
+   */
+  memoryLimit: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
@@ -141,4 +147,5 @@ export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
   maxUnauthenticatedPacketSize: 256 * 1024,
   maxUnauthenticatedBytes: 16 * 1024 * 1024,
   maxTopicLevels: 200,
+  memoryLimit: 0,
 };

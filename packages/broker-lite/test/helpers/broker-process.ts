@@ -22,7 +22,10 @@ export class BrokerProcess implements JsonLogState<BrokerLogLine> {
 
   private constructor(
     readonly child: ChildProcess,
-    private readonly dir: string,
+    /** Where its config file (broker.conf) lives. */
+    readonly dir: string,
+    /** The config's fixed first lines (listener, anonymous access, no $SYS). */
+    readonly baseConf: string,
   ) {
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     followJsonLog(child, this);
@@ -32,12 +35,13 @@ export class BrokerProcess implements JsonLogState<BrokerLogLine> {
   static async start(conf: string, nodeArgs: string[] = []): Promise<BrokerProcess> {
     const dir = mkdtempSync(join(tmpdir(), 'bl-proc-'));
     const file = join(dir, 'broker.conf');
-    writeFileSync(file, `listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 0\n${conf}\n`);
+    const base = 'listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 0\n';
+    writeFileSync(file, `${base}${conf}\n`);
     const child = spawn(process.execPath, [...nodeArgs, BIN, '-c', file, '--log-format', 'json'], {
       cwd: dir,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    const bp = new BrokerProcess(child, dir);
+    const bp = new BrokerProcess(child, dir, base);
     const ready = await bp.waitFor((l) => l.msg === 'ready', 20_000);
     bp.port = Number(ready.ports);
     return bp;
@@ -89,6 +93,8 @@ export class BrokerProcess implements JsonLogState<BrokerLogLine> {
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
     const code = await this.exited;
     clearTimeout(timer);
+    if (code !== 0)
+      process.stderr.write(`broker exited ${code} (${this.child.signalCode}); stderr: ${this.stderrTail}\n`);
     rmSync(this.dir, { recursive: true, force: true });
     return code;
   }
