@@ -21,7 +21,7 @@ import { handlePublish } from './handle-publish.ts';
 import { handleSubscribe } from './handle-subscribe.ts';
 import { handleUnsubscribe } from './handle-unsubscribe.ts';
 import type { Session } from './session.ts';
-import { USER_PROPERTY_HEAP_BYTES } from './unauthenticated.ts';
+import { decodedExtra } from './unauthenticated.ts';
 
 /** Socket bytes waiting to go out above which QoS 0 senders are slowed down. */
 export const SOFT_WRITE_LIMIT = 256 * 1024;
@@ -313,9 +313,8 @@ export class Connection {
       this.version = p.protocolVersion;
       this.flag(CONNECT_V5, p.protocolVersion === 5);
       // Held while authentication runs: its user properties cost more than their bytes.
-      const pairs =
-        (p.properties?.userProperties?.length ?? 0) + (p.will?.properties?.userProperties?.length ?? 0);
-      if (pairs > 0 && !b.unauthenticated.charge(this, pairs * USER_PROPERTY_HEAP_BYTES)) return;
+      const extra = decodedExtra(p);
+      if (extra > 0 && !b.unauthenticated.charge(this, extra)) return;
       handleConnect(this, p);
       return;
     }
@@ -325,6 +324,8 @@ export class Connection {
       this.close();
       return;
     }
+    const extra = decodedExtra(p);
+    if (extra > 0 && !b.unauthenticated.charge(this, extra)) return;
     this.early.push(p);
   }
 

@@ -2,20 +2,38 @@
  * What connections hold before their CONNACK (issue 12.2): nobody has checked who they are, so
  * all of them together get a fixed budget, max_unauthenticated_bytes. A connection is charged
  * every byte it sends until its CONNACK (what its parser buffers, its decoded CONNECT and the
- * packets it pipelines behind it are all made of those bytes) plus the decoded cost of its
- * CONNECT's user properties; the charge is dropped at CONNACK or close. Over the budget, the
+ * packets it pipelines behind it are all made of those bytes) plus what those packets cost
+ * decoded beyond their bytes (decodedExtra); the charge is dropped at CONNACK or close. Over the budget, the
  * connection holding the most is closed (5.0: CONNACK 0x89 server busy) until the rest fits, so
  * small, ordinary CONNECTs still get in while someone trickles big ones.
  */
-import { ReasonCode } from '@mqtt-edge/codec';
+import { type Packet, type Properties, ReasonCode } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 
 /**
- * Heap bytes a decoded user property costs beyond its wire bytes: a [key, value] pair is two
- * V8 objects (~64 bytes) and a slot in its list (8), measured in the codec's limits test.
+ * Heap bytes charged for each item of a decoded packet that costs more than its wire bytes: a
+ * user property is two V8 objects and a slot (72 bytes for as few as 5 wire bytes), a 5.0
+ * subscription an object of five fields and a slot (72 for 4), a topic filter of UNSUBSCRIBE
+ * a string and a slot (32 for 4). Measured with heap snapshots of decoded packets.
  */
-export const USER_PROPERTY_HEAP_BYTES = 80;
+export const ITEM_HEAP_BYTES = 80;
+
+/**
+ * What holding `p` decoded costs beyond its bytes on the wire (which were charged as they
+ * arrived): its lists, item by item. Everything else in a packet is a few objects, or strings
+ * and views about the size of their bytes.
+ */
+export function decodedExtra(p: Packet): number {
+  let items = 0;
+  const props = (p as { properties?: Properties }).properties;
+  if (props !== undefined)
+    items += (props.userProperties?.length ?? 0) + (props.subscriptionIdentifiers?.length ?? 0);
+  if (p.type === 'subscribe') items += p.subscriptions.length;
+  else if (p.type === 'unsubscribe') items += p.topicFilters.length;
+  else if (p.type === 'connect') items += p.will?.properties?.userProperties?.length ?? 0;
+  return items * ITEM_HEAP_BYTES;
+}
 
 export class UnauthenticatedBudget {
   private readonly held = new Map<Connection, number>();

@@ -216,6 +216,35 @@ describe('issue 12.2: pre-CONNACK packet size (max_unauthenticated_packet_size)'
 });
 
 describe('issue 12.2: all pending connections together (max_unauthenticated_bytes)', () => {
+  it('what a pipelined packet costs decoded is charged too (a 4-byte subscription is a 72-byte object)', async () => {
+    let release: (ok: boolean) => void = () => {};
+    const slow = await startBroker({
+      allowAnonymous: false,
+      authenticator: { authenticate: () => new Promise<boolean>((r) => (release = r)) },
+    });
+    try {
+      const c = await Attacker.open(slow.port);
+      const connect = encode(
+        { type: 'connect', protocolVersion: 5, clientId: 'p', clean: true, keepalive: 0, username: 'u' },
+        5,
+      );
+      const subscriptions = Array.from({ length: 1000 }, () => ({ topicFilter: 'a', qos: 0 as const }));
+      const sub = encode({ type: 'subscribe', packetId: 1, subscriptions }, 5);
+      const bytes = Buffer.concat([connect, sub]);
+      void c.write(bytes);
+      // 80 bytes a subscription on top of the bytes sent
+      await vi.waitFor(() => expect(slow.broker.stats().unauthenticatedBytes).toBe(bytes.length + 80 * 1000));
+      release(true);
+      await vi.waitFor(() => expect(c.packets.map((p) => p.type)).toEqual(['connack', 'suback']));
+      expect(c.packets[0]).toMatchObject({ type: 'connack', reasonCode: 0 });
+      expect(c.packets[1]).toMatchObject({ type: 'suback', reasonCodes: subscriptions.map(() => 0) });
+      expect(slow.broker.stats().unauthenticatedBytes).toBe(0);
+      c.socket.destroy();
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('slow connections each trickling a large CONNECT: the total held stays under the bound, a legit client connects', async () => {
     const bound = MiB;
     const tb = await startBroker({
