@@ -16,6 +16,7 @@ import {
 } from './connection.ts';
 import { releasePublishers } from './deliver.ts';
 import { type BoundListener, startListener } from './listeners.ts';
+import { MemoryLimit } from './memory-limit.ts';
 import type { Message } from './message.ts';
 import type { AccessControl, Authenticator, BrokerOptions, LogSink } from './options.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
@@ -25,6 +26,8 @@ import { RetainStore } from './retain.ts';
 import { Router } from './router.ts';
 import { NEVER_EXPIRES, Session } from './session.ts';
 import { publishSys } from './sys.ts';
+import { UNLIMITED_TOPIC_LEVELS } from './topic-levels.ts';
+import { UnauthenticatedBudget } from './unauthenticated.ts';
 import { WillTimers } from './will.ts';
 
 export interface BrokerStats {
@@ -49,6 +52,11 @@ export interface BrokerStats {
   /** Times a publisher's socket was paused because a subscriber's queue was full. */
   publisherPauses: number;
   authFailures: number;
+  /** Connections that sent bytes and have no CONNACK yet, and what they hold (issue 12.2). */
+  unauthenticatedConnections: number;
+  unauthenticatedBytes: number;
+  /** The most unauthenticatedBytes has been since the start. */
+  unauthenticatedBytesPeak: number;
 }
 
 const SILENT: LogSink = { log() {} };
@@ -93,6 +101,15 @@ export class Broker {
   readonly authFailureDelayMs: number;
   /** Largest packet accepted from a client (fixed header included), for the parser and CONNACK. */
   readonly maxPacketIn: number;
+  /** Largest packet accepted before CONNACK (max_unauthenticated_packet_size, at most maxPacketIn). */
+  readonly maxPacketUnauthenticated: number;
+  /** Most levels in a topic name or filter (max_topic_levels; no limit is 65,536). */
+  readonly maxTopicLevels: number;
+  /** What connections not yet CONNACKed hold, all together (max_unauthenticated_bytes). */
+  readonly unauthenticated: UnauthenticatedBudget;
+  /** memory_limit: set while the process is over it (a field, read once per PUBLISH). */
+  memoryFull = false;
+  readonly memory: MemoryLimit;
   readonly counters = {
     bytesIn: 0,
     bytesOut: 0,
@@ -128,6 +145,11 @@ export class Broker {
     if (o.messageSizeLimit > 0) max = Math.min(max, o.messageSizeLimit + 65_536 + 1024);
     if (o.maxPacketSize !== undefined && o.maxPacketSize > 0) max = Math.min(max, o.maxPacketSize);
     this.maxPacketIn = max;
+    const pre = o.maxUnauthenticatedPacketSize;
+    this.maxPacketUnauthenticated = pre > 0 ? Math.min(pre, max) : max;
+    this.unauthenticated = new UnauthenticatedBudget(this, o.maxUnauthenticatedBytes);
+    this.maxTopicLevels = o.maxTopicLevels > 0 ? o.maxTopicLevels : UNLIMITED_TOPIC_LEVELS;
+    this.memory = new MemoryLimit(this, o.memoryLimit);
     this.router = new Router(this);
     this.wills = new WillTimers(this);
   }
@@ -140,6 +162,7 @@ export class Broker {
       await this.persist.open();
     }
     for (const l of this.options.listeners) this.listeners.push(await startListener(this, l));
+    this.memory.start();
     this.sweepTimer = setInterval(() => this.sweep(), 1000);
     this.sweepTimer.unref();
     const sys = this.options.sysInterval;
@@ -167,6 +190,7 @@ export class Broker {
     this.closing = true;
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     if (this.sysTimer !== null) clearInterval(this.sysTimer);
+    this.memory.stop();
     // server.close() waits for every socket: start it, close the sockets, then wait.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
     this.pendingSockets.close();
@@ -205,6 +229,11 @@ export class Broker {
     return this.internalIds.has(clientId);
   }
 
+  /** SIGHUP: memory_limit is reloaded, as in Mosquitto (0 = none). */
+  setMemoryLimit(bytes: number): void {
+    this.memory.set(bytes);
+  }
+
   /** SIGHUP: new password and ACL checks apply to the next CONNECT, SUBSCRIBE and message. */
   setSecurity(authenticator?: Authenticator, accessControl?: AccessControl): void {
     this.authenticator = authenticator;
@@ -236,6 +265,9 @@ export class Broker {
       queuedMessages: queued,
       publisherPauses: c.publisherPauses,
       authFailures: c.authFailures,
+      unauthenticatedConnections: this.unauthenticated.connections,
+      unauthenticatedBytes: this.unauthenticated.bytes,
+      unauthenticatedBytesPeak: this.unauthenticated.peak,
     };
   }
 
@@ -287,7 +319,7 @@ export class Broker {
   takeParser(): PacketParser {
     const p = this.parsers.pop();
     if (p !== undefined) return p;
-    return new PacketParser({ maxPacketSize: this.maxPacketIn });
+    return new PacketParser({ maxPacketSize: this.maxPacketIn, maxTopicLevels: this.maxTopicLevels });
   }
 
   returnParser(p: PacketParser): void {
@@ -315,6 +347,7 @@ export class Broker {
 
   connectionClosed(conn: Connection): void {
     this.connections.delete(conn);
+    this.unauthenticated.release(conn);
     if (conn.session !== null) this.detach(conn, false);
     if (conn.clientId !== '' && this.options.connectionMessages !== false)
       this.log('information', 'client disconnected', { clientId: conn.clientId });

@@ -50,8 +50,8 @@ Options:
 
 Signals:
   SIGHUP           re-read CONFIG for password_file and acl_file and reload those files (an
-                   error keeps the old ones), reopen the log file; other changed settings
-                   are named in a warning and need a restart
+                   error keeps the old ones), apply its memory_limit, reopen the log file;
+                   other changed settings are named in a warning and need a restart
   SIGTERM, SIGINT  close clients, save state, exit 0
 
 Exit codes: 0 normal exit, 1 runtime failure (e.g. a port in use), 3 configuration or
@@ -112,6 +112,7 @@ interface BrokerLike {
   listen(): Promise<void>;
   close(): Promise<void>;
   setSecurity(authenticator?: Authenticator, accessControl?: AccessControl): void;
+  setMemoryLimit?(bytes: number): void;
   readonly addresses: unknown;
 }
 type BrokerCtor = new (options: BrokerOptions) => BrokerLike;
@@ -158,7 +159,7 @@ function describeAddresses(addresses: unknown): Array<Record<string, unknown>> {
 
 /** Settings that differ between two loads of the config, other than the ones SIGHUP applies. */
 export function restartOnlyChanges(before: BrokerConfig, after: BrokerConfig): string[] {
-  const skip = new Set(['warnings', 'files', 'passwordFile', 'aclFile']);
+  const skip = new Set(['warnings', 'files', 'passwordFile', 'aclFile', 'memoryLimit']);
   const strip = (c: BrokerConfig): Record<string, unknown> => ({
     ...c,
     // Where a listener was declared is not a setting; an added comment line must not count.
@@ -189,6 +190,10 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   maxQueuedBytes: 'max_queued_bytes',
   messageSizeLimit: 'message_size_limit',
   maxPacketSize: 'max_packet_size',
+  maxUnauthenticatedPacketSize: 'max_unauthenticated_packet_size',
+  maxUnauthenticatedBytes: 'max_unauthenticated_bytes',
+  maxTopicLevels: 'max_topic_levels',
+  memoryLimit: 'memory_limit',
   maxConnections: 'max_connections',
   maxKeepalive: 'max_keepalive',
   retainAvailable: 'retain_available',
@@ -282,17 +287,6 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
     }
   }
 
-  // After the pid file, so whoever waits for this line finds the pid file too. The core logs
-  // each listener; this line says the whole broker is up, with the ports actually bound.
-  const bound = describeAddresses(broker.addresses);
-  logger.log('notice', 'ready', {
-    pid: process.pid,
-    listeners: bound
-      .map((a) => `${a.protocol ?? 'mqtt'}://${a.host ?? a.address ?? '*'}:${a.port}`)
-      .join(' '),
-    ports: bound.map((a) => a.port).join(','),
-  });
-
   // A crash goes to the configured log too (a log file is often all an operator has), then
   // the process exits 1 as it would anyway; what was acknowledged is already on disk.
   const fatal = (what: string, err: unknown): void => {
@@ -316,7 +310,9 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       // Bridges connect internally, outside password and ACL checks: only the broker needs them.
       broker.setSecurity(sec.authenticator, sec.accessControl);
       security = sec;
-      cfg = { ...cfg, passwordFile: next.passwordFile, aclFile: next.aclFile };
+      // Reloaded as in Mosquitto; lowering it frees nothing, it refuses what comes next.
+      if (next.memoryLimit !== cfg.memoryLimit) broker.setMemoryLimit?.(next.memoryLimit);
+      cfg = { ...cfg, passwordFile: next.passwordFile, aclFile: next.aclFile, memoryLimit: next.memoryLimit };
       logger.log('notice', 'reloaded password and ACL files', {
         passwordFile: cfg.passwordFile,
         users: security.passwords?.users.size,
@@ -363,6 +359,17 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    // After the pid file, so whoever waits for this line finds the pid file too, and after the
+    // signal handlers, so a SIGHUP or SIGTERM sent on seeing it does not kill the process. The
+    // core logs each listener; this line says the whole broker is up, with the ports bound.
+    const bound = describeAddresses(broker.addresses);
+    logger.log('notice', 'ready', {
+      pid: process.pid,
+      listeners: bound
+        .map((a) => `${a.protocol ?? 'mqtt'}://${a.host ?? a.address ?? '*'}:${a.port}`)
+        .join(' '),
+      ports: bound.map((a) => a.port).join(','),
+    });
   });
   process.removeListener('SIGHUP', onHup);
   process.removeListener('uncaughtException', onCrash);

@@ -121,6 +121,10 @@ export async function buildBrokerOptions(
     retainAvailable: cfg.retainAvailable,
     sysInterval: cfg.sysInterval,
     maxPacketSize: cfg.maxPacketSize,
+    maxUnauthenticatedPacketSize: cfg.maxUnauthenticatedPacketSize,
+    maxUnauthenticatedBytes: cfg.maxUnauthenticatedBytes,
+    maxTopicLevels: cfg.maxTopicLevels,
+    memoryLimit: cfg.memoryLimit,
     connectionMessages: cfg.connectionMessages,
     logger,
   };
@@ -163,6 +167,10 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`max_queued_bytes ${cfg.maxQueuedBytes}`);
   out.push(`message_size_limit ${cfg.messageSizeLimit}`);
   out.push(`max_packet_size ${cfg.maxPacketSize}`);
+  out.push(`max_unauthenticated_packet_size ${cfg.maxUnauthenticatedPacketSize}`);
+  out.push(`max_unauthenticated_bytes ${cfg.maxUnauthenticatedBytes}`);
+  out.push(`max_topic_levels ${cfg.maxTopicLevels}`);
+  out.push(`memory_limit ${cfg.memoryLimit}`);
   out.push(`max_connections ${cfg.maxConnections}`);
   out.push(`max_keepalive ${cfg.maxKeepalive}`);
   out.push(`retain_available ${cfg.retainAvailable}`);

@@ -57,6 +57,14 @@ export interface BrokerConfig {
   messageSizeLimit: number;
   /** 0 = no limit. */
   maxPacketSize: number;
+  /** 0 = max_packet_size's limit. */
+  maxUnauthenticatedPacketSize: number;
+  /** 0 = no limit. */
+  maxUnauthenticatedBytes: number;
+  /** 0 = no limit. */
+  maxTopicLevels: number;
+  /** Bytes of RSS; 0 = no limit. */
+  memoryLimit: number;
   maxConnections: number;
   maxKeepalive: number;
   retainAvailable: boolean;
@@ -96,7 +104,6 @@ const IGNORED: Record<string, string> = {
   max_inflight_bytes: 'only max_inflight_messages bounds in-flight messages',
   queue_qos0_messages: 'QoS 0 messages are not queued for offline clients',
   persistent_client_expiration: 'sessions expire by their MQTT 5 session expiry interval',
-  memory_limit: 'memory is bounded by the per-client queue bounds',
   check_retain_source: 'not supported',
   allow_duplicate_messages: 'deprecated in Mosquitto; duplicates are always delivered per subscription',
   websockets_log_level: 'websocket events are logged under log_type websockets',
@@ -311,6 +318,22 @@ const HANDLERS: Record<string, Handler> = {
     const n = int(ctx, args, 0, MAX_PAYLOAD + 5);
     if (n !== 0 && n < 20) fail(ctx, `value ${n} is too small (at least 20 bytes, or 0 for no limit)`);
     state.cfg.maxPacketSize = n;
+  },
+  max_unauthenticated_packet_size(state, ctx, args) {
+    const n = int(ctx, args, 0, MAX_PAYLOAD + 5);
+    if (n !== 0 && n < 20) fail(ctx, `value ${n} is too small (at least 20 bytes, or 0 for max_packet_size)`);
+    state.cfg.maxUnauthenticatedPacketSize = n;
+  },
+  max_unauthenticated_bytes(state, ctx, args) {
+    const n = int(ctx, args, 0, Number.MAX_SAFE_INTEGER);
+    if (n !== 0 && n < 1024) fail(ctx, `value ${n} is too small (at least 1024 bytes, or 0 for no limit)`);
+    state.cfg.maxUnauthenticatedBytes = n;
+  },
+  memory_limit(state, ctx, args) {
+    state.cfg.memoryLimit = int(ctx, args, 0, Number.MAX_SAFE_INTEGER);
+  },
+  max_topic_levels(state, ctx, args) {
+    state.cfg.maxTopicLevels = int(ctx, args, 0, 65_536);
   },
   max_connections(state, ctx, args) {
     const n = int(ctx, args, -1, 2_147_483_647);
@@ -553,6 +576,10 @@ function freshState(file: string | undefined, cwd: string): State {
       maxQueuedBytes: d.maxQueuedBytes,
       messageSizeLimit: d.messageSizeLimit,
       maxPacketSize: 0,
+      maxUnauthenticatedPacketSize: d.maxUnauthenticatedPacketSize,
+      maxUnauthenticatedBytes: d.maxUnauthenticatedBytes,
+      maxTopicLevels: d.maxTopicLevels,
+      memoryLimit: d.memoryLimit,
       maxConnections: d.maxConnections,
       maxKeepalive: d.maxKeepalive,
       retainAvailable: d.retainAvailable,

@@ -5,6 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import {
+  isReasonCodeAllowed,
   MqttError,
   type Packet,
   type PacketParser,
@@ -20,6 +21,7 @@ import { handlePublish } from './handle-publish.ts';
 import { handleSubscribe } from './handle-subscribe.ts';
 import { handleUnsubscribe } from './handle-unsubscribe.ts';
 import type { Session } from './session.ts';
+import { decodedExtra } from './unauthenticated.ts';
 
 /** Socket bytes waiting to go out above which QoS 0 senders are slowed down. */
 export const SOFT_WRITE_LIMIT = 256 * 1024;
@@ -168,6 +170,14 @@ export class Connection {
   set gracefulDisconnect(v: boolean) {
     this.flag(GRACEFUL, v);
   }
+  /** The CONNECT says MQTT 5 (seen in its first bytes, or parsed): a refusal may be a CONNACK. */
+  private get connectV5(): boolean {
+    return (this.flags & CONNECT_V5) !== 0;
+  }
+  /** Closed or closing: nothing it sends is looked at any more. */
+  get ending(): boolean {
+    return this.state === ConnState.Closing;
+  }
   private get drainWaiting(): boolean {
     return (this.flags & DRAIN_WAITING) !== 0;
   }
@@ -230,21 +240,29 @@ export class Connection {
   }
 
   onData(chunk: Buffer): void {
-    if (this.closed) return;
+    if (this.state === ConnState.Closing) return;
     const b = this.broker;
     b.counters.bytesIn += chunk.length;
     this.lastRecv = ticks();
     let parser = this.parser;
+    if (this.state !== ConnState.Connected) {
+      // Before CONNACK every byte counts against the broker-wide budget, before it is parsed.
+      if (this.state === ConnState.AwaitConnect && parser === null && startsV5Connect(chunk))
+        this.flag(CONNECT_V5, true);
+      if (!b.unauthenticated.charge(this, chunk.length)) return;
+    }
     if (parser === null) {
       parser = this.parser = b.takeParser();
       // before CONNECT the parser follows the CONNECT's protocol level; after it, it is known
       parser.protocolVersion = this.state === ConnState.AwaitConnect ? undefined : this.version;
+      parser.maxPacketSize = this.state === ConnState.Connected ? b.maxPacketIn : b.maxPacketUnauthenticated;
     }
     const prev = current;
     current = this;
     try {
       parser.push(chunk, dispatchCurrent);
-      if (parser.bufferedBytes === 0 && this.parser === parser) {
+      if (this.ending) this.parser = null;
+      else if (parser.bufferedBytes === 0 && this.parser === parser) {
         this.parser = null;
         b.returnParser(parser);
       }
@@ -306,6 +324,10 @@ export class Connection {
         return;
       }
       this.version = p.protocolVersion;
+      this.flag(CONNECT_V5, p.protocolVersion === 5);
+      // Held while authentication runs: its user properties cost more than their bytes.
+      const extra = decodedExtra(p);
+      if (extra > 0 && !b.unauthenticated.charge(this, extra)) return;
       handleConnect(this, p);
       return;
     }
@@ -315,7 +337,29 @@ export class Connection {
       this.close();
       return;
     }
+    const extra = decodedExtra(p);
+    if (extra > 0 && !b.unauthenticated.charge(this, extra)) return;
     this.early.push(p);
+  }
+
+  /** CONNACK 0 is sent: the limits of an unauthenticated connection no longer apply. */
+  connected(): void {
+    this.state = ConnState.Connected;
+    // the rest of the chunk being parsed, and what comes next, may use max_packet_size
+    if (this.parser !== null) this.parser.maxPacketSize = this.broker.maxPacketIn;
+    this.broker.unauthenticated.release(this);
+  }
+
+  /**
+   * Closes a connection that has no CONNACK yet, telling an MQTT 5 client why in a CONNACK when
+   * `reasonCode` is one (3.1.1 has no code for a limit: it is just closed).
+   */
+  refuseBeforeConnack(reasonCode: number): void {
+    if (this.connectV5 && isReasonCodeAllowed(2, reasonCode))
+      this.send(Uint8Array.of(0x20, 3, 0, reasonCode, 0));
+    // Reading on would only fill 64 KiB buffers with what is thrown away (a 64 MB CONNECT...).
+    this.socket.pause();
+    this.close();
   }
 
   /** Replays the packets that arrived during authentication. */
@@ -342,8 +386,13 @@ export class Connection {
       if (err.code === 'PROTOCOL_VERSION_UNSUPPORTED' || err.code === 'PROTOCOL_NAME_INVALID') {
         // 3.1.1 3.1.2.2: answer an unknown protocol level with return code 1, then close.
         this.send(CONNACK_BAD_VERSION);
+        this.close();
+        return;
       }
-      this.close();
+    }
+    if (this.state !== ConnState.Connected) {
+      // 5.0 3.2.2.2: a CONNECT refused (too large, too many user properties...) may be told so
+      this.refuseBeforeConnack(err.reasonCode);
       return;
     }
     this.fail(err.reasonCode, err.message);
@@ -369,6 +418,9 @@ export class Connection {
   close(): void {
     if (this.closed) return;
     this.state = ConnState.Closing;
+    // What it sent is not looked at any more: its partial packet goes (unless being parsed now).
+    if (current !== this) this.parser = null;
+    this.broker.unauthenticated.release(this);
     // Held bytes stay unsent: the session re-sends those messages (DUP) on the next connection.
     if (this.holdNext || this.holdWriting) this.discardHeld();
     else this.flush();
@@ -543,6 +595,25 @@ const HOLD_WRITING = 8;
 const CLOSED = 16;
 const GRACEFUL = 32;
 const DRAIN_WAITING = 64;
+const CONNECT_V5 = 128;
+
+/** Whether `c` starts with the fixed header and protocol name and level of an MQTT 5 CONNECT. */
+function startsV5Connect(c: Uint8Array): boolean {
+  if (c[0] !== 0x10) return false;
+  let i = 1;
+  while (i < 5 && (c[i] & 0x80) !== 0) i++;
+  i++;
+  return (
+    c.length > i + 6 &&
+    c[i] === 0 &&
+    c[i + 1] === 4 &&
+    c[i + 2] === 0x4d &&
+    c[i + 3] === 0x51 &&
+    c[i + 4] === 0x54 &&
+    c[i + 5] === 0x54 &&
+    c[i + 6] === 5
+  );
+}
 
 /** What few connections use: made on the first write of a non-default value. */
 class ConnExtras {

@@ -96,7 +96,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   }
 
   const decide = (ok: boolean): void => {
-    if (conn.closed) return;
+    if (conn.ending) return;
     if (!ok) {
       refuseLater(conn, 'client refused: bad user name or password', { clientId, username }, LOGIN_FAILED);
       return;
@@ -151,13 +151,13 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     result.then(
       (ok) => {
         conn.socket.off('close', onClose);
-        if (!conn.closed) conn.socket.resume();
+        if (!conn.ending) conn.socket.resume();
         decide(ok === true);
       },
       (err: unknown) => {
         conn.socket.off('close', onClose);
         if (!(err instanceof HashQueueFullError)) decide(false);
-        else if (!conn.closed) {
+        else if (!conn.ending) {
           // Not "bad password": a real user's client must retry, not give up on its credentials.
           const code = err.scope === 'source' ? ReasonCode.ConnectionRateExceeded : ReasonCode.ServerBusy;
           refuseLater(conn, 'client refused: too many logins waiting', { clientId, username }, [
@@ -196,7 +196,7 @@ function addressOf(remote: string): string {
 
 /** CONNACK with a refusal, then close. */
 function refuse(conn: Connection, code3: number, code5: number, reason: string): void {
-  if (conn.closed) return;
+  if (conn.ending) return;
   const v5 = conn.version === 5;
   const ack: ConnackPacket = { type: 'connack', sessionPresent: false, reasonCode: v5 ? code5 : code3 };
   if (v5 && conn.problemInfo) ack.properties = { reasonString: reason };
@@ -206,7 +206,7 @@ function refuse(conn: Connection, code3: number, code5: number, reason: string):
 
 function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: boolean): void {
   const b = conn.broker;
-  if (conn.closed) return;
+  if (conn.ending) return;
   const v5 = p.protocolVersion === 5;
   const props = p.properties;
 
@@ -293,7 +293,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
     ack.properties = ap;
   }
   conn.sendPacket(ack);
-  conn.state = ConnState.Connected;
+  conn.connected();
   b.counters.connects++;
   if (b.options.connectionMessages !== false)
     b.log('information', 'client connected', {

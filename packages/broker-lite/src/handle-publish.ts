@@ -79,6 +79,10 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       return;
     }
   }
+  if (b.memoryFull) {
+    refuseOverMemory(conn, qos, pid);
+    return;
+  }
   const limit = b.options.messageSizeLimit;
   if (limit > 0 && p.payload.length > limit) {
     b.counters.dropped++;
@@ -141,6 +145,24 @@ function refuseWhileDiskFails(conn: Connection, qos: QoS, pid: number): void {
     if (conn.pendingAcks > 0) persist.deferAck(conn, first, pid, ReasonCode.QuotaExceeded);
     else conn.sendAck(first, pid, ReasonCode.QuotaExceeded);
   } else persist.refusedUnacked(conn);
+}
+
+/**
+ * memory_limit: the message is not taken. 5.0 can say so (0x97 quota exceeded, the QoS 2 flow
+ * ends there); a 3.1.1 PUBACK would claim it was taken, so that publisher is disconnected and
+ * keeps the message to send again, as Mosquitto does; QoS 0 is dropped (counted).
+ */
+function refuseOverMemory(conn: Connection, qos: number, pid: number): void {
+  const b = conn.broker;
+  b.counters.dropped++;
+  b.memory.refused++;
+  if (qos === 0) return;
+  if (conn.version === 5) {
+    ack(conn, qos === 1 ? PUBACK : PUBREC, pid, ReasonCode.QuotaExceeded);
+    return;
+  }
+  b.log('notice', 'client disconnected: memory_limit exceeded', { clientId: conn.clientId });
+  conn.fail(ReasonCode.QuotaExceeded, 'memory_limit exceeded');
 }
 
 /** Acks now, or after the log is on disk when this turn wrote to it (group commit). */

@@ -6,6 +6,7 @@ import { ReasonCode, type SubscribePacket, splitShared } from '@mqtt-edge/codec'
 import type { Connection } from './connection.ts';
 import { deliver } from './deliver.ts';
 import { Subscription } from './session.ts';
+import { tooDeep, topicForLog } from './topic-levels.ts';
 
 export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   const b = conn.broker;
@@ -15,12 +16,24 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   const id = p.properties?.subscriptionIdentifier;
   const codes: number[] = [];
   let retained: Subscription[] | null = null;
+  let tooDeepCount = 0;
   for (const req of p.subscriptions) {
     const filter = req.topicFilter;
     const shared = filter.startsWith('$share/');
     if (shared && req.noLocal === true) {
       conn.fail(ReasonCode.ProtocolError, 'no local on a shared subscription');
       return;
+    }
+    // Counted over the whole filter, a $share/group/ prefix included, as Mosquitto does.
+    if (tooDeep(filter, b.maxTopicLevels)) {
+      if (tooDeepCount++ === 0)
+        b.log('notice', 'subscription refused: topic filter over max_topic_levels', {
+          clientId: conn.clientId,
+          filter: topicForLog(filter),
+          maxTopicLevels: b.maxTopicLevels,
+        });
+      codes.push(v5 ? ReasonCode.TopicFilterInvalid : 0x80);
+      continue;
     }
     const acl = b.accessControl;
     if (

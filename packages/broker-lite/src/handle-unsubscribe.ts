@@ -1,6 +1,7 @@
 /** UNSUBSCRIBE: removes each filter from the session and the index; UNSUBACK. */
 import { ReasonCode, type UnsubscribePacket } from '@mqtt-edge/codec';
 import type { Connection } from './connection.ts';
+import { tooDeep } from './topic-levels.ts';
 
 export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void {
   const b = conn.broker;
@@ -8,6 +9,11 @@ export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void 
   if (s === null) return;
   const codes: number[] = [];
   for (const filter of p.topicFilters) {
+    // Never subscribed (SUBSCRIBE refuses it); 5.0 can say why, 3.1.1 acknowledges as usual.
+    if (conn.version === 5 && tooDeep(filter, b.maxTopicLevels)) {
+      codes.push(ReasonCode.TopicFilterInvalid);
+      continue;
+    }
     const sub = s.subs.get(filter);
     if (sub === undefined) {
       codes.push(ReasonCode.NoSubscriptionExisted);

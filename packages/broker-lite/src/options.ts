@@ -127,6 +127,29 @@ export interface BrokerOptions {
   connectionMessages?: boolean;
   /** Milliseconds before a refused login gets its CONNACK (default 1000; slows password guessing). */
   authFailureDelayMs?: number;
+  /**
+   * Largest packet a connection may send before it has its CONNACK, fixed header included
+   * (`max_unauthenticated_packet_size`, broker-lite's own; default 262,144). Checked from the
+   * fixed header, before a byte of the body is buffered. 0 = max_packet_size's limit.
+   */
+  maxUnauthenticatedPacketSize: number;
+  /**
+   * Bytes all connections not yet CONNACKed may hold together (`max_unauthenticated_bytes`,
+   * broker-lite's own; default 16 MiB; 0 = no limit). Over it the biggest holder is closed.
+   */
+  maxUnauthenticatedBytes: number;
+  /**
+   * Most levels in a topic name or filter (`max_topic_levels`; default 200, Mosquitto's fixed
+   * limit; 0 = no limit). Deeper: PUBLISH closes the connection (5.0: DISCONNECT 0x90), a will
+   * refuses the CONNECT (5.0: CONNACK 0x90), a filter gets SUBACK 0x8F (3.1.1: 0x80).
+   */
+  maxTopicLevels: number;
+  /**
+   * Mosquitto `memory_limit`, bytes (default 0: none): while the process's RSS, sampled every
+   * 100 ms, is over it, incoming messages are refused (5.0 QoS 1/2: PUBACK/PUBREC 0x97; QoS 0:
+   * dropped and counted; 3.1.1 QoS 1/2: the publisher is disconnected, as Mosquitto does).
+   */
+  memoryLimit: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
@@ -147,4 +170,9 @@ export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
   retainAvailable: true,
   sysInterval: 10,
   connectTimeoutSeconds: 10,
+  // A CONNECT whose client id, user name, password and will payload are each 64 KiB fits.
+  maxUnauthenticatedPacketSize: 256 * 1024,
+  maxUnauthenticatedBytes: 16 * 1024 * 1024,
+  maxTopicLevels: 200,
+  memoryLimit: 0,
 };

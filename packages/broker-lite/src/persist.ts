@@ -15,6 +15,7 @@ import type { Connection } from './connection.ts';
 import { crc32 } from './crc32.ts';
 import type { Delivery, Message } from './message.ts';
 import { NEVER_EXPIRES, type Session, Subscription } from './session.ts';
+import { tooDeep, topicForLog } from './topic-levels.ts';
 
 const MAGIC = Buffer.from('BLITEDB1');
 const FILE = 'broker-lite.db';
@@ -861,8 +862,10 @@ export class Persistence {
       });
       fs.truncateSync(this.file, pos);
     }
-    // Rebuild the live state.
-    for (const msg of retained.values()) b.retain.set(msg);
+    // Rebuild the live state, without what an older version let grow deeper than
+    // max_topic_levels: each level would be rebuilt as a node at every start (issue 12.3).
+    const deep = new DeepTopics(b);
+    for (const msg of retained.values()) if (!deep.drop('retained message', msg.topic)) b.retain.set(msg);
     const now = Date.now();
     let queued = 0;
     for (const [clientId, rs] of sessions) {
@@ -871,6 +874,7 @@ export class Persistence {
       s.username = rs.username;
       s.expiresAt = rs.expiry === NEVER_EXPIRES ? 0 : now + rs.expiry * 1000;
       for (const [filter, o] of rs.subs) {
+        if (deep.drop('subscription', filter, clientId)) continue;
         const sub = new Subscription(
           s,
           filter,
@@ -901,7 +905,9 @@ export class Persistence {
       }
       if (rs.incoming.size > 0) s.incomingQos2 = rs.incoming;
     }
-    for (const [clientId, o] of wills) b.wills.restore(clientId, o.username, o.will, o.dueAt);
+    for (const [clientId, o] of wills)
+      if (!deep.drop('will', o.will.topic, clientId)) b.wills.restore(clientId, o.username, o.will, o.dueAt);
+    deep.log();
     b.log('notice', 'persistence recovered', {
       file: this.file,
       records,
@@ -1014,7 +1020,7 @@ export class Persistence {
         return;
       case Rec.WillPut: {
         const dueAt = r.f64();
-        const c = decode(r.bytes().slice(), 5) as ConnectPacket;
+        const c = decode(r.bytes().slice(), 5, TRUSTED) as ConnectPacket;
         if (c.will !== undefined) wills.set(c.clientId, { username: c.username, will: c.will, dueAt });
         return;
       }
@@ -1027,7 +1033,8 @@ export class Persistence {
   }
 
   private readPublish(bytes: Uint8Array, expiresAt: number): Message {
-    const p = decode(bytes.slice(), 5) as PublishPacket;
+    // What was stored was accepted once (a bridge may have added a user property since).
+    const p = decode(bytes.slice(), 5, TRUSTED) as PublishPacket;
     return {
       topic: p.topic,
       payload: p.payload,
@@ -1039,5 +1046,34 @@ export class Persistence {
       storeRefs: 0,
       owned: true,
     };
+  }
+}
+
+/** Decoding what this broker stored itself. */
+const TRUSTED = { maxUserProperties: Number.POSITIVE_INFINITY };
+
+/** Counts what recovery leaves out for max_topic_levels, for one log line per kind. */
+class DeepTopics {
+  private readonly counts = new Map<string, { count: number; example: string; clientId?: string }>();
+  constructor(private readonly b: Broker) {}
+
+  /** True (and counted) when `topic` is deeper than the broker takes. */
+  drop(what: string, topic: string, clientId?: string): boolean {
+    if (!tooDeep(topic, this.b.maxTopicLevels)) return false;
+    const c = this.counts.get(what);
+    if (c !== undefined) c.count++;
+    else this.counts.set(what, { count: 1, example: topicForLog(topic), clientId });
+    return true;
+  }
+
+  log(): void {
+    for (const [what, c] of this.counts)
+      this.b.log('warning', 'persistence: dropped at load, topic deeper than max_topic_levels', {
+        what,
+        count: c.count,
+        example: c.example,
+        clientId: c.clientId,
+        maxTopicLevels: this.b.maxTopicLevels,
+      });
   }
 }

@@ -14,17 +14,34 @@ import type {
   Subscription,
   Will,
 } from './packets.ts';
-import { readProperties, WILL } from './properties.ts';
+import { readProperties, setPairBudget, WILL } from './properties.ts';
 import { isReasonCodeAllowed } from './reason-codes.ts';
-import { readString, sawWildcard } from './string-cache.ts';
+import { readString, sawSlashes, sawWildcard } from './string-cache.ts';
 import { topicFilterProblem } from './topic.ts';
 
 const PUBACK_TYPES = ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
 
-let B: Uint8Array = new Uint8Array(0);
+const NONE = new Uint8Array(0);
+let B: Uint8Array = NONE;
 let P = 0;
 let E = 0;
 let S = 0;
+/** The packet's limit on topic name levels (DecodeLimits.maxTopicLevels). */
+let LEVELS = 0;
+
+/** What a decoded packet may hold beyond the spec's rules (the PacketParser's options). */
+export interface DecodeLimits {
+  readonly maxUserProperties: number;
+  readonly maxTopicLevels: number;
+}
+
+/**
+ * Drops the module's hold on the last input: a packet assembled in a buffer of its own (up to
+ * 256 MB) must not stay alive through the cursor once the packet is gone or refused.
+ */
+export function releaseInput(): void {
+  B = NONE;
+}
 
 function fail(code: string, message: string, reason: number = 0x81): never {
   throw new MqttError(code, message, reason, P - S);
@@ -55,7 +72,10 @@ function packetId(): number {
   return id;
 }
 
-/** A string; with `name` set, a topic name: a wildcard in it is an error (0x90). */
+/**
+ * A string; with `name` set, a topic name: a wildcard in it (0x90), or more levels than the
+ * limit (0x90: well formed, but not accepted here), is an error.
+ */
 function str(name?: boolean): string {
   const n = u16();
   if (P + n > E) truncated();
@@ -65,6 +85,7 @@ function str(name?: boolean): string {
     while (B[P] !== 0x23 && B[P] !== 0x2b) P++;
     fail('TOPIC_NAME_INVALID', '', 0x90);
   }
+  if (name && sawSlashes >= LEVELS) fail('TOPIC_TOO_DEEP', `topic name has over ${LEVELS} levels`, 0x90);
   P += n;
   return s;
 }
@@ -170,11 +191,14 @@ export function decodeBody(
   bodyStart: number,
   stop: number,
   version: ProtocolVersion | undefined,
+  limits: DecodeLimits,
 ): Packet {
   B = buf;
   S = start;
   P = bodyStart;
   E = stop;
+  LEVELS = limits.maxTopicLevels;
+  setPairBudget(limits.maxUserProperties);
   const first = buf[start];
   const type = first >> 4;
   const v5 = version === 5;

@@ -3,12 +3,18 @@
  * not yet complete; a packet that arrives whole in one chunk is decoded in place, and its
  * payload and binary fields are views into that chunk.
  */
-import { checkFirstByte, decodeBody } from './decoder.ts';
+import { checkFirstByte, type DecodeLimits, decodeBody, releaseInput } from './decoder.ts';
 import { MqttError } from './errors.ts';
 import type { Packet, ProtocolVersion } from './packets.ts';
 
 /** 1 byte of type, 4 of remaining length, 268,435,455 of body: the largest MQTT packet. */
 export const MAX_PACKET_SIZE = 268_435_460;
+
+/**
+ * User properties one packet may carry by default (a CONNECT and its will together). Each is
+ * two objects when decoded, ~15x its wire size at worst: the count bounds what a packet costs.
+ */
+export const DEFAULT_MAX_USER_PROPERTIES = 1024;
 
 /** Partial packets up to this size are assembled in a shared slab of SLAB_SIZE bytes. */
 const SLAB_PACKET_MAX = 2048;
@@ -19,6 +25,19 @@ export interface PacketParserOptions {
   protocolVersion?: ProtocolVersion;
   /** Largest whole packet accepted, fixed header included (default and maximum 268,435,460). */
   maxPacketSize?: number;
+  /**
+   * Most user properties one packet may carry, CONNECT and will properties together (default
+   * DEFAULT_MAX_USER_PROPERTIES). One more is an MqttError USER_PROPERTIES_TOO_MANY, reason
+   * 0x95 (packet too large), thrown before it is decoded.
+   */
+  maxUserProperties?: number;
+  /**
+   * Most levels in a topic name (PUBLISH, will), i.e. '/' separators + 1; deeper is an MqttError
+   * TOPIC_TOO_DEEP, reason 0x90 (topic name invalid). Counted in the pass that reads the name.
+   * Default 65,536, the most a 65,535-byte name can have: no limit. Topic filters are not
+   * checked: a server refuses those one at a time.
+   */
+  maxTopicLevels?: number;
 }
 
 /**
@@ -34,9 +53,16 @@ export interface PacketParserOptions {
  * parser failed: every later `push` rethrows that error until `reset()`. The stream position is
  * lost after a bad packet; the connection is to be closed (with the error's reason code).
  */
-export class PacketParser {
+export class PacketParser implements DecodeLimits {
   declare protocolVersion: ProtocolVersion | undefined;
-  declare private readonly maxPacketSize: number;
+  /**
+   * The options of the same names. Writable: a change applies from the next packet header
+   * read, even within the chunk being pushed (a server raises the size limit once a client is
+   * authenticated). A packet already being buffered is not checked again.
+   */
+  declare maxPacketSize: number;
+  declare maxUserProperties: number;
+  declare maxTopicLevels: number;
   // Fields are declared here and set in the constructor (one assignment each in the bundle).
   /** Header bytes of a packet whose remaining length is not complete yet (at most 5). */
   declare private readonly head: Uint8Array;
@@ -62,6 +88,12 @@ export class PacketParser {
     const max = options.maxPacketSize ?? MAX_PACKET_SIZE;
     if (!(max >= 2)) throw new RangeError('maxPacketSize < 2');
     this.maxPacketSize = Math.min(max, MAX_PACKET_SIZE);
+    const pairs = options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES;
+    if (!(pairs >= 0)) throw new RangeError('maxUserProperties < 0');
+    this.maxUserProperties = pairs;
+    const levels = options.maxTopicLevels ?? 65_536;
+    if (!(levels >= 1)) throw new RangeError('maxTopicLevels < 1');
+    this.maxTopicLevels = levels;
     this.head = new Uint8Array(5);
     this.slab = null;
     this.bodyStart = this.limit = this.headerSize = this.slabUsed = 0;
@@ -107,6 +139,7 @@ export class PacketParser {
       this.failure = err;
       this.body = null;
       this.headLen = 0;
+      releaseInput();
       throw err;
     }
   }
@@ -164,6 +197,7 @@ export class PacketParser {
       this.body = null;
       this.bodyLen = 0;
       this.emit(buf, start, start + this.headerSize, start + this.total, onPacket);
+      releaseInput();
     }
     return i;
   }
@@ -175,7 +209,7 @@ export class PacketParser {
     end: number,
     onPacket: (packet: Packet) => void,
   ): void {
-    const packet = decodeBody(buf, start, bodyStart, end, this.protocolVersion);
+    const packet = decodeBody(buf, start, bodyStart, end, this.protocolVersion, this);
     // A server learns the session's protocol version from its CONNECT.
     if (packet.type === 'connect' && this.protocolVersion === undefined)
       this.protocolVersion = packet.protocolVersion;
@@ -271,10 +305,16 @@ function tooLarge(total: number, max: number): never {
 
 /**
  * Decodes exactly one whole packet. `version` is the session's protocol (a CONNECT carries
- * its own). Throws MqttError when the bytes are not exactly one valid packet.
+ * its own); `options` as for PacketParser. Throws MqttError when the bytes are not exactly one
+ * valid packet.
  */
-export function decode(bytes: Uint8Array, version?: ProtocolVersion): Packet {
-  const parser = new PacketParser({ protocolVersion: version });
+export function decode(
+  bytes: Uint8Array,
+  version?: ProtocolVersion,
+  options?: Omit<PacketParserOptions, 'protocolVersion'>,
+): Packet {
+  const parser = new PacketParser(options);
+  parser.protocolVersion = version;
   const out: Packet[] = [];
   parser.push(bytes, (p) => out.push(p));
   if (out.length !== 1 || parser.bufferedBytes > 0)

@@ -81,6 +81,17 @@ ID.subscriptionIdentifiers = 0x0b;
 
 const MAX_VARINT = 268_435_455;
 
+/**
+ * User properties the packet being decoded may still carry. Each costs two objects (about 72
+ * bytes) for as little as 5 wire bytes, so their count, not the packet size, bounds the memory
+ * a decoded packet takes beyond its bytes. The decoder sets it per packet (setPairBudget).
+ */
+let pairsLeft = 0;
+
+export function setPairBudget(n: number): void {
+  pairsLeft = n;
+}
+
 function fail(code: string, name: string, reason: number, at: number, base: number): never {
   throw new MqttError(code, name && `${code.toLowerCase().replace(/_/g, ' ')}: ${name}`, reason, at - base);
 }
@@ -313,6 +324,8 @@ export function readProperties(
       case STRING:
       case BINARY:
       case PAIR: {
+        // 0x95: the packet carries more than this receiver takes (it is not malformed)
+        if (type === PAIR && --pairsLeft < 0) fail('USER_PROPERTIES_TOO_MANY', '', 0x95, at, base);
         if (p + 2 > end) fail('PROPERTY_TRUNCATED', name as string, 0x81, at, base);
         let n = (buf[p] << 8) | buf[p + 1];
         p += 2;

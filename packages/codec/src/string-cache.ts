@@ -16,6 +16,8 @@ const values: string[] = [];
 
 /** Whether the last readString saw a '+' or '#' byte (topic filters use it to skip a pass). */
 export let sawWildcard = false;
+/** How many '/' bytes the last readString saw: a topic's levels less one, counted in its pass. */
+export let sawSlashes = 0;
 
 /**
  * utf8Read through the cache: the string, or null when ill-formed or holding U+0000. With
@@ -30,12 +32,18 @@ export function readString(
   const n = end - start;
   let h = n;
   let wild = false;
+  let slashes = 0;
   for (let i = start; i < end; i++) {
     const b = buf[i];
     h = Math.imul(h ^ b, 0x01000193);
-    if (b === 0x23 || b === 0x2b) wild = true;
+    // '#', '+' and '/' are all below '0': one compare for letters and digits
+    if (b < 0x30) {
+      if (b === 0x2f) slashes++;
+      else if (b === 0x23 || b === 0x2b) wild = true;
+    }
   }
   sawWildcard = wild;
+  sawSlashes = slashes;
   if (wild && name) return undefined;
   // Past WIDTH bytes a string is not cached (the hash above was wasted, one multiply a byte).
   if (n === 0 || n > WIDTH) return utf8Read(buf, start, end);

@@ -5,7 +5,8 @@
  * moment, the broker's memory apart from the test's.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { followJsonLog, type LogWaiter } from '../../../../test/helpers/json-log.ts';
@@ -28,9 +29,30 @@ export class BrokerProcess {
   port = 0;
   private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
+  /** startText's: the directory of its config file (removed at stop) and the config's first lines. */
+  dir = '';
+  baseConf = '';
+
   private constructor(readonly child: ChildProcess) {
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     followJsonLog(child, this);
+  }
+
+  /**
+   * Writes `dir/broker.conf` in a new temporary directory (a loopback listener on an ephemeral
+   * port, anonymous clients, no `$SYS`, then `extra`) and starts the CLI on it under `nodeArgs`.
+   */
+  static async startText(extra: string, nodeArgs: string[] = []): Promise<BrokerProcess> {
+    const dir = mkdtempSync(join(tmpdir(), 'bl-proc-'));
+    const base = 'listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 0\n';
+    const conf = join(dir, 'broker.conf');
+    writeFileSync(conf, `${base}${extra}\n`);
+    const p = BrokerProcess.launch(conf, nodeArgs);
+    p.dir = dir;
+    p.baseConf = base;
+    void p.exited.then(() => rmSync(dir, { recursive: true, force: true }));
+    await p.ready();
+    return p;
   }
 
   /** Starts the CLI on `conf`; resolves once it logged `ready` (rejects if it exits first). */
@@ -41,8 +63,8 @@ export class BrokerProcess {
   }
 
   /** Starts the CLI on `conf` and returns at once (for a kill during start-up). */
-  static launch(conf: string): BrokerProcess {
-    const child = spawn(process.execPath, [BIN, '-c', conf, '--log-format', 'json'], {
+  static launch(conf: string, nodeArgs: string[] = []): BrokerProcess {
+    const child = spawn(process.execPath, [...nodeArgs, BIN, '-c', conf, '--log-format', 'json'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     return new BrokerProcess(child);
@@ -52,6 +74,23 @@ export class BrokerProcess {
   async ready(timeoutMs = 20_000): Promise<void> {
     const line = await this.whileRunning(this.waitFor((l) => l.msg === 'ready', timeoutMs));
     this.port = Number(String(line.ports).split(',')[0]);
+  }
+
+  get pid(): number {
+    return this.child.pid as number;
+  }
+
+  /** Resident set now and its peak (VmHWM), bytes, from /proc (Linux). */
+  memory(): { rss: number; peak: number } {
+    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const kb = (key: string): number =>
+      Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]) * 1024;
+    return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+  }
+
+  /** Resets VmHWM to the current RSS (Linux 4.0+: write 5 to clear_refs), so a peak is this test's. */
+  resetPeak(): void {
+    writeFileSync(`/proc/${this.pid}/clear_refs`, '5');
   }
 
   get running(): boolean {
