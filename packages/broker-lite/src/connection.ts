@@ -174,6 +174,16 @@ export class Connection {
   private get connectV5(): boolean {
     return (this.flags & CONNECT_V5) !== 0;
   }
+  /**
+   * Its transport charges the unauthenticated budget with the bytes it holds itself (a
+   * WebSocket buffers whole frames before this connection sees a byte), so onData must not.
+   */
+  get socketCharged(): boolean {
+    return (this.flags & SOCKET_CHARGED) !== 0;
+  }
+  set socketCharged(v: boolean) {
+    this.flag(SOCKET_CHARGED, v);
+  }
   /** Closed or closing: nothing it sends is looked at any more. */
   get ending(): boolean {
     return this.state === ConnState.Closing;
@@ -249,7 +259,7 @@ export class Connection {
       // Before CONNACK every byte counts against the broker-wide budget, before it is parsed.
       if (this.state === ConnState.AwaitConnect && parser === null && startsV5Connect(chunk))
         this.flag(CONNECT_V5, true);
-      if (!b.unauthenticated.charge(this, chunk.length)) return;
+      if (!this.socketCharged && !b.unauthenticated.charge(this, chunk.length)) return;
     }
     if (parser === null) {
       parser = this.parser = b.takeParser();
@@ -596,6 +606,7 @@ const CLOSED = 16;
 const GRACEFUL = 32;
 const DRAIN_WAITING = 64;
 const CONNECT_V5 = 128;
+const SOCKET_CHARGED = 256;
 
 /** Whether `c` starts with the fixed header and protocol name and level of an MQTT 5 CONNECT. */
 function startsV5Connect(c: Uint8Array): boolean {

@@ -21,7 +21,8 @@ import { WebSocketStream } from './ws-stream.ts';
  * Bytes a WebSocket client may send between the upgrade and its CONNECT being read, frame
  * headers and control frames included: room for the largest 3.1.1 CONNECT (five 64 KiB
  * fields, 327,700 bytes) framed any sane way. ws holds a frame until it is complete, so this is
- * also what one pre-CONNECT frame can make the broker buffer. Lower when max_packet_size is.
+ * also what one pre-CONNECT frame can make the broker buffer. Lower when the largest packet
+ * accepted before CONNACK (max_unauthenticated_packet_size, 256 KiB by default) is.
  */
 export const WS_BYTES_BEFORE_CONNECT = 1 << 20;
 /** Frame headers on top of a packet limit: a whole packet in 1-byte frames would be 7 times its size. */
@@ -61,7 +62,7 @@ export function createWebSocketServer(
     },
   };
   const wss = new WebSocketServer(options);
-  const beforeConnect = Math.min(WS_BYTES_BEFORE_CONNECT, b.maxPacketIn + FRAMING_ALLOWANCE);
+  const beforeConnect = Math.min(WS_BYTES_BEFORE_CONNECT, b.maxPacketUnauthenticated + FRAMING_ALLOWANCE);
   server.on('upgrade', (req: http.IncomingMessage, duplex: Duplex, head: Buffer) => {
     // http(s) servers hand over the socket they read: net.Socket, or tls.TLSSocket.
     const socket = duplex as net.Socket;
@@ -83,17 +84,25 @@ export function createWebSocketServer(
 }
 
 /**
- * Closes the socket once more than `limit` bytes arrived without a CONNECT having been read.
+ * Closes the socket once more than `limit` bytes arrived without a CONNECT having been read,
+ * and until the CONNACK charges every socket byte to the unauthenticated budget in place of
+ * the connection (ws may hold them in an unfinished frame the connection has not seen).
  * Counted after ws and the connection handled each chunk, so a chunk that carries the CONNECT
- * is not held against it; the counter goes away with the first chunk after CONNECT.
+ * is not held against the limit; the counter goes away with the first chunk after CONNACK.
  */
 function limitBeforeConnect(b: Broker, socket: net.Socket, conn: Connection, limit: number): void {
   let received = 0;
+  conn.socketCharged = true;
   const count = (chunk: Buffer): void => {
-    if (conn.state !== ConnState.AwaitConnect) {
+    if (conn.state === ConnState.Connected || conn.ending) {
       socket.off('data', count);
       return;
     }
+    if (!b.unauthenticated.charge(conn, chunk.length)) {
+      socket.off('data', count);
+      return;
+    }
+    if (conn.state !== ConnState.AwaitConnect) return;
     received += chunk.length;
     if (received <= limit) return;
     socket.off('data', count);

@@ -417,3 +417,43 @@ function encodeConnect(): Uint8Array {
     4,
   );
 }
+
+describe('issue 12.2 + 12.4: what WebSocket clients hold before CONNACK is in the unauthenticated budget', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await start({ maxUnauthenticatedPacketSize: 64 * 1024, maxUnauthenticatedBytes: 1024 * 1024 });
+  });
+  afterAll(() => s.broker.close());
+
+  /** Upgrades and starts one binary frame announcing `declared` bytes, then sends `send` of them. */
+  async function partialFrame(declared: number, send: number): Promise<RawWs> {
+    const ws = await RawWs.upgraded(s.ws);
+    ws.write(frame(OP.binary, new Uint8Array(0), { declaredLength: declared }));
+    const plain = new Uint8Array(send);
+    plain.set([0x10, 0xff, 0xff, 0x0f]);
+    ws.write(maskedChunk(plain, 0));
+    return ws;
+  }
+
+  it('a frame before CONNECT is bounded by max_unauthenticated_packet_size (plus framing), not 1 MiB', async () => {
+    const ws = await partialFrame(400 * 1024, 300 * 1024);
+    await ws.waitClosed(5000);
+    expect(ws.isClosed).toBe(true);
+    await expectAlive(s.ws);
+  });
+
+  it('partial frames held by ws count against max_unauthenticated_bytes: the biggest holders go', async () => {
+    // 16 connections each holding 100 KiB of an unfinished frame: 1.6 MiB against a 1 MiB budget.
+    const held: RawWs[] = [];
+    for (let i = 0; i < 16; i++) held.push(await partialFrame(120 * 1024, 100 * 1024));
+    await expect
+      .poll(() => held.filter((w) => w.isClosed).length, { timeout: 5000 })
+      .toBeGreaterThanOrEqual(6);
+    expect(s.broker.stats().unauthenticatedBytes).toBeLessThanOrEqual(1024 * 1024);
+    expect(s.broker.stats().unauthenticatedBytesPeak).toBeLessThanOrEqual(1024 * 1024 + 128 * 1024);
+    // An ordinary client still gets in meanwhile.
+    await expectAlive(s.ws);
+    for (const w of held) w.close();
+    await expect.poll(() => s.broker.stats().unauthenticatedBytes).toBe(0);
+  });
+});
