@@ -79,6 +79,58 @@ describe.skipIf(why !== undefined)(`issue 12 (bridge): a full disk${why ? ` (ski
     expect(after.outQueued).toBe(21);
   }, 60_000);
 
+  it("issue 12 (bridge): while the queue's disk is full, what the bridge holds is bounded by its local in-flight window (1,000) and the session queue behind it by max_queued_messages: the local publisher is paused, not dropped, and nothing is lost", async () => {
+    const disk = mountTmpfs(4 << 20);
+    closers.push(() => disk.unmount());
+    const up = await upstream();
+    const sink = await Recorder.open(up.port, ['o/#']);
+    closers.push(() => sink.end());
+    const gw = await startBridged(
+      [`connection up`, `address 127.0.0.1:${up.port}`, 'topic o/# out 1', 'restart_timeout 1'].join('\n'),
+      undefined,
+      0,
+      { queueDir: (name) => join(disk.dir, name) },
+      { maxQueuedMessages: 20 },
+    );
+    closers.push(() => gw.close());
+    await gw.waitLog((l) => l.message === 'bridge connected');
+    const pub = await client(gw.port, 'pub');
+    disk.fill(0);
+    await pub.publish('o/0', Buffer.alloc(8192, 0x61), { qos: 1 });
+    await gw.waitLog((l) => l.message.startsWith('bridge queue write failed'));
+    // 1 KB each: a read from the publisher's socket brings about 64 of them.
+    const N = 1300;
+    const body = Buffer.alloc(1000, 0x71);
+    let acked = 1;
+    let failed = 0;
+    const all: Array<Promise<unknown>> = [];
+    for (let i = 1; i < N; i++)
+      all.push(
+        pub.publish(`o/${i}`, body, { qos: 1 }).then(
+          () => void acked++,
+          () => void failed++,
+        ),
+      );
+    const session = gw.broker.sessions.get(gw.bridges.list[0].config.localClientId);
+    await eventually(() => gw.broker.counters.publisherPauses > 0, 'the publisher paused');
+    await eventually(() => gw.bridges.stats()[0].outHeld === 1000, '1,000 held (the window)');
+    expect(session?.inflightCount).toBe(1000);
+    // The session's queue stops at its bound plus what the read that crossed it brought.
+    const queued = session?.queueLength ?? 0;
+    expect(queued).toBeGreaterThanOrEqual(20);
+    expect(queued).toBeLessThan(20 + 100);
+    expect(acked).toBeLessThan(N - 100);
+    expect(gw.bridges.stats()[0].outDropped).toBe(0);
+    expect(gw.broker.counters.dropped).toBe(0);
+
+    disk.free();
+    await Promise.all(all);
+    expect([acked, failed]).toEqual([N, 0]);
+    await sink.until(() => sink.got.length >= N, 'every message upstream', 30_000);
+    expect(sink.got.map((m) => m.topic)).toEqual(topics(0, N - 1, 'o'));
+    expect(gw.bridges.stats()[0].outDropped).toBe(0);
+  }, 60_000);
+
   it("issue 12 (bridge): the local broker's disk is full: QoS 1 a bridge brings in is refused with 0x97, not acknowledged upstream, retried, and every message reaches the local subscriber in order once space returns", async () => {
     const disk = mountTmpfs(8 << 20);
     closers.push(() => disk.unmount());
