@@ -189,6 +189,11 @@ export class LocalLink {
     else if (qos === 2) this.write({ type: 'pubrec', packetId });
   }
 
+  /** QoS 1/2 publishes the link holds before it drops new ones: its window and its queue. */
+  get capacity(): number {
+    return this.maxInflight + this.maxQueued;
+  }
+
   /** Publishes not yet taken by the broker: queued, in flight, waiting to be retried. */
   get queued(): number {
     return this.queue.length - this.queueHead + this.inflight.size + this.refused.length;

@@ -333,6 +333,9 @@ export class Bridge {
     if (c.remoteUsername !== undefined) o.username = c.remoteUsername;
     if (c.remotePassword !== undefined) o.password = c.remotePassword;
     if (this.v5 && !c.cleanSession) o.sessionExpiryInterval = 0xffff_ffff;
+    // Unacknowledged messages wait in the local link (its window and queue) while this broker
+    // refuses them (0x97): an MQTT 5 remote never sends more than that holds.
+    if (this.v5) o.receiveMaximum = Math.min(65_535, this.local.capacity);
     if (c.notifications && !c.notificationsLocalOnly)
       o.will = { topic: c.notificationTopic, payload: '0', qos: 1, retain: true };
     return o;

@@ -74,6 +74,8 @@ describe('issue 12 (bridge): messages from upstream larger than this broker acce
     const { up, gw } = await pair('mqttv50', { maxPacketSize: 10_000 });
     // What publishing here can add (path property, lengths) is kept free.
     expect(bridgeOnUpstream(up).maxOut).toBe(10_000 - 64);
+    // No more unacknowledged messages than the local link holds (window 1,000 + queue 10,000).
+    expect(bridgeOnUpstream(up).receiveMax).toBe(11_000);
     const droppedUp = up.broker.counters.dropped;
     await bigThenSmall(up, gw, 20_000);
     expect(up.broker.counters.dropped).toBe(droppedUp + 1);

@@ -87,13 +87,20 @@ describe('issue 12 (bridge): manualAcks', () => {
     expect(acks(peer.packets())).toEqual(['pubrec:7']);
   });
 
-  it('issue 12 (bridge): 5.0: more unacknowledged QoS 1 than our receiveMaximum is 0x93', () => {
+  it('issue 12 (bridge): 5.0: more unacknowledged QoS 1 than our receiveMaximum is 0x93 (3.1.1 has none)', () => {
     const peer = new Peer({ protocolVersion: 5, clientId: 'm', manualAcks: true, receiveMaximum: 2 });
     peer.connect();
     peer.events();
     peer.send(pub(1, 1), pub(2, 1), pub(3, 1));
     const closed = peer.events().find((e) => e.type === 'closed');
     expect(closed).toMatchObject({ reasonCode: 0x93 });
+    // 3.1.1 has no receive maximum: the server's window is the bound there.
+    const v4 = new Peer({ protocolVersion: 4, clientId: 'm', manualAcks: true, receiveMaximum: 2 });
+    v4.connect();
+    v4.events();
+    v4.send(pub(1, 1), pub(2, 1), pub(3, 1));
+    expect(received(v4.events()).length).toBe(3);
+    expect(v4.session.state).toBe('connected');
   });
 
   it('default (no manualAcks): acknowledged on receipt, ack() is a no-op', () => {

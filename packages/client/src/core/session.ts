@@ -722,7 +722,8 @@ export class ClientSession {
       this.emit({ type: 'message', packet: p });
     } else if (p.qos === 1) {
       const acks = this.acksOwed;
-      if (acks !== null && acks.pending >= this.options.receiveMaximum)
+      // 5.0's receive maximum (3.1.1 has none: the server's own window bounds it there).
+      if (acks !== null && this.options.protocolVersion === 5 && acks.pending >= this.options.receiveMaximum)
         throw protocolError(
           'RECEIVE_MAXIMUM_EXCEEDED',
           `more than ${this.options.receiveMaximum} QoS 1 publishes awaiting their acknowledgement`,
