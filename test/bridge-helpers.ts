@@ -6,8 +6,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BridgeOptions, type Bridges, Broker, parseConfig, startBridges } from '@mqtt-edge/broker-lite';
+import {
+  type BridgeOptions,
+  type Bridges,
+  Broker,
+  type BrokerOptions,
+  parseConfig,
+  startBridges,
+} from '@mqtt-edge/broker-lite';
 import { connect, type MqttClient } from '@mqtt-edge/client';
+import { afterEach } from 'vitest';
 
 export interface LogLine {
   level: string;
@@ -28,13 +36,15 @@ export interface BridgedBroker {
 
 /**
  * broker-lite on an ephemeral loopback port; `conf` holds the bridge section; `options` adds to
- * (or overrides) the bridge options (a queue directory under `dir`, jitter 0.5).
+ * (or overrides) the bridge options (a queue directory under `dir`, jitter 0.5); `brokerOptions`
+ * to the broker's (persistence, limits).
  */
 export async function startBridged(
   conf: string,
   dir = mkdtempSync(join(tmpdir(), 'bl-bridge-')),
   port = 0,
   options: BridgeOptions = {},
+  brokerOptions: Partial<BrokerOptions> = {},
 ): Promise<BridgedBroker> {
   const cfg = parseConfig(`listener 0 127.0.0.1\nallow_anonymous true\n${conf}`, join(dir, 'broker.conf'));
   const logs: LogLine[] = [];
@@ -43,6 +53,7 @@ export async function startBridged(
     listeners: [{ port, host: '127.0.0.1', protocol: 'mqtt' }],
     sysInterval: 0,
     allowAnonymous: true,
+    ...brokerOptions,
     logger: {
       log: (level, message, fields) => {
         const l = { level, message, fields };
@@ -87,6 +98,26 @@ export async function startBridged(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * What a test file's tests start, closed in reverse order after each test (register it once per
+ * file, at its top level).
+ */
+export function closeAfterEach(): Array<() => unknown> {
+  const closers: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const c of closers.reverse()) await c();
+    closers.length = 0;
+  });
+  return closers;
+}
+
+/** A broker-lite without bridges (an upstream for the bridges under test), closed by `closers`. */
+export async function startUpstream(closers: Array<() => unknown>): Promise<BridgedBroker> {
+  const b = await startBridged('');
+  closers.push(() => b.close());
+  return b;
 }
 
 export interface Received {

@@ -6,6 +6,7 @@ import {
   type Properties,
   type PublishPacket,
   type QoS,
+  ReasonCode,
 } from '@mqtt-edge/codec';
 import type { AcceptOptions, ListenerInfo } from './connection.ts';
 
@@ -30,6 +31,14 @@ export interface LocalBroker {
 export interface LocalLinkOwner {
   /** A message for the bridge. QoS 1/2: call link.ackIn(gen, packetId, qos) once it is safe. */
   localMessage(p: PublishPacket, gen: number): void;
+  /**
+   * A QoS 1/2 message published with a token is done: taken by the broker (PUBACK / PUBREC
+   * below 0x80: routed, and stored when persistence is on), or refused for good (`why`: larger
+   * than the broker accepts, refused with another reason code than 0x97). Called once per token.
+   */
+  localDone(token: object, taken: boolean, why: string | undefined): void;
+  /** The broker refused messages with 0x97 (its disk is full): they are sent again in `retryMs`. */
+  localRefused(count: number, retryMs: number): void;
   localUp(): void;
   localDown(reason: string): void;
 }
@@ -46,6 +55,12 @@ export interface LocalLinkOptions {
   maxInflight?: number;
   /** Most publishes waiting beyond the in-flight window; past it new ones are dropped (counted). */
   maxQueued?: number;
+  /** Largest packet the broker accepts (Broker.maxPacketIn): a larger one would close the link. */
+  maxPacket: number;
+  /** Largest payload the broker takes (message_size_limit; 0: no limit): it refuses more with 0x97. */
+  maxPayload: number;
+  /** Milliseconds before messages the broker refused with 0x97 are sent again (default 1000). */
+  retryMs?: number;
 }
 
 const INFO: ListenerInfo = { protocol: 'mqtt', tls: false, useIdentityAsUsername: false };
@@ -57,25 +72,42 @@ interface OutPub {
   qos: QoS;
   retain: boolean;
   properties: Properties | undefined;
+  /** The owner's handle for localDone (QoS 1/2 only). */
+  token: object | undefined;
+  /** Order of arrival: what goes back into the queue goes back in this order. */
+  seq: number;
 }
+
+const bySeq = (a: OutPub, b: OutPub): number => a.seq - b.seq;
 
 export class LocalLink {
   /** Changes with each connection: acks for an older one are not written to the new one. */
   gen = 0;
   up = false;
+  /** Messages dropped here: the queue was full, or a QoS 0 message too large for the broker. */
   dropped = 0;
   private sock: Duplex | null = null;
   private parser: PacketParser | null = null;
   private nextId = 1;
-  private readonly inflight = new Map<number, 1 | 2>();
+  private seq = 0;
+  /** Our QoS 1/2 publishes by packet id until PUBACK / PUBCOMP; null: the SUBSCRIBE's id. */
+  private readonly inflight = new Map<number, OutPub | null>();
+  /** QoS 2 ids PUBREC'd by the broker (taken): only PUBREL / PUBCOMP remain, on any connection. */
+  private readonly released = new Set<number>();
+  private subscribeId = 0;
   private readonly queue: OutPub[] = [];
   private queueHead = 0;
+  /** Refused with 0x97, waiting for retryTimer to go back to the front of the queue. */
+  private refused: OutPub[] = [];
+  private retryTimer: NodeJS.Timeout | null = null;
   /** QoS 2 from the broker: ids being stored (no PUBREC yet) and ids awaiting PUBREL. */
   private readonly in2 = new Set<number>();
   private stopped = false;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly maxInflight: number;
   private readonly maxQueued: number;
+  private readonly retryMs: number;
+  private readonly retryNow = (): void => this.retry();
 
   constructor(
     private readonly broker: LocalBroker,
@@ -84,6 +116,7 @@ export class LocalLink {
   ) {
     this.maxInflight = o.maxInflight ?? 1000;
     this.maxQueued = o.maxQueued ?? 10_000;
+    this.retryMs = o.retryMs ?? 1000;
   }
 
   start(): void {
@@ -118,28 +151,34 @@ export class LocalLink {
     });
   }
 
-  /** Publish to the broker as a client would. False when dropped (queue full or closed). */
+  /**
+   * Publish to the broker as a client would; QoS 1/2 with a `token` for localDone. False when
+   * dropped (queue full, counted in `dropped`) or the link is closed: localDone is not called.
+   */
   publish(
     topic: string,
     payload: Uint8Array,
     qos: QoS,
     retain: boolean,
     properties: Properties | undefined,
+    token?: object,
   ): boolean {
     if (this.stopped) return false;
+    const m: OutPub = { topic, payload, qos, retain, properties, token, seq: this.seq++ };
     if (
       this.up &&
       this.queueHead === this.queue.length &&
+      this.retryTimer === null &&
       (qos === 0 || this.inflight.size < this.maxInflight)
     ) {
-      this.send({ topic, payload, qos, retain, properties });
+      this.send(m);
       return true;
     }
     if (this.queue.length - this.queueHead >= this.maxQueued) {
       this.dropped++;
       return false;
     }
-    this.queue.push({ topic, payload, qos, retain, properties });
+    this.queue.push(m);
     return true;
   }
 
@@ -150,14 +189,22 @@ export class LocalLink {
     else if (qos === 2) this.write({ type: 'pubrec', packetId });
   }
 
+  /** QoS 1/2 publishes the link holds before it drops new ones: its window and its queue. */
+  get capacity(): number {
+    return this.maxInflight + this.maxQueued;
+  }
+
+  /** Publishes not yet taken by the broker: queued, in flight, waiting to be retried. */
   get queued(): number {
-    return this.queue.length - this.queueHead + this.inflight.size;
+    return this.queue.length - this.queueHead + this.inflight.size + this.refused.length;
   }
 
   close(): void {
     this.stopped = true;
     if (this.restartTimer !== null) clearTimeout(this.restartTimer);
     this.restartTimer = null;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     const s = this.sock;
     if (s !== null) {
       this.write({ type: 'disconnect', reasonCode: 0 });
@@ -182,19 +229,47 @@ export class LocalLink {
       dup: false,
     };
     if (m.properties !== undefined) p.properties = m.properties;
-    if (m.qos > 0) {
-      let id = this.nextId;
-      while (this.inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
-      this.nextId = id === 65_535 ? 1 : id + 1;
-      p.packetId = id;
-      this.inflight.set(id, m.qos as 1 | 2);
+    const why = this.refusal(m);
+    let bytes: Uint8Array | undefined;
+    if (why === undefined) {
+      if (m.qos > 0) p.packetId = this.nextFreeId();
+      try {
+        bytes = encode(p, 5);
+      } catch {
+        // Over MQTT's largest packet once re-encoded here (a longer topic, the path property).
+      }
     }
-    this.write(p);
+    // A packet the broker would refuse by its size closes the whole link (MQTT 5: 0x95), and
+    // one over message_size_limit is refused with 0x97 like a full disk: neither ever goes in.
+    if (bytes === undefined || bytes.length > this.o.maxPacket) {
+      this.gone(m, why ?? 'larger than the local broker accepts (max_packet_size)');
+      return;
+    }
+    if (m.qos > 0) this.inflight.set(p.packetId as number, m);
+    this.sock?.write(bytes);
+  }
+
+  private refusal(m: OutPub): string | undefined {
+    const max = this.o.maxPayload;
+    return max > 0 && m.payload.length > max ? 'payload larger than message_size_limit' : undefined;
+  }
+
+  /** A message the broker can never take: counted and done. */
+  private gone(m: OutPub, why: string): void {
+    if (m.token === undefined) this.dropped++;
+    else this.owner.localDone(m.token, false, why);
+  }
+
+  private nextFreeId(): number {
+    let id = this.nextId;
+    while (this.inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
+    this.nextId = id === 65_535 ? 1 : id + 1;
+    return id;
   }
 
   private pump(): void {
     const q = this.queue;
-    while (this.up && this.queueHead < q.length) {
+    while (this.up && this.retryTimer === null && this.queueHead < q.length) {
       const m = q[this.queueHead];
       if (m.qos > 0 && this.inflight.size >= this.maxInflight) break;
       q[this.queueHead++] = undefined as unknown as OutPub;
@@ -209,6 +284,45 @@ export class LocalLink {
     }
   }
 
+  /** Puts messages back at the front of the queue, in their order of arrival. */
+  private requeue(list: OutPub[]): void {
+    if (list.length === 0) return;
+    list.sort(bySeq);
+    this.queue.splice(this.queueHead, 0, ...list);
+  }
+
+  /** The broker took (or for good refused) a publish of ours: PUBACK, or PUBREC / PUBCOMP. */
+  private settled(packetId: number, rc: number): void {
+    const m = this.inflight.get(packetId);
+    if (m === undefined || m === null) return;
+    this.inflight.delete(packetId);
+    this.released.delete(packetId);
+    if (rc === ReasonCode.QuotaExceeded) {
+      // The broker's persistence cannot write (a full disk): not taken; sent again later, in
+      // order, and nothing else goes until then (what would pass it now would pass it for good).
+      this.refused.push(m);
+      if (this.retryTimer === null) {
+        this.retryTimer = setTimeout(this.retryNow, this.retryMs);
+        this.owner.localRefused(this.refused.length, this.retryMs);
+      }
+      return;
+    }
+    if (m.token !== undefined)
+      this.owner.localDone(
+        m.token,
+        rc < 0x80,
+        rc < 0x80 ? undefined : `refused by the local broker (reason 0x${rc.toString(16)})`,
+      );
+  }
+
+  private retry(): void {
+    this.retryTimer = null;
+    const list = this.refused;
+    this.refused = [];
+    this.requeue(list);
+    this.pump();
+  }
+
   private handle(p: Packet): void {
     switch (p.type) {
       case 'connack':
@@ -216,16 +330,19 @@ export class LocalLink {
           this.drop(`the broker refused the bridge session (reason 0x${p.reasonCode.toString(16)})`);
           return;
         }
+        // QoS 2 taken on an earlier connection: released there or here (the session has it,
+        // or answers 0x92 when it does not).
+        for (const id of this.released) this.write({ type: 'pubrel', packetId: id });
         if (this.o.subscriptions.length === 0) {
           // An `in`-only bridge: nothing to subscribe to here, only to publish.
-          this.up = true;
-          this.owner.localUp();
-          this.pump();
+          this.linkUp();
           return;
         }
+        this.subscribeId = this.nextFreeId();
+        this.inflight.set(this.subscribeId, null);
         this.write({
           type: 'subscribe',
-          packetId: 1,
+          packetId: this.subscribeId,
           subscriptions: this.o.subscriptions.map((s) => ({
             topicFilter: s.filter,
             qos: s.qos,
@@ -233,16 +350,11 @@ export class LocalLink {
             retainAsPublished: true,
           })),
         });
-        // Our publishes use ids from 2 until the SUBACK (id 1) is in.
-        this.inflight.set(1, 1);
-        this.nextId = 2;
         return;
       case 'suback':
-        if (p.packetId === 1 && !this.up) {
-          this.inflight.delete(1);
-          this.up = true;
-          this.owner.localUp();
-          this.pump();
+        if (p.packetId === this.subscribeId && !this.up) {
+          this.inflight.delete(p.packetId);
+          this.linkUp();
         }
         return;
       case 'publish':
@@ -255,16 +367,31 @@ export class LocalLink {
         this.write({ type: 'pubcomp', packetId: p.packetId });
         return;
       case 'puback':
-      case 'pubcomp':
-        if (this.inflight.delete(p.packetId)) this.pump();
+        this.settled(p.packetId, p.reasonCode ?? 0);
+        this.pump();
         return;
-      case 'pubrec':
-        if ((p.reasonCode ?? 0) >= 0x80) {
-          if (this.inflight.delete(p.packetId)) this.pump();
+      case 'pubcomp':
+        if (this.released.delete(p.packetId)) {
+          this.inflight.delete(p.packetId);
+          this.pump();
+        }
+        return;
+      case 'pubrec': {
+        const rc = p.reasonCode ?? 0;
+        if (rc >= 0x80) {
+          this.settled(p.packetId, rc);
+          this.pump();
           return;
+        }
+        const m = this.inflight.get(p.packetId);
+        if (m === undefined || m === null) return;
+        if (!this.released.has(p.packetId)) {
+          this.released.add(p.packetId);
+          if (m.token !== undefined) this.owner.localDone(m.token, true, undefined);
         }
         this.write({ type: 'pubrel', packetId: p.packetId });
         return;
+      }
       case 'disconnect':
         this.drop(
           `the broker disconnected the bridge session (reason 0x${(p.reasonCode ?? 0).toString(16)})`,
@@ -275,6 +402,12 @@ export class LocalLink {
     }
   }
 
+  private linkUp(): void {
+    this.up = true;
+    this.owner.localUp();
+    this.pump();
+  }
+
   private drop(reason: string): void {
     const s = this.sock;
     if (s === null) return;
@@ -283,10 +416,16 @@ export class LocalLink {
     this.parser = null;
     const wasUp = this.up;
     this.up = false;
-    // Publishes in flight to the broker are given up: at most once on this side, like any QoS 1
-    // client that loses its session; the remote acked them already.
-    this.dropped += this.inflight.size;
-    this.inflight.clear();
+    // Publishes in flight to the broker are not lost with the connection: the ones it had not
+    // taken go again on the next one, in order (a QoS 1 it took but had not acknowledged yet
+    // arrives twice: at least once); PUBREC'd QoS 2 ids keep their place for the PUBREL.
+    const again: OutPub[] = [];
+    for (const [id, m] of this.inflight) {
+      if (this.released.has(id)) continue;
+      this.inflight.delete(id);
+      if (m !== null) again.push(m);
+    }
+    this.requeue(again);
     this.in2.clear();
     s.destroy();
     if (wasUp || !this.stopped) this.owner.localDown(reason);

@@ -16,13 +16,14 @@ import { readFileSync } from 'node:fs';
 import {
   type ClientOptions,
   DurableQueue,
+  type DurableQueueEvent,
   type FsyncPolicy,
   MqttClient,
   type Outbox,
   type OutboxMessage,
   type ServerAddress,
 } from '@mqtt-edge/client';
-import type { Properties, PublishPacket, QoS } from '@mqtt-edge/codec';
+import { MAX_PACKET_SIZE, type Properties, type PublishPacket, type QoS } from '@mqtt-edge/codec';
 import { LocalLink } from './bridge-local.ts';
 import { CountingOutbox } from './bridge-queue.ts';
 import { filtersOf, routesOf, type TopicRoute, toLocal, toRemote } from './bridge-topics.ts';
@@ -49,8 +50,13 @@ export interface BridgeStats {
   outAcked: number;
   /** Messages not forwarded upstream: QoS 0 while down, too large, refused by a full queue. */
   outDropped: number;
+  /**
+   * QoS 1/2 messages the queue could not store (a full or failing disk): held unacknowledged by
+   * the local session and stored, in order, once the queue writes again.
+   */
+  outHeld: number;
   inReceived: number;
-  /** Incoming messages not published locally (no route, local queue full). */
+  /** Incoming messages not published locally (no route, local queue full, too large here). */
   inDropped: number;
   loopsStopped: number;
   queue: { count: number; bytes: number; oldestAgeMs: number; droppedOldest: number; rejectedNew: number };
@@ -72,10 +78,58 @@ export interface BridgeOptions {
    * the broker's sys_interval, 0 disables.
    */
   sysInterval?: number;
+  /**
+   * Milliseconds between attempts to store messages held after a failed queue write (the queue's
+   * retryIntervalMs too), and before messages the local broker refused with 0x97 go again.
+   * Default 1000.
+   */
+  retryMs?: number;
 }
 
 const MAX_PEM = 1024 * 1024;
 const LOG_EVERY_MS = 10_000;
+/**
+ * What publishing a message here can add to the packet it came in (MQTT 5 advertises the rest):
+ * the path property (`mqtt-edge-bridge-path`, 34 bytes when new: identifier, two lengths, key, a
+ * broker id), a property length and the remaining length growing by up to 3 bytes each. The
+ * topic's growth (local prefix longer than the remote one) is added per bridge.
+ */
+const LOCAL_GROWTH = 64;
+
+/** Log level and line per durable queue event (the event's fields go with it). */
+const QUEUE_EVENT_LOG: Record<DurableQueueEvent['type'], ['error' | 'warning' | 'notice', string]> = {
+  'write-failed': [
+    'error',
+    'bridge queue write failed (outgoing QoS 1/2 is held, not acknowledged locally, until it writes again)',
+  ],
+  'write-failing': ['warning', 'bridge queue still failing'],
+  'write-recovered': ['notice', 'bridge queue writable again'],
+  'drop-start': ['warning', 'bridge queue dropping the oldest messages'],
+  'drop-summary': ['warning', 'bridge queue dropped the oldest messages'],
+};
+
+/** An outgoing QoS 1/2 message from the local session on its way into the queue. */
+interface OutMessage {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties: Properties | undefined;
+  /** The local session's connection, packet id and QoS, for its acknowledgement. */
+  gen: number;
+  pid: number;
+  localQos: QoS;
+  /** Order of arrival from the local session. */
+  seq: number;
+  /** Put in a retry round (see storeHeld). */
+  retry: boolean;
+}
+
+/** A put that failed because the disk did (full or failing): the message is held, not dropped. */
+function isWriteFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'NO_SPACE' || code === 'FAILED';
+}
 
 function readPem(file: string): string {
   const s = readFileSync(file, 'utf8');
@@ -113,6 +167,19 @@ export class Bridge {
   private lastTraffic = 0;
   private endingIdle = false;
   private lastDropLog = 0;
+  private lastRefusedLog = 0;
+  /**
+   * Outgoing messages the queue could not store, with every one that arrived after them, in
+   * order of arrival; stored by retry rounds every retryMs (storeHeld) before anything new.
+   */
+  private held: OutMessage[] = [];
+  private holdTimer: NodeJS.Timeout | null = null;
+  /** Puts of the retry round under way, and whether one of them failed. */
+  private roundPending = 0;
+  private roundFailed = false;
+  private outSeq = 0;
+  private readonly retryMs: number;
+  private readonly storeHeldNow = (): void => this.storeHeld();
   private readonly counters = {
     connects: 0,
     connectFailures: 0,
@@ -142,6 +209,7 @@ export class Bridge {
     this.v5 = config.protocolVersion === 5;
     this.backoffMs = config.restartTimeout.baseSeconds * 1000;
     this.random = options.random ?? Math.random;
+    this.retryMs = options.retryMs ?? 1000;
     // Before any outside client can connect (startBridges runs right after listen()).
     broker.reserveClientId(config.localClientId);
     this.local = new LocalLink(
@@ -150,6 +218,9 @@ export class Bridge {
         clientId: config.localClientId,
         persistent: options.persistent === true,
         subscriptions: filtersOf(this.outRoutes, 'local').map((f) => ({ filter: f.filter, qos: f.qos })),
+        maxPacket: broker.maxPacketIn,
+        maxPayload: broker.options.messageSizeLimit,
+        retryMs: this.retryMs,
       },
       this,
     );
@@ -168,6 +239,8 @@ export class Bridge {
       maxCount: c.queueMaxCount > 0 ? c.queueMaxCount : undefined,
       maxAgeMs: c.queueMaxAgeSeconds > 0 ? c.queueMaxAgeSeconds * 1000 : undefined,
       dropPolicy: c.queueDropPolicy,
+      retryIntervalMs: this.retryMs,
+      onEvent: this.onQueueEvent,
     });
     this.queue = new CountingOutbox(this.options.wrapQueue?.(q, c.name) ?? q);
     const backlog = this.queue.stored();
@@ -192,6 +265,7 @@ export class Bridge {
       address: `${a.host}:${a.port}`,
       lastError: this.state === 'connected' ? undefined : this.lastError?.message,
       ...this.counters,
+      outHeld: this.held.length + this.roundPending,
       outQueued: this.queue?.puts ?? 0,
       outAcked: this.queue?.acks ?? 0,
       inDropped: this.counters.inDropped + this.local.dropped,
@@ -213,6 +287,9 @@ export class Bridge {
     this.timer = null;
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    // Held messages stay unacknowledged in the local session (kept with persistence on).
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
     const client = this.client;
     if (client !== null) {
       if (client.connected && this.config.notifications && !this.config.notificationsLocalOnly)
@@ -242,6 +319,9 @@ export class Bridge {
       outbox: this.queue!,
       // Mosquitto's try_private (3.1.1 only; the client drops it if the remote refuses it).
       bridgeMode: c.tryPrivate,
+      // Upstream is acknowledged once the local broker took a message (localDone), not before.
+      manualAcks: true,
+      maximumPacketSize: this.incomingMaximum(),
     };
     if (c.cafile !== undefined) {
       o.ca = readPem(c.cafile);
@@ -252,11 +332,36 @@ export class Bridge {
     }
     if (c.remoteUsername !== undefined) o.username = c.remoteUsername;
     if (c.remotePassword !== undefined) o.password = c.remotePassword;
-    if (c.maxPacketSize > 0) o.maximumPacketSize = Math.max(16, c.maxPacketSize);
     if (this.v5 && !c.cleanSession) o.sessionExpiryInterval = 0xffff_ffff;
+    // Unacknowledged messages wait in the local link (its window and queue) while this broker
+    // refuses them (0x97): an MQTT 5 remote never sends more than that holds.
+    if (this.v5) o.receiveMaximum = Math.min(65_535, this.local.capacity);
     if (c.notifications && !c.notificationsLocalOnly)
       o.will = { topic: c.notificationTopic, payload: '0', qos: 1, retain: true };
     return o;
+  }
+
+  /**
+   * The largest packet taken from upstream. MQTT 5: what this broker accepts from the bridge
+   * (max_packet_size, message_size_limit, the re-encoding bound) less what publishing it here
+   * adds, advertised in CONNECT, so the remote never sends a message this broker would refuse
+   * (a remote drops it for this client, as for any client with a smaller maximum). 3.1.1 cannot
+   * say so: anything MQTT allows is read, and what is too large here is dropped (counted) and
+   * acknowledged, since it can never be delivered; refused from its header instead, it would
+   * close the connection and be sent again on every reconnect. bridge_max_packet_size, when
+   * set, is the bound either way (larger packets close the connection, as documented).
+   */
+  private incomingMaximum(): number {
+    const c = this.config;
+    let max = MAX_PACKET_SIZE;
+    if (this.v5) {
+      let growth = 0;
+      for (const r of this.inRoutes)
+        growth = Math.max(growth, Buffer.byteLength(r.localPrefix) - Buffer.byteLength(r.remotePrefix));
+      max = this.broker.maxPacketIn - growth - LOCAL_GROWTH;
+    }
+    if (c.maxPacketSize > 0) max = Math.min(max, c.maxPacketSize);
+    return Math.max(16, max);
   }
 
   private makeClient(): MqttClient {
@@ -482,12 +587,18 @@ export class Bridge {
     return seq;
   };
 
+  /**
+   * A message from upstream. QoS 1/2 is acknowledged upstream (manualAcks) once the local broker
+   * took it (localDone), or when it is dropped here for good; never for a message the local
+   * broker refused for now (0x97: its disk is full), which the local link sends again.
+   */
   private onRemoteMessage(topic: string, payload: Uint8Array, packet: PublishPacket): void {
     this.counters.inReceived++;
     this.lastTraffic = Date.now();
     const r = toLocal(this.inRoutes, topic);
     if (r === undefined) {
       this.counters.inDropped++;
+      this.client?.ack(packet);
       return;
     }
     const qos = Math.min(packet.qos, r.qos) as QoS;
@@ -495,13 +606,45 @@ export class Bridge {
     const path = pathOf(props);
     if (path !== undefined && hasId(path, this.brokerId)) {
       this.counters.loopsStopped++;
+      this.client?.ack(packet);
       return;
     }
     props = withPath(props, path === undefined ? this.brokerId : `${path},${this.brokerId}`);
-    if (!this.local.publish(r.topic, payload, qos, packet.retain, props)) this.logDrop('local queue full');
+    if (qos === 0) {
+      if (!this.local.publish(r.topic, payload, 0, packet.retain, props)) this.logDrop('local queue full');
+      // The remote's QoS 1/2 taken here at QoS 0 (the route's QoS): done once handed over.
+      this.client?.ack(packet);
+    } else if (!this.local.publish(r.topic, payload, qos, packet.retain, props, packet)) {
+      if (this.state === 'stopped') return;
+      this.logDrop('local queue full');
+      this.client?.ack(packet);
+    }
   }
 
   // ---- the local side ------------------------------------------------------------------
+
+  /** @internal LocalLinkOwner */
+  localDone(token: object, taken: boolean, why: string | undefined): void {
+    if (!taken) {
+      this.counters.inDropped++;
+      this.logDrop(why ?? 'refused by the local broker');
+    }
+    this.client?.ack(token as PublishPacket);
+  }
+
+  /** @internal LocalLinkOwner */
+  localRefused(count: number, retryMs: number): void {
+    const now = Date.now();
+    if (now - this.lastRefusedLog < LOG_EVERY_MS) return;
+    this.lastRefusedLog = now;
+    this.broker.log('warning', 'bridge: the local broker refused a message, retrying', {
+      bridge: this.config.name,
+      reason: 'quota exceeded (0x97): its persistence cannot write',
+      refused: count,
+      retryInMs: retryMs,
+      effect: 'not acknowledged upstream until the local broker takes it',
+    });
+  }
 
   /** @internal LocalLinkOwner */
   localUp(): void {
@@ -556,20 +699,98 @@ export class Bridge {
     }
     // Into the queue whatever the remote's state; acknowledged here once stored, sent when
     // connected. The payload may view the broker's output chunk; the queue keeps the message.
-    this.enqueue(r.topic, p.payload.slice(), qos, retain, properties).then(
-      () => {
-        this.local.ackIn(gen, pid, p.qos);
-        if (c.startType === 'lazy') this.maybeStartLazy();
-      },
-      (err: Error) => {
-        // A full reject-new queue or a failed disk: counted and logged; the local session is
-        // acknowledged anyway so that a stuck upstream never stalls local traffic.
-        this.counters.outDropped++;
-        this.logDrop(err.message);
-        this.local.ackIn(gen, pid, p.qos);
-      },
+    const m: OutMessage = {
+      topic: r.topic,
+      payload: p.payload.slice(),
+      qos,
+      retain,
+      properties,
+      gen,
+      pid,
+      localQos: p.qos,
+      seq: this.outSeq++,
+      retry: false,
+    };
+    // Behind messages held after a failed write: they go first, in order.
+    if (this.held.length > 0 || this.holdTimer !== null || this.roundPending > 0) this.held.push(m);
+    else this.store(m);
+  }
+
+  private store(m: OutMessage): void {
+    this.enqueue(m.topic, m.payload, m.qos, m.retain, m.properties).then(
+      () => this.stored(m),
+      (err: unknown) => this.notStored(m, err),
     );
   }
+
+  private stored(m: OutMessage): void {
+    this.local.ackIn(m.gen, m.pid, m.localQos);
+    if (this.config.startType === 'lazy') this.maybeStartLazy();
+    if (m.retry) this.roundSettled();
+  }
+
+  /**
+   * The queue did not store `m`. Its disk failed (full, or an I/O error): `m` is held, not
+   * acknowledged here, and stored by the next retry round; the local broker keeps it in the
+   * bridge's session meanwhile. A bound of the queue (reject-new) or a message it can never take
+   * (too large, malformed): counted and dropped, acknowledged here so that it does not stall
+   * the session, like a full queue in Mosquitto (max_queued_messages). The queue closed (the
+   * bridge stops): left unacknowledged, the session keeps it.
+   */
+  private notStored(m: OutMessage, err: unknown): void {
+    if (isWriteFailure(err)) {
+      insertBySeq(this.held, m);
+      if (m.retry) {
+        this.roundFailed = true;
+        this.roundSettled();
+      } else if (this.holdTimer === null && this.roundPending === 0) {
+        this.holdTimer = setTimeout(this.storeHeldNow, this.retryMs);
+      }
+      return;
+    }
+    if (m.retry) this.roundSettled();
+    if ((err as { code?: unknown } | null)?.code === 'CLOSED' || this.state === 'stopped') return;
+    this.counters.outDropped++;
+    this.logDrop((err as Error).message);
+    this.local.ackIn(m.gen, m.pid, m.localQos);
+  }
+
+  /**
+   * A retry round: every held message is put again, in order. The queue stores a prefix of them
+   * and refuses the rest if the disk is still full (a failed write rejects every put waiting on
+   * it), so order is kept; what is refused waits for the next round, retryMs later.
+   */
+  private storeHeld(): void {
+    this.holdTimer = null;
+    if (this.state === 'stopped') return;
+    const round = this.held;
+    this.held = [];
+    this.roundPending = round.length;
+    this.roundFailed = false;
+    for (const m of round) {
+      m.retry = true;
+      this.store(m);
+    }
+  }
+
+  private roundSettled(): void {
+    if (--this.roundPending > 0) return;
+    if (this.held.length === 0 || this.state === 'stopped') return;
+    // Failed: wait for the disk. Stored whole: what arrived meanwhile goes at once.
+    if (this.roundFailed) this.holdTimer = setTimeout(this.storeHeldNow, this.retryMs);
+    else this.storeHeld();
+  }
+
+  /** The durable queue's failure and drop reports, as log lines (one per spell, summaries). */
+  private readonly onQueueEvent = (e: DurableQueueEvent): void => {
+    const { type, ...fields } = e;
+    const [level, message] = QUEUE_EVENT_LOG[type];
+    this.broker.log(level, message, {
+      bridge: this.config.name,
+      ...fields,
+      held: this.held.length + this.roundPending,
+    });
+  };
 
   private notifyLocal(up: boolean): void {
     if (!this.config.notifications) return;
@@ -637,6 +858,13 @@ function pathOf(p: Properties | undefined): string | undefined {
   if (ups === undefined) return undefined;
   for (let i = 0; i < ups.length; i++) if (ups[i][0] === PATH_PROPERTY) return ups[i][1];
   return undefined;
+}
+
+/** Inserts `m` into `list` (ordered by seq): put failures usually come in order, so from the end. */
+function insertBySeq(list: OutMessage[], m: OutMessage): void {
+  let i = list.length;
+  while (i > 0 && list[i - 1].seq > m.seq) i--;
+  list.splice(i, 0, m);
 }
 
 function hasId(path: string, id: string): boolean {

@@ -165,12 +165,21 @@ export function pump(b: Broker, s: Session): void {
   if (s.blocked !== null) releasePublishers(b, s, false);
 }
 
-/** Re-sends what was in flight when the session's previous connection ended (DUP set). */
+/**
+ * Re-sends what was in flight when the session's previous connection ended (DUP set). A PUBLISH
+ * that can no longer go (it expired meanwhile, or is larger than the new connection's maximum
+ * packet size; writePublish counted it) leaves the window and the store: kept, it would hold a
+ * slot of the window for good. The caller pumps the queue into the slots freed.
+ */
 export function resendInflight(b: Broker, s: Session): void {
   const conn = s.conn as Connection;
   for (const d of s.inflight.values()) {
     if (d.state === 1) conn.sendAck(0x62, d.pid, 0);
-    else writePublish(b, conn, d.msg, d.qos, d.retain, d.subIds, d.pid, true, null);
+    else if (!writePublish(b, conn, d.msg, d.qos, d.retain, d.subIds, d.pid, true, null)) {
+      // Deleting the entry being visited is safe in a Map iteration.
+      s.inflight.delete(d.pid);
+      if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
+    }
   }
 }
 

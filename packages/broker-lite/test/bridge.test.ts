@@ -17,23 +17,21 @@ import {
   type OutboxStats,
 } from '@mqtt-edge/client';
 import { type Packet, PacketParser } from '@mqtt-edge/codec';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type BridgedBroker, eventually, Recorder, startBridged } from '../../../test/bridge-helpers.ts';
+import { describe, expect, it } from 'vitest';
+import {
+  type BridgedBroker,
+  closeAfterEach,
+  eventually,
+  Recorder,
+  startBridged,
+  startUpstream,
+} from '../../../test/bridge-helpers.ts';
 import { nextBackoff, startBridges } from '../src/bridge.ts';
 import { Broker } from '../src/broker.ts';
 import { parseConfig } from '../src/config.ts';
 
-const closers: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const c of closers.reverse()) await c();
-  closers.length = 0;
-});
-
-async function upstream(): Promise<BridgedBroker> {
-  const b = await startBridged('');
-  closers.push(() => b.close());
-  return b;
-}
+const closers = closeAfterEach();
+const upstream = () => startUpstream(closers);
 
 async function gateway(lines: string[]): Promise<BridgedBroker> {
   const b = await startBridged(lines.join('\n'));

@@ -61,6 +61,16 @@ export interface SessionOptions {
    * Ignored for 5.0 (no-local and retain-as-published do that there). Default false.
    */
   bridgeMode?: boolean;
+  /**
+   * Incoming QoS 1/2 PUBLISHes are acknowledged (PUBACK / PUBREC) only when the application
+   * calls `ack(packet)` with the packet of the message event, in the order they were received
+   * (one not acknowledged holds back the acks behind it; the server's in-flight window, our
+   * receiveMaximum in 5.0, bounds how many wait). For store-and-forward: acknowledge once the
+   * message is safe. A message not acknowledged when its connection ends is sent again by the
+   * server (QoS 1 as a new message event; QoS 2 under its id, acked by the original's ack).
+   * Default false: acknowledged on receipt.
+   */
+  manualAcks?: boolean;
 }
 
 export interface ResolvedOptions {
@@ -85,6 +95,7 @@ export interface ResolvedOptions {
   outbox: Outbox;
   resubscribe: boolean;
   bridgeMode: boolean;
+  manualAcks: boolean;
 }
 
 function intIn(name: string, v: number, lo: number, hi: number): number {
@@ -137,5 +148,6 @@ export function resolveOptions(o: SessionOptions): ResolvedOptions {
     outbox: o.outbox ?? new MemoryOutbox(),
     resubscribe: o.resubscribe ?? true,
     bridgeMode: o.bridgeMode ?? false,
+    manualAcks: o.manualAcks ?? false,
   };
 }

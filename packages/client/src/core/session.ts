@@ -12,6 +12,7 @@ import {
 } from '@mqtt-edge/codec';
 import { ConnackError, RequestError } from './errors.ts';
 import type { ClosedEvent, SessionEvent } from './events.ts';
+import { IncomingAcks } from './incoming-acks.ts';
 import { isSyncOutbox } from './memory-outbox.ts';
 import { type ResolvedOptions, resolveOptions, type SessionOptions } from './options.ts';
 import type { OutboxEntry, OutboxMessage } from './outbox.ts';
@@ -100,6 +101,8 @@ export class ClientSession {
   private released: Set<number> | null = null;
   // Created on first use, like pending and subscriptions: an idle publisher holds none of them.
   private incomingQos2: Set<number> | null = null;
+  /** manualAcks: acknowledgements the application still owes, in order. */
+  private readonly acksOwed: IncomingAcks | null;
   private pending: Map<number, PendingRequest> | null = null;
   private subscriptions: Map<string, Subscription> | null = null;
   private readCursor = 0;
@@ -135,6 +138,7 @@ export class ClientSession {
     this._clientId = this.options.clientId;
     this.bridgeBit = this.options.bridgeMode && this.options.protocolVersion !== 5;
     this.cleanNext = this.options.clean;
+    this.acksOwed = this.options.manualAcks ? new IncomingAcks() : null;
   }
 
   /** Whether the next CONNECT is marked as a Mosquitto bridge's (false once a server refused it). */
@@ -412,7 +416,31 @@ export class ClientSession {
     return ids;
   }
 
+  /**
+   * manualAcks: the application has taken care of an incoming QoS 1/2 PUBLISH (the packet of its
+   * message event): its PUBACK / PUBREC goes out once those received before it are acknowledged
+   * too. No-op for QoS 0, for a packet already acknowledged, and for one whose connection ended
+   * (the server sends it again).
+   */
+  ack(packet: PublishPacket, now: number): void {
+    const acks = this.acksOwed;
+    if (acks === null || packet.qos === 0) return;
+    this.now = now;
+    if (acks.ack(packet)) this.writeOwedAcks(acks);
+  }
+
+  /** manualAcks: incoming QoS 1/2 PUBLISHes of this connection not acknowledged yet. */
+  get acksPending(): number {
+    return this.acksOwed?.pending ?? 0;
+  }
+
   // ---- internals -------------------------------------------------------------------------
+
+  private writeOwedAcks(acks: IncomingAcks): void {
+    if (this._state !== 'connected') return;
+    for (let p = acks.next(); p !== undefined; p = acks.next())
+      this.write({ type: p.qos === 1 ? 'puback' : 'pubrec', packetId: p.packetId as number });
+  }
 
   private write(packet: Packet): number {
     const bytes = writer.encode(packet, this.options.protocolVersion);
@@ -624,6 +652,7 @@ export class ClientSession {
     }
     this._state = 'connected';
     if (o.cleanFirstOnly) this.cleanNext = false;
+    this.acksOwed?.reset(p.sessionPresent);
     if (!p.sessionPresent) {
       // The server has no state of ours: QoS 2 ids we hold for it are moot, and a message it
       // acknowledged with PUBREC was its to deliver; PUBLISHes it never acknowledged go again.
@@ -692,11 +721,21 @@ export class ClientSession {
     if (p.qos === 0) {
       this.emit({ type: 'message', packet: p });
     } else if (p.qos === 1) {
+      const acks = this.acksOwed;
+      // 5.0's receive maximum (3.1.1 has none: the server's own window bounds it there).
+      if (acks !== null && this.options.protocolVersion === 5 && acks.pending >= this.options.receiveMaximum)
+        throw protocolError(
+          'RECEIVE_MAXIMUM_EXCEEDED',
+          `more than ${this.options.receiveMaximum} QoS 1 publishes awaiting their acknowledgement`,
+          ReasonCode.ReceiveMaximumExceeded,
+        );
       this.emit({ type: 'message', packet: p });
-      this.write({ type: 'puback', packetId: p.packetId! });
+      if (acks === null) this.write({ type: 'puback', packetId: p.packetId! });
+      else acks.received(p);
     } else {
       const id = p.packetId!;
       const held = (this.incomingQos2 ??= new Set());
+      const acks = this.acksOwed;
       if (!held.has(id)) {
         if (held.size >= this.options.receiveMaximum)
           throw protocolError(
@@ -706,8 +745,10 @@ export class ClientSession {
           );
         held.add(id);
         this.emit({ type: 'message', packet: p });
-      }
-      this.write({ type: 'pubrec', packetId: id });
+        acks?.received(p);
+      } else acks?.duplicate(p);
+      if (acks === null) this.write({ type: 'pubrec', packetId: id });
+      else this.writeOwedAcks(acks);
     }
   }
 

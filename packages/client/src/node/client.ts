@@ -318,6 +318,17 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   }
 
   /**
+   * With `manualAcks`: acknowledges an incoming QoS 1/2 message (the packet of its message
+   * event) once the application has taken care of it; acknowledgements leave in the order the
+   * messages were received. No-op otherwise, for QoS 0, and for a message whose connection ended
+   * (the server sends it again).
+   */
+  ack(packet: PublishPacket): void {
+    this.session.ack(packet, Date.now());
+    this.flush();
+  }
+
+  /**
    * Tells the client that messages were put into its outbox directly (outbox.put(), not
    * publish() or enqueue()) and are now stored: while connected it reads the outbox again (once
    * per event-loop turn). Without this, a message whose put() resolves after the client's last
