@@ -3,6 +3,10 @@
  * own), driven by one raw-socket load generator built on the codec: fan-in at QoS 0/1/2 with
  * every message checked (QoS 2 exactly once), fan-out to 200 subscribers, QoS 1 latency,
  * 5,000 idle connections, idle RSS. Every broker runs with its default settings.
+ *
+ * `BENCH_BASE=DIR` adds broker-lite built from another checkout (e.g. a `git worktree` of the
+ * commit before a change) as one more peer, `broker-lite@base`, measured in the same run: an
+ * A/B of our own code under the same machine load (target: ratio >= 0.95 on every row).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,7 +18,9 @@ import { type Packet, PacketParser, PacketWriter } from '@mqtt-edge/codec';
 import { type BenchArea, type BenchOptions, type BenchRow, costRow, rateRow } from '../harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-let liteBundle = '';
+/** Bundle path per broker-lite variant: `broker-lite`, and `broker-lite@base` with BENCH_BASE. */
+const liteBundles = new Map<string, string>();
+const BASE = 'broker-lite@base';
 const MOSQUITTO = '/usr/sbin/mosquitto';
 
 // ---- brokers in child processes --------------------------------------------------------
@@ -74,11 +80,13 @@ function waitForPort(child: ChildProcess, name: string): Promise<number> {
  * broker-lite as a gateway runs it: one esbuild bundle under plain node (no TypeScript loader
  * in the process, whose own ~25 MB would otherwise be counted as the broker's).
  */
-async function bundleBrokerLite(): Promise<string> {
+async function bundleBrokerLite(root: string): Promise<string> {
   const { build } = await import('esbuild');
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-lite-')), 'broker-lite.mjs');
   await build({
-    entryPoints: [path.join(ROOT, 'packages/broker-lite/src/index.ts')],
+    entryPoints: [path.join(root, 'packages/broker-lite/src/index.ts')],
+    // the base checkout's own @mqtt-edge packages, not this one's
+    nodePaths: [path.join(root, 'node_modules')],
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -99,7 +107,11 @@ async function startNodeBroker(name: string, script: string, flags: string[] = [
   const child = spawn(
     process.execPath,
     [...prof, ...flags, '--expose-gc', '--input-type=module', '-e', script],
-    { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, BROKER_LITE_BUNDLE: liteBundle } },
+    {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, BROKER_LITE_BUNDLE: liteBundles.get(name) ?? '' },
+    },
   );
   const port = await waitForPort(child, name);
   const gc = (): Promise<void> =>
@@ -725,7 +737,9 @@ const area: BenchArea = {
   area: 'broker',
   async run(options: BenchOptions): Promise<BenchRow[]> {
     const results = new Map<string, Figures>();
-    liteBundle = await bundleBrokerLite();
+    liteBundles.set('broker-lite', await bundleBrokerLite(ROOT));
+    const base = process.env.BENCH_BASE;
+    if (base !== undefined && base !== '') liteBundles.set(BASE, await bundleBrokerLite(path.resolve(base)));
     // Idle figures: both Node brokers with a 1 MiB young generation, as a gateway holding
     // thousands of idle devices would run them (V8's default lets it grow to 16 MiB, which the
     // per-connection figure would then carry); the load runs use V8's defaults.
@@ -734,6 +748,8 @@ const area: BenchArea = {
       ['broker-lite', (idle) => startNodeBroker('broker-lite', LITE_SCRIPT, idle ? IDLE_FLAGS : [])],
       ['aedes', (idle) => startNodeBroker('aedes', AEDES_SCRIPT, idle ? IDLE_FLAGS : [])],
     ];
+    if (liteBundles.has(BASE))
+      starters.push([BASE, (idle) => startNodeBroker(BASE, LITE_SCRIPT, idle ? IDLE_FLAGS : [])]);
     const haveMosquitto = fs.existsSync(MOSQUITTO);
     if (haveMosquitto) starters.push(['mosquitto', () => startMosquitto()]);
     const only = process.env.BENCH_BROKERS?.split(',');
@@ -776,10 +792,11 @@ const area: BenchArea = {
     const ours = results.get('broker-lite');
     if (ours === undefined) return [];
     const rows: BenchRow[] = [];
-    const peers = ['mosquitto', 'aedes'];
+    const peers = ['mosquitto', 'aedes', ...(liteBundles.has(BASE) ? [BASE] : [])];
     for (const peer of peers) {
       const f = results.get(peer);
-      const target = peer === 'aedes' ? 3 : 1;
+      const target = peer === 'aedes' ? 3 : peer === BASE ? 0.95 : 1;
+      const baseTarget = peer === BASE ? 0.95 : undefined;
       const skip =
         f === undefined
           ? peer === 'mosquitto' && !haveMosquitto
@@ -828,7 +845,7 @@ const area: BenchArea = {
           ours.lat.p50,
           f?.lat.p50 ?? null,
           peer,
-          undefined,
+          baseTarget,
           note(),
         ),
       );
@@ -839,7 +856,7 @@ const area: BenchArea = {
           ours.lat.p99,
           f?.lat.p99 ?? null,
           peer,
-          undefined,
+          baseTarget,
           note('target p99 <= 0.2 ms'),
         ),
       );
@@ -850,7 +867,7 @@ const area: BenchArea = {
           ours.idle.rate,
           f?.idle.rate ?? null,
           peer,
-          undefined,
+          baseTarget,
           note(),
         ),
       );
@@ -861,7 +878,7 @@ const area: BenchArea = {
           ours.idle.perConn,
           f?.idle.perConn ?? null,
           peer,
-          undefined,
+          baseTarget,
           note('target <= 4096 bytes'),
         ),
       );
@@ -872,7 +889,7 @@ const area: BenchArea = {
           ours.idleRss,
           f?.idleRss ?? null,
           peer,
-          undefined,
+          baseTarget,
           note(),
         ),
       );
