@@ -92,6 +92,21 @@ export class AgentProcess {
     return this.lines.filter((l) => l.event === name);
   }
 
+  /** Sends SIGHUP; resolves with the line that says how the reload went (applied or refused). */
+  async reload(timeoutMs = 20_000): Promise<LogLine> {
+    const from = this.lines.length;
+    this.child.kill('SIGHUP');
+    return this.waitFor(
+      (l) => l.event === 'config-reloaded' || l.event === 'config-reload-failed',
+      timeoutMs,
+      from,
+    );
+  }
+
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     return this.exitedP;

@@ -10,6 +10,8 @@ export interface Logger {
   log(level: LogLevel, event: string, fields?: Record<string, unknown>): void;
   /** True when `level` lines are written (to skip building fields for nothing). */
   enabled(level: LogLevel): boolean;
+  /** Changes the threshold (a reload); loggers that cannot leave it out. */
+  setLevel?(level: LogLevel): void;
 }
 
 export interface LoggerOptions {
@@ -27,13 +29,16 @@ function fmt(v: unknown): string {
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const min = ORDER[options.level ?? 'info'];
+  let min = ORDER[options.level ?? 'info'];
   const format = options.format ?? 'auto';
   const json = format === 'json' || (format === 'auto' && !process.stderr.isTTY);
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const base = options.base ?? {};
   return {
     enabled: (level) => ORDER[level] >= min,
+    setLevel(level) {
+      min = ORDER[level];
+    },
     log(level, event, fields = {}) {
       if (ORDER[level] < min) return;
       const time = new Date().toISOString();
