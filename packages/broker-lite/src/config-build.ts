@@ -29,11 +29,15 @@ export async function loadSecurity(cfg: BrokerConfig): Promise<Security> {
   };
 }
 
-async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
-  const out: ListenerOptions = { port: l.port, protocol: l.protocol };
-  if (l.host !== undefined) out.host = l.host;
-  if (l.useUsernameAsClientid) out.useUsernameAsClientid = true;
-  if (l.certfile === undefined || l.keyfile === undefined) return out;
+/**
+ * A listener's certfile, keyfile and cafile, read and checked together (at start, and again on
+ * SIGHUP for a renewal); undefined for a listener without TLS. Throws ConfigError naming the
+ * listener and the file.
+ */
+export async function loadListenerTls(
+  l: ListenerConfig,
+): Promise<{ cert: string; key: string; ca?: string } | undefined> {
+  if (l.certfile === undefined || l.keyfile === undefined) return undefined;
   const cert = await readBounded(l.certfile, 'certfile', MAX_PEM_BYTES);
   const key = await readBounded(l.keyfile, 'keyfile', MAX_PEM_BYTES);
   const ca = l.cafile === undefined ? undefined : await readBounded(l.cafile, 'cafile', MAX_PEM_BYTES);
@@ -48,6 +52,16 @@ async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
       `TLS files for port ${l.port}: ${(err as Error).message}`,
     );
   }
+  return ca === undefined ? { cert, key } : { cert, key, ca };
+}
+
+async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
+  const out: ListenerOptions = { port: l.port, protocol: l.protocol };
+  if (l.host !== undefined) out.host = l.host;
+  if (l.useUsernameAsClientid) out.useUsernameAsClientid = true;
+  const files = await loadListenerTls(l);
+  if (files === undefined) return out;
+  const { cert, key, ca } = files;
   out.tls = {
     cert,
     key,
