@@ -14,8 +14,8 @@ import {
   FirmwareSim,
   type FirmwareSimOptions,
   PtyTransport,
+  TappedTransport,
   type Transport,
-  type TransportEvents,
 } from '@mqtt-edge/firmware-sim';
 import { FrameDecoder } from '@mqtt-edge/serial-protocol';
 import { followJsonLog, type LogWaiter as JsonLogWaiter } from './json-log.ts';
@@ -290,38 +290,6 @@ export interface AckRecord {
   /** The device's boot ordinal and next seq when the ACK arrived: frames from there on were made after it. */
   bootOrdinal: number;
   nextSeq: number;
-}
-
-/** Wraps a transport to see the bytes the device receives. */
-class TappedTransport implements Transport {
-  constructor(
-    private readonly inner: Transport,
-    private readonly tap: (b: Uint8Array) => void,
-  ) {}
-  get description(): string {
-    return this.inner.description;
-  }
-  get plugged(): boolean {
-    return this.inner.plugged;
-  }
-  write(bytes: Uint8Array): boolean {
-    return this.inner.write(bytes);
-  }
-  unplug(ms: number): Promise<void> {
-    return this.inner.unplug(ms);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-  setEvents(events: TransportEvents): void {
-    this.inner.setEvents({
-      ...events,
-      onData: (b) => {
-        this.tap(b);
-        events.onData?.(b);
-      },
-    });
-  }
 }
 
 /** A simulated device on a socat pty, with every ACK it received recorded. */
