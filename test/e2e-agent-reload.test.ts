@@ -6,18 +6,16 @@
  * `check` prints and the running config stays; settings that need a restart are named.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { hasSocat } from '@mqtt-edge/firmware-sim';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FaultProxy } from './helpers/fault-proxy.ts';
 import {
   AGENT_BIN,
   AgentProcess,
   agentStatus,
-  Recorder,
-  startBrokerLite,
+  brokerWithRecorder,
+  testScope,
   until,
   verify,
   WatchedDevice,
@@ -29,28 +27,15 @@ if (!socat)
   console.warn('e2e-agent-reload: socat missing, the pty tests are skipped (apt-get install socat)');
 const SENSORS = 4;
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function tmp(): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'e2e-reload-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const { cleanups, tmp } = testScope('e2e-reload');
 
 describe.skipIf(!socat)('issue 13.5: agent reload on SIGHUP (a process, devices on ptys)', () => {
   it('issue 13.5: a port added, the topic changed, then a reconnecting MQTT change, readings flowing: none lost, none duplicated', async () => {
     const dir = tmp();
-    const broker = await startBrokerLite();
-    cleanups.push(() => broker.stop());
-    const url = `mqtt://127.0.0.1:${broker.port}`;
+    const { broker, rec } = await brokerWithRecorder(cleanups, 'rl/#', 'rec-reload');
     // The agent reaches the broker through a proxy that can hold its acknowledgements back.
     const proxy = await FaultProxy.start(broker.port);
     cleanups.push(() => proxy.close());
-    const rec = await Recorder.start(url, 'rl/#', 1, 'rec-reload');
-    cleanups.push(() => rec.stop());
     const devices = [
       await WatchedDevice.create(path.join(dir, 'tty0'), { deviceId: 'dev0', intervalMs: 30, seed: 11 }),
       await WatchedDevice.create(path.join(dir, 'tty1'), { deviceId: 'dev1', intervalMs: 40, seed: 12 }),
@@ -78,7 +63,7 @@ describe.skipIf(!socat)('issue 13.5: agent reload on SIGHUP (a process, devices 
       topics: { prefix: 'rl', reading: '{prefix}/v2/{device}/{sensor}' },
     });
     const first = await agent.reload();
-    expect(first.event).toBe('config-reloaded');
+    expect(first.msg).toBe('config-reloaded');
     expect(first.portsAdded).toEqual(['tty1']);
     expect(first.applied).toEqual(['serial', 'topics.reading']);
     expect(first.reconnected).toBe(false);
@@ -108,11 +93,11 @@ describe.skipIf(!socat)('issue 13.5: agent reload on SIGHUP (a process, devices 
     const second = await agent.reload();
     await stalled;
     expect(second.inFlightAtReconnect).toBe(0);
-    expect(second.event).toBe('config-reloaded');
+    expect(second.msg).toBe('config-reloaded');
     expect(second.applied).toEqual(['mqtt.keepalive']);
     expect(second.reconnected).toBe(true);
     expect(
-      await agent.waitFor((l) => l.event === 'broker-connected', 10_000, agent.lines.indexOf(second)),
+      await agent.waitFor((l) => l.msg === 'broker-connected', 10_000, agent.lines.indexOf(second)),
     ).toBeDefined();
     expect(agent.events('broker-connected').length).toBe(connectsBefore + 1);
     const acked1 = devices.map((d) => d.acks.length);
@@ -136,11 +121,7 @@ describe.skipIf(!socat)('issue 13.5: agent reload on SIGHUP (a process, devices 
 
   it('issue 13.5: an invalid config is refused with the problems check prints, the running config stays; restart-only settings are named', async () => {
     const dir = tmp();
-    const broker = await startBrokerLite();
-    cleanups.push(() => broker.stop());
-    const url = `mqtt://127.0.0.1:${broker.port}`;
-    const rec = await Recorder.start(url, 'bad/#', 1, 'rec-bad');
-    cleanups.push(() => rec.stop());
+    const { url, rec } = await brokerWithRecorder(cleanups, 'bad/#', 'rec-bad');
     const device = await WatchedDevice.create(path.join(dir, 'tty0'), {
       deviceId: 'b0',
       intervalMs: 30,
@@ -167,7 +148,7 @@ describe.skipIf(!socat)('issue 13.5: agent reload on SIGHUP (a process, devices 
       topics: { prefix: 'bad/#' },
     });
     const refused = await agent.reload();
-    expect(refused.event).toBe('config-reload-failed');
+    expect(refused.msg).toBe('config-reload-failed');
     expect(refused.level).toBe('error');
     const check = spawnSync(process.execPath, [AGENT_BIN, 'check', '-c', file], {
       encoding: 'utf8',
@@ -197,10 +178,10 @@ describe.skipIf(!socat)('issue 13.5: agent reload on SIGHUP (a process, devices 
       queue: { maxBytes: '64MiB', dir: path.join(dir, 'elsewhere') },
     });
     const partial = await agent.reload();
-    expect(partial.event).toBe('config-reloaded');
+    expect(partial.msg).toBe('config-reloaded');
     expect(partial.applied).toEqual(['agent.healthInterval']);
-    const restart = await agent.waitFor((l) => l.event === 'config-needs-restart', 5000);
-    expect(restart.level).toBe('warn');
+    const restart = await agent.waitFor((l) => l.msg === 'config-needs-restart', 5000);
+    expect(restart.level).toBe('warning');
     expect(restart.settings).toEqual(['agent.id', 'queue.dir', 'queue.maxBytes']);
     // Still the old id's topics.
     await Promise.all([device.stop()]);
