@@ -82,7 +82,11 @@ describe.skipIf(!socat)('issue 13.5: agent reload on SIGHUP (a process, devices 
     const connectsBefore = agent.events('broker-connected').length;
     writeJson(file, {
       ...base,
-      serial: [...base.serial, { path: devices[1].agentPath, name: 'tty1' }],
+      // tty0 at another rate: reopened, its device session (and duplicate window) kept.
+      serial: [
+        { ...base.serial[0], baud: 57600 },
+        { path: devices[1].agentPath, name: 'tty1' },
+      ],
       mqtt: { ...base.mqtt, keepalive: 20 },
       topics: { prefix: 'rl', reading: '{prefix}/v2/{device}/{sensor}' },
     });
@@ -94,7 +98,8 @@ describe.skipIf(!socat)('issue 13.5: agent reload on SIGHUP (a process, devices 
     await stalled;
     expect(second.inFlightAtReconnect).toBe(0);
     expect(second.msg).toBe('config-reloaded');
-    expect(second.applied).toEqual(['mqtt.keepalive']);
+    expect(second.applied).toEqual(['serial', 'mqtt.keepalive']);
+    expect(second.portsReopened).toEqual(['tty0']);
     expect(second.reconnected).toBe(true);
     expect(
       await agent.waitFor((l) => l.msg === 'broker-connected', 10_000, agent.lines.indexOf(second)),

@@ -177,27 +177,31 @@ export class Agent {
     });
   }
 
-  private makePort(pc: SerialPortConfig, session?: PortSession): Port {
+  private makePort(pc: SerialPortConfig): Port {
     const port = { config: pc, draining: false } as Port;
-    port.session =
-      session ??
-      new PortSession({
-        port: pc.name,
-        framing: pc.framing,
-        device: pc.device,
-        mapper: this.mapper,
-        textBootId: this.textBootId,
-        host: {
-          store: (m) => this.store(m),
-          write: (b) => port.link.write(b),
-          onDevice: (e) => this.onDevice(port, e),
-          onResult: (device, r) => this.commands.result(device, r),
-          now: () => Date.now(),
-          log: this.log,
-        },
-      });
-    port.link = new SerialLink({
-      config: pc,
+    // The session's host reaches the link through `port`: a reopen replaces port.link.
+    port.session = new PortSession({
+      port: pc.name,
+      framing: pc.framing,
+      device: pc.device,
+      mapper: this.mapper,
+      textBootId: this.textBootId,
+      host: {
+        store: (m) => this.store(m),
+        write: (b) => port.link.write(b),
+        onDevice: (e) => this.onDevice(port, e),
+        onResult: (device, r) => this.commands.result(device, r),
+        now: () => Date.now(),
+        log: this.log,
+      },
+    });
+    port.link = this.makeLink(port);
+    return port;
+  }
+
+  private makeLink(port: Port): SerialLink {
+    return new SerialLink({
+      config: port.config,
       log: this.log,
       opener: this.options.openPort,
       onData: (chunk) => {
@@ -209,7 +213,6 @@ export class Agent {
       },
       onClose: () => port.session.closed(),
     });
-    return port;
   }
 
   private startTimers(): void {
@@ -566,7 +569,7 @@ export class Agent {
       result.reconnected = true;
     }
     this.counters.reloads++;
-    this.writeStatusFile();
+    if (this.options.statusFile !== false) this.writeStatusFile();
     this.log.log('info', 'config-reloaded', {
       applied,
       portsAdded: result.portsAdded,
@@ -588,7 +591,7 @@ export class Agent {
     const byName = new Map(wanted.map((pc) => [pc.name, pc]));
     const closing: Array<Promise<void>> = [];
     const keep: Port[] = [];
-    const reopen: Array<{ pc: SerialPortConfig; session: PortSession }> = [];
+    const reopen: Array<{ port: Port; pc: SerialPortConfig }> = [];
     for (const p of this.ports) {
       const pc = byName.get(p.config.name);
       if (pc !== undefined && sameJson(pc, p.config)) {
@@ -600,33 +603,42 @@ export class Agent {
         pc !== undefined && pc.framing === p.config.framing && pc.device === p.config.device;
       closing.push(this.closePort(p, !sameSession));
       if (pc !== undefined && sameSession) {
-        reopen.push({ pc, session: p.session });
+        reopen.push({ port: p, pc });
         result.portsReopened.push(pc.name);
       } else {
         result.portsRemoved.push(p.config.name);
       }
     }
     await Promise.all(closing);
-    this.ports.length = 0;
-    this.ports.push(...keep);
-    const known = new Set(keep.map((p) => p.config.name));
-    for (const r of reopen) known.add(r.pc.name);
     const starting: Port[] = [];
-    for (const r of reopen) starting.push(this.makePort(r.pc, r.session));
+    for (const { port, pc } of reopen) {
+      port.config = pc;
+      port.link = this.makeLink(port);
+      port.draining = false;
+      keep.push(port);
+      starting.push(port);
+    }
+    const known = new Set(keep.map((p) => p.config.name));
     for (const pc of wanted) {
       if (known.has(pc.name)) continue;
-      starting.push(this.makePort(pc));
+      const port = this.makePort(pc);
+      keep.push(port);
+      starting.push(port);
       result.portsAdded.push(pc.name);
     }
     // Ports keep the config's order (status, logs).
-    this.ports.push(...starting);
-    this.ports.sort(
-      (a, b) => wanted.indexOf(byName.get(a.config.name)!) - wanted.indexOf(byName.get(b.config.name)!),
-    );
+    const order = (p: Port) => wanted.indexOf(byName.get(p.config.name) as SerialPortConfig);
+    keep.sort((a, b) => order(a) - order(b));
+    this.ports.length = 0;
+    this.ports.push(...keep);
     for (const p of starting) p.link.start();
-    if (result.portsAdded.length + result.portsRemoved.length > 0)
+    if (result.portsAdded.length + result.portsRemoved.length + result.portsReopened.length > 0)
       // Sessions of removed ports said their devices went offline; added ones say online on HELLO.
-      this.log.log('info', 'ports-changed', { added: result.portsAdded, removed: result.portsRemoved });
+      this.log.log('info', 'ports-changed', {
+        added: result.portsAdded,
+        removed: result.portsRemoved,
+        reopened: result.portsReopened,
+      });
   }
 
   /**

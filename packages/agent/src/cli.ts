@@ -25,6 +25,11 @@ Environment:
   MQTT_EDGE_USERNAME   broker user name when the file has none
   STATE_DIRECTORY      default state directory (systemd's StateDirectory= sets it)
 
+Signals:
+  SIGHUP               reload the config (ports, topics, MQTT settings, intervals, log level);
+                       one that does not validate is refused and logged, the running one stays
+  SIGTERM, SIGINT      stop: finish storing, say offline, close the queue
+
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 (status) agent not running.
 Reference: packages/agent/README.md`;
 
