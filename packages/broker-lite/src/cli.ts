@@ -366,8 +366,6 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       try {
         files = await loadListenerTls(l);
         if (files === undefined) continue;
-        if (files.ca !== undefined && !files.ca.includes('-----BEGIN CERTIFICATE-----'))
-          throw new Error(`cafile ${l.cafile} holds no PEM certificate`);
         const text = `${files.cert}\0${files.key}\0${files.ca ?? ''}`;
         if ((loadedTls.get(i) ?? startTls.get(i)) === text) continue;
         broker.setListenerTls?.(i, files);

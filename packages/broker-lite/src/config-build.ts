@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { AclFile } from './acl.ts';
 import type { BrokerConfig, ListenerConfig } from './config.ts';
@@ -42,7 +43,14 @@ export async function loadListenerTls(
   const key = await readBounded(l.keyfile, 'keyfile', MAX_PEM_BYTES);
   const ca = l.cafile === undefined ? undefined : await readBounded(l.cafile, 'cafile', MAX_PEM_BYTES);
   try {
-    // Fails now, naming the listener, rather than on the first client's handshake.
+    // Fails now, naming the listener, rather than on the first client's handshake. Node takes
+    // an empty cert or key (a file read while a renewal rewrites it) without a word and then
+    // fails every handshake: each must be there, parse, and belong to the other.
+    const x509 = new X509Certificate(cert);
+    if (!x509.checkPrivateKey(createPrivateKey(key)))
+      throw new Error('the key does not match the certificate');
+    if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----'))
+      throw new Error(`cafile ${l.cafile} holds no PEM certificate`);
     createSecureContext({ cert, key, ca });
   } catch (err) {
     throw new ConfigError(
