@@ -16,13 +16,16 @@ import { Broker } from '@mqtt-edge/broker-lite';
 import { connect } from '@mqtt-edge/client';
 import {
   createLinkPair,
+  DEFAULT_SENSORS,
   FirmwareSim,
   type FirmwareSimOptions,
   hasSocat,
   InProcessTransport,
   PtyTransport,
+  TappedTransport,
   type Transport,
 } from '@mqtt-edge/firmware-sim';
+import { FrameDecoder } from '@mqtt-edge/serial-protocol';
 
 const OUTAGE_EVERY_MS = Number(process.env.DEMO_OUTAGE_EVERY_MS ?? 30_000);
 const OUTAGE_FOR_MS = 6_000;
@@ -97,6 +100,8 @@ if (!socat)
     ),
   );
 const sims: FirmwareSim[] = [];
+/** Per native device, the DATA frames (`bootId:seq`) it received an ACK for. */
+const acked = new Map<string, Set<string>>();
 const hostEnds = new Map<string, Duplex>();
 for (const d of devices) {
   let transport: Transport;
@@ -107,7 +112,14 @@ for (const d of devices) {
     hostEnds.set(agentPath, pair.host);
     transport = new InProcessTransport(pair);
   }
-  const sim = new FirmwareSim(transport, { deviceId: d.id, seed: sims.length + 7, ...d.opts });
+  // The ACKs the device receives: the readings it was told are safe, for the check at the end.
+  const frames = new Set<string>();
+  acked.set(d.id, frames);
+  const decoder = new FrameDecoder();
+  const tapped = new TappedTransport(transport, (bytes) => {
+    for (const f of decoder.push(bytes)) if (f.type === 'ack') frames.add(`${f.bootId}:${f.seq}`);
+  });
+  const sim = new FirmwareSim(tapped, { deviceId: d.id, seed: sims.length + 7, ...d.opts });
   sims.push(sim);
   say(
     `device ${bold(d.id.padEnd(10))} ${socat ? `on pty ${agentPath}` : 'on an in-process link'}: ${d.note}`,
@@ -150,7 +162,6 @@ const agent = await Agent.start({
         return end;
       },
 });
-for (const s of sims) s.start();
 say(
   `agent ${bold('demo')}: durable queue in ${config.queue.dir} (fsync per batch), topics demo/{device}/{sensor}`,
 );
@@ -167,7 +178,8 @@ const sub = connect(`mqtt://127.0.0.1:${port}`, {
 const pending = new Map<string, { device: string; parts: string[]; timer: NodeJS.Timeout }>();
 let received = 0;
 const duplicates = new Set<string>();
-const seen = new Set<string>();
+/** Message ids received, per device (the check at the end needs them all). */
+const seen = new Map<string, Set<string>>();
 const flushFrame = (key: string) => {
   const p = pending.get(key);
   if (p === undefined) return;
@@ -196,11 +208,12 @@ sub.on('message', (topic, payload) => {
     return;
   }
   received++;
-  if (seen.has(r.id)) duplicates.add(r.id);
-  seen.add(r.id);
-  if (seen.size > 100_000) seen.clear();
   const id = parseMessageId(r.id);
   if (id === undefined) return;
+  let ids = seen.get(id.device);
+  if (ids === undefined) seen.set(id.device, (ids = new Set()));
+  if (ids.has(r.id)) duplicates.add(r.id);
+  ids.add(r.id);
   const key = `${id.device}:${id.bootId}:${id.seq}`;
   let p = pending.get(key);
   if (p === undefined) {
@@ -211,6 +224,8 @@ sub.on('message', (topic, payload) => {
 });
 await sub.subscribe([{ filter: 'demo/#', qos: 1 }]);
 say(`subscriber on ${bold('demo/#')} (QoS 1): one line per device report; Ctrl-C to stop`);
+// The devices start once the subscriber listens, so that it can account for every reading.
+for (const s of sims) s.start();
 
 // A command round trip, MQTT 5 request/response.
 setTimeout(() => {
@@ -261,6 +276,33 @@ const depthTimer = setInterval(() => {
 }, 1000);
 depthTimer.unref();
 
+/**
+ * The README's promise, checked per device: every reading of every DATA frame a native device
+ * received an ACK for (was told is safe) reached the subscriber. Text-line devices get no ACKs,
+ * so they are only counted.
+ */
+function lostReadings(): { checked: number; missing: string[] } {
+  let checked = 0;
+  const missing: string[] = [];
+  for (const sim of sims) {
+    const fw = sim.firmware;
+    if (fw.mode !== 'native') continue;
+    const ids = seen.get(fw.deviceId) ?? new Set<string>();
+    for (const frame of acked.get(fw.deviceId) ?? []) {
+      for (let i = 0; i < DEFAULT_SENSORS.length; i++) {
+        checked++;
+        const id = `${fw.deviceId}:${frame}:${i}`;
+        if (!ids.has(id)) missing.push(id);
+      }
+    }
+  }
+  return { checked, missing };
+}
+
+function perDevice(): string {
+  return devices.map((d) => `${d.id} ${seen.get(d.id)?.size ?? 0}`).join(', ');
+}
+
 let stopping = false;
 async function shutdown(): Promise<void> {
   if (stopping) process.exit(1);
@@ -271,10 +313,32 @@ async function shutdown(): Promise<void> {
   for (const [k] of pending) flushFrame(k);
   await Promise.all(sims.map((s) => s.stop()));
   await agent.stop(1500);
+  const queued = agent.queueStats().count;
+  // What the broker took before the agent stopped is on its way to the subscriber: wait for it.
+  const until = Date.now() + 3000;
+  while (Date.now() < until && queued === 0 && lostReadings().missing.length > 0)
+    await new Promise((r) => setTimeout(r, 50));
   await sub.end().catch(() => undefined);
   await stopBroker(broker);
   rmSync(dir, { recursive: true, force: true });
-  say(`received ${received} readings, ${duplicates.size} duplicate ids, ${outages} broker outages; bye`);
+  const { checked, missing } = lostReadings();
+  say(
+    `received ${received} readings (${perDevice()}), ${duplicates.size} duplicate ids, ${outages} broker outages`,
+  );
+  if (missing.length === 0)
+    say(bold(`none lost: all ${checked} readings the native devices were told are safe arrived`));
+  else
+    say(
+      c(
+        '31',
+        `${missing.length} of ${checked} readings the devices were told are safe did not arrive${
+          queued > 0
+            ? ` (${queued} messages were still in the agent's queue at stop: a real agent sends them at its next start; the demo removes its queue)`
+            : ''
+        }: ${missing.slice(0, 5).join(' ')}${missing.length > 5 ? ' ...' : ''}`,
+      ),
+    );
+  say('bye');
   process.exit(0);
 }
 process.on('SIGINT', () => void shutdown());

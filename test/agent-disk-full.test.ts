@@ -72,7 +72,7 @@ describe.skipIf(why !== undefined)(
 
       // The disk fills up.
       fs.fill();
-      const failed = await agent.waitFor((l) => l.event === 'queue-write-failed', 15_000);
+      const failed = await agent.waitFor((l) => l.msg === 'queue-write-failed', 15_000);
       expect(failed).toMatchObject({ level: 'error', code: 'NO_SPACE' });
       fs.fill(); // whatever the cut of the torn record gave back
       // Two more failed retries: the last page's remainder of the queue file is used up too (a
@@ -101,10 +101,7 @@ describe.skipIf(why !== undefined)(
       const freedAt = Date.now();
       const held = fw.unackedSeqs().map((seq) => `${fw.bootId}:${seq}`);
       fs.free();
-      await agent.waitFor(
-        (l) => l.event === 'queue-write-recovered' && Date.parse(l.time) >= freedAt,
-        15_000,
-      );
+      await agent.waitFor((l) => l.msg === 'queue-write-recovered' && Date.parse(l.time) >= freedAt, 15_000);
       const ackedKeys = () => new Set(device.acks.map((a) => `${a.bootId}:${a.seq}`));
       expect(
         await until(

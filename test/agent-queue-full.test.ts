@@ -104,7 +104,7 @@ describe.skipIf(!socat)('agent (a process, devices on ptys): a full queue', () =
       const acksBeforeHeal = device.acks.length;
       proxy.heal();
       await outage;
-      await agent.waitFor((l) => l.event === 'broker-connected' && Date.parse(l.time) >= healedAt, 10_000);
+      await agent.waitFor((l) => l.msg === 'broker-connected' && Date.parse(l.time) >= healedAt, 10_000);
       // Reporting goes on for a while after the broker is back, then stops; the queue drains.
       // Under reject-new, what the device held is retransmitted and acknowledged now.
       const ackedKeys = () => new Set(device.acks.map((a) => `${a.bootId}:${a.seq}`));
@@ -164,7 +164,7 @@ describe.skipIf(!socat)('agent (a process, devices on ptys): a full queue', () =
       const summaries = agent.events('queue-dropped');
       if (policy === 'drop-oldest') {
         expect(started).toHaveLength(1);
-        expect(started[0]).toMatchObject({ level: 'warn', reason: 'maxCount', bound: MAX_COUNT });
+        expect(started[0]).toMatchObject({ level: 'warning', reason: 'maxCount', bound: MAX_COUNT });
         expect(summaries).toHaveLength(1);
         expect(summaries[0]).toMatchObject({ dropped: final.queue.droppedOldest, ongoing: false });
       } else expect([...started, ...summaries]).toEqual([]);

@@ -128,10 +128,21 @@ describe.skipIf(process.platform !== 'linux')('npm start (scripts/demo.mjs)', ()
     c.kill('SIGINT');
     expect(await exited).toBe(0);
     expect(out).toMatch(/stopping: devices, agent/);
-    const bye = /received (\d+) readings, (\d+) duplicate ids, \d+ broker outages; bye/.exec(out);
-    expect(bye).not.toBeNull();
-    expect(Number(bye![1])).toBeGreaterThan(0);
-    expect(Number(bye![2])).toBe(0);
+    const summary =
+      /received (\d+) readings \(kitchen (\d+), greenhouse (\d+), boiler (\d+)\), (\d+) duplicate ids, \d+ broker outages/.exec(
+        out,
+      );
+    expect(summary, out).not.toBeNull();
+    const [, total, kitchen, greenhouse, boiler, dups] = summary!.map(Number);
+    expect(total).toBeGreaterThan(0);
+    expect(kitchen + greenhouse + boiler).toBe(total);
+    for (const n of [kitchen, greenhouse, boiler]) expect(n).toBeGreaterThan(0);
+    expect(dups).toBe(0);
+    // issue 13: what the README promises, checked per device by the demo itself.
+    const none = /none lost: all (\d+) readings the native devices were told are safe arrived/.exec(out);
+    expect(none, out).not.toBeNull();
+    expect(Number(none![1])).toBeGreaterThan(0);
+    expect(out).toMatch(/\d\d:\d\d:\d\d {2}bye$/m);
     expect(err).toBe('');
     // Nothing left behind: no child process, no socat on its paths, no working directory.
     expect(await until(() => kids.every((k) => !alive(k)), 3000)).toBe(true);

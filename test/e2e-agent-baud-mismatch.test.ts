@@ -116,7 +116,7 @@ describe.skipIf(!socat)('agent: baud mismatch on a real pty', () => {
     const agent = new AgentProcess(config);
     await agent.start();
     cleanups.push(() => agent.kill());
-    await agent.waitFor((l) => l.event === 'port-open' && l.port === 'uart', 10_000);
+    await agent.waitFor((l) => l.msg === 'port-open' && l.port === 'uart', 10_000);
 
     // The device talks at the wrong rate: its frames, as the agent's UART reads them.
     const sent: Uint8Array[] = [];
@@ -132,7 +132,7 @@ describe.skipIf(!socat)('agent: baud mismatch on a real pty', () => {
     // error is logged at once, the next only 5 s later, and that one carries the hint.
     let written = 0;
     let k = 0;
-    const hinted = agent.waitFor((l) => l.event === 'framing-errors' && l.hint === HINT, 12_000);
+    const hinted = agent.waitFor((l) => l.msg === 'framing-errors' && l.hint === HINT, 12_000);
     let done = false;
     void hinted.then(
       () => {
@@ -174,7 +174,7 @@ describe.skipIf(!socat)('agent: baud mismatch on a real pty', () => {
       ),
     ).toBe(true);
     for (const f of fromAgent) if (f.type === 'ack') expect(f.bootId).toBe(BOOT);
-    await agent.waitFor((l) => l.event === 'device-online' && l.device === 'uart-dev', 5000);
+    await agent.waitFor((l) => l.msg === 'device-online' && l.device === 'uart-dev', 5000);
     const ids = [101, 102, 103].flatMap((s) => [0, 1].map((i) => `uart-dev:${BOOT}:${s}:${i}`));
     expect(await until(() => ids.every((id) => rec.has(id)), 10_000)).toBe(true);
     expect(rec.arrivals.map((a) => a.id).sort()).toEqual([...ids].sort());

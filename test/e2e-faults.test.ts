@@ -181,10 +181,10 @@ describe.skipIf(!socat)('agent under faults', () => {
         console.log('acks per 2 s:', hist.join('\n'));
         console.log(
           agent.lines
-            .filter((l) => l.level !== 'debug' && l.event !== 'framing-errors')
+            .filter((l) => l.level !== 'debug' && l.msg !== 'framing-errors')
             .map(
               (l) =>
-                `${Math.round((Date.parse(l.time) - started) / 100) / 10} ${l.event} ${JSON.stringify(l).slice(0, 200)}`,
+                `${Math.round((Date.parse(l.time) - started) / 100) / 10} ${l.msg} ${JSON.stringify(l).slice(0, 200)}`,
             )
             .join('\n'),
         );

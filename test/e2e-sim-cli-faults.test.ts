@@ -87,7 +87,7 @@ describe.skipIf(!socat)('firmware-sim CLI fault flags against the agent', () => 
     cleanups.push(() => agent.kill());
 
     // An unplug removes the pty link (socat is gone) until the pair is made again.
-    const goneAtUnplug = sim.waitFor((l) => l.event === 'unplugged', 15_000).then(() => existsSync(link));
+    const goneAtUnplug = sim.waitFor((l) => l.msg === 'unplugged', 15_000).then(() => existsSync(link));
     // The schedule runs: RESETS resets and UNPLUGS unplugs each followed by the pty coming back.
     expect(
       await until(

@@ -31,8 +31,9 @@ Faults:
   --unplug-every MS     unplug (the pty vanishes) every MS ...
   --unplug-for MS       ... for this long (default 2000)
 Logging:
-  --log-level LEVEL     debug | info | warn | error (default info)
-  --json-logs           JSON lines even on a terminal
+  --log-level LEVEL     debug | info | notice | warning (or warn) | error (default info)
+  --json-logs           JSON lines even on a terminal (the shape of every mqtt-edge log:
+                        time, level, msg, fields; <N> priority prefixes under journald)
   -h, --help
 
 stdout gets one line, the path the agent should open; logs go to stderr.`;
@@ -117,8 +118,8 @@ export async function main(argv: string[]): Promise<number> {
     if ((s('link') === undefined) === (s('port') === undefined))
       throw new UsageError('give exactly one of --link PATH or --port PATH');
     level = (s('log-level') ?? 'info') as Level;
-    if (!['debug', 'info', 'warn', 'error'].includes(level))
-      throw new UsageError('--log-level: debug | info | warn | error');
+    if (!['debug', 'info', 'notice', 'warn', 'warning', 'error'].includes(level))
+      throw new UsageError('--log-level: debug | info | notice | warning | error');
     const interval = duration('interval', s('interval'));
     if (interval !== undefined && (interval < MIN_INTERVAL_MS || interval > MAX_INTERVAL_MS)) {
       throw new UsageError(`--interval: ${MIN_INTERVAL_MS}..${MAX_INTERVAL_MS} ms`);

@@ -19,6 +19,7 @@ export {
   InProcessTransport,
   PortTransport,
   PtyTransport,
+  TappedTransport,
   type Transport,
   type TransportEvents,
 } from './transport.ts';

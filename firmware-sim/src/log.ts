@@ -1,6 +1,19 @@
-/** Structured one-line logs: JSON lines when piped, `time LEVEL event k=v` on a terminal. */
-export type Level = 'debug' | 'info' | 'warn' | 'error';
-const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+/**
+ * firmware-sim's log, in the shape every mqtt-edge process writes (`@mqtt-edge/log`): JSON
+ * lines when piped (`{"time","level","msg",...}`, the event name in `msg`), text on a terminal,
+ * syslog priority prefixes under systemd.
+ */
+import {
+  createSink,
+  functionDestination,
+  type Level as LineLevel,
+  levelOf,
+  PRIORITY,
+  stdDestination,
+} from '@mqtt-edge/log';
+
+/** What call sites may say (`warn` is written as `warning`). */
+export type Level = 'debug' | 'info' | 'notice' | 'warn' | 'warning' | 'error';
 
 export interface Logger {
   log(level: Level, event: string, fields?: Record<string, unknown>): void;
@@ -9,28 +22,24 @@ export interface Logger {
 export interface LoggerOptions {
   level?: Level;
   json?: boolean;
-  /** Where lines go (default process.stderr, keeping stdout for machine-readable output). */
+  /** Where lines go, each without its newline (default stderr, keeping stdout for machine-readable output). */
   write?: (line: string) => void;
   base?: Record<string, unknown>;
 }
 
+const priority = (l: Level): number => PRIORITY[levelOf(l) as LineLevel];
+
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const min = ORDER[options.level ?? 'info'];
-  const json = options.json ?? !process.stderr.isTTY;
-  const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const base = options.base ?? {};
+  const max = priority(options.level ?? 'info');
+  const sink = createSink({
+    destinations: [options.write ? functionDestination(options.write) : stdDestination('stderr')],
+    format: options.json === undefined ? 'auto' : options.json ? 'json' : 'text',
+    base: options.base,
+  });
   return {
-    log(level, event, fields = {}) {
-      if (ORDER[level] < min) return;
-      const time = new Date().toISOString();
-      if (json) {
-        write(JSON.stringify({ time, level, event, ...base, ...fields }));
-        return;
-      }
-      const kv = Object.entries({ ...base, ...fields })
-        .map(([k, v]) => `${k}=${typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v)}`)
-        .join(' ');
-      write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${event}${kv ? ` ${kv}` : ''}`);
+    log(level, event, fields) {
+      if (priority(level) > max) return;
+      sink.write(levelOf(level) as LineLevel, event, fields);
     },
   };
 }

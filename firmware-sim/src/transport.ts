@@ -22,6 +22,41 @@ export interface Transport {
   setEvents(events: TransportEvents): void;
 }
 
+/**
+ * A transport that also hands every byte the device receives to `tap`: what a test, or the
+ * demo, uses to see the ACKs a device was sent.
+ */
+export class TappedTransport implements Transport {
+  constructor(
+    private readonly inner: Transport,
+    private readonly tap: (bytes: Uint8Array) => void,
+  ) {}
+  get description(): string {
+    return this.inner.description;
+  }
+  get plugged(): boolean {
+    return this.inner.plugged;
+  }
+  write(bytes: Uint8Array): boolean {
+    return this.inner.write(bytes);
+  }
+  unplug(ms: number): Promise<void> {
+    return this.inner.unplug(ms);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+  setEvents(events: TransportEvents): void {
+    this.inner.setEvents({
+      ...events,
+      onData: (b) => {
+        this.tap(b);
+        events.onData?.(b);
+      },
+    });
+  }
+}
+
 function waitOrClosed(ms: number, closed: Promise<void>): Promise<void> {
   // The unplug duration is the fault being simulated, not a wait for something to happen.
   return new Promise((resolve) => {

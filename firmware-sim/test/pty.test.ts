@@ -259,8 +259,8 @@ describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => 
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines[0]).toMatchObject({ event: 'start', device: 'cli-dev', seed: 5 });
-    expect(lines.at(-1)).toMatchObject({ event: 'stop', device: 'cli-dev' });
+    expect(lines[0]).toMatchObject({ msg: 'start', device: 'cli-dev', seed: 5 });
+    expect(lines.at(-1)).toMatchObject({ msg: 'stop', device: 'cli-dev' });
     expect(existsSync(link)).toBe(false);
   });
 

@@ -4,7 +4,8 @@
  * recorded, broker-lite in process, a recording subscriber, and the check of the guarantee.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AgentStatus } from '@mqtt-edge/agent';
@@ -14,10 +15,11 @@ import {
   FirmwareSim,
   type FirmwareSimOptions,
   PtyTransport,
+  TappedTransport,
   type Transport,
-  type TransportEvents,
 } from '@mqtt-edge/firmware-sim';
 import { FrameDecoder } from '@mqtt-edge/serial-protocol';
+import { afterEach } from 'vitest';
 import { followJsonLog, type LogWaiter as JsonLogWaiter } from './json-log.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -26,10 +28,12 @@ export const SIM_BIN = path.join(ROOT, 'firmware-sim/bin/firmware-sim.js');
 
 // ---------------------------------------------------------------------------------------- agent
 
+/** One line of the JSON log every mqtt-edge process writes (`@mqtt-edge/log`). */
 export interface LogLine {
   time: string;
   level: string;
-  event: string;
+  /** The event's name. */
+  msg: string;
   [k: string]: unknown;
 }
 
@@ -65,7 +69,7 @@ export class AgentProcess {
     const child = this.child;
     this.exitedP = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     followJsonLog(child, this);
-    await this.waitFor((l) => l.event === 'agent-start', timeoutMs, from);
+    await this.waitFor((l) => l.msg === 'agent-start', timeoutMs, from);
   }
 
   /** Resolves with the first line (from index `from`) matching `pred`. */
@@ -89,7 +93,22 @@ export class AgentProcess {
   }
 
   events(name: string): LogLine[] {
-    return this.lines.filter((l) => l.event === name);
+    return this.lines.filter((l) => l.msg === name);
+  }
+
+  /** Sends SIGHUP; resolves with the line that says how the reload went (applied or refused). */
+  async reload(timeoutMs = 20_000): Promise<LogLine> {
+    const from = this.lines.length;
+    this.child.kill('SIGHUP');
+    return this.waitFor(
+      (l) => l.msg === 'config-reloaded' || l.msg === 'config-reload-failed',
+      timeoutMs,
+      from,
+    );
+  }
+
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
@@ -160,7 +179,7 @@ export class SimProcess {
       ),
     ]);
     if (path !== link) throw new Error(`firmware-sim printed ${path}, expected ${link}`);
-    await sim.waitFor((l) => l.event === 'start', timeoutMs);
+    await sim.waitFor((l) => l.msg === 'start', timeoutMs);
     return sim;
   }
 
@@ -196,7 +215,7 @@ export class SimProcess {
   }
 
   events(name: string): LogLine[] {
-    return this.lines.filter((l) => l.event === name);
+    return this.lines.filter((l) => l.msg === name);
   }
 
   /** SIGINT (Ctrl-C): resolves with the exit code once it has exited. */
@@ -275,38 +294,6 @@ export interface AckRecord {
   /** The device's boot ordinal and next seq when the ACK arrived: frames from there on were made after it. */
   bootOrdinal: number;
   nextSeq: number;
-}
-
-/** Wraps a transport to see the bytes the device receives. */
-class TappedTransport implements Transport {
-  constructor(
-    private readonly inner: Transport,
-    private readonly tap: (b: Uint8Array) => void,
-  ) {}
-  get description(): string {
-    return this.inner.description;
-  }
-  get plugged(): boolean {
-    return this.inner.plugged;
-  }
-  write(bytes: Uint8Array): boolean {
-    return this.inner.write(bytes);
-  }
-  unplug(ms: number): Promise<void> {
-    return this.inner.unplug(ms);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-  setEvents(events: TransportEvents): void {
-    this.inner.setEvents({
-      ...events,
-      onData: (b) => {
-        this.tap(b);
-        events.onData?.(b);
-      },
-    });
-  }
 }
 
 /** A simulated device on a socat pty, with every ACK it received recorded. */
@@ -519,6 +506,42 @@ export function verify(
     if (!explained) v.unexplainedDuplicates.push(id);
   }
   return v;
+}
+
+/**
+ * A test file's cleanups, run after each test (last added first), and temporary directories
+ * (`PREFIX-xxxx` under the system's) removed by them.
+ */
+export function testScope(prefix: string): {
+  cleanups: Array<() => Promise<unknown> | unknown>;
+  tmp(): string;
+} {
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    cleanups,
+    tmp() {
+      const dir = mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      return dir;
+    },
+  };
+}
+
+/** broker-lite in process and a recording subscriber on `filter`, both stopped by `cleanups`. */
+export async function brokerWithRecorder(
+  cleanups: Array<() => Promise<unknown> | unknown>,
+  filter: string,
+  clientId: string,
+): Promise<{ broker: LiteBroker; url: string; rec: Recorder }> {
+  const broker = await startBrokerLite();
+  cleanups.push(() => broker.stop());
+  const url = `mqtt://127.0.0.1:${broker.port}`;
+  const rec = await Recorder.start(url, filter, 1, clientId);
+  cleanups.push(() => rec.stop());
+  return { broker, url, rec };
 }
 
 /** Waits until `cond` holds, polling every `everyMs`, at most `timeoutMs`. */

@@ -1,8 +1,8 @@
 /**
  * The agent: serial ports -> port sessions -> mapper -> durable queue -> MQTT client -> broker,
  * and commands back. Owns the lifetimes: start opens the queue (recovering what a crash left),
- * the client and the ports; stop drains what is being stored, says offline, and closes in the
- * reverse order.
+ * the client and the ports; reload applies a new config to the running parts (the queue stays
+ * open); stop drains what is being stored, says offline, and closes in the reverse order.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import {
@@ -16,8 +16,9 @@ import {
 } from '@mqtt-edge/client';
 import type { PublishPacket } from '@mqtt-edge/codec';
 import { CommandRouter } from './commands.ts';
-import type { AgentConfig, SerialPortConfig } from './config.ts';
+import { type AgentConfig, configDocument, type SerialPortConfig } from './config.ts';
 import { type DeviceEvent, PortSession } from './device-session.ts';
+import { HeldOutbox } from './held-outbox.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Mapper } from './mapper.ts';
 import { checkQueueRoom, openQueue } from './queue.ts';
@@ -36,31 +37,80 @@ export interface AgentOptions {
 export interface AgentCounters {
   reconnects: number;
   connects: number;
+  /** Readings the broker acknowledged (QoS 1/2) or that were written to it (QoS 0). */
   published: number;
+  /** Readings the broker refused (a PUBACK/PUBREC reason code 0x80 and up): gone from the queue. */
+  refusedByBroker: number;
+  /** The agent's own messages: statuses, command replies, health. */
+  controlPublished: number;
   publishErrors: number;
   healthPublished: number;
+  /** Reloads applied (SIGHUP), and reloads refused (a config that does not validate). */
+  reloads: number;
+  reloadsRefused: number;
 }
 
 interface Port {
   config: SerialPortConfig;
   link: SerialLink;
   session: PortSession;
+  /** Being taken away by a reload: its bytes are no longer read (the device keeps what is not ACKed). */
+  draining: boolean;
 }
+
+/** What a reload did. Settings are named by their config-file keys (`topics.reading`). */
+export interface ReloadResult {
+  /** Settings that changed and now apply. */
+  applied: string[];
+  /** Settings that changed but apply only at the next start (the running agent keeps the old). */
+  restartNeeded: string[];
+  portsAdded: string[];
+  portsRemoved: string[];
+  /** Ports whose path, USB match or baud changed: reopened, their device session kept. */
+  portsReopened: string[];
+  /** The broker connection was replaced (MQTT settings, the prefix, or the TLS files changed). */
+  reconnected: boolean;
+  /** Publishes still unacknowledged when the old connection went (sent again by the new one). */
+  inFlightAtReconnect: number;
+}
+
+/** Keys a running agent cannot change: the queue stays open, and its id names its topics. */
+const RESTART_ONLY = ['agent.id', 'agent.stateDir', 'agent.log.format', 'queue.'];
+/** How long a reload waits for the broker to acknowledge what is in flight before it reconnects. */
+const RELOAD_DRAIN_MS = 5000;
+/** At most one line per this many ms about readings the broker refuses. */
+const REFUSED_LOG_EVERY_MS = 5000;
 
 export class Agent {
   readonly counters: AgentCounters = {
     reconnects: 0,
     connects: 0,
     published: 0,
+    refusedByBroker: 0,
+    controlPublished: 0,
     publishErrors: 0,
     healthPublished: 0,
+    reloads: 0,
+    reloadsRefused: 0,
   };
   readonly startedAt = Date.now();
   readonly ports: Port[] = [];
-  readonly client: MqttClient;
+  /** The broker connection; a reload that changes MQTT settings replaces it. */
+  client: MqttClient;
   readonly commands: CommandRouter;
   private readonly log: Logger;
   private readonly queue: DurableQueue;
+  private readonly outbox: HeldOutbox;
+  /** The config in force (a reload replaces it, keeping the settings that need a restart). */
+  private config: AgentConfig;
+  private mapper: Mapper;
+  private readonly textBootId = (Math.random() * 0x1_0000_0000) >>> 0;
+  /** TLS files as read for the current client: a reload reconnects when their contents change. */
+  private tlsFiles: Array<Buffer | undefined> = [];
+  private reloading: Promise<unknown> = Promise.resolve();
+  /** A reload is replacing the client: the old one's close and end are not news. */
+  private switching = false;
+  private lastRefusedLog = Number.NEGATIVE_INFINITY;
   private connected = false;
   private connectedSince = Date.now();
   private lastBrokerError: string | undefined;
@@ -100,16 +150,12 @@ export class Agent {
     queue: DurableQueue,
   ) {
     const c = options.config;
+    this.config = c;
     this.log = log;
     this.queue = queue;
-    const mapper = new Mapper({
-      prefix: c.topics.prefix,
-      template: c.topics.reading,
-      payload: c.topics.payload,
-      qos: c.mqtt.qos,
-      protocolVersion: c.mqtt.version,
-    });
-    this.client = connect(c.mqtt.url, this.clientOptions());
+    this.outbox = new HeldOutbox(queue);
+    this.mapper = makeMapper(c);
+    this.client = this.newClient();
     this.commands = new CommandRouter({
       prefix: c.topics.prefix,
       timeoutMs: c.commandTimeoutMs,
@@ -120,49 +166,9 @@ export class Agent {
       reply: (r) => this.publish(r.topic, r.payload, { qos: 1, retain: false, properties: r.properties }),
       log,
     });
-    this.wireClient();
-    const textBootId = (Math.random() * 0x1_0000_0000) >>> 0;
-    for (const pc of c.serial) {
-      const port = {} as Port;
-      port.config = pc;
-      port.session = new PortSession({
-        port: pc.name,
-        framing: pc.framing,
-        device: pc.device,
-        mapper,
-        textBootId,
-        host: {
-          store: (m) => this.store(m),
-          write: (b) => port.link.write(b),
-          onDevice: (e) => this.onDevice(port, e),
-          onResult: (device, r) => this.commands.result(device, r),
-          now: () => Date.now(),
-          log,
-        },
-      });
-      port.link = new SerialLink({
-        config: pc,
-        log,
-        opener: options.openPort,
-        onData: (chunk) => port.session.push(chunk),
-        onOpen: () => {
-          port.session.reset();
-          port.session.opened();
-        },
-        onClose: () => port.session.closed(),
-      });
-      this.ports.push(port);
-    }
+    for (const pc of c.serial) this.ports.push(this.makePort(pc));
     for (const p of this.ports) p.link.start();
-    if (options.statusFile !== false) {
-      this.statusTimer = setInterval(() => this.writeStatusFile(), c.statusIntervalMs);
-      this.statusTimer.unref();
-      this.writeStatusFile();
-    }
-    if (c.healthIntervalMs > 0) {
-      this.healthTimer = setInterval(() => this.publishHealth(), c.healthIntervalMs);
-      this.healthTimer.unref();
-    }
+    this.startTimers();
     log.log('info', 'agent-start', {
       agent: c.id,
       broker: c.mqtt.url,
@@ -171,8 +177,63 @@ export class Agent {
     });
   }
 
+  private makePort(pc: SerialPortConfig): Port {
+    const port = { config: pc, draining: false } as Port;
+    // The session's host reaches the link through `port`: a reopen replaces port.link.
+    port.session = new PortSession({
+      port: pc.name,
+      framing: pc.framing,
+      device: pc.device,
+      mapper: this.mapper,
+      textBootId: this.textBootId,
+      host: {
+        store: (m) => this.store(m),
+        write: (b) => port.link.write(b),
+        onDevice: (e) => this.onDevice(port, e),
+        onResult: (device, r) => this.commands.result(device, r),
+        now: () => Date.now(),
+        log: this.log,
+      },
+    });
+    port.link = this.makeLink(port);
+    return port;
+  }
+
+  private makeLink(port: Port): SerialLink {
+    return new SerialLink({
+      config: port.config,
+      log: this.log,
+      opener: this.options.openPort,
+      onData: (chunk) => {
+        if (!port.draining) port.session.push(chunk);
+      },
+      onOpen: () => {
+        port.session.reset();
+        port.session.opened();
+      },
+      onClose: () => port.session.closed(),
+    });
+  }
+
+  private startTimers(): void {
+    const c = this.config;
+    clearInterval(this.statusTimer);
+    clearInterval(this.healthTimer);
+    this.statusTimer = undefined;
+    this.healthTimer = undefined;
+    if (this.options.statusFile !== false) {
+      this.statusTimer = setInterval(() => this.writeStatusFile(), c.statusIntervalMs);
+      this.statusTimer.unref();
+      this.writeStatusFile();
+    }
+    if (c.healthIntervalMs > 0) {
+      this.healthTimer = setInterval(() => this.publishHealth(), c.healthIntervalMs);
+      this.healthTimer.unref();
+    }
+  }
+
   get agentTopic(): string {
-    return `${this.options.config.topics.prefix}/_agent/${this.options.config.id}`;
+    return `${this.config.topics.prefix}/_agent/${this.config.id}`;
   }
 
   get isConnected(): boolean {
@@ -183,8 +244,14 @@ export class Agent {
     return this.queue.stats();
   }
 
+  private newClient(): MqttClient {
+    const client = connect(this.config.mqtt.url, this.clientOptions());
+    this.wireClient(client);
+    return client;
+  }
+
   private clientOptions(): ClientOptions {
-    const m = this.options.config.mqtt;
+    const m = this.config.mqtt;
     const o: ClientOptions = {
       protocolVersion: m.version,
       clientId: m.clientId,
@@ -196,7 +263,7 @@ export class Agent {
       clean: m.persistentSession && m.version === 5 ? 'first' : true,
       keepalive: m.keepalive,
       maxInflight: m.maxInflight,
-      outbox: this.queue,
+      outbox: this.outbox,
       reconnectPeriod: m.reconnectMinMs,
       reconnectMaxDelay: m.reconnectMaxMs,
       connectTimeout: 10_000,
@@ -206,18 +273,19 @@ export class Agent {
     if (m.persistentSession && m.version === 5) o.sessionExpiryInterval = m.sessionExpiryS;
     if (m.username !== undefined) o.username = m.username;
     if (m.password !== undefined) o.password = m.password;
+    this.tlsFiles = readTlsFiles(this.config);
     if (m.tls !== undefined) {
-      if (m.tls.ca !== undefined) o.ca = readFileSync(m.tls.ca);
-      if (m.tls.cert !== undefined) o.cert = readFileSync(m.tls.cert);
-      if (m.tls.key !== undefined) o.key = readFileSync(m.tls.key);
+      const [ca, cert, key] = this.tlsFiles;
+      if (ca !== undefined) o.ca = ca;
+      if (cert !== undefined) o.cert = cert;
+      if (key !== undefined) o.key = key;
       o.rejectUnauthorized = m.tls.rejectUnauthorized;
       if (m.tls.servername !== undefined) o.servername = m.tls.servername;
     }
     return o;
   }
 
-  private wireClient(): void {
-    const client = this.client;
+  private wireClient(client: MqttClient): void {
     client.on('connect', (e: ConnectedEvent) => {
       this.connected = true;
       this.connectedSince = Date.now();
@@ -225,7 +293,7 @@ export class Agent {
       this.lastBrokerError = undefined;
       const q = this.queue.stats();
       this.log.log('info', 'broker-connected', {
-        url: this.options.config.mqtt.url,
+        url: this.config.mqtt.url,
         sessionPresent: e.sessionPresent,
         queued: q.count,
       });
@@ -243,7 +311,8 @@ export class Agent {
       if (this.connected) {
         this.connected = false;
         this.connectedSince = Date.now();
-        this.log.log('warn', 'broker-disconnected', {
+        // Our own DISCONNECT (a stop, a reload) is no warning.
+        this.log.log(e?.by === 'client' ? 'info' : 'warn', 'broker-disconnected', {
           by: e?.by,
           reason: e?.reasonString ?? e?.error?.message,
           queued: this.queue.stats().count,
@@ -262,15 +331,31 @@ export class Agent {
           ? `${err.code}: ${err.message}`
           : err.message;
       if (reason !== this.lastBrokerError)
-        this.log.log('warn', 'broker-unreachable', { url: this.options.config.mqtt.url, error: reason });
+        this.log.log('warn', 'broker-unreachable', { url: this.config.mqtt.url, error: reason });
       this.lastBrokerError = reason;
     });
     client.on('error', (err: Error) => {
       this.lastBrokerError = err.message;
       this.log.log('warn', 'broker-error', { error: err.message });
     });
+    client.on('settled', (_seq, reasonCode, err) => {
+      if (err === undefined && reasonCode < 0x80) {
+        this.counters.published++;
+        return;
+      }
+      this.counters.refusedByBroker++;
+      const now = Date.now();
+      if (now - this.lastRefusedLog < REFUSED_LOG_EVERY_MS) return;
+      this.lastRefusedLog = now;
+      this.log.log('error', 'reading-refused', {
+        reasonCode,
+        error: err?.message,
+        refused: this.counters.refusedByBroker,
+        note: 'the broker refused a reading (check its ACL); it is gone from the queue',
+      });
+    });
     client.on('end', () => {
-      if (this.stopping) return;
+      if (this.stopping || this.switching || client !== this.client) return;
       // A refusal the client will not retry (bad credentials, not authorised). The operator
       // may fix the broker side; keep the readings coming into the queue and try again slowly.
       this.log.log('error', 'broker-refused', {
@@ -310,7 +395,7 @@ export class Agent {
   ): void {
     this.client.publish(topic, payload, opts).then(
       () => {
-        this.counters.published++;
+        this.counters.controlPublished++;
       },
       (err: Error & { code?: string }) => {
         if (err.code === 'CLIENT_ENDED' || err.code === 'NOT_CONNECTED') return;
@@ -321,7 +406,7 @@ export class Agent {
   }
 
   private publishDeviceStatus(device: string, state: 'online' | 'offline'): void {
-    this.publish(`${this.options.config.topics.prefix}/${device}/status`, state, { qos: 1, retain: true });
+    this.publish(`${this.config.topics.prefix}/${device}/status`, state, { qos: 1, retain: true });
   }
 
   private onDevice(port: Port, e: DeviceEvent): void {
@@ -359,18 +444,18 @@ export class Agent {
     totals.commandErrors = this.commands.counters.errors;
     return {
       pid: process.pid,
-      agentId: this.options.config.id,
+      agentId: this.config.id,
       startedAt: this.startedAt,
       updatedAt: Date.now(),
       broker: {
-        url: this.options.config.mqtt.url,
+        url: this.config.mqtt.url,
         connected: this.connected,
         since: this.connectedSince,
         reconnects: this.counters.reconnects,
         lastError: this.lastBrokerError,
       },
       queue: {
-        dir: this.options.config.queue.dir,
+        dir: this.config.queue.dir,
         count: q.count,
         bytes: q.bytes,
         oldestAgeMs: q.oldestAgeMs,
@@ -399,7 +484,7 @@ export class Agent {
 
   private writeStatusFile(): void {
     try {
-      writeStatus(this.options.config.stateDir, this.snapshot());
+      writeStatus(this.config.stateDir, this.snapshot());
       if (this.statusFileFailing) this.log.log('info', 'status-file-written-again', {});
       this.statusFileFailing = false;
     } catch (err) {
@@ -426,6 +511,207 @@ export class Agent {
   }
 
   /**
+   * Applies a new config without a restart: ports added, removed or reopened, topics and
+   * payloads remapped, MQTT settings (a new broker connection once what is in flight is
+   * acknowledged), intervals and the log level. The queue stays open throughout: a reading is
+   * stored and ACKed as before, and sent once, by the old connection or the new one. Settings
+   * that need a restart (RESTART_ONLY) keep their running values and are named in the result
+   * and the log. Reloads run one at a time.
+   */
+  reload(next: AgentConfig): Promise<ReloadResult> {
+    const run = this.reloading.then(() => this.applyReload(next));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyReload(raw: AgentConfig): Promise<ReloadResult> {
+    const prev = this.config;
+    const before = configDocument(prev);
+    const restartNeeded = changedKeys(before, configDocument(raw)).filter((k) =>
+      RESTART_ONLY.some((r) => k === r || k.startsWith(r)),
+    );
+    // What cannot change live keeps its running value (and so does a client id derived from it).
+    const derivedClientId = raw.mqtt.clientId === `mqtt-edge-agent-${raw.id}`;
+    const next: AgentConfig = {
+      ...raw,
+      id: prev.id,
+      stateDir: prev.stateDir,
+      log: { level: raw.log.level, format: prev.log.format },
+      mqtt: derivedClientId ? { ...raw.mqtt, clientId: prev.mqtt.clientId } : raw.mqtt,
+      queue: prev.queue,
+    };
+    const applied = changedKeys(before, configDocument(next));
+    const result: ReloadResult = {
+      applied,
+      restartNeeded,
+      portsAdded: [],
+      portsRemoved: [],
+      portsReopened: [],
+      reconnected: false,
+      inFlightAtReconnect: 0,
+    };
+    if (this.stopping) return result;
+    this.config = next;
+    if (next.log.level !== prev.log.level) this.log.setLevel?.(next.log.level);
+    if (next.statusIntervalMs !== prev.statusIntervalMs || next.healthIntervalMs !== prev.healthIntervalMs)
+      this.startTimers();
+    this.commands.configure({ prefix: next.topics.prefix, timeoutMs: next.commandTimeoutMs });
+    if (!sameJson(mapperSettings(prev), mapperSettings(next))) {
+      this.mapper = makeMapper(next);
+      for (const p of this.ports) p.session.setMapper(this.mapper);
+    }
+    await this.reconcilePorts(next.serial, result);
+    const tlsChanged = !sameFiles(this.tlsFiles, readTlsFiles(next));
+    if (!sameJson(connectionSettings(prev), connectionSettings(next)) || tlsChanged) {
+      if (tlsChanged && !applied.some((k) => k.startsWith('mqtt.tls')))
+        applied.push('mqtt.tls (file contents)');
+      result.inFlightAtReconnect = await this.replaceClient(prev);
+      result.reconnected = true;
+    }
+    this.counters.reloads++;
+    if (this.options.statusFile !== false) this.writeStatusFile();
+    this.log.log('info', 'config-reloaded', {
+      applied,
+      portsAdded: result.portsAdded,
+      portsRemoved: result.portsRemoved,
+      portsReopened: result.portsReopened,
+      reconnected: result.reconnected,
+      inFlightAtReconnect: result.inFlightAtReconnect,
+    });
+    if (restartNeeded.length > 0)
+      this.log.log('warn', 'config-needs-restart', {
+        settings: restartNeeded,
+        note: 'these settings apply at the next start; the running agent keeps their old values',
+      });
+    return result;
+  }
+
+  /** Ports by name: gone ones drained and closed, new ones opened, changed ones reopened. */
+  private async reconcilePorts(wanted: SerialPortConfig[], result: ReloadResult): Promise<void> {
+    const byName = new Map(wanted.map((pc) => [pc.name, pc]));
+    const closing: Array<Promise<void>> = [];
+    const keep: Port[] = [];
+    const reopen: Array<{ port: Port; pc: SerialPortConfig }> = [];
+    for (const p of this.ports) {
+      const pc = byName.get(p.config.name);
+      if (pc !== undefined && sameJson(pc, p.config)) {
+        keep.push(p);
+        continue;
+      }
+      // Same device protocol on another path or baud: the session (its dedupe window) carries on.
+      const sameSession =
+        pc !== undefined && pc.framing === p.config.framing && pc.device === p.config.device;
+      closing.push(this.closePort(p, !sameSession));
+      if (pc !== undefined && sameSession) {
+        reopen.push({ port: p, pc });
+        result.portsReopened.push(pc.name);
+      } else {
+        result.portsRemoved.push(p.config.name);
+      }
+    }
+    await Promise.all(closing);
+    const starting: Port[] = [];
+    for (const { port, pc } of reopen) {
+      port.config = pc;
+      port.link = this.makeLink(port);
+      port.draining = false;
+      keep.push(port);
+      starting.push(port);
+    }
+    const known = new Set(keep.map((p) => p.config.name));
+    for (const pc of wanted) {
+      if (known.has(pc.name)) continue;
+      const port = this.makePort(pc);
+      keep.push(port);
+      starting.push(port);
+      result.portsAdded.push(pc.name);
+    }
+    // Ports keep the config's order (status, logs).
+    const order = (p: Port) => wanted.indexOf(byName.get(p.config.name) as SerialPortConfig);
+    keep.sort((a, b) => order(a) - order(b));
+    this.ports.length = 0;
+    this.ports.push(...keep);
+    for (const p of starting) p.link.start();
+    if (result.portsAdded.length + result.portsRemoved.length + result.portsReopened.length > 0)
+      // Sessions of removed ports said their devices went offline; added ones say online on HELLO.
+      this.log.log('info', 'ports-changed', {
+        added: result.portsAdded,
+        removed: result.portsRemoved,
+        reopened: result.portsReopened,
+      });
+  }
+
+  /**
+   * Stops reading a port, lets the frames being stored finish (their ACKs go out while the port
+   * is still open), then closes it. Frames that arrive meanwhile are not read: never ACKed, the
+   * device keeps them and sends them again.
+   */
+  private async closePort(p: Port, endSession: boolean): Promise<void> {
+    p.draining = true;
+    const until = Date.now() + 2000;
+    while (Date.now() < until && p.session.storingFrames > 0) await sleep(10);
+    await p.link.stop();
+    if (endSession) p.session.closed();
+  }
+
+  /**
+   * A new broker connection for new MQTT settings. The old client reads nothing more from the
+   * queue; once the broker has acknowledged what it has in flight (at most RELOAD_DRAIN_MS; then
+   * it is sent again as after any reconnect) it says DISCONNECT, and the new client sends the
+   * rest of the queue. Readings keep being stored and ACKed meanwhile.
+   */
+  private async replaceClient(prev: AgentConfig): Promise<number> {
+    const old = this.client;
+    this.switching = true;
+    this.outbox.held = true;
+    try {
+      clearTimeout(this.refusedTimer);
+      if (old.connected && prev.topics.prefix !== this.config.topics.prefix) {
+        // The statuses under the old prefix would say online for ever: QoS 0, as nothing more
+        // goes through the held queue.
+        old
+          .publish(`${prev.topics.prefix}/_agent/${prev.id}/status`, 'offline', { qos: 0, retain: true })
+          .catch(() => undefined);
+        for (const p of this.ports)
+          if (p.session.deviceId !== undefined)
+            old
+              .publish(`${prev.topics.prefix}/${p.session.deviceId}/status`, 'offline', {
+                qos: 0,
+                retain: true,
+              })
+              .catch(() => undefined);
+      }
+      const until = Date.now() + RELOAD_DRAIN_MS;
+      while (Date.now() < until && old.connected && old.session.inflightCount > 0) await sleep(10);
+      const inFlight = old.session.inflightCount;
+      this.log.log('info', 'broker-reconnecting', {
+        url: this.config.mqtt.url,
+        inFlight,
+        queued: this.queue.stats().count,
+        reason: 'config reload',
+      });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        old.end().catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            old.end({ force: true }).catch(() => undefined);
+            resolve();
+          }, 2000);
+        }),
+      ]);
+      clearTimeout(timer);
+      old.removeAllListeners();
+      this.connected = false;
+      this.client = this.newClient();
+      return inFlight;
+    } finally {
+      this.outbox.held = false;
+      this.switching = false;
+    }
+  }
+
+  /**
    * Graceful stop: stop reading the ports, let running stores finish (their ACKs go out),
    * publish offline statuses, give the broker `drainMs` to acknowledge what is in flight,
    * DISCONNECT, close the queue (fsync, cursor).
@@ -433,6 +719,8 @@ export class Agent {
   async stop(drainMs = 2000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // A reload under way finishes first (its waits are bounded): it may be replacing the client.
+    await this.reloading;
     clearInterval(this.statusTimer);
     clearInterval(this.healthTimer);
     clearTimeout(this.refusedTimer);
@@ -456,6 +744,61 @@ export class Agent {
     await this.queue.close();
     this.log.log('info', 'agent-stop', { queued: this.queue.stats().count });
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function makeMapper(c: AgentConfig): Mapper {
+  return new Mapper(mapperSettings(c));
+}
+
+function mapperSettings(c: AgentConfig) {
+  return {
+    prefix: c.topics.prefix,
+    template: c.topics.reading,
+    payload: c.topics.payload,
+    qos: c.mqtt.qos,
+    protocolVersion: c.mqtt.version,
+  };
+}
+
+/** What the broker connection is made of: everything in mqtt but the readings' QoS, and the prefix (the will's topic). */
+function connectionSettings(c: AgentConfig) {
+  const { qos: _q, ...rest } = c.mqtt;
+  return { ...rest, prefix: c.topics.prefix, id: c.id };
+}
+
+function readTlsFiles(c: AgentConfig): Array<Buffer | undefined> {
+  const t = c.mqtt.tls;
+  if (t === undefined) return [];
+  return [t.ca, t.cert, t.key].map((f) => {
+    if (f === undefined) return undefined;
+    try {
+      return readFileSync(f);
+    } catch {
+      return undefined;
+    }
+  });
+}
+
+function sameFiles(a: Array<Buffer | undefined>, b: Array<Buffer | undefined>): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((x, i) => (x === undefined ? b[i] === undefined : b[i] !== undefined && x.equals(b[i]!)));
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Dotted key paths whose values differ; a list (serial) counts as one key. */
+export function changedKeys(a: unknown, b: unknown, p = ''): string[] {
+  const isObj = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObj(a) || !isObj(b)) return sameJson(a, b) ? [] : [p];
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].flatMap((k) => changedKeys(a[k], b[k], p === '' ? k : `${p}.${k}`));
 }
 
 function prefixed(p: string, o: object): Record<string, number> {

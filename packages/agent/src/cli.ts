@@ -2,8 +2,8 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from './agent.ts';
-import { type AgentConfig, ConfigError, loadConfig, redacted } from './config.ts';
-import { createLogger } from './log.ts';
+import { type AgentConfig, ConfigError, configDocument, loadConfig, redacted } from './config.ts';
+import { createLogger, type Logger } from './log.ts';
 import { formatStatus, readStatus } from './status.ts';
 
 const HELP = `mqtt-edge-agent: serial sensors onto MQTT, through a durable on-disk queue
@@ -24,6 +24,11 @@ Environment:
   MQTT_EDGE_PASSWORD   broker password (overrides the file; name set by mqtt.passwordEnv)
   MQTT_EDGE_USERNAME   broker user name when the file has none
   STATE_DIRECTORY      default state directory (systemd's StateDirectory= sets it)
+
+Signals:
+  SIGHUP               reload the config (ports, topics, MQTT settings, intervals, log level);
+                       one that does not validate is refused and logged, the running one stays
+  SIGTERM, SIGINT      stop: finish storing, say offline, close the queue
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 (status) agent not running.
 Reference: packages/agent/README.md`;
@@ -86,10 +91,14 @@ export async function main(argv: string[]): Promise<number> {
   if (command === 'check') {
     const c = load(v.config);
     if (typeof c === 'number') return c;
-    if (v.json) out(JSON.stringify(redacted(c), null, 2));
+    // In the file's own keys and units, so what it prints can be pasted back into the file.
+    const doc = configDocument(redacted(c));
+    if (v.json) out(JSON.stringify(doc, null, 2));
     else {
       out(`${v.config}: ok`);
-      out(JSON.stringify(redacted(c), null, 2));
+      // yaml only here: it costs the running agent memory it does not otherwise need.
+      const { stringify } = await import('yaml');
+      out(stringify(doc).trimEnd());
     }
     return 0;
   }
@@ -119,10 +128,22 @@ export async function main(argv: string[]): Promise<number> {
 
   const c = load(v.config);
   if (typeof c === 'number') return c;
+  const file = v.config as string;
   const log = createLogger({ level: c.log.level, format: c.log.format, base: {} });
+  // SIGHUP (systemctl reload) reloads the config; until the agent runs, a reload waits for it
+  // (the default action of SIGHUP would end the process, which systemd takes for a clean exit).
+  let started: (a: Agent) => void = () => undefined;
+  const running = new Promise<Agent>((resolve) => {
+    started = resolve;
+  });
+  let reloads = Promise.resolve();
+  process.on('SIGHUP', () => {
+    reloads = reloads.then(async () => reload(await running, file, log));
+  });
   let agent: Agent;
   try {
     agent = await Agent.start({ config: c, log });
+    started(agent);
   } catch (e) {
     const code = (e as { code?: string }).code;
     log.log('error', 'start-failed', {
@@ -144,6 +165,32 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', force);
   await agent.stop();
   return 0;
+}
+
+/**
+ * SIGHUP: the config file again. One that does not validate is refused with the problems
+ * `check` prints, and the running config stays.
+ */
+async function reload(agent: Agent, file: string, log: Logger): Promise<void> {
+  log.log('info', 'reload', { signal: 'SIGHUP', file });
+  let next: AgentConfig;
+  try {
+    next = loadConfig(file);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    agent.counters.reloadsRefused++;
+    log.log('error', 'config-reload-failed', {
+      file,
+      problems: e.lines,
+      note: 'the running config stays; `mqtt-edge-agent check -c FILE` shows the same problems',
+    });
+    return;
+  }
+  try {
+    await agent.reload(next);
+  } catch (e) {
+    log.log('error', 'config-reload-failed', { file, error: (e as Error).stack ?? String(e) });
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -71,6 +71,12 @@ export class CommandRouter {
 
   constructor(private readonly o: CommandRouterOptions) {}
 
+  /** A reload: new commands use the new prefix and timeout; pending ones keep their reply topic. */
+  configure(settings: { prefix: string; timeoutMs: number }): void {
+    this.o.prefix = settings.prefix;
+    this.o.timeoutMs = settings.timeoutMs;
+  }
+
   /** The subscription that carries commands. */
   get filter(): string {
     return `${this.o.prefix}/+/cmd/+`;

@@ -129,10 +129,19 @@ export class ConfigError extends Error {
   ) {
     super(
       `${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n${problems
-        .map((p) => `  ${p.path || '(document)'}${p.line ? ` (line ${p.line})` : ''}: ${p.message}`)
+        .map((p) => `  ${problemLine(p)}`)
         .join('\n')}`,
     );
   }
+
+  /** One line per problem, as `check` prints them (and a refused reload logs them). */
+  get lines(): string[] {
+    return this.problems.map(problemLine);
+  }
+}
+
+function problemLine(p: ConfigProblem): string {
+  return `${p.path || '(document)'}${p.line ? ` (line ${p.line})` : ''}: ${p.message}`;
 }
 
 export const DEFAULT_PASSWORD_ENV = 'MQTT_EDGE_PASSWORD';
@@ -270,6 +279,7 @@ function join(p: string, k: string | number): string {
 }
 
 function fmtMs(ms: number): string {
+  if (ms === 0) return '0';
   if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
@@ -824,6 +834,72 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
     );
   }
   return parseConfigText(text, { baseDir: path.dirname(path.resolve(file)), env, source: file });
+}
+
+/** `64MiB` for whole binary units, else the number of bytes: what `parseSize` reads back. */
+function fmtSize(n: number): string | number {
+  for (const [unit, size] of [
+    ['GiB', 2 ** 30],
+    ['MiB', 2 ** 20],
+    ['KiB', 1024],
+  ] as const)
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  return n;
+}
+
+/**
+ * The resolved config in the file's own keys and units (`agent.statusInterval: 2s`, not
+ * `statusIntervalMs: 2000`), for `check` and for naming changed settings on a reload. Parsing
+ * it again gives the same config (the password aside, which `check` masks).
+ */
+export function configDocument(c: AgentConfig): Record<string, unknown> {
+  const m = c.mqtt;
+  const mqtt: Record<string, unknown> = { url: m.url, clientId: m.clientId };
+  if (m.username !== undefined) mqtt.username = m.username;
+  if (m.password !== undefined) mqtt.password = m.password;
+  if (m.tls !== undefined) mqtt.tls = { ...m.tls };
+  Object.assign(mqtt, {
+    version: m.version,
+    keepalive: m.keepalive,
+    qos: m.qos,
+    maxInflight: m.maxInflight,
+    persistentSession: m.persistentSession,
+    sessionExpiry: fmtMs(m.sessionExpiryS * 1000),
+    reconnectMin: fmtMs(m.reconnectMinMs),
+    reconnectMax: fmtMs(m.reconnectMaxMs),
+  });
+  const q = c.queue;
+  const queue: Record<string, unknown> = {
+    dir: q.dir,
+    fsync: typeof q.fsync === 'string' ? q.fsync : fmtMs(q.fsync.intervalMs),
+    maxBytes: fmtSize(q.maxBytes),
+  };
+  if (q.maxCount !== undefined) queue.maxCount = q.maxCount;
+  if (q.maxAgeMs !== undefined) queue.maxAge = fmtMs(q.maxAgeMs);
+  queue.dropPolicy = q.dropPolicy;
+  if (q.segmentBytes !== undefined) queue.segmentBytes = fmtSize(q.segmentBytes);
+  return {
+    agent: {
+      id: c.id,
+      stateDir: c.stateDir,
+      log: { ...c.log },
+      statusInterval: fmtMs(c.statusIntervalMs),
+      healthInterval: fmtMs(c.healthIntervalMs),
+      commandTimeout: fmtMs(c.commandTimeoutMs),
+    },
+    serial: c.serial.map((p) => {
+      const o: Record<string, unknown> = { name: p.name };
+      if (p.path !== undefined) o.path = p.path;
+      if (p.usb !== undefined) o.usb = { ...p.usb };
+      o.baud = p.baud;
+      o.framing = p.framing;
+      if (p.device !== undefined) o.device = p.device;
+      return o;
+    }),
+    mqtt,
+    topics: { ...c.topics },
+    queue,
+  };
 }
 
 /** The config with secrets masked, for `check` and logs. */

@@ -154,6 +154,16 @@ export class PortSession {
     return this.o.framing;
   }
 
+  /** The device id this port is pinned to (text framings: always set). */
+  get pinnedDevice(): string | undefined {
+    return this.o.device;
+  }
+
+  /** A reload changed topics or payloads: readings from now on map with `mapper`. */
+  setMapper(mapper: Mapper): void {
+    this.o.mapper = mapper;
+  }
+
   get storingFrames(): number {
     return this.storing.size;
   }

@@ -1,9 +1,10 @@
-export { Agent, type AgentCounters, type AgentOptions } from './agent.ts';
+export { Agent, type AgentCounters, type AgentOptions, type ReloadResult } from './agent.ts';
 export { CommandRouter, type CommandRouterOptions, type CommandTarget, type Reply } from './commands.ts';
 export {
   type AgentConfig,
   ConfigError,
   type ConfigProblem,
+  configDocument,
   DEFAULT_PASSWORD_ENV,
   type Framing,
   loadConfig,

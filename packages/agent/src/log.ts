@@ -1,59 +1,57 @@
 /**
- * Structured logs: one line per event, levelled. JSON lines when stderr is not a terminal (what
- * journald and log shippers want), `HH:MM:SS.mmm LEVEL event k=v` on a terminal.
+ * The agent's log: one line per event, in the shape every mqtt-edge process writes
+ * (`@mqtt-edge/log`): JSON lines when stderr is not a terminal (`{"time","level","msg",...}`,
+ * the event name in `msg`), text on a terminal, and syslog priority prefixes under systemd so
+ * that `journalctl -p warning` selects by level. Call sites name levels `warn` or `warning`
+ * alike; lines say `warning`.
  */
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
-const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+import {
+  createSink,
+  functionDestination,
+  type Level,
+  levelOf,
+  PRIORITY,
+  stdDestination,
+} from '@mqtt-edge/log';
+
+/** What call sites and `agent.log.level` may say (`warn` is `warning`). */
+export type LogLevel = 'debug' | 'info' | 'notice' | 'warn' | 'warning' | 'error';
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'notice', 'warn', 'warning', 'error'];
 
 export interface Logger {
   log(level: LogLevel, event: string, fields?: Record<string, unknown>): void;
   /** True when `level` lines are written (to skip building fields for nothing). */
   enabled(level: LogLevel): boolean;
+  /** Changes the threshold (a reload); loggers that cannot leave it out. */
+  setLevel?(level: LogLevel): void;
 }
 
 export interface LoggerOptions {
   level?: LogLevel;
   /** 'auto' (default): JSON unless stderr is a TTY. */
   format?: 'auto' | 'json' | 'text';
+  /** Where lines go (each without its newline); default stderr. */
   write?: (line: string) => void;
   base?: Record<string, unknown>;
 }
 
-function fmt(v: unknown): string {
-  if (typeof v === 'string') return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
-  if (v instanceof Error) return JSON.stringify(v.message);
-  return JSON.stringify(v) ?? String(v);
-}
+const priority = (l: LogLevel): number => PRIORITY[levelOf(l) as Level];
 
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const min = ORDER[options.level ?? 'info'];
-  const format = options.format ?? 'auto';
-  const json = format === 'json' || (format === 'auto' && !process.stderr.isTTY);
-  const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const base = options.base ?? {};
+  let max = priority(options.level ?? 'info');
+  const sink = createSink({
+    destinations: [options.write ? functionDestination(options.write) : stdDestination('stderr')],
+    format: options.format ?? 'auto',
+    base: options.base,
+  });
   return {
-    enabled: (level) => ORDER[level] >= min,
-    log(level, event, fields = {}) {
-      if (ORDER[level] < min) return;
-      const time = new Date().toISOString();
-      try {
-        if (json) {
-          write(
-            JSON.stringify({ time, level, event, ...base, ...fields }, (_k, v) =>
-              v instanceof Error ? v.message : typeof v === 'bigint' ? String(v) : v,
-            ),
-          );
-          return;
-        }
-        const kv = Object.entries({ ...base, ...fields })
-          .filter(([, v]) => v !== undefined)
-          .map(([k, v]) => `${k}=${fmt(v)}`)
-          .join(' ');
-        write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${event}${kv ? ` ${kv}` : ''}`);
-      } catch {
-        // A log line must never take the agent down (EPIPE on a closed stderr, a cyclic field).
-      }
+    enabled: (level) => priority(level) <= max,
+    setLevel(level) {
+      max = priority(level);
+    },
+    log(level, event, fields) {
+      if (priority(level) > max) return;
+      sink.write(levelOf(level) as Level, event, fields);
     },
   };
 }

@@ -132,13 +132,22 @@ export class SerialLink {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly opener: PortOpener;
+  private openedPath: string | undefined;
 
   constructor(private readonly o: SerialLinkOptions) {
     this.opener = o.opener ?? serialportOpener;
   }
 
+  /**
+   * The port as every log line names it: `port` its configured name, `path` its device path
+   * (for a `usb:` port, the one it was last opened at).
+   */
   get name(): string {
     return this.o.config.name;
+  }
+
+  get path(): string | undefined {
+    return this.o.config.path ?? this.openedPath;
   }
 
   start(): void {
@@ -199,7 +208,8 @@ export class SerialLink {
       this.counters.openFailures++;
       const msg = (e as Error).message;
       // The first failure, then one line per change of reason: a missing adapter is not news every 5 s.
-      if (this.lastError !== msg) this.o.log.log('warn', 'port-open-failed', { port: this.name, error: msg });
+      if (this.lastError !== msg)
+        this.o.log.log('warn', 'port-open-failed', { port: this.name, path: this.path, error: msg });
       this.lastError = msg;
       this.retry();
       return;
@@ -209,19 +219,22 @@ export class SerialLink {
       return;
     }
     this.stream = stream;
+    // serialport's stream knows the device a `usb:` match resolved to.
+    const opened = (stream as { path?: unknown }).path;
+    if (typeof opened === 'string') this.openedPath = opened;
     this.attempts = 0;
     this.lastError = undefined;
     this.counters.opens++;
     this.setState('open');
     let gone = false;
-    const lost = (why: string) => {
+    const lost = (why: 'error' | 'closed' | 'end of stream', error?: string) => {
       if (gone) return;
       gone = true;
       if (this.stream === stream) this.stream = undefined;
       if (!stream.destroyed) stream.destroy();
       if (this.stopped) return;
       this.counters.disconnects++;
-      this.o.log.log('warn', 'port-lost', { port: this.name, reason: why });
+      this.o.log.log('warn', 'port-lost', { port: this.name, path: this.path, reason: why, error });
       this.o.onClose();
       this.retry();
     };
@@ -236,15 +249,11 @@ export class SerialLink {
     });
     stream.on('error', (e: Error) => {
       this.lastError = e.message;
-      lost(`error: ${e.message}`);
+      lost('error', e.message);
     });
     stream.on('close', () => lost('closed'));
     stream.on('end', () => lost('end of stream'));
-    this.o.log.log('info', 'port-open', {
-      port: this.name,
-      path: this.o.config.path,
-      baud: this.o.config.baud,
-    });
+    this.o.log.log('info', 'port-open', { port: this.name, path: this.path, baud: this.o.config.baud });
     this.o.onOpen();
   }
 

@@ -42,7 +42,7 @@ describe('agent: broker link errors', () => {
       write: (line) => {
         const o = JSON.parse(line) as Record<string, unknown>;
         lines.push(o);
-        if (o.event === 'broker-unreachable') resolveSeen();
+        if (o.msg === 'broker-unreachable') resolveSeen();
       },
     });
     const config = parseConfig(
@@ -77,6 +77,6 @@ describe('agent: broker link errors', () => {
     expect(s.broker.connected).toBe(false);
     expect(s.broker.lastError).toMatch(/ECONNREFUSED/);
     expect(formatStatus(s, Date.now(), 60_000).text).toMatch(/DISCONNECTED.*last error: .*ECONNREFUSED/);
-    expect(lines.filter((l) => l.event === 'broker-unreachable')).toHaveLength(1);
+    expect(lines.filter((l) => l.msg === 'broker-unreachable')).toHaveLength(1);
   });
 });

@@ -21,7 +21,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-type Line = Record<string, unknown> & { event: string; level: string };
+type Line = Record<string, unknown> & { msg: string; level: string };
 
 /** A JSON logger whose lines are kept, and a way to wait for one. */
 function capture() {
@@ -87,14 +87,14 @@ describe('issue 12.12: the agent and its queue', () => {
         started = a;
         cleanups.push(() => a.stop(100));
       });
-      const refused = await next((l) => l.event === 'queue-open-failed');
+      const refused = await next((l) => l.msg === 'queue-open-failed');
       expect(refused).toMatchObject({ level: 'error', code: 'NO_SPACE' });
       expect(started).toBeUndefined();
       fs.free();
       const agent = await starting;
       expect(agent.queueStats().count).toBe(10);
-      expect(lines.filter((l) => l.event === 'queue-open-failed')).toHaveLength(1);
-      expect(lines.find((l) => l.event === 'queue-open')).toMatchObject({
+      expect(lines.filter((l) => l.msg === 'queue-open-failed')).toHaveLength(1);
+      expect(lines.find((l) => l.msg === 'queue-open')).toMatchObject({
         messages: 10,
         maxBytes: 256 * 2 ** 20,
         dropPolicy: 'reject-new',
@@ -121,18 +121,18 @@ describe('issue 12.12: the agent and its queue', () => {
       await q.put({ topic: 'q/d/t', payload: new Uint8Array(95), qos: 1, retain: false });
     const dropsFor = Date.now() - t0;
     expect(q.stats().droppedOldest).toBeGreaterThan(150);
-    const end = await next((l) => l.event === 'queue-dropped');
+    const end = await next((l) => l.msg === 'queue-dropped');
     expect(end).toMatchObject({
-      level: 'warn',
+      level: 'warning',
       reason: 'maxBytes',
       dropped: q.stats().droppedOldest,
       ongoing: false,
     });
-    const started = lines.filter((l) => l.event === 'queue-dropping' && l.ongoing === undefined);
+    const started = lines.filter((l) => l.msg === 'queue-dropping' && l.ongoing === undefined);
     expect(started).toHaveLength(1);
-    expect(started[0]).toMatchObject({ level: 'warn', reason: 'maxBytes', bound: 2048, fromSeq: 1 });
+    expect(started[0]).toMatchObject({ level: 'warning', reason: 'maxBytes', bound: 2048, fromSeq: 1 });
     // the rest are summaries while it lasted, one per reportIntervalMs: lines follow time, not readings
-    const summaries = lines.filter((l) => l.event === 'queue-dropping' && l.ongoing === true);
+    const summaries = lines.filter((l) => l.msg === 'queue-dropping' && l.ongoing === true);
     expect(summaries.length).toBeLessThanOrEqual(Math.ceil(dropsFor / 50) + 1);
     expect(summaries.length + 2).toBeLessThan(q.stats().droppedOldest / 10);
   });

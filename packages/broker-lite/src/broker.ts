@@ -15,7 +15,7 @@ import {
   ticks,
 } from './connection.ts';
 import { releasePublishers } from './deliver.ts';
-import { type BoundListener, startListener } from './listeners.ts';
+import { type BoundListener, startListener, type TlsFiles } from './listeners.ts';
 import { MemoryLimit } from './memory-limit.ts';
 import type { Message } from './message.ts';
 import type { AccessControl, Authenticator, BrokerOptions, LogSink } from './options.ts';
@@ -177,6 +177,22 @@ export class Broker {
         port: l.address.port,
         protocol: l.address.protocol,
       });
+  }
+
+  /**
+   * New TLS files for listener `index` (in `options.listeners` order): new handshakes use them,
+   * connections already up keep the certificate they got. Throws, changing nothing, for a
+   * listener without TLS or files Node refuses (a key that does not match the certificate).
+   */
+  setListenerTls(index: number, files: TlsFiles): void {
+    const l = this.listeners[index];
+    const o = this.options.listeners[index];
+    if (l?.setSecureContext === undefined || o?.tls === undefined)
+      throw new Error(`listener ${index} has no TLS to reload`);
+    l.setSecureContext(files);
+    o.tls = { ...o.tls, cert: files.cert, key: files.key };
+    if (files.ca !== undefined) o.tls.ca = files.ca;
+    else delete o.tls.ca;
   }
 
   /** Where each listener is bound (the real port when 0 was asked). */

@@ -1,9 +1,16 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BridgeOptions, Bridges } from './bridge.ts';
 import { type BrokerConfig, ConfigError, defaultConfig, formatWarning, loadConfig } from './config.ts';
 import { type BridgeConfig, defaultBridgeDir } from './config-bridge.ts';
-import { buildBrokerOptions, describeConfig, loadSecurity, type Security } from './config-build.ts';
+import {
+  buildBrokerOptions,
+  describeConfig,
+  loadListenerTls,
+  loadSecurity,
+  type Security,
+} from './config-build.ts';
 import {
   createLogger,
   fileDestination,
@@ -49,8 +56,10 @@ Options:
       --version             print the version
 
 Signals:
-  SIGHUP           re-read CONFIG for password_file and acl_file and reload those files (an
-                   error keeps the old ones), apply its memory_limit, reopen the log file;
+  SIGHUP           re-read CONFIG for password_file and acl_file and reload those files, and
+                   the listeners' certfile, keyfile and cafile (a renewal: new connections get
+                   the new certificate); an error keeps the old ones. Apply its memory_limit,
+                   reopen the log file;
                    other changed settings are named in a warning and need a restart
   SIGTERM, SIGINT  close clients, save state, exit 0
 
@@ -113,6 +122,7 @@ interface BrokerLike {
   close(): Promise<void>;
   setSecurity(authenticator?: Authenticator, accessControl?: AccessControl): void;
   setMemoryLimit?(bytes: number): void;
+  setListenerTls?(index: number, files: { cert: string; key: string; ca?: string }): void;
   readonly addresses: unknown;
 }
 type BrokerCtor = new (options: BrokerOptions) => BrokerLike;
@@ -147,6 +157,16 @@ function makeLogger(cfg: BrokerConfig, format: LogFormat | undefined): Logger {
     format: format ?? 'auto',
     timestamp: cfg.logTimestamp,
   });
+}
+
+/** What an operator checks after a renewal: which certificate it is now, and until when. */
+function certificateSummary(pem: string): Record<string, unknown> {
+  try {
+    const c = new X509Certificate(pem);
+    return { subject: c.subject.replaceAll('\n', ', '), fingerprint: c.fingerprint256, validTo: c.validTo };
+  } catch {
+    return {};
+  }
 }
 
 /** `addresses` as the core gives them, reduced to what a log line needs. */
@@ -253,6 +273,9 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
 
   const { Broker, startBridges } = await loadBrokerClass();
   const broker = new Broker(options);
+  const startTls = new Map<number, string>();
+  for (const [i, l] of options.listeners.entries())
+    if (l.tls !== undefined) startTls.set(i, `${l.tls.cert}\0${l.tls.key}\0${l.tls.ca ?? ''}`);
   try {
     await broker.listen();
   } catch (err) {
@@ -325,6 +348,42 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
     } catch (err) {
       const message = err instanceof ConfigError ? err.message : (err as Error).message;
       logger.log('error', `reload failed, keeping the previous password and ACL files: ${message}`);
+    }
+    await reloadCertificates();
+  };
+  // The listeners' certificate, key and CA files are read again (a renewal writes new ones at the
+  // same paths); each listener keeps its old files when its new ones do not load.
+  const loadedTls = new Map<number, string>();
+  const reloadCertificates = async (): Promise<void> => {
+    const bound = describeAddresses(broker.addresses);
+    for (const [i, l] of cfg.listeners.entries()) {
+      if (l.certfile === undefined) continue;
+      const port = Number(bound[i]?.port ?? l.port);
+      let files: Awaited<ReturnType<typeof loadListenerTls>>;
+      try {
+        files = await loadListenerTls(l);
+        if (files === undefined) continue;
+        const text = `${files.cert}\0${files.key}\0${files.ca ?? ''}`;
+        if ((loadedTls.get(i) ?? startTls.get(i)) === text) continue;
+        broker.setListenerTls?.(i, files);
+        loadedTls.set(i, text);
+      } catch (err) {
+        const message = err instanceof ConfigError ? err.message : (err as Error).message;
+        logger.log(
+          'error',
+          `TLS files for the listener on port ${port} not reloaded, keeping the old ones: ${message}`,
+          {
+            port,
+            certfile: l.certfile,
+          },
+        );
+        continue;
+      }
+      logger.log('notice', `reloaded TLS certificate for the listener on port ${port}`, {
+        port,
+        certfile: l.certfile,
+        ...certificateSummary(files.cert),
+      });
     }
   };
   const onHup = (): void => {

@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { AclFile } from './acl.ts';
 import type { BrokerConfig, ListenerConfig } from './config.ts';
@@ -29,16 +30,27 @@ export async function loadSecurity(cfg: BrokerConfig): Promise<Security> {
   };
 }
 
-async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
-  const out: ListenerOptions = { port: l.port, protocol: l.protocol };
-  if (l.host !== undefined) out.host = l.host;
-  if (l.useUsernameAsClientid) out.useUsernameAsClientid = true;
-  if (l.certfile === undefined || l.keyfile === undefined) return out;
+/**
+ * A listener's certfile, keyfile and cafile, read and checked together (at start, and again on
+ * SIGHUP for a renewal); undefined for a listener without TLS. Throws ConfigError naming the
+ * listener and the file.
+ */
+export async function loadListenerTls(
+  l: ListenerConfig,
+): Promise<{ cert: string; key: string; ca?: string } | undefined> {
+  if (l.certfile === undefined || l.keyfile === undefined) return undefined;
   const cert = await readBounded(l.certfile, 'certfile', MAX_PEM_BYTES);
   const key = await readBounded(l.keyfile, 'keyfile', MAX_PEM_BYTES);
   const ca = l.cafile === undefined ? undefined : await readBounded(l.cafile, 'cafile', MAX_PEM_BYTES);
   try {
-    // Fails now, naming the listener, rather than on the first client's handshake.
+    // Fails now, naming the listener, rather than on the first client's handshake. Node takes
+    // an empty cert or key (a file read while a renewal rewrites it) without a word and then
+    // fails every handshake: each must be there, parse, and belong to the other.
+    const x509 = new X509Certificate(cert);
+    if (!x509.checkPrivateKey(createPrivateKey(key)))
+      throw new Error('the key does not match the certificate');
+    if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----'))
+      throw new Error(`cafile ${l.cafile} holds no PEM certificate`);
     createSecureContext({ cert, key, ca });
   } catch (err) {
     throw new ConfigError(
@@ -48,6 +60,16 @@ async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
       `TLS files for port ${l.port}: ${(err as Error).message}`,
     );
   }
+  return ca === undefined ? { cert, key } : { cert, key, ca };
+}
+
+async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
+  const out: ListenerOptions = { port: l.port, protocol: l.protocol };
+  if (l.host !== undefined) out.host = l.host;
+  if (l.useUsernameAsClientid) out.useUsernameAsClientid = true;
+  const files = await loadListenerTls(l);
+  if (files === undefined) return out;
+  const { cert, key, ca } = files;
   out.tls = {
     cert,
     key,

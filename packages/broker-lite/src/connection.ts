@@ -17,7 +17,7 @@ import type { Broker } from './broker.ts';
 import { handleAcks } from './handle-acks.ts';
 import { handleConnect } from './handle-connect.ts';
 import { handleDisconnect } from './handle-disconnect.ts';
-import { handlePublish } from './handle-publish.ts';
+import { flushDeniedLog, handlePublish } from './handle-publish.ts';
 import { handleSubscribe } from './handle-subscribe.ts';
 import { handleUnsubscribe } from './handle-unsubscribe.ts';
 import type { Session } from './session.ts';
@@ -159,6 +159,13 @@ export class Connection {
   }
   get closed(): boolean {
     return (this.flags & CLOSED) !== 0;
+  }
+  /** See handle-publish's logDenied; null until the first denial. */
+  get deniedLog(): DeniedLog | null {
+    return this.x === null ? null : this.x.denied;
+  }
+  set deniedLog(v: DeniedLog | null) {
+    if (v !== null || this.x !== null) this.extras.denied = v;
   }
   set closed(v: boolean) {
     this.flag(CLOSED, v);
@@ -449,6 +456,7 @@ export class Connection {
     this.closed = true;
     this.state = ConnState.Closing;
     this.out = null;
+    if (this.x?.denied?.unlogged) flushDeniedLog(this);
     this.broker.connectionClosed(this);
   }
 
@@ -638,6 +646,15 @@ class ConnExtras {
   pendingPubacks = 0;
   holdLen = 0;
   maxInflight = 0;
+  denied: DeniedLog | null = null;
+}
+
+/** Denied publishes of one connection, for a log that one client cannot flood. */
+export interface DeniedLog {
+  /** When the last "Denied PUBLISH" line of this connection was written (ms since the epoch). */
+  loggedAt: number;
+  /** Denials since then that got no line of their own. */
+  unlogged: number;
 }
 
 const T0 = Date.now();

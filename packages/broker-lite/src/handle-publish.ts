@@ -102,7 +102,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       (acl !== undefined &&
         !acl.allowed('write', { clientId: conn.clientId, username: conn.username }, topic));
   if (denied) {
-    b.log('debug', 'publish denied', { clientId: conn.clientId, topic });
+    logDenied(conn, p, topic);
     // 3.1.1 has no way to say no: the message is acknowledged and dropped, as Mosquitto does.
     const rc = conn.version === 5 ? ReasonCode.NotAuthorized : 0;
     if (qos === 1) ack(conn, PUBACK, pid, rc);
@@ -163,6 +163,52 @@ function refuseOverMemory(conn: Connection, qos: number, pid: number): void {
   }
   b.log('notice', 'client disconnected: memory_limit exceeded', { clientId: conn.clientId });
   conn.fail(ReasonCode.QuotaExceeded, 'memory_limit exceeded');
+}
+
+/**
+ * One "Denied PUBLISH" line per connection per this many ms; the denials in between are counted
+ * and reported by the next line, or when the client goes.
+ */
+export const DENIED_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Mosquitto's words for a publish the ACL refuses. Mosquitto says it at debug, so a default
+ * Mosquitto (and broker-lite until issue 13) is silent about a client publishing where it may
+ * not; here it is a notice, rate-limited per client so that a flood of denied publishes cannot
+ * flood the log.
+ */
+function logDenied(conn: Connection, p: PublishPacket, topic: string): void {
+  const now = Date.now();
+  const d = conn.deniedLog;
+  if (d !== null && now - d.loggedAt < DENIED_LOG_INTERVAL_MS) {
+    d.unlogged++;
+    return;
+  }
+  const more = d === null ? 0 : d.unlogged;
+  let message = `Denied PUBLISH from ${conn.clientId} (d${p.dup ? 1 : 0}, q${p.qos}, r${p.retain ? 1 : 0}, m${p.packetId ?? 0}, '${topic}', ... (${p.payload.length} bytes))`;
+  if (more > 0) message += `; ${more} more denied since the last such line`;
+  conn.broker.log('notice', message, { clientId: conn.clientId, username: conn.username, topic });
+  if (d === null) conn.deniedLog = { loggedAt: now, unlogged: 0 };
+  else {
+    d.loggedAt = now;
+    d.unlogged = 0;
+  }
+}
+
+/** The denials a connection had not logged one by one, when it closes. */
+export function flushDeniedLog(conn: Connection): void {
+  const d = conn.deniedLog;
+  if (d === null || d.unlogged === 0) return;
+  conn.broker.log(
+    'notice',
+    `Denied ${d.unlogged} more PUBLISH from ${conn.clientId}, not logged one by one`,
+    {
+      clientId: conn.clientId,
+      username: conn.username,
+      denied: d.unlogged,
+    },
+  );
+  d.unlogged = 0;
 }
 
 /** Acks now, or after the log is on disk when this turn wrote to it (group commit). */

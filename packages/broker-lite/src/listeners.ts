@@ -7,14 +7,22 @@ import tls from 'node:tls';
 import type { Broker } from './broker.ts';
 import { peerCommonName, peerSubject } from './cert-identity.ts';
 import type { AcceptOptions, ListenerInfo } from './connection.ts';
-import type { ListenerOptions } from './options.ts';
+import type { ListenerOptions, TlsOptions } from './options.ts';
 import { holdPending } from './pending-sockets.ts';
 import { createWebSocketServer } from './ws-listener.ts';
 
 export interface BoundListener {
   address: { port: number; host: string; protocol: 'mqtt' | 'websockets' };
   close(): Promise<void>;
+  /**
+   * TLS listeners: a new certificate, key and CA (a renewal) for the handshakes from now on;
+   * connections already up keep theirs. Throws (and changes nothing) when Node refuses them.
+   */
+  setSecureContext?(files: TlsFiles): void;
 }
+
+/** A listener's PEM texts. */
+export type TlsFiles = Pick<TlsOptions, 'cert' | 'key' | 'ca'>;
 
 export async function startListener(b: Broker, opts: ListenerOptions): Promise<BoundListener> {
   const info: ListenerInfo = {
@@ -68,11 +76,21 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
   });
   server.on('error', (err) => b.log('error', 'listener error', { error: err.message }));
   const addr = server.address() as net.AddressInfo;
-  return {
+  const bound: BoundListener = {
     address: { port: addr.port, host: addr.address, protocol: opts.protocol },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
       }),
   };
+  // A TLS MQTT listener is a tls.Server, a TLS WebSocket one an https.Server (a tls.Server too).
+  if (tlsOptions !== undefined && server instanceof tls.Server) {
+    const secure = server;
+    bound.setSecureContext = (files) => {
+      const next: tls.SecureContextOptions = { cert: files.cert, key: files.key };
+      if (files.ca !== undefined) next.ca = files.ca;
+      secure.setSecureContext(next);
+    };
+  }
+  return bound;
 }

@@ -407,6 +407,23 @@ describe('enqueue()', () => {
     expect(fb.publishes[2]).toBe('t/c');
   });
 
+  it('issue 13: settled tells when an enqueued message left the outbox (publish() has its promise)', async () => {
+    const fb = await fakeBroker();
+    const c = track(connect({ host: '127.0.0.1', port: fb.port, keepalive: 0, clientId: 's' }));
+    const settled: Array<[number, number, Error | undefined]> = [];
+    c.on('settled', (seq, rc, err) => settled.push([seq, rc, err]));
+    await once(c, 'connect');
+    const a = await c.enqueue('t/a', 'a', { qos: 1 });
+    await c.publish('t/p', 'p', { qos: 1 });
+    const b = await c.enqueue('t/b', 'b', { qos: 0 });
+    await until(() => settled.length === 2, 'two settled events');
+    expect(settled).toEqual([
+      [a, 0, undefined],
+      [b, 0, undefined],
+    ]);
+    expect(fb.publishes).toEqual(['t/a', 't/p', 't/b']);
+  });
+
   it('refuses a bad topic or QoS without touching the outbox', async () => {
     const c = track(connect({ host: '127.0.0.1', port: await deadPort(), reconnect: false }));
     await expect(c.enqueue('a/+', 'x', { qos: 1 })).rejects.toThrow();

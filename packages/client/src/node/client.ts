@@ -153,6 +153,12 @@ interface MqttClientEvents {
   reconnect: [];
   offline: [];
   end: [];
+  /**
+   * A message nobody awaits (put by enqueue(), or left in the outbox by an earlier client) left
+   * the outbox: the server acknowledged it (QoS 1/2; `reasonCode` 0x80 and up is a refusal), it
+   * was written (QoS 0), or the client refused to send it (`error`). Emitted only when heard.
+   */
+  settled: [seq: number, reasonCode: number, error: Error | undefined];
 }
 
 /**
@@ -623,7 +629,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
       case 'published': {
         if (e.seq === undefined) return;
         const w = this.publishWaiters.get(e.seq);
-        if (w === undefined) return;
+        if (w === undefined) {
+          if (this.listenerCount('settled') > 0) this.emit('settled', e.seq, e.reasonCode, e.error);
+          return;
+        }
         this.publishWaiters.delete(e.seq);
         if (e.error !== undefined) w.reject(e.error);
         else w.resolve({ packetId: e.packetId, reasonCode: e.reasonCode, properties: e.properties });
