@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly (tsx), so `npx broker-lite` works right after `npm ci`.
-import { register } from 'tsx/esm/api';
-
-register();
-const { run } = await import('../src/cli.ts');
+// The installed command: runs the compiled dist/cli.js ('#cli' in package.json "imports").
+// Under `node --conditions=mqtt-edge-source` (the repository's tests and dev loop) '#cli' is
+// src/cli.ts instead, loaded through tsx, a dev dependency that an installed package never loads.
+const cli = import.meta.resolve('#cli');
+if (cli.endsWith('.ts')) (await import('tsx/esm/api')).register();
+const { run } = await import(cli);
 await run();

@@ -118,9 +118,9 @@ type BrokerCtor = new (options: BrokerOptions) => BrokerLike;
 type StartBridges = (broker: BrokerLike, configs: BridgeConfig[], options: BridgeOptions) => Promise<Bridges>;
 
 async function loadBrokerClass(): Promise<{ Broker: BrokerCtor; startBridges?: StartBridges }> {
-  // Through a variable so the config tools work (and type-check) without the core.
-  const specifier = './index.ts';
-  const mod = (await import(specifier)) as { Broker?: BrokerCtor; startBridges?: StartBridges };
+  // Loaded only to run a broker, so `check` and `passwd` start without the core. A literal
+  // specifier, so that the single-file bundle (npm run bundle) holds the core too.
+  const mod = (await import('./index.ts')) as unknown as { Broker?: BrokerCtor; startBridges?: StartBridges };
   if (typeof mod.Broker !== 'function') throw new Error('the broker core (src/index.ts) exports no Broker');
   return { Broker: mod.Broker, startBridges: mod.startBridges };
 }
