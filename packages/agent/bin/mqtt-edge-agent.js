@@ -8,6 +8,20 @@
 // an operator's own setting wins.
 process.env.CBOR_NATIVE_ACCELERATION_DISABLED ??= 'true';
 
+// Started by npm (`npx mqtt-edge-agent`, an npm script), this process runs under `sh -c`. A
+// SIGTERM to npm ends npm and that shell, and Debian's sh (dash) passes nothing on: the agent
+// would run on, orphaned, holding its serial ports. So when the parent goes away, stop as
+// SIGTERM would.
+if (process.env.npm_command !== undefined) {
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(watch); // once: a second SIGTERM means "stop now" to the CLI
+    process.kill(process.pid, 'SIGTERM');
+  }, 500);
+  watch.unref();
+}
+
 const cli = import.meta.resolve('#cli');
 if (cli.endsWith('.ts')) (await import('tsx/esm/api')).register();
 await import(cli);
