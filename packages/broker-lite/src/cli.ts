@@ -20,7 +20,11 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_CONFIG = 3;
 
+/** Set by the single-file bundle (scripts/bundle.ts), which has no package.json beside it. */
+declare const __BROKER_LITE_VERSION__: string | undefined;
+
 export const VERSION = (() => {
+  if (typeof __BROKER_LITE_VERSION__ === 'string') return __BROKER_LITE_VERSION__;
   try {
     const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8'));
     return String(pkg.version);
