@@ -6,7 +6,16 @@
  * bundle, which loads serialport's native binding from prebuilds/ -> the broker bundle).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -150,9 +159,14 @@ describe.skipIf(process.platform !== 'linux')('issue 13.3: single-file bundles',
           `agent:\n  id: gw\n  stateDir: ${path.join(base, 'state')}\nserial:\n  - path: ${tty}\n` +
             `mqtt:\n  url: mqtt://127.0.0.1:${port}\ntopics:\n  prefix: bundle\n`,
         );
-        agent = spawn(path.join(pi, 'mqtt-edge-agent.mjs'), ['-c', yaml], {
-          cwd: pi,
-          env: userEnv(),
+        // Through a symlink on PATH, as the README installs it: prebuilds/ is found beside the
+        // real file.
+        const bin = path.join(base, 'bin');
+        mkdirSync(bin);
+        symlinkSync(path.join(pi, 'mqtt-edge-agent.mjs'), path.join(bin, 'mqtt-edge-agent'));
+        agent = spawn('mqtt-edge-agent', ['-c', yaml], {
+          cwd: base,
+          env: userEnv({ PATH: `${bin}:${process.env.PATH}` }),
           stdio: ['ignore', 'ignore', 'pipe'],
         });
         children.push(agent);
