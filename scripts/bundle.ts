@@ -9,6 +9,9 @@
  *
  * Built from the TypeScript sources (the "mqtt-edge-source" condition), not from the packages'
  * dist/, so a bundle is never older than the tree. Each file needs only `node` (20.19+).
+ *
+ * `--bins` (run by `npm run build`): each command's packages/NAME/dist/bin/ instead, what the
+ * installed bin runs (buildBins below).
  */
 import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -122,7 +125,65 @@ export async function buildBundles(outdir = path.join(ROOT, 'dist')): Promise<Bu
   return { broker, agent, prebuilds, sizes };
 }
 
+/** The packages whose bins run a bundle (`#cli` -> dist/bin/cli.js). */
+const BIN_PACKAGES = ['packages/broker-lite', 'packages/agent'] as const;
+
+interface PackageJson {
+  dependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+}
+
+/** The third-party packages `dir` and its @mqtt-edge dependencies import: left to node_modules. */
+function thirdParty(dir: string, seen = new Set<string>()): Set<string> {
+  const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as PackageJson;
+  for (const name of Object.keys({ ...pkg.dependencies, ...pkg.peerDependencies })) {
+    if (!name.startsWith('@mqtt-edge/')) seen.add(name);
+    else thirdParty(path.join(ROOT, 'packages', name.slice('@mqtt-edge/'.length)), seen);
+  }
+  return seen;
+}
+
+/**
+ * Part of `npm run build`: each command's `dist/bin/cli.js`, its `src/cli.ts` with the @mqtt-edge
+ * packages it uses in one file (third-party packages stay in node_modules). Every ES module
+ * Node loads stays in RSS: the broker's CLI as ~60 tsc-emitted modules idled about 4 MB above
+ * the same code as one file (bench/RESULTS.md, "Installed bins"). Dynamic imports (the
+ * WebSocket listener, bridges) stay lazy. The library entries keep tsc's output.
+ */
+export async function buildBins(): Promise<string[]> {
+  const out: string[] = [];
+  for (const dir of BIN_PACKAGES) {
+    const pkgDir = path.join(ROOT, dir);
+    const outdir = path.join(pkgDir, 'dist', 'bin');
+    rmSync(outdir, { recursive: true, force: true });
+    await build({
+      entryPoints: { cli: path.join(pkgDir, 'src', 'cli.ts') },
+      bundle: true,
+      // Each dynamic import its own chunk: an import of a package left to node_modules (ws)
+      // is static in ESM, so in one file it would load at start even where it is never used.
+      splitting: true,
+      chunkNames: 'chunk-[hash]',
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      conditions: ['mqtt-edge-source'],
+      external: [...thirdParty(pkgDir)].flatMap((n) => [n, `${n}/*`]),
+      // dist/bin/ is not where src/cli.ts looks for ../package.json.
+      define: { __BROKER_LITE_VERSION__: JSON.stringify(version(dir)) },
+      legalComments: 'eof',
+      logLevel: 'warning',
+      outdir,
+    });
+    out.push(path.join(outdir, 'cli.js'));
+  }
+  return out;
+}
+
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  if (process.argv.includes('--bins')) {
+    for (const f of await buildBins()) console.log(`built ${path.relative(ROOT, f)}`);
+    process.exit(0);
+  }
   const i = process.argv.indexOf('--outdir');
   const outdir = i > 0 ? path.resolve(process.argv[i + 1]) : undefined;
   const r = await buildBundles(outdir);

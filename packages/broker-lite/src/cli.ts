@@ -20,7 +20,7 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_CONFIG = 3;
 
-/** Set by the single-file bundle (scripts/bundle.ts), which has no package.json beside it. */
+/** Set by the bundles (scripts/bundle.ts), which have no package.json at ../package.json. */
 declare const __BROKER_LITE_VERSION__: string | undefined;
 
 export const VERSION = (() => {
@@ -121,12 +121,16 @@ interface BrokerLike {
 type BrokerCtor = new (options: BrokerOptions) => BrokerLike;
 type StartBridges = (broker: BrokerLike, configs: BridgeConfig[], options: BridgeOptions) => Promise<Bridges>;
 
-async function loadBrokerClass(): Promise<{ Broker: BrokerCtor; startBridges?: StartBridges }> {
-  // Loaded only to run a broker, so `check` and `passwd` start without the core. A literal
-  // specifier, so that the single-file bundle (npm run bundle) holds the core too.
-  const mod = (await import('./index.ts')) as unknown as { Broker?: BrokerCtor; startBridges?: StartBridges };
-  if (typeof mod.Broker !== 'function') throw new Error('the broker core (src/index.ts) exports no Broker');
-  return { Broker: mod.Broker, startBridges: mod.startBridges };
+async function loadBrokerClass(
+  withBridges: boolean,
+): Promise<{ Broker: BrokerCtor; startBridges?: StartBridges }> {
+  // The core only to run a broker (`check` and `passwd` start without it), the bridges (and with
+  // them the MQTT client) only for a config that has some: every module loaded stays in RSS for
+  // the life of the process. Literal specifiers, so that the single-file bundle holds them.
+  const { Broker } = await import('./broker.ts');
+  if (!withBridges) return { Broker };
+  const { startBridges } = await import('./bridge.ts');
+  return { Broker, startBridges: startBridges as unknown as StartBridges };
 }
 
 function makeLogger(cfg: BrokerConfig, format: LogFormat | undefined): Logger {
@@ -250,7 +254,7 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
   for (const w of cfg.warnings) logger.log('warning', formatWarning(w));
   if (args.daemon) logger.log('warning', '-d is not supported: broker-lite stays in the foreground');
 
-  const { Broker, startBridges } = await loadBrokerClass();
+  const { Broker, startBridges } = await loadBrokerClass(cfg.bridges.length > 0);
   const broker = new Broker(options);
   try {
     await broker.listen();

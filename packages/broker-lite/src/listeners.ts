@@ -7,7 +7,6 @@ import tls from 'node:tls';
 import type { Broker } from './broker.ts';
 import type { ListenerInfo } from './connection.ts';
 import type { ListenerOptions } from './options.ts';
-import { createWebSocketServer } from './ws-listener.ts';
 
 export interface BoundListener {
   address: { port: number; host: string; protocol: 'mqtt' | 'websockets' };
@@ -33,6 +32,8 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
         };
   let server: net.Server;
   if (opts.protocol === 'websockets') {
+    // ws and the HTTP stack under it cost ~4 MB of RSS: loaded only for a WebSocket listener.
+    const { createWebSocketServer } = await import('./ws-listener.ts');
     server = createWebSocketServer(b, info, tlsOptions, commonName);
   } else if (tlsOptions !== undefined) {
     server = tls.createServer(tlsOptions, (socket) => {
