@@ -147,7 +147,7 @@ function thirdParty(dir: string, seen = new Set<string>()): Set<string> {
  * Part of `npm run build`: each command's `dist/bin/cli.js`, its `src/cli.ts` with the @mqtt-edge
  * packages it uses in one file (third-party packages stay in node_modules). Every ES module
  * Node loads stays in RSS: the broker's CLI as ~60 tsc-emitted modules idled about 4 MB above
- * the same code as one file (bench/RESULTS.md, "Installed bins"). Dynamic imports (the
+ * the same code as one file (bench/RESULTS.md, section "install"). Dynamic imports (the
  * WebSocket listener, bridges) stay lazy. The library entries keep tsc's output.
  */
 export async function buildBins(): Promise<string[]> {
