@@ -134,6 +134,12 @@ export default {
     const CONNECTIONS = quick ? 200 : 1000;
     const STARTS = quick ? 2 : 5;
     const rows: BenchRow[] = [];
+    // Every process this area starts, so that a failure part-way leaves none running.
+    const spawned: ChildProcess[] = [];
+    const track = (c: ChildProcess): ChildProcess => {
+      spawned.push(c);
+      return c;
+    };
     const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-install-'));
     const inst = await installPacked();
     const bundles = await buildBundles(path.join(dir, 'bundles'));
@@ -203,7 +209,7 @@ export default {
       const running: Array<{ s: Server; child: ChildProcess; port: number }> = [];
       for (const s of servers) {
         const port = await freePort();
-        const child = s.start(port);
+        const child = track(s.start(port));
         await untilListening(child, port, s.name, performance.now());
         running.push({ s, child, port });
       }
@@ -281,7 +287,7 @@ export default {
         for (let i = 0; i < STARTS; i++) {
           const port = await freePort();
           const t0 = performance.now();
-          const child = s.start(port);
+          const child = track(s.start(port));
           times.push(await untilListening(child, port, s.name, t0));
           await stop(child);
         }
@@ -367,11 +373,13 @@ export default {
                   `mqtt:\n  url: mqtt://127.0.0.1:${brokerPort}\ntopics:\n  prefix: bench\n`,
               );
               const t0 = performance.now();
-              const child = spawn(a.cmd, [...a.args, '-c', yaml], {
-                cwd: run,
-                env: { ...env, ...a.extra },
-                stdio: ['ignore', 'ignore', 'pipe'],
-              });
+              const child = track(
+                spawn(a.cmd, [...a.args, '-c', yaml], {
+                  cwd: run,
+                  env: { ...env, ...a.extra },
+                  stdio: ['ignore', 'ignore', 'pipe'],
+                }),
+              );
               let log = '';
               child.stderr!.on('data', (d: Buffer) => {
                 log = (log + d.toString()).slice(-4000);
@@ -379,16 +387,20 @@ export default {
               // The agent ACKs a reading only once it is durably in its queue: the first ACK a
               // device receives is the first reading stored.
               const acked = (): boolean => devices.some((d) => d.acksAt.length > 0);
-              const deadline = Date.now() + 30_000;
-              while (!acked() && Date.now() < deadline && child.exitCode === null) await sleep(2);
-              if (!acked()) throw new Error(`agent (${a.name}) stored no reading in 30 s:\n${log}`);
-              const first = Math.min(...devices.filter((d) => d.acksAt.length > 0).map((d) => d.acksAt[0]));
-              firsts.push(first - (performance.timeOrigin + t0));
-              if (i === 0) rss = await settledRss(child.pid!, SETTLE_MS);
-              await stop(child);
-              for (const d of devices) {
-                await d.stop();
-                await d.sim.transport.close();
+              try {
+                const deadline = Date.now() + 30_000;
+                while (!acked() && Date.now() < deadline && child.exitCode === null) await sleep(2);
+                if (!acked()) throw new Error(`agent (${a.name}) stored no reading in 30 s:\n${log}`);
+                const first = Math.min(...devices.filter((d) => d.acksAt.length > 0).map((d) => d.acksAt[0]));
+                firsts.push(first - (performance.timeOrigin + t0));
+                if (i === 0) rss = await settledRss(child.pid!, SETTLE_MS);
+              } finally {
+                // Also on a failure: an agent left running would outlive the bench.
+                await stop(child);
+                for (const d of devices) {
+                  await d.stop();
+                  await d.sim.transport.close();
+                }
               }
             }
             results.set(a.name, { rss, firstMs: median(firsts) });
@@ -447,6 +459,7 @@ export default {
         ),
       );
     } finally {
+      await Promise.all(spawned.map(stop));
       inst.remove();
       rmSync(dir, { recursive: true, force: true });
     }
