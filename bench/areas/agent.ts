@@ -321,7 +321,7 @@ async function measureStart(dir: string): Promise<StartFigures> {
 /** RSS and restart time of the agent process with 1,000,000 readings queued on disk. */
 async function bigQueue(quick: boolean): Promise<BenchRow[]> {
   const N = quick ? 100_000 : 1_000_000;
-  // The bin rebuilds its bundle when a source is newer: do that now, not inside a measured start.
+  // One unmeasured run first, so the measured starts find dist/ in the page cache.
   spawnSync(process.execPath, [AGENT_BIN, '--help'], { stdio: 'ignore' });
   const empty = mkdtempSync(path.join(os.tmpdir(), 'bench-agent-empty-'));
   const idle = await measureStart(empty);

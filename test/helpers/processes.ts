@@ -336,6 +336,7 @@ export class WatchedDevice {
     for (const f of this.decoder.push(b)) {
       if (f.type !== 'ack') continue;
       if (!this.boots.includes(fw.bootId)) this.boots.push(fw.bootId);
+      this.acksAt.push(Date.now());
       this.acks.push({
         bootId: f.bootId,
         seq: f.seq,

@@ -27,7 +27,11 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_CONFIG = 3;
 
+/** Set by the bundles (scripts/bundle.ts), which have no package.json at ../package.json. */
+declare const __BROKER_LITE_VERSION__: string | undefined;
+
 export const VERSION = (() => {
+  if (typeof __BROKER_LITE_VERSION__ === 'string') return __BROKER_LITE_VERSION__;
   try {
     const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8'));
     return String(pkg.version);
@@ -128,12 +132,16 @@ interface BrokerLike {
 type BrokerCtor = new (options: BrokerOptions) => BrokerLike;
 type StartBridges = (broker: BrokerLike, configs: BridgeConfig[], options: BridgeOptions) => Promise<Bridges>;
 
-async function loadBrokerClass(): Promise<{ Broker: BrokerCtor; startBridges?: StartBridges }> {
-  // Through a variable so the config tools work (and type-check) without the core.
-  const specifier = './index.ts';
-  const mod = (await import(specifier)) as { Broker?: BrokerCtor; startBridges?: StartBridges };
-  if (typeof mod.Broker !== 'function') throw new Error('the broker core (src/index.ts) exports no Broker');
-  return { Broker: mod.Broker, startBridges: mod.startBridges };
+async function loadBrokerClass(
+  withBridges: boolean,
+): Promise<{ Broker: BrokerCtor; startBridges?: StartBridges }> {
+  // The core only to run a broker (`check` and `passwd` start without it), the bridges (and with
+  // them the MQTT client) only for a config that has some: every module loaded stays in RSS for
+  // the life of the process. Literal specifiers, so that the single-file bundle holds them.
+  const { Broker } = await import('./broker.ts');
+  if (!withBridges) return { Broker };
+  const { startBridges } = await import('./bridge.ts');
+  return { Broker, startBridges: startBridges as unknown as StartBridges };
 }
 
 function makeLogger(cfg: BrokerConfig, format: LogFormat | undefined): Logger {
@@ -271,7 +279,7 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
   for (const w of cfg.warnings) logger.log('warning', formatWarning(w));
   if (args.daemon) logger.log('warning', '-d is not supported: broker-lite stays in the foreground');
 
-  const { Broker, startBridges } = await loadBrokerClass();
+  const { Broker, startBridges } = await loadBrokerClass(cfg.bridges.length > 0);
   const broker = new Broker(options);
   const startTls = new Map<number, string>();
   for (const [i, l] of options.listeners.entries())

@@ -9,7 +9,6 @@ import { peerCommonName, peerSubject } from './cert-identity.ts';
 import type { AcceptOptions, ListenerInfo } from './connection.ts';
 import type { ListenerOptions, TlsOptions } from './options.ts';
 import { holdPending } from './pending-sockets.ts';
-import { createWebSocketServer } from './ws-listener.ts';
 
 export interface BoundListener {
   address: { port: number; host: string; protocol: 'mqtt' | 'websockets' };
@@ -50,6 +49,8 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
         };
   let server: net.Server;
   if (opts.protocol === 'websockets') {
+    // ws and the HTTP stack under it cost ~4 MB of RSS: loaded only for a WebSocket listener.
+    const { createWebSocketServer } = await import('./ws-listener.ts');
     server = createWebSocketServer(b, info, tlsOptions, subjectOf);
   } else if (tlsOptions !== undefined) {
     server = tls.createServer(tlsOptions, (socket) => {

@@ -8,9 +8,13 @@ import { buildSync } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 
 const root = join(import.meta.dirname, '..');
+type Entry = { 'mqtt-edge-source': string; types: string; default: string };
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
-  exports: Record<string, string>;
+  exports: Record<string, Entry>;
   dependencies: Record<string, string>;
+  peerDependencies: Record<string, string>;
+  peerDependenciesMeta: Record<string, { optional?: boolean }>;
+  devDependencies: Record<string, string>;
 };
 
 function bundle(entry: string) {
@@ -28,7 +32,7 @@ function bundle(entry: string) {
 
 describe('package exports', () => {
   it("'.' bundles with no Node builtin and no serialport", () => {
-    const out = bundle(pkg.exports['.']);
+    const out = bundle(pkg.exports['.']['mqtt-edge-source']);
     expect(out.errors).toEqual([]);
     const js = out.outputFiles[0].text;
     expect(js).not.toMatch(/from\s*["'](node:|serialport|@serialport\/)/);
@@ -36,16 +40,31 @@ describe('package exports', () => {
   });
 
   it("'./node' is what needs Node: the same bundle fails on it", () => {
-    expect(pkg.exports['./node']).toBe('./src/node/index.ts');
-    expect(() => bundle(pkg.exports['./node'])).toThrow(/node:fs|serialport/);
+    expect(pkg.exports['./node']).toEqual({
+      'mqtt-edge-source': './src/node/index.ts',
+      types: './dist/node/index.d.ts',
+      default: './dist/node/index.js',
+    });
+    expect(() => bundle(pkg.exports['./node']['mqtt-edge-source'])).toThrow(/node:fs|serialport/);
   });
 
-  it('every package ./node imports is declared', () => {
-    const src = readFileSync(join(root, 'src/node/serial-port.ts'), 'utf8');
-    const imported = [...src.matchAll(/from '([^'.][^']*)'/g)]
-      .map((m) => m[1])
-      .filter((n) => !n.startsWith('node:'));
-    expect(imported.length).toBeGreaterThan(0);
-    for (const name of imported) expect(Object.keys(pkg.dependencies)).toContain(name);
+  it('issue 13.1: what ./node imports are optional peers (the types: dev), what . imports a dependency', () => {
+    const imports = (file: string) =>
+      [...readFileSync(join(root, file), 'utf8').matchAll(/^import (type )?[^;]*? from '([^'.][^']*)'/gms)]
+        .filter((m) => !m[2].startsWith('node:'))
+        .map((m) => ({ name: m[2], typeOnly: m[1] !== undefined }));
+    const node = imports('src/node/serial-port.ts');
+    expect(node.some((i) => !i.typeOnly)).toBe(true);
+    for (const { name, typeOnly } of node) {
+      // An install of '.' alone (a device bundle, the demo's decoder) pulls no native module.
+      expect(Object.keys(pkg.dependencies)).not.toContain(name);
+      expect(Object.keys(pkg.devDependencies)).toContain(name);
+      if (!typeOnly) expect(pkg.peerDependenciesMeta[name]?.optional, name).toBe(true);
+    }
+    // serialport itself is type-only here, but loaded at run time off Linux: an optional peer too.
+    expect(node.find((i) => i.name === 'serialport')?.typeOnly).toBe(true);
+    expect(pkg.peerDependenciesMeta.serialport?.optional).toBe(true);
+    expect(imports('src/body.ts').map((i) => i.name)).toEqual(['cbor-x']);
+    expect(Object.keys(pkg.dependencies)).toEqual(['cbor-x']);
   });
 });
