@@ -169,6 +169,9 @@ describe('issue 13.6: one log shape, journald priorities', () => {
       const acked = device.acks.length;
       expect(await until(() => device.acks.length >= acked + 10, 15_000)).toBe(true);
       await device.stop();
+      // Stopping the device closes its pty: the agent loses that port again, before its own stop.
+      const firstLost = agent.lines.findIndex((l) => l.msg === 'port-lost' && l.port === 'tty0');
+      await agent.waitFor((l) => l.msg === 'port-lost' && l.port === 'tty0', 10_000, firstLost + 1);
       const v = () => verify([device], rec, 4, []);
       expect(await until(() => v().missing.length === 0, 10_000)).toBe(true);
       expect(v().duplicates).toEqual([]);
