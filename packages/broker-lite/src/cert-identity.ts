@@ -125,10 +125,25 @@ function hex2(byte: number): string {
   return HEX[byte >> 4] + HEX[byte & 15];
 }
 
-function dump(der: Uint8Array): string {
+function dump(a: Attribute): string {
   let s = '#';
-  for (const byte of der) s += hex2(byte);
+  for (const byte of openSslDer(a)) s += hex2(byte);
   return s;
+}
+
+/**
+ * The DER OpenSSL prints: what it re-encodes from what it parsed, which differs from the
+ * certificate's bytes for a BIT STRING only. OpenSSL keeps the unused-bit count and clears those
+ * bits of the last byte, and writes a count of 0 when no byte follows it.
+ */
+function openSslDer(a: Attribute): Uint8Array {
+  if (a.tag !== 3 || a.content.length === 0) return a.der;
+  const der = a.der.slice();
+  const at = der.length - a.content.length;
+  const unused = der[at] & 7;
+  if (a.content.length === 1) der[at] = 0;
+  else der[der.length - 1] &= (0xff << unused) & 0xff;
+  return der;
 }
 
 /** The UTF-8 bytes of a code point; none above U+10FFFF (OpenSSL drops those). */
@@ -144,7 +159,7 @@ function utf8(c: number): number[] {
 /** One attribute value with OpenSSL's RFC 2253 escaping (ESC_2253, ESC_CTRL, ESC_MSB, UTF-8). */
 function printValue(a: Attribute): string {
   const width = WIDTH[a.tag];
-  if (width === undefined) return dump(a.der);
+  if (width === undefined) return dump(a);
   const chars: number[][] = [];
   const c = a.content;
   // UTF8String stays bytes (OpenSSL does not convert UTF-8 to UTF-8); one-byte types are Latin-1.
@@ -196,7 +211,7 @@ export function subjectRfc2253(cert: X509Certificate): string | undefined {
       const a = attrs[i];
       if (i < attrs.length - 1) out += attrs[i + 1].rdn === a.rdn ? '+' : ',';
       const unknown = /^[0-9]+(?:\.[0-9]+)+$/.test(names[i]);
-      out += `${names[i]}=${unknown ? dump(a.der) : printValue(a)}`;
+      out += `${names[i]}=${unknown ? dump(a) : printValue(a)}`;
     }
   } catch {
     return undefined;

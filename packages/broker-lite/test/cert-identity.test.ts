@@ -116,6 +116,15 @@ const ucs4 = (s: string) => {
 };
 
 const CASES: Array<[string, Attr[][]]> = [
+  // Found by the fast-check case below (seed -905576892): OpenSSL re-encodes a BIT STRING.
+  [
+    'a BIT STRING of no bits that claims one unused bit',
+    [[{ oid: OID.CN, tag: 3, value: Uint8Array.from([1]) }]],
+  ],
+  [
+    'a BIT STRING whose unused bits are set',
+    [[{ oid: OID.CN, tag: 3, value: Uint8Array.from([3, 0xab, 0xff]) }]],
+  ],
   [
     'plain ASCII, several RDNs',
     [
