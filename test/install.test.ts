@@ -201,8 +201,10 @@ describe.skipIf(process.platform !== 'linux')('issue 13.2: the packed packages, 
     const example = path.join(inst.dir, 'node_modules/@mqtt-edge/agent/agent.example.yaml');
     const { stdout } = await inApp(inst.bin('mqtt-edge-agent'), ['check', '-c', example]);
     expect(stdout.split('\n')[0]).toBe(`${example}: ok`);
-    expect(JSON.parse(stdout.slice(stdout.indexOf('\n') + 1))).toMatchObject({
-      id: 'gateway-1',
+    expect(stdout).toMatch(/^ {2}id: gateway-1$/m);
+    const json = await inApp(inst.bin('mqtt-edge-agent'), ['check', '--json', '-c', example]);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      agent: { id: 'gateway-1' },
       serial: [{ path: '/dev/ttyUSB0', baud: 115200, framing: 'native' }],
       mqtt: { url: 'mqtt://127.0.0.1:1883' },
     });
