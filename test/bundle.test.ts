@@ -134,7 +134,9 @@ describe.skipIf(process.platform !== 'linux')('issue 13.3: single-file bundles',
       conf,
       'agent:\n  id: gw\nserial:\n  - path: /dev/ttyUSB0\nmqtt:\n  url: mqtt://127.0.0.1:1883\n',
     );
-    expect((await bundle('mqtt-edge-agent.mjs', ['check', '-c', conf])).stdout).toMatch(/: ok\nagent:\n {2}id: gw\n/);
+    expect((await bundle('mqtt-edge-agent.mjs', ['check', '-c', conf])).stdout).toMatch(
+      /: ok\nagent:\n {2}id: gw\n/,
+    );
   });
 
   it.skipIf(!hasSocat())(
