@@ -7,8 +7,18 @@
 import net from 'node:net';
 import { encode, type Packet, PacketParser, type ProtocolVersion } from '@mqtt-edge/codec';
 import WebSocket from 'ws';
+import type { AclOracle } from './invariants.ts';
 import type { ConnPlan, End, FloodPlan, FuzzCase, MqttConnPlan, RawWsPlan } from './recipes.ts';
-import { type Credentials, disconnectBytes, packetBytes, pieces, upgradeRequest, wsFrame } from './wire.ts';
+import {
+  type Credentials,
+  disconnectBytes,
+  type Login,
+  loginOf,
+  packetBytes,
+  pieces,
+  upgradeRequest,
+  wsFrame,
+} from './wire.ts';
 
 export interface Endpoint {
   mqttPort: number;
@@ -36,6 +46,12 @@ export class DriverStats {
       `${(this.bytesSent / 1e6).toFixed(1)} MB sent; broker sent: ${got.join(' ') || 'nothing'}`
     );
   }
+}
+
+/** Where the driver reports what it saw the broker do wrong. */
+export interface Watch {
+  oracle: AclOracle;
+  violations: string[];
 }
 
 const CONNECT_TIMEOUT_MS = 2000;
@@ -147,7 +163,12 @@ async function finish(link: Link, end: End, version: ProtocolVersion | undefined
   if (!link.closed) link.finish('destroy');
 }
 
-async function runMqttConn(plan: MqttConnPlan, ep: Endpoint, stats: DriverStats): Promise<void> {
+async function runMqttConn(
+  plan: MqttConnPlan,
+  ep: Endpoint,
+  stats: DriverStats,
+  watch: Watch,
+): Promise<void> {
   let parser: PacketParser | null = new PacketParser({ protocolVersion: plan.version });
   let connack: (() => void) | null = null;
   let gotConnack = false;
@@ -155,14 +176,27 @@ async function runMqttConn(plan: MqttConnPlan, ep: Endpoint, stats: DriverStats)
   const ack = (p: Packet) => {
     if (link !== undefined && !link.closed) link.write(encode(p, plan.version));
   };
+  const first = plan.steps.find((st) => st.s === 'send');
+  const login: Login = first?.s === 'send' ? loginOf(first.pkt) : { kind: 'unknown' };
+  let loggedIn = false;
   const onPacket = (p: Packet) => {
     stats.count(p.type === 'connack' ? `connack:${p.reasonCode}` : p.type);
     if (p.type === 'connack') {
+      if (p.reasonCode === 0 && !gotConnack) {
+        loggedIn = true;
+        if (login.kind === 'refused')
+          watch.violations.push(`CONNACK 0 for a login the broker must refuse (${login.who})`);
+        watch.oracle.login(login.kind === 'user' ? login : undefined);
+      }
       gotConnack = true;
       connack?.();
-    } else if (plan.autoAck && p.type === 'publish' && p.packetId !== undefined)
+    } else if (p.type === 'publish' && loggedIn && login.kind === 'user') {
+      const wrong = watch.oracle.check(login, p.topic);
+      if (wrong !== undefined) watch.violations.push(wrong);
+    }
+    if (plan.autoAck && p.type === 'publish' && p.packetId !== undefined)
       ack({ type: p.qos === 1 ? 'puback' : 'pubrec', packetId: p.packetId });
-    else if (plan.autoAck && p.type === 'pubrel') ack({ type: 'pubcomp', packetId: p.packetId });
+    if (plan.autoAck && p.type === 'pubrel') ack({ type: 'pubcomp', packetId: p.packetId });
   };
   const onData = (b: Uint8Array) => {
     try {
@@ -238,16 +272,20 @@ async function runFlood(plan: FloodPlan, ep: Endpoint, stats: DriverStats): Prom
   }
 }
 
-function runConn(plan: ConnPlan, ep: Endpoint, stats: DriverStats): Promise<void> {
+function runConn(plan: ConnPlan, ep: Endpoint, stats: DriverStats, watch: Watch): Promise<void> {
   if (plan.via === 'flood') return runFlood(plan, ep, stats);
   stats.connections++;
-  return plan.via === 'ws-raw' ? runRawWsConn(plan, ep, stats) : runMqttConn(plan, ep, stats);
+  return plan.via === 'ws-raw' ? runRawWsConn(plan, ep, stats) : runMqttConn(plan, ep, stats, watch);
 }
 
-/** Plays every connection of the case at once; resolves when all are closed. */
-export async function runCase(c: FuzzCase, ep: Endpoint, stats: DriverStats): Promise<void> {
+/**
+ * Plays every connection of the case at once; resolves when all are closed. What the broker
+ * sends that it must not (a delivery the ACL forbids, a login it must refuse) goes to
+ * `watch.violations`.
+ */
+export async function runCase(c: FuzzCase, ep: Endpoint, stats: DriverStats, watch: Watch): Promise<void> {
   stats.cases++;
-  await Promise.all(c.conns.map((plan) => runConn(plan, ep, stats)));
+  await Promise.all(c.conns.map((plan) => runConn(plan, ep, stats, watch)));
 }
 
 /**

@@ -14,7 +14,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { BrokerProcess, writeBrokerFiles } from './broker-process.ts';
 import { DriverStats, openHalfDone, runCase } from './driver.ts';
-import { Keeper, probeQos1, RssSampler } from './invariants.ts';
+import { AclOracle, Keeper, probeQos1, RssSampler } from './invariants.ts';
 import { type FuzzCase, fuzzCase } from './recipes.ts';
 
 export interface FuzzSettings {
@@ -41,6 +41,9 @@ export const DEFAULT_SETTINGS: FuzzSettings = {
   crashEvery: 20,
   log: (line) => process.stdout.write(`${line}\n`),
 };
+
+/** How long SIGTERM may take at the end (Mosquitto-like brokers stop in well under a second). */
+const STOP_TIMEOUT_MS = 10_000;
 
 export interface RunOptions {
   seed: number;
@@ -75,6 +78,7 @@ export class Fuzzer {
   crashChecks = 0;
   restarts = 0;
   private keeper: Keeper;
+  private readonly oracle = new AclOracle();
 
   private constructor(
     private readonly dir: string,
@@ -107,6 +111,7 @@ export class Fuzzer {
   private async reset(): Promise<void> {
     this.restarts++;
     await this.broker.fresh();
+    this.oracle.reset();
     this.keeper = this.newKeeper();
     await this.keeper.setup();
     this.tainted = false;
@@ -121,14 +126,16 @@ export class Fuzzer {
     const sampler = new RssSampler(b);
     b.takeErrors();
     try {
+      const watch = { oracle: this.oracle, violations: [] as string[] };
       if (c.crash) {
         // kill -9 lands while the case's connections are still at work.
         this.crashChecks++;
-        await Promise.all([runCase(c, ep, this.stats), this.keeper.check()]);
+        await Promise.all([runCase(c, ep, this.stats, watch), this.keeper.check()]);
       } else {
-        await runCase(c, ep, this.stats);
+        await runCase(c, ep, this.stats, watch);
         if (!b.alive) throw new Error('the broker process died during the case');
       }
+      if (watch.violations.length > 0) throw new Error(watch.violations.slice(0, 10).join('\n'));
       await probeQos1(b, b.files.creds.probe, n, this.settings.probeTimeoutMs);
       if (!b.alive) throw new Error('the broker process died during the probe');
       const errors = b.takeErrors();
@@ -203,11 +210,11 @@ export class Fuzzer {
       // A broker that is asked to stop while peers are half-way through connecting must stop.
       const b = this.broker;
       const close = await openHalfDone({ mqttPort: b.mqttPort, wsPort: b.wsPort, creds: b.files.creds });
-      const code = await b.stop();
+      const code = await b.stop(STOP_TIMEOUT_MS);
       close();
       if (code !== 0)
         problems.push(
-          `SIGTERM at the end (with a half-sent upgrade and CONNECT open): ${code === null ? 'no exit within 15 s' : `exit code ${code}`}\n${b.diagnostics()}`,
+          `SIGTERM at the end (with a half-sent upgrade and CONNECT open): ${code === null ? `no exit within ${STOP_TIMEOUT_MS / 1000} s` : `exit code ${code}`}\n${b.diagnostics()}`,
         );
     }
     await this.dispose();

@@ -4,9 +4,11 @@
  * authenticated client still gets a QoS 1 message through, and (on crash cases) every message
  * the broker acknowledged survives kill -9.
  */
+import { matchTopic } from '@mqtt-edge/codec';
 import { createWebSocketStream, WebSocket } from 'ws';
 import { RawClient } from '../../packages/broker-lite/test/helpers/raw-client.ts';
 import type { BrokerProcess } from './broker-process.ts';
+import { CLIENT_IDS } from './recipes.ts';
 
 const text = new TextEncoder();
 const decoder = new TextDecoder();
@@ -251,5 +253,61 @@ export class Keeper {
       throw new Error(
         `after kill -9 and restart, ${missing.length} of ${acked.length} acknowledged QoS 1 messages were lost: ${missing.join(' ')}`,
       );
+  }
+}
+
+/**
+ * The ACL file of broker-process.ts, written again as a plain function (matched with the
+ * codec's matchTopic, not the broker's ACL code): may `user` with client id `clientId` read
+ * `topic`?
+ */
+export function mayRead(user: string, clientId: string, topic: string): boolean {
+  // Pattern rules exist, so a client id with a wildcard character is denied everything.
+  if (/[+#]/.test(clientId)) return false;
+  const m = (filter: string) => matchTopic(filter, topic);
+  if (user === 'alice' && m('alice/secret/#')) return false;
+  const own = user === 'alice' ? m('alice/#') || m('public/#') : user === 'bob' ? m('bob/#') : false;
+  return own || m(`devices/${clientId}/#`) || m(`users/${user}/inbox`);
+}
+
+/**
+ * The delivery check: nothing reaches a fuzz connection that its login may not read. A session
+ * resumed under a client id another user had (issue 12 point 9: without
+ * use_username_as_clientid anyone may take over a client id, and gets what was queued for it)
+ * may also bring what that user could read; so the oracle remembers who logged in under each
+ * client id while the storage lives, and a login it could not follow (a mutated CONNECT that
+ * was accepted) makes it allow whatever any fuzz user could read.
+ */
+export class AclOracle {
+  private readonly owners = new Map<string, Set<string>>();
+  private unknownLogin = false;
+
+  /** A login the broker accepted (CONNACK 0); undefined when the fuzz cannot tell who it was. */
+  login(who: { user: string; clientId: string } | undefined): void {
+    if (who === undefined) {
+      this.unknownLogin = true;
+      return;
+    }
+    let users = this.owners.get(who.clientId);
+    if (users === undefined) this.owners.set(who.clientId, (users = new Set()));
+    users.add(who.user);
+  }
+
+  /** Storage thrown away: no session survives. */
+  reset(): void {
+    this.owners.clear();
+    this.unknownLogin = false;
+  }
+
+  /** Undefined when the delivery is allowed, else what is wrong with it. */
+  check(who: { user: string; clientId: string }, topic: string): string | undefined {
+    const { user, clientId } = who;
+    if (mayRead(user, clientId, topic)) return undefined;
+    for (const other of this.owners.get(clientId) ?? [])
+      if (mayRead(other, clientId, topic)) return undefined;
+    if (this.unknownLogin)
+      for (const u of ['alice', 'bob'])
+        for (const c of CLIENT_IDS) if (mayRead(u, c, topic)) return undefined;
+    return `${user} (client id '${clientId}') received '${topic}', which the ACL does not let it read`;
   }
 }

@@ -294,18 +294,20 @@ const ackType = fc.constantFrom('puback', 'pubrec', 'pubrel', 'pubcomp') as fc.A
   'puback' | 'pubrec' | 'pubrel' | 'pubcomp'
 >;
 
-/** A valid packet of any kind a client sends (and a few a client must not send). */
-export const clientPacket: fc.Arbitrary<Packet> = fc.oneof(
-  { arbitrary: publish, weight: 6 },
+const subscribe: fc.Arbitrary<Packet> = fc.record({
+  type: fc.constant<'subscribe'>('subscribe'),
+  packetId,
+  subscriptions: fc.array(subscription, { minLength: 1, maxLength: 3 }),
+  properties: props({ subscriptionIdentifier: fc.integer({ min: 1, max: 268_435_455 }) }),
+});
+
+/** Packets a well-behaved client sends after CONNECT: none of them ends the connection. */
+export const benignPacket: fc.Arbitrary<Packet> = fc.oneof(
   {
-    arbitrary: fc.record({
-      type: fc.constant<'subscribe'>('subscribe'),
-      packetId,
-      subscriptions: fc.array(subscription, { minLength: 1, maxLength: 3 }),
-      properties: props({ subscriptionIdentifier: fc.integer({ min: 1, max: 268_435_455 }) }),
-    }),
-    weight: 3,
+    arbitrary: publish.filter((p) => p.type !== 'publish' || (p.properties?.topicAlias ?? 0) <= 10),
+    weight: 6,
   },
+  { arbitrary: subscribe, weight: 3 },
   {
     arbitrary: fc.record({
       type: fc.constant<'unsubscribe'>('unsubscribe'),
@@ -325,6 +327,15 @@ export const clientPacket: fc.Arbitrary<Packet> = fc.oneof(
     weight: 2,
   },
   { arbitrary: fc.constant<Packet>({ type: 'pingreq' }), weight: 1 },
+);
+
+/**
+ * A valid packet of any kind a client sends (its publish topic aliases go up to 12 where the
+ * broker allows 10), and a few a client must not send.
+ */
+export const clientPacket: fc.Arbitrary<Packet> = fc.oneof(
+  { arbitrary: benignPacket, weight: 13 },
+  { arbitrary: publish, weight: 2 },
   {
     arbitrary: fc.record(
       {
@@ -527,12 +538,12 @@ const opening: fc.Arbitrary<Step[]> = fc.oneof(
   { arbitrary: fc.constant<Step[]>([]), weight: 1 },
 );
 
-/** Valid packets only, so that a connection lives long enough to reach deeper states. */
+/** Benign packets only, so that a connection lives long enough to reach deeper states. */
 const validStep: fc.Arbitrary<Step> = fc.oneof(
   {
     arbitrary: fc.record({
       s: fc.constant<'send'>('send'),
-      pkt: clientPacket.map((p) => ({ k: 'packet' as const, p })),
+      pkt: benignPacket.map((p) => ({ k: 'packet' as const, p })),
       how: delivery,
     }),
     weight: 8,
@@ -550,11 +561,25 @@ export const mqttConn: fc.Arbitrary<MqttConnPlan> = fc.record({
     .tuple(
       opening,
       fc.oneof(
-        { arbitrary: fc.array(step, { maxLength: 10 }), weight: 2 },
+        { arbitrary: fc.array(step, { maxLength: 10 }), weight: 1 },
+        // A subscriber that stays a while, reading: deliveries to check against the ACL.
+        {
+          arbitrary: fc
+            .tuple(
+              fc.array(subscribe, { minLength: 1, maxLength: 3 }),
+              fc.integer({ min: 100, max: 400 }),
+              delivery,
+            )
+            .map(([subs, ms, how]): Step[] => [
+              ...subs.map((p): Step => ({ s: 'send', pkt: { k: 'packet', p }, how })),
+              { s: 'wait', ms },
+            ]),
+          weight: 1,
+        },
         // A well-behaved start, then maybe one hostile step.
         {
           arbitrary: fc
-            .tuple(fc.array(validStep, { maxLength: 12 }), fc.option(step, { nil: undefined }))
+            .tuple(fc.array(validStep, { maxLength: 16 }), fc.option(step, { nil: undefined }))
             .map(([ok, last]) => (last === undefined ? ok : [...ok, last])),
           weight: 1,
         },

@@ -43,6 +43,26 @@ function login(who: Who, creds: Credentials): { username?: string; password?: st
   }
 }
 
+/** Who a connection logs in as, as far as its first packet tells. */
+export type Login =
+  | { kind: 'user'; user: string; clientId: string }
+  /** Credentials the broker must refuse. */
+  | { kind: 'refused'; who: Who }
+  /** Not a CONNECT the fuzz can read (mutated, garbage): whatever the broker decides. */
+  | { kind: 'unknown' };
+
+function loginAs(who: Who, clientId: string): Login {
+  return who === 'alice' || who === 'bob' ? { kind: 'user', user: who, clientId } : { kind: 'refused', who };
+}
+
+/** The login of a connection whose first packet is `r`. */
+export function loginOf(r: PacketRecipe): Login {
+  if (r.k === 'connect') return loginAs(r.who, r.clientId);
+  if ((r.k === 'manyProps' || r.k === 'rawProps') && r.in === 'connect') return loginAs(r.who, 'fz1');
+  if (r.k === 'deepTopic' && r.in === 'will') return loginAs('alice', 'fz2');
+  return { kind: 'unknown' };
+}
+
 export function connectPacket(r: ConnectRecipe, version: ProtocolVersion, creds: Credentials): ConnectPacket {
   const { username, password } = login(r.who, creds);
   const p: ConnectPacket = {
