@@ -68,6 +68,11 @@ export type PacketRecipe =
   /** A QoS 0/1 PUBLISH (never retained) with a payload of `bytes`. */
   | { k: 'bigPublish'; bytes: number; qos: QoS; topic: string }
   | { k: 'garbage'; bytes: Uint8Array }
+  /**
+   * `count` valid packets in one write: QoS 1 or QoS 2 PUBLISHes (no PUBREL) past the receive
+   * maximum, SUBSCRIBEs of distinct filters, or shared-subscription groups made and dropped.
+   */
+  | { k: 'burst'; what: 'publish1' | 'publish2' | 'subscribe' | 'sharedChurn'; count: number }
   /** A fixed header claiming `claim` bytes followed by `send` bytes of filler. */
   | { k: 'claim'; first: number; claim: number; send: number };
 
@@ -475,6 +480,13 @@ export const packetRecipe: fc.Arbitrary<PacketRecipe> = fc.oneof(
     weight: 1,
   },
   { arbitrary: kind('garbage', { bytes: fc.uint8Array({ minLength: 1, maxLength: 64 }) }), weight: 1 },
+  {
+    arbitrary: kind('burst', {
+      what: fc.constantFrom('publish1', 'publish2', 'subscribe', 'sharedChurn'),
+      count: fc.oneof(fc.integer({ min: 2, max: 100 }), fc.integer({ min: 1_000, max: 70_000 })),
+    }),
+    weight: 1,
+  },
   {
     arbitrary: kind('claim', {
       first: fc.constantFrom(0x10, 0x30, 0x32, 0x82, 0xf0),

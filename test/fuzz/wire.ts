@@ -257,6 +257,28 @@ function deepTopic(levels: number, last: string): string {
   return `alice${'/a'.repeat(Math.max(0, levels - 2))}/${last}`;
 }
 
+function burstPacket(what: 'publish1' | 'publish2' | 'subscribe' | 'sharedChurn', i: number): Packet {
+  const packetId = (i % 65_535) + 1;
+  if (what === 'subscribe')
+    return { type: 'subscribe', packetId, subscriptions: [{ topicFilter: `alice/s/${i}`, qos: 1 }] };
+  if (what === 'sharedChurn') {
+    const topicFilter = `$share/g${i >> 1}/alice/s`;
+    return i % 2 === 0
+      ? { type: 'subscribe', packetId, subscriptions: [{ topicFilter, qos: 1 }] }
+      : { type: 'unsubscribe', packetId, topicFilters: [topicFilter] };
+  }
+  const qos = what === 'publish1' ? 1 : 2;
+  return {
+    type: 'publish',
+    topic: 'alice/b',
+    payload: text.encode(String(i)),
+    qos,
+    retain: false,
+    dup: false,
+    packetId,
+  };
+}
+
 export function packetBytes(r: PacketRecipe, version: ProtocolVersion, creds: Credentials): Uint8Array {
   switch (r.k) {
     case 'connect':
@@ -327,6 +349,8 @@ export function packetBytes(r: PacketRecipe, version: ProtocolVersion, creds: Cr
       );
     case 'garbage':
       return r.bytes;
+    case 'burst':
+      return concat(Array.from({ length: r.count }, (_, i) => encodeFor(burstPacket(r.what, i), version)));
     case 'claim':
       return concat([Uint8Array.of(r.first), varint(r.claim), new Uint8Array(r.send).fill(0x61)]);
   }
