@@ -46,11 +46,12 @@ export interface BrokerFiles {
 }
 
 /**
- * Writes the configuration, password and ACL files under `dir`. Queues are bounded in bytes
+ * Writes the configuration, password and ACL files under `dir` (`extraConfig`: lines appended to
+ * the configuration, which override earlier ones). Queues are bounded in bytes
  * (`max_queued_bytes`) so that what the fuzz's persistent sessions may legitimately hold stays
  * well inside the RSS bound; snapshots run every 2 s so that kill -9 can land in one.
  */
-export async function writeBrokerFiles(dir: string): Promise<BrokerFiles> {
+export async function writeBrokerFiles(dir: string, extraConfig: string[] = []): Promise<BrokerFiles> {
   const creds: Credentials = {
     alice: randomBytes(9).toString('base64url'),
     bob: randomBytes(9).toString('base64url'),
@@ -87,6 +88,7 @@ export async function writeBrokerFiles(dir: string): Promise<BrokerFiles> {
       'log_type warning',
       'log_type notice',
       'connection_messages false',
+      ...extraConfig,
       '',
     ].join('\n'),
   );

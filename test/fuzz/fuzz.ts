@@ -24,7 +24,6 @@ export interface FuzzSettings {
   probeTimeoutMs: number;
   /** About one case in this many ends with kill -9 and the durability check. */
   crashEvery: number;
-  log: (line: string) => void;
 }
 
 /**
@@ -39,7 +38,6 @@ export const DEFAULT_SETTINGS: FuzzSettings = {
   rssLimitBytes: DEFAULT_RSS_LIMIT_BYTES,
   probeTimeoutMs: 5000,
   crashEvery: 20,
-  log: (line) => process.stdout.write(`${line}\n`),
 };
 
 /** How long SIGTERM may take at the end (Mosquitto-like brokers stop in well under a second). */

@@ -224,7 +224,10 @@ export class Keeper {
     const missing = new Set(expected);
     const { c, sessionPresent } = await this.login(this.id, false);
     try {
-      if (!sessionPresent) return [`(the keeper's session is gone) ${[...missing].join(' ')}`];
+      if (!sessionPresent)
+        throw new Error(
+          `after kill -9 and restart the keeper's session is gone, and with it ${missing.size} acknowledged messages`,
+        );
       const deadline = Date.now() + this.timeoutMs;
       while (missing.size > 0 && Date.now() < deadline) {
         const p = await c.next(Math.max(1, deadline - Date.now())).catch(() => null);
