@@ -547,6 +547,28 @@ const opening: fc.Arbitrary<Step[]> = fc.oneof(
       .map(([c, how]): Step[] => [{ s: 'send', pkt: c, how }, { s: 'connack' }]),
     weight: 2,
   },
+  // Before any login: the attacker's sizes where they cost the most (issue 12 point 2).
+  {
+    arbitrary: fc
+      .tuple(
+        fc.oneof(
+          kind('manyProps', {
+            in: fc.constant('connect'),
+            prop: fc.constantFrom('user', 'userLong'),
+            count,
+            who,
+          }),
+          kind('claim', {
+            first: fc.constant(0x10),
+            claim: fc.constantFrom(10_000_000, 268_435_455),
+            send: fc.integer({ min: 0, max: 16_000_000 }),
+          }),
+        ),
+        delivery,
+      )
+      .map(([pkt, how]): Step[] => [{ s: 'send', pkt, how }, { s: 'connack' }]),
+    weight: 1,
+  },
   { arbitrary: fc.constant<Step[]>([]), weight: 1 },
 );
 
