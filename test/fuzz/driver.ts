@@ -11,6 +11,7 @@ import type { AclOracle } from './invariants.ts';
 import type { ConnPlan, End, FloodPlan, FuzzCase, MqttConnPlan, RawWsPlan } from './recipes.ts';
 import {
   type Credentials,
+  connectVersion,
   disconnectBytes,
   type Login,
   loginOf,
@@ -169,14 +170,16 @@ async function runMqttConn(
   stats: DriverStats,
   watch: Watch,
 ): Promise<void> {
-  let parser: PacketParser | null = new PacketParser({ protocolVersion: plan.version });
+  const first = plan.steps.find((st) => st.s === 'send');
+  // The protocol the broker will answer in: the CONNECT's, which may differ from the plan's.
+  const spoken = first?.s === 'send' ? connectVersion(first.pkt, plan.version) : plan.version;
+  let parser: PacketParser | null = new PacketParser({ protocolVersion: spoken });
   let connack: (() => void) | null = null;
   let gotConnack = false;
   let link: Link | undefined;
   const ack = (p: Packet) => {
-    if (link !== undefined && !link.closed) link.write(encode(p, plan.version));
+    if (link !== undefined && !link.closed) link.write(encode(p, spoken));
   };
-  const first = plan.steps.find((st) => st.s === 'send');
   const login: Login = first?.s === 'send' ? loginOf(first.pkt) : { kind: 'unknown' };
   let loggedIn = false;
   const onPacket = (p: Packet) => {

@@ -63,6 +63,13 @@ export function loginOf(r: PacketRecipe): Login {
   return { kind: 'unknown' };
 }
 
+/** The protocol level of the CONNECT that `r` makes (hand-framed ones are MQTT 5). */
+export function connectVersion(r: PacketRecipe, version: ProtocolVersion): ProtocolVersion {
+  if (r.k === 'connect') return r.version ?? version;
+  if ((r.k === 'manyProps' || r.k === 'rawProps') && r.in === 'connect') return 5;
+  return version;
+}
+
 export function connectPacket(r: ConnectRecipe, version: ProtocolVersion, creds: Credentials): ConnectPacket {
   const { username, password } = login(r.who, creds);
   const p: ConnectPacket = {
