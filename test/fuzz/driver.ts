@@ -1,8 +1,10 @@
 /**
  * Plays a case against a running broker: every connection of the case at once, each over a
  * real socket (TCP, a `ws` WebSocket client, or raw TCP to the WebSocket listener), writing its
- * steps' bytes as the delivery says and reading what comes back (parsed only to count how far
- * the fuzz got). Every wait is bounded, so a case ends even when the broker does not answer.
+ * steps' bytes as the delivery says and reading what comes back: counted (how far the fuzz
+ * got), checked (logins the broker must refuse, deliveries the ACL forbids) and, on connections
+ * that play the well-behaved client, acknowledged. Every wait is bounded, so a case ends even
+ * when the broker does not answer.
  */
 import net from 'node:net';
 import { encode, type Packet, PacketParser, type ProtocolVersion } from '@mqtt-edge/codec';

@@ -134,21 +134,27 @@ export class Fuzzer {
         if (!b.alive) throw new Error('the broker process died during the case');
       }
       if (watch.violations.length > 0) throw new Error(watch.violations.slice(0, 10).join('\n'));
+      // Memory first: a broker short of it is slow too, and the probe would take the blame.
+      this.checkRss(sampler.peak);
       await probeQos1(b, b.files.creds.probe, n, this.settings.probeTimeoutMs);
       if (!b.alive) throw new Error('the broker process died during the probe');
       const errors = b.takeErrors();
       if (errors.length > 0) throw new Error(`the broker logged errors:\n${errors.join('\n')}`);
-      const peak = sampler.stop();
-      this.peakRss = Math.max(this.peakRss, peak);
-      if (peak > this.settings.rssLimitBytes)
-        throw new Error(
-          `RSS reached ${(peak / 2 ** 20).toFixed(0)} MiB, over the bound of ${(this.settings.rssLimitBytes / 2 ** 20).toFixed(0)} MiB`,
-        );
+      this.checkRss(sampler.stop());
     } catch (err) {
       sampler.stop();
       this.tainted = true;
       throw new Error(`case ${n}: ${(err as Error).message}\n${b.diagnostics()}`);
     }
+  }
+
+  private checkRss(peak: number): void {
+    this.peakRss = Math.max(this.peakRss, peak);
+    const mib = (n: number) => (n / 2 ** 20).toFixed(0);
+    if (peak > this.settings.rssLimitBytes)
+      throw new Error(
+        `RSS reached ${mib(peak)} MiB, over the bound of ${mib(this.settings.rssLimitBytes)} MiB`,
+      );
   }
 
   async run(opts: RunOptions): Promise<RunResult> {
