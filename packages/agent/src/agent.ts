@@ -18,6 +18,7 @@ import type { PublishPacket } from '@mqtt-edge/codec';
 import { CommandRouter } from './commands.ts';
 import { type AgentConfig, configDocument, type SerialPortConfig } from './config.ts';
 import { type DeviceEvent, PortSession } from './device-session.ts';
+import { type DiscoverySettings, HomeAssistantDiscovery } from './discovery.ts';
 import { HeldOutbox } from './held-outbox.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Mapper } from './mapper.ts';
@@ -98,6 +99,8 @@ export class Agent {
   /** The broker connection; a reload that changes MQTT settings replaces it. */
   client: MqttClient;
   readonly commands: CommandRouter;
+  /** Home Assistant discovery (issue 14.1): announces devices, clears the ones gone. */
+  readonly discovery: HomeAssistantDiscovery;
   private readonly log: Logger;
   private readonly queue: DurableQueue;
   private readonly outbox: HeldOutbox;
@@ -155,6 +158,12 @@ export class Agent {
     this.queue = queue;
     this.outbox = new HeldOutbox(queue);
     this.mapper = makeMapper(c);
+    this.discovery = new HomeAssistantDiscovery(
+      c.stateDir,
+      this.discoverySettings(c),
+      c.serial.map((p) => p.name),
+      { publish: (topic, payload) => this.publish(topic, payload, { qos: 1, retain: true }), log },
+    );
     this.client = this.newClient();
     this.commands = new CommandRouter({
       prefix: c.topics.prefix,
@@ -191,6 +200,14 @@ export class Agent {
         write: (b) => port.link.write(b),
         onDevice: (e) => this.onDevice(port, e),
         onResult: (device, r) => this.commands.result(device, r),
+        onHello: (f) =>
+          this.discovery.onHello(port.config.name, {
+            id: f.deviceId,
+            firmware: f.firmware,
+            sensors: f.sensors,
+            ...(f.model === undefined ? {} : { model: f.model }),
+            ...(f.commands === undefined ? {} : { commands: f.commands }),
+          }),
         now: () => Date.now(),
         log: this.log,
       },
@@ -305,8 +322,11 @@ export class Agent {
       client.subscribe({ filter: this.commands.filter, qos: 1 }).catch((err: Error) => {
         this.log.log('warn', 'subscribe-failed', { filter: this.commands.filter, error: err.message });
       });
+      if (this.discovery.enabled) this.subscribeBirth(client, this.discovery.birthTopic);
+      this.discovery.onConnect();
     });
     client.on('close', (e) => {
+      if (client === this.client) this.discovery.onDisconnect();
       if (e?.error !== undefined) this.lastBrokerError = e.error.message;
       if (this.connected) {
         this.connected = false;
@@ -366,7 +386,12 @@ export class Agent {
       this.refusedTimer = setTimeout(() => this.client.reconnect(), 30_000);
       this.refusedTimer.unref();
     });
-    client.on('message', (_topic: string, _payload: Uint8Array, packet: PublishPacket) => {
+    client.on('message', (topic: string, payload: Uint8Array, packet: PublishPacket) => {
+      // Home Assistant's birth message; a retained one only replays what was already announced.
+      if (topic === this.discovery.birthTopic) {
+        if (!packet.retain && Buffer.from(payload).toString('utf8') === 'online') this.discovery.onBirth();
+        return;
+      }
       try {
         this.commands.handle(packet);
       } catch (err) {
@@ -388,21 +413,45 @@ export class Agent {
     return this.client.enqueue(m.topic, m.payload, o);
   }
 
+  /** The agent's own messages; resolves true once the broker took it (false: failed, logged). */
   private publish(
     topic: string,
     payload: string | Uint8Array,
     opts: { qos: 0 | 1 | 2; retain: boolean; properties?: OutboxMessage['properties'] },
-  ): void {
-    this.client.publish(topic, payload, opts).then(
+  ): Promise<boolean> {
+    return this.client.publish(topic, payload, opts).then(
       () => {
         this.counters.controlPublished++;
+        return true;
       },
       (err: Error & { code?: string }) => {
-        if (err.code === 'CLIENT_ENDED' || err.code === 'NOT_CONNECTED') return;
+        if (err.code === 'CLIENT_ENDED' || err.code === 'NOT_CONNECTED') return false;
         this.counters.publishErrors++;
         this.log.log('warn', 'publish-failed', { topic, error: err.message });
+        return false;
       },
     );
+  }
+
+  private subscribeBirth(client: MqttClient, filter: string): void {
+    client.subscribe({ filter, qos: 1 }).catch((err: Error) => {
+      this.log.log('warn', 'subscribe-failed', { filter, error: err.message });
+    });
+  }
+
+  private discoverySettings(c: AgentConfig): DiscoverySettings {
+    return {
+      enabled: c.homeassistant.enabled,
+      ctx: {
+        prefix: c.topics.prefix,
+        agentId: c.id,
+        discoveryPrefix: c.homeassistant.discoveryPrefix,
+        nodeId: c.homeassistant.nodeId,
+        payload: c.topics.payload,
+        readingTopic: (device, sensor) => this.mapper.topic(device, sensor),
+        health: c.healthIntervalMs > 0,
+      },
+    };
   }
 
   private publishDeviceStatus(device: string, state: 'online' | 'offline'): void {
@@ -561,6 +610,17 @@ export class Agent {
       for (const p of this.ports) p.session.setMapper(this.mapper);
     }
     await this.reconcilePorts(next.serial, result);
+    if (result.portsRemoved.length > 0) this.discovery.onPortsRemoved(result.portsRemoved);
+    if (!sameJson(discoveryKey(prev), discoveryKey(next))) {
+      const before = this.discovery.birthTopic;
+      const wasOn = this.discovery.enabled;
+      this.discovery.reconfigure(this.discoverySettings(next));
+      const after = this.discovery.birthTopic;
+      if (this.connected && (before !== after || wasOn !== this.discovery.enabled)) {
+        if (wasOn) this.client.unsubscribe(before).catch(() => undefined);
+        if (this.discovery.enabled) this.subscribeBirth(this.client, after);
+      }
+    }
     const tlsChanged = !sameFiles(this.tlsFiles, readTlsFiles(next));
     if (!sameJson(connectionSettings(prev), connectionSettings(next)) || tlsChanged) {
       if (tlsChanged && !applied.some((k) => k.startsWith('mqtt.tls')))
@@ -732,6 +792,7 @@ export class Agent {
     await Promise.all(this.ports.map((p) => p.link.stop()));
     for (const p of this.ports) p.session.closed();
     this.commands.close();
+    this.discovery.close();
     if (this.connected) {
       this.publish(`${this.agentTopic}/status`, 'offline', { qos: 1, retain: true });
       // Bounded wait for the last acknowledgements; what is left stays queued for next time.
@@ -762,6 +823,11 @@ function mapperSettings(c: AgentConfig) {
     qos: c.mqtt.qos,
     protocolVersion: c.mqtt.version,
   };
+}
+
+/** What the discovery payloads are made of: a change re-announces (and clears what moved). */
+function discoveryKey(c: AgentConfig) {
+  return { ...c.homeassistant, ...mapperSettings(c), id: c.id, health: c.healthIntervalMs > 0 };
 }
 
 /** What the broker connection is made of: everything in mqtt but the readings' QoS, and the prefix (the will's topic). */

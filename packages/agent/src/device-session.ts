@@ -37,6 +37,8 @@ export interface SessionHost {
   /** A device appeared on this port (HELLO, or first DATA of a new boot) or left it. */
   onDevice(event: DeviceEvent): void;
   onResult(device: string, result: ResultFrame): void;
+  /** Every HELLO (a repeat included: the agent asks for one whenever the port opens). */
+  onHello?(hello: HelloFrame): void;
   now(): number;
   log: Logger;
 }
@@ -252,6 +254,7 @@ export class PortSession {
     this.sensors = f.sensors;
     if (newBoot) this.newBoot(f.bootId, 'hello');
     if (newBoot || !this.online) this.goOnline();
+    this.o.host.onHello?.(f);
   }
 
   private newBoot(bootId: number, via: string): void {
