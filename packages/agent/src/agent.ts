@@ -17,13 +17,15 @@ import {
 import type { PublishPacket } from '@mqtt-edge/codec';
 import { CommandRouter } from './commands.ts';
 import { type AgentConfig, configDocument, type SerialPortConfig } from './config.ts';
-import { type DeviceEvent, PortSession } from './device-session.ts';
+import { type DeviceCounters, type DeviceEvent, PortSession } from './device-session.ts';
 import { type DiscoverySettings, HomeAssistantDiscovery } from './discovery.ts';
 import { HeldOutbox } from './held-outbox.ts';
+import { AGENT_VERSION } from './homeassistant.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Mapper } from './mapper.ts';
+import { MetricsServer, type MetricsView, renderMetrics } from './metrics.ts';
 import { checkQueueRoom, openQueue } from './queue.ts';
-import { type PortOpener, SerialLink } from './serial-link.ts';
+import { type LinkCounters, type PortOpener, SerialLink } from './serial-link.ts';
 import { type AgentStatus, writeStatus } from './status.ts';
 
 export interface AgentOptions {
@@ -54,6 +56,8 @@ export interface AgentCounters {
 interface Port {
   config: SerialPortConfig;
   link: SerialLink;
+  /** Counters of the links a reload replaced (a reopened port), so the port's counters only grow. */
+  pastLinks: LinkCounters;
   session: PortSession;
   /** Being taken away by a reload: its bytes are no longer read (the device keeps what is not ACKed). */
   draining: boolean;
@@ -79,6 +83,8 @@ export interface ReloadResult {
 const RESTART_ONLY = ['agent.id', 'agent.stateDir', 'agent.log.format', 'queue.'];
 /** How long a reload waits for the broker to acknowledge what is in flight before it reconnects. */
 const RELOAD_DRAIN_MS = 5000;
+/** Devices whose counters are kept; past it, the longest unseen device not on a port goes. */
+const MAX_DEVICE_STATS = 1024;
 /** At most one line per this many ms about readings the broker refuses. */
 const REFUSED_LOG_EVERY_MS = 5000;
 
@@ -124,6 +130,9 @@ export class Agent {
   private statusFileFailing = false;
   private stopping = false;
   private readonly byDevice = new Map<string, Port>();
+  /** Per device counters for the metrics, across ports and port sessions. */
+  private readonly deviceStats = new Map<string, DeviceCounters>();
+  private metricsServer: MetricsServer | undefined;
 
   /** Opens the queue (recovery runs here), connects, opens the ports. */
   static async start(options: AgentOptions): Promise<Agent> {
@@ -144,7 +153,79 @@ export class Agent {
       recovery: qs.recovery,
     });
     checkQueueRoom(c.queue, log);
-    return new Agent(options, log, queue);
+    const agent = new Agent(options, log, queue);
+    await agent.startMetrics();
+    return agent;
+  }
+
+  /** The metrics endpoint's address, when it listens. */
+  get metricsAddress(): { host: string; port: number } | undefined {
+    const m = this.metricsServer;
+    return m === undefined ? undefined : { host: m.host, port: m.port };
+  }
+
+  private async startMetrics(): Promise<void> {
+    const m = this.config.metrics;
+    if (m === undefined || this.stopping) return;
+    this.metricsServer = await MetricsServer.listen(m, () => renderMetrics(this.metricsView()), this.log);
+  }
+
+  /** What a scrape reads: counters the agent keeps anyway, gathered now. */
+  metricsView(): MetricsView {
+    const now = Date.now();
+    const onPort = new Map<string, Port>();
+    for (const p of this.ports) if (p.session.deviceId !== undefined) onPort.set(p.session.deviceId, p);
+    return {
+      agentId: this.config.id,
+      version: AGENT_VERSION,
+      now,
+      counters: this.counters,
+      connected: this.connected,
+      inflight: this.client.session.inflightCount,
+      sent: this.outbox.sent,
+      acked: this.outbox.acked,
+      queue: this.queue.stats(now),
+      queueMaxBytes: this.config.queue.maxBytes,
+      commands: this.commands.counters,
+      discovery: { ...this.discovery.counters, enabled: this.discovery.enabled },
+      ports: this.ports.map((p) => ({
+        name: p.config.name,
+        up: p.link.state === 'open',
+        session: p.session.counters,
+        framingErrorsByKind: p.session.framingErrorsByKind,
+        link: addCounters(p.pastLinks, p.link.counters),
+      })),
+      devices: [...this.deviceStats].map(([id, counters]) => {
+        const p = onPort.get(id);
+        return {
+          id,
+          port: p?.config.name,
+          online: p !== undefined && p.link.state === 'open' && p.session.isOnline,
+          counters,
+        };
+      }),
+    };
+  }
+
+  /** The counters of a device (made on first use, bounded). */
+  private deviceCounters(id: string): DeviceCounters {
+    let d = this.deviceStats.get(id);
+    if (d !== undefined) return d;
+    if (this.deviceStats.size >= MAX_DEVICE_STATS) {
+      // A flood of HELLOs with new ids (a confused or hostile device) must not grow the map.
+      const current = new Set(this.ports.map((p) => p.session.deviceId));
+      let oldest: string | undefined;
+      let oldestAt = Number.POSITIVE_INFINITY;
+      for (const [k, v] of this.deviceStats)
+        if (!current.has(k) && v.lastReadingAt < oldestAt) {
+          oldest = k;
+          oldestAt = v.lastReadingAt;
+        }
+      if (oldest !== undefined) this.deviceStats.delete(oldest);
+    }
+    d = { readings: 0, framingErrors: 0, lastReadingAt: 0 };
+    this.deviceStats.set(id, d);
+    return d;
   }
 
   private constructor(
@@ -187,7 +268,11 @@ export class Agent {
   }
 
   private makePort(pc: SerialPortConfig): Port {
-    const port = { config: pc, draining: false } as Port;
+    const port = {
+      config: pc,
+      draining: false,
+      pastLinks: { opens: 0, openFailures: 0, disconnects: 0, bytesIn: 0, bytesOut: 0, writeDrops: 0 },
+    } as Port;
     // The session's host reaches the link through `port`: a reopen replaces port.link.
     port.session = new PortSession({
       port: pc.name,
@@ -200,6 +285,7 @@ export class Agent {
         write: (b) => port.link.write(b),
         onDevice: (e) => this.onDevice(port, e),
         onResult: (device, r) => this.commands.result(device, r),
+        deviceCounters: (device) => this.deviceCounters(device),
         onHello: (f) =>
           this.discovery.onHello(port.config.name, {
             id: f.deviceId,
@@ -628,6 +714,11 @@ export class Agent {
       result.inFlightAtReconnect = await this.replaceClient(prev);
       result.reconnected = true;
     }
+    if (prev.metrics?.listen !== next.metrics?.listen) {
+      await this.metricsServer?.close();
+      this.metricsServer = undefined;
+      await this.startMetrics();
+    }
     this.counters.reloads++;
     if (this.options.statusFile !== false) this.writeStatusFile();
     this.log.log('info', 'config-reloaded', {
@@ -673,6 +764,7 @@ export class Agent {
     const starting: Port[] = [];
     for (const { port, pc } of reopen) {
       port.config = pc;
+      port.pastLinks = addCounters(port.pastLinks, port.link.counters);
       port.link = this.makeLink(port);
       port.draining = false;
       keep.push(port);
@@ -793,6 +885,7 @@ export class Agent {
     for (const p of this.ports) p.session.closed();
     this.commands.close();
     this.discovery.close();
+    await this.metricsServer?.close();
     if (this.connected) {
       this.publish(`${this.agentTopic}/status`, 'offline', { qos: 1, retain: true });
       // Bounded wait for the last acknowledgements; what is left stays queued for next time.
@@ -865,6 +958,17 @@ export function changedKeys(a: unknown, b: unknown, p = ''): string[] {
   if (!isObj(a) || !isObj(b)) return sameJson(a, b) ? [] : [p];
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...keys].flatMap((k) => changedKeys(a[k], b[k], p === '' ? k : `${p}.${k}`));
+}
+
+function addCounters(a: LinkCounters, b: LinkCounters): LinkCounters {
+  return {
+    opens: a.opens + b.opens,
+    openFailures: a.openFailures + b.openFailures,
+    disconnects: a.disconnects + b.disconnects,
+    bytesIn: a.bytesIn + b.bytesIn,
+    bytesOut: a.bytesOut + b.bytesOut,
+    writeDrops: a.writeDrops + b.writeDrops,
+  };
 }
 
 function prefixed(p: string, o: object): Record<string, number> {
