@@ -16,7 +16,7 @@ import {
 } from '@mqtt-edge/client';
 import type { PublishPacket } from '@mqtt-edge/codec';
 import { CommandRouter } from './commands.ts';
-import { type AgentConfig, configDocument, type SerialPortConfig } from './config.ts';
+import { type AgentConfig, configDocument, defaultNodeId, type SerialPortConfig } from './config.ts';
 import { type DeviceCounters, type DeviceEvent, PortSession } from './device-session.ts';
 import { type DiscoverySettings, HomeAssistantDiscovery } from './discovery.ts';
 import { HeldOutbox } from './held-outbox.ts';
@@ -294,6 +294,7 @@ export class Agent {
             ...(f.model === undefined ? {} : { model: f.model }),
             ...(f.commands === undefined ? {} : { commands: f.commands }),
           }),
+        onSensors: (device, sensors) => this.discovery.onHello(port.config.name, { id: device, sensors }),
         now: () => Date.now(),
         log: this.log,
       },
@@ -667,8 +668,12 @@ export class Agent {
     );
     // What cannot change live keeps its running value (and so does a client id derived from it).
     const derivedClientId = raw.mqtt.clientId === `mqtt-edge-agent-${raw.id}`;
+    const derivedNodeId = raw.homeassistant.nodeId === defaultNodeId(raw.id);
     const next: AgentConfig = {
       ...raw,
+      homeassistant: derivedNodeId
+        ? { ...raw.homeassistant, nodeId: prev.homeassistant.nodeId }
+        : raw.homeassistant,
       id: prev.id,
       stateDir: prev.stateDir,
       log: { level: raw.log.level, format: prev.log.format },

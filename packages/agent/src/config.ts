@@ -704,7 +704,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
   if (dp !== null) r.problem('homeassistant.discovery_prefix', dp);
   else if (/[+#]/.test(discoveryPrefix) || discoveryPrefix.endsWith('/'))
     r.problem('homeassistant.discovery_prefix', 'must not contain + or # nor end with /');
-  let nodeId = r.string('homeassistant.node_id', h.node_id) ?? id.replace(/[^A-Za-z0-9_-]/g, '_');
+  let nodeId = r.string('homeassistant.node_id', h.node_id) ?? defaultNodeId(id);
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(nodeId)) {
     r.problem(
       'homeassistant.node_id',
@@ -753,6 +753,11 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
   };
   if (metrics !== undefined) config.metrics = metrics;
   return config;
+}
+
+/** `homeassistant.node_id` when not given: the agent id in Home Assistant's characters. */
+export function defaultNodeId(agentId: string): string {
+  return agentId.replace(/[^A-Za-z0-9_-]/g, '_');
 }
 
 /** `host:port`, `[v6]:port`; undefined when it is neither. */

@@ -17,6 +17,7 @@ import {
   type FrameErrorKind,
   FrameType,
   type HelloFrame,
+  MAX_SENSORS,
   type Reading,
   type ResultFrame,
   type SensorInfo,
@@ -40,6 +41,11 @@ export interface SessionHost {
   onResult(device: string, result: ResultFrame): void;
   /** Every HELLO (a repeat included: the agent asks for one whenever the port opens). */
   onHello?(hello: HelloFrame): void;
+  /**
+   * Text framings have no HELLO: the sensors their lines have carried so far (with the first unit
+   * seen), each time a new one appears.
+   */
+  onSensors?(device: string, sensors: SensorInfo[]): void;
   /** Where this device's counters go (for the metrics): one object per device, whatever its port. */
   deviceCounters?(device: string): DeviceCounters;
   now(): number;
@@ -144,6 +150,8 @@ export class PortSession {
   /** Framing errors by kind (crc, cobs, body, line-syntax, ...), since the session began. */
   readonly framingErrorsByKind: Partial<Record<FrameErrorKind, number>> = {};
   private device: DeviceCounters | undefined;
+  /** Text framings: the sensors seen in lines so far (at most MAX_SENSORS). */
+  private textSensors: SensorInfo[] | undefined;
 
   private decoder: FrameDecoder | undefined;
   private text: TextLineDecoder | undefined;
@@ -463,6 +471,7 @@ export class PortSession {
       this.device.lastReadingAt = receivedAt;
     }
     const device = this.deviceId!;
+    if (this.o.host.onSensors !== undefined) this.noteTextSensors(device, readings);
     for (let i = 0; i < readings.length; i++) {
       const message = this.o.mapper.map({
         device,
@@ -479,6 +488,17 @@ export class PortSession {
         (e) => this.storeFailed(e),
       );
     }
+  }
+
+  private noteTextSensors(device: string, readings: Reading[]): void {
+    const known = (this.textSensors ??= []);
+    let added = false;
+    for (const r of readings) {
+      if (known.length >= MAX_SENSORS || known.some((k) => k.name === r.sensor)) continue;
+      known.push(r.unit === undefined ? { name: r.sensor } : { name: r.sensor, unit: r.unit });
+      added = true;
+    }
+    if (added) this.o.host.onSensors?.(device, known.slice());
   }
 
   private framingError(e: SerialFrameError): void {
