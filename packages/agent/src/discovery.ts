@@ -26,6 +26,12 @@ import {
 import type { Logger } from './log.ts';
 
 export const DISCOVERY_STATE_FILE = 'homeassistant.json';
+/**
+ * Devices remembered per port: one that says HELLO with ever new ids (confused or hostile) must
+ * not fill the broker with retained configs. Past it, the port's device announced longest ago is
+ * cleared.
+ */
+const MAX_DEVICES_PER_PORT = 8;
 /** Home Assistant asks for a random delay after its birth message, so gateways do not all answer at once. */
 const BIRTH_JITTER_MS = 1000;
 
@@ -114,7 +120,24 @@ export class HomeAssistantDiscovery {
 
   /** A device's HELLO on a port. */
   onHello(port: string, description: DeviceDescription): void {
-    this.known.set(description.id, { port, description });
+    const id = description.id;
+    // Most recently announced last, in both maps: the oldest on a port goes first.
+    this.known.delete(id);
+    this.known.set(id, { port, description });
+    const saved = this.state.devices[id];
+    if (saved !== undefined) {
+      delete this.state.devices[id];
+      this.state.devices[id] = saved;
+    }
+    const excess = (ids: string[]) => ids.slice(0, Math.max(0, ids.length - (MAX_DEVICES_PER_PORT - 1)));
+    for (const old of excess([...this.known].filter(([k, v]) => v.port === port && k !== id).map(([k]) => k)))
+      this.known.delete(old);
+    const savedOnPort = Object.keys(this.state.devices).filter(
+      (d) => this.state.devices[d].port === port && d !== id,
+    );
+    const evicted = excess(savedOnPort);
+    for (const old of evicted) this.clearDevice(old);
+    if (evicted.length > 0) this.save();
     if (!this.settings.enabled) return;
     this.announce(description.id, port, deviceConfigs(this.settings.ctx, description));
     this.flushClears();

@@ -166,3 +166,22 @@ describe('issue 14.1: discovery publishing and clearing', () => {
     expect(clears(torn.sent)).toEqual([]);
   });
 });
+
+describe('issue 14.1: discovery bounds', () => {
+  it('issue 14.1: a port cycling device ids (a confused or hostile device) keeps at most 8 devices announced', () => {
+    const r = rig(['p0', 'p1']);
+    r.d.onConnect();
+    r.d.onHello('p1', dev('steady'));
+    for (let i = 0; i < 20; i++) r.d.onHello('p0', dev(`id${i}`, ['t']));
+    const state = JSON.parse(readFileSync(path.join(r.dir, DISCOVERY_STATE_FILE), 'utf8'));
+    expect(Object.keys(state.devices).sort()).toEqual(
+      ['steady', ...Array.from({ length: 8 }, (_, i) => `id${12 + i}`)].sort(),
+    );
+    expect(clears(r.sent)).toEqual(Array.from({ length: 12 }, (_, i) => topic(`id${i}`, 't')).sort());
+    // Announcing a device again makes it the newest on its port.
+    r.d.onHello('p0', dev('id12', ['t']));
+    r.d.onHello('p0', dev('new', ['t']));
+    expect(r.d.topicsOf('id12')).toEqual([topic('id12', 't')]);
+    expect(r.d.topicsOf('id13')).toEqual([]);
+  });
+});
