@@ -51,6 +51,11 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
+/** The agent's metrics port: 9101 when free and no DEMO_PORT was asked for, else any free one. */
+async function metricsPort(): Promise<number> {
+  return askedPort === undefined && (await portFree(9101)) ? 9101 : 0;
+}
+
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mqtt-edge-demo-'));
 const devices: Array<{
   id: string;
@@ -143,6 +148,9 @@ const config = parseConfig(
     mqtt: { url: `mqtt://127.0.0.1:${port}`, version: 5, reconnectMin: '200ms', reconnectMax: '1s' },
     topics: { prefix: 'demo' },
     queue: { fsync: 'batch' },
+    // Home Assistant on the same broker finds the devices by itself (issue 14).
+    homeassistant: { enabled: true },
+    metrics: { listen: `127.0.0.1:${await metricsPort()}` },
   },
   { baseDir: dir },
 );
@@ -164,6 +172,12 @@ const agent = await Agent.start({
 });
 say(
   `agent ${bold('demo')}: durable queue in ${config.queue.dir} (fsync per batch), topics demo/{device}/{sensor}`,
+);
+const metrics = agent.metricsAddress;
+if (metrics !== undefined)
+  say(`agent metrics (Prometheus) on ${bold(`http://127.0.0.1:${metrics.port}/metrics`)}`);
+say(
+  `Home Assistant discovery on: retained configs under homeassistant/+/demo/+/config (point Home Assistant's MQTT integration at this broker)`,
 );
 
 // Subscriber: one line per DATA frame (its readings share device:boot:seq).

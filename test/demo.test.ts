@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasSocat } from '@mqtt-edge/firmware-sim';
+import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { until } from './helpers/processes.ts';
 
@@ -80,33 +81,45 @@ function processesMentioning(needle: string): number[] {
   return out;
 }
 
+/** The demo as `npm start` runs it, its broker on an ephemeral port; output collected as it comes. */
+function startDemo(): { c: ChildProcess; exited: Promise<number | null>; out(): string; err(): string } {
+  const c = spawn(process.execPath, [path.join(ROOT, 'scripts/demo.mjs')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, DEMO_PORT: '0', FORCE_COLOR: '0' },
+  });
+  child = c;
+  const exited = new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code)));
+  let out = '';
+  let err = '';
+  c.stdout!.setEncoding('utf8').on('data', (s: string) => {
+    out += s;
+  });
+  c.stderr!.setEncoding('utf8').on('data', (s: string) => {
+    err += s;
+  });
+  return { c, exited, out: () => out, err: () => err };
+}
+
+const DEVICES = ['kitchen', 'greenhouse', 'boiler'];
+const reading = (device: string) =>
+  new RegExp(
+    `^\\d\\d:\\d\\d:\\d\\d  ${device} +temp=[-\\d.]+.* hum=[-\\d.]+.* counter=\\d+ +queue \\d+$`,
+    'm',
+  );
+
 describe.skipIf(process.platform !== 'linux')('npm start (scripts/demo.mjs)', () => {
   it('prints readings with the queue depth, and stops cleanly on Ctrl-C', async () => {
-    const c = spawn(process.execPath, [path.join(ROOT, 'scripts/demo.mjs')], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, DEMO_PORT: '0', FORCE_COLOR: '0' },
-    });
-    child = c;
-    const exited = new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code)));
+    const demo = startDemo();
+    const { c, exited } = demo;
     let out = '';
     let err = '';
-    c.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-    });
-    c.stderr!.setEncoding('utf8').on('data', (s: string) => {
-      err += s;
-    });
-    const reading = (device: string) =>
-      new RegExp(
-        `^\\d\\d:\\d\\d:\\d\\d  ${device} +temp=[-\\d.]+.* hum=[-\\d.]+.* counter=\\d+ +queue \\d+$`,
-        'm',
-      );
-    const devices = ['kitchen', 'greenhouse', 'boiler'];
-    const printed = await until(
-      () => devices.every((d) => reading(d).test(out)) && /cmd\/status\/reply <- \{"ok":true/.test(out),
-      25_000,
-    );
+    const devices = DEVICES;
+    const printed = await until(() => {
+      out = demo.out();
+      err = demo.err();
+      return devices.every((d) => reading(d).test(out)) && /cmd\/status\/reply <- \{"ok":true/.test(out);
+    }, 25_000);
     if (!printed) console.log(`demo stdout:\n${out}\nstderr:\n${err}`);
     expect(printed).toBe(true);
 
@@ -127,6 +140,8 @@ describe.skipIf(process.platform !== 'linux')('npm start (scripts/demo.mjs)', ()
 
     c.kill('SIGINT');
     expect(await exited).toBe(0);
+    out = demo.out();
+    err = demo.err();
     expect(out).toMatch(/stopping: devices, agent/);
     const summary =
       /received (\d+) readings \(kitchen (\d+), greenhouse (\d+), boiler (\d+)\), (\d+) duplicate ids, \d+ broker outages/.exec(
@@ -148,5 +163,45 @@ describe.skipIf(process.platform !== 'linux')('npm start (scripts/demo.mjs)', ()
     expect(await until(() => kids.every((k) => !alive(k)), 3000)).toBe(true);
     expect(processesMentioning(dir!)).toEqual([]);
     expect(existsSync(dir!)).toBe(false);
+  }, 45_000);
+
+  it('issue 14: the demo announces its devices to Home Assistant and serves the agent metrics', async () => {
+    const demo = startDemo();
+    expect(await until(() => DEVICES.every((d) => reading(d).test(demo.out())), 25_000), demo.out()).toBe(
+      true,
+    );
+    const out = demo.out();
+    const port = Number(/broker-lite on mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
+    const metricsUrl = /agent metrics \(Prometheus\) on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(out)?.[1];
+    expect(metricsUrl, out).toBeDefined();
+    const text = await (await fetch(metricsUrl!)).text();
+    for (const d of DEVICES)
+      expect(
+        Number(
+          new RegExp(`^mqtt_edge_agent_device_readings_total\\{device="${d}"\\} (\\d+)$`, 'm').exec(
+            text,
+          )?.[1],
+        ),
+      ).toBeGreaterThan(0);
+    expect(text).toMatch(/^mqtt_edge_agent_homeassistant_enabled 1$/m);
+    // What Home Assistant reads when it connects: the retained configs of all three devices
+    // (the text-line boiler too, from the sensors its lines carry).
+    const ha = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4 });
+    const configs = new Set<string>();
+    ha.on('message', (topic, payload, packet) => {
+      if (packet.retain && payload.length > 0) configs.add(topic);
+    });
+    await ha.subscribeAsync('homeassistant/+/demo/+/config', { qos: 1 });
+    const wanted = [
+      ...DEVICES.map((d) => `homeassistant/sensor/demo/${d}__temp/config`),
+      'homeassistant/switch/demo/kitchen__relay/config',
+      'homeassistant/binary_sensor/demo/gateway/config',
+    ];
+    expect(await until(() => wanted.every((t) => configs.has(t)), 10_000), [...configs].join('\n')).toBe(
+      true,
+    );
+    await ha.endAsync();
+    demo.c.kill('SIGINT');
+    expect(await demo.exited).toBe(0);
   }, 45_000);
 });

@@ -6,11 +6,13 @@
  */
 import {
   type CmdFrame,
+  type CommandInfo,
   encodeFrame,
   type Frame,
   FrameDecoder,
   type FrameDecoderStats,
   formatTextLine,
+  type HelloFrame,
   type Reading,
   type ResultFrame,
   type Value,
@@ -23,10 +25,37 @@ export type SimMode = 'native' | 'json-lines' | 'key-value';
 
 export const MIN_INTERVAL_MS = 10;
 export const MAX_INTERVAL_MS = 3_600_000;
+export const MODES = ['eco', 'normal', 'boost'] as const;
+export type Mode = (typeof MODES)[number];
+
+/**
+ * The commands the simulator describes in its HELLO (`c`), for user interfaces such as Home
+ * Assistant; `hello` and `status` are left out (nothing to offer a user).
+ */
+export const SIM_COMMANDS: CommandInfo[] = [
+  { name: 'ping', kind: 'button' },
+  { name: 'reboot', kind: 'button' },
+  {
+    name: 'set-interval',
+    kind: 'number',
+    arg: 'ms',
+    min: MIN_INTERVAL_MS,
+    max: MAX_INTERVAL_MS,
+    step: 10,
+    unit: 'ms',
+  },
+  { name: 'set-led', kind: 'switch' },
+  { name: 'relay', kind: 'switch' },
+  { name: 'set-mode', kind: 'select', options: [...MODES] },
+];
 
 export interface FirmwareOptions {
   deviceId: string;
   firmware?: string;
+  /** Model in HELLO (default `firmware-sim`). */
+  model?: string;
+  /** Describe the commands in HELLO (default true; false: a HELLO as firmware before issue 14 sent it). */
+  describeCommands?: boolean;
   sensors?: readonly SensorSpec[];
   /** Reporting interval in ms (default 1000); `set-interval` changes it. */
   intervalMs?: number;
@@ -91,7 +120,11 @@ export class Firmware {
   /** Settable actuators, as real boards expose them. */
   led = false;
   relay = false;
+  /** The power mode `set-mode` chooses (shown by `status`). */
+  powerMode: Mode = 'normal';
   intervalMs: number;
+  readonly model: string;
+  private readonly describeCommands: boolean;
 
   private readonly rng: Rng;
   private readonly sensors: Sensor[];
@@ -113,6 +146,8 @@ export class Firmware {
   constructor(options: FirmwareOptions, now: number) {
     this.deviceId = options.deviceId;
     this.firmwareVersion = options.firmware ?? 'sim-1.0.0';
+    this.model = options.model ?? 'firmware-sim';
+    this.describeCommands = options.describeCommands ?? true;
     this.mode = options.mode ?? 'native';
     this.rng = options.rng;
     this.sensors = (options.sensors ?? DEFAULT_SENSORS).map((s) => new Sensor(s, options.rng));
@@ -228,18 +263,21 @@ export class Firmware {
   }
 
   private sendHello(): void {
-    this.write(
-      encodeFrame({
-        type: 'hello',
-        seq: this.allocSeq(),
-        deviceId: this.deviceId,
-        firmware: this.firmwareVersion,
-        bootId: this.bootIdValue,
-        sensors: this.sensors.map((s) =>
-          s.spec.unit === undefined ? { name: s.spec.name } : { name: s.spec.name, unit: s.spec.unit },
-        ),
-      }),
-    );
+    const hello: HelloFrame = {
+      type: 'hello',
+      seq: this.allocSeq(),
+      deviceId: this.deviceId,
+      firmware: this.firmwareVersion,
+      bootId: this.bootIdValue,
+      sensors: this.sensors.map((s) =>
+        s.spec.unit === undefined ? { name: s.spec.name } : { name: s.spec.name, unit: s.spec.unit },
+      ),
+    };
+    if (this.describeCommands) {
+      hello.model = this.model;
+      hello.commands = SIM_COMMANDS;
+    }
+    this.write(encodeFrame(hello));
   }
 
   private sample(now: number): Reading[] {
@@ -337,6 +375,7 @@ export class Firmware {
             interval: this.intervalMs,
             led: this.led,
             relay: this.relay,
+            mode: this.powerMode,
             unacked: this.ring.size,
           },
         };
@@ -359,6 +398,13 @@ export class Firmware {
         if (c.name === 'set-led') this.led = on;
         else this.relay = on;
         return { ok: true, value: on };
+      }
+      case 'set-mode': {
+        const m = typeof c.args === 'string' ? c.args : field(c.args, 'mode');
+        if (typeof m !== 'string' || !(MODES as readonly string[]).includes(m))
+          return { ok: false, error: `mode must be one of ${MODES.join(', ')}` };
+        this.powerMode = m as Mode;
+        return { ok: true, value: m };
       }
       case 'reboot':
         // Answer first, then reset once this input is handled: the RESULT goes out in the old boot.

@@ -6,6 +6,9 @@ export {
   type FirmwareStats,
   MAX_INTERVAL_MS,
   MIN_INTERVAL_MS,
+  MODES,
+  type Mode,
+  SIM_COMMANDS,
   type SimMode,
 } from './firmware.ts';
 export { createLinkPair, LinkPair } from './link.ts';

@@ -10,7 +10,7 @@ import {
 } from '@mqtt-edge/serial-protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Firmware, type FirmwareOptions, Rng } from '../src/index.ts';
+import { Firmware, type FirmwareOptions, Rng, SIM_COMMANDS } from '../src/index.ts';
 
 const T0 = 1_000_000;
 
@@ -74,6 +74,8 @@ describe('boot and reporting', () => {
           { name: 'pressure', unit: 'hPa' },
           { name: 'counter' },
         ],
+        model: 'firmware-sim',
+        commands: SIM_COMMANDS,
       },
     ]);
   });
@@ -244,7 +246,7 @@ describe('commands', () => {
       [1, true, 'pong'],
       [2, true, true],
       [3, true, true],
-      [4, true, { uptime: 5, interval: 1000, led: true, relay: true, unacked: 0 }],
+      [4, true, { uptime: 5, interval: 1000, led: true, relay: true, mode: 'normal', unacked: 0 }],
     ]);
     expect(f.led && f.relay).toBe(true);
     expect(r.map((x) => x.seq)).toEqual([1, 2, 3, 4]); // results take device seqs
@@ -263,6 +265,45 @@ describe('commands', () => {
     expect(r[1].error).toMatch(/interval/);
     expect(f.intervalMs).toBe(250);
     expect(f.stats.commandErrors).toBe(3);
+  });
+
+  it('issue 14.1: set-mode takes one of its options, bare or as {"mode": ...}', () => {
+    const { f, out } = fw();
+    out();
+    cmd(f, 'set-mode', 'eco', T0, 50);
+    cmd(f, 'set-mode', { mode: 'boost' }, T0, 51);
+    cmd(f, 'set-mode', 'turbo', T0, 52);
+    const r = results(out());
+    expect(r.map((x) => [x.ok, x.value ?? x.error])).toEqual([
+      [true, 'eco'],
+      [true, 'boost'],
+      [false, 'mode must be one of eco, normal, boost'],
+    ]);
+    expect(f.powerMode).toBe('boost');
+  });
+
+  it('issue 14.1: every command its HELLO describes runs as described; stateful kinds answer the new state', () => {
+    const { f, out } = fw();
+    const hello = out().find((x): x is HelloFrame => x.type === 'hello')!;
+    expect(hello.commands?.length).toBeGreaterThan(0);
+    let id = 600;
+    for (const c of hello.commands!) {
+      const value: Value | undefined =
+        c.kind === 'button'
+          ? undefined
+          : c.kind === 'switch'
+            ? true
+            : c.kind === 'number'
+              ? c.max
+              : c.options[c.options.length - 1];
+      const arg = c.kind === 'button' ? undefined : c.arg;
+      const args = value === undefined || arg === undefined ? value : { [arg]: value };
+      cmd(f, c.name, args, T0, id++);
+      const r = results(out());
+      expect(r.length, c.name).toBe(1);
+      expect(r[0].ok, c.name).toBe(true);
+      if (c.kind !== 'button') expect(r[0].value, c.name).toEqual(value);
+    }
   });
 
   it('unknown command is an error RESULT, not a crash', () => {

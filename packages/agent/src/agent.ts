@@ -16,13 +16,16 @@ import {
 } from '@mqtt-edge/client';
 import type { PublishPacket } from '@mqtt-edge/codec';
 import { CommandRouter } from './commands.ts';
-import { type AgentConfig, configDocument, type SerialPortConfig } from './config.ts';
-import { type DeviceEvent, PortSession } from './device-session.ts';
+import { type AgentConfig, configDocument, defaultNodeId, type SerialPortConfig } from './config.ts';
+import { type DeviceCounters, type DeviceEvent, PortSession } from './device-session.ts';
+import { type DiscoverySettings, HomeAssistantDiscovery } from './discovery.ts';
 import { HeldOutbox } from './held-outbox.ts';
+import { AGENT_VERSION } from './homeassistant.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Mapper } from './mapper.ts';
+import { MetricsServer, type MetricsView, renderMetrics } from './metrics.ts';
 import { checkQueueRoom, openQueue } from './queue.ts';
-import { type PortOpener, SerialLink } from './serial-link.ts';
+import { type LinkCounters, type PortOpener, SerialLink } from './serial-link.ts';
 import { type AgentStatus, writeStatus } from './status.ts';
 
 export interface AgentOptions {
@@ -53,6 +56,8 @@ export interface AgentCounters {
 interface Port {
   config: SerialPortConfig;
   link: SerialLink;
+  /** Counters of the links a reload replaced (a reopened port), so the port's counters only grow. */
+  pastLinks: LinkCounters;
   session: PortSession;
   /** Being taken away by a reload: its bytes are no longer read (the device keeps what is not ACKed). */
   draining: boolean;
@@ -78,6 +83,8 @@ export interface ReloadResult {
 const RESTART_ONLY = ['agent.id', 'agent.stateDir', 'agent.log.format', 'queue.'];
 /** How long a reload waits for the broker to acknowledge what is in flight before it reconnects. */
 const RELOAD_DRAIN_MS = 5000;
+/** Devices whose counters are kept; past it, the longest unseen device not on a port goes. */
+const MAX_DEVICE_STATS = 1024;
 /** At most one line per this many ms about readings the broker refuses. */
 const REFUSED_LOG_EVERY_MS = 5000;
 
@@ -98,6 +105,8 @@ export class Agent {
   /** The broker connection; a reload that changes MQTT settings replaces it. */
   client: MqttClient;
   readonly commands: CommandRouter;
+  /** Home Assistant discovery (issue 14.1): announces devices, clears the ones gone. */
+  readonly discovery: HomeAssistantDiscovery;
   private readonly log: Logger;
   private readonly queue: DurableQueue;
   private readonly outbox: HeldOutbox;
@@ -121,6 +130,9 @@ export class Agent {
   private statusFileFailing = false;
   private stopping = false;
   private readonly byDevice = new Map<string, Port>();
+  /** Per device counters for the metrics, across ports and port sessions. */
+  private readonly deviceStats = new Map<string, DeviceCounters>();
+  private metricsServer: MetricsServer | undefined;
 
   /** Opens the queue (recovery runs here), connects, opens the ports. */
   static async start(options: AgentOptions): Promise<Agent> {
@@ -141,7 +153,79 @@ export class Agent {
       recovery: qs.recovery,
     });
     checkQueueRoom(c.queue, log);
-    return new Agent(options, log, queue);
+    const agent = new Agent(options, log, queue);
+    await agent.startMetrics();
+    return agent;
+  }
+
+  /** The metrics endpoint's address, when it listens. */
+  get metricsAddress(): { host: string; port: number } | undefined {
+    const m = this.metricsServer;
+    return m === undefined ? undefined : { host: m.host, port: m.port };
+  }
+
+  private async startMetrics(): Promise<void> {
+    const m = this.config.metrics;
+    if (m === undefined || this.stopping) return;
+    this.metricsServer = await MetricsServer.listen(m, () => renderMetrics(this.metricsView()), this.log);
+  }
+
+  /** What a scrape reads: counters the agent keeps anyway, gathered now. */
+  metricsView(): MetricsView {
+    const now = Date.now();
+    const onPort = new Map<string, Port>();
+    for (const p of this.ports) if (p.session.deviceId !== undefined) onPort.set(p.session.deviceId, p);
+    return {
+      agentId: this.config.id,
+      version: AGENT_VERSION,
+      now,
+      counters: this.counters,
+      connected: this.connected,
+      inflight: this.client.session.inflightCount,
+      sent: this.outbox.sent,
+      acked: this.outbox.acked,
+      queue: this.queue.stats(now),
+      queueMaxBytes: this.config.queue.maxBytes,
+      commands: this.commands.counters,
+      discovery: { ...this.discovery.counters, enabled: this.discovery.enabled },
+      ports: this.ports.map((p) => ({
+        name: p.config.name,
+        up: p.link.state === 'open',
+        session: p.session.counters,
+        framingErrorsByKind: p.session.framingErrorsByKind,
+        link: addCounters(p.pastLinks, p.link.counters),
+      })),
+      devices: [...this.deviceStats].map(([id, counters]) => {
+        const p = onPort.get(id);
+        return {
+          id,
+          port: p?.config.name,
+          online: p !== undefined && p.link.state === 'open' && p.session.isOnline,
+          counters,
+        };
+      }),
+    };
+  }
+
+  /** The counters of a device (made on first use, bounded). */
+  private deviceCounters(id: string): DeviceCounters {
+    let d = this.deviceStats.get(id);
+    if (d !== undefined) return d;
+    if (this.deviceStats.size >= MAX_DEVICE_STATS) {
+      // A flood of HELLOs with new ids (a confused or hostile device) must not grow the map.
+      const current = new Set(this.ports.map((p) => p.session.deviceId));
+      let oldest: string | undefined;
+      let oldestAt = Number.POSITIVE_INFINITY;
+      for (const [k, v] of this.deviceStats)
+        if (!current.has(k) && v.lastReadingAt < oldestAt) {
+          oldest = k;
+          oldestAt = v.lastReadingAt;
+        }
+      if (oldest !== undefined) this.deviceStats.delete(oldest);
+    }
+    d = { readings: 0, framingErrors: 0, lastReadingAt: 0 };
+    this.deviceStats.set(id, d);
+    return d;
   }
 
   private constructor(
@@ -155,6 +239,12 @@ export class Agent {
     this.queue = queue;
     this.outbox = new HeldOutbox(queue);
     this.mapper = makeMapper(c);
+    this.discovery = new HomeAssistantDiscovery(
+      c.stateDir,
+      this.discoverySettings(c),
+      c.serial.map((p) => p.name),
+      { publish: (topic, payload) => this.publish(topic, payload, { qos: 1, retain: true }), log },
+    );
     this.client = this.newClient();
     this.commands = new CommandRouter({
       prefix: c.topics.prefix,
@@ -178,7 +268,11 @@ export class Agent {
   }
 
   private makePort(pc: SerialPortConfig): Port {
-    const port = { config: pc, draining: false } as Port;
+    const port = {
+      config: pc,
+      draining: false,
+      pastLinks: { opens: 0, openFailures: 0, disconnects: 0, bytesIn: 0, bytesOut: 0, writeDrops: 0 },
+    } as Port;
     // The session's host reaches the link through `port`: a reopen replaces port.link.
     port.session = new PortSession({
       port: pc.name,
@@ -191,6 +285,16 @@ export class Agent {
         write: (b) => port.link.write(b),
         onDevice: (e) => this.onDevice(port, e),
         onResult: (device, r) => this.commands.result(device, r),
+        deviceCounters: (device) => this.deviceCounters(device),
+        onHello: (f) =>
+          this.discovery.onHello(port.config.name, {
+            id: f.deviceId,
+            firmware: f.firmware,
+            sensors: f.sensors,
+            ...(f.model === undefined ? {} : { model: f.model }),
+            ...(f.commands === undefined ? {} : { commands: f.commands }),
+          }),
+        onSensors: (device, sensors) => this.discovery.onHello(port.config.name, { id: device, sensors }),
         now: () => Date.now(),
         log: this.log,
       },
@@ -305,8 +409,11 @@ export class Agent {
       client.subscribe({ filter: this.commands.filter, qos: 1 }).catch((err: Error) => {
         this.log.log('warn', 'subscribe-failed', { filter: this.commands.filter, error: err.message });
       });
+      if (this.discovery.enabled) this.subscribeBirth(client, this.discovery.birthTopic);
+      this.discovery.onConnect();
     });
     client.on('close', (e) => {
+      if (client === this.client) this.discovery.onDisconnect();
       if (e?.error !== undefined) this.lastBrokerError = e.error.message;
       if (this.connected) {
         this.connected = false;
@@ -366,7 +473,12 @@ export class Agent {
       this.refusedTimer = setTimeout(() => this.client.reconnect(), 30_000);
       this.refusedTimer.unref();
     });
-    client.on('message', (_topic: string, _payload: Uint8Array, packet: PublishPacket) => {
+    client.on('message', (topic: string, payload: Uint8Array, packet: PublishPacket) => {
+      // Home Assistant's birth message; a retained one only replays what was already announced.
+      if (topic === this.discovery.birthTopic) {
+        if (!packet.retain && Buffer.from(payload).toString('utf8') === 'online') this.discovery.onBirth();
+        return;
+      }
       try {
         this.commands.handle(packet);
       } catch (err) {
@@ -388,21 +500,45 @@ export class Agent {
     return this.client.enqueue(m.topic, m.payload, o);
   }
 
+  /** The agent's own messages; resolves true once the broker took it (false: failed, logged). */
   private publish(
     topic: string,
     payload: string | Uint8Array,
     opts: { qos: 0 | 1 | 2; retain: boolean; properties?: OutboxMessage['properties'] },
-  ): void {
-    this.client.publish(topic, payload, opts).then(
+  ): Promise<boolean> {
+    return this.client.publish(topic, payload, opts).then(
       () => {
         this.counters.controlPublished++;
+        return true;
       },
       (err: Error & { code?: string }) => {
-        if (err.code === 'CLIENT_ENDED' || err.code === 'NOT_CONNECTED') return;
+        if (err.code === 'CLIENT_ENDED' || err.code === 'NOT_CONNECTED') return false;
         this.counters.publishErrors++;
         this.log.log('warn', 'publish-failed', { topic, error: err.message });
+        return false;
       },
     );
+  }
+
+  private subscribeBirth(client: MqttClient, filter: string): void {
+    client.subscribe({ filter, qos: 1 }).catch((err: Error) => {
+      this.log.log('warn', 'subscribe-failed', { filter, error: err.message });
+    });
+  }
+
+  private discoverySettings(c: AgentConfig): DiscoverySettings {
+    return {
+      enabled: c.homeassistant.enabled,
+      ctx: {
+        prefix: c.topics.prefix,
+        agentId: c.id,
+        discoveryPrefix: c.homeassistant.discoveryPrefix,
+        nodeId: c.homeassistant.nodeId,
+        payload: c.topics.payload,
+        readingTopic: (device, sensor) => this.mapper.topic(device, sensor),
+        health: c.healthIntervalMs > 0,
+      },
+    };
   }
 
   private publishDeviceStatus(device: string, state: 'online' | 'offline'): void {
@@ -532,8 +668,12 @@ export class Agent {
     );
     // What cannot change live keeps its running value (and so does a client id derived from it).
     const derivedClientId = raw.mqtt.clientId === `mqtt-edge-agent-${raw.id}`;
+    const derivedNodeId = raw.homeassistant.nodeId === defaultNodeId(raw.id);
     const next: AgentConfig = {
       ...raw,
+      homeassistant: derivedNodeId
+        ? { ...raw.homeassistant, nodeId: prev.homeassistant.nodeId }
+        : raw.homeassistant,
       id: prev.id,
       stateDir: prev.stateDir,
       log: { level: raw.log.level, format: prev.log.format },
@@ -561,12 +701,28 @@ export class Agent {
       for (const p of this.ports) p.session.setMapper(this.mapper);
     }
     await this.reconcilePorts(next.serial, result);
+    if (result.portsRemoved.length > 0) this.discovery.onPortsRemoved(result.portsRemoved);
+    if (!sameJson(discoveryKey(prev), discoveryKey(next))) {
+      const before = this.discovery.birthTopic;
+      const wasOn = this.discovery.enabled;
+      this.discovery.reconfigure(this.discoverySettings(next));
+      const after = this.discovery.birthTopic;
+      if (this.connected && (before !== after || wasOn !== this.discovery.enabled)) {
+        if (wasOn) this.client.unsubscribe(before).catch(() => undefined);
+        if (this.discovery.enabled) this.subscribeBirth(this.client, after);
+      }
+    }
     const tlsChanged = !sameFiles(this.tlsFiles, readTlsFiles(next));
     if (!sameJson(connectionSettings(prev), connectionSettings(next)) || tlsChanged) {
       if (tlsChanged && !applied.some((k) => k.startsWith('mqtt.tls')))
         applied.push('mqtt.tls (file contents)');
       result.inFlightAtReconnect = await this.replaceClient(prev);
       result.reconnected = true;
+    }
+    if (prev.metrics?.listen !== next.metrics?.listen) {
+      await this.metricsServer?.close();
+      this.metricsServer = undefined;
+      await this.startMetrics();
     }
     this.counters.reloads++;
     if (this.options.statusFile !== false) this.writeStatusFile();
@@ -613,6 +769,7 @@ export class Agent {
     const starting: Port[] = [];
     for (const { port, pc } of reopen) {
       port.config = pc;
+      port.pastLinks = addCounters(port.pastLinks, port.link.counters);
       port.link = this.makeLink(port);
       port.draining = false;
       keep.push(port);
@@ -732,6 +889,8 @@ export class Agent {
     await Promise.all(this.ports.map((p) => p.link.stop()));
     for (const p of this.ports) p.session.closed();
     this.commands.close();
+    this.discovery.close();
+    await this.metricsServer?.close();
     if (this.connected) {
       this.publish(`${this.agentTopic}/status`, 'offline', { qos: 1, retain: true });
       // Bounded wait for the last acknowledgements; what is left stays queued for next time.
@@ -762,6 +921,11 @@ function mapperSettings(c: AgentConfig) {
     qos: c.mqtt.qos,
     protocolVersion: c.mqtt.version,
   };
+}
+
+/** What the discovery payloads are made of: a change re-announces (and clears what moved). */
+function discoveryKey(c: AgentConfig) {
+  return { ...c.homeassistant, ...mapperSettings(c), id: c.id, health: c.healthIntervalMs > 0 };
 }
 
 /** What the broker connection is made of: everything in mqtt but the readings' QoS, and the prefix (the will's topic). */
@@ -799,6 +963,17 @@ export function changedKeys(a: unknown, b: unknown, p = ''): string[] {
   if (!isObj(a) || !isObj(b)) return sameJson(a, b) ? [] : [p];
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...keys].flatMap((k) => changedKeys(a[k], b[k], p === '' ? k : `${p}.${k}`));
+}
+
+function addCounters(a: LinkCounters, b: LinkCounters): LinkCounters {
+  return {
+    opens: a.opens + b.opens,
+    openFailures: a.openFailures + b.openFailures,
+    disconnects: a.disconnects + b.disconnects,
+    bytesIn: a.bytesIn + b.bytesIn,
+    bytesOut: a.bytesOut + b.bytesOut,
+    writeDrops: a.writeDrops + b.writeDrops,
+  };
 }
 
 function prefixed(p: string, o: object): Record<string, number> {

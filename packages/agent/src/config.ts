@@ -97,6 +97,24 @@ export interface QueueConfig {
  */
 export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
 
+/** Home Assistant MQTT discovery (issue 14). Keys in the file: enabled, discovery_prefix, node_id. */
+export interface HomeAssistantConfig {
+  enabled: boolean;
+  /** Home Assistant's discovery prefix (its default `homeassistant`); birth messages come on `{prefix}/status`. */
+  discoveryPrefix: string;
+  /** The `<node_id>` level of the discovery topics: `[A-Za-z0-9_-]`, default the agent id with other characters as `_`. */
+  nodeId: string;
+}
+
+/** The Prometheus endpoint (issue 14); absent: off. */
+export interface MetricsConfig {
+  /** As written: `127.0.0.1:9101`, `[::1]:9101`. */
+  listen: string;
+  host: string;
+  /** 0: any free port (the log says which). */
+  port: number;
+}
+
 export interface AgentConfig {
   id: string;
   stateDir: string;
@@ -111,6 +129,8 @@ export interface AgentConfig {
   mqtt: MqttConfig;
   topics: TopicsConfig;
   queue: QueueConfig;
+  homeassistant: HomeAssistantConfig;
+  metrics?: MetricsConfig;
 }
 
 export interface ConfigProblem {
@@ -398,7 +418,8 @@ export interface ParseOptions {
 export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConfig {
   const env = options.env ?? process.env;
   const r = new Reader(options.baseDir ?? process.cwd());
-  const root = r.object('', raw, ['agent', 'serial', 'mqtt', 'topics', 'queue']) ?? {};
+  const root =
+    r.object('', raw, ['agent', 'serial', 'mqtt', 'topics', 'queue', 'homeassistant', 'metrics']) ?? {};
   if (raw === undefined || raw === null) r.problem('', 'the file is empty');
 
   // agent
@@ -676,8 +697,48 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
   const segmentBytes = r.size('queue.segmentBytes', q.segmentBytes, 64 << 10, 1 << 30);
   if (segmentBytes !== undefined) queue.segmentBytes = segmentBytes;
 
+  // homeassistant (the keys are Home Assistant's own names)
+  const h = r.object('homeassistant', root.homeassistant, ['enabled', 'discovery_prefix', 'node_id']) ?? {};
+  const discoveryPrefix = r.string('homeassistant.discovery_prefix', h.discovery_prefix) ?? 'homeassistant';
+  const dp = topicNameProblem(discoveryPrefix);
+  if (dp !== null) r.problem('homeassistant.discovery_prefix', dp);
+  else if (/[+#]/.test(discoveryPrefix) || discoveryPrefix.endsWith('/'))
+    r.problem('homeassistant.discovery_prefix', 'must not contain + or # nor end with /');
+  let nodeId = r.string('homeassistant.node_id', h.node_id) ?? defaultNodeId(id);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(nodeId)) {
+    r.problem(
+      'homeassistant.node_id',
+      `must be 1..64 of A-Z a-z 0-9 _ - (Home Assistant's rule for a discovery topic level); got ${show(nodeId)}`,
+    );
+    nodeId = 'agent';
+  }
+  const homeassistant: HomeAssistantConfig = {
+    enabled: r.bool('homeassistant.enabled', h.enabled, false),
+    discoveryPrefix,
+    nodeId,
+  };
+  if (homeassistant.enabled && topics.payload === 'cbor')
+    r.problem(
+      'topics.payload',
+      'Home Assistant cannot read CBOR readings: use json (or raw) with homeassistant.enabled',
+    );
+
+  // metrics
+  let metrics: MetricsConfig | undefined;
+  const mt = r.object('metrics', root.metrics, ['listen']) ?? {};
+  const listen = r.string('metrics.listen', mt.listen);
+  if (listen !== undefined) {
+    const address = parseListen(listen);
+    if (address === undefined)
+      r.problem(
+        'metrics.listen',
+        `must be HOST:PORT such as 127.0.0.1:9101 or [::1]:9101 (port 0..65535); got ${show(listen)}`,
+      );
+    else metrics = { listen, ...address };
+  }
+
   if (r.problems.length > 0) throw new ConfigError(r.problems, options.source);
-  return {
+  const config: AgentConfig = {
     id,
     stateDir,
     log,
@@ -688,7 +749,24 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
     mqtt,
     topics,
     queue,
+    homeassistant,
   };
+  if (metrics !== undefined) config.metrics = metrics;
+  return config;
+}
+
+/** `homeassistant.node_id` when not given: the agent id in Home Assistant's characters. */
+export function defaultNodeId(agentId: string): string {
+  return agentId.replace(/[^A-Za-z0-9_-]/g, '_');
+}
+
+/** `host:port`, `[v6]:port`; undefined when it is neither. */
+function parseListen(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(s);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? m[2], port };
 }
 
 type Yaml = typeof import('yaml');
@@ -899,6 +977,12 @@ export function configDocument(c: AgentConfig): Record<string, unknown> {
     mqtt,
     topics: { ...c.topics },
     queue,
+    homeassistant: {
+      enabled: c.homeassistant.enabled,
+      discovery_prefix: c.homeassistant.discoveryPrefix,
+      node_id: c.homeassistant.nodeId,
+    },
+    ...(c.metrics === undefined ? {} : { metrics: { listen: c.metrics.listen } }),
   };
 }
 

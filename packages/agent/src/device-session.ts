@@ -14,8 +14,10 @@ import {
   type DataFrame,
   encodeFrame,
   FrameDecoder,
+  type FrameErrorKind,
   FrameType,
   type HelloFrame,
+  MAX_SENSORS,
   type Reading,
   type ResultFrame,
   type SensorInfo,
@@ -37,6 +39,15 @@ export interface SessionHost {
   /** A device appeared on this port (HELLO, or first DATA of a new boot) or left it. */
   onDevice(event: DeviceEvent): void;
   onResult(device: string, result: ResultFrame): void;
+  /** Every HELLO (a repeat included: the agent asks for one whenever the port opens). */
+  onHello?(hello: HelloFrame): void;
+  /**
+   * Text framings have no HELLO: the sensors their lines have carried so far (with the first unit
+   * seen), each time a new one appears.
+   */
+  onSensors?(device: string, sensors: SensorInfo[]): void;
+  /** Where this device's counters go (for the metrics): one object per device, whatever its port. */
+  deviceCounters?(device: string): DeviceCounters;
   now(): number;
   log: Logger;
 }
@@ -44,6 +55,16 @@ export interface SessionHost {
 export type DeviceEvent =
   | { type: 'online'; device: string; bootId: number; firmware?: string; sensors?: SensorInfo[] }
   | { type: 'offline'; device: string };
+
+/** Per device, kept by the host across ports and reconnects. */
+export interface DeviceCounters {
+  /** Readings in new DATA frames or text lines (duplicates not counted). */
+  readings: number;
+  /** Bad frames or lines on the device's port while it was the port's device. */
+  framingErrors: number;
+  /** Wall clock ms of its last reading; 0 before the first. */
+  lastReadingAt: number;
+}
 
 export interface SessionCounters {
   bytes: number;
@@ -126,6 +147,11 @@ export class PortSession {
   sensors: SensorInfo[] | undefined;
   /** A DATA frame or valid line arrived since the port opened (wall clock ms). */
   lastFrameAt = 0;
+  /** Framing errors by kind (crc, cobs, body, line-syntax, ...), since the session began. */
+  readonly framingErrorsByKind: Partial<Record<FrameErrorKind, number>> = {};
+  private device: DeviceCounters | undefined;
+  /** Text framings: the sensors seen in lines so far (at most MAX_SENSORS). */
+  private textSensors: SensorInfo[] | undefined;
 
   private decoder: FrameDecoder | undefined;
   private text: TextLineDecoder | undefined;
@@ -144,7 +170,7 @@ export class PortSession {
   constructor(private readonly o: PortSessionOptions) {
     if (o.framing !== 'native') {
       if (o.device === undefined) throw new Error(`port ${o.port}: framing ${o.framing} needs a device id`);
-      this.deviceId = o.device;
+      this.setDevice(o.device);
       this.bootId = o.textBootId;
     }
     this.reset();
@@ -152,6 +178,16 @@ export class PortSession {
 
   get framing(): Framing {
     return this.o.framing;
+  }
+
+  /** The device said who it is (or sent readings) and its port has not closed since. */
+  get isOnline(): boolean {
+    return this.online;
+  }
+
+  private setDevice(id: string): void {
+    this.deviceId = id;
+    this.device = this.o.host.deviceCounters?.(id);
   }
 
   /** The device id this port is pinned to (text framings: always set). */
@@ -247,11 +283,12 @@ export class PortSession {
     const changedDevice = this.deviceId !== undefined && this.deviceId !== f.deviceId;
     if (changedDevice) this.closed();
     const newBoot = changedDevice || this.bootId !== f.bootId;
-    this.deviceId = f.deviceId;
+    if (this.deviceId !== f.deviceId) this.setDevice(f.deviceId);
     this.firmware = f.firmware;
     this.sensors = f.sensors;
     if (newBoot) this.newBoot(f.bootId, 'hello');
     if (newBoot || !this.online) this.goOnline();
+    this.o.host.onHello?.(f);
   }
 
   private newBoot(bootId: number, via: string): void {
@@ -301,7 +338,7 @@ export class PortSession {
         this.requestHello();
         return;
       }
-      this.deviceId = this.o.device;
+      this.setDevice(this.o.device);
     }
     if (f.bootId !== this.bootId) {
       // Its HELLO was lost (garbled, or sent while the port was closed).
@@ -326,7 +363,7 @@ export class PortSession {
     const n = f.readings.length;
     let done = this.partial.get(seq);
     if (done !== undefined && done.length !== n) done = undefined;
-    const device = this.deviceId;
+    const device = this.deviceId!;
     const bootId = f.bootId;
     const receivedAt = Date.now();
     const puts: Promise<number>[] = [];
@@ -345,6 +382,10 @@ export class PortSession {
       which.push(i);
     }
     this.counters.readings += n;
+    if (this.device !== undefined) {
+      this.device.readings += n;
+      this.device.lastReadingAt = receivedAt;
+    }
     this.storing.add(seq);
     const epoch = this.epoch;
     void Promise.allSettled(puts).then((results) => {
@@ -425,7 +466,12 @@ export class PortSession {
     this.counters.readings += readings.length;
     const seq = this.textSeq++;
     const receivedAt = Date.now();
+    if (this.device !== undefined) {
+      this.device.readings += readings.length;
+      this.device.lastReadingAt = receivedAt;
+    }
     const device = this.deviceId!;
+    if (this.o.host.onSensors !== undefined) this.noteTextSensors(device, readings);
     for (let i = 0; i < readings.length; i++) {
       const message = this.o.mapper.map({
         device,
@@ -444,8 +490,21 @@ export class PortSession {
     }
   }
 
+  private noteTextSensors(device: string, readings: Reading[]): void {
+    const known = (this.textSensors ??= []);
+    let added = false;
+    for (const r of readings) {
+      if (known.length >= MAX_SENSORS || known.some((k) => k.name === r.sensor)) continue;
+      known.push(r.unit === undefined ? { name: r.sensor } : { name: r.sensor, unit: r.unit });
+      added = true;
+    }
+    if (added) this.o.host.onSensors?.(device, known.slice());
+  }
+
   private framingError(e: SerialFrameError): void {
     this.counters.framingErrors++;
+    this.framingErrorsByKind[e.kind] = (this.framingErrorsByKind[e.kind] ?? 0) + 1;
+    if (this.device !== undefined) this.device.framingErrors++;
     const h = e.header;
     if (
       e.kind === 'body' &&

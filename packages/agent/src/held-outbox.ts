@@ -9,6 +9,10 @@ const NOTHING: OutboxEntry[] = [];
 
 export class HeldOutbox implements Outbox {
   held = false;
+  /** Messages handed to the client to send (a resend of what was in flight at a reconnect is not read again). */
+  sent = 0;
+  /** Messages the broker acknowledged (QoS 1/2) or that were written (QoS 0): gone from the queue. */
+  acked = 0;
 
   constructor(readonly queue: DurableQueue) {}
 
@@ -17,10 +21,14 @@ export class HeldOutbox implements Outbox {
   }
 
   read(afterSeq: number, max: number): OutboxEntry[] {
-    return this.held ? NOTHING : this.queue.read(afterSeq, max);
+    if (this.held) return NOTHING;
+    const entries = this.queue.read(afterSeq, max);
+    this.sent += entries.length;
+    return entries;
   }
 
   ack(seq: number): void {
+    this.acked++;
     this.queue.ack(seq);
   }
 

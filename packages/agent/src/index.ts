@@ -7,7 +7,9 @@ export {
   configDocument,
   DEFAULT_PASSWORD_ENV,
   type Framing,
+  type HomeAssistantConfig,
   loadConfig,
+  type MetricsConfig,
   type MqttConfig,
   type PayloadFormat,
   parseConfig,
@@ -20,7 +22,24 @@ export {
   type TopicsConfig,
 } from './config.ts';
 export { SeqWindow } from './dedupe.ts';
-export { type DeviceEvent, PortSession, type SessionCounters, type SessionHost } from './device-session.ts';
+export {
+  type DeviceCounters,
+  type DeviceEvent,
+  PortSession,
+  type SessionCounters,
+  type SessionHost,
+} from './device-session.ts';
+export { DISCOVERY_STATE_FILE, HomeAssistantDiscovery } from './discovery.ts';
+export {
+  type DeviceDescription,
+  type DiscoveryConfig,
+  type DiscoveryContext,
+  deviceConfigs,
+  gatewayConfigs,
+  topicId,
+  type UnitMapping,
+  unitMapping,
+} from './homeassistant.ts';
 export { createLogger, type Logger, type LogLevel, silentLogger } from './log.ts';
 export {
   Mapper,
@@ -30,6 +49,13 @@ export {
   parseMessageId,
   type ReadingContext,
 } from './mapper.ts';
+export {
+  CONTENT_TYPE as METRICS_CONTENT_TYPE,
+  Exposition,
+  MetricsServer,
+  type MetricsView,
+  renderMetrics,
+} from './metrics.ts';
 export {
   findUsbPort,
   type LinkState,

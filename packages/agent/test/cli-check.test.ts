@@ -4,7 +4,7 @@
  * resolves to the same settings.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -100,5 +100,25 @@ describe('issue 13: mqtt-edge-agent check prints the config file keys', () => {
       { baseDir: dir, env: {} },
     );
     expect(parseConfig(configDocument(c), { baseDir: dir, env: {} })).toEqual(c);
+  });
+});
+
+describe('issue 14: check shows the homeassistant and metrics settings', () => {
+  it('issue 14: check prints homeassistant (with its defaults) and metrics, and they read back the same', () => {
+    const file = path.join(dir, 'ha.yaml');
+    writeFileSync(
+      file,
+      'serial: [{ path: /dev/ttyUSB0 }]\nmqtt: { url: "mqtt://127.0.0.1" }\nagent: { id: gw-9 }\nhomeassistant: { enabled: true }\nmetrics: { listen: "127.0.0.1:9101" }\n',
+    );
+    const r = spawnSync(process.execPath, [BIN, 'check', '-c', file, '--json'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.homeassistant).toEqual({ enabled: true, discovery_prefix: 'homeassistant', node_id: 'gw-9' });
+    expect(doc.metrics).toEqual({ listen: '127.0.0.1:9101' });
+    const c = parseConfig(parse(readFileSync(file, 'utf8')), { baseDir: dir, env: {} });
+    expect(parseConfig(doc, { baseDir: dir, env: {} })).toEqual(c);
   });
 });

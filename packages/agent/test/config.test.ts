@@ -290,3 +290,49 @@ describe('config: errors name the key and what is wrong', () => {
     );
   });
 });
+
+describe('issue 14: homeassistant and metrics settings', () => {
+  it("issue 14.1: homeassistant is off by default, with HA's default prefix and a node id from the agent id", () => {
+    const c = parseConfig({ ...minimal, agent: { id: 'gw.1:a' } }, { env: {} });
+    expect(c.homeassistant).toEqual({ enabled: false, discoveryPrefix: 'homeassistant', nodeId: 'gw_1_a' });
+    const on = parseConfig(
+      { ...minimal, homeassistant: { enabled: true, discovery_prefix: 'ha/disc', node_id: 'shed-gw' } },
+      { env: {} },
+    );
+    expect(on.homeassistant).toEqual({ enabled: true, discoveryPrefix: 'ha/disc', nodeId: 'shed-gw' });
+  });
+
+  it('issue 14.1: homeassistant settings are validated with their key paths', () => {
+    const ha = (h: unknown, extra: object = {}) => problems({ ...minimal, ...extra, homeassistant: h });
+    expect(ha({ enabled: 'yes' })).toEqual([expect.objectContaining({ path: 'homeassistant.enabled' })]);
+    expect(ha({ node_id: 'a.b' })[0]).toMatchObject({
+      path: 'homeassistant.node_id',
+      message: /A-Z a-z 0-9 _ -/,
+    });
+    expect(ha({ discovery_prefix: 'ha/#' })[0]).toMatchObject({ path: 'homeassistant.discovery_prefix' });
+    expect(ha({ discovery_prefix: 'ha/' })[0]).toMatchObject({ path: 'homeassistant.discovery_prefix' });
+    expect(ha({ discoveryPrefix: 'x' })[0]).toMatchObject({
+      path: 'homeassistant.discoveryPrefix',
+      message: /did you mean discovery_prefix/,
+    });
+    // Home Assistant reads JSON or text state topics, not CBOR.
+    expect(ha({ enabled: true }, { topics: { payload: 'cbor' } })[0]).toMatchObject({
+      path: 'topics.payload',
+      message: /Home Assistant/,
+    });
+    expect(ha({ enabled: false }, { topics: { payload: 'cbor' } })).toEqual([]);
+  });
+
+  it('issue 14.3: metrics are off by default; listen takes host:port, [v6]:port', () => {
+    expect(parseConfig(minimal, { env: {} }).metrics).toBeUndefined();
+    const m = (listen: unknown) => parseConfig({ ...minimal, metrics: { listen } }, { env: {} }).metrics;
+    expect(m('127.0.0.1:9101')).toEqual({ listen: '127.0.0.1:9101', host: '127.0.0.1', port: 9101 });
+    expect(m('[::1]:0')).toEqual({ listen: '[::1]:0', host: '::1', port: 0 });
+    expect(m('localhost:9101')).toMatchObject({ host: 'localhost', port: 9101 });
+    for (const bad of ['9101', ':9101', '127.0.0.1:99999', '127.0.0.1:x', 'a b:1', '[::1]', 9101])
+      expect(problems({ ...minimal, metrics: { listen: bad } })[0], String(bad)).toMatchObject({
+        path: 'metrics.listen',
+      });
+    expect(problems({ ...minimal, metrics: { port: 1 } })[0]).toMatchObject({ path: 'metrics.port' });
+  });
+});

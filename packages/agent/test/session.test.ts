@@ -5,13 +5,15 @@ import {
   encodeFrame,
   type Frame,
   FrameDecoder,
+  type HelloFrame,
   type ResultFrame,
+  type SensorInfo,
 } from '@mqtt-edge/serial-protocol';
 import { Encoder } from 'cbor-x';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SeqWindow } from '../src/dedupe.ts';
-import { type DeviceEvent, PortSession } from '../src/device-session.ts';
+import { type DeviceCounters, type DeviceEvent, PortSession } from '../src/device-session.ts';
 import { silentLogger } from '../src/log.ts';
 import { Mapper } from '../src/mapper.ts';
 
@@ -21,6 +23,9 @@ function rig(options: { framing?: 'native' | 'json-lines' | 'key-value'; device?
   const written: Frame[] = [];
   const events: DeviceEvent[] = [];
   const results: ResultFrame[] = [];
+  const hellos: HelloFrame[] = [];
+  const described: Array<[string, SensorInfo[]]> = [];
+  const devices: Record<string, DeviceCounters> = {};
   const out = new FrameDecoder();
   const state = {
     mode: 'ok' as 'ok' | 'full' | 'fail' | 'hold',
@@ -61,13 +66,19 @@ function rig(options: { framing?: 'native' | 'json-lines' | 'key-value'; device?
       },
       onDevice: (e) => events.push(e),
       onResult: (_d, r) => results.push(r),
+      onHello: (f) => hellos.push(f),
+      onSensors: (d, list) => described.push([d, list]),
+      deviceCounters: (id) => {
+        devices[id] ??= { readings: 0, framingErrors: 0, lastReadingAt: 0 };
+        return devices[id];
+      },
       now: () => Date.now(),
       log: silentLogger,
     },
   });
   const acks = () => written.filter((f) => f.type === 'ack').map((f) => f.seq);
   const settle = () => new Promise((r) => setTimeout(r, 0));
-  return { session, stored, written, events, results, state, acks, settle };
+  return { session, stored, written, events, results, hellos, described, devices, state, acks, settle };
 }
 
 const hello = (bootId = 1, deviceId = 'dev1'): Frame => ({
@@ -321,6 +332,56 @@ describe('PortSession: store, then acknowledge', () => {
     expect(r.written).toEqual([]);
     expect(r.session.counters.framingErrors).toBe(1);
     expect(r.events[0]).toMatchObject({ type: 'online', device: 'board' });
+  });
+});
+
+describe('issue 14: what the session tells the agent about its device', () => {
+  it('issue 14.1: every HELLO reaches the host, model and commands included, a repeat too', () => {
+    const r = rig();
+    const described: HelloFrame = {
+      ...(hello() as HelloFrame),
+      model: 'TH-1',
+      commands: [{ name: 'reboot', kind: 'button' }],
+    };
+    r.session.push(encodeFrame(described));
+    r.session.push(encodeFrame(described));
+    expect(r.hellos).toEqual([described, described]);
+    expect(r.events.map((e) => e.type)).toEqual(['online']);
+  });
+
+  it('issue 14.1: a HELLO after DATA under a pinned id (same boot) still describes the device', async () => {
+    const r = rig({ device: 'dev1' });
+    r.session.push(encodeFrame(data(1, 1)));
+    await r.settle();
+    expect(r.hellos).toEqual([]);
+    r.session.push(encodeFrame(hello()));
+    expect(r.hellos.map((h) => h.sensors)).toEqual([[{ name: 't' }]]);
+  });
+
+  it('issue 14.1: a text device is described by the sensors its lines carry, again only when a new one appears', () => {
+    const r = rig({ framing: 'json-lines', device: 'board' });
+    r.session.opened();
+    r.session.push(
+      Buffer.from('{"sensor":"temp","value":21.5,"unit":"Cel"}\n{"temp":22,"hum":40}\n{"hum":41}\n'),
+    );
+    expect(r.described).toEqual([
+      ['board', [{ name: 'temp', unit: 'Cel' }]],
+      ['board', [{ name: 'temp', unit: 'Cel' }, { name: 'hum' }]],
+    ]);
+  });
+
+  it('issue 14.3: per device counters (readings, framing errors, last reading) and framing errors by kind', async () => {
+    const r = rig();
+    r.session.push(encodeFrame(hello()));
+    const before = Date.now();
+    r.session.push(encodeFrame(data(1, 1)));
+    await r.settle();
+    r.session.push(new Uint8Array([1, 2, 3, 0]));
+    r.session.push(encodeFrame(data(1, 1))); // a duplicate: not counted again
+    await r.settle();
+    expect(r.devices.dev1).toMatchObject({ readings: 2, framingErrors: 1 });
+    expect(r.devices.dev1.lastReadingAt).toBeGreaterThanOrEqual(before);
+    expect(r.session.framingErrorsByKind).toEqual({ short: 1 });
   });
 });
 

@@ -4,7 +4,7 @@
  * unknown keys, so newer firmware can add fields without breaking older agents.
  */
 import { Decoder, Encoder } from 'cbor-x';
-import type { Frame, FrameKind, Reading, SensorInfo } from './frames.ts';
+import type { CommandInfo, Frame, FrameKind, HelloFrame, Reading, SensorInfo } from './frames.ts';
 import {
   isFiniteNumber,
   isName,
@@ -12,7 +12,9 @@ import {
   isText,
   isUint,
   isValue,
+  MAX_COMMANDS,
   MAX_NAME_LENGTH,
+  MAX_OPTIONS,
   MAX_SENSORS,
 } from './validate.ts';
 
@@ -38,13 +40,17 @@ export function encodeBodyObject(body: Record<string, unknown>): Uint8Array {
 /** The body map of `frame` (everything but `type` and `seq`), with its wire keys. */
 export function bodyObject(f: Frame): Record<string, unknown> {
   switch (f.type) {
-    case 'hello':
-      return {
+    case 'hello': {
+      const o: Record<string, unknown> = {
         d: f.deviceId,
         f: f.firmware,
         b: f.bootId,
         s: f.sensors.map((s) => (s.unit === undefined ? { s: s.name } : { s: s.name, u: s.unit })),
       };
+      if (f.model !== undefined) o.m = f.model;
+      if (f.commands !== undefined) o.c = f.commands.map(commandObject);
+      return o;
+    }
     case 'data':
       return { b: f.bootId, r: f.readings.map(readingObject) };
     case 'ack':
@@ -58,6 +64,75 @@ export function bodyObject(f: Frame): Record<string, unknown> {
       return o;
     }
   }
+}
+
+function commandObject(c: CommandInfo): Record<string, unknown> {
+  const o: Record<string, unknown> = { c: c.name, k: c.kind };
+  if (c.kind === 'button') return o;
+  if (c.arg !== undefined) o.a = c.arg;
+  if (c.kind === 'number') {
+    o.lo = c.min;
+    o.hi = c.max;
+    if (c.step !== undefined) o.st = c.step;
+    if (c.unit !== undefined) o.u = c.unit;
+  } else if (c.kind === 'select') o.o = c.options;
+  return o;
+}
+
+/**
+ * HELLO `c`: the command descriptors. A descriptor of an unknown kind is skipped (newer firmware,
+ * older agent); one of a known kind must be whole. Returns the error text, or the list.
+ */
+function validateCommands(raw: unknown): CommandInfo[] | string {
+  if (!Array.isArray(raw) || raw.length > MAX_COMMANDS)
+    return `hello.c (commands) not an array of at most ${MAX_COMMANDS}`;
+  const out: CommandInfo[] = [];
+  const names = new Set<string>();
+  for (const d of raw as unknown[]) {
+    if (!isPlainObject(d)) return 'hello.c[] not a map';
+    if (!isName(d.c)) return 'hello.c[].c (command name) not a name';
+    if (typeof d.k !== 'string' || !isText(d.k, MAX_NAME_LENGTH))
+      return `hello.c[].k (kind) of ${d.c} not text`;
+    if (names.has(d.c)) return `hello.c[] describes ${d.c} twice`;
+    names.add(d.c);
+    if (d.a !== undefined && !isName(d.a)) return `hello.c[].a (argument key) of ${d.c} not a name`;
+    const arg = d.a === undefined ? {} : { arg: d.a as string };
+    switch (d.k) {
+      case 'button':
+        out.push({ name: d.c, kind: 'button' });
+        break;
+      case 'switch':
+        out.push({ name: d.c, kind: 'switch', ...arg });
+        break;
+      case 'number': {
+        if (!isFiniteNumber(d.lo) || !isFiniteNumber(d.hi) || d.lo >= d.hi)
+          return `hello.c[].lo/hi of ${d.c} not finite numbers with lo < hi`;
+        const n: CommandInfo = { name: d.c, kind: 'number', ...arg, min: d.lo, max: d.hi };
+        if (d.st !== undefined) {
+          if (!isFiniteNumber(d.st) || d.st <= 0)
+            return `hello.c[].st (step) of ${d.c} not a positive number`;
+          n.step = d.st;
+        }
+        if (d.u !== undefined) {
+          if (!isText(d.u, MAX_NAME_LENGTH)) return `hello.c[].u (unit) of ${d.c} not text`;
+          n.unit = d.u;
+        }
+        out.push(n);
+        break;
+      }
+      case 'select': {
+        const o = d.o;
+        if (!Array.isArray(o) || o.length === 0 || o.length > MAX_OPTIONS || !o.every(isName))
+          return `hello.c[].o (options) of ${d.c} not 1..${MAX_OPTIONS} names`;
+        if (new Set(o).size !== o.length) return `hello.c[].o (options) of ${d.c} repeats an option`;
+        out.push({ name: d.c, kind: 'select', ...arg, options: [...(o as string[])] });
+        break;
+      }
+      default:
+      // A kind this receiver does not know: skipped, so firmware may describe kinds a later agent learns.
+    }
+  }
+  return out;
 }
 
 function readingObject(r: Reading): Record<string, unknown> {
@@ -102,10 +177,24 @@ export function validateBody(kind: FrameKind, seq: number, raw: unknown): BodyRe
         if (s.u !== undefined && !isText(s.u, MAX_NAME_LENGTH)) return fail('hello.s[].u (unit) not text');
         sensors.push(s.u === undefined ? { name: s.s } : { name: s.s, unit: s.u as string });
       }
-      return {
-        ok: true,
-        frame: { type: 'hello', seq, deviceId: raw.d, firmware: raw.f, bootId: raw.b, sensors },
+      const frame: HelloFrame = {
+        type: 'hello',
+        seq,
+        deviceId: raw.d,
+        firmware: raw.f,
+        bootId: raw.b,
+        sensors,
       };
+      if (raw.m !== undefined) {
+        if (!isText(raw.m, MAX_NAME_LENGTH)) return fail('hello.m (model) not text');
+        frame.model = raw.m;
+      }
+      if (raw.c !== undefined) {
+        const commands = validateCommands(raw.c);
+        if (typeof commands === 'string') return fail(commands);
+        frame.commands = commands;
+      }
+      return { ok: true, frame };
     }
     case 'data': {
       if (!isUint(raw.b, UINT32)) return fail('data.b (boot id) missing or not uint32');

@@ -24,6 +24,20 @@ export interface SensorInfo {
   unit?: string;
 }
 
+/**
+ * A command the device describes in its HELLO, so that a user interface (Home Assistant) can
+ * offer it: `button` takes no argument; `switch` a boolean; `number` a number in min..max;
+ * `select` one of `options`. With `arg`, the argument goes as `{[arg]: value}`, else bare. For
+ * switch, number and select, the RESULT's value (when there is one) is the state after the
+ * command.
+ */
+export type CommandInfo =
+  | { name: string; kind: 'button' }
+  | { name: string; kind: 'switch'; arg?: string }
+  | { name: string; kind: 'number'; arg?: string; min: number; max: number; step?: number; unit?: string }
+  | { name: string; kind: 'select'; arg?: string; options: string[] };
+export type CommandKind = CommandInfo['kind'];
+
 export interface Reading {
   sensor: string;
   value: number;
@@ -43,6 +57,10 @@ export interface HelloFrame extends FrameBase {
   firmware: string;
   bootId: number;
   sensors: SensorInfo[];
+  /** The device's model (HELLO `m`, optional). */
+  model?: string;
+  /** The commands it describes (HELLO `c`, optional; kinds this receiver does not know are left out). */
+  commands?: CommandInfo[];
 }
 
 export interface DataFrame extends FrameBase {

@@ -6,4 +6,13 @@ export { encodeFrame, encodeRawFrame } from './encode.ts';
 export * from './errors.ts';
 export * from './frames.ts';
 export * from './text.ts';
-export { isName, isText, isValue, MAX_NAME_LENGTH, MAX_SENSORS, MAX_TEXT_LENGTH } from './validate.ts';
+export {
+  isName,
+  isText,
+  isValue,
+  MAX_COMMANDS,
+  MAX_NAME_LENGTH,
+  MAX_OPTIONS,
+  MAX_SENSORS,
+  MAX_TEXT_LENGTH,
+} from './validate.ts';

@@ -8,6 +8,9 @@ export const MAX_NAME_LENGTH = 64;
 export const MAX_TEXT_LENGTH = 256;
 export const MAX_VALUE_DEPTH = 8;
 export const MAX_SENSORS = 64;
+/** Command descriptors in a HELLO, and options of a select. */
+export const MAX_COMMANDS = 32;
+export const MAX_OPTIONS = 16;
 
 const NAME_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;

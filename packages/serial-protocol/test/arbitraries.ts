@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import type { Frame, Reading, Value } from '../src/index.ts';
+import { cobsEncode, crc32c, type Frame, type Reading, type Value } from '../src/index.ts';
 
 export const name = fc.stringMatching(/^[A-Za-z0-9_.:-]{1,12}$/).filter((s) => s !== '__proto__');
 const text = fc.stringMatching(/^[ -~]{0,16}$/);
@@ -69,3 +69,15 @@ export const fromHex = (h: string) =>
       .match(/../g)
       ?.map((x) => Number.parseInt(x, 16)) ?? [],
   );
+
+/** Builds a wire frame around arbitrary body bytes, bypassing encodeFrame's validation. */
+export function rawWire(type: number, seq: number, body: Uint8Array): Uint8Array {
+  const raw = new Uint8Array(3 + body.length + 4);
+  raw[0] = type;
+  raw[1] = seq >> 8;
+  raw[2] = seq & 0xff;
+  raw.set(body, 3);
+  const crc = crc32c(raw, 0, 3 + body.length);
+  new DataView(raw.buffer).setUint32(3 + body.length, crc, true);
+  return concat([cobsEncode(raw), new Uint8Array([0])]);
+}

@@ -2,8 +2,6 @@ import { encode as cborEncode } from 'cbor-x';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  cobsEncode,
-  crc32c,
   encodeFrame,
   encodeRawFrame,
   type Frame,
@@ -11,19 +9,7 @@ import {
   MAX_FRAME_SIZE,
   SerialFrameError,
 } from '../src/index.ts';
-import { concat, frame, fromHex, hex } from './arbitraries.ts';
-
-/** Builds a wire frame around arbitrary body bytes, bypassing encodeFrame's validation. */
-function rawWire(type: number, seq: number, body: Uint8Array): Uint8Array {
-  const raw = new Uint8Array(3 + body.length + 4);
-  raw[0] = type;
-  raw[1] = seq >> 8;
-  raw[2] = seq & 0xff;
-  raw.set(body, 3);
-  const crc = crc32c(raw, 0, 3 + body.length);
-  new DataView(raw.buffer).setUint32(3 + body.length, crc, true);
-  return concat([cobsEncode(raw), new Uint8Array([0])]);
-}
+import { concat, frame, fromHex, hex, rawWire } from './arbitraries.ts';
 
 function decodeAll(stream: Uint8Array, chunk = stream.length): { frames: Frame[]; d: FrameDecoder } {
   const d = new FrameDecoder();
