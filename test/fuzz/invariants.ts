@@ -1,3 +1,4 @@
+import net from 'node:net';
 /**
  * What must hold after every fuzz case, checked by well-behaved clients over real sockets:
  * the broker process is alive, its RSS stayed under a bound while the case ran, an
@@ -28,9 +29,25 @@ export async function within<T>(p: Promise<T>, ms: number, what: string): Promis
   }
 }
 
+/**
+ * The well-behaved clients connect from an address of their own, as a real device elsewhere on
+ * the LAN would: logins are admitted fairly per source address (issue 12.10), so a client that
+ * shares the flooding address is told 0x9F (busy, retry) by design.
+ */
+const WELL_BEHAVED_ADDRESS = '127.0.0.2';
+
 async function open(via: 'tcp' | 'ws', broker: BrokerProcess): Promise<RawClient> {
-  if (via === 'tcp') return RawClient.open(broker.mqttPort);
-  const ws = new WebSocket(`ws://127.0.0.1:${broker.wsPort}/mqtt`, ['mqtt']);
+  if (via === 'tcp') {
+    const s = net.connect({ port: broker.mqttPort, host: '127.0.0.1', localAddress: WELL_BEHAVED_ADDRESS });
+    await new Promise<void>((resolve, reject) => {
+      s.once('connect', () => resolve());
+      s.once('error', reject);
+    });
+    return RawClient.over(s);
+  }
+  const ws = new WebSocket(`ws://127.0.0.1:${broker.wsPort}/mqtt`, ['mqtt'], {
+    localAddress: WELL_BEHAVED_ADDRESS,
+  });
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('error', reject);
