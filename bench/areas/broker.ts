@@ -179,6 +179,23 @@ async function startMosquitto(): Promise<RunningBroker> {
   };
 }
 
+/**
+ * CPU time of every thread of `pid` (the event loop, libuv's pool, V8's GC helpers), in
+ * nanoseconds, from /proc/PID/task/TID/schedstat: a figure of our own code's cost that does not
+ * depend on how the load generator and the broker share the 2 cores.
+ */
+function cpuNs(pid: number): number {
+  let ns = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // a thread that ended between the listing and the read
+    }
+  }
+  return ns;
+}
+
 function rssBytes(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const m = /VmRSS:\s+(\d+) kB/.exec(status);
@@ -686,6 +703,8 @@ interface Figures {
   fanout: { rate: number; delivered: number; expected: number };
   lat: { p50: number; p99: number };
   idle: { perConn: number; rate: number };
+  /** Broker CPU per message received (fan-in QoS 0/1/2) and per delivery (fan-out), microseconds. */
+  cpu: { fanin: number[]; fanout: number };
 }
 
 async function measure(
@@ -708,25 +727,40 @@ async function measure(
     say('latency', l);
     lat = { p50: Math.min(lat.p50, l.p50), p99: Math.min(lat.p99, l.p99) };
   }
+  const cpuFanin: number[] = [];
   for (const qos of [0, 1, 2] as const) {
     let best: FaninResult | null = null;
+    let cpu = Number.POSITIVE_INFINITY;
     for (let r = 0; r < runs; r++) {
+      const c0 = cpuNs(b.pid);
       const f = await fanin(b.port, qos, 20, per);
+      cpu = Math.min(cpu, (cpuNs(b.pid) - c0) / 1000 / Math.max(1, f.unique));
       say(`fanin qos${qos}`, f);
       // completeness first: a run that lost messages never beats one that did not
       if (best === null || f.unique > best.unique || (f.unique === best.unique && f.rate > best.rate))
         best = f;
     }
     fan.push(best as FaninResult);
+    cpuFanin.push(cpu);
   }
   let fo: Awaited<ReturnType<typeof fanout>> | null = null;
+  let cpuFanout = Number.POSITIVE_INFINITY;
   for (let r = 0; r < runs; r++) {
+    const c0 = cpuNs(b.pid);
     const f = await fanout(b.port, 200, quick ? 200 : 2000);
+    cpuFanout = Math.min(cpuFanout, (cpuNs(b.pid) - c0) / 1000 / Math.max(1, f.delivered));
     say('fanout', f);
     if (fo === null || f.delivered > fo.delivered || (f.delivered === fo.delivered && f.rate > fo.rate))
       fo = f;
   }
-  return { idleRss, fanin: fan, fanout: fo as Awaited<ReturnType<typeof fanout>>, lat, idle: id };
+  return {
+    idleRss,
+    fanin: fan,
+    fanout: fo as Awaited<ReturnType<typeof fanout>>,
+    lat,
+    idle: id,
+    cpu: { fanin: cpuFanin, fanout: cpuFanout },
+  };
 }
 
 function lossNote(r: { expected: number }, got: number, who: string): string | undefined {
@@ -836,6 +870,29 @@ const area: BenchArea = {
             lossNote(ours.fanout, ours.fanout.delivered, 'broker-lite'),
             f ? lossNote(f.fanout, f.fanout.delivered, peer) : undefined,
           ),
+        ),
+      );
+      for (let q = 0; q < 3; q++)
+        rows.push(
+          costRow(
+            `broker:fanin-qos${q} cpu per msg vs ${peer}`,
+            'us/msg',
+            ours.cpu.fanin[q],
+            f?.cpu.fanin[q] ?? null,
+            peer,
+            baseTarget,
+            note('broker process CPU, all threads, per message received'),
+          ),
+        );
+      rows.push(
+        costRow(
+          `broker:fanout-200 cpu per delivery vs ${peer}`,
+          'us/delivery',
+          ours.cpu.fanout,
+          f?.cpu.fanout ?? null,
+          peer,
+          baseTarget,
+          note('broker process CPU, all threads, per delivery'),
         ),
       );
       rows.push(

@@ -167,21 +167,26 @@ export class Router {
     try {
       this.index.match(msg.topic, this.visit, this.visitShared);
       const acl = b.accessControl;
-      for (let i = 0; i < hits.length; i++) {
-        const s = hits[i];
-        // One recipient's failure (an ACL backend that throws, a message it cannot be sent)
-        // must not cost the recipients after it, nor the publisher its acknowledgement.
+      // One recipient's failure (an ACL backend that throws, a message it cannot be sent) must
+      // not cost the recipients after it, nor the publisher its acknowledgement. The try is
+      // entered once per message and again only after a failure, not once per recipient.
+      let i = 0;
+      while (i < hits.length) {
         try {
-          if (
-            acl !== undefined &&
-            !s.internal &&
-            !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
-          )
-            continue;
-          deliver(b, s, msg, s.mQos, s.mRetain, s.mIds, this.cache);
-          b.routedCount++;
+          for (; i < hits.length; i++) {
+            const s = hits[i];
+            if (
+              acl !== undefined &&
+              !s.internal &&
+              !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
+            )
+              continue;
+            deliver(b, s, msg, s.mQos, s.mRetain, s.mIds, this.cache);
+            b.routedCount++;
+          }
         } catch (err) {
-          this.failed(s, msg, err);
+          this.failed(hits[i], msg, err);
+          i++;
         }
       }
       return b.routedCount;
