@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import type { Broker } from './broker.ts';
 import { peerCommonName, peerSubject } from './cert-identity.ts';
 import type { AcceptOptions, ListenerInfo } from './connection.ts';
+import type { RequestHandler } from './http-files.ts';
 import type { ListenerOptions, TlsOptions } from './options.ts';
 import { holdPending } from './pending-sockets.ts';
 
@@ -51,7 +52,12 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
   if (opts.protocol === 'websockets') {
     // ws and the HTTP stack under it cost ~4 MB of RSS: loaded only for a WebSocket listener.
     const { createWebSocketServer } = await import('./ws-listener.ts');
-    server = createWebSocketServer(b, info, tlsOptions, subjectOf);
+    let onRequest: RequestHandler | undefined;
+    if (opts.httpDir !== undefined || opts.statusPage === true) {
+      const { createHttpHandler } = await import('./http-files.ts');
+      onRequest = await createHttpHandler(b, opts);
+    }
+    server = createWebSocketServer(b, info, tlsOptions, subjectOf, onRequest);
   } else if (tlsOptions !== undefined) {
     server = tls.createServer(tlsOptions, (socket) => {
       b.pendingSockets.upgraded(socket);
