@@ -303,7 +303,8 @@ export class Connection {
     if (this.state === ConnState.Connected) {
       switch (p.type) {
         case 'publish':
-          b.counters.msgsIn++;
+          b.counters.msgsInQos[p.qos]++;
+          b.counters.payloadInQos[p.qos] += p.payload.length;
           handlePublish(this, p);
           return;
         case 'puback':

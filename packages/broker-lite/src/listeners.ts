@@ -24,6 +24,17 @@ export interface BoundListener {
 /** A listener's PEM texts. */
 export type TlsFiles = Pick<TlsOptions, 'cert' | 'key' | 'ca'>;
 
+/** Binds `server`; rejects with the bind error (a port in use), which is then no longer listened for. */
+export function bindServer(server: net.Server, port: number, host: string | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 export async function startListener(b: Broker, opts: ListenerOptions): Promise<BoundListener> {
   const info: ListenerInfo = {
     protocol: opts.protocol,
@@ -74,13 +85,7 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
   if (tlsOptions !== undefined && opts.protocol === 'mqtt') server.on('connection', (s) => holdPending(b, s));
   if (tlsOptions !== undefined)
     server.on('tlsClientError', (err) => b.log('notice', 'TLS handshake failed', { error: err.message }));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await bindServer(server, opts.port, opts.host);
   server.on('error', (err) => b.log('error', 'listener error', { error: err.message }));
   const addr = server.address() as net.AddressInfo;
   const bound: BoundListener = {

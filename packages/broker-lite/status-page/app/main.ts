@@ -139,6 +139,7 @@ byId<HTMLFormElement>('login').addEventListener('submit', (e) => {
     password: String(data.get('password') ?? ''),
   };
   setText(byId('login-error'), '');
+  document.body.dataset.loginAt = String(Math.round(performance.now()));
   connect();
 });
 

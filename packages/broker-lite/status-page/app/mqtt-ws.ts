@@ -23,7 +23,10 @@ const MAX_BACKOFF_MS = 4000;
 export class MqttLink {
   private session: ClientSession;
   private ws: WebSocket | null = null;
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The session's next deadline (keepalive, CONNACK wait). */
+  private tickTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The next connection attempt. */
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private backoff = MIN_BACKOFF_MS;
   private stopped = false;
   private readonly requests = new Map<number, string[]>();
@@ -45,7 +48,8 @@ export class MqttLink {
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.timer);
+    clearTimeout(this.tickTimer);
+    clearTimeout(this.retryTimer);
     if (this.session.state === 'connected') {
       this.session.disconnect(Date.now());
       this.flush();
@@ -105,11 +109,11 @@ export class MqttLink {
 
   private retry(why: string): void {
     if (this.stopped) return;
-    clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
     const wait = this.backoff * (0.5 + Math.random() / 2);
     this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
     this.on.state('reconnecting', why);
-    this.timer = setTimeout(() => this.dial(), wait);
+    this.retryTimer = setTimeout(() => this.dial(), wait);
   }
 
   /** Writes what the session has to send, hands its events on, and sets the timer. */
@@ -118,10 +122,10 @@ export class MqttLink {
     const out = this.session.takeOutput();
     if (out !== null && this.ws !== null && this.ws.readyState === WebSocket.OPEN) this.ws.send(out);
     for (const e of events) this.event(e);
-    clearTimeout(this.timer);
+    clearTimeout(this.tickTimer);
     const deadline = this.session.nextDeadline();
     if (deadline !== undefined && this.ws !== null)
-      this.timer = setTimeout(
+      this.tickTimer = setTimeout(
         () => {
           this.session.tick(Date.now());
           this.flush();
@@ -153,7 +157,7 @@ export class MqttLink {
         ws?.close();
         this.session.connectionLost(Date.now());
         if (e.by === 'server' && REFUSED.has(e.reasonCode)) {
-          clearTimeout(this.timer);
+          clearTimeout(this.retryTimer);
           this.stopped = true;
           this.on.state('refused', e.reasonCode === 0x86 ? 'wrong user name or password' : 'not authorized');
         } else if (!this.stopped) this.retry(e.reasonString ?? 'connection closed');
