@@ -5,7 +5,7 @@
  * `readings=FILTER` (repeatable) for readings outside PREFIX/DEVICE/SENSOR.
  */
 import { sparkPath } from './chart.ts';
-import { CHART_WINDOW_MS, type Device, Model, type RATE_COUNTERS, unitText } from './model.ts';
+import { chartStart, type Device, Model, type RATE_COUNTERS, unitText } from './model.ts';
 import { type LinkState, MqttLink } from './mqtt-ws.ts';
 
 const CHART_W = 240;
@@ -329,13 +329,8 @@ function renderDevices(now: number): void {
       }
       setText(cv.value, `${value(c.value)} ${unitText(c.unit)}`.trim());
       setText(cv.age, ago(now - c.at));
-      const spark = sparkPath(
-        c.series.since(now - CHART_WINDOW_MS),
-        now - CHART_WINDOW_MS,
-        now,
-        CHART_W,
-        CHART_H,
-      );
+      const t0 = chartStart(c.series, now);
+      const spark = sparkPath(c.series.since(t0), t0, now, CHART_W, CHART_H);
       cv.path.setAttribute('d', spark.d);
       setText(cv.range, spark.d === '' ? '' : `${value(spark.min)} – ${value(spark.max)}`);
     }

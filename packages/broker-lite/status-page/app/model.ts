@@ -12,6 +12,16 @@
 
 /** How far back each channel's chart goes. */
 export const CHART_WINDOW_MS = 5 * 60_000;
+/** The shortest span a chart shows (a page open for seconds charts its first minute). */
+export const CHART_MIN_SPAN_MS = 60_000;
+
+/** Where a chart of `s` starts: the window, or less while the page has seen less of it. */
+export function chartStart(s: Series, now: number): number {
+  const oldest = s.oldest();
+  const start = now - CHART_WINDOW_MS;
+  if (oldest === undefined) return start;
+  return Math.max(start, Math.min(oldest, now - CHART_MIN_SPAN_MS));
+}
 /** Points kept per channel (a reading a second fills the window twice over). */
 export const CHART_POINTS = 600;
 /** Readings per second are counted over this window. */
@@ -33,6 +43,10 @@ export class Series {
     this.v[i] = v;
     if (this.length < this.capacity) this.length++;
     else this.start = (this.start + 1) % this.capacity;
+  }
+  /** Time of the oldest point kept. */
+  oldest(): number | undefined {
+    return this.length === 0 ? undefined : this.t[this.start];
   }
   /** The points from `since` on, oldest first. */
   since(since: number): Array<[number, number]> {
@@ -63,6 +77,8 @@ export interface Device {
   channels: Map<string, Channel>;
   /** Receipt times of recent readings (for readings per second). */
   recent: number[];
+  /** When the page first saw a reading of it. */
+  firstReading: number;
   /** The agent whose health lists this device, and its port. */
   agent: string | undefined;
   port: string | undefined;
@@ -250,6 +266,7 @@ export class Model {
         online: undefined,
         channels: new Map(),
         recent: [],
+        firstReading: 0,
         agent: undefined,
         port: undefined,
         framingErrors: undefined,
@@ -295,17 +312,23 @@ export class Model {
     c.at = now;
     if (typeof value === 'number' && Number.isFinite(value)) c.series.push(now, value);
     d.recent.push(now);
+    if (d.firstReading === 0) d.firstReading = now;
     while (d.recent.length > 0 && d.recent[0] < now - RATE_WINDOW_MS) d.recent.shift();
     d.updated = now;
     this.readings++;
     return true;
   }
 
-  /** Readings per second of `d` over the last RATE_WINDOW_MS. */
-  readingRate(d: Device, now: number): number {
+  /**
+   * Readings per second of `d` over the last RATE_WINDOW_MS (over what the page has seen when
+   * that is shorter; undefined for the first 2 s).
+   */
+  readingRate(d: Device, now: number): number | undefined {
+    const window = Math.min(RATE_WINDOW_MS, now - d.firstReading);
+    if (d.firstReading === 0 || window < 2000) return undefined;
     let n = 0;
-    for (const t of d.recent) if (t >= now - RATE_WINDOW_MS && t <= now) n++;
-    return n / (RATE_WINDOW_MS / 1000);
+    for (const t of d.recent) if (t > now - window && t <= now) n++;
+    return n / (window / 1000);
   }
 }
 
