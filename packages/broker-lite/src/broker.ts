@@ -97,6 +97,42 @@ export const REENCODE_ROOM = 65_536 + 1024;
  */
 export const MAX_ACCEPTED_PACKET = MAX_PACKET_SIZE - REENCODE_ROOM;
 
+/**
+ * The broker's counters. A class, so that the instance holds only data fields (fast property
+ * stores on the message path) and the sums are getters on its prototype.
+ */
+export class BrokerCounters {
+  bytesIn = 0;
+  bytesOut = 0;
+  /** PUBLISH packets received / sent, by QoS. */
+  readonly msgsInQos = [0, 0, 0];
+  readonly msgsOutQos = [0, 0, 0];
+  packetsIn = 0;
+  packetsOut = 0;
+  dropped = 0;
+  expired = 0;
+  connects = 0;
+  authFailures = 0;
+  publisherPauses = 0;
+  /** `dropped` by why (each drop counts in both). */
+  readonly drops: Record<DropReason, number> = {
+    slow_subscriber: 0,
+    queue_full: 0,
+    queue_overflow: 0,
+    too_large: 0,
+    message_size_limit: 0,
+    memory_limit: 0,
+    delivery_failed: 0,
+  };
+
+  get msgsIn(): number {
+    return this.msgsInQos[0] + this.msgsInQos[1] + this.msgsInQos[2];
+  }
+  get msgsOut(): number {
+    return this.msgsOutQos[0] + this.msgsOutQos[1] + this.msgsOutQos[2];
+  }
+}
+
 export class Broker {
   readonly options: BrokerOptions;
   authenticator: Authenticator | undefined;
@@ -133,39 +169,7 @@ export class Broker {
    * Counters, read when `$SYS` is published or /metrics scraped. On the message path each is one
    * increment (by QoS: an index into an array of three), nothing more.
    */
-  readonly counters = {
-    bytesIn: 0,
-    bytesOut: 0,
-    /** PUBLISH packets received / sent, by QoS. */
-    msgsInQos: [0, 0, 0],
-    msgsOutQos: [0, 0, 0],
-    /** Their payload bytes, by QoS. */
-    payloadInQos: [0, 0, 0],
-    payloadOutQos: [0, 0, 0],
-    get msgsIn(): number {
-      return this.msgsInQos[0] + this.msgsInQos[1] + this.msgsInQos[2];
-    },
-    get msgsOut(): number {
-      return this.msgsOutQos[0] + this.msgsOutQos[1] + this.msgsOutQos[2];
-    },
-    packetsIn: 0,
-    packetsOut: 0,
-    dropped: 0,
-    expired: 0,
-    connects: 0,
-    authFailures: 0,
-    publisherPauses: 0,
-    /** `dropped` by why (each drop counts in both). */
-    drops: {
-      slow_subscriber: 0,
-      queue_full: 0,
-      queue_overflow: 0,
-      too_large: 0,
-      message_size_limit: 0,
-      memory_limit: 0,
-      delivery_failed: 0,
-    } satisfies Record<DropReason, number>,
-  };
+  readonly counters = new BrokerCounters();
   /** The bridges' figures, for /metrics (set by startBridges while they run). */
   bridgeStats: (() => BridgeStats[]) | null = null;
   private listeners: BoundListener[] = [];

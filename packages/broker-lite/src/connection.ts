@@ -304,7 +304,6 @@ export class Connection {
       switch (p.type) {
         case 'publish':
           b.counters.msgsInQos[p.qos]++;
-          b.counters.payloadInQos[p.qos] += p.payload.length;
           handlePublish(this, p);
           return;
         case 'puback':

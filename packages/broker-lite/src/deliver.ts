@@ -248,7 +248,6 @@ export function writePublish(
     else conn.send(bytes);
   }
   b.counters.msgsOutQos[qos]++;
-  b.counters.payloadOutQos[qos] += msg.payload.length;
   return true;
 }
 

@@ -147,18 +147,6 @@ export function renderMetrics(b: Broker, startedAt: number): string {
     QOS.map((q) => [{ qos: q }, c.msgsOutQos[q]]),
   );
   e.family(
-    `${P}payload_bytes_received_total`,
-    'counter',
-    'Payload bytes of the PUBLISH packets received, by QoS.',
-    QOS.map((q) => [{ qos: q }, c.payloadInQos[q]]),
-  );
-  e.family(
-    `${P}payload_bytes_sent_total`,
-    'counter',
-    'Payload bytes of the PUBLISH packets sent, by QoS.',
-    QOS.map((q) => [{ qos: q }, c.payloadOutQos[q]]),
-  );
-  e.family(
     `${P}messages_dropped_total`,
     'counter',
     'Messages not delivered to a client they were for, by reason.',
