@@ -1,5 +1,5 @@
 /**
- * `npm run build && node bench/cpu-ab.mjs BASE_CHECKOUT [N] [ROUNDS]`: broker-lite's CPU time per
+ * `npm run build && node --import tsx bench/cpu-ab.ts BASE_CHECKOUT [N] [ROUNDS]`: broker-lite's CPU time per
  * message, this checkout against another (e.g. `git archive COMMIT | tar -x -C /tmp/base`, with a
  * node_modules whose @mqtt-edge/codec, client and log resolve to built packages), each bundled as
  * bench/areas/broker.ts bundles them, in alternating rounds. The figure is the broker process's
@@ -8,52 +8,39 @@
  * move it far less than they move a throughput; the median of ROUNDS per side. Issue 14 used it to
  * hold its counters to the 2% budget where `npm run bench -- --only broker` varied by 20%.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { PacketParser, PacketWriter } from '@mqtt-edge/codec';
-import { build } from 'esbuild';
+import { type Packet, PacketParser, PacketWriter } from '@mqtt-edge/codec';
+import { bundleBrokerLite } from './areas/broker.ts';
 
-async function bundle(root, out) {
-  await build({
-    entryPoints: [path.join(root, 'packages/broker-lite/src/index.ts')],
-    nodePaths: [path.join(root, 'node_modules')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile: out,
-    external: ['bufferutil', 'utf-8-validate'],
-    banner: {
-      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-    },
-    logLevel: 'silent',
-  });
-  return out;
-}
 const SCRIPT = `const { Broker } = await import(process.env.B); const b = new Broker({ listeners: [{ port: 0, host: '127.0.0.1', protocol: 'mqtt' }] }); await b.listen(); console.log('PORT ' + b.addresses[0].port); process.on('SIGTERM', async () => { await b.close(); process.exit(0); });`;
-function start(bundlePath) {
+function start(bundlePath: string): Promise<{ c: ChildProcess; port: number }> {
   return new Promise((resolve) => {
     const c = spawn(process.execPath, ['--input-type=module', '-e', SCRIPT], {
       env: { ...process.env, B: bundlePath, NODE_OPTIONS: '' },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
-    c.stdout.on('data', (d) => {
+    c.stdout?.on('data', (d: Buffer) => {
       out += d;
       const m = /PORT (\d+)/.exec(out);
       if (m) resolve({ c, port: Number(m[1]) });
     });
   });
 }
-const cpu = (pid) => {
+const cpu = (pid: number): number => {
   const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
 };
 const w = new PacketWriter(1 << 16);
-function client(port, id) {
+interface Peer {
+  s: net.Socket;
+  on: (p: Packet) => void;
+}
+function client(port: number, id: string): Promise<Peer> {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1', () => {
       s.setNoDelay(true);
@@ -64,8 +51,8 @@ function client(port, id) {
       );
     });
     const p = new PacketParser({ protocolVersion: 4 });
-    const c = { s, on: () => {} };
-    s.on('data', (d) =>
+    const c: Peer = { s, on: () => {} };
+    s.on('data', (d: Buffer) =>
       p.push(d, (pk) => {
         if (pk.type === 'connack') resolve(c);
         else c.on(pk);
@@ -73,9 +60,9 @@ function client(port, id) {
     );
   });
 }
-async function run(port, qos, N) {
+async function run(port: number, qos: 0 | 1, N: number): Promise<void> {
   const sub = await client(port, 'sub');
-  await new Promise((r) => {
+  await new Promise<void>((r) => {
     sub.on = (pk) => {
       if (pk.type === 'suback') r();
     };
@@ -87,11 +74,12 @@ async function run(port, qos, N) {
   });
   const pub = await client(port, 'pub');
   let got = 0;
-  const done = new Promise((r) => {
+  const done = new Promise<void>((r) => {
     sub.on = (pk) => {
       if (pk.type === 'publish') {
         got++;
-        if (qos > 0) sub.s.write(Buffer.from(w.encode({ type: 'puback', packetId: pk.packetId }, 4)));
+        if (qos > 0 && pk.packetId !== undefined)
+          sub.s.write(Buffer.from(w.encode({ type: 'puback', packetId: pk.packetId }, 4)));
         if (got === N) r();
       }
     };
@@ -103,7 +91,7 @@ async function run(port, qos, N) {
     if (pk.type === 'puback') acked++;
   };
   for (let i = 0; i < N; i += BATCH) {
-    const parts = [];
+    const parts: Buffer[] = [];
     for (let j = 0; j < BATCH; j++)
       parts.push(
         Buffer.from(
@@ -130,38 +118,36 @@ async function run(port, qos, N) {
 }
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 if (process.argv[2] === undefined) {
-  console.error('usage: node bench/cpu-ab.mjs BASE_CHECKOUT [N] [ROUNDS]');
+  console.error('usage: node --import tsx bench/cpu-ab.ts BASE_CHECKOUT [N] [ROUNDS]');
   process.exit(2);
 }
-const tmp = fs.mkdtempSync('/tmp/cpu-ab-');
-const ours = await bundle(ROOT, path.join(tmp, 'ours.mjs'));
-const base = await bundle(path.resolve(process.argv[2]), path.join(tmp, 'base.mjs'));
+const ours = await bundleBrokerLite(ROOT);
+const base = await bundleBrokerLite(path.resolve(process.argv[2]));
 const N = Number(process.argv[3] ?? 1_500_000);
-const res = { ours: { 0: [], 1: [] }, base: { 0: [], 1: [] } };
+const QOS = [0, 1] as const;
+const res: Record<'ours' | 'base', [number[], number[]]> = { ours: [[], []], base: [[], []] };
 for (let round = 0; round < Number(process.argv[4] ?? 7); round++) {
-  for (const [name, b] of round % 2
-    ? [
-        ['base', base],
-        ['ours', ours],
-      ]
-    : [
-        ['ours', ours],
-        ['base', base],
-      ]) {
+  const order: Array<['ours' | 'base', string]> = [
+    ['ours', ours],
+    ['base', base],
+  ];
+  if (round % 2 === 1) order.reverse();
+  for (const [name, b] of order) {
     const { c, port } = await start(b);
+    const pid = c.pid as number;
     await run(port, 0, 50000); // warm-up
-    for (const qos of [0, 1]) {
-      const c0 = cpu(c.pid);
+    for (const qos of QOS) {
+      const c0 = cpu(pid);
       await run(port, qos, N);
-      res[name][qos].push(((cpu(c.pid) - c0) / N) * 1e6);
+      res[name][qos].push(((cpu(pid) - c0) / N) * 1e6);
     }
     c.kill('SIGTERM');
     await new Promise((r) => c.once('exit', r));
   }
 }
-const med = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-for (const qos of [0, 1])
+const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+for (const qos of QOS)
   console.log(
-    `QoS ${qos} fan-in, broker CPU µs/msg: ours ${res.ours[qos].map((x) => x.toFixed(2)).join(' ')} (median ${med(res.ours[qos]).toFixed(3)}); base ${res.base[qos].map((x) => x.toFixed(2)).join(' ')} (median ${med(res.base[qos]).toFixed(3)}); ours/base ${(med(res.ours[qos]) / med(res.base[qos])).toFixed(3)}`,
+    `QoS ${qos} fan-in, broker CPU µs/msg: ours ${res.ours[qos].map((x: number) => x.toFixed(2)).join(' ')} (median ${med(res.ours[qos]).toFixed(3)}); base ${res.base[qos].map((x: number) => x.toFixed(2)).join(' ')} (median ${med(res.base[qos]).toFixed(3)}); ours/base ${(med(res.ours[qos]) / med(res.base[qos])).toFixed(3)}`,
   );
-fs.rmSync(tmp, { recursive: true, force: true });
+for (const b of [ours, base]) fs.rmSync(path.dirname(b), { recursive: true, force: true });
