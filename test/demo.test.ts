@@ -220,7 +220,7 @@ describe.skipIf(process.platform !== 'linux')('npm start (scripts/demo.mjs)', ()
           await page
             .locator(`[data-device="${d}"][data-state="online"] [data-channel="temp"] .v`, { hasText: value })
             .waitFor({ timeout: 15_000 });
-        const firstReading = Number(await page.evaluate('document.body.dataset.firstReading'));
+        const firstReading = Number(await page.locator('body').getAttribute('data-first-reading'));
         console.log(`demo status page: first reading ${firstReading} ms after navigation start`);
         // Up to a second of it is the devices' own interval (kitchen reports every second).
         expect(firstReading).toBeLessThan(2000);
