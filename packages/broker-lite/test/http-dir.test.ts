@@ -255,6 +255,69 @@ describe('issue 14.2: the built-in status page (status_page true)', () => {
   });
 });
 
+describe('issue 14.2: hostile HTTP before any login', () => {
+  let broker: Broker;
+  let port: number;
+  beforeAll(async () => {
+    broker = new Broker({
+      listeners: [{ port: 0, host: '127.0.0.1', protocol: 'websockets', statusPage: true }],
+      sysInterval: 0,
+      connectTimeoutSeconds: 1,
+    });
+    await broker.listen();
+    port = broker.addresses[0].port;
+  });
+  afterAll(() => broker.close());
+
+  it('issue 14.2: 20,000 pipelined requests never read: the broker stops reading (memory bounded), and the socket goes at the connect timeout', async () => {
+    const rss0 = process.memoryUsage().rss;
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    s.pause(); // never reads a response
+    const one = Buffer.from('GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n');
+    const burst = Buffer.concat(Array.from({ length: 1000 }, () => one));
+    let written = 0;
+    const closed = new Promise<void>((r) => s.once('close', () => r()));
+    const t0 = Date.now();
+    for (let i = 0; i < 20 && !s.destroyed; i++) {
+      s.write(burst);
+      written += burst.length;
+    }
+    let rssMax = rss0;
+    const sampler = setInterval(() => {
+      rssMax = Math.max(rssMax, process.memoryUsage().rss);
+    }, 20);
+    // The server side lets go of it at the connect timeout (1 s here)...
+    while (broker.pendingSockets.size > 0 && Date.now() - t0 < 5000)
+      await new Promise((r) => setTimeout(r, 50));
+    clearInterval(sampler);
+    expect(broker.pendingSockets.size).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(3500);
+    // ...and the client sees the end once it reads what it was sent.
+    s.resume();
+    await closed;
+    // 20,000 responses of 61 KB would be 1.2 GB; Node's HTTP server pauses the socket instead.
+    expect(rssMax - rss0).toBeLessThan(64 << 20);
+    expect(written).toBeGreaterThan(0);
+    expect((await request(port, '/app.css')).status).toBe(200);
+  });
+
+  it('issue 14.2: a request trickled a byte at a time is closed at the connect timeout', async () => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    const closed = new Promise<void>((r) => s.once('close', () => r()));
+    const t0 = Date.now();
+    const text = 'GET /app.js HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(1000);
+    let i = 0;
+    const drip = setInterval(() => {
+      if (!s.destroyed && i < text.length) s.write(text[i++]);
+    }, 50);
+    await closed;
+    clearInterval(drip);
+    expect(Date.now() - t0).toBeLessThan(3500);
+  });
+});
+
 describe('issue 14.2: config keys http_dir and status_page', () => {
   const FILE = join(root, 'mosquitto.conf');
   it('issue 14.2: http_dir per websockets listener, resolved from the file; ignored with a warning on an mqtt listener', async () => {
