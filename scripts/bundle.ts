@@ -13,10 +13,20 @@
  * `--bins` (run by `npm run build`): each command's packages/NAME/dist/bin/ instead, what the
  * installed bin runs (buildBins below).
  */
-import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { statusPageModule } from '../packages/broker-lite/status-page/build.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -46,6 +56,36 @@ const lazyRequires: Plugin = {
     }));
   },
 };
+
+/**
+ * broker-lite's `#status-page`: under the source condition it is status-page/build.ts, which
+ * builds the page with esbuild at run time. What is installed or bundled embeds the built page
+ * instead (the module `npm run build` writes to dist/status-page/files.js), and no esbuild.
+ */
+function embeddedStatusPage(): Plugin {
+  let text: Promise<string> | undefined;
+  return {
+    name: 'embedded-status-page',
+    setup(b) {
+      b.onResolve({ filter: /^#status-page$/ }, () => ({
+        path: 'status-page',
+        namespace: 'embedded-status-page',
+      }));
+      b.onLoad({ filter: /.*/, namespace: 'embedded-status-page' }, async () => {
+        text ??= statusPageModule();
+        return { contents: await text, loader: 'js' };
+      });
+    },
+  };
+}
+
+/** `npm run build`: the status page embedded, where broker-lite's dist/ imports it (`#status-page`). */
+export async function writeStatusPage(): Promise<string> {
+  const out = path.join(ROOT, 'packages', 'broker-lite', 'dist', 'status-page', 'files.js');
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, await statusPageModule());
+  return out;
+}
 
 const BANNER = [
   "import { createRequire as __mqttEdgeCreateRequire } from 'node:module';",
@@ -77,7 +117,7 @@ export async function buildBundles(outdir = path.join(ROOT, 'dist')): Promise<Bu
     // package, is loaded only off Linux (packages/serial-protocol/src/node/serial-port.ts).
     external: ['bufferutil', 'utf-8-validate', 'cbor-extract', 'serialport'],
     banner: { js: `#!/usr/bin/env node\n${BANNER}` },
-    plugins: [lazyRequires],
+    plugins: [lazyRequires, embeddedStatusPage()],
     legalComments: 'eof' as const,
     logLevel: 'warning' as const,
   };
@@ -168,6 +208,7 @@ export async function buildBins(): Promise<string[]> {
       target: 'node20',
       conditions: ['mqtt-edge-source'],
       external: [...thirdParty(pkgDir)].flatMap((n) => [n, `${n}/*`]),
+      plugins: [embeddedStatusPage()],
       // dist/bin/ is not where src/cli.ts looks for ../package.json.
       define: { __BROKER_LITE_VERSION__: JSON.stringify(version(dir)) },
       legalComments: 'eof',
@@ -181,6 +222,7 @@ export async function buildBins(): Promise<string[]> {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   if (process.argv.includes('--bins')) {
+    console.log(`built ${path.relative(ROOT, await writeStatusPage())}`);
     for (const f of await buildBins()) console.log(`built ${path.relative(ROOT, f)}`);
     process.exit(0);
   }

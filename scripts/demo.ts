@@ -3,8 +3,10 @@
  * link when socat is missing), the agent, and a subscriber printing readings as they arrive,
  * with the agent's queue depth. Every 30 s the broker goes away for 6 s: the readings queue on
  * disk and drain when it is back, none lost. Ctrl-C stops everything cleanly.
- * Environment: DEMO_PORT (the broker's port; 0 for any free one; default 1883 when free),
- * DEMO_OUTAGE_EVERY_MS (0: no outages).
+ * The broker also serves its status page (a websockets listener with `status_page`, default
+ * port 9001) and its Prometheus metrics (`metrics_listener`, default 9234); both URLs are printed.
+ * Environment: DEMO_PORT (the broker's port; 0 for any free one, the page's and the metrics'
+ * too; default 1883 when free), DEMO_OUTAGE_EVERY_MS (0: no outages).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -12,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { Agent, createLogger, parseConfig, parseMessageId } from '@mqtt-edge/agent';
-import { Broker } from '@mqtt-edge/broker-lite';
+import { Broker, type BrokerOptions } from '@mqtt-edge/broker-lite';
 import { connect } from '@mqtt-edge/client';
 import {
   createLinkPair,
@@ -52,7 +54,7 @@ function portFree(port: number): Promise<boolean> {
 }
 
 /** The agent's metrics port: 9101 when free and no DEMO_PORT was asked for, else any free one. */
-async function metricsPort(): Promise<number> {
+async function agentMetricsPort(): Promise<number> {
   return askedPort === undefined && (await portFree(9101)) ? 9101 : 0;
 }
 
@@ -81,19 +83,41 @@ const devices: Array<{
 say(bold('mqtt-edge demo: three simulated devices -> agent -> broker-lite -> subscriber'));
 say(dim(`working directory ${dir} (removed on exit)`));
 
-// Broker: DEMO_PORT when set (0: any free port, as the tests use), else 1883 when free, else
-// whatever the kernel gives; loopback only.
-const wanted = askedPort !== undefined ? askedPort : (await portFree(1883)) ? 1883 : 0;
+// Broker: DEMO_PORT when set (0: any free port, as the tests use, for the page and the metrics
+// too), else 1883 (9001, 9234) when free, else whatever the kernel gives; loopback only.
+const portOr = async (usual: number): Promise<number> =>
+  askedPort === 0
+    ? 0
+    : askedPort !== undefined && usual === 1883
+      ? askedPort
+      : (await portFree(usual))
+        ? usual
+        : 0;
+const wanted = await portOr(1883);
 const persistenceDir = path.join(dir, 'broker');
-let broker = new Broker({
-  listeners: [{ port: wanted, host: '127.0.0.1', protocol: 'mqtt' }],
+const brokerOptions: Partial<BrokerOptions> = {
+  listeners: [
+    { port: wanted, host: '127.0.0.1', protocol: 'mqtt' },
+    { port: await portOr(9001), host: '127.0.0.1', protocol: 'websockets', statusPage: true },
+  ],
+  metricsListener: { port: await portOr(9234), host: '127.0.0.1' },
   persistenceDir,
-});
+  // The status page's broker figures (from $SYS) move once a second.
+  sysInterval: 1,
+};
+let broker = new Broker(brokerOptions);
 await broker.listen();
 const port = broker.addresses[0].port;
+const pagePort = broker.addresses[1].port;
+const metricsPort = broker.metricsAddress?.port ?? 0;
+// The outages restart the broker on the same ports (the page reconnects to the one it knows).
+brokerOptions.listeners = broker.addresses.map((a, i) => ({ ...brokerOptions.listeners?.[i], ...a }));
+brokerOptions.metricsListener = { port: metricsPort, host: '127.0.0.1' };
 say(
   `broker-lite on ${bold(`mqtt://127.0.0.1:${port}`)}${wanted === 0 && askedPort === undefined ? ' (1883 is taken, so an ephemeral port)' : ''}`,
 );
+say(`status page  ${bold(`http://127.0.0.1:${pagePort}/`)}`);
+say(`metrics      ${bold(`http://127.0.0.1:${metricsPort}/metrics`)} (broker)`);
 
 // Devices.
 const socat = hasSocat();
@@ -137,7 +161,8 @@ const config = parseConfig(
     agent: {
       id: 'demo',
       stateDir: path.join(dir, 'agent'),
-      healthInterval: '10s',
+      // The status page shows the queue depth from the health topic: every 2 s.
+      healthInterval: '2s',
       log: { level: 'warn', format: 'text' },
     },
     serial: devices.map((d) => ({
@@ -150,7 +175,7 @@ const config = parseConfig(
     queue: { fsync: 'batch' },
     // Home Assistant on the same broker finds the devices by itself (issue 14).
     homeassistant: { enabled: true },
-    metrics: { listen: `127.0.0.1:${await metricsPort()}` },
+    metrics: { listen: `127.0.0.1:${await agentMetricsPort()}` },
   },
   { baseDir: dir },
 );
@@ -174,8 +199,7 @@ say(
   `agent ${bold('demo')}: durable queue in ${config.queue.dir} (fsync per batch), topics demo/{device}/{sensor}`,
 );
 const metrics = agent.metricsAddress;
-if (metrics !== undefined)
-  say(`agent metrics (Prometheus) on ${bold(`http://127.0.0.1:${metrics.port}/metrics`)}`);
+if (metrics !== undefined) say(`metrics      ${bold(`http://127.0.0.1:${metrics.port}/metrics`)} (agent)`);
 say(
   `Home Assistant discovery on: retained configs under homeassistant/+/demo/+/config (point Home Assistant's MQTT integration at this broker)`,
 );
@@ -266,7 +290,7 @@ const outageTimer =
         );
         await stopBroker(broker);
         await new Promise((r) => setTimeout(r, OUTAGE_FOR_MS));
-        broker = new Broker({ listeners: [{ port, host: '127.0.0.1', protocol: 'mqtt' }], persistenceDir });
+        broker = new Broker(brokerOptions);
         await broker.listen();
         say(c('33', `--- broker back (queue ${agent.queueStats().count}): the backlog drains in order ---`));
       }, OUTAGE_EVERY_MS)

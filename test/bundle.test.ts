@@ -23,6 +23,7 @@ import { connect, type MqttClient } from '@mqtt-edge/client';
 import { FirmwareSim, hasSocat, PtyTransport } from '@mqtt-edge/firmware-sim';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundles } from '../scripts/bundle.ts';
+import { freePort } from './helpers/mosquitto.ts';
 import { userEnv } from './helpers/packed-install.ts';
 
 const run = promisify(execFile);
@@ -124,6 +125,26 @@ describe.skipIf(process.platform !== 'linux')('issue 13.3: single-file bundles',
       await c.end();
     }
     child.kill('SIGTERM');
+    expect(await exited(child)).toBe(0);
+  });
+
+  it('issue 14: broker-lite.mjs serves its status page (embedded: no esbuild, no files beside it) and /metrics', async () => {
+    const metricsPort = await freePort();
+    const conf = path.join(base, 'broker-page.conf');
+    writeFileSync(
+      conf,
+      `listener 0 127.0.0.1\nprotocol websockets\nstatus_page true\nallow_anonymous true\nlog_dest stdout\nsys_interval 0\nmetrics_listener ${metricsPort} 127.0.0.1\n`,
+    );
+    const { child, port } = await startBroker(conf);
+    try {
+      const page = await fetch(`http://127.0.0.1:${port}/app.js`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('$SYS/broker/#');
+      const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      expect(await metrics.text()).toMatch(/^# HELP mqtt_edge_broker_info /);
+    } finally {
+      child.kill('SIGTERM');
+    }
     expect(await exited(child)).toBe(0);
   });
 

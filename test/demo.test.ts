@@ -4,13 +4,14 @@
  * printed with the queue depth, the MQTT 5 command round trip is shown; Ctrl-C (SIGINT) then
  * stops it with exit code 0, its socat children gone and its working directory removed.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasSocat } from '@mqtt-edge/firmware-sim';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
+import { artifactPath, CHROMIUM_SKIP, launchChromium } from './helpers/chromium.ts';
 import { until } from './helpers/processes.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -172,7 +173,7 @@ describe.skipIf(process.platform !== 'linux')('npm start (scripts/demo.mjs)', ()
     );
     const out = demo.out();
     const port = Number(/broker-lite on mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
-    const metricsUrl = /agent metrics \(Prometheus\) on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(out)?.[1];
+    const metricsUrl = /metrics +(http:\/\/127\.0\.0\.1:\d+\/metrics) \(agent\)/.exec(out)?.[1];
     expect(metricsUrl, out).toBeDefined();
     const text = await (await fetch(metricsUrl!)).text();
     for (const d of DEVICES)
@@ -204,4 +205,99 @@ describe.skipIf(process.platform !== 'linux')('npm start (scripts/demo.mjs)', ()
     demo.c.kill('SIGINT');
     expect(await demo.exited).toBe(0);
   }, 45_000);
+
+  /** The demo as a process, without outages; resolves with its page and metrics URLs. */
+  async function startDemoWithUrls(): Promise<{ page: string; metrics: string; out: () => string }> {
+    const c = spawn(process.execPath, [path.join(ROOT, 'scripts/demo.mjs')], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DEMO_PORT: '0', DEMO_OUTAGE_EVERY_MS: '0', FORCE_COLOR: '0' },
+    });
+    child = c;
+    let out = '';
+    c.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+    });
+    c.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+    });
+    const urls = () => ({
+      page: /status page +(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1],
+      metrics: /metrics +(http:\/\/127\.0\.0\.1:\d+\/metrics) \(broker\)/.exec(out)?.[1],
+    });
+    expect(await until(() => urls().page !== undefined && urls().metrics !== undefined, 15_000), out).toBe(
+      true,
+    );
+    const { page, metrics } = urls();
+    return { page: page as string, metrics: metrics as string, out: () => out };
+  }
+
+  it('issue 14.3: the demo prints the broker metrics URL; a scrape passes promtool and its counters move', async () => {
+    const demo = await startDemoWithUrls();
+    const sample = (text: string, series: string): number =>
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith(`${series} `))
+          ?.split(' ')[1] ?? Number.NaN,
+      );
+    const q1 = 'mqtt_edge_broker_messages_received_total{qos="1"}';
+    const first = await (await fetch(demo.metrics)).text();
+    let second = first;
+    // The agent publishes its readings at QoS 1: the counter moves within a few seconds.
+    const deadline = Date.now() + 15_000;
+    while (!(sample(second, q1) > sample(first, q1)) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      second = await (await fetch(demo.metrics)).text();
+    }
+    expect(sample(second, q1), demo.out()).toBeGreaterThan(sample(first, q1));
+    expect(sample(second, 'mqtt_edge_broker_clients_connected')).toBeGreaterThanOrEqual(2);
+    const promtool = spawnSync('promtool', ['check', 'metrics'], { input: second, encoding: 'utf8' });
+    if (promtool.error !== undefined)
+      console.warn('demo metrics: promtool missing (Debian package prometheus): format not checked');
+    else expect(`${promtool.stdout}${promtool.stderr}`).toBe('');
+  }, 45_000);
+
+  it.skipIf(CHROMIUM_SKIP !== undefined)(
+    `issue 14.2: the demo's readings appear on its status page (screenshot in test-artifacts/)${CHROMIUM_SKIP ? ` [skipped: ${CHROMIUM_SKIP}]` : ''}`,
+    async () => {
+      const demo = await startDemoWithUrls();
+      const chrome = await launchChromium();
+      try {
+        const page = await chrome.context.newPage();
+        await page.goto(demo.page);
+        // Native devices send units (Cel: °C); the key=value device sends bare numbers.
+        for (const [d, value] of [
+          ['kitchen', /^-?[\d.]+ °C$/],
+          ['greenhouse', /^-?[\d.]+ °C$/],
+          ['boiler', /^-?[\d.]+$/],
+        ] as const)
+          await page
+            .locator(`[data-device="${d}"][data-state="online"] [data-channel="temp"] .v`, { hasText: value })
+            .waitFor({ timeout: 15_000 });
+        const firstReading = Number(await page.locator('body').getAttribute('data-first-reading'));
+        console.log(`demo status page: first reading ${firstReading} ms after navigation start`);
+        // Up to a second of it is the devices' own interval (kitchen reports every second).
+        expect(firstReading).toBeLessThan(2000);
+        await page
+          .locator('[data-agent="demo"][data-state="online"] [data-stat="queue on disk"] dd', {
+            hasText: /^\d+ \(/,
+          })
+          .waitFor({ timeout: 10_000 });
+        await page
+          .locator('[data-stat="messages in/s"] dd', { hasText: /^[\d.]+$/ })
+          .waitFor({ timeout: 10_000 });
+        await page
+          .locator('[data-device="kitchen"] [data-channel="temp"] path[d*="L"]')
+          .waitFor({ timeout: 10_000 });
+        // A longer run for the README's picture: DEMO_SCREENSHOT_WAIT_MS=60000.
+        const extra = Number(process.env.DEMO_SCREENSHOT_WAIT_MS ?? 0);
+        if (extra > 0) await new Promise((r) => setTimeout(r, Math.min(extra, 120_000)));
+        await page.screenshot({ path: artifactPath('status-page-demo.png'), fullPage: true });
+      } finally {
+        await chrome.close();
+      }
+    },
+    180_000,
+  );
 });

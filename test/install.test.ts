@@ -12,6 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from './helpers/mosquitto.ts';
 import { installPacked, type PackedInstall, ROOT, userEnv } from './helpers/packed-install.ts';
 
 const run = promisify(execFile);
@@ -169,6 +170,30 @@ describe.skipIf(process.platform !== 'linux')('issue 13.2: the packed packages, 
     `;
     const { stdout } = await inApp(process.execPath, ['--input-type=module', '-e', script]);
     expect(stdout).toBe('install/test from the tarball\n');
+    broker.kill('SIGTERM');
+    expect(await exited(broker)).toBe(0);
+  });
+
+  it('issue 14: the installed broker serves its status page (dist/status-page, no esbuild) and /metrics', async () => {
+    const metricsPort = await freePort();
+    const conf = path.join(inst.dir, 'broker-page.conf');
+    writeFileSync(
+      conf,
+      `listener 0 127.0.0.1\nprotocol websockets\nstatus_page true\nallow_anonymous true\nlog_dest stdout\nsys_interval 0\nmetrics_listener ${metricsPort} 127.0.0.1\n`,
+    );
+    const broker = spawn(inst.bin('broker-lite'), ['-c', conf, '--log-format', 'json'], {
+      cwd: inst.dir,
+      env: userEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(broker);
+    const port = Number((await readyLine(broker)).ports);
+    const page = await fetch(`http://127.0.0.1:${port}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<script src="app.js"');
+    expect((await fetch(`http://127.0.0.1:${port}/app.js`)).status).toBe(200);
+    const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(await metrics.text()).toMatch(/^# HELP mqtt_edge_broker_info /);
     broker.kill('SIGTERM');
     expect(await exited(broker)).toBe(0);
   });

@@ -80,7 +80,7 @@ function waitForPort(child: ChildProcess, name: string): Promise<number> {
  * broker-lite as a gateway runs it: one esbuild bundle under plain node (no TypeScript loader
  * in the process, whose own ~25 MB would otherwise be counted as the broker's).
  */
-async function bundleBrokerLite(root: string): Promise<string> {
+export async function bundleBrokerLite(root: string): Promise<string> {
   const { build } = await import('esbuild');
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-lite-')), 'broker-lite.mjs');
   await build({

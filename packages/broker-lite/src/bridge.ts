@@ -818,6 +818,8 @@ export class Bridge {
       ['messages/received', st.inReceived],
       ['messages/dropped', st.outDropped + st.queue.droppedOldest + st.inDropped],
       ['last_error', st.lastError ?? ''],
+      // broker-lite's own: what `state` (1/0) does not say, e.g. idle (lazy) or waiting to retry.
+      ['bridge_state', st.state],
     ];
     for (const [name, value] of values) {
       const topic = `$SYS/broker/connection/${this.config.name}/${name}`;
@@ -937,10 +939,13 @@ export async function startBridges(
     sysTimer = setInterval(publishAll, sysSeconds * 1000);
     sysTimer.unref();
   }
+  const stats = (): BridgeStats[] => list.map((b) => b.stats());
+  broker.bridgeStats = stats;
   return {
     list,
-    stats: () => list.map((b) => b.stats()),
+    stats,
     close: async () => {
+      if (broker.bridgeStats === stats) broker.bridgeStats = null;
       if (sysTimer !== null) clearInterval(sysTimer);
       await Promise.all(list.map((b) => b.close()));
     },

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { MAX_PACKET_SIZE, PacketParser, PacketWriter, ReasonCode } from '@mqtt-edge/codec';
+import type { BridgeStats } from './bridge.ts';
 import {
   type AcceptOptions,
   Connection,
@@ -18,6 +19,7 @@ import { releasePublishers } from './deliver.ts';
 import { type BoundListener, startListener, type TlsFiles } from './listeners.ts';
 import { MemoryLimit } from './memory-limit.ts';
 import type { Message } from './message.ts';
+import type { MetricsServer } from './metrics.ts';
 import type { AccessControl, Authenticator, BrokerOptions, LogSink } from './options.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
 import { PendingSockets } from './pending-sockets.ts';
@@ -61,6 +63,23 @@ export interface BrokerStats {
 
 const SILENT: LogSink = { log() {} };
 
+/** Why a message was not delivered to someone it was for (the `reason` label in /metrics). */
+export type DropReason =
+  /** QoS 0 to a client whose unsent bytes passed the hard write limit. */
+  | 'slow_subscriber'
+  /** QoS 1/2 for an offline session whose queue is at max_queued_messages / bytes. */
+  | 'queue_full'
+  /** An online session's queue at twice its bound, the publisher not pausable. */
+  | 'queue_overflow'
+  /** Larger than the client's maximum packet size (or MQTT's, with its identifiers). */
+  | 'too_large'
+  /** A payload over message_size_limit (the publisher is told, 5.0: 0x97). */
+  | 'message_size_limit'
+  /** Refused while over memory_limit. */
+  | 'memory_limit'
+  /** A delivery that threw (an ACL backend, an encoding error). */
+  | 'delivery_failed';
+
 /**
  * Room kept below MQTT's largest packet for what re-encoding a received PUBLISH can add. The
  * broker stores every message, and sends it to MQTT 5 subscribers, as an MQTT 5 PUBLISH: the
@@ -77,6 +96,42 @@ export const REENCODE_ROOM = 65_536 + 1024;
  * of the body is buffered; MQTT 5 clients are told the limit in CONNACK.
  */
 export const MAX_ACCEPTED_PACKET = MAX_PACKET_SIZE - REENCODE_ROOM;
+
+/**
+ * The broker's counters. A class, so that the instance holds only data fields (fast property
+ * stores on the message path) and the sums are getters on its prototype.
+ */
+export class BrokerCounters {
+  bytesIn = 0;
+  bytesOut = 0;
+  /** PUBLISH packets received / sent, by QoS. */
+  readonly msgsInQos = [0, 0, 0];
+  readonly msgsOutQos = [0, 0, 0];
+  packetsIn = 0;
+  packetsOut = 0;
+  dropped = 0;
+  expired = 0;
+  connects = 0;
+  authFailures = 0;
+  publisherPauses = 0;
+  /** `dropped` by why (each drop counts in both). */
+  readonly drops: Record<DropReason, number> = {
+    slow_subscriber: 0,
+    queue_full: 0,
+    queue_overflow: 0,
+    too_large: 0,
+    message_size_limit: 0,
+    memory_limit: 0,
+    delivery_failed: 0,
+  };
+
+  get msgsIn(): number {
+    return this.msgsInQos[0] + this.msgsInQos[1] + this.msgsInQos[2];
+  }
+  get msgsOut(): number {
+    return this.msgsOutQos[0] + this.msgsOutQos[1] + this.msgsOutQos[2];
+  }
+}
 
 export class Broker {
   readonly options: BrokerOptions;
@@ -110,20 +165,15 @@ export class Broker {
   /** memory_limit: set while the process is over it (a field, read once per PUBLISH). */
   memoryFull = false;
   readonly memory: MemoryLimit;
-  readonly counters = {
-    bytesIn: 0,
-    bytesOut: 0,
-    msgsIn: 0,
-    msgsOut: 0,
-    packetsIn: 0,
-    packetsOut: 0,
-    dropped: 0,
-    expired: 0,
-    connects: 0,
-    authFailures: 0,
-    publisherPauses: 0,
-  };
+  /**
+   * Counters, read when `$SYS` is published or /metrics scraped. On the message path each is one
+   * increment (by QoS: an index into an array of three), nothing more.
+   */
+  readonly counters = new BrokerCounters();
+  /** The bridges' figures, for /metrics (set by startBridges while they run). */
+  bridgeStats: (() => BridgeStats[]) | null = null;
   private listeners: BoundListener[] = [];
+  private metrics: MetricsServer | null = null;
   private readonly dirty: Connection[] = [];
   private flushScheduled = false;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -162,6 +212,12 @@ export class Broker {
       await this.persist.open();
     }
     for (const l of this.options.listeners) this.listeners.push(await startListener(this, l));
+    const m = this.options.metricsListener;
+    if (m !== undefined) {
+      // Node's HTTP server and the exposition only for a broker that has a metrics_listener.
+      const { startMetricsListener } = await import('./metrics.ts');
+      this.metrics = await startMetricsListener(this, m, this.startedAt);
+    }
     this.memory.start();
     this.sweepTimer = setInterval(() => this.sweep(), 1000);
     this.sweepTimer.unref();
@@ -177,6 +233,18 @@ export class Broker {
         port: l.address.port,
         protocol: l.address.protocol,
       });
+    if (this.metrics !== null)
+      this.log('notice', 'listening', {
+        host: this.metrics.address.host,
+        port: this.metrics.address.port,
+        protocol: 'metrics',
+        url: `http://${this.metrics.address.host}:${this.metrics.address.port}/metrics`,
+      });
+  }
+
+  /** Where metrics_listener is bound (the real port when 0 was asked); undefined without one. */
+  get metricsAddress(): { port: number; host: string } | undefined {
+    return this.metrics?.address;
   }
 
   /**
@@ -209,6 +277,7 @@ export class Broker {
     this.memory.stop();
     // server.close() waits for every socket: start it, close the sockets, then wait.
     const listenersClosed = Promise.all(this.listeners.map((l) => l.close()));
+    const metricsClosed = this.metrics?.close();
     this.pendingSockets.close();
     const waits: Promise<void>[] = [];
     for (const conn of this.connections) {
@@ -224,6 +293,7 @@ export class Broker {
     }
     await Promise.all(waits);
     await listenersClosed;
+    await metricsClosed;
     this.flushAll();
     // after the final snapshot, which keeps the wills still waiting out their delay
     if (this.persist !== null) await this.persist.close();
@@ -441,8 +511,9 @@ export class Broker {
   }
 
   /** Counts (and, at most once a second, logs) a message not delivered to `s`. */
-  dropped(s: Session | null, msg: Message, why: string): void {
+  dropped(s: Session | null, msg: Message, why: string, reason: DropReason): void {
     this.counters.dropped++;
+    this.counters.drops[reason]++;
     this.droppedSinceLog++;
     const now = Date.now();
     if (now - this.lastDropLog >= 1000) {

@@ -197,6 +197,10 @@ export function restartOnlyChanges(before: BrokerConfig, after: BrokerConfig): s
       topics: topics.map(({ line: _tl, ...t }) => t),
     })),
     logDest: c.logDest.map((d) => (d.kind === 'file' ? { kind: d.kind, path: d.path } : d)),
+    metricsListener:
+      c.metricsListener === undefined
+        ? undefined
+        : { port: c.metricsListener.port, host: c.metricsListener.host },
   });
   const a = strip(before);
   const b = strip(after);
@@ -232,6 +236,7 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   logTimestamp: 'log_timestamp',
   pidFile: 'pid_file',
   bridges: 'connection (bridges)',
+  metricsListener: 'metrics_listener',
 };
 
 function reportConfigError(io: CliIo, err: unknown): number {

@@ -1,4 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { type Stats, statSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { AclFile } from './acl.ts';
 import type { BrokerConfig, ListenerConfig } from './config.ts';
@@ -67,6 +68,8 @@ async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
   const out: ListenerOptions = { port: l.port, protocol: l.protocol };
   if (l.host !== undefined) out.host = l.host;
   if (l.useUsernameAsClientid) out.useUsernameAsClientid = true;
+  if (l.statusPage) out.statusPage = true;
+  if (l.httpDir !== undefined && l.protocol === 'websockets') out.httpDir = checkHttpDir(l);
   const files = await loadListenerTls(l);
   if (files === undefined) return out;
   const { cert, key, ca } = files;
@@ -79,6 +82,25 @@ async function buildListener(l: ListenerConfig): Promise<ListenerOptions> {
   };
   if (ca !== undefined) out.tls.ca = ca;
   return out;
+}
+
+/** http_dir must be a directory the broker can read: said at start-up, naming the listener. */
+function checkHttpDir(l: ListenerConfig): string {
+  const dir = l.httpDir as string;
+  let st: Stats;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    throw new ConfigError(
+      l.file,
+      l.line,
+      'http_dir',
+      `cannot open http_dir ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  if (!st.isDirectory())
+    throw new ConfigError(l.file, l.line, 'http_dir', `http_dir ${dir} is not a directory`);
+  return dir;
 }
 
 /** A bridge's TLS files are read and checked at start-up, naming the bridge, not at its first attempt. */
@@ -150,6 +172,9 @@ export async function buildBrokerOptions(
     connectionMessages: cfg.connectionMessages,
     logger,
   };
+  const m = cfg.metricsListener;
+  if (m !== undefined)
+    options.metricsListener = m.host === undefined ? { port: m.port } : { port: m.port, host: m.host };
   return { options, security: sec };
 }
 
@@ -171,6 +196,9 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
       out.push(`  use_subject_as_username ${l.useSubjectAsUsername}`);
     }
     out.push(`  use_username_as_clientid ${l.useUsernameAsClientid}`);
+    if (l.httpDir !== undefined)
+      out.push(`  http_dir ${l.httpDir}${l.protocol === 'websockets' ? '' : ' (ignored: not websockets)'}`);
+    if (l.statusPage) out.push('  status_page true');
   }
   if (cfg.localOnly) out.push('# no listener configured: local connections only (as in Mosquitto 2)');
   out.push(`allow_anonymous ${cfg.allowAnonymous}`);
@@ -203,6 +231,12 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`log_type ${cfg.logTypes.length ? cfg.logTypes.join(', ') : 'none'}`);
   out.push(`log_timestamp ${cfg.logTimestamp}`);
   if (cfg.pidFile) out.push(`pid_file ${cfg.pidFile}`);
+  const m = cfg.metricsListener;
+  out.push(
+    m === undefined
+      ? 'metrics_listener (none)'
+      : `metrics_listener ${m.port} ${m.host ?? '(all interfaces)'}`,
+  );
   for (const b of cfg.bridges) out.push(...describeBridge(b));
   return `${out.join('\n')}\n`;
 }

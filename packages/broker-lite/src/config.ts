@@ -27,7 +27,19 @@ export interface ListenerConfig {
   useIdentityAsUsername: boolean;
   useSubjectAsUsername: boolean;
   useUsernameAsClientid: boolean;
+  /** Mosquitto `http_dir`: static files served over HTTP (websockets listeners only). */
+  httpDir?: string;
+  /** `status_page true`: the built-in status page over HTTP (websockets listeners only). */
+  statusPage: boolean;
   /** Where it was declared (0 for the implicit ones). */
+  file: string;
+  line: number;
+}
+
+export interface MetricsListenerConfig {
+  port: number;
+  /** Undefined: every interface, as `listener PORT`. */
+  host?: string;
   file: string;
   line: number;
 }
@@ -76,6 +88,8 @@ export interface BrokerConfig {
   pidFile?: string;
   /** `connection NAME` sections, in file order. */
   bridges: BridgeConfig[];
+  /** `metrics_listener PORT [ADDRESS]`: Prometheus `/metrics` over HTTP (broker-lite's own key). */
+  metricsListener?: MetricsListenerConfig;
   warnings: ConfigWarning[];
 }
 
@@ -131,7 +145,6 @@ const UNSUPPORTED: Record<string, string> = {
   capath: 'give the CA certificates in one file with cafile',
   crlfile: 'certificate revocation lists are not supported',
   certfile_password: 'not supported',
-  http_dir: 'not supported',
   bind_interface: 'not supported; give the interface address to listener',
   upgrade_outgoing_qos: 'not supported',
   auto_id_prefix: 'not supported',
@@ -233,6 +246,7 @@ const HANDLERS: Record<string, Handler> = {
       useIdentityAsUsername: false,
       useSubjectAsUsername: false,
       useUsernameAsClientid: false,
+      statusPage: false,
       file: ctx.file,
       line: ctx.line,
     };
@@ -280,6 +294,21 @@ const HANDLERS: Record<string, Handler> = {
   },
   use_username_as_clientid(state, ctx, args) {
     listenerFor(state, ctx).useUsernameAsClientid = bool(ctx, args);
+  },
+  http_dir(state, ctx, args) {
+    listenerFor(state, ctx).httpDir = path(ctx, args);
+  },
+  status_page(state, ctx, args) {
+    listenerFor(state, ctx).statusPage = bool(ctx, args);
+  },
+  metrics_listener(state, ctx, args) {
+    if (args.length === 0 || args.length > 2) fail(ctx, 'expected: metrics_listener PORT [BIND_ADDRESS]');
+    const prev = state.cfg.metricsListener;
+    if (prev !== undefined) fail(ctx, `metrics_listener is already set at ${prev.file}:${prev.line}`);
+    const port = int(ctx, [args[0]], 0, 65_535);
+    const host = args[1];
+    if (host?.startsWith('/')) fail(ctx, 'unix sockets are not supported');
+    state.cfg.metricsListener = { port, host, file: ctx.file, line: ctx.line };
   },
   allow_anonymous(state, ctx, args) {
     state.allowAnonymous = bool(ctx, args);
@@ -599,6 +628,7 @@ function freshState(file: string | undefined, cwd: string): State {
       useIdentityAsUsername: false,
       useSubjectAsUsername: false,
       useUsernameAsClientid: false,
+      statusPage: false,
       file: main ?? '(command line)',
       line: 0,
     },
@@ -633,6 +663,13 @@ function checkListener(l: ListenerConfig): void {
   if (l.useSubjectAsUsername && !l.requireCertificate) {
     fail(ctx, `use_subject_as_username on port ${l.port} needs require_certificate true`);
   }
+  if (l.statusPage && l.protocol !== 'websockets')
+    fail(ctx, `status_page on port ${l.port} needs protocol websockets (the page connects back over it)`);
+  if (l.statusPage && l.httpDir !== undefined)
+    fail(
+      ctx,
+      `the listener on port ${l.port} has both http_dir and status_page: both serve /; give the status page a websockets listener of its own`,
+    );
 }
 
 function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
@@ -657,6 +694,7 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
           useIdentityAsUsername: false,
           useSubjectAsUsername: false,
           useUsernameAsClientid: false,
+          statusPage: false,
           file: '(command line)',
           line: 0,
         });
@@ -674,11 +712,36 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
       useIdentityAsUsername: false,
       useSubjectAsUsername: false,
       useUsernameAsClientid: false,
+      statusPage: false,
       file: '(default)',
       line: 0,
     });
   }
-  for (const l of cfg.listeners) checkListener(l);
+  for (const l of cfg.listeners) {
+    checkListener(l);
+    // Mosquitto serves http_dir on websockets listeners only and ignores it elsewhere.
+    if (l.httpDir !== undefined && l.protocol !== 'websockets')
+      cfg.warnings.push({
+        file: l.file,
+        line: l.line,
+        key: 'http_dir',
+        message: `ignored: the listener on port ${l.port} is not protocol websockets (as in Mosquitto)`,
+      });
+  }
+  const m = cfg.metricsListener;
+  if (m !== undefined)
+    for (const l of cfg.listeners)
+      if (
+        m.port !== 0 &&
+        l.port === m.port &&
+        (l.host === m.host || l.host === undefined || m.host === undefined)
+      )
+        throw new ConfigError(
+          m.file,
+          m.line,
+          'metrics_listener',
+          `port ${m.port} is already a listener (${l.file}:${l.line})`,
+        );
   checkBridges(state.bridge.bridges);
   cfg.bridges = state.bridge.bridges;
   const pls = state.perListenerSettings;

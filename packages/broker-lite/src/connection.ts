@@ -303,7 +303,7 @@ export class Connection {
     if (this.state === ConnState.Connected) {
       switch (p.type) {
         case 'publish':
-          b.counters.msgsIn++;
+          b.counters.msgsInQos[p.qos]++;
           handlePublish(this, p);
           return;
         case 'puback':

@@ -57,7 +57,7 @@ export function deliver(
     const backlog = conn.backlog;
     if (backlog > SOFT_WRITE_LIMIT) {
       if (backlog > HARD_WRITE_LIMIT) {
-        b.dropped(s, msg, 'subscriber not reading (QoS 0)');
+        b.dropped(s, msg, 'subscriber not reading (QoS 0)', 'slow_subscriber');
         return;
       }
       slowDownPublisher(b, s);
@@ -85,7 +85,7 @@ export function deliver(
   if (full) {
     // Nobody reads an offline session's queue: the bound the user set applies.
     if (!online) {
-      b.dropped(s, msg, 'offline session queue full');
+      b.dropped(s, msg, 'offline session queue full', 'queue_full');
       return;
     }
     // Online, the publisher is slowed down instead. Where it cannot be (it is owed acks, it
@@ -95,7 +95,7 @@ export function deliver(
       !slowDownPublisher(b, s) &&
       ((max > 0 && s.queueLength >= 2 * max) || (maxBytes > 0 && s.queuedBytes >= 2 * maxBytes))
     ) {
-      b.dropped(s, msg, 'queue at twice its bound and the publisher cannot be paused');
+      b.dropped(s, msg, 'queue at twice its bound and the publisher cannot be paused', 'queue_overflow');
       return;
     }
   }
@@ -247,7 +247,7 @@ export function writePublish(
     if (cacheable) (cache as EncodeCache).slots[slot] = conn.sendView(bytes);
     else conn.send(bytes);
   }
-  b.counters.msgsOut++;
+  b.counters.msgsOutQos[qos]++;
   return true;
 }
 
@@ -257,7 +257,7 @@ function tooLarge(
   msg: Message,
   why = 'larger than the client maximum packet size',
 ): false {
-  b.dropped(conn.session, msg, why);
+  b.dropped(conn.session, msg, why, 'too_large');
   return false;
 }
 

@@ -86,6 +86,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const limit = b.options.messageSizeLimit;
   if (limit > 0 && p.payload.length > limit) {
     b.counters.dropped++;
+    b.counters.drops.message_size_limit++;
     b.log('notice', 'message over message_size_limit dropped', {
       clientId: conn.clientId,
       topic,
@@ -155,7 +156,9 @@ function refuseWhileDiskFails(conn: Connection, qos: QoS, pid: number): void {
 function refuseOverMemory(conn: Connection, qos: number, pid: number): void {
   const b = conn.broker;
   b.counters.dropped++;
+  b.counters.drops.memory_limit++;
   b.memory.refused++;
+  b.memory.refusedTotal++;
   if (qos === 0) return;
   if (conn.version === 5) {
     ack(conn, qos === 1 ? PUBACK : PUBREC, pid, ReasonCode.QuotaExceeded);

@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import type { Broker } from './broker.ts';
 import { peerCommonName, peerSubject } from './cert-identity.ts';
 import type { AcceptOptions, ListenerInfo } from './connection.ts';
+import type { RequestHandler } from './http-files.ts';
 import type { ListenerOptions, TlsOptions } from './options.ts';
 import { holdPending } from './pending-sockets.ts';
 
@@ -22,6 +23,17 @@ export interface BoundListener {
 
 /** A listener's PEM texts. */
 export type TlsFiles = Pick<TlsOptions, 'cert' | 'key' | 'ca'>;
+
+/** Binds `server`; rejects with the bind error (a port in use), which is then no longer listened for. */
+export function bindServer(server: net.Server, port: number, host: string | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
 
 export async function startListener(b: Broker, opts: ListenerOptions): Promise<BoundListener> {
   const info: ListenerInfo = {
@@ -51,7 +63,12 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
   if (opts.protocol === 'websockets') {
     // ws and the HTTP stack under it cost ~4 MB of RSS: loaded only for a WebSocket listener.
     const { createWebSocketServer } = await import('./ws-listener.ts');
-    server = createWebSocketServer(b, info, tlsOptions, subjectOf);
+    let onRequest: RequestHandler | undefined;
+    if (opts.httpDir !== undefined || opts.statusPage === true) {
+      const { createHttpHandler } = await import('./http-files.ts');
+      onRequest = await createHttpHandler(b, opts);
+    }
+    server = createWebSocketServer(b, info, tlsOptions, subjectOf, onRequest);
   } else if (tlsOptions !== undefined) {
     server = tls.createServer(tlsOptions, (socket) => {
       b.pendingSockets.upgraded(socket);
@@ -68,13 +85,7 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
   if (tlsOptions !== undefined && opts.protocol === 'mqtt') server.on('connection', (s) => holdPending(b, s));
   if (tlsOptions !== undefined)
     server.on('tlsClientError', (err) => b.log('notice', 'TLS handshake failed', { error: err.message }));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await bindServer(server, opts.port, opts.host);
   server.on('error', (err) => b.log('error', 'listener error', { error: err.message }));
   const addr = server.address() as net.AddressInfo;
   const bound: BoundListener = {

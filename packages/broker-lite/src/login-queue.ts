@@ -41,6 +41,8 @@ interface Waiter {
 
 let running = 0;
 let waiting = 0;
+/** Logins refused for a full queue since the start (/metrics). */
+let refused = 0;
 /**
  * Waiting logins by source, in serving order: the first key is served next, then moves to the
  * back (Map keeps insertion order, so delete + set is the round robin).
@@ -94,8 +96,14 @@ export async function withHashSlot<T>(
 function enqueue(source: string, signal: AbortSignal | undefined): Promise<void> {
   let q = queues.get(source);
   const mine = q?.length ?? 0;
-  if (mine >= MAX_QUEUED_PER_SOURCE) throw new HashQueueFullError('source');
-  if (waiting >= MAX_QUEUED_HASHES && !evictFromBusiest(mine)) throw new HashQueueFullError('all');
+  if (mine >= MAX_QUEUED_PER_SOURCE) {
+    refused++;
+    throw new HashQueueFullError('source');
+  }
+  if (waiting >= MAX_QUEUED_HASHES && !evictFromBusiest(mine)) {
+    refused++;
+    throw new HashQueueFullError('all');
+  }
   if (q === undefined) {
     q = [];
     queues.set(source, q);
@@ -135,6 +143,7 @@ function evictFromBusiest(mine: number): boolean {
   if (busiest === undefined || busiest.length <= mine + 1) return false;
   const evicted = settled(busiest.pop() as Waiter);
   waiting--;
+  refused++;
   evicted.reject(new HashQueueFullError('all'));
   return true;
 }
@@ -151,7 +160,12 @@ function release(): void {
   running--;
 }
 
-/** For tests and diagnostics: hashes running, logins waiting, addresses with logins waiting. */
+/** For tests, diagnostics and /metrics: hashes running, logins waiting, addresses with logins waiting. */
 export function hashLoad(): { running: number; waiting: number; sources: number } {
   return { running, waiting, sources: queues.size };
+}
+
+/** Logins refused for a full queue since the start (/metrics). */
+export function refusedLogins(): number {
+  return refused;
 }

@@ -17,6 +17,8 @@ export class MemoryLimit {
   over = false;
   /** Messages refused since the limit was last crossed, for the log line when it ends. */
   refused = 0;
+  /** Messages refused since the start (/metrics). */
+  refusedTotal = 0;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -24,6 +26,11 @@ export class MemoryLimit {
     /** Bytes; 0 = no limit. */
     private limit: number,
   ) {}
+
+  /** Bytes; 0 = no limit. */
+  get bytes(): number {
+    return this.limit;
+  }
 
   start(): void {
     if (this.limit <= 0 || this.timer !== null) return;

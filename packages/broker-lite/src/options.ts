@@ -38,6 +38,14 @@ export interface ListenerOptions {
    * client without a user name is refused (5 / 0x87). Default false.
    */
   useUsernameAsClientid?: boolean;
+  /**
+   * Mosquitto `http_dir` (websockets listeners only): plain HTTP GET/HEAD requests get the files
+   * under this directory (`/` and other paths ending in `/`: their index.html). Nothing outside
+   * it is served, whatever the path or symbolic links say. Undefined: no files (426).
+   */
+  httpDir?: string;
+  /** `status_page true` (websockets listeners only): the built-in status page at `/`. */
+  statusPage?: boolean;
 }
 
 /** Decides whether a CONNECT may proceed. Called once per connection attempt. */
@@ -150,6 +158,12 @@ export interface BrokerOptions {
    * dropped and counted; 3.1.1 QoS 1/2: the publisher is disconnected, as Mosquitto does).
    */
   memoryLimit: number;
+  /**
+   * `metrics_listener PORT [ADDRESS]` (broker-lite's own): an HTTP listener whose only page is
+   * `/metrics`, the broker's counters in Prometheus' text format, read when scraped. Undefined:
+   * none.
+   */
+  metricsListener?: { port: number; host?: string };
 }
 
 export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {

@@ -247,6 +247,22 @@ export class Persistence {
   private readonly refusedConns = new Set<Connection>();
   /** fsync batches done (for tests and stats). */
   syncs = 0;
+  /**
+   * For /metrics, two clock reads per batch (never per message): the appends' fdatasync time
+   * (sum, count, largest), when the batch being written began, when the refusal began, and the
+   * snapshots written and what they took.
+   */
+  readonly timing = {
+    syncSeconds: 0,
+    syncCount: 0,
+    syncMaxSeconds: 0,
+    /** performance.now() when the batch now being written was taken; 0 when none is. */
+    writingSince: 0,
+    /** Date.now() when the store began refusing; 0 when it is not. */
+    refusingSince: 0,
+    snapshots: 0,
+    snapshotSeconds: 0,
+  };
 
   constructor(
     private readonly b: Broker,
@@ -594,8 +610,31 @@ export class Persistence {
       c.holdLen = c.outLength;
     }
     this.writing = true;
+    this.timing.writingSince = performance.now();
     this.append(chunk, 0, conns, data, held);
   };
+
+  /** Acknowledgements waiting for the disk. */
+  get pendingAcks(): number {
+    return this.ackConns.length;
+  }
+
+  /** Bytes of the log on disk. */
+  get logSize(): number {
+    return this.logBytes;
+  }
+
+  /**
+   * Seconds the oldest state not yet on disk has waited: the batch being written (its write and
+   * fdatasync), or, while the disk refuses writes, since the refusal began. 0 when all is synced.
+   */
+  get lagSeconds(): number {
+    if (this.refusing && this.timing.refusingSince > 0)
+      return (Date.now() - this.timing.refusingSince) / 1000;
+    if (this.writing && this.timing.writingSince > 0)
+      return (performance.now() - this.timing.writingSince) / 1000;
+    return 0;
+  }
 
   /** Writes `chunk[from..]` to the log, again after a short write, then syncs and releases. */
   private append(chunk: Buffer, from: number, conns: Connection[], data: number[], held: Connection[]): void {
@@ -605,8 +644,15 @@ export class Persistence {
         if (n > 0) return this.append(chunk, from + n, conns, data, held);
         return this.failed(new Error('write made no progress'), conns, data, held);
       }
+      const syncStarted = performance.now();
       fs.fdatasync(this.fd, (err2) => {
         if (err2) return this.failed(err2, conns, data, held);
+        const t = this.timing;
+        const took = (performance.now() - syncStarted) / 1000;
+        t.syncSeconds += took;
+        t.syncCount++;
+        if (took > t.syncMaxSeconds) t.syncMaxSeconds = took;
+        t.writingSince = 0;
         this.writing = false;
         this.logBytes += chunk.length;
         this.syncs++;
@@ -619,6 +665,7 @@ export class Persistence {
 
   private failed(err: NodeJS.ErrnoException, conns: Connection[], data: number[], held: Connection[]): void {
     this.writing = false;
+    this.timing.writingSince = 0;
     // Part of the batch may be in the file: cut it, so no torn record stays in front of later
     // ones (recovery would cut there too, and everything after it). The snapshot that ends the
     // outage replaces the file anyway.
@@ -641,6 +688,7 @@ export class Persistence {
   private enterRefusing(err: NodeJS.ErrnoException): void {
     if (!this.refusing) {
       this.refusing = true;
+      this.timing.refusingSince = Date.now();
       this.b.log('error', 'persistence write failed', {
         error: err.message,
         code: err.code,
@@ -661,6 +709,7 @@ export class Persistence {
     clearInterval(this.retryTimer as NodeJS.Timeout);
     this.retryTimer = null;
     this.refusing = false;
+    this.timing.refusingSince = 0;
     this.compactWanted = false;
     this.w.clear();
     this.b.log('notice', 'persistence writable again', { file: this.file });
@@ -811,6 +860,8 @@ export class Persistence {
     }
     this.snapshotBytes = this.logBytes = MAGIC.length + body.length;
     this.syncs++;
+    this.timing.snapshots++;
+    this.timing.snapshotSeconds += (Date.now() - started) / 1000;
     this.b.log('information', 'persistence snapshot written', {
       file: this.file,
       bytes: this.logBytes,

@@ -126,6 +126,7 @@ export class Router {
   private failed(s: Session, msg: Message, err: unknown): void {
     const b = this.b;
     b.counters.dropped++;
+    b.counters.drops.delivery_failed++;
     b.log('error', 'delivery failed; message dropped for this client', {
       clientId: s.clientId,
       topic: msg.topic,

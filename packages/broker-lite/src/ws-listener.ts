@@ -1,6 +1,6 @@
 /**
- * WebSocket listeners: an HTTP(S) server whose only answer is the upgrade to MQTT over
- * WebSocket. What reaches the broker before CONNECT is bounded here, where the MQTT parser
+ * WebSocket listeners: an HTTP(S) server whose answer is the upgrade to MQTT over WebSocket
+ * (and, with http_dir or status_page, files: http-files.ts). What reaches the broker before CONNECT is bounded here, where the MQTT parser
  * cannot see it: sockets waiting to upgrade (counted, timed out, ended on close), the HTTP
  * request (Node's header limit), the subprotocol, frame sizes (the broker's packet limit) and
  * the bytes a client may send before its CONNECT is read (frames and pings included).
@@ -14,6 +14,7 @@ import { type ServerOptions, WebSocketServer } from 'ws';
 import type { Broker } from './broker.ts';
 import { peerCommonName } from './cert-identity.ts';
 import { type AcceptOptions, type Connection, ConnState, type ListenerInfo } from './connection.ts';
+import type { RequestHandler } from './http-files.ts';
 import { holdPending } from './pending-sockets.ts';
 import { WebSocketStream } from './ws-stream.ts';
 
@@ -41,9 +42,11 @@ export function createWebSocketServer(
   tlsOptions: tls.TlsOptions | undefined,
   /** The certificate subject, where the listener makes it the user name. */
   subjectOf: (socket: net.Socket) => AcceptOptions | undefined,
+  /** Requests that are not an upgrade (http_dir, status_page); default: 426 and closed. */
+  onRequest: RequestHandler = notAnUpgrade,
 ): net.Server {
   const server =
-    tlsOptions === undefined ? http.createServer(notAnUpgrade) : https.createServer(tlsOptions, notAnUpgrade);
+    tlsOptions === undefined ? http.createServer(onRequest) : https.createServer(tlsOptions, onRequest);
   // The raw TCP socket, before any TLS handshake or HTTP byte.
   server.on('connection', (socket: net.Socket) => holdPending(b, socket));
   // closeTimeout is ws 8.23's (package.json asks for it); @types/ws 8.18 does not list it yet.
