@@ -113,8 +113,11 @@ describe('issue 12.10: a flood of bad logins does not lock out a real user', () 
         `real login CONNACK ${login.code} after ${login.ms.toFixed(1)} ms, ${login.hashesAhead} failed logins answered meanwhile`,
     );
     expect(login.code).toBe(0);
-    // Its turn comes after at most the two hashes running and one of the flood's (round robin).
-    expect(login.hashesAhead).toBeLessThanOrEqual(4);
+    // Its turn comes after the two hashes running and one of the flood's (round robin) once the
+    // broker has read its CONNECT; on a loaded machine that read can come a few hashes late (seen:
+    // 8 in a CI run). Without round robin it would wait out the address's 32 queued, before the
+    // fix the whole flood (1,151).
+    expect(login.hashesAhead).toBeLessThanOrEqual(12);
     expect(login.ms).toBeLessThan(2000);
   }, 60_000);
 
