@@ -103,7 +103,9 @@ export async function buildEs5(
       throw new Error(
         `ES5 lowering of ${part}: ${errors.map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n')).join('; ')}`,
       );
-    code = lowered.outputText;
+    // TypeScript puts its helpers (__extends, __assign) before the IIFE, as globals of their
+    // own: one more function scope keeps them inside, so the file sets one global.
+    code = `var ${spec.globalName} = (function () {\n${lowered.outputText}\nreturn ${spec.globalName};\n})();\n`;
     if (minify)
       code = (
         await transform(code, { minify: true, target: 'es5', legalComments: 'none', logLevel: 'silent' })

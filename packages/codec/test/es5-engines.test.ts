@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildEs5 } from '../../../scripts/build-es5.ts';
 import { DUK, DUK_MISSING, type Engine, startDuk, startQuickJS } from '../../../test/helpers/engines.ts';
+import { bundleCodec } from '../scripts/bundle-size.ts';
 import * as Codec from '../src/index.ts';
 import { encode, type Packet } from '../src/index.ts';
 import { hex } from './arbitraries.ts';
@@ -165,6 +166,15 @@ describe('issue 21.3: the harness on the Node codec gives the known answers', ()
   });
 });
 
+describe('issue 21.2: the ES5 build of the codec', () => {
+  it('is at most 10% over the ES2020 codec, minified and gzipped', async () => {
+    const es5 = await buildEs5('codec');
+    const es2020 = await bundleCodec({ format: 'esm', minify: true, part: 'codec' });
+    console.info(`codec gzipped: ES5 ${es5.gzipBytes} bytes, ES2020 ${es2020.gzipBytes} bytes`);
+    expect(es5.gzipBytes).toBeLessThanOrEqual(Math.floor(es2020.gzipBytes * 1.1));
+  }, 60_000);
+});
+
 interface EngineCase {
   name: string;
   build: 'es5' | 'es2020';
@@ -192,6 +202,29 @@ for (const e of ENGINES) {
       engine = e.engine === 'duktape' ? await startDuk(scripts) : await startQuickJS(scripts);
     }, 60_000);
     afterAll(() => engine?.close());
+
+    for (const [part, global] of [
+      ['codec', 'MqttCodec'],
+      ['client-core', 'MqttClientCore'],
+    ] as const)
+      if (e.engine === 'duktape')
+        it(`dist/${part}.es5.js is an IIFE that sets one global, ${global}`, async () => {
+          const bundle = await buildEs5(part);
+          const globals = await startDuk([
+            { name: 'before.js', code: 'var BEFORE = Object.getOwnPropertyNames(this).join();' },
+            { name: 'bundle.js', code: bundle.code },
+            { name: 'h.js', code: 'var H = {};' },
+          ]);
+          try {
+            const line =
+              "(function (g) { var b = BEFORE.split(','), n = Object.getOwnPropertyNames(g), d = [];" +
+              "for (var i = 0; i < n.length; i++) if (b.indexOf(n[i]) < 0 && n[i] !== 'BEFORE' && n[i] !== 'H') d.push(n[i]);" +
+              "print('@@' + d.join()); print('@@END'); })(this)";
+            expect(await globals.run(line)).toEqual([global]);
+          } finally {
+            globals.close();
+          }
+        });
 
     if (e.engine === 'duktape')
       it('runs with the ES2015 built-ins Duktape has deleted (the prelude)', async () => {
