@@ -168,7 +168,9 @@ export function checkEs5(files: string[], options: ts.CompilerOptions = compiler
       if (ts.isSpreadElement(node) && !isArrayLike(node.expression))
         report(node, 'spread of a non-array needs an iterator (Symbol) in ES5');
       if (
-        (ts.isFunctionLike(node) && node.modifiers?.some((m) => m.kind === ts.SyntaxKind.AsyncKeyword)) ||
+        (ts.isFunctionLike(node) &&
+          ts.canHaveModifiers(node) &&
+          ts.getModifiers(node)?.some((m) => m.kind === ts.SyntaxKind.AsyncKeyword)) ||
         ts.isAwaitExpression(node)
       )
         report(node, 'async needs Promise');

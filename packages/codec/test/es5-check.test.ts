@@ -61,9 +61,10 @@ describe('issue 21.3: the ES5 guard (scripts/es5-check.ts)', () => {
       const lineOf = (needle: string) => PLANTED.split('\n').findIndex((l) => l.includes(needle)) + 1;
       const flagged = new Set(found.map((v) => v.line));
       for (const name of 'abcdefghijklmnopqrst')
-        expect(flagged.has(lineOf(`export const ${name} =`)) || flagged.has(lineOf(`function ${name}(`)), name).toBe(
-          true,
-        );
+        expect(
+          flagged.has(lineOf(`export const ${name} =`)) || flagged.has(lineOf(`function ${name}(`)),
+          name,
+        ).toBe(true);
       for (const ok of ['ok1', 'ok2', 'ok3', 'ok4', 'ok5', 'ok6'])
         expect(
           found.filter((v) => v.line === lineOf(`${ok} =`) || v.line === lineOf(`${ok}(`)),
