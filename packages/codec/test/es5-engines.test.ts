@@ -179,10 +179,18 @@ interface EngineCase {
   name: string;
   build: 'es5' | 'es2020';
   engine: 'duktape' | 'quickjs';
+  noAnnexB?: boolean;
 }
 
 const ENGINES: EngineCase[] = [
   { name: 'Duktape (ES5 build, ES5.1-only built-ins)', build: 'es5', engine: 'duktape' },
+  // escape() is in ES5.1's Annex B, which an engine may leave out: the UTF-8 decoder falls back
+  {
+    name: 'Duktape (ES5 build, without Annex B escape/unescape)',
+    build: 'es5',
+    engine: 'duktape',
+    noAnnexB: true,
+  },
   { name: 'QuickJS (ES2020 build)', build: 'es2020', engine: 'quickjs' },
   { name: 'QuickJS (ES5 build)', build: 'es5', engine: 'quickjs' },
 ];
@@ -195,6 +203,7 @@ for (const e of ENGINES) {
     beforeAll(async () => {
       const bundle = await buildEs5('codec', { target: e.build });
       const scripts = [
+        ...(e.noAnnexB ? [{ name: 'no-annex-b.js', code: 'delete this.escape; delete this.unescape;' }] : []),
         { name: 'codec.js', code: bundle.code },
         { name: 'input.js', code: `var INPUT_JSON = ${JSON.stringify(INPUT_JSON)};` },
         { name: 'harness.js', code: HARNESS },
@@ -207,7 +216,7 @@ for (const e of ENGINES) {
       ['codec', 'MqttCodec'],
       ['client-core', 'MqttClientCore'],
     ] as const)
-      if (e.engine === 'duktape')
+      if (e.engine === 'duktape' && !e.noAnnexB)
         it(`dist/${part}.es5.js is an IIFE that sets one global, ${global}`, async () => {
           const bundle = await buildEs5(part);
           const globals = await startDuk([
@@ -226,7 +235,14 @@ for (const e of ENGINES) {
           }
         });
 
-    if (e.engine === 'duktape')
+    if (e.noAnnexB)
+      it('runs without escape and unescape', async () => {
+        expect(await engine.run("print('@@' + typeof escape + typeof unescape); print('@@END')")).toEqual([
+          'undefinedundefined',
+        ]);
+      });
+
+    if (e.engine === 'duktape' && !e.noAnnexB)
       it('runs with the ES2015 built-ins Duktape has deleted (the prelude)', async () => {
         const probes = [
           'Map',
