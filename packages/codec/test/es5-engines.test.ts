@@ -166,6 +166,37 @@ describe('issue 21.3: the harness on the Node codec gives the known answers', ()
   });
 });
 
+describe('issue 21.1: the encoder topic caches are objects, not Maps', () => {
+  const publish = (topic: unknown): Packet =>
+    ({ type: 'publish', topic, payload: new Uint8Array(0), qos: 0, retain: false, dup: false }) as Packet;
+  const filter = (topicFilter: unknown): Packet =>
+    ({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter, qos: 0 }] }) as Packet;
+  const topicOf = (bytes: Uint8Array) =>
+    new TextDecoder().decode(bytes.subarray(4, 4 + ((bytes[2] << 8) | bytes[3])));
+
+  it('keys an object would inherit or treat apart are encoded as themselves, repeatedly', () => {
+    for (const t of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', '0', 'length']) {
+      for (let i = 0; i < 3; i++) {
+        expect(topicOf(encode(publish(t), 4))).toBe(t);
+        expect(Codec.decode(encode(filter(t), 4), 4)).toMatchObject({ subscriptions: [{ topicFilter: t }] });
+      }
+    }
+  });
+
+  it('a topic that is not a string is refused, even when its text is remembered', () => {
+    encode(publish('5'), 4);
+    encode(filter('5'), 4);
+    for (const bad of [5, undefined, null, { toString: () => '5' }]) {
+      expect(() => encode(publish(bad), 4)).toThrow(expect.objectContaining({ code: 'TOPIC_NAME_INVALID' }));
+      expect(() => encode(filter(bad), 4)).toThrow(expect.objectContaining({ code: 'TOPIC_FILTER_INVALID' }));
+    }
+  });
+
+  it('past 256 remembered topics the cache starts again and stays right', () => {
+    for (let i = 0; i < 700; i++) expect(topicOf(encode(publish(`t/${i % 300}`), 4))).toBe(`t/${i % 300}`);
+  });
+});
+
 describe('issue 21.2: the ES5 build of the codec', () => {
   it('is at most 10% over the ES2020 codec, minified and gzipped', async () => {
     const es5 = await buildEs5('codec');

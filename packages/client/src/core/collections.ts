@@ -95,7 +95,10 @@ export class IdMap<V> {
 
   clear(): void {
     this.size = 0;
-    this.resize(MIN_SLOTS);
+    this.keys = new Int32Array(MIN_SLOTS);
+    this.vals = new Array(MIN_SLOTS);
+    this.stamps = new Float64Array(MIN_SLOTS);
+    this.shift = 32 - 3;
   }
 
   /** The ids in insertion order (a new array). */
