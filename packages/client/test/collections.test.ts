@@ -44,7 +44,9 @@ describe('issue 21.1: IdMap (packet ids 1..65535)', () => {
         for (const [k, v] of model) {
           expect(m.has(k)).toBe(true);
           expect(m.get(k)).toBe(v);
+          expect(m.find((x) => x === v)).toBe(k);
         }
+        expect(m.find(() => false)).toBeUndefined();
       }),
       { numRuns: 300 },
     );

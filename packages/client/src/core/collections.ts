@@ -34,7 +34,7 @@ export class IdMap<V> {
   }
 
   /** The slot holding `id`, or -1 - (the free slot where it would go). */
-  private find(id: number): number {
+  private slotOf(id: number): number {
     const keys = this.keys;
     const mask = keys.length - 1;
     for (let i = ((id ^ SALT) * MULT) >>> this.shift; ; i = (i + 1) & mask) {
@@ -45,21 +45,21 @@ export class IdMap<V> {
   }
 
   has(id: number): boolean {
-    return this.find(id) >= 0;
+    return this.slotOf(id) >= 0;
   }
 
   get(id: number): V | undefined {
-    const i = this.find(id);
+    const i = this.slotOf(id);
     return i < 0 ? undefined : this.vals[i];
   }
 
   /** Sets the value; a new id goes last in insertion order, a known one keeps its place. */
   set(id: number, value: V): void {
-    let i = this.find(id);
+    let i = this.slotOf(id);
     if (i < 0) {
       if ((this.size + 1) * 2 > this.keys.length) {
         this.resize(this.keys.length * 2);
-        i = this.find(id);
+        i = this.slotOf(id);
       }
       i = -1 - i;
       this.keys[i] = id;
@@ -70,7 +70,7 @@ export class IdMap<V> {
   }
 
   delete(id: number): boolean {
-    let i = this.find(id);
+    let i = this.slotOf(id);
     if (i < 0) return false;
     const { keys, vals, stamps } = this;
     const mask = keys.length - 1;
@@ -99,6 +99,13 @@ export class IdMap<V> {
     this.vals = new Array(MIN_SLOTS);
     this.stamps = new Float64Array(MIN_SLOTS);
     this.shift = 32 - 3;
+  }
+
+  /** The id of a value `match` accepts, in no particular order; undefined when none does. */
+  find(match: (value: V) => boolean): number | undefined {
+    const { keys, vals } = this;
+    for (let i = 0; i < keys.length; i++) if (keys[i] !== 0 && match(vals[i] as V)) return keys[i];
+    return undefined;
   }
 
   /** The ids in insertion order (a new array). */

@@ -163,9 +163,7 @@ export class ClientSession {
   /** The packet id of an outbox entry in flight, if it is. */
   packetIdOf(seq: number): number | undefined {
     // A scan of at most the send window; only asked once per asynchronous put.
-    const ids = this.inflight.ids();
-    for (let i = 0; i < ids.length; i++) if (this.inflight.get(ids[i])?.seq === seq) return ids[i];
-    return undefined;
+    return this.inflight.find((e) => e.seq === seq);
   }
 
   // ---- outputs ---------------------------------------------------------------------------
