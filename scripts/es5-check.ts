@@ -189,6 +189,60 @@ export function checkEs5(files: string[], options: ts.CompilerOptions = compiler
   return out;
 }
 
+/**
+ * Syntax past ES5 in built JavaScript (the ES5 builds' output): what a strict ES5.1 parser
+ * would refuse, as `line: what` strings. Duktape is lenient about some of it; other engines
+ * are not.
+ */
+export function es5SyntaxProblems(code: string): string[] {
+  const sf = ts.createSourceFile('built.js', code, ts.ScriptTarget.ES5, true, ts.ScriptKind.JS);
+  const out: string[] = [];
+  const at = (node: ts.Node, what: string) =>
+    out.push(`${sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1}: ${what}`);
+  const BANNED: Partial<Record<ts.SyntaxKind, string>> = {
+    [ts.SyntaxKind.ArrowFunction]: 'arrow function',
+    [ts.SyntaxKind.ClassDeclaration]: 'class',
+    [ts.SyntaxKind.ClassExpression]: 'class',
+    [ts.SyntaxKind.TemplateExpression]: 'template literal',
+    [ts.SyntaxKind.NoSubstitutionTemplateLiteral]: 'template literal',
+    [ts.SyntaxKind.TaggedTemplateExpression]: 'tagged template',
+    [ts.SyntaxKind.SpreadElement]: 'spread',
+    [ts.SyntaxKind.SpreadAssignment]: 'object spread',
+    [ts.SyntaxKind.ForOfStatement]: 'for-of',
+    [ts.SyntaxKind.ShorthandPropertyAssignment]: 'shorthand property',
+    [ts.SyntaxKind.ComputedPropertyName]: 'computed property name',
+    [ts.SyntaxKind.ObjectBindingPattern]: 'destructuring',
+    [ts.SyntaxKind.ArrayBindingPattern]: 'destructuring',
+    [ts.SyntaxKind.AwaitExpression]: 'await',
+    [ts.SyntaxKind.YieldExpression]: 'yield',
+    [ts.SyntaxKind.MetaProperty]: 'new.target / import.meta',
+    [ts.SyntaxKind.BigIntLiteral]: 'BigInt',
+    [ts.SyntaxKind.ImportDeclaration]: 'import',
+    [ts.SyntaxKind.ExportDeclaration]: 'export',
+    [ts.SyntaxKind.QuestionDotToken]: 'optional chaining',
+    [ts.SyntaxKind.QuestionQuestionToken]: '??',
+    [ts.SyntaxKind.AsteriskAsteriskToken]: '**',
+  };
+  const visit = (node: ts.Node): void => {
+    const banned = BANNED[node.kind];
+    if (banned !== undefined) at(node, banned);
+    if (ts.isVariableDeclarationList(node) && (node.flags & (ts.NodeFlags.Let | ts.NodeFlags.Const)) !== 0)
+      at(node, 'let/const');
+    if (ts.isParameter(node) && (node.initializer !== undefined || node.dotDotDotToken !== undefined))
+      at(node, 'default or rest parameter');
+    if (ts.isMethodDeclaration(node) && ts.isObjectLiteralExpression(node.parent))
+      at(node, 'method shorthand');
+    if (ts.isNumericLiteral(node) && /^0[bBoO]/.test(node.getText(sf))) at(node, 'binary/octal literal');
+    if (ts.isRegularExpressionLiteral(node) && /\/[a-z]*[uysdv][a-z]*$/.test(node.text))
+      at(node, 'regexp flags');
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  for (const d of (sf as unknown as { parseDiagnostics?: ts.Diagnostic[] }).parseDiagnostics ?? [])
+    out.push(`parse: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`);
+  return out;
+}
+
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const { buildEs5 } = await import('./build-es5.ts');
   const files = new Set<string>();

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildEs5 } from '../../../scripts/build-es5.ts';
-import { checkEs5 } from '../../../scripts/es5-check.ts';
+import { checkEs5, es5SyntaxProblems } from '../../../scripts/es5-check.ts';
 
 const PLANTED = `
 const u8 = new Uint8Array(4);
@@ -73,5 +73,32 @@ describe('issue 21.3: the ES5 guard (scripts/es5-check.ts)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  }, 60_000);
+
+  it('the built ES5 files hold no syntax past ES5 (what a strict ES5.1 parser refuses)', async () => {
+    for (const part of ['codec', 'client-core'] as const) {
+      expect(es5SyntaxProblems((await buildEs5(part)).code), part).toEqual([]);
+      expect(es5SyntaxProblems((await buildEs5(part, { minify: false })).code), part).toEqual([]);
+    }
+    const planted = [
+      'var a = (x) => x;',
+      'let b = 1;',
+      'var c = `t${a}`;',
+      'var d = { a };',
+      'var e = [...[1]];',
+      'for (var f of []) {}',
+      'function g(x = 1) {}',
+      'var h = { m() {} };',
+      'var i = a?.b ?? 2;',
+      'var j = 2 ** 3;',
+      'class K {}',
+      'var { l } = {};',
+    ];
+    expect(es5SyntaxProblems(planted.join('\n')).map((p) => Number(p.split(':')[0]))).toEqual(
+      expect.arrayContaining(planted.map((_, n) => n + 1)),
+    );
+    expect(
+      es5SyntaxProblems('var ok = { get x() { return 1; }, "class": 2 }; ok["default"] = function () {};'),
+    ).toEqual([]);
   }, 60_000);
 });
