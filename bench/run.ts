@@ -5,7 +5,17 @@
 import os from 'node:os';
 import { type BenchArea, type BenchRow, formatNumber } from './harness.ts';
 
-const AREAS = ['codec', 'topics', 'client', 'broker', 'agent', 'bridge', 'install', 'page'] as const;
+const AREAS = [
+  'codec',
+  'topics',
+  'engines',
+  'client',
+  'broker',
+  'agent',
+  'bridge',
+  'install',
+  'page',
+] as const;
 
 function parseArgs(argv: string[]): { json: boolean; only: string | null; quick: boolean } {
   let json = false;

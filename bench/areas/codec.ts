@@ -36,7 +36,8 @@ function bytes(n: number, seed: number): Uint8Array {
   return b;
 }
 
-function cases(): Case[] {
+/** The codec area's packets (the engines area times the same ones). */
+export function cases(): Case[] {
   const p16 = bytes(16, 1);
   const p1k = bytes(1024, 2);
   const pw = bytes(12, 3);

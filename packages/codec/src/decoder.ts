@@ -17,7 +17,7 @@ import type {
 import { readProperties, setPairBudget, WILL } from './properties.ts';
 import { isReasonCodeAllowed } from './reason-codes.ts';
 import { readString, sawSlashes, sawWildcard } from './string-cache.ts';
-import { topicFilterProblem } from './topic.ts';
+import { isShared, topicFilterProblem } from './topic.ts';
 
 const PUBACK_TYPES = ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
 
@@ -135,7 +135,7 @@ function filter(): string {
     )
       bad = true;
   }
-  const problem = bad || (f.charCodeAt(0) === 0x24 && f.startsWith('$share/')) ? topicFilterProblem(f) : null;
+  const problem = bad || isShared(f) ? topicFilterProblem(f) : null;
   if (problem !== null) {
     P = at;
     fail('TOPIC_FILTER_INVALID', problem, 0x8f);
@@ -280,7 +280,7 @@ export function decodeBody(
         }
         if (v5) {
           const noLocal = (opts & 4) !== 0;
-          if (noLocal && topicFilter.startsWith('$share/')) {
+          if (noLocal && isShared(topicFilter)) {
             P--;
             fail('SUBSCRIPTION_OPTIONS_INVALID', '', 0x82);
           }

@@ -8,6 +8,7 @@ import { MqttError } from './errors.ts';
 import { type Packet, PacketTypeCode, type Properties, type ProtocolVersion } from './packets.ts';
 import { propertiesLength, varintSize, WILL, writeProperties, writeVarint } from './properties.ts';
 import { isReasonCodeAllowed } from './reason-codes.ts';
+import { isShared } from './topic.ts';
 import { utf8Write } from './utf8.ts';
 import { nameBytes, stringLength, topicBytes } from './wire.ts';
 
@@ -33,7 +34,8 @@ function bad(code: string, message: string, reason: number = 0x82): never {
 }
 
 function isInt(n: unknown, min: number, max: number): boolean {
-  return typeof n === 'number' && Number.isInteger(n) && n >= min && n <= max;
+  // Math.floor, not Number.isInteger (ES2015): with the bounds it refuses the same values
+  return typeof n === 'number' && Math.floor(n) === n && n >= min && n <= max;
 }
 
 function id(n: unknown): void {
@@ -149,7 +151,7 @@ function measure(p: Packet, v: ProtocolVersion): number {
         qos(s.qos);
         n += 3 + topicBytes(s.topicFilter, true).length;
         const rh = s.retainHandling ?? 0;
-        if (v5 && (!isInt(rh, 0, 2) || (s.noLocal && s.topicFilter.startsWith('$share/'))))
+        if (v5 && (!isInt(rh, 0, 2) || (s.noLocal && isShared(s.topicFilter))))
           bad('SUBSCRIPTION_OPTIONS_INVALID', '');
       }
       break;
@@ -329,8 +331,7 @@ export class PacketWriter {
   /** Writes `packet` at `target[offset]`; returns the offset after it. Throws if it does not fit. */
   encodeInto(packet: Packet, version: ProtocolVersion, target: Uint8Array, offset: number): number {
     const total = measure(packet, version);
-    if (!Number.isInteger(offset) || offset < 0 || offset + total > target.length)
-      throw new MqttError('BUFFER_TOO_SMALL', '', 0x83);
+    if (!isInt(offset, 0, target.length - total)) throw new MqttError('BUFFER_TOO_SMALL', '', 0x83);
     write(packet, target, offset);
     return offset + total;
   }
@@ -340,7 +341,8 @@ const shared = new PacketWriter(1024);
 
 /** Encodes into a fresh array (a copy the caller owns). */
 export function encode(packet: Packet, version: ProtocolVersion = 4): Uint8Array {
-  return shared.encode(packet, version).slice();
+  // new Uint8Array(view) copies (ES5 typed arrays have no slice(), Duktape's neither)
+  return new Uint8Array(shared.encode(packet, version));
 }
 
 /** Total bytes `packet` takes on the wire, after the same validation as encode. */

@@ -18,10 +18,18 @@ export class MqttError extends Error {
   /** An empty `message` reads the code as words ('TOPIC_NAME_INVALID': 'topic name invalid'). */
   constructor(code: string, message: string, reasonCode: number = 0x81, offset = -1) {
     const text = message || code.toLowerCase().replace(/_/g, ' ');
-    super(offset >= 0 ? `${text} (at byte ${offset})` : text);
-    this.name = 'MqttError';
-    this.code = code;
-    this.reasonCode = reasonCode;
-    this.offset = offset;
+    const full = offset >= 0 ? `${text} (at byte ${offset})` : text;
+    super(full);
+    // Lowered to ES5 (dist/codec.es5.js) `super()` is `Error.call(this)`, which returns a new
+    // plain Error: the instance is then made from the subclass's prototype (ES5.1 has no
+    // Object.setPrototypeOf), so `instanceof` and subclasses (TopicError) still hold.
+    const self: this = this instanceof MqttError ? this : Object.create(new.target.prototype);
+    self.message = full;
+    self.name = 'MqttError';
+    (self as { code: string }).code = code;
+    (self as { reasonCode: number }).reasonCode = reasonCode;
+    (self as { offset: number }).offset = offset;
+    // biome-ignore lint/correctness/noConstructorReturn: the ES5 form's instance (above)
+    return self;
   }
 }

@@ -101,7 +101,7 @@ function encodeError(name: string): never {
 }
 
 function rangeCheck(name: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) encodeError(name);
+  if (typeof v !== 'number' || Math.floor(v) !== v || v < min || v > max) encodeError(name);
   return v;
 }
 

@@ -35,7 +35,10 @@ export function readString(
   let slashes = 0;
   for (let i = start; i < end; i++) {
     const b = buf[i];
-    h = Math.imul(h ^ b, 0x01000193);
+    // FNV-1a's multiply by 0x01000193 (2^24 + 0x193) without Math.imul (not in ES5.1): exact
+    // in a double before `| 0` wraps it, and V8 compiles it to integer operations.
+    const x = h ^ b;
+    h = ((x << 24) + x * 0x193) | 0;
     // '#', '+' and '/' are all below '0': one compare for letters and digits
     if (b < 0x30) {
       if (b === 0x2f) slashes++;

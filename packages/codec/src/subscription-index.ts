@@ -6,15 +6,12 @@
  * second trie of the same shape whose values are groups, so brokers without them pay nothing.
  */
 import { ExactTable } from './exact-table.ts';
-import { PathBloom } from './path-bloom.ts';
-import { SHARED_PREFIX, splitShared } from './topic.ts';
 import {
   addKid,
   findKid,
   HASH_INIT,
   hashEnd,
   hashStep,
-  hasWildcard,
   type KidTable,
   keyIs,
   type LevelNode,
@@ -22,7 +19,10 @@ import {
   levelHash,
   pushKids,
   removeKid,
-} from './topic-match.ts';
+} from './level-table.ts';
+import { PathBloom } from './path-bloom.ts';
+import { SHARED_PREFIX, splitShared } from './topic.ts';
+import { hasWildcard } from './topic-match.ts';
 
 const SLASH = 0x2f;
 const PLUS = 0x2b;

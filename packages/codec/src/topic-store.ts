@@ -3,8 +3,9 @@
  * "which retained topics match this new subscription". A trie keyed by level, so a filter
  * walks only the branches it can match; a literal level is one table lookup.
  */
+
+import { findKid, pushKids } from './level-table.ts';
 import { END_VALS, FilterTrie, type Node } from './subscription-index.ts';
-import { findKid, pushKids } from './topic-match.ts';
 
 const PLUS = 0x2b;
 const HASH = 0x23;

@@ -8,6 +8,14 @@ export const MAX_TOPIC_BYTES = 65_535;
 export const SHARED_PREFIX = '$share/';
 
 const SLASH = 0x2f;
+
+/**
+ * Whether `s` starts with `$share/`: String.prototype.startsWith is not ES5.1, and
+ * lastIndexOf(prefix, 0) compares at index 0 only (indexOf would search the whole string).
+ */
+export function isShared(s: string): boolean {
+  return s.charCodeAt(0) === 0x24 && s.lastIndexOf(SHARED_PREFIX, 0) === 0;
+}
 const PLUS = 0x2b;
 const HASH = 0x23;
 
@@ -77,7 +85,7 @@ function check(s: string, filter: boolean): TopicProblem | null {
   let i = 0;
   // A shared filter's group name is s[SHARED_PREFIX.length, group): no wildcards there.
   let group = -1;
-  if (filter && s.startsWith(SHARED_PREFIX)) {
+  if (filter && isShared(s)) {
     i = SHARED_PREFIX.length;
     group = s.indexOf('/', i);
     if (group < 0) group = n;
@@ -159,7 +167,7 @@ export interface SharedFilter {
  * filter: checkTopicFilter does.
  */
 export function splitShared(filter: string): SharedFilter | null {
-  if (!filter.startsWith(SHARED_PREFIX)) return null;
+  if (!isShared(filter)) return null;
   const slash = filter.indexOf('/', SHARED_PREFIX.length);
   if (slash <= SHARED_PREFIX.length || slash === filter.length - 1) return null;
   return { group: filter.slice(SHARED_PREFIX.length, slash), filter: filter.slice(slash + 1) };

@@ -82,8 +82,21 @@ export function utf8Read(buf: Uint8Array, start: number, end: number): string | 
     s += String.fromCharCode.apply(null, buf.subarray(i, Math.min(end, i + 4096)) as unknown as number[]);
   if (ascii) return s;
   try {
-    return decodeURIComponent(escape(s));
+    return decodeURIComponent(typeof escape === 'function' ? escape(s) : percent(buf, start, end));
   } catch {
     return null;
   }
+}
+
+/**
+ * What escape() gives decodeURIComponent, where an engine leaves it out (it is in ES5.1's
+ * Annex B, which an engine need not implement): '%XX' for '%' and every byte past ASCII.
+ */
+function percent(buf: Uint8Array, start: number, end: number): string {
+  let t = '';
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    t += c > 0x7f || c === 0x25 ? `%${c.toString(16)}` : String.fromCharCode(c);
+  }
+  return t;
 }

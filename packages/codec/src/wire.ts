@@ -14,8 +14,14 @@ export function stringLength(s: string, what: string): number {
   return n;
 }
 
-const names = new Map<string, Uint8Array>();
-const filters = new Map<string, Uint8Array>();
+/**
+ * Remembered bytes of topic names [0] and filters [1]: dictionaries without a prototype, as fast
+ * in V8 as a Map (bench/RESULTS.md, "engines") and ES5.1, which has no Map (Duktape). Only
+ * '__proto__' is not stored: where it is a property of every object (Espruino) storing it would
+ * set the dictionary's prototype.
+ */
+const tables: Array<Record<string, Uint8Array | undefined>> = [Object.create(null), Object.create(null)];
+const held = [0, 0];
 
 /**
  * The UTF-8 bytes of a valid topic name (`filter` false) or filter; throws a TopicError (0x90
@@ -23,14 +29,21 @@ const filters = new Map<string, Uint8Array>();
  * verdicts and bytes are remembered (256 of each kind at most): a repeat costs one lookup.
  */
 export function topicBytes(s: string, filter: boolean): Uint8Array {
-  const cache = filter ? filters : names;
-  const known = cache.get(s);
-  if (known !== undefined) return known;
-  if (filter) validateTopicFilter(typeof s === 'string' ? s : '');
-  else validateTopicName(typeof s === 'string' ? s : '');
+  // Not a string: looked up and validated as '' (never stored), so refused as empty.
+  if (typeof s !== 'string') s = '';
+  const k = filter ? 1 : 0;
+  const known = tables[k][s];
+  if (known !== undefined && known !== null) return known;
+  if (filter) validateTopicFilter(s);
+  else validateTopicName(s);
   const bytes = utf8Encode(s);
-  if (cache.size >= 256) cache.clear();
-  cache.set(s, bytes);
+  if (s !== '__proto__') {
+    if (++held[k] > 256) {
+      tables[k] = Object.create(null);
+      held[k] = 1;
+    }
+    tables[k][s] = bytes;
+  }
   return bytes;
 }
 

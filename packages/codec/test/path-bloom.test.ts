@@ -4,8 +4,8 @@
  * per key, and no false negatives.
  */
 import { describe, expect, it } from 'vitest';
+import { hashStep, levelHash } from '../src/level-table.ts';
 import { PathBloom } from '../src/path-bloom.ts';
-import { hashStep, levelHash } from '../src/topic-match.ts';
 
 /** The path hash of the one-level topic `String(i)`, as the index computes it. */
 const pathHash = (i: number): number => {

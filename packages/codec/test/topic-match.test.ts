@@ -9,7 +9,7 @@ import {
   levelHash,
   pushKids,
   removeKid,
-} from '../src/topic-match.ts';
+} from '../src/level-table.ts';
 import { MATCH_VECTORS, referenceMatch } from './topic-vectors.ts';
 
 describe('matchTopic: the spec examples', () => {

@@ -18,10 +18,26 @@ const RETURN_CODE_AS_REASON: Record<number, number> = {
 };
 
 /**
+ * The base of the core's errors. Lowered to ES5 (dist/client-core.es5.js) `super()` is
+ * `Error.call(this)`, which returns a new plain Error: the instance is then made from the
+ * subclass's prototype (ES5.1 has no Object.setPrototypeOf), so `instanceof`, getters and the
+ * subclasses' fields (set after this constructor) still hold.
+ */
+export class CoreError extends Error {
+  constructor(message: string) {
+    super(message);
+    const self: this = this instanceof CoreError ? this : Object.create(new.target.prototype);
+    self.message = message;
+    // biome-ignore lint/correctness/noConstructorReturn: the ES5 form's instance (above)
+    return self;
+  }
+}
+
+/**
  * The server refused the connection. 3.1/3.1.1: `returnCode` is the CONNACK return code (1..5)
  * and `reasonCode` its 5.0 equivalent; 5.0: `reasonCode` and `reasonString` are the server's.
  */
-export class ConnackError extends Error {
+export class ConnackError extends CoreError {
   override readonly name = 'ConnackError';
   readonly code = 'CONNACK_REFUSED';
   readonly returnCode: number | undefined;
@@ -57,7 +73,7 @@ export class ConnackError extends Error {
  * A publish, subscribe or unsubscribe the server answered with a failure reason code (5.0), or
  * one the client could not send as asked (QoS or retain the server does not support, too large).
  */
-export class RequestError extends Error {
+export class RequestError extends CoreError {
   override readonly name = 'RequestError';
   constructor(
     readonly code: string,

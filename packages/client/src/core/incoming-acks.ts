@@ -1,4 +1,5 @@
 import type { PublishPacket } from '@mqtt-edge/codec';
+import { IdMap } from './collections.ts';
 
 /**
  * `manualAcks`: the PUBACK / PUBREC of an incoming QoS 1/2 PUBLISH waits until the application
@@ -16,7 +17,7 @@ export class IncomingAcks {
   private done: boolean[] = [];
   private head = 0;
   /** QoS 2 packets delivered to the application and not acknowledged by it, by packet id. */
-  private unacked: Map<number, PublishPacket> | null = null;
+  private unacked: IdMap<PublishPacket> | null = null;
 
   /** A new connection: nothing is owed on it yet. */
   reset(sessionPresent: boolean): void {
@@ -28,7 +29,7 @@ export class IncomingAcks {
 
   /** A new QoS 1/2 PUBLISH handed to the application. */
   received(p: PublishPacket): void {
-    if (p.qos === 2) (this.unacked ??= new Map()).set(p.packetId as number, p);
+    if (p.qos === 2) (this.unacked ??= new IdMap()).set(p.packetId as number, p);
     this.owed.push(p);
     this.done.push(false);
   }

@@ -41,6 +41,15 @@ export function isSyncOutbox(outbox: Outbox): outbox is SyncOutbox {
 }
 
 /**
+ * put() and close() return promises, which an ES5.1 engine (Duktape) has not: there they throw
+ * a TypeError that says so. The session itself calls only putSync, read, ack and stats.
+ */
+function needPromise(method: string): void {
+  if (typeof Promise !== 'function')
+    throw new TypeError(`MemoryOutbox.${method}() returns a Promise, which this engine lacks: use putSync()`);
+}
+
+/**
  * The default outbox: messages in seq order in an array, acked slots marked and compacted from
  * the front, read() by binary search. Bounded by count and bytes.
  */
@@ -90,11 +99,13 @@ export class MemoryOutbox implements SyncOutbox {
     return slot.seq;
   }
 
+  /** The Outbox interface's asynchronous put (the session uses putSync). */
   put(message: OutboxMessage): Promise<number> {
+    needPromise('put');
     try {
-      return Promise.resolve(this.putSync(message));
+      return Promise.resolve(this.putSync(message)); // es5-check: feature-detected (needPromise)
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(err); // es5-check: feature-detected (needPromise)
     }
   }
 
@@ -144,7 +155,8 @@ export class MemoryOutbox implements SyncOutbox {
   }
 
   close(): Promise<void> {
-    return Promise.resolve();
+    needPromise('close');
+    return Promise.resolve(); // es5-check: feature-detected (needPromise)
   }
 
   private firstLive(): Slot | undefined {

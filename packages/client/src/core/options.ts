@@ -99,7 +99,7 @@ export interface ResolvedOptions {
 }
 
 function intIn(name: string, v: number, lo: number, hi: number): number {
-  if (!Number.isInteger(v) || v < lo || v > hi)
+  if (Math.floor(v) !== v || v < lo || v > hi)
     throw new RangeError(`${name} must be an integer in ${lo}..${hi}`);
   return v;
 }

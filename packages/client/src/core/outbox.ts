@@ -1,4 +1,5 @@
 import type { Properties, QoS } from '@mqtt-edge/codec';
+import { CoreError } from './errors.ts';
 
 /** A message the client has accepted to publish and must not forget until the broker acked it. */
 export interface OutboxMessage {
@@ -51,7 +52,7 @@ export interface Outbox {
   close(): Promise<void>;
 }
 
-export class OutboxFullError extends Error {
+export class OutboxFullError extends CoreError {
   override readonly name = 'OutboxFullError';
   readonly code = 'OUTBOX_FULL';
 }

@@ -10,6 +10,7 @@ import {
   ReasonCode,
   type Subscription,
 } from '@mqtt-edge/codec';
+import { IdMap, StringMap } from './collections.ts';
 import { ConnackError, RequestError } from './errors.ts';
 import type { ClosedEvent, SessionEvent } from './events.ts';
 import { IncomingAcks } from './incoming-acks.ts';
@@ -96,15 +97,15 @@ export class ClientSession {
    * Outgoing QoS 1/2 publishes between PUBLISH and PUBACK / PUBCOMP, by packet id: the outbox
    * entry itself (no record per message; the outbox holds the entry until its ack anyway).
    */
-  private readonly inflight = new Map<number, OutboxEntry>();
+  private readonly inflight = new IdMap<OutboxEntry>();
   /** QoS 2 ids after PUBREC: only PUBREL / PUBCOMP remain. Created on first use. */
-  private released: Set<number> | null = null;
+  private released: IdMap<true> | null = null;
   // Created on first use, like pending and subscriptions: an idle publisher holds none of them.
-  private incomingQos2: Set<number> | null = null;
+  private incomingQos2: IdMap<true> | null = null;
   /** manualAcks: acknowledgements the application still owes, in order. */
   private readonly acksOwed: IncomingAcks | null;
-  private pending: Map<number, PendingRequest> | null = null;
-  private subscriptions: Map<string, Subscription> | null = null;
+  private pending: IdMap<PendingRequest> | null = null;
+  private subscriptions: StringMap<Subscription> | null = null;
   private readCursor = 0;
   private everConnected = false;
   private now = 0;
@@ -118,8 +119,8 @@ export class ClientSession {
   private serverMaxPacket = Number.POSITIVE_INFINITY;
   private serverMaxQoS = 2;
   private serverRetain = true;
-  private aliasesIn: Map<number, string> | null = null;
-  private aliasesOut: Map<string, number> | null = null;
+  private aliasesIn: IdMap<string> | null = null;
+  private aliasesOut: StringMap<number> | null = null;
   private aliasOutMax = 0;
   private needPump = false;
   private encodeError: MqttError | null = null;
@@ -162,8 +163,7 @@ export class ClientSession {
   /** The packet id of an outbox entry in flight, if it is. */
   packetIdOf(seq: number): number | undefined {
     // A scan of at most the send window; only asked once per asynchronous put.
-    for (const [id, e] of this.inflight) if (e.seq === seq) return id;
-    return undefined;
+    return this.inflight.find((e) => e.seq === seq);
   }
 
   // ---- outputs ---------------------------------------------------------------------------
@@ -411,7 +411,7 @@ export class ClientSession {
    */
   cancelPendingRequests(): number[] {
     if (this.pending === null) return [];
-    const ids = [...this.pending.keys()];
+    const ids = this.pending.ids();
     this.pending.clear();
     return ids;
   }
@@ -516,7 +516,7 @@ export class ClientSession {
           this.complete(p.packetId, rec, rc, p.properties);
           return;
         }
-        (this.released ??= new Set()).add(p.packetId);
+        (this.released ??= new IdMap()).set(p.packetId, true);
         this.write({ type: 'pubrel', packetId: p.packetId });
         return;
       }
@@ -558,7 +558,7 @@ export class ClientSession {
         this.pending!.delete(p.packetId);
         for (let i = 0; i < req.subscriptions.length; i++) {
           const s = req.subscriptions[i];
-          if (p.reasonCodes[i] < 0x80) (this.subscriptions ??= new Map()).set(s.topicFilter, s);
+          if (p.reasonCodes[i] < 0x80) (this.subscriptions ??= new StringMap()).set(s.topicFilter, s);
         }
         this.emit({
           type: 'suback',
@@ -647,7 +647,7 @@ export class ClientSession {
       if (props.retainAvailable === false) this.serverRetain = false;
       if (o.outgoingTopicAliases && props.topicAliasMaximum !== undefined && props.topicAliasMaximum > 0) {
         this.aliasOutMax = props.topicAliasMaximum;
-        this.aliasesOut = new Map();
+        this.aliasesOut = new StringMap();
       }
     }
     this._state = 'connected';
@@ -659,7 +659,8 @@ export class ClientSession {
       this.incomingQos2 = null;
       const released = this.released;
       if (released !== null)
-        for (const [id, e] of [...this.inflight]) if (released.has(id)) this.complete(id, e, 0, undefined);
+        for (const id of this.inflight.ids())
+          if (released.has(id)) this.complete(id, this.inflight.get(id)!, 0, undefined);
     }
     this.emit({
       type: 'connected',
@@ -670,11 +671,12 @@ export class ClientSession {
       properties: props,
     });
     // Resend in the original order [MQTT-4.4.0-1]: PUBLISH with DUP, PUBREL after PUBREC.
-    for (const [id, e] of this.inflight) {
+    for (const id of this.inflight.ids()) {
       if (this.released?.has(id) === true) this.write({ type: 'pubrel', packetId: id });
-      else this.writePublish(e.message, id, true);
+      else this.writePublish(this.inflight.get(id)!.message, id, true);
     }
-    if (this.pending !== null) for (const req of this.pending.values()) this.sendRequest(req);
+    const pending = this.pending;
+    if (pending !== null) for (const id of pending.ids()) this.sendRequest(pending.get(id)!);
     if (
       !p.sessionPresent &&
       o.resubscribe &&
@@ -682,7 +684,7 @@ export class ClientSession {
       this.subscriptions !== null &&
       this.subscriptions.size > 0
     ) {
-      const subs = [...this.subscriptions.values()];
+      const subs = this.subscriptions.values();
       const req: PendingRequest = {
         packetId: this.allocateId(),
         kind: 'subscribe',
@@ -691,7 +693,7 @@ export class ClientSession {
         properties: undefined,
         internal: true,
       };
-      (this.pending ??= new Map()).set(req.packetId, req);
+      (this.pending ??= new IdMap()).set(req.packetId, req);
       this.sendRequest(req);
     }
     this.everConnected = true;
@@ -716,7 +718,7 @@ export class ClientSession {
             ReasonCode.ProtocolError,
           );
         p = { ...p, topic };
-      } else (this.aliasesIn ??= new Map()).set(alias, p.topic);
+      } else (this.aliasesIn ??= new IdMap()).set(alias, p.topic);
     } else if (p.topic === '') throw protocolError('TOPIC_EMPTY', 'PUBLISH without topic or alias');
     if (p.qos === 0) {
       this.emit({ type: 'message', packet: p });
@@ -734,7 +736,7 @@ export class ClientSession {
       else acks.received(p);
     } else {
       const id = p.packetId!;
-      const held = (this.incomingQos2 ??= new Set());
+      const held = (this.incomingQos2 ??= new IdMap());
       const acks = this.acksOwed;
       if (!held.has(id)) {
         if (held.size >= this.options.receiveMaximum)
@@ -743,7 +745,7 @@ export class ClientSession {
             `more than ${this.options.receiveMaximum} QoS 2 publishes awaiting PUBREL`,
             ReasonCode.ReceiveMaximumExceeded,
           );
-        held.add(id);
+        held.set(id, true);
         this.emit({ type: 'message', packet: p });
         acks?.received(p);
       } else acks?.duplicate(p);
@@ -764,7 +766,7 @@ export class ClientSession {
 
   private register(req: PendingRequest): void {
     const bytes = writer.encode(this.requestPacket(req), this.options.protocolVersion);
-    (this.pending ??= new Map()).set(req.packetId, req);
+    (this.pending ??= new IdMap()).set(req.packetId, req);
     if (this._state === 'connected') {
       this.out.push(bytes);
       this.lastSent = this.now;
