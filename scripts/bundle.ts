@@ -16,6 +16,7 @@
 import {
   chmodSync,
   cpSync,
+  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -165,8 +166,15 @@ export async function buildBundles(outdir = path.join(ROOT, 'dist')): Promise<Bu
   return { broker, agent, prebuilds, sizes };
 }
 
-/** The packages whose bins run a bundle (`#cli` -> dist/bin/cli.js). */
-const BIN_PACKAGES = ['packages/broker-lite', 'packages/agent'] as const;
+/**
+ * The packages whose bins run a bundle (`#cli` -> dist/bin/cli.js), each with the modules its
+ * CLI imports dynamically that an ordinary start loads anyway (broker-lite's CLI imports the
+ * broker core lazily so that `check` and `passwd` start without it).
+ */
+const BIN_PACKAGES = [
+  { dir: 'packages/broker-lite', start: ['src/broker.ts'] },
+  { dir: 'packages/agent', start: [] },
+] as const;
 
 interface PackageJson {
   dependencies?: Record<string, string>;
@@ -184,37 +192,77 @@ function thirdParty(dir: string, seen = new Set<string>()): Set<string> {
 }
 
 /**
+ * A start's modules in one chunk. With splitting, esbuild puts each set of modules reachable
+ * from the same entries (the CLI and every dynamic import) in a chunk of its own: broker-lite's
+ * default start came to 9 files. Each ES module file costs Node's loader a few URL-to-path
+ * conversions (a loop over the path); under the bench's install directory the 84 of a start
+ * made V8 compile that loop with TurboFan, whose code (~4 MB of the node binary) then stays in
+ * RSS: 50.4 MB idle instead of 46.7 (bench/RESULTS.md, "install"). So, in the bins only, the
+ * CLI imports its `start` modules statically and every dynamically imported module (`entries`,
+ * the start modules too) imports the CLI: what a start loads is then reachable from every
+ * entry, one shared chunk, and an entry's chunk holds only what that entry alone needs. The
+ * added imports have no effects of their own: the start modules run before the CLI's body
+ * instead of at its dynamic import, and nothing they run at load depends on when.
+ */
+function oneStartChunk(cli: string, start: string[], entries: Set<string>): Plugin {
+  const prepend = (file: string, imports: string[]) => ({
+    contents: imports.map((f) => `import ${JSON.stringify(f)};\n`).join('') + readFileSync(file, 'utf8'),
+    loader: file.endsWith('.ts') ? ('ts' as const) : ('js' as const),
+  });
+  return {
+    name: 'one-start-chunk',
+    setup(b) {
+      b.onLoad({ filter: /\.[jt]s$/ }, (args) => {
+        if (args.path === cli) return prepend(cli, start);
+        if (entries.has(args.path)) return prepend(args.path, [cli]);
+        return undefined;
+      });
+    },
+  };
+}
+
+/**
  * Part of `npm run build`: each command's `dist/bin/cli.js`, its `src/cli.ts` with the @mqtt-edge
- * packages it uses in one file (third-party packages stay in node_modules). Every ES module
- * Node loads stays in RSS: the broker's CLI as ~60 tsc-emitted modules idled about 4 MB above
- * the same code as one file (bench/RESULTS.md, section "install"). Dynamic imports (the
- * WebSocket listener, bridges) stay lazy. The library entries keep tsc's output.
+ * packages it uses (third-party packages stay in node_modules). Every ES module Node loads
+ * stays in RSS: the broker's CLI as ~60 tsc-emitted modules idled about 4 MB above the same
+ * code as one file (bench/RESULTS.md, section "install"). Dynamic imports (the WebSocket
+ * listener, the status page, /metrics, bridges) stay lazy; what a start loads is one chunk
+ * (oneStartChunk). The library entries keep tsc's output.
  */
 export async function buildBins(): Promise<string[]> {
   const out: string[] = [];
-  for (const dir of BIN_PACKAGES) {
+  for (const { dir, start } of BIN_PACKAGES) {
     const pkgDir = path.join(ROOT, dir);
     const outdir = path.join(pkgDir, 'dist', 'bin');
-    rmSync(outdir, { recursive: true, force: true });
-    await build({
-      entryPoints: { cli: path.join(pkgDir, 'src', 'cli.ts') },
+    const cli = path.join(pkgDir, 'src', 'cli.ts');
+    const options = {
+      entryPoints: { cli },
       bundle: true,
       // Each dynamic import its own chunk: an import of a package left to node_modules (ws)
       // is static in ESM, so in one file it would load at start even where it is never used.
       splitting: true,
       chunkNames: 'chunk-[hash]',
-      platform: 'node',
-      format: 'esm',
+      platform: 'node' as const,
+      format: 'esm' as const,
       target: 'node20',
       conditions: ['mqtt-edge-source'],
       external: [...thirdParty(pkgDir)].flatMap((n) => [n, `${n}/*`]),
-      plugins: [embeddedStatusPage()],
       // dist/bin/ is not where src/cli.ts looks for ../package.json.
       define: { __BROKER_LITE_VERSION__: JSON.stringify(version(dir)) },
-      legalComments: 'eof',
-      logLevel: 'warning',
+      legalComments: 'eof' as const,
+      logLevel: 'warning' as const,
       outdir,
-    });
+    };
+    // A first pass finds the dynamically imported modules: each is an entry of its own chunk.
+    const first = await build({ ...options, plugins: [embeddedStatusPage()], metafile: true, write: false });
+    const entries = new Set(
+      Object.values(first.metafile.outputs)
+        .flatMap((o) => (o.entryPoint === undefined ? [] : [path.resolve(ROOT, o.entryPoint)]))
+        .filter((f) => f !== cli && existsSync(f)),
+    );
+    const startFiles = start.map((f) => path.join(pkgDir, f));
+    rmSync(outdir, { recursive: true, force: true });
+    await build({ ...options, plugins: [embeddedStatusPage(), oneStartChunk(cli, startFiles, entries)] });
     out.push(path.join(outdir, 'cli.js'));
   }
   return out;

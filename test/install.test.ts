@@ -198,6 +198,48 @@ describe.skipIf(process.platform !== 'linux')('issue 13.2: the packed packages, 
     expect(await exited(broker)).toBe(0);
   });
 
+  it('issue 13: a broker with the default settings loads its bin as 3 files, without ws or node:http', async () => {
+    // Every ES module file costs Node's loader a few URL-to-path conversions at start; past
+    // about 60 of them under a long install path V8 compiles that loop with TurboFan, which
+    // stays in RSS (~4 MB: bench/RESULTS.md, "install"). A default start used 9 files.
+    const log = path.join(inst.dir, 'loaded.txt');
+    writeFileSync(log, '');
+    writeFileSync(
+      path.join(inst.dir, 'loaded-hooks.mjs'),
+      `import { appendFileSync } from 'node:fs';
+let log;
+export function initialize(data) { log = data.log; }
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  appendFileSync(log, r.url + '\\n');
+  return r;
+}
+`,
+    );
+    writeFileSync(
+      path.join(inst.dir, 'loaded-register.mjs'),
+      `import { register } from 'node:module';
+register('./loaded-hooks.mjs', import.meta.url, { data: { log: ${JSON.stringify(log)} } });
+`,
+    );
+    const conf = path.join(inst.dir, 'broker-default.conf');
+    writeFileSync(conf, 'listener 0 127.0.0.1\nallow_anonymous true\nlog_dest stdout\n');
+    const broker = spawn(
+      process.execPath,
+      ['--import', './loaded-register.mjs', inst.bin('broker-lite'), '-c', conf, '--log-format', 'json'],
+      { cwd: inst.dir, env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(broker);
+    await readyLine(broker);
+    const loaded = [...new Set(readFileSync(log, 'utf8').split('\n').filter(Boolean))];
+    broker.kill('SIGTERM');
+    expect(await exited(broker)).toBe(0);
+    const bin = loaded.filter((u) => u.includes('/@mqtt-edge/broker-lite/dist/bin/'));
+    // cli.js, the chunk of everything a start runs, the broker core's entry (a dynamic import).
+    expect(bin.length, bin.join('\n')).toBe(3);
+    expect(loaded.filter((u) => /\/node_modules\/ws\/|^node:https?$/.test(u))).toEqual([]);
+  });
+
   it('broker-lite passwd and check take the example config the package ships', async () => {
     const pkg = path.join(inst.dir, 'node_modules/@mqtt-edge/broker-lite');
     const example = readFileSync(path.join(pkg, 'broker-lite.example.conf'), 'utf8');

@@ -9,8 +9,8 @@
  * - "before": the same bins on the TypeScript sources through tsx, which is what they ran
  *   before issue 13 (`node --conditions=mqtt-edge-source bin/...`: the shim registers tsx and
  *   imports src/cli.ts, as the old shim did).
- * RSS is VmRSS: SETTLE_MS after the process listens (V8 shrinks its heap some 10 s after
- * start-up), the median of 5 samples 500 ms apart, no forced GC (what `systemctl status` shows).
+ * RSS is VmRSS once it holds still (steadyRss: at least SETTLE_MS after the process listens,
+ * past V8's heap shrink some 8-9 s after start-up), no forced GC (what `systemctl status` shows).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -50,15 +50,59 @@ function median(xs: number[]): number {
   return s[s.length >> 1];
 }
 
-/** RSS after `settleMs`: the median of 5 samples 500 ms apart. */
-async function settledRss(pid: number, settleMs: number): Promise<number> {
-  await sleep(settleMs);
-  const samples: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    samples.push(rssMb(pid));
-    if (i < 4) await sleep(500);
+/** A process's idle RSS: the figure, and when it was read (s after `since`). */
+interface SteadyRss {
+  mb: number;
+  afterS: number;
+  /** False when it never held still for a whole window before `maxMs`. */
+  steady: boolean;
+}
+
+const SAMPLE_MS = 500;
+/** Samples (4 s) that must agree, within WINDOW_MB, for a figure. */
+const WINDOW = 8;
+const WINDOW_MB = 0.25;
+
+/**
+ * RSS once it holds still. Every process given is sampled in the same rounds, 500 ms apart, so
+ * load on the machine falls on all of them alike. A process is read once the WINDOW samples
+ * taken since `minMs` after its `since` (what V8 does after start-up: its heap shrinks ~8-9 s
+ * after it, later on a loaded machine) lie within WINDOW_MB of each other: their median. A shrink
+ * that falls inside that window only moves the window on. At `maxMs` the last WINDOW samples
+ * give the figure, flagged not steady.
+ */
+async function steadyRss(
+  procs: Array<{ pid: number; since: number }>,
+  minMs: number,
+  maxMs: number,
+): Promise<SteadyRss[]> {
+  const samples = procs.map(() => [] as number[]);
+  const out: Array<SteadyRss | undefined> = procs.map(() => undefined);
+  while (out.includes(undefined)) {
+    const now = performance.now();
+    for (const [i, p] of procs.entries()) {
+      if (out[i] !== undefined || now - p.since < minMs) continue;
+      const s = samples[i];
+      s.push(rssMb(p.pid));
+      if (s.length > WINDOW) s.shift();
+      const full = s.length === WINDOW;
+      const still = full && Math.max(...s) - Math.min(...s) <= WINDOW_MB;
+      if (still || (full && now - p.since >= maxMs))
+        out[i] = { mb: median(s), afterS: (now - p.since) / 1000, steady: still };
+    }
+    if (out.includes(undefined)) await sleep(SAMPLE_MS);
   }
-  return median(samples);
+  return out as SteadyRss[];
+}
+
+/** `steadyRss` of one process. */
+async function steadyRssOf(pid: number, since: number, minMs: number, maxMs: number): Promise<SteadyRss> {
+  return (await steadyRss([{ pid, since }], minMs, maxMs))[0];
+}
+
+/** How a figure was read, for a row's note. */
+function readAt(name: string, r: SteadyRss): string {
+  return `${name} read at ${r.afterS.toFixed(0)} s${r.steady ? '' : ' (never steady within ' + WINDOW_MB + ' MB)'}`;
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -130,7 +174,11 @@ export default {
   area: 'install',
   async run(options: BenchOptions): Promise<BenchRow[]> {
     const quick = options.quick;
+    // From when a process listens (or gets its connections, or its first reading): the earliest
+    // an RSS sample counts, and the latest a figure is read at (steadyRss).
     const SETTLE_MS = quick ? 3000 : 12_000;
+    const MAX_SETTLE_MS = quick ? 8000 : 40_000;
+    const LOADED_MS = quick ? 2000 : 5000;
     const CONNECTIONS = quick ? 200 : 1000;
     const STARTS = quick ? 2 : 5;
     const rows: BenchRow[] = [];
@@ -206,22 +254,31 @@ export default {
     try {
       // ---- idle RSS, all side by side --------------------------------------------------
       const idle = new Map<string, number>();
-      const running: Array<{ s: Server; child: ChildProcess; port: number }> = [];
+      const idleAt = new Map<string, SteadyRss>();
+      const running: Array<{ s: Server; child: ChildProcess; port: number; since: number }> = [];
       for (const s of servers) {
         const port = await freePort();
         const child = track(s.start(port));
         await untilListening(child, port, s.name, performance.now());
-        running.push({ s, child, port });
+        running.push({ s, child, port, since: performance.now() });
       }
-      const idleRss = await Promise.all(running.map((r) => settledRss(r.child.pid!, SETTLE_MS)));
-      for (const [i, r] of running.entries()) idle.set(r.s.name, idleRss[i]);
+      const idleRss = await steadyRss(
+        running.map((r) => ({ pid: r.child.pid!, since: r.since })),
+        SETTLE_MS,
+        MAX_SETTLE_MS,
+      );
+      for (const [i, r] of running.entries()) {
+        idle.set(r.s.name, idleRss[i].mb);
+        idleAt.set(r.s.name, idleRss[i]);
+      }
 
       // ---- 1,000 idle connections, one server at a time --------------------------------
       const loaded = new Map<string, number>();
       for (const r of running) {
         if (r.s.name.includes('CommonJS') || r.s.name.includes('tsx')) continue;
         const sockets = await openIdle(r.port, CONNECTIONS, r.s.mqtt);
-        loaded.set(r.s.name, await settledRss(r.child.pid!, quick ? 2000 : 5000));
+        const at = await steadyRssOf(r.child.pid!, performance.now(), LOADED_MS, MAX_SETTLE_MS);
+        loaded.set(r.s.name, at.mb);
         for (const s of sockets) s.destroy();
       }
       await Promise.all(running.map((r) => stop(r.child)));
@@ -237,7 +294,8 @@ export default {
           bareIdle,
           'bare node server',
           0.91,
-          `within 10% of a bare Node server is the target; bare node run as \`node -e\` (CommonJS, no ES module loader): ${idle.get('bare node (-e, CommonJS)')!.toFixed(1)} MB`,
+          `within 10% of a bare Node server is the target; bare node run as \`node -e\` (CommonJS, no ES module loader): ${idle.get('bare node (-e, CommonJS)')!.toFixed(1)} MB; ` +
+            `${readAt('broker-lite', idleAt.get('broker-lite (installed)')!)}, ${readAt('bare node', idleAt.get('bare node')!)} after listening`,
         ),
         costRow('install:broker-lite idle RSS', 'MB', lite, mosq, 'mosquitto', undefined, mosquittoNote),
         costRow(
@@ -351,11 +409,11 @@ export default {
             extra: { NODE_OPTIONS: '--conditions=mqtt-edge-source' },
           },
         ];
-        const results = new Map<string, { rss: number; firstMs: number }>();
+        const results = new Map<string, { rss: SteadyRss; firstMs: number }>();
         try {
           for (const a of agents) {
             const firsts: number[] = [];
-            let rss = Number.NaN;
+            let rss: SteadyRss = { mb: Number.NaN, afterS: Number.NaN, steady: false };
             for (let i = 0; i < (quick ? 1 : 3); i++) {
               const run = path.join(dir, `agent-${a.name.replace(/\W/g, '')}-${i}`);
               mkdirSync(run);
@@ -393,7 +451,14 @@ export default {
                 if (!acked()) throw new Error(`agent (${a.name}) stored no reading in 30 s:\n${log}`);
                 const first = Math.min(...devices.filter((d) => d.acksAt.length > 0).map((d) => d.acksAt[0]));
                 firsts.push(first - (performance.timeOrigin + t0));
-                if (i === 0) rss = await settledRss(child.pid!, SETTLE_MS);
+                // Devices keep sending: a figure that does not hold still is taken at 20 s.
+                if (i === 0)
+                  rss = await steadyRssOf(
+                    child.pid!,
+                    first - performance.timeOrigin,
+                    SETTLE_MS,
+                    SETTLE_MS + 8000,
+                  );
               } finally {
                 // Also on a failure: an agent left running would outlive the bench.
                 await stop(child);
@@ -416,15 +481,17 @@ export default {
           costRow(
             'install:agent RSS, 3 devices',
             'MB',
-            r('installed').rss,
-            r('tsx, before').rss,
+            r('installed').rss.mb,
+            r('tsx, before').rss.mb,
             'tsx bin (before)',
+            undefined,
+            `${readAt('installed', r('installed').rss)}, ${readAt('tsx', r('tsx, before').rss)} after the first reading stored`,
           ),
           costRow(
             'install:agent RSS, 3 devices, single-file bundle',
             'MB',
-            r('bundle').rss,
-            r('installed').rss,
+            r('bundle').rss.mb,
+            r('installed').rss.mb,
             'installed bin',
           ),
           costRow(
