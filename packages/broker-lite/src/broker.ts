@@ -16,6 +16,7 @@ import {
   ticks,
 } from './connection.ts';
 import { releasePublishers } from './deliver.ts';
+import { receiveMaximum } from './handle-connect.ts';
 import { type BoundListener, startListener, type TlsFiles } from './listeners.ts';
 import { MemoryLimit } from './memory-limit.ts';
 import type { Message } from './message.ts';
@@ -160,6 +161,8 @@ export class Broker {
   readonly maxPacketUnauthenticated: number;
   /** Most levels in a topic name or filter (max_topic_levels; no limit is 65,536). */
   readonly maxTopicLevels: number;
+  /** The Receive Maximum every MQTT 5 CONNACK says and handle-publish enforces (0x93 beyond it). */
+  readonly receiveMaximum: number;
   /** What connections not yet CONNACKed hold, all together (max_unauthenticated_bytes). */
   readonly unauthenticated: UnauthenticatedBudget;
   /** memory_limit: set while the process is over it (a field, read once per PUBLISH). */
@@ -199,6 +202,7 @@ export class Broker {
     this.maxPacketUnauthenticated = pre > 0 ? Math.min(pre, max) : max;
     this.unauthenticated = new UnauthenticatedBudget(this, o.maxUnauthenticatedBytes);
     this.maxTopicLevels = o.maxTopicLevels > 0 ? o.maxTopicLevels : UNLIMITED_TOPIC_LEVELS;
+    this.receiveMaximum = receiveMaximum(o.receiveMaximum, o.maxInflightMessages);
     this.memory = new MemoryLimit(this, o.memoryLimit);
     this.router = new Router(this);
     this.wills = new WillTimers(this);

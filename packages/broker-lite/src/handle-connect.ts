@@ -18,9 +18,13 @@ import { NEVER_EXPIRES } from './session.ts';
 /** Topic aliases a client may use towards us (Mosquitto's max_topic_alias default). */
 export const TOPIC_ALIAS_MAXIMUM = 10;
 
-/** The broker's Receive Maximum (MQTT 5): the option, else the protocol's 65,535. */
-export function receiveMaximum(opt: number | undefined): number {
-  return opt !== undefined && opt >= 1 && opt < 65_535 ? opt : 65_535;
+/**
+ * The broker's Receive Maximum (MQTT 5): the option; else max_inflight_messages, the window the
+ * broker holds each way (as Mosquitto advertises it); 0 there (no bound) is the protocol's 65,535.
+ */
+export function receiveMaximum(opt: number | undefined, maxInflightMessages: number): number {
+  if (opt !== undefined && opt >= 1 && opt <= 65_535) return opt;
+  return maxInflightMessages >= 1 && maxInflightMessages < 65_535 ? maxInflightMessages : 65_535;
 }
 
 export function handleConnect(conn: Connection, p: ConnectPacket): void {
@@ -284,7 +288,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
     // Receive Maximum always said out loud, 65,535 included: a client need not know the default.
     const ap: Properties = {
       topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
-      receiveMaximum: receiveMaximum(b.options.receiveMaximum),
+      receiveMaximum: b.receiveMaximum,
     };
     if (assigned) ap.assignedClientIdentifier = clientId;
     if (serverKeepAlive !== undefined) ap.serverKeepAlive = serverKeepAlive;

@@ -127,8 +127,9 @@ export interface BrokerOptions {
   maxPacketSize?: number;
   /**
    * Receive Maximum advertised to MQTT 5 clients in CONNACK: QoS 1/2 PUBLISHes a client may
-   * have unacknowledged towards the broker (1..65535, default 65535). A client that sends more
-   * is disconnected with 0x93. Not tied to max_inflight_messages (see the README).
+   * have unacknowledged towards the broker (1..65535). Default: maxInflightMessages, the window
+   * the broker holds towards a client (as Mosquitto advertises max_inflight_messages); 65,535
+   * when that is 0. A client that sends more is disconnected with 0x93.
    */
   receiveMaximum?: number;
   /** Mosquitto `connection_messages`: log client connects and disconnects (default true). */

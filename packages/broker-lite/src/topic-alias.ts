@@ -1,0 +1,1 @@
+export const OUT_ALIAS_LIMIT = 32;
