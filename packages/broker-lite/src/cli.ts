@@ -226,6 +226,7 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   maxUnauthenticatedBytes: 'max_unauthenticated_bytes',
   maxTopicLevels: 'max_topic_levels',
   memoryLimit: 'memory_limit',
+  maxTopicAliasOut: 'max_topic_alias_out',
   maxConnections: 'max_connections',
   maxKeepalive: 'max_keepalive',
   retainAvailable: 'retain_available',

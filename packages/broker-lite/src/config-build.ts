@@ -169,6 +169,7 @@ export async function buildBrokerOptions(
     maxUnauthenticatedBytes: cfg.maxUnauthenticatedBytes,
     maxTopicLevels: cfg.maxTopicLevels,
     memoryLimit: cfg.memoryLimit,
+    maxTopicAliasOut: cfg.maxTopicAliasOut,
     connectionMessages: cfg.connectionMessages,
     logger,
   };
@@ -221,6 +222,7 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`max_unauthenticated_bytes ${cfg.maxUnauthenticatedBytes}`);
   out.push(`max_topic_levels ${cfg.maxTopicLevels}`);
   out.push(`memory_limit ${cfg.memoryLimit}`);
+  out.push(`max_topic_alias_out ${cfg.maxTopicAliasOut}`);
   out.push(`max_connections ${cfg.maxConnections}`);
   out.push(`max_keepalive ${cfg.maxKeepalive}`);
   out.push(`retain_available ${cfg.retainAvailable}`);

@@ -4,6 +4,7 @@ import { applyBridgeKey, type BridgeConfig, type BridgeParseState, checkBridges 
 import { ConfigError, type ConfigWarning } from './config-error.ts';
 import { DEFAULT_LOG_TYPES, LOG_TYPES, type LogType } from './log.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
+import { MAX_OUT_ALIAS_LIMIT, OUT_ALIAS_LIMIT } from './topic-alias.ts';
 
 export type { BridgeConfig, BridgeTopicConfig } from './config-bridge.ts';
 export { ConfigError, type ConfigWarning, formatWarning } from './config-error.ts';
@@ -77,6 +78,8 @@ export interface BrokerConfig {
   maxTopicLevels: number;
   /** Bytes of RSS; 0 = no limit. */
   memoryLimit: number;
+  /** Topic aliases used towards one MQTT 5 client (broker-lite's own key); 0 = none. */
+  maxTopicAliasOut: number;
   maxConnections: number;
   maxKeepalive: number;
   retainAvailable: boolean;
@@ -361,6 +364,9 @@ const HANDLERS: Record<string, Handler> = {
   memory_limit(state, ctx, args) {
     state.cfg.memoryLimit = int(ctx, args, 0, Number.MAX_SAFE_INTEGER);
   },
+  max_topic_alias_out(state, ctx, args) {
+    state.cfg.maxTopicAliasOut = int(ctx, args, 0, MAX_OUT_ALIAS_LIMIT);
+  },
   max_topic_levels(state, ctx, args) {
     state.cfg.maxTopicLevels = int(ctx, args, 0, 65_536);
   },
@@ -609,6 +615,7 @@ function freshState(file: string | undefined, cwd: string): State {
       maxUnauthenticatedBytes: d.maxUnauthenticatedBytes,
       maxTopicLevels: d.maxTopicLevels,
       memoryLimit: d.memoryLimit,
+      maxTopicAliasOut: OUT_ALIAS_LIMIT,
       maxConnections: d.maxConnections,
       maxKeepalive: d.maxKeepalive,
       retainAvailable: d.retainAvailable,

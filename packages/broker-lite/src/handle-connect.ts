@@ -14,6 +14,7 @@ import { type Connection, ConnState } from './connection.ts';
 import { pump, resendInflight } from './deliver.ts';
 import { HashQueueFullError } from './login-queue.ts';
 import { NEVER_EXPIRES } from './session.ts';
+import { OUT_ALIAS_LIMIT, OutAliases } from './topic-alias.ts';
 
 /** Topic aliases a client may use towards us (Mosquitto's max_topic_alias default). */
 export const TOPIC_ALIAS_MAXIMUM = 10;
@@ -272,6 +273,10 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
   if (props !== undefined) {
     if (props.receiveMaximum !== undefined) conn.receiveMax = props.receiveMaximum;
     if (props.maximumPacketSize !== undefined) conn.maxOut = props.maximumPacketSize;
+    // Outbound topic aliases where the client allows them; an internal peer has no wire to save.
+    const allowed = props.topicAliasMaximum ?? 0;
+    const mine = b.options.maxTopicAliasOut ?? OUT_ALIAS_LIMIT;
+    if (allowed > 0 && mine > 0 && !conn.internal) conn.outAliases = new OutAliases(Math.min(allowed, mine));
   }
   if (p.will !== undefined) {
     const w = p.will;

@@ -132,6 +132,12 @@ export interface BrokerOptions {
    * when that is 0. A client that sends more is disconnected with 0x93.
    */
   receiveMaximum?: number;
+  /**
+   * `max_topic_alias_out` (broker-lite's own): most topic aliases the broker uses towards one
+   * MQTT 5 client, within the client's own Topic Alias Maximum (topic-alias.ts has the policy).
+   * Default 32; 0 = none; at most 1,024.
+   */
+  maxTopicAliasOut?: number;
   /** Mosquitto `connection_messages`: log client connects and disconnects (default true). */
   connectionMessages?: boolean;
   /** Milliseconds before a refused login gets its CONNACK (default 1000; slows password guessing). */

@@ -5,7 +5,9 @@
  */
 import { encode, type Packet, type PublishPacket } from '@mqtt-edge/codec';
 import { afterEach, describe, expect, it } from 'vitest';
-import { OUT_ALIAS_LIMIT } from '../src/topic-alias.ts';
+import { ConfigError, parseConfig } from '../src/config.ts';
+import { describeConfig } from '../src/config-build.ts';
+import { OUT_ALIAS_LIMIT, OutAliases } from '../src/topic-alias.ts';
 import { RawClient, startBroker, type TestBroker } from './helpers/raw-client.ts';
 
 const brokers: TestBroker[] = [];
@@ -217,6 +219,24 @@ describe('issue 15.3: outbound topic aliases (Paho test_server_topic_alias)', ()
     c.close();
   });
 
+  it('issue 15.3: max_topic_alias_out 0 sends none; 1 uses one alias whatever the client allows', async () => {
+    const off = await broker({ maxTopicAliasOut: 0 });
+    const c = await subscriber(off.port, 10);
+    await c.subscribe(TOPIC, 0);
+    c.publish(TOPIC, 'a', 0);
+    c.publish(TOPIC, 'b', 0);
+    for (let i = 0; i < 2; i++) expect((await c.expect('publish')).properties?.topicAlias).toBeUndefined();
+    c.close();
+    const one = await broker({ maxTopicAliasOut: 1 });
+    const d = await subscriber(one.port, 10);
+    await d.subscribe('one/#', 0);
+    d.publish('one/first', 'a', 0);
+    d.publish('one/second', 'b', 0);
+    expect((await d.expect('publish')).properties?.topicAlias).toBe(1);
+    expect((await d.expect('publish')).properties?.topicAlias).toBeUndefined();
+    d.close();
+  });
+
   it('issue 15.3: aliased QoS 1/2 re-sent after a reconnect carry their topic (aliases do not outlive a connection)', async () => {
     const b = await broker();
     const opts = {
@@ -226,13 +246,13 @@ describe('issue 15.3: outbound topic aliases (Paho test_server_topic_alias)', ()
       properties: { topicAliasMaximum: 5, sessionExpiryInterval: 60 },
     };
     const { client: c } = await RawClient.connect(b.port, opts);
-    await c.subscribe('r/t', 1);
+    await c.subscribe('r/topic', 1);
     const { client: pub } = await RawClient.connect(b.port, { protocolVersion: 5, clientId: 'resume-pub' });
-    pub.publish('r/t', 'one', 1, false, 1);
-    pub.publish('r/t', 'two', 1, false, 2);
+    pub.publish('r/topic', 'one', 1, false, 1);
+    pub.publish('r/topic', 'two', 1, false, 2);
     const first = await c.expect('publish');
     const second = await c.expect('publish');
-    expect(first.topic).toBe('r/t');
+    expect(first.topic).toBe('r/topic');
     expect(second.topic).toBe('');
     c.close(); // neither acknowledged
     await c.closed;
@@ -240,7 +260,7 @@ describe('issue 15.3: outbound topic aliases (Paho test_server_topic_alias)', ()
     for (let i = 0; i < 2; i++) {
       const p = await again.expect('publish');
       expect(p.dup).toBe(true);
-      expect(p.topic).toBe('r/t');
+      expect(p.topic).toBe('r/topic');
       expect(p.properties?.topicAlias).toBeUndefined();
       again.send({ type: 'puback', packetId: p.packetId as number });
     }
@@ -267,6 +287,39 @@ describe('issue 15.3: outbound topic aliases (Paho test_server_topic_alias)', ()
     const p = await c.expect('publish');
     expect(p.topic).toBe(topic);
     expect(p.properties?.topicAlias).toBeUndefined();
+    // a smaller one on the same topic fits with the alias: it names the topic (the first did not)
+    c.publish(topic, 'small', 0);
+    const q = await c.expect('publish');
+    expect(q.topic).toBe(topic);
+    expect(q.properties?.topicAlias).toBe(1);
+    c.publish(topic, 'small', 0);
+    const r = await c.expect('publish');
+    expect(r.topic).toBe('');
+    expect(r.properties?.topicAlias).toBe(1);
     c.close();
+  });
+});
+
+describe('issue 15.3: max_topic_alias_out and the policy bounds', () => {
+  it('issue 15.3: max_topic_alias_out parses 0..1024, defaults to 32, shows in check', () => {
+    expect(parseConfig('listener 1883\n', '/tmp/x.conf').maxTopicAliasOut).toBe(32);
+    const cfg = parseConfig('listener 1883\nmax_topic_alias_out 0\n', '/tmp/x.conf');
+    expect(cfg.maxTopicAliasOut).toBe(0);
+    expect(describeConfig(cfg)).toContain('max_topic_alias_out 0\n');
+    expect(() => parseConfig('max_topic_alias_out 1025\n', '/tmp/x.conf')).toThrow(ConfigError);
+    expect(() => parseConfig('max_topic_alias_out -1\n', '/tmp/x.conf')).toThrow(/max_topic_alias_out/);
+  });
+
+  it('issue 15.3: a million distinct topics leave at most max aliases and 2 x max counted topics', () => {
+    const a = new OutAliases(32);
+    for (let i = 0; i < 1_000_000; i++) a.lookup(`hostile/topic/${i}`);
+    const inner = a as unknown as { byTopic: Map<string, number>; candidates: Map<string, number> | null };
+    expect(inner.byTopic.size).toBe(32);
+    expect(inner.candidates?.size ?? 0).toBeLessThanOrEqual(64);
+    // topics too short or too long for an alias are never counted
+    const b = new OutAliases(1);
+    expect(b.lookup('abc')).toBe(0);
+    expect(b.lookup('x'.repeat(1025))).toBe(0);
+    expect(b.lookup('abcd')).not.toBe(0);
   });
 });
