@@ -16,6 +16,9 @@ import { HashQueueFullError } from './login-queue.ts';
 import { NEVER_EXPIRES } from './session.ts';
 import { OUT_ALIAS_LIMIT, OutAliases } from './topic-alias.ts';
 
+/** Client ids that make a valid one-level topic prefix (what `%c` ACL patterns match too). */
+const RESPONSE_SAFE = /^[^/+#\u0000]+$/;
+
 /** Topic aliases a client may use towards us (Mosquitto's max_topic_alias default). */
 export const TOPIC_ALIAS_MAXIMUM = 10;
 
@@ -296,6 +299,10 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
       receiveMaximum: b.receiveMaximum,
     };
     if (assigned) ap.assignedClientIdentifier = clientId;
+    // The spec's MAY (3.1.2.11.6): a topic prefix for the responses this client asks for, one
+    // per client id, which an ACL makes the client's own with `pattern readwrite response/%c/#`.
+    if (props?.requestResponseInformation === true && RESPONSE_SAFE.test(clientId))
+      ap.responseInformation = `response/${clientId}/`;
     if (serverKeepAlive !== undefined) ap.serverKeepAlive = serverKeepAlive;
     if (!b.options.retainAvailable) ap.retainAvailable = false;
     if (b.maxPacketIn < MAX_PACKET_SIZE) ap.maximumPacketSize = b.maxPacketIn;

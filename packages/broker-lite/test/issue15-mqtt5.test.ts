@@ -323,3 +323,105 @@ describe('issue 15.3: max_topic_alias_out and the policy bounds', () => {
     expect(b.lookup('abcd')).not.toBe(0);
   });
 });
+
+describe('issue 15.3: request problem / response information (MQTT 5 3.1.2.11.6-7)', () => {
+  it('issue 15.3: request_problem_information 0: no reason string on PUBACK, SUBACK or DISCONNECT', async () => {
+    const b = await broker();
+    const { client: c } = await RawClient.connect(b.port, {
+      protocolVersion: 5,
+      clientId: 'no-problem-info',
+      properties: { requestProblemInformation: false },
+    });
+    // $SYS is the broker's: a client's PUBLISH there is refused (PUBACK 0x87), a plain ack form
+    c.publish('$SYS/broker/forged', 'x', 1, false, 7);
+    const ack = await c.expect('puback');
+    expect(ack.reasonCode).toBe(0x87);
+    expect(ack.properties?.reasonString).toBeUndefined();
+    expect(ack.properties?.userProperties).toBeUndefined();
+    c.send({ type: 'subscribe', packetId: 2, subscriptions: [{ topicFilter: 'a/'.repeat(300), qos: 0 }] });
+    const suback = await c.expect('suback');
+    expect(suback.reasonCodes).toEqual([0x8f]);
+    expect(suback.properties).toBeUndefined();
+    // a protocol error: a PUBLISH carrying a subscription identifier
+    c.send({
+      type: 'publish',
+      topic: 't/x',
+      payload: Buffer.from('x'),
+      qos: 0,
+      retain: false,
+      dup: false,
+      properties: { subscriptionIdentifier: 3 },
+    } as Packet);
+    const d = await c.expect('disconnect');
+    expect(d.reasonCode).toBe(0x82);
+    expect(d.properties?.reasonString).toBeUndefined();
+  });
+
+  it('issue 15.3: by default (1) a DISCONNECT says why in a reason string', async () => {
+    const b = await broker();
+    const { client: c } = await RawClient.connect(b.port, { protocolVersion: 5, clientId: 'problem-info' });
+    c.send({
+      type: 'publish',
+      topic: 't/x',
+      payload: Buffer.from('x'),
+      qos: 0,
+      retain: false,
+      dup: false,
+      properties: { subscriptionIdentifier: 3 },
+    } as Packet);
+    const d = await c.expect('disconnect');
+    expect(d.reasonCode).toBe(0x82);
+    expect(d.properties?.reasonString).toMatch(/subscription identifier/);
+  });
+
+  it('issue 15.3: request_response_information: no Response Information unless asked; asked, the client gets a topic prefix of its own', async () => {
+    const b = await broker();
+    const plain = await RawClient.connect(b.port, { protocolVersion: 5, clientId: 'rri-0' });
+    expect(plain.connack.properties?.responseInformation).toBeUndefined();
+    plain.client.close();
+    const no = await RawClient.connect(b.port, {
+      protocolVersion: 5,
+      clientId: 'rri-false',
+      properties: { requestResponseInformation: false },
+    });
+    expect(no.connack.properties?.responseInformation).toBeUndefined();
+    no.client.close();
+    const yes = await RawClient.connect(b.port, {
+      protocolVersion: 5,
+      clientId: 'rri-1',
+      properties: { requestResponseInformation: true },
+    });
+    expect(yes.connack.properties?.responseInformation).toBe('response/rri-1/');
+    // the request / response round trip (Paho test_request_response) with that prefix
+    const c = yes.client;
+    await c.subscribe('response/rri-1/#', 1);
+    c.send({
+      type: 'publish',
+      topic: 'response/rri-1/answer',
+      payload: Buffer.from('response'),
+      qos: 1,
+      retain: false,
+      dup: false,
+      packetId: 5,
+      properties: { correlationData: Buffer.from('334') },
+    });
+    const got: Packet[] = [await c.next(), await c.next()];
+    const p = got.find((x) => x?.type === 'publish') as PublishPacket;
+    expect(Buffer.from(p.properties?.correlationData ?? []).toString()).toBe('334');
+    c.close();
+  });
+});
+
+it('issue 15.3: no Response Information for a client id that cannot be one topic level', async () => {
+  const b = await broker();
+  for (const clientId of ['a/b', 'a+b', 'a#b']) {
+    const r = await RawClient.connect(b.port, {
+      protocolVersion: 5,
+      clientId,
+      properties: { requestResponseInformation: true },
+    });
+    expect(r.connack.reasonCode).toBe(0);
+    expect(r.connack.properties?.responseInformation).toBeUndefined();
+    r.client.close();
+  }
+});
