@@ -115,6 +115,8 @@ export class BrokerCounters {
   connects = 0;
   authFailures = 0;
   publisherPauses = 0;
+  /** Offline sessions ended by their expiry ($SYS/broker/clients/expired). */
+  sessionsExpired = 0;
   /** `dropped` by why (each drop counts in both). */
   readonly drops: Record<DropReason, number> = {
     slow_subscriber: 0,
@@ -469,8 +471,18 @@ export class Broker {
       this.endSession(s);
       return;
     }
-    s.expiresAt = s.expiryInterval === NEVER_EXPIRES ? 0 : Date.now() + s.expiryInterval * 1000;
+    s.expiresAt = this.sessionExpiresAt(s.expiryInterval, Date.now());
     if (this.persist !== null) this.persist.sessionPut(s);
+  }
+
+  /**
+   * When an offline session with `interval` (seconds, NEVER_EXPIRES included) that went offline
+   * at `from` (ms) ends, capped by persistent_client_expiration as Mosquitto does; 0 = never.
+   */
+  sessionExpiresAt(interval: number, from: number): number {
+    const cap = this.options.persistentClientExpiration ?? 0;
+    const secs = cap > 0 && (interval === NEVER_EXPIRES || interval > cap) ? cap : interval;
+    return secs === NEVER_EXPIRES ? 0 : from + secs * 1000;
   }
 
   createSession(clientId: string): Session {
@@ -557,7 +569,8 @@ export class Broker {
     }
     for (const s of this.sessions.values()) {
       if (s.conn === null && s.expiresAt !== 0 && now >= s.expiresAt) {
-        this.log('information', 'session expired', { clientId: s.clientId });
+        this.log('notice', `Expiring client ${s.clientId} due to timeout.`, { clientId: s.clientId });
+        this.counters.sessionsExpired++;
         this.endSession(s);
       }
     }

@@ -227,6 +227,7 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   maxTopicLevels: 'max_topic_levels',
   memoryLimit: 'memory_limit',
   maxTopicAliasOut: 'max_topic_alias_out',
+  persistentClientExpiration: 'persistent_client_expiration',
   maxConnections: 'max_connections',
   maxKeepalive: 'max_keepalive',
   retainAvailable: 'retain_available',

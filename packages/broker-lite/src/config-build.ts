@@ -170,6 +170,7 @@ export async function buildBrokerOptions(
     maxTopicLevels: cfg.maxTopicLevels,
     memoryLimit: cfg.memoryLimit,
     maxTopicAliasOut: cfg.maxTopicAliasOut,
+    persistentClientExpiration: cfg.persistentClientExpiration,
     connectionMessages: cfg.connectionMessages,
     logger,
   };
@@ -213,6 +214,9 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`persistence ${cfg.persistence}`);
   if (cfg.persistence) out.push(`persistence_location ${cfg.persistenceLocation}`);
   out.push(`autosave_interval ${cfg.autosaveIntervalSeconds}`);
+  out.push(
+    `persistent_client_expiration ${cfg.persistentClientExpiration > 0 ? `${cfg.persistentClientExpiration} seconds` : 'none'}`,
+  );
   out.push(`max_inflight_messages ${cfg.maxInflightMessages}`);
   out.push(`max_queued_messages ${cfg.maxQueuedMessages}`);
   out.push(`max_queued_bytes ${cfg.maxQueuedBytes}`);

@@ -78,6 +78,8 @@ export interface BrokerConfig {
   maxTopicLevels: number;
   /** Bytes of RSS; 0 = no limit. */
   memoryLimit: number;
+  /** Seconds (Mosquitto `persistent_client_expiration`); 0 = none. */
+  persistentClientExpiration: number;
   /** Topic aliases used towards one MQTT 5 client (broker-lite's own key); 0 = none. */
   maxTopicAliasOut: number;
   maxConnections: number;
@@ -120,7 +122,6 @@ const IGNORED: Record<string, string> = {
   socket_domain: 'the bind address decides the address family',
   max_inflight_bytes: 'only max_inflight_messages bounds in-flight messages',
   queue_qos0_messages: 'QoS 0 messages are not queued for offline clients',
-  persistent_client_expiration: 'sessions expire by their MQTT 5 session expiry interval',
   check_retain_source: 'not supported',
   allow_duplicate_messages: 'deprecated in Mosquitto; duplicates are always delivered per subscription',
   websockets_log_level: 'websocket events are logged under log_type websockets',
@@ -209,6 +210,24 @@ function int(ctx: Ctx, args: string[], min: number, max: number): number {
     fail(ctx, `invalid value '${v.slice(0, 40)}' (expected an integer ${min}..${max})`);
   const n = Number(v);
   if (n < min || n > max) fail(ctx, `value ${n} is out of range (expected ${min}..${max})`);
+  return n;
+}
+
+/** Mosquitto's duration: a whole number and a unit, h d w m (30 days) or y (365 days). */
+const DURATION_UNITS: Record<string, number> = {
+  h: 3600,
+  d: 86_400,
+  w: 7 * 86_400,
+  m: 30 * 86_400,
+  y: 365 * 86_400,
+};
+
+function duration(ctx: Ctx, args: string[]): number {
+  const v = one(ctx, args, 'a duration such as 12h, 7d, 2w, 1m or 1y');
+  const m = /^([0-9]{1,9})([hdwmy])$/.exec(v);
+  const n = m === null ? 0 : Number(m[1]) * DURATION_UNITS[m[2]];
+  if (n <= 0)
+    fail(ctx, `invalid duration '${v.slice(0, 40)}' (a whole number followed by h, d, w, m or y, e.g. 12h)`);
   return n;
 }
 
@@ -363,6 +382,9 @@ const HANDLERS: Record<string, Handler> = {
   },
   memory_limit(state, ctx, args) {
     state.cfg.memoryLimit = int(ctx, args, 0, Number.MAX_SAFE_INTEGER);
+  },
+  persistent_client_expiration(state, ctx, args) {
+    state.cfg.persistentClientExpiration = duration(ctx, args);
   },
   max_topic_alias_out(state, ctx, args) {
     state.cfg.maxTopicAliasOut = int(ctx, args, 0, MAX_OUT_ALIAS_LIMIT);
@@ -616,6 +638,7 @@ function freshState(file: string | undefined, cwd: string): State {
       maxTopicLevels: d.maxTopicLevels,
       memoryLimit: d.memoryLimit,
       maxTopicAliasOut: OUT_ALIAS_LIMIT,
+      persistentClientExpiration: 0,
       maxConnections: d.maxConnections,
       maxKeepalive: d.maxKeepalive,
       retainAvailable: d.retainAvailable,

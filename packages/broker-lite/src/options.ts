@@ -106,6 +106,12 @@ export interface BrokerOptions {
   maxQueuedMessages: number;
   /** Per-client queued bytes (0 = unlimited). */
   maxQueuedBytes: number;
+  /**
+   * Mosquitto `persistent_client_expiration`, seconds (0 = none, the default): an offline
+   * session ends this long after its disconnect even if it asked for longer (an MQTT 3.1.1 clean
+   * session false never ends otherwise). Counted from the disconnect, across restarts.
+   */
+  persistentClientExpiration?: number;
   /** Largest PUBLISH payload accepted, bytes (0 = the MQTT maximum). */
   messageSizeLimit: number;
   /** -1 = unlimited. */

@@ -405,7 +405,7 @@ describe('issue 15.3: request problem / response information (MQTT 5 3.1.2.11.6-
       packetId: 5,
       properties: { correlationData: Buffer.from('334') },
     });
-    const got: Packet[] = [await c.next(), await c.next()];
+    const got: Array<Packet | null> = [await c.next(), await c.next()];
     const p = got.find((x) => x?.type === 'publish') as PublishPacket;
     expect(Buffer.from(p.properties?.correlationData ?? []).toString()).toBe('334');
     c.close();
