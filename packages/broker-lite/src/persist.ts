@@ -14,7 +14,7 @@ import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 import { crc32 } from './crc32.ts';
 import type { Delivery, Message } from './message.ts';
-import { NEVER_EXPIRES, type Session, Subscription } from './session.ts';
+import { type Session, Subscription } from './session.ts';
 import { tooDeep, topicForLog } from './topic-levels.ts';
 
 const MAGIC = Buffer.from('BLITEDB1');
