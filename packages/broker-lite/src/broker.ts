@@ -21,7 +21,7 @@ import { type BoundListener, startListener, type TlsFiles } from './listeners.ts
 import { MemoryLimit } from './memory-limit.ts';
 import type { Message } from './message.ts';
 import type { MetricsServer } from './metrics.ts';
-import type { AccessControl, Authenticator, BrokerOptions, LogSink } from './options.ts';
+import type { AccessControl, Authenticator, BrokerOptions, ListenerSecurity, LogSink } from './options.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
 import { PendingSockets } from './pending-sockets.ts';
 import { Persistence } from './persist.ts';
@@ -163,6 +163,8 @@ export class Broker {
   readonly maxPacketUnauthenticated: number;
   /** Most levels in a topic name or filter (max_topic_levels; no limit is 65,536). */
   readonly maxTopicLevels: number;
+  /** Some listener has security of its own (per_listener_settings): ACLs are looked up per session. */
+  readonly perListener: boolean;
   /** The Receive Maximum every MQTT 5 CONNACK says and handle-publish enforces (0x93 beyond it). */
   readonly receiveMaximum: number;
   /** What connections not yet CONNACKed hold, all together (max_unauthenticated_bytes). */
@@ -205,6 +207,7 @@ export class Broker {
     this.unauthenticated = new UnauthenticatedBudget(this, o.maxUnauthenticatedBytes);
     this.maxTopicLevels = o.maxTopicLevels > 0 ? o.maxTopicLevels : UNLIMITED_TOPIC_LEVELS;
     this.receiveMaximum = receiveMaximum(o.receiveMaximum, o.maxInflightMessages);
+    this.perListener = o.listeners.some((l) => l.security !== undefined);
     this.memory = new MemoryLimit(this, o.memoryLimit);
     this.router = new Router(this);
     this.wills = new WillTimers(this);
@@ -330,6 +333,23 @@ export class Broker {
   setSecurity(authenticator?: Authenticator, accessControl?: AccessControl): void {
     this.authenticator = authenticator;
     this.accessControl = accessControl;
+  }
+
+  /**
+   * SIGHUP under per_listener_settings: listener `index` (options order) gets new login rules
+   * and ACL, for its next CONNECT and, through the object its sessions share, every check after.
+   */
+  setListenerSecurity(index: number, security: ListenerSecurity): void {
+    const live = this.options.listeners[index]?.security;
+    if (live === undefined) throw new Error(`listener ${index} has no security of its own`);
+    live.allowAnonymous = security.allowAnonymous;
+    live.authenticator = security.authenticator;
+    live.accessControl = security.accessControl;
+  }
+
+  /** The ACL that applies to `s`: its listener's under per_listener_settings, else the broker's. */
+  aclFor(s: Session | null): AccessControl | undefined {
+    return s !== null && s.security !== null ? s.security.accessControl : this.accessControl;
   }
 
   stats(): BrokerStats {
@@ -464,7 +484,7 @@ export class Broker {
     if (will !== null && !conn.gracefulDisconnect) {
       const delay = conn.version === 5 ? (will.properties?.willDelayInterval ?? 0) : 0;
       const keep = s.expiryInterval === NEVER_EXPIRES ? delay : Math.min(delay, s.expiryInterval);
-      this.wills.schedule(s.clientId, conn.username, will, takeover ? delay : keep);
+      this.wills.schedule(s.clientId, conn.username, will, takeover ? delay : keep, s.security);
     }
     releasePublishers(this, s, true);
     if (!s.persistent) {

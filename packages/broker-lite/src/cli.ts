@@ -19,7 +19,7 @@ import {
   type Logger,
   stdDestination,
 } from './log.ts';
-import type { AccessControl, Authenticator, BrokerOptions } from './options.ts';
+import type { AccessControl, Authenticator, BrokerOptions, ListenerSecurity } from './options.ts';
 import { runPasswd } from './password-cli.ts';
 
 /** Exit codes. Mosquitto exits 3 on a configuration or command-line error; so do we. */
@@ -125,6 +125,7 @@ interface BrokerLike {
   listen(): Promise<void>;
   close(): Promise<void>;
   setSecurity(authenticator?: Authenticator, accessControl?: AccessControl): void;
+  setListenerSecurity?(index: number, security: ListenerSecurity): void;
   setMemoryLimit?(bytes: number): void;
   setListenerTls?(index: number, files: { cert: string; key: string; ca?: string }): void;
   readonly addresses: unknown;
@@ -191,7 +192,11 @@ export function restartOnlyChanges(before: BrokerConfig, after: BrokerConfig): s
   const strip = (c: BrokerConfig): Record<string, unknown> => ({
     ...c,
     // Where a listener was declared is not a setting; an added comment line must not count.
-    listeners: c.listeners.map(({ file: _f, line: _l, ...rest }) => rest),
+    // per_listener_settings: a listener's password_file and acl_file reload; its
+    // allow_anonymous does not.
+    listeners: c.listeners.map(({ file: _f, line: _l, security, ...rest }) =>
+      security === undefined ? rest : { ...rest, allowAnonymous: security.allowAnonymous },
+    ),
     bridges: c.bridges.map(({ file: _f, line: _l, topics, ...rest }) => ({
       ...rest,
       topics: topics.map(({ line: _tl, ...t }) => t),
@@ -240,6 +245,14 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   bridges: 'connection (bridges)',
   metricsListener: 'metrics_listener',
 };
+
+/** A listener's password_file and acl_file (what SIGHUP reloads under per_listener_settings). */
+function pickFiles(s: { passwordFile?: string; aclFile?: string } | undefined): {
+  passwordFile?: string;
+  aclFile?: string;
+} {
+  return { passwordFile: s?.passwordFile, aclFile: s?.aclFile };
+}
 
 function reportConfigError(io: CliIo, err: unknown): number {
   if (err instanceof ConfigError) {
@@ -344,13 +357,42 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       // other settings need a restart, and saying which beats applying half of them.
       const next = args.config === undefined ? cfg : loadConfig(args.config, overrides);
       const changed = restartOnlyChanges(cfg, next);
-      const sec = await loadSecurity({ ...next, allowAnonymous: cfg.allowAnonymous });
+      // allow_anonymous needs a restart (changed settings are named below), the files do not.
+      const keepAnonymous = next.listeners.map((l, i) =>
+        l.security === undefined
+          ? l
+          : { ...l, security: { ...l.security, allowAnonymous: cfg.listeners[i]?.security?.allowAnonymous } },
+      );
+      const sec = await loadSecurity({
+        ...next,
+        allowAnonymous: cfg.allowAnonymous,
+        listeners: keepAnonymous,
+      });
       // Bridges connect internally, outside password and ACL checks: only the broker needs them.
       broker.setSecurity(sec.authenticator, sec.accessControl);
+      if (
+        cfg.perListenerSettings &&
+        next.perListenerSettings &&
+        next.listeners.length === cfg.listeners.length
+      )
+        for (const [i, own] of (sec.listeners ?? []).entries()) broker.setListenerSecurity?.(i, own.live);
       security = sec;
       // Reloaded as in Mosquitto; lowering it frees nothing, it refuses what comes next.
       if (next.memoryLimit !== cfg.memoryLimit) broker.setMemoryLimit?.(next.memoryLimit);
-      cfg = { ...cfg, passwordFile: next.passwordFile, aclFile: next.aclFile, memoryLimit: next.memoryLimit };
+      cfg = {
+        ...cfg,
+        passwordFile: next.passwordFile,
+        aclFile: next.aclFile,
+        memoryLimit: next.memoryLimit,
+        listeners:
+          next.listeners.length === cfg.listeners.length
+            ? cfg.listeners.map((l, i) =>
+                l.security === undefined
+                  ? l
+                  : { ...l, security: { ...l.security, ...pickFiles(next.listeners[i].security) } },
+              )
+            : cfg.listeners,
+      };
       logger.log('notice', 'reloaded password and ACL files', {
         passwordFile: cfg.passwordFile,
         users: security.passwords?.users.size,

@@ -32,9 +32,20 @@ export interface ListenerConfig {
   httpDir?: string;
   /** `status_page true`: the built-in status page over HTTP (websockets listeners only). */
   statusPage: boolean;
+  /**
+   * With `per_listener_settings true`: this listener's allow_anonymous (set by finish(): false
+   * unless given, as in Mosquitto 2), password_file and acl_file. Undefined otherwise.
+   */
+  security?: ListenerSecurityConfig;
   /** Where it was declared (0 for the implicit ones). */
   file: string;
   line: number;
+}
+
+export interface ListenerSecurityConfig {
+  allowAnonymous?: boolean;
+  passwordFile?: string;
+  aclFile?: string;
 }
 
 export interface MetricsListenerConfig {
@@ -61,6 +72,8 @@ export interface BrokerConfig {
   allowAnonymous: boolean;
   passwordFile?: string;
   aclFile?: string;
+  /** Mosquitto `per_listener_settings`: each listener has `security` of its own. */
+  perListenerSettings: boolean;
   persistence: boolean;
   persistenceLocation: string;
   autosaveIntervalSeconds: number;
@@ -175,6 +188,8 @@ interface State {
   current: ListenerConfig | undefined;
   allowAnonymous?: boolean;
   perListenerSettings: { value: boolean; file: string; line: number } | undefined;
+  /** A security key was seen (per_listener_settings must come before any, as in Mosquitto). */
+  securitySeen: boolean;
   logTypeSeen: boolean;
   logDestSeen: boolean;
   maxConnectionsAt?: { file: string; line: number };
@@ -250,6 +265,19 @@ function listenerFor(state: State, ctx: Ctx): ListenerConfig {
   if (state.current) return state.current;
   markDefault(state, ctx);
   return state.defaultListener;
+}
+
+/**
+ * Where allow_anonymous, password_file and acl_file go: with per_listener_settings true the
+ * listener being configured (before the first `listener`, Mosquitto's default one); otherwise
+ * undefined, the whole broker.
+ */
+function securityListener(state: State): ListenerSecurityConfig | undefined {
+  state.securitySeen = true;
+  if (state.perListenerSettings?.value !== true) return undefined;
+  const l = state.current ?? state.defaultListener;
+  l.security ??= {};
+  return l.security;
 }
 
 type Handler = (state: State, ctx: Ctx, args: string[]) => void;
@@ -333,16 +361,31 @@ const HANDLERS: Record<string, Handler> = {
     state.cfg.metricsListener = { port, host, file: ctx.file, line: ctx.line };
   },
   allow_anonymous(state, ctx, args) {
-    state.allowAnonymous = bool(ctx, args);
+    const v = bool(ctx, args);
+    const l = securityListener(state);
+    if (l !== undefined) l.allowAnonymous = v;
+    else state.allowAnonymous = v;
   },
   per_listener_settings(state, ctx, args) {
-    state.perListenerSettings = { value: bool(ctx, args), file: ctx.file, line: ctx.line };
+    const value = bool(ctx, args);
+    if (value && state.securitySeen)
+      fail(ctx, 'per_listener_settings must be set before any other security settings (as in Mosquitto)');
+    state.perListenerSettings = { value, file: ctx.file, line: ctx.line };
   },
   password_file(state, ctx, args) {
-    state.cfg.passwordFile = path(ctx, args);
+    const file = path(ctx, args);
+    const l = securityListener(state);
+    // Mosquitto makes its default listener (port 1883) for a password_file given before any
+    // `listener` under per_listener_settings; allow_anonymous and acl_file alone do not.
+    if (l !== undefined && state.current === undefined) markDefault(state, ctx);
+    if (l !== undefined) l.passwordFile = file;
+    else state.cfg.passwordFile = file;
   },
   acl_file(state, ctx, args) {
-    state.cfg.aclFile = path(ctx, args);
+    const file = path(ctx, args);
+    const l = securityListener(state);
+    if (l !== undefined) l.aclFile = file;
+    else state.cfg.aclFile = file;
   },
   persistence(state, ctx, args) {
     state.cfg.persistence = bool(ctx, args);
@@ -625,6 +668,7 @@ function freshState(file: string | undefined, cwd: string): State {
       listeners: [],
       localOnly: false,
       allowAnonymous: false,
+      perListenerSettings: false,
       persistence: false,
       persistenceLocation: mainDir,
       autosaveIntervalSeconds: d.autosaveIntervalSeconds,
@@ -665,6 +709,7 @@ function freshState(file: string | undefined, cwd: string): State {
     defaultListenerUsed: false,
     current: undefined,
     perListenerSettings: undefined,
+    securitySeen: false,
     logTypeSeen: false,
     logDestSeen: false,
     includedFiles: 0,
@@ -774,29 +819,53 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
         );
   checkBridges(state.bridge.bridges);
   cfg.bridges = state.bridge.bridges;
-  const pls = state.perListenerSettings;
-  if (pls?.value && cfg.listeners.length > 1) {
-    throw new ConfigError(
-      pls.file,
-      pls.line,
-      'per_listener_settings',
-      'broker-lite applies password_file, acl_file and allow_anonymous to every listener; per_listener_settings true needs a single listener',
-    );
-  }
-  // Mosquitto 2: anonymous clients are refused once a listener is configured, unless allowed.
-  cfg.allowAnonymous = state.allowAnonymous ?? cfg.localOnly;
-  if (
-    !cfg.allowAnonymous &&
-    cfg.passwordFile === undefined &&
-    !cfg.listeners.some((l) => l.useIdentityAsUsername || l.useSubjectAsUsername)
-  ) {
-    cfg.warnings.push({
-      file: cfg.file ?? '(command line)',
-      line: 0,
-      key: 'allow_anonymous',
-      message:
-        'anonymous clients are refused and there is no password_file: no client can connect (Mosquitto 2 would let any user name in)',
-    });
+  const noLogin =
+    'anonymous clients are refused and there is no password_file: no client can connect (Mosquitto 2 would let any user name in)';
+  cfg.perListenerSettings = state.perListenerSettings?.value === true;
+  if (cfg.perListenerSettings) {
+    const d = state.defaultListener;
+    if (!state.defaultListenerUsed && d.security !== undefined)
+      cfg.warnings.push({
+        file: d.file,
+        line: 0,
+        key: 'per_listener_settings',
+        message:
+          'allow_anonymous or acl_file before the first listener applies to the default listener (port 1883), which this file does not configure: ignored (as in Mosquitto)',
+      });
+    for (const l of cfg.listeners) {
+      const sec = (l.security ??= {});
+      // Mosquitto 2: each listener refuses anonymous clients unless it allows them.
+      sec.allowAnonymous ??= cfg.localOnly;
+      if (
+        !sec.allowAnonymous &&
+        sec.passwordFile === undefined &&
+        !(l.useIdentityAsUsername || l.useSubjectAsUsername)
+      )
+        cfg.warnings.push({
+          file: l.file,
+          line: l.line,
+          key: 'allow_anonymous',
+          message: `listener on port ${l.port}: ${noLogin}`,
+        });
+    }
+    // What has no listener of its own (a will or a session restored from disk) answers to the
+    // anonymous rule of the strictest listener; the ACLs are combined by the broker.
+    cfg.allowAnonymous = cfg.listeners.every((l) => l.security?.allowAnonymous === true);
+  } else {
+    // Mosquitto 2: anonymous clients are refused once a listener is configured, unless allowed.
+    cfg.allowAnonymous = state.allowAnonymous ?? cfg.localOnly;
+    if (
+      !cfg.allowAnonymous &&
+      cfg.passwordFile === undefined &&
+      !cfg.listeners.some((l) => l.useIdentityAsUsername || l.useSubjectAsUsername)
+    ) {
+      cfg.warnings.push({
+        file: cfg.file ?? '(command line)',
+        line: 0,
+        key: 'allow_anonymous',
+        message: noLogin,
+      });
+    }
   }
   if (overrides.verbose) cfg.logTypes = [...LOG_TYPES];
   if (!state.logDestSeen) cfg.logDest.push({ kind: 'stderr' });

@@ -20,6 +20,7 @@ import { handleDisconnect } from './handle-disconnect.ts';
 import { flushDeniedLog, handlePublish } from './handle-publish.ts';
 import { handleSubscribe } from './handle-subscribe.ts';
 import { handleUnsubscribe } from './handle-unsubscribe.ts';
+import type { ListenerSecurity } from './options.ts';
 import type { Session } from './session.ts';
 import type { OutAliases } from './topic-alias.ts';
 import { decodedExtra } from './unauthenticated.ts';
@@ -47,6 +48,8 @@ export interface ListenerInfo {
   useSubjectAsUsername?: boolean;
   /** The user name replaces the client id (Mosquitto use_username_as_clientid). */
   useUsernameAsClientid?: boolean;
+  /** per_listener_settings: the listener's own login rules and ACL. */
+  security?: ListenerSecurity;
 }
 
 /** How Broker.accept() treats a connection beyond its listener. */

@@ -117,8 +117,11 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     accept(conn, p, clientId, assigned);
     return;
   }
+  // per_listener_settings: the listener's rules; otherwise the broker's.
+  const sec = listener.security;
+  const allowAnonymous = sec !== undefined ? sec.allowAnonymous : b.options.allowAnonymous;
   if (username === undefined) {
-    if (!b.options.allowAnonymous) {
+    if (!allowAnonymous) {
       b.log('notice', 'client refused: anonymous access is off', { clientId, remote: conn.remote });
       refuse(conn, ConnectReturnCode.NotAuthorized, ReasonCode.NotAuthorized, 'anonymous access is off');
       return;
@@ -126,10 +129,10 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     accept(conn, p, clientId, assigned);
     return;
   }
-  const auth = b.authenticator;
+  const auth = sec !== undefined ? sec.authenticator : b.authenticator;
   if (auth === undefined) {
     // No password file: Mosquitto admits a user name only where anonymous clients are admitted.
-    if (!b.options.allowAnonymous) {
+    if (!allowAnonymous) {
       refuse(conn, ConnectReturnCode.NotAuthorized, ReasonCode.NotAuthorized, 'no password file');
       return;
     }
@@ -258,6 +261,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
   session.expiryInterval = expiry;
   session.expiresAt = 0;
   session.username = conn.username;
+  session.security = conn.listener.security ?? null;
   session.internal = conn.internal;
   session.bridge = p.bridge === true;
   session.conn = conn;

@@ -96,7 +96,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     else if (qos === 2) ack(conn, PUBREC, pid, ReasonCode.QuotaExceeded);
     return;
   }
-  const acl = b.accessControl;
+  const acl = b.perListener ? b.aclFor(session) : b.accessControl;
   const denied = conn.internal
     ? topic.startsWith('$SYS') && !topic.startsWith('$SYS/broker/connection/')
     : !clientMayWriteSys(topic) ||

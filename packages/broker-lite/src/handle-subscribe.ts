@@ -35,7 +35,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       codes.push(v5 ? ReasonCode.TopicFilterInvalid : 0x80);
       continue;
     }
-    const acl = b.accessControl;
+    const acl = b.aclFor(s);
     if (
       acl !== undefined &&
       !conn.internal &&
@@ -76,7 +76,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   }
   conn.sendPacket({ type: 'suback', packetId: p.packetId, reasonCodes: codes });
   if (retained === null) return;
-  const acl = b.accessControl;
+  const acl = b.aclFor(s);
   for (const sub of retained) {
     const ids = sub.id !== undefined ? [sub.id] : undefined;
     const filter = sub.shared ? (splitShared(sub.filter)?.filter ?? sub.filter) : sub.filter;

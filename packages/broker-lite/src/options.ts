@@ -46,6 +46,22 @@ export interface ListenerOptions {
   httpDir?: string;
   /** `status_page true` (websockets listeners only): the built-in status page at `/`. */
   statusPage?: boolean;
+  /**
+   * Mosquitto `per_listener_settings true`: this listener's login rules and ACL, in place of the
+   * broker's (allowAnonymous, authenticator, accessControl). Its clients' sessions keep it.
+   */
+  security?: ListenerSecurity;
+}
+
+/**
+ * One listener's allow_anonymous, password check and ACL (per_listener_settings). The object is
+ * shared by the listener and its clients' sessions and changed in place on SIGHUP
+ * (Broker.setListenerSecurity). A listener without an ACL lets its clients use every topic.
+ */
+export interface ListenerSecurity {
+  allowAnonymous: boolean;
+  authenticator?: Authenticator;
+  accessControl?: AccessControl;
 }
 
 /** Decides whether a CONNECT may proceed. Called once per connection attempt. */

@@ -179,10 +179,10 @@ protocol websockets
     ],
     ['mount_point', 'listener 1\nmount_point x/\n', 2, /mount points are not supported/],
     [
-      'per_listener_settings with two listeners',
-      'per_listener_settings true\nlistener 1\nlistener 2\n',
-      1,
-      /single listener/,
+      'per_listener_settings after a security key (issue 15.2: several listeners are fine now)',
+      'listener 1\nallow_anonymous true\nper_listener_settings true\n',
+      3,
+      /must be set before any other security settings/,
     ],
   ];
   for (const [name, text, line, message] of bad) {
