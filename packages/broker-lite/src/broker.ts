@@ -28,7 +28,7 @@ import { Persistence } from './persist.ts';
 import { RetainStore } from './retain.ts';
 import { Router } from './router.ts';
 import { NEVER_EXPIRES, Session } from './session.ts';
-import { publishSys } from './sys.ts';
+import { SysTree } from './sys.ts';
 import { UNLIMITED_TOPIC_LEVELS } from './topic-levels.ts';
 import { UnauthenticatedBudget } from './unauthenticated.ts';
 import { WillTimers } from './will.ts';
@@ -52,6 +52,8 @@ export interface BrokerStats {
   retained: number;
   /** QoS 1/2 messages queued or in flight, all sessions. */
   queuedMessages: number;
+  /** Payload and topic bytes of the messages queued (not in flight), all sessions. */
+  queuedBytes: number;
   /** Times a publisher's socket was paused because a subscriber's queue was full. */
   publisherPauses: number;
   authFailures: number;
@@ -113,6 +115,11 @@ export class BrokerCounters {
   dropped = 0;
   expired = 0;
   connects = 0;
+  /** Sockets accepted (Mosquitto's load/sockets). */
+  sockets = 0;
+  /** Payload bytes of PUBLISH packets received / sent. */
+  pubBytesIn = 0;
+  pubBytesOut = 0;
   authFailures = 0;
   publisherPauses = 0;
   /** Offline sessions ended by their expiry ($SYS/broker/clients/expired). */
@@ -232,8 +239,9 @@ export class Broker {
     this.sweepTimer.unref();
     const sys = this.options.sysInterval;
     if (sys > 0) {
-      publishSys(this);
-      this.sysTimer = setInterval(() => publishSys(this), sys * 1000);
+      const tree = new SysTree(this);
+      tree.publish();
+      this.sysTimer = setInterval(() => tree.publish(), sys * 1000);
       this.sysTimer.unref();
     }
     for (const l of this.listeners)
@@ -356,9 +364,11 @@ export class Broker {
     const c = this.counters;
     let connected = 0;
     let queued = 0;
+    let queuedBytes = 0;
     for (const s of this.sessions.values()) {
       if (s.conn !== null) connected++;
       queued += s.queueLength + s.inflightCount;
+      queuedBytes += s.queuedBytes;
     }
     return {
       uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
@@ -375,6 +385,7 @@ export class Broker {
       subscriptions: this.router.index.size,
       retained: this.retain.size,
       queuedMessages: queued,
+      queuedBytes,
       publisherPauses: c.publisherPauses,
       authFailures: c.authFailures,
       unauthenticatedConnections: this.unauthenticated.connections,
@@ -403,6 +414,7 @@ export class Broker {
       socket.destroy();
       return undefined;
     }
+    if (!internal) this.counters.sockets++;
     const conn = new Connection(this, socket, info, remote);
     conn.certificateCommonName = certificateCommonName;
     if (options?.certificateSubject !== undefined) conn.certificateSubject = options.certificateSubject;

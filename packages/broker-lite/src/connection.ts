@@ -315,6 +315,7 @@ export class Connection {
       switch (p.type) {
         case 'publish':
           b.counters.msgsInQos[p.qos]++;
+          b.counters.pubBytesIn += p.payload.length;
           handlePublish(this, p);
           return;
         case 'puback':

@@ -224,6 +224,7 @@ export function writePublish(
   if (cached !== null) {
     if (aliases !== null && sendAliased(conn, aliases, msg.topic, cached, qos, pid)) {
       b.counters.msgsOutQos[qos]++;
+      b.counters.pubBytesOut += msg.payload.length;
       return true;
     }
     if (cached.length > conn.maxOut) return tooLarge(b, conn, msg);
@@ -254,6 +255,7 @@ export function writePublish(
       // `bytes` is the writer's, overwritten by the next encode: the cache keeps a copy.
       if (cacheable) (cache as EncodeCache).slots[slot] = bytes.slice();
       b.counters.msgsOutQos[qos]++;
+      b.counters.pubBytesOut += msg.payload.length;
       return true;
     }
     if (bytes.length > conn.maxOut) return tooLarge(b, conn, msg);
@@ -261,6 +263,7 @@ export function writePublish(
     else conn.send(bytes);
   }
   b.counters.msgsOutQos[qos]++;
+  b.counters.pubBytesOut += msg.payload.length;
   return true;
 }
 

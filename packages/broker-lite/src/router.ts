@@ -28,6 +28,8 @@ export class Router {
   private from: Session | null = null;
   private readonly cache = new EncodeCache();
   private readonly groups = new Map<string, ShareGroup>();
+  /** Subscriptions in share groups, all members ($SYS/broker/shared_subscriptions/count). */
+  sharedSubscriptions = 0;
   private routing = false;
 
   constructor(private readonly b: Broker) {}
@@ -103,6 +105,7 @@ export class Router {
   add(sub: Subscription): void {
     this.index.add(sub.filter, sub);
     if (!sub.shared) return;
+    this.sharedSubscriptions++;
     const name = shareName(sub.filter);
     const g = this.groups.get(name);
     if (g === undefined) this.groups.set(name, new ShareGroup());
@@ -112,6 +115,7 @@ export class Router {
   /** Removes a subscription from the index; its share group's state goes with its last member. */
   remove(sub: Subscription): void {
     if (!this.index.remove(sub.filter, sub) || !sub.shared) return;
+    this.sharedSubscriptions--;
     const name = shareName(sub.filter);
     const g = this.groups.get(name);
     if (g !== undefined && --g.members === 0) this.groups.delete(name);
