@@ -176,6 +176,9 @@ export class Broker {
   readonly receiveMaximum: number;
   /** What connections not yet CONNACKed hold, all together (max_unauthenticated_bytes). */
   readonly unauthenticated: UnauthenticatedBudget;
+  /** `log_type subscribe` / `unsubscribe` lines are wanted (one line per filter, as Mosquitto). */
+  readonly logSubscribe: boolean;
+  readonly logUnsubscribe: boolean;
   /** memory_limit: set while the process is over it (a field, read once per PUBLISH). */
   memoryFull = false;
   readonly memory: MemoryLimit;
@@ -214,6 +217,8 @@ export class Broker {
     this.unauthenticated = new UnauthenticatedBudget(this, o.maxUnauthenticatedBytes);
     this.maxTopicLevels = o.maxTopicLevels > 0 ? o.maxTopicLevels : UNLIMITED_TOPIC_LEVELS;
     this.receiveMaximum = receiveMaximum(o.receiveMaximum, o.maxInflightMessages);
+    this.logSubscribe = o.logger.enabled?.('subscribe') === true;
+    this.logUnsubscribe = o.logger.enabled?.('unsubscribe') === true;
     this.perListener = o.listeners.some((l) => l.security !== undefined);
     this.memory = new MemoryLimit(this, o.memoryLimit);
     this.router = new Router(this);

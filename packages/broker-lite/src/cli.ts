@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BridgeOptions, Bridges } from './bridge.ts';
 import { type BrokerConfig, ConfigError, defaultConfig, formatWarning, loadConfig } from './config.ts';
@@ -19,6 +19,8 @@ import {
   type Logger,
   stdDestination,
 } from './log.ts';
+import { findLoggerCommand, type SyslogOptions, syslogFacility } from './log-syslog.ts';
+import type { LogPublisher } from './log-topic.ts';
 import type { AccessControl, Authenticator, BrokerOptions, ListenerSecurity } from './options.ts';
 import { runPasswd } from './password-cli.ts';
 
@@ -121,7 +123,7 @@ function parseRunArgs(argv: string[]): RunArgs {
 }
 
 /** What the CLI needs from the core's Broker (packages/broker-lite/src/index.ts). */
-interface BrokerLike {
+interface BrokerLike extends LogPublisher {
   listen(): Promise<void>;
   close(): Promise<void>;
   setSecurity(authenticator?: Authenticator, accessControl?: AccessControl): void;
@@ -146,25 +148,42 @@ async function loadBrokerClass(
 }
 
 function makeLogger(cfg: BrokerConfig, format: LogFormat | undefined): Logger {
-  const dests: LogDestination[] = cfg.logDest.map((d) => {
-    if (d.kind !== 'file') return stdDestination(d.kind);
-    try {
-      return fileDestination(d.path);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      throw new ConfigError(
-        d.file ?? cfg.file ?? '',
-        d.line ?? 0,
-        'log_dest',
-        `cannot open ${d.path} (${code})`,
-      );
+  const dests: LogDestination[] = [];
+  let syslog: SyslogOptions | undefined;
+  for (const d of cfg.logDest) {
+    if (d.kind === 'stdout' || d.kind === 'stderr') dests.push(stdDestination(d.kind));
+    else if (d.kind === 'file') {
+      try {
+        dests.push(fileDestination(d.path));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'error';
+        throw new ConfigError(
+          d.file ?? cfg.file ?? '',
+          d.line ?? 0,
+          'log_dest',
+          `cannot open ${d.path} (${code})`,
+        );
+      }
+    } else if (d.kind === 'syslog') {
+      const command = findLoggerCommand();
+      if (command === undefined)
+        throw new ConfigError(
+          d.file ?? cfg.file ?? '',
+          d.line ?? 0,
+          'log_dest',
+          "syslog needs the logger command (util-linux; Debian's bsdutils) on PATH",
+        );
+      syslog = { command, facility: syslogFacility(cfg.logFacility), socket: cfg.logSyslogSocket };
     }
-  });
+  }
   return createLogger({
     types: cfg.logTypes,
     destinations: dests,
     format: format ?? 'auto',
     timestamp: cfg.logTimestamp,
+    timestampFormat: cfg.logTimestampFormat,
+    syslog,
+    topic: cfg.logDest.some((d) => d.kind === 'topic'),
   });
 }
 
@@ -201,7 +220,7 @@ export function restartOnlyChanges(before: BrokerConfig, after: BrokerConfig): s
       ...rest,
       topics: topics.map(({ line: _tl, ...t }) => t),
     })),
-    logDest: c.logDest.map((d) => (d.kind === 'file' ? { kind: d.kind, path: d.path } : d)),
+    logDest: c.logDest.map((d) => (d.kind === 'file' ? { kind: d.kind, path: d.path } : { kind: d.kind })),
     metricsListener:
       c.metricsListener === undefined
         ? undefined
@@ -241,6 +260,9 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   logDest: 'log_dest',
   logTypes: 'log_type',
   logTimestamp: 'log_timestamp',
+  logTimestampFormat: 'log_timestamp_format',
+  logFacility: 'log_facility',
+  logSyslogSocket: 'log_syslog_socket',
   pidFile: 'pid_file',
   bridges: 'connection (bridges)',
   metricsListener: 'metrics_listener',
@@ -298,6 +320,11 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
   logger.log('notice', cfg.file ? `Config loaded from ${cfg.file}` : 'Using default config (local only)');
   for (const w of cfg.warnings) logger.log('warning', formatWarning(w));
   if (args.daemon) logger.log('warning', '-d is not supported: broker-lite stays in the foreground');
+  if (cfg.logDest.some((d) => d.kind === 'syslog') && !existsSync(cfg.logSyslogSocket))
+    logger.log(
+      'warning',
+      `log_dest syslog: no syslog socket at ${cfg.logSyslogSocket} yet; lines go there once it exists`,
+    );
 
   const { Broker, startBridges } = await loadBrokerClass(cfg.bridges.length > 0);
   const broker = new Broker(options);
@@ -311,6 +338,8 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
     await broker.close().catch(() => {});
     return EXIT_FAILURE;
   }
+  // Lines go to $SYS/broker/log from here on (before, no client could be there to read them).
+  logger.attachBroker(broker);
   if (cfg.pidFile) {
     try {
       writeFileSync(cfg.pidFile, `${process.pid}\n`);
@@ -459,6 +488,8 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       }
       stopping = true;
       logger.log('notice', `${signal} received, closing`);
+      // Nothing more on $SYS/broker/log: the clients are being disconnected, the store closed.
+      logger.attachBroker(null);
       // Bridges first: their local sessions end cleanly and their queues are closed on disk.
       (bridges?.close() ?? Promise.resolve())
         .catch((err: unknown) =>

@@ -314,6 +314,11 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`log_dest ${dests.length ? dests.join(', ') : 'none'}`);
   out.push(`log_type ${cfg.logTypes.length ? cfg.logTypes.join(', ') : 'none'}`);
   out.push(`log_timestamp ${cfg.logTimestamp}`);
+  if (cfg.logTimestampFormat !== undefined) out.push(`log_timestamp_format ${cfg.logTimestampFormat}`);
+  if (cfg.logDest.some((d) => d.kind === 'syslog')) {
+    out.push(`log_facility ${cfg.logFacility === undefined ? 'daemon' : `local${cfg.logFacility}`}`);
+    out.push(`log_syslog_socket ${cfg.logSyslogSocket}`);
+  }
   if (cfg.pidFile) out.push(`pid_file ${cfg.pidFile}`);
   const m = cfg.metricsListener;
   out.push(

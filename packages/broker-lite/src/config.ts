@@ -3,7 +3,9 @@ import { dirname, resolve } from 'node:path';
 import { applyBridgeKey, type BridgeConfig, type BridgeParseState, checkBridges } from './config-bridge.ts';
 import { ConfigError, type ConfigWarning } from './config-error.ts';
 import { DEFAULT_LOG_TYPES, LOG_TYPES, type LogType } from './log.ts';
+import { DEFAULT_SYSLOG_SOCKET } from './log-syslog.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
+import { compileStrftime, StrftimeError } from './strftime.ts';
 import { MAX_OUT_ALIAS_LIMIT, OUT_ALIAS_LIMIT } from './topic-alias.ts';
 
 export type { BridgeConfig, BridgeTopicConfig } from './config-bridge.ts';
@@ -59,7 +61,9 @@ export interface MetricsListenerConfig {
 export type LogDestConfig =
   | { kind: 'stdout' }
   | { kind: 'stderr' }
-  | { kind: 'file'; path: string; file?: string; line?: number };
+  | { kind: 'file'; path: string; file?: string; line?: number }
+  | { kind: 'syslog'; file?: string; line?: number }
+  | { kind: 'topic' };
 
 export interface BrokerConfig {
   /** The main file, or undefined when running on defaults. */
@@ -103,6 +107,12 @@ export interface BrokerConfig {
   logDest: LogDestConfig[];
   logTypes: LogType[];
   logTimestamp: boolean;
+  /** Mosquitto `log_timestamp_format` (strftime); undefined: ISO 8601 / Unix seconds. */
+  logTimestampFormat?: string;
+  /** Mosquitto `log_facility` 0..7 (syslog local0..local7); undefined: daemon. */
+  logFacility?: number;
+  /** Where `log_dest syslog` sends (broker-lite's own key; Mosquitto always uses /dev/log). */
+  logSyslogSocket: string;
   pidFile?: string;
   /** `connection NAME` sections, in file order. */
   bridges: BridgeConfig[];
@@ -127,8 +137,6 @@ const MAX_PAYLOAD = 268_435_455;
 /** Accepted and ignored, with the reason the warning gives. */
 const IGNORED: Record<string, string> = {
   user: 'broker-lite does not switch users; run it as the user it should run as',
-  log_timestamp_format: 'timestamps are always ISO 8601 (UTC)',
-  log_facility: 'syslog is not supported',
   persistence_file: 'broker-lite keeps its own storage files inside persistence_location',
   autosave_on_changes: 'broker-lite writes acknowledged messages to disk as they arrive',
   set_tcp_nodelay: 'TCP_NODELAY is always on',
@@ -465,6 +473,24 @@ const HANDLERS: Record<string, Handler> = {
   log_timestamp(state, ctx, args) {
     state.cfg.logTimestamp = bool(ctx, args);
   },
+  log_timestamp_format(state, ctx, args) {
+    // The rest of the line, as Mosquitto reads it: a format may hold spaces.
+    if (args.length === 0) fail(ctx, 'missing value (expected a strftime format, e.g. %Y-%m-%dT%H:%M:%S)');
+    const format = args.join(' ');
+    try {
+      compileStrftime(format);
+    } catch (err) {
+      if (err instanceof StrftimeError) fail(ctx, err.message);
+      throw err;
+    }
+    state.cfg.logTimestampFormat = format;
+  },
+  log_facility(state, ctx, args) {
+    state.cfg.logFacility = int(ctx, args, 0, 7);
+  },
+  log_syslog_socket(state, ctx, args) {
+    state.cfg.logSyslogSocket = path(ctx, args);
+  },
   log_dest(state, ctx, args) {
     if (args.length === 0)
       fail(ctx, 'missing value (expected stdout, stderr, file PATH, syslog, topic or none)');
@@ -487,7 +513,12 @@ const HANDLERS: Record<string, Handler> = {
       if (!state.cfg.logDest.some((d) => d.kind === kind)) state.cfg.logDest.push({ kind });
     } else if (kind === 'none') {
       state.cfg.logDest.length = 0;
-    } else if (kind === 'syslog' || kind === 'topic' || kind === 'dlt') {
+    } else if (kind === 'syslog') {
+      if (!state.cfg.logDest.some((d) => d.kind === kind))
+        state.cfg.logDest.push({ kind, file: ctx.file, line: ctx.line });
+    } else if (kind === 'topic') {
+      if (!state.cfg.logDest.some((d) => d.kind === kind)) state.cfg.logDest.push({ kind });
+    } else if (kind === 'dlt') {
       warn(state, ctx, `log destination '${kind}' is not supported; ignored`);
     } else {
       fail(
@@ -691,6 +722,7 @@ function freshState(file: string | undefined, cwd: string): State {
       logDest: [],
       logTypes: [...DEFAULT_LOG_TYPES],
       logTimestamp: true,
+      logSyslogSocket: DEFAULT_SYSLOG_SOCKET,
       bridges: [],
       warnings: [],
     },

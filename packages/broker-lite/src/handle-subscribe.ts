@@ -70,6 +70,8 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       b.router.add(sub);
     }
     if (s.persistent && b.persist !== null) b.persist.subPut(s, sub);
+    // Mosquitto's subscribe line: CLIENTID QOS FILTER.
+    if (b.logSubscribe) b.log('notice', `${conn.clientId} ${req.qos} ${filter}`, { logType: 'subscribe' });
     codes.push(req.qos);
     const rh = sub.retainHandling;
     if (!shared && rh !== 2 && !(rh === 1 && existed)) (retained ??= []).push(sub);

@@ -105,6 +105,11 @@ export interface LogSink {
     message: string,
     fields?: Record<string, unknown>,
   ): void;
+  /**
+   * Whether lines of a Mosquitto log_type are wanted (`subscribe`, `unsubscribe`): the broker
+   * writes those lines only then. Without it, none are written.
+   */
+  enabled?(type: string): boolean;
 }
 
 export interface BrokerOptions {
