@@ -479,7 +479,7 @@ export class Broker {
     this.unauthenticated.release(conn);
     if (conn.session !== null) this.detach(conn, false);
     if (conn.clientId !== '' && this.options.connectionMessages !== false)
-      this.log('information', 'client disconnected', { clientId: conn.clientId });
+      this.log('notice', 'client disconnected', { clientId: conn.clientId });
   }
 
   connectionDrained(conn: Connection): void {

@@ -315,8 +315,9 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
   conn.sendPacket(ack);
   conn.connected();
   b.counters.connects++;
+  // A notice, as Mosquitto's "New client connected" ($SYS/broker/log/N under log_dest topic).
   if (b.options.connectionMessages !== false)
-    b.log('information', 'client connected', {
+    b.log('notice', 'client connected', {
       clientId,
       username: conn.username,
       protocol: p.protocolVersion,

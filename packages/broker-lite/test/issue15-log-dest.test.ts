@@ -140,7 +140,8 @@ describe('issue 15.2: log_dest topic', () => {
 
     const { client: other } = await RawClient.connect(tb.port, { clientId: 'dev-7' });
     const connected = await watcher.expect('publish');
-    expect(connected.topic).toBe('$SYS/broker/log/I');
+    // A notice, as Mosquitto's "New client connected".
+    expect(connected.topic).toBe('$SYS/broker/log/N');
     expect(text(connected)).toMatch(/^1765000000: client connected clientId=dev-7 /);
     watcher.send({ type: 'pubrec', packetId: connected.packetId as number });
     await watcher.expect('pubrel');
@@ -353,7 +354,7 @@ describe.skipIf(!hasPython || !hasLogger)('issue 15.2: log_dest syslog', () => {
     const { client } = await RawClient.connect(p.port, { clientId: 'sys-log-1' });
     await client.subscribe('a/b', 1);
     const line = await sink.waitFor((d) => d.includes('client connected clientId=sys-log-1'));
-    expect(line.startsWith('<158>')).toBe(true);
+    expect(line.startsWith('<157>')).toBe(true);
     // Mosquitto files subscribe lines under notice.
     expect(await sink.waitFor((d) => d.includes(': sys-log-1 1 a/b'))).toMatch(/^<157>/);
     // A client id with a newline cannot forge a second syslog line.
@@ -376,8 +377,8 @@ describe.skipIf(!hasPython || !hasLogger)('issue 15.2: log_dest syslog', () => {
     sinks.push(sink);
     await sink.ready;
     const { client } = await RawClient.connect(p.port, { clientId: 'after-start' });
-    // daemon facility (3): information is <30>.
-    expect(await sink.waitFor((d) => d.includes('clientId=after-start'))).toMatch(/^<30>/);
+    // daemon facility (3): notice is <29>.
+    expect(await sink.waitFor((d) => d.includes('clientId=after-start'))).toMatch(/^<29>/);
     await client.disconnect();
     // The daemon restarts: a new socket at the same path.
     await sink.stop();
@@ -392,7 +393,7 @@ describe.skipIf(!hasPython || !hasLogger)('issue 15.2: log_dest syslog', () => {
       await c.disconnect();
       await new Promise<void>((r) => setTimeout(r, 100));
     }
-    expect(await arrived).toMatch(/^<30>/);
+    expect(await arrived).toMatch(/^<29>/);
     expect((await p.stop()).code).toBe(0);
   });
 
