@@ -19,6 +19,7 @@ import { functionDestination } from '@mqtt-edge/log';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Broker } from '../src/broker.ts';
 import { type BrokerConfig, ConfigError, parseConfig } from '../src/config.ts';
+import { describeConfig, loadSecurity } from '../src/config-build.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { LOG_TOPIC_RATE } from '../src/log-topic.ts';
 import { BrokerProcess } from './helpers/broker-process.ts';
@@ -38,7 +39,7 @@ afterAll(() => {
 });
 
 describe('issue 15.2: log_dest syslog|topic, log_facility, log_timestamp_format in the config', () => {
-  it('issue 15.2: are read, not warned about', () => {
+  it('issue 15.2: are read, not warned about, and shown by check', async () => {
     const c = parse(
       'log_dest syslog\nlog_dest topic\nlog_dest stderr\nlog_facility 5\nlog_timestamp_format %Y-%m-%d %H:%M:%S\n',
     );
@@ -50,6 +51,12 @@ describe('issue 15.2: log_dest syslog|topic, log_facility, log_timestamp_format 
     expect(c.logFacility).toBe(5);
     expect(c.logTimestampFormat).toBe('%Y-%m-%d %H:%M:%S');
     expect(c.warnings).toEqual([]);
+    // broker-lite check shows them.
+    const shown = describeConfig(c, await loadSecurity(c));
+    expect(shown).toContain('log_dest syslog, topic, stderr\n');
+    expect(shown).toContain('log_timestamp_format %Y-%m-%d %H:%M:%S\n');
+    expect(shown).toContain('log_facility local5\n');
+    expect(shown).toContain('log_syslog_socket /dev/log\n');
     expect(parse('log_dest syslog\n').logSyslogSocket).toBe('/dev/log');
     expect(parse('log_syslog_socket /run/systemd/journal/dev-log\n').logSyslogSocket).toBe(
       '/run/systemd/journal/dev-log',
