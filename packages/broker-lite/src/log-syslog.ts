@@ -12,6 +12,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { LogType } from './log.ts';
 
@@ -109,7 +110,8 @@ export class SyslogWriter {
     });
     // The broker's life, not logger's, decides when the process ends.
     child.unref();
-    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    // stdin is a pipe socket (typed as a plain Writable).
+    (child.stdin as unknown as Socket | null)?.unref();
   }
 
   write(type: LogType, line: string): void {
