@@ -5,18 +5,20 @@
  * round (ABBA), and the broker process's CPU time (every thread, /proc/PID/task/TID/schedstat)
  * is divided by the messages it handled: unlike a rate, that does not depend on how the load
  * generator and the two brokers share the cores. WHAT: 0, 1, 2 (fan-in at that QoS, 20 x 5,000
- * messages) or fanout (1 x 2,000 to 200). The first 3 rounds are warm-up and left out.
+ * messages), fanout (1 x 2,000 to 200), alias-off or alias-on (1 x 2,000 to 50 MQTT 5
+ * subscribers of a 48-character topic, which allow no topic aliases or do; a base from before
+ * issue 15 sends none either way). The first 3 rounds are warm-up and left out.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { build } from 'esbuild';
-import { fanin, fanout } from './areas/broker.ts';
+import { aliasFanout, fanin, fanout } from './areas/broker.ts';
 
 const baseDir = process.argv[2];
 if (baseDir === undefined) {
-  console.error('usage: npm run bench:ab -- BASE_DIR [0|1|2|fanout] [ROUNDS]');
+  console.error('usage: npm run bench:ab -- BASE_DIR [0|1|2|fanout|alias-off|alias-on] [ROUNDS]');
   process.exit(2);
 }
 const what = process.argv[3] ?? '1';
@@ -80,6 +82,9 @@ for (let r = 0; r < rounds; r++) {
     if (what === 'fanout') {
       const f = await fanout(port, 200, 2000);
       res[k].push((cpuNs(c.pid!) - c0) / 1000 / f.delivered);
+    } else if (what === 'alias-off' || what === 'alias-on') {
+      const f = await aliasFanout(port, what === 'alias-on', 50, 2000);
+      res[k].push((cpuNs(c.pid!) - c0) / 1000 / f.delivered);
     } else {
       const f = await fanin(port, Number(what) as 0 | 1 | 2, 20, 5000);
       res[k].push((cpuNs(c.pid!) - c0) / 1000 / f.unique);
@@ -90,9 +95,12 @@ for (const k of Object.keys(brokers)) brokers[k].c.kill();
 const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const main = res.main.slice(WARMUP);
 const base = res.base.slice(WARMUP);
-const unit = what === 'fanout' ? 'us/delivery' : 'us/msg';
+const perDelivery = what === 'fanout' || what.startsWith('alias');
+const unit = perDelivery ? 'us/delivery' : 'us/msg';
+const label =
+  what === 'fanout' ? 'fan-out 200' : perDelivery ? `fan-out 50 MQTT 5, ${what}` : `fan-in QoS ${what}`;
 console.log(
-  `${what === 'fanout' ? 'fan-out 200' : `fan-in QoS ${what}`}: this checkout ${med(main).toFixed(3)} ${unit}, base ${med(base).toFixed(3)} ${unit} (medians of ${main.length} rounds); base/this ${(med(base) / med(main)).toFixed(3)} (>= 0.95: within 5%)`,
+  `${label}: this checkout ${med(main).toFixed(3)} ${unit}, base ${med(base).toFixed(3)} ${unit} (medians of ${main.length} rounds); base/this ${(med(base) / med(main)).toFixed(3)} (>= 0.95: within 5%)`,
 );
 console.log(
   `  this: ${main.map((x) => x.toFixed(3)).join(' ')}\n  base: ${base.map((x) => x.toFixed(3)).join(' ')}`,

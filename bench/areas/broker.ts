@@ -632,6 +632,88 @@ export async function fanout(
   return { rate: (delivered * 1000) / (end - start), delivered, expected };
 }
 
+/** Issue 15's topic: 48 characters, the kind a building's sensors publish under. */
+export const ALIAS_TOPIC = 'site-0042/building-7/floor-3/room-12/temperature';
+
+/**
+ * Outbound topic aliases (issue 15.3): `subscribers` MQTT 5 clients on ALIAS_TOPIC, each allowing
+ * topic aliases or not, `messages` QoS 0 publishes of a 16-byte payload to them. What the
+ * subscribers' sockets carried per PUBLISH delivered (every byte after the SUBACK), and how many.
+ */
+export async function aliasFanout(
+  port: number,
+  aliases: boolean,
+  subscribers: number,
+  messages: number,
+): Promise<{ bytesPerDelivery: number; delivered: number; expected: number }> {
+  const expected = subscribers * messages;
+  let delivered = 0;
+  let bytes = 0;
+  let lastAt = performance.now();
+  const socks: net.Socket[] = [];
+  for (let i = 0; i < subscribers; i++) {
+    const sock = net.connect(port, '127.0.0.1');
+    socks.push(sock);
+    const parser = new PacketParser({ protocolVersion: 5 });
+    let counting = false;
+    await new Promise<void>((resolve, reject) => {
+      sock.on('error', reject);
+      sock.on('data', (chunk: Buffer) => {
+        if (counting) bytes += chunk.length;
+        parser.push(chunk, (p) => {
+          if (p.type === 'connack')
+            sock.write(
+              writer.encode(
+                { type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: ALIAS_TOPIC, qos: 0 }] },
+                5,
+              ),
+            );
+          else if (p.type === 'suback') {
+            counting = true;
+            resolve();
+          } else if (p.type === 'publish') {
+            delivered++;
+            lastAt = performance.now();
+          }
+        });
+      });
+      sock.write(
+        writer.encode(
+          {
+            type: 'connect',
+            protocolVersion: 5,
+            clientId: `alias-${aliases ? 'on' : 'off'}-${i}`,
+            clean: true,
+            keepalive: 120,
+            properties: aliases ? { topicAliasMaximum: 16 } : undefined,
+          },
+          5,
+        ),
+      );
+    });
+  }
+  const pub = await RawClient.connect(port, `alias-pub-${aliases ? 'on' : 'off'}`);
+  const payload = new Uint8Array(16);
+  for (let n = 0; n < messages; ) {
+    const parts: Buffer[] = [];
+    for (let k = 0; k < 100 && n < messages; k++, n++)
+      parts.push(
+        Buffer.from(
+          writer.encode({ type: 'publish', topic: ALIAS_TOPIC, payload, qos: 0, retain: false, dup: false }),
+        ),
+      );
+    if (!pub.socket.write(Buffer.concat(parts))) await new Promise((r) => pub.socket.once('drain', r));
+    // paced by the subscribers: QoS 0 past the broker's write limit would be dropped, not measured
+    while (delivered < (n - 200) * subscribers && performance.now() - lastAt < 2000) await sleep(1);
+  }
+  const deadline = performance.now() + 30_000;
+  while (delivered < expected && performance.now() < deadline && performance.now() - lastAt < 2000)
+    await sleep(20);
+  pub.close();
+  for (const s of socks) s.destroy();
+  return { bytesPerDelivery: bytes / Math.max(1, delivered), delivered, expected };
+}
+
 /** Rounds before the measured ones: long enough for the JIT to have optimised every broker's hot path. */
 const WARMUP = 5000;
 
@@ -698,6 +780,8 @@ async function idle(
 // ---- the area --------------------------------------------------------------------------
 
 interface Figures {
+  /** broker-lite only: aliases off then on (bytes on the wire and CPU per delivery). */
+  alias?: Array<{ bytes: number; cpu: number; delivered: number; expected: number }>;
   idleRss: number;
   fanin: FaninResult[];
   fanout: { rate: number; delivered: number; expected: number };
@@ -753,7 +837,25 @@ async function measure(
     if (fo === null || f.delivered > fo.delivered || (f.delivered === fo.delivered && f.rate > fo.rate))
       fo = f;
   }
+  // Topic aliases (issue 15.3): broker-lite's own, so measured for our variants only.
+  let alias: Figures['alias'];
+  if (b.name.startsWith('broker-lite')) {
+    alias = [];
+    for (const on of [false, true]) {
+      let best = { bytes: 0, cpu: Number.POSITIVE_INFINITY, delivered: 0, expected: 0 };
+      for (let r = 0; r < runs; r++) {
+        const c0 = cpuNs(b.pid);
+        const a = await aliasFanout(b.port, on, 50, quick ? 200 : 2000);
+        const cpu = (cpuNs(b.pid) - c0) / 1000 / Math.max(1, a.delivered);
+        say(`alias ${on ? 'on' : 'off'}`, { ...a, cpu });
+        if (cpu < best.cpu)
+          best = { bytes: a.bytesPerDelivery, cpu, delivered: a.delivered, expected: a.expected };
+      }
+      alias.push(best);
+    }
+  }
   return {
+    alias,
     idleRss,
     fanin: fan,
     fanout: fo as Awaited<ReturnType<typeof fanout>>,
@@ -826,6 +928,32 @@ const area: BenchArea = {
     const ours = results.get('broker-lite');
     if (ours === undefined) return [];
     const rows: BenchRow[] = [];
+    const [off, on] = ours.alias ?? [];
+    if (off !== undefined && on !== undefined) {
+      const loss = [lossNote(off, off.delivered, 'aliases off'), lossNote(on, on.delivered, 'aliases on')]
+        .filter((x) => x !== undefined)
+        .join('; ');
+      rows.push(
+        costRow(
+          'broker:alias-48char-topic wire bytes per delivery, aliases on vs off',
+          'bytes/delivery',
+          on.bytes,
+          off.bytes,
+          'aliases off',
+          undefined,
+          `50 MQTT 5 subscribers, QoS 0, 16-byte payload${loss ? `; ${loss}` : ''}`,
+        ),
+        costRow(
+          'broker:alias-48char-topic cpu per delivery, aliases on vs off',
+          'us/delivery',
+          on.cpu,
+          off.cpu,
+          'aliases off',
+          undefined,
+          'broker process CPU, all threads, per delivery',
+        ),
+      );
+    }
     const peers = ['mosquitto', 'aedes', ...(liteBundles.has(BASE) ? [BASE] : [])];
     for (const peer of peers) {
       const f = results.get(peer);

@@ -16,18 +16,19 @@ import {
   ticks,
 } from './connection.ts';
 import { releasePublishers } from './deliver.ts';
+import { receiveMaximum } from './handle-connect.ts';
 import { type BoundListener, startListener, type TlsFiles } from './listeners.ts';
 import { MemoryLimit } from './memory-limit.ts';
 import type { Message } from './message.ts';
 import type { MetricsServer } from './metrics.ts';
-import type { AccessControl, Authenticator, BrokerOptions, LogSink } from './options.ts';
+import type { AccessControl, Authenticator, BrokerOptions, ListenerSecurity, LogSink } from './options.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
 import { PendingSockets } from './pending-sockets.ts';
 import { Persistence } from './persist.ts';
 import { RetainStore } from './retain.ts';
 import { Router } from './router.ts';
 import { NEVER_EXPIRES, Session } from './session.ts';
-import { publishSys } from './sys.ts';
+import { SysTree } from './sys.ts';
 import { UNLIMITED_TOPIC_LEVELS } from './topic-levels.ts';
 import { UnauthenticatedBudget } from './unauthenticated.ts';
 import { WillTimers } from './will.ts';
@@ -51,6 +52,8 @@ export interface BrokerStats {
   retained: number;
   /** QoS 1/2 messages queued or in flight, all sessions. */
   queuedMessages: number;
+  /** Payload and topic bytes of the messages queued (not in flight), all sessions. */
+  queuedBytes: number;
   /** Times a publisher's socket was paused because a subscriber's queue was full. */
   publisherPauses: number;
   authFailures: number;
@@ -112,8 +115,15 @@ export class BrokerCounters {
   dropped = 0;
   expired = 0;
   connects = 0;
+  /** Sockets accepted (Mosquitto's load/sockets). */
+  sockets = 0;
+  /** Payload bytes of PUBLISH packets received / sent. */
+  pubBytesIn = 0;
+  pubBytesOut = 0;
   authFailures = 0;
   publisherPauses = 0;
+  /** Offline sessions ended by their expiry ($SYS/broker/clients/expired). */
+  sessionsExpired = 0;
   /** `dropped` by why (each drop counts in both). */
   readonly drops: Record<DropReason, number> = {
     slow_subscriber: 0,
@@ -160,8 +170,15 @@ export class Broker {
   readonly maxPacketUnauthenticated: number;
   /** Most levels in a topic name or filter (max_topic_levels; no limit is 65,536). */
   readonly maxTopicLevels: number;
+  /** Some listener has security of its own (per_listener_settings): ACLs are looked up per session. */
+  readonly perListener: boolean;
+  /** The Receive Maximum every MQTT 5 CONNACK says and handle-publish enforces (0x93 beyond it). */
+  readonly receiveMaximum: number;
   /** What connections not yet CONNACKed hold, all together (max_unauthenticated_bytes). */
   readonly unauthenticated: UnauthenticatedBudget;
+  /** `log_type subscribe` / `unsubscribe` lines are wanted (one line per filter, as Mosquitto). */
+  readonly logSubscribe: boolean;
+  readonly logUnsubscribe: boolean;
   /** memory_limit: set while the process is over it (a field, read once per PUBLISH). */
   memoryFull = false;
   readonly memory: MemoryLimit;
@@ -199,6 +216,10 @@ export class Broker {
     this.maxPacketUnauthenticated = pre > 0 ? Math.min(pre, max) : max;
     this.unauthenticated = new UnauthenticatedBudget(this, o.maxUnauthenticatedBytes);
     this.maxTopicLevels = o.maxTopicLevels > 0 ? o.maxTopicLevels : UNLIMITED_TOPIC_LEVELS;
+    this.receiveMaximum = receiveMaximum(o.receiveMaximum, o.maxInflightMessages);
+    this.logSubscribe = o.logger.enabled?.('subscribe') === true;
+    this.logUnsubscribe = o.logger.enabled?.('unsubscribe') === true;
+    this.perListener = o.listeners.some((l) => l.security !== undefined);
     this.memory = new MemoryLimit(this, o.memoryLimit);
     this.router = new Router(this);
     this.wills = new WillTimers(this);
@@ -223,8 +244,9 @@ export class Broker {
     this.sweepTimer.unref();
     const sys = this.options.sysInterval;
     if (sys > 0) {
-      publishSys(this);
-      this.sysTimer = setInterval(() => publishSys(this), sys * 1000);
+      const tree = new SysTree(this);
+      tree.publish();
+      this.sysTimer = setInterval(() => tree.publish(), sys * 1000);
       this.sysTimer.unref();
     }
     for (const l of this.listeners)
@@ -326,13 +348,32 @@ export class Broker {
     this.accessControl = accessControl;
   }
 
+  /**
+   * SIGHUP under per_listener_settings: listener `index` (options order) gets new login rules
+   * and ACL, for its next CONNECT and, through the object its sessions share, every check after.
+   */
+  setListenerSecurity(index: number, security: ListenerSecurity): void {
+    const live = this.options.listeners[index]?.security;
+    if (live === undefined) throw new Error(`listener ${index} has no security of its own`);
+    live.allowAnonymous = security.allowAnonymous;
+    live.authenticator = security.authenticator;
+    live.accessControl = security.accessControl;
+  }
+
+  /** The ACL that applies to `s`: its listener's under per_listener_settings, else the broker's. */
+  aclFor(s: Session | null): AccessControl | undefined {
+    return s !== null && s.security !== null ? s.security.accessControl : this.accessControl;
+  }
+
   stats(): BrokerStats {
     const c = this.counters;
     let connected = 0;
     let queued = 0;
+    let queuedBytes = 0;
     for (const s of this.sessions.values()) {
       if (s.conn !== null) connected++;
       queued += s.queueLength + s.inflightCount;
+      queuedBytes += s.queuedBytes;
     }
     return {
       uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
@@ -349,6 +390,7 @@ export class Broker {
       subscriptions: this.router.index.size,
       retained: this.retain.size,
       queuedMessages: queued,
+      queuedBytes,
       publisherPauses: c.publisherPauses,
       authFailures: c.authFailures,
       unauthenticatedConnections: this.unauthenticated.connections,
@@ -377,6 +419,7 @@ export class Broker {
       socket.destroy();
       return undefined;
     }
+    if (!internal) this.counters.sockets++;
     const conn = new Connection(this, socket, info, remote);
     conn.certificateCommonName = certificateCommonName;
     if (options?.certificateSubject !== undefined) conn.certificateSubject = options.certificateSubject;
@@ -436,7 +479,7 @@ export class Broker {
     this.unauthenticated.release(conn);
     if (conn.session !== null) this.detach(conn, false);
     if (conn.clientId !== '' && this.options.connectionMessages !== false)
-      this.log('information', 'client disconnected', { clientId: conn.clientId });
+      this.log('notice', 'client disconnected', { clientId: conn.clientId });
   }
 
   connectionDrained(conn: Connection): void {
@@ -458,15 +501,25 @@ export class Broker {
     if (will !== null && !conn.gracefulDisconnect) {
       const delay = conn.version === 5 ? (will.properties?.willDelayInterval ?? 0) : 0;
       const keep = s.expiryInterval === NEVER_EXPIRES ? delay : Math.min(delay, s.expiryInterval);
-      this.wills.schedule(s.clientId, conn.username, will, takeover ? delay : keep);
+      this.wills.schedule(s.clientId, conn.username, will, takeover ? delay : keep, s.security);
     }
     releasePublishers(this, s, true);
     if (!s.persistent) {
       this.endSession(s);
       return;
     }
-    s.expiresAt = s.expiryInterval === NEVER_EXPIRES ? 0 : Date.now() + s.expiryInterval * 1000;
+    s.expiresAt = this.sessionExpiresAt(s.expiryInterval, Date.now());
     if (this.persist !== null) this.persist.sessionPut(s);
+  }
+
+  /**
+   * When an offline session with `interval` (seconds, NEVER_EXPIRES included) that went offline
+   * at `from` (ms) ends, capped by persistent_client_expiration as Mosquitto does; 0 = never.
+   */
+  sessionExpiresAt(interval: number, from: number): number {
+    const cap = this.options.persistentClientExpiration ?? 0;
+    const secs = cap > 0 && (interval === NEVER_EXPIRES || interval > cap) ? cap : interval;
+    return secs === NEVER_EXPIRES ? 0 : from + secs * 1000;
   }
 
   createSession(clientId: string): Session {
@@ -553,7 +606,8 @@ export class Broker {
     }
     for (const s of this.sessions.values()) {
       if (s.conn === null && s.expiresAt !== 0 && now >= s.expiresAt) {
-        this.log('information', 'session expired', { clientId: s.clientId });
+        this.log('notice', `Expiring client ${s.clientId} due to timeout.`, { clientId: s.clientId });
+        this.counters.sessionsExpired++;
         this.endSession(s);
       }
     }

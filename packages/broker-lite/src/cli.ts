@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BridgeOptions, Bridges } from './bridge.ts';
 import { type BrokerConfig, ConfigError, defaultConfig, formatWarning, loadConfig } from './config.ts';
@@ -19,7 +19,9 @@ import {
   type Logger,
   stdDestination,
 } from './log.ts';
-import type { AccessControl, Authenticator, BrokerOptions } from './options.ts';
+import { findLoggerCommand, type SyslogOptions, syslogFacility } from './log-syslog.ts';
+import type { LogPublisher } from './log-topic.ts';
+import type { AccessControl, Authenticator, BrokerOptions, ListenerSecurity } from './options.ts';
 import { runPasswd } from './password-cli.ts';
 
 /** Exit codes. Mosquitto exits 3 on a configuration or command-line error; so do we. */
@@ -121,10 +123,11 @@ function parseRunArgs(argv: string[]): RunArgs {
 }
 
 /** What the CLI needs from the core's Broker (packages/broker-lite/src/index.ts). */
-interface BrokerLike {
+interface BrokerLike extends LogPublisher {
   listen(): Promise<void>;
   close(): Promise<void>;
   setSecurity(authenticator?: Authenticator, accessControl?: AccessControl): void;
+  setListenerSecurity?(index: number, security: ListenerSecurity): void;
   setMemoryLimit?(bytes: number): void;
   setListenerTls?(index: number, files: { cert: string; key: string; ca?: string }): void;
   readonly addresses: unknown;
@@ -145,25 +148,42 @@ async function loadBrokerClass(
 }
 
 function makeLogger(cfg: BrokerConfig, format: LogFormat | undefined): Logger {
-  const dests: LogDestination[] = cfg.logDest.map((d) => {
-    if (d.kind !== 'file') return stdDestination(d.kind);
-    try {
-      return fileDestination(d.path);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      throw new ConfigError(
-        d.file ?? cfg.file ?? '',
-        d.line ?? 0,
-        'log_dest',
-        `cannot open ${d.path} (${code})`,
-      );
+  const dests: LogDestination[] = [];
+  let syslog: SyslogOptions | undefined;
+  for (const d of cfg.logDest) {
+    if (d.kind === 'stdout' || d.kind === 'stderr') dests.push(stdDestination(d.kind));
+    else if (d.kind === 'file') {
+      try {
+        dests.push(fileDestination(d.path));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'error';
+        throw new ConfigError(
+          d.file ?? cfg.file ?? '',
+          d.line ?? 0,
+          'log_dest',
+          `cannot open ${d.path} (${code})`,
+        );
+      }
+    } else if (d.kind === 'syslog') {
+      const command = findLoggerCommand();
+      if (command === undefined)
+        throw new ConfigError(
+          d.file ?? cfg.file ?? '',
+          d.line ?? 0,
+          'log_dest',
+          "syslog needs the logger command (util-linux; Debian's bsdutils) on PATH",
+        );
+      syslog = { command, facility: syslogFacility(cfg.logFacility), socket: cfg.logSyslogSocket };
     }
-  });
+  }
   return createLogger({
     types: cfg.logTypes,
     destinations: dests,
     format: format ?? 'auto',
     timestamp: cfg.logTimestamp,
+    timestampFormat: cfg.logTimestampFormat,
+    syslog,
+    topic: cfg.logDest.some((d) => d.kind === 'topic'),
   });
 }
 
@@ -191,12 +211,16 @@ export function restartOnlyChanges(before: BrokerConfig, after: BrokerConfig): s
   const strip = (c: BrokerConfig): Record<string, unknown> => ({
     ...c,
     // Where a listener was declared is not a setting; an added comment line must not count.
-    listeners: c.listeners.map(({ file: _f, line: _l, ...rest }) => rest),
+    // per_listener_settings: a listener's password_file and acl_file reload; its
+    // allow_anonymous does not.
+    listeners: c.listeners.map(({ file: _f, line: _l, security, ...rest }) =>
+      security === undefined ? rest : { ...rest, allowAnonymous: security.allowAnonymous },
+    ),
     bridges: c.bridges.map(({ file: _f, line: _l, topics, ...rest }) => ({
       ...rest,
       topics: topics.map(({ line: _tl, ...t }) => t),
     })),
-    logDest: c.logDest.map((d) => (d.kind === 'file' ? { kind: d.kind, path: d.path } : d)),
+    logDest: c.logDest.map((d) => (d.kind === 'file' ? { kind: d.kind, path: d.path } : { kind: d.kind })),
     metricsListener:
       c.metricsListener === undefined
         ? undefined
@@ -226,6 +250,8 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   maxUnauthenticatedBytes: 'max_unauthenticated_bytes',
   maxTopicLevels: 'max_topic_levels',
   memoryLimit: 'memory_limit',
+  maxTopicAliasOut: 'max_topic_alias_out',
+  persistentClientExpiration: 'persistent_client_expiration',
   maxConnections: 'max_connections',
   maxKeepalive: 'max_keepalive',
   retainAvailable: 'retain_available',
@@ -234,10 +260,21 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   logDest: 'log_dest',
   logTypes: 'log_type',
   logTimestamp: 'log_timestamp',
+  logTimestampFormat: 'log_timestamp_format',
+  logFacility: 'log_facility',
+  logSyslogSocket: 'log_syslog_socket',
   pidFile: 'pid_file',
   bridges: 'connection (bridges)',
   metricsListener: 'metrics_listener',
 };
+
+/** A listener's password_file and acl_file (what SIGHUP reloads under per_listener_settings). */
+function pickFiles(s: { passwordFile?: string; aclFile?: string } | undefined): {
+  passwordFile?: string;
+  aclFile?: string;
+} {
+  return { passwordFile: s?.passwordFile, aclFile: s?.aclFile };
+}
 
 function reportConfigError(io: CliIo, err: unknown): number {
   if (err instanceof ConfigError) {
@@ -283,6 +320,11 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
   logger.log('notice', cfg.file ? `Config loaded from ${cfg.file}` : 'Using default config (local only)');
   for (const w of cfg.warnings) logger.log('warning', formatWarning(w));
   if (args.daemon) logger.log('warning', '-d is not supported: broker-lite stays in the foreground');
+  if (cfg.logDest.some((d) => d.kind === 'syslog') && !existsSync(cfg.logSyslogSocket))
+    logger.log(
+      'warning',
+      `log_dest syslog: no syslog socket at ${cfg.logSyslogSocket} yet; lines go there once it exists`,
+    );
 
   const { Broker, startBridges } = await loadBrokerClass(cfg.bridges.length > 0);
   const broker = new Broker(options);
@@ -296,6 +338,8 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
     await broker.close().catch(() => {});
     return EXIT_FAILURE;
   }
+  // Lines go to $SYS/broker/log from here on (before, no client could be there to read them).
+  logger.attachBroker(broker);
   if (cfg.pidFile) {
     try {
       writeFileSync(cfg.pidFile, `${process.pid}\n`);
@@ -342,13 +386,42 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       // other settings need a restart, and saying which beats applying half of them.
       const next = args.config === undefined ? cfg : loadConfig(args.config, overrides);
       const changed = restartOnlyChanges(cfg, next);
-      const sec = await loadSecurity({ ...next, allowAnonymous: cfg.allowAnonymous });
+      // allow_anonymous needs a restart (changed settings are named below), the files do not.
+      const keepAnonymous = next.listeners.map((l, i) =>
+        l.security === undefined
+          ? l
+          : { ...l, security: { ...l.security, allowAnonymous: cfg.listeners[i]?.security?.allowAnonymous } },
+      );
+      const sec = await loadSecurity({
+        ...next,
+        allowAnonymous: cfg.allowAnonymous,
+        listeners: keepAnonymous,
+      });
       // Bridges connect internally, outside password and ACL checks: only the broker needs them.
       broker.setSecurity(sec.authenticator, sec.accessControl);
+      if (
+        cfg.perListenerSettings &&
+        next.perListenerSettings &&
+        next.listeners.length === cfg.listeners.length
+      )
+        for (const [i, own] of (sec.listeners ?? []).entries()) broker.setListenerSecurity?.(i, own.live);
       security = sec;
       // Reloaded as in Mosquitto; lowering it frees nothing, it refuses what comes next.
       if (next.memoryLimit !== cfg.memoryLimit) broker.setMemoryLimit?.(next.memoryLimit);
-      cfg = { ...cfg, passwordFile: next.passwordFile, aclFile: next.aclFile, memoryLimit: next.memoryLimit };
+      cfg = {
+        ...cfg,
+        passwordFile: next.passwordFile,
+        aclFile: next.aclFile,
+        memoryLimit: next.memoryLimit,
+        listeners:
+          next.listeners.length === cfg.listeners.length
+            ? cfg.listeners.map((l, i) =>
+                l.security === undefined
+                  ? l
+                  : { ...l, security: { ...l.security, ...pickFiles(next.listeners[i].security) } },
+              )
+            : cfg.listeners,
+      };
       logger.log('notice', 'reloaded password and ACL files', {
         passwordFile: cfg.passwordFile,
         users: security.passwords?.users.size,
@@ -415,6 +488,8 @@ async function runBroker(argv: string[], io: CliIo): Promise<number> {
       }
       stopping = true;
       logger.log('notice', `${signal} received, closing`);
+      // Nothing more on $SYS/broker/log: the clients are being disconnected, the store closed.
+      logger.attachBroker(null);
       // Bridges first: their local sessions end cleanly and their queues are closed on disk.
       (bridges?.close() ?? Promise.resolve())
         .catch((err: unknown) =>

@@ -5,7 +5,14 @@ import { AclFile } from './acl.ts';
 import type { BrokerConfig, ListenerConfig } from './config.ts';
 import { type BridgeConfig, describeBridge } from './config-bridge.ts';
 import { ConfigError } from './config-error.ts';
-import type { AccessControl, Authenticator, BrokerOptions, ListenerOptions, LogSink } from './options.ts';
+import type {
+  AccessControl,
+  Authenticator,
+  BrokerOptions,
+  ListenerOptions,
+  ListenerSecurity,
+  LogSink,
+} from './options.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
 import { createAuthenticator, PasswordFile, readBounded } from './passwd.ts';
 
@@ -15,12 +22,22 @@ export interface Security {
   acl?: AclFile;
   authenticator: Authenticator;
   accessControl?: AccessControl;
+  /** per_listener_settings: each listener's, in `cfg.listeners` order. */
+  listeners?: ListenerSecurityLoaded[];
+}
+
+export interface ListenerSecurityLoaded {
+  passwords?: PasswordFile;
+  acl?: AclFile;
+  /** What the broker uses (ListenerOptions.security). */
+  live: ListenerSecurity;
 }
 
 const MAX_PEM_BYTES = 1024 * 1024;
 
 /** Loads password_file and acl_file. Throws ConfigError naming file:line; nothing is half-loaded. */
 export async function loadSecurity(cfg: BrokerConfig): Promise<Security> {
+  if (cfg.perListenerSettings) return loadListenerSecurity(cfg);
   const passwords = cfg.passwordFile === undefined ? undefined : await PasswordFile.load(cfg.passwordFile);
   const acl = cfg.aclFile === undefined ? undefined : await AclFile.load(cfg.aclFile);
   return {
@@ -28,6 +45,50 @@ export async function loadSecurity(cfg: BrokerConfig): Promise<Security> {
     acl,
     authenticator: createAuthenticator({ allowAnonymous: cfg.allowAnonymous, passwords }),
     accessControl: acl,
+  };
+}
+
+/**
+ * per_listener_settings: each listener's files (a file two listeners name is read once). What
+ * has no listener (a will or session restored from disk) gets every listener's ACL together:
+ * allowed only where each of them allows it.
+ */
+async function loadListenerSecurity(cfg: BrokerConfig): Promise<Security> {
+  const passwordFiles = new Map<string, PasswordFile>();
+  const aclFiles = new Map<string, AclFile>();
+  const listeners: ListenerSecurityLoaded[] = [];
+  for (const l of cfg.listeners) {
+    const s = l.security ?? {};
+    let passwords: PasswordFile | undefined;
+    if (s.passwordFile !== undefined) {
+      passwords = passwordFiles.get(s.passwordFile) ?? (await PasswordFile.load(s.passwordFile));
+      passwordFiles.set(s.passwordFile, passwords);
+    }
+    let acl: AclFile | undefined;
+    if (s.aclFile !== undefined) {
+      acl = aclFiles.get(s.aclFile) ?? (await AclFile.load(s.aclFile));
+      aclFiles.set(s.aclFile, acl);
+    }
+    const allowAnonymous = s.allowAnonymous === true;
+    listeners.push({
+      passwords,
+      acl,
+      live: {
+        allowAnonymous,
+        authenticator: createAuthenticator({ allowAnonymous, passwords }),
+        accessControl: acl,
+      },
+    });
+  }
+  const acls = listeners.flatMap((x) => (x.acl === undefined ? [] : [x.acl]));
+  const accessControl: AccessControl | undefined =
+    acls.length === 0
+      ? undefined
+      : { allowed: (access, client, topic) => acls.every((a) => a.allowed(access, client, topic)) };
+  return {
+    listeners,
+    authenticator: createAuthenticator({ allowAnonymous: cfg.allowAnonymous }),
+    accessControl,
   };
 }
 
@@ -146,7 +207,12 @@ export async function buildBrokerOptions(
 ): Promise<{ options: BrokerOptions; security: Security }> {
   const sec = security ?? (await loadSecurity(cfg));
   const listeners: ListenerOptions[] = [];
-  for (const l of cfg.listeners) listeners.push(await buildListener(l));
+  for (const [i, l] of cfg.listeners.entries()) {
+    const out = await buildListener(l);
+    const own = sec.listeners?.[i];
+    if (own !== undefined) out.security = own.live;
+    listeners.push(out);
+  }
   for (const b of cfg.bridges) await checkBridgeTls(b);
   const options: BrokerOptions = {
     ...DEFAULT_BROKER_OPTIONS,
@@ -169,6 +235,8 @@ export async function buildBrokerOptions(
     maxUnauthenticatedBytes: cfg.maxUnauthenticatedBytes,
     maxTopicLevels: cfg.maxTopicLevels,
     memoryLimit: cfg.memoryLimit,
+    maxTopicAliasOut: cfg.maxTopicAliasOut,
+    persistentClientExpiration: cfg.persistentClientExpiration,
     connectionMessages: cfg.connectionMessages,
     logger,
   };
@@ -181,6 +249,11 @@ export async function buildBrokerOptions(
 /** `broker-lite check`: the effective settings, one `key value` per line, in mosquitto.conf terms. */
 export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   const out: string[] = [];
+  const users = (p: PasswordFile | undefined): string => (p ? ` (${p.users.size} users)` : '');
+  const rules = (acl: AclFile | undefined): string =>
+    acl
+      ? ` (${acl.rules.anonymous.length} anonymous rules, ${acl.rules.users.size} users, ${acl.rules.patterns.length} patterns)`
+      : '';
   out.push(`# configuration: ${cfg.file ?? '(none: defaults)'}`);
   if (cfg.files.length > 1) out.push(`# included: ${cfg.files.slice(1).join(', ')}`);
   for (const l of cfg.listeners) {
@@ -199,19 +272,29 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
     if (l.httpDir !== undefined)
       out.push(`  http_dir ${l.httpDir}${l.protocol === 'websockets' ? '' : ' (ignored: not websockets)'}`);
     if (l.statusPage) out.push('  status_page true');
+    const own = l.security;
+    if (cfg.perListenerSettings && own !== undefined) {
+      const loaded = security?.listeners?.[cfg.listeners.indexOf(l)];
+      out.push(`  allow_anonymous ${own.allowAnonymous === true}`);
+      out.push(`  password_file ${own.passwordFile ?? '(none)'}${users(loaded?.passwords)}`);
+      out.push(
+        `  acl_file ${own.aclFile ?? '(none: every client of this listener may use every topic)'}${rules(loaded?.acl)}`,
+      );
+    }
   }
+  if (cfg.perListenerSettings) out.push('per_listener_settings true');
   if (cfg.localOnly) out.push('# no listener configured: local connections only (as in Mosquitto 2)');
-  out.push(`allow_anonymous ${cfg.allowAnonymous}`);
-  const users = security?.passwords ? ` (${security.passwords.users.size} users)` : '';
-  out.push(`password_file ${cfg.passwordFile ?? '(none)'}${users}`);
-  const acl = security?.acl;
-  const rules = acl
-    ? ` (${acl.rules.anonymous.length} anonymous rules, ${acl.rules.users.size} users, ${acl.rules.patterns.length} patterns)`
-    : '';
-  out.push(`acl_file ${cfg.aclFile ?? '(none: every client may use every topic)'}${rules}`);
+  if (!cfg.perListenerSettings) {
+    out.push(`allow_anonymous ${cfg.allowAnonymous}`);
+    out.push(`password_file ${cfg.passwordFile ?? '(none)'}${users(security?.passwords)}`);
+    out.push(`acl_file ${cfg.aclFile ?? '(none: every client may use every topic)'}${rules(security?.acl)}`);
+  }
   out.push(`persistence ${cfg.persistence}`);
   if (cfg.persistence) out.push(`persistence_location ${cfg.persistenceLocation}`);
   out.push(`autosave_interval ${cfg.autosaveIntervalSeconds}`);
+  out.push(
+    `persistent_client_expiration ${cfg.persistentClientExpiration > 0 ? `${cfg.persistentClientExpiration} seconds` : 'none'}`,
+  );
   out.push(`max_inflight_messages ${cfg.maxInflightMessages}`);
   out.push(`max_queued_messages ${cfg.maxQueuedMessages}`);
   out.push(`max_queued_bytes ${cfg.maxQueuedBytes}`);
@@ -221,6 +304,7 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`max_unauthenticated_bytes ${cfg.maxUnauthenticatedBytes}`);
   out.push(`max_topic_levels ${cfg.maxTopicLevels}`);
   out.push(`memory_limit ${cfg.memoryLimit}`);
+  out.push(`max_topic_alias_out ${cfg.maxTopicAliasOut}`);
   out.push(`max_connections ${cfg.maxConnections}`);
   out.push(`max_keepalive ${cfg.maxKeepalive}`);
   out.push(`retain_available ${cfg.retainAvailable}`);
@@ -230,6 +314,11 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`log_dest ${dests.length ? dests.join(', ') : 'none'}`);
   out.push(`log_type ${cfg.logTypes.length ? cfg.logTypes.join(', ') : 'none'}`);
   out.push(`log_timestamp ${cfg.logTimestamp}`);
+  if (cfg.logTimestampFormat !== undefined) out.push(`log_timestamp_format ${cfg.logTimestampFormat}`);
+  if (cfg.logDest.some((d) => d.kind === 'syslog')) {
+    out.push(`log_facility ${cfg.logFacility === undefined ? 'daemon' : `local${cfg.logFacility}`}`);
+    out.push(`log_syslog_socket ${cfg.logSyslogSocket}`);
+  }
   if (cfg.pidFile) out.push(`pid_file ${cfg.pidFile}`);
   const m = cfg.metricsListener;
   out.push(

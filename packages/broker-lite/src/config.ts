@@ -3,7 +3,10 @@ import { dirname, resolve } from 'node:path';
 import { applyBridgeKey, type BridgeConfig, type BridgeParseState, checkBridges } from './config-bridge.ts';
 import { ConfigError, type ConfigWarning } from './config-error.ts';
 import { DEFAULT_LOG_TYPES, LOG_TYPES, type LogType } from './log.ts';
+import { DEFAULT_SYSLOG_SOCKET } from './log-syslog.ts';
 import { DEFAULT_BROKER_OPTIONS } from './options.ts';
+import { compileStrftime, StrftimeError } from './strftime.ts';
+import { MAX_OUT_ALIAS_LIMIT, OUT_ALIAS_LIMIT } from './topic-alias.ts';
 
 export type { BridgeConfig, BridgeTopicConfig } from './config-bridge.ts';
 export { ConfigError, type ConfigWarning, formatWarning } from './config-error.ts';
@@ -31,9 +34,20 @@ export interface ListenerConfig {
   httpDir?: string;
   /** `status_page true`: the built-in status page over HTTP (websockets listeners only). */
   statusPage: boolean;
+  /**
+   * With `per_listener_settings true`: this listener's allow_anonymous (set by finish(): false
+   * unless given, as in Mosquitto 2), password_file and acl_file. Undefined otherwise.
+   */
+  security?: ListenerSecurityConfig;
   /** Where it was declared (0 for the implicit ones). */
   file: string;
   line: number;
+}
+
+export interface ListenerSecurityConfig {
+  allowAnonymous?: boolean;
+  passwordFile?: string;
+  aclFile?: string;
 }
 
 export interface MetricsListenerConfig {
@@ -47,7 +61,9 @@ export interface MetricsListenerConfig {
 export type LogDestConfig =
   | { kind: 'stdout' }
   | { kind: 'stderr' }
-  | { kind: 'file'; path: string; file?: string; line?: number };
+  | { kind: 'file'; path: string; file?: string; line?: number }
+  | { kind: 'syslog'; file?: string; line?: number }
+  | { kind: 'topic' };
 
 export interface BrokerConfig {
   /** The main file, or undefined when running on defaults. */
@@ -60,6 +76,8 @@ export interface BrokerConfig {
   allowAnonymous: boolean;
   passwordFile?: string;
   aclFile?: string;
+  /** Mosquitto `per_listener_settings`: each listener has `security` of its own. */
+  perListenerSettings: boolean;
   persistence: boolean;
   persistenceLocation: string;
   autosaveIntervalSeconds: number;
@@ -77,6 +95,10 @@ export interface BrokerConfig {
   maxTopicLevels: number;
   /** Bytes of RSS; 0 = no limit. */
   memoryLimit: number;
+  /** Seconds (Mosquitto `persistent_client_expiration`); 0 = none. */
+  persistentClientExpiration: number;
+  /** Topic aliases used towards one MQTT 5 client (broker-lite's own key); 0 = none. */
+  maxTopicAliasOut: number;
   maxConnections: number;
   maxKeepalive: number;
   retainAvailable: boolean;
@@ -85,6 +107,12 @@ export interface BrokerConfig {
   logDest: LogDestConfig[];
   logTypes: LogType[];
   logTimestamp: boolean;
+  /** Mosquitto `log_timestamp_format` (strftime); undefined: ISO 8601 / Unix seconds. */
+  logTimestampFormat?: string;
+  /** Mosquitto `log_facility` 0..7 (syslog local0..local7); undefined: daemon. */
+  logFacility?: number;
+  /** Where `log_dest syslog` sends (broker-lite's own key; Mosquitto always uses /dev/log). */
+  logSyslogSocket: string;
   pidFile?: string;
   /** `connection NAME` sections, in file order. */
   bridges: BridgeConfig[];
@@ -109,15 +137,12 @@ const MAX_PAYLOAD = 268_435_455;
 /** Accepted and ignored, with the reason the warning gives. */
 const IGNORED: Record<string, string> = {
   user: 'broker-lite does not switch users; run it as the user it should run as',
-  log_timestamp_format: 'timestamps are always ISO 8601 (UTC)',
-  log_facility: 'syslog is not supported',
   persistence_file: 'broker-lite keeps its own storage files inside persistence_location',
   autosave_on_changes: 'broker-lite writes acknowledged messages to disk as they arrive',
   set_tcp_nodelay: 'TCP_NODELAY is always on',
   socket_domain: 'the bind address decides the address family',
   max_inflight_bytes: 'only max_inflight_messages bounds in-flight messages',
   queue_qos0_messages: 'QoS 0 messages are not queued for offline clients',
-  persistent_client_expiration: 'sessions expire by their MQTT 5 session expiry interval',
   check_retain_source: 'not supported',
   allow_duplicate_messages: 'deprecated in Mosquitto; duplicates are always delivered per subscription',
   websockets_log_level: 'websocket events are logged under log_type websockets',
@@ -171,6 +196,8 @@ interface State {
   current: ListenerConfig | undefined;
   allowAnonymous?: boolean;
   perListenerSettings: { value: boolean; file: string; line: number } | undefined;
+  /** A security key was seen (per_listener_settings must come before any, as in Mosquitto). */
+  securitySeen: boolean;
   logTypeSeen: boolean;
   logDestSeen: boolean;
   maxConnectionsAt?: { file: string; line: number };
@@ -209,6 +236,24 @@ function int(ctx: Ctx, args: string[], min: number, max: number): number {
   return n;
 }
 
+/** Mosquitto's duration: a whole number and a unit, h d w m (30 days) or y (365 days). */
+const DURATION_UNITS: Record<string, number> = {
+  h: 3600,
+  d: 86_400,
+  w: 7 * 86_400,
+  m: 30 * 86_400,
+  y: 365 * 86_400,
+};
+
+function duration(ctx: Ctx, args: string[]): number {
+  const v = one(ctx, args, 'a duration such as 12h, 7d, 2w, 1m or 1y');
+  const m = /^([0-9]{1,9})([hdwmy])$/.exec(v);
+  const n = m === null ? 0 : Number(m[1]) * DURATION_UNITS[m[2]];
+  if (n <= 0)
+    fail(ctx, `invalid duration '${v.slice(0, 40)}' (a whole number followed by h, d, w, m or y, e.g. 12h)`);
+  return n;
+}
+
 function path(ctx: Ctx, args: string[]): string {
   // Paths may hold spaces; Mosquitto takes the rest of the line.
   if (args.length === 0) fail(ctx, 'missing value (expected a path)');
@@ -228,6 +273,19 @@ function listenerFor(state: State, ctx: Ctx): ListenerConfig {
   if (state.current) return state.current;
   markDefault(state, ctx);
   return state.defaultListener;
+}
+
+/**
+ * Where allow_anonymous, password_file and acl_file go: with per_listener_settings true the
+ * listener being configured (before the first `listener`, Mosquitto's default one); otherwise
+ * undefined, the whole broker.
+ */
+function securityListener(state: State): ListenerSecurityConfig | undefined {
+  state.securitySeen = true;
+  if (state.perListenerSettings?.value !== true) return undefined;
+  const l = state.current ?? state.defaultListener;
+  l.security ??= {};
+  return l.security;
 }
 
 type Handler = (state: State, ctx: Ctx, args: string[]) => void;
@@ -311,16 +369,31 @@ const HANDLERS: Record<string, Handler> = {
     state.cfg.metricsListener = { port, host, file: ctx.file, line: ctx.line };
   },
   allow_anonymous(state, ctx, args) {
-    state.allowAnonymous = bool(ctx, args);
+    const v = bool(ctx, args);
+    const l = securityListener(state);
+    if (l !== undefined) l.allowAnonymous = v;
+    else state.allowAnonymous = v;
   },
   per_listener_settings(state, ctx, args) {
-    state.perListenerSettings = { value: bool(ctx, args), file: ctx.file, line: ctx.line };
+    const value = bool(ctx, args);
+    if (value && state.securitySeen)
+      fail(ctx, 'per_listener_settings must be set before any other security settings (as in Mosquitto)');
+    state.perListenerSettings = { value, file: ctx.file, line: ctx.line };
   },
   password_file(state, ctx, args) {
-    state.cfg.passwordFile = path(ctx, args);
+    const file = path(ctx, args);
+    const l = securityListener(state);
+    // Mosquitto makes its default listener (port 1883) for a password_file given before any
+    // `listener` under per_listener_settings; allow_anonymous and acl_file alone do not.
+    if (l !== undefined && state.current === undefined) markDefault(state, ctx);
+    if (l !== undefined) l.passwordFile = file;
+    else state.cfg.passwordFile = file;
   },
   acl_file(state, ctx, args) {
-    state.cfg.aclFile = path(ctx, args);
+    const file = path(ctx, args);
+    const l = securityListener(state);
+    if (l !== undefined) l.aclFile = file;
+    else state.cfg.aclFile = file;
   },
   persistence(state, ctx, args) {
     state.cfg.persistence = bool(ctx, args);
@@ -361,6 +434,12 @@ const HANDLERS: Record<string, Handler> = {
   memory_limit(state, ctx, args) {
     state.cfg.memoryLimit = int(ctx, args, 0, Number.MAX_SAFE_INTEGER);
   },
+  persistent_client_expiration(state, ctx, args) {
+    state.cfg.persistentClientExpiration = duration(ctx, args);
+  },
+  max_topic_alias_out(state, ctx, args) {
+    state.cfg.maxTopicAliasOut = int(ctx, args, 0, MAX_OUT_ALIAS_LIMIT);
+  },
   max_topic_levels(state, ctx, args) {
     state.cfg.maxTopicLevels = int(ctx, args, 0, 65_536);
   },
@@ -394,6 +473,24 @@ const HANDLERS: Record<string, Handler> = {
   log_timestamp(state, ctx, args) {
     state.cfg.logTimestamp = bool(ctx, args);
   },
+  log_timestamp_format(state, ctx, args) {
+    // The rest of the line, as Mosquitto reads it: a format may hold spaces.
+    if (args.length === 0) fail(ctx, 'missing value (expected a strftime format, e.g. %Y-%m-%dT%H:%M:%S)');
+    const format = args.join(' ');
+    try {
+      compileStrftime(format);
+    } catch (err) {
+      if (err instanceof StrftimeError) fail(ctx, err.message);
+      throw err;
+    }
+    state.cfg.logTimestampFormat = format;
+  },
+  log_facility(state, ctx, args) {
+    state.cfg.logFacility = int(ctx, args, 0, 7);
+  },
+  log_syslog_socket(state, ctx, args) {
+    state.cfg.logSyslogSocket = path(ctx, args);
+  },
   log_dest(state, ctx, args) {
     if (args.length === 0)
       fail(ctx, 'missing value (expected stdout, stderr, file PATH, syslog, topic or none)');
@@ -416,7 +513,12 @@ const HANDLERS: Record<string, Handler> = {
       if (!state.cfg.logDest.some((d) => d.kind === kind)) state.cfg.logDest.push({ kind });
     } else if (kind === 'none') {
       state.cfg.logDest.length = 0;
-    } else if (kind === 'syslog' || kind === 'topic' || kind === 'dlt') {
+    } else if (kind === 'syslog') {
+      if (!state.cfg.logDest.some((d) => d.kind === kind))
+        state.cfg.logDest.push({ kind, file: ctx.file, line: ctx.line });
+    } else if (kind === 'topic') {
+      if (!state.cfg.logDest.some((d) => d.kind === kind)) state.cfg.logDest.push({ kind });
+    } else if (kind === 'dlt') {
       warn(state, ctx, `log destination '${kind}' is not supported; ignored`);
     } else {
       fail(
@@ -597,6 +699,7 @@ function freshState(file: string | undefined, cwd: string): State {
       listeners: [],
       localOnly: false,
       allowAnonymous: false,
+      perListenerSettings: false,
       persistence: false,
       persistenceLocation: mainDir,
       autosaveIntervalSeconds: d.autosaveIntervalSeconds,
@@ -609,6 +712,8 @@ function freshState(file: string | undefined, cwd: string): State {
       maxUnauthenticatedBytes: d.maxUnauthenticatedBytes,
       maxTopicLevels: d.maxTopicLevels,
       memoryLimit: d.memoryLimit,
+      maxTopicAliasOut: OUT_ALIAS_LIMIT,
+      persistentClientExpiration: 0,
       maxConnections: d.maxConnections,
       maxKeepalive: d.maxKeepalive,
       retainAvailable: d.retainAvailable,
@@ -617,6 +722,7 @@ function freshState(file: string | undefined, cwd: string): State {
       logDest: [],
       logTypes: [...DEFAULT_LOG_TYPES],
       logTimestamp: true,
+      logSyslogSocket: DEFAULT_SYSLOG_SOCKET,
       bridges: [],
       warnings: [],
     },
@@ -635,6 +741,7 @@ function freshState(file: string | undefined, cwd: string): State {
     defaultListenerUsed: false,
     current: undefined,
     perListenerSettings: undefined,
+    securitySeen: false,
     logTypeSeen: false,
     logDestSeen: false,
     includedFiles: 0,
@@ -744,29 +851,53 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
         );
   checkBridges(state.bridge.bridges);
   cfg.bridges = state.bridge.bridges;
-  const pls = state.perListenerSettings;
-  if (pls?.value && cfg.listeners.length > 1) {
-    throw new ConfigError(
-      pls.file,
-      pls.line,
-      'per_listener_settings',
-      'broker-lite applies password_file, acl_file and allow_anonymous to every listener; per_listener_settings true needs a single listener',
-    );
-  }
-  // Mosquitto 2: anonymous clients are refused once a listener is configured, unless allowed.
-  cfg.allowAnonymous = state.allowAnonymous ?? cfg.localOnly;
-  if (
-    !cfg.allowAnonymous &&
-    cfg.passwordFile === undefined &&
-    !cfg.listeners.some((l) => l.useIdentityAsUsername || l.useSubjectAsUsername)
-  ) {
-    cfg.warnings.push({
-      file: cfg.file ?? '(command line)',
-      line: 0,
-      key: 'allow_anonymous',
-      message:
-        'anonymous clients are refused and there is no password_file: no client can connect (Mosquitto 2 would let any user name in)',
-    });
+  const noLogin =
+    'anonymous clients are refused and there is no password_file: no client can connect (Mosquitto 2 would let any user name in)';
+  cfg.perListenerSettings = state.perListenerSettings?.value === true;
+  if (cfg.perListenerSettings) {
+    const d = state.defaultListener;
+    if (!state.defaultListenerUsed && d.security !== undefined)
+      cfg.warnings.push({
+        file: d.file,
+        line: 0,
+        key: 'per_listener_settings',
+        message:
+          'allow_anonymous or acl_file before the first listener applies to the default listener (port 1883), which this file does not configure: ignored (as in Mosquitto)',
+      });
+    for (const l of cfg.listeners) {
+      const sec = (l.security ??= {});
+      // Mosquitto 2: each listener refuses anonymous clients unless it allows them.
+      sec.allowAnonymous ??= cfg.localOnly;
+      if (
+        !sec.allowAnonymous &&
+        sec.passwordFile === undefined &&
+        !(l.useIdentityAsUsername || l.useSubjectAsUsername)
+      )
+        cfg.warnings.push({
+          file: l.file,
+          line: l.line,
+          key: 'allow_anonymous',
+          message: `listener on port ${l.port}: ${noLogin}`,
+        });
+    }
+    // What has no listener of its own (a will or a session restored from disk) answers to the
+    // anonymous rule of the strictest listener; the ACLs are combined by the broker.
+    cfg.allowAnonymous = cfg.listeners.every((l) => l.security?.allowAnonymous === true);
+  } else {
+    // Mosquitto 2: anonymous clients are refused once a listener is configured, unless allowed.
+    cfg.allowAnonymous = state.allowAnonymous ?? cfg.localOnly;
+    if (
+      !cfg.allowAnonymous &&
+      cfg.passwordFile === undefined &&
+      !cfg.listeners.some((l) => l.useIdentityAsUsername || l.useSubjectAsUsername)
+    ) {
+      cfg.warnings.push({
+        file: cfg.file ?? '(command line)',
+        line: 0,
+        key: 'allow_anonymous',
+        message: noLogin,
+      });
+    }
   }
   if (overrides.verbose) cfg.logTypes = [...LOG_TYPES];
   if (!state.logDestSeen) cfg.logDest.push({ kind: 'stderr' });

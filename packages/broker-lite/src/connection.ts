@@ -20,7 +20,9 @@ import { handleDisconnect } from './handle-disconnect.ts';
 import { flushDeniedLog, handlePublish } from './handle-publish.ts';
 import { handleSubscribe } from './handle-subscribe.ts';
 import { handleUnsubscribe } from './handle-unsubscribe.ts';
+import type { ListenerSecurity } from './options.ts';
 import type { Session } from './session.ts';
+import type { OutAliases } from './topic-alias.ts';
 import { decodedExtra } from './unauthenticated.ts';
 
 /** Socket bytes waiting to go out above which QoS 0 senders are slowed down. */
@@ -46,6 +48,8 @@ export interface ListenerInfo {
   useSubjectAsUsername?: boolean;
   /** The user name replaces the client id (Mosquitto use_username_as_clientid). */
   useUsernameAsClientid?: boolean;
+  /** per_listener_settings: the listener's own login rules and ACL. */
+  security?: ListenerSecurity;
 }
 
 /** How Broker.accept() treats a connection beyond its listener. */
@@ -234,6 +238,13 @@ export class Connection {
   set aliases(v: string[] | null) {
     if (v !== null || this.x !== null) this.extras.aliases = v;
   }
+  /** Outbound topic aliases (MQTT 5, topic-alias.ts): set when the client allows them. */
+  get outAliases(): OutAliases | null {
+    return this.x === null ? null : this.x.outAliases;
+  }
+  set outAliases(v: OutAliases | null) {
+    if (v !== null || this.x !== null) this.extras.outAliases = v;
+  }
   /** Packets received after CONNECT while authentication is pending. */
   get early(): Packet[] | null {
     return this.x === null ? null : this.x.early;
@@ -304,6 +315,7 @@ export class Connection {
       switch (p.type) {
         case 'publish':
           b.counters.msgsInQos[p.qos]++;
+          b.counters.pubBytesIn += p.payload.length;
           handlePublish(this, p);
           return;
         case 'puback':
@@ -486,6 +498,19 @@ export class Connection {
   /** Copies `bytes` into this turn's buffer; where they start in it, -1 when closed. */
   private append(bytes: Uint8Array): number {
     const n = bytes.length;
+    const pos = this.reserve(n);
+    if (pos < 0) return -1;
+    const out = this.out as Buffer;
+    if (n < 32) for (let i = 0; i < n; i++) out[pos + i] = bytes[i];
+    else out.set(bytes, pos);
+    return pos;
+  }
+
+  /**
+   * Room for one packet of `n` bytes in this turn's buffer (`outBuffer`), for the caller to fill
+   * at once: where it starts, -1 when closed.
+   */
+  reserve(n: number): number {
     this.broker.counters.packetsOut++;
     let out = this.out;
     let pos = this.outPos;
@@ -502,10 +527,13 @@ export class Connection {
       out.copy(grown, 0, 0, pos);
       out = this.out = grown;
     }
-    if (n < 32) for (let i = 0; i < n; i++) out[pos + i] = bytes[i];
-    else out.set(bytes, pos);
     this.outPos = pos + n;
     return pos;
+  }
+
+  /** This turn's output buffer, valid until the next `reserve` or `send`. */
+  get outBuffer(): Uint8Array {
+    return this.out as Buffer;
   }
 
   sendPacket(p: Packet): void {
@@ -641,6 +669,7 @@ class ConnExtras {
   remoteName: string | undefined = undefined;
   will: Will | null = null;
   aliases: string[] | null = null;
+  outAliases: OutAliases | null = null;
   early: Packet[] | null = null;
   pendingAcks = 0;
   pendingPubacks = 0;

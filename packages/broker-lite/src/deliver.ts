@@ -8,6 +8,7 @@ import type { Broker } from './broker.ts';
 import { type Connection, ConnState, HARD_WRITE_LIMIT, SOFT_WRITE_LIMIT } from './connection.ts';
 import { type Delivery, type Message, own } from './message.ts';
 import type { Session } from './session.ts';
+import { NAME_TOPIC, type OutAliases, writeAliased } from './topic-alias.ts';
 
 /**
  * Encoded PUBLISH bytes of the message being routed, one slot per (protocol 5 or not, QoS,
@@ -218,7 +219,14 @@ export function writePublish(
   }
   const slot = (v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
   const cached = cacheable ? (cache as EncodeCache).slots[slot] : null;
+  // Read for MQTT 5 connections only; null unless the client allows topic aliases.
+  const aliases = v5 && !dup ? conn.outAliases : null;
   if (cached !== null) {
+    if (aliases !== null && sendAliased(conn, aliases, msg.topic, cached, qos, pid)) {
+      b.counters.msgsOutQos[qos]++;
+      b.counters.pubBytesOut += msg.payload.length;
+      return true;
+    }
     if (cached.length > conn.maxOut) return tooLarge(b, conn, msg);
     if (qos > 0) patchPid(conn.sendView(cached), pid);
     else conn.send(cached);
@@ -243,12 +251,40 @@ export function writePublish(
       // the broker's receive limit keeps room for the rest (REENCODE_ROOM in broker.ts).
       return tooLarge(b, conn, msg, 'too large for MQTT with its subscription identifiers');
     }
+    if (aliases !== null && sendAliased(conn, aliases, msg.topic, bytes, qos, pid)) {
+      // `bytes` is the writer's, overwritten by the next encode: the cache keeps a copy.
+      if (cacheable) (cache as EncodeCache).slots[slot] = bytes.slice();
+      b.counters.msgsOutQos[qos]++;
+      b.counters.pubBytesOut += msg.payload.length;
+      return true;
+    }
     if (bytes.length > conn.maxOut) return tooLarge(b, conn, msg);
     if (cacheable) (cache as EncodeCache).slots[slot] = conn.sendView(bytes);
     else conn.send(bytes);
   }
   b.counters.msgsOutQos[qos]++;
+  b.counters.pubBytesOut += msg.payload.length;
   return true;
+}
+
+/**
+ * Sends the encoded PUBLISH `src` with the topic alias `aliases` has for `topic` (named too on
+ * its first use). False, sending nothing, when the topic gets no alias or the aliased form is
+ * over the client's maximum packet size: the caller sends `src` as it is.
+ */
+function sendAliased(
+  conn: Connection,
+  aliases: OutAliases,
+  topic: string,
+  src: Uint8Array,
+  qos: QoS,
+  pid: number,
+): boolean {
+  const code = aliases.lookup(topic);
+  if (code === 0) return false;
+  if (writeAliased(conn, src, code, qos, pid, conn.maxOut)) return true;
+  if (code & NAME_TOPIC) aliases.unname(code & 0xffff);
+  return false;
 }
 
 function tooLarge(

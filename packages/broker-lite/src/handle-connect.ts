@@ -14,13 +14,21 @@ import { type Connection, ConnState } from './connection.ts';
 import { pump, resendInflight } from './deliver.ts';
 import { HashQueueFullError } from './login-queue.ts';
 import { NEVER_EXPIRES } from './session.ts';
+import { OUT_ALIAS_LIMIT, OutAliases } from './topic-alias.ts';
+
+/** Client ids that make a valid one-level topic prefix (what `%c` ACL patterns match too). */
+const RESPONSE_SAFE = /^[^/+#\u0000]+$/;
 
 /** Topic aliases a client may use towards us (Mosquitto's max_topic_alias default). */
 export const TOPIC_ALIAS_MAXIMUM = 10;
 
-/** The broker's Receive Maximum (MQTT 5): the option, else the protocol's 65,535. */
-export function receiveMaximum(opt: number | undefined): number {
-  return opt !== undefined && opt >= 1 && opt < 65_535 ? opt : 65_535;
+/**
+ * The broker's Receive Maximum (MQTT 5): the option; else max_inflight_messages, the window the
+ * broker holds each way (as Mosquitto advertises it); 0 there (no bound) is the protocol's 65,535.
+ */
+export function receiveMaximum(opt: number | undefined, maxInflightMessages: number): number {
+  if (opt !== undefined && opt >= 1 && opt <= 65_535) return opt;
+  return maxInflightMessages >= 1 && maxInflightMessages < 65_535 ? maxInflightMessages : 65_535;
 }
 
 export function handleConnect(conn: Connection, p: ConnectPacket): void {
@@ -109,8 +117,11 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     accept(conn, p, clientId, assigned);
     return;
   }
+  // per_listener_settings: the listener's rules; otherwise the broker's.
+  const sec = listener.security;
+  const allowAnonymous = sec !== undefined ? sec.allowAnonymous : b.options.allowAnonymous;
   if (username === undefined) {
-    if (!b.options.allowAnonymous) {
+    if (!allowAnonymous) {
       b.log('notice', 'client refused: anonymous access is off', { clientId, remote: conn.remote });
       refuse(conn, ConnectReturnCode.NotAuthorized, ReasonCode.NotAuthorized, 'anonymous access is off');
       return;
@@ -118,10 +129,10 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     accept(conn, p, clientId, assigned);
     return;
   }
-  const auth = b.authenticator;
+  const auth = sec !== undefined ? sec.authenticator : b.authenticator;
   if (auth === undefined) {
     // No password file: Mosquitto admits a user name only where anonymous clients are admitted.
-    if (!b.options.allowAnonymous) {
+    if (!allowAnonymous) {
       refuse(conn, ConnectReturnCode.NotAuthorized, ReasonCode.NotAuthorized, 'no password file');
       return;
     }
@@ -250,6 +261,7 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
   session.expiryInterval = expiry;
   session.expiresAt = 0;
   session.username = conn.username;
+  session.security = conn.listener.security ?? null;
   session.internal = conn.internal;
   session.bridge = p.bridge === true;
   session.conn = conn;
@@ -268,6 +280,10 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
   if (props !== undefined) {
     if (props.receiveMaximum !== undefined) conn.receiveMax = props.receiveMaximum;
     if (props.maximumPacketSize !== undefined) conn.maxOut = props.maximumPacketSize;
+    // Outbound topic aliases where the client allows them; an internal peer has no wire to save.
+    const allowed = props.topicAliasMaximum ?? 0;
+    const mine = b.options.maxTopicAliasOut ?? OUT_ALIAS_LIMIT;
+    if (allowed > 0 && mine > 0 && !conn.internal) conn.outAliases = new OutAliases(Math.min(allowed, mine));
   }
   if (p.will !== undefined) {
     const w = p.will;
@@ -284,9 +300,13 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
     // Receive Maximum always said out loud, 65,535 included: a client need not know the default.
     const ap: Properties = {
       topicAliasMaximum: TOPIC_ALIAS_MAXIMUM,
-      receiveMaximum: receiveMaximum(b.options.receiveMaximum),
+      receiveMaximum: b.receiveMaximum,
     };
     if (assigned) ap.assignedClientIdentifier = clientId;
+    // The spec's MAY (3.1.2.11.6): a topic prefix for the responses this client asks for, one
+    // per client id, which an ACL makes the client's own with `pattern readwrite response/%c/#`.
+    if (props?.requestResponseInformation === true && RESPONSE_SAFE.test(clientId))
+      ap.responseInformation = `response/${clientId}/`;
     if (serverKeepAlive !== undefined) ap.serverKeepAlive = serverKeepAlive;
     if (!b.options.retainAvailable) ap.retainAvailable = false;
     if (b.maxPacketIn < MAX_PACKET_SIZE) ap.maximumPacketSize = b.maxPacketIn;
@@ -295,8 +315,9 @@ function accept(conn: Connection, p: ConnectPacket, clientId: string, assigned: 
   conn.sendPacket(ack);
   conn.connected();
   b.counters.connects++;
+  // A notice, as Mosquitto's "New client connected" ($SYS/broker/log/N under log_dest topic).
   if (b.options.connectionMessages !== false)
-    b.log('information', 'client connected', {
+    b.log('notice', 'client connected', {
       clientId,
       username: conn.username,
       protocol: p.protocolVersion,

@@ -5,7 +5,7 @@
  */
 import { type Properties, type PublishPacket, type QoS, ReasonCode } from '@mqtt-edge/codec';
 import type { Connection } from './connection.ts';
-import { receiveMaximum, TOPIC_ALIAS_MAXIMUM } from './handle-connect.ts';
+import { TOPIC_ALIAS_MAXIMUM } from './handle-connect.ts';
 import { makeMessage } from './message.ts';
 import type { Persistence } from './persist.ts';
 import { clientMayWriteSys } from './sys.ts';
@@ -71,7 +71,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     // MQTT 5 section 4.9: QoS 1 counts until its PUBACK is sent (group commit may defer it),
     // QoS 2 until the PUBCOMP (the id stays in incomingQos2 until PUBREL).
     const unacked = conn.pendingPubacks + (session.incomingQos2?.size ?? 0);
-    if (unacked >= receiveMaximum(b.options.receiveMaximum)) {
+    if (unacked >= b.receiveMaximum) {
       conn.fail(
         ReasonCode.ReceiveMaximumExceeded,
         'more unacknowledged QoS 1/2 PUBLISH than Receive Maximum',
@@ -96,7 +96,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     else if (qos === 2) ack(conn, PUBREC, pid, ReasonCode.QuotaExceeded);
     return;
   }
-  const acl = b.accessControl;
+  const acl = b.perListener ? b.aclFor(session) : b.accessControl;
   const denied = conn.internal
     ? topic.startsWith('$SYS') && !topic.startsWith('$SYS/broker/connection/')
     : !clientMayWriteSys(topic) ||

@@ -35,7 +35,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       codes.push(v5 ? ReasonCode.TopicFilterInvalid : 0x80);
       continue;
     }
-    const acl = b.accessControl;
+    const acl = b.aclFor(s);
     if (
       acl !== undefined &&
       !conn.internal &&
@@ -70,13 +70,15 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       b.router.add(sub);
     }
     if (s.persistent && b.persist !== null) b.persist.subPut(s, sub);
+    // Mosquitto's subscribe line: CLIENTID QOS FILTER.
+    if (b.logSubscribe) b.log('notice', `${conn.clientId} ${req.qos} ${filter}`, { logType: 'subscribe' });
     codes.push(req.qos);
     const rh = sub.retainHandling;
     if (!shared && rh !== 2 && !(rh === 1 && existed)) (retained ??= []).push(sub);
   }
   conn.sendPacket({ type: 'suback', packetId: p.packetId, reasonCodes: codes });
   if (retained === null) return;
-  const acl = b.accessControl;
+  const acl = b.aclFor(s);
   for (const sub of retained) {
     const ids = sub.id !== undefined ? [sub.id] : undefined;
     const filter = sub.shared ? (splitShared(sub.filter)?.filter ?? sub.filter) : sub.filter;

@@ -9,6 +9,8 @@ export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void 
   if (s === null) return;
   const codes: number[] = [];
   for (const filter of p.topicFilters) {
+    // Mosquitto's unsubscribe line, for every filter asked: CLIENTID FILTER.
+    if (b.logUnsubscribe) b.log('notice', `${conn.clientId} ${filter}`, { logType: 'unsubscribe' });
     // Never subscribed (SUBSCRIBE refuses it); 5.0 can say why, 3.1.1 acknowledges as usual.
     if (conn.version === 5 && tooDeep(filter, b.maxTopicLevels)) {
       codes.push(ReasonCode.TopicFilterInvalid);

@@ -43,6 +43,7 @@ export async function startListener(b: Broker, opts: ListenerOptions): Promise<B
     useSubjectAsUsername: opts.tls?.useSubjectAsUsername === true,
     useUsernameAsClientid: opts.useUsernameAsClientid === true,
   };
+  if (opts.security !== undefined) info.security = opts.security;
   // The subject is printed only where it is the user name (use_identity_as_username wins).
   const subjectOf = (socket: net.Socket): AcceptOptions | undefined =>
     info.useSubjectAsUsername && !info.useIdentityAsUsername

@@ -46,6 +46,22 @@ export interface ListenerOptions {
   httpDir?: string;
   /** `status_page true` (websockets listeners only): the built-in status page at `/`. */
   statusPage?: boolean;
+  /**
+   * Mosquitto `per_listener_settings true`: this listener's login rules and ACL, in place of the
+   * broker's (allowAnonymous, authenticator, accessControl). Its clients' sessions keep it.
+   */
+  security?: ListenerSecurity;
+}
+
+/**
+ * One listener's allow_anonymous, password check and ACL (per_listener_settings). The object is
+ * shared by the listener and its clients' sessions and changed in place on SIGHUP
+ * (Broker.setListenerSecurity). A listener without an ACL lets its clients use every topic.
+ */
+export interface ListenerSecurity {
+  allowAnonymous: boolean;
+  authenticator?: Authenticator;
+  accessControl?: AccessControl;
 }
 
 /** Decides whether a CONNECT may proceed. Called once per connection attempt. */
@@ -89,6 +105,11 @@ export interface LogSink {
     message: string,
     fields?: Record<string, unknown>,
   ): void;
+  /**
+   * Whether lines of a Mosquitto log_type are wanted (`subscribe`, `unsubscribe`): the broker
+   * writes those lines only then. Without it, none are written.
+   */
+  enabled?(type: string): boolean;
 }
 
 export interface BrokerOptions {
@@ -106,6 +127,12 @@ export interface BrokerOptions {
   maxQueuedMessages: number;
   /** Per-client queued bytes (0 = unlimited). */
   maxQueuedBytes: number;
+  /**
+   * Mosquitto `persistent_client_expiration`, seconds (0 = none, the default): an offline
+   * session ends this long after its disconnect even if it asked for longer (an MQTT 3.1.1 clean
+   * session false never ends otherwise). Counted from the disconnect, across restarts.
+   */
+  persistentClientExpiration?: number;
   /** Largest PUBLISH payload accepted, bytes (0 = the MQTT maximum). */
   messageSizeLimit: number;
   /** -1 = unlimited. */
@@ -127,10 +154,17 @@ export interface BrokerOptions {
   maxPacketSize?: number;
   /**
    * Receive Maximum advertised to MQTT 5 clients in CONNACK: QoS 1/2 PUBLISHes a client may
-   * have unacknowledged towards the broker (1..65535, default 65535). A client that sends more
-   * is disconnected with 0x93. Not tied to max_inflight_messages (see the README).
+   * have unacknowledged towards the broker (1..65535). Default: maxInflightMessages, the window
+   * the broker holds towards a client (as Mosquitto advertises max_inflight_messages); 65,535
+   * when that is 0. A client that sends more is disconnected with 0x93.
    */
   receiveMaximum?: number;
+  /**
+   * `max_topic_alias_out` (broker-lite's own): most topic aliases the broker uses towards one
+   * MQTT 5 client, within the client's own Topic Alias Maximum (topic-alias.ts has the policy).
+   * Default 32; 0 = none; at most 1,024.
+   */
+  maxTopicAliasOut?: number;
   /** Mosquitto `connection_messages`: log client connects and disconnects (default true). */
   connectionMessages?: boolean;
   /** Milliseconds before a refused login gets its CONNACK (default 1000; slows password guessing). */

@@ -1,6 +1,7 @@
 import { createHash, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
+import { ARGON2_DEFAULTS, type Argon2Hash, argon2idRaw, formatArgon2, parseArgon2 } from './argon2.ts';
 import { ConfigError } from './config-error.ts';
 import { sourceKey, withHashSlot } from './login-queue.ts';
 import type { Authenticator } from './options.ts';
@@ -10,11 +11,13 @@ import type { Authenticator } from './options.ts';
  *   $7$ITERATIONS$SALT$HASH  PBKDF2-HMAC-SHA512 (Mosquitto 2.x; 2.0 writes 12-byte salts and
  *                           101 iterations, 2.1 64-byte salts and 1000)
  *   $6$SALT$HASH             SHA-512 over password then salt (Mosquitto 1.x)
- * SALT and HASH are standard base64 with padding; HASH is 64 bytes.
+ *   $argon2id$v=19$...       Argon2id (Mosquitto 2.1's default; argon2.ts)
+ * SALT and HASH of $7$ and $6$ are standard base64 with padding; HASH is 64 bytes.
  */
 export type PasswordHash =
   | { kind: 'pbkdf2-sha512'; iterations: number; salt: Buffer; hash: Buffer }
-  | { kind: 'sha512'; salt: Buffer; hash: Buffer };
+  | { kind: 'sha512'; salt: Buffer; hash: Buffer }
+  | Argon2Hash;
 
 /** What `broker-lite passwd` writes: 12-byte salts keep the file readable by Mosquitto 2.0.x. */
 export const DEFAULT_ITERATIONS = 1000;
@@ -43,6 +46,7 @@ export function parseHash(value: string): PasswordHash | string {
     return 'the password is not hashed (plain text); hash the file with `broker-lite passwd -U FILE`';
   }
   const kind = parts[1];
+  if (kind === 'argon2id') return parseArgon2(value);
   if (kind === '7') {
     if (parts.length !== 5) return 'a $7$ hash has the form $7$ITERATIONS$SALT$HASH';
     const itText = parts[2];
@@ -64,7 +68,7 @@ export function parseHash(value: string): PasswordHash | string {
     if (hash === null || hash.length !== HASH_BYTES) return 'the hash is not 64 bytes of base64';
     return { kind: 'sha512', salt, hash };
   }
-  return `unknown hash type '$${kind.slice(0, 10)}$' (expected $7$ or $6$)`;
+  return `unknown hash type '$${kind.slice(0, 10)}$' (expected $argon2id$, $7$ or $6$)`;
 }
 
 export interface PasswordLine {
@@ -154,13 +158,24 @@ export async function verifyHash(
   const computed =
     hash.kind === 'pbkdf2-sha512'
       ? await pbkdf2Async(password, hash.salt, hash.iterations, sourceKey(source), signal)
-      : sha512(password, hash.salt);
+      : hash.kind === 'argon2id'
+        ? Buffer.from(
+            await withHashSlot(
+              sourceKey(source),
+              () => argon2idRaw(password, hash.salt, hash, hash.hash.length),
+              signal,
+            ),
+          )
+        : sha512(password, hash.salt);
   return computed.length === hash.hash.length && timingSafeEqual(computed, hash.hash);
 }
 
 export interface HashOptions {
-  /** `sha512-pbkdf2` ($7$, default) or `sha512` ($6$, legacy, for old Mosquitto only). */
-  algorithm?: 'sha512-pbkdf2' | 'sha512';
+  /**
+   * `sha512-pbkdf2` ($7$, default: Debian's Mosquitto 2.0 reads it), `argon2id` (Mosquitto
+   * 2.1's default, with its parameters) or `sha512` ($6$, legacy, for old Mosquitto only).
+   */
+  algorithm?: 'sha512-pbkdf2' | 'sha512' | 'argon2id';
   iterations?: number;
   saltBytes?: number;
 }
@@ -171,6 +186,12 @@ export async function hashPassword(
   options: HashOptions = {},
 ): Promise<string> {
   const bytes = typeof password === 'string' ? Buffer.from(password, 'utf8') : password;
+  if (options.algorithm === 'argon2id') {
+    const a = ARGON2_DEFAULTS;
+    const salt = randomBytes(options.saltBytes ?? a.saltBytes);
+    const tag = await withHashSlot('', () => argon2idRaw(bytes, salt, a, a.hashBytes));
+    return formatArgon2({ kind: 'argon2id', m: a.m, t: a.t, p: a.p, salt, hash: Buffer.from(tag) });
+  }
   const salt = randomBytes(options.saltBytes ?? DEFAULT_SALT_BYTES);
   if (options.algorithm === 'sha512') {
     return `$6$${salt.toString('base64')}$${sha512(bytes, salt).toString('base64')}`;
@@ -190,12 +211,19 @@ export async function hashPassword(
 export function decoyHash(users: ReadonlyMap<string, PasswordLine>): PasswordHash {
   const costs = new Map<string, { count: number; hash: PasswordHash }>();
   for (const { hash } of users.values()) {
-    const key = hash.kind === 'sha512' ? `6$${hash.salt.length}` : `7$${hash.iterations}$${hash.salt.length}`;
+    const key =
+      hash.kind === 'sha512'
+        ? `6$${hash.salt.length}`
+        : hash.kind === 'argon2id'
+          ? `a$${hash.m}$${hash.t}$${hash.p}$${hash.salt.length}$${hash.hash.length}`
+          : `7$${hash.iterations}$${hash.salt.length}`;
     const c = costs.get(key);
     if (c === undefined) costs.set(key, { count: 1, hash });
     else c.count++;
   }
-  const cost = (h: PasswordHash): number => (h.kind === 'sha512' ? 0 : h.iterations);
+  // PBKDF2 iterations, argon2's KiB x passes: either way the costlier wins a tie.
+  const cost = (h: PasswordHash): number =>
+    h.kind === 'sha512' ? 0 : h.kind === 'argon2id' ? h.m * h.t : h.iterations;
   let typical: PasswordHash | undefined;
   let most = 0;
   for (const { count, hash } of costs.values()) {
@@ -207,6 +235,7 @@ export function decoyHash(users: ReadonlyMap<string, PasswordLine>): PasswordHas
   const salt = randomBytes(typical?.salt.length ?? DEFAULT_SALT_BYTES);
   const hash = randomBytes(HASH_BYTES);
   if (typical?.kind === 'sha512') return { kind: 'sha512', salt, hash };
+  if (typical?.kind === 'argon2id') return { ...typical, salt, hash: randomBytes(typical.hash.length) };
   return { kind: 'pbkdf2-sha512', iterations: typical?.iterations ?? DEFAULT_ITERATIONS, salt, hash };
 }
 

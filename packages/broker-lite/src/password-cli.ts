@@ -23,15 +23,16 @@ export interface PasswdIo {
 
 export const PASSWD_USAGE = `broker-lite passwd: manage mosquitto_passwd-format password files
 
-Usage: broker-lite passwd [-H sha512-pbkdf2|sha512] [-I ITERATIONS] [-c | -D] FILE USER
-       broker-lite passwd [-H sha512-pbkdf2|sha512] [-I ITERATIONS] [-c] -b FILE USER PASSWORD
+Usage: broker-lite passwd [-H sha512-pbkdf2|argon2id|sha512] [-I ITERATIONS] [-c | -D] FILE USER
+       broker-lite passwd [-H sha512-pbkdf2|argon2id|sha512] [-I ITERATIONS] [-c] -b FILE USER PASSWORD
        broker-lite passwd -U FILE
 
  -b  batch mode: the password is the last argument (it shows in ps and shell history)
  -c  create a new file; an existing file is overwritten (as mosquitto_passwd does)
  -D  delete USER from FILE
  -U  hash every plain-text password in FILE (USER:PASSWORD lines)
- -H  sha512-pbkdf2 ($7$, default) or sha512 ($6$, only for Mosquitto 1.x)
+ -H  sha512-pbkdf2 ($7$, default: Mosquitto 2.0 reads it), argon2id (Mosquitto 2.1's default:
+     46 MiB, 1 pass, 1 lane; Mosquitto 2.0 cannot read it) or sha512 ($6$, Mosquitto 1.x)
  -I  PBKDF2 iterations (default ${DEFAULT_ITERATIONS}; Mosquitto 2.0 uses 101)
 
 Without -b the password is asked twice, without echo on a terminal.
@@ -72,8 +73,10 @@ function parseArgs(argv: string[]): PasswdArgs {
     else if (arg === '-U') a.update = true;
     else if (arg === '-H') {
       const v = argv[++i];
-      if (v !== 'sha512-pbkdf2' && v !== 'sha512') throw new UsageError('-H takes sha512-pbkdf2 or sha512');
-      a.hash.algorithm = v;
+      // `argon2` is how mosquitto_passwd 2.1's usage names it, `argon2id` what it parses
+      if (v === 'argon2' || v === 'argon2id') a.hash.algorithm = 'argon2id';
+      else if (v === 'sha512-pbkdf2' || v === 'sha512') a.hash.algorithm = v;
+      else throw new UsageError('-H takes sha512-pbkdf2, argon2id or sha512');
     } else if (arg === '-I') {
       const v = argv[++i] ?? '';
       const n = Number(v);

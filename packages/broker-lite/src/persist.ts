@@ -14,7 +14,7 @@ import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 import { crc32 } from './crc32.ts';
 import type { Delivery, Message } from './message.ts';
-import { NEVER_EXPIRES, type Session, Subscription } from './session.ts';
+import { type Session, Subscription } from './session.ts';
 import { tooDeep, topicForLog } from './topic-levels.ts';
 
 const MAGIC = Buffer.from('BLITEDB1');
@@ -128,8 +128,14 @@ class RecordReader {
   constructor(
     readonly buf: Buffer,
     start: number,
+    /** Where the record ends: fields appended by a later version are read only when there. */
+    readonly end: number,
   ) {
     this.pos = start;
+  }
+  /** Bytes of the record not read yet. */
+  get left(): number {
+    return this.end - this.pos;
   }
   u8(): number {
     return this.buf[this.pos++];
@@ -178,6 +184,9 @@ function writeSession(w: RecordWriter, s: Session): void {
   w.u32(s.expiryInterval);
   w.u8(s.username === undefined ? 0 : 1);
   if (s.username !== undefined) w.str(s.username);
+  // When the offline session ends (ms; 0: connected or never), so that its clock survives a
+  // restart. Appended last: an older reader stops before it, an older record has none.
+  w.f64(s.expiresAt);
   w.end();
 }
 
@@ -208,6 +217,8 @@ interface RecoveredEntry {
 }
 interface RecoveredSession {
   expiry: number;
+  /** Stored end of the offline session (ms); 0: none stored (connected, never, older record). */
+  expiresAt: number;
   username: string | undefined;
   subs: Map<string, { qos: QoS; flags: number; id: number }>;
   queue: Map<number, RecoveredEntry>;
@@ -894,7 +905,7 @@ export class Persistence {
       if (len < 1 || pos + 8 + len > buf.length) break;
       if (crc32(buf, pos + 8, pos + 8 + len) !== crc) break;
       try {
-        this.apply(new RecordReader(buf, pos + 8), sessions, msgs, retained, wills);
+        this.apply(new RecordReader(buf, pos + 8, pos + 8 + len), sessions, msgs, retained, wills);
       } catch (err) {
         b.log('error', 'persistence record unreadable; stopping replay there', {
           offset: pos,
@@ -923,7 +934,11 @@ export class Persistence {
       const s = b.createSession(clientId);
       s.expiryInterval = rs.expiry;
       s.username = rs.username;
-      s.expiresAt = rs.expiry === NEVER_EXPIRES ? 0 : now + rs.expiry * 1000;
+      // The stored end stands (the clock ran while the broker was down); persistent_client_
+      // expiration, perhaps configured since, caps it from now. Without one it starts now.
+      const fromNow = b.sessionExpiresAt(rs.expiry, now);
+      s.expiresAt =
+        rs.expiresAt === 0 ? fromNow : fromNow === 0 ? rs.expiresAt : Math.min(rs.expiresAt, fromNow);
       for (const [filter, o] of rs.subs) {
         if (deep.drop('subscription', filter, clientId)) continue;
         const sub = new Subscription(
@@ -983,11 +998,21 @@ export class Persistence {
         const id = r.str();
         const expiry = r.u32();
         const username = r.u8() === 1 ? r.str() : undefined;
+        const expiresAt = r.left >= 8 ? r.f64() : 0;
         const s = sessions.get(id);
         if (s !== undefined) {
           s.expiry = expiry;
           s.username = username;
-        } else sessions.set(id, { expiry, username, subs: new Map(), queue: new Map(), incoming: new Set() });
+          s.expiresAt = expiresAt;
+        } else
+          sessions.set(id, {
+            expiry,
+            username,
+            expiresAt,
+            subs: new Map(),
+            queue: new Map(),
+            incoming: new Set(),
+          });
         return;
       }
       case Rec.SessionDel:

@@ -28,6 +28,8 @@ export class Router {
   private from: Session | null = null;
   private readonly cache = new EncodeCache();
   private readonly groups = new Map<string, ShareGroup>();
+  /** Subscriptions in share groups, all members ($SYS/broker/shared_subscriptions/count). */
+  sharedSubscriptions = 0;
   private routing = false;
 
   constructor(private readonly b: Broker) {}
@@ -103,6 +105,7 @@ export class Router {
   add(sub: Subscription): void {
     this.index.add(sub.filter, sub);
     if (!sub.shared) return;
+    this.sharedSubscriptions++;
     const name = shareName(sub.filter);
     const g = this.groups.get(name);
     if (g === undefined) this.groups.set(name, new ShareGroup());
@@ -112,6 +115,7 @@ export class Router {
   /** Removes a subscription from the index; its share group's state goes with its last member. */
   remove(sub: Subscription): void {
     if (!this.index.remove(sub.filter, sub) || !sub.shared) return;
+    this.sharedSubscriptions--;
     const name = shareName(sub.filter);
     const g = this.groups.get(name);
     if (g !== undefined && --g.members === 0) this.groups.delete(name);
@@ -136,7 +140,7 @@ export class Router {
 
   /** May this shared-group member read `msg`? An ACL that throws counts as no (another member may). */
   private readable(s: Session, msg: Message): boolean {
-    const acl = this.b.accessControl;
+    const acl = this.b.aclFor(s);
     if (acl === undefined || s.internal) return true;
     try {
       return acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic);
@@ -167,7 +171,9 @@ export class Router {
     const hits = this.hits;
     try {
       this.index.match(msg.topic, this.visit, this.visitShared);
-      const acl = b.accessControl;
+      const shared = b.accessControl;
+      // per_listener_settings: each session's listener ACL (one flag read per recipient else)
+      const split = b.perListener;
       // One recipient's failure (an ACL backend that throws, a message it cannot be sent) must
       // not cost the recipients after it, nor the publisher its acknowledgement. The try is
       // entered once per message and again only after a failure, not once per recipient.
@@ -176,6 +182,7 @@ export class Router {
         try {
           for (; i < hits.length; i++) {
             const s = hits[i];
+            const acl = split && s.security !== null ? s.security.accessControl : shared;
             if (
               acl !== undefined &&
               !s.internal &&

@@ -1,6 +1,7 @@
 import type { QoS } from '@mqtt-edge/codec';
 import type { Connection } from './connection.ts';
 import type { Delivery } from './message.ts';
+import type { ListenerSecurity } from './options.ts';
 
 const STORED = 1;
 const INTERNAL = 2;
@@ -49,6 +50,11 @@ export class Session {
   /** Wall-clock ms at which an offline session ends; 0 while connected or never. */
   expiresAt = 0;
   username: string | undefined;
+  /**
+   * per_listener_settings: the login rules and ACL of the listener it last connected on; null
+   * for the broker's (and for a session restored from disk until its client is back).
+   */
+  security: ListenerSecurity | null = null;
   /** Publishers whose sockets are paused until this session's queue drains. */
   blocked: Connection[] | null = null;
   private nextPid = 1;

@@ -6,11 +6,14 @@
 import type { Properties, Will } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
 import { makeMessage } from './message.ts';
+import type { ListenerSecurity } from './options.ts';
 import { clientMayWriteSys } from './sys.ts';
 
 interface Pending {
   will: Will;
   username: string | undefined;
+  /** The ACL of the listener it came in on (per_listener_settings); null: the broker's. */
+  security: ListenerSecurity | null;
   timer: NodeJS.Timeout;
   /** Wall-clock ms the will is due (kept in the persistence log across a crash). */
   dueAt: number;
@@ -26,14 +29,20 @@ export class WillTimers {
   }
 
   /** Publishes `will` for `clientId` now, or after `delaySeconds`. */
-  schedule(clientId: string, username: string | undefined, will: Will, delaySeconds: number): void {
+  schedule(
+    clientId: string,
+    username: string | undefined,
+    will: Will,
+    delaySeconds: number,
+    security: ListenerSecurity | null = null,
+  ): void {
     this.cancel(clientId);
     if (delaySeconds <= 0) {
-      publishWill(this.b, clientId, username, will);
+      publishWill(this.b, clientId, username, will, security);
       return;
     }
     const dueAt = Date.now() + delaySeconds * 1000;
-    this.start(clientId, username, will, dueAt);
+    this.start(clientId, username, will, dueAt, security);
     this.b.persist?.willPut(clientId, username, will, dueAt);
   }
 
@@ -42,11 +51,17 @@ export class WillTimers {
     this.start(clientId, username, will, dueAt);
   }
 
-  private start(clientId: string, username: string | undefined, will: Will, dueAt: number): void {
+  private start(
+    clientId: string,
+    username: string | undefined,
+    will: Will,
+    dueAt: number,
+    security: ListenerSecurity | null = null,
+  ): void {
     const ms = Math.max(0, Math.min(dueAt - Date.now(), 2 ** 31 - 1));
     const timer = setTimeout(() => this.fire(clientId), ms);
     timer.unref();
-    this.pending.set(clientId, { will, username, timer, dueAt });
+    this.pending.set(clientId, { will, username, security, timer, dueAt });
   }
 
   /** Pending wills, for the persistence snapshot. */
@@ -70,7 +85,7 @@ export class WillTimers {
     clearTimeout(p.timer);
     this.pending.delete(clientId);
     this.b.persist?.willDel(clientId);
-    publishWill(this.b, clientId, p.username, p.will);
+    publishWill(this.b, clientId, p.username, p.will, p.security);
   }
 
   clear(): void {
@@ -79,12 +94,20 @@ export class WillTimers {
   }
 }
 
-export function publishWill(b: Broker, clientId: string, username: string | undefined, will: Will): void {
+export function publishWill(
+  b: Broker,
+  clientId: string,
+  username: string | undefined,
+  will: Will,
+  security: ListenerSecurity | null = null,
+): void {
   if (!clientMayWriteSys(will.topic)) {
     b.log('notice', "will denied: $SYS topics are the broker's own", { clientId, topic: will.topic });
     return;
   }
-  const acl = b.accessControl;
+  // A will restored from disk has no listener: under per_listener_settings the broker's ACL is
+  // every listener's together (config-build.ts).
+  const acl = security !== null ? security.accessControl : b.accessControl;
   if (acl !== undefined && !acl.allowed('write', { clientId, username }, will.topic)) {
     b.log('notice', 'will denied by the ACL', { clientId, topic: will.topic });
     return;

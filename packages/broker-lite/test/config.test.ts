@@ -179,10 +179,10 @@ protocol websockets
     ],
     ['mount_point', 'listener 1\nmount_point x/\n', 2, /mount points are not supported/],
     [
-      'per_listener_settings with two listeners',
-      'per_listener_settings true\nlistener 1\nlistener 2\n',
-      1,
-      /single listener/,
+      'per_listener_settings after a security key (issue 15.2: several listeners are fine now)',
+      'listener 1\nallow_anonymous true\nper_listener_settings true\n',
+      3,
+      /must be set before any other security settings/,
     ],
   ];
   for (const [name, text, line, message] of bad) {
@@ -255,27 +255,22 @@ per_listener_settings false
     expect(c.warnings).toEqual([]);
   });
 
-  it('log_type all / none, log_dest none, and unsupported destinations warn', () => {
+  it('log_type all / none, log_dest none, and the unsupported destination (dlt) warns', () => {
     expect(parse('log_type all\n').logTypes).toHaveLength(8);
     expect(parse('log_type all\nlog_type none\n').logTypes).toEqual([]);
     expect(parse('log_dest none\n').logDest).toEqual([]);
-    const c = parse('log_dest syslog\nlog_dest topic\nlog_dest stderr\n');
-    expect(c.logDest).toEqual([{ kind: 'stderr' }]);
-    expect(c.warnings.map((w) => [w.line, w.key])).toEqual([
-      [1, 'log_dest'],
-      [2, 'log_dest'],
-    ]);
+    const c = parse('log_dest dlt\nlog_dest topic\nlog_dest stderr\n');
+    expect(c.logDest).toEqual([{ kind: 'topic' }, { kind: 'stderr' }]);
+    expect(c.warnings.map((w) => [w.line, w.key])).toEqual([[1, 'log_dest']]);
   });
 
   it('warns, with file:line, for keys it accepts and ignores', () => {
-    const c = parse(
-      'user mosquitto\npersistence_file mosquitto.db\nset_tcp_nodelay true\nlog_timestamp_format %Y\n',
-    );
+    const c = parse('user mosquitto\npersistence_file mosquitto.db\nset_tcp_nodelay true\nmax_qos 2\n');
     expect(c.warnings.map((w) => `${w.file}:${w.line} ${w.key}`)).toEqual([
       `${FILE}:1 user`,
       `${FILE}:2 persistence_file`,
       `${FILE}:3 set_tcp_nodelay`,
-      `${FILE}:4 log_timestamp_format`,
+      `${FILE}:4 max_qos`,
     ]);
     expect(c.warnings[0].message).toMatch(/^ignored: /);
   });

@@ -43,10 +43,10 @@ async function untilDisconnect(c: RawClient): Promise<{ rc: number | undefined; 
 }
 
 describe('MQTT 5 Receive Maximum, broker side', () => {
-  it('is advertised in CONNACK: the option, else 65,535', async () => {
+  it('is advertised in CONNACK: the option, else max_inflight_messages (issue 15.3)', async () => {
     const a = await broker();
     const c1 = await RawClient.connect(a.port, { protocolVersion: 5, clientId: 'rm-a' });
-    expect(c1.connack.properties?.receiveMaximum).toBe(65_535);
+    expect(c1.connack.properties?.receiveMaximum).toBe(100);
     c1.client.close();
     const b = await broker(7);
     const c2 = await RawClient.connect(b.port, { protocolVersion: 5, clientId: 'rm-b' });

@@ -186,6 +186,9 @@ describe.skipIf(CHROMIUM_SKIP !== undefined)(
       expect(latency).toBeLessThan(1000);
       // The broker's figures from $SYS, and a chart once there are two points.
       await page.locator('[data-stat="clients"] dd', { hasText: /^[1-9]/ }).waitFor();
+      // Queued is Mosquitto's store count less the retained messages it holds (issue 15.2).
+      await page.locator('[data-stat="retained"] dd', { hasText: /^[1-9]/ }).waitFor();
+      await page.locator('[data-stat="queued"] dd', { hasText: /^0$/ }).waitFor();
       await agent.publishAsync('t/dev1/temp', reading('dev1', 'temp', 22, 'Cel'), { qos: 1 });
       await page.locator(channel('dev1', 'temp'), { hasText: '22 °C' }).waitFor();
       expect(await page.locator('[data-device="dev1"] [data-channel="temp"] path').getAttribute('d')).toMatch(

@@ -65,21 +65,30 @@ function textValue(v: unknown): string {
   return s === '' || /[\s"=]/.test(s) ? JSON.stringify(s) : s;
 }
 
-/** A text line, without the newline: `2026-11-25T18:00:00.000Z warning msg k=v`. */
+/** The ` k=v` tail of a text line (undefined fields left out), escaped as text lines are. */
+export function formatFields(fields: Record<string, unknown> | undefined): string {
+  let out = '';
+  if (fields !== undefined) {
+    for (const k of Object.keys(fields)) {
+      const v = fields[k];
+      if (v === undefined) continue;
+      out += ` ${escapeControl(k)}=${textValue(v)}`;
+    }
+  }
+  return out;
+}
+
+/**
+ * A text line, without the newline: `2026-11-25T18:00:00.000Z warning msg k=v`. `timeText`
+ * writes the time (default ISO 8601 in UTC).
+ */
 export function formatText(
   time: Date | undefined,
   level: Level,
   msg: string,
   fields: Record<string, unknown> | undefined,
+  timeText?: (d: Date) => string,
 ): string {
-  let line = time !== undefined ? `${time.toISOString()} ` : '';
-  line += `${level.padEnd(7)} ${escapeControl(msg)}`;
-  if (fields !== undefined) {
-    for (const k of Object.keys(fields)) {
-      const v = fields[k];
-      if (v === undefined) continue;
-      line += ` ${escapeControl(k)}=${textValue(v)}`;
-    }
-  }
-  return line;
+  const stamp = time === undefined ? '' : `${timeText === undefined ? time.toISOString() : timeText(time)} `;
+  return `${stamp}${level.padEnd(7)} ${escapeControl(msg)}${formatFields(fields)}`;
 }

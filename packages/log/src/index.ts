@@ -1,4 +1,4 @@
-export { escapeControl, formatJson, formatText } from './format.ts';
+export { escapeControl, formatFields, formatJson, formatText } from './format.ts';
 export { LEVELS, type Level, levelOf, PRIORITY } from './levels.ts';
 export {
   createSink,

@@ -65,6 +65,8 @@ export interface SinkOptions {
   base?: Record<string, unknown>;
   /** The clock, for tests. */
   now?: () => Date;
+  /** How text lines write the time (default ISO 8601 in UTC); JSON's `time` stays ISO 8601. */
+  timeText?: (d: Date) => string;
 }
 
 export interface Sink {
@@ -100,7 +102,7 @@ export function createSink(options: SinkOptions): Sink {
       for (const d of dests) {
         const useText = options.format === 'text' || (options.format === 'auto' && d.isTty);
         const line = useText
-          ? (text ??= formatText(time, level, msg, all))
+          ? (text ??= formatText(time, level, msg, all, options.timeText))
           : (json ??= formatJson(time, level, msg, all));
         if (d.write !== undefined) {
           try {

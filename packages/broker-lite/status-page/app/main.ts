@@ -197,7 +197,16 @@ function renderBroker(): void {
   stat(dl, 'dropped', `${b.get('messages/dropped') ?? '–'} (${fmt(rate('messages/dropped'))}/s)`);
   stat(dl, 'bytes in/s', bytes(rate('bytes/received')));
   stat(dl, 'bytes out/s', bytes(rate('bytes/sent')));
-  stat(dl, 'queued', b.get('store/messages/count') ?? '–');
+  // Mosquitto's store count holds the retained messages too; queued is the rest.
+  const stored = b.get('store/messages/count');
+  const retained = b.get('retained messages/count');
+  stat(
+    dl,
+    'queued',
+    stored === undefined || retained === undefined
+      ? '–'
+      : String(Math.max(0, Number(stored) - Number(retained))),
+  );
   const table = byId('bridges');
   table.hidden = model.bridges.size === 0;
   const body = table.querySelector('tbody') as HTMLElement;
