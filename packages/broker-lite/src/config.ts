@@ -764,8 +764,7 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
       file: cfg.file ?? '(command line)',
       line: 0,
       key: 'allow_anonymous',
-      message:
-        'anonymous clients are refused and there is no password_file: no client can connect (Mosquitto 2 would let any user name in)',
+      message: 'anonymous clients are refused and there is no password_file: no client can connect',
     });
   }
   if (overrides.verbose) cfg.logTypes = [...LOG_TYPES];

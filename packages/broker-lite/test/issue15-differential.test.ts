@@ -1,0 +1,79 @@
+/**
+ * Issue 15 part 1: what the differential suite against Mosquitto (test/differential.test.ts)
+ * found broker-lite doing otherwise, each kept here as a regression test of its own that needs
+ * no Mosquitto. Each test names the differential scenario that showed it.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../src/index.ts';
+import { type ConfiguredBroker, startConfigured } from './helpers/config-broker.ts';
+import { RawClient } from './helpers/raw-client.ts';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function configured(conf: string, files: Record<string, string> = {}): Promise<ConfiguredBroker> {
+  const dir = mkdtempSync(join(tmpdir(), 'bl-issue15-'));
+  dirs.push(dir);
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return startConfigured(dir, `listener 0 127.0.0.1\n${conf.replaceAll('{dir}', dir)}\n`);
+}
+
+describe('issue 15.1: logins refused as Mosquitto refuses them', () => {
+  let b: ConfiguredBroker;
+  beforeAll(async () => {
+    const passwd = `alice:${await hashPassword('alice-pw')}\nnobody:${await hashPassword('')}\n`;
+    b = await configured('allow_anonymous false\npassword_file {dir}/passwd', { passwd });
+  });
+  afterAll(() => b.close());
+
+  const login = async (version: 4 | 5, username: string | undefined, password: string | undefined) => {
+    const { client, connack } = await RawClient.connect(b.ports[0], {
+      protocolVersion: version,
+      clientId: `c${version}`,
+      username,
+      password: password === undefined ? undefined : Buffer.from(password),
+    });
+    client.close();
+    return connack.reasonCode;
+  };
+
+  it('issue 15.1: a wrong password, an unknown user and a missing password answer 5 / 0x87 (auth-closed.bad-password, .unknown-user, .no-password)', async () => {
+    expect(await login(4, 'alice', 'wrong')).toBe(5);
+    expect(await login(5, 'alice', 'wrong')).toBe(0x87);
+    expect(await login(4, 'mallory', 'x')).toBe(5);
+    expect(await login(5, 'mallory', 'x')).toBe(0x87);
+    expect(await login(4, 'alice', undefined)).toBe(5);
+    expect(await login(5, 'alice', undefined)).toBe(0x87);
+    expect(await login(4, 'alice', 'alice-pw')).toBe(0);
+  });
+
+  it("issue 15.1: an empty password never logs in, even for a user whose password is '' (auth-closed.empty-password)", async () => {
+    expect(await login(4, 'nobody', '')).toBe(5);
+    expect(await login(5, 'nobody', '')).toBe(0x87);
+  });
+
+  it('issue 15.1: without a password file, a user name is refused like an anonymous client (auth-nofile.any-user)', async () => {
+    const nofile = await configured('allow_anonymous false');
+    try {
+      const v4 = await RawClient.connect(nofile.ports[0], {
+        clientId: 'n4',
+        username: 'who',
+        password: Buffer.from('x'),
+      });
+      const v5 = await RawClient.connect(nofile.ports[0], {
+        protocolVersion: 5,
+        clientId: 'n5',
+        username: 'who',
+        password: Buffer.from('x'),
+      });
+      expect([v4.connack.reasonCode, v5.connack.reasonCode]).toEqual([5, 0x87]);
+    } finally {
+      await nofile.close();
+    }
+  });
+});
