@@ -14,6 +14,12 @@ interface Pending {
   timer: NodeJS.Timeout;
   /** Wall-clock ms the will is due (kept in the persistence log across a crash). */
   dueAt: number;
+  /**
+   * Due because the session expires then (its expiry interval is shorter than the will delay):
+   * the session ends with the will, not at the next expiry sweep up to a second later, so that
+   * no client resumes a session whose will said it was over (Mosquitto does the same).
+   */
+  endsSession: boolean;
 }
 
 export class WillTimers {
@@ -25,15 +31,24 @@ export class WillTimers {
     return this.pending.size;
   }
 
-  /** Publishes `will` for `clientId` now, or after `delaySeconds`. */
-  schedule(clientId: string, username: string | undefined, will: Will, delaySeconds: number): void {
+  /**
+   * Publishes `will` for `clientId` now, or after `delaySeconds`; `endsSession`: the session
+   * expires at that moment too, and ends then.
+   */
+  schedule(
+    clientId: string,
+    username: string | undefined,
+    will: Will,
+    delaySeconds: number,
+    endsSession = false,
+  ): void {
     this.cancel(clientId);
     if (delaySeconds <= 0) {
       publishWill(this.b, clientId, username, will);
       return;
     }
     const dueAt = Date.now() + delaySeconds * 1000;
-    this.start(clientId, username, will, dueAt);
+    this.start(clientId, username, will, dueAt, endsSession);
     this.b.persist?.willPut(clientId, username, will, dueAt);
   }
 
@@ -42,11 +57,24 @@ export class WillTimers {
     this.start(clientId, username, will, dueAt);
   }
 
-  private start(clientId: string, username: string | undefined, will: Will, dueAt: number): void {
+  private start(
+    clientId: string,
+    username: string | undefined,
+    will: Will,
+    dueAt: number,
+    endsSession = false,
+  ): void {
     const ms = Math.max(0, Math.min(dueAt - Date.now(), 2 ** 31 - 1));
-    const timer = setTimeout(() => this.fire(clientId), ms);
+    const timer = setTimeout(() => this.due(clientId), ms);
     timer.unref();
-    this.pending.set(clientId, { will, username, timer, dueAt });
+    this.pending.set(clientId, { will, username, timer, dueAt, endsSession });
+  }
+
+  private due(clientId: string): void {
+    const s = this.pending.get(clientId)?.endsSession ? this.b.sessions.get(clientId) : undefined;
+    // endSession sends the will (fire) once the session is gone.
+    if (s !== undefined && s.conn === null) this.b.endSession(s);
+    else this.fire(clientId);
   }
 
   /** Pending wills, for the persistence snapshot. */

@@ -77,3 +77,40 @@ describe('issue 15.1: logins refused as Mosquitto refuses them', () => {
     }
   });
 });
+
+describe('issue 15.1: a session that expires before its will delay', () => {
+  it('issue 15.1: ends when its will is sent: a reconnect right after the will finds no session (will.session-expiry-first-v5, session.v5-expiry-elapses)', async () => {
+    const b = await configured('allow_anonymous true');
+    try {
+      const port = b.ports[0];
+      const obs = (await RawClient.connect(port, { protocolVersion: 5, clientId: 'obs' })).client;
+      expect(await obs.subscribe('exp/#', 1)).toEqual([1]);
+      const { client: w } = await RawClient.connect(port, {
+        protocolVersion: 5,
+        clientId: 'w',
+        properties: { sessionExpiryInterval: 1 },
+        will: {
+          topic: 'exp/will',
+          payload: Buffer.from('session over'),
+          qos: 1,
+          retain: false,
+          properties: { willDelayInterval: 60 },
+        },
+      });
+      w.close();
+      const will = await obs.expect('publish', 4000);
+      expect(will.topic).toBe('exp/will');
+      const again = await RawClient.connect(port, {
+        protocolVersion: 5,
+        clientId: 'w',
+        clean: false,
+        properties: { sessionExpiryInterval: 1 },
+      });
+      expect(again.connack.sessionPresent).toBe(false);
+      again.client.close();
+      obs.close();
+    } finally {
+      await b.close();
+    }
+  });
+});
