@@ -29,10 +29,16 @@ export class Router {
   private readonly cache = new EncodeCache();
   private readonly groups = new Map<string, ShareGroup>();
   private routing = false;
+  /**
+   * The last route() found a matching subscription, whether or not it delivered (no local, the
+   * ACL's read): an MQTT 5 QoS 1 publisher hears 0x10 otherwise, as from Mosquitto.
+   */
+  matched = false;
 
   constructor(private readonly b: Broker) {}
 
   private readonly visit = (sub: Subscription): void => {
+    this.matched = true;
     const s = sub.session;
     if (sub.noLocal && s === this.from) return;
     const msg = this.msg as Message;
@@ -54,6 +60,7 @@ export class Router {
   };
 
   private readonly visitShared = (group: string, members: readonly Subscription[]): void => {
+    this.matched = true;
     const msg = this.msg as Message;
     const n = members.length;
     // The entry exists while the index holds a member; a miss would be a bookkeeping bug, and
@@ -162,6 +169,7 @@ export class Router {
     this.msg = msg;
     this.from = from;
     this.epoch++;
+    this.matched = false;
     this.cache.clear();
     b.routedCount = 0;
     const hits = this.hits;

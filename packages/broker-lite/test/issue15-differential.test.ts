@@ -114,3 +114,53 @@ describe('issue 15.1: a session that expires before its will delay', () => {
     }
   });
 });
+
+describe('issue 15.1: PUBACK 0x10 (no matching subscribers)', () => {
+  it('issue 15.1: an MQTT 5 QoS 1 PUBLISH no subscription matches gets PUBACK 0x10; a matching one, even unreadable or no-local, 0x00; QoS 2 and 3.1.1 always 0 (delivery.no-subscribers-v5, acl.no-readers-v5)', async () => {
+    // Anonymous clients (p, p3) write anywhere; bob reads only fleet/+/status.
+    const acl = 'topic readwrite #\nuser bob\ntopic read fleet/+/status\n';
+    const passwd = `bob:${await hashPassword('pb')}\n`;
+    const b = await configured('allow_anonymous true\npassword_file {dir}/passwd\nacl_file {dir}/acl', {
+      acl,
+      passwd,
+    });
+    try {
+      const port = b.ports[0];
+      const { client: p } = await RawClient.connect(port, { protocolVersion: 5, clientId: 'p' });
+      const puback = async (topic: string, qos: 1 | 2 = 1, retain = false) => {
+        p.publish(topic, 'x', qos, retain, 7);
+        const ack = await p.next();
+        if (ack?.type === 'pubrec') {
+          p.send({ type: 'pubrel', packetId: 7 });
+          await p.expect('pubcomp');
+        }
+        return ack?.type === 'puback' || ack?.type === 'pubrec' ? (ack.reasonCode ?? 0) : -1;
+      };
+      expect(await puback('nobody/a')).toBe(0x10);
+      expect(await puback('nobody/r', 1, true)).toBe(0x10);
+      expect(await puback('nobody/a', 2)).toBe(0);
+      // The publisher's own no-local subscription matches: not 0x10 (Mosquitto counts it too).
+      p.send({
+        type: 'subscribe',
+        packetId: 1,
+        subscriptions: [{ topicFilter: 'own/t', qos: 1, noLocal: true }],
+      });
+      await p.expect('suback');
+      expect(await puback('own/t')).toBe(0);
+      // bob's subscription matches a topic he may not read: still a matching subscription.
+      const { client: bob } = await RawClient.connect(port, {
+        clientId: 'bob',
+        username: 'bob',
+        password: Buffer.from('pb'),
+      });
+      expect(await bob.subscribe('fleet/#', 1)).toEqual([1]);
+      expect(await puback('fleet/1/other')).toBe(0);
+      const { client: p3 } = await RawClient.connect(port, { clientId: 'p3' });
+      p3.publish('nobody/b', 'x', 1, false, 3);
+      expect((await p3.expect('puback')).reasonCode ?? 0).toBe(0);
+      for (const c of [p, p3, bob]) c.close();
+    } finally {
+      await b.close();
+    }
+  });
+});

@@ -12,6 +12,7 @@ const PASSWORDS = { alice: 'pa', bob: 'pb', carol: 'pc', dave: 'pd', erin: 'pe' 
 const ACL = `# anonymous clients: the rules before the first user line
 topic read public/#
 topic write anon/in
+topic deny public/hidden
 
 user alice
 topic readwrite alice/#
@@ -35,6 +36,8 @@ pattern read devices/%u/cmd
 pattern write devices/%u/state
 pattern readwrite clients/%c/#
 pattern read public/broadcast
+pattern deny clients/%c/locked
+pattern deny %u/pattern-denied
 `;
 
 const as = (name: keyof typeof PASSWORDS) => ({ username: name, password: PASSWORDS[name] });
@@ -139,6 +142,28 @@ export const acl: ConfigGroup = {
       publish('a', 'alice/secret/y', 'refused', { qos: 1 }),
       publish('a', 'alice/plain', 'fine', { qos: 1 }),
     ]),
+    sc(
+      'deny-after-grant',
+      'a deny rule after the grant it narrows (anonymous rules, and a pattern under a pattern)',
+      [
+        connect5('n', { clientId: 'anon-2' }),
+        subscribe('n', { filter: 'public/#', qos: 1 }, { filter: 'clients/anon-2/#', qos: 1 }),
+        login('c', 'carol'),
+        publish('c', 'public/hidden', 'denied by the later rule', { qos: 1 }),
+        publish('c', 'public/shown', 'granted', { qos: 1 }),
+        publish('c', 'clients/anon-2/locked', 'denied by a pattern', { qos: 1 }),
+        publish('c', 'clients/anon-2/open', 'granted by a pattern', { qos: 1 }),
+        publish('n', 'clients/anon-2/locked', 'write denied by a pattern', { qos: 1 }),
+      ],
+    ),
+    sc('pattern-deny-over-user-grant', "a pattern's deny against a grant in the user's own rules", [
+      login('a', 'alice', 5),
+      subscribe('a', { filter: 'alice/#', qos: 1 }),
+      login('c', 'carol'),
+      publish('c', 'alice/pattern-denied', 'user rule grants, pattern denies', { qos: 1 }),
+      publish('a', 'alice/pattern-denied', 'write: user rule grants, pattern denies', { qos: 1 }),
+      publish('c', 'alice/marker', 'marker', { qos: 1 }),
+    ]),
     sc('deny-subscribe', 'subscribing to exactly what a deny rule names', [
       login('a', 'alice', 5),
       subscribe('a', 'alice/secret/#', 'alice/secret/x'),
@@ -224,6 +249,13 @@ export const acl: ConfigGroup = {
       drop('a2'),
       wait('c', 'alice/will'),
       publish('c', 'bob/out', 'marker', { qos: 1 }),
+    ]),
+    sc('no-readers-v5', 'PUBACK when the only subscriber may not read the topic', [
+      login('b', 'bob', 5),
+      subscribe('b', { filter: 'fleet/#', qos: 1 }),
+      login('c', 'carol', 5),
+      publish('c', 'fleet/1/other', 'bob may not read it', { qos: 1 }),
+      publish('c', 'fleet/1/status', 'bob reads it', { qos: 1 }),
     ]),
     sc('write-then-read-other-user', 'one user writes where another may read', [
       login('b', 'bob', 4),
