@@ -139,6 +139,11 @@ export class DiffClient {
   received = 0;
   /** The CONNACK said 0 (pings and requests are allowed). */
   connected = false;
+  /**
+   * A request of ours went unanswered and nothing came since: the broker is not reading this
+   * connection (backpressure), so settling does not ping it. Any packet clears it.
+   */
+  stalled = false;
   isClosed = false;
   private closedByUs = false;
 
@@ -243,6 +248,7 @@ export class DiffClient {
   }
 
   private onPacket(p: Packet): void {
+    this.stalled = false;
     if (p.type !== 'pingresp') this.received++;
     switch (p.type) {
       case 'connack':
@@ -350,11 +356,14 @@ export class DiffClient {
     await this.request({ type: 'unsubscribe', packetId, topicFilters }, 'unsuback', packetId);
   }
 
-  /** PUBLISH and, for QoS 1/2, its whole flow (PUBREL sent after a PUBREC below 0x80). */
-  async publish(p: Omit<PublishPacket, 'type' | 'dup' | 'packetId'>, ms: number): Promise<void> {
+  /**
+   * PUBLISH and, for QoS 1/2, its whole flow (PUBREL sent after a PUBREC below 0x80). False
+   * when an acknowledgement did not come in `ms`.
+   */
+  async publish(p: Omit<PublishPacket, 'type' | 'dup' | 'packetId'>, ms: number): Promise<boolean> {
     if (p.qos === 0) {
       this.send({ type: 'publish', dup: false, ...p });
-      return;
+      return true;
     }
     const packetId = this.packetId();
     const first = await this.request(
@@ -363,13 +372,10 @@ export class DiffClient {
       packetId,
       ms,
     );
-    if (
-      p.qos === 2 &&
-      first !== null &&
-      first !== 'timeout' &&
-      ((first as { reasonCode?: number }).reasonCode ?? 0) < 0x80
-    )
-      await this.request({ type: 'pubrel', packetId }, 'pubcomp', packetId, ms);
+    if (first === 'timeout') return false;
+    if (p.qos === 2 && first !== null && ((first as { reasonCode?: number }).reasonCode ?? 0) < 0x80)
+      return (await this.request({ type: 'pubrel', packetId }, 'pubcomp', packetId, ms)) !== 'timeout';
+    return true;
   }
 
   private async request(
@@ -384,7 +390,10 @@ export class DiffClient {
     );
     this.send(p);
     const r = await got;
-    if (r === 'timeout') this.observe(`no ${answer} (timeout)`);
+    if (r === 'timeout') {
+      this.observe(`no ${answer} (timeout)`);
+      this.stalled = true;
+    }
     return r;
   }
 

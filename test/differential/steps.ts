@@ -73,4 +73,8 @@ export const acks = (client: string, mode: 'hold' | 'auto'): AcksStep => ({ op: 
 
 export const elapse = (ms: number): ElapseStep => ({ op: 'elapse', ms });
 
-export const sysTopics = (client: string): SysTopicsStep => ({ op: 'sysTopics', client });
+export const sysTopics = (client: string, filter?: string): SysTopicsStep => ({
+  op: 'sysTopics',
+  client,
+  filter,
+});

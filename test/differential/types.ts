@@ -60,8 +60,16 @@ export interface PublishStep {
   qos?: QoS;
   retain?: boolean;
   properties?: Properties;
-  /** Publish it this many times (default 1), each waiting for its acknowledgement. */
+  /**
+   * Publish it this many times (default 1), each waiting for its acknowledgement; the first
+   * that does not come ends the step (observed as `no puback (timeout)`).
+   */
   repeat?: number;
+  /**
+   * How long to wait for the acknowledgement (default 3 s). Shorter where a broker is expected
+   * to hold it back (backpressure), so the step does not cost the full wait.
+   */
+  ackTimeoutMs?: number;
 }
 
 export interface DisconnectStep {
@@ -118,12 +126,14 @@ export interface ElapseStep {
 }
 
 /**
- * `client` subscribes to `$SYS/#`, and the transcript records the names of the topics that
- * arrive (retained, at once) in one line, not their values; then it unsubscribes.
+ * `client` subscribes to `filter` (default `$SYS/#`), and the transcript records the names of
+ * the topics that arrive (retained, at once) in one line, not their values (which are timing);
+ * then it unsubscribes.
  */
 export interface SysTopicsStep {
   op: 'sysTopics';
   client: string;
+  filter?: string;
 }
 
 export type Step =

@@ -4,7 +4,7 @@
  * message properties between 5.0 and 3.1.1 clients, a client's own maximum packet size, and
  * protocol errors a client can make. One broker pair: topics differ per scenario.
  */
-import { connect, connect5, publish, subscribe, unsubscribe } from '../steps.ts';
+import { acks, connect, connect5, publish, subscribe, unsubscribe } from '../steps.ts';
 import type { ConfigGroup, Scenario, Step } from '../types.ts';
 
 const sc = (id: string, title: string, steps: Step[]): Scenario => ({ id: `delivery.${id}`, title, steps });
@@ -176,6 +176,18 @@ export const delivery: ConfigGroup = {
       subscribe('m', { filter: '$share/g/nosub/shared', qos: 1 }),
       publish('p', 'nosub/shared', 'a shared subscription', { qos: 1 }),
     ]),
+    sc(
+      'inflight-default',
+      'max_inflight_messages at its default: 30 QoS 1 messages to a subscriber that does not acknowledge',
+      [
+        connect('s'),
+        subscribe('s', { filter: 'infd/#', qos: 1 }),
+        acks('s', 'hold'),
+        connect('p'),
+        publish('p', 'infd/t', '', { qos: 1, repeat: 30 }),
+        acks('s', 'auto'),
+      ],
+    ),
     sc('client-id-characters', 'client ids with slashes, wildcards and 100 characters are accepted', [
       connect('a', { clientId: 'with/slash' }),
       connect('b', { clientId: 'with+plus#hash' }),

@@ -81,7 +81,8 @@ export const maxInflight: ConfigGroup = {
 
 export const maxQueued: ConfigGroup = {
   name: 'max-queued',
-  conf: 'allow_anonymous true\nmax_queued_messages 3',
+  // Mosquitto's max_inflight_messages, given: broker-lite's default is 100 (delivery.inflight-default).
+  conf: 'allow_anonymous true\nmax_queued_messages 3\nmax_inflight_messages 20',
   freshPerScenario: true,
   scenarios: [
     sc('max-queued', 'offline', 'max_queued_messages 3: an offline session keeps 3', [
@@ -105,7 +106,8 @@ export const maxQueued: ConfigGroup = {
         subscribe('s', { filter: 'mq/#', qos: 1 }),
         acks('s', 'hold'),
         connect('p'),
-        publish('p', 'mq/t', '', { qos: 1, repeat: 30 }),
+        // broker-lite stops reading the publisher at the bound (differences.ts): 1 s tells.
+        publish('p', 'mq/t', '', { qos: 1, repeat: 30, ackTimeoutMs: 1000 }),
         acks('s', 'auto'),
       ],
     ),
