@@ -13,7 +13,7 @@ const args = process.argv.slice(2);
 const transcripts = args.includes('--transcripts');
 const lanesAt = args.indexOf('--lanes');
 const lanes = lanesAt < 0 ? 4 : Number(args[lanesAt + 1]);
-const filters = args.filter((a, i) => !a.startsWith('--') && i !== lanesAt + 1);
+const filters = args.filter((a, i) => !a.startsWith('--') && (lanesAt < 0 || i !== lanesAt + 1));
 const wanted = (id: string) => filters.length === 0 || filters.some((f) => id.includes(f));
 
 const started = Date.now();

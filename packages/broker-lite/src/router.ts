@@ -38,9 +38,12 @@ export class Router {
   constructor(private readonly b: Broker) {}
 
   private readonly visit = (sub: Subscription): void => {
-    this.matched = true;
     const s = sub.session;
-    if (sub.noLocal && s === this.from) return;
+    // A hit sets `matched` once after the walk; only a subscription skipped here must say so.
+    if (sub.noLocal && s === this.from) {
+      this.matched = true;
+      return;
+    }
     const msg = this.msg as Message;
     const qos = sub.qos < msg.qos ? sub.qos : msg.qos;
     if (s.mark !== this.epoch) {
@@ -175,6 +178,7 @@ export class Router {
     const hits = this.hits;
     try {
       this.index.match(msg.topic, this.visit, this.visitShared);
+      if (hits.length > 0) this.matched = true;
       const acl = b.accessControl;
       // One recipient's failure (an ACL backend that throws, a message it cannot be sent) must
       // not cost the recipients after it, nor the publisher its acknowledgement. The try is
