@@ -119,7 +119,8 @@ const IGNORED: Record<string, string> = {
   queue_qos0_messages: 'QoS 0 messages are not queued for offline clients',
   persistent_client_expiration: 'sessions expire by their MQTT 5 session expiry interval',
   check_retain_source: 'not supported',
-  allow_duplicate_messages: 'deprecated in Mosquitto; duplicates are always delivered per subscription',
+  allow_duplicate_messages:
+    'overlapping subscriptions of one client always bring one copy, at the highest QoS (MQTT 5: with every subscription identifier)',
   websockets_log_level: 'websocket events are logged under log_type websockets',
   websockets_headers_size: 'the ws package bounds headers itself',
   tls_version: 'Node.js negotiates TLS 1.2 or 1.3',

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config.ts';
 import { hashPassword } from '../src/index.ts';
 import { type ConfiguredBroker, startConfigured } from './helpers/config-broker.ts';
 import { RawClient } from './helpers/raw-client.ts';
@@ -162,5 +163,14 @@ describe('issue 15.1: PUBACK 0x10 (no matching subscribers)', () => {
     } finally {
       await b.close();
     }
+  });
+});
+
+describe('issue 15.1: overlapping subscriptions (delivery.overlap-v5, acl.user-without-rules)', () => {
+  it("issue 15.1: allow_duplicate_messages' warning says what broker-lite does: one copy per client", () => {
+    const c = parseConfig('listener 0 127.0.0.1\nallow_duplicate_messages true\n', join(tmpdir(), 'x.conf'));
+    const w = c.warnings.find((x) => x.key === 'allow_duplicate_messages');
+    expect(w?.message).toMatch(/one copy/);
+    expect(w?.message).not.toMatch(/per subscription/);
   });
 });
