@@ -3,6 +3,7 @@
  * prefixes, notifications on both sides, no echo, TLS with client certificates made by openssl,
  * failover across addresses, and an upstream that is away when the bridge starts.
  */
+import { hostname } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import { eventually, forwardPort, Recorder, startBridged } from './bridge-helpers.ts';
 import { freePort, hasMosquitto, startMosquitto } from './helpers/mosquitto.ts';
@@ -12,6 +13,9 @@ const HAS = hasMosquitto();
 if (!HAS)
   console.warn('mosquitto not installed (/usr/sbin/mosquitto): bridge tests against mosquitto skipped');
 if (!HAS_OPENSSL) console.warn('openssl not installed: bridge TLS test skipped');
+
+/** The bridge `connection up`'s state: named by its remote client id, HOSTNAME.up by default. */
+const UP_STATE = `$SYS/broker/connection/${hostname()}.up/state`;
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterAll(async () => {
@@ -55,14 +59,8 @@ describe.skipIf(!HAS)('bridge to mosquitto', () => {
     );
 
     // Retained state, 1 on both sides (mosquitto accepts a $SYS publish from a bridge only).
-    await up.until(
-      () => up.on('$SYS/broker/connection/up/state').some((x) => x.payload === '1'),
-      'remote state 1',
-    );
-    await local.until(
-      () => local.on('$SYS/broker/connection/up/state').some((x) => x.payload === '1'),
-      'local state 1',
-    );
+    await up.until(() => up.on(UP_STATE).some((x) => x.payload === '1'), 'remote state 1');
+    await local.until(() => local.on(UP_STATE).some((x) => x.payload === '1'), 'local state 1');
 
     await local.client.publish('gw/sensors/t1', 'out-1', { qos: 1 });
     await local.client.publish('gw/sensors/t1', 'out-2', { qos: 1 });
@@ -104,10 +102,7 @@ describe.skipIf(!HAS)('bridge to mosquitto', () => {
 
     // The upstream goes away: the local state says so, retained.
     await m.kill();
-    await local.until(
-      () => local.on('$SYS/broker/connection/up/state').at(-1)?.payload === '0',
-      'local state 0',
-    );
+    await local.until(() => local.on(UP_STATE).at(-1)?.payload === '0', 'local state 0');
     const down = await b.waitLog((l) => l.message === 'bridge disconnected');
     expect(String(down.fields?.reason)).not.toBe('');
   }, 30_000);

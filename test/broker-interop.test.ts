@@ -210,7 +210,7 @@ describe.skipIf(!HAS_PAHO)('python3-paho-mqtt', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as unknown[]);
     const get = (name: string) => lines.find((l) => l[0] === name)?.[1];
-    expect(get('bad_connect')).toBe(4);
+    expect(get('bad_connect')).toBe(5);
     expect(get('connect')).toBe(0);
     expect(get('suback')).toEqual([0, 2, 1]);
     const msgs = get('messages') as unknown[][];

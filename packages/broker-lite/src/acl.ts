@@ -16,10 +16,12 @@ import { readBounded } from './passwd.ts';
  *   (Mosquitto's documentation promises this; 2.0.x checks rules in file order).
  * - A user's own rules and the pattern rules are one rule set; there is no precedence between
  *   them beyond deny-first.
- * - SUBSCRIBE is checked (Mosquitto 2.0 lets every SUBSCRIBE through and filters deliveries):
- *   a filter is granted when some read rule covers all of it (the filter, read as a topic,
- *   matches the rule) and no deny rule covers all of it. Deliveries are still checked one by
- *   one, so a filter partly under a deny rule is granted and the denied topics never arrive.
+ * - SUBSCRIBE is checked (Mosquitto 2.0 lets every SUBSCRIBE through and filters deliveries),
+ *   but only refuses what could never bring a message: a filter is granted when some read rule
+ *   can match a topic the filter matches (`#` under `topic read shared/#` is granted, and brings
+ *   shared/... as in Mosquitto), and refused when none can or a deny rule covers all of it.
+ *   Deliveries are checked one by one, so what arrives is exactly what Mosquitto delivers; only
+ *   the SUBACK of a hopeless filter differs (issue 15's differential suite).
  * - A client whose user name or client id holds `+` or `#` gets nothing when pattern rules
  *   exist (Mosquitto does the same), since it could widen a `%u` / `%c` level.
  */
@@ -184,6 +186,31 @@ function coversFilter(rule: Rule, filter: string[], who: Who): boolean {
   return levels.length === filter.length;
 }
 
+/** The rule's level as text for this client (a literal, `+` or `#` as they are). */
+function levelText(level: Level, who: Who): string {
+  return typeof level === 'string' ? level : levelValue(level, who);
+}
+
+/**
+ * Is there a topic both the rule and the filter match? Level by level: `#` on either side
+ * matches the rest (its parent level too), `+` any one level, literals must be equal; and a
+ * topic starting with `$` is matched by neither side's leading wildcard.
+ */
+function intersects(rule: Rule, filter: string[], who: Who): boolean {
+  const levels = rule.levels;
+  const filterWild = filter[0] === '+' || filter[0] === '#';
+  if (rule.wildFirst && !filterWild && filter[0].startsWith('$')) return false;
+  if (filterWild && !rule.wildFirst && levelText(levels[0], who).startsWith('$')) return false;
+  for (let i = 0; ; i++) {
+    const l = levels[i];
+    const f = filter[i];
+    if (l === '#' || f === '#') return true;
+    if (l === undefined || f === undefined) return l === f;
+    if (l === '+' || f === '+') continue;
+    if (!levelMatches(l, f, who)) return false;
+  }
+}
+
 /** A rule list split by what each rule does, so a check visits only the rules that can decide it. */
 interface Buckets {
   deny: Rule[];
@@ -259,8 +286,8 @@ export class AclFile implements AccessControl {
     const applies = (r: Rule): boolean => !(r.usesUsername && client.username === undefined);
     for (const r of own.deny) if (coversFilter(r, levels, client)) return false;
     for (const r of this.patterns.deny) if (applies(r) && coversFilter(r, levels, client)) return false;
-    for (const r of own.read) if (coversFilter(r, levels, client)) return true;
-    for (const r of this.patterns.read) if (applies(r) && coversFilter(r, levels, client)) return true;
+    for (const r of own.read) if (intersects(r, levels, client)) return true;
+    for (const r of this.patterns.read) if (applies(r) && intersects(r, levels, client)) return true;
     return false;
   }
 }

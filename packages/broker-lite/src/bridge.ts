@@ -28,7 +28,7 @@ import { LocalLink } from './bridge-local.ts';
 import { CountingOutbox } from './bridge-queue.ts';
 import { filtersOf, routesOf, type TopicRoute, toLocal, toRemote } from './bridge-topics.ts';
 import type { Broker } from './broker.ts';
-import { type BridgeConfig, defaultBridgeDir } from './config-bridge.ts';
+import { type BridgeConfig, bridgeSysName, defaultBridgeDir } from './config-bridge.ts';
 import { makeMessage } from './message.ts';
 
 export { defaultBridgeDir };
@@ -74,7 +74,7 @@ export interface BridgeOptions {
   /** Wraps each bridge's on-disk queue (tests: a slow or failing disk). */
   wrapQueue?(queue: Outbox, name: string): Outbox;
   /**
-   * Seconds between updates of the bridges' `$SYS/broker/connection/NAME/...` counters; default
+   * Seconds between updates of the bridges' `$SYS/broker/connection/REMOTE_CLIENTID/...` counters; default
    * the broker's sys_interval, 0 disables.
    */
   sysInterval?: number;
@@ -806,9 +806,13 @@ export class Bridge {
     this.broker.publish(msg);
   }
 
-  /** Retained `$SYS/broker/connection/NAME/...` counters (published when changed, not persisted). */
+  /**
+   * Retained `$SYS/broker/connection/ID/...` counters (published when changed, not persisted),
+   * beside the state topic's default (bridgeSysName).
+   */
   publishSys(): void {
     const st = this.stats();
+    const prefix = `$SYS/broker/connection/${bridgeSysName(this.config)}/`;
     const values: Array<[string, number | string]> = [
       ['connects', st.connects],
       ['connect_failures', st.connectFailures],
@@ -822,7 +826,7 @@ export class Bridge {
       ['bridge_state', st.state],
     ];
     for (const [name, value] of values) {
-      const topic = `$SYS/broker/connection/${this.config.name}/${name}`;
+      const topic = prefix + name;
       const payload = Buffer.from(String(value));
       const prev = this.broker.retain.get(topic);
       if (prev !== undefined && Buffer.compare(prev.payload, payload) === 0) continue;

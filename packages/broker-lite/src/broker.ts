@@ -500,8 +500,16 @@ export class Broker {
     conn.will = null;
     if (will !== null && !conn.gracefulDisconnect) {
       const delay = conn.version === 5 ? (will.properties?.willDelayInterval ?? 0) : 0;
-      const keep = s.expiryInterval === NEVER_EXPIRES ? delay : Math.min(delay, s.expiryInterval);
-      this.wills.schedule(s.clientId, conn.username, will, takeover ? delay : keep, s.security);
+      const expiresFirst = s.expiryInterval !== NEVER_EXPIRES && s.expiryInterval <= delay;
+      const keep = expiresFirst ? s.expiryInterval : delay;
+      this.wills.schedule(
+        s.clientId,
+        conn.username,
+        will,
+        takeover ? delay : keep,
+        s.security,
+        !takeover && expiresFirst,
+      );
     }
     releasePublishers(this, s, true);
     if (!s.persistent) {

@@ -54,7 +54,7 @@ export interface BridgeConfig {
   idleTimeoutSeconds: number;
   notifications: boolean;
   notificationsLocalOnly: boolean;
-  /** Default `$SYS/broker/connection/NAME/state`. */
+  /** Default `$SYS/broker/connection/REMOTE_CLIENTID/state` (bridgeSysName). */
   notificationTopic: string;
   tryPrivate: boolean;
   /** 0 = no limit beyond the protocol's. */
@@ -240,10 +240,11 @@ const HANDLERS: Record<string, Handler> = {
     if (b.topics.length >= MAX_TOPICS) fail(ctx, `more than ${MAX_TOPICS} topics in one bridge`);
     b.topics.push(parseTopic(ctx, args));
   },
-  remote_clientid(b, ctx, args) {
+  remote_clientid(b, ctx, args, state) {
     const v = one(ctx, args, 'a client id');
     if (v.length > 65_535) fail(ctx, 'client id too long');
     b.remoteClientId = v;
+    if (!state.seen.has('notification_topic')) b.notificationTopic = defaultNotificationTopic(b);
   },
   local_clientid(b, ctx, args) {
     b.localClientId = one(ctx, args, 'a client id');
@@ -362,8 +363,23 @@ export const BRIDGE_KEY_NAMES: readonly string[] = [
   ...Object.keys(REFUSED_BRIDGE),
 ];
 
+/**
+ * The level naming a bridge under `$SYS/broker/connection/`: its remote client id, as Mosquitto
+ * names it (unique on the remote, where bridges of several gateways may share a connection
+ * name), or the connection name when the id cannot be one topic level's text (empty, `+`, `#`).
+ */
+export function bridgeSysName(b: Pick<BridgeConfig, 'name' | 'remoteClientId'>): string {
+  const id = b.remoteClientId;
+  return id === '' || id.includes('+') || id.includes('#') ? b.name : id;
+}
+
+function defaultNotificationTopic(b: Pick<BridgeConfig, 'name' | 'remoteClientId'>): string {
+  return `$SYS/broker/connection/${bridgeSysName(b)}/state`;
+}
+
 function newBridge(name: string, ctx: BridgeCtx): BridgeConfig {
   const host = hostname();
+  const remoteClientId = `${host}.${name}`;
   return {
     name,
     file: ctx.file,
@@ -372,7 +388,7 @@ function newBridge(name: string, ctx: BridgeCtx): BridgeConfig {
     roundRobin: false,
     topics: [],
     // Mosquitto's defaults.
-    remoteClientId: `${host}.${name}`,
+    remoteClientId,
     localClientId: `local.${host}.${name}`,
     cleanSession: false,
     protocolVersion: 4,
@@ -384,7 +400,7 @@ function newBridge(name: string, ctx: BridgeCtx): BridgeConfig {
     idleTimeoutSeconds: 60,
     notifications: true,
     notificationsLocalOnly: false,
-    notificationTopic: `$SYS/broker/connection/${name}/state`,
+    notificationTopic: defaultNotificationTopic({ name, remoteClientId }),
     tryPrivate: true,
     maxPacketSize: 0,
     outgoingRetain: true,

@@ -144,7 +144,8 @@ const IGNORED: Record<string, string> = {
   max_inflight_bytes: 'only max_inflight_messages bounds in-flight messages',
   queue_qos0_messages: 'QoS 0 messages are not queued for offline clients',
   check_retain_source: 'not supported',
-  allow_duplicate_messages: 'deprecated in Mosquitto; duplicates are always delivered per subscription',
+  allow_duplicate_messages:
+    'overlapping subscriptions of one client always bring one copy, at the highest QoS (MQTT 5: with every subscription identifier)',
   websockets_log_level: 'websocket events are logged under log_type websockets',
   websockets_headers_size: 'the ws package bounds headers itself',
   tls_version: 'Node.js negotiates TLS 1.2 or 1.3',
@@ -851,8 +852,7 @@ function finish(state: State, overrides: ConfigOverrides): BrokerConfig {
         );
   checkBridges(state.bridge.bridges);
   cfg.bridges = state.bridge.bridges;
-  const noLogin =
-    'anonymous clients are refused and there is no password_file: no client can connect (Mosquitto 2 would let any user name in)';
+  const noLogin = 'anonymous clients are refused and there is no password_file: no client can connect';
   cfg.perListenerSettings = state.perListenerSettings?.value === true;
   if (cfg.perListenerSettings) {
     const d = state.defaultListener;

@@ -106,7 +106,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const decide = (ok: boolean): void => {
     if (conn.ending) return;
     if (!ok) {
-      refuseLater(conn, 'client refused: bad user name or password', { clientId, username }, LOGIN_FAILED);
+      refuseLater(conn, 'client refused: bad user name or password', { clientId, username }, NOT_AUTHORIZED);
       return;
     }
     accept(conn, p, clientId, assigned);
@@ -183,6 +183,17 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
 }
 
 type Refusal = [code3: number, code5: number, reason: string];
+/**
+ * A user name and password the password file refuses (or, without a file, any user name while
+ * anonymous access is off): Mosquitto 2.0 answers "not authorized" (5 / 0x87), not "bad user
+ * name or password"; clients and scripts written against it test for that (issue 15).
+ */
+const NOT_AUTHORIZED: Refusal = [
+  ConnectReturnCode.NotAuthorized,
+  ReasonCode.NotAuthorized,
+  'bad credentials',
+];
+/** A listener that takes the user from the certificate, and the certificate names none. */
 const LOGIN_FAILED: Refusal = [
   ConnectReturnCode.BadUserNameOrPassword,
   ReasonCode.BadUserNameOrPassword,

@@ -259,7 +259,9 @@ export class PasswordFile {
   }
 
   /**
-   * A CONNECT without a password fails even for a user whose password is empty (as Mosquitto).
+   * A CONNECT without a password, or with an empty one, fails even for a user whose password is
+   * empty: Mosquitto 2.0 takes a zero-length password for none (the differential suite showed
+   * it, issue 15), and an empty password is no secret anyway.
    * `source`: the client's address, for fair queueing; rejects with HashQueueFullError when
    * that address (or everyone) has too many logins waiting: the caller answers "busy", not
    * "bad password", so that a real user's client retries instead of giving up. `signal`: the
@@ -273,7 +275,7 @@ export class PasswordFile {
   ): Promise<boolean> {
     const entry = this.users.get(username);
     const ok = await verifyHash(entry?.hash ?? this.decoy, password ?? new Uint8Array(0), source, signal);
-    return ok && entry !== undefined && password !== undefined;
+    return ok && entry !== undefined && password !== undefined && password.length > 0;
   }
 }
 
@@ -308,9 +310,8 @@ export interface PasswordAuthenticatorOptions {
 }
 
 /**
- * Mosquitto's login rules for a user name and password. Without a password file, Mosquitto lets
- * any user name in with any password when anonymous access is off; broker-lite refuses them
- * instead, because that Mosquitto behaviour surprises every user who meets it. A client
+ * Mosquitto's login rules for a user name and password. Without a password file, a user name
+ * gets in exactly where an anonymous client would (Mosquitto 2.0 does the same). A client
  * certificate never stands in for a password here: it names the user only on a listener with
  * use_identity_as_username or use_subject_as_username, and then the broker does not ask the
  * authenticator at all (as Mosquitto).

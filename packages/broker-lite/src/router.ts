@@ -31,12 +31,21 @@ export class Router {
   /** Subscriptions in share groups, all members ($SYS/broker/shared_subscriptions/count). */
   sharedSubscriptions = 0;
   private routing = false;
+  /**
+   * The last route() found a matching subscription, whether or not it delivered (no local, the
+   * ACL's read): an MQTT 5 QoS 1 publisher hears 0x10 otherwise, as from Mosquitto.
+   */
+  matched = false;
 
   constructor(private readonly b: Broker) {}
 
   private readonly visit = (sub: Subscription): void => {
     const s = sub.session;
-    if (sub.noLocal && s === this.from) return;
+    // A hit sets `matched` once after the walk; only a subscription skipped here must say so.
+    if (sub.noLocal && s === this.from) {
+      this.matched = true;
+      return;
+    }
     const msg = this.msg as Message;
     const qos = sub.qos < msg.qos ? sub.qos : msg.qos;
     if (s.mark !== this.epoch) {
@@ -56,6 +65,7 @@ export class Router {
   };
 
   private readonly visitShared = (group: string, members: readonly Subscription[]): void => {
+    this.matched = true;
     const msg = this.msg as Message;
     const n = members.length;
     // The entry exists while the index holds a member; a miss would be a bookkeeping bug, and
@@ -166,11 +176,13 @@ export class Router {
     this.msg = msg;
     this.from = from;
     this.epoch++;
+    this.matched = false;
     this.cache.clear();
     b.routedCount = 0;
     const hits = this.hits;
     try {
       this.index.match(msg.topic, this.visit, this.visitShared);
+      if (hits.length > 0) this.matched = true;
       const shared = b.accessControl;
       // per_listener_settings: each session's listener ACL (one flag read per recipient else)
       const split = b.perListener;

@@ -17,6 +17,12 @@ interface Pending {
   timer: NodeJS.Timeout;
   /** Wall-clock ms the will is due (kept in the persistence log across a crash). */
   dueAt: number;
+  /**
+   * Due because the session expires then (its expiry interval is shorter than the will delay):
+   * the session ends with the will, not at the next expiry sweep up to a second later, so that
+   * no client resumes a session whose will said it was over (Mosquitto does the same).
+   */
+  endsSession: boolean;
 }
 
 export class WillTimers {
@@ -28,13 +34,17 @@ export class WillTimers {
     return this.pending.size;
   }
 
-  /** Publishes `will` for `clientId` now, or after `delaySeconds`. */
+  /**
+   * Publishes `will` for `clientId` now, or after `delaySeconds`; `endsSession`: the session
+   * expires at that moment too, and ends then.
+   */
   schedule(
     clientId: string,
     username: string | undefined,
     will: Will,
     delaySeconds: number,
     security: ListenerSecurity | null = null,
+    endsSession = false,
   ): void {
     this.cancel(clientId);
     if (delaySeconds <= 0) {
@@ -42,7 +52,7 @@ export class WillTimers {
       return;
     }
     const dueAt = Date.now() + delaySeconds * 1000;
-    this.start(clientId, username, will, dueAt, security);
+    this.start(clientId, username, will, dueAt, security, endsSession);
     this.b.persist?.willPut(clientId, username, will, dueAt);
   }
 
@@ -57,11 +67,19 @@ export class WillTimers {
     will: Will,
     dueAt: number,
     security: ListenerSecurity | null = null,
+    endsSession = false,
   ): void {
     const ms = Math.max(0, Math.min(dueAt - Date.now(), 2 ** 31 - 1));
-    const timer = setTimeout(() => this.fire(clientId), ms);
+    const timer = setTimeout(() => this.due(clientId), ms);
     timer.unref();
-    this.pending.set(clientId, { will, username, security, timer, dueAt });
+    this.pending.set(clientId, { will, username, security, timer, dueAt, endsSession });
+  }
+
+  private due(clientId: string): void {
+    const s = this.pending.get(clientId)?.endsSession ? this.b.sessions.get(clientId) : undefined;
+    // endSession sends the will (fire) once the session is gone.
+    if (s !== undefined && s.conn === null) this.b.endSession(s);
+    else this.fire(clientId);
   }
 
   /** Pending wills, for the persistence snapshot. */

@@ -124,17 +124,26 @@ pattern read inbox/%u/#
     }
   });
 
-  it('refuses a filter wider than the rules, or only writable, or under a deny rule', () => {
+  // Issue 15: as in Mosquitto, a filter wider than the rules brings what they let be read (each
+  // delivery is checked); only a filter that can bring nothing is refused.
+  it('issue 15.1: grants a filter wider than the rules when a read rule can match one of its topics', () => {
+    for (const f of ['#', '+/x', 'rooms/#', 'rooms/+/+', 'inbox/+/#', '+/+/temp', 'sensors']) {
+      expect(rules.allowed('subscribe', u, f), f).toBe(true);
+    }
+    expect(rules.allowed('read', u, 'rooms/kitchen/temp')).toBe(true);
+    expect(rules.allowed('read', u, 'rooms/kitchen/humidity')).toBe(false);
+  });
+
+  it('issue 15.1: refuses a filter no read rule can match a topic of, or one a deny rule covers', () => {
     for (const f of [
-      '#',
-      '+/x',
-      'rooms/#',
-      'rooms/+/+',
       'out/#',
+      'out/x',
+      'rooms/kitchen/humidity',
       'sensors/secret/#',
       'sensors/secret/x',
       'inbox/v/#',
-      'inbox/+/#',
+      '$SYS/#',
+      'rooms/+/humidity',
     ]) {
       expect(rules.allowed('subscribe', u, f), f).toBe(false);
     }
@@ -148,7 +157,8 @@ pattern read inbox/%u/#
 
   it('checks the filter inside a shared subscription', () => {
     expect(rules.allowed('subscribe', u, '$share/g/sensors/#')).toBe(true);
-    expect(rules.allowed('subscribe', u, '$share/g/#')).toBe(false);
+    expect(rules.allowed('subscribe', u, '$share/g/#')).toBe(true);
+    expect(rules.allowed('subscribe', u, '$share/g/out/#')).toBe(false);
     expect(rules.allowed('subscribe', u, '$share/g')).toBe(false);
   });
 
@@ -157,6 +167,27 @@ pattern read inbox/%u/#
     expect(all.allowed('subscribe', anon, '#')).toBe(true);
     expect(all.allowed('subscribe', anon, '+/+')).toBe(true);
     expect(all.allowed('subscribe', anon, '$SYS/#')).toBe(false);
+  });
+
+  it("issue 15.1: '$' topics: neither side's leading wildcard reaches them", () => {
+    const sys = acl('topic read $SYS/broker/#\ntopic read +/status\n');
+    expect(sys.allowed('subscribe', anon, '#')).toBe(true);
+    expect(sys.allowed('subscribe', anon, '$SYS/#')).toBe(true);
+    expect(sys.allowed('subscribe', anon, '$SYS/broker/uptime')).toBe(true);
+    expect(sys.allowed('subscribe', anon, '$SYS/other')).toBe(false);
+    // `+/status` never matches `$x/status`, and `#` alone never reaches $SYS/broker/...
+    expect(sys.allowed('subscribe', anon, '$x/status')).toBe(false);
+    const only = acl('topic read $SYS/#\n');
+    expect(only.allowed('subscribe', anon, '#')).toBe(false);
+    expect(only.allowed('subscribe', anon, '+/broker/#')).toBe(false);
+  });
+
+  it("issue 15.1: '#' also matches its parent level, on either side", () => {
+    const r = acl('topic read a/#\ntopic read b\n');
+    expect(r.allowed('subscribe', anon, 'a')).toBe(true);
+    expect(r.allowed('subscribe', anon, 'b/#')).toBe(true);
+    expect(r.allowed('subscribe', anon, 'b/+')).toBe(false);
+    expect(r.allowed('subscribe', anon, 'c/#')).toBe(false);
   });
 });
 

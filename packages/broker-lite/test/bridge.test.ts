@@ -7,7 +7,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   connect,
@@ -185,12 +185,14 @@ describe('bridge counters and policies', () => {
     expect(s.outDropped).toBe(2);
     expect(s.queue.count).toBe(1);
     expect(s.state).not.toBe('connected');
-    // The same counters, retained under $SYS/broker/connection/NAME/ (each sys_interval).
+    // The same counters, retained under $SYS/broker/connection/REMOTE_CLIENTID/ (each
+    // sys_interval), beside the state; the default client id is HOSTNAME.NAME.
     gw.bridges.list[0].publishSys();
-    const sys = await Recorder.open(gw.port, ['$SYS/broker/connection/down/#']);
+    const at = `$SYS/broker/connection/${hostname()}.down`;
+    const sys = await Recorder.open(gw.port, [`${at}/#`]);
     closers.push(() => sys.end());
     await sys.until(() => sys.got.length >= 9, 'retained bridge counters');
-    const v = (name: string) => sys.on(`$SYS/broker/connection/down/${name}`)[0]?.payload;
+    const v = (name: string) => sys.on(`${at}/${name}`)[0]?.payload;
     expect(v('state')).toBe('0');
     expect(v('messages/queued')).toBe('1');
     expect(v('messages/dropped')).toBe('2');
@@ -652,9 +654,17 @@ describe('what the bridge tells the upstream (a recording fake upstream)', () =>
     expect(connect.protocolVersion).toBe(4);
     expect(connect.bridge).toBe(true);
     expect(connect.clean).toBe(true);
-    expect(connect.will).toMatchObject({ topic: '$SYS/broker/connection/rec/state', qos: 1, retain: true });
+    expect(connect.will).toMatchObject({
+      topic: '$SYS/broker/connection/gw-rec/state',
+      qos: 1,
+      retain: true,
+    });
     expect(text(connect.will?.payload)).toBe('0');
-    expect(state).toMatchObject({ type: 'publish', topic: '$SYS/broker/connection/rec/state', retain: true });
+    expect(state).toMatchObject({
+      type: 'publish',
+      topic: '$SYS/broker/connection/gw-rec/state',
+      retain: true,
+    });
     expect(text((state as { payload: Uint8Array }).payload)).toBe('1');
   });
 
@@ -682,7 +692,7 @@ describe('what the bridge tells the upstream (a recording fake upstream)', () =>
     // The first thing published upstream is the fence: no state before it.
     expect(second).toMatchObject({ type: 'publish', topic: 'f/fence' });
     // Here the state is kept as usual.
-    const r = gw.broker.retain.get('$SYS/broker/connection/rec/state');
+    const r = gw.broker.retain.get(`$SYS/broker/connection/${hostname()}.rec/state`);
     expect(text(r?.payload)).toBe('1');
   });
 
@@ -700,5 +710,51 @@ describe('what the bridge tells the upstream (a recording fake upstream)', () =>
     if (first.type !== 'connect') throw new Error(`first packet ${first.type}`);
     expect(first.will?.topic).toBe('gw/bridge/state');
     expect(second).toMatchObject({ type: 'publish', topic: 'gw/bridge/state', retain: true });
+  });
+
+  // As Mosquitto (bridge.c): the state topic names the bridge by its remote client id, which is
+  // unique on the remote, where two gateways' `connection cloud` would overwrite each other's
+  // state. (The `1` upstream stays QoS 0, ahead of the bridge's queue: differences.ts.)
+  it('issue 15.1: the state topic is $SYS/broker/connection/REMOTE_CLIENTID/state on both sides; counters under the same name (bridge.state-notifications)', async () => {
+    const up = await recordingUpstream();
+    const gw = await gateway([
+      'connection rec',
+      `address 127.0.0.1:${up.port}`,
+      'topic f/# out 1',
+      'remote_clientid gw-7',
+      'cleansession true',
+    ]);
+    await up.until(2);
+    const [first, second] = up.packets;
+    if (first.type !== 'connect') throw new Error(`first packet ${first.type}`);
+    const topic = '$SYS/broker/connection/gw-7/state';
+    expect(first.will).toMatchObject({ topic, qos: 1, retain: true });
+    expect(second).toMatchObject({ type: 'publish', topic, qos: 0, retain: true });
+    await eventually(() => text(gw.broker.retain.get(topic)?.payload) === '1', 'the state here');
+    expect(gw.broker.retain.get('$SYS/broker/connection/rec/state')).toBeUndefined();
+    gw.bridges.list[0].publishSys();
+    expect(text(gw.broker.retain.get('$SYS/broker/connection/gw-7/bridge_state')?.payload)).toBeDefined();
+    expect(gw.broker.retain.get('$SYS/broker/connection/rec/bridge_state')).toBeUndefined();
+  });
+
+  it('issue 15.1: the default state topic follows the default remote client id (HOSTNAME.NAME); notification_topic given before remote_clientid is kept', async () => {
+    const def = parseConfig(
+      'connection rec\naddress 127.0.0.1:1883\ntopic f/# out\n',
+      join(tmpdir(), 'x.conf'),
+    ).bridges[0];
+    expect(def.notificationTopic).toBe(`$SYS/broker/connection/${hostname()}.rec/state`);
+    const kept = parseConfig(
+      'connection rec\naddress 127.0.0.1:1883\ntopic f/# out\nnotification_topic a/b\nremote_clientid gw\n',
+      join(tmpdir(), 'x.conf'),
+    ).bridges[0];
+    expect(kept.notificationTopic).toBe('a/b');
+    // A client id that cannot be a topic level names the bridge by NAME.
+    for (const id of ['a+b', 'a#']) {
+      const odd = parseConfig(
+        `connection rec\naddress 127.0.0.1:1883\ntopic f/# out\nremote_clientid ${id}\n`,
+        join(tmpdir(), 'x.conf'),
+      ).bridges[0];
+      expect(odd.notificationTopic).toBe('$SYS/broker/connection/rec/state');
+    }
   });
 });

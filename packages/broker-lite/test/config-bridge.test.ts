@@ -118,7 +118,7 @@ describe('bridge configuration', () => {
       threshold: 10,
       idleTimeoutSeconds: 60,
       notifications: true,
-      notificationTopic: '$SYS/broker/connection/up/state',
+      notificationTopic: `$SYS/broker/connection/${hostname()}.up/state`,
       tryPrivate: true,
       roundRobin: false,
       queueDropPolicy: 'drop-oldest',

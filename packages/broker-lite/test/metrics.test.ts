@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -201,22 +201,19 @@ describe('issue 14.3: bridges in /metrics and $SYS', () => {
       expect(sample(text, 'mqtt_edge_broker_bridge_state{bridge="up",state="connected"}')).toBe(0);
       if (PROMTOOL !== undefined) expect(promtool(text).out).toBe('');
       // $SYS: the bridge's own state beside Mosquitto's 1/0.
+      const at = `$SYS/broker/connection/${hostname()}.up`;
       const seen = new Map<string, string>();
       const both = new Promise<void>((resolve) => {
         c.on('message', (t, p) => {
           seen.set(t, p.toString());
-          if (
-            seen.has('$SYS/broker/connection/up/bridge_state') &&
-            seen.has('$SYS/broker/connection/up/state')
-          )
-            resolve();
+          if (seen.has(`${at}/bridge_state`) && seen.has(`${at}/state`)) resolve();
         });
       });
-      const sys = await c.subscribeAsync('$SYS/broker/connection/up/#');
+      const sys = await c.subscribeAsync(`${at}/#`);
       expect(sys[0].qos).toBe(0);
       await both;
-      expect(['connecting', 'waiting']).toContain(seen.get('$SYS/broker/connection/up/bridge_state'));
-      expect(seen.get('$SYS/broker/connection/up/state')).toBe('0');
+      expect(['connecting', 'waiting']).toContain(seen.get(`${at}/bridge_state`));
+      expect(seen.get(`${at}/state`)).toBe('0');
       await c.endAsync();
     } finally {
       await bridges.close();

@@ -261,9 +261,9 @@ describe('authenticator', () => {
     expect(await strict.authenticate(req('alice', 'right'))).toBe(true);
     expect(await strict.authenticate(req('alice', 'wrong'))).toBe(false);
     expect(await strict.authenticate(req('alice'))).toBe(false);
-    // An empty password is a password; no password is not (Mosquitto draws the same line).
+    // An empty password is none: Mosquitto 2.0 refuses it (issue 15's differential suite).
     const empty = PasswordFile.parse(`e:${await hashPassword('', { iterations: 3 })}\n`, 'f');
-    expect(await empty.verify('e', new Uint8Array(0))).toBe(true);
+    expect(await empty.verify('e', new Uint8Array(0))).toBe(false);
     expect(await empty.verify('e', undefined)).toBe(false);
     expect(await strict.authenticate(req('mallory', 'right'))).toBe(false);
     // A verified certificate whose CN is the user name does not replace the password.

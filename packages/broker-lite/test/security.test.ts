@@ -33,14 +33,15 @@ describe('authentication', () => {
     c.client.close();
   });
 
-  it('refuses a bad password with 4 (3.1.1) / 0x86 (5.0), after the failure delay', async () => {
+  // 5 / 0x87 (not authorized) as Mosquitto 2.0 answers (issue 15; 4 / 0x86 before).
+  it('refuses a bad password with 5 (3.1.1) / 0x87 (5.0), after the failure delay', async () => {
     const t0 = Date.now();
     const c = await RawClient.connect(tb.port, {
       clientId: 'a2',
       username: 'alice',
       password: Buffer.from('nope'),
     });
-    expect(c.connack.reasonCode).toBe(4);
+    expect(c.connack.reasonCode).toBe(5);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
     await c.client.closed;
     const c5 = await RawClient.connect(tb.port, {
@@ -49,7 +50,7 @@ describe('authentication', () => {
       username: 'bob',
       password: Buffer.from('x'),
     });
-    expect(c5.connack.reasonCode).toBe(0x86);
+    expect(c5.connack.reasonCode).toBe(0x87);
     await c5.client.closed;
   });
 
@@ -67,7 +68,7 @@ describe('authentication', () => {
     // the good login was answered while the bad one was still waiting out its delay
     expect(slowDone).toBe(false);
     expect(ok.connack.reasonCode).toBe(0);
-    expect((await slow).connack.reasonCode).toBe(4);
+    expect((await slow).connack.reasonCode).toBe(5);
     ok.client.close();
   });
 
@@ -102,7 +103,7 @@ describe('authentication', () => {
   it('setSecurity swaps the checks for the next CONNECT (SIGHUP reload)', async () => {
     tb.broker.setSecurity({ authenticate: () => false }, undefined);
     const c = await RawClient.connect(tb.port, { clientId: 'reload', ...alice });
-    expect(c.connack.reasonCode).toBe(4);
+    expect(c.connack.reasonCode).toBe(5);
     tb.broker.setSecurity(users, undefined);
     const d = await RawClient.connect(tb.port, { clientId: 'reload2', ...alice });
     expect(d.connack.reasonCode).toBe(0);

@@ -277,12 +277,13 @@ describe.skipIf(CHROMIUM_SKIP !== undefined)(
 
     it('issue 14.2: what the page shows obeys the ACL (it is one more MQTT client)', async () => {
       const page = await chrome.context.newPage();
-      // `viewer` may read $SYS and t/#: the wildcard agent discovery is refused, a prefix is given.
-      await page.goto(`http://127.0.0.1:${wsPort}/?prefix=t`);
+      // `viewer` may read $SYS and t/#: the wildcard agent discovery is granted and brings t/...
+      // only (as in Mosquitto); a readings filter the viewer may not read at all is refused.
+      await page.goto(`http://127.0.0.1:${wsPort}/?readings=secret/%2B/temp`);
       await login(page, 'viewer', 'viewer-pw');
       await page.locator('#conn[data-state="connected"]').waitFor();
       await page.locator('[data-device="dev1"]').waitFor();
-      await page.locator('#refused', { hasText: '+/_agent/+/status' }).waitFor();
+      await page.locator('#refused', { hasText: 'secret/+/temp' }).waitFor();
       await agent.publishAsync('secret/dev9/temp', reading('dev9', 'temp', 99, 'Cel'), { qos: 1 });
       await agent.publishAsync('t/dev1/temp', reading('dev1', 'temp', 23.75, 'Cel'), { qos: 1 });
       await page.locator(channel('dev1', 'temp'), { hasText: '23.75 °C' }).waitFor();

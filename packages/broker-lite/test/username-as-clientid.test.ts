@@ -125,7 +125,7 @@ describe('issue 12.9: use_username_as_clientid', () => {
       username: 'alice',
       password: Buffer.from('no'),
     });
-    expect(c.connack.reasonCode).toBe(4);
+    expect(c.connack.reasonCode).toBe(5);
   });
 
   it('issue 12.9: the key is per listener, off by default', () => {

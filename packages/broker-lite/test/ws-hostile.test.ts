@@ -348,7 +348,7 @@ describe('issue 12.4: hostile WebSocket input before authentication', () => {
   it('a bad password over WebSocket: CONNACK refusal, closed', async () => {
     const ws = await RawWs.upgraded(s.ws);
     ws.sendPacket(ws.connectPacket({ protocolVersion: 5, username: USER, password: Buffer.from('nope') }));
-    expect(await ws.nextPacket()).toMatchObject({ type: 'connack', reasonCode: 0x86 });
+    expect(await ws.nextPacket()).toMatchObject({ type: 'connack', reasonCode: 0x87 });
     await ws.waitClosed();
     await expectAlive(s.ws);
   });

@@ -3,7 +3,7 @@
  * Node). Topics read (docs: packages/broker-lite/README.md, "Status page"):
  *
  *   $SYS/broker/...                        the broker: clients, subscriptions, counters (rates)
- *   $SYS/broker/connection/NAME/...        bridges: state (1/0), bridge_state, queue, counters
+ *   $SYS/broker/connection/ID/...          bridges: state (1/0), bridge_state, queue, counters
  *   PREFIX/_agent/ID/status                an agent: online / offline (its will)
  *   PREFIX/_agent/ID/health                an agent: JSON counters (queue depth, framing errors)
  *   PREFIX/DEVICE/status                   a device: online / offline

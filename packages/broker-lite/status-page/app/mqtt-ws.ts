@@ -159,7 +159,10 @@ export class MqttLink {
         if (e.by === 'server' && REFUSED.has(e.reasonCode)) {
           clearTimeout(this.retryTimer);
           this.stopped = true;
-          this.on.state('refused', e.reasonCode === 0x86 ? 'wrong user name or password' : 'not authorized');
+          // Mosquitto and broker-lite answer a wrong password 0x87; others 0x86. The page shows
+          // this only after a login from its form, so either means the credentials.
+          const credentials = e.reasonCode === 0x86 || e.reasonCode === 0x87;
+          this.on.state('refused', credentials ? 'wrong user name or password' : 'not authorized');
         } else if (!this.stopped) this.retry(e.reasonString ?? 'connection closed');
         break;
       }
