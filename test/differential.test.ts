@@ -133,7 +133,7 @@ describe('differential suite: the harness itself', () => {
     const masks = [
       {
         id: 'p',
-        status: 'pending 15.3' as const,
+        status: 'deliberate' as const,
         title: 't',
         reason: 'r',
         property: { packets: ['connack'], name: 'receiveMaximum', mosquitto: '20', brokerLite: '65535' },

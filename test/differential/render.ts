@@ -14,16 +14,6 @@ const SECTIONS: Array<[DifferenceStatus, string, string]> = [
     'Deliberate differences',
     'broker-lite answers otherwise on purpose; the reason is given with each.',
   ],
-  [
-    'pending 15.2',
-    'Pending: issue 15 part 2 (configs that do not carry over yet)',
-    'Work in progress: these go when issue 15 part 2 lands.',
-  ],
-  [
-    'pending 15.3',
-    'Pending: issue 15 part 3 (MQTT 5 parity)',
-    'Work in progress: these go when issue 15 part 3 lands.',
-  ],
 ];
 
 function entry(d: Difference): string[] {

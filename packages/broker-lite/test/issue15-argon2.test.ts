@@ -179,7 +179,7 @@ describe('issue 15.2: argon2id password hashes', () => {
       username: 'dev',
       password: Buffer.from('pw2'),
     });
-    expect(no.connack.reasonCode).toBe(4);
+    expect(no.connack.reasonCode).toBe(5);
     // an unknown user pays for an argon2id hash too (the decoy follows the file's hashes)
     expect(passwords.decoy.kind).toBe('argon2id');
     expect(ARGON2_DEFAULTS.m).toBe(47_104);
