@@ -3,56 +3,20 @@
  * it dies, the slave reads 0 bytes, and the port must close as disconnected (stock serialport 13
  * retries that read for ever instead).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SerialPortStream } from '@serialport/stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openSerialPort } from '../src/node/index.ts';
+import { closePort as close, hasSocat, linux, socatPair, within } from './pty-helpers.ts';
 
-const hasSocat = spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0;
 if (!hasSocat)
   console.warn('serial-protocol pty tests skipped: socat is not installed (apt-get install socat)');
-const linux = process.platform === 'linux';
 if (!linux) console.warn('serial-protocol pty tests skipped: the EOF-aware binding is Linux only');
 
 const dir = mkdtempSync(join(tmpdir(), 'sp-pty-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
-}
-
-/** socat's two ptys behind links a and b; ready once socat says its transfer loop started. */
-async function socatPair(a: string, b: string): Promise<{ child: ChildProcess; exited: Promise<void> }> {
-  const child = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let err = '';
-  await within(
-    new Promise<void>((resolve, reject) => {
-      child.stderr?.setEncoding('utf8').on('data', (s: string) => {
-        err += s;
-        if (err.includes('starting data transfer loop')) resolve();
-      });
-      child.once('exit', () => reject(new Error(`socat exited: ${err}`)));
-    }),
-    5000,
-    'socat ready',
-  );
-  return { child, exited };
-}
-
-function close(port: SerialPortStream): Promise<void> {
-  if (!port.isOpen) return Promise.resolve();
-  return new Promise((resolve) => port.close(() => resolve()));
-}
 
 describe.skipIf(!hasSocat || !linux)('openSerialPort on a real pty (socat)', () => {
   it('bytes flow both ways; when the other side vanishes the port closes as disconnected', async () => {
