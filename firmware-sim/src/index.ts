@@ -19,6 +19,7 @@ export { Rng } from './rng.ts';
 export { DEFAULT_SENSORS, Sensor, type SensorSpec } from './sensors.ts';
 export { FirmwareSim, type FirmwareSimOptions, type SimStats } from './sim.ts';
 export {
+  type DevicePortOptions,
   InProcessTransport,
   PortTransport,
   PtyTransport,

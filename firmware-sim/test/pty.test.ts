@@ -184,6 +184,40 @@ describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => 
     }
   });
 
+  it('issue 19.1: a device write that finds no room for writeTimeoutMs closes its end, which is opened again; data flows once the agent reads', async () => {
+    const link = join(dir, 'ttySIM2');
+    // Nobody opens the agent's end for now: the device's writes fill the ptys and park.
+    const transport = await PtyTransport.create(link, `${link}.device`, { writeTimeoutMs: 300 });
+    const log = eventLog();
+    const sim = new FirmwareSim(transport, {
+      deviceId: 'pty-stall',
+      seed: 5,
+      intervalMs: 10,
+      retransmitMs: 20,
+      ringSize: 256,
+      log,
+    });
+    const reopened = log.next('reopened', 20_000);
+    const stalled = log.next('transport-error', 20_000);
+    sim.start();
+    let port: Port | undefined;
+    try {
+      expect((await stalled).error).toMatch(/no progress for 300 ms/);
+      const r = await within(reopened, 20_000, 'device end reopened');
+      expect(r.device).toBe(`${link}.device`);
+      expect(transport.plugged).toBe(true);
+      port = await open(link);
+      const host = attach(port);
+      const d = await host.next(isData);
+      expect(d.bootId).toBe(sim.firmware.bootId);
+      // The pair lived throughout: a reopen of the device end, not an unplug.
+      expect(sim.stats.unplugs).toBe(0);
+    } finally {
+      if (port?.isOpen) await new Promise<void>((r) => port?.close(() => r()));
+      await within(sim.stop(), 5000, 'sim.stop');
+    }
+  });
+
   it('--port: opens an existing tty, and reopens it after the tty vanished and came back', async () => {
     const dev = join(dir, 'ttyEXT0.device');
     const agentPath = join(dir, 'ttyEXT0');
