@@ -18,6 +18,7 @@ import {
   AgentProcess,
   type LogLine,
   startBrokerLite,
+  testScope,
   WatchedDevice,
   writeJson,
 } from './helpers/processes.ts';
