@@ -21,6 +21,10 @@ Options:
   --retransmit MS       retransmit timeout (default 1000)
   --seed N              seed for readings, boot ids and faults (printed at start)
   --firmware VERSION    firmware version in HELLO (default sim-1.0.0)
+  --watchdog MS         nothing heard for MS: send HELLO again, every MS while quiet
+                        (default 3 intervals, at least 3s; 0 turns it off)
+  --write-timeout MS    a write that finds no room in the tty for MS fails and the
+                        device end is opened again (default 5s)
 Faults:
   --garbage-rate P      probability per frame of 1..32 random bytes before it
   --bitflip-rate P      probability per frame of one flipped bit
@@ -80,6 +84,8 @@ export async function main(argv: string[]): Promise<number> {
         retransmit: { type: 'string' },
         seed: { type: 'string' },
         firmware: { type: 'string' },
+        watchdog: { type: 'string' },
+        'write-timeout': { type: 'string' },
         'garbage-rate': { type: 'string' },
         'bitflip-rate': { type: 'string' },
         'drop-rate': { type: 'string' },
@@ -105,6 +111,7 @@ export async function main(argv: string[]): Promise<number> {
   const s = (k: string) => values[k] as string | undefined;
   let options: FirmwareSimOptions;
   let level: Level;
+  let writeTimeoutMs: number | undefined;
   try {
     const deviceId =
       s('device-id') ??
@@ -132,6 +139,7 @@ export async function main(argv: string[]): Promise<number> {
       retransmitMs: duration('retransmit', s('retransmit')),
       seed: int('seed', s('seed'), 0, 0xffffffff),
       firmware: s('firmware'),
+      watchdogMs: s('watchdog')?.trim() === '0' ? 0 : duration('watchdog', s('watchdog')),
       faults: {
         garbage: rate('garbage-rate', s('garbage-rate')),
         bitflip: rate('bitflip-rate', s('bitflip-rate')),
@@ -143,6 +151,7 @@ export async function main(argv: string[]): Promise<number> {
       unplugEveryMs: duration('unplug-every', s('unplug-every')),
       unplugForMs: duration('unplug-for', s('unplug-for')),
     };
+    writeTimeoutMs = duration('write-timeout', s('write-timeout'));
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`firmware-sim: ${e.message}\n`);
@@ -158,11 +167,11 @@ export async function main(argv: string[]): Promise<number> {
         });
         return 1;
       }
-      const t = await PtyTransport.create(s('link')!);
+      const t = await PtyTransport.create(s('link')!, undefined, { writeTimeoutMs });
       transport = t;
       process.stdout.write(`${t.agentPath}\n`);
     } else {
-      transport = await PortTransport.open(s('port')!);
+      transport = await PortTransport.open(s('port')!, { writeTimeoutMs });
       process.stdout.write(`${s('port')}\n`);
     }
   } catch (e) {

@@ -1,5 +1,6 @@
 export { FaultInjector, type FaultRates, type FaultStats } from './faults.ts';
 export {
+  defaultWatchdogMs,
   Firmware,
   type FirmwareEvent,
   type FirmwareOptions,

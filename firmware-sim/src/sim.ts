@@ -24,6 +24,13 @@ export interface FirmwareSimOptions extends Omit<FirmwareOptions, 'rng'> {
   now?: () => number;
 }
 
+/** Firmware events worth more than debug: readings lost, and the watchdog's quiet spells. */
+const EVENT_LEVEL: Record<string, 'warn' | 'info'> = {
+  'ring-overwrite': 'warn',
+  'watchdog-hello': 'warn',
+  'heard-again': 'info',
+};
+
 export interface SimStats {
   bytesWritten: number;
   /** Bytes the firmware wrote while unplugged: gone, as on a real UART with no one listening. */
@@ -172,10 +179,7 @@ export class FirmwareSim {
   private flush(): void {
     for (const e of this.firmware.takeEvents()) {
       const { event, ...rest } = e;
-      this.log.log(event === 'ring-overwrite' ? 'warn' : 'debug', event, {
-        device: this.firmware.deviceId,
-        ...rest,
-      });
+      this.log.log(EVENT_LEVEL[event] ?? 'debug', event, { device: this.firmware.deviceId, ...rest });
     }
     for (const chunk of this.firmware.takeOutput()) {
       for (const part of this.faults.apply(chunk)) this.send(part);

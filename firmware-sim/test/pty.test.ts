@@ -313,13 +313,22 @@ describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => 
         });
         c.once('exit', (code) => resolve({ code, out, err }));
       });
-    const [help, bad, both] = await Promise.all([
+    const [help, bad, both, watchdog, writeTimeout] = await Promise.all([
       run(['--help']),
       run(['--link', '/tmp/x', '--bitflip-rate', '2']),
       run(['--link', '/tmp/x', '--port', '/tmp/y']),
+      run(['--link', '/tmp/x', '--watchdog', 'soon']),
+      run(['--link', '/tmp/x', '--write-timeout', '0']),
     ]);
     expect(help.code).toBe(0);
     expect(help.out).toMatch(/--unplug-every/);
+    expect(help.out).toMatch(/--watchdog MS/);
+    expect(help.out).toMatch(/--write-timeout MS/);
+    // issue 19: the watchdog's and the write bound's flags are checked like the others.
+    expect(watchdog.code).toBe(2);
+    expect(watchdog.err).toMatch(/--watchdog/);
+    expect(writeTimeout.code).toBe(2);
+    expect(writeTimeout.err).toMatch(/--write-timeout/);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--bitflip-rate/);
     expect(both.code).toBe(2);
