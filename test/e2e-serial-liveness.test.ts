@@ -11,17 +11,23 @@
  * Bounded for npm test: 20 cycles, DOWN 1.5 s (about 75 s). AGENT_LIVENESS_SOAK=N runs N cycles
  * with the field report's 3 s down and longer watches (opt-in, not in npm test).
  */
+
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { hasSocat, type SensorSpec } from '@mqtt-edge/firmware-sim';
 import { describe, expect, it } from 'vitest';
 import {
+  AGENT_BIN,
   AgentProcess,
+  agentStatus,
   type LogLine,
   startBrokerLite,
   testScope,
+  until,
   WatchedDevice,
   writeJson,
 } from './helpers/processes.ts';
+import { parse, value } from './helpers/prom.ts';
 
 const socat = hasSocat();
 if (!socat) console.warn('e2e-serial-liveness: socat missing, skipped (apt-get install socat)');
@@ -187,3 +193,90 @@ describe.skipIf(!socat)('issue 19: kill, unplug, restart, in a loop', () => {
     (SOAK > 0 ? CYCLES * (DOWN_MS + WATCH_MS + 4000) : 150_000) + 30_000,
   );
 });
+
+describe.skipIf(!socat)(
+  'issue 19.2: a silent port is woken (the agent as a process, a device on a pty)',
+  () => {
+    it('issue 19.2: a device that hangs gets a HELLO request, then its port reopened, while the silence lasts; one warning, one line when it speaks again; counted in status and /metrics', async () => {
+      const dir = tmp();
+      const broker = await startBrokerLite();
+      cleanups.push(() => broker.stop());
+      // 200 ms in its HELLO (p): silent after 700 ms, reopened 1 s after an unanswered request.
+      const device = await WatchedDevice.create(path.join(dir, 'tty0'), {
+        deviceId: 'quiet',
+        intervalMs: 200,
+        seed: 7,
+      });
+      cleanups.push(() => device.stop());
+      const stateDir = path.join(dir, 'state');
+      const config = writeJson(path.join(dir, 'agent.json'), {
+        agent: { id: 'lv', stateDir, healthInterval: 0, statusInterval: '100ms' },
+        serial: [{ path: device.agentPath, name: 'tty0' }],
+        mqtt: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMin: '50ms', reconnectMax: '200ms' },
+        topics: { prefix: 'lv' },
+        queue: { fsync: 'never' },
+        metrics: { listen: '127.0.0.1:0' },
+      });
+      const agent = new AgentProcess(config);
+      await agent.start();
+      cleanups.push(() => agent.kill());
+      const listening = await agent.waitFor((l) => l.msg === 'metrics-listening', 10_000);
+      const metrics = async () =>
+        parse(await (await fetch(`http://127.0.0.1:${listening.port as number}/metrics`)).text());
+      device.start();
+      await agent.waitFor((l) => l.msg === 'device-online', 10_000);
+      const port = () => agentStatus(stateDir)?.ports[0];
+      expect(await until(() => port()?.expectedIntervalMs === 200, 5000)).toBe(true);
+
+      // The firmware hangs: it neither writes nor reads; the agent's port stays open.
+      const hungAt = Date.now();
+      device.sim.hang();
+      const silent = await agent.waitFor((l) => l.msg === 'port-silent', 10_000);
+      expect(silent).toMatchObject({
+        level: 'warning',
+        port: 'tty0',
+        device: 'quiet',
+        expectedIntervalMs: 200,
+        next: 'hello',
+      });
+      expect(Date.parse(silent.time) - hungAt).toBeGreaterThanOrEqual(500);
+      // Unanswered: the port is reopened, and again after further requests while the hang lasts.
+      expect(await until(() => (port()?.counters.silenceReopens ?? 0) >= 2, 15_000)).toBe(true);
+      const during = port()!;
+      expect(during.counters).toMatchObject({ silences: 1 });
+      expect(during.counters.silenceProbes).toBeGreaterThanOrEqual(2);
+      expect(during.silentSince).toBeGreaterThan(0);
+      const st = spawnSync(process.execPath, [AGENT_BIN, 'status', '-c', config], {
+        encoding: 'utf8',
+        timeout: 15_000,
+      });
+      expect(st.status, st.stderr).toBe(0);
+      expect(st.stdout).toMatch(/port tty0 .*SILENT for [0-9.]+ (ms|s) \(HELLO asked \d+x, reopened \d+x\)/);
+      expect(st.stdout).toMatch(/port tty0 .*silences 1\b/);
+      const m = await metrics();
+      expect(value(m, 'mqtt_edge_agent_port_silent', { port: 'tty0' })).toBe(1);
+      expect(value(m, 'mqtt_edge_agent_port_silences_total', { port: 'tty0' })).toBe(1);
+      expect(value(m, 'mqtt_edge_agent_port_silence_probes_total', { port: 'tty0' })).toBeGreaterThanOrEqual(
+        2,
+      );
+      expect(value(m, 'mqtt_edge_agent_port_silence_reopens_total', { port: 'tty0' })).toBeGreaterThanOrEqual(
+        2,
+      );
+      expect(value(m, 'mqtt_edge_agent_port_expected_interval_seconds', { port: 'tty0' })).toBe(0.2);
+
+      // It comes back: the spell ends, one line says so, readings flow.
+      const acks = device.acksAt.length;
+      device.sim.resume();
+      const alive = await agent.waitFor((l) => l.msg === 'port-alive', 10_000);
+      expect(alive).toMatchObject({ level: 'info', port: 'tty0', device: 'quiet' });
+      expect(alive.reopens).toBeGreaterThanOrEqual(2);
+      expect(await until(() => device.acksAt.length > acks + 3, 5000)).toBe(true);
+      expect(await until(() => port()?.silentSince === undefined, 5000)).toBe(true);
+      expect(value(await metrics(), 'mqtt_edge_agent_port_silent', { port: 'tty0' })).toBe(0);
+      // Once per spell: one warning, one end, no port-lost for the reopens.
+      expect(agent.events('port-silent')).toHaveLength(1);
+      expect(agent.events('port-alive')).toHaveLength(1);
+      expect(agent.events('port-lost')).toEqual([]);
+    }, 60_000);
+  },
+);

@@ -57,6 +57,7 @@ export class FirmwareSim {
   private timer: NodeJS.Timeout | undefined;
   private readonly periodic: NodeJS.Timeout[] = [];
   private running = false;
+  private hung = false;
   private unplugging: Promise<void> | undefined;
 
   constructor(
@@ -134,6 +135,25 @@ export class FirmwareSim {
     this.schedule();
   }
 
+  /**
+   * The firmware hangs (a stuck MCU: it neither writes nor reads; what arrives is lost, as
+   * in a UART overrun) until `resume()`. The port stays open: the agent sees a silent line.
+   */
+  hang(): void {
+    if (this.hung || !this.running) return;
+    this.hung = true;
+    clearTimeout(this.timer);
+    this.log.log('info', 'hang', { device: this.firmware.deviceId });
+  }
+
+  /** Ends a `hang()`: missed samples are skipped, what timed out is sent again. */
+  resume(): void {
+    if (!this.hung) return;
+    this.hung = false;
+    this.log.log('info', 'resume', { device: this.firmware.deviceId });
+    this.tick();
+  }
+
   /** Unplugs for `ms`; the firmware keeps running (and its ring fills) meanwhile. */
   unplug(ms: number): Promise<void> {
     if (this.unplugging !== undefined) return this.unplugging;
@@ -156,21 +176,21 @@ export class FirmwareSim {
   }
 
   private onData(bytes: Uint8Array): void {
-    if (!this.running) return;
+    if (!this.running || this.hung) return;
     this.firmware.receive(bytes, this.now());
     this.flush();
     this.schedule();
   }
 
   private tick(): void {
-    if (!this.running) return;
+    if (!this.running || this.hung) return;
     this.firmware.poll(this.now());
     this.flush();
     this.schedule();
   }
 
   private schedule(): void {
-    if (!this.running) return;
+    if (!this.running || this.hung) return;
     clearTimeout(this.timer);
     const wait = Math.max(0, this.firmware.nextDeadline() - this.now());
     this.timer = setTimeout(() => this.tick(), wait);
