@@ -63,10 +63,19 @@ function eventLog(): Logger & { next(event: string, timeoutMs?: number): Promise
   };
 }
 
-/** Resolves with whether the port closed as a disconnect. */
+/**
+ * Resolves (true) once the port closed as a disconnect. Not at the first 'close': an ACK written
+ * as the pty hangs up fails (EIO, EBADF), and @serialport/stream then both closes the port as
+ * disconnected and fails the write, so Node destroys the stream and emits a bare 'close' before
+ * the port's own, which carries the DisconnectedError (docs/serialport-upstream.md, section 2;
+ * 1 run in 30 of this file, "socat killed from outside" in CI). A port closed otherwise (by us)
+ * never resolves, and `within` fails.
+ */
 function closedByDisconnect(port: Port): Promise<boolean> {
   return new Promise((resolve) =>
-    port.once('close', (e: { disconnected?: boolean } | null) => resolve(e?.disconnected === true)),
+    port.on('close', (e: { disconnected?: boolean } | null) => {
+      if (e?.disconnected === true) resolve(true);
+    }),
   );
 }
 
