@@ -5,7 +5,7 @@
 import os from 'node:os';
 import { type BenchArea, type BenchRow, formatNumber } from './harness.ts';
 
-const AREAS = ['codec', 'topics', 'client', 'broker', 'agent', 'bridge', 'install'] as const;
+const AREAS = ['codec', 'topics', 'client', 'broker', 'agent', 'bridge', 'install', 'serial'] as const;
 
 function parseArgs(argv: string[]): { json: boolean; only: string | null; quick: boolean } {
   let json = false;
