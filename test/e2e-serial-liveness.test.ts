@@ -12,7 +12,8 @@
 
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { hasSocat } from '@mqtt-edge/firmware-sim';
+import { Agent, parseConfig, silentLogger } from '@mqtt-edge/agent';
+import { createLinkPair, hasSocat, InProcessTransport } from '@mqtt-edge/firmware-sim';
 import { describe, expect, it } from 'vitest';
 import {
   AGENT_BIN,
@@ -154,3 +155,66 @@ describe.skipIf(!socat)(
     }, 60_000);
   },
 );
+
+describe('issue 19.2: the expected interval follows a reload (the agent in process)', () => {
+  it('issue 19.2: agent.expectedInterval and serial[].expectedInterval change live, without reopening the port', async () => {
+    const dir = tmp();
+    const broker = await startBrokerLite();
+    cleanups.push(() => broker.stop());
+    const pair = createLinkPair();
+    // No p in its HELLO: the config decides the port's interval.
+    const device = WatchedDevice.over(new InProcessTransport(pair), {
+      deviceId: 'rl19',
+      intervalMs: 100,
+      seed: 5,
+      announceInterval: false,
+    });
+    cleanups.push(() => device.stop());
+    const doc = (agentInterval: string, portInterval?: string) => ({
+      agent: {
+        id: 'rl19',
+        stateDir: path.join(dir, 'state'),
+        healthInterval: 0,
+        expectedInterval: agentInterval,
+      },
+      serial: [
+        {
+          path: path.join(dir, 'link0'),
+          name: 'tty0',
+          ...(portInterval ? { expectedInterval: portInterval } : {}),
+        },
+      ],
+      mqtt: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMin: '50ms', reconnectMax: '200ms' },
+      topics: { prefix: 'rl19' },
+      queue: { fsync: 'never' },
+    });
+    const config = (a: string, p?: string) => parseConfig(doc(a, p), { baseDir: dir, env: {} });
+    const agent = await Agent.start({
+      config: config('60s'),
+      log: silentLogger,
+      statusFile: false,
+      openPort: async () => pair.host,
+    });
+    cleanups.push(() => agent.stop(200));
+    device.start();
+    expect(await until(() => device.acks.length >= 3, 10_000)).toBe(true);
+    const port = () => agent.snapshot().ports[0];
+    expect(port().expectedIntervalMs).toBe(60_000);
+    const opens = port().counters.linkOpens;
+
+    const first = await agent.reload(config('10s'));
+    expect(first.applied).toEqual(['agent.expectedInterval']);
+    expect(port().expectedIntervalMs).toBe(10_000);
+    const second = await agent.reload(config('10s', '2s'));
+    expect(second.applied).toEqual(['serial']);
+    expect(second.portsReopened).toEqual([]);
+    expect(port().expectedIntervalMs).toBe(2000);
+    const off = await agent.reload(config('10s', '0'));
+    expect(off.portsReopened).toEqual([]);
+    expect(port().expectedIntervalMs).toBe(0);
+    // The port stayed open throughout, and readings went on.
+    expect(port().counters.linkOpens).toBe(opens);
+    const acks = device.acks.length;
+    expect(await until(() => device.acks.length >= acks + 3, 10_000)).toBe(true);
+  }, 30_000);
+});

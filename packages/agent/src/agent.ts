@@ -796,7 +796,9 @@ export class Agent {
     const reopen: Array<{ port: Port; pc: SerialPortConfig }> = [];
     for (const p of this.ports) {
       const pc = byName.get(p.config.name);
-      if (pc !== undefined && sameJson(pc, p.config)) {
+      // The expected interval is the session's (applied after this), not the open port's.
+      if (pc !== undefined && sameJson(withoutInterval(pc), withoutInterval(p.config))) {
+        p.config = pc;
         keep.push(p);
         continue;
       }
@@ -1002,6 +1004,11 @@ function sameFiles(a: Array<Buffer | undefined>, b: Array<Buffer | undefined>): 
 
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function withoutInterval(pc: SerialPortConfig): Omit<SerialPortConfig, 'expectedIntervalMs'> {
+  const { expectedIntervalMs: _, ...rest } = pc;
+  return rest;
 }
 
 /** Dotted key paths whose values differ; a list (serial) counts as one key. */
