@@ -44,7 +44,11 @@ function runLoop(root: string, cycles: number, downMs: number): Promise<LoopSumm
     });
     child.once('exit', (code) => {
       if (code !== 0) reject(new Error(`bench/serial-restart.ts --root ${root} exited ${code}`));
-      else resolve(JSON.parse(out) as LoopSummary);
+      else {
+        // The whole summary (per cycle, parked writes, the device's counters) for the record.
+        console.error(`serial: ${out.trim()}`);
+        resolve(JSON.parse(out) as LoopSummary);
+      }
     });
   });
 }
