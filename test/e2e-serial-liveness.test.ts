@@ -14,7 +14,9 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Agent, parseConfig, silentLogger } from '@mqtt-edge/agent';
 import { createLinkPair, hasSocat, InProcessTransport } from '@mqtt-edge/firmware-sim';
+import { encodeFrame } from '@mqtt-edge/serial-protocol';
 import { describe, expect, it } from 'vitest';
+import { hasPython, ptyWithFarEnd } from '../packages/serial-protocol/test/pty-helpers.ts';
 import {
   AGENT_BIN,
   AgentProcess,
@@ -30,6 +32,8 @@ import { LOOP_INTERVAL_MS, runRestartLoop } from './helpers/restart-loop.ts';
 
 const socat = hasSocat();
 if (!socat) console.warn('e2e-serial-liveness: socat missing, skipped (apt-get install socat)');
+if (!hasPython)
+  console.warn('e2e-serial-liveness: python3 (its pty module) missing, the write bound test skipped');
 
 const SOAK = Number(process.env.AGENT_LIVENESS_SOAK ?? 0);
 const CYCLES = SOAK > 0 ? SOAK : 20;
@@ -217,4 +221,69 @@ describe('issue 19.2: the expected interval follows a reload (the agent in proce
     const acks = device.acks.length;
     expect(await until(() => device.acks.length >= acks + 3, 10_000)).toBe(true);
   }, 30_000);
+});
+
+describe.skipIf(!hasPython)("issue 19.1: the agent's writes are bounded (a real pty nobody reads)", () => {
+  it('issue 19.1: ACKs that find no room in the tty for serial[].writeTimeout fail the write; the port is lost, counted and opened again', async () => {
+    const dir = tmp();
+    const broker = await startBrokerLite();
+    cleanups.push(() => broker.stop());
+    // The device end is a pty's master held by python3, full duplex like a UART: it writes what
+    // it is given and reads nothing, so the agent's ACKs fill the pty, and then its write waits
+    // for room that never comes. (socat in between would not do: its one loop blocks on the
+    // full side and stops the other direction too, so the agent would run out of DATA to ACK.)
+    const far = await ptyWithFarEnd();
+    cleanups.push(() => far.close());
+    const lines: Array<{ level: string; event: string; fields: Record<string, unknown> }> = [];
+    const config = parseConfig(
+      {
+        agent: { id: 'wt19', stateDir: path.join(dir, 'state'), healthInterval: 0, expectedInterval: 0 },
+        serial: [{ path: far.path, name: 'tty0', writeTimeout: '300ms' }],
+        mqtt: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMin: '50ms', reconnectMax: '200ms' },
+        topics: { prefix: 'wt19' },
+        queue: { fsync: 'never' },
+      },
+      { baseDir: dir, env: {} },
+    );
+    const agent = await Agent.start({
+      config,
+      statusFile: false,
+      log: { log: (level, event, fields = {}) => lines.push({ level, event, fields }), enabled: () => true },
+    });
+    cleanups.push(() => agent.stop(200));
+    const port = () => agent.snapshot().ports[0];
+    expect(await until(() => port().state === 'open', 10_000)).toBe(true);
+
+    // A HELLO, then DATA frames, each of which the agent stores and ACKs (about 15 bytes each:
+    // 4,000 of them are more than the pty holds).
+    const bootId = 0x1919;
+    far.write(
+      encodeFrame({
+        type: 'hello',
+        seq: 0,
+        deviceId: 'wt',
+        firmware: 't-1',
+        bootId,
+        sensors: [{ name: 'x' }],
+      }),
+    );
+    for (let seq = 1; seq <= 4000; seq += 100) {
+      const batch = [];
+      for (let i = seq; i < seq + 100; i++)
+        batch.push(encodeFrame({ type: 'data', seq: i, bootId, readings: [{ sensor: 'x', value: i }] }));
+      far.write(Buffer.concat(batch));
+    }
+
+    expect(
+      await until(() => (port().counters.linkWriteTimeouts ?? 0) >= 1, 20_000),
+      JSON.stringify(port()),
+    ).toBe(true);
+    const lost = lines.find((l) => l.event === 'port-lost');
+    expect(lost?.fields).toMatchObject({ port: 'tty0', reason: 'error' });
+    expect(String(lost?.fields.error)).toMatch(/no progress for 300 ms/);
+    expect(port().counters.linkDisconnects).toBeGreaterThanOrEqual(1);
+    expect(port().counters.stored).toBeGreaterThan(2000);
+    // Opened again, on the same path (the pty is still there).
+    expect(await until(() => (port().counters.linkOpens ?? 0) >= 2, 10_000)).toBe(true);
+  }, 40_000);
 });

@@ -94,13 +94,19 @@ m, s = pty.openpty()
 tty.setraw(s)
 os.set_blocking(m, False)
 print(os.ttyname(s), flush=True)
-reading, total = False, 0
+reading, total, out = False, 0, b""
 while True:
-    r, _, _ = select.select([sys.stdin] + ([m] if reading else []), [], [])
+    r, w, _ = select.select([sys.stdin] + ([m] if reading else []), [m] if out else [], [])
     if m in r:
         try:
             total += len(os.read(m, 65536))
             print("got", total, flush=True)
+        except BlockingIOError:
+            pass
+    if m in w:
+        # What the tty does not take now waits for room, in order (a write can be partial).
+        try:
+            out = out[os.write(m, out):]
         except BlockingIOError:
             pass
     if sys.stdin in r:
@@ -108,12 +114,15 @@ while True:
         if not cmd:
             break
         if cmd[0] == "write":
-            os.write(m, bytes.fromhex(cmd[1]))
+            out += bytes.fromhex(cmd[1])
         elif cmd[0] == "read":
             reading = cmd[1] == "on"
 `;
 
-/** A pty whose far end (python3's master side) reads only when told to and writes on request. */
+/**
+ * A pty whose far end (python3's master side) reads only when told to and writes on request (what
+ * the tty cannot take at once is kept and written, in order, as room appears).
+ */
 export interface FarEnd {
   /** The tty to open (/dev/pts/N). */
   path: string;
