@@ -160,12 +160,19 @@ describe.skipIf(!socat)(
   },
 );
 
+/** A directory, broker-lite and an in-process link for an agent in this process; all gone after the test. */
+async function inProcess() {
+  const dir = tmp();
+  const broker = await startBrokerLite();
+  cleanups.push(() => broker.stop());
+  const pair = createLinkPair();
+  cleanups.push(() => pair.close());
+  return { dir, broker, pair };
+}
+
 describe('issue 19.2: the expected interval follows a reload (the agent in process)', () => {
   it('issue 19.2: agent.expectedInterval and serial[].expectedInterval change live, without reopening the port', async () => {
-    const dir = tmp();
-    const broker = await startBrokerLite();
-    cleanups.push(() => broker.stop());
-    const pair = createLinkPair();
+    const { dir, broker, pair } = await inProcess();
     // No p in its HELLO: the config decides the port's interval.
     const device = WatchedDevice.over(new InProcessTransport(pair), {
       deviceId: 'rl19',
@@ -286,4 +293,55 @@ describe.skipIf(!hasPython)("issue 19.1: the agent's writes are bounded (a real 
     // Opened again, on the same path (the pty is still there).
     expect(await until(() => (port().counters.linkOpens ?? 0) >= 2, 10_000)).toBe(true);
   }, 40_000);
+});
+
+describe('issue 19.2: a HELLO interval past what a timer holds (the agent in process)', () => {
+  it('issue 19.2: p = 2^32-1 ms is taken as it is; the silence timer does not overflow into a 1 ms loop', async () => {
+    const { dir, broker, pair } = await inProcess();
+    const overflows: string[] = [];
+    const onWarning = (w: Error) => {
+      if (w.name === 'TimeoutOverflowWarning') overflows.push(w.message);
+    };
+    process.on('warning', onWarning);
+    cleanups.push(() => process.off('warning', onWarning));
+    const config = parseConfig(
+      {
+        agent: { id: 'p19', stateDir: path.join(dir, 'state'), healthInterval: 0 },
+        serial: [{ path: path.join(dir, 'link0'), name: 'tty0' }],
+        mqtt: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMin: '50ms', reconnectMax: '200ms' },
+        topics: { prefix: 'p19' },
+        queue: { fsync: 'never' },
+      },
+      { baseDir: dir, env: {} },
+    );
+    const lines: string[] = [];
+    const agent = await Agent.start({
+      config,
+      statusFile: false,
+      log: { log: (_level, event) => lines.push(event), enabled: () => true },
+      openPort: async () => pair.host,
+    });
+    cleanups.push(() => agent.stop(200));
+    // A device (hostile, or mistaken) says it reports once every 49.7 days: 1.5 of that is
+    // beyond setTimeout's 2^31-1 ms, which Node turns into 1 ms.
+    const intervalMs = 0xffffffff;
+    pair.device.write(
+      encodeFrame({
+        type: 'hello',
+        seq: 0,
+        deviceId: 'p19',
+        firmware: 't',
+        bootId: 1,
+        sensors: [],
+        intervalMs,
+      }),
+    );
+    const port = () => agent.snapshot().ports[0];
+    expect(await until(() => port().expectedIntervalMs === intervalMs, 5000)).toBe(true);
+    // Long enough for a 1 ms timer loop to have turned hundreds of times.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(overflows).toEqual([]);
+    expect(lines.filter((l) => l === 'port-silent')).toEqual([]);
+    expect(port().silentSince).toBeUndefined();
+  }, 20_000);
 });

@@ -22,9 +22,9 @@ Options:
   --seed N              seed for readings, boot ids and faults (printed at start)
   --firmware VERSION    firmware version in HELLO (default sim-1.0.0)
   --watchdog MS         nothing heard for MS: send HELLO again, every MS while quiet
-                        (default 3 intervals, at least 3s; 0 turns it off)
+                        (default 3 intervals, at least 3s; 0 turns it off; at most 1440m)
   --write-timeout MS    a write that finds no room in the tty for MS fails and the
-                        device end is opened again (default 5s)
+                        device end is opened again (default 5s; at most 10m)
 Faults:
   --garbage-rate P      probability per frame of 1..32 random bytes before it
   --bitflip-rate P      probability per frame of one flipped bit
@@ -44,12 +44,15 @@ stdout gets one line, the path the agent should open; logs go to stderr.`;
 
 class UsageError extends Error {}
 
-function duration(flag: string, v: string | undefined): number | undefined {
+function duration(flag: string, v: string | undefined, maxMinutes?: number): number | undefined {
   if (v === undefined) return undefined;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
   if (m === null) throw new UsageError(`--${flag}: "${v}" is not a duration (e.g. 500, 500ms, 2s, 1m)`);
   const n = Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1);
   if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${flag}: must be positive`);
+  // A timer holds at most 2^31-1 ms and fires at once beyond: bounded well within.
+  if (maxMinutes !== undefined && n > maxMinutes * 60_000)
+    throw new UsageError(`--${flag}: at most ${maxMinutes}m`);
   return Math.round(n);
 }
 
@@ -139,7 +142,7 @@ export async function main(argv: string[]): Promise<number> {
       retransmitMs: duration('retransmit', s('retransmit')),
       seed: int('seed', s('seed'), 0, 0xffffffff),
       firmware: s('firmware'),
-      watchdogMs: s('watchdog')?.trim() === '0' ? 0 : duration('watchdog', s('watchdog')),
+      watchdogMs: s('watchdog')?.trim() === '0' ? 0 : duration('watchdog', s('watchdog'), 1440),
       faults: {
         garbage: rate('garbage-rate', s('garbage-rate')),
         bitflip: rate('bitflip-rate', s('bitflip-rate')),
@@ -151,7 +154,7 @@ export async function main(argv: string[]): Promise<number> {
       unplugEveryMs: duration('unplug-every', s('unplug-every')),
       unplugForMs: duration('unplug-for', s('unplug-for')),
     };
-    writeTimeoutMs = duration('write-timeout', s('write-timeout'));
+    writeTimeoutMs = duration('write-timeout', s('write-timeout'), 10);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`firmware-sim: ${e.message}\n`);

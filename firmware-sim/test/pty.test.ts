@@ -312,6 +312,9 @@ describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => 
     const run = (args: string[]) =>
       new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
         const c = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        // A flag wrongly accepted starts the simulator, which runs until stopped.
+        const t = setTimeout(() => c.kill('SIGINT'), 15_000);
+        c.once('exit', () => clearTimeout(t));
         let out = '';
         let err = '';
         c.stdout.on('data', (b: Buffer) => {
@@ -322,13 +325,20 @@ describe.skipIf(!socat)('firmware-sim on a real pseudo-terminal (socat)', () => 
         });
         c.once('exit', (code) => resolve({ code, out, err }));
       });
-    const [help, bad, both, watchdog, writeTimeout] = await Promise.all([
+    const [help, bad, both, watchdog, writeTimeout, longWatchdog, longWriteTimeout] = await Promise.all([
       run(['--help']),
       run(['--link', '/tmp/x', '--bitflip-rate', '2']),
       run(['--link', '/tmp/x', '--port', '/tmp/y']),
       run(['--link', '/tmp/x', '--watchdog', 'soon']),
       run(['--link', '/tmp/x', '--write-timeout', '0']),
+      // Past what a timer holds (2^31-1 ms), a timer fires at once: refused, not a 1 ms loop.
+      run(['--link', join(dir, 'cli-w1'), '--watchdog', '100000m']),
+      run(['--link', join(dir, 'cli-w2'), '--write-timeout', '11m']),
     ]);
+    expect(longWatchdog.code).toBe(2);
+    expect(longWatchdog.err).toMatch(/--watchdog: at most 1440m/);
+    expect(longWriteTimeout.code).toBe(2);
+    expect(longWriteTimeout.err).toMatch(/--write-timeout: at most 10m/);
     expect(help.code).toBe(0);
     expect(help.out).toMatch(/--unplug-every/);
     expect(help.out).toMatch(/--watchdog MS/);

@@ -356,7 +356,9 @@ export class Agent {
         port.session.checkSilence(Date.now());
         this.armSilence(port);
       },
-      Math.max(0, deadline - Date.now()),
+      // A HELLO may say up to 2^32-1 ms: past setTimeout's 2^31-1 Node would fire at once, in a
+      // loop. Woken early, checkSilence finds nothing due and this re-arms.
+      Math.min(Math.max(0, deadline - Date.now()), MAX_TIMER_MS),
     );
     port.silenceTimer.unref();
   }
@@ -1001,6 +1003,9 @@ function sameFiles(a: Array<Buffer | undefined>, b: Array<Buffer | undefined>): 
   if (a.length !== b.length) return false;
   return a.every((x, i) => (x === undefined ? b[i] === undefined : b[i] !== undefined && x.equals(b[i]!)));
 }
+
+/** The longest delay setTimeout takes (2^31-1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);

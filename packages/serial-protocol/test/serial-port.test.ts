@@ -7,6 +7,7 @@ import type { LinuxPortBinding } from '@serialport/bindings-cpp';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   createSerialPort,
+  EofAwareLinuxBinding,
   EofAwarePortBinding,
   PollInterest,
   SerialEofError,
@@ -223,6 +224,23 @@ describe('issue 19.1: PollInterest and the bounded write', () => {
     expect(err).toMatchObject({ code: 'ETIMEDOUT', disconnect: true, ms: 100 });
     expect(poller.interest).toBe(0);
     closeSync(fd);
+  });
+
+  it('issue 19.1: a writeTimeoutMs a timer cannot hold (or not a positive integer) is refused at open, before the tty is opened', async () => {
+    // bindings-interface's OpenOptions (path, baudRate) do not resolve for the type checker.
+    const options = (writeTimeoutMs: number) =>
+      ({ path: join(dir, 'no-such-tty'), baudRate: 9600, writeTimeoutMs }) as unknown as Parameters<
+        typeof EofAwareLinuxBinding.open
+      >[0];
+    // setTimeout fires at once past 2^31-1 ms: every write that waited would fail at once.
+    for (const ms of [2 ** 31, 0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(EofAwareLinuxBinding.open(options(ms)), `writeTimeoutMs ${ms}`).rejects.toThrow(
+        /writeTimeoutMs must be an integer 1\.\.2147483647 ms/,
+      );
+    }
+    // Within the bound, the open itself is what fails here (no such path).
+    await expect(EofAwareLinuxBinding.open(options(2 ** 31 - 1))).rejects.toThrow(/no-such-tty|No such file/);
+    expect(() => new EofAwarePortBinding({} as LinuxPortBinding, 2 ** 31)).toThrow(RangeError);
   });
 
   it('issue 19.1: drain waits for the write in flight', async () => {

@@ -46,6 +46,14 @@ const WRITABLE = 0b10;
 /** How long a write may wait for room before it fails (`writeTimeoutMs`' default). */
 export const DEFAULT_WRITE_TIMEOUT_MS = 5000;
 
+/** The longest `writeTimeoutMs`: what setTimeout holds (beyond it, a timer fires at once). */
+const MAX_WRITE_TIMEOUT_MS = 2 ** 31 - 1;
+
+function checkWriteTimeout(ms: number): void {
+  if (!Number.isInteger(ms) || ms < 1 || ms > MAX_WRITE_TIMEOUT_MS)
+    throw new RangeError(`writeTimeoutMs must be an integer 1..${MAX_WRITE_TIMEOUT_MS} ms; got ${ms}`);
+}
+
 /**
  * A 0-byte read on the tty. `disconnect: true` is what @serialport/stream looks for to close the
  * port as disconnected (`close` with `{ disconnected: true }`) instead of emitting a read error.
@@ -176,6 +184,7 @@ export class EofAwarePortBinding {
     private readonly inner: LinuxPortBinding,
     readonly writeTimeoutMs = DEFAULT_WRITE_TIMEOUT_MS,
   ) {
+    checkWriteTimeout(writeTimeoutMs);
     this.interest = new PollInterest(inner.poller);
   }
   get openOptions() {
@@ -270,7 +279,7 @@ export class EofAwarePortBinding {
 
 /** Open options of the EOF-aware binding: bindings-cpp's, and the write bound. */
 export interface EofAwareOpenOptions extends LinuxOpenOptions {
-  /** A write that finds no room for this long fails as a disconnect (default 5000 ms). */
+  /** A write that finds no room for this long fails as a disconnect (default 5000 ms; 1..2^31-1). */
   writeTimeoutMs?: number;
 }
 
@@ -282,6 +291,8 @@ export const EofAwareLinuxBinding: {
   list: () => LinuxBinding.list(),
   async open(options: EofAwareOpenOptions) {
     const { writeTimeoutMs, ...linux } = options;
+    // Refused before the tty is opened, so no descriptor is left behind.
+    if (writeTimeoutMs !== undefined) checkWriteTimeout(writeTimeoutMs);
     return new EofAwarePortBinding(await LinuxBinding.open(linux), writeTimeoutMs);
   },
 };
