@@ -15,6 +15,7 @@ const AREAS = [
   'bridge',
   'install',
   'page',
+  'serial',
 ] as const;
 
 function parseArgs(argv: string[]): { json: boolean; only: string | null; quick: boolean } {

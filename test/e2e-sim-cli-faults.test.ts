@@ -6,7 +6,7 @@
  * lost and opened again, a burst as a run of readings sharing one device timestamp at the
  * subscriber, corrupted frames as counted framing errors; and the agent stays up throughout.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, watch } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { AgentStatus } from '@mqtt-edge/agent';
@@ -33,6 +33,8 @@ afterEach(async () => {
 const BURST = 12;
 const RESETS = 3;
 const UNPLUGS = 2;
+/** A boot during which the agent held the port this long must have been seen (issue 19.4). */
+const HEARD_MS = 500;
 
 describe.skipIf(!socat)('firmware-sim CLI fault flags against the agent', () => {
   it('resets, bursts, unplugs and corrupted frames are each seen and counted; the agent stays up', async () => {
@@ -44,6 +46,15 @@ describe.skipIf(!socat)('firmware-sim CLI fault flags against the agent', () => 
     cleanups.push(() => rec.stop());
 
     const link = path.join(dir, 'ttyF');
+    // An unplug removes the pty link (socat is gone) until the pair is made again. Seen through
+    // inotify (events queue up), not by looking when the log line is read: under load that was
+    // after the pair was back (600 ms later). The link is made once, then each unplug removes
+    // and makes it again: renames of its name.
+    let linkRenames = 0;
+    const watcher = watch(dir, (event, name) => {
+      if (event === 'rename' && name === path.basename(link)) linkRenames++;
+    });
+    cleanups.push(() => watcher.close());
     // Co-prime-ish periods so the scheduled faults do not all land on the same tick.
     const sim = await SimProcess.start(link, [
       '--device-id',
@@ -86,8 +97,6 @@ describe.skipIf(!socat)('firmware-sim CLI fault flags against the agent', () => 
     await agent.start();
     cleanups.push(() => agent.kill());
 
-    // An unplug removes the pty link (socat is gone) until the pair is made again.
-    const goneAtUnplug = sim.waitFor((l) => l.msg === 'unplugged', 15_000).then(() => existsSync(link));
     // The schedule runs: RESETS resets and UNPLUGS unplugs each followed by the pty coming back.
     expect(
       await until(
@@ -97,18 +106,44 @@ describe.skipIf(!socat)('firmware-sim CLI fault flags against the agent', () => 
     ).toBe(true);
     expect(sim.events('unplugged').length).toBeGreaterThanOrEqual(UNPLUGS);
 
-    // Resets: every boot id the device had is one the agent saw begin.
-    const bootIds = [sim.events('start')[0].bootId, ...sim.events('reset-mid-frame').map((l) => l.bootId)];
+    // Resets: every boot the agent could hear is one it saw begin. It could hear a boot during
+    // which it held the port for HEARD_MS (a dozen DATA frames at 40 ms). The schedule starts with
+    // the simulator: under load the agent has come up after the first reset (its port opened at
+    // 4.1 s, the first reset at 2.4 s), and a boot nobody listened to cannot be asked of it. A
+    // stalled line (issue 19) still fails here: the agent holds the port and hears nothing.
+    const at = (l: LogLine) => Date.parse(l.time);
+    const boots = [sim.events('start')[0], ...sim.events('reset-mid-frame')].map((l) => ({
+      id: l.bootId,
+      from: at(l),
+    }));
+    const heardBoots = () => {
+      const now = Date.now();
+      const marks = agent.lines.filter((l) => l.msg === 'port-open' || l.msg === 'port-lost');
+      const held: Array<[number, number]> = [];
+      marks.forEach((l, i) => {
+        if (l.msg !== 'port-open') return;
+        const end = marks.slice(i + 1).find((m) => m.msg === 'port-lost');
+        held.push([at(l), end === undefined ? now : at(end)]);
+      });
+      return boots.filter((b, i) => {
+        const to = boots[i + 1]?.from ?? now;
+        const overlap = held.reduce((n, [a, z]) => n + Math.max(0, Math.min(to, z) - Math.max(b.from, a)), 0);
+        return overlap >= HEARD_MS;
+      });
+    };
     const agentBoots = () => new Set(agent.events('device-boot').map((l) => l.bootId));
-    expect(await until(() => bootIds.every((b) => agentBoots().has(b)), 5000)).toBe(true);
+    expect(
+      await until(() => heardBoots().every((b) => agentBoots().has(b.id)), 5000),
+      JSON.stringify({ boots, heard: heardBoots(), agent: [...agentBoots()] }),
+    ).toBe(true);
+    expect(heardBoots().length).toBeGreaterThanOrEqual(2);
 
     // Unplugs: the agent's port went away and it opened it again after each.
-    const at = (l: LogLine) => Date.parse(l.time);
     const lost = agent.events('port-lost').map(at);
     expect(lost.length).toBeGreaterThanOrEqual(UNPLUGS);
     const opens = () => agent.events('port-open').map(at);
     expect(await until(() => lost.every((t) => opens().some((o) => o > t)), 10_000)).toBe(true);
-    expect(await goneAtUnplug).toBe(false);
+    expect(await until(() => linkRenames >= 1 + 2 * UNPLUGS, 5000), `renames ${linkRenames}`).toBe(true);
     // The pty is back at its path after the last unplug.
     expect(existsSync(link)).toBe(true);
 

@@ -21,6 +21,10 @@ Options:
   --retransmit MS       retransmit timeout (default 1000)
   --seed N              seed for readings, boot ids and faults (printed at start)
   --firmware VERSION    firmware version in HELLO (default sim-1.0.0)
+  --watchdog MS         nothing heard for MS: send HELLO again, every MS while quiet
+                        (default 3 intervals, at least 3s; 0 turns it off; at most 1440m)
+  --write-timeout MS    a write that finds no room in the tty for MS fails and the
+                        device end is opened again (default 5s; at most 10m)
 Faults:
   --garbage-rate P      probability per frame of 1..32 random bytes before it
   --bitflip-rate P      probability per frame of one flipped bit
@@ -40,12 +44,15 @@ stdout gets one line, the path the agent should open; logs go to stderr.`;
 
 class UsageError extends Error {}
 
-function duration(flag: string, v: string | undefined): number | undefined {
+function duration(flag: string, v: string | undefined, maxMinutes?: number): number | undefined {
   if (v === undefined) return undefined;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
   if (m === null) throw new UsageError(`--${flag}: "${v}" is not a duration (e.g. 500, 500ms, 2s, 1m)`);
   const n = Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1);
   if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${flag}: must be positive`);
+  // A timer holds at most 2^31-1 ms and fires at once beyond: bounded well within.
+  if (maxMinutes !== undefined && n > maxMinutes * 60_000)
+    throw new UsageError(`--${flag}: at most ${maxMinutes}m`);
   return Math.round(n);
 }
 
@@ -80,6 +87,8 @@ export async function main(argv: string[]): Promise<number> {
         retransmit: { type: 'string' },
         seed: { type: 'string' },
         firmware: { type: 'string' },
+        watchdog: { type: 'string' },
+        'write-timeout': { type: 'string' },
         'garbage-rate': { type: 'string' },
         'bitflip-rate': { type: 'string' },
         'drop-rate': { type: 'string' },
@@ -105,6 +114,7 @@ export async function main(argv: string[]): Promise<number> {
   const s = (k: string) => values[k] as string | undefined;
   let options: FirmwareSimOptions;
   let level: Level;
+  let writeTimeoutMs: number | undefined;
   try {
     const deviceId =
       s('device-id') ??
@@ -132,6 +142,7 @@ export async function main(argv: string[]): Promise<number> {
       retransmitMs: duration('retransmit', s('retransmit')),
       seed: int('seed', s('seed'), 0, 0xffffffff),
       firmware: s('firmware'),
+      watchdogMs: s('watchdog')?.trim() === '0' ? 0 : duration('watchdog', s('watchdog'), 1440),
       faults: {
         garbage: rate('garbage-rate', s('garbage-rate')),
         bitflip: rate('bitflip-rate', s('bitflip-rate')),
@@ -143,6 +154,7 @@ export async function main(argv: string[]): Promise<number> {
       unplugEveryMs: duration('unplug-every', s('unplug-every')),
       unplugForMs: duration('unplug-for', s('unplug-for')),
     };
+    writeTimeoutMs = duration('write-timeout', s('write-timeout'), 10);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`firmware-sim: ${e.message}\n`);
@@ -158,11 +170,11 @@ export async function main(argv: string[]): Promise<number> {
         });
         return 1;
       }
-      const t = await PtyTransport.create(s('link')!);
+      const t = await PtyTransport.create(s('link')!, undefined, { writeTimeoutMs });
       transport = t;
       process.stdout.write(`${t.agentPath}\n`);
     } else {
-      transport = await PortTransport.open(s('port')!);
+      transport = await PortTransport.open(s('port')!, { writeTimeoutMs });
       process.stdout.write(`${s('port')}\n`);
     }
   } catch (e) {

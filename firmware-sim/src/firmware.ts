@@ -70,7 +70,19 @@ export interface FirmwareOptions {
   timestamps?: boolean;
   /** Send a lone 0x00 before the HELLO after a reset, ending any half frame (default true). */
   leadingDelimiter?: boolean;
+  /** Say the reporting interval in HELLO (`p`; default true; false: a HELLO as before issue 19). */
+  announceInterval?: boolean;
+  /**
+   * Native mode: when no frame has been heard for this long, send HELLO again, and again every
+   * `watchdogMs` while nothing is heard (issue 19). Default 3 intervals, at least 3000 ms; 0: off.
+   */
+  watchdogMs?: number;
   rng: Rng;
+}
+
+/** The watchdog's default: three missed ACKs' worth of intervals, never under 3 s. */
+export function defaultWatchdogMs(intervalMs: number): number {
+  return Math.max(3 * intervalMs, 3000);
 }
 
 export interface FirmwareStats {
@@ -90,6 +102,8 @@ export interface FirmwareStats {
   commandErrors: number;
   /** A CMD id seen again: answered from the cache, not run twice. */
   commandRepeats: number;
+  /** HELLOs sent because nothing was heard for the watchdog's time. */
+  watchdogHellos: number;
 }
 
 export interface FirmwareEvent {
@@ -116,6 +130,7 @@ export class Firmware {
     commands: 0,
     commandErrors: 0,
     commandRepeats: 0,
+    watchdogHellos: 0,
   };
   /** Settable actuators, as real boards expose them. */
   led = false;
@@ -133,6 +148,9 @@ export class Firmware {
   private readonly maxRetransmits: number;
   private readonly timestamps: boolean;
   private readonly leadingDelimiter: boolean;
+  private readonly announceInterval: boolean;
+  /** undefined: the default, which follows the interval. */
+  private readonly watchdogOption: number | undefined;
   private decoder: FrameDecoder;
   private out: Uint8Array[] = [];
   private events: FirmwareEvent[] = [];
@@ -142,6 +160,11 @@ export class Firmware {
   private seq = 0;
   private nextSampleAt = 0;
   private pendingReboot = false;
+  /** When a frame was last heard (or the boot); the watchdog counts from here. */
+  private lastHeardAt = 0;
+  private nextWatchdogAt = Number.POSITIVE_INFINITY;
+  /** Watchdog HELLOs since something was last heard (0: not in a quiet spell). */
+  private quietHellos = 0;
 
   constructor(options: FirmwareOptions, now: number) {
     this.deviceId = options.deviceId;
@@ -157,6 +180,8 @@ export class Firmware {
     this.maxRetransmits = options.maxRetransmitsPerPoll ?? 8;
     this.timestamps = options.timestamps ?? true;
     this.leadingDelimiter = options.leadingDelimiter ?? true;
+    this.announceInterval = options.announceInterval ?? true;
+    this.watchdogOption = options.watchdogMs;
     this.decoder = new FrameDecoder();
     this.boot(now);
   }
@@ -189,6 +214,9 @@ export class Firmware {
     this.results = [];
     this.nextSampleAt = now + this.intervalMs;
     this.pendingReboot = false;
+    this.lastHeardAt = now;
+    this.quietHellos = 0;
+    this.armWatchdog();
     this.emit({ event: 'boot', bootId: this.bootIdValue });
     if (this.mode !== 'native') {
       this.write(textBytes(`# ${this.deviceId} ${this.firmwareVersion} boot ${this.bootIdValue}\n`));
@@ -196,6 +224,12 @@ export class Firmware {
     }
     if (this.leadingDelimiter) this.out.push(new Uint8Array(1));
     this.sendHello();
+  }
+
+  /** The watchdog's time in ms (0: off): the option, else 3 intervals, at least 3 s. */
+  get watchdogMs(): number {
+    if (this.mode !== 'native') return 0;
+    return this.watchdogOption ?? defaultWatchdogMs(this.intervalMs);
   }
 
   /** Takes a sample if due and retransmits what timed out. Call at `nextDeadline()` or later. */
@@ -208,11 +242,31 @@ export class Firmware {
       // Missed slots are skipped, not caught up in a burst, as an MCU's periodic timer does.
       if (this.nextSampleAt <= now) this.nextSampleAt = now + this.intervalMs;
     }
+    if (now >= this.nextWatchdogAt) this.watchdog(now);
+  }
+
+  /**
+   * Nothing heard for the watchdog's time: the agent may have restarted and missed the HELLO,
+   * or the line may be stuck. Real firmware says HELLO again; so does this, every watchdogMs
+   * until a frame comes in. Same boot: not a reset.
+   */
+  private watchdog(now: number): void {
+    if (this.quietHellos === 0)
+      this.emit({ event: 'watchdog-hello', quietMs: now - this.lastHeardAt, bootId: this.bootIdValue });
+    this.quietHellos++;
+    this.stats.watchdogHellos++;
+    this.sendHello();
+    this.nextWatchdogAt = now + this.watchdogMs;
+  }
+
+  private armWatchdog(): void {
+    const ms = this.watchdogMs;
+    this.nextWatchdogAt = ms > 0 ? this.lastHeardAt + ms : Number.POSITIVE_INFINITY;
   }
 
   /** When `poll` next has work to do. */
   nextDeadline(): number {
-    let t = this.nextSampleAt;
+    let t = Math.min(this.nextSampleAt, this.nextWatchdogAt);
     for (const p of this.ring.entries()) t = Math.min(t, p.sentAt + this.retransmitMs);
     return t;
   }
@@ -230,8 +284,19 @@ export class Firmware {
 
   receive(bytes: Uint8Array, now: number): void {
     if (this.mode !== 'native') return; // text-mode boards only talk
-    for (const f of this.decoder.push(bytes)) this.handle(f, now);
+    const frames = this.decoder.push(bytes);
+    if (frames.length > 0) this.heard(now);
+    for (const f of frames) this.handle(f, now);
     if (this.pendingReboot) this.boot(now);
+  }
+
+  /** A frame came in: the line works; the watchdog counts from now. */
+  private heard(now: number): void {
+    if (this.quietHellos > 0)
+      this.emit({ event: 'heard-again', quietMs: now - this.lastHeardAt, watchdogHellos: this.quietHellos });
+    this.quietHellos = 0;
+    this.lastHeardAt = now;
+    this.armWatchdog();
   }
 
   /** Bytes to write, oldest first; each element is one whole frame or line. */
@@ -277,6 +342,7 @@ export class Firmware {
       hello.model = this.model;
       hello.commands = SIM_COMMANDS;
     }
+    if (this.announceInterval) hello.intervalMs = this.intervalMs;
     this.write(encodeFrame(hello));
   }
 
@@ -358,7 +424,8 @@ export class Firmware {
     if (this.results.length > RESULT_CACHE) this.results.shift();
     this.emit({ event: 'command', name: c.name, id: c.id, ok: r.ok });
     this.write(encodeFrame(result));
-    if (c.name === 'hello' && r.ok) this.sendHello();
+    // `hello` asks for one; a new interval is said in one, so the agent knows when to worry.
+    if ((c.name === 'hello' || c.name === 'set-interval') && r.ok) this.sendHello();
   }
 
   private run(c: CmdFrame, now: number): { ok: true; value?: Value } | { ok: false; error: string } {
@@ -389,6 +456,7 @@ export class Firmware {
         }
         this.intervalMs = ms;
         this.nextSampleAt = now + ms;
+        this.armWatchdog();
         return { ok: true, value: ms };
       }
       case 'set-led':

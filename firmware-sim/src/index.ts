@@ -1,5 +1,6 @@
 export { FaultInjector, type FaultRates, type FaultStats } from './faults.ts';
 export {
+  defaultWatchdogMs,
   Firmware,
   type FirmwareEvent,
   type FirmwareOptions,
@@ -19,6 +20,7 @@ export { Rng } from './rng.ts';
 export { DEFAULT_SENSORS, Sensor, type SensorSpec } from './sensors.ts';
 export { FirmwareSim, type FirmwareSimOptions, type SimStats } from './sim.ts';
 export {
+  type DevicePortOptions,
   InProcessTransport,
   PortTransport,
   PtyTransport,

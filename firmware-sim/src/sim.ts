@@ -24,6 +24,13 @@ export interface FirmwareSimOptions extends Omit<FirmwareOptions, 'rng'> {
   now?: () => number;
 }
 
+/** Firmware events worth more than debug: readings lost, and the watchdog's quiet spells. */
+const EVENT_LEVEL: Record<string, 'warn' | 'info'> = {
+  'ring-overwrite': 'warn',
+  'watchdog-hello': 'warn',
+  'heard-again': 'info',
+};
+
 export interface SimStats {
   bytesWritten: number;
   /** Bytes the firmware wrote while unplugged: gone, as on a real UART with no one listening. */
@@ -50,6 +57,7 @@ export class FirmwareSim {
   private timer: NodeJS.Timeout | undefined;
   private readonly periodic: NodeJS.Timeout[] = [];
   private running = false;
+  private hung = false;
   private unplugging: Promise<void> | undefined;
 
   constructor(
@@ -127,6 +135,25 @@ export class FirmwareSim {
     this.schedule();
   }
 
+  /**
+   * The firmware hangs (a stuck MCU: it neither writes nor reads; what arrives is lost, as
+   * in a UART overrun) until `resume()`. The port stays open: the agent sees a silent line.
+   */
+  hang(): void {
+    if (this.hung || !this.running) return;
+    this.hung = true;
+    clearTimeout(this.timer);
+    this.log.log('info', 'hang', { device: this.firmware.deviceId });
+  }
+
+  /** Ends a `hang()`: missed samples are skipped, what timed out is sent again. */
+  resume(): void {
+    if (!this.hung) return;
+    this.hung = false;
+    this.log.log('info', 'resume', { device: this.firmware.deviceId });
+    this.tick();
+  }
+
   /** Unplugs for `ms`; the firmware keeps running (and its ring fills) meanwhile. */
   unplug(ms: number): Promise<void> {
     if (this.unplugging !== undefined) return this.unplugging;
@@ -149,21 +176,21 @@ export class FirmwareSim {
   }
 
   private onData(bytes: Uint8Array): void {
-    if (!this.running) return;
+    if (!this.running || this.hung) return;
     this.firmware.receive(bytes, this.now());
     this.flush();
     this.schedule();
   }
 
   private tick(): void {
-    if (!this.running) return;
+    if (!this.running || this.hung) return;
     this.firmware.poll(this.now());
     this.flush();
     this.schedule();
   }
 
   private schedule(): void {
-    if (!this.running) return;
+    if (!this.running || this.hung) return;
     clearTimeout(this.timer);
     const wait = Math.max(0, this.firmware.nextDeadline() - this.now());
     this.timer = setTimeout(() => this.tick(), wait);
@@ -172,10 +199,7 @@ export class FirmwareSim {
   private flush(): void {
     for (const e of this.firmware.takeEvents()) {
       const { event, ...rest } = e;
-      this.log.log(event === 'ring-overwrite' ? 'warn' : 'debug', event, {
-        device: this.firmware.deviceId,
-        ...rest,
-      });
+      this.log.log(EVENT_LEVEL[event] ?? 'debug', event, { device: this.firmware.deviceId, ...rest });
     }
     for (const chunk of this.firmware.takeOutput()) {
       for (const part of this.faults.apply(chunk)) this.send(part);

@@ -6,8 +6,14 @@ import { createSocatPair, type SocatPair } from './pty.ts';
 
 export interface TransportEvents {
   onData?: (bytes: Uint8Array) => void;
-  onState?: (state: 'plugged' | 'unplugged', detail?: Record<string, unknown>) => void;
+  /** `reopened`: the port closed under the device (a write that found no room) and was opened again. */
+  onState?: (state: 'plugged' | 'unplugged' | 'reopened', detail?: Record<string, unknown>) => void;
   onError?: (error: Error) => void;
+  /**
+   * Bytes the port took (written to the tty, not just queued in the stream): a write parked for
+   * room in the tty reports nothing until it finishes.
+   */
+  onWritten?: (bytes: number) => void;
 }
 
 export interface Transport {
@@ -30,6 +36,8 @@ export class TappedTransport implements Transport {
   constructor(
     private readonly inner: Transport,
     private readonly tap: (bytes: Uint8Array) => void,
+    /** Also told of every write the port took (`TransportEvents.onWritten`). */
+    private readonly tapWritten?: (bytes: number) => void,
   ) {}
   get description(): string {
     return this.inner.description;
@@ -52,6 +60,10 @@ export class TappedTransport implements Transport {
       onData: (b) => {
         this.tap(b);
         events.onData?.(b);
+      },
+      onWritten: (n) => {
+        this.tapWritten?.(n);
+        events.onWritten?.(n);
       },
     });
   }
@@ -88,7 +100,10 @@ export class InProcessTransport implements Transport {
   }
   write(bytes: Uint8Array): boolean {
     if (!this.pair.connected || this.pair.device.destroyed) return false;
-    this.pair.device.write(bytes);
+    const n = bytes.length;
+    this.pair.device.write(bytes, (err) => {
+      if (!err) this.events.onWritten?.(n);
+    });
     return true;
   }
   async unplug(ms: number): Promise<void> {
@@ -102,6 +117,29 @@ export class InProcessTransport implements Transport {
     this.closing();
     this.pair.device.end();
   }
+}
+
+/** How the device opens its end of the line. */
+export interface DevicePortOptions {
+  /**
+   * A write that finds no room in the tty for this long fails and the port is opened again
+   * (default: the binding's, 5000 ms).
+   */
+  writeTimeoutMs?: number;
+}
+
+function portOptions(o: DevicePortOptions): { writeTimeoutMs?: number } {
+  return o.writeTimeoutMs === undefined ? {} : { writeTimeoutMs: o.writeTimeoutMs };
+}
+
+/** Writes to an open port, telling `events` once the tty took the bytes; false if not open. */
+function writePort(port: SerialPortStream | undefined, bytes: Uint8Array, events: TransportEvents): boolean {
+  if (port === undefined || !port.isOpen) return false;
+  const n = bytes.length;
+  port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), (err) => {
+    if (!err) events.onWritten?.(n);
+  });
+  return true;
 }
 
 function closePort(port: SerialPortStream | undefined): Promise<void> {
@@ -127,6 +165,7 @@ export class PtyTransport implements Transport {
   private constructor(
     readonly agentPath: string,
     readonly devicePath: string,
+    private readonly portOptions: DevicePortOptions,
   ) {}
 
   get description(): string {
@@ -134,6 +173,10 @@ export class PtyTransport implements Transport {
   }
   get plugged(): boolean {
     return this.port?.isOpen === true;
+  }
+  /** The device end's open port (undefined while unplugged), for tests that look at its state. */
+  get devicePort(): SerialPortStream | undefined {
+    return this.port;
   }
   /** socat's pid right now (-1 while unplugged). */
   get socatPid(): number {
@@ -144,8 +187,12 @@ export class PtyTransport implements Transport {
     return this.pair?.ptys ?? [];
   }
 
-  static async create(agentPath: string, devicePath = `${agentPath}.device`): Promise<PtyTransport> {
-    const t = new PtyTransport(agentPath, devicePath);
+  static async create(
+    agentPath: string,
+    devicePath = `${agentPath}.device`,
+    options: DevicePortOptions = {},
+  ): Promise<PtyTransport> {
+    const t = new PtyTransport(agentPath, devicePath, options);
     await t.plug();
     return t;
   }
@@ -158,18 +205,44 @@ export class PtyTransport implements Transport {
     const pair = await createSocatPair(this.devicePath, this.agentPath);
     this.pair = pair;
     try {
-      this.port = await openSerialPort(pair.devicePath);
+      await this.openDevice(pair);
     } catch (e) {
       await pair.close();
       throw e;
     }
-    const port = this.port;
-    port.on('data', (b: Buffer) => this.events.onData?.(b));
-    port.on('error', (e: Error) => this.events.onError?.(e));
     void pair.exited.then(() => {
       if (this.pair === pair && !this.isClosed) void this.recover();
     });
     this.events.onState?.('plugged', { path: this.agentPath, ptys: pair.ptys });
+  }
+
+  private async openDevice(pair: SocatPair): Promise<void> {
+    const port = await openSerialPort(pair.devicePath, portOptions(this.portOptions));
+    this.port = port;
+    port.on('data', (b: Buffer) => this.events.onData?.(b));
+    port.on('error', (e: Error) => this.events.onError?.(e));
+    port.on('close', () => {
+      // Closed under the device while its pair lives (a write that found no room for
+      // writeTimeoutMs: nothing drained the line): open the device end again, as firmware
+      // would reset its UART. A pair that died is recover()'s, a close of ours unplugNow()'s.
+      if (this.port !== port || this.pair !== pair || this.isClosed) return;
+      this.port = undefined;
+      void this.reopenDevice(pair);
+    });
+  }
+
+  private async reopenDevice(pair: SocatPair): Promise<void> {
+    for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
+      await waitOrClosed(delay, this.closed);
+      if (this.isClosed || this.pair !== pair || this.port !== undefined) return;
+      try {
+        await this.openDevice(pair);
+        this.events.onState?.('reopened', { path: this.agentPath, device: pair.devicePath });
+        return;
+      } catch (e) {
+        this.events.onError?.(e as Error);
+      }
+    }
   }
 
   /** socat died on its own (killed from outside): behave like a replug, retrying with backoff. */
@@ -198,10 +271,7 @@ export class PtyTransport implements Transport {
   }
 
   write(bytes: Uint8Array): boolean {
-    const port = this.port;
-    if (port === undefined || !port.isOpen) return false;
-    port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    return true;
+    return writePort(this.port, bytes, this.events);
   }
 
   async unplug(ms: number): Promise<void> {
@@ -228,7 +298,10 @@ export class PortTransport implements Transport {
     this.closing = r;
   });
 
-  private constructor(readonly path: string) {}
+  private constructor(
+    readonly path: string,
+    private readonly portOptions: DevicePortOptions,
+  ) {}
 
   get description(): string {
     return `port ${this.path}`;
@@ -237,8 +310,8 @@ export class PortTransport implements Transport {
     return this.port?.isOpen === true;
   }
 
-  static async open(path: string): Promise<PortTransport> {
-    const t = new PortTransport(path);
+  static async open(path: string, options: DevicePortOptions = {}): Promise<PortTransport> {
+    const t = new PortTransport(path, options);
     await t.reopen();
     return t;
   }
@@ -248,7 +321,7 @@ export class PortTransport implements Transport {
   }
 
   private async reopen(): Promise<void> {
-    const port = await openSerialPort(this.path);
+    const port = await openSerialPort(this.path, portOptions(this.portOptions));
     this.port = port;
     port.on('data', (b: Buffer) => this.events.onData?.(b));
     port.on('error', (e: Error) => this.events.onError?.(e));
@@ -275,10 +348,7 @@ export class PortTransport implements Transport {
   }
 
   write(bytes: Uint8Array): boolean {
-    const port = this.port;
-    if (port === undefined || !port.isOpen) return false;
-    port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    return true;
+    return writePort(this.port, bytes, this.events);
   }
 
   async unplug(ms: number): Promise<void> {

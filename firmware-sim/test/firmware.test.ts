@@ -76,6 +76,7 @@ describe('boot and reporting', () => {
         ],
         model: 'firmware-sim',
         commands: SIM_COMMANDS,
+        intervalMs: 1000,
       },
     ]);
   });
@@ -138,7 +139,8 @@ describe('boot and reporting', () => {
   });
 
   it('seq wraps from 65535 to 0', () => {
-    const { f, out } = fw({ intervalMs: 10, ringSize: 1, maxRetransmitsPerPoll: 0 });
+    // No watchdog: nothing is acknowledged here, and its HELLOs would take seqs too.
+    const { f, out } = fw({ intervalMs: 10, ringSize: 1, maxRetransmitsPerPoll: 0, watchdogMs: 0 });
     out();
     let last = -1;
     let wrapped = false;
@@ -190,7 +192,8 @@ describe('retransmission ring', () => {
   });
 
   it('overwrites the oldest entry when full and counts it', () => {
-    const { f, out } = fw({ ringSize: 4, retransmitMs: 100_000 });
+    // No watchdog: nothing is acknowledged here, and its HELLOs would take seqs too.
+    const { f, out } = fw({ ringSize: 4, retransmitMs: 100_000, watchdogMs: 0 });
     out();
     for (let i = 1; i <= 6; i++) f.poll(T0 + 1000 * i);
     out();
@@ -393,5 +396,84 @@ describe('text modes', () => {
     expect(lines[1]).toMatch(/^temp=[-\d.]+ hum=[\d.]+ pressure=[\d.]+ counter=0\n$/);
     const d = new TextLineDecoder({ mode: 'key-value' });
     expect(d.push(Buffer.from(lines.join(''))).length).toBe(1);
+  });
+});
+
+describe('issue 19.3: liveness on the device side', () => {
+  const hellos = (frames: Frame[]) => frames.filter((x): x is HelloFrame => x.type === 'hello');
+
+  it('issue 19.3: HELLO says the reporting interval (p); set-interval answers, then says the new one in a HELLO', () => {
+    const { f, out } = fw({ intervalMs: 1000 });
+    expect(hellos(out())[0].intervalMs).toBe(1000);
+    cmd(f, 'set-interval', 250, T0 + 10, 900);
+    const frames = out();
+    expect(frames.map((x) => x.type)).toEqual(['result', 'hello']);
+    expect(hellos(frames)[0]).toMatchObject({ intervalMs: 250, bootId: f.bootId });
+    // A refused interval changes nothing and says nothing more.
+    cmd(f, 'set-interval', 5, T0 + 20, 901);
+    expect(out().map((x) => x.type)).toEqual(['result']);
+    // announceInterval: false is a HELLO as firmware sent it before issue 19.
+    const old = fw({ announceInterval: false });
+    expect(hellos(old.out())[0]).not.toHaveProperty('intervalMs');
+  });
+
+  it('issue 19.3: a device that hears nothing for watchdogMs sends HELLO again (same boot), every watchdogMs while it hears nothing; one event per quiet spell', () => {
+    const { f, out } = fw({ intervalMs: 1000, retransmitMs: 100_000, watchdogMs: 3000 });
+    out();
+    f.takeEvents();
+    expect(f.nextDeadline()).toBe(T0 + 1000);
+    const typesUntil = (t: number) => {
+      const seen: string[] = [];
+      while (f.nextDeadline() <= t) {
+        f.poll(f.nextDeadline());
+        seen.push(...out().map((x) => x.type));
+      }
+      return seen;
+    };
+    // Three DATA, no ACK: at 3 s the watchdog sends HELLO along with the third DATA.
+    expect(typesUntil(T0 + 2999)).toEqual(['data', 'data']);
+    expect(typesUntil(T0 + 3000).sort()).toEqual(['data', 'hello']);
+    expect(f.stats.watchdogHellos).toBe(1);
+    // Again at 6 s and 9 s while nothing is heard; one event for the spell.
+    typesUntil(T0 + 9000);
+    expect(f.stats.watchdogHellos).toBe(3);
+    const quiet = f.takeEvents().filter((e) => e.event === 'watchdog-hello');
+    expect(quiet).toEqual([{ event: 'watchdog-hello', quietMs: 3000, bootId: f.bootId }]);
+    // An ACK is a frame heard: the spell ends (one event), and the clock restarts from it.
+    f.receive(ack(f, 1), T0 + 9500);
+    expect(f.takeEvents()).toEqual([{ event: 'heard-again', quietMs: 9500, watchdogHellos: 3 }]);
+    expect(typesUntil(T0 + 12_499).filter((t) => t === 'hello')).toEqual([]);
+    expect(typesUntil(T0 + 12_500).filter((t) => t === 'hello')).toEqual(['hello']);
+    // The boot and its seq carry on: a watchdog HELLO is not a reset.
+    expect(f.stats.boots).toBe(1);
+  });
+
+  it('issue 19.3: bytes that decode to no frame are not hearing; the default watchdog is 3 intervals (at least 3 s); 0 turns it off', () => {
+    const { f, out } = fw({ intervalMs: 500, retransmitMs: 100_000 });
+    out();
+    f.receive(Uint8Array.of(1, 2, 3, 0), T0 + 100);
+    f.poll(T0 + 2999);
+    expect(hellos(out())).toEqual([]);
+    f.poll(T0 + 3000);
+    expect(hellos(out()).length).toBe(1);
+    const slow = fw({ intervalMs: 2000, retransmitMs: 100_000 });
+    slow.out();
+    slow.f.poll(T0 + 5999);
+    expect(hellos(slow.out())).toEqual([]);
+    slow.f.poll(T0 + 6000);
+    expect(hellos(slow.out()).length).toBe(1);
+    const off = fw({ intervalMs: 500, retransmitMs: 100_000, watchdogMs: 0 });
+    off.out();
+    for (let t = 500; t <= 60_000; t += 500) off.f.poll(T0 + t);
+    expect(hellos(off.out())).toEqual([]);
+    expect(off.f.stats.watchdogHellos).toBe(0);
+  });
+
+  it('issue 19.3: text-mode boards have no HELLO and no watchdog', () => {
+    const { f, raw } = fw({ mode: 'key-value', intervalMs: 500 });
+    raw();
+    for (let t = 500; t <= 20_000; t += 500) f.poll(T0 + t);
+    expect(f.stats.watchdogHellos).toBe(0);
+    expect(Buffer.concat(raw()).toString('latin1')).not.toMatch(/hello/i);
   });
 });

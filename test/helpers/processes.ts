@@ -12,6 +12,7 @@ import type { AgentStatus } from '@mqtt-edge/agent';
 import { Broker } from '@mqtt-edge/broker-lite';
 import { connect, type MqttClient } from '@mqtt-edge/client';
 import {
+  type DevicePortOptions,
   FirmwareSim,
   type FirmwareSimOptions,
   PtyTransport,
@@ -302,20 +303,34 @@ export class WatchedDevice {
   /** When each ACK arrived (ms since the epoch). */
   readonly acksAt: number[] = [];
   readonly boots: number[] = [];
+  /** When the device's port took bytes (written to its tty, not queued): its voice on the line. */
+  readonly writtenAt: number[] = [];
   sim!: FirmwareSim;
   agentPath!: string;
+  /** The socat pair (WatchedDevice.create). */
+  pty: PtyTransport | undefined;
   private readonly decoder = new FrameDecoder();
 
-  static async create(agentPath: string, options: FirmwareSimOptions): Promise<WatchedDevice> {
-    const d = WatchedDevice.over(await PtyTransport.create(agentPath), options);
+  static async create(
+    agentPath: string,
+    options: FirmwareSimOptions,
+    port: DevicePortOptions = {},
+  ): Promise<WatchedDevice> {
+    const pty = await PtyTransport.create(agentPath, `${agentPath}.device`, port);
+    const d = WatchedDevice.over(pty, options);
     d.agentPath = agentPath;
+    d.pty = pty;
     return d;
   }
 
   /** Over any transport (an in-process link for in-process tests). */
   static over(inner: Transport, options: FirmwareSimOptions): WatchedDevice {
     const d = new WatchedDevice();
-    const transport = new TappedTransport(inner, (b) => d.tap(b));
+    const transport = new TappedTransport(
+      inner,
+      (b) => d.tap(b),
+      () => d.writtenAt.push(Date.now()),
+    );
     d.sim = new FirmwareSim(transport, {
       ...options,
       log: {

@@ -25,7 +25,13 @@ import { createLogger, type Logger } from './log.ts';
 import { Mapper } from './mapper.ts';
 import { MetricsServer, type MetricsView, renderMetrics } from './metrics.ts';
 import { checkQueueRoom, openQueue } from './queue.ts';
-import { type LinkCounters, type PortOpener, SerialLink } from './serial-link.ts';
+import {
+  addLinkCounters,
+  type LinkCounters,
+  newLinkCounters,
+  type PortOpener,
+  SerialLink,
+} from './serial-link.ts';
 import { type AgentStatus, writeStatus } from './status.ts';
 
 export interface AgentOptions {
@@ -61,6 +67,8 @@ interface Port {
   session: PortSession;
   /** Being taken away by a reload: its bytes are no longer read (the device keeps what is not ACKed). */
   draining: boolean;
+  /** When the session next checks for silence (issue 19.2). */
+  silenceTimer?: NodeJS.Timeout;
 }
 
 /** What a reload did. Settings are named by their config-file keys (`topics.reading`). */
@@ -193,7 +201,9 @@ export class Agent {
         up: p.link.state === 'open',
         session: p.session.counters,
         framingErrorsByKind: p.session.framingErrorsByKind,
-        link: addCounters(p.pastLinks, p.link.counters),
+        link: addLinkCounters(p.pastLinks, p.link.counters),
+        silent: p.session.silentSince !== undefined,
+        expectedIntervalMs: p.session.expectedIntervalMs,
       })),
       devices: [...this.deviceStats].map(([id, counters]) => {
         const p = onPort.get(id);
@@ -268,11 +278,7 @@ export class Agent {
   }
 
   private makePort(pc: SerialPortConfig): Port {
-    const port = {
-      config: pc,
-      draining: false,
-      pastLinks: { opens: 0, openFailures: 0, disconnects: 0, bytesIn: 0, bytesOut: 0, writeDrops: 0 },
-    } as Port;
+    const port = { config: pc, draining: false, pastLinks: newLinkCounters() } as Port;
     // The session's host reaches the link through `port`: a reopen replaces port.link.
     port.session = new PortSession({
       port: pc.name,
@@ -280,6 +286,7 @@ export class Agent {
       device: pc.device,
       mapper: this.mapper,
       textBootId: this.textBootId,
+      ...this.portInterval(pc),
       host: {
         store: (m) => this.store(m),
         write: (b) => port.link.write(b),
@@ -295,6 +302,8 @@ export class Agent {
             ...(f.commands === undefined ? {} : { commands: f.commands }),
           }),
         onSensors: (device, sensors) => this.discovery.onHello(port.config.name, { id: device, sensors }),
+        reopen: () => port.link.reopen(),
+        rearmSilence: () => this.armSilence(port),
         now: () => Date.now(),
         log: this.log,
       },
@@ -314,9 +323,44 @@ export class Agent {
       onOpen: () => {
         port.session.reset();
         port.session.opened();
+        this.armSilence(port);
       },
-      onClose: () => port.session.closed(),
+      onClose: () => {
+        port.session.closed();
+        this.armSilence(port);
+      },
     });
+  }
+
+  /**
+   * The port's expected interval setting for its session (issue 19.2): its own, else for native
+   * devices the agent's default (0 there: only a HELLO's `p` makes the port watched).
+   */
+  private portInterval(pc: SerialPortConfig): { expectedIntervalMs?: number } {
+    if (pc.expectedIntervalMs !== undefined) return { expectedIntervalMs: pc.expectedIntervalMs };
+    const dflt = this.config.expectedIntervalMs;
+    return pc.framing === 'native' && dflt > 0 ? { expectedIntervalMs: dflt } : {};
+  }
+
+  /** One timer per port, at its session's silence deadline; none while nothing is watched. */
+  private armSilence(port: Port): void {
+    clearTimeout(port.silenceTimer);
+    port.silenceTimer = undefined;
+    if (this.stopping || port.draining) return;
+    const deadline = port.session.silenceDeadline();
+    if (deadline === Number.POSITIVE_INFINITY) return;
+    port.silenceTimer = setTimeout(
+      () => {
+        port.silenceTimer = undefined;
+        if (this.stopping || port.draining) return;
+        port.session.checkSilence(Date.now());
+        this.armSilence(port);
+      },
+      // A HELLO may say up to 2^32-1 ms: past setTimeout's 2^31-1 Node would fire at once, in a
+      // loop. Woken early, checkSilence finds nothing due and this re-arms.
+      Math.min(Math.max(0, deadline - Date.now()), MAX_TIMER_MS),
+    );
+    port.silenceTimer.unref();
   }
 
   private startTimers(): void {
@@ -575,6 +619,7 @@ export class Agent {
     for (const p of this.ports) {
       for (const [k, v] of Object.entries(p.session.counters)) totals[k] = (totals[k] ?? 0) + v;
       totals.portDisconnects = (totals.portDisconnects ?? 0) + p.link.counters.disconnects;
+      totals.portWriteTimeouts = (totals.portWriteTimeouts ?? 0) + p.link.counters.writeTimeouts;
     }
     totals.commandsReceived = this.commands.counters.received;
     totals.commandErrors = this.commands.counters.errors;
@@ -611,6 +656,8 @@ export class Agent {
         since: p.link.since,
         device: p.session.deviceId,
         bootId: p.session.bootId,
+        expectedIntervalMs: p.session.expectedIntervalMs,
+        silentSince: p.session.silentSince,
         lastError: p.link.lastError,
         counters: { ...p.session.counters, ...prefixed('link', p.link.counters) },
       })),
@@ -701,6 +748,7 @@ export class Agent {
       for (const p of this.ports) p.session.setMapper(this.mapper);
     }
     await this.reconcilePorts(next.serial, result);
+    for (const p of this.ports) p.session.setExpectedInterval(this.portInterval(p.config).expectedIntervalMs);
     if (result.portsRemoved.length > 0) this.discovery.onPortsRemoved(result.portsRemoved);
     if (!sameJson(discoveryKey(prev), discoveryKey(next))) {
       const before = this.discovery.birthTopic;
@@ -750,7 +798,9 @@ export class Agent {
     const reopen: Array<{ port: Port; pc: SerialPortConfig }> = [];
     for (const p of this.ports) {
       const pc = byName.get(p.config.name);
-      if (pc !== undefined && sameJson(pc, p.config)) {
+      // The expected interval is the session's (applied after this), not the open port's.
+      if (pc !== undefined && sameJson(withoutInterval(pc), withoutInterval(p.config))) {
+        p.config = pc;
         keep.push(p);
         continue;
       }
@@ -769,7 +819,7 @@ export class Agent {
     const starting: Port[] = [];
     for (const { port, pc } of reopen) {
       port.config = pc;
-      port.pastLinks = addCounters(port.pastLinks, port.link.counters);
+      port.pastLinks = addLinkCounters(port.pastLinks, port.link.counters);
       port.link = this.makeLink(port);
       port.draining = false;
       keep.push(port);
@@ -805,6 +855,7 @@ export class Agent {
    */
   private async closePort(p: Port, endSession: boolean): Promise<void> {
     p.draining = true;
+    clearTimeout(p.silenceTimer);
     const until = Date.now() + 2000;
     while (Date.now() < until && p.session.storingFrames > 0) await sleep(10);
     await p.link.stop();
@@ -886,6 +937,7 @@ export class Agent {
     while (Date.now() < until && this.ports.some((p) => p.session.storingFrames > 0)) {
       await new Promise((r) => setTimeout(r, 10));
     }
+    for (const p of this.ports) clearTimeout(p.silenceTimer);
     await Promise.all(this.ports.map((p) => p.link.stop()));
     for (const p of this.ports) p.session.closed();
     this.commands.close();
@@ -952,8 +1004,16 @@ function sameFiles(a: Array<Buffer | undefined>, b: Array<Buffer | undefined>): 
   return a.every((x, i) => (x === undefined ? b[i] === undefined : b[i] !== undefined && x.equals(b[i]!)));
 }
 
+/** The longest delay setTimeout takes (2^31-1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
+
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function withoutInterval(pc: SerialPortConfig): Omit<SerialPortConfig, 'expectedIntervalMs'> {
+  const { expectedIntervalMs: _, ...rest } = pc;
+  return rest;
 }
 
 /** Dotted key paths whose values differ; a list (serial) counts as one key. */
@@ -963,17 +1023,6 @@ export function changedKeys(a: unknown, b: unknown, p = ''): string[] {
   if (!isObj(a) || !isObj(b)) return sameJson(a, b) ? [] : [p];
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...keys].flatMap((k) => changedKeys(a[k], b[k], p === '' ? k : `${p}.${k}`));
-}
-
-function addCounters(a: LinkCounters, b: LinkCounters): LinkCounters {
-  return {
-    opens: a.opens + b.opens,
-    openFailures: a.openFailures + b.openFailures,
-    disconnects: a.disconnects + b.disconnects,
-    bytesIn: a.bytesIn + b.bytesIn,
-    bytesOut: a.bytesOut + b.bytesOut,
-    writeDrops: a.writeDrops + b.writeDrops,
-  };
 }
 
 function prefixed(p: string, o: object): Record<string, number> {

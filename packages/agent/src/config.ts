@@ -35,6 +35,14 @@ export interface SerialPortConfig {
   framing: Framing;
   /** Device id for text framings (they carry none); for native, the id expected in HELLO. */
   device?: string;
+  /**
+   * How often the device reports, ms, when its HELLO does not say (`p`): a port silent for
+   * longer is asked for HELLO, then reopened (issue 19). 0: never. Absent: native ports use
+   * `agent.expectedInterval`, text ports are not watched.
+   */
+  expectedIntervalMs?: number;
+  /** A write that finds no room in the tty for this long fails and the port is reopened (issue 19). */
+  writeTimeoutMs: number;
 }
 
 export interface TlsFiles {
@@ -125,6 +133,11 @@ export interface AgentConfig {
   healthIntervalMs: number;
   /** How long a downlink command waits for the device's RESULT. */
   commandTimeoutMs: number;
+  /**
+   * The interval native devices are expected to report at when neither their HELLO (`p`) nor
+   * their port says (issue 19); 0: such ports are not watched for silence.
+   */
+  expectedIntervalMs: number;
   serial: SerialPortConfig[];
   mqtt: MqttConfig;
   topics: TopicsConfig;
@@ -259,6 +272,16 @@ class Reader {
     if (ms < min || ms > max) {
       this.problem(p, `must be between ${fmtMs(min)} and ${fmtMs(max)}; got ${show(v)}`);
       return dflt;
+    }
+    return ms;
+  }
+
+  /** A device's reporting interval: 0 (off), or 100ms..1d. */
+  interval(p: string, v: unknown): number | undefined {
+    const ms = this.duration(p, v, 0, 86_400_000);
+    if (ms !== undefined && ms > 0 && ms < 100) {
+      this.problem(p, `must be 0 (off) or at least 100ms; got ${show(v)}`);
+      return undefined;
     }
     return ms;
   }
@@ -431,6 +454,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
       'statusInterval',
       'healthInterval',
       'commandTimeout',
+      'expectedInterval',
     ]) ?? {};
   let id = r.string('agent.id', a.id) ?? defaultId();
   if (!isName(id)) {
@@ -448,6 +472,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
   if (healthIntervalMs > 0 && healthIntervalMs < 1000)
     r.problem('agent.healthInterval', 'must be 0 (off) or at least 1s');
   const commandTimeoutMs = r.duration('agent.commandTimeout', a.commandTimeout, 100, 600_000, 5000);
+  const expectedIntervalMs = r.interval('agent.expectedInterval', a.expectedInterval) ?? 60_000;
 
   // serial
   const serial: SerialPortConfig[] = [];
@@ -462,7 +487,12 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
     const paths = new Set<string>();
     root.serial.forEach((item, i) => {
       const p = `serial[${i}]`;
-      const s = r.object(p, item, ['name', 'path', 'usb', 'baud', 'framing', 'device'], false);
+      const s = r.object(
+        p,
+        item,
+        ['name', 'path', 'usb', 'baud', 'framing', 'device', 'expectedInterval', 'writeTimeout'],
+        false,
+      );
       if (s === undefined) return;
       const portPath = r.string(`${p}.path`, s.path);
       let usb: UsbMatch | undefined;
@@ -514,10 +544,13 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
         if (paths.has(abs)) r.problem(`${p}.path`, `${portPath} is listed twice`);
         paths.add(abs);
       }
-      const port: SerialPortConfig = { name, baud, framing };
+      const writeTimeoutMs = r.duration(`${p}.writeTimeout`, s.writeTimeout, 100, 600_000, 5000);
+      const port: SerialPortConfig = { name, baud, framing, writeTimeoutMs };
       if (portPath !== undefined) port.path = path.resolve(r.baseDir, portPath);
       if (usb !== undefined) port.usb = usb;
       if (device !== undefined) port.device = device;
+      const expected = r.interval(`${p}.expectedInterval`, s.expectedInterval);
+      if (expected !== undefined) port.expectedIntervalMs = expected;
       serial.push(port);
     });
   }
@@ -745,6 +778,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
     statusIntervalMs,
     healthIntervalMs,
     commandTimeoutMs,
+    expectedIntervalMs,
     serial,
     mqtt,
     topics,
@@ -964,6 +998,7 @@ export function configDocument(c: AgentConfig): Record<string, unknown> {
       statusInterval: fmtMs(c.statusIntervalMs),
       healthInterval: fmtMs(c.healthIntervalMs),
       commandTimeout: fmtMs(c.commandTimeoutMs),
+      expectedInterval: fmtMs(c.expectedIntervalMs),
     },
     serial: c.serial.map((p) => {
       const o: Record<string, unknown> = { name: p.name };
@@ -972,6 +1007,8 @@ export function configDocument(c: AgentConfig): Record<string, unknown> {
       o.baud = p.baud;
       o.framing = p.framing;
       if (p.device !== undefined) o.device = p.device;
+      if (p.expectedIntervalMs !== undefined) o.expectedInterval = fmtMs(p.expectedIntervalMs);
+      o.writeTimeout = fmtMs(p.writeTimeoutMs);
       return o;
     }),
     mqtt,

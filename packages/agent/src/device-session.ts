@@ -28,6 +28,7 @@ import {
 import { newCommandId } from './commands.ts';
 import type { Framing } from './config.ts';
 import { SeqWindow } from './dedupe.ts';
+import { type SilenceCounters, SilenceWatch } from './liveness.ts';
 import type { Logger } from './log.ts';
 import type { Mapper } from './mapper.ts';
 
@@ -48,6 +49,10 @@ export interface SessionHost {
   onSensors?(device: string, sensors: SensorInfo[]): void;
   /** Where this device's counters go (for the metrics): one object per device, whatever its port. */
   deviceCounters?(device: string): DeviceCounters;
+  /** Close the port and open it again: it stayed silent (issue 19.2). */
+  reopen?(): void;
+  /** The silence deadline moved earlier (a HELLO said a shorter interval): re-arm the timer. */
+  rearmSilence?(): void;
   now(): number;
   log: Logger;
 }
@@ -66,7 +71,7 @@ export interface DeviceCounters {
   lastReadingAt: number;
 }
 
-export interface SessionCounters {
+export interface SessionCounters extends SilenceCounters {
   bytes: number;
   frames: number;
   dataFrames: number;
@@ -110,6 +115,11 @@ export interface PortSessionOptions {
   host: SessionHost;
   /** Id used as the boot id of text-mode readings (one per agent run). */
   textBootId: number;
+  /**
+   * The interval the device is expected to report at when its HELLO does not say (`p`), ms;
+   * 0: the port is not watched for silence at all; absent: watched only if a HELLO says.
+   */
+  expectedIntervalMs?: number;
 }
 
 /** Frames being stored at once per port; more than a device's ring can hold means trouble. */
@@ -140,6 +150,9 @@ export class PortSession {
     boots: 0,
     results: 0,
     unexpectedFrames: 0,
+    silences: 0,
+    silenceProbes: 0,
+    silenceReopens: 0,
   };
   deviceId: string | undefined;
   bootId: number | undefined;
@@ -166,8 +179,12 @@ export class PortSession {
   private errorsSinceLog = 0;
   private lastStoreErrorLog = Number.NEGATIVE_INFINITY;
   private online = false;
+  /** The interval the device's last HELLO said (`p`). */
+  private helloIntervalMs: number | undefined;
+  private readonly silence: SilenceWatch;
 
   constructor(private readonly o: PortSessionOptions) {
+    this.silence = new SilenceWatch(this.counters, o.framing === 'native');
     if (o.framing !== 'native') {
       if (o.device === undefined) throw new Error(`port ${o.port}: framing ${o.framing} needs a device id`);
       this.setDevice(o.device);
@@ -204,6 +221,70 @@ export class PortSession {
     return this.storing.size;
   }
 
+  // ---- liveness (issue 19.2) -------------------------------------------------------------
+
+  /** The interval this port's device should report at, ms (0: not watched for silence). */
+  get expectedIntervalMs(): number {
+    const configured = this.o.expectedIntervalMs;
+    if (configured === 0) return 0;
+    return this.helloIntervalMs ?? configured ?? 0;
+  }
+
+  /** A reload changed the port's interval setting (undefined: none; 0: not watched). */
+  setExpectedInterval(ms: number | undefined): void {
+    if (ms === undefined) delete this.o.expectedIntervalMs;
+    else this.o.expectedIntervalMs = ms;
+    this.o.host.rearmSilence?.();
+  }
+
+  /** When the silent spell under way began (the last frame heard), if one is. */
+  get silentSince(): number | undefined {
+    return this.silence.episode?.since;
+  }
+
+  /** When `checkSilence` next has something to do (Infinity: nothing watched). */
+  silenceDeadline(): number {
+    return this.silence.deadline(this.expectedIntervalMs);
+  }
+
+  /**
+   * The agent's timer, at or after `silenceDeadline()`: asks a silent device for HELLO, or has
+   * its port reopened. One warning per silent spell, one line when it ends. Returns the next
+   * deadline.
+   */
+  checkSilence(now: number): number {
+    const interval = this.expectedIntervalMs;
+    const step = this.silence.step(now, interval);
+    if (step !== undefined) {
+      const fields = {
+        port: this.o.port,
+        device: this.deviceId,
+        silentMs: step.silentMs,
+        expectedIntervalMs: interval,
+        next: step.action === 'probe' ? 'hello' : 'reopen',
+      };
+      if (step.first) this.o.host.log.log('warn', 'port-silent', fields);
+      else this.o.host.log.log('debug', 'port-silent-still', fields);
+      if (step.action === 'probe') this.requestHello(true);
+      else this.o.host.reopen?.();
+    }
+    return this.silenceDeadline();
+  }
+
+  /** A valid frame or line arrived. */
+  private heard(): void {
+    const now = this.o.host.now();
+    const ended = this.silence.heard(now);
+    if (ended !== undefined)
+      this.o.host.log.log('info', 'port-alive', {
+        port: this.o.port,
+        device: this.deviceId,
+        silentMs: now - ended.since,
+        probes: ended.probes,
+        reopens: ended.reopens,
+      });
+  }
+
   /** Decoder counters (by error kind). */
   decoderStats(): Record<string, number> {
     return { ...(this.decoder?.stats ?? this.text?.stats ?? {}) } as unknown as Record<string, number>;
@@ -218,12 +299,14 @@ export class PortSession {
 
   /** The port opened: ask the device who it is (native), so status is right without a reboot. */
   opened(): void {
+    this.silence.opened(this.o.host.now());
     if (this.o.framing === 'native') this.requestHello(true);
     else this.goOnline();
   }
 
   /** The port closed or vanished. */
   closed(): void {
+    this.silence.closed();
     if (this.online && this.deviceId !== undefined) {
       this.online = false;
       this.o.host.onDevice({ type: 'offline', device: this.deviceId });
@@ -234,6 +317,7 @@ export class PortSession {
     this.counters.bytes += chunk.length;
     if (this.decoder !== undefined) {
       const frames = this.decoder.push(chunk);
+      if (frames.length > 0) this.heard();
       for (let i = 0; i < frames.length; i++) {
         this.counters.frames++;
         const f = frames[i];
@@ -256,6 +340,7 @@ export class PortSession {
       return;
     }
     const records = this.text!.push(chunk);
+    if (records.length > 0) this.heard();
     for (const rec of records) this.textReadings(rec.readings);
   }
 
@@ -286,6 +371,9 @@ export class PortSession {
     if (this.deviceId !== f.deviceId) this.setDevice(f.deviceId);
     this.firmware = f.firmware;
     this.sensors = f.sensors;
+    const interval = this.expectedIntervalMs;
+    this.helloIntervalMs = f.intervalMs;
+    if (this.expectedIntervalMs !== interval) this.o.host.rearmSilence?.();
     if (newBoot) this.newBoot(f.bootId, 'hello');
     if (newBoot || !this.online) this.goOnline();
     this.o.host.onHello?.(f);

@@ -156,6 +156,10 @@ export interface MetricsView {
     framingErrorsByKind: Partial<Record<string, number>>;
     /** Summed over the port's links (a reload that reopens a port makes a new link). */
     link: LinkCounters;
+    /** A silent spell is under way (issue 19.2). */
+    silent: boolean;
+    /** The interval its device should report at, ms; 0: not watched. */
+    expectedIntervalMs: number;
   }>;
   devices: Array<{ id: string; port: string | undefined; online: boolean; counters: DeviceCounters }>;
 }
@@ -368,6 +372,42 @@ const PORT: Array<[string, Kind, string, (p: PortView) => number]> = [
     'counter',
     'Writes dropped (port not open or its write buffer full).',
     (p) => p.link.writeDrops,
+  ],
+  [
+    'write_timeouts_total',
+    'counter',
+    'Writes that found no room in the tty for the port writeTimeout; the port was reopened.',
+    (p) => p.link.writeTimeouts,
+  ],
+  [
+    'expected_interval_seconds',
+    'gauge',
+    "The interval the port's device should report at (its HELLO p, or the config), in seconds; 0: not watched for silence.",
+    (p) => p.expectedIntervalMs / 1000,
+  ],
+  [
+    'silent',
+    'gauge',
+    'Whether the port is in a silent spell (1): no valid frame for longer than its interval allows.',
+    (p) => (p.silent ? 1 : 0),
+  ],
+  [
+    'silences_total',
+    'counter',
+    'Silent spells: the port sent nothing valid for longer than its interval allows.',
+    (p) => p.session.silences,
+  ],
+  [
+    'silence_probes_total',
+    'counter',
+    'HELLO requests sent to a silent port.',
+    (p) => p.session.silenceProbes,
+  ],
+  [
+    'silence_reopens_total',
+    'counter',
+    'Reopens of a port that stayed silent (after a HELLO request; text framings at once).',
+    (p) => p.session.silenceReopens,
   ],
 ];
 

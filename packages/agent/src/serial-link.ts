@@ -22,6 +22,28 @@ export interface LinkCounters {
   bytesOut: number;
   /** Writes dropped: port not open, or its write buffer over the bound. */
   writeDrops: number;
+  /** Writes that found no room in the tty for `writeTimeout` (issue 19.1): the port was reopened. */
+  writeTimeouts: number;
+}
+
+/** Zeroed link counters. */
+export function newLinkCounters(): LinkCounters {
+  return {
+    opens: 0,
+    openFailures: 0,
+    disconnects: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    writeDrops: 0,
+    writeTimeouts: 0,
+  };
+}
+
+/** The sum of two links' counters (a port whose link a reload replaced). */
+export function addLinkCounters(a: LinkCounters, b: LinkCounters): LinkCounters {
+  const sum = newLinkCounters();
+  for (const k of Object.keys(sum) as Array<keyof LinkCounters>) sum[k] = a[k] + b[k];
+  return sum;
 }
 
 export interface SerialLinkOptions {
@@ -110,19 +132,17 @@ export async function findUsbPort(
 
 export const serialportOpener: PortOpener = async (c) => {
   const path = await resolvePortPath(c);
-  // The EOF-aware Linux binding (a vanished tty closes the stream instead of spinning).
-  return openSerialPort(path, { baudRate: c.baud, highWaterMark: 64 * 1024 });
+  // The EOF-aware Linux binding: a vanished tty closes the stream instead of spinning, and a
+  // write that finds no room for writeTimeout fails and closes it (issue 19.1).
+  return openSerialPort(path, {
+    baudRate: c.baud,
+    highWaterMark: 64 * 1024,
+    writeTimeoutMs: c.writeTimeoutMs,
+  });
 };
 
 export class SerialLink {
-  readonly counters: LinkCounters = {
-    opens: 0,
-    openFailures: 0,
-    disconnects: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    writeDrops: 0,
-  };
+  readonly counters: LinkCounters = newLinkCounters();
   state: LinkState = 'waiting';
   lastError: string | undefined;
   /** Since when the port is in its current state (ms since the epoch). */
@@ -133,6 +153,8 @@ export class SerialLink {
   private stopped = false;
   private readonly opener: PortOpener;
   private openedPath: string | undefined;
+  /** The open port is being closed to be opened again at once (reopen()). */
+  private reopening = false;
 
   constructor(private readonly o: SerialLinkOptions) {
     this.opener = o.opener ?? serialportOpener;
@@ -171,6 +193,17 @@ export class SerialLink {
     return true;
   }
 
+  /**
+   * Closes the open port and opens it again at once: the device stayed silent (issue 19.2). Not
+   * a disconnect: counted by the session, logged by it once per silent spell.
+   */
+  reopen(): void {
+    const s = this.stream;
+    if (this.stopped || this.state !== 'open' || s === undefined) return;
+    this.reopening = true;
+    closeStream(s);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
@@ -184,10 +217,7 @@ export class SerialLink {
           clearTimeout(t);
           resolve();
         });
-        // A serialport stream closes its descriptor by close(); other duplexes by destroy().
-        const port = s as Duplex & { isOpen?: boolean; close?: (cb: () => void) => void };
-        if (port.isOpen === true && typeof port.close === 'function') port.close(() => undefined);
-        else s.destroy();
+        closeStream(s);
       });
     }
   }
@@ -205,6 +235,8 @@ export class SerialLink {
     try {
       stream = await this.opener(this.o.config);
     } catch (e) {
+      // A reopen that could not open is an ordinary open failure from here on.
+      this.reopening = false;
       this.counters.openFailures++;
       const msg = (e as Error).message;
       // The first failure, then one line per change of reason: a missing adapter is not news every 5 s.
@@ -226,6 +258,8 @@ export class SerialLink {
     this.lastError = undefined;
     this.counters.opens++;
     this.setState('open');
+    const reopened = this.reopening;
+    this.reopening = false;
     let gone = false;
     const lost = (why: 'error' | 'closed' | 'end of stream', error?: string) => {
       if (gone) return;
@@ -233,8 +267,12 @@ export class SerialLink {
       if (this.stream === stream) this.stream = undefined;
       if (!stream.destroyed) stream.destroy();
       if (this.stopped) return;
-      this.counters.disconnects++;
-      this.o.log.log('warn', 'port-lost', { port: this.name, path: this.path, reason: why, error });
+      if (this.reopening) {
+        this.o.log.log('debug', 'port-reopen', { port: this.name, path: this.path });
+      } else {
+        this.counters.disconnects++;
+        this.o.log.log('warn', 'port-lost', { port: this.name, path: this.path, reason: why, error });
+      }
       this.o.onClose();
       this.retry();
     };
@@ -249,11 +287,18 @@ export class SerialLink {
     });
     stream.on('error', (e: Error) => {
       this.lastError = e.message;
+      if ((e as { code?: unknown }).code === 'ETIMEDOUT') this.counters.writeTimeouts++;
       lost('error', e.message);
     });
     stream.on('close', () => lost('closed'));
     stream.on('end', () => lost('end of stream'));
-    this.o.log.log('info', 'port-open', { port: this.name, path: this.path, baud: this.o.config.baud });
+    // A reopen for silence is the session's news (logged once per spell), not this line's.
+    this.o.log.log(reopened ? 'debug' : 'info', 'port-open', {
+      port: this.name,
+      path: this.path,
+      baud: this.o.config.baud,
+      ...(reopened ? { reopened: 'silent' } : {}),
+    });
     this.o.onOpen();
   }
 
@@ -267,4 +312,11 @@ export class SerialLink {
     const delay = cap / 2 + Math.random() * (cap / 2);
     this.timer = setTimeout(() => void this.open(), delay);
   }
+}
+
+/** A serialport stream closes its descriptor by close(); other duplexes by destroy(). */
+function closeStream(s: Duplex): void {
+  const port = s as Duplex & { isOpen?: boolean; close?: (cb: () => void) => void };
+  if (port.isOpen === true && typeof port.close === 'function') port.close(() => undefined);
+  else s.destroy();
 }

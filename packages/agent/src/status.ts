@@ -17,6 +17,10 @@ export interface PortStatus {
   since: number;
   device: string | undefined;
   bootId: number | undefined;
+  /** The interval the device should report at (HELLO `p` or config), ms; 0: not watched (issue 19). */
+  expectedIntervalMs?: number;
+  /** A silent spell under way: since the last frame heard (ms since the epoch). */
+  silentSince?: number | undefined;
   lastError: string | undefined;
   counters: Record<string, number>;
 }
@@ -104,8 +108,14 @@ export function formatStatus(
   );
   for (const p of s.ports) {
     const c = p.counters;
+    const silent =
+      p.silentSince === undefined
+        ? ''
+        : `, SILENT for ${ago(now - p.silentSince)} (HELLO asked ${c.silenceProbes ?? 0}x, reopened ${c.silenceReopens ?? 0}x)`;
+    const every = p.expectedIntervalMs ? `, expected every ${ago(p.expectedIntervalMs)}` : '';
+    const timeouts = c.linkWriteTimeouts ? `, write timeouts ${c.linkWriteTimeouts}` : '';
     lines.push(
-      `port ${p.name} (${p.path ?? 'usb'}, ${p.framing}): ${p.state} for ${ago(now - p.since)}${p.device ? `, device ${p.device} boot ${p.bootId}` : ''}; readings ${c.readings ?? 0}, stored ${c.stored ?? 0}, duplicates ${c.duplicates ?? 0}, framing errors ${c.framingErrors ?? 0}, rejected ${c.rejected ?? 0}${p.lastError ? `; last error: ${p.lastError}` : ''}`,
+      `port ${p.name} (${p.path ?? 'usb'}, ${p.framing}): ${p.state} for ${ago(now - p.since)}${p.device ? `, device ${p.device} boot ${p.bootId}` : ''}${every}${silent}; readings ${c.readings ?? 0}, stored ${c.stored ?? 0}, duplicates ${c.duplicates ?? 0}, framing errors ${c.framingErrors ?? 0}, rejected ${c.rejected ?? 0}, silences ${c.silences ?? 0}${timeouts}${p.lastError ? `; last error: ${p.lastError}` : ''}`,
     );
   }
   return { text: lines.join('\n'), running };

@@ -91,6 +91,7 @@ describe('issue 13: mqtt-edge-agent check prints the config file keys', () => {
       baud: 115200,
       framing: 'key-value',
       device: 'boiler',
+      writeTimeout: '5s',
     });
   });
 

@@ -33,7 +33,10 @@ describe('config: defaults', () => {
     expect(c.mqtt).toMatchObject({ version: 5, qos: 1, keepalive: 30 });
     expect(c.mqtt.clientId).toBe(`mqtt-edge-agent-${c.id}`);
     expect(c.topics).toEqual({ prefix: 'sensors', reading: '{prefix}/{device}/{sensor}', payload: 'json' });
-    expect(c.serial).toEqual([{ name: 'ttyUSB0', path: '/dev/ttyUSB0', baud: 115200, framing: 'native' }]);
+    expect(c.serial).toEqual([
+      { name: 'ttyUSB0', path: '/dev/ttyUSB0', baud: 115200, framing: 'native', writeTimeoutMs: 5000 },
+    ]);
+    expect(c.expectedIntervalMs).toBe(60_000);
   });
 
   it('issue 12.12: the queue is bounded by default (256 MiB, reject-new: nothing ACKed is dropped); drop-oldest on request', () => {
@@ -307,18 +310,18 @@ describe('issue 14: homeassistant and metrics settings', () => {
     expect(ha({ enabled: 'yes' })).toEqual([expect.objectContaining({ path: 'homeassistant.enabled' })]);
     expect(ha({ node_id: 'a.b' })[0]).toMatchObject({
       path: 'homeassistant.node_id',
-      message: /A-Z a-z 0-9 _ -/,
+      message: expect.stringMatching(/A-Z a-z 0-9 _ -/),
     });
     expect(ha({ discovery_prefix: 'ha/#' })[0]).toMatchObject({ path: 'homeassistant.discovery_prefix' });
     expect(ha({ discovery_prefix: 'ha/' })[0]).toMatchObject({ path: 'homeassistant.discovery_prefix' });
     expect(ha({ discoveryPrefix: 'x' })[0]).toMatchObject({
       path: 'homeassistant.discoveryPrefix',
-      message: /did you mean discovery_prefix/,
+      message: expect.stringMatching(/did you mean discovery_prefix/),
     });
     // Home Assistant reads JSON or text state topics, not CBOR.
     expect(ha({ enabled: true }, { topics: { payload: 'cbor' } })[0]).toMatchObject({
       path: 'topics.payload',
-      message: /Home Assistant/,
+      message: expect.stringMatching(/Home Assistant/),
     });
     expect(ha({ enabled: false }, { topics: { payload: 'cbor' } })).toEqual([]);
   });
@@ -334,5 +337,52 @@ describe('issue 14: homeassistant and metrics settings', () => {
         path: 'metrics.listen',
       });
     expect(problems({ ...minimal, metrics: { port: 1 } })[0]).toMatchObject({ path: 'metrics.port' });
+  });
+});
+
+describe('issue 19: liveness settings', () => {
+  it('issue 19.2: agent.expectedInterval (default 60s, 0 off) and serial[].expectedInterval (none by default, 0 off); issue 19.1: serial[].writeTimeout (default 5s)', () => {
+    const c = parseConfig(
+      {
+        ...minimal,
+        agent: { expectedInterval: '10s' },
+        serial: [
+          { path: '/dev/ttyUSB0', expectedInterval: '250ms', writeTimeout: '2s' },
+          { path: '/dev/ttyUSB1', expectedInterval: 0 },
+          { path: '/dev/ttyACM0', framing: 'key-value', device: 'board' },
+        ],
+      },
+      { env: {} },
+    );
+    expect(c.expectedIntervalMs).toBe(10_000);
+    expect(c.serial.map((p) => [p.expectedIntervalMs, p.writeTimeoutMs])).toEqual([
+      [250, 2000],
+      [0, 5000],
+      [undefined, 5000],
+    ]);
+    expect(parseConfig({ ...minimal, agent: { expectedInterval: 0 } }, { env: {} }).expectedIntervalMs).toBe(
+      0,
+    );
+  });
+
+  it('issue 19: the settings are validated with their key paths', () => {
+    const agent = (v: unknown) => problems({ ...minimal, agent: { expectedInterval: v } });
+    const port = (extra: object) => problems({ ...minimal, serial: [{ path: '/dev/ttyUSB0', ...extra }] });
+    expect(agent('often')[0]).toMatchObject({
+      path: 'agent.expectedInterval',
+      message: expect.stringMatching(/duration/),
+    });
+    expect(agent('5ms')[0]).toMatchObject({
+      path: 'agent.expectedInterval',
+      message: expect.stringMatching(/0 \(off\) or at least 100ms/),
+    });
+    expect(agent('2d')[0]).toMatchObject({ path: 'agent.expectedInterval' });
+    expect(port({ expectedInterval: '50ms' })[0]).toMatchObject({ path: 'serial[0].expectedInterval' });
+    expect(port({ writeTimeout: '10ms' })[0]).toMatchObject({ path: 'serial[0].writeTimeout' });
+    expect(port({ writeTimeout: 0 })[0]).toMatchObject({ path: 'serial[0].writeTimeout' });
+    expect(port({ writeTimeout: '1h' })[0]).toMatchObject({ path: 'serial[0].writeTimeout' });
+    expect(port({ expectedinterval: '1s' })[0]).toMatchObject({
+      message: expect.stringMatching(/did you mean expectedInterval/),
+    });
   });
 });

@@ -14,11 +14,20 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SeqWindow } from '../src/dedupe.ts';
 import { type DeviceCounters, type DeviceEvent, PortSession } from '../src/device-session.ts';
-import { silentLogger } from '../src/log.ts';
 import { Mapper } from '../src/mapper.ts';
 
 /** A session with a scripted queue: `mode` decides what each put() does. */
-function rig(options: { framing?: 'native' | 'json-lines' | 'key-value'; device?: string } = {}) {
+function rig(
+  options: {
+    framing?: 'native' | 'json-lines' | 'key-value';
+    device?: string;
+    /** The port's configured interval (issue 19; 0: not watched). */
+    expectedIntervalMs?: number;
+  } = {},
+) {
+  const logs: Array<{ level: string; event: string; fields: Record<string, unknown> }> = [];
+  let reopens = 0;
+  let rearms = 0;
   const stored: OutboxMessage[] = [];
   const written: Frame[] = [];
   const events: DeviceEvent[] = [];
@@ -31,12 +40,15 @@ function rig(options: { framing?: 'native' | 'json-lines' | 'key-value'; device?
     mode: 'ok' as 'ok' | 'full' | 'fail' | 'hold',
     held: [] as Array<() => void>,
     writable: true,
+    /** The session's clock (ms); undefined: Date.now(). */
+    now: undefined as number | undefined,
   };
   let seq = 0;
   const session = new PortSession({
     port: 'p0',
     framing: options.framing ?? 'native',
     device: options.device,
+    ...(options.expectedIntervalMs === undefined ? {} : { expectedIntervalMs: options.expectedIntervalMs }),
     textBootId: 77,
     mapper: new Mapper({
       prefix: 's',
@@ -72,13 +84,39 @@ function rig(options: { framing?: 'native' | 'json-lines' | 'key-value'; device?
         devices[id] ??= { readings: 0, framingErrors: 0, lastReadingAt: 0 };
         return devices[id];
       },
-      now: () => Date.now(),
-      log: silentLogger,
+      reopen: () => {
+        reopens++;
+      },
+      rearmSilence: () => {
+        rearms++;
+      },
+      now: () => state.now ?? Date.now(),
+      log: {
+        log: (level, event, fields = {}) => {
+          logs.push({ level, event, fields });
+        },
+        enabled: () => true,
+      },
     },
   });
   const acks = () => written.filter((f) => f.type === 'ack').map((f) => f.seq);
   const settle = () => new Promise((r) => setTimeout(r, 0));
-  return { session, stored, written, events, results, hellos, described, devices, state, acks, settle };
+  return {
+    session,
+    stored,
+    written,
+    events,
+    results,
+    hellos,
+    described,
+    devices,
+    state,
+    acks,
+    settle,
+    logs,
+    reopens: () => reopens,
+    rearms: () => rearms,
+  };
 }
 
 const hello = (bootId = 1, deviceId = 'dev1'): Frame => ({
@@ -382,6 +420,129 @@ describe('issue 14: what the session tells the agent about its device', () => {
     expect(r.devices.dev1).toMatchObject({ readings: 2, framingErrors: 1 });
     expect(r.devices.dev1.lastReadingAt).toBeGreaterThanOrEqual(before);
     expect(r.session.framingErrorsByKind).toEqual({ short: 1 });
+  });
+});
+
+describe('issue 19.2: a port that goes quiet is woken', () => {
+  const T = 1_000_000;
+  const helloCmds = (written: Frame[]) =>
+    written.filter((f) => f.type === 'cmd' && f.name === 'hello').length;
+  /** What an operator sees at the default level (debug lines follow each further step). */
+  const silenceLogs = (logs: Array<{ level: string; event: string }>) =>
+    logs.filter(
+      (l) => l.level !== 'debug' && (l.event.startsWith('port-silent') || l.event === 'port-alive'),
+    );
+
+  it('issue 19.2: silent past 1.5 intervals: a HELLO request; still silent an interval later (1..10 s): a reopen; one warning for the episode, one line when it ends; counted', () => {
+    const r = rig();
+    r.state.now = T;
+    r.session.opened();
+    r.session.push(encodeFrame({ ...(hello() as HelloFrame), intervalMs: 1000 }));
+    expect(r.session.expectedIntervalMs).toBe(1000);
+    const asked = helloCmds(r.written);
+    // Silent from T: the first step is due at T + 1500.
+    expect(r.session.silenceDeadline()).toBe(T + 1500);
+    r.state.now = T + 1499;
+    expect(r.session.checkSilence(T + 1499)).toBe(T + 1500);
+    expect(helloCmds(r.written)).toBe(asked);
+    r.state.now = T + 1500;
+    expect(r.session.checkSilence(T + 1500)).toBe(T + 2500);
+    expect(helloCmds(r.written)).toBe(asked + 1);
+    expect(r.session.counters).toMatchObject({ silences: 1, silenceProbes: 1, silenceReopens: 0 });
+    expect(r.session.silentSince).toBe(T);
+    // No answer within one interval: reopen.
+    r.state.now = T + 2500;
+    r.session.checkSilence(T + 2500);
+    expect(r.reopens()).toBe(1);
+    expect(r.session.counters).toMatchObject({ silences: 1, silenceProbes: 1, silenceReopens: 1 });
+    // The agent reopens the port: a full 1.5 intervals before the next request, same episode.
+    r.session.closed();
+    expect(r.session.silenceDeadline()).toBe(Number.POSITIVE_INFINITY);
+    r.state.now = T + 2600;
+    r.session.reset();
+    r.session.opened();
+    expect(r.session.silenceDeadline()).toBe(T + 4100);
+    r.state.now = T + 4100;
+    r.session.checkSilence(T + 4100);
+    expect(r.session.counters).toMatchObject({ silences: 1, silenceProbes: 2, silenceReopens: 1 });
+    // It speaks: the episode ends.
+    r.state.now = T + 4200;
+    r.session.push(encodeFrame(data(1)));
+    expect(r.session.silentSince).toBeUndefined();
+    expect(silenceLogs(r.logs).map((l) => [l.level, l.event])).toEqual([
+      ['warn', 'port-silent'],
+      ['info', 'port-alive'],
+    ]);
+    expect(r.logs.find((l) => l.event === 'port-silent')?.fields).toMatchObject({
+      port: 'p0',
+      device: 'dev1',
+      silentMs: 1500,
+      expectedIntervalMs: 1000,
+    });
+    expect(r.logs.find((l) => l.event === 'port-alive')?.fields).toMatchObject({
+      silentMs: 4200,
+      probes: 2,
+      reopens: 1,
+    });
+    // Heard: the next deadline counts from the frame.
+    expect(r.session.silenceDeadline()).toBe(T + 4200 + 1500);
+  });
+
+  it('issue 19.2: the interval comes from HELLO p, else the port setting; 0 turns the watch off; none at all: not watched', () => {
+    const configured = rig({ expectedIntervalMs: 60_000 });
+    configured.state.now = T;
+    configured.session.opened();
+    expect(configured.session.expectedIntervalMs).toBe(60_000);
+    expect(configured.session.silenceDeadline()).toBe(T + 90_000);
+    // A HELLO with p wins, and the agent is told to re-arm its timer.
+    const before = configured.rearms();
+    configured.session.push(encodeFrame({ ...(hello() as HelloFrame), intervalMs: 200 }));
+    expect(configured.session.expectedIntervalMs).toBe(200);
+    expect(configured.rearms()).toBeGreaterThan(before);
+    // At least interval + 0.5 s: 700 ms for a 200 ms device.
+    expect(configured.session.silenceDeadline()).toBe(T + 700);
+    // A HELLO without p (a new boot of older firmware) falls back to the setting.
+    configured.session.push(encodeFrame(hello(2)));
+    expect(configured.session.expectedIntervalMs).toBe(60_000);
+
+    const off = rig({ expectedIntervalMs: 0 });
+    off.session.opened();
+    off.session.push(encodeFrame({ ...(hello() as HelloFrame), intervalMs: 200 }));
+    expect(off.session.expectedIntervalMs).toBe(0);
+    expect(off.session.silenceDeadline()).toBe(Number.POSITIVE_INFINITY);
+
+    const unset = rig();
+    unset.session.opened();
+    expect(unset.session.silenceDeadline()).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it('issue 19.2: bytes that decode to nothing are not hearing; any valid frame is (RESULT too)', () => {
+    const r = rig({ expectedIntervalMs: 1000 });
+    r.state.now = T;
+    r.session.opened();
+    r.state.now = T + 1000;
+    r.session.push(Uint8Array.of(1, 2, 3, 0, 9, 9, 0));
+    expect(r.session.silenceDeadline()).toBe(T + 1500);
+    r.session.push(encodeFrame({ type: 'result', seq: 3, id: 1, ok: true }));
+    expect(r.session.silenceDeadline()).toBe(T + 2500);
+  });
+
+  it('issue 19.2: text framings have no HELLO to ask for: a configured interval reopens a silent port; unconfigured, they are not watched', async () => {
+    const r = rig({ framing: 'key-value', device: 'board', expectedIntervalMs: 2000 });
+    r.state.now = T;
+    r.session.opened();
+    r.session.push(new TextEncoder().encode('t=1\n'));
+    await r.settle();
+    expect(r.session.silenceDeadline()).toBe(T + 3000);
+    r.state.now = T + 3000;
+    r.session.checkSilence(T + 3000);
+    expect(r.reopens()).toBe(1);
+    expect(r.written).toEqual([]);
+    expect(r.session.counters).toMatchObject({ silences: 1, silenceProbes: 0, silenceReopens: 1 });
+    expect(r.logs.filter((l) => l.event === 'port-silent').map((l) => l.fields.next)).toEqual(['reopen']);
+    const plain = rig({ framing: 'json-lines', device: 'board' });
+    plain.session.opened();
+    expect(plain.session.silenceDeadline()).toBe(Number.POSITIVE_INFINITY);
   });
 });
 

@@ -49,6 +49,7 @@ export function bodyObject(f: Frame): Record<string, unknown> {
       };
       if (f.model !== undefined) o.m = f.model;
       if (f.commands !== undefined) o.c = f.commands.map(commandObject);
+      if (f.intervalMs !== undefined) o.p = f.intervalMs;
       return o;
     }
     case 'data':
@@ -193,6 +194,11 @@ export function validateBody(kind: FrameKind, seq: number, raw: unknown): BodyRe
         const commands = validateCommands(raw.c);
         if (typeof commands === 'string') return fail(commands);
         frame.commands = commands;
+      }
+      if (raw.p !== undefined) {
+        if (!isUint(raw.p, UINT32) || raw.p === 0)
+          return fail('hello.p (interval, ms) not a uint32 of at least 1');
+        frame.intervalMs = raw.p;
       }
       return { ok: true, frame };
     }

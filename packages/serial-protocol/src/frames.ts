@@ -61,6 +61,11 @@ export interface HelloFrame extends FrameBase {
   model?: string;
   /** The commands it describes (HELLO `c`, optional; kinds this receiver does not know are left out). */
   commands?: CommandInfo[];
+  /**
+   * How often it sends DATA when nothing else happens, in ms (HELLO `p`, optional, 1..2^32-1):
+   * the agent calls a port silent for longer than this (issue 19).
+   */
+  intervalMs?: number;
 }
 
 export interface DataFrame extends FrameBase {

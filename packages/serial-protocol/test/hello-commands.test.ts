@@ -136,3 +136,24 @@ describe('issue 14.1: HELLO model and command descriptors', () => {
     expect(() => encodeFrame(hello)).toThrow(/hello\.c/);
   });
 });
+
+describe('issue 19.2: HELLO reporting interval (p)', () => {
+  it('issue 19.2: a HELLO with its reporting interval round-trips, under wire key p', () => {
+    const hello = helloFrame({ intervalMs: 250 });
+    expect(new FrameDecoder().push(encodeFrame(hello))).toEqual([hello]);
+    expect(decodeHello({ ...base, p: 60_000 }).frames).toEqual([
+      helloFrame({ sensors: [{ name: 'temp', unit: 'Cel' }], intervalMs: 60_000 }),
+    ]);
+    // Absent: no interval (an older device), and the HELLO is as before.
+    expect(decodeHello(base).frames[0]).not.toHaveProperty('intervalMs');
+  });
+
+  it('issue 19.2: an interval that is not a uint32 of at least 1 ms makes the HELLO invalid', () => {
+    for (const p of [0, -1, 1.5, 2 ** 32, '1000', null, Number.NaN]) {
+      const { frames, d } = decodeHello({ ...base, p });
+      expect(frames, `p = ${String(p)}`).toEqual([]);
+      expect(d.stats.bodyErrors).toBe(1);
+    }
+    expect(() => encodeFrame(helloFrame({ intervalMs: 0 }))).toThrow(/hello\.p/);
+  });
+});
