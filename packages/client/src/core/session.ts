@@ -415,11 +415,14 @@ export class ClientSession {
   }
 
   private feed(entries: readonly OutboxEntry[], asked: number): void {
+    // Slots left in the send window: QoS 0 takes none, a refused entry is counted anyway (the
+    // rest then waits for the next read, as the window says).
+    let room = this.sendQuota - this.inflight.size;
     let taken = 0;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
       if (e.seq <= this.readCursor) continue;
-      if (e.message.qos !== 0 && this.inflight.size >= this.sendQuota) return;
+      if (e.message.qos !== 0 && room-- <= 0) return;
       this.readCursor = e.seq;
       taken++;
       this.sendEntry(e);
