@@ -1,7 +1,6 @@
 import type { Properties, ProtocolVersion, QoS, Will } from '@mqtt-edge/codec';
 import { utf8Encode } from '@mqtt-edge/codec';
 import { isSyncOutbox, MemoryOutbox, type SyncOutbox } from './memory-outbox.ts';
-import type { Outbox } from './outbox.ts';
 
 export interface WillOptions {
   topic: string;
@@ -121,7 +120,7 @@ export function toBytes(v: string | Uint8Array): Uint8Array {
  */
 function ownOutbox(outbox: SyncOutbox | null | undefined): SyncOutbox | null {
   if (outbox === undefined) return new MemoryOutbox();
-  if (outbox === null || isSyncOutbox(outbox as Outbox)) return outbox;
+  if (outbox === null || isSyncOutbox(outbox)) return outbox;
   throw new TypeError(
     'the session reads only a synchronous in-memory outbox (putSync); for any other store pass ' +
       'outbox: null and feed the session from it (outboxWant, outboxCursor, feedOutbox), as the Node client does',
