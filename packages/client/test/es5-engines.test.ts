@@ -174,6 +174,55 @@ async function scenario(s: EngineSession, v: ProtocolVersion, engineName: string
   expect(step.events).toMatchObject([{ type: 'closed', by: 'client' }]);
 }
 
+/** Issue 17.4: a store outside the session (outbox: null), fed by the harness as a shell would. */
+async function fedScenario(s: EngineSession, v: ProtocolVersion): Promise<void> {
+  const now = 1_000;
+  const rx = (p: Packet) => s.cmd('rx', { hex: Buffer.from(encode(p, v)).toString('hex'), now });
+  await s.cmd('create', {
+    options: { protocolVersion: v, clientId: 'es5-fed', clean: false, maxInflight: 2, outbox: null },
+  });
+  for (const m of ['a', 'b', 'c'])
+    await s.cmd('storePut', { topic: 'fed/t', payload: hexOf(m), qos: m === 'c' ? 2 : 1 });
+  await s.cmd('open', { now });
+  let step = await rx({ type: 'connack', sessionPresent: false, reasonCode: 0 });
+  // The window (2) takes a and b; c waits in the store.
+  expect(
+    step.packets.map((p) => [p.type, Buffer.from((p as { payload: Uint8Array }).payload).toString()]),
+  ).toEqual([
+    ['publish', 'a'],
+    ['publish', 'b'],
+  ]);
+  const [a, b] = step.packets as Array<Packet & { packetId: number }>;
+  expect((await s.cmd('storeStats')).result).toEqual({ seqs: [1, 2, 3], reads: 1, cursor: 2, want: 0 });
+  step = await rx({ type: 'puback', packetId: a.packetId });
+  expect(step.events).toMatchObject([{ type: 'published', seq: 1, packetId: a.packetId }]);
+  expect(step.packets).toMatchObject([{ type: 'publish', qos: 2 }]);
+  const c = step.packets[0] as Packet & { packetId: number };
+  // Lost with b and c in flight: resent from the session's memory, not read again.
+  await s.cmd('lost', { now });
+  await s.cmd('open', { now });
+  step = await rx({ type: 'connack', sessionPresent: true, reasonCode: 0 });
+  expect(step.packets).toMatchObject([
+    { type: 'publish', dup: true, packetId: b.packetId },
+    { type: 'publish', dup: true, packetId: c.packetId },
+  ]);
+  await rx({ type: 'puback', packetId: b.packetId });
+  one(await rx({ type: 'pubrec', packetId: c.packetId }), 'pubrel');
+  step = await rx({ type: 'pubcomp', packetId: c.packetId });
+  expect(step.events).toMatchObject([{ type: 'published', seq: 3, qos: 2 }]);
+  expect((await s.cmd('storeStats')).result).toMatchObject({ seqs: [], cursor: 3, want: 0 });
+  // Put later: asked for only once the session is told.
+  await s.cmd('storePut', { topic: 'fed/t', payload: hexOf('d'), qos: 1 });
+  expect((await s.cmd('storeStats')).result).toMatchObject({ seqs: [4], want: 0 });
+  step = await s.cmd('outboxChanged', { now });
+  expect(step.packets).toMatchObject([{ type: 'publish', topic: 'fed/t' }]);
+}
+
+function one(step: Step, type: string): Packet {
+  expect(step.packets.map((p) => p.type)).toEqual([type]);
+  return step.packets[0];
+}
+
 for (const e of ENGINES) {
   describe.skipIf(e.engine === 'duktape' && DUK === null)(`issue 21.3: a client session in ${e.name}`, () => {
     let code = '';
@@ -198,5 +247,9 @@ for (const e of ENGINES) {
       it(`MQTT ${v === 5 ? '5.0' : '3.1.1'}: connect, subscribe, QoS 0/1/2 both ways, keepalive, resume, resubscribe, disconnect; equal to the Node core`, async () => {
         await scenario(new EngineSession(await start(), v, true), v, e.name);
       }, 60_000);
+
+    it('issue 17.4: a store outside the session (outbox: null), fed as a shell does; equal to the Node core', async () => {
+      await fedScenario(new EngineSession(await start(), 5, true), 5);
+    }, 60_000);
   });
 }

@@ -154,11 +154,11 @@ describe('session against a random but correct server', () => {
           // Drain: acknowledge everything.
           for (
             let guard = 0;
-            guard < 10_000 && (held.size > 0 || peer.session.outbox.stats().count > 0);
+            guard < 10_000 && (held.size > 0 || peer.session.outbox!.stats().count > 0);
             guard++
           )
             ackOne(0);
-          expect(peer.session.outbox.stats().count).toBe(0);
+          expect(peer.session.outbox!.stats().count).toBe(0);
           for (const seq of seqs) expect(completions.get(seq), `seq ${seq}`).toBe(1);
         },
       ),

@@ -1,7 +1,6 @@
 import type { Properties, ProtocolVersion, QoS, Will } from '@mqtt-edge/codec';
 import { utf8Encode } from '@mqtt-edge/codec';
-import { MemoryOutbox } from './memory-outbox.ts';
-import type { Outbox } from './outbox.ts';
+import { isSyncOutbox, MemoryOutbox, type SyncOutbox } from './memory-outbox.ts';
 
 export interface WillOptions {
   topic: string;
@@ -50,8 +49,13 @@ export interface SessionOptions {
   maxInflight?: number;
   /** Milliseconds to wait for CONNACK. Default 30,000. */
   connectTimeout?: number;
-  /** Where unacknowledged messages live; default a MemoryOutbox. */
-  outbox?: Outbox;
+  /**
+   * Where unacknowledged messages live. Default: a MemoryOutbox the session owns, reads and acks
+   * itself (memory: no I/O). `null`: a store outside the session (the Node client's DurableQueue),
+   * which the session never calls: it says what it wants (`outboxWant`, `outboxCursor`), its
+   * shell hands entries in (`feedOutbox`) and acks in the store the seq of each `published` event.
+   */
+  outbox?: SyncOutbox | null;
   /** Re-send known subscriptions when the server lost the session. Default true. */
   resubscribe?: boolean;
   /**
@@ -92,7 +96,8 @@ export interface ResolvedOptions {
   connectProperties: Properties | undefined;
   maxInflight: number;
   connectTimeout: number;
-  outbox: Outbox;
+  /** null: the store is the shell's, fed in through feedOutbox(). */
+  outbox: SyncOutbox | null;
   resubscribe: boolean;
   bridgeMode: boolean;
   manualAcks: boolean;
@@ -106,6 +111,20 @@ function intIn(name: string, v: number, lo: number, hi: number): number {
 
 export function toBytes(v: string | Uint8Array): Uint8Array {
   return typeof v === 'string' ? utf8Encode(v) : v;
+}
+
+/**
+ * The session reads and acks only a store that is its own memory (putSync: MemoryOutbox). A store
+ * it would have to wait for, or read from a disk (a DurableQueue), belongs to the shell; a
+ * JavaScript caller handing one in is told how to wire it.
+ */
+function ownOutbox(outbox: SyncOutbox | null | undefined): SyncOutbox | null {
+  if (outbox === undefined) return new MemoryOutbox();
+  if (outbox === null || isSyncOutbox(outbox)) return outbox;
+  throw new TypeError(
+    'the session reads only a synchronous in-memory outbox (putSync); for any other store pass ' +
+      'outbox: null and feed the session from it (outboxWant, outboxCursor, feedOutbox), as the Node client does',
+  );
 }
 
 export function resolveOptions(o: SessionOptions): ResolvedOptions {
@@ -145,7 +164,7 @@ export function resolveOptions(o: SessionOptions): ResolvedOptions {
     connectProperties: o.connectProperties,
     maxInflight: intIn('maxInflight', o.maxInflight ?? 4096, 1, 65535),
     connectTimeout: o.connectTimeout ?? 30_000,
-    outbox: o.outbox ?? new MemoryOutbox(),
+    outbox: ownOutbox(o.outbox),
     resubscribe: o.resubscribe ?? true,
     bridgeMode: o.bridgeMode ?? false,
     manualAcks: o.manualAcks ?? false,

@@ -14,7 +14,7 @@ import { IdMap, StringMap } from './collections.ts';
 import { ConnackError, RequestError } from './errors.ts';
 import type { ClosedEvent, SessionEvent } from './events.ts';
 import { IncomingAcks } from './incoming-acks.ts';
-import { isSyncOutbox } from './memory-outbox.ts';
+import type { SyncOutbox } from './memory-outbox.ts';
 import { type ResolvedOptions, resolveOptions, type SessionOptions } from './options.ts';
 import type { OutboxEntry, OutboxMessage } from './outbox.ts';
 import { OutputBuffer } from './output.ts';
@@ -43,6 +43,7 @@ export interface PublishTicket {
   error: RequestError | undefined;
 }
 
+/** Most outbox entries asked for at once (the send window permitting). */
 const OUTBOX_READ_BATCH = 256;
 
 /**
@@ -84,6 +85,13 @@ function protocolError(
  *
  * Session state (in-flight publishes, packet ids, incoming QoS 2 ids, pending subscribes) lives
  * across connections; connection state (parser, aliases, keepalive, server limits) does not.
+ *
+ * The outbox is input too, as datagrams are to quinn-proto's endpoint. The session's own
+ * MemoryOutbox (the default) it reads and acks itself: that is memory. Any other store (the Node
+ * client's DurableQueue, which reads from disk) is the shell's, `outbox: null` here: the session
+ * says how many entries it can send now and after which seq (outboxWant, outboxCursor), the shell
+ * reads them and hands them in (feedOutbox), and each entry that leaves the session (acknowledged,
+ * QoS 0 written, refused) is a `published` event with its seq, which the shell acks in the store.
  */
 export class ClientSession {
   readonly options: ResolvedOptions;
@@ -106,6 +114,7 @@ export class ClientSession {
   private readonly acksOwed: IncomingAcks | null;
   private pending: IdMap<PendingRequest> | null = null;
   private subscriptions: StringMap<Subscription> | null = null;
+  /** The highest outbox seq taken: entries after it are what the session reads next. */
   private readCursor = 0;
   private everConnected = false;
   private now = 0;
@@ -122,7 +131,11 @@ export class ClientSession {
   private aliasesIn: IdMap<string> | null = null;
   private aliasesOut: StringMap<number> | null = null;
   private aliasOutMax = 0;
-  private needPump = false;
+  /**
+   * The outbox may hold entries after readCursor: set by CONNACK, a completed flow (room in the
+   * window) and outboxChanged(); cleared when a read brings fewer entries than asked for.
+   */
+  private wantOutbox = false;
   private encodeError: MqttError | null = null;
   /** The last outbox entry sent and its packet id: publish() reports it without a lookup. */
   private lastSentSeq = -1;
@@ -153,7 +166,8 @@ export class ClientSession {
   get clientId(): string {
     return this._clientId;
   }
-  get outbox() {
+  /** The session's own in-memory outbox; null when the store is the shell's (fed in). */
+  get outbox(): SyncOutbox | null {
     return this.options.outbox;
   }
   /** Outgoing QoS 1/2 publishes awaiting PUBACK / PUBREC / PUBCOMP. */
@@ -267,7 +281,7 @@ export class ClientSession {
         true,
       );
     }
-    if (this.needPump) this.pump(now);
+    if (this.wantOutbox && this.options.outbox !== null) this.serveOwn();
   }
 
   /** Timers: call at or after nextDeadline(). */
@@ -324,8 +338,8 @@ export class ClientSession {
 
   /**
    * Publish. QoS 0 while connected is written at once and bypasses the outbox; everything
-   * else goes through the outbox, which must be synchronous here (MemoryOutbox is). For an
-   * asynchronous outbox, `await outbox.put(message)` and then call pump().
+   * else goes into the session's own outbox (putSync) and out as the send window allows. With
+   * `outbox: null` the store is the shell's: put the message there, then outboxChanged().
    * Throws OutboxFullError under a reject-new bound.
    */
   publish(message: OutboxMessage, now: number): PublishTicket {
@@ -335,31 +349,93 @@ export class ClientSession {
       return { seq: undefined, packetId: undefined, sent: error === undefined, error };
     }
     const outbox = this.options.outbox;
-    if (!isSyncOutbox(outbox)) throw new TypeError('this outbox is asynchronous: put() into it, then pump()');
+    if (outbox === null)
+      throw new TypeError(
+        "the outbox is the shell's (outbox: null): put the message into it, then outboxChanged()",
+      );
     const seq = outbox.putSync(message);
-    this.pump(now);
+    this.wantOutbox = true;
+    this.serveOwn();
     const packetId = this.lastSentSeq === seq ? this.lastSentId : undefined;
     return { seq, packetId, sent: packetId !== undefined, error: undefined };
   }
 
-  /** Send queued outbox entries while the send window allows. */
-  pump(now: number): void {
+  /**
+   * The outbox holds entries the session has not seen (put outside publish()): its own outbox is
+   * read at once; a shell's store is asked for (outboxWant) until a read comes back short.
+   */
+  outboxChanged(now: number): void {
     this.now = now;
-    this.needPump = false;
-    if (this._state !== 'connected') return;
-    const outbox = this.options.outbox;
-    for (;;) {
-      const free = this.sendQuota - this.inflight.size;
-      if (free <= 0) return;
-      const entries = outbox.read(this.readCursor, Math.min(free, OUTBOX_READ_BATCH));
-      if (entries.length === 0) return;
-      for (let i = 0; i < entries.length; i++) {
-        const e = entries[i];
-        this.readCursor = e.seq;
-        this.sendEntry(e);
-        if (this._state !== 'connected') return;
-      }
+    this.wantOutbox = true;
+    if (this.options.outbox !== null) this.serveOwn();
+  }
+
+  /** @deprecated outboxChanged(now), its new name. */
+  pump(now: number): void {
+    this.outboxChanged(now);
+  }
+
+  /**
+   * How many outbox entries the session would send now: 0 when nothing is wanted (not connected,
+   * window full, the store said it has no more). Always 0 with the session's own outbox. The shell
+   * reads up to this many with seq > outboxCursor, in seq order, and hands them to feedOutbox().
+   */
+  get outboxWant(): number {
+    return this.options.outbox === null ? this.wanted() : 0;
+  }
+
+  /** The seq the next entries must follow (the last one taken; 0 before any). */
+  get outboxCursor(): number {
+    return this.readCursor;
+  }
+
+  /**
+   * Outbox entries from the shell's store (outbox: null), read after outboxCursor as outboxWant
+   * asked: sent as the window allows. Fewer than asked tells the session the store has no more
+   * for now; it asks again after outboxChanged(), a completed flow or a new connection. Entries at
+   * or before the cursor are skipped; entries past the window are left for the next read.
+   */
+  feedOutbox(entries: readonly OutboxEntry[], now: number): void {
+    if (this.options.outbox !== null) throw new TypeError('feedOutbox() is for a session with outbox: null');
+    this.now = now;
+    const asked = this.wanted();
+    if (asked > 0) this.feed(entries, asked);
+  }
+
+  private wanted(): number {
+    if (!this.wantOutbox || this._state !== 'connected') return 0;
+    const free = this.sendQuota - this.inflight.size;
+    return free <= 0 ? 0 : free < OUTBOX_READ_BATCH ? free : OUTBOX_READ_BATCH;
+  }
+
+  /** The session's own outbox is memory: read it here, as a shell reads its store. */
+  private serveOwn(): void {
+    const own = this.options.outbox!;
+    for (let n = this.wanted(); n > 0; n = this.wanted()) this.feed(own.read(this.readCursor, n), n);
+  }
+
+  private feed(entries: readonly OutboxEntry[], asked: number): void {
+    // Slots left in the send window: QoS 0 takes none, a refused entry is counted anyway (the
+    // rest then waits for the next read, as the window says).
+    let room = this.sendQuota - this.inflight.size;
+    let taken = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      if (e.seq <= this.readCursor) continue;
+      if (e.message.qos !== 0 && room-- <= 0) return;
+      this.readCursor = e.seq;
+      taken++;
+      this.sendEntry(e);
+      if (this._state !== 'connected') return;
     }
+    // Short, or nothing new (a store that repeats itself must not make the shell loop).
+    if (entries.length < asked || taken === 0) this.wantOutbox = false;
+  }
+
+  /** An outbox entry left the session; its `published` event tells a shell's store. */
+  private settle(seq: number): void {
+    const own = this.options.outbox;
+    if (own !== null) own.ack(seq);
   }
 
   /** SUBSCRIBE now, or when connected. Returns the packet id the suback event will carry. */
@@ -697,7 +773,7 @@ export class ClientSession {
       this.sendRequest(req);
     }
     this.everConnected = true;
-    this.needPump = true;
+    this.wantOutbox = true;
   }
 
   private handlePublish(p: PublishPacket): void {
@@ -801,7 +877,7 @@ export class ClientSession {
     text: string,
     rc: number,
   ): RequestError {
-    if (entry !== undefined) this.options.outbox.ack(entry.seq);
+    if (entry !== undefined) this.settle(entry.seq);
     const error = new RequestError(code, text, rc);
     this.emit({
       type: 'published',
@@ -844,7 +920,7 @@ export class ClientSession {
     const written = this.writePublish(m, undefined, false);
     if (written < 0) return this.refuseUnwritable(entry, m, written);
     if (entry !== undefined) {
-      this.options.outbox.ack(entry.seq);
+      this.settle(entry.seq);
       this.emit({
         type: 'published',
         seq: entry.seq,
@@ -928,8 +1004,8 @@ export class ClientSession {
   ): void {
     this.inflight.delete(packetId);
     this.released?.delete(packetId);
-    this.options.outbox.ack(rec.seq);
-    this.needPump = true;
+    this.settle(rec.seq);
+    this.wantOutbox = true;
     this.emit({
       type: 'published',
       seq: rec.seq,

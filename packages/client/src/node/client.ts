@@ -12,7 +12,7 @@ import type { ClosedEvent, ConnectedEvent, SessionEvent } from '../core/events.t
 import { isSyncOutbox, MemoryOutbox } from '../core/memory-outbox.ts';
 import type { SessionOptions } from '../core/options.ts';
 import { toBytes } from '../core/options.ts';
-import { OutboxFullError, type OutboxMessage } from '../core/outbox.ts';
+import { type Outbox, OutboxFullError, type OutboxMessage } from '../core/outbox.ts';
 import { ClientSession } from '../core/session.ts';
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
 import {
@@ -25,7 +25,13 @@ import {
 } from './target.ts';
 import { openTransport, type Transport, type TransportOwner } from './transport.ts';
 
-export interface ClientOptions extends SessionOptions, TransportOptions, BackoffOptions {
+export interface ClientOptions extends Omit<SessionOptions, 'outbox'>, TransportOptions, BackoffOptions {
+  /**
+   * Where unacknowledged messages live; default a MemoryOutbox (the session's own). Any other
+   * store (a DurableQueue) is the client's: it reads the entries the session asks for and feeds
+   * them in, and acks them in the store as the session reports them done.
+   */
+  outbox?: Outbox;
   /** Reconnect after a lost connection; default true. */
   reconnect?: boolean;
   /** publish/subscribe while disconnected wait for the connection (default true) or reject. */
@@ -167,6 +173,11 @@ interface MqttClientEvents {
  */
 export class MqttClient extends EventEmitter<MqttClientEvents> implements TransportOwner {
   readonly session: ClientSession;
+  /**
+   * The outbox when it is not the session's own (a DurableQueue): read here and fed to the
+   * session (feedOutbox), acked here on its `published` events. Null with a MemoryOutbox.
+   */
+  private readonly store: Outbox | null;
   private readonly target: Target;
   /** Index into opts.servers of the current attempt; -1 before the first. */
   private serverIndex = -1;
@@ -222,7 +233,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
 
   constructor(private readonly opts: ClientOptions & { fromUrl?: Partial<Target> }) {
     super();
-    this.session = new ClientSession(opts);
+    const given = opts.outbox;
+    const own = given === undefined || isSyncOutbox(given) ? given : null;
+    this.store = own === null ? given! : null;
+    this.session = new ClientSession({ ...opts, outbox: own });
     const outbox = this.session.outbox;
     if (outbox instanceof MemoryOutbox && outbox.onDrop === null)
       outbox.onDrop = (seq) => {
@@ -243,8 +257,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     return this.session.state === 'connected';
   }
 
-  get outbox() {
-    return this.session.outbox;
+  get outbox(): Outbox {
+    return this.store ?? this.session.outbox!;
   }
 
   /** The broker of the current (or last) connection attempt. */
@@ -266,8 +280,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
       const message = this.toMessage(topic, payload, options);
       const qos = message.qos;
       this.checkCanQueue(qos);
-      const outbox = this.session.outbox;
-      if (isSyncOutbox(outbox) || (qos === 0 && this.connected)) {
+      const store = this.store;
+      if (store === null || (qos === 0 && this.connected)) {
         const ticket = this.session.publish(message, Date.now());
         if (ticket.error !== undefined) reject(ticket.error);
         else if (ticket.seq === undefined)
@@ -276,11 +290,11 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
         promise.packetId = ticket.packetId;
         this.flush();
       } else {
-        outbox.put(message).then((seq) => {
+        store.put(message).then((seq) => {
           this.publishWaiters.set(seq, waiter);
-          this.session.pump(Date.now());
-          promise.packetId = this.session.packetIdOf(seq);
+          this.session.outboxChanged(Date.now());
           this.flush();
+          promise.packetId = this.session.packetIdOf(seq);
         }, reject);
       }
     } catch (err) {
@@ -314,7 +328,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   enqueue(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<number> {
     try {
       const message = this.toMessage(topic, payload, options);
-      return this.session.outbox.put(message).then((seq) => {
+      return this.outbox.put(message).then((seq) => {
         this.schedulePump();
         return seq;
       });
@@ -355,7 +369,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   pumpNow(): void {
     this.pumpScheduled = false;
     if (!this.connected) return;
-    this.session.pump(Date.now());
+    this.session.outboxChanged(Date.now());
     this.flush();
   }
 
@@ -604,6 +618,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     try {
       do {
         this.flushAgain = false;
+        if (this.store !== null) this.feed(this.store);
         // Bytes leave once per event-loop turn: a burst of publish() calls, or the acks of
         // several received chunks, become one write.
         if (!this.writeScheduled && this.session.outputLength > 0) {
@@ -621,6 +636,18 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
     this.armTimer();
   }
 
+  /**
+   * What the session wants from the store, read and handed in, until it wants no more: after a
+   * CONNACK the window fills in batches, as when the session read the store itself.
+   */
+  private feed(store: Outbox): void {
+    const s = this.session;
+    let n = s.outboxWant;
+    if (n === 0) return;
+    const now = Date.now();
+    for (; n > 0; n = s.outboxWant) s.feedOutbox(store.read(s.outboxCursor, n), now);
+  }
+
   private dispatch(e: SessionEvent): void {
     switch (e.type) {
       case 'message':
@@ -628,6 +655,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
         return;
       case 'published': {
         if (e.seq === undefined) return;
+        // The entry left the session: out of the store (the session acks its own outbox itself).
+        this.store?.ack(e.seq);
         const w = this.publishWaiters.get(e.seq);
         if (w === undefined) {
           if (this.listenerCount('settled') > 0) this.emit('settled', e.seq, e.reasonCode, e.error);
