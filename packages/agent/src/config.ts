@@ -12,6 +12,7 @@ import path from 'node:path';
 import { topicNameProblem } from '@mqtt-edge/codec';
 import { isName } from '@mqtt-edge/serial-protocol';
 import type { Document, LineCounter } from 'yaml';
+import { expandEnv } from './config-env.ts';
 import { type ConfigProblem, fmtMs, kind, parseDuration, Reader, show } from './config-reader.ts';
 import { LOG_LEVELS, type LogLevel } from './log.ts';
 
@@ -220,6 +221,10 @@ export interface ParseOptions {
 /** Validates a parsed document. Throws ConfigError with every problem found. */
 export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConfig {
   const env = options.env ?? process.env;
+  const envProblems: ConfigProblem[] = [];
+  raw = expandEnv(raw, env, envProblems);
+  // Only these: a value left unexpanded would only bring follow-on problems.
+  if (envProblems.length > 0) throw new ConfigError(envProblems, options.source);
   const r = new Reader(options.baseDir ?? process.cwd());
   const root =
     r.object('', raw, ['agent', 'serial', 'mqtt', 'topics', 'queue', 'homeassistant', 'metrics']) ?? {};
