@@ -15,6 +15,7 @@ import type { Document, LineCounter } from 'yaml';
 import { expandEnv } from './config-env.ts';
 import { type ConfigProblem, fmtMs, kind, parseDuration, Reader, show } from './config-reader.ts';
 import { LOG_LEVELS, type LogLevel } from './log.ts';
+import { MODBUS_PORT_KEYS, type ModbusPortConfig, modbusDocument, readModbusPort } from './modbus-config.ts';
 
 export { type ConfigProblem, parseDuration, parseSize } from './config-reader.ts';
 
@@ -28,6 +29,21 @@ export interface UsbMatch {
   productId?: string;
   serialNumber?: string;
 }
+
+const PORT_KEYS = [
+  'name',
+  'path',
+  'usb',
+  'baud',
+  'framing',
+  'device',
+  'expectedInterval',
+  'writeTimeout',
+  'protocol',
+  'dataBits',
+  'parity',
+  'stopBits',
+] as const;
 
 export interface SerialPortConfig {
   /** Label in logs and status. */
@@ -47,6 +63,12 @@ export interface SerialPortConfig {
   expectedIntervalMs?: number;
   /** A write that finds no room in the tty for this long fails and the port is reopened (issue 19). */
   writeTimeoutMs: number;
+  /** Character format; absent: 8, none, 1 (issue 20: always set on Modbus ports, parity even by default). */
+  dataBits?: 5 | 6 | 7 | 8;
+  parity?: 'none' | 'even' | 'odd';
+  stopBits?: 1 | 2;
+  /** `protocol: modbus-rtu` (issue 20): the agent polls the devices listed here. */
+  modbus?: ModbusPortConfig;
 }
 
 export interface TlsFiles {
@@ -272,12 +294,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
     const paths = new Set<string>();
     root.serial.forEach((item, i) => {
       const p = `serial[${i}]`;
-      const s = r.object(
-        p,
-        item,
-        ['name', 'path', 'usb', 'baud', 'framing', 'device', 'expectedInterval', 'writeTimeout'],
-        false,
-      );
+      const s = r.object(p, item, [...PORT_KEYS, ...MODBUS_PORT_KEYS], false);
       if (s === undefined) return;
       const portPath = r.string(`${p}.path`, s.path);
       let usb: UsbMatch | undefined;
@@ -302,7 +319,28 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
         }
       }
       if ((portPath === undefined) === (usb === undefined)) r.problem(p, 'give exactly one of path or usb');
-      const baud = r.int(`${p}.baud`, s.baud, 50, 4_000_000, 115200);
+      const protocol = r.oneOf(
+        `${p}.protocol`,
+        s.protocol,
+        ['mqtt-edge', 'modbus-rtu'] as const,
+        'mqtt-edge',
+      );
+      const modbus = protocol === 'modbus-rtu';
+      if (modbus) {
+        for (const k of ['framing', 'device', 'expectedInterval'] as const)
+          if (s[k] !== undefined)
+            r.problem(
+              `${p}.${k}`,
+              k === 'device'
+                ? 'a modbus-rtu port lists devices (unit, registers)'
+                : 'not for a modbus-rtu port',
+            );
+      } else {
+        for (const k of MODBUS_PORT_KEYS)
+          if (s[k] !== undefined) r.problem(`${p}.${k}`, 'only with protocol: modbus-rtu');
+      }
+      // Modbus lines are mostly 9600 baud; the spec makes even parity the default (section 2.5.1).
+      const baud = r.int(`${p}.baud`, s.baud, 50, 4_000_000, modbus ? 9600 : 115200);
       if (s.baud !== undefined && Number.isInteger(s.baud) && !BAUDS.includes(baud))
         r.problem(`${p}.baud`, `${baud} is not a standard rate (${BAUDS.join(', ')})`);
       const framing = r.oneOf(
@@ -314,7 +352,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
       const device = r.string(`${p}.device`, s.device);
       if (device !== undefined && !isName(device))
         r.problem(`${p}.device`, `must be 1..64 of A-Z a-z 0-9 _ . : - ; got ${show(device)}`);
-      if (framing !== 'native' && device === undefined)
+      if (framing !== 'native' && device === undefined && !modbus)
         r.problem(`${p}.device`, `required with framing ${framing} (text lines carry no device id)`);
       const name =
         r.string(`${p}.name`, s.name) ??
@@ -335,7 +373,20 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
       if (usb !== undefined) port.usb = usb;
       if (device !== undefined) port.device = device;
       const expected = r.interval(`${p}.expectedInterval`, s.expectedInterval);
-      if (expected !== undefined) port.expectedIntervalMs = expected;
+      if (expected !== undefined && !modbus) port.expectedIntervalMs = expected;
+      const dataBits = r.int(`${p}.dataBits`, s.dataBits, 5, 8);
+      const parity = r.oneOf(
+        `${p}.parity`,
+        s.parity,
+        ['none', 'even', 'odd'] as const,
+        modbus ? 'even' : 'none',
+      );
+      const stopBits = r.int(`${p}.stopBits`, s.stopBits, 1, 2);
+      // Written out only when set (or on Modbus ports, where they set the timing).
+      if (modbus || dataBits !== undefined) port.dataBits = (dataBits ?? 8) as 5 | 6 | 7 | 8;
+      if (modbus || s.parity !== undefined) port.parity = parity;
+      if (modbus || stopBits !== undefined) port.stopBits = (stopBits ?? 1) as 1 | 2;
+      if (modbus) port.modbus = readModbusPort(r, p, s, name);
       serial.push(port);
     });
   }
@@ -790,10 +841,15 @@ export function configDocument(c: AgentConfig): Record<string, unknown> {
       if (p.path !== undefined) o.path = p.path;
       if (p.usb !== undefined) o.usb = { ...p.usb };
       o.baud = p.baud;
-      o.framing = p.framing;
+      if (p.modbus !== undefined) o.protocol = 'modbus-rtu';
+      else o.framing = p.framing;
+      if (p.dataBits !== undefined) o.dataBits = p.dataBits;
+      if (p.parity !== undefined) o.parity = p.parity;
+      if (p.stopBits !== undefined) o.stopBits = p.stopBits;
       if (p.device !== undefined) o.device = p.device;
       if (p.expectedIntervalMs !== undefined) o.expectedInterval = fmtMs(p.expectedIntervalMs);
       o.writeTimeout = fmtMs(p.writeTimeoutMs);
+      if (p.modbus !== undefined) Object.assign(o, modbusDocument(p.modbus));
       return o;
     }),
     mqtt,
