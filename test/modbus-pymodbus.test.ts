@@ -1,0 +1,347 @@
+/**
+ * Issue 20.5: the agent polls Modbus RTU devices that nobody here wrote: Debian's pymodbus as an
+ * RTU server on a socat pty, with a datastore the test sets. The agent runs as a child process and
+ * publishes to broker-lite; a subscriber sees what a user would. Readings, availability, commands,
+ * exceptions, Home Assistant discovery, two units on one line, and CRC garbage from a proxy.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createSocatPair, hasSocat } from '@mqtt-edge/firmware-sim';
+import { afterEach, describe, expect, it } from 'vitest';
+import { float32Words, hasPymodbus, PtyFaultProxy, PyModbusServer } from './helpers/modbus.ts';
+import {
+  AgentProcess,
+  agentStatus,
+  Recorder,
+  startBrokerLite,
+  until,
+  writeJson,
+} from './helpers/processes.ts';
+
+const ready = hasSocat() && hasPymodbus;
+if (!hasSocat()) console.warn('modbus-pymodbus: socat missing, skipped (apt-get install socat)');
+if (!hasPymodbus)
+  console.warn(
+    'modbus-pymodbus: Debian pymodbus missing, skipped (apt-get install python3-pymodbus python3-serial-asyncio)',
+  );
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface Reading {
+  device: string;
+  sensor: string;
+  value: number;
+  unit?: string;
+}
+
+function readings(rec: Recorder): Reading[] {
+  return rec.arrivals.map((a) => JSON.parse(a.payload) as Reading);
+}
+
+function latest(rec: Recorder, device: string, sensor: string): Reading | undefined {
+  const all = readings(rec).filter((r) => r.device === device && r.sensor === sensor);
+  return all[all.length - 1];
+}
+
+/** A line for the agent: its pty, and the far end (the server's, or the proxy's). */
+async function line(dir: string, name: string) {
+  const pair = await createSocatPair(path.join(dir, `${name}.far`), path.join(dir, `${name}.agent`));
+  cleanups.push(() => pair.close());
+  return pair;
+}
+
+async function start(dir: string, serial: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+  const broker = await startBrokerLite();
+  cleanups.push(() => broker.stop());
+  const url = `mqtt://127.0.0.1:${broker.port}`;
+  const rec = await Recorder.start(url, 'mb/#', 1, 'mb-rec');
+  cleanups.push(() => rec.stop());
+  await rec.client.subscribe({ filter: 'homeassistant/#', qos: 1 });
+  const stateDir = path.join(dir, 'state');
+  const config = writeJson(path.join(dir, 'agent.json'), {
+    agent: { id: 'gw', stateDir, statusInterval: '100ms', healthInterval: 0 },
+    serial: [serial],
+    mqtt: { url, version: 5, keepalive: 5, reconnectMin: '50ms', reconnectMax: '500ms' },
+    topics: { prefix: 'mb' },
+    ...extra,
+  });
+  const agent = new AgentProcess(config);
+  await agent.start();
+  cleanups.push(() => agent.kill());
+  return { rec, agent, stateDir };
+}
+
+const statusOf = (rec: Recorder, device: string) =>
+  rec.other.filter((m) => m.topic === `mb/${device}/status`).map((m) => m.payload);
+
+describe.skipIf(!ready)('issue 20.5: Modbus RTU against pymodbus', () => {
+  it('issue 20.5: typed, scaled values arrive; a register changed on the server shows at the next poll; writes land; an exception is an error reply and a counter; Home Assistant entities', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mb-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const pair = await line(dir, 'tty');
+    const server = await PyModbusServer.start(pair.devicePath, [1]);
+    cleanups.push(() => server.stop());
+    await server.set(1, 'hr', 0, float32Words(230.5));
+    await server.set(1, 'ir', 0, [65536 - 123, 123456 & 0xffff, 123456 >>> 16, 0xffff, 0xfffe]);
+    await server.set(1, 'di', 0, [true]);
+    await server.set(1, 'hr', 10, [200]);
+    const { rec, agent, stateDir } = await start(
+      dir,
+      {
+        name: 'rs485',
+        path: pair.agentPath,
+        protocol: 'modbus-rtu',
+        baud: 9600,
+        responseTimeout: '200ms',
+        retries: 1,
+        offlineAfter: 2,
+        devices: [
+          {
+            id: 'meter',
+            unit: 1,
+            model: 'TestMeter',
+            interval: '250ms',
+            registers: [
+              { name: 'voltage', table: 'holding', address: 0, type: 'float32', unit: 'V' },
+              { name: 'temp', table: 'input', address: 0, type: 'int16', scale: 0.1, unit: 'Cel' },
+              {
+                name: 'energy',
+                table: 'input',
+                address: 1,
+                type: 'uint32',
+                wordOrder: 'little',
+                scale: 0.01,
+                unit: 'kWh',
+              },
+              { name: 'count', table: 'input', address: 3, type: 'int32' },
+              { name: 'door', table: 'discrete', address: 0 },
+              { name: 'relay', table: 'coil', address: 0, writable: true },
+              {
+                name: 'setpoint',
+                table: 'holding',
+                address: 10,
+                scale: 0.1,
+                unit: 'Cel',
+                writable: true,
+                min: 5,
+                max: 30,
+              },
+              { name: 'ghost', table: 'holding', address: 150, writable: true, interval: '1s' },
+            ],
+          },
+        ],
+      },
+      { homeassistant: { enabled: true } },
+    );
+
+    const want: Array<[string, number, string | undefined]> = [
+      ['voltage', 230.5, 'V'],
+      ['temp', -12.3, 'Cel'],
+      ['energy', 1234.56, 'kWh'],
+      ['count', -2, undefined],
+      ['door', 1, undefined],
+      ['relay', 0, undefined],
+      ['setpoint', 20, 'Cel'],
+    ];
+    expect(await until(() => want.every(([s]) => latest(rec, 'meter', s) !== undefined), 10_000)).toBe(true);
+    for (const [sensor, value, unit] of want)
+      expect(latest(rec, 'meter', sensor), sensor).toMatchObject({ value, ...(unit ? { unit } : {}) });
+    expect(statusOf(rec, 'meter')).toContain('online');
+
+    // Changed on the server: the next poll brings it.
+    await server.set(1, 'ir', 0, [456]);
+    expect(await until(() => latest(rec, 'meter', 'temp')?.value === 45.6, 3000)).toBe(true);
+
+    // Writes: a holding register in engineering units, a coil; the replies say what was written.
+    const replies: Record<string, unknown>[] = [];
+    rec.client.on('message', (topic, payload) => {
+      if (topic.startsWith('mb/replies/'))
+        replies.push({ topic, ...JSON.parse(Buffer.from(payload).toString()) });
+    });
+    await rec.client.subscribe({ filter: 'mb/replies/#', qos: 1 });
+    const command = (name: string, payload: string, reply = name) =>
+      rec.client.publish(`mb/meter/cmd/${name}`, payload, {
+        qos: 1,
+        properties: { responseTopic: `mb/replies/${reply}` },
+      });
+    await command('setpoint', '21.5');
+    await command('relay', 'true');
+    await command('ghost', '5');
+    await command('temp', '1');
+    await command('setpoint', '99', 'setpoint-out-of-range');
+    expect(await until(() => replies.length >= 5, 5000)).toBe(true);
+    const reply = (name: string) => replies.find((r) => r.topic === `mb/replies/${name}`);
+    expect(reply('setpoint')).toMatchObject({ ok: true, value: 21.5 });
+    expect(reply('relay')).toMatchObject({ ok: true, value: true });
+    expect(reply('ghost')).toMatchObject({ ok: false, error: 'modbus exception 2 (illegal data address)' });
+    expect(reply('temp')).toMatchObject({
+      ok: false,
+      error: 'meter has no writable register temp (writable: relay, setpoint, ghost)',
+    });
+    expect(reply('setpoint-out-of-range')).toMatchObject({
+      ok: false,
+      error: 'setpoint takes 5..30; got 99',
+    });
+    expect(await server.get(1, 'hr', 10)).toEqual([215]);
+    expect(await server.get(1, 'co', 0)).toEqual([true]);
+    // The new values read back without waiting for their interval to come round.
+    expect(await until(() => latest(rec, 'meter', 'setpoint')?.value === 21.5, 2000)).toBe(true);
+    expect(await until(() => latest(rec, 'meter', 'relay')?.value === 1, 2000)).toBe(true);
+
+    // The ghost group is refused every second: counted, logged once, and the device stays online.
+    expect(await until(() => (agentStatus(stateDir)?.ports[0].counters.pollExceptions ?? 0) >= 2, 5000)).toBe(
+      true,
+    );
+    const st = agentStatus(stateDir)!.ports[0];
+    expect(st.framing).toBe('modbus-rtu');
+    expect(st.devices).toEqual([{ id: 'meter', unit: 1, online: true, missedPolls: 0 }]);
+    expect(st.counters.modbusExceptions).toBeGreaterThanOrEqual(3);
+    expect(st.counters.writeErrors).toBe(1);
+    expect(agent.events('modbus-exception')).toHaveLength(1);
+    expect(agent.events('modbus-exception')[0]).toMatchObject({
+      device: 'meter',
+      address: 150,
+      exception: 2,
+    });
+    expect(statusOf(rec, 'meter')).not.toContain('offline');
+
+    // Home Assistant: a sensor per register, a number and a switch for the writable ones.
+    const ha = (t: string) => rec.other.find((m) => m.topic === t && m.payload !== '');
+    expect(await until(() => ha('homeassistant/switch/gw/meter__relay/config') !== undefined, 3000)).toBe(
+      true,
+    );
+    expect(JSON.parse(ha('homeassistant/sensor/gw/meter__voltage/config')!.payload)).toMatchObject({
+      state_topic: 'mb/meter/voltage',
+      device_class: 'voltage',
+      unit_of_measurement: 'V',
+      device: { model: 'TestMeter', name: 'meter' },
+    });
+    expect(JSON.parse(ha('homeassistant/number/gw/meter__setpoint/config')!.payload)).toMatchObject({
+      command_topic: 'mb/meter/cmd/setpoint',
+      min: 5,
+      max: 30,
+      step: 0.1,
+    });
+  });
+
+  it('issue 20.5: two units on one line are polled in turn; a silent unit goes offline after offlineAfter missed polls and comes back by itself', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mb-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const pair = await line(dir, 'tty');
+    const server = await PyModbusServer.start(pair.devicePath, [1, 2], 19200);
+    cleanups.push(() => server.stop());
+    await server.set(1, 'ir', 0, [11]);
+    await server.set(2, 'ir', 0, [22]);
+    const probe = (unit: number) => ({
+      id: `probe${unit}`,
+      unit,
+      interval: '200ms',
+      registers: [{ name: 'level', table: 'input', address: 0 }],
+    });
+    const { rec, agent, stateDir } = await start(dir, {
+      name: 'bus',
+      path: pair.agentPath,
+      protocol: 'modbus-rtu',
+      baud: 19200,
+      parity: 'none',
+      responseTimeout: '100ms',
+      retries: 0,
+      offlineAfter: 2,
+      devices: [probe(1), probe(2)],
+    });
+    expect(await until(() => readings(rec).length >= 12, 10_000)).toBe(true);
+    const order = readings(rec)
+      .slice(0, 12)
+      .map((r) => r.device);
+    for (let i = 1; i < order.length; i++)
+      expect(order[i], `reading ${i}: ${order.join(' ')}`).not.toBe(order[i - 1]);
+    expect(readings(rec).find((r) => r.device === 'probe2')?.value).toBe(22);
+
+    await server.silent(2, true);
+    expect(await until(() => statusOf(rec, 'probe2').includes('offline'), 5000)).toBe(true);
+    const offlineAt = readings(rec).length;
+    expect(agent.events('modbus-no-answer')[0]).toMatchObject({ device: 'probe2', unit: 2, missedPolls: 2 });
+    expect(
+      await until(
+        () => agentStatus(stateDir)?.ports[0].devices?.find((d) => d.id === 'probe2')?.online === false,
+        2000,
+      ),
+    ).toBe(true);
+    // Unit 1 goes on meanwhile.
+    expect(
+      await until(
+        () =>
+          readings(rec)
+            .slice(offlineAt)
+            .filter((r) => r.device === 'probe1').length >= 3,
+        3000,
+      ),
+    ).toBe(true);
+    expect(
+      readings(rec)
+        .slice(offlineAt)
+        .some((r) => r.device === 'probe2'),
+    ).toBe(false);
+
+    await server.set(2, 'ir', 0, [23]);
+    await server.silent(2, false);
+    expect(
+      await until(
+        () => statusOf(rec, 'probe2').lastIndexOf('online') > statusOf(rec, 'probe2').indexOf('offline'),
+        5000,
+      ),
+    ).toBe(true);
+    expect(await until(() => latest(rec, 'probe2', 'level')?.value === 23, 3000)).toBe(true);
+    const counts = await server.requests();
+    expect(Math.abs(counts['1'] - counts['2'])).toBeLessThan(counts['1']);
+  });
+
+  it('issue 20.5: CRC garbage from a fault-injecting pty proxy is counted, retried and survived; noise between frames too', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mb-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const agentLine = await line(dir, 'a');
+    const serverLine = await line(dir, 's');
+    const proxy = await PtyFaultProxy.start(agentLine.devicePath, serverLine.agentPath);
+    cleanups.push(() => proxy.close());
+    const server = await PyModbusServer.start(serverLine.devicePath, [7]);
+    cleanups.push(() => server.stop());
+    await server.set(7, 'hr', 0, [100]);
+    const { rec, agent, stateDir } = await start(dir, {
+      name: 'noisy',
+      path: agentLine.agentPath,
+      protocol: 'modbus-rtu',
+      responseTimeout: '150ms',
+      retries: 2,
+      offlineAfter: 3,
+      devices: [
+        { id: 'plc', unit: 7, interval: '150ms', registers: [{ name: 'x', table: 'holding', address: 0 }] },
+      ],
+    });
+    expect(await until(() => latest(rec, 'plc', 'x')?.value === 100, 10_000)).toBe(true);
+
+    proxy.corrupt = 6;
+    for (let i = 0; i < 5; i++)
+      proxy.inject(Uint8Array.from([0x07, 0x03, 0xff, 0x00, 0x55, 0xaa].slice(0, 2 + i)));
+    expect(await until(() => proxy.corrupt === 0, 5000)).toBe(true);
+    await server.set(7, 'hr', 0, [101]);
+    expect(await until(() => latest(rec, 'plc', 'x')?.value === 101, 5000)).toBe(true);
+
+    expect(
+      await until(
+        () => (agentStatus(stateDir)?.ports[0].counters.framingErrors ?? 0) >= proxy.corrupted,
+        3000,
+      ),
+    ).toBe(true);
+    const c = agentStatus(stateDir)!.ports[0].counters;
+    expect(c.modbusErrorsCrc).toBeGreaterThanOrEqual(1);
+    expect(c.modbusRetries).toBeGreaterThanOrEqual(1);
+    expect(agent.exited).toBe(false);
+    // Every reading is still what the server holds: nothing corrupted got through.
+    expect(readings(rec).every((r) => r.value === 100 || r.value === 101)).toBe(true);
+    expect(agent.events('modbus-line-errors').length).toBeGreaterThanOrEqual(1);
+  });
+});
