@@ -427,6 +427,11 @@ const MODBUS: Array<[string, string, (m: RtuMasterCounters) => number]> = [
   ['retries_total', 'Modbus attempts repeated after one got no valid response.', (m) => m.retries],
   ['failed_total', 'Modbus requests that got no valid response after all attempts.', (m) => m.failed],
   [
+    'noisy_line_total',
+    'Modbus requests sent without the silence before them: the line was not quiet for a response timeout.',
+    (m) => m.noisyLine,
+  ],
+  [
     'unsolicited_bytes_total',
     'Bytes heard on a Modbus line while no request waited (noise, another master, late responses).',
     (m) => m.unsolicitedBytes,

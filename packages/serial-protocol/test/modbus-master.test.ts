@@ -201,3 +201,24 @@ describe('issue 20.3: failed attempts are retried and counted, never thrown', ()
     expect(sent.map((s) => s.request.unit)).toEqual([1, 3]);
   });
 });
+
+describe('issue 20.3: a line that never goes quiet', () => {
+  it('issue 20.3: a babbling line holds a request one response timeout at most, then it goes out (counted) and fails like any other', async () => {
+    const { clock, sent, master, outcomes, ask } = setup({ retries: 0 });
+    ask(READ);
+    clock.advance(50);
+    master.push(Uint8Array.from([1, 3, 4])); // a partial response...
+    ask(READ);
+    // ...then noise every millisecond, for ever.
+    for (let t = 0; t < 1000 && outcomes.length < 2; t++) {
+      clock.advance(1);
+      master.push(Uint8Array.from([0x55]));
+      await settle();
+    }
+    expect(sent.length).toBe(2);
+    expect(outcomes.map((o) => (o.ok ? 'ok' : o.kind))).toEqual(['crc', 'garbage']);
+    expect(master.counters.noisyLine).toBe(1);
+    // Bounded: the second request went out a response timeout (100 ms) after its turn came.
+    expect(sent[1].at - sent[0].at).toBeLessThan(400);
+  });
+});

@@ -97,12 +97,16 @@ export interface RtuMasterCounters {
   unsolicitedBytes: number;
   /** Noise bytes skipped before a valid response. */
   skippedBytes: number;
+  /** Requests sent without the silence before them: the line was not quiet for a response timeout. */
+  noisyLine: number;
 }
 
 interface Job {
   request: ModbusRequest;
   frame: Uint8Array;
   attempts: number;
+  /** Since when the current attempt waits for a quiet line. */
+  waitingSince: number;
   resolve(o: ModbusOutcome): void;
 }
 
@@ -117,6 +121,7 @@ export class RtuMaster {
     errors: {},
     unsolicitedBytes: 0,
     skippedBytes: 0,
+    noisyLine: 0,
   };
   private readonly queue: Job[] = [];
   private current: Job | undefined;
@@ -172,7 +177,7 @@ export class RtuMaster {
       });
     }
     return new Promise((resolve) => {
-      const job: Job = { request, frame, attempts: 0, resolve };
+      const job: Job = { request, frame, attempts: 0, waitingSince: this.clock.now(), resolve };
       if (urgent) this.queue.unshift(job);
       else this.queue.push(job);
       if (this.current === undefined) this.schedule();
@@ -228,23 +233,31 @@ export class RtuMaster {
 
   /** Starts the next job once the line has been quiet for a gap. */
   private schedule(): void {
-    if (this.current !== undefined || this.queue.length === 0) return;
-    const wait = this.busyUntil + this.frameGapMs - this.clock.now();
-    if (wait > 0) {
-      this.setTimer(wait, () => this.schedule());
-      return;
-    }
-    this.current = this.queue.shift();
+    if (this.current !== undefined) return;
+    const job = this.queue.shift();
+    if (job === undefined) return;
+    this.current = job;
+    job.waitingSince = this.clock.now();
     this.transmit();
   }
 
+  /**
+   * Sends the current job once the line has been quiet for a gap. A line that never goes quiet
+   * (a device babbling, noise on an unterminated bus) would hold the request for ever: after
+   * waiting a response timeout it goes out anyway (counted as `noisyLine`), so it fails or
+   * succeeds like any other and the devices' availability says what is going on.
+   */
   private transmit(): void {
     const job = this.current as Job;
-    // Bytes heard since the gap was checked: wait for another quiet gap.
-    const wait = this.busyUntil + this.frameGapMs - this.clock.now();
+    const now = this.clock.now();
+    const wait = this.busyUntil + this.frameGapMs - now;
     if (wait > 0) {
-      this.setTimer(wait, () => this.transmit());
-      return;
+      const waited = now - job.waitingSince;
+      if (waited < this.o.responseTimeoutMs) {
+        this.setTimer(Math.min(wait, this.o.responseTimeoutMs - waited), () => this.transmit());
+        return;
+      }
+      this.counters.noisyLine++;
     }
     job.attempts++;
     this.counters.transmitted++;
@@ -255,7 +268,6 @@ export class RtuMaster {
     }
     // The timeout runs to the response's first byte; the response then takes its own length.
     const onWire = (job.frame.length + expectedResponseLength(job.request)) * this.charMs;
-    const now = this.clock.now();
     this.busyUntil = now + job.frame.length * this.charMs;
     this.deadline = now + onWire + this.o.responseTimeoutMs;
     this.setTimer(this.deadline - now, () => this.attemptFailed(...this.why()));
@@ -271,6 +283,7 @@ export class RtuMaster {
     this.o.onAttemptFailed?.(job.request, kind, error, retry);
     if (retry) {
       this.counters.retries++;
+      job.waitingSince = this.clock.now();
       this.transmit();
       return;
     }
