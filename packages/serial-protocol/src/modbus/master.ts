@@ -254,7 +254,8 @@ export class RtuMaster {
     if (wait > 0) {
       const waited = now - job.waitingSince;
       if (waited < this.o.responseTimeoutMs) {
-        this.setTimer(Math.min(wait, this.o.responseTimeoutMs - waited), () => this.transmit());
+        // Timers count whole milliseconds: rounded up, the gap is waited in one round, not two.
+        this.setTimer(Math.ceil(Math.min(wait, this.o.responseTimeoutMs - waited)), () => this.transmit());
         return;
       }
       this.counters.noisyLine++;
