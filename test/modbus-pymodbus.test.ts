@@ -4,6 +4,8 @@
  * publishes to broker-lite; a subscriber sees what a user would. Readings, availability, commands,
  * exceptions, Home Assistant discovery, two units on one line, and CRC garbage from a proxy.
  */
+
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +20,7 @@ import {
   until,
   writeJson,
 } from './helpers/processes.ts';
+import { parse, value } from './helpers/prom.ts';
 
 const ready = hasSocat() && hasPymodbus;
 if (!hasSocat()) console.warn('modbus-pymodbus: socat missing, skipped (apt-get install socat)');
@@ -74,6 +77,8 @@ async function start(dir: string, serial: Record<string, unknown>, extra: Record
   cleanups.push(() => agent.kill());
   return { rec, agent, stateDir };
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const statusOf = (rec: Recorder, device: string) =>
   rec.other.filter((m) => m.topic === `mb/${device}/status`).map((m) => m.payload);
@@ -242,17 +247,21 @@ describe.skipIf(!ready)('issue 20.5: Modbus RTU against pymodbus', () => {
       interval: '200ms',
       registers: [{ name: 'level', table: 'input', address: 0 }],
     });
-    const { rec, agent, stateDir } = await start(dir, {
-      name: 'bus',
-      path: pair.agentPath,
-      protocol: 'modbus-rtu',
-      baud: 19200,
-      parity: 'none',
-      responseTimeout: '100ms',
-      retries: 0,
-      offlineAfter: 2,
-      devices: [probe(1), probe(2)],
-    });
+    const { rec, agent, stateDir } = await start(
+      dir,
+      {
+        name: 'bus',
+        path: pair.agentPath,
+        protocol: 'modbus-rtu',
+        baud: 19200,
+        parity: 'none',
+        responseTimeout: '100ms',
+        retries: 0,
+        offlineAfter: 2,
+        devices: [probe(1), probe(2)],
+      },
+      { metrics: { listen: '127.0.0.1:0' } },
+    );
     expect(await until(() => readings(rec).length >= 12, 10_000)).toBe(true);
     const order = readings(rec)
       .slice(0, 12)
@@ -298,6 +307,28 @@ describe.skipIf(!ready)('issue 20.5: Modbus RTU against pymodbus', () => {
     expect(await until(() => latest(rec, 'probe2', 'level')?.value === 23, 3000)).toBe(true);
     const counts = await server.requests();
     expect(Math.abs(counts['1'] - counts['2'])).toBeLessThan(counts['1']);
+
+    // /metrics: the line's families, and both units online again; promtool accepts the text.
+    const listening = await agent.waitFor((l) => l.msg === 'metrics-listening', 5000);
+    const scrape = async () => (await fetch(`http://127.0.0.1:${listening.port as number}/metrics`)).text();
+    let text = await scrape();
+    for (let end = Date.now() + 3000; Date.now() < end; text = await sleep(100).then(scrape))
+      if (value(parse(text), 'mqtt_edge_agent_device_online', { device: 'probe2' }) === 1) break;
+    const m = parse(text);
+    expect(value(m, 'mqtt_edge_agent_device_online', { device: 'probe1', port: 'bus' })).toBe(1);
+    expect(value(m, 'mqtt_edge_agent_device_online', { device: 'probe2', port: 'bus' })).toBe(1);
+    expect(value(m, 'mqtt_edge_agent_modbus_responses_total', { port: 'bus' })).toBeGreaterThan(10);
+    expect(
+      value(m, 'mqtt_edge_agent_modbus_errors_total', { port: 'bus', kind: 'timeout' }),
+    ).toBeGreaterThanOrEqual(2);
+    if (spawnSync('promtool', ['--version']).status === 0) {
+      const r = spawnSync('promtool', ['check', 'metrics'], {
+        input: text,
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      expect(`${r.stdout}${r.stderr}`).toBe('');
+    }
   });
 
   it('issue 20.5: CRC garbage from a fault-injecting pty proxy is counted, retried and survived; noise between frames too', async () => {
