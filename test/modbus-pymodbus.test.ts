@@ -6,13 +6,14 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createSocatPair, hasSocat } from '@mqtt-edge/firmware-sim';
 import { afterEach, describe, expect, it } from 'vitest';
 import { float32Words, hasPymodbus, PtyFaultProxy, PyModbusServer } from './helpers/modbus.ts';
 import {
+  AGENT_BIN,
   AgentProcess,
   agentStatus,
   Recorder,
@@ -75,7 +76,7 @@ async function start(dir: string, serial: Record<string, unknown>, extra: Record
   const agent = new AgentProcess(config);
   await agent.start();
   cleanups.push(() => agent.kill());
-  return { rec, agent, stateDir };
+  return { rec, agent, stateDir, config };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -213,6 +214,14 @@ describe.skipIf(!ready)('issue 20.5: Modbus RTU against pymodbus', () => {
       exception: 2,
     });
     expect(statusOf(rec, 'meter')).not.toContain('offline');
+    const cli = spawnSync(process.execPath, [AGENT_BIN, 'status', '--state-dir', stateDir], {
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(
+      /port rs485 \(.*, modbus-rtu\): open .*polls \d+, .*exceptions \d+.*; meter \(unit 1\) online/,
+    );
 
     // Home Assistant: a sensor per register, a number and a switch for the writable ones.
     const ha = (t: string) => rec.other.find((m) => m.topic === t && m.payload !== '');
@@ -374,5 +383,41 @@ describe.skipIf(!ready)('issue 20.5: Modbus RTU against pymodbus', () => {
     // Every reading is still what the server holds: nothing corrupted got through.
     expect(readings(rec).every((r) => r.value === 100 || r.value === 101)).toBe(true);
     expect(agent.events('modbus-line-errors').length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('issue 20.1: a reload that adds a register to a Modbus device applies it: the new reading arrives, the others go on', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mb-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const pair = await line(dir, 'tty');
+    const server = await PyModbusServer.start(pair.devicePath, [5]);
+    cleanups.push(() => server.stop());
+    await server.set(5, 'ir', 0, [50, 51]);
+    const port = (registers: unknown[]) => ({
+      name: 'bus',
+      path: pair.agentPath,
+      protocol: 'modbus-rtu',
+      responseTimeout: '200ms',
+      devices: [{ id: 'probe', unit: 5, interval: '200ms', registers }],
+    });
+    const a = { name: 'a', table: 'input', address: 0 };
+    const { rec, agent, config } = await start(dir, port([a]));
+    expect(await until(() => latest(rec, 'probe', 'a')?.value === 50, 10_000)).toBe(true);
+    const doc = JSON.parse(readFileSync(config, 'utf8'));
+    doc.serial = [port([a, { name: 'b', table: 'input', address: 1 }])];
+    writeJson(config, doc);
+    const reloaded = await agent.reload();
+    expect(reloaded.msg).toBe('config-reloaded');
+    expect(await until(() => latest(rec, 'probe', 'b')?.value === 51, 5000)).toBe(true);
+    const after = readings(rec).length;
+    expect(
+      await until(
+        () =>
+          readings(rec)
+            .slice(after)
+            .some((r) => r.sensor === 'a'),
+        3000,
+      ),
+    ).toBe(true);
+    expect(statusOf(rec, 'probe').at(-1)).toBe('online');
   });
 });
