@@ -102,7 +102,7 @@ describe.skipIf(!ready)('issue 20.5: Modbus RTU against pymodbus', () => {
         path: pair.agentPath,
         protocol: 'modbus-rtu',
         baud: 9600,
-        responseTimeout: '200ms',
+        responseTimeout: '500ms',
         retries: 1,
         offlineAfter: 2,
         devices: [
@@ -264,7 +264,7 @@ describe.skipIf(!ready)('issue 20.5: Modbus RTU against pymodbus', () => {
         protocol: 'modbus-rtu',
         baud: 19200,
         parity: 'none',
-        responseTimeout: '100ms',
+        responseTimeout: '300ms',
         retries: 0,
         offlineAfter: 2,
         devices: [probe(1), probe(2)],
@@ -354,7 +354,7 @@ describe.skipIf(!ready)('issue 20.5: Modbus RTU against pymodbus', () => {
       name: 'noisy',
       path: agentLine.agentPath,
       protocol: 'modbus-rtu',
-      responseTimeout: '150ms',
+      responseTimeout: '300ms',
       retries: 2,
       offlineAfter: 3,
       devices: [
@@ -396,7 +396,7 @@ describe.skipIf(!ready)('issue 20.5: Modbus RTU against pymodbus', () => {
       name: 'bus',
       path: pair.agentPath,
       protocol: 'modbus-rtu',
-      responseTimeout: '200ms',
+      responseTimeout: '500ms',
       devices: [{ id: 'probe', unit: 5, interval: '200ms', registers }],
     });
     const a = { name: 'a', table: 'input', address: 0 };
