@@ -2,6 +2,7 @@
  * The shared benchmark harness: every area (codec, topics, client, broker, agent, bridge)
  * exports a BenchArea whose rows hold our figure and the peer's from the same run.
  */
+import net from 'node:net';
 import v8 from 'node:v8';
 
 export interface BenchRow {
@@ -126,4 +127,16 @@ export function formatNumber(n: number | null): string {
   if (Math.abs(n) >= 1000) return Math.round(n).toLocaleString('en-US');
   if (Math.abs(n) >= 10) return n.toFixed(1);
   return n.toFixed(3);
+}
+
+/** A TCP port on 127.0.0.1 free a moment ago (for a child process to listen on). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 }

@@ -16,6 +16,7 @@ const AREAS = [
   'install',
   'page',
   'serial',
+  'modbus',
 ] as const;
 
 function parseArgs(argv: string[]): { json: boolean; only: string | null; quick: boolean } {

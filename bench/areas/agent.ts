@@ -15,22 +15,11 @@ import { Agent, Mapper, parseConfig, silentLogger } from '@mqtt-edge/agent';
 import { DurableQueue } from '@mqtt-edge/client';
 import { createLinkPair, FirmwareSim, InProcessTransport, type SensorSpec } from '@mqtt-edge/firmware-sim';
 import mqtt from 'mqtt';
-import { type BenchArea, type BenchOptions, type BenchRow, costRow, rateRow } from '../harness.ts';
+import { type BenchArea, type BenchOptions, type BenchRow, costRow, freePort, rateRow } from '../harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BROKER_BIN = path.join(ROOT, 'packages/broker-lite/bin/broker-lite.js');
 const AGENT_BIN = path.join(ROOT, 'packages/agent/bin/mqtt-edge-agent.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitPort(port: number, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;

@@ -24,6 +24,8 @@ import { AGENT_VERSION } from './homeassistant.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Mapper } from './mapper.ts';
 import { MetricsServer, type MetricsView, renderMetrics } from './metrics.ts';
+import type { ModbusPortConfig } from './modbus-config.ts';
+import { ModbusSession } from './modbus-session.ts';
 import { checkQueueRoom, openQueue } from './queue.ts';
 import {
   addLinkCounters,
@@ -64,7 +66,8 @@ interface Port {
   link: SerialLink;
   /** Counters of the links a reload replaced (a reopened port), so the port's counters only grow. */
   pastLinks: LinkCounters;
-  session: PortSession;
+  /** The port's protocol: the agent's own and text framings, or a Modbus RTU line it polls (issue 20). */
+  session: PortSession | ModbusSession;
   /** Being taken away by a reload: its bytes are no longer read (the device keeps what is not ACKed). */
   draining: boolean;
   /** When the session next checks for silence (issue 19.2). */
@@ -181,8 +184,8 @@ export class Agent {
   /** What a scrape reads: counters the agent keeps anyway, gathered now. */
   metricsView(): MetricsView {
     const now = Date.now();
-    const onPort = new Map<string, Port>();
-    for (const p of this.ports) if (p.session.deviceId !== undefined) onPort.set(p.session.deviceId, p);
+    const onPort = new Map<string, { port: Port; online: boolean }>();
+    for (const p of this.ports) for (const d of devicesOn(p)) onPort.set(d.id, { port: p, online: d.online });
     return {
       agentId: this.config.id,
       version: AGENT_VERSION,
@@ -204,13 +207,14 @@ export class Agent {
         link: addLinkCounters(p.pastLinks, p.link.counters),
         silent: p.session.silentSince !== undefined,
         expectedIntervalMs: p.session.expectedIntervalMs,
+        ...(p.session instanceof ModbusSession ? { modbus: p.session.lineCounters } : {}),
       })),
       devices: [...this.deviceStats].map(([id, counters]) => {
         const p = onPort.get(id);
         return {
           id,
-          port: p?.config.name,
-          online: p !== undefined && p.link.state === 'open' && p.session.isOnline,
+          port: p?.port.config.name,
+          online: p !== undefined && p.port.link.state === 'open' && p.online,
           counters,
         };
       }),
@@ -223,7 +227,7 @@ export class Agent {
     if (d !== undefined) return d;
     if (this.deviceStats.size >= MAX_DEVICE_STATS) {
       // A flood of HELLOs with new ids (a confused or hostile device) must not grow the map.
-      const current = new Set(this.ports.map((p) => p.session.deviceId));
+      const current = new Set(this.ports.flatMap((p) => devicesOn(p).map((d) => d.id)));
       let oldest: string | undefined;
       let oldestAt = Number.POSITIVE_INFINITY;
       for (const [k, v] of this.deviceStats)
@@ -260,8 +264,11 @@ export class Agent {
       prefix: c.topics.prefix,
       timeoutMs: c.commandTimeoutMs,
       lookup: (device) => {
-        const p = this.byDevice.get(device);
-        return p !== undefined && p.link.state === 'open' ? p.session : undefined;
+        const p =
+          this.byDevice.get(device) ??
+          this.ports.find((x) => x.session instanceof ModbusSession && x.session.device(device));
+        if (p === undefined || p.link.state !== 'open') return undefined;
+        return p.session instanceof ModbusSession ? p.session.target(device) : p.session;
       },
       reply: (r) => this.publish(r.topic, r.payload, { qos: 1, retain: false, properties: r.properties }),
       log,
@@ -279,6 +286,11 @@ export class Agent {
 
   private makePort(pc: SerialPortConfig): Port {
     const port = { config: pc, draining: false, pastLinks: newLinkCounters() } as Port;
+    if (pc.modbus !== undefined) {
+      port.session = this.makeModbusSession(port, pc as SerialPortConfig & { modbus: ModbusPortConfig });
+      port.link = this.makeLink(port);
+      return port;
+    }
     // The session's host reaches the link through `port`: a reopen replaces port.link.
     port.session = new PortSession({
       port: pc.name,
@@ -312,6 +324,26 @@ export class Agent {
     return port;
   }
 
+  /** A Modbus RTU line the agent polls (issue 20): its readings go the way every reading goes. */
+  private makeModbusSession(port: Port, pc: SerialPortConfig & { modbus: ModbusPortConfig }): ModbusSession {
+    // Every device on the line may be announced at once (the discovery default keeps 8 per port).
+    this.discovery.setPortCapacity(pc.name, pc.modbus.devices.length);
+    return new ModbusSession({
+      config: pc,
+      mapper: this.mapper,
+      runId: this.textBootId,
+      host: {
+        store: (m) => this.store(m),
+        write: (b) => port.link.write(b),
+        onDevice: (e) => this.onDevice(port, e),
+        onResult: (device, r) => this.commands.result(device, r),
+        onDescribe: (d) => this.discovery.onHello(port.config.name, d),
+        deviceCounters: (device) => this.deviceCounters(device),
+        log: this.log,
+      },
+    });
+  }
+
   private makeLink(port: Port): SerialLink {
     return new SerialLink({
       config: port.config,
@@ -337,6 +369,7 @@ export class Agent {
    * devices the agent's default (0 there: only a HELLO's `p` makes the port watched).
    */
   private portInterval(pc: SerialPortConfig): { expectedIntervalMs?: number } {
+    if (pc.modbus !== undefined) return {};
     if (pc.expectedIntervalMs !== undefined) return { expectedIntervalMs: pc.expectedIntervalMs };
     const dflt = this.config.expectedIntervalMs;
     return pc.framing === 'native' && dflt > 0 ? { expectedIntervalMs: dflt } : {};
@@ -447,8 +480,8 @@ export class Agent {
       });
       this.publish(`${this.agentTopic}/status`, 'online', { qos: 1, retain: true });
       for (const p of this.ports) {
-        if (p.session.deviceId !== undefined && p.link.state === 'open')
-          this.publishDeviceStatus(p.session.deviceId, 'online');
+        if (p.link.state !== 'open') continue;
+        for (const d of devicesOn(p)) if (d.online) this.publishDeviceStatus(d.id, 'online');
       }
       client.subscribe({ filter: this.commands.filter, qos: 1 }).catch((err: Error) => {
         this.log.log('warn', 'subscribe-failed', { filter: this.commands.filter, error: err.message });
@@ -651,7 +684,7 @@ export class Agent {
       ports: this.ports.map((p) => ({
         name: p.config.name,
         path: p.config.path,
-        framing: p.config.framing,
+        framing: p.session instanceof ModbusSession ? 'modbus-rtu' : p.config.framing,
         state: p.link.state,
         since: p.link.since,
         device: p.session.deviceId,
@@ -659,7 +692,22 @@ export class Agent {
         expectedIntervalMs: p.session.expectedIntervalMs,
         silentSince: p.session.silentSince,
         lastError: p.link.lastError,
-        counters: { ...p.session.counters, ...prefixed('link', p.link.counters) },
+        counters: {
+          ...p.session.counters,
+          ...prefixed('link', p.link.counters),
+          ...(p.session instanceof ModbusSession ? modbusLineCounters(p.session) : {}),
+        },
+        ...(p.session instanceof ModbusSession
+          ? {
+              devices: p.session.devices.map((d) => ({
+                id: d.config.id,
+                unit: d.config.unit,
+                online: d.online ?? null,
+                missedPolls: d.missed,
+                lastError: d.lastError,
+              })),
+            }
+          : {}),
       })),
       counters: totals,
     };
@@ -806,7 +854,10 @@ export class Agent {
       }
       // Same device protocol on another path or baud: the session (its dedupe window) carries on.
       const sameSession =
-        pc !== undefined && pc.framing === p.config.framing && pc.device === p.config.device;
+        pc !== undefined &&
+        pc.framing === p.config.framing &&
+        pc.device === p.config.device &&
+        sameJson(modbusSession(pc), modbusSession(p.config));
       closing.push(this.closePort(p, !sameSession));
       if (pc !== undefined && sameSession) {
         reopen.push({ port: p, pc });
@@ -881,9 +932,9 @@ export class Agent {
           .publish(`${prev.topics.prefix}/_agent/${prev.id}/status`, 'offline', { qos: 0, retain: true })
           .catch(() => undefined);
         for (const p of this.ports)
-          if (p.session.deviceId !== undefined)
+          for (const d of devicesOn(p))
             old
-              .publish(`${prev.topics.prefix}/${p.session.deviceId}/status`, 'offline', {
+              .publish(`${prev.topics.prefix}/${d.id}/status`, 'offline', {
                 qos: 0,
                 retain: true,
               })
@@ -957,6 +1008,25 @@ export class Agent {
   }
 }
 
+/** The devices on a port now: a native or text port's one (if known), a Modbus line's all. */
+function devicesOn(p: Port): Array<{ id: string; online: boolean }> {
+  if (p.session instanceof ModbusSession) return p.session.devicesOnPort();
+  const id = p.session.deviceId;
+  return id === undefined ? [] : [{ id, online: p.session.isOnline }];
+}
+
+/** What a Modbus session is made of: a reload that changes it starts a new one (path and baud alone reopen). */
+function modbusSession(pc: SerialPortConfig) {
+  if (pc.modbus === undefined) return undefined;
+  return {
+    modbus: pc.modbus,
+    dataBits: pc.dataBits,
+    parity: pc.parity,
+    stopBits: pc.stopBits,
+    baud: pc.baud,
+  };
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -1023,6 +1093,15 @@ export function changedKeys(a: unknown, b: unknown, p = ''): string[] {
   if (!isObj(a) || !isObj(b)) return sameJson(a, b) ? [] : [p];
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...keys].flatMap((k) => changedKeys(a[k], b[k], p === '' ? k : `${p}.${k}`));
+}
+
+/** The line's counters for the status file: `modbusRequests`, ..., and one `modbusErrors<Kind>` per kind seen. */
+function modbusLineCounters(s: ModbusSession): Record<string, number> {
+  const { errors, ...plain } = s.lineCounters;
+  const out = prefixed('modbus', plain);
+  for (const [kind, n] of Object.entries(errors))
+    out[`modbusErrors${kind.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase())}`] = n ?? 0;
+  return out;
 }
 
 function prefixed(p: string, o: object): Record<string, number> {

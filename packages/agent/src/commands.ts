@@ -9,7 +9,8 @@ import { isName, isValue, type ResultFrame, type Value } from '@mqtt-edge/serial
 import type { Logger } from './log.ts';
 
 export interface CommandTarget {
-  sendCommand(id: number, name: string, args: Value | undefined): boolean;
+  /** true: sent (a RESULT follows); false: the port could not take it; a string: why it cannot be sent. */
+  sendCommand(id: number, name: string, args: Value | undefined): boolean | string;
 }
 
 export interface Reply {
@@ -131,12 +132,13 @@ export class CommandRouter {
     if (target === undefined) return `unknown or disconnected device ${device}`;
     if (this.pending.size >= MAX_PENDING) return 'too many commands waiting for devices';
     const id = newCommandId();
-    let ok: boolean;
+    let ok: boolean | string;
     try {
       ok = target.sendCommand(id, name, args);
     } catch (e) {
       return `cannot encode the command: ${(e as Error).message}`;
     }
+    if (typeof ok === 'string') return ok;
     if (!ok) return 'serial port not writable';
     this.counters.sent++;
     const timer = setTimeout(() => {

@@ -12,7 +12,12 @@ import path from 'node:path';
 import { topicNameProblem } from '@mqtt-edge/codec';
 import { isName } from '@mqtt-edge/serial-protocol';
 import type { Document, LineCounter } from 'yaml';
+import { expandEnv } from './config-env.ts';
+import { type ConfigProblem, fmtMs, kind, parseDuration, Reader, show } from './config-reader.ts';
 import { LOG_LEVELS, type LogLevel } from './log.ts';
+import { MODBUS_PORT_KEYS, type ModbusPortConfig, modbusDocument, readModbusPort } from './modbus-config.ts';
+
+export { type ConfigProblem, parseDuration, parseSize } from './config-reader.ts';
 
 export type Framing = 'native' | 'json-lines' | 'key-value';
 export type PayloadFormat = 'json' | 'cbor' | 'raw';
@@ -24,6 +29,21 @@ export interface UsbMatch {
   productId?: string;
   serialNumber?: string;
 }
+
+const PORT_KEYS = [
+  'name',
+  'path',
+  'usb',
+  'baud',
+  'framing',
+  'device',
+  'expectedInterval',
+  'writeTimeout',
+  'protocol',
+  'dataBits',
+  'parity',
+  'stopBits',
+] as const;
 
 export interface SerialPortConfig {
   /** Label in logs and status. */
@@ -43,6 +63,12 @@ export interface SerialPortConfig {
   expectedIntervalMs?: number;
   /** A write that finds no room in the tty for this long fails and the port is reopened (issue 19). */
   writeTimeoutMs: number;
+  /** Character format; absent: 8, none, 1 (issue 20: always set on Modbus ports, parity even by default). */
+  dataBits?: 5 | 6 | 7 | 8;
+  parity?: 'none' | 'even' | 'odd';
+  stopBits?: 1 | 2;
+  /** `protocol: modbus-rtu` (issue 20): the agent polls the devices listed here. */
+  modbus?: ModbusPortConfig;
 }
 
 export interface TlsFiles {
@@ -146,14 +172,6 @@ export interface AgentConfig {
   metrics?: MetricsConfig;
 }
 
-export interface ConfigProblem {
-  /** Key path: `mqtt.url`, `serial[0].baud`; '' for the document itself. */
-  path: string;
-  message: string;
-  /** 1-based line in the file, when known. */
-  line?: number;
-}
-
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   constructor(
@@ -183,221 +201,6 @@ const BAUDS = [
   300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 28800, 38400, 57600, 76800, 115200, 230400, 250000, 460800,
   500000, 921600, 1000000, 1500000, 2000000, 3000000,
 ];
-
-type Obj = Record<string, unknown>;
-
-/** Collects problems while reading the raw document. */
-class Reader {
-  readonly problems: ConfigProblem[] = [];
-  constructor(readonly baseDir: string) {}
-
-  problem(p: string, message: string): undefined {
-    this.problems.push({ path: p, message });
-    return undefined;
-  }
-
-  /** The object at `p`, with unknown keys reported. */
-  object(p: string, v: unknown, keys: readonly string[], optional = true): Obj | undefined {
-    if (v === undefined || v === null) {
-      if (!optional) this.problem(p, 'missing (a mapping is required)');
-      return v === null && !optional ? undefined : {};
-    }
-    if (typeof v !== 'object' || Array.isArray(v))
-      return this.problem(p, `must be a mapping, got ${kind(v)}`);
-    for (const k of Object.keys(v)) {
-      if (!keys.includes(k)) {
-        const near = closest(k, keys);
-        this.problem(join(p, k), `unknown key${near ? `; did you mean ${near}?` : ''}`);
-      }
-    }
-    return v as Obj;
-  }
-
-  string(
-    p: string,
-    v: unknown,
-    options: { required?: boolean; nonEmpty?: boolean } = {},
-  ): string | undefined {
-    if (v === undefined || v === null) {
-      if (options.required) this.problem(p, 'missing');
-      return undefined;
-    }
-    if (typeof v !== 'string') return this.problem(p, `must be a string, got ${kind(v)}`);
-    if (options.nonEmpty !== false && v === '') return this.problem(p, 'must not be empty');
-    return v;
-  }
-
-  oneOf<T extends string>(p: string, v: unknown, allowed: readonly T[], dflt: T): T {
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-      this.problem(p, `must be one of ${allowed.join(', ')}; got ${show(v)}`);
-      return dflt;
-    }
-    return v as T;
-  }
-
-  int(p: string, v: unknown, min: number, max: number, dflt: number): number;
-  int(p: string, v: unknown, min: number, max: number, dflt?: number): number | undefined;
-  int(p: string, v: unknown, min: number, max: number, dflt?: number): number | undefined {
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      this.problem(p, `must be an integer in ${min}..${max}; got ${show(v)}`);
-      return dflt;
-    }
-    return v;
-  }
-
-  bool(p: string, v: unknown, dflt: boolean): boolean {
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'boolean') {
-      this.problem(p, `must be true or false; got ${show(v)}`);
-      return dflt;
-    }
-    return v;
-  }
-
-  /** `500ms`, `5s`, `2m`, `1h`, `7d`, or a number of seconds. Milliseconds out. */
-  duration(p: string, v: unknown, min: number, max: number, dflt: number): number;
-  duration(p: string, v: unknown, min: number, max: number, dflt?: number): number | undefined;
-  duration(p: string, v: unknown, min: number, max: number, dflt?: number): number | undefined {
-    if (v === undefined || v === null) return dflt;
-    const ms = parseDuration(v);
-    if (ms === undefined) {
-      this.problem(
-        p,
-        `must be a duration such as 500ms, 5s, 2m, 1h, 7d (a bare number is seconds); got ${show(v)}`,
-      );
-      return dflt;
-    }
-    if (ms < min || ms > max) {
-      this.problem(p, `must be between ${fmtMs(min)} and ${fmtMs(max)}; got ${show(v)}`);
-      return dflt;
-    }
-    return ms;
-  }
-
-  /** A device's reporting interval: 0 (off), or 100ms..1d. */
-  interval(p: string, v: unknown): number | undefined {
-    const ms = this.duration(p, v, 0, 86_400_000);
-    if (ms !== undefined && ms > 0 && ms < 100) {
-      this.problem(p, `must be 0 (off) or at least 100ms; got ${show(v)}`);
-      return undefined;
-    }
-    return ms;
-  }
-
-  /** `64MiB`, `1GB`, `512KiB`, or a number of bytes. */
-  size(p: string, v: unknown, min: number, max: number): number | undefined {
-    if (v === undefined || v === null) return undefined;
-    const n = parseSize(v);
-    if (n === undefined)
-      return this.problem(p, `must be a size such as 64MiB, 1GB or a number of bytes; got ${show(v)}`);
-    if (n < min || n > max) return this.problem(p, `must be between ${min} and ${max} bytes; got ${show(v)}`);
-    return n;
-  }
-
-  /** A path, resolved against the config file's directory. */
-  filePath(p: string, v: unknown): string | undefined {
-    const s = this.string(p, v);
-    if (s === undefined) return undefined;
-    if (s.includes('\0')) return this.problem(p, 'must not contain NUL');
-    return path.resolve(this.baseDir, s);
-  }
-}
-
-function kind(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  return typeof v === 'object' ? 'a mapping' : `${typeof v} ${show(v)}`;
-}
-
-function show(v: unknown): string {
-  const s = typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
-
-function join(p: string, k: string | number): string {
-  if (typeof k === 'number') return `${p}[${k}]`;
-  return p === '' ? k : `${p}.${k}`;
-}
-
-function fmtMs(ms: number): string {
-  if (ms === 0) return '0';
-  if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}
-
-/** Edit distance <= 2, for "did you mean". */
-function closest(word: string, options: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = 3;
-  const w = word.toLowerCase();
-  // `baudrate` for `baud`, `dir` for `directory`: a prefix either way is the likeliest mistake.
-  const prefix = options.find(
-    (o) => o.length >= 3 && (w.startsWith(o.toLowerCase()) || o.toLowerCase().startsWith(w)),
-  );
-  if (prefix !== undefined && w.length >= 3) return prefix;
-  for (const o of options) {
-    const d = distance(w, o.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = o;
-    }
-  }
-  return best;
-}
-
-function distance(a: string, b: string): number {
-  if (Math.abs(a.length - b.length) > 2 || a.length > 64 || b.length > 64) return 99;
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
-}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-export function parseDuration(v: unknown): number | undefined {
-  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? Math.round(v * 1000) : undefined;
-  if (typeof v !== 'string') return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(v);
-  if (m === null) return undefined;
-  const n = Number(m[1]) * DURATION_UNITS[m[2] ?? 's'];
-  return Number.isFinite(n) ? Math.round(n) : undefined;
-}
-
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1000,
-  kb: 1000,
-  kib: 1024,
-  m: 1e6,
-  mb: 1e6,
-  mib: 2 ** 20,
-  g: 1e9,
-  gb: 1e9,
-  gib: 2 ** 30,
-};
-
-export function parseSize(v: unknown): number | undefined {
-  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : undefined;
-  if (typeof v !== 'string') return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
-  if (m === null) return undefined;
-  const unit = SIZE_UNITS[m[2].toLowerCase()];
-  if (unit === undefined) return undefined;
-  const n = Math.floor(Number(m[1]) * unit);
-  return Number.isSafeInteger(n) ? n : undefined;
-}
 
 /** Replaces `{prefix}`, `{device}`, `{sensor}`; anything else in braces is an error at load time. */
 export function templateProblem(template: string): string | undefined {
@@ -440,6 +243,10 @@ export interface ParseOptions {
 /** Validates a parsed document. Throws ConfigError with every problem found. */
 export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConfig {
   const env = options.env ?? process.env;
+  const envProblems: ConfigProblem[] = [];
+  raw = expandEnv(raw, env, envProblems);
+  // Only these: a value left unexpanded would only bring follow-on problems.
+  if (envProblems.length > 0) throw new ConfigError(envProblems, options.source);
   const r = new Reader(options.baseDir ?? process.cwd());
   const root =
     r.object('', raw, ['agent', 'serial', 'mqtt', 'topics', 'queue', 'homeassistant', 'metrics']) ?? {};
@@ -487,12 +294,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
     const paths = new Set<string>();
     root.serial.forEach((item, i) => {
       const p = `serial[${i}]`;
-      const s = r.object(
-        p,
-        item,
-        ['name', 'path', 'usb', 'baud', 'framing', 'device', 'expectedInterval', 'writeTimeout'],
-        false,
-      );
+      const s = r.object(p, item, [...PORT_KEYS, ...MODBUS_PORT_KEYS], false);
       if (s === undefined) return;
       const portPath = r.string(`${p}.path`, s.path);
       let usb: UsbMatch | undefined;
@@ -517,7 +319,28 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
         }
       }
       if ((portPath === undefined) === (usb === undefined)) r.problem(p, 'give exactly one of path or usb');
-      const baud = r.int(`${p}.baud`, s.baud, 50, 4_000_000, 115200);
+      const protocol = r.oneOf(
+        `${p}.protocol`,
+        s.protocol,
+        ['mqtt-edge', 'modbus-rtu'] as const,
+        'mqtt-edge',
+      );
+      const modbus = protocol === 'modbus-rtu';
+      if (modbus) {
+        for (const k of ['framing', 'device', 'expectedInterval'] as const)
+          if (s[k] !== undefined)
+            r.problem(
+              `${p}.${k}`,
+              k === 'device'
+                ? 'a modbus-rtu port lists devices (unit, registers)'
+                : 'not for a modbus-rtu port',
+            );
+      } else {
+        for (const k of MODBUS_PORT_KEYS)
+          if (s[k] !== undefined) r.problem(`${p}.${k}`, 'only with protocol: modbus-rtu');
+      }
+      // Modbus lines are mostly 9600 baud; the spec makes even parity the default (section 2.5.1).
+      const baud = r.int(`${p}.baud`, s.baud, 50, 4_000_000, modbus ? 9600 : 115200);
       if (s.baud !== undefined && Number.isInteger(s.baud) && !BAUDS.includes(baud))
         r.problem(`${p}.baud`, `${baud} is not a standard rate (${BAUDS.join(', ')})`);
       const framing = r.oneOf(
@@ -529,7 +352,7 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
       const device = r.string(`${p}.device`, s.device);
       if (device !== undefined && !isName(device))
         r.problem(`${p}.device`, `must be 1..64 of A-Z a-z 0-9 _ . : - ; got ${show(device)}`);
-      if (framing !== 'native' && device === undefined)
+      if (framing !== 'native' && device === undefined && !modbus)
         r.problem(`${p}.device`, `required with framing ${framing} (text lines carry no device id)`);
       const name =
         r.string(`${p}.name`, s.name) ??
@@ -550,7 +373,20 @@ export function parseConfig(raw: unknown, options: ParseOptions = {}): AgentConf
       if (usb !== undefined) port.usb = usb;
       if (device !== undefined) port.device = device;
       const expected = r.interval(`${p}.expectedInterval`, s.expectedInterval);
-      if (expected !== undefined) port.expectedIntervalMs = expected;
+      if (expected !== undefined && !modbus) port.expectedIntervalMs = expected;
+      const dataBits = r.int(`${p}.dataBits`, s.dataBits, 5, 8);
+      const parity = r.oneOf(
+        `${p}.parity`,
+        s.parity,
+        ['none', 'even', 'odd'] as const,
+        modbus ? 'even' : 'none',
+      );
+      const stopBits = r.int(`${p}.stopBits`, s.stopBits, 1, 2);
+      // Written out only when set (or on Modbus ports, where they set the timing).
+      if (modbus || dataBits !== undefined) port.dataBits = (dataBits ?? 8) as 5 | 6 | 7 | 8;
+      if (modbus || s.parity !== undefined) port.parity = parity;
+      if (modbus || stopBits !== undefined) port.stopBits = (stopBits ?? 1) as 1 | 2;
+      if (modbus) port.modbus = readModbusPort(r, p, s, name);
       serial.push(port);
     });
   }
@@ -1005,10 +841,15 @@ export function configDocument(c: AgentConfig): Record<string, unknown> {
       if (p.path !== undefined) o.path = p.path;
       if (p.usb !== undefined) o.usb = { ...p.usb };
       o.baud = p.baud;
-      o.framing = p.framing;
+      if (p.modbus !== undefined) o.protocol = 'modbus-rtu';
+      else o.framing = p.framing;
+      if (p.dataBits !== undefined) o.dataBits = p.dataBits;
+      if (p.parity !== undefined) o.parity = p.parity;
+      if (p.stopBits !== undefined) o.stopBits = p.stopBits;
       if (p.device !== undefined) o.device = p.device;
       if (p.expectedIntervalMs !== undefined) o.expectedInterval = fmtMs(p.expectedIntervalMs);
       o.writeTimeout = fmtMs(p.writeTimeoutMs);
+      if (p.modbus !== undefined) Object.assign(o, modbusDocument(p.modbus));
       return o;
     }),
     mqtt,

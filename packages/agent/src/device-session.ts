@@ -122,15 +122,9 @@ export interface PortSessionOptions {
   expectedIntervalMs?: number;
 }
 
-/** Frames being stored at once per port; more than a device's ring can hold means trouble. */
-const MAX_STORING = 4096;
-/** Partly stored frames remembered (their stored indices) across a queue-full spell. */
-const MAX_PARTIAL = 4096;
-const HELLO_REQUEST_EVERY_MS = 1000;
-const ERROR_LOG_EVERY_MS = 5000;
-
-export class PortSession {
-  readonly counters: SessionCounters = {
+/** Zeroed session counters (a Modbus port's session has them too). */
+export function newSessionCounters(): SessionCounters {
+  return {
     bytes: 0,
     frames: 0,
     dataFrames: 0,
@@ -154,6 +148,17 @@ export class PortSession {
     silenceProbes: 0,
     silenceReopens: 0,
   };
+}
+
+/** Frames being stored at once per port; more than a device's ring can hold means trouble. */
+const MAX_STORING = 4096;
+/** Partly stored frames remembered (their stored indices) across a queue-full spell. */
+const MAX_PARTIAL = 4096;
+const HELLO_REQUEST_EVERY_MS = 1000;
+const ERROR_LOG_EVERY_MS = 5000;
+
+export class PortSession {
+  readonly counters: SessionCounters = newSessionCounters();
   deviceId: string | undefined;
   bootId: number | undefined;
   firmware: string | undefined;

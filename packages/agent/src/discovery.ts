@@ -75,6 +75,8 @@ export class HomeAssistantDiscovery {
   private birthTimer: NodeJS.Timeout | undefined;
   private saveFailing = false;
   private readonly file: string;
+  /** Devices kept per port where more than MAX_DEVICES_PER_PORT may be there (a Modbus line, issue 20). */
+  private readonly capacity = new Map<string, number>();
 
   constructor(
     stateDir: string,
@@ -93,6 +95,11 @@ export class HomeAssistantDiscovery {
 
   get enabled(): boolean {
     return this.settings.enabled;
+  }
+
+  /** A port may hold up to `devices` devices (a Modbus line lists them): none is evicted below it. */
+  setPortCapacity(port: string, devices: number): void {
+    this.capacity.set(port, Math.max(MAX_DEVICES_PER_PORT, devices));
   }
 
   /** Home Assistant's birth topic (`<discovery_prefix>/status`). */
@@ -129,7 +136,8 @@ export class HomeAssistantDiscovery {
       delete this.state.devices[id];
       this.state.devices[id] = saved;
     }
-    const excess = (ids: string[]) => ids.slice(0, Math.max(0, ids.length - (MAX_DEVICES_PER_PORT - 1)));
+    const keep = this.capacity.get(port) ?? MAX_DEVICES_PER_PORT;
+    const excess = (ids: string[]) => ids.slice(0, Math.max(0, ids.length - (keep - 1)));
     for (const old of excess([...this.known].filter(([k, v]) => v.port === port && k !== id).map(([k]) => k)))
       this.known.delete(old);
     const savedOnPort = Object.keys(this.state.devices).filter(

@@ -56,6 +56,20 @@ export {
   type MetricsView,
   renderMetrics,
 } from './metrics.ts';
+export type {
+  ModbusDeviceConfig,
+  ModbusPortConfig,
+  ModbusRegisterConfig,
+  ModbusTable,
+  ModbusValueType,
+} from './modbus-config.ts';
+export {
+  type ModbusDeviceState,
+  ModbusSession,
+  type ModbusSessionCounters,
+  type ModbusSessionHost,
+  type ModbusSessionOptions,
+} from './modbus-session.ts';
 export {
   findUsbPort,
   type LinkState,

@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import type { DurableQueueStats } from '@mqtt-edge/client';
+import type { RtuMasterCounters } from '@mqtt-edge/serial-protocol';
 import type { AgentCounters } from './agent.ts';
 import type { CommandCounters } from './commands.ts';
 import type { DeviceCounters, SessionCounters } from './device-session.ts';
@@ -160,6 +161,8 @@ export interface MetricsView {
     silent: boolean;
     /** The interval its device should report at, ms; 0: not watched. */
     expectedIntervalMs: number;
+    /** A Modbus RTU line's master (issue 20). */
+    modbus?: RtuMasterCounters;
   }>;
   devices: Array<{ id: string; port: string | undefined; online: boolean; counters: DeviceCounters }>;
 }
@@ -411,6 +414,30 @@ const PORT: Array<[string, Kind, string, (p: PortView) => number]> = [
   ],
 ];
 
+/** Families with one sample per Modbus RTU port (issue 20; label `port`). */
+const MODBUS: Array<[string, string, (m: RtuMasterCounters) => number]> = [
+  [
+    'requests_total',
+    'Modbus requests (polls and writes), each once whatever its retries.',
+    (m) => m.requests,
+  ],
+  ['transmitted_total', 'Modbus request frames written (attempts).', (m) => m.transmitted],
+  ['responses_total', 'Valid Modbus responses, exceptions included.', (m) => m.responses],
+  ['exceptions_total', 'Modbus exception responses (illegal address, busy, ...).', (m) => m.exceptions],
+  ['retries_total', 'Modbus attempts repeated after one got no valid response.', (m) => m.retries],
+  ['failed_total', 'Modbus requests that got no valid response after all attempts.', (m) => m.failed],
+  [
+    'noisy_line_total',
+    'Modbus requests sent without the silence before them: the line was not quiet for a response timeout.',
+    (m) => m.noisyLine,
+  ],
+  [
+    'unsolicited_bytes_total',
+    'Bytes heard on a Modbus line while no request waited (noise, another master, late responses).',
+    (m) => m.unsolicitedBytes,
+  ],
+];
+
 /** The exposition of one scrape. Names follow Prometheus' conventions: base units, `_total` counters. */
 export function renderMetrics(v: MetricsView): string {
   const e = new Exposition();
@@ -449,6 +476,19 @@ export function renderMetrics(v: MetricsView): string {
   for (const p of v.ports)
     for (const [kind, n] of Object.entries(p.framingErrorsByKind)) e.sample(n ?? 0, { port: p.name, kind });
 
+  const lines = v.ports.filter((p) => p.modbus !== undefined);
+  for (const [name, help, get] of MODBUS) {
+    e.help(`${P}modbus_${name}`, 'counter', help);
+    for (const p of lines) e.sample(get(p.modbus as RtuMasterCounters), { port: p.name });
+  }
+  e.help(
+    `${P}modbus_errors_total`,
+    'counter',
+    'Modbus requests (attempts) without a valid response, by kind (timeout, crc, unit, function, byte-count, echo, oversize, truncated, garbage).',
+  );
+  for (const p of lines)
+    for (const [kind, n] of Object.entries((p.modbus as RtuMasterCounters).errors))
+      e.sample(n ?? 0, { port: p.name, kind });
   e.help(
     `${P}device_online`,
     'gauge',

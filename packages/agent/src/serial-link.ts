@@ -136,6 +136,10 @@ export const serialportOpener: PortOpener = async (c) => {
   // write that finds no room for writeTimeout fails and closes it (issue 19.1).
   return openSerialPort(path, {
     baudRate: c.baud,
+    // The character format (issue 20: Modbus lines are often 8E1 or 8N2).
+    dataBits: c.dataBits ?? 8,
+    parity: c.parity ?? 'none',
+    stopBits: c.stopBits ?? 1,
     highWaterMark: 64 * 1024,
     writeTimeoutMs: c.writeTimeoutMs,
   });

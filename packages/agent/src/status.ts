@@ -23,6 +23,14 @@ export interface PortStatus {
   silentSince?: number | undefined;
   lastError: string | undefined;
   counters: Record<string, number>;
+  /** A Modbus line (issue 20): its devices, whether each answers (null: not yet known), its polls missed in a row. */
+  devices?: Array<{
+    id: string;
+    unit: number;
+    online: boolean | null;
+    missedPolls: number;
+    lastError?: string | undefined;
+  }>;
 }
 
 export interface AgentStatus {
@@ -114,6 +122,18 @@ export function formatStatus(
         : `, SILENT for ${ago(now - p.silentSince)} (HELLO asked ${c.silenceProbes ?? 0}x, reopened ${c.silenceReopens ?? 0}x)`;
     const every = p.expectedIntervalMs ? `, expected every ${ago(p.expectedIntervalMs)}` : '';
     const timeouts = c.linkWriteTimeouts ? `, write timeouts ${c.linkWriteTimeouts}` : '';
+    if (p.devices !== undefined) {
+      const devices = p.devices
+        .map(
+          (d) =>
+            `${d.id} (unit ${d.unit}) ${d.online === null ? 'not yet answered' : d.online ? 'online' : `OFFLINE, ${d.missedPolls} polls missed${d.lastError ? ` (${d.lastError})` : ''}`}`,
+        )
+        .join('; ');
+      lines.push(
+        `port ${p.name} (${p.path ?? 'usb'}, modbus-rtu): ${p.state} for ${ago(now - p.since)}; polls ${c.polls ?? 0}, failed ${c.pollsFailed ?? 0}, exceptions ${c.modbusExceptions ?? 0}, line errors ${c.framingErrors ?? 0}, timeouts ${c.modbusErrorsTimeout ?? 0}, readings ${c.readings ?? 0}, stored ${c.stored ?? 0}; ${devices}${p.lastError ? `; last error: ${p.lastError}` : ''}`,
+      );
+      continue;
+    }
     lines.push(
       `port ${p.name} (${p.path ?? 'usb'}, ${p.framing}): ${p.state} for ${ago(now - p.since)}${p.device ? `, device ${p.device} boot ${p.bootId}` : ''}${every}${silent}; readings ${c.readings ?? 0}, stored ${c.stored ?? 0}, duplicates ${c.duplicates ?? 0}, framing errors ${c.framingErrors ?? 0}, rejected ${c.rejected ?? 0}, silences ${c.silences ?? 0}${timeouts}${p.lastError ? `; last error: ${p.lastError}` : ''}`,
     );

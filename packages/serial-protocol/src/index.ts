@@ -5,6 +5,8 @@ export { FrameDecoder, type FrameDecoderOptions, type FrameDecoderStats } from '
 export { encodeFrame, encodeRawFrame } from './encode.ts';
 export * from './errors.ts';
 export * from './frames.ts';
+// Modbus RTU (issue 20): framing, CRC-16/MODBUS, register values, the master on a line.
+export * from './modbus/index.ts';
 export * from './text.ts';
 export {
   isName,

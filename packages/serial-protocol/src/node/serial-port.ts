@@ -300,6 +300,10 @@ export const EofAwareLinuxBinding: {
 export interface SerialPortOptions {
   /** Default 115200. */
   baudRate?: number;
+  /** Character format (issue 20: Modbus RTU lines are often 8E1 or 8N2); default 8, none, 1. */
+  dataBits?: 5 | 6 | 7 | 8;
+  parity?: 'none' | 'even' | 'odd';
+  stopBits?: 1 | 2;
   /** Bytes the stream buffers before pausing reads; serialport's default (64 KiB) if absent. */
   highWaterMark?: number;
   /**
@@ -311,7 +315,14 @@ export interface SerialPortOptions {
 
 /** A serial port stream, not yet open; on Linux one that closes when the device goes away. */
 export function createSerialPort(path: string, options: SerialPortOptions = {}): SerialPortStream {
-  const base = { path, baudRate: options.baudRate ?? 115200, autoOpen: false };
+  const base = {
+    path,
+    baudRate: options.baudRate ?? 115200,
+    dataBits: options.dataBits ?? 8,
+    parity: options.parity ?? 'none',
+    stopBits: options.stopBits ?? 1,
+    autoOpen: false,
+  };
   const opts = options.highWaterMark === undefined ? base : { ...base, highWaterMark: options.highWaterMark };
   if (process.platform === 'linux') {
     const linux =
