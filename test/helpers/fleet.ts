@@ -19,8 +19,8 @@ import { type Bridges, Broker, parseConfig, startBridges } from '@mqtt-edge/brok
 import { connect, type MqttClient, type Outbox } from '@mqtt-edge/client';
 import { createLinkPair, InProcessTransport, type SensorSpec } from '@mqtt-edge/firmware-sim';
 import { FaultProxy } from './fault-proxy.ts';
-import { mqttConnectCode, type NatsCluster, type NatsNode, startNatsCluster } from './nats.ts';
-import { WatchedDevice } from './processes.ts';
+import { mqttConnect, mqttPublishQos1, type NatsCluster, type NatsNode, startNatsCluster } from './nats.ts';
+import { until, WatchedDevice } from './processes.ts';
 
 export interface FleetOptions {
   gateways?: number;
@@ -169,7 +169,10 @@ export interface Fleet {
   connections(g: Gateway): BridgeConnection[];
   /** Every reading the devices were told is stored, against what the consumer received. */
   verdict(): FleetVerdict;
-  /** Resolves once every ACKed reading arrived at the consumer (the backlogs drained). */
+  /**
+   * Resolves once every ACKed reading arrived at the consumer and the agents' and bridges' queues
+   * are empty (the backlogs drained), or after about `timeoutMs`, with what it found.
+   */
   drained(timeoutMs: number): Promise<FleetVerdict>;
   stop(): Promise<void>;
 }
@@ -353,6 +356,12 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
             timeoutMs,
           )
           .catch(() => undefined);
+        // And the queues behind them are empty (the agents' statuses are in the bridges' too).
+        await until(
+          () =>
+            gateways.every((g) => g.agent.queueStats().count === 0 && g.bridges.stats()[0].queue.count === 0),
+          Math.max(1000, timeoutMs / 3),
+        );
         return verdict();
       },
       stop: stopAll,
@@ -397,10 +406,31 @@ export function firstAtOrAfter(times: number[], t: number): number | undefined {
 }
 
 /**
- * The engine's own recovery after a node's death: from `since`, a fresh MQTT session (clean, a
- * new client id each time) is opened on every node in `nodes` every `everyMs`, each attempt
- * left to run its course; resolves with the time the first one got CONNACK 0, or undefined after
- * `timeoutMs`. This is what any client could get from the cluster, apart from what a bridge adds.
+ * One session on `node` that publishes a QoS 1 message: resolves with when its PUBACK came, or
+ * rejects (refused, held and closed, timed out). What the engine itself gives a client.
+ */
+async function sessionPublish(
+  node: NatsNode,
+  clientId: string,
+  clean: boolean,
+  timeoutMs: number,
+): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  const { code, socket } = await mqttConnect(node.mqttPort, clientId, timeoutMs, clean);
+  try {
+    if (code !== 0) throw new Error(`CONNACK ${code}`);
+    await mqttPublishQos1(socket, 'fleet-probe/x', Math.max(500, end - Date.now()));
+    return Date.now();
+  } finally {
+    socket.end(Buffer.from([0xe0, 0]));
+  }
+}
+
+/**
+ * The engine's own recovery after a node's death, apart from what a bridge adds: from `since`,
+ * fresh clean sessions (a new client id each) are opened on every node in `nodes` every
+ * `everyMs`, each publishing one QoS 1 message and left to run its course. Resolves with when
+ * the first PUBACK came (undefined after `timeoutMs`): what a new client could get.
  */
 export async function engineRecovery(
   nodes: NatsNode[],
@@ -415,9 +445,9 @@ export async function engineRecovery(
     for (const n of nodes) {
       if (!n.running) continue;
       pending.push(
-        mqttConnectCode(n.mqttPort, `probe-${n.name}-${since}-${i}`, Math.max(500, end - Date.now())).then(
-          (code) => {
-            if (code === 0 && done === undefined) done = Date.now();
+        sessionPublish(n, `probe-${n.name}-${since}-${i}`, true, Math.max(500, end - Date.now())).then(
+          (at) => {
+            if (done === undefined || at < done) done = at;
           },
           () => undefined,
         ),
@@ -427,4 +457,34 @@ export async function engineRecovery(
   }
   await Promise.all(pending);
   return done;
+}
+
+/**
+ * A persistent session (`clean false`) kept connected on a node, like a bridge's: after the
+ * node's death, `handover()` takes it over on the other nodes and publishes a QoS 1 message, one
+ * attempt after the other as fast as the engine answers (the best any bridge could do), and
+ * resolves with when the PUBACK came: the engine's own failover time for a bridge.
+ */
+export async function witnessSession(
+  node: NatsNode,
+  clientId: string,
+): Promise<{ handover(nodes: NatsNode[], timeoutMs: number): Promise<number | undefined> }> {
+  const { code, socket } = await mqttConnect(node.mqttPort, clientId, 15_000, false);
+  if (code !== 0) throw new Error(`witness session: CONNACK ${code}`);
+  return {
+    async handover(nodes, timeoutMs) {
+      socket.destroy();
+      const end = Date.now() + timeoutMs;
+      for (let i = 0; Date.now() < end; i++) {
+        const started = Date.now();
+        try {
+          return await sessionPublish(nodes[i % nodes.length], clientId, false, Math.max(500, end - started));
+        } catch {
+          // Held and closed by the node: the next one at once; a quick refusal, after a pause.
+          if (Date.now() - started < 50) await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      return undefined;
+    },
+  };
 }

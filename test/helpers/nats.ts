@@ -1,16 +1,17 @@
 /**
  * A NATS cluster on loopback (Debian's `nats-server`): N nodes, each with JetStream (its own store
- * directory) and MQTT, each on its own ephemeral ports on 127.0.0.1, routed to each other. Nodes
- * can be SIGKILLed and started again on the same ports and store. Readiness is an MQTT CONNECT
+ * directory) and MQTT, each on its own ports on 127.0.0.1 (free ports picked at run time, below
+ * the kernel's ephemeral range: see stablePort), routed to each other. Nodes can be SIGKILLed
+ * and started again on the same ports and store. Readiness is an MQTT CONNECT
  * that gets CONNACK 0 from every node (JetStream up, the MQTT streams in place), never a sleep.
  * Every node this module starts is killed when the process exits, so none outlives a test.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { exited, freePort, track } from './mosquitto.ts';
+import { exited, track } from './mosquitto.ts';
 
 export const NATS_BIN = '/usr/sbin/nats-server';
 const LOG_LIMIT = 256 * 1024;
@@ -25,39 +26,130 @@ export function natsVersion(): string | undefined {
   return /v[0-9.]+/.exec(execFileSync(NATS_BIN, ['--version'], { encoding: 'utf8' }))?.[0];
 }
 
-/** One MQTT CONNECT (clean session, MQTT 3.1.1) by hand: resolves with the CONNACK's return code. */
-export function mqttConnectCode(port: number, clientId: string, timeoutMs: number): Promise<number> {
+/**
+ * One MQTT 3.1.1 CONNECT by hand (keepalive 30 s): resolves with the CONNACK's return code and
+ * the socket, left open (a session that stays connected); rejects when the connection closes
+ * first or after `timeoutMs`.
+ */
+export function mqttConnect(
+  port: number,
+  clientId: string,
+  timeoutMs: number,
+  clean = true,
+): Promise<{ code: number; socket: net.Socket }> {
   return new Promise((resolve, reject) => {
     const id = Buffer.from(clientId);
-    // CONNECT: "MQTT", level 4, clean session, keepalive 10 s, the client id.
     const body = Buffer.concat([
-      Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 10, id.length >> 8, id.length & 0xff]),
+      Buffer.from([
+        0,
+        4,
+        0x4d,
+        0x51,
+        0x54,
+        0x54,
+        4,
+        clean ? 0x02 : 0,
+        0,
+        30,
+        id.length >> 8,
+        id.length & 0xff,
+      ]),
       id,
     ]);
     const s = net.connect({ host: '127.0.0.1', port });
-    const timer = setTimeout(() => {
+    const fail = (err: Error) => {
+      clearTimeout(timer);
       s.destroy();
-      reject(new Error(`no CONNACK from port ${port} in ${timeoutMs} ms`));
-    }, timeoutMs);
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => fail(new Error(`no CONNACK from port ${port} in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     let got = Buffer.alloc(0);
     s.once('connect', () => s.write(Buffer.concat([Buffer.from([0x10, body.length]), body])));
-    s.on('data', (d: Buffer) => {
+    const onData = (d: Buffer) => {
       got = Buffer.concat([got, d]);
       if (got.length < 4) return;
       clearTimeout(timer);
-      s.end(Buffer.from([0xe0, 0]));
-      if (got[0] !== 0x20) reject(new Error(`port ${port} answered CONNECT with packet type ${got[0]}`));
-      else resolve(got[3]);
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    s.once('close', () => {
-      clearTimeout(timer);
-      reject(new Error(`port ${port} closed the connection before CONNACK`));
-    });
+      s.off('data', onData);
+      s.off('close', onClose);
+      s.off('error', fail);
+      s.on('error', () => {});
+      if (got[0] !== 0x20) fail(new Error(`port ${port} answered CONNECT with packet type ${got[0]}`));
+      else resolve({ code: got[3], socket: s });
+    };
+    const onClose = () => fail(new Error(`port ${port} closed the connection before CONNACK`));
+    s.on('data', onData);
+    s.once('error', fail);
+    s.once('close', onClose);
   });
+}
+
+/**
+ * A QoS 1 PUBLISH (packet id 1) on a socket `mqttConnect` left open: resolves at its PUBACK,
+ * rejects when the connection closes first or after `timeoutMs`.
+ */
+export function mqttPublishQos1(socket: net.Socket, topic: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = Buffer.from(topic);
+    const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, Buffer.from([0, 1, 0x78])]);
+    let got = Buffer.alloc(0);
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const timer = setTimeout(() => done(new Error(`no PUBACK in ${timeoutMs} ms`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      // Anything before the PUBACK (a retained message, a PINGRESP) is skipped packet by packet.
+      while (got.length >= 2 && got.length >= 2 + got[1]) {
+        if (got[0] === 0x40) return done();
+        got = got.subarray(2 + got[1]);
+      }
+    };
+    const onClose = () => done(new Error('connection closed before PUBACK'));
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.write(Buffer.concat([Buffer.from([0x32, body.length]), body]));
+  });
+}
+
+/** One clean MQTT 3.1.1 session by hand: resolves with the CONNACK's return code, then disconnects. */
+export async function mqttConnectCode(port: number, clientId: string, timeoutMs: number): Promise<number> {
+  const { code, socket } = await mqttConnect(port, clientId, timeoutMs);
+  socket.end(Buffer.from([0xe0, 0]));
+  return code;
+}
+
+/**
+ * A free loopback port below the kernel's ephemeral range, picked at random. A node that is
+ * killed and started again needs its ports back, and while it is down a port from the ephemeral
+ * range can become the source port of any outgoing connection on the machine (ours included:
+ * proxies, clients), which would make the restart fail with EADDRINUSE.
+ */
+export async function stablePort(): Promise<number> {
+  let low = 32_768;
+  try {
+    low =
+      Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // Not Linux: the usual default.
+  }
+  const from = Math.min(20_000, low - 1000);
+  for (let i = 0; i < 100; i++) {
+    const port = from + Math.floor(Math.random() * (low - from));
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free port below the ephemeral range');
 }
 
 export interface NatsNodePorts {
@@ -251,7 +343,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
   const dir = options.dir ?? mkdtempSync(path.join(os.tmpdir(), 'nats-'));
   const ports: NatsNodePorts[] = [];
   for (let i = 0; i < size; i++)
-    ports.push({ client: await freePort(), cluster: await freePort(), mqtt: await freePort() });
+    ports.push({ client: await stablePort(), cluster: await stablePort(), mqtt: await stablePort() });
   const nodes = ports.map((p, i) => {
     const name = `n${i + 1}`;
     const store = path.join(dir, name, 'store');

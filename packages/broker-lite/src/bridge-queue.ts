@@ -10,7 +10,16 @@ export class CountingOutbox implements Outbox {
   acks = 0;
   /** put() calls not settled yet: the durable queue counts them in stats() before they are readable. */
   writing = 0;
+  /** Reads give nothing (the session sends nothing new) while the bridge moves to another address. */
+  private held = false;
+  /** Called after each acknowledgement while reads are held (the bridge waits for its window to empty). */
+  onDrained: (() => void) | null = null;
   constructor(readonly inner: Outbox) {}
+
+  holdReads(on: boolean): void {
+    this.held = on;
+    if (!on) this.onDrained = null;
+  }
 
   put(message: OutboxMessage): Promise<number> {
     this.writing++;
@@ -33,12 +42,13 @@ export class CountingOutbox implements Outbox {
   }
 
   read(afterSeq: number, max: number): OutboxEntry[] {
-    return this.inner.read(afterSeq, max);
+    return this.held ? [] : this.inner.read(afterSeq, max);
   }
 
   ack(seq: number): void {
     this.acks++;
     this.inner.ack(seq);
+    if (this.held) this.onDrained?.();
   }
 
   stats(now?: number): OutboxStats {

@@ -9,10 +9,15 @@
  * the broker acknowledged to its publisher survives a crash of either side and an upstream that
  * is away (the queue is bounded by bytes / count / age, with counted drops). QoS 0 goes out only
  * while connected (as in Mosquitto). The remote client connects through the address list, one
- * attempt at a time, waiting `restart_timeout` between attempts; nothing waits on it locally.
+ * attempt at a time; nothing waits on it locally. Failover (issue 16): a connection that was up
+ * and ends moves to the next address at once, failed attempts then go round the list every
+ * second or so for FAILOVER_WINDOW_MS, and only after that does `restart_timeout` space them;
+ * with `round_robin false` a bridge away from its first address probes it (TCP, as Mosquitto
+ * does) and moves back once it answers.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import {
   type ClientOptions,
   DurableQueue,
@@ -84,10 +89,41 @@ export interface BridgeOptions {
    * Default 1000.
    */
   retryMs?: number;
+  /** Tests: the remote connection's timeouts (default HANDSHAKE_TIMEOUT_MS, CONNACK_TIMEOUT_MS). */
+  handshakeTimeoutMs?: number;
+  connackTimeoutMs?: number;
+  /** Tests: ms between probes of the first address while on another (default PRIMARY_RETRY_MS). */
+  primaryRetryMs?: number;
 }
 
 const MAX_PEM = 1024 * 1024;
 const LOG_EVERY_MS = 10_000;
+/**
+ * An address that does not complete TCP (and TLS) within this is left for the next: a live node
+ * answers a SYN in milliseconds, a dead host never does.
+ */
+const HANDSHAKE_TIMEOUT_MS = 5000;
+/**
+ * A node that accepted the connection is alive: its CONNACK may wait for the cluster (NATS holds
+ * a CONNECT up to 4 s per JetStream request while it elects leaders, 4-12 s in all).
+ */
+const CONNACK_TIMEOUT_MS = 15_000;
+/**
+ * After a connection that was up ends, a failed attempt goes on to the next address at once, as
+ * long as that address was not tried in the last FAILOVER_RETRY_MS (jittered down to half of it),
+ * for this long; restart_timeout's backoff after. An attempt a node holds while its cluster
+ * elects (NATS: 4 s) is then followed by the next at once, and a dead address costs no wait.
+ */
+const FAILOVER_WINDOW_MS = 30_000;
+const FAILOVER_RETRY_MS = 1000;
+/** The first attempt after a connection ended: at once, spread over this much across a fleet. */
+const FAILOVER_SPREAD_MS = 250;
+/** round_robin false: Mosquitto probes the first address every 5 s while on another one. */
+const PRIMARY_RETRY_MS = 5000;
+/** Longest wait between probes of a first address that took connections but no session. */
+const PRIMARY_RETRY_MAX_MS = 60_000;
+/** How long moving back to the first address waits for the messages in flight to be acknowledged. */
+const SWITCH_DRAIN_MS = 2000;
 /**
  * What publishing a message here can add to the packet it came in (MQTT 5 advertises the rest):
  * the path property (`mqtt-edge-bridge-path`, 34 bytes when new: identifier, two lengths, key, a
@@ -158,6 +194,19 @@ export class Bridge {
   private addr = 0;
   /** The client's bridgeMode marker was on for the attempt under way. */
   private markerTried = false;
+  /** Addresses (indexes) that refused the marker (return code 1): not offered it again. */
+  private readonly markerRefused = new Set<number>();
+  /** When the connection that was up last ended, while no other has come up since (0: none). */
+  private failingOverSince = 0;
+  /** When each address was last tried (ms since the epoch). */
+  private readonly triedAt: number[];
+  /** round_robin false, on another address: the probe of the first one. */
+  private primaryTimer: NodeJS.Timeout | null = null;
+  private primaryProbe: net.Socket | null = null;
+  private primaryRetryMs: number;
+  /** The connection is being ended to move back to the first address. */
+  private switching = false;
+  private switchTimer: NodeJS.Timeout | null = null;
   private lastError: Error | undefined;
   private wasConnected = false;
   private backoffMs: number;
@@ -208,6 +257,8 @@ export class Bridge {
     this.inRoutes = routesOf(config.topics, 'in');
     this.v5 = config.protocolVersion === 5;
     this.backoffMs = config.restartTimeout.baseSeconds * 1000;
+    this.primaryRetryMs = options.primaryRetryMs ?? PRIMARY_RETRY_MS;
+    this.triedAt = config.addresses.map(() => 0);
     this.random = options.random ?? Math.random;
     this.retryMs = options.retryMs ?? 1000;
     // Before any outside client can connect (startBridges runs right after listen()).
@@ -287,6 +338,9 @@ export class Bridge {
     this.timer = null;
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    this.stopPrimaryProbe();
+    if (this.switchTimer !== null) clearTimeout(this.switchTimer);
+    this.switchTimer = null;
     // Held messages stay unacknowledged in the local session (kept with persistence on).
     if (this.holdTimer !== null) clearTimeout(this.holdTimer);
     this.holdTimer = null;
@@ -315,9 +369,10 @@ export class Bridge {
       keepalive: c.keepalive,
       reconnect: false,
       resubscribe: false,
-      connectTimeout: 10_000,
+      handshakeTimeout: this.options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+      connectTimeout: this.options.connackTimeoutMs ?? CONNACK_TIMEOUT_MS,
       outbox: this.queue!,
-      // Mosquitto's try_private (3.1.1 only; the client drops it if the remote refuses it).
+      // Mosquitto's try_private (3.1.1 only): offered per address until that address refuses it.
       bridgeMode: c.tryPrivate,
       // Upstream is acknowledged once the local broker took a message (localDone), not before.
       manualAcks: true,
@@ -387,12 +442,16 @@ export class Bridge {
     this.state = 'connecting';
     this.lastError = undefined;
     this.wasConnected = false;
+    this.triedAt[this.addr] = Date.now();
     if (this.client === null) {
+      // The constructor connects to the first address, which has refused nothing yet.
       this.client = this.makeClient();
       this.markerTried = this.client.session.bridgeMarker;
       return;
     }
-    this.markerTried = this.client.session.bridgeMarker;
+    const session = this.client.session;
+    session.bridgeMarker = !this.markerRefused.has(this.addr);
+    this.markerTried = session.bridgeMarker;
     this.client.reconnect();
   }
 
@@ -403,6 +462,10 @@ export class Bridge {
     this.wasConnected = true;
     this.counters.connects++;
     this.backoffMs = c.restartTimeout.baseSeconds * 1000;
+    const failedOverMs = this.failingOverSince > 0 ? Date.now() - this.failingOverSince : undefined;
+    this.failingOverSince = 0;
+    if (this.addr === 0) this.primaryRetryMs = this.options.primaryRetryMs ?? PRIMARY_RETRY_MS;
+    else if (!c.roundRobin) this.schedulePrimaryProbe();
     if (c.startType === 'lazy') {
       this.lastTraffic = Date.now();
       this.idleTimer = setTimeout(this.idleCheck, c.idleTimeoutSeconds * 1000);
@@ -413,6 +476,7 @@ export class Bridge {
       bridgeMarker: this.markerTried,
       sessionPresent,
       queued: this.queue?.stats().count ?? 0,
+      failedOverMs,
     });
     const client = this.client!;
     if (this.inRoutes.length > 0 && !sessionPresent) {
@@ -451,6 +515,12 @@ export class Bridge {
     this.state = 'waiting';
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    this.stopPrimaryProbe();
+    this.queue?.holdReads(false);
+    const switching = this.switching;
+    this.switching = false;
+    if (this.switchTimer !== null) clearTimeout(this.switchTimer);
+    this.switchTimer = null;
     if (wasConnected && c.notifications) this.notifyLocal(false);
     if (this.endingIdle) {
       this.endingIdle = false;
@@ -470,10 +540,12 @@ export class Bridge {
     }
     if (!wasConnected && this.markerTried && this.client?.session.bridgeMarker === false) {
       // Not a Mosquitto: it refused the bridge bit (return code 1), and the client dropped it.
-      // Mosquitto retries without it at once; so do we.
+      // Mosquitto retries without it at once; so do we, and this address is not offered it again
+      // (said once per address: NATS, for one, always refuses it).
+      this.markerRefused.add(this.addr);
       this.broker.log(
         'notice',
-        'bridge: the remote refused the bridge protocol marker, retrying without it',
+        'bridge: the remote refused the bridge protocol marker (try_private); retrying without it, and not offering it to this address again',
         {
           bridge: c.name,
           address: `${a.host}:${a.port}`,
@@ -483,11 +555,27 @@ export class Bridge {
       return;
     }
     if (!wasConnected) this.counters.connectFailures++;
-    const delay = this.nextDelay();
-    // Failover: a failed attempt moves on to the next address; after a connection that ended,
-    // round_robin false goes back to the first (the preferred) address.
-    if (!wasConnected || c.roundRobin) this.addr = (this.addr + 1) % c.addresses.length;
-    else this.addr = 0;
+    const now = Date.now();
+    if (wasConnected) this.failingOverSince = now;
+    else if (this.addr === 0 && switching === false && this.failingOverSince > 0 && c.addresses.length > 1)
+      // Moving back to the first address did not give a session (the node takes connections
+      // but its cluster is not ready for it yet): probe it less often.
+      this.primaryRetryMs = Math.min(PRIMARY_RETRY_MAX_MS, this.primaryRetryMs * 2);
+    const failingOver = this.failingOverSince > 0 && now - this.failingOverSince < FAILOVER_WINDOW_MS;
+    // As Mosquitto: every end moves on to the next address (round_robin false comes back to the
+    // first through the probe), except an end made to move back to the first one.
+    if (switching) this.addr = 0;
+    else this.addr = (this.addr + 1) % c.addresses.length;
+    // Failing over: the next address now (spread a little across a fleet), then each address
+    // again once a second has passed since it was last tried; otherwise restart_timeout.
+    const delay = wasConnected
+      ? Math.floor(this.random() * FAILOVER_SPREAD_MS)
+      : failingOver
+        ? Math.max(
+            0,
+            Math.floor(this.triedAt[this.addr] + FAILOVER_RETRY_MS * (0.5 + this.random() / 2) - now),
+          )
+        : this.nextDelay();
     const next = c.addresses[this.addr];
     if (c.startType === 'lazy' && (this.queue?.stored() ?? 0) <= c.threshold) {
       // Nothing worth a connection is waiting: idle until the threshold is passed again.
@@ -518,13 +606,86 @@ export class Bridge {
       {
         bridge: c.name,
         address: `${a.host}:${a.port}`,
-        reason: describeError(err),
+        reason: switching ? 'moving back to the first address' : describeError(err),
         retryInMs: delay,
         nextAddress: `${next.host}:${next.port}`,
         queued: this.queue?.stats().count ?? 0,
       },
     );
     this.timer = setTimeout(this.attemptNow, delay);
+  }
+
+  // ---- back to the first address (round_robin false) -------------------------------------
+
+  private schedulePrimaryProbe(): void {
+    this.stopPrimaryProbe();
+    this.primaryTimer = setTimeout(this.probePrimaryNow, this.primaryRetryMs);
+  }
+
+  private stopPrimaryProbe(): void {
+    if (this.primaryTimer !== null) clearTimeout(this.primaryTimer);
+    this.primaryTimer = null;
+    this.primaryProbe?.destroy();
+    this.primaryProbe = null;
+  }
+
+  private readonly probePrimaryNow = (): void => this.probePrimary();
+
+  /**
+   * Mosquitto's primary_retry: a TCP connection to the first address; once one opens, the
+   * bridge leaves the address it is on and connects there.
+   */
+  private probePrimary(): void {
+    this.primaryTimer = null;
+    if (this.state !== 'connected' || this.addr === 0) return;
+    const a = this.config.addresses[0];
+    const s = net.connect({ host: a.host, port: a.port });
+    this.primaryProbe = s;
+    s.setTimeout(this.options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
+    const failed = (): void => {
+      if (this.primaryProbe !== s) return;
+      s.destroy();
+      this.primaryProbe = null;
+      if (this.state === 'connected') this.schedulePrimaryProbe();
+    };
+    s.once('error', failed);
+    s.once('timeout', failed);
+    s.once('connect', () => {
+      s.destroy();
+      if (this.primaryProbe !== s) return;
+      this.primaryProbe = null;
+      this.moveToPrimary();
+    });
+  }
+
+  /**
+   * Ends the connection to go back to the first address: no new message is sent, those in
+   * flight get SWITCH_DRAIN_MS to be acknowledged (not sent twice), then a DISCONNECT.
+   */
+  private moveToPrimary(): void {
+    const client = this.client;
+    if (client === null || this.state !== 'connected' || this.switching) return;
+    const a = this.config.addresses[0];
+    this.broker.log('notice', 'bridge: the first address takes connections again, moving back to it', {
+      bridge: this.config.name,
+      address: `${a.host}:${a.port}`,
+    });
+    this.switching = true;
+    this.queue!.holdReads(true);
+    const end = (): void => {
+      this.switchTimer = null;
+      if (this.switching && this.client === client) client.end().catch(() => {});
+    };
+    if (client.session.inflightCount === 0) end();
+    else {
+      this.switchTimer = setTimeout(end, SWITCH_DRAIN_MS);
+      // Called from inside the session's handling of an acknowledgement: end after it.
+      this.queue!.onDrained = () => {
+        if (client.session.inflightCount > 0 || this.switchTimer === null) return;
+        clearTimeout(this.switchTimer);
+        this.switchTimer = setTimeout(end, 0);
+      };
+    }
   }
 
   /** restart_timeout: one value is a constant; two are Mosquitto 2's decorrelated jitter (base, cap). */

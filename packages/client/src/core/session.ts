@@ -147,6 +147,14 @@ export class ClientSession {
     return this.bridgeBit;
   }
 
+  /**
+   * Marks the next CONNECT (or not) as a bridge's, for a caller that remembers per server which
+   * ones refused it; only with bridgeMode, never over 5.0.
+   */
+  set bridgeMarker(on: boolean) {
+    this.bridgeBit = on && this.options.bridgeMode && this.options.protocolVersion !== 5;
+  }
+
   get state(): SessionState {
     return this._state;
   }
