@@ -125,6 +125,16 @@ const PRIMARY_RETRY_MAX_MS = 60_000;
 /** How long moving back to the first address waits for the messages in flight to be acknowledged. */
 const SWITCH_DRAIN_MS = 2000;
 /**
+ * A message the remote will never take (NATS 2.9: QoS 2, a topic with '.' or ' ') makes it close
+ * the connection as soon as it reads it, and the bridge sends it first again on every connection.
+ * It is set aside once this many connections in a row ended within POISON_CLOSE_MS of the CONNACK
+ * with that message in flight and nothing acknowledged: a QoS 2 one by sending QoS 2 at QoS 1
+ * from then on, any other by dropping it (counted, logged). A cluster electing leaders holds a
+ * message for seconds (NATS: 4 s) before it closes, which is not counted.
+ */
+const POISON_STRIKES = 3;
+const POISON_CLOSE_MS = 2000;
+/**
  * What publishing a message here can add to the packet it came in (MQTT 5 advertises the rest):
  * the path property (`mqtt-edge-bridge-path`, 34 bytes when new: identifier, two lengths, key, a
  * broker id), a property length and the remaining length growing by up to 3 bytes each. The
@@ -178,6 +188,19 @@ function acceptAnyName(): undefined {
   return undefined;
 }
 
+/**
+ * An MQTT 5 CONNECT answered the 3.1.1 way (return code 1, which is no MQTT 5 reason code, so the
+ * CONNACK does not even parse) or with 0x84: the remote speaks 3.1.1 only (NATS, for one).
+ */
+function versionHint(v5: boolean, err: Error | undefined): string | undefined {
+  if (!v5 || err === undefined) return undefined;
+  const code = (err as { code?: unknown }).code;
+  const reason = (err as { reasonCode?: unknown }).reasonCode;
+  if (code === 'REASON_CODE_INVALID' || (code === 'CONNACK_REFUSED' && reason === 0x84))
+    return 'the remote does not take MQTT 5 (NATS speaks 3.1.1 only): set bridge_protocol_version mqttv311';
+  return undefined;
+}
+
 function describeError(err: Error | undefined): string {
   if (err === undefined) return 'connection closed';
   const code = (err as NodeJS.ErrnoException).code;
@@ -198,6 +221,8 @@ export class Bridge {
   private readonly markerRefused = new Set<number>();
   /** When the connection that was up last ended, while no other has come up since (0: none). */
   private failingOverSince = 0;
+  /** failingOverSince when the current connection came up: a short one continues that window. */
+  private windowAtConnect = 0;
   /** When each address was last tried (ms since the epoch). */
   private readonly triedAt: number[];
   /** round_robin false, on another address: the probe of the first one. */
@@ -206,6 +231,12 @@ export class Bridge {
   private primaryRetryMs: number;
   /** The connection is being ended to move back to the first address. */
   private switching = false;
+  /** When the connection came up, and the remote's acknowledgements then (poison detection). */
+  private connectedAt = 0;
+  private acksAtConnect = 0;
+  /** The oldest message when the last connections ended quickly with it in flight, and how many. */
+  private strikeSeq = -1;
+  private strikes = 0;
   private switchTimer: NodeJS.Timeout | null = null;
   private lastError: Error | undefined;
   private wasConnected = false;
@@ -424,7 +455,7 @@ export class Bridge {
     client.on('transportError', (err) => {
       this.lastError = err;
     });
-    client.on('connect', (e) => this.onConnect(e.sessionPresent));
+    client.on('connect', (e) => this.onConnect(e.sessionPresent, e.properties?.maximumQoS));
     client.on('message', (topic, payload, packet) => this.onRemoteMessage(topic, payload, packet));
     client.on('error', (err) => {
       this.lastError = err;
@@ -455,14 +486,29 @@ export class Bridge {
     this.client.reconnect();
   }
 
-  private onConnect(sessionPresent: boolean): void {
+  private onConnect(sessionPresent: boolean, maximumQoS: QoS | undefined): void {
     const c = this.config;
     const a = c.addresses[this.addr];
     this.state = 'connected';
+    this.connectedAt = Date.now();
+    this.acksAtConnect = this.queue?.acks ?? 0;
+    // 5.0: the remote says what it takes; QoS 2 goes out at its maximum rather than refused.
+    if (maximumQoS !== undefined && this.queue !== null && maximumQoS < this.queue.maxQos) {
+      this.queue.downgrade(maximumQoS);
+      this.broker.log(
+        'warning',
+        'bridge: the remote takes at most QoS ' + maximumQoS + ', outgoing messages above it are sent at it',
+        {
+          bridge: c.name,
+          address: `${a.host}:${a.port}`,
+        },
+      );
+    }
     this.wasConnected = true;
     this.counters.connects++;
     this.backoffMs = c.restartTimeout.baseSeconds * 1000;
     const failedOverMs = this.failingOverSince > 0 ? Date.now() - this.failingOverSince : undefined;
+    this.windowAtConnect = this.failingOverSince;
     this.failingOverSince = 0;
     if (this.addr === 0) this.primaryRetryMs = this.options.primaryRetryMs ?? PRIMARY_RETRY_MS;
     else if (!c.roundRobin) this.schedulePrimaryProbe();
@@ -555,8 +601,14 @@ export class Bridge {
       return;
     }
     if (!wasConnected) this.counters.connectFailures++;
+    else if (!switching) this.checkPoison();
     const now = Date.now();
-    if (wasConnected) this.failingOverSince = now;
+    // A connection that was up ends: failover starts, unless that connection was a short one in a
+    // failover still under way (a remote that takes connections and drops them soon after must
+    // not keep the bridge retrying at once for ever: the window runs out, restart_timeout follows).
+    if (wasConnected)
+      this.failingOverSince =
+        this.windowAtConnect > 0 && now - this.connectedAt < FAILOVER_WINDOW_MS ? this.windowAtConnect : now;
     else if (this.addr === 0 && switching === false && this.failingOverSince > 0 && c.addresses.length > 1)
       // Moving back to the first address did not give a session (the node takes connections
       // but its cluster is not ready for it yet): probe it less often.
@@ -566,16 +618,17 @@ export class Bridge {
     // first through the probe), except an end made to move back to the first one.
     if (switching) this.addr = 0;
     else this.addr = (this.addr + 1) % c.addresses.length;
-    // Failing over: the next address now (spread a little across a fleet), then each address
-    // again once a second has passed since it was last tried; otherwise restart_timeout.
-    const delay = wasConnected
-      ? Math.floor(this.random() * FAILOVER_SPREAD_MS)
-      : failingOver
-        ? Math.max(
-            0,
-            Math.floor(this.triedAt[this.addr] + FAILOVER_RETRY_MS * (0.5 + this.random() / 2) - now),
-          )
-        : this.nextDelay();
+    // Failing over: the next address now (spread a little across a fleet), each address again
+    // once a second has passed since it was last tried; otherwise restart_timeout.
+    let delay: number;
+    if (!failingOver) delay = this.nextDelay();
+    else {
+      delay = Math.max(
+        0,
+        Math.floor(this.triedAt[this.addr] + FAILOVER_RETRY_MS * (0.5 + this.random() / 2) - now),
+      );
+      if (wasConnected) delay = Math.max(delay, Math.floor(this.random() * FAILOVER_SPREAD_MS));
+    }
     const next = c.addresses[this.addr];
     if (c.startType === 'lazy' && (this.queue?.stored() ?? 0) <= c.threshold) {
       // Nothing worth a connection is waiting: idle until the threshold is passed again.
@@ -610,9 +663,58 @@ export class Bridge {
         retryInMs: delay,
         nextAddress: `${next.host}:${next.port}`,
         queued: this.queue?.stats().count ?? 0,
+        hint: wasConnected ? undefined : versionHint(this.v5, err),
       },
     );
     this.timer = setTimeout(this.attemptNow, delay);
+  }
+
+  // ---- messages the remote never takes -----------------------------------------------------
+
+  /** After a connection ended (not by us): was it the remote refusing the oldest message again? */
+  private checkPoison(): void {
+    const q = this.queue;
+    const client = this.client;
+    if (q === null || client === null) return;
+    const quick = Date.now() - this.connectedAt < POISON_CLOSE_MS && q.acks === this.acksAtConnect;
+    const head = quick ? q.head() : undefined;
+    if (head === undefined || client.session.packetIdOf(head.seq) === undefined) {
+      this.strikes = 0;
+      this.strikeSeq = -1;
+      return;
+    }
+    if (head.seq === this.strikeSeq) this.strikes++;
+    else {
+      this.strikeSeq = head.seq;
+      this.strikes = 1;
+    }
+    if (this.strikes < POISON_STRIKES) return;
+    this.strikes = 0;
+    this.strikeSeq = -1;
+    const m = head.message;
+    const fields = {
+      bridge: this.config.name,
+      topic: m.topic.length > 200 ? `${m.topic.slice(0, 200)}...` : m.topic,
+      qos: m.qos,
+      bytes: m.payload.length,
+      closes: POISON_STRIKES,
+    };
+    if (m.qos === 2 && q.maxQos === 2) {
+      q.downgrade(1);
+      this.broker.log(
+        'warning',
+        'bridge: the remote closes the connection on QoS 2 messages (it does not take QoS 2, as NATS 2.9): outgoing QoS 2 is sent at QoS 1 from now on',
+        fields,
+      );
+      return;
+    }
+    if (!q.givingUpOn(head.seq, () => client.session.giveUp(head.seq))) return;
+    this.counters.outDropped++;
+    this.broker.log(
+      'error',
+      'bridge: the remote closes the connection on this message every time (NATS 2.9: a topic with "." or " "); dropped',
+      fields,
+    );
   }
 
   // ---- back to the first address (round_robin false) -------------------------------------

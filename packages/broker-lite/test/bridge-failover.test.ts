@@ -19,6 +19,7 @@ import {
   Recorder,
   startBridged,
   startUpstream,
+  tcpServer,
 } from '../../../test/bridge-helpers.ts';
 import type { BridgeOptions } from '../src/bridge.ts';
 
@@ -50,25 +51,6 @@ async function node(toPort: number, listenPort = 0) {
   };
 }
 
-/** A TCP server on loopback whose sockets are all destroyed by close() (also after the test). */
-async function tcpServer(onSocket: (s: net.Socket) => void, listenPort = 0) {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('close', () => sockets.delete(s));
-    onSocket(s);
-  });
-  await new Promise<void>((r) => server.listen(listenPort, '127.0.0.1', r));
-  const close = () =>
-    new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    });
-  closers.push(close);
-  return { port: (server.address() as net.AddressInfo).port, close };
-}
-
 /** Forwards `a` to `toPort` (after writing `first`, bytes already read from it). */
 function pipeTo(a: net.Socket, toPort: number, first?: Buffer): void {
   const b = net.connect({ host: '127.0.0.1', port: toPort });
@@ -86,7 +68,7 @@ function pipeTo(a: net.Socket, toPort: number, first?: Buffer): void {
  */
 async function electingNode(toPort: number, holds: number, holdMs: number) {
   const accepted: number[] = [];
-  const server = await tcpServer((a) => {
+  const server = await tcpServer(closers, (a) => {
     accepted.push(Date.now());
     if (accepted.length <= holds) a.once('data', () => setTimeout(() => a.destroy(), holdMs));
     else pipeTo(a, toPort);
@@ -100,21 +82,34 @@ async function electingNode(toPort: number, holds: number, holdMs: number) {
  */
 async function markerRefusingNode(toPort: number, listenPort = 0) {
   const seen = { marked: 0, plain: 0 };
-  const server = await tcpServer((a) => {
-    a.once('data', (first: Buffer) => {
-      // CONNECT: 0x10, remaining length (1-4 bytes), then 00 04 "MQTT" and the level byte.
-      let i = 1;
-      while (first[i] & 0x80) i++;
-      if (first[i + 7] & 0x80) {
-        seen.marked++;
-        a.end(Buffer.from([0x20, 2, 0, 1]));
-        return;
-      }
-      seen.plain++;
-      pipeTo(a, toPort, first);
-    });
-  }, listenPort);
+  const server = await tcpServer(
+    closers,
+    (a) => {
+      a.once('data', (first: Buffer) => {
+        // CONNECT: 0x10, remaining length (1-4 bytes), then 00 04 "MQTT" and the level byte.
+        let i = 1;
+        while (first[i] & 0x80) i++;
+        if (first[i + 7] & 0x80) {
+          seen.marked++;
+          a.end(Buffer.from([0x20, 2, 0, 1]));
+          return;
+        }
+        seen.plain++;
+        pipeTo(a, toPort, first);
+      });
+    },
+    listenPort,
+  );
   return { port: server.port, seen, close: server.close };
+}
+
+/** `p`, or a rejection naming `what()` after `ms`. */
+function within<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(what())), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(t));
 }
 
 const connectedTo = (address: string) => (l: { message: string; fields?: Record<string, unknown> }) =>
@@ -225,7 +220,11 @@ describe('issue 16.3: failover with the default settings', () => {
       (l) => connectedTo(a.address)(l) && gw.logs.indexOf(l) > gw.logs.findIndex(connectedTo(second)),
       3000,
     );
-    await publishing;
+    await within(
+      publishing,
+      10_000,
+      () => `publishing stalled at ${n}; bridge log: ${JSON.stringify(gw.logs.slice(-8))}`,
+    );
     await r1.until(() => r1.got.length + r2.got.length >= 300, 'all 300 upstream');
     const all = [...r2.got, ...r1.got].map((m) => m.payload);
     expect(new Set(all).size).toBe(300);

@@ -174,6 +174,20 @@ export class ClientSession {
     return this.inflight.find((e) => e.seq === seq);
   }
 
+  /**
+   * Gives up on an outgoing message in flight, for a caller that knows the server will never
+   * take it (it closes the connection on it every time): the message leaves the in-flight table
+   * and the outbox, its packet id is free, it is not sent again. False when it is not in flight.
+   */
+  giveUp(seq: number): boolean {
+    const id = this.inflight.find((e) => e.seq === seq);
+    if (id === undefined) return false;
+    this.inflight.delete(id);
+    this.released?.delete(id);
+    this.options.outbox.ack(seq);
+    return true;
+  }
+
   // ---- outputs ---------------------------------------------------------------------------
 
   /** Bytes waiting in takeOutput(). */
