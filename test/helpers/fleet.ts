@@ -72,6 +72,11 @@ export class FleetConsumer {
   received = 0;
   other = 0;
   connects = 0;
+  /**
+   * End-to-end latency samples (ms): arrival here minus `at`, when the agent received the
+   * reading from the device (same clock: one process). At most 500,000 kept.
+   */
+  readonly latencies: number[] = [];
   private waiters: Array<{ pred: () => boolean; resolve: () => void }> = [];
 
   private constructor(readonly client: MqttClient) {
@@ -82,6 +87,10 @@ export class FleetConsumer {
         return;
       }
       this.received++;
+      if (this.latencies.length < 500_000) {
+        const at = atOf(payload);
+        if (at !== undefined) this.latencies.push(Date.now() - at);
+      }
       const n = this.byId.get(id) ?? 0;
       if (n > 0) this.duplicates++;
       this.byId.set(id, n + 1);
@@ -144,6 +153,15 @@ function idOf(payload: Uint8Array): string | undefined {
   const text = Buffer.from(payload.buffer, payload.byteOffset, Math.min(payload.length, 200)).toString();
   const m = /^\{"id":"([^"]+)"/.exec(text);
   return m?.[1];
+}
+
+/** `..."at":1234567890123}`: the agent's JSON payload ends with when it received the reading. */
+function atOf(payload: Uint8Array): number | undefined {
+  const n = payload.length;
+  if (n < 20 || payload[n - 1] !== 0x7d) return undefined;
+  const text = Buffer.from(payload.buffer, payload.byteOffset + n - 20, 20).toString();
+  const m = /"at":(\d+)\}$/.exec(text);
+  return m === null ? undefined : Number(m[1]);
 }
 
 export interface FleetVerdict {
@@ -419,7 +437,9 @@ async function sessionPublish(
   const { code, socket } = await mqttConnect(node.mqttPort, clientId, timeoutMs, clean);
   try {
     if (code !== 0) throw new Error(`CONNACK ${code}`);
-    await mqttPublishQos1(socket, 'fleet-probe/x', Math.max(500, end - Date.now()));
+    // On the consumer's topics: NATS stores a QoS 1 message in JetStream only where a QoS 1
+    // subscription wants it, and that store is what a bridge waits for.
+    await mqttPublishQos1(socket, 'fleet/probe', Math.max(500, end - Date.now()));
     return Date.now();
   } finally {
     socket.end(Buffer.from([0xe0, 0]));

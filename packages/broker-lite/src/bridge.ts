@@ -94,6 +94,9 @@ export interface BridgeOptions {
   connackTimeoutMs?: number;
   /** Tests: ms between probes of the first address while on another (default PRIMARY_RETRY_MS). */
   primaryRetryMs?: number;
+  /** Tests: FAILOVER_WINDOW_MS and SHORT_CONNECTION_MS. */
+  failoverWindowMs?: number;
+  shortConnectionMs?: number;
 }
 
 const MAX_PEM = 1024 * 1024;
@@ -116,6 +119,12 @@ const CONNACK_TIMEOUT_MS = 15_000;
  */
 const FAILOVER_WINDOW_MS = 30_000;
 const FAILOVER_RETRY_MS = 1000;
+/**
+ * A connection that ends within this of coming up, during a failover, belongs to that failover
+ * (NATS drops connections 4 s after they come up while a stream has no leader) rather than
+ * starting a new one.
+ */
+const SHORT_CONNECTION_MS = 10_000;
 /** The first attempt after a connection ended: at once, spread over this much across a fleet. */
 const FAILOVER_SPREAD_MS = 250;
 /** round_robin false: Mosquitto probes the first address every 5 s while on another one. */
@@ -606,14 +615,21 @@ export class Bridge {
     // A connection that was up ends: failover starts, unless that connection was a short one in a
     // failover still under way (a remote that takes connections and drops them soon after must
     // not keep the bridge retrying at once for ever: the window runs out, restart_timeout follows).
+    // Moving back to the first address starts afresh.
     if (wasConnected)
       this.failingOverSince =
-        this.windowAtConnect > 0 && now - this.connectedAt < FAILOVER_WINDOW_MS ? this.windowAtConnect : now;
+        !switching &&
+        this.windowAtConnect > 0 &&
+        now - this.connectedAt < (this.options.shortConnectionMs ?? SHORT_CONNECTION_MS)
+          ? this.windowAtConnect
+          : now;
     else if (this.addr === 0 && switching === false && this.failingOverSince > 0 && c.addresses.length > 1)
       // Moving back to the first address did not give a session (the node takes connections
       // but its cluster is not ready for it yet): probe it less often.
       this.primaryRetryMs = Math.min(PRIMARY_RETRY_MAX_MS, this.primaryRetryMs * 2);
-    const failingOver = this.failingOverSince > 0 && now - this.failingOverSince < FAILOVER_WINDOW_MS;
+    const failingOver =
+      this.failingOverSince > 0 &&
+      now - this.failingOverSince < (this.options.failoverWindowMs ?? FAILOVER_WINDOW_MS);
     // As Mosquitto: every end moves on to the next address (round_robin false comes back to the
     // first through the probe), except an end made to move back to the first one.
     if (switching) this.addr = 0;

@@ -233,6 +233,53 @@ describe('issue 16.3: failover with the default settings', () => {
     expect(r1.got.length).toBeGreaterThan(0);
   });
 
+  it('issue 16.3: a remote that drops each connection soon after it comes up gets restart_timeout once the failover window is over', async () => {
+    const u1 = await startUpstream(closers);
+    // Every connection is taken (CONNACK) and cut 100 ms later.
+    const flapping = await tcpServer(closers, (a) => {
+      pipeTo(a, u1.port);
+      setTimeout(() => a.destroy(), 100);
+    });
+    const address = `127.0.0.1:${flapping.port}`;
+    const gw = await gateway(
+      ['connection f', `address ${address}`, 'topic f/# out 1', 'remote_clientid gw-f'],
+      { failoverWindowMs: 1000, shortConnectionMs: 500 },
+    );
+    await gw.waitLog(
+      (l) => l.message === 'bridge disconnected' && (l.fields?.retryInMs as number) >= 5000,
+      5000,
+    );
+    const downs = gw.logs.filter((l) => l.message === 'bridge disconnected');
+    // Within the window: the same address again after 0.5-1 s, not at once (a hot loop) ...
+    expect(downs.length).toBeGreaterThan(1);
+    for (const l of downs.slice(0, -1)) expect(l.fields?.retryInMs as number).toBeGreaterThanOrEqual(400);
+    // ... then restart_timeout's backoff (5 s at first).
+    expect(downs.at(-1)?.fields?.retryInMs).toBeGreaterThanOrEqual(5000);
+  });
+
+  it('issue 16.3: a connection that lasted (not a short one) starts a failover of its own', async () => {
+    const { a, gw } = await failedOver({
+      options: { primaryRetryMs: 200, shortConnectionMs: 300, failoverWindowMs: 500 },
+    });
+    await a.revive();
+    await gw.waitLog((l) => l.message.includes('moving back'), 3000);
+    const back = await gw.waitLog(
+      (l) =>
+        connectedTo(a.address)(l) &&
+        gw.logs.indexOf(l) > gw.logs.findIndex((x) => x.message.includes('moving back')),
+      3000,
+    );
+    // Up longer than a short connection, and past the window of the move back, then its node
+    // dies again: a failover of its own, straight to the next address (not restart_timeout).
+    await new Promise((r) => setTimeout(r, 700));
+    const from = gw.logs.length;
+    const killed = Date.now();
+    await a.kill();
+    await gw.waitLog((l) => l.message === 'bridge connected' && gw.logs.indexOf(l) >= from, 3000);
+    expect(Date.now() - killed).toBeLessThan(1000);
+    expect(back.fields?.address).toBe(a.address);
+  });
+
   it('issue 16.3: round_robin true stays on the address it failed over to', async () => {
     const { a, gw, second } = await failedOver({
       extra: ['round_robin true'],
