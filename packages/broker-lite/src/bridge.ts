@@ -53,7 +53,10 @@ export interface BridgeStats {
   /** QoS 1/2 messages put into the queue / acknowledged by the remote. */
   outQueued: number;
   outAcked: number;
-  /** Messages not forwarded upstream: QoS 0 while down, too large, refused by a full queue. */
+  /**
+   * Messages not forwarded upstream: QoS 0 while down, too large, refused by a full queue, or
+   * one the remote closes the connection on every time (issue 16.4).
+   */
   outDropped: number;
   /**
    * QoS 1/2 messages the queue could not store (a full or failing disk): held unacknowledged by
