@@ -139,13 +139,18 @@ const SWITCH_DRAIN_MS = 2000;
 /**
  * A message the remote will never take (NATS 2.9: QoS 2, a topic with '.' or ' ') makes it close
  * the connection as soon as it reads it, and the bridge sends it first again on every connection.
- * It is set aside once this many connections in a row ended within POISON_CLOSE_MS of the CONNACK
- * with that message in flight and nothing acknowledged: a QoS 2 one by sending QoS 2 at QoS 1
- * from then on, any other by dropping it (counted, logged). A cluster electing leaders holds a
- * message for seconds (NATS: 4 s) before it closes, which is not counted.
+ * It is set aside once this many connections in a row ended, with that message in flight and
+ * nothing acknowledged, about a round trip after the CONNACK: within the time the connection took
+ * to come up (TCP, TLS, CONNECT: at least one round trip), at least POISON_CLOSE_MIN_MS, at most
+ * POISON_CLOSE_MAX_MS. A QoS 2 one by sending QoS 2 at QoS 1 from then on, any other by dropping
+ * it (counted, logged). Not counted: a cluster electing leaders holds a message for seconds (NATS:
+ * 4 s) before it closes; another client taking the session over (two gateways with one
+ * remote_clientid, e.g. two Pis both named raspberrypi) comes back no sooner than the failover's
+ * 0.5-1 s per address, and by then the remote has acknowledged what we sent.
  */
 const POISON_STRIKES = 3;
-const POISON_CLOSE_MS = 2000;
+const POISON_CLOSE_MIN_MS = 100;
+const POISON_CLOSE_MAX_MS = 2000;
 /**
  * What publishing a message here can add to the packet it came in (MQTT 5 advertises the rest):
  * the path property (`mqtt-edge-bridge-path`, 34 bytes when new: identifier, two lengths, key, a
@@ -695,7 +700,9 @@ export class Bridge {
     const q = this.queue;
     const client = this.client;
     if (q === null || client === null) return;
-    const quick = Date.now() - this.connectedAt < POISON_CLOSE_MS && q.acks === this.acksAtConnect;
+    const upMs = this.connectedAt - this.triedAt[this.addr];
+    const within = Math.min(POISON_CLOSE_MAX_MS, Math.max(POISON_CLOSE_MIN_MS, upMs));
+    const quick = Date.now() - this.connectedAt < within && q.acks === this.acksAtConnect;
     const head = quick ? q.head() : undefined;
     if (head === undefined || client.session.packetIdOf(head.seq) === undefined) {
       this.strikes = 0;

@@ -32,6 +32,8 @@ async function scriptedRemote(rules: {
   maximumQoS?: 0 | 1;
   refuse?: (p: PublishPacket) => boolean;
   holdMs?: number;
+  /** Closes each connection this long after its CONNACK, taking nothing (a session taken over). */
+  kickAfterMs?: () => number | undefined;
 }): Promise<Remote> {
   const remote: Remote = { port: 0, taken: [], connects: 0 };
   const server = await tcpServer(closers, (s) => {
@@ -49,6 +51,11 @@ async function scriptedRemote(rules: {
             const properties =
               version === 5 && rules.maximumQoS !== undefined ? { maximumQoS: rules.maximumQoS } : undefined;
             s.write(encode({ type: 'connack', sessionPresent: false, reasonCode: 0, properties }, version));
+            const kick = rules.kickAfterMs?.();
+            if (kick !== undefined) {
+              refused = true;
+              setTimeout(() => s.end(), kick);
+            }
           } else if (p.type === 'publish') {
             if (rules.refuse?.(p)) {
               refused = true;
@@ -139,6 +146,20 @@ describe('issue 16.4: what the remote cannot take', () => {
     await until(() => gw.bridges.stats()[0].outAcked === 2, 'both acknowledged', 5000);
     expect(gw.bridges.stats()[0]).toMatchObject({ outDropped: 1, queue: { count: 0 } });
   });
+
+  it('issue 16.4: a session taken over again and again (two gateways, one client id) is no refusal: nothing dropped', async () => {
+    // Each of the first five connections is closed 300 ms after its CONNACK with nothing taken,
+    // as when another client with the same id keeps taking the session; then they last.
+    let kicks = 5;
+    const remote = await scriptedRemote({ kickAfterMs: () => (kicks-- > 0 ? 300 : undefined) });
+    const { gw, pub } = await bridgedTo(remote, ['topic q/# out 1']);
+    await pub.client.publish('q/x', 'kept', { qos: 1 });
+    await until(() => remote.taken.length === 1, 'the message at the remote', 20_000);
+    expect(Buffer.from(remote.taken[0].payload).toString()).toBe('kept');
+    expect(remote.connects).toBeGreaterThanOrEqual(6);
+    expect(gw.logs.filter((l) => l.message.includes('closes the connection on'))).toEqual([]);
+    expect(gw.bridges.stats()[0].outDropped).toBe(0);
+  }, 30_000);
 
   it('issue 16.4: a remote that holds the message for seconds before it closes (an election) loses nothing', async () => {
     let holds = 3;
