@@ -13,6 +13,7 @@ const AREAS = [
   'broker',
   'agent',
   'bridge',
+  'fleet',
   'install',
   'page',
   'serial',

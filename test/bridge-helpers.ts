@@ -233,3 +233,29 @@ export async function eventually(pred: () => boolean, what: string, ms = 10_000)
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/**
+ * A TCP server on loopback handing each socket to `onSocket`; every socket is destroyed and the
+ * server closed by `close()`, which `closers` also runs after the test.
+ */
+export async function tcpServer(
+  closers: Array<() => unknown>,
+  onSocket: (s: net.Socket) => void,
+  listenPort = 0,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+    onSocket(s);
+  });
+  await new Promise<void>((r) => server.listen(listenPort, '127.0.0.1', r));
+  const close = () =>
+    new Promise<void>((r) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    });
+  closers.push(close);
+  return { port: (server.address() as net.AddressInfo).port, close };
+}

@@ -11,10 +11,10 @@ import path from 'node:path';
 export const MOSQUITTO_BIN = '/usr/sbin/mosquitto';
 const LOG_LIMIT = 256 * 1024;
 
-/** Brokers still running: killed if this process exits without stop(), so none outlive it. */
+/** Children still running (brokers, cluster nodes): killed if this process exits without stop(), so none outlive it. */
 const running = new Set<ChildProcess>();
 let exitHookInstalled = false;
-function track(child: ChildProcess): void {
+export function track(child: ChildProcess): void {
   running.add(child);
   child.once('exit', () => running.delete(child));
   if (!exitHookInstalled) {
@@ -91,7 +91,7 @@ async function waitForPort(port: number, child: ChildProcess, log: () => string,
   }
 }
 
-function exited(child: ChildProcess): Promise<void> {
+export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }

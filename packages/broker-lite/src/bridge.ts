@@ -9,10 +9,15 @@
  * the broker acknowledged to its publisher survives a crash of either side and an upstream that
  * is away (the queue is bounded by bytes / count / age, with counted drops). QoS 0 goes out only
  * while connected (as in Mosquitto). The remote client connects through the address list, one
- * attempt at a time, waiting `restart_timeout` between attempts; nothing waits on it locally.
+ * attempt at a time; nothing waits on it locally. Failover (issue 16): a connection that was up
+ * and ends moves to the next address at once, failed attempts then go round the list every
+ * second or so for FAILOVER_WINDOW_MS, and only after that does `restart_timeout` space them;
+ * with `round_robin false` a bridge away from its first address probes it (TCP, as Mosquitto
+ * does) and moves back once it answers.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import {
   type ClientOptions,
   DurableQueue,
@@ -48,7 +53,10 @@ export interface BridgeStats {
   /** QoS 1/2 messages put into the queue / acknowledged by the remote. */
   outQueued: number;
   outAcked: number;
-  /** Messages not forwarded upstream: QoS 0 while down, too large, refused by a full queue. */
+  /**
+   * Messages not forwarded upstream: QoS 0 while down, too large, refused by a full queue, or
+   * one the remote closes the connection on every time (issue 16.4).
+   */
   outDropped: number;
   /**
    * QoS 1/2 messages the queue could not store (a full or failing disk): held unacknowledged by
@@ -84,10 +92,65 @@ export interface BridgeOptions {
    * Default 1000.
    */
   retryMs?: number;
+  /** Tests: the remote connection's timeouts (default HANDSHAKE_TIMEOUT_MS, CONNACK_TIMEOUT_MS). */
+  handshakeTimeoutMs?: number;
+  connackTimeoutMs?: number;
+  /** Tests: ms between probes of the first address while on another (default PRIMARY_RETRY_MS). */
+  primaryRetryMs?: number;
+  /** Tests: FAILOVER_WINDOW_MS and SHORT_CONNECTION_MS. */
+  failoverWindowMs?: number;
+  shortConnectionMs?: number;
 }
 
 const MAX_PEM = 1024 * 1024;
 const LOG_EVERY_MS = 10_000;
+/**
+ * An address that does not complete TCP (and TLS) within this is left for the next: a live node
+ * answers a SYN in milliseconds, a dead host never does.
+ */
+const HANDSHAKE_TIMEOUT_MS = 5000;
+/**
+ * A node that accepted the connection is alive: its CONNACK may wait for the cluster (NATS holds
+ * a CONNECT up to 4 s per JetStream request while it elects leaders, 4-12 s in all).
+ */
+const CONNACK_TIMEOUT_MS = 15_000;
+/**
+ * After a connection that was up ends, a failed attempt goes on to the next address at once, as
+ * long as that address was not tried in the last FAILOVER_RETRY_MS (jittered down to half of it),
+ * for this long; restart_timeout's backoff after. An attempt a node holds while its cluster
+ * elects (NATS: 4 s) is then followed by the next at once, and a dead address costs no wait.
+ */
+const FAILOVER_WINDOW_MS = 30_000;
+const FAILOVER_RETRY_MS = 1000;
+/**
+ * A connection that ends within this of coming up, during a failover, belongs to that failover
+ * (NATS drops connections 4 s after they come up while a stream has no leader) rather than
+ * starting a new one.
+ */
+const SHORT_CONNECTION_MS = 10_000;
+/** The first attempt after a connection ended: at once, spread over this much across a fleet. */
+const FAILOVER_SPREAD_MS = 250;
+/** round_robin false: Mosquitto probes the first address every 5 s while on another one. */
+const PRIMARY_RETRY_MS = 5000;
+/** Longest wait between probes of a first address that took connections but no session. */
+const PRIMARY_RETRY_MAX_MS = 60_000;
+/** How long moving back to the first address waits for the messages in flight to be acknowledged. */
+const SWITCH_DRAIN_MS = 2000;
+/**
+ * A message the remote will never take (NATS 2.9: QoS 2, a topic with '.' or ' ') makes it close
+ * the connection as soon as it reads it, and the bridge sends it first again on every connection.
+ * It is set aside once this many connections in a row ended, with that message in flight and
+ * nothing acknowledged, about a round trip after the CONNACK: within the time the connection took
+ * to come up (TCP, TLS, CONNECT: at least one round trip), at least POISON_CLOSE_MIN_MS, at most
+ * POISON_CLOSE_MAX_MS. A QoS 2 one by sending QoS 2 at QoS 1 from then on, any other by dropping
+ * it (counted, logged). Not counted: a cluster electing leaders holds a message for seconds (NATS:
+ * 4 s) before it closes; another client taking the session over (two gateways with one
+ * remote_clientid, e.g. two Pis both named raspberrypi) comes back no sooner than the failover's
+ * 0.5-1 s per address, and by then the remote has acknowledged what we sent.
+ */
+const POISON_STRIKES = 3;
+const POISON_CLOSE_MIN_MS = 100;
+const POISON_CLOSE_MAX_MS = 2000;
 /**
  * What publishing a message here can add to the packet it came in (MQTT 5 advertises the rest):
  * the path property (`mqtt-edge-bridge-path`, 34 bytes when new: identifier, two lengths, key, a
@@ -142,6 +205,19 @@ function acceptAnyName(): undefined {
   return undefined;
 }
 
+/**
+ * An MQTT 5 CONNECT answered the 3.1.1 way (return code 1, which is no MQTT 5 reason code, so the
+ * CONNACK does not even parse) or with 0x84: the remote speaks 3.1.1 only (NATS, for one).
+ */
+function versionHint(v5: boolean, err: Error | undefined): string | undefined {
+  if (!v5 || err === undefined) return undefined;
+  const code = (err as { code?: unknown }).code;
+  const reason = (err as { reasonCode?: unknown }).reasonCode;
+  if (code === 'REASON_CODE_INVALID' || (code === 'CONNACK_REFUSED' && reason === 0x84))
+    return 'the remote does not take MQTT 5 (NATS speaks 3.1.1 only): set bridge_protocol_version mqttv311';
+  return undefined;
+}
+
 function describeError(err: Error | undefined): string {
   if (err === undefined) return 'connection closed';
   const code = (err as NodeJS.ErrnoException).code;
@@ -158,6 +234,27 @@ export class Bridge {
   private addr = 0;
   /** The client's bridgeMode marker was on for the attempt under way. */
   private markerTried = false;
+  /** Addresses (indexes) that refused the marker (return code 1): not offered it again. */
+  private readonly markerRefused = new Set<number>();
+  /** When the connection that was up last ended, while no other has come up since (0: none). */
+  private failingOverSince = 0;
+  /** failingOverSince when the current connection came up: a short one continues that window. */
+  private windowAtConnect = 0;
+  /** When each address was last tried (ms since the epoch). */
+  private readonly triedAt: number[];
+  /** round_robin false, on another address: the probe of the first one. */
+  private primaryTimer: NodeJS.Timeout | null = null;
+  private primaryProbe: net.Socket | null = null;
+  private primaryRetryMs: number;
+  /** The connection is being ended to move back to the first address. */
+  private switching = false;
+  /** When the connection came up, and the remote's acknowledgements then (poison detection). */
+  private connectedAt = 0;
+  private acksAtConnect = 0;
+  /** The oldest message when the last connections ended quickly with it in flight, and how many. */
+  private strikeSeq = -1;
+  private strikes = 0;
+  private switchTimer: NodeJS.Timeout | null = null;
   private lastError: Error | undefined;
   private wasConnected = false;
   private backoffMs: number;
@@ -208,6 +305,8 @@ export class Bridge {
     this.inRoutes = routesOf(config.topics, 'in');
     this.v5 = config.protocolVersion === 5;
     this.backoffMs = config.restartTimeout.baseSeconds * 1000;
+    this.primaryRetryMs = options.primaryRetryMs ?? PRIMARY_RETRY_MS;
+    this.triedAt = config.addresses.map(() => 0);
     this.random = options.random ?? Math.random;
     this.retryMs = options.retryMs ?? 1000;
     // Before any outside client can connect (startBridges runs right after listen()).
@@ -287,6 +386,9 @@ export class Bridge {
     this.timer = null;
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    this.stopPrimaryProbe();
+    if (this.switchTimer !== null) clearTimeout(this.switchTimer);
+    this.switchTimer = null;
     // Held messages stay unacknowledged in the local session (kept with persistence on).
     if (this.holdTimer !== null) clearTimeout(this.holdTimer);
     this.holdTimer = null;
@@ -315,9 +417,10 @@ export class Bridge {
       keepalive: c.keepalive,
       reconnect: false,
       resubscribe: false,
-      connectTimeout: 10_000,
+      handshakeTimeout: this.options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+      connectTimeout: this.options.connackTimeoutMs ?? CONNACK_TIMEOUT_MS,
       outbox: this.queue!,
-      // Mosquitto's try_private (3.1.1 only; the client drops it if the remote refuses it).
+      // Mosquitto's try_private (3.1.1 only): offered per address until that address refuses it.
       bridgeMode: c.tryPrivate,
       // Upstream is acknowledged once the local broker took a message (localDone), not before.
       manualAcks: true,
@@ -369,7 +472,7 @@ export class Bridge {
     client.on('transportError', (err) => {
       this.lastError = err;
     });
-    client.on('connect', (e) => this.onConnect(e.sessionPresent));
+    client.on('connect', (e) => this.onConnect(e.sessionPresent, e.properties?.maximumQoS));
     client.on('message', (topic, payload, packet) => this.onRemoteMessage(topic, payload, packet));
     client.on('error', (err) => {
       this.lastError = err;
@@ -387,22 +490,45 @@ export class Bridge {
     this.state = 'connecting';
     this.lastError = undefined;
     this.wasConnected = false;
+    this.triedAt[this.addr] = Date.now();
     if (this.client === null) {
+      // The constructor connects to the first address, which has refused nothing yet.
       this.client = this.makeClient();
       this.markerTried = this.client.session.bridgeMarker;
       return;
     }
-    this.markerTried = this.client.session.bridgeMarker;
+    const session = this.client.session;
+    session.bridgeMarker = !this.markerRefused.has(this.addr);
+    this.markerTried = session.bridgeMarker;
     this.client.reconnect();
   }
 
-  private onConnect(sessionPresent: boolean): void {
+  private onConnect(sessionPresent: boolean, maximumQoS: QoS | undefined): void {
     const c = this.config;
     const a = c.addresses[this.addr];
     this.state = 'connected';
+    this.connectedAt = Date.now();
+    this.acksAtConnect = this.queue?.acks ?? 0;
+    // 5.0: the remote says what it takes; QoS 2 goes out at its maximum rather than refused.
+    if (maximumQoS !== undefined && this.queue !== null && maximumQoS < this.queue.maxQos) {
+      this.queue.downgrade(maximumQoS);
+      this.broker.log(
+        'warning',
+        'bridge: the remote takes at most QoS ' + maximumQoS + ', outgoing messages above it are sent at it',
+        {
+          bridge: c.name,
+          address: `${a.host}:${a.port}`,
+        },
+      );
+    }
     this.wasConnected = true;
     this.counters.connects++;
     this.backoffMs = c.restartTimeout.baseSeconds * 1000;
+    const failedOverMs = this.failingOverSince > 0 ? Date.now() - this.failingOverSince : undefined;
+    this.windowAtConnect = this.failingOverSince;
+    this.failingOverSince = 0;
+    if (this.addr === 0) this.primaryRetryMs = this.options.primaryRetryMs ?? PRIMARY_RETRY_MS;
+    else if (!c.roundRobin) this.schedulePrimaryProbe();
     if (c.startType === 'lazy') {
       this.lastTraffic = Date.now();
       this.idleTimer = setTimeout(this.idleCheck, c.idleTimeoutSeconds * 1000);
@@ -413,6 +539,7 @@ export class Bridge {
       bridgeMarker: this.markerTried,
       sessionPresent,
       queued: this.queue?.stats().count ?? 0,
+      failedOverMs,
     });
     const client = this.client!;
     if (this.inRoutes.length > 0 && !sessionPresent) {
@@ -451,6 +578,12 @@ export class Bridge {
     this.state = 'waiting';
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    this.stopPrimaryProbe();
+    this.queue?.holdReads(false);
+    const switching = this.switching;
+    this.switching = false;
+    if (this.switchTimer !== null) clearTimeout(this.switchTimer);
+    this.switchTimer = null;
     if (wasConnected && c.notifications) this.notifyLocal(false);
     if (this.endingIdle) {
       this.endingIdle = false;
@@ -470,10 +603,12 @@ export class Bridge {
     }
     if (!wasConnected && this.markerTried && this.client?.session.bridgeMarker === false) {
       // Not a Mosquitto: it refused the bridge bit (return code 1), and the client dropped it.
-      // Mosquitto retries without it at once; so do we.
+      // Mosquitto retries without it at once; so do we, and this address is not offered it again
+      // (said once per address: NATS, for one, always refuses it).
+      this.markerRefused.add(this.addr);
       this.broker.log(
         'notice',
-        'bridge: the remote refused the bridge protocol marker, retrying without it',
+        'bridge: the remote refused the bridge protocol marker (try_private); retrying without it, and not offering it to this address again',
         {
           bridge: c.name,
           address: `${a.host}:${a.port}`,
@@ -483,11 +618,41 @@ export class Bridge {
       return;
     }
     if (!wasConnected) this.counters.connectFailures++;
-    const delay = this.nextDelay();
-    // Failover: a failed attempt moves on to the next address; after a connection that ended,
-    // round_robin false goes back to the first (the preferred) address.
-    if (!wasConnected || c.roundRobin) this.addr = (this.addr + 1) % c.addresses.length;
-    else this.addr = 0;
+    else if (!switching) this.checkPoison();
+    const now = Date.now();
+    // A connection that was up ends: failover starts, unless that connection was a short one in a
+    // failover still under way (a remote that takes connections and drops them soon after must
+    // not keep the bridge retrying at once for ever: the window runs out, restart_timeout follows).
+    // Moving back to the first address starts afresh.
+    if (wasConnected)
+      this.failingOverSince =
+        !switching &&
+        this.windowAtConnect > 0 &&
+        now - this.connectedAt < (this.options.shortConnectionMs ?? SHORT_CONNECTION_MS)
+          ? this.windowAtConnect
+          : now;
+    else if (this.addr === 0 && switching === false && this.failingOverSince > 0 && c.addresses.length > 1)
+      // Moving back to the first address did not give a session (the node takes connections
+      // but its cluster is not ready for it yet): probe it less often.
+      this.primaryRetryMs = Math.min(PRIMARY_RETRY_MAX_MS, this.primaryRetryMs * 2);
+    const failingOver =
+      this.failingOverSince > 0 &&
+      now - this.failingOverSince < (this.options.failoverWindowMs ?? FAILOVER_WINDOW_MS);
+    // As Mosquitto: every end moves on to the next address (round_robin false comes back to the
+    // first through the probe), except an end made to move back to the first one.
+    if (switching) this.addr = 0;
+    else this.addr = (this.addr + 1) % c.addresses.length;
+    // Failing over: the next address now (spread a little across a fleet), each address again
+    // once a second has passed since it was last tried; otherwise restart_timeout.
+    let delay: number;
+    if (!failingOver) delay = this.nextDelay();
+    else {
+      delay = Math.max(
+        0,
+        Math.floor(this.triedAt[this.addr] + FAILOVER_RETRY_MS * (0.5 + this.random() / 2) - now),
+      );
+      if (wasConnected) delay = Math.max(delay, Math.floor(this.random() * FAILOVER_SPREAD_MS));
+    }
     const next = c.addresses[this.addr];
     if (c.startType === 'lazy' && (this.queue?.stored() ?? 0) <= c.threshold) {
       // Nothing worth a connection is waiting: idle until the threshold is passed again.
@@ -518,13 +683,143 @@ export class Bridge {
       {
         bridge: c.name,
         address: `${a.host}:${a.port}`,
-        reason: describeError(err),
+        reason: switching ? 'moving back to the first address' : describeError(err),
         retryInMs: delay,
         nextAddress: `${next.host}:${next.port}`,
         queued: this.queue?.stats().count ?? 0,
+        hint: wasConnected ? undefined : versionHint(this.v5, err),
       },
     );
     this.timer = setTimeout(this.attemptNow, delay);
+  }
+
+  // ---- messages the remote never takes -----------------------------------------------------
+
+  /** After a connection ended (not by us): was it the remote refusing the oldest message again? */
+  private checkPoison(): void {
+    const q = this.queue;
+    const client = this.client;
+    if (q === null || client === null) return;
+    const upMs = this.connectedAt - this.triedAt[this.addr];
+    const within = Math.min(POISON_CLOSE_MAX_MS, Math.max(POISON_CLOSE_MIN_MS, upMs));
+    const quick = Date.now() - this.connectedAt < within && q.acks === this.acksAtConnect;
+    const head = quick ? q.head() : undefined;
+    if (head === undefined || client.session.packetIdOf(head.seq) === undefined) {
+      this.strikes = 0;
+      this.strikeSeq = -1;
+      return;
+    }
+    if (head.seq === this.strikeSeq) this.strikes++;
+    else {
+      this.strikeSeq = head.seq;
+      this.strikes = 1;
+    }
+    if (this.strikes < POISON_STRIKES) return;
+    this.strikes = 0;
+    this.strikeSeq = -1;
+    const m = head.message;
+    const fields = {
+      bridge: this.config.name,
+      topic: m.topic.length > 200 ? `${m.topic.slice(0, 200)}...` : m.topic,
+      qos: m.qos,
+      bytes: m.payload.length,
+      closes: POISON_STRIKES,
+    };
+    if (m.qos === 2 && q.maxQos === 2) {
+      q.downgrade(1);
+      this.broker.log(
+        'warning',
+        'bridge: the remote closes the connection on QoS 2 messages (it does not take QoS 2, as NATS 2.9): outgoing QoS 2 is sent at QoS 1 from now on',
+        fields,
+      );
+      return;
+    }
+    const gaveUp = q.givingUpOn(head.seq, () => {
+      if (!client.session.giveUp(head.seq)) return false;
+      // The queue is the client's store, fed to the session: out of it here.
+      if (client.session.outbox === null) q.ack(head.seq);
+      return true;
+    });
+    if (!gaveUp) return;
+    this.counters.outDropped++;
+    this.broker.log(
+      'error',
+      'bridge: the remote closes the connection on this message every time (NATS 2.9: a topic with "." or " "); dropped',
+      fields,
+    );
+  }
+
+  // ---- back to the first address (round_robin false) -------------------------------------
+
+  private schedulePrimaryProbe(): void {
+    this.stopPrimaryProbe();
+    this.primaryTimer = setTimeout(this.probePrimaryNow, this.primaryRetryMs);
+  }
+
+  private stopPrimaryProbe(): void {
+    if (this.primaryTimer !== null) clearTimeout(this.primaryTimer);
+    this.primaryTimer = null;
+    this.primaryProbe?.destroy();
+    this.primaryProbe = null;
+  }
+
+  private readonly probePrimaryNow = (): void => this.probePrimary();
+
+  /**
+   * Mosquitto's primary_retry: a TCP connection to the first address; once one opens, the
+   * bridge leaves the address it is on and connects there.
+   */
+  private probePrimary(): void {
+    this.primaryTimer = null;
+    if (this.state !== 'connected' || this.addr === 0) return;
+    const a = this.config.addresses[0];
+    const s = net.connect({ host: a.host, port: a.port });
+    this.primaryProbe = s;
+    s.setTimeout(this.options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
+    const failed = (): void => {
+      if (this.primaryProbe !== s) return;
+      s.destroy();
+      this.primaryProbe = null;
+      if (this.state === 'connected') this.schedulePrimaryProbe();
+    };
+    s.once('error', failed);
+    s.once('timeout', failed);
+    s.once('connect', () => {
+      s.destroy();
+      if (this.primaryProbe !== s) return;
+      this.primaryProbe = null;
+      this.moveToPrimary();
+    });
+  }
+
+  /**
+   * Ends the connection to go back to the first address: no new message is sent, those in
+   * flight get SWITCH_DRAIN_MS to be acknowledged (not sent twice), then a DISCONNECT.
+   */
+  private moveToPrimary(): void {
+    const client = this.client;
+    if (client === null || this.state !== 'connected' || this.switching) return;
+    const a = this.config.addresses[0];
+    this.broker.log('notice', 'bridge: the first address takes connections again, moving back to it', {
+      bridge: this.config.name,
+      address: `${a.host}:${a.port}`,
+    });
+    this.switching = true;
+    this.queue!.holdReads(true);
+    const end = (): void => {
+      this.switchTimer = null;
+      if (this.switching && this.client === client) client.end().catch(() => {});
+    };
+    if (client.session.inflightCount === 0) end();
+    else {
+      this.switchTimer = setTimeout(end, SWITCH_DRAIN_MS);
+      // Called from inside the session's handling of an acknowledgement: end after it.
+      this.queue!.onDrained = () => {
+        if (client.session.inflightCount > 0 || this.switchTimer === null) return;
+        clearTimeout(this.switchTimer);
+        this.switchTimer = setTimeout(end, 0);
+      };
+    }
   }
 
   /** restart_timeout: one value is a constant; two are Mosquitto 2's decorrelated jitter (base, cap). */

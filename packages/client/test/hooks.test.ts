@@ -203,25 +203,12 @@ describe('transportError', () => {
   });
 
   it('a handshake that never completes ends with HANDSHAKE_TIMEOUT', async () => {
-    // Accepts TCP and says nothing: the TLS handshake hangs.
-    const held: net.Socket[] = [];
-    const mute = net.createServer((s) => {
-      s.on('error', () => {});
-      held.push(s);
-    });
-    await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
-    closers.push(
-      () =>
-        new Promise<void>((r) => {
-          for (const s of held) s.destroy();
-          mute.close(() => r());
-        }),
-    );
+    const port = await mutePort();
     const c = track(
       connect({
         protocol: 'mqtts',
         host: '127.0.0.1',
-        port: (mute.address() as net.AddressInfo).port,
+        port,
         connectTimeout: 150,
         reconnect: false,
       }),
@@ -231,7 +218,44 @@ describe('transportError', () => {
     expect(err.code).toBe('HANDSHAKE_TIMEOUT');
     await ended;
   });
+
+  it('issue 16.3: handshakeTimeout times the handshake alone, shorter than connectTimeout', async () => {
+    const port = await mutePort();
+    const started = Date.now();
+    const c = track(
+      connect({
+        protocol: 'mqtts',
+        host: '127.0.0.1',
+        port,
+        connectTimeout: 20_000,
+        handshakeTimeout: 150,
+        reconnect: false,
+      }),
+    );
+    const err = await once<Error & { code?: string }>(c, 'transportError');
+    expect(err.code).toBe('HANDSHAKE_TIMEOUT');
+    expect(err.message).toContain('within 150 ms');
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
 });
+
+/** A port that accepts TCP and says nothing: a TLS handshake there hangs. */
+async function mutePort(): Promise<number> {
+  const held: net.Socket[] = [];
+  const mute = net.createServer((s) => {
+    s.on('error', () => {});
+    held.push(s);
+  });
+  await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+  closers.push(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of held) s.destroy();
+        mute.close(() => r());
+      }),
+  );
+  return (mute.address() as net.AddressInfo).port;
+}
 
 function levelOf(peer: Peer): number {
   const bytes = peer.session.takeOutput()!;
@@ -266,6 +290,23 @@ describe('bridgeMode (Mosquitto bridge bit)', () => {
     peer.drop();
     peer.session.open(peer.now);
     expect(levelOf(peer)).toBe(4);
+  });
+
+  it('issue 16.3: the marker can be set per attempt (a bridge remembers which server refused it), never over 5.0', () => {
+    const peer = new Peer({ bridgeMode: true, clientId: 'b' });
+    peer.session.open(peer.now);
+    peer.sendRaw([0x20, 2, 0, 1]);
+    expect(peer.session.bridgeMarker).toBe(false);
+    peer.drop();
+    peer.session.bridgeMarker = true;
+    peer.session.open(peer.now);
+    expect(levelOf(peer)).toBe(0x84);
+    const v5 = new Peer({ protocolVersion: 5, bridgeMode: true, clientId: 'b' });
+    v5.session.bridgeMarker = true;
+    expect(v5.session.bridgeMarker).toBe(false);
+    const off = new Peer({ clientId: 'b' });
+    off.session.bridgeMarker = true;
+    expect(off.session.bridgeMarker).toBe(false);
   });
 
   it('other refusals, and return code 1 without the marker, keep things as they are', () => {

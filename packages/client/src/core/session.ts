@@ -160,6 +160,14 @@ export class ClientSession {
     return this.bridgeBit;
   }
 
+  /**
+   * Marks the next CONNECT (or not) as a bridge's, for a caller that remembers per server which
+   * ones refused it; only with bridgeMode, never over 5.0.
+   */
+  set bridgeMarker(on: boolean) {
+    this.bridgeBit = on && this.options.bridgeMode && this.options.protocolVersion !== 5;
+  }
+
   get state(): SessionState {
     return this._state;
   }
@@ -178,6 +186,23 @@ export class ClientSession {
   packetIdOf(seq: number): number | undefined {
     // A scan of at most the send window; only asked once per asynchronous put.
     return this.inflight.find((e) => e.seq === seq);
+  }
+
+  /**
+   * Gives up on an outgoing message in flight, for a caller that knows the server will never
+   * take it (it closes the connection on it every time): the message leaves the in-flight table
+   * and the session's own outbox (a store the shell feeds is the caller's to ack), its packet id
+   * is free, it is not sent again. False when it is not in flight.
+   */
+  giveUp(seq: number): boolean {
+    const id = this.inflight.find((e) => e.seq === seq);
+    if (id === undefined) return false;
+    this.inflight.delete(id);
+    this.released?.delete(id);
+    // Out of the session's own outbox; a store the shell owns is the caller's to ack.
+    this.settle(seq);
+    this.wantOutbox = true;
+    return true;
   }
 
   // ---- outputs ---------------------------------------------------------------------------

@@ -52,6 +52,12 @@ export interface ClientOptions extends Omit<SessionOptions, 'outbox'>, Transport
    * over `servers`. For failover policies of one's own (a bridge's round_robin).
    */
   resolveServer?: () => ServerAddress;
+  /**
+   * ms for the transport's handshake (TCP, TLS, WebSocket upgrade) before CONNECT is sent;
+   * default `connectTimeout`, which then times the CONNACK alone. A shorter one leaves an
+   * address that does not even answer sooner than a server that is slow to accept a session.
+   */
+  handshakeTimeout?: number;
 }
 
 export interface PublishOptions {
@@ -212,7 +218,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   destroyTransport(): void {
     this.handshakeTimer = null;
     const err = new Error(
-      `no connection to ${this.target.host}:${this.target.port} within ${this.session.options.connectTimeout} ms`,
+      `no connection to ${this.target.host}:${this.target.port} within ${this.handshakeMs()} ms`,
     ) as Error & { code: string };
     err.code = 'HANDSHAKE_TIMEOUT';
     this.transport?.destroy(err);
@@ -511,8 +517,12 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   private openTransport(first = false): void {
     this.pickServer(first);
     // The session times the CONNACK; this times the TCP / TLS / WebSocket handshake before it.
-    this.handshakeTimer = setTimeout(destroyTransportOf, this.session.options.connectTimeout, this);
+    this.handshakeTimer = setTimeout(destroyTransportOf, this.handshakeMs(), this);
     this.transport = openTransport(this.opts, this.target, this);
+  }
+
+  private handshakeMs(): number {
+    return this.opts.handshakeTimeout ?? this.session.options.connectTimeout;
   }
 
   private pickServer(first: boolean): void {
