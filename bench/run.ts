@@ -11,6 +11,7 @@ const AREAS = [
   'engines',
   'client',
   'broker',
+  'conns',
   'agent',
   'bridge',
   'install',
