@@ -16,6 +16,8 @@ const AREAS = [
   'bridge',
   'install',
   'page',
+  'pi',
+  'flash',
 ] as const;
 
 function parseArgs(argv: string[]): { json: boolean; only: string | null; quick: boolean } {
