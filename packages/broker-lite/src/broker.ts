@@ -12,6 +12,7 @@ import {
   Connection,
   ConnState,
   type ListenerInfo,
+  peerAddress,
   TICKS_PER_SECOND,
   ticks,
 } from './connection.ts';
@@ -373,7 +374,10 @@ export class Broker {
   ): Connection | undefined {
     const internal = options?.internal === true;
     if (this.closing || (!internal && this.atConnectionLimit())) {
-      if (!this.closing) this.log('notice', 'connection refused: max_connections reached', { remote });
+      if (!this.closing)
+        this.log('notice', 'connection refused: max_connections reached', {
+          remote: remote ?? peerAddress(socket),
+        });
       socket.destroy();
       return undefined;
     }
@@ -490,7 +494,9 @@ export class Broker {
   }
 
   assignClientId(): string {
-    return `auto-${randomUUID()}`;
+    // randomUUID() builds its text from ~20 concatenations, a tree of cons strings (~480 bytes)
+    // the session and the connection would hold for as long as it lives: one flat copy instead.
+    return Buffer.from(`auto-${randomUUID()}`, 'latin1').toString('latin1');
   }
 
   // ---- messages ------------------------------------------------------------------------

@@ -462,14 +462,7 @@ export class Connection {
 
   /** `address:port` of the peer, for logs. */
   get remote(): string {
-    const given = this.x?.remoteName;
-    if (given !== undefined) return given;
-    const s = this.socket as Duplex & { remoteAddress?: string; remotePort?: number; _peername?: unknown };
-    const name = `${s.remoteAddress}:${s.remotePort}`;
-    // net.Socket keeps the address object it read (with its own strings, ~100 bytes) for the
-    // socket's whole life; a log line is all it is wanted for, and idle connections add up.
-    if (s._peername !== undefined) s._peername = undefined;
-    return name;
+    return this.x?.remoteName ?? peerAddress(this.socket);
   }
 
   /** Queues bytes for this turn's write (copied: the caller may reuse its buffer). */
@@ -604,6 +597,19 @@ export class Connection {
     this.socket.off('drain', onSocketDrain);
     this.broker.connectionDrained(this);
   }
+}
+
+/**
+ * `address:port` of a socket's peer (net.Socket, TLS, or a WebSocket stream that tells its
+ * socket's), for logs.
+ */
+export function peerAddress(socket: Duplex): string {
+  const s = socket as Duplex & { remoteAddress?: string; remotePort?: number; _peername?: unknown };
+  const name = `${s.remoteAddress}:${s.remotePort}`;
+  // net.Socket keeps the address object it read (with its own strings, ~100 bytes) for the
+  // socket's whole life; a log line is all it is wanted for, and idle connections add up.
+  if (s._peername !== undefined) s._peername = undefined;
+  return name;
 }
 
 const INTERNAL = 1;

@@ -4,6 +4,7 @@
  * binary only: a text frame must close the connection [MQTT-6.0.0-1], not reach the MQTT
  * parser as bytes.
  */
+import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import { type RawData, WebSocket } from 'ws';
 
@@ -17,7 +18,11 @@ export class WebSocketStream extends Duplex {
    */
   private failure: Error | null = null;
 
-  constructor(private readonly ws: WebSocket) {
+  constructor(
+    private readonly ws: WebSocket,
+    /** The socket under it, for the peer's address. */
+    private readonly socket: net.Socket,
+  ) {
     super({ decodeStrings: true });
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (this.failure !== null) return;
@@ -36,6 +41,14 @@ export class WebSocketStream extends Duplex {
     // may hold some), then the stream ends and closes.
     ws.once('close', () => this.push(null));
     this.once('end', () => this.destroy(this.failure ?? undefined));
+  }
+
+  /** The peer's address, as on a net.Socket (read when a log line wants it). */
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress;
+  }
+  get remotePort(): number | undefined {
+    return this.socket.remotePort;
   }
 
   override _read(): void {
