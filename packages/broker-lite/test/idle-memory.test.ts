@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { encode } from '@mqtt-edge/codec';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../src/index.ts';
+import { PendingSockets } from '../src/pending-sockets.ts';
 import { frame, OP, upgradeRequest } from './helpers/ws-raw.ts';
 
 describe('issue 18.2: per-connection memory', () => {
@@ -19,6 +20,26 @@ describe('issue 18.2: per-connection memory', () => {
     // 'auto-' + a UUID, flat: ~56 bytes of string and an array slot; randomUUID()'s own result
     // is ~15 cons strings (~480 bytes) that the session would keep for the connection's life.
     expect(bytesPerId).toBeLessThan(120);
+  });
+
+  it('issue 18.2: a socket that became a connection keeps no listener of its pending time', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    const socket = await accepted;
+    const before = socket.listenerCount('close');
+    const pending = new PendingSockets();
+    expect(pending.add(socket, 0)).toBe(true);
+    expect(pending.size).toBe(1);
+    pending.upgraded(socket);
+    expect(pending.size).toBe(0);
+    // its close listener (a closure over the 4-tuple key and the entry) would live as long as
+    // the connection
+    expect(socket.listenerCount('close')).toBe(before);
+    client.destroy();
+    socket.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
   });
 
   describe('a WebSocket connection', () => {
