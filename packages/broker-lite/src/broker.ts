@@ -4,12 +4,12 @@
  * the CONNECT deadline, keepalive, session expiry and `$SYS`.
  */
 import { randomUUID } from 'node:crypto';
-import type { Duplex } from 'node:stream';
 import { MAX_PACKET_SIZE, PacketParser, PacketWriter, ReasonCode } from '@mqtt-edge/codec';
 import type { BridgeStats } from './bridge.ts';
 import {
   type AcceptOptions,
   Connection,
+  type ConnSocket,
   ConnState,
   type ListenerInfo,
   peerAddress,
@@ -366,7 +366,7 @@ export class Broker {
 
   /** A listener accepted a socket, or an in-process peer hands over its stream (options.internal). */
   accept(
-    socket: Duplex,
+    socket: ConnSocket,
     info: ListenerInfo,
     remote?: string,
     certificateCommonName?: string,
