@@ -209,7 +209,12 @@ export class Broker {
   async listen(): Promise<void> {
     const dir = this.options.persistenceDir;
     if (dir !== undefined && this.persist === null) {
-      this.persist = new Persistence(this, dir, this.options.autosaveIntervalSeconds);
+      this.persist = new Persistence(
+        this,
+        dir,
+        this.options.autosaveIntervalSeconds,
+        this.options.persistenceCommitWindowMs ?? 0,
+      );
       await this.persist.open();
     }
     for (const l of this.options.listeners) this.listeners.push(await startListener(this, l));

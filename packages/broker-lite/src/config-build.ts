@@ -156,6 +156,7 @@ export async function buildBrokerOptions(
     accessControl: sec.accessControl,
     persistenceDir: cfg.persistence ? cfg.persistenceLocation : undefined,
     autosaveIntervalSeconds: cfg.autosaveIntervalSeconds,
+    persistenceCommitWindowMs: cfg.persistenceCommitWindowMs,
     maxInflightMessages: cfg.maxInflightMessages,
     maxQueuedMessages: cfg.maxQueuedMessages,
     maxQueuedBytes: cfg.maxQueuedBytes,
@@ -212,6 +213,7 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(`persistence ${cfg.persistence}`);
   if (cfg.persistence) out.push(`persistence_location ${cfg.persistenceLocation}`);
   out.push(`autosave_interval ${cfg.autosaveIntervalSeconds}`);
+  out.push(`persistence_commit_window ${cfg.persistenceCommitWindowMs}`);
   out.push(`max_inflight_messages ${cfg.maxInflightMessages}`);
   out.push(`max_queued_messages ${cfg.maxQueuedMessages}`);
   out.push(`max_queued_bytes ${cfg.maxQueuedBytes}`);
