@@ -125,6 +125,13 @@ export interface ChainOptions {
   broker: 'broker-lite' | 'mosquitto';
   /** The agent's queue.fsync: `batch` (default) or an interval such as `1s`. */
   agentFsync?: string;
+  /** broker-lite's persistence_commit_window, ms (default 0: every event-loop turn). */
+  brokerCommitWindowMs?: number;
+  /**
+   * The agent's health interval: `2s` as the demo (its health messages carry the queue depth);
+   * null for the agent's default (30 s; each health also rewrites its status file, a page).
+   */
+  healthInterval?: string | null;
   cgroup?: Cgroup | null;
 }
 
@@ -158,6 +165,7 @@ export async function startChain(o: ChainOptions): Promise<Chain> {
         'sys_interval 1',
         'persistence true',
         `persistence_location ${o.dir}/broker`,
+        `persistence_commit_window ${o.brokerCommitWindowMs ?? 0}`,
         `metrics_listener ${brokerMetrics} 127.0.0.1`,
         `listener ${mqttPort} 127.0.0.1`,
         `listener ${await freePort()} 127.0.0.1`,
@@ -232,7 +240,7 @@ export async function startChain(o: ChainOptions): Promise<Chain> {
     const yaml = path.join(o.dir, 'agent.yaml');
     writeFileSync(
       yaml,
-      `agent:\n  id: pi\n  stateDir: ${path.join(o.dir, 'agent')}\n  healthInterval: 2s\n  log:\n    level: warn\n` +
+      `agent:\n  id: pi\n  stateDir: ${path.join(o.dir, 'agent')}\n${o.healthInterval === null ? '' : `  healthInterval: ${o.healthInterval ?? '2s'}\n`}  log:\n    level: warn\n` +
         `serial:\n${devices.map((d) => `  - path: ${d.agentPath}\n    device: ${d.id}\n`).join('')}` +
         `mqtt:\n  url: mqtt://127.0.0.1:${mqttPort}\n  version: 5\ntopics:\n  prefix: demo\n` +
         `queue:\n  fsync: ${o.agentFsync ?? 'batch'}\nmetrics:\n  listen: 127.0.0.1:${agentMetrics}\n`,

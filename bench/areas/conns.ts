@@ -370,6 +370,15 @@ export default {
               1,
             ),
             costRow(
+              `conns:rss kept after they closed, above bare node's, ${label}`,
+              'bytes/conn',
+              ((lite.after - lite.idle - (bare.after - bare.idle)) * 2 ** 20) / n,
+              null,
+              '-',
+              undefined,
+              "what broker-lite keeps beyond what Node itself keeps after the same connections closed (the bare server's RSS does not come back either: freed memory stays in glibc's heap, which Node never trims)",
+            ),
+            costRow(
               `conns:rss after they closed / idle rss, ${label}`,
               'ratio',
               lite.after / lite.idle,

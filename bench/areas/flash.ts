@@ -2,8 +2,9 @@
  * Issue 18.4: flash wear. The demo's chain (bench/chain.ts) at 1, 10 and 100 readings/s, three
  * chains side by side at each rate (fresh processes, each its own state directory):
  * - broker-lite with persistence + the agent with `queue.fsync: batch` (the defaults);
- * - broker-lite + the agent with `queue.fsync: 1s` (the window knob: one fsync a second, puts
- *   resolved after the write, so a power cut may take the last second of acknowledged readings);
+ * - the knobs at one second: broker-lite with `persistence_commit_window 1000` (acks wait for
+ *   the window's one fdatasync) + the agent with `queue.fsync: 1s` (one fsync a second; its puts
+ *   resolve after the write, so a power cut may take the last second of acknowledged readings);
  * - Mosquitto with `persistence true` (its defaults: saved every autosave_interval, 1,800 s, and
  *   at exit) + the agent with `batch`.
  * Over a window after a warm-up: bytes each process caused to be written to storage
@@ -11,7 +12,8 @@
  * costs at least the page, as on flash) per reading delivered, and fsyncs per second (the agent's
  * and broker-lite's own counters from /metrics; Mosquitto's from strace on it). The target
  * compares bytes per reading with twice the reading's payload (the JSON the subscriber gets).
- * Filesystem journal writes (jbd2) are nobody's write_bytes and are not counted.
+ * Filesystem journal writes (jbd2) are nobody's write_bytes and are not counted. The agent runs
+ * with its default health interval (30 s): each health message also rewrites its status file.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -98,10 +100,10 @@ export default {
         // at least ~40 readings in the window at 1/s: frames of 4 readings every 4 s
         const windowMs = options.quick ? 8000 : rate === 1 ? 48_000 : 20_000;
         const variants = [
-          { name: 'batch', broker: 'broker-lite' as const, agentFsync: 'batch' },
-          { name: '1s', broker: 'broker-lite' as const, agentFsync: '1s' },
+          { name: 'batch', broker: 'broker-lite' as const, agentFsync: 'batch', windowMs: 0 },
+          { name: '1s', broker: 'broker-lite' as const, agentFsync: '1s', windowMs: 1000 },
           ...(hasMosquitto()
-            ? [{ name: 'mosquitto', broker: 'mosquitto' as const, agentFsync: 'batch' }]
+            ? [{ name: 'mosquitto', broker: 'mosquitto' as const, agentFsync: 'batch', windowMs: 0 }]
             : []),
         ];
         const chains = await Promise.all(
@@ -111,6 +113,8 @@ export default {
               readingsPerSecond: rate,
               broker: v.broker,
               agentFsync: v.agentFsync,
+              brokerCommitWindowMs: v.windowMs,
+              healthInterval: null,
             }),
           ),
         );
