@@ -1,5 +1,5 @@
 /**
- * Issue 18.4: flash wear. The demo's chain (bench/chain.ts) at 1, 10 and 100 readings/s, three
+ * Issue 18.4: flash wear. The demo's chain (test/helpers/pi-chain.ts) at 1, 10 and 100 readings/s, three
  * chains side by side at each rate (fresh processes, each its own state directory):
  * - broker-lite with persistence + the agent with `queue.fsync: batch` (the defaults);
  * - the knobs at one second: broker-lite with `persistence_commit_window 1000` (acks wait for
@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { hasSocat } from '@mqtt-edge/firmware-sim';
 import { hasMosquitto } from '../../test/helpers/mosquitto.ts';
-import { type Chain, scrape, sleep, startChain, writeBytes } from '../chain.ts';
+import { type Chain, scrape, sleep, startChain, writeBytes } from '../../test/helpers/pi-chain.ts';
 import { type BenchArea, type BenchOptions, type BenchRow, costRow } from '../harness.ts';
 
 interface Reading {

@@ -1,5 +1,5 @@
 /**
- * Issue 18.3: a Pi-sized box. The demo's chain (bench/chain.ts: broker-lite's bin as the demo
+ * Issue 18.3: a Pi-sized box. The demo's chain (test/helpers/pi-chain.ts: broker-lite's bin as the demo
  * configures it, the agent's bin, 3 firmware-sim devices on ptys at 100 readings/s in all, a
  * persistent QoS 1 subscriber on `demo/#`) with the broker and the agent in a cgroup v1 `cpu`
  * child of cfs_quota_us 25000 / cfs_period_us 100000, pinned to one CPU where the `cpuset`
@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { hasSocat } from '@mqtt-edge/firmware-sim';
-import { cpuSeconds, makeCgroup, percentile, rssMb, sleep, startChain } from '../chain.ts';
+import { cpuSeconds, makeCgroup, percentile, rssMb, sleep, startChain } from '../../test/helpers/pi-chain.ts';
 import { type BenchArea, type BenchOptions, type BenchRow, costRow, rateRow } from '../harness.ts';
 
 const RATE = 100;
@@ -114,7 +114,7 @@ export default {
         await chain.stop();
       }
     } finally {
-      cg.remove();
+      await cg.remove();
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -9,10 +9,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { connect, type MqttClient } from '@mqtt-edge/client';
-import { freePort, MOSQUITTO_BIN } from '../test/helpers/mosquitto.ts';
-import { ROOT } from '../test/helpers/packed-install.ts';
-import { WatchedDevice } from '../test/helpers/processes.ts';
-import { stopProcess, untilListening } from './harness.ts';
+import { freePort, MOSQUITTO_BIN } from './mosquitto.ts';
+import { ROOT } from './packed-install.ts';
+
+import { stopProcess, untilListening, WatchedDevice } from './processes.ts';
 
 const BROKER_BIN = path.join(ROOT, 'packages/broker-lite/bin/broker-lite.js');
 const AGENT_BIN = path.join(ROOT, 'packages/agent/bin/mqtt-edge-agent.js');
@@ -56,7 +56,8 @@ export interface Cgroup {
   enter: string;
   /** Periods, throttled periods, throttled seconds (cpu.stat). */
   stat(): { periods: number; throttled: number; throttledS: number };
-  remove(): void;
+  /** Removes the groups (their processes must have exited). */
+  remove(): Promise<void>;
 }
 
 /** Makes the group, or says why not. */
@@ -95,11 +96,18 @@ export function makeCgroup(name: string, quotaUs: number, periodUs: number): Cgr
         throttledS: v('throttled_time') / 1e9,
       };
     },
-    remove() {
+    async remove() {
+      // A process that just exited may still be listed for a moment (EBUSY): a few tries.
       for (const d of pinned ? [cpu, cpuset] : [cpu])
-        try {
-          rmdirSync(d);
-        } catch {}
+        for (let i = 0; i < 40; i++) {
+          try {
+            rmdirSync(d);
+            break;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EBUSY') break;
+            await sleep(50);
+          }
+        }
     },
   };
 }
@@ -133,6 +141,11 @@ export interface ChainOptions {
    */
   healthInterval?: string | null;
   cgroup?: Cgroup | null;
+  /**
+   * The bins' environment. Default: this one with NODE_OPTIONS cleared (dist/, as installed); a
+   * test passes its own, whose source condition runs src/.
+   */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Chain {
@@ -151,7 +164,7 @@ export interface Chain {
 export async function startChain(o: ChainOptions): Promise<Chain> {
   mkdirSync(o.dir, { recursive: true });
   const cg = o.cgroup ?? null;
-  const env = { ...process.env, NODE_OPTIONS: '' };
+  const env = o.env ?? { ...process.env, NODE_OPTIONS: '' };
   const mqttPort = await freePort();
   const brokerMetrics = await freePort();
   let broker: ChildProcess;
