@@ -882,9 +882,13 @@ function lossNote(r: { expected: number }, got: number, who: string): string | u
 /** Latency samples (ms) by QoS, one at a time and under half load; the load offered and carried. */
 interface Latencies {
   idle: [number[], number[]];
+  /** At half of this broker's own capacity. */
   loaded: [number[], number[]];
   load: [number, number];
   carried: [number, number];
+  /** At half of Mosquitto's capacity, the same load for every broker that has it. */
+  sameLoad: [number[], number[]];
+  sameRate: [number, number];
 }
 
 const FLOOR = 'node floor';
@@ -989,7 +993,17 @@ const area: BenchArea = {
       const pool = (name: string): Latencies => {
         let l = latencies.get(name);
         if (l === undefined)
-          latencies.set(name, (l = { idle: [[], []], loaded: [[], []], carried: [0, 0], load: [0, 0] }));
+          latencies.set(
+            name,
+            (l = {
+              idle: [[], []],
+              loaded: [[], []],
+              carried: [0, 0],
+              load: [0, 0],
+              sameLoad: [[], []],
+              sameRate: [0, 0],
+            }),
+          );
         return l;
       };
       for (const q of [0, 1] as const) {
@@ -999,22 +1013,31 @@ const area: BenchArea = {
             pool(name).idle[q].push(...(await latency(port, quick ? 250 : 1000, q, 300)));
       }
       for (const [name, r] of running) results.set(name, await measure(r.b, quick, r.idleRss, r.id));
-      // At half of each broker's capacity (its own fan-in rate at that QoS in this run).
-      for (const q of [0, 1] as const) {
-        const carried = new Map<string, number[]>();
-        for (let r = 0; r < (quick ? 1 : 3); r++)
-          for (const [name, port] of rotate(all, r)) {
-            const f = results.get(name);
-            if (f === undefined) continue;
-            const rate = f.fanin[q].rate / 2;
-            const l = await loadedLatency(port, q, rate, quick ? 300 : 1000);
-            pool(name).loaded[q].push(...l.samples);
-            pool(name).load[q] = rate;
-            if (!carried.has(name)) carried.set(name, []);
-            carried.get(name)?.push(l.carried);
-          }
-        for (const [name, c] of carried) pool(name).carried[q] = median(c);
-      }
+      // At half of each broker's capacity (its own fan-in rate at that QoS in this run), and
+      // at half of Mosquitto's for broker-lite and Mosquitto alike: the same work for both.
+      const underLoad = async (same: boolean): Promise<void> => {
+        const mosquitto = results.get('mosquitto');
+        if (same && mosquitto === undefined) return;
+        for (const q of [0, 1] as const) {
+          const carried = new Map<string, number[]>();
+          for (let r = 0; r < (quick ? 1 : 3); r++)
+            for (const [name, port] of rotate(all, r)) {
+              const f = results.get(name);
+              if (f === undefined || (same && name !== 'broker-lite' && name !== 'mosquitto')) continue;
+              const rate = ((same ? mosquitto : f) as Figures).fanin[q].rate / 2;
+              const l = await loadedLatency(port, q, rate, quick ? 300 : 1000);
+              const mine = pool(name);
+              (same ? mine.sameLoad : mine.loaded)[q].push(...l.samples);
+              if (same) mine.sameRate[q] = rate;
+              else mine.load[q] = rate;
+              if (!carried.has(name)) carried.set(name, []);
+              carried.get(name)?.push(l.carried);
+            }
+          if (!same) for (const [name, c] of carried) pool(name).carried[q] = median(c);
+        }
+      };
+      await underLoad(false);
+      await underLoad(true);
     } finally {
       await floor?.stop();
       for (const r of running.values()) await r.b.stop();
@@ -1111,18 +1134,21 @@ const area: BenchArea = {
       const ol = latencies.get('broker-lite');
       const pl = latencies.get(peer);
       for (const q of [0, 1] as const)
-        for (const kind of ['idle', 'loaded'] as const) {
+        for (const kind of ['idle', 'loaded', 'sameLoad'] as const) {
           const o = ol?.[kind][q] ?? [];
           const p = pl?.[kind][q] ?? [];
-          if (o.length === 0) continue;
+          if (o.length === 0 || (kind === 'sameLoad' && p.length === 0)) continue;
           const how =
             kind === 'idle'
               ? `one at a time, ${o.length} samples`
-              : `one at a time under a load at half each broker's fan-in QoS ${q} rate (broker-lite ${Math.round(ol?.load[q] ?? 0)} msg/s offered, ${Math.round(ol?.carried[q] ?? 0)} carried${pl ? `; ${peer} ${Math.round(pl.load[q])} offered, ${Math.round(pl.carried[q])} carried` : ''}), ${o.length} samples`;
+              : kind === 'sameLoad'
+                ? `one at a time under ${Math.round(ol?.sameRate[q] ?? 0)} msg/s of QoS ${q} load (half of Mosquitto's fan-in rate) on both, ${o.length} samples`
+                : `one at a time under a load at half each broker's fan-in QoS ${q} rate (broker-lite ${Math.round(ol?.load[q] ?? 0)} msg/s offered, ${Math.round(ol?.carried[q] ?? 0)} carried${pl ? `; ${peer} ${Math.round(pl.load[q])} offered, ${Math.round(pl.carried[q])} carried` : ''}), ${o.length} samples`;
+          const suffix = kind === 'idle' ? '' : kind === 'loaded' ? '-half-load' : '-same-load';
           const vsMosquitto = peer === 'mosquitto';
           rows.push(
             costRow(
-              `broker:latency-qos${q}${kind === 'loaded' ? '-half-load' : ''}-p50 vs ${peer}`,
+              `broker:latency-qos${q}${suffix}-p50 vs ${peer}`,
               'ms',
               percentile(o, 0.5),
               p.length > 0 ? percentile(p, 0.5) : null,
@@ -1131,7 +1157,7 @@ const area: BenchArea = {
               note(how),
             ),
             costRow(
-              `broker:latency-qos${q}${kind === 'loaded' ? '-half-load' : ''}-p99 vs ${peer}`,
+              `broker:latency-qos${q}${suffix}-p99 vs ${peer}`,
               'ms',
               percentile(o, 0.99),
               p.length > 0 ? percentile(p, 0.99) : null,
