@@ -140,3 +140,21 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** Calls `onLine` with each line `child` prints on stdout. */
+export function onLines(
+  child: import('node:child_process').ChildProcess,
+  onLine: (line: string) => void,
+): void {
+  let buf = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    buf += d.toString();
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      onLine(line);
+    }
+  });
+}
+
+export { stopProcess, untilListening } from '../test/helpers/processes.ts';

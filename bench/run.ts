@@ -11,6 +11,7 @@ const AREAS = [
   'engines',
   'client',
   'broker',
+  'conns',
   'agent',
   'bridge',
   'fleet',
@@ -18,6 +19,8 @@ const AREAS = [
   'page',
   'serial',
   'modbus',
+  'pi',
+  'flash',
 ] as const;
 
 function parseArgs(argv: string[]): { json: boolean; only: string | null; quick: boolean } {

@@ -24,7 +24,7 @@ import { buildBundles } from '../../scripts/bundle.ts';
 import { freePort, hasMosquitto, MOSQUITTO_BIN } from '../../test/helpers/mosquitto.ts';
 import { installPacked, ROOT, userEnv } from '../../test/helpers/packed-install.ts';
 import { WatchedDevice } from '../../test/helpers/processes.ts';
-import { type BenchArea, type BenchOptions, type BenchRow, costRow } from '../harness.ts';
+import { type BenchArea, type BenchOptions, type BenchRow, costRow, stopProcess } from '../harness.ts';
 
 const SRC_BROKER_BIN = path.join(ROOT, 'packages/broker-lite/bin/broker-lite.js');
 const SRC_AGENT_BIN = path.join(ROOT, 'packages/agent/bin/mqtt-edge-agent.js');
@@ -125,17 +125,7 @@ async function untilListening(child: ChildProcess, port: number, name: string, t
   }
 }
 
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
+const stop = stopProcess;
 
 const CONNECT = new PacketWriter().encode(
   { type: 'connect', protocolVersion: 4, clientId: '', clean: true, keepalive: 0 },

@@ -569,3 +569,35 @@ export async function until(cond: () => boolean, timeoutMs: number, everyMs = 50
   }
   return true;
 }
+
+/** Resolves once 127.0.0.1:port accepts a connection (polled); throws if `child` exits or 20 s pass. */
+export async function untilListening(port: number, child: ChildProcess, name: string): Promise<void> {
+  const net = await import('node:net');
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`${name} did not listen on ${port}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** SIGTERM, SIGKILL after 5 s; resolves when `child` has exited. */
+export function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}

@@ -4,14 +4,15 @@
  * the CONNECT deadline, keepalive, session expiry and `$SYS`.
  */
 import { randomUUID } from 'node:crypto';
-import type { Duplex } from 'node:stream';
 import { MAX_PACKET_SIZE, PacketParser, PacketWriter, ReasonCode } from '@mqtt-edge/codec';
 import type { BridgeStats } from './bridge.ts';
 import {
   type AcceptOptions,
   Connection,
+  type ConnSocket,
   ConnState,
   type ListenerInfo,
+  peerAddress,
   TICKS_PER_SECOND,
   ticks,
 } from './connection.ts';
@@ -229,7 +230,12 @@ export class Broker {
   async listen(): Promise<void> {
     const dir = this.options.persistenceDir;
     if (dir !== undefined && this.persist === null) {
-      this.persist = new Persistence(this, dir, this.options.autosaveIntervalSeconds);
+      this.persist = new Persistence(
+        this,
+        dir,
+        this.options.autosaveIntervalSeconds,
+        this.options.persistenceCommitWindowMs ?? 0,
+      );
       await this.persist.open();
     }
     for (const l of this.options.listeners) this.listeners.push(await startListener(this, l));
@@ -407,7 +413,7 @@ export class Broker {
 
   /** A listener accepted a socket, or an in-process peer hands over its stream (options.internal). */
   accept(
-    socket: Duplex,
+    socket: ConnSocket,
     info: ListenerInfo,
     remote?: string,
     certificateCommonName?: string,
@@ -415,7 +421,10 @@ export class Broker {
   ): Connection | undefined {
     const internal = options?.internal === true;
     if (this.closing || (!internal && this.atConnectionLimit())) {
-      if (!this.closing) this.log('notice', 'connection refused: max_connections reached', { remote });
+      if (!this.closing)
+        this.log('notice', 'connection refused: max_connections reached', {
+          remote: remote ?? peerAddress(socket),
+        });
       socket.destroy();
       return undefined;
     }
@@ -551,7 +560,9 @@ export class Broker {
   }
 
   assignClientId(): string {
-    return `auto-${randomUUID()}`;
+    // randomUUID() builds its text from ~20 concatenations, a tree of cons strings (~480 bytes)
+    // the session and the connection would hold for as long as it lives: one flat copy instead.
+    return Buffer.from(`auto-${randomUUID()}`, 'latin1').toString('latin1');
   }
 
   // ---- messages ------------------------------------------------------------------------

@@ -241,6 +241,7 @@ const MOSQUITTO_NAMES: Record<string, string> = {
   persistence: 'persistence',
   persistenceLocation: 'persistence_location',
   autosaveIntervalSeconds: 'autosave_interval',
+  persistenceCommitWindowMs: 'persistence_commit_window',
   maxInflightMessages: 'max_inflight_messages',
   maxQueuedMessages: 'max_queued_messages',
   maxQueuedBytes: 'max_queued_bytes',

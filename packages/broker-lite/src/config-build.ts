@@ -222,6 +222,7 @@ export async function buildBrokerOptions(
     accessControl: sec.accessControl,
     persistenceDir: cfg.persistence ? cfg.persistenceLocation : undefined,
     autosaveIntervalSeconds: cfg.autosaveIntervalSeconds,
+    persistenceCommitWindowMs: cfg.persistenceCommitWindowMs,
     maxInflightMessages: cfg.maxInflightMessages,
     maxQueuedMessages: cfg.maxQueuedMessages,
     maxQueuedBytes: cfg.maxQueuedBytes,
@@ -295,6 +296,7 @@ export function describeConfig(cfg: BrokerConfig, security?: Security): string {
   out.push(
     `persistent_client_expiration ${cfg.persistentClientExpiration > 0 ? `${cfg.persistentClientExpiration} seconds` : 'none'}`,
   );
+  out.push(`persistence_commit_window ${cfg.persistenceCommitWindowMs}`);
   out.push(`max_inflight_messages ${cfg.maxInflightMessages}`);
   out.push(`max_queued_messages ${cfg.maxQueuedMessages}`);
   out.push(`max_queued_bytes ${cfg.maxQueuedBytes}`);

@@ -81,6 +81,8 @@ export interface BrokerConfig {
   persistence: boolean;
   persistenceLocation: string;
   autosaveIntervalSeconds: number;
+  /** Group-commit window, ms; 0 = every event-loop turn. */
+  persistenceCommitWindowMs: number;
   maxInflightMessages: number;
   maxQueuedMessages: number;
   maxQueuedBytes: number;
@@ -405,6 +407,9 @@ const HANDLERS: Record<string, Handler> = {
   autosave_interval(state, ctx, args) {
     state.cfg.autosaveIntervalSeconds = int(ctx, args, 0, 2_147_483_647);
   },
+  persistence_commit_window(state, ctx, args) {
+    state.cfg.persistenceCommitWindowMs = int(ctx, args, 0, 10_000);
+  },
   max_inflight_messages(state, ctx, args) {
     state.cfg.maxInflightMessages = int(ctx, args, 0, 65_535);
   },
@@ -704,6 +709,7 @@ function freshState(file: string | undefined, cwd: string): State {
       persistence: false,
       persistenceLocation: mainDir,
       autosaveIntervalSeconds: d.autosaveIntervalSeconds,
+      persistenceCommitWindowMs: 0,
       maxInflightMessages: d.maxInflightMessages,
       maxQueuedMessages: d.maxQueuedMessages,
       maxQueuedBytes: d.maxQueuedBytes,

@@ -3,7 +3,6 @@
  * keepalive, batched writes (one socket write per connection per event-loop turn) and the
  * read side's pause/resume used for backpressure.
  */
-import type { Duplex } from 'node:stream';
 import {
   isReasonCodeAllowed,
   MqttError,
@@ -66,6 +65,27 @@ export interface AcceptOptions {
   certificateSubject?: string;
 }
 
+/**
+ * What a connection uses of its byte stream: a net or TLS socket, any Duplex (a bridge's
+ * in-process peer), or a WebSocketStream.
+ */
+export interface ConnSocket {
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  on(event: 'close' | 'drain', listener: () => void): unknown;
+  once(event: 'close' | 'drain', listener: () => void): unknown;
+  off(event: 'close' | 'drain', listener: () => void): unknown;
+  emit(event: string, ...args: unknown[]): boolean;
+  pause(): unknown;
+  resume(): unknown;
+  end(): unknown;
+  destroy(): unknown;
+  write(chunk: Uint8Array): boolean;
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+  readonly writableEnded: boolean;
+}
+
 export class Connection {
   /**
    * Held only while a packet is incomplete: between chunks an idle connection gives its parser
@@ -100,7 +120,7 @@ export class Connection {
 
   constructor(
     readonly broker: Broker,
-    readonly socket: Duplex,
+    readonly socket: ConnSocket,
     readonly listener: ListenerInfo,
     /** Peer address when the socket cannot tell (WebSocket streams, bridges); else read lazily. */
     remoteName: string | undefined,
@@ -474,14 +494,7 @@ export class Connection {
 
   /** `address:port` of the peer, for logs. */
   get remote(): string {
-    const given = this.x?.remoteName;
-    if (given !== undefined) return given;
-    const s = this.socket as Duplex & { remoteAddress?: string; remotePort?: number; _peername?: unknown };
-    const name = `${s.remoteAddress}:${s.remotePort}`;
-    // net.Socket keeps the address object it read (with its own strings, ~100 bytes) for the
-    // socket's whole life; a log line is all it is wanted for, and idle connections add up.
-    if (s._peername !== undefined) s._peername = undefined;
-    return name;
+    return this.x?.remoteName ?? peerAddress(this.socket);
   }
 
   /** Queues bytes for this turn's write (copied: the caller may reuse its buffer). */
@@ -634,6 +647,19 @@ export class Connection {
   }
 }
 
+/**
+ * `address:port` of a socket's peer (net.Socket, TLS, or a WebSocket stream that tells its
+ * socket's), for logs.
+ */
+export function peerAddress(socket: ConnSocket): string {
+  const s = socket as ConnSocket & { remoteAddress?: string; remotePort?: number; _peername?: unknown };
+  const name = `${s.remoteAddress}:${s.remotePort}`;
+  // net.Socket keeps the address object it read (with its own strings, ~100 bytes) for the
+  // socket's whole life; a log line is all it is wanted for, and idle connections add up.
+  if (s._peername !== undefined) s._peername = undefined;
+  return name;
+}
+
 const INTERNAL = 1;
 const PROBLEM_INFO = 2;
 const HOLD_NEXT = 4;
@@ -694,7 +720,7 @@ export function ticks(): number {
 export const TICKS_PER_SECOND = 100;
 
 const CONN = Symbol('connection');
-type SocketWithConn = Duplex & { [CONN]: Connection };
+type SocketWithConn = ConnSocket & { [CONN]: Connection };
 function onSocketData(this: SocketWithConn, chunk: Buffer): void {
   this[CONN].onData(chunk);
 }

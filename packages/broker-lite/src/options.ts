@@ -121,6 +121,13 @@ export interface BrokerOptions {
   persistenceDir?: string;
   /** Seconds between snapshot compactions of the persistence log (Mosquitto `autosave_interval`). */
   autosaveIntervalSeconds: number;
+  /**
+   * Group-commit window, ms (`persistence_commit_window`): how long the persistence gathers what
+   * it has to write before one write and one fdatasync. 0 (default): every event-loop turn that
+   * wrote commits at its end. Longer: fewer fsyncs and rewritten flash pages per message, and
+   * acknowledgements (and deliveries to persistent sessions) up to this much later.
+   */
+  persistenceCommitWindowMs?: number;
   /** Per-client QoS 1/2 messages in flight towards the client (0 = unlimited, Mosquitto default 20). */
   maxInflightMessages: number;
   /** Per-client queued QoS 1/2 messages beyond the in-flight ones (Mosquitto default 1000; 0 = unlimited). */

@@ -12,6 +12,8 @@ interface Pending {
   socket: net.Socket;
   /** ticks() when accepted. */
   at: number;
+  /** Its close listener, removed once it is a connection (it would hold the key and this entry). */
+  onClose: () => void;
 }
 
 export class PendingSockets {
@@ -34,18 +36,25 @@ export class PendingSockets {
       socket.destroy();
       return false;
     }
-    const entry = { socket, at: now };
+    const entry: Pending = {
+      socket,
+      at: now,
+      onClose: () => {
+        if (this.byPeer.get(key) === entry) this.byPeer.delete(key);
+      },
+    };
     this.byPeer.set(key, entry);
-    socket.once('close', () => {
-      if (this.byPeer.get(key) === entry) this.byPeer.delete(key);
-    });
+    socket.once('close', entry.onClose);
     return true;
   }
 
   /** The socket `upgraded` runs over (itself, or the TLS socket on it) became a connection. */
   upgraded(upgraded: net.Socket): void {
     const key = peerKey(upgraded);
-    if (key !== undefined) this.byPeer.delete(key);
+    const p = key === undefined ? undefined : this.byPeer.get(key);
+    if (p === undefined) return;
+    this.byPeer.delete(key as string);
+    p.socket.off('close', p.onClose);
   }
 
   /** Destroys the sockets accepted before `deadline` (ticks); returns how many. */

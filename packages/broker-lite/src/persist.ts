@@ -279,6 +279,8 @@ export class Persistence {
     private readonly b: Broker,
     private readonly dir: string,
     private readonly autosaveSeconds: number,
+    /** persistence_commit_window: ms to gather records before a commit; 0 = the turn's end. */
+    private readonly commitWindowMs = 0,
   ) {
     this.file = path.join(dir, FILE);
   }
@@ -577,7 +579,8 @@ export class Persistence {
   private schedule(): void {
     if (this.commitScheduled || this.writing || this.closed) return;
     this.commitScheduled = true;
-    setImmediate(this.commit);
+    if (this.commitWindowMs > 0) setTimeout(this.commit, this.commitWindowMs);
+    else setImmediate(this.commit);
   }
 
   private readonly commit = (): void => {

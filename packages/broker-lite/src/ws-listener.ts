@@ -72,14 +72,9 @@ export function createWebSocketServer(
     wss.handleUpgrade(req, socket, head, (ws) => {
       b.pendingSockets.upgraded(socket);
       socket.setNoDelay(true);
-      const stream = new WebSocketStream(ws);
-      const conn = b.accept(
-        stream,
-        info,
-        `${socket.remoteAddress}:${socket.remotePort}`,
-        peerCommonName(socket),
-        subjectOf(socket),
-      );
+      // The peer's address is read from the socket when a log line wants it (Connection.remote).
+      const stream = new WebSocketStream(ws, socket);
+      const conn = b.accept(stream, info, undefined, peerCommonName(socket), subjectOf(socket));
       if (conn !== undefined) limitBeforeConnect(b, socket, conn, beforeConnect);
     });
   });

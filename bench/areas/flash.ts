@@ -1,0 +1,212 @@
+/**
+ * Issue 18.4: flash wear. The demo's chain (test/helpers/pi-chain.ts) at 1, 10 and 100 readings/s, three
+ * chains side by side at each rate (fresh processes, each its own state directory):
+ * - broker-lite with persistence + the agent with `queue.fsync: batch` (the defaults);
+ * - the knobs at one second: broker-lite with `persistence_commit_window 1000` (acks wait for
+ *   the window's one fdatasync) + the agent with `queue.fsync: 1s` (one fsync a second; its puts
+ *   resolve after the write, so a power cut may take the last second of acknowledged readings);
+ * - Mosquitto with `persistence true` (its defaults: saved every autosave_interval, 1,800 s, and
+ *   at exit) + the agent with `batch`.
+ * Over a window after a warm-up: bytes each process caused to be written to storage
+ * (/proc/PID/io write_bytes: counted when a page is dirtied, so an append followed by an fsync
+ * costs at least the page, as on flash) per reading delivered, and fsyncs per second (the agent's
+ * and broker-lite's own counters from /metrics; Mosquitto's from strace on it). The target
+ * compares bytes per reading with twice the reading's payload (the JSON the subscriber gets).
+ * Filesystem journal writes (jbd2) are nobody's write_bytes and are not counted. The agent runs
+ * with its default health interval (30 s): each health message also rewrites its status file.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { hasSocat } from '@mqtt-edge/firmware-sim';
+import { hasMosquitto } from '../../test/helpers/mosquitto.ts';
+import { type Chain, scrape, sleep, startChain, writeBytes } from '../../test/helpers/pi-chain.ts';
+import { type BenchArea, type BenchOptions, type BenchRow, costRow } from '../harness.ts';
+
+interface Reading {
+  readings: number;
+  payload: number;
+  brokerBytes: number;
+  agentBytes: number;
+  brokerSyncs: number;
+  agentSyncs: number;
+  seconds: number;
+}
+
+/** Counts fsync/fdatasync calls of `pid` (all threads) while attached. */
+function countSyncs(pid: number, file: string): { stop(): Promise<number> } {
+  const st = spawn('strace', ['-f', '-qq', '-e', 'trace=fsync,fdatasync', '-o', file, '-p', String(pid)], {
+    stdio: 'ignore',
+  });
+  return {
+    async stop() {
+      st.kill('SIGINT');
+      await new Promise((r) => st.once('exit', r));
+      try {
+        return readFileSync(file, 'utf8')
+          .split('\n')
+          .filter((l) => /f(data)?sync\(/.test(l)).length;
+      } catch {
+        return Number.NaN;
+      }
+    },
+  };
+}
+
+async function measure(chain: Chain, mosquitto: boolean, windowMs: number, dir: string): Promise<Reading> {
+  const b = chain.broker.pid as number;
+  const a = chain.agent.pid as number;
+  const strace = mosquitto ? countSyncs(b, path.join(dir, 'strace.out')) : null;
+  const w0 = { broker: writeBytes(b), agent: writeBytes(a) };
+  const s0 = {
+    broker: mosquitto ? 0 : await scrape(chain.brokerMetrics, 'mqtt_edge_broker_persistence_syncs_total'),
+    agent: await scrape(chain.agentMetrics, 'mqtt_edge_agent_queue_fsyncs_total'),
+  };
+  const t0 = Date.now();
+  const from = chain.received.length;
+  await sleep(windowMs);
+  const t1 = Date.now();
+  const w1 = { broker: writeBytes(b), agent: writeBytes(a) };
+  const s1 = {
+    broker: mosquitto
+      ? ((await strace?.stop()) ?? Number.NaN)
+      : await scrape(chain.brokerMetrics, 'mqtt_edge_broker_persistence_syncs_total'),
+    agent: await scrape(chain.agentMetrics, 'mqtt_edge_agent_queue_fsyncs_total'),
+  };
+  const got = chain.received.slice(from).filter((r) => r.at <= t1);
+  return {
+    readings: got.length,
+    payload: got.reduce((n, r) => n + r.bytes, 0) / Math.max(1, got.length),
+    brokerBytes: w1.broker - w0.broker,
+    agentBytes: w1.agent - w0.agent,
+    brokerSyncs: s1.broker - s0.broker,
+    agentSyncs: s1.agent - s0.agent,
+    seconds: (t1 - t0) / 1000,
+  };
+}
+
+export default {
+  area: 'flash',
+  async run(options: BenchOptions): Promise<BenchRow[]> {
+    if (!hasSocat()) {
+      console.error('flash: skipped: socat missing (the devices need ptys)');
+      return [];
+    }
+    const rows: BenchRow[] = [];
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-flash-'));
+    try {
+      for (const rate of [1, 10, 100]) {
+        // at least ~40 readings in the window at 1/s: frames of 4 readings every 4 s
+        const windowMs = options.quick ? 8000 : rate === 1 ? 48_000 : 20_000;
+        const variants = [
+          { name: 'batch', broker: 'broker-lite' as const, agentFsync: 'batch', windowMs: 0 },
+          { name: '1s', broker: 'broker-lite' as const, agentFsync: '1s', windowMs: 1000 },
+          ...(hasMosquitto()
+            ? [{ name: 'mosquitto', broker: 'mosquitto' as const, agentFsync: 'batch', windowMs: 0 }]
+            : []),
+        ];
+        const chains = await Promise.all(
+          variants.map((v) =>
+            startChain({
+              dir: path.join(dir, `${rate}-${v.name}`),
+              readingsPerSecond: rate,
+              broker: v.broker,
+              agentFsync: v.agentFsync,
+              brokerCommitWindowMs: v.windowMs,
+              healthInterval: null,
+            }),
+          ),
+        );
+        let got: Reading[];
+        try {
+          // past the start: HELLOs, retained status, discovery, the first snapshot
+          await sleep(options.quick ? 3000 : 8000);
+          got = await Promise.all(
+            chains.map((c, i) =>
+              measure(
+                c,
+                variants[i].broker === 'mosquitto',
+                windowMs,
+                path.join(dir, `${rate}-${variants[i].name}`),
+              ),
+            ),
+          );
+        } finally {
+          await Promise.all(chains.map((c) => c.stop()));
+        }
+        const [batch, second, mosq] = got;
+        const per = (bytes: number, r: Reading) => bytes / Math.max(1, r.readings);
+        const payload = batch.payload;
+        const say = (r: Reading) =>
+          `${r.readings} readings in ${r.seconds.toFixed(0)} s, payload ${r.payload.toFixed(0)} bytes`;
+        if (process.env.BENCH_VERBOSE) console.error(`  flash ${rate}/s: ${JSON.stringify(got)}`);
+        const label = `${rate} reading${rate === 1 ? '' : 's'}/s`;
+        rows.push(
+          costRow(
+            `flash: agent bytes written per reading, fsync batch, ${label}`,
+            'bytes',
+            per(batch.agentBytes, batch),
+            2 * payload,
+            '2x payload',
+            1,
+            `${say(batch)}; ${(batch.agentSyncs / batch.seconds).toFixed(1)} fsyncs/s`,
+          ),
+          costRow(
+            `flash: agent bytes written per reading, fsync 1s, ${label}`,
+            'bytes',
+            per(second.agentBytes, second),
+            2 * payload,
+            '2x payload',
+            1,
+            `${say(second)}; ${(second.agentSyncs / second.seconds).toFixed(1)} fsyncs/s`,
+          ),
+          costRow(
+            `flash: agent fsyncs/s, fsync batch, ${label}`,
+            'fsyncs/s',
+            batch.agentSyncs / batch.seconds,
+            null,
+            '-',
+          ),
+          costRow(
+            `flash: agent fsyncs/s, fsync 1s, ${label}`,
+            'fsyncs/s',
+            second.agentSyncs / second.seconds,
+            null,
+            '-',
+          ),
+          costRow(
+            `flash: broker-lite bytes written per reading, ${label}`,
+            'bytes',
+            per(batch.brokerBytes, batch),
+            2 * payload,
+            '2x payload',
+            1,
+            `persistence true, a persistent QoS 1 subscriber; ${(batch.brokerSyncs / batch.seconds).toFixed(1)} fsyncs/s`,
+          ),
+          costRow(
+            `flash: broker-lite bytes written per reading, ${label}`,
+            'bytes',
+            per(batch.brokerBytes, batch),
+            mosq ? per(mosq.brokerBytes, mosq) : null,
+            'mosquitto',
+            undefined,
+            mosq
+              ? `mosquitto ${say(mosq)}, ${mosq.brokerSyncs} fsyncs in the window: it keeps messages in memory until autosave_interval (1,800 s) or exit`
+              : 'mosquitto not installed',
+          ),
+          costRow(
+            `flash: broker-lite fsyncs/s, ${label}`,
+            'fsyncs/s',
+            batch.brokerSyncs / batch.seconds,
+            mosq ? mosq.brokerSyncs / mosq.seconds : null,
+            'mosquitto',
+          ),
+        );
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return rows;
+  },
+} satisfies BenchArea;
