@@ -160,6 +160,17 @@ export function fmtMs(ms: number): string {
   return `${ms}ms`;
 }
 
+/** `64MiB` for whole binary units, else the number of bytes: what `parseSize` reads back. */
+export function fmtSize(n: number): string | number {
+  for (const [unit, size] of [
+    ['GiB', 2 ** 30],
+    ['MiB', 2 ** 20],
+    ['KiB', 1024],
+  ] as const)
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  return n;
+}
+
 /** Edit distance <= 2, for "did you mean". */
 export function closest(word: string, options: readonly string[]): string | undefined {
   let best: string | undefined;
