@@ -5,6 +5,7 @@
  * document with it, `modbus-config.ts` a Modbus port's devices and registers.
  */
 import path from 'node:path';
+import { nearest } from '@mqtt-edge/log';
 
 export interface ConfigProblem {
   /** Key path: `mqtt.url`, `serial[0].baud`; '' for the document itself. */
@@ -160,37 +161,26 @@ export function fmtMs(ms: number): string {
   return `${ms}ms`;
 }
 
-/** Edit distance <= 2, for "did you mean". */
+/** `64MiB` for whole binary units, else the number of bytes: what `parseSize` reads back. */
+export function fmtSize(n: number): string | number {
+  for (const [unit, size] of [
+    ['GiB', 2 ** 30],
+    ['MiB', 2 ** 20],
+    ['KiB', 1024],
+  ] as const)
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  return n;
+}
+
+/** A key within two edits (or a prefix either way), for "did you mean". */
 export function closest(word: string, options: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = 3;
   const w = word.toLowerCase();
   // `baudrate` for `baud`, `dir` for `directory`: a prefix either way is the likeliest mistake.
   const prefix = options.find(
     (o) => o.length >= 3 && (w.startsWith(o.toLowerCase()) || o.toLowerCase().startsWith(w)),
   );
   if (prefix !== undefined && w.length >= 3) return prefix;
-  for (const o of options) {
-    const d = distance(w, o.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = o;
-    }
-  }
-  return best;
-}
-
-function distance(a: string, b: string): number {
-  if (Math.abs(a.length - b.length) > 2 || a.length > 64 || b.length > 64) return 99;
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
+  return nearest(word, options, (s) => s.toLowerCase());
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };

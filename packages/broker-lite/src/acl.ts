@@ -1,4 +1,4 @@
-import { topicFilterProblem } from '@mqtt-edge/codec';
+import { hasWildcard, topicFilterProblem } from '@mqtt-edge/codec';
 import { ConfigError } from './config-error.ts';
 import type { AccessControl, AclAccess } from './options.ts';
 import { readBounded } from './passwd.ts';
@@ -226,10 +226,6 @@ function bucket(rules: Rule[]): Buckets {
   };
 }
 
-function hasWildcardChar(s: string): boolean {
-  return s.indexOf('+') >= 0 || s.indexOf('#') >= 0;
-}
-
 const EMPTY: Buckets = { deny: [], read: [], write: [] };
 
 export class AclFile implements AccessControl {
@@ -258,8 +254,8 @@ export class AclFile implements AccessControl {
     const own = (username === undefined ? this.anonymous : this.users.get(username)) ?? EMPTY;
     const patterns = this.patterns;
     if (this.rules.patterns.length > 0) {
-      if (hasWildcardChar(client.clientId)) return false;
-      if (username !== undefined && hasWildcardChar(username)) return false;
+      if (hasWildcard(client.clientId)) return false;
+      if (username !== undefined && hasWildcard(username)) return false;
     }
     if (access === 'subscribe') return this.subscribeAllowed(own, client, topic);
     // Deny first, over both rule lists.

@@ -1,6 +1,7 @@
 import { homedir, hostname } from 'node:os';
-import { join, resolve } from 'node:path';
-import { ConfigError } from './config-error.ts';
+import { join } from 'node:path';
+import { hasWildcard } from '@mqtt-edge/codec';
+import { bool, type ConfigCtx, fail, int, intOf, one, path } from './config-args.ts';
 
 /**
  * Mosquitto's bridge section of mosquitto.conf: `connection NAME` starts a bridge and the bridge
@@ -67,18 +68,11 @@ export interface BridgeConfig {
   queueDropPolicy: 'drop-oldest' | 'reject-new';
 }
 
-export interface BridgeCtx {
-  file: string;
-  line: number;
-  key: string;
-  dir: string;
-}
-
 export interface BridgeParseState {
   bridges: BridgeConfig[];
   /** Keys seen in the current bridge (each may be given once, except address and topic). */
   seen: Set<string>;
-  warn(ctx: BridgeCtx, message: string): void;
+  warn(ctx: ConfigCtx, message: string): void;
 }
 
 const MAX_BRIDGES = 64;
@@ -86,47 +80,13 @@ const MAX_TOPICS = 1024;
 const MAX_ADDRESSES = 32;
 const MAX_PACKET = 268_435_460;
 
-function fail(ctx: BridgeCtx, problem: string): never {
-  throw new ConfigError(ctx.file, ctx.line, ctx.key, problem);
-}
-
-function one(ctx: BridgeCtx, args: string[], what: string): string {
-  if (args.length === 0) fail(ctx, `missing value (expected ${what})`);
-  if (args.length > 1)
-    fail(ctx, `expected one value (${what}), got ${args.length}: '${args.join(' ').slice(0, 80)}'`);
-  return args[0];
-}
-
-function bool(ctx: BridgeCtx, args: string[]): boolean {
-  const v = one(ctx, args, 'true or false');
-  if (v === 'true') return true;
-  if (v === 'false') return false;
-  fail(ctx, `invalid value '${v.slice(0, 40)}' (expected true or false)`);
-}
-
-function intOf(ctx: BridgeCtx, v: string, min: number, max: number): number {
-  if (!/^-?[0-9]{1,12}$/.test(v))
-    fail(ctx, `invalid value '${v.slice(0, 40)}' (expected an integer ${min}..${max})`);
-  const n = Number(v);
-  if (n < min || n > max) fail(ctx, `value ${n} is out of range (expected ${min}..${max})`);
-  return n;
-}
-
-function int(ctx: BridgeCtx, args: string[], min: number, max: number): number {
-  return intOf(ctx, one(ctx, args, `an integer ${min}..${max}`), min, max);
-}
-
 /** Mosquitto writes an empty prefix or pattern as `""`. */
 function unquote(s: string): string {
   return s === '""' ? '' : s;
 }
 
-function hasWildcard(s: string): boolean {
-  return s.includes('+') || s.includes('#');
-}
-
 /** `host`, `host:port`, `[v6]:port`; several separated by commas and/or spaces. */
-export function parseAddresses(ctx: BridgeCtx, args: string[]): BridgeAddress[] {
+export function parseAddresses(ctx: ConfigCtx, args: string[]): BridgeAddress[] {
   const words = args
     .join(' ')
     .split(/[\s,]+/)
@@ -153,7 +113,7 @@ export function parseAddresses(ctx: BridgeCtx, args: string[]): BridgeAddress[] 
   });
 }
 
-function parseTopic(ctx: BridgeCtx, args: string[]): BridgeTopicConfig {
+function parseTopic(ctx: ConfigCtx, args: string[]): BridgeTopicConfig {
   if (args.length === 0)
     fail(ctx, 'missing value (expected PATTERN [in|out|both] [QOS] [LOCAL_PREFIX REMOTE_PREFIX])');
   if (args.length > 5) fail(ctx, `too many values (${args.length}); expected at most 5`);
@@ -188,7 +148,7 @@ function parseTopic(ctx: BridgeCtx, args: string[]): BridgeTopicConfig {
   return { pattern, direction, qos, localPrefix, remotePrefix, line: ctx.line };
 }
 
-function checkFilter(ctx: BridgeCtx, f: string): void {
+function checkFilter(ctx: ConfigCtx, f: string): void {
   const levels = f.split('/');
   for (let i = 0; i < levels.length; i++) {
     const l = levels[i];
@@ -200,19 +160,19 @@ function checkFilter(ctx: BridgeCtx, f: string): void {
   if (f.includes('\u0000')) fail(ctx, 'topic pattern contains NUL');
 }
 
-function current(state: BridgeParseState, ctx: BridgeCtx): BridgeConfig {
+function current(state: BridgeParseState, ctx: ConfigCtx): BridgeConfig {
   const b = state.bridges[state.bridges.length - 1];
   if (b === undefined) fail(ctx, "bridge settings must follow a 'connection NAME' line");
   return b;
 }
 
 /** Each bridge key once per bridge (a second value would silently win in Mosquitto). */
-function once(state: BridgeParseState, ctx: BridgeCtx, key: string): void {
+function once(state: BridgeParseState, ctx: ConfigCtx, key: string): void {
   if (state.seen.has(key)) fail(ctx, `given twice for bridge '${current(state, ctx).name}'`);
   state.seen.add(key);
 }
 
-type Handler = (b: BridgeConfig, ctx: BridgeCtx, args: string[], state: BridgeParseState) => void;
+type Handler = (b: BridgeConfig, ctx: ConfigCtx, args: string[], state: BridgeParseState) => void;
 
 const IGNORED_BRIDGE: Record<string, string> = {
   bridge_attempt_unsubscribe: 'broker-lite never unsubscribes on the remote (the session is new or kept)',
@@ -266,13 +226,13 @@ const HANDLERS: Record<string, Handler> = {
     else fail(ctx, `invalid value '${v.slice(0, 40)}' (expected mqttv31, mqttv311 or mqttv50)`);
   },
   bridge_cafile(b, ctx, args) {
-    b.cafile = pathOf(ctx, args);
+    b.cafile = path(ctx, args);
   },
   bridge_certfile(b, ctx, args) {
-    b.certfile = pathOf(ctx, args);
+    b.certfile = path(ctx, args);
   },
   bridge_keyfile(b, ctx, args) {
-    b.keyfile = pathOf(ctx, args);
+    b.keyfile = path(ctx, args);
   },
   bridge_insecure(b, ctx, args, state) {
     b.insecure = bool(ctx, args);
@@ -350,19 +310,6 @@ const HANDLERS: Record<string, Handler> = {
 };
 HANDLERS.addresses = HANDLERS.address;
 
-function pathOf(ctx: BridgeCtx, args: string[]): string {
-  if (args.length === 0) fail(ctx, 'missing value (expected a path)');
-  return resolve(ctx.dir, args.join(' '));
-}
-
-/** Every key this module answers for. */
-export const BRIDGE_KEY_NAMES: readonly string[] = [
-  'connection',
-  ...Object.keys(HANDLERS),
-  ...Object.keys(IGNORED_BRIDGE),
-  ...Object.keys(REFUSED_BRIDGE),
-];
-
 /**
  * The level naming a bridge under `$SYS/broker/connection/`: its remote client id, as Mosquitto
  * names it (unique on the remote, where bridges of several gateways may share a connection
@@ -377,7 +324,7 @@ function defaultNotificationTopic(b: Pick<BridgeConfig, 'name' | 'remoteClientId
   return `$SYS/broker/connection/${bridgeSysName(b)}/state`;
 }
 
-function newBridge(name: string, ctx: BridgeCtx): BridgeConfig {
+function newBridge(name: string, ctx: ConfigCtx): BridgeConfig {
   const host = hostname();
   const remoteClientId = `${host}.${name}`;
   return {
@@ -414,7 +361,7 @@ function newBridge(name: string, ctx: BridgeCtx): BridgeConfig {
 /** Handles a bridge key; false when `key` is not one. Throws ConfigError. */
 export function applyBridgeKey(
   state: BridgeParseState,
-  ctx: BridgeCtx,
+  ctx: ConfigCtx,
   key: string,
   args: string[],
 ): boolean {
@@ -450,7 +397,7 @@ export function applyBridgeKey(
 export function checkBridges(bridges: BridgeConfig[]): void {
   const ids = new Map<string, BridgeConfig>();
   for (const b of bridges) {
-    const ctx: BridgeCtx = { file: b.file, line: b.line, key: 'connection', dir: '' };
+    const ctx: ConfigCtx = { file: b.file, line: b.line, key: 'connection', dir: '' };
     if (b.addresses.length === 0) fail(ctx, `bridge '${b.name}' has no address`);
     if (b.topics.length === 0) fail(ctx, `bridge '${b.name}' has no topic`);
     if ((b.certfile === undefined) !== (b.keyfile === undefined))

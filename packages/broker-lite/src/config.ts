@@ -1,5 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { nearest } from '@mqtt-edge/log';
+import { bool, type ConfigCtx as Ctx, fail, int, one, path } from './config-args.ts';
 import { applyBridgeKey, type BridgeConfig, type BridgeParseState, checkBridges } from './config-bridge.ts';
 import { ConfigError, type ConfigWarning } from './config-error.ts';
 import { DEFAULT_LOG_TYPES, LOG_TYPES, type LogType } from './log.ts';
@@ -183,13 +185,6 @@ const UNSUPPORTED: Record<string, string> = {
   websockets_origin: 'not supported',
 };
 
-interface Ctx {
-  file: string;
-  line: number;
-  key: string;
-  dir: string;
-}
-
 interface State {
   cfg: BrokerConfig;
   mainDir: string;
@@ -208,35 +203,8 @@ interface State {
   bridge: BridgeParseState;
 }
 
-function fail(ctx: Ctx, problem: string): never {
-  throw new ConfigError(ctx.file, ctx.line, ctx.key, problem);
-}
-
 function warn(state: State, ctx: Ctx, message: string): void {
   state.cfg.warnings.push({ file: ctx.file, line: ctx.line, key: ctx.key, message });
-}
-
-function one(ctx: Ctx, args: string[], what: string): string {
-  if (args.length === 0) fail(ctx, `missing value (expected ${what})`);
-  if (args.length > 1)
-    fail(ctx, `expected one value (${what}), got ${args.length}: '${args.join(' ').slice(0, 80)}'`);
-  return args[0];
-}
-
-function bool(ctx: Ctx, args: string[]): boolean {
-  const v = one(ctx, args, 'true or false');
-  if (v === 'true') return true;
-  if (v === 'false') return false;
-  fail(ctx, `invalid value '${v.slice(0, 40)}' (expected true or false)`);
-}
-
-function int(ctx: Ctx, args: string[], min: number, max: number): number {
-  const v = one(ctx, args, `an integer ${min}..${max}`);
-  if (!/^-?[0-9]{1,12}$/.test(v))
-    fail(ctx, `invalid value '${v.slice(0, 40)}' (expected an integer ${min}..${max})`);
-  const n = Number(v);
-  if (n < min || n > max) fail(ctx, `value ${n} is out of range (expected ${min}..${max})`);
-  return n;
 }
 
 /** Mosquitto's duration: a whole number and a unit, h d w m (30 days) or y (365 days). */
@@ -255,12 +223,6 @@ function duration(ctx: Ctx, args: string[]): number {
   if (n <= 0)
     fail(ctx, `invalid duration '${v.slice(0, 40)}' (a whole number followed by h, d, w, m or y, e.g. 12h)`);
   return n;
-}
-
-function path(ctx: Ctx, args: string[]): string {
-  // Paths may hold spaces; Mosquitto takes the rest of the line.
-  if (args.length === 0) fail(ctx, 'missing value (expected a path)');
-  return resolve(ctx.dir, args.join(' '));
 }
 
 function markDefault(state: State, ctx: Ctx): void {
@@ -588,31 +550,8 @@ export function mosquittoOrder(a: string, b: string): number {
   return a.length - b.length;
 }
 
-function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
-    }
-  }
-  return prev[b.length];
-}
-
 function suggestion(key: string): string {
-  if (key.length > 64) return '';
-  let best = '';
-  let bestD = 3;
-  for (const k of Object.keys(HANDLERS)) {
-    const d = editDistance(key, k);
-    if (d < bestD) {
-      best = k;
-      bestD = d;
-    }
-  }
+  const best = nearest(key, Object.keys(HANDLERS));
   return best ? ` (did you mean '${best}'?)` : '';
 }
 

@@ -11,3 +11,4 @@ export {
   type SinkOptions,
   stdDestination,
 } from './sink.ts';
+export { editDistance, nearest } from './suggest.ts';

@@ -81,13 +81,6 @@ function encodeIndex(seg: Segment, sink: (b: Buffer, len: number) => void): void
   sink(b, len + 4);
 }
 
-/** The whole index file in one Buffer (tests and tools; the queue streams it to the file). */
-export function indexBytes(seg: Segment): Buffer {
-  const parts: Buffer[] = [];
-  encodeIndex(seg, (b, len) => parts.push(Buffer.from(b.subarray(0, len))));
-  return Buffer.concat(parts);
-}
-
 /**
  * Best effort: an index that cannot be written only makes the next open slower. Returns true
  * when the whole file was written. Only a loaded segment can be indexed.

@@ -1,0 +1,78 @@
+/** The `queue:` section: where readings wait for the broker, how they reach the disk, and its bounds. */
+import path from 'node:path';
+import { fmtMs, fmtSize, parseDuration, type Reader, show } from './config-reader.ts';
+
+export type FsyncSetting = 'batch' | 'never' | { intervalMs: number };
+
+export interface QueueConfig {
+  dir: string;
+  fsync: FsyncSetting;
+  /** Bound on queued topic + payload bytes; DEFAULT_QUEUE_MAX_BYTES unless configured. */
+  maxBytes: number;
+  maxCount?: number;
+  maxAgeMs?: number;
+  dropPolicy: 'reject-new' | 'drop-oldest';
+  segmentBytes?: number;
+}
+
+/**
+ * The queue's default bound (issue 12.12): an unbounded queue fills the gateway's disk during a
+ * long broker outage, and the system (logs, other services) with it. 256 MiB of readings is
+ * about 1.5 million JSON readings, days of a busy gateway, well inside any SD card. The default
+ * drop policy stays `reject-new`: a full queue refuses new readings and does not ACK them, so the
+ * devices keep them in their rings and the agent never breaks a promise it made (the product's
+ * one guarantee). `drop-oldest` (keep the newest, count and log what goes) is the operator's
+ * choice to make.
+ */
+export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
+
+const QUEUE_KEYS = ['dir', 'fsync', 'maxBytes', 'maxCount', 'maxAge', 'dropPolicy', 'segmentBytes'] as const;
+
+/** `stateDir` holds the queue unless `queue.dir` says otherwise. */
+export function readQueueSection(r: Reader, v: unknown, stateDir: string): QueueConfig {
+  const q = r.object('queue', v, QUEUE_KEYS) ?? {};
+  const fsync = readFsync(r, q.fsync);
+  const queue: QueueConfig = {
+    dir: r.filePath('queue.dir', q.dir) ?? path.join(stateDir, 'queue'),
+    fsync,
+    maxBytes: r.size('queue.maxBytes', q.maxBytes, 1024, Number.MAX_SAFE_INTEGER) ?? DEFAULT_QUEUE_MAX_BYTES,
+    dropPolicy: r.oneOf(
+      'queue.dropPolicy',
+      q.dropPolicy,
+      ['reject-new', 'drop-oldest'] as const,
+      'reject-new',
+    ),
+  };
+  const maxCount = r.int('queue.maxCount', q.maxCount, 1, Number.MAX_SAFE_INTEGER);
+  if (maxCount !== undefined) queue.maxCount = maxCount;
+  const maxAgeMs = r.duration('queue.maxAge', q.maxAge, 1000, 10 * 365 * 86_400_000);
+  if (maxAgeMs !== undefined) queue.maxAgeMs = maxAgeMs;
+  const segmentBytes = r.size('queue.segmentBytes', q.segmentBytes, 64 << 10, 1 << 30);
+  if (segmentBytes !== undefined) queue.segmentBytes = segmentBytes;
+  return queue;
+}
+
+function readFsync(r: Reader, v: unknown): FsyncSetting {
+  if (v === undefined || v === null) return 'batch';
+  if (v === 'batch' || v === 'never') return v;
+  const ms = parseDuration(v);
+  if (typeof v !== 'string' || ms === undefined || ms < 1 || ms > 3_600_000) {
+    r.problem('queue.fsync', `must be batch, never, or an interval such as 100ms; got ${show(v)}`);
+    return 'batch';
+  }
+  return { intervalMs: ms };
+}
+
+/** The section in the file's own keys and units. */
+export function queueDocument(q: QueueConfig): Record<string, unknown> {
+  const queue: Record<string, unknown> = {
+    dir: q.dir,
+    fsync: typeof q.fsync === 'string' ? q.fsync : fmtMs(q.fsync.intervalMs),
+    maxBytes: fmtSize(q.maxBytes),
+  };
+  if (q.maxCount !== undefined) queue.maxCount = q.maxCount;
+  if (q.maxAgeMs !== undefined) queue.maxAge = fmtMs(q.maxAgeMs);
+  queue.dropPolicy = q.dropPolicy;
+  if (q.segmentBytes !== undefined) queue.segmentBytes = fmtSize(q.segmentBytes);
+  return queue;
+}
