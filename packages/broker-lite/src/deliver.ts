@@ -5,8 +5,10 @@
  */
 import type { QoS } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
-import { type Connection, ConnState, HARD_WRITE_LIMIT, SOFT_WRITE_LIMIT } from './connection.ts';
+import { ConnState } from './conn-state.ts';
+import type { Connection } from './connection.ts';
 import { type Delivery, type Message, own } from './message.ts';
+import { HARD_WRITE_LIMIT, SOFT_WRITE_LIMIT } from './options.ts';
 import type { Session } from './session.ts';
 import { NAME_TOPIC, type OutAliases, writeAliased } from './topic-alias.ts';
 

@@ -5,8 +5,8 @@
  */
 import { type Properties, type PublishPacket, type QoS, ReasonCode } from '@mqtt-edge/codec';
 import type { Connection } from './connection.ts';
-import { TOPIC_ALIAS_MAXIMUM } from './handle-connect.ts';
 import { makeMessage } from './message.ts';
+import { TOPIC_ALIAS_MAXIMUM } from './options.ts';
 import type { Persistence } from './persist.ts';
 import { clientMayWriteSys } from './sys.ts';
 
