@@ -156,10 +156,6 @@ export class Broker {
   readonly wills: WillTimers;
   readonly writer = new PacketWriter(4096);
   persist: Persistence | null = null;
-  /** The connection whose PUBLISH is being routed (for backpressure). */
-  currentPublisher: Connection | null = null;
-  /** Deliveries of the message being routed (scratch of the router). */
-  routedCount = 0;
   /** Delay before a refused login gets its CONNACK. */
   readonly authFailureDelayMs: number;
   /** Largest packet accepted from a client (fixed header included), for the parser and CONNACK. */
