@@ -6,24 +6,21 @@
 import { randomUUID } from 'node:crypto';
 import { MAX_PACKET_SIZE, PacketParser, PacketWriter, ReasonCode } from '@mqtt-edge/codec';
 import type { BridgeStats } from './bridge.ts';
+import { ConnState, TICKS_PER_SECOND, ticks } from './conn-state.ts';
 import {
   type AcceptOptions,
   Connection,
   type ConnSocket,
-  ConnState,
   type ListenerInfo,
   peerAddress,
-  TICKS_PER_SECOND,
-  ticks,
 } from './connection.ts';
 import { releasePublishers } from './deliver.ts';
-import { receiveMaximum } from './handle-connect.ts';
 import { type BoundListener, startListener, type TlsFiles } from './listeners.ts';
 import { MemoryLimit } from './memory-limit.ts';
 import type { Message } from './message.ts';
 import type { MetricsServer } from './metrics.ts';
 import type { AccessControl, Authenticator, BrokerOptions, ListenerSecurity, LogSink } from './options.ts';
-import { DEFAULT_BROKER_OPTIONS } from './options.ts';
+import { DEFAULT_BROKER_OPTIONS, receiveMaximum } from './options.ts';
 import { PendingSockets } from './pending-sockets.ts';
 import { Persistence } from './persist.ts';
 import { RetainStore } from './retain.ts';
@@ -159,10 +156,6 @@ export class Broker {
   readonly wills: WillTimers;
   readonly writer = new PacketWriter(4096);
   persist: Persistence | null = null;
-  /** The connection whose PUBLISH is being routed (for backpressure). */
-  currentPublisher: Connection | null = null;
-  /** Deliveries of the message being routed (scratch of the router). */
-  routedCount = 0;
   /** Delay before a refused login gets its CONNACK. */
   readonly authFailureDelayMs: number;
   /** Largest packet accepted from a client (fixed header included), for the parser and CONNACK. */

@@ -13,6 +13,7 @@ import {
   type Will,
 } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
+import { ConnState, ticks } from './conn-state.ts';
 import { handleAcks } from './handle-acks.ts';
 import { handleConnect } from './handle-connect.ts';
 import { handleDisconnect } from './handle-disconnect.ts';
@@ -24,19 +25,8 @@ import type { Session } from './session.ts';
 import type { OutAliases } from './topic-alias.ts';
 import { decodedExtra } from './unauthenticated.ts';
 
-/** Socket bytes waiting to go out above which QoS 0 senders are slowed down. */
-export const SOFT_WRITE_LIMIT = 256 * 1024;
-/** Above this QoS 0 messages to the connection are dropped (and counted): the memory bound. */
-export const HARD_WRITE_LIMIT = 4 * 1024 * 1024;
 /** Packets a client may pipeline behind its CONNECT while authentication runs. */
 const MAX_EARLY_PACKETS = 1000;
-
-export enum ConnState {
-  AwaitConnect = 0,
-  Authenticating = 1,
-  Connected = 2,
-  Closing = 3,
-}
 
 export interface ListenerInfo {
   protocol: 'mqtt' | 'websockets';
@@ -314,8 +304,8 @@ export class Connection {
         this.parser = null;
         b.returnParser(parser);
       }
-      if (replyNow) {
-        replyNow = false;
+      if ((this.flags & REPLY_NOW) !== 0) {
+        this.flags &= ~REPLY_NOW;
         this.flush();
       }
     } catch (err) {
@@ -342,7 +332,7 @@ export class Connection {
         case 'pubrec':
         case 'pubrel':
         case 'pubcomp':
-          handleAcks(this, p);
+          if (handleAcks(this, p)) this.flags |= REPLY_NOW;
           return;
         case 'subscribe':
           handleSubscribe(this, p);
@@ -669,6 +659,14 @@ const GRACEFUL = 32;
 const DRAIN_WAITING = 64;
 const CONNECT_V5 = 128;
 const SOCKET_CHARGED = 256;
+/**
+ * Set while a chunk is handled when its acks released bytes for the same connection (the next
+ * window of queued PUBLISHes, a PUBREL; handleAcks says so): those go out at the end of that
+ * chunk instead of after every other socket of the turn has been read. With a small window in
+ * flight the subscriber waits on each such round trip; routed bytes to other connections still
+ * wait for the turn.
+ */
+const REPLY_NOW = 512;
 
 /** Whether `c` starts with the fixed header and protocol name and level of an MQTT 5 CONNECT. */
 function startsV5Connect(c: Uint8Array): boolean {
@@ -712,13 +710,6 @@ export interface DeniedLog {
   unlogged: number;
 }
 
-const T0 = Date.now();
-/** Milliseconds since the module loaded, in 10 ms ticks: a small integer for 248 days. */
-export function ticks(): number {
-  return ((Date.now() - T0) / 10) | 0;
-}
-export const TICKS_PER_SECOND = 100;
-
 const CONN = Symbol('connection');
 type SocketWithConn = ConnSocket & { [CONN]: Connection };
 function onSocketData(this: SocketWithConn, chunk: Buffer): void {
@@ -737,17 +728,6 @@ function onSocketDrain(this: SocketWithConn): void {
 let current: Connection | null = null;
 function dispatchCurrent(p: Packet): void {
   (current as Connection).dispatch(p);
-}
-
-/**
- * Set while a chunk is handled when its acks released bytes for the same connection (the next
- * window of queued PUBLISHes, a PUBREL): those go out at the end of that chunk instead of after
- * every other socket of the turn has been read. With a small window in flight the subscriber
- * waits on each such round trip; routed bytes to other connections still wait for the turn.
- */
-let replyNow = false;
-export function replyAfterChunk(): void {
-  replyNow = true;
 }
 
 const PINGRESP = new Uint8Array([0xd0, 0x00]);

@@ -5,8 +5,10 @@
  */
 import type { QoS } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
-import { type Connection, ConnState, HARD_WRITE_LIMIT, SOFT_WRITE_LIMIT } from './connection.ts';
+import { ConnState } from './conn-state.ts';
+import type { Connection } from './connection.ts';
 import { type Delivery, type Message, own } from './message.ts';
+import { HARD_WRITE_LIMIT, SOFT_WRITE_LIMIT } from './options.ts';
 import type { Session } from './session.ts';
 import { NAME_TOPIC, type OutAliases, writeAliased } from './topic-alias.ts';
 
@@ -35,6 +37,16 @@ export class EncodeCache {
   }
 }
 
+/**
+ * What one route() passes to each deliver(): the publisher whose PUBLISH is being routed (null
+ * for the broker's own messages: wills, $SYS, bridges), which backpressure may pause, and the
+ * encoded bytes shared by its subscribers. The router owns one and reuses it for every message.
+ */
+export class RouteContext {
+  publisher: Connection | null = null;
+  readonly cache = new EncodeCache();
+}
+
 /** In-flight window towards this connection: the broker's bound and the client's receive maximum. */
 export function windowOf(b: Broker, conn: Connection): number {
   const mine = conn.maxInflight > 0 ? conn.maxInflight : b.options.maxInflightMessages;
@@ -48,7 +60,7 @@ export function deliver(
   qos: QoS,
   retain: boolean,
   subIds: number[] | undefined,
-  cache: EncodeCache | null,
+  ctx: RouteContext | null,
 ): void {
   const conn = s.conn;
   const online = conn !== null && conn.state === ConnState.Connected;
@@ -61,16 +73,16 @@ export function deliver(
         b.dropped(s, msg, 'subscriber not reading (QoS 0)', 'slow_subscriber');
         return;
       }
-      slowDownPublisher(b, s);
+      slowDownPublisher(b, s, ctx);
       conn.waitDrain();
     }
-    writePublish(b, conn, msg, 0, retain, subIds, 0, false, cache);
+    writePublish(b, conn, msg, 0, retain, subIds, 0, false, ctx === null ? null : ctx.cache);
     return;
   }
   const d: Delivery = { msg, qos, retain, subIds, pid: 0, state: 0 };
   if (online && s.queueLength === 0 && s.inflightCount < windowOf(b, conn)) {
     const pid = s.allocPid();
-    if (!writePublish(b, conn, msg, qos, retain, subIds, pid, false, cache)) return;
+    if (!writePublish(b, conn, msg, qos, retain, subIds, pid, false, ctx === null ? null : ctx.cache)) return;
     d.pid = pid;
     s.inflight.set(pid, d);
     if (conn.pausedBy > 0) conn.socket.resume(); // it must read the acks it now owes us
@@ -93,7 +105,7 @@ export function deliver(
     // is the subscriber itself, or the broker publishes), the queue may go past the bound, but
     // not past twice it: memory stays bounded whoever publishes.
     if (
-      !slowDownPublisher(b, s) &&
+      !slowDownPublisher(b, s, ctx) &&
       ((max > 0 && s.queueLength >= 2 * max) || (maxBytes > 0 && s.queuedBytes >= 2 * maxBytes))
     ) {
       b.dropped(s, msg, 'queue at twice its bound and the publisher cannot be paused', 'queue_overflow');
@@ -106,12 +118,13 @@ export function deliver(
 }
 
 /**
- * Pauses the socket of the publisher being handled until `s` drains; false when it cannot. A
+ * Pauses the socket of the publisher being routed (ctx) until `s` drains; false when it cannot. A
  * connection that has messages in flight towards it is never paused: it must keep reading
  * their acks (two clients publishing to each other would otherwise wait on each other for ever).
  */
-function slowDownPublisher(b: Broker, s: Session): boolean {
-  const pub = b.currentPublisher;
+function slowDownPublisher(b: Broker, s: Session, ctx: RouteContext | null): boolean {
+  if (ctx === null) return false;
+  const pub = ctx.publisher;
   if (pub === null || pub.closed || pub.session === s) return false;
   const ps = pub.session;
   if (ps !== null && (ps.inflightCount > 0 || ps.queueLength > 0)) return false;

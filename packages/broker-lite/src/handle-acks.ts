@@ -3,59 +3,62 @@
  * window, queue pump) and the release of QoS 2 messages received from it.
  */
 import { type PubAckLikePacket, ReasonCode } from '@mqtt-edge/codec';
-import { type Connection, replyAfterChunk } from './connection.ts';
+import type { Connection } from './connection.ts';
 import { pump } from './deliver.ts';
 
 const PUBREL = 0x62;
 const PUBCOMP = 0x70;
 
+/**
+ * Returns true when the ack released bytes for this same connection (the next window of its
+ * queue, a PUBREL) that should go out at the end of the chunk being read, not the turn.
+ */
 export function handleAcks(
   conn: Connection,
   p: PubAckLikePacket<'puback' | 'pubrec' | 'pubrel' | 'pubcomp'>,
-): void {
+): boolean {
   const b = conn.broker;
   const s = conn.session;
-  if (s === null) return;
+  if (s === null) return false;
   const pid = p.packetId;
   switch (p.type) {
     case 'puback': {
       const d = s.inflight.get(pid);
-      if (d === undefined || d.qos !== 1) return; // unknown ids are ignored, as Mosquitto does
+      if (d === undefined || d.qos !== 1) return false; // unknown ids are ignored, as Mosquitto does
       s.inflight.delete(pid);
       if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
-      if (s.queueLength > 0) replyAfterChunk();
+      const more = s.queueLength > 0;
       pump(b, s);
-      return;
+      return more;
     }
     case 'pubrec': {
       const d = s.inflight.get(pid);
       if (d === undefined || d.qos !== 2) {
         conn.sendAck(PUBREL, pid, ReasonCode.PacketIdentifierNotFound);
-        return;
+        return false;
       }
       if ((p.reasonCode ?? 0) >= 0x80) {
         // MQTT 5: the receiver refused it; the flow ends here.
         s.inflight.delete(pid);
         if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
         pump(b, s);
-        return;
+        return false;
       }
       if (d.state === 0) {
         d.state = 1;
         if (s.persistent && b.persist !== null) b.persist.queueReleased(s, d, conn);
       }
       conn.sendAck(PUBREL, pid, 0);
-      replyAfterChunk();
-      return;
+      return true;
     }
     case 'pubcomp': {
       const d = s.inflight.get(pid);
-      if (d === undefined || d.state !== 1) return;
+      if (d === undefined || d.state !== 1) return false;
       s.inflight.delete(pid);
       if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
-      if (s.queueLength > 0) replyAfterChunk();
+      const more = s.queueLength > 0;
       pump(b, s);
-      return;
+      return more;
     }
     case 'pubrel': {
       const seen = s.incomingQos2;
@@ -63,7 +66,7 @@ export function handleAcks(
         if (s.persistent && b.persist !== null) b.persist.incomingDel(s, pid);
         conn.sendAck(PUBCOMP, pid, 0);
       } else conn.sendAck(PUBCOMP, pid, ReasonCode.PacketIdentifierNotFound);
-      return;
+      return false;
     }
   }
 }

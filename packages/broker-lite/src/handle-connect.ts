@@ -10,26 +10,16 @@ import {
   type Properties,
   ReasonCode,
 } from '@mqtt-edge/codec';
-import { type Connection, ConnState } from './connection.ts';
+import { ConnState } from './conn-state.ts';
+import type { Connection } from './connection.ts';
 import { pump, resendInflight } from './deliver.ts';
 import { HashQueueFullError } from './login-queue.ts';
+import { TOPIC_ALIAS_MAXIMUM } from './options.ts';
 import { NEVER_EXPIRES } from './session.ts';
 import { OUT_ALIAS_LIMIT, OutAliases } from './topic-alias.ts';
 
 /** Client ids that make a valid one-level topic prefix (what `%c` ACL patterns match too). */
 const RESPONSE_SAFE = /^[^/+#\u0000]+$/;
-
-/** Topic aliases a client may use towards us (Mosquitto's max_topic_alias default). */
-export const TOPIC_ALIAS_MAXIMUM = 10;
-
-/**
- * The broker's Receive Maximum (MQTT 5): the option; else max_inflight_messages, the window the
- * broker holds each way (as Mosquitto advertises it); 0 there (no bound) is the protocol's 65,535.
- */
-export function receiveMaximum(opt: number | undefined, maxInflightMessages: number): number {
-  if (opt !== undefined && opt >= 1 && opt <= 65_535) return opt;
-  return maxInflightMessages >= 1 && maxInflightMessages < 65_535 ? maxInflightMessages : 65_535;
-}
 
 export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const b = conn.broker;

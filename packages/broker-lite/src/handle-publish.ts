@@ -5,8 +5,8 @@
  */
 import { type Properties, type PublishPacket, type QoS, ReasonCode } from '@mqtt-edge/codec';
 import type { Connection } from './connection.ts';
-import { TOPIC_ALIAS_MAXIMUM } from './handle-connect.ts';
 import { makeMessage } from './message.ts';
+import { TOPIC_ALIAS_MAXIMUM } from './options.ts';
 import type { Persistence } from './persist.ts';
 import { clientMayWriteSys } from './sys.ts';
 
@@ -120,9 +120,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
   const msg = makeMessage(topic, p.payload, qos, p.retain, props, Date.now());
   if (p.retain) b.retainMessage(msg);
-  b.currentPublisher = conn;
-  b.router.route(msg, session);
-  b.currentPublisher = null;
+  b.router.route(msg, session, conn);
   // MQTT 5 lets the server say 0x10 when no subscription matched; Mosquitto does, for QoS 1
   // only (its PUBREC comes before it routes), and publishers written against it read it.
   if (qos === 1)

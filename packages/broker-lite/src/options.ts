@@ -231,3 +231,25 @@ export const DEFAULT_BROKER_OPTIONS: Omit<BrokerOptions, 'logger'> = {
   maxTopicLevels: 200,
   memoryLimit: 0,
 };
+
+/*
+ * Limits shared by more than one file of the broker core (fixed, not configurable): here rather
+ * than in the file that happened to use them first, so that no handler imports another.
+ */
+
+/** Topic aliases a client may use towards us (Mosquitto's max_topic_alias default). */
+export const TOPIC_ALIAS_MAXIMUM = 10;
+
+/**
+ * The broker's Receive Maximum (MQTT 5): the option; else max_inflight_messages, the window the
+ * broker holds each way (as Mosquitto advertises it); 0 there (no bound) is the protocol's 65,535.
+ */
+export function receiveMaximum(opt: number | undefined, maxInflightMessages: number): number {
+  if (opt !== undefined && opt >= 1 && opt <= 65_535) return opt;
+  return maxInflightMessages >= 1 && maxInflightMessages < 65_535 ? maxInflightMessages : 65_535;
+}
+
+/** Socket bytes waiting to go out above which QoS 0 senders are slowed down. */
+export const SOFT_WRITE_LIMIT = 256 * 1024;
+/** Above this QoS 0 messages to the connection are dropped (and counted): the memory bound. */
+export const HARD_WRITE_LIMIT = 4 * 1024 * 1024;

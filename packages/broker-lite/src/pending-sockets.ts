@@ -6,7 +6,7 @@
  */
 import type net from 'node:net';
 import type { Broker } from './broker.ts';
-import { ticks } from './connection.ts';
+import { ticks } from './conn-state.ts';
 
 interface Pending {
   socket: net.Socket;

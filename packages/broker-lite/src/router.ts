@@ -5,7 +5,8 @@
  */
 import { SubscriptionIndex, splitShared } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
-import { deliver, EncodeCache } from './deliver.ts';
+import type { Connection } from './connection.ts';
+import { deliver, RouteContext } from './deliver.ts';
 import type { Message } from './message.ts';
 import type { Session, Subscription } from './session.ts';
 
@@ -26,7 +27,9 @@ export class Router {
   private readonly hits: Session[] = [];
   private msg: Message | null = null;
   private from: Session | null = null;
-  private readonly cache = new EncodeCache();
+  private readonly ctx = new RouteContext();
+  /** Deliveries of the message being routed (route() returns it). */
+  private routed = 0;
   private readonly groups = new Map<string, ShareGroup>();
   /** Subscriptions in share groups, all members ($SYS/broker/shared_subscriptions/count). */
   sharedSubscriptions = 0;
@@ -103,9 +106,9 @@ export class Router {
         best.qos < msg.qos ? best.qos : msg.qos,
         best.retainAsPublished && msg.retain,
         best.id !== undefined ? [best.id] : undefined,
-        this.cache,
+        this.ctx,
       );
-      this.b.routedCount++;
+      this.routed++;
     } catch (err) {
       this.failed(best.session, msg, err);
     }
@@ -164,8 +167,12 @@ export class Router {
     }
   }
 
-  /** Delivers `msg` to every matching session; returns how many received it. */
-  route(msg: Message, from: Session | null): number {
+  /**
+   * Delivers `msg` to every matching session; returns how many received it. `from` is the
+   * publisher's session (no local), `publisher` its connection, which backpressure may pause
+   * (null: the broker publishes).
+   */
+  route(msg: Message, from: Session | null, publisher: Connection | null = null): number {
     if (this.routing) {
       // Not expected (no handler routes from inside a delivery), but never corrupt the scratch.
       queueMicrotask(() => this.route(msg, from));
@@ -177,8 +184,10 @@ export class Router {
     this.from = from;
     this.epoch++;
     this.matched = false;
-    this.cache.clear();
-    b.routedCount = 0;
+    const ctx = this.ctx;
+    ctx.publisher = publisher;
+    ctx.cache.clear();
+    this.routed = 0;
     const hits = this.hits;
     try {
       this.index.match(msg.topic, this.visit, this.visitShared);
@@ -201,17 +210,18 @@ export class Router {
               !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
             )
               continue;
-            deliver(b, s, msg, s.mQos, s.mRetain, s.mIds, this.cache);
-            b.routedCount++;
+            deliver(b, s, msg, s.mQos, s.mRetain, s.mIds, ctx);
+            this.routed++;
           }
         } catch (err) {
           this.failed(hits[i], msg, err);
           i++;
         }
       }
-      return b.routedCount;
+      return this.routed;
     } finally {
       hits.length = 0;
+      ctx.publisher = null;
       this.msg = null;
       this.from = null;
       this.routing = false;
