@@ -13,7 +13,7 @@
  * and broker-lite's own counters from /metrics; Mosquitto's from strace on it). The target
  * compares bytes per reading with twice the reading's payload (the JSON the subscriber gets).
  * Filesystem journal writes (jbd2) are nobody's write_bytes and are not counted. The agent runs
- * with its default health interval (30 s): each health message also rewrites its status file.
+ * with its default health interval (30 s) and status interval (2 s: status.json, rewritten in place).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -34,7 +34,7 @@ import {
   type PortOpener,
   SerialLink,
 } from './serial-link.ts';
-import { type AgentStatus, writeStatus } from './status.ts';
+import { type AgentStatus, closeStatusFile, writeStatus } from './status.ts';
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -1002,7 +1002,10 @@ export class Agent {
       }
     }
     await this.client.end().catch(() => undefined);
-    if (this.options.statusFile !== false) this.writeStatusFile();
+    if (this.options.statusFile !== false) {
+      this.writeStatusFile();
+      closeStatusFile(this.config.stateDir);
+    }
     await this.queue.close();
     this.log.log('info', 'agent-stop', { queued: this.queue.stats().count });
   }

@@ -1,10 +1,13 @@
 /**
- * The running agent rewrites `{stateDir}/status.json` every few seconds (write to a temp file,
- * rename: a reader never sees half a file). `mqtt-edge-agent status` reads it: no socket to
+ * The running agent rewrites `{stateDir}/status.json` every few seconds, in place (issue 18.4):
+ * the same file, the new JSON over the old, padded with spaces to the old length. A temp file
+ * renamed over it cost a new file, so a new flash page, every rewrite (2 KB a second at the
+ * default 2 s); rewriting a page still dirty costs nothing until the kernel writes it back
+ * (every ~30 s). A reader that catches a rewrite half done reads again. `mqtt-edge-agent status` reads it: no socket to
  * secure, works for any user who can read the state dir, and tells a dead agent (stale file,
  * no such pid) from a live one.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 export const STATUS_FILE = 'status.json';
@@ -64,18 +67,73 @@ export interface AgentStatus {
   counters: Record<string, number>;
 }
 
+interface OpenStatusFile {
+  fd: number;
+  ino: number;
+  /** Bytes in the file: a shorter status is padded to it (never truncated: that frees the page). */
+  size: number;
+}
+const openFiles = new Map<string, OpenStatusFile>();
+
 export function writeStatus(stateDir: string, s: AgentStatus): void {
   const file = path.join(stateDir, STATUS_FILE);
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(s, null, 1)}\n`);
-  renameSync(tmp, file);
+  let f = openFiles.get(file);
+  if (f !== undefined && !sameFile(file, f.ino)) {
+    closeStatusFile(stateDir);
+    f = undefined;
+  }
+  if (f === undefined) {
+    const fd = openSync(file, 'w');
+    f = { fd, ino: fstatSync(fd).ino, size: 0 };
+    openFiles.set(file, f);
+  }
+  const text = Buffer.from(`${JSON.stringify(s, null, 1)}\n`);
+  const b = text.length < f.size ? Buffer.concat([text, Buffer.alloc(f.size - text.length, 0x20)]) : text;
+  let done = 0;
+  while (done < b.length) done += writeSync(f.fd, b, done, b.length - done, done);
+  f.size = b.length;
 }
 
+/** Removed or replaced (another writer, a cleaned state dir): the next write makes it anew. */
+function sameFile(file: string, ino: number): boolean {
+  try {
+    return statSync(file).ino === ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Lets go of the file the agent keeps open for its rewrites (on stop). */
+export function closeStatusFile(stateDir: string): void {
+  const file = path.join(stateDir, STATUS_FILE);
+  const f = openFiles.get(file);
+  if (f === undefined) return;
+  openFiles.delete(file);
+  try {
+    closeSync(f.fd);
+  } catch {
+    // nothing left to do with it
+  }
+}
+
+/** Tries a few times: a read can meet a rewrite half done (the writer is a few syscalls long). */
 export function readStatus(stateDir: string): AgentStatus {
-  const text = readFileSync(path.join(stateDir, STATUS_FILE), 'utf8');
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return parseStatus(readFileSync(path.join(stateDir, STATUS_FILE), 'utf8'));
+    } catch (err) {
+      if (attempt >= 5 || !(err instanceof SyntaxError || err instanceof NotStatus)) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+}
+
+class NotStatus extends Error {}
+
+function parseStatus(text: string): AgentStatus {
   const s = JSON.parse(text) as AgentStatus;
   if (typeof s !== 'object' || s === null || typeof s.pid !== 'number' || !Array.isArray(s.ports))
-    throw new Error('not an agent status file');
+    throw new NotStatus('not an agent status file');
   return s;
 }
 

@@ -107,14 +107,22 @@ describe('issue 12: hostile input to the durable queue reader', () => {
     const first = await openChecked(dir);
     expect(first.seqs).toEqual(range(5, 8));
     await first.q.close();
+    // two slots (issue 18.4): at 0 and 512; spoiling one leaves the other, so both are spoiled
+    expect(good.length).toBe(528);
     const unsafe = Buffer.from(good);
-    unsafe.writeUInt32LE(0xffffffff, 4);
-    unsafe.writeUInt32LE(0xffffffff, 8);
-    unsafe.writeUInt32LE(crc32c(unsafe, 0, 12), 12);
+    for (const at of [0, 512]) {
+      unsafe.writeUInt32LE(0xffffffff, at + 4);
+      unsafe.writeUInt32LE(0xffffffff, at + 8);
+      unsafe.writeUInt32LE(crc32c(unsafe, at, at + 12), at + 12);
+    }
     const variants: Array<[string, Buffer]> = [
       ['truncated', good.subarray(0, 11)],
       ['empty', Buffer.alloc(0)],
-      ['bit-flipped', Buffer.from(good.map((b, i) => (i === 5 ? b ^ 1 : b)))],
+      ['bit-flipped', Buffer.from(good.map((b, i) => (i === 5 || i === 517 ? b ^ 1 : b)))],
+      [
+        'a version-1 cursor, bit-flipped',
+        Buffer.from(good.subarray(0, 16).map((b, i) => (i === 5 ? b ^ 1 : b))),
+      ],
       ['one byte longer', Buffer.concat([good, Buffer.from([0])])],
       ['seq past 2^53', unsafe],
     ];

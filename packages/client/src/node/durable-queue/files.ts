@@ -3,72 +3,132 @@
  * Both are replaced atomically (write a temporary, fsync it, rename over, fsync the directory)
  * so a crash leaves either the old or the new content, never a mix.
  *
- * Cursor file `cursor`, 16 bytes: magic "MEQC", u32 seq low, u32 seq high, u32 CRC-32C of the
- * first 12 bytes. Every seq <= cursor was acknowledged (or dropped by a bound).
+ * Cursor file `cursor`, 528 bytes: two 16-byte slots at offsets 0 and 512 (different sectors),
+ * each magic "MEQC", u32 seq low, u32 seq high, u32 CRC-32C of the slot's first 12 bytes; the
+ * larger valid seq is the cursor. Every seq <= cursor was acknowledged (or dropped by a bound).
+ * It is created once (atomically, like the marker) and then written in place, the slots in turn,
+ * without an fsync of its own (issue 18.4: a new file and two fsyncs per acknowledge batch cost a
+ * flash page and metadata each time; a page overwritten while dirty costs nothing more). A torn
+ * write spoils one slot, the other holds the value before. A version-1 queue's 16-byte cursor
+ * (one slot) is still read, and replaced by the two-slot file at open.
  */
-import { chmodSync, closeSync, fsync, fsyncSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import {
+  chmodSync,
+  closeSync,
+  fdatasyncSync,
+  fsyncSync,
+  openSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { crc32c } from './crc32c.ts';
 import { DurableQueueError } from './errors.ts';
-import { DIR_MODE, FILE_MODE, readSmallFile } from './io.ts';
+import { closeQuietly, DIR_MODE, FILE_MODE, readSmallFile, writeFully } from './io.ts';
 
 export const CURSOR_FILE = 'cursor';
 export const META_FILE = 'meta.json';
 const CURSOR_MAGIC = 0x4351454d; // "MEQC" read as little-endian u32
 const FORMAT = 'mqtt-edge-durable-queue';
 const VERSION = 1;
+const CURSOR_SLOT_BYTES = 16;
+/** The second slot's offset: another 512-byte sector than the first. */
+const CURSOR_SLOT_STRIDE = 512;
+export const CURSOR_FILE_BYTES = CURSOR_SLOT_STRIDE + CURSOR_SLOT_BYTES;
 /** The marker is ~60 bytes; a larger one is not ours and is not read whole. */
 const META_MAX_BYTES = 4096;
 
-export function encodeCursor(seq: number): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeUInt32LE(CURSOR_MAGIC, 0);
-  b.writeUInt32LE(seq >>> 0, 4);
-  b.writeUInt32LE(Math.floor(seq / 0x100000000), 8);
-  b.writeUInt32LE(crc32c(b, 0, 12), 12);
-  return b;
+function encodeCursor(seq: number, b: Buffer, at: number): void {
+  b.writeUInt32LE(CURSOR_MAGIC, at);
+  b.writeUInt32LE(seq >>> 0, at + 4);
+  b.writeUInt32LE(Math.floor(seq / 0x100000000), at + 8);
+  b.writeUInt32LE(crc32c(b, at, at + 12), at + 12);
 }
 
-/** The cursor, `null` when the file is missing, `'invalid'` when present but unreadable. */
+/** The cursor, `null` when the file is missing, `'invalid'` when present but no slot is valid. */
 export function readCursor(dir: string): number | null | 'invalid' {
   let b: Buffer | null;
   try {
-    b = readSmallFile(join(dir, CURSOR_FILE), 16);
+    b = readSmallFile(join(dir, CURSOR_FILE), CURSOR_FILE_BYTES);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
     if (code === 'EISDIR') return 'invalid';
     throw err;
   }
-  if (
-    b === null ||
-    b.length !== 16 ||
-    b.readUInt32LE(0) !== CURSOR_MAGIC ||
-    crc32c(b, 0, 12) !== b.readUInt32LE(12)
-  ) {
-    return 'invalid';
-  }
-  const seq = b.readUInt32LE(4) + b.readUInt32LE(8) * 0x100000000;
-  return seq <= Number.MAX_SAFE_INTEGER ? seq : 'invalid';
+  if (b === null || (b.length !== CURSOR_SLOT_BYTES && b.length !== CURSOR_FILE_BYTES)) return 'invalid';
+  const a = readSlot(b, 0);
+  const z = b.length === CURSOR_FILE_BYTES ? readSlot(b, CURSOR_SLOT_STRIDE) : -1;
+  const seq = Math.max(a, z);
+  return seq >= 0 ? seq : 'invalid';
 }
 
-export async function writeCursor(dir: string, dirFd: number, seq: number): Promise<void> {
-  const tmp = join(dir, `${CURSOR_FILE}.tmp`);
-  const fh = await open(tmp, 'w', FILE_MODE);
-  try {
-    await fh.write(encodeCursor(seq), 0, 16, 0);
-    await fh.datasync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, CURSOR_FILE));
-  // the directory's fsync makes the rename itself durable
-  await new Promise<void>((resolve, reject) => fsync(dirFd, (err) => (err ? reject(err) : resolve())));
+/** A slot's seq, -1 when it is torn or not one. */
+function readSlot(b: Buffer, at: number): number {
+  if (b.readUInt32LE(at) !== CURSOR_MAGIC || crc32c(b, at, at + 12) !== b.readUInt32LE(at + 12)) return -1;
+  const seq = b.readUInt32LE(at + 4) + b.readUInt32LE(at + 8) * 0x100000000;
+  return seq <= Number.MAX_SAFE_INTEGER ? seq : -1;
 }
 
-export function writeCursorSync(dir: string, dirFd: number, seq: number): void {
-  atomicWriteSync(dir, dirFd, CURSOR_FILE, encodeCursor(seq));
+/**
+ * The cursor file held open and written in place. `write()` puts the value in the slot not
+ * written last and does not fsync: losing the latest values to a power cut only brings acknowledged
+ * messages back as duplicates, which a crash may; `sync()` (close) makes it durable. The file is
+ * made (atomically, fsynced) on the first write when it is missing or not the two-slot size.
+ */
+export class CursorFile {
+  private fd = -1;
+  private next = 0;
+  private readonly slot = Buffer.alloc(CURSOR_SLOT_BYTES);
+
+  constructor(
+    private readonly dir: string,
+    private readonly dirFd: number,
+  ) {}
+
+  write(seq: number): void {
+    if (this.fd < 0 && this.reopen()) {
+      // fall through to the in-place write
+    } else if (this.fd < 0) {
+      const both = Buffer.alloc(CURSOR_FILE_BYTES);
+      encodeCursor(seq, both, 0);
+      encodeCursor(seq, both, CURSOR_SLOT_STRIDE);
+      atomicWriteSync(this.dir, this.dirFd, CURSOR_FILE, both);
+      this.fd = openSync(join(this.dir, CURSOR_FILE), 'r+');
+      return;
+    }
+    encodeCursor(seq, this.slot, 0);
+    writeFully(this.fd, this.slot, CURSOR_SLOT_BYTES, this.next * CURSOR_SLOT_STRIDE);
+    this.next ^= 1;
+  }
+
+  /** Opens a two-slot file left by an earlier open; the slot to write first is the older one. */
+  private reopen(): boolean {
+    const path = join(this.dir, CURSOR_FILE);
+    let b: Buffer | null;
+    try {
+      b = readSmallFile(path, CURSOR_FILE_BYTES);
+    } catch {
+      return false;
+    }
+    if (b === null || b.length !== CURSOR_FILE_BYTES) return false;
+    this.fd = openSync(path, 'r+');
+    this.next = readSlot(b, 0) > readSlot(b, CURSOR_SLOT_STRIDE) ? 1 : 0;
+    return true;
+  }
+
+  /** Writes `seq` and fdatasyncs it. */
+  writeDurably(seq: number): void {
+    const fresh = this.fd < 0;
+    this.write(seq);
+    if (!fresh) fdatasyncSync(this.fd);
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeQuietly(this.fd);
+    this.fd = -1;
+  }
 }
 
 function atomicWriteSync(dir: string, dirFd: number, name: string, data: Uint8Array): void {
