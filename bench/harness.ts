@@ -2,7 +2,6 @@
  * The shared benchmark harness: every area (codec, topics, client, broker, agent, bridge)
  * exports a BenchArea whose rows hold our figure and the peer's from the same run.
  */
-import net from 'node:net';
 import v8 from 'node:v8';
 
 export interface BenchRow {
@@ -129,18 +128,6 @@ export function formatNumber(n: number | null): string {
   return n.toFixed(3);
 }
 
-/** A TCP port on 127.0.0.1 free a moment ago (for a child process to listen on). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** Calls `onLine` with each line `child` prints on stdout. */
 export function onLines(
   child: import('node:child_process').ChildProcess,
@@ -157,4 +144,5 @@ export function onLines(
   });
 }
 
+export { freePort } from '../test/helpers/mosquitto.ts';
 export { stopProcess, untilListening } from '../test/helpers/processes.ts';
