@@ -996,27 +996,42 @@ interface Latencies {
 const FLOOR = 'node floor';
 /**
  * The least a Node broker can do on the latency rows: CONNACK, SUBACK, and each PUBLISH
- * forwarded as read to the last subscriber (QoS 1 with a PUBACK), through Node's net streams.
+ * forwarded as read to the subscribers whose filter is its topic or a `prefix/#` of it (QoS 1
+ * with a PUBACK), through Node's net streams.
  */
 const FLOOR_SCRIPT = `
 const net = await import('node:net');
-let sub = null;
+const subs = [];
 const srv = net.createServer((s) => {
   s.setNoDelay(true);
   s.on('error', () => {});
-  s.on('data', (c) => {
-    for (let i = 0; i < c.length; ) {
+  s.on('close', () => { for (let k = subs.length - 1; k >= 0; k--) if (subs[k].s === s) subs.splice(k, 1); });
+  let rest = null;
+  s.on('data', (chunk) => {
+    const c = rest === null ? chunk : Buffer.concat([rest, chunk]);
+    rest = null;
+    let i = 0;
+    while (i < c.length) {
       let len = 0, mul = 1, j = i + 1;
-      for (;;) { const b = c[j++]; len += (b & 127) * mul; mul *= 128; if (!(b & 128)) break; }
+      for (;;) { if (j >= c.length) { len = -1; break; } const b = c[j++]; len += (b & 127) * mul; mul *= 128; if (!(b & 128)) break; }
+      if (len < 0 || j + len > c.length) break;
       const t = c[i] >> 4;
       if (t === 1) s.write(Buffer.from([0x20, 2, 0, 0]));
-      else if (t === 8) { sub = s; s.write(Buffer.from([0x90, 3, c[j], c[j + 1], c[j + len - 1]])); }
-      else if (t === 3) {
-        if (sub !== null) sub.write(c.subarray(i, j + len));
-        if ((c[i] & 6) === 2) { const tl = (c[j] << 8) | c[j + 1]; s.write(Buffer.from([0x40, 2, c[j + 2 + tl], c[j + 3 + tl]])); }
+      else if (t === 8) {
+        const fl = (c[j + 2] << 8) | c[j + 3];
+        const f = c.toString('latin1', j + 4, j + 4 + fl);
+        subs.push({ s, exact: f.endsWith('/#') ? null : f, prefix: f.endsWith('/#') ? f.slice(0, -1) : null });
+        s.write(Buffer.from([0x90, 3, c[j], c[j + 1], c[j + len - 1]]));
+      } else if (t === 3) {
+        const tl = (c[j] << 8) | c[j + 1];
+        const topic = c.toString('latin1', j + 2, j + 2 + tl);
+        const p = c.subarray(i, j + len);
+        for (const x of subs) if (x.exact === topic || (x.prefix !== null && topic.startsWith(x.prefix))) x.s.write(p);
+        if ((c[i] & 6) === 2) s.write(Buffer.from([0x40, 2, c[j + 2 + tl], c[j + 3 + tl]]));
       }
       i = j + len;
     }
+    if (i < c.length) rest = Buffer.from(c.subarray(i));
   });
 });
 srv.listen(0, '127.0.0.1', () => console.log('PORT ' + srv.address().port));
@@ -1125,7 +1140,8 @@ const area: BenchArea = {
           for (let r = 0; r < (quick ? 1 : 3); r++)
             for (const [name, port] of rotate(all, r)) {
               const f = results.get(name);
-              if (f === undefined || (same && name !== 'broker-lite' && name !== 'mosquitto')) continue;
+              // The floor has no capacity of its own: it runs at the same load only.
+              if (same ? !['broker-lite', 'mosquitto', FLOOR].includes(name) : f === undefined) continue;
               const rate = ((same ? mosquitto : f) as Figures).fanin[q].rate / 2;
               const l = await loadedLatency(port, q, rate, quick ? 300 : 1000);
               const mine = pool(name);
@@ -1179,18 +1195,21 @@ const area: BenchArea = {
     const ol = latencies.get('broker-lite');
     if (floorLat !== undefined && ol !== undefined)
       for (const q of [0, 1] as const)
-        for (const p of [0.5, 0.99])
-          rows.push(
-            costRow(
-              `broker:latency-qos${q}-p${p * 100} vs ${FLOOR}`,
-              'ms',
-              percentile(ol.idle[q], p),
-              percentile(floorLat.idle[q], p),
-              FLOOR,
-              undefined,
-              'a Node process forwarding each PUBLISH as it reads it, nothing else: the floor of a Node broker on this row',
-            ),
-          );
+        for (const kind of ['idle', 'sameLoad'] as const)
+          for (const p of [0.5, 0.99]) {
+            if (ol[kind][q].length === 0 || floorLat[kind][q].length === 0) continue;
+            rows.push(
+              costRow(
+                `broker:latency-qos${q}${kind === 'idle' ? '' : '-same-load'}-p${p * 100} vs ${FLOOR}`,
+                'ms',
+                percentile(ol[kind][q], p),
+                percentile(floorLat[kind][q], p),
+                FLOOR,
+                undefined,
+                'a Node process forwarding each PUBLISH to its subscribers as it reads it, nothing else: the floor of a Node broker on this row',
+              ),
+            );
+          }
     for (const peer of peers) {
       const f = results.get(peer);
       const target = peer === 'aedes' ? 3 : peer === BASE ? 0.95 : 1;
