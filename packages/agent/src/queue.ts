@@ -21,6 +21,7 @@ const OPEN_LOG_EVERY_MS = 60_000;
 export function queueOptions(c: QueueConfig, log: Logger): DurableQueueOptions {
   const o: DurableQueueOptions = {
     fsync: c.fsync,
+    commitWindowMs: c.commitWindowMs,
     dropPolicy: c.dropPolicy,
     maxBytes: c.maxBytes,
     onEvent: (e) => logQueueEvent(log, c, e),

@@ -166,6 +166,10 @@ export class DurableQueue implements Outbox {
   /** Sealed segments whose index is written once the fsync that seals them completed. */
   private readonly indexAfterSync: Segment[] = [];
   private intervalTimer: NodeJS.Timeout | null = null;
+  /** commitWindowMs: the window the first write since the last round started waits out. */
+  private windowTimer: NodeJS.Timeout | null = null;
+  /** The window ran out: the next round may start (as soon as the one running completes). */
+  private windowDue = false;
 
   private acksSincePersist = 0;
   private cursorTimer: NodeJS.Timeout | null = null;
@@ -434,13 +438,26 @@ export class DurableQueue implements Outbox {
    * that, the writes wait and join the next round. Rounds complete in the order they started:
    * a round's puts resolve, and its sealed files close, only once every earlier round is done.
    */
-  private requestSync(): void {
+  private requestSync(force = false): void {
     if (this.failure) return;
     if (!this.unsynced) {
       if (this.o.fsync === 'batch' && this.syncs.length === 0) this.resolveWaiters(this.writtenSeq);
       return;
     }
+    if (!force && !this.windowDue && this.o.commitWindowMs > 0) {
+      // group commit over a window: the first write since the last round starts it, and the
+      // round waits for its end (and for the round running, if any, to complete)
+      if (this.windowTimer === null) {
+        this.windowTimer = setTimeout(() => {
+          this.windowTimer = null;
+          this.windowDue = true;
+          this.requestSync();
+        }, this.o.commitWindowMs);
+      }
+      return;
+    }
     if (this.syncs.length >= this.o.parallelFsyncs) return; // the next completion starts another
+    this.windowDue = false;
     const jobs: Promise<void>[] = [];
     for (const fd of this.dirtyFds) jobs.push(fdatasyncP(fd));
     this.dirtyFds.clear();
@@ -716,7 +733,7 @@ export class DurableQueue implements Outbox {
         continue;
       }
       if (!this.unsynced) return;
-      this.requestSync();
+      this.requestSync(true);
     }
   }
 
@@ -1025,6 +1042,8 @@ export class DurableQueue implements Outbox {
   private async shutdown(): Promise<void> {
     if (this.intervalTimer) clearInterval(this.intervalTimer);
     if (this.cursorTimer) clearTimeout(this.cursorTimer);
+    if (this.windowTimer) clearTimeout(this.windowTimer);
+    this.windowTimer = null;
     this.intervalTimer = null;
     this.cursorTimer = null;
     this.drops.end();
