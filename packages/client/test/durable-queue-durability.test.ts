@@ -48,6 +48,7 @@ vi.mock('node:fs', async (importOriginal) => {
 });
 
 const { DurableQueue } = await import('../src/node/durable-queue/index.ts');
+const { recordSeqAt } = await import('./helpers/dq-files.ts');
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -83,8 +84,8 @@ describe('batch policy under a power-loss model', () => {
       for (const name of readdirSync(dirOf).filter((n) => n.endsWith('.log'))) {
         const path = join(dirOf, name);
         const b = readFileSync(path);
-        for (let p = 8; p + 28 <= b.length; p += b.readUInt32LE(p)) {
-          ends.set(b.readUInt32LE(p + 8), { path, end: p + b.readUInt32LE(p) });
+        for (let p = 8; p + 21 <= b.length; p += b.readUInt32LE(p)) {
+          ends.set(recordSeqAt(b, p, name), { path, end: p + b.readUInt32LE(p) });
         }
       }
       expect(readdirSync(dirOf).filter((n) => n.endsWith('.log')).length).toBeGreaterThan(5);
@@ -171,14 +172,10 @@ function isCovered(dirOf: string, seq: number): boolean {
   for (const name of readdirSync(dirOf).filter((n) => n.endsWith('.log'))) {
     const path = join(dirOf, name);
     const b = readFileSync(path);
-    for (let p = 8; p + 28 <= b.length; p += b.readUInt32LE(p)) {
-      if (recordSeqAt(b, p) !== seq) continue;
+    for (let p = 8; p + 21 <= b.length; p += b.readUInt32LE(p)) {
+      if (recordSeqAt(b, p, name) !== seq) continue;
       return (durableSize.get(path) ?? 0) >= p + b.readUInt32LE(p) && durableEntry.has(path);
     }
   }
   return false;
-}
-
-function recordSeqAt(b: Buffer, p: number): number {
-  return b.readUInt32LE(p + 8);
 }

@@ -36,7 +36,7 @@ export interface DurableQueueOptions {
    * caller (the agent) does not acknowledge the reading, and the device keeps it.
    */
   dropPolicy?: OutboxDropPolicy;
-  /** Largest record (message plus 28 to ~100 bytes of framing). Default 256 MiB + 64 KiB. */
+  /** Largest record (message plus 21 to ~30 bytes of framing, its properties as a full record). Default 256 MiB + 64 KiB. */
   maxRecordBytes?: number;
   /** Persist the acknowledge cursor after this many acks... Default 4096. */
   cursorEveryAcks?: number;
