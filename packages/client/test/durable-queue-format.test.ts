@@ -73,6 +73,50 @@ describe('issue 18.4: record format 2', () => {
     await back.close();
   });
 
+  it('issue 18.4: one topic with properties that change (or none, or user properties only) reads back exactly', async () => {
+    const dir = tmp();
+    const q = await DurableQueue.open(dir, { fsync: 'never' });
+    const kinds: Array<OutboxMessage['properties']> = [
+      undefined,
+      { contentType: 'a' },
+      { contentType: 'a', userProperties: [['k', 'v']] },
+      {
+        userProperties: [
+          ['k', 'v1'],
+          ['k', 'v2'],
+        ],
+      },
+      { contentType: 'b', messageExpiryInterval: 5 },
+      { contentType: 'a', correlationData: new Uint8Array([1, 2]), userProperties: [['x', '']] },
+      {},
+    ];
+    const msgs: OutboxMessage[] = [];
+    for (let i = 0; i < 140; i++) {
+      const properties = kinds[(i * 3 + (i >> 3)) % kinds.length];
+      const m: OutboxMessage = {
+        topic: 't',
+        payload: new Uint8Array([i]),
+        qos: (i % 3) as 0 | 1 | 2,
+        retain: i % 2 === 0,
+      };
+      if (properties !== undefined) m.properties = properties;
+      msgs.push(m);
+      q.put(m);
+    }
+    await q.close();
+    const recs = records(dir, segments(dir)[0]);
+    expect(recs.filter((r) => r.shared).length).toBeGreaterThan(20);
+    const back = await DurableQueue.open(dir);
+    // what a record of no properties or only dropped ones reads back as: none
+    const want = msgs.map((m) => {
+      if (m.properties === undefined || Object.keys(m.properties).length > 0) return m;
+      const { properties: _none, ...rest } = m;
+      return rest;
+    });
+    expect(back.read(0, 1000).map((e) => e.message)).toEqual(want);
+    await back.close();
+  });
+
   it('issue 18.4: a full record is written again past 64 KiB, and a rotten one loses only the records that share it', async () => {
     const dir = tmp();
     const q = await DurableQueue.open(dir, { fsync: 'never' });

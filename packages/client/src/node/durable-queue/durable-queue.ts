@@ -46,8 +46,9 @@ import {
   SEGMENT_VERSION,
   type SegmentVersion,
   type SharedPart,
+  sameSharedProps,
+  sharedPropsOf,
   sharedRecordBytes,
-  sharingKey,
   writeSegmentHeader,
 } from './record.ts';
 import { type RecoveryStats, recoverQueue } from './recovery.ts';
@@ -114,7 +115,7 @@ const PENDING_INITIAL = 64 << 10;
  * stretch of the records that point at it.
  */
 const SHARE_SPAN = 64 << 10;
-/** Distinct topic + properties remembered for sharing per segment (then forgotten and restarted). */
+/** Topics remembered for sharing per segment (then forgotten and started again). */
 const SHARE_KEYS = 256;
 /** Full records' shared parts kept decoded for reads. */
 const SHARED_CACHE = 64;
@@ -194,10 +195,11 @@ export class DurableQueue implements Outbox {
   private cursorTimer: NodeJS.Timeout | null = null;
   private cursorFile: CursorFile;
 
-  /** Topic + shared properties -> offset of the full record holding them, in the active segment. */
-  private readonly fullRecords = new Map<string, number>();
-  /** `<segment first seq>:<offset>` -> that full record's shared part, for reads. */
-  private readonly sharedParts = new Map<string, SharedPart>();
+  /** Topic -> the last full record of that topic in the active segment, and its shared properties. */
+  private readonly fullRecords = new Map<string, { offset: number; props: Uint8Array | null }>();
+  /** Offset -> shared part of the full records read in the segment whose first seq is sharedOf. */
+  private readonly sharedParts = new Map<number, SharedPart>();
+  private sharedOf = -1;
 
   private readonly win = new FileWindow(READ_CHUNK);
   private readonly slab = new PayloadSlab();
@@ -376,11 +378,13 @@ export class DurableQueue implements Outbox {
    * written full, and becomes the one later records share).
    */
   private shareWith(p: ReturnType<typeof prepare>, offset: number): number {
-    const key = sharingKey(p);
-    const at = this.fullRecords.get(key);
-    if (at !== undefined && offset - at <= SHARE_SPAN) return at;
-    if (at === undefined && this.fullRecords.size >= SHARE_KEYS) this.fullRecords.clear();
-    this.fullRecords.set(key, offset);
+    const topic = p.message.topic;
+    const full = this.fullRecords.get(topic);
+    if (full !== undefined && offset - full.offset <= SHARE_SPAN && sameSharedProps(p, full.props)) {
+      return full.offset;
+    }
+    if (full === undefined && this.fullRecords.size >= SHARE_KEYS) this.fullRecords.clear();
+    this.fullRecords.set(topic, { offset, props: sharedPropsOf(p) });
     return -1;
   }
 
@@ -963,8 +967,11 @@ export class DurableQueue implements Outbox {
 
   /** The topic and properties a shared record takes from the full record at `ref`; null if bad. */
   private sharedPart(seg: Segment, ref: number): SharedPart | null {
-    const key = `${seg.baseSeq}:${ref}`;
-    const known = this.sharedParts.get(key);
+    if (this.sharedOf !== seg.baseSeq) {
+      this.sharedParts.clear();
+      this.sharedOf = seg.baseSeq;
+    }
+    const known = this.sharedParts.get(ref);
     if (known !== undefined) return known;
     const win = this.win;
     const v = seg.version as SegmentVersion; // a shared record was read: the header is known
@@ -978,7 +985,7 @@ export class DurableQueue implements Outbox {
     const part = decodeSharedPart(win.buf, j, len, v);
     if (part === null) return null;
     if (this.sharedParts.size >= SHARED_CACHE) this.sharedParts.clear();
-    this.sharedParts.set(key, part);
+    this.sharedParts.set(ref, part);
     return part;
   }
 

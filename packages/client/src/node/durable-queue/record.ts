@@ -121,11 +121,19 @@ export function prepare(message: OutboxMessage): PreparedMessage {
   return { message, topicBytes, props, sharedPropsBytes: encoded?.sharedBytes ?? 0, recordBytes };
 }
 
-/** What a shared record's full record must hold: its topic and its non-user properties. */
-export function sharingKey(p: PreparedMessage): string {
-  if (p.sharedPropsBytes === 0) return p.message.topic;
+/** The bytes of `p`'s properties before its user properties (a copy); null when there are none. */
+export function sharedPropsOf(p: PreparedMessage): Uint8Array | null {
+  return p.sharedPropsBytes === 0 ? null : (p.props as Uint8Array).slice(0, p.sharedPropsBytes);
+}
+
+/** Whether `p`'s properties before its user properties are `shared` (from sharedPropsOf). */
+export function sameSharedProps(p: PreparedMessage, shared: Uint8Array | null): boolean {
+  const n = p.sharedPropsBytes;
+  if (shared === null) return n === 0;
+  if (shared.length !== n) return false;
   const b = p.props as Uint8Array;
-  return `${p.message.topic}\0${Buffer.from(b.buffer, b.byteOffset, p.sharedPropsBytes).toString('latin1')}`;
+  for (let i = 0; i < n; i++) if (b[i] !== shared[i]) return false;
+  return true;
 }
 
 /** Size of `p` as a record sharing another's topic and properties. */
@@ -141,19 +149,6 @@ function writeVarint(buf: Buffer, pos: number, n: number): number {
   }
   buf[pos++] = n;
   return pos;
-}
-
-/** A LEB128 at buf[pos] ending before `end`: [value, position after], or null. */
-function readVarint(buf: Buffer, pos: number, end: number): [number, number] | null {
-  let n = 0;
-  let mul = 1;
-  for (let k = 0; k < 5 && pos < end; k++) {
-    const b = buf[pos++];
-    n += (b & 0x7f) * mul;
-    if (b < 0x80) return [n, pos];
-    mul *= 128;
-  }
-  return null;
 }
 
 /**
@@ -230,51 +225,68 @@ export function recordTopicBytes(buf: Buffer, at: number, v: SegmentVersion): nu
   return buf.readUInt16LE(at + V2_HEADER + ((buf[at + 18] & FLAG_SHARED) !== 0 ? 4 : 0));
 }
 
-/** Where a record's parts lie, relative to its start; null when they do not fit in `len`. */
-interface Layout {
-  flags: number;
-  topicAt: number;
-  topicBytes: number;
-  propsAt: number;
-  propsEnd: number;
-}
+/**
+ * Where a record's parts lie, relative to its start: filled by layout(), read at once. One object
+ * for every call (all synchronous): a read must not allocate for its bookkeeping.
+ */
+const L = { flags: 0, topicAt: 0, topicBytes: 0, propsAt: 0, propsEnd: 0 };
 
-function layout(buf: Buffer, at: number, len: number, v: SegmentVersion): Layout | null {
+/** Fills L; false when the parts do not fit in `len`. */
+function layout(buf: Buffer, at: number, len: number, v: SegmentVersion): boolean {
+  let flags: number;
+  let topicAt: number;
+  let topicBytes: number;
+  let topicEnd: number;
   if (v === 1) {
-    const flags = buf[at + 24];
-    const topicEnd = V1_HEADER + buf.readUInt16LE(at + 26);
-    if (topicEnd > len) return null;
-    if ((flags & FLAG_PROPS) === 0)
-      return {
-        flags,
-        topicAt: V1_HEADER,
-        topicBytes: topicEnd - V1_HEADER,
-        propsAt: topicEnd,
-        propsEnd: topicEnd,
-      };
-    if (topicEnd + 4 > len) return null;
-    const propsEnd = topicEnd + 4 + buf.readUInt32LE(at + topicEnd);
-    if (propsEnd > len) return null;
-    return { flags, topicAt: V1_HEADER, topicBytes: topicEnd - V1_HEADER, propsAt: topicEnd + 4, propsEnd };
+    flags = buf[at + 24];
+    topicAt = V1_HEADER;
+    topicBytes = buf.readUInt16LE(at + 26);
+    topicEnd = topicAt + topicBytes;
+  } else {
+    flags = buf[at + 18];
+    const shared = (flags & FLAG_SHARED) !== 0;
+    const tAt = V2_HEADER + (shared ? 4 : 0);
+    if (tAt + 2 > len) return false;
+    topicAt = tAt + 2;
+    topicBytes = buf.readUInt16LE(at + tAt);
+    topicEnd = topicAt + (shared ? 0 : topicBytes);
   }
-  const flags = buf[at + 18];
-  const shared = (flags & FLAG_SHARED) !== 0;
-  const tAt = V2_HEADER + (shared ? 4 : 0);
-  if (tAt + 2 > len) return null;
-  const topicBytes = buf.readUInt16LE(at + tAt);
-  const topicEnd = tAt + 2 + (shared ? 0 : topicBytes);
-  if (topicEnd > len) return null;
-  if ((flags & FLAG_PROPS) === 0)
-    return { flags, topicAt: tAt + 2, topicBytes, propsAt: topicEnd, propsEnd: topicEnd };
-  const n = readVarint(buf, at + topicEnd, at + len);
-  if (n === null || n[1] - at + n[0] > len) return null;
-  return { flags, topicAt: tAt + 2, topicBytes, propsAt: n[1] - at, propsEnd: n[1] - at + n[0] };
+  if (topicEnd > len) return false;
+  L.flags = flags;
+  L.topicAt = topicAt;
+  L.topicBytes = topicBytes;
+  L.propsAt = topicEnd;
+  L.propsEnd = topicEnd;
+  if ((flags & FLAG_PROPS) === 0) return true;
+  let n: number;
+  let from: number;
+  if (v === 1) {
+    if (topicEnd + 4 > len) return false;
+    n = buf.readUInt32LE(at + topicEnd);
+    from = topicEnd + 4;
+  } else {
+    // LEB128, at most 5 bytes
+    n = 0;
+    let mul = 1;
+    from = topicEnd;
+    for (;;) {
+      if (from >= len || from - topicEnd === 5) return false;
+      const b = buf[at + from++];
+      n += (b & 0x7f) * mul;
+      if (b < 0x80) break;
+      mul *= 128;
+    }
+  }
+  if (from + n > len) return false;
+  L.propsAt = from;
+  L.propsEnd = from + n;
+  return true;
 }
 
 /** Payload + topic bytes, the measure stats and maxBytes use (shape already checked). */
 export function recordMessageBytes(buf: Buffer, at: number, len: number, v: SegmentVersion): number {
-  const l = layout(buf, at, len, v) as Layout;
-  return l.topicBytes + len - l.propsEnd;
+  layout(buf, at, len, v);
+  return L.topicBytes + len - L.propsEnd;
 }
 
 /**
@@ -302,7 +314,7 @@ export function recordShapeOk(
       if (ref < SEGMENT_HEADER_BYTES || ref + MIN_RECORD_BYTES > offset) return false;
     }
   }
-  return layout(buf, at, len, v) !== null;
+  return layout(buf, at, len, v);
 }
 
 /** What a shared record takes from its full record. */
@@ -315,17 +327,19 @@ export interface SharedPart {
 
 /** The topic and non-user properties of a full record (CRC and shape already checked). */
 export function decodeSharedPart(buf: Buffer, at: number, len: number, v: SegmentVersion): SharedPart | null {
-  const l = layout(buf, at, len, v) as Layout;
-  if ((l.flags & FLAG_SHARED) !== 0 && v === 2) return null;
-  const topic = buf.toString('utf8', at + l.topicAt, at + l.topicAt + l.topicBytes);
+  layout(buf, at, len, v);
+  if ((L.flags & FLAG_SHARED) !== 0 && v === 2) return null;
+  const topicBytes = L.topicBytes;
+  const topic = buf.toString('utf8', at + L.topicAt, at + L.topicAt + topicBytes);
   let properties: Properties | null = null;
-  if ((l.flags & FLAG_PROPS) !== 0) {
-    const d = decodeProperties(buf, at + l.propsAt, at + l.propsEnd);
+  if ((L.flags & FLAG_PROPS) !== 0) {
+    const d = decodeProperties(buf, at + L.propsAt, at + L.propsEnd, {});
     if (d === null) return null;
-    delete d.userProperties;
-    if (Object.keys(d).length > 0) properties = d;
+    // a copy without them, not `delete`: that would leave V8 a slow object to clone on every read
+    const { userProperties: _own, ...rest } = d;
+    if (Object.keys(rest).length > 0) properties = rest;
   }
-  return { topic, topicBytes: l.topicBytes, properties };
+  return { topic, topicBytes, properties };
 }
 
 /**
@@ -361,18 +375,21 @@ export function decodeMessage(
   slab: PayloadSlab | null = null,
   shared: SharedPart | null = null,
 ): OutboxMessage | null {
-  const l = layout(buf, at, len, v) as Layout;
-  const { flags } = l;
+  layout(buf, at, len, v);
+  const { flags, propsAt, propsEnd } = L;
   const topic =
-    shared !== null ? shared.topic : buf.toString('utf8', at + l.topicAt, at + l.topicAt + l.topicBytes);
+    shared !== null ? shared.topic : buf.toString('utf8', at + L.topicAt, at + L.topicAt + L.topicBytes);
   let properties: Properties | undefined;
+  const base = shared?.properties;
   if (flags & FLAG_PROPS) {
-    const decoded = decodeProperties(buf, at + l.propsAt, at + l.propsEnd);
+    // into a fresh {} as every record's, then the shared part: decodeProperties' stores stay
+    // monomorphic (a clone of `base` passed in made them slow)
+    const decoded = decodeProperties(buf, at + propsAt, at + propsEnd, {});
     if (decoded === null) return null;
-    properties = shared?.properties ? { ...shared.properties, ...decoded } : decoded;
-  } else if (shared?.properties) properties = { ...shared.properties };
+    properties = base ? Object.assign(decoded, base) : decoded;
+  } else if (base) properties = { ...base };
   const end = at + len;
-  const pos = at + l.propsEnd;
+  const pos = at + propsEnd;
   const payload = slab === null ? new Uint8Array(end - pos) : slab.take(end - pos);
   payload.set(buf.subarray(pos, end));
   const message: OutboxMessage = {
@@ -473,48 +490,58 @@ export function encodeProperties(props: Properties): { bytes: Uint8Array; shared
   return { bytes: new Uint8Array(out.buffer, out.byteOffset, pos), sharedBytes };
 }
 
-export function decodeProperties(buf: Buffer, start: number, end: number): Properties | null {
-  const props: Properties = {};
-  let pos = start;
-  const str = (): string | null => {
-    if (pos + 2 > end) return null;
-    const n = buf.readUInt16LE(pos);
-    if (pos + 2 + n > end) return null;
-    const s = buf.toString('utf8', pos + 2, pos + 2 + n);
-    pos += 2 + n;
-    return s;
-  };
-  while (pos < end) {
-    const id = buf[pos++];
+/** Where decodeProperties' reading is: a module variable, not a closure (one per call). */
+let propPos = 0;
+
+/** A u16-length string at `propPos` ending by `end` (then `propPos` moves past it), or null. */
+function readStr(buf: Buffer, end: number): string | null {
+  if (propPos + 2 > end) return null;
+  const n = buf.readUInt16LE(propPos);
+  if (propPos + 2 + n > end) return null;
+  const s = buf.toString('utf8', propPos + 2, propPos + 2 + n);
+  propPos += 2 + n;
+  return s;
+}
+
+/** Decodes properties into `props` (already holding a shared record's part, or empty). */
+export function decodeProperties(
+  buf: Buffer,
+  start: number,
+  end: number,
+  props: Properties,
+): Properties | null {
+  propPos = start;
+  while (propPos < end) {
+    const id = buf[propPos++];
     switch (id) {
       case 0x01:
-        if (pos + 1 > end) return null;
-        props.payloadFormatIndicator = buf[pos++] === 1;
+        if (propPos + 1 > end) return null;
+        props.payloadFormatIndicator = buf[propPos++] === 1;
         break;
       case 0x02:
-        if (pos + 4 > end) return null;
-        props.messageExpiryInterval = buf.readUInt32LE(pos);
-        pos += 4;
+        if (propPos + 4 > end) return null;
+        props.messageExpiryInterval = buf.readUInt32LE(propPos);
+        propPos += 4;
         break;
       case 0x03:
       case 0x08: {
-        const s = str();
+        const s = readStr(buf, end);
         if (s === null) return null;
         if (id === 0x03) props.contentType = s;
         else props.responseTopic = s;
         break;
       }
       case 0x09: {
-        if (pos + 2 > end) return null;
-        const n = buf.readUInt16LE(pos);
-        if (pos + 2 + n > end) return null;
-        props.correlationData = new Uint8Array(buf.subarray(pos + 2, pos + 2 + n));
-        pos += 2 + n;
+        if (propPos + 2 > end) return null;
+        const n = buf.readUInt16LE(propPos);
+        if (propPos + 2 + n > end) return null;
+        props.correlationData = new Uint8Array(buf.subarray(propPos + 2, propPos + 2 + n));
+        propPos += 2 + n;
         break;
       }
       case 0x26: {
-        const k = str();
-        const v = k === null ? null : str();
+        const k = readStr(buf, end);
+        const v = k === null ? null : readStr(buf, end);
         if (k === null || v === null) return null;
         if (props.userProperties === undefined) props.userProperties = [];
         props.userProperties.push([k, v]);
