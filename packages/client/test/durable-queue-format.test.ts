@@ -8,6 +8,7 @@ import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { OutboxMessage } from '../src/core/outbox.ts';
+import { crc32c } from '../src/node/durable-queue/crc32c.ts';
 import { DurableQueue } from '../src/node/durable-queue/index.ts';
 import { recordSeqAt, recordsIn, tmpDirs } from './helpers/dq-files.ts';
 import { V1_FIXTURE, v1FixtureMessage } from './helpers/queue-v1-fixture.ts';
@@ -175,6 +176,57 @@ describe('issue 18.4: record format 2', () => {
       ).toEqual([false, true]);
     }
   });
+});
+
+describe('issue 18.4: hostile format 2 records (a valid CRC, a lying body)', () => {
+  /** Re-seals the record at `at` of `b` with a format 2 CRC after its bytes were changed. */
+  const reseal = (b: Buffer, at: number) => {
+    const len = b.readUInt32LE(at);
+    b.writeUInt32LE((crc32c(b, at + 8, at + len, crc32c(b, at, at + 4)) ^ 0x3252454d) >>> 0, at + 4);
+  };
+  const cases: Array<
+    [string, (b: Buffer, r: { at: number; len: number }, first: number, second: number) => void]
+  > = [
+    ['points at itself', (b, r) => b.writeUInt32LE(r.at, r.at + 19)],
+    ['points past itself', (b, r) => b.writeUInt32LE(r.at + 4, r.at + 19)],
+    ['points past the end of the file', (b, r) => b.writeUInt32LE(0xffffffff, r.at + 19)],
+    ['points into the segment header', (b, r) => b.writeUInt32LE(0, r.at + 19)],
+    ['points into the middle of a record', (b, r, first) => b.writeUInt32LE(first + 5, r.at + 19)],
+    ['points at a shared record', (b, r, _first, second) => b.writeUInt32LE(second, r.at + 19)],
+    ['claims another topic length', (b, r) => b.writeUInt16LE(b.readUInt16LE(r.at + 23) + 1, r.at + 23)],
+    ['claims an unknown flag', (b, r) => (b[r.at + 18] |= 0x20)],
+    [
+      'claims a 5-byte properties length',
+      (b, r) => {
+        b[r.at + 18] |= 8;
+        b.fill(0xff, r.at + 25, r.at + 30);
+      },
+    ],
+  ];
+  for (const [what, spoil] of cases) {
+    it(`issue 18.4: a shared record that ${what} is lost alone; the records before it read back, nothing throws`, async () => {
+      const dir = tmp();
+      const q = await DurableQueue.open(dir, { fsync: 'never' });
+      // the same reading thrice: one full record, then two that share it
+      for (let i = 0; i < 3; i++) q.put(reading(0));
+      await q.close();
+      const [seg] = segments(dir);
+      const recs = records(dir, seg);
+      expect(recs.map((r) => r.shared)).toEqual([false, true, true]);
+      const b = readFileSync(join(dir, seg));
+      spoil(b, recs[2], recs[0].at, recs[1].at);
+      reseal(b, recs[2].at);
+      writeFileSync(join(dir, seg), b);
+      const back = await DurableQueue.open(dir);
+      const entries = back.read(0, 10);
+      expect(entries.map((e) => e.seq)).toEqual([1, 2]);
+      for (const e of entries) expect(e.message).toEqual(reading(0));
+      const st = back.stats();
+      // refused at the scan (a torn tail, cut) or when read (counted)
+      expect(st.recovery.truncatedTails + st.corruptOnRead).toBe(1);
+      await back.close();
+    });
+  }
 });
 
 describe('issue 18.4: a queue written in format 1 (fixtures/queue-v1, by the code before)', () => {
