@@ -195,8 +195,10 @@ export class DurableQueue implements Outbox {
   private cursorTimer: NodeJS.Timeout | null = null;
   private cursorFile: CursorFile;
 
-  /** Topic -> the last full record of that topic in the active segment, and its shared properties. */
-  private readonly fullRecords = new Map<string, { offset: number; props: Uint8Array | null }>();
+  /** Topic -> offset of the last full record of that topic in the active segment... */
+  private readonly fullRecords = new Map<string, number>();
+  /** ...and its properties before the user properties, when it has any. */
+  private readonly fullProps = new Map<string, Uint8Array>();
   /** Offset -> shared part of the full records read in the segment whose first seq is sharedOf. */
   private readonly sharedParts = new Map<number, SharedPart>();
   private sharedOf = -1;
@@ -295,7 +297,7 @@ export class DurableQueue implements Outbox {
       throw err;
     }
     const seg = new Segment(baseSeq, path);
-    this.fullRecords.clear();
+    this.forgetFullRecords();
     this.sharedParts.clear();
     this.segments.push(seg);
     this.active = seg;
@@ -380,12 +382,24 @@ export class DurableQueue implements Outbox {
   private shareWith(p: ReturnType<typeof prepare>, offset: number): number {
     const topic = p.message.topic;
     const full = this.fullRecords.get(topic);
-    if (full !== undefined && offset - full.offset <= SHARE_SPAN && sameSharedProps(p, full.props)) {
-      return full.offset;
+    if (
+      full !== undefined &&
+      offset - full <= SHARE_SPAN &&
+      sameSharedProps(p, this.fullProps.get(topic) ?? null)
+    ) {
+      return full;
     }
-    if (full === undefined && this.fullRecords.size >= SHARE_KEYS) this.fullRecords.clear();
-    this.fullRecords.set(topic, { offset, props: sharedPropsOf(p) });
+    if (full === undefined && this.fullRecords.size >= SHARE_KEYS) this.forgetFullRecords();
+    this.fullRecords.set(topic, offset);
+    const props = sharedPropsOf(p);
+    if (props !== null) this.fullProps.set(topic, props);
+    else if (full !== undefined) this.fullProps.delete(topic);
     return -1;
+  }
+
+  private forgetFullRecords(): void {
+    this.fullRecords.clear();
+    this.fullProps.clear();
   }
 
   /** Applies the bounds before a message of `messageBytes` is stored; false means reject it. */
@@ -662,7 +676,7 @@ export class DurableQueue implements Outbox {
     const keep = this.readableSeq;
     this.pendingLen = 0;
     // full records may be cut, and their offsets taken by new records
-    this.fullRecords.clear();
+    this.forgetFullRecords();
     this.sharedParts.clear();
     this.writtenSeq = keep;
     for (let i = this.segments.length - 1; i >= 0; i--) {
