@@ -1,12 +1,16 @@
 /**
- * Issue 18.4: flash wear. The demo's chain (test/helpers/pi-chain.ts) at 1, 10 and 100 readings/s, three
- * chains side by side at each rate (fresh processes, each its own state directory):
- * - broker-lite with persistence + the agent with `queue.fsync: batch` (the defaults);
+ * Issue 18.4: flash wear. The demo's chain (test/helpers/pi-chain.ts) at 1, 10 and 100 readings/s,
+ * six chains side by side at each rate (fresh processes, each its own state directory):
+ * - broker-lite with persistence (its defaults) + the agent with `queue.fsync: batch` and no
+ *   commit window (`commitWindow: 0`: an fsync per device frame);
  * - the knobs at one second: broker-lite with `persistence_commit_window 1000` (acks wait for
  *   the window's one fdatasync) + the agent with `queue.fsync: 1s` (one fsync a second; its puts
  *   resolve after the write, so a power cut may take the last second of acknowledged readings);
  * - Mosquitto with `persistence true` (its defaults: saved every autosave_interval, 1,800 s, and
- *   at exit) + the agent with `batch`.
+ *   at exit) + the agent with `batch`, no window;
+ * - the agent with `batch` and `commitWindow` 50ms (its default), 250ms and 1s (devices are ACKed
+ *   only after the fsync, up to a window later; their retransmissions are counted), under
+ *   broker-lite's defaults.
  * Over a window after a warm-up: bytes each process caused to be written to storage
  * (/proc/PID/io write_bytes: counted when a page is dirtied, so an append followed by an fsync
  * costs at least the page, as on flash) per reading delivered, and fsyncs per second (the agent's
@@ -32,6 +36,8 @@ interface Reading {
   brokerSyncs: number;
   agentSyncs: number;
   seconds: number;
+  /** DATA frames the devices sent again in the window (no ACK within their 1 s timeout). */
+  retransmits: number;
 }
 
 /** Counts fsync/fdatasync calls of `pid` (all threads) while attached. */
@@ -65,6 +71,8 @@ async function measure(chain: Chain, mosquitto: boolean, windowMs: number, dir: 
   };
   const t0 = Date.now();
   const from = chain.received.length;
+  const retransmits = () => chain.devices.reduce((n, d) => n + d.sim.firmware.stats.retransmits, 0);
+  const r0 = retransmits();
   await sleep(windowMs);
   const t1 = Date.now();
   const w1 = { broker: writeBytes(b), agent: writeBytes(a) };
@@ -83,6 +91,7 @@ async function measure(chain: Chain, mosquitto: boolean, windowMs: number, dir: 
     brokerSyncs: s1.broker - s0.broker,
     agentSyncs: s1.agent - s0.agent,
     seconds: (t1 - t0) / 1000,
+    retransmits: retransmits() - r0,
   };
 }
 
@@ -99,12 +108,40 @@ export default {
       for (const rate of [1, 10, 100]) {
         // at least ~40 readings in the window at 1/s: frames of 4 readings every 4 s
         const windowMs = options.quick ? 8000 : rate === 1 ? 48_000 : 20_000;
+        // the agent's group-commit window with `batch` (issue 18.4): 0, 50 ms (the default), 250 ms, 1 s
         const variants = [
-          { name: 'batch', broker: 'broker-lite' as const, agentFsync: 'batch', windowMs: 0 },
-          { name: '1s', broker: 'broker-lite' as const, agentFsync: '1s', windowMs: 1000 },
+          {
+            name: 'batch',
+            broker: 'broker-lite' as const,
+            agentFsync: 'batch',
+            agentWindow: '0',
+            windowMs: 0,
+          },
+          {
+            name: '1s',
+            broker: 'broker-lite' as const,
+            agentFsync: '1s',
+            agentWindow: undefined,
+            windowMs: 1000,
+          },
           ...(hasMosquitto()
-            ? [{ name: 'mosquitto', broker: 'mosquitto' as const, agentFsync: 'batch', windowMs: 0 }]
+            ? [
+                {
+                  name: 'mosquitto',
+                  broker: 'mosquitto' as const,
+                  agentFsync: 'batch',
+                  agentWindow: '0',
+                  windowMs: 0,
+                },
+              ]
             : []),
+          ...['50ms', '250ms', '1s'].map((w) => ({
+            name: `batch-${w}`,
+            broker: 'broker-lite' as const,
+            agentFsync: 'batch',
+            agentWindow: w,
+            windowMs: 0,
+          })),
         ];
         const chains = await Promise.all(
           variants.map((v) =>
@@ -113,6 +150,7 @@ export default {
               readingsPerSecond: rate,
               broker: v.broker,
               agentFsync: v.agentFsync,
+              agentCommitWindow: v.agentWindow,
               brokerCommitWindowMs: v.windowMs,
               healthInterval: null,
             }),
@@ -135,46 +173,44 @@ export default {
         } finally {
           await Promise.all(chains.map((c) => c.stop()));
         }
-        const [batch, second, mosq] = got;
+        const [batch, second] = got;
+        const mosq = hasMosquitto() ? got[2] : undefined;
+        const windowed = got.slice(hasMosquitto() ? 3 : 2);
         const per = (bytes: number, r: Reading) => bytes / Math.max(1, r.readings);
         const payload = batch.payload;
         const say = (r: Reading) =>
           `${r.readings} readings in ${r.seconds.toFixed(0)} s, payload ${r.payload.toFixed(0)} bytes`;
         if (process.env.BENCH_VERBOSE) console.error(`  flash ${rate}/s: ${JSON.stringify(got)}`);
         const label = `${rate} reading${rate === 1 ? '' : 's'}/s`;
+        const agentRows = (what: string, r: Reading) => [
+          costRow(
+            `flash: agent bytes written per reading, ${what}, ${label}`,
+            'bytes',
+            per(r.agentBytes, r),
+            2 * payload,
+            '2x payload',
+            1,
+            `${say(r)}; ${(r.agentSyncs / r.seconds).toFixed(1)} fsyncs/s; ${r.retransmits} frames retransmitted by the devices`,
+          ),
+          costRow(
+            `flash: agent fsyncs/s, ${what}, ${label}`,
+            'fsyncs/s',
+            r.agentSyncs / r.seconds,
+            null,
+            '-',
+          ),
+        ];
         rows.push(
-          costRow(
-            `flash: agent bytes written per reading, fsync batch, ${label}`,
-            'bytes',
-            per(batch.agentBytes, batch),
-            2 * payload,
-            '2x payload',
-            1,
-            `${say(batch)}; ${(batch.agentSyncs / batch.seconds).toFixed(1)} fsyncs/s`,
+          ...agentRows('fsync batch, commitWindow 0', batch),
+          ...agentRows('fsync 1s', second),
+          ...windowed.flatMap((r, i) =>
+            agentRows(
+              `fsync batch, commitWindow ${variants[variants.length - windowed.length + i].agentWindow}${i === 0 ? ' (default)' : ''}`,
+              r,
+            ),
           ),
-          costRow(
-            `flash: agent bytes written per reading, fsync 1s, ${label}`,
-            'bytes',
-            per(second.agentBytes, second),
-            2 * payload,
-            '2x payload',
-            1,
-            `${say(second)}; ${(second.agentSyncs / second.seconds).toFixed(1)} fsyncs/s`,
-          ),
-          costRow(
-            `flash: agent fsyncs/s, fsync batch, ${label}`,
-            'fsyncs/s',
-            batch.agentSyncs / batch.seconds,
-            null,
-            '-',
-          ),
-          costRow(
-            `flash: agent fsyncs/s, fsync 1s, ${label}`,
-            'fsyncs/s',
-            second.agentSyncs / second.seconds,
-            null,
-            '-',
-          ),
+        );
+        rows.push(
           costRow(
             `flash: broker-lite bytes written per reading, ${label}`,
             'bytes',

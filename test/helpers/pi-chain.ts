@@ -133,6 +133,8 @@ export interface ChainOptions {
   broker: 'broker-lite' | 'mosquitto';
   /** The agent's queue.fsync: `batch` (default) or an interval such as `1s`. */
   agentFsync?: string;
+  /** The agent's queue.commitWindow with `batch` (`0`, `100ms`, ...); its default when absent. */
+  agentCommitWindow?: string;
   /** broker-lite's persistence_commit_window, ms (default 0: every event-loop turn). */
   brokerCommitWindowMs?: number;
   /**
@@ -256,7 +258,8 @@ export async function startChain(o: ChainOptions): Promise<Chain> {
       `agent:\n  id: pi\n  stateDir: ${path.join(o.dir, 'agent')}\n${o.healthInterval === null ? '' : `  healthInterval: ${o.healthInterval ?? '2s'}\n`}  log:\n    level: warn\n` +
         `serial:\n${devices.map((d) => `  - path: ${d.agentPath}\n    device: ${d.id}\n`).join('')}` +
         `mqtt:\n  url: mqtt://127.0.0.1:${mqttPort}\n  version: 5\ntopics:\n  prefix: demo\n` +
-        `queue:\n  fsync: ${o.agentFsync ?? 'batch'}\nmetrics:\n  listen: 127.0.0.1:${agentMetrics}\n`,
+        `queue:\n  fsync: ${o.agentFsync ?? 'batch'}\n${o.agentCommitWindow === undefined ? '' : `  commitWindow: ${o.agentCommitWindow}\n`}` +
+        `metrics:\n  listen: 127.0.0.1:${agentMetrics}\n`,
     );
     const agent = spawnIn(cg, process.execPath, [AGENT_BIN, '-c', yaml], env);
     children.push(agent);

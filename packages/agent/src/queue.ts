@@ -21,6 +21,7 @@ const OPEN_LOG_EVERY_MS = 60_000;
 export function queueOptions(c: QueueConfig, log: Logger): DurableQueueOptions {
   const o: DurableQueueOptions = {
     fsync: c.fsync,
+    commitWindowMs: c.commitWindowMs,
     dropPolicy: c.dropPolicy,
     maxBytes: c.maxBytes,
     onEvent: (e) => logQueueEvent(log, c, e),
@@ -132,7 +133,7 @@ export function checkQueueRoom(c: QueueConfig, log: Logger): void {
   } catch {
     return;
   }
-  // records carry 28 bytes of framing, and a segment (8 MiB) is freed only once wholly acknowledged
+  // records carry 21-30 bytes of framing, and a segment (8 MiB) is freed only once wholly acknowledged
   const needs = c.maxBytes * 1.25 + (c.segmentBytes ?? 8 << 20);
   if (needs <= free) return;
   log.log('warn', 'queue-bound-exceeds-disk', {

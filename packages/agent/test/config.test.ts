@@ -11,6 +11,8 @@ import {
   parseDuration,
   parseSize,
 } from '../src/config.ts';
+import { DEFAULT_COMMIT_WINDOW_MS } from '../src/config-queue.ts';
+import { queueOptions } from '../src/queue.ts';
 
 const minimal = { serial: [{ path: '/dev/ttyUSB0' }], mqtt: { url: 'mqtt://127.0.0.1:1883' } };
 
@@ -384,5 +386,33 @@ describe('issue 19: liveness settings', () => {
     expect(port({ expectedinterval: '1s' })[0]).toMatchObject({
       message: expect.stringMatching(/did you mean expectedInterval/),
     });
+  });
+});
+
+describe('issue 18.4: queue.commitWindow', () => {
+  it('issue 18.4: defaults to DEFAULT_COMMIT_WINDOW_MS, parses a duration, and reaches the queue', () => {
+    const log = { log: () => {} } as unknown as Parameters<typeof queueOptions>[1];
+    const d = parseConfig(minimal, { env: {} });
+    expect(d.queue.commitWindowMs).toBe(DEFAULT_COMMIT_WINDOW_MS);
+    expect(queueOptions(d.queue, log).commitWindowMs).toBe(DEFAULT_COMMIT_WINDOW_MS);
+    const c = parseConfig({ ...minimal, queue: { commitWindow: '250ms' } }, { env: {} });
+    expect(c.queue.commitWindowMs).toBe(250);
+    expect(queueOptions(c.queue, log).commitWindowMs).toBe(250);
+    expect(parseConfig({ ...minimal, queue: { commitWindow: 0 } }, { env: {} }).queue.commitWindowMs).toBe(0);
+  });
+
+  it('issue 18.4: bounded, and only with fsync batch (the interval policies do not wait for an fsync)', () => {
+    expect(problems({ ...minimal, queue: { commitWindow: '11s' } }).map((p) => p.path)).toEqual([
+      'queue.commitWindow',
+    ]);
+    const p = problems({ ...minimal, queue: { fsync: '1s', commitWindow: '100ms' } });
+    expect(p.map((x) => x.path)).toEqual(['queue.commitWindow']);
+    expect(p[0].message).toMatch(/fsync: batch/);
+    // with an interval policy and no commitWindow set, the default does not apply
+    const c = parseConfig({ ...minimal, queue: { fsync: '1s' } }, { env: {} });
+    expect(
+      queueOptions(c.queue, { log: () => {} } as unknown as Parameters<typeof queueOptions>[1])
+        .commitWindowMs,
+    ).toBe(0);
   });
 });

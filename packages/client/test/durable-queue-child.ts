@@ -14,7 +14,14 @@ import { crashMessage } from './durable-queue-crash-message.ts';
 const [dir, roundText, logPath] = process.argv.slice(2);
 const log = openSync(logPath, 'a');
 const round = Number(roundText);
-const q = await DurableQueue.open(dir, { segmentBytes: 64 << 10, cursorEveryAcks: 50, cursorIntervalMs: 20 });
+// DQ_COMMIT_WINDOW_MS: fsync batch with that group-commit window (issue 18.4)
+const commitWindowMs = Number(process.env.DQ_COMMIT_WINDOW_MS ?? 0);
+const q = await DurableQueue.open(dir, {
+  segmentBytes: 64 << 10,
+  cursorEveryAcks: 50,
+  cursorIntervalMs: 20,
+  commitWindowMs,
+});
 let k = round * 1_000_000;
 const limit = k + 300_000;
 const deadline = Date.now() + 20_000;

@@ -48,6 +48,7 @@ vi.mock('node:fs', async (importOriginal) => {
 });
 
 const { DurableQueue } = await import('../src/node/durable-queue/index.ts');
+const { recordSeqAt } = await import('./helpers/dq-files.ts');
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -83,8 +84,8 @@ describe('batch policy under a power-loss model', () => {
       for (const name of readdirSync(dirOf).filter((n) => n.endsWith('.log'))) {
         const path = join(dirOf, name);
         const b = readFileSync(path);
-        for (let p = 8; p + 28 <= b.length; p += b.readUInt32LE(p)) {
-          ends.set(b.readUInt32LE(p + 8), { path, end: p + b.readUInt32LE(p) });
+        for (let p = 8; p + 21 <= b.length; p += b.readUInt32LE(p)) {
+          ends.set(recordSeqAt(b, p, name), { path, end: p + b.readUInt32LE(p) });
         }
       }
       expect(readdirSync(dirOf).filter((n) => n.endsWith('.log')).length).toBeGreaterThan(5);
@@ -104,3 +105,77 @@ describe('batch policy under a power-loss model', () => {
     },
   );
 });
+
+describe('issue 18.4: batch with a commit window under the power-loss model', () => {
+  it('issue 18.4: the window bounds fsyncs/s and no put resolves before the fsync that covers it', async () => {
+    const dirOf = mkdtempSync(join(tmpdir(), 'mqtt-edge-dq-win-'));
+    dirs.push(dirOf);
+    const windowMs = 100;
+    const q = await DurableQueue.open(dirOf, { fsync: 'batch', commitWindowMs: windowMs });
+    const payload = new Uint8Array(120);
+    const covered: boolean[] = [];
+    const waits: number[] = [];
+    const puts: Promise<void>[] = [];
+    const t0 = Date.now();
+    // a device frame every 10 ms for ~1 s: without a window, about one fsync per frame
+    for (let i = 0; i < 100; i++) {
+      const at = Date.now();
+      puts.push(
+        q.put({ topic: 'd/t', payload, qos: 1, retain: false }).then((seq) => {
+          waits.push(Date.now() - at);
+          covered.push(isCovered(dirOf, seq));
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await Promise.all(puts);
+    const seconds = (Date.now() - t0) / 1000;
+    expect(covered.length).toBe(100);
+    expect(covered.every(Boolean)).toBe(true);
+    const { fsyncs } = q.stats();
+    // one round per window at most, plus the one the last puts' window starts
+    expect(fsyncs).toBeLessThanOrEqual(Math.ceil((seconds * 1000) / windowMs) + 1);
+    expect(fsyncs).toBeGreaterThanOrEqual(3);
+    // the window is the latency it costs: no put waits much longer than one window plus an fsync
+    expect(Math.max(...waits)).toBeLessThan(windowMs + 1000);
+    await q.close();
+  });
+
+  it('issue 18.4: a put arriving while the queue is idle waits for the window, then one fsync covers all of it', async () => {
+    const dirOf = mkdtempSync(join(tmpdir(), 'mqtt-edge-dq-win-'));
+    dirs.push(dirOf);
+    const q = await DurableQueue.open(dirOf, { fsync: 'batch', commitWindowMs: 300 });
+    const at = Date.now();
+    const first = q.put({ topic: 'd/t', payload: new Uint8Array(10), qos: 1, retain: false });
+    await new Promise((r) => setTimeout(r, 100));
+    const second = q.put({ topic: 'd/t', payload: new Uint8Array(10), qos: 1, retain: false });
+    const before = q.stats().fsyncs;
+    const seqs = await Promise.all([first, second]);
+    expect(Date.now() - at).toBeGreaterThanOrEqual(290);
+    expect(q.stats().fsyncs - before).toBe(1);
+    for (const seq of seqs) expect(isCovered(dirOf, seq)).toBe(true);
+    await q.close();
+  });
+
+  it('issue 18.4: the window is for batch only, and bounded', async () => {
+    const dirOf = mkdtempSync(join(tmpdir(), 'mqtt-edge-dq-win-'));
+    dirs.push(dirOf);
+    await expect(
+      DurableQueue.open(dirOf, { fsync: { intervalMs: 100 }, commitWindowMs: 100 }),
+    ).rejects.toThrow(/commitWindowMs/);
+    await expect(DurableQueue.open(dirOf, { commitWindowMs: 120_000 })).rejects.toThrow(/commitWindowMs/);
+  });
+});
+
+/** Whether seq's record, found in the files, lies within what the model says is durable. */
+function isCovered(dirOf: string, seq: number): boolean {
+  for (const name of readdirSync(dirOf).filter((n) => n.endsWith('.log'))) {
+    const path = join(dirOf, name);
+    const b = readFileSync(path);
+    for (let p = 8; p + 21 <= b.length; p += b.readUInt32LE(p)) {
+      if (recordSeqAt(b, p, name) !== seq) continue;
+      return (durableSize.get(path) ?? 0) >= p + b.readUInt32LE(p) && durableEntry.has(path);
+    }
+  }
+  return false;
+}

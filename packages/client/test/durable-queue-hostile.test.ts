@@ -147,7 +147,8 @@ describe('issue 12: hostile input to the durable queue reader', () => {
   });
 
   it('issue 12: an index claiming 2^28 records (sparse, the right size for it) is refused without reading it through', async () => {
-    const { dir, segs } = await filled(3000, 64 << 10);
+    // 4000 small records: three 64 KiB segments (their records take 41-44 bytes)
+    const { dir, segs } = await filled(4000, 64 << 10);
     expect(segs.length).toBeGreaterThan(2);
     const victim = segs[0].replace(/\.log$/, '.idx');
     const head = readFileSync(victim).subarray(0, 24);
@@ -155,7 +156,7 @@ describe('issue 12: hostile input to the durable queue reader', () => {
     head.writeUInt32LE(n, 16);
     sparse(victim, 24 + 8 * n + 4, head);
     const { q, seqs, stats } = await openChecked(dir);
-    expect(seqs).toEqual(range(1, 3000));
+    expect(seqs).toEqual(range(1, 4000));
     expect(stats.recovery.indexedSegments).toBe(segs.length - 2);
     await q.close();
   });
@@ -208,19 +209,20 @@ describe('issue 12: hostile input to the durable queue reader', () => {
       }
       return b;
     };
-    const { dir, segs } = await filled(3000, 64 << 10);
+    const { dir, segs } = await filled(4000, 64 << 10);
+    expect(segs.length).toBeGreaterThan(2);
     const middle = segs[1];
     rmSync(middle.replace(/\.log$/, '.idx'));
     const lostFrom = Number(middle.slice(-24, -4));
     const lostTo = Number(segs[2].slice(-24, -4)) - 1;
     writeFileSync(middle, garbage(readFileSync(middle).length));
-    const last = join(dir, `${String(3001).padStart(20, '0')}.log`);
+    const last = join(dir, `${String(4001).padStart(20, '0')}.log`);
     writeFileSync(last, garbage(300_000));
     const { q, seqs, stats } = await openChecked(dir);
-    expect(seqs).toEqual(range(1, 3000).filter((s) => s < lostFrom || s > lostTo));
+    expect(seqs).toEqual(range(1, 4000).filter((s) => s < lostFrom || s > lostTo));
     expect(stats.recovery.removedSegments).toBe(1);
     expect(stats.recovery.truncatedBytes).toBeGreaterThanOrEqual(300_000);
-    expect(await q.put(msg(3001))).toBe(3001);
+    expect(await q.put(msg(4001))).toBe(4001);
     await q.close();
   });
 });

@@ -27,9 +27,18 @@ export function recordsIn(path: string): { count: number; end: number; size: num
   let count = 0;
   while (p + 4 <= b.length) {
     const len = b.readUInt32LE(p);
-    if (len < 28 || p + len > b.length) break;
+    if (len < (b[4] === 1 ? 28 : 21) || p + len > b.length) break;
     p += len;
     count++;
   }
   return { count, end: p, size: b.length };
+}
+
+/**
+ * The seq of the record at `p` of a segment file's bytes `b` (record.ts): version 1 records hold
+ * it whole, version 2 records as the difference from the segment's first seq, its file name.
+ */
+export function recordSeqAt(b: Buffer, p: number, segmentName: string): number {
+  if (b[4] === 1) return b.readUInt32LE(p + 8) + b.readUInt32LE(p + 12) * 0x100000000;
+  return Number(segmentName.slice(0, 20)) + b.readUInt32LE(p + 8);
 }

@@ -30,16 +30,25 @@ import { acquireLock } from './lock.ts';
 import { type DurableQueueOptions, type ResolvedOptions, resolveOptions } from './options.ts';
 import {
   decodeMessage,
+  decodeSharedPart,
   encodeRecord,
   MAX_SEQ,
+  minRecordBytes,
   PayloadSlab,
   prepare,
-  RECORD_HEADER_BYTES,
   recordCrcOk,
+  recordRef,
   recordSeq,
   recordShapeOk,
   recordTime,
+  recordTopicBytes,
   SEGMENT_HEADER_BYTES,
+  SEGMENT_VERSION,
+  type SegmentVersion,
+  type SharedPart,
+  sameSharedProps,
+  sharedPropsOf,
+  sharedRecordBytes,
   writeSegmentHeader,
 } from './record.ts';
 import { type RecoveryStats, recoverQueue } from './recovery.ts';
@@ -49,6 +58,7 @@ import {
   FileWindow,
   LIVE,
   MAX_SEGMENT_FILE_BYTES,
+  readHeaderVersion,
   Segment,
   scanSegment,
   segmentName,
@@ -99,6 +109,16 @@ interface SyncRound {
   promise: Promise<void>;
 }
 const PENDING_INITIAL = 64 << 10;
+/**
+ * A record shares the topic and properties of a full record at most this far back in its
+ * segment; past it a full record is written again, so a rotten full record loses at most this
+ * stretch of the records that point at it.
+ */
+const SHARE_SPAN = 64 << 10;
+/** Topics remembered for sharing per segment (then forgotten and started again). */
+const SHARE_KEYS = 256;
+/** Full records' shared parts kept decoded for reads. */
+const SHARED_CACHE = 64;
 const READ_CHUNK = 256 << 10;
 const SCAN_CHUNK = 128 << 10;
 
@@ -166,10 +186,22 @@ export class DurableQueue implements Outbox {
   /** Sealed segments whose index is written once the fsync that seals them completed. */
   private readonly indexAfterSync: Segment[] = [];
   private intervalTimer: NodeJS.Timeout | null = null;
+  /** commitWindowMs: the window the first write since the last round started waits out. */
+  private windowTimer: NodeJS.Timeout | null = null;
+  /** The window ran out: the next round may start (as soon as the one running completes). */
+  private windowDue = false;
 
   private acksSincePersist = 0;
   private cursorTimer: NodeJS.Timeout | null = null;
   private cursorFile: CursorFile;
+
+  /** Topic -> offset of the last full record of that topic in the active segment... */
+  private readonly fullRecords = new Map<string, number>();
+  /** ...and its properties before the user properties, when it has any. */
+  private readonly fullProps = new Map<string, Uint8Array>();
+  /** Offset -> shared part of the full records read in the segment whose first seq is sharedOf. */
+  private readonly sharedParts = new Map<number, SharedPart>();
+  private sharedOf = -1;
 
   private readonly win = new FileWindow(READ_CHUNK);
   private readonly slab = new PayloadSlab();
@@ -229,6 +261,17 @@ export class DurableQueue implements Outbox {
     this.readableSeq = this.writtenSeq;
     this.cursor = r.cursor;
     this.persistedCursor = r.persistedCursor;
+    // a segment of an older record format is read, never appended to
+    if (this.active.version !== SEGMENT_VERSION) {
+      if (this.active.slots > 0) this.roll(this.nextSeq);
+      else {
+        const h = Buffer.alloc(SEGMENT_HEADER_BYTES);
+        writeSegmentHeader(h);
+        writeFully(this.activeFd, h, SEGMENT_HEADER_BYTES, 0);
+        this.active.version = SEGMENT_VERSION;
+        this.dirtyFds.add(this.activeFd);
+      }
+    }
     this.advanceCursor();
   }
 
@@ -254,6 +297,8 @@ export class DurableQueue implements Outbox {
       throw err;
     }
     const seg = new Segment(baseSeq, path);
+    this.forgetFullRecords();
+    this.sharedParts.clear();
     this.segments.push(seg);
     this.active = seg;
     this.activeFd = fd;
@@ -299,14 +344,16 @@ export class DurableQueue implements Outbox {
       this.fail(err);
       return Promise.reject(this.failure);
     }
-    const need = this.pendingLen + p.recordBytes;
+    const offset = this.active.size + this.pendingLen;
+    const ref = this.shareWith(p, offset);
+    const need = this.pendingLen + (ref >= 0 ? sharedRecordBytes(p) : p.recordBytes);
     if (need > this.pending.length) {
       const grown = Buffer.allocUnsafe(Math.max(need, this.pending.length * 2));
       this.pending.copy(grown, 0, 0, this.pendingLen);
       this.pending = grown;
     }
-    encodeRecord(this.pending, this.pendingLen, p, seq, now);
-    this.active.push(seq, this.active.size + this.pendingLen, messageBytes);
+    encodeRecord(this.pending, this.pendingLen, p, seq - this.active.baseSeq, now, ref);
+    this.active.push(seq, offset, messageBytes);
     this.pendingLen = need;
     this.nextSeq = seq + 1;
     this.liveCount++;
@@ -325,6 +372,34 @@ export class DurableQueue implements Outbox {
       });
     }
     return promise;
+  }
+
+  /**
+   * The offset of a full record in the active segment, within SHARE_SPAN of `offset`, holding
+   * `p`'s topic and non-user properties; -1 when there is none (the record at `offset` is then
+   * written full, and becomes the one later records share).
+   */
+  private shareWith(p: ReturnType<typeof prepare>, offset: number): number {
+    const topic = p.message.topic;
+    const full = this.fullRecords.get(topic);
+    if (
+      full !== undefined &&
+      offset - full <= SHARE_SPAN &&
+      sameSharedProps(p, this.fullProps.get(topic) ?? null)
+    ) {
+      return full;
+    }
+    if (full === undefined && this.fullRecords.size >= SHARE_KEYS) this.forgetFullRecords();
+    this.fullRecords.set(topic, offset);
+    const props = sharedPropsOf(p);
+    if (props !== null) this.fullProps.set(topic, props);
+    else if (full !== undefined) this.fullProps.delete(topic);
+    return -1;
+  }
+
+  private forgetFullRecords(): void {
+    this.fullRecords.clear();
+    this.fullProps.clear();
   }
 
   /** Applies the bounds before a message of `messageBytes` is stored; false means reject it. */
@@ -434,13 +509,26 @@ export class DurableQueue implements Outbox {
    * that, the writes wait and join the next round. Rounds complete in the order they started:
    * a round's puts resolve, and its sealed files close, only once every earlier round is done.
    */
-  private requestSync(): void {
+  private requestSync(force = false): void {
     if (this.failure) return;
     if (!this.unsynced) {
       if (this.o.fsync === 'batch' && this.syncs.length === 0) this.resolveWaiters(this.writtenSeq);
       return;
     }
+    if (!force && !this.windowDue && this.o.commitWindowMs > 0) {
+      // group commit over a window: the first write since the last round starts it, and the
+      // round waits for its end (and for the round running, if any, to complete)
+      if (this.windowTimer === null) {
+        this.windowTimer = setTimeout(() => {
+          this.windowTimer = null;
+          this.windowDue = true;
+          this.requestSync();
+        }, this.o.commitWindowMs);
+      }
+      return;
+    }
     if (this.syncs.length >= this.o.parallelFsyncs) return; // the next completion starts another
+    this.windowDue = false;
     const jobs: Promise<void>[] = [];
     for (const fd of this.dirtyFds) jobs.push(fdatasyncP(fd));
     this.dirtyFds.clear();
@@ -587,6 +675,9 @@ export class DurableQueue implements Outbox {
   private cutBack(): void {
     const keep = this.readableSeq;
     this.pendingLen = 0;
+    // full records may be cut, and their offsets taken by new records
+    this.forgetFullRecords();
+    this.sharedParts.clear();
     this.writtenSeq = keep;
     for (let i = this.segments.length - 1; i >= 0; i--) {
       const seg = this.segments[i];
@@ -675,7 +766,7 @@ export class DurableQueue implements Outbox {
     while (keepTo > 0 && segs[keepTo].slots === 0 && segs[keepTo].baseSeq !== next) keepTo--;
     const target = segs[keepTo];
     const oldActive = this.active;
-    if (target.baseSeq + target.slots === next) {
+    if (target.baseSeq + target.slots === next && target.version === SEGMENT_VERSION) {
       this.ensureLoaded(target); // appends need its arrays (a sealed one may be a summary)
       // a fresh descriptor: the failed one may be what failed (EBADF, EIO of a replugged disk)
       const fd = openSync(target.path, 'r+');
@@ -716,7 +807,7 @@ export class DurableQueue implements Outbox {
         continue;
       }
       if (!this.unsynced) return;
-      this.requestSync();
+      this.requestSync(true);
     }
   }
 
@@ -852,6 +943,7 @@ export class DurableQueue implements Outbox {
       this.readSeg = null;
       this.win.detach();
       this.readFd = openSync(seg.path, 'r');
+      if (seg.version === -1) seg.version = readHeaderVersion(this.readFd);
       this.readSeg = seg;
       this.win.attach(this.readFd);
     }
@@ -861,19 +953,54 @@ export class DurableQueue implements Outbox {
     this.attachRead(seg);
     const off = seg.offsets[slot];
     const win = this.win;
-    const i = win.at(off, RECORD_HEADER_BYTES, seg.size);
+    if (seg.version <= 0) return null; // a damaged header: the format of its records is not known
+    const v = seg.version as SegmentVersion;
+    const i = win.at(off, minRecordBytes(v), seg.size);
     if (i < 0) return null;
     const len = win.buf.readUInt32LE(i);
-    if (len < RECORD_HEADER_BYTES || len > seg.size - off) return null;
-    const j = win.at(off, len, seg.size);
+    if (len < minRecordBytes(v) || len > seg.size - off) return null;
+    let j = win.at(off, len, seg.size);
     const seq = seg.baseSeq + slot;
-    if (j < 0 || !recordCrcOk(win.buf, j, len) || !recordShapeOk(win.buf, j, len)) return null;
-    if (recordSeq(win.buf, j) !== seq) return null;
-    const message = decodeMessage(win.buf, j, len, this.slab);
+    if (j < 0 || !recordCrcOk(win.buf, j, len, v) || !recordShapeOk(win.buf, j, len, v, off)) return null;
+    if (recordSeq(win.buf, j, v, seg.baseSeq) !== seq) return null;
+    const ref = recordRef(win.buf, j, v);
+    let shared: SharedPart | null = null;
+    if (ref >= 0) {
+      const topicBytes = recordTopicBytes(win.buf, j, v);
+      shared = this.sharedPart(seg, ref);
+      if (shared === null || shared.topicBytes !== topicBytes) return null;
+      j = win.at(off, len, seg.size); // reading the full record may have moved the window
+      if (j < 0) return null;
+    }
+    const message = decodeMessage(win.buf, j, len, v, this.slab, shared);
     if (message === null) return null;
-    const storedAt = recordTime(win.buf, j);
+    const storedAt = recordTime(win.buf, j, v);
     if (len > READ_CHUNK) win.shrink();
     return { seq, message, storedAt };
+  }
+
+  /** The topic and properties a shared record takes from the full record at `ref`; null if bad. */
+  private sharedPart(seg: Segment, ref: number): SharedPart | null {
+    if (this.sharedOf !== seg.baseSeq) {
+      this.sharedParts.clear();
+      this.sharedOf = seg.baseSeq;
+    }
+    const known = this.sharedParts.get(ref);
+    if (known !== undefined) return known;
+    const win = this.win;
+    const v = seg.version as SegmentVersion; // a shared record was read: the header is known
+    const i = win.at(ref, minRecordBytes(v), seg.size);
+    if (i < 0) return null;
+    const len = win.buf.readUInt32LE(i);
+    if (len < minRecordBytes(v) || len > seg.size - ref) return null;
+    const j = win.at(ref, len, seg.size);
+    if (j < 0 || !recordCrcOk(win.buf, j, len, v) || !recordShapeOk(win.buf, j, len, v, ref)) return null;
+    if (recordRef(win.buf, j, v) >= 0) return null;
+    const part = decodeSharedPart(win.buf, j, len, v);
+    if (part === null) return null;
+    if (this.sharedParts.size >= SHARED_CACHE) this.sharedParts.clear();
+    this.sharedParts.set(ref, part);
+    return part;
   }
 
   ack(seq: number): void {
@@ -983,10 +1110,12 @@ export class DurableQueue implements Outbox {
     const seg = this.segments[this.segmentIndex(seq)];
     if (!this.tryLoad(seg)) return this.o.now();
     const off = seg.offsets[seq - seg.baseSeq];
-    if (seg === this.active && off >= seg.size) return recordTime(this.pending, off - seg.size);
+    if (seg === this.active && off >= seg.size)
+      return recordTime(this.pending, off - seg.size, SEGMENT_VERSION);
     this.attachRead(seg);
-    const i = this.win.at(off, RECORD_HEADER_BYTES, seg.size);
-    return i < 0 ? this.o.now() : recordTime(this.win.buf, i);
+    const v = seg.version;
+    const i = v <= 0 ? -1 : this.win.at(off, minRecordBytes(v as SegmentVersion), seg.size);
+    return i < 0 ? this.o.now() : recordTime(this.win.buf, i, v as SegmentVersion);
   }
 
   stats(now: number = this.o.now()): DurableQueueStats {
@@ -1025,6 +1154,8 @@ export class DurableQueue implements Outbox {
   private async shutdown(): Promise<void> {
     if (this.intervalTimer) clearInterval(this.intervalTimer);
     if (this.cursorTimer) clearTimeout(this.cursorTimer);
+    if (this.windowTimer) clearTimeout(this.windowTimer);
+    this.windowTimer = null;
     this.intervalTimer = null;
     this.cursorTimer = null;
     this.drops.end();

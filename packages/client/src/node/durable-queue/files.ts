@@ -31,7 +31,11 @@ export const CURSOR_FILE = 'cursor';
 export const META_FILE = 'meta.json';
 const CURSOR_MAGIC = 0x4351454d; // "MEQC" read as little-endian u32
 const FORMAT = 'mqtt-edge-durable-queue';
-const VERSION = 1;
+/**
+ * 2 since issue 18.4 (segments may hold version 2 records, which version 1's code would take for
+ * damage): a version 1 queue is marked 2 when opened, so older code refuses it instead.
+ */
+const VERSION = 2;
 const CURSOR_SLOT_BYTES = 16;
 /** The second slot's offset: another 512-byte sector than the first. */
 const CURSOR_SLOT_STRIDE = 512;
@@ -179,6 +183,10 @@ export function checkMeta(dir: string, dirFd: number): boolean {
     return true;
   }
   const m = meta as { format?: unknown; version?: unknown } | null;
+  if (m?.format === FORMAT && m.version === 1) {
+    write(); // an upgrade, not a repair
+    return false;
+  }
   if (m?.format !== FORMAT || m.version !== VERSION) {
     throw new DurableQueueError(
       'FORMAT',

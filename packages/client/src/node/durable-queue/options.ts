@@ -4,7 +4,8 @@ import type { DurableQueueEvent } from './events.ts';
 /**
  * When a put() resolves, and so what a crash can take:
  * - `'batch'`: after an fdatasync that covers the record. Puts that arrive while one fsync runs
- *   share the next one (group commit). Survives process crash and power loss.
+ *   share the next one (group commit); `commitWindowMs` gathers them longer. Survives process
+ *   crash and power loss.
  * - `{ intervalMs }`: after the write() into the page cache; a timer fsyncs every intervalMs.
  *   Survives a process crash; a power cut loses at most the last intervalMs of resolved puts.
  * - `'never'`: after the write(); fsync only on close(). Survives a process crash, not power loss.
@@ -14,6 +15,14 @@ export type FsyncPolicy = 'batch' | 'never' | { intervalMs: number };
 export interface DurableQueueOptions {
   /** Default 'batch'. */
   fsync?: FsyncPolicy;
+  /**
+   * Group-commit window under 'batch', ms (0 .. 60,000; default 0). 0: an fsync starts as soon as
+   * a write is in the page cache and no round runs. N: the first write after a round waits up
+   * to N ms for others before its fsync, so rounds start at most once every N ms and each put
+   * resolves (still only after the fsync that covers it) up to N ms later. Fewer fsyncs, fewer
+   * rewritten flash pages per record.
+   */
+  commitWindowMs?: number;
   /** A new segment file starts when the current one would pass this. Default 8 MiB (64 KiB .. 1 GiB). */
   segmentBytes?: number;
   /** Bound on unacknowledged topic + payload bytes (stats.bytes). Default unbounded. */
@@ -27,7 +36,7 @@ export interface DurableQueueOptions {
    * caller (the agent) does not acknowledge the reading, and the device keeps it.
    */
   dropPolicy?: OutboxDropPolicy;
-  /** Largest record (message plus 28 to ~100 bytes of framing). Default 256 MiB + 64 KiB. */
+  /** Largest record (message plus 21 to ~30 bytes of framing, its properties as a full record). Default 256 MiB + 64 KiB. */
   maxRecordBytes?: number;
   /** Persist the acknowledge cursor after this many acks... Default 4096. */
   cursorEveryAcks?: number;
@@ -56,6 +65,7 @@ export interface DurableQueueOptions {
 export interface ResolvedOptions {
   fsync: 'batch' | 'never' | 'interval';
   intervalMs: number;
+  commitWindowMs: number;
   segmentBytes: number;
   maxBytes: number;
   maxAgeMs: number;
@@ -88,6 +98,10 @@ export function resolveOptions(o: DurableQueueOptions = {}): ResolvedOptions {
     fsync = 'interval';
     intervalMs = positive('fsync.intervalMs', f.intervalMs, 1000, 1, 3_600_000);
   } else throw new RangeError(`durable queue option fsync must be 'batch', 'never' or { intervalMs }`);
+  const commitWindowMs = positive('commitWindowMs', o.commitWindowMs, 0, 0, 60_000);
+  if (commitWindowMs > 0 && fsync !== 'batch') {
+    throw new RangeError(`durable queue option commitWindowMs applies to fsync 'batch' only`);
+  }
   const dropPolicy = o.dropPolicy ?? 'reject-new';
   if (dropPolicy !== 'reject-new' && dropPolicy !== 'drop-oldest') {
     throw new RangeError(`durable queue option dropPolicy must be 'reject-new' or 'drop-oldest'`);
@@ -98,6 +112,7 @@ export function resolveOptions(o: DurableQueueOptions = {}): ResolvedOptions {
   return {
     fsync,
     intervalMs,
+    commitWindowMs,
     segmentBytes: Math.floor(positive('segmentBytes', o.segmentBytes, 8 << 20, 64 << 10, 1 << 30)),
     maxBytes: positive('maxBytes', o.maxBytes, Number.POSITIVE_INFINITY, 1, Number.POSITIVE_INFINITY),
     maxAgeMs: positive('maxAgeMs', o.maxAgeMs, Number.POSITIVE_INFINITY, 1, Number.POSITIVE_INFINITY),

@@ -18,7 +18,7 @@ import { DurableQueueError } from './errors.ts';
 import { CURSOR_FILE, checkMeta, META_FILE, readCursor, restrictModes } from './files.ts';
 import { writeFully } from './io.ts';
 import { LOCK_FILE } from './lock.ts';
-import { MAX_SEQ, SEGMENT_HEADER_BYTES, writeSegmentHeader } from './record.ts';
+import { MAX_SEQ, SEGMENT_HEADER_BYTES, type SegmentVersion, writeSegmentHeader } from './record.ts';
 import { FileWindow, MAX_SEGMENT_FILE_BYTES, SEGMENT_NAME, Segment, scanSegment } from './segment.ts';
 import { removeIndex, summarizeIndex, writeIndex } from './segment-index.ts';
 
@@ -149,7 +149,7 @@ export function recoverQueue(dir: string, dirFd: number, maxRecordBytes: number)
       }
       if (!r.headerOk) {
         const h = Buffer.alloc(SEGMENT_HEADER_BYTES);
-        writeSegmentHeader(h);
+        writeSegmentHeader(h, seg.version as SegmentVersion); // a scan's: 1 or 2
         writeFully(fd, h, SEGMENT_HEADER_BYTES, 0);
       }
       if (r.validEnd < size || !r.headerOk) fdatasyncSync(fd);

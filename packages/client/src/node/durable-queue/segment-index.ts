@@ -23,7 +23,7 @@
 import { closeSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { crc32c } from './crc32c.ts';
 import { FILE_MODE, writeFully } from './io.ts';
-import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from './record.ts';
+import { MIN_RECORD_BYTES, SEGMENT_HEADER_BYTES } from './record.ts';
 import { ABSENT, DONE, LIVE, type Segment } from './segment.ts';
 
 const MAGIC = 0x4951454d; // "MEQI" as little-endian u32
@@ -146,9 +146,9 @@ function readIndex(
     if (total < HEAD + 4 || readFully(fd, b, HEAD, 0) !== HEAD) return null;
     if (b.readUInt32LE(0) !== MAGIC || b[4] !== VERSION) return null;
     const n = b.readUInt32LE(16);
-    // Every slot is a record of at least RECORD_HEADER_BYTES, or a seq the scan skipped over at
+    // Every slot is a record of at least MIN_RECORD_BYTES, or a seq the scan skipped over at
     // least that many bytes for: a count the segment cannot hold is refused before it is read.
-    if (n === 0 || n > (fileSize - SEGMENT_HEADER_BYTES) / RECORD_HEADER_BYTES) return null;
+    if (n === 0 || n > (fileSize - SEGMENT_HEADER_BYTES) / MIN_RECORD_BYTES) return null;
     if (total !== HEAD + 8 * n + 4) return null;
     if (b.readUInt32LE(8) + b.readUInt32LE(12) * 0x100000000 !== baseSeq) return null;
     if (b.readUInt32LE(20) !== fileSize || baseSeq + n > seqCeil) return null;
@@ -168,7 +168,7 @@ function readIndex(
         const off = b.readUInt32LE(k);
         const size = b.readUInt32LE(k + 4);
         if (off !== NO_RECORD) {
-          if (off <= prev || off + RECORD_HEADER_BYTES > fileSize) return null;
+          if (off <= prev || off + MIN_RECORD_BYTES > fileSize) return null;
           prev = off;
           if (baseSeq + i > cursor) {
             live++;

@@ -8,13 +8,16 @@
  */
 import { readSync } from 'node:fs';
 import {
-  RECORD_HEADER_BYTES,
+  MIN_RECORD_BYTES,
+  minRecordBytes,
   recordCrcOk,
   recordMessageBytes,
   recordSeq,
   recordShapeOk,
   SEGMENT_HEADER_BYTES,
-  segmentHeaderOk,
+  SEGMENT_VERSION,
+  type SegmentVersion,
+  segmentHeaderVersion,
 } from './record.ts';
 
 /** Stored, not acknowledged. */
@@ -51,6 +54,11 @@ export class Segment {
   state: Uint8Array;
   /** Unlinked after the cursor passed it; a late index write must not recreate its files. */
   deleted = false;
+  /**
+   * The format of its records (its header's version byte): -1 until read (a sealed segment known
+   * from its index), 0 for a damaged header (its records are then unreadable, as rot is).
+   */
+  version: SegmentVersion | 0 | -1 = SEGMENT_VERSION;
 
   constructor(
     readonly baseSeq: number,
@@ -65,6 +73,7 @@ export class Segment {
   /** A sealed segment known only by its index's summary; its arrays are loaded when reached. */
   static unloaded(baseSeq: number, path: string, fileSize: number, slots: number): Segment {
     const seg = new Segment(baseSeq, path, 0);
+    seg.version = -1;
     seg.slots = slots;
     seg.size = fileSize;
     seg.loaded = false;
@@ -201,6 +210,18 @@ export class FileWindow {
   }
 }
 
+/** The record version the header of the segment open on `fd` names; 0 if unreadable or damaged. */
+export function readHeaderVersion(fd: number): SegmentVersion | 0 {
+  const h = Buffer.alloc(SEGMENT_HEADER_BYTES);
+  try {
+    return readSync(fd, h, 0, SEGMENT_HEADER_BYTES, 0) === SEGMENT_HEADER_BYTES
+      ? segmentHeaderVersion(h, 0)
+      : 0;
+  } catch {
+    return 0;
+  }
+}
+
 export interface ScanResult {
   segment: Segment;
   headerOk: boolean;
@@ -215,10 +236,12 @@ export interface ScanResult {
  * Rebuilds a segment's index from its file. A record is accepted when its length fits in the
  * file, its CRC matches, its shape is sound and its seq follows the previous one. After a bad
  * record, the scan resynchronises byte by byte; a candidate's seq must be one that could have
- * followed (at most one lost record per 28 skipped bytes, below `seqCeil`), which with the CRC
- * makes a false match in garbage vanishingly unlikely and bounds the ABSENT slots it can create.
- * With `spare`, the scan fills that segment's arrays (grown if need be) instead of new ones and
- * leaves them untrimmed: recovery scans segment after segment into one set of arrays.
+ * followed (at most one lost record per smallest record's worth of skipped bytes, below
+ * `seqCeil`), which with the CRC makes a false match in garbage vanishingly unlikely and bounds
+ * the ABSENT slots it can create. The header says the records' version; a damaged header is
+ * scanned as each version, and the one that finds records wins. With `spare`, the scan fills
+ * that segment's arrays (grown if need be) instead of new ones and leaves them untrimmed:
+ * recovery scans segment after segment into one set of arrays.
  */
 export function scanSegment(
   fd: number,
@@ -232,33 +255,54 @@ export function scanSegment(
 ): ScanResult {
   win.attach(fd);
   const h = fileSize >= SEGMENT_HEADER_BYTES ? win.at(0, SEGMENT_HEADER_BYTES, fileSize) : -1;
-  const headerOk = h >= 0 && segmentHeaderOk(win.buf, h);
+  const version = h >= 0 ? segmentHeaderVersion(win.buf, h) : 0;
+  const scan = (v: SegmentVersion, arrays: Segment | null) =>
+    scanRecords(v, fileSize, baseSeq, seqCeil, path, win, maxRecordBytes, arrays);
+  if (version !== 0) return { ...scan(version, spare), headerOk: true };
+  const current = scan(SEGMENT_VERSION, null);
+  if (current.segment.slots > 0) return { ...current, headerOk: false };
+  const older = scan(1, null);
+  return { ...(older.segment.slots > 0 ? older : current), headerOk: false };
+}
+
+function scanRecords(
+  v: SegmentVersion,
+  fileSize: number,
+  baseSeq: number,
+  seqCeil: number,
+  path: string,
+  win: FileWindow,
+  maxRecordBytes: number,
+  spare: Segment | null,
+): Omit<ScanResult, 'headerOk'> {
   // exact capacity for a full segment of small records, grown if needed, trimmed after
   const segment = new Segment(baseSeq, path, spare ? 0 : Math.max(16, Math.ceil(fileSize / 128)));
+  segment.version = v;
   if (spare) segment.load(spare.offsets, spare.sizes, spare.state, 0);
+  const minBytes = minRecordBytes(v);
   let lastSeq = baseSeq - 1;
   let lastEnd = SEGMENT_HEADER_BYTES;
   let corruptRegions = 0;
   let corruptBytes = 0;
 
   const accept = (p: number): number => {
-    const i = win.at(p, RECORD_HEADER_BYTES, fileSize);
+    const i = win.at(p, minBytes, fileSize);
     if (i < 0) return 0;
     const b = win.buf;
     const len = b.readUInt32LE(i);
-    if (len < RECORD_HEADER_BYTES || len > fileSize - p || len > maxRecordBytes) return 0;
-    const seq = recordSeq(b, i);
-    const maxSeq = lastSeq + 1 + Math.floor((p - lastEnd) / RECORD_HEADER_BYTES);
+    if (len < minBytes || len > fileSize - p || len > maxRecordBytes) return 0;
+    const seq = recordSeq(b, i, v, baseSeq);
+    const maxSeq = lastSeq + 1 + Math.floor((p - lastEnd) / minBytes);
     if (seq <= lastSeq || seq > maxSeq || seq >= seqCeil) return 0;
     const j = win.at(p, len, fileSize);
-    if (j < 0 || !recordCrcOk(win.buf, j, len) || !recordShapeOk(win.buf, j, len)) return 0;
-    segment.push(seq, p, recordMessageBytes(win.buf, j, len));
+    if (j < 0 || !recordCrcOk(win.buf, j, len, v) || !recordShapeOk(win.buf, j, len, v, p)) return 0;
+    segment.push(seq, p, recordMessageBytes(win.buf, j, len, v));
     lastSeq = seq;
     return len;
   };
 
   let pos = SEGMENT_HEADER_BYTES;
-  while (pos + RECORD_HEADER_BYTES <= fileSize) {
+  while (pos + MIN_RECORD_BYTES <= fileSize) {
     const len = accept(pos);
     if (len > 0) {
       pos += len;
@@ -267,7 +311,7 @@ export function scanSegment(
     }
     let q = pos + 1;
     let found = 0;
-    for (; q + RECORD_HEADER_BYTES <= fileSize; q++) {
+    for (; q + MIN_RECORD_BYTES <= fileSize; q++) {
       found = accept(q);
       if (found > 0) break;
     }
@@ -279,5 +323,5 @@ export function scanSegment(
   }
   segment.size = lastEnd;
   if (!spare) segment.trim();
-  return { segment, headerOk, validEnd: lastEnd, corruptRegions, corruptBytes };
+  return { segment, validEnd: lastEnd, corruptRegions, corruptBytes };
 }
