@@ -295,10 +295,12 @@ export class Connection {
       parser.protocolVersion = this.state === ConnState.AwaitConnect ? undefined : this.version;
       parser.maxPacketSize = this.state === ConnState.Connected ? b.maxPacketIn : b.maxPacketUnauthenticated;
     }
-    const prev = current;
-    current = this;
+    // A delivery may feed another connection's bytes in this same call (an internal peer):
+    // each connection's bit says whether its own parser is at work.
+    const wasParsing = this.flags & PARSING;
+    this.flags |= PARSING;
     try {
-      parser.push(chunk, dispatchCurrent);
+      parser.push(chunk, dispatchTo, this);
       if (this.ending) this.parser = null;
       else if (parser.bufferedBytes === 0 && this.parser === parser) {
         this.parser = null;
@@ -312,7 +314,7 @@ export class Connection {
       this.parser = null; // a failed parser is not reused
       this.onProtocolError(err);
     } finally {
-      current = prev;
+      this.flags = (this.flags & ~PARSING) | wasParsing;
     }
   }
 
@@ -458,7 +460,7 @@ export class Connection {
     if (this.closed) return;
     this.state = ConnState.Closing;
     // What it sent is not looked at any more: its partial packet goes (unless being parsed now).
-    if (current !== this) this.parser = null;
+    if ((this.flags & PARSING) === 0) this.parser = null;
     this.broker.unauthenticated.release(this);
     // Held bytes stay unsent: the session re-sends those messages (DUP) on the next connection.
     if (this.holdNext || this.holdWriting) this.discardHeld();
@@ -667,6 +669,8 @@ const SOCKET_CHARGED = 256;
  * wait for the turn.
  */
 const REPLY_NOW = 512;
+/** Set while onData runs this connection's parser: close() leaves that parser to onData. */
+const PARSING = 1024;
 
 /** Whether `c` starts with the fixed header and protocol name and level of an MQTT 5 CONNECT. */
 function startsV5Connect(c: Uint8Array): boolean {
@@ -725,9 +729,9 @@ function onSocketDrain(this: SocketWithConn): void {
   this[CONN].onDrain();
 }
 
-let current: Connection | null = null;
-function dispatchCurrent(p: Packet): void {
-  (current as Connection).dispatch(p);
+/** The parser's callback: one for every connection, which push() passes as the context. */
+function dispatchTo(p: Packet, conn: Connection): void {
+  conn.dispatch(p);
 }
 
 const PINGRESP = new Uint8Array([0xd0, 0x00]);

@@ -120,11 +120,11 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
   const msg = makeMessage(topic, p.payload, qos, p.retain, props, Date.now());
   if (p.retain) b.retainMessage(msg);
-  b.router.route(msg, session, conn);
+  const matched = b.router.route(msg, session, conn);
   // MQTT 5 lets the server say 0x10 when no subscription matched; Mosquitto does, for QoS 1
   // only (its PUBREC comes before it routes), and publishers written against it read it.
   if (qos === 1)
-    ack(conn, PUBACK, pid, conn.version === 5 && !b.router.matched ? ReasonCode.NoMatchingSubscribers : 0);
+    ack(conn, PUBACK, pid, conn.version === 5 && !matched ? ReasonCode.NoMatchingSubscribers : 0);
   else if (qos === 2) {
     (session.incomingQos2 as Set<number>).add(pid);
     if (session.persistent && b.persist !== null) b.persist.incomingAdd(session, pid);

@@ -8,6 +8,7 @@ import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 import { deliver, RouteContext } from './deliver.ts';
 import type { Message } from './message.ts';
+import { Recipients } from './recipients.ts';
 import type { Session, Subscription } from './session.ts';
 
 /**
@@ -23,22 +24,17 @@ class ShareGroup {
 export class Router {
   /** Read it freely; change it only through `add` and `remove` (share groups are counted there). */
   readonly index = new SubscriptionIndex<Subscription>();
-  private epoch = 0;
-  private readonly hits: Session[] = [];
+  // What route() holds for the index's callbacks while it walks the index for one message.
+  private readonly recipients = new Recipients();
   private msg: Message | null = null;
   private from: Session | null = null;
+  /** A subscription matched, whether or not it is delivered to (route() returns it). */
+  private matched = false;
   private readonly ctx = new RouteContext();
-  /** Deliveries of the message being routed (route() returns it). */
-  private routed = 0;
   private readonly groups = new Map<string, ShareGroup>();
   /** Subscriptions in share groups, all members ($SYS/broker/shared_subscriptions/count). */
   sharedSubscriptions = 0;
   private routing = false;
-  /**
-   * The last route() found a matching subscription, whether or not it delivered (no local, the
-   * ACL's read): an MQTT 5 QoS 1 publisher hears 0x10 otherwise, as from Mosquitto.
-   */
-  matched = false;
 
   constructor(private readonly b: Broker) {}
 
@@ -50,21 +46,7 @@ export class Router {
       return;
     }
     const msg = this.msg as Message;
-    const qos = sub.qos < msg.qos ? sub.qos : msg.qos;
-    if (s.mark !== this.epoch) {
-      s.mark = this.epoch;
-      s.mQos = qos;
-      s.mRetain = sub.retainAsPublished && msg.retain;
-      s.mIds = sub.id !== undefined ? [sub.id] : undefined;
-      this.hits.push(s);
-    } else {
-      if (qos > s.mQos) s.mQos = qos;
-      if (sub.retainAsPublished && msg.retain) s.mRetain = true;
-      if (sub.id !== undefined) {
-        if (s.mIds === undefined) s.mIds = [sub.id];
-        else s.mIds.push(sub.id);
-      }
-    }
+    this.recipients.add(sub, sub.qos < msg.qos ? sub.qos : msg.qos, sub.retainAsPublished && msg.retain);
   };
 
   private readonly visitShared = (group: string, members: readonly Subscription[]): void => {
@@ -108,7 +90,6 @@ export class Router {
         best.id !== undefined ? [best.id] : undefined,
         this.ctx,
       );
-      this.routed++;
     } catch (err) {
       this.failed(best.session, msg, err);
     }
@@ -168,30 +149,31 @@ export class Router {
   }
 
   /**
-   * Delivers `msg` to every matching session; returns how many received it. `from` is the
-   * publisher's session (no local), `publisher` its connection, which backpressure may pause
-   * (null: the broker publishes).
+   * Delivers `msg` to every matching session. `from` is the publisher's session (no local),
+   * `publisher` its connection, which backpressure may pause (null: the broker publishes).
+   * Returns whether a subscription matched, delivered to or not (no local, the ACL's read): an
+   * MQTT 5 QoS 1 publisher hears 0x10 otherwise, as from Mosquitto.
    */
-  route(msg: Message, from: Session | null, publisher: Connection | null = null): number {
+  route(msg: Message, from: Session | null, publisher: Connection | null = null): boolean {
     if (this.routing) {
-      // Not expected (no handler routes from inside a delivery), but never corrupt the scratch.
+      // Not expected (no handler routes from inside a delivery), but never mix two messages'
+      // recipients; whether it matches is not known yet, so not "no subscribers".
       queueMicrotask(() => this.route(msg, from));
-      return 0;
+      return true;
     }
     this.routing = true;
     const b = this.b;
     this.msg = msg;
     this.from = from;
-    this.epoch++;
     this.matched = false;
     const ctx = this.ctx;
     ctx.publisher = publisher;
     ctx.cache.clear();
-    this.routed = 0;
-    const hits = this.hits;
+    const r = this.recipients;
     try {
       this.index.match(msg.topic, this.visit, this.visitShared);
-      if (hits.length > 0) this.matched = true;
+      const n = r.size;
+      if (n > 0) this.matched = true;
       const shared = b.accessControl;
       // per_listener_settings: each session's listener ACL (one flag read per recipient else)
       const split = b.perListener;
@@ -199,10 +181,10 @@ export class Router {
       // not cost the recipients after it, nor the publisher its acknowledgement. The try is
       // entered once per message and again only after a failure, not once per recipient.
       let i = 0;
-      while (i < hits.length) {
+      while (i < n) {
         try {
-          for (; i < hits.length; i++) {
-            const s = hits[i];
+          for (; i < n; i++) {
+            const s = r.session(i);
             const acl = split && s.security !== null ? s.security.accessControl : shared;
             if (
               acl !== undefined &&
@@ -210,17 +192,16 @@ export class Router {
               !acl.allowed('read', { clientId: s.clientId, username: s.username }, msg.topic)
             )
               continue;
-            deliver(b, s, msg, s.mQos, s.mRetain, s.mIds, ctx);
-            this.routed++;
+            deliver(b, s, msg, r.qos(i), r.retain(i), r.ids(i), ctx);
           }
         } catch (err) {
-          this.failed(hits[i], msg, err);
+          this.failed(r.session(i), msg, err);
           i++;
         }
       }
-      return this.routed;
+      return this.matched;
     } finally {
-      hits.length = 0;
+      r.clear();
       ctx.publisher = null;
       this.msg = null;
       this.from = null;

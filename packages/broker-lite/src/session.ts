@@ -6,8 +6,6 @@ import type { ListenerSecurity } from './options.ts';
 const STORED = 1;
 const INTERNAL = 2;
 const BRIDGE = 4;
-const M_RETAIN = 8;
-const M_QOS_SHIFT = 4;
 
 /** The queue of every session that has nothing queued (never written to). */
 const EMPTY_QUEUE: Array<Delivery | undefined> = [];
@@ -59,10 +57,7 @@ export class Session {
   blocked: Connection[] | null = null;
   private nextPid = 1;
 
-  // Per-message scratch for the router's per-client dedupe (no Map per message).
-  mark = 0;
-  mIds: number[] | undefined = undefined;
-  /** stored, internal, bridge, mRetain and mQos, as bits: 8 bytes per session, not 40. */
+  /** stored, internal and bridge, as bits: 8 bytes per session, not 24. */
   private bits = 0;
 
   constructor(readonly clientId: string) {}
@@ -96,19 +91,6 @@ export class Session {
   set bridge(v: boolean) {
     this.bit(BRIDGE, v);
   }
-  get mRetain(): boolean {
-    return (this.bits & M_RETAIN) !== 0;
-  }
-  set mRetain(v: boolean) {
-    this.bit(M_RETAIN, v);
-  }
-  get mQos(): QoS {
-    return ((this.bits >> M_QOS_SHIFT) & 3) as QoS;
-  }
-  set mQos(v: QoS) {
-    this.bits = (this.bits & ~(3 << M_QOS_SHIFT)) | (v << M_QOS_SHIFT);
-  }
-
   get subs(): Map<string, Subscription> {
     if (this._subs === null) this._subs = new Map();
     return this._subs;
@@ -126,6 +108,11 @@ export class Session {
 
   get hasSubscriptions(): boolean {
     return this._subs !== null && this._subs.size > 0;
+  }
+
+  /** Subscriptions, without creating the map. */
+  get subscriptionCount(): number {
+    return this._subs === null ? 0 : this._subs.size;
   }
 
   get persistent(): boolean {

@@ -41,7 +41,9 @@ export interface PacketParserOptions {
 }
 
 /**
- * Feed it bytes with `push`; it calls `onPacket` for every complete packet, in order.
+ * Feed it bytes with `push`; it calls `onPacket` for every complete packet, in order, with the
+ * `context` given to that push (a server sharing parsers among connections passes the
+ * connection: one callback for all, no closure per connection).
  *
  * Payloads (and other binary fields) are views into the chunk passed to `push` when the packet
  * arrived whole in it, or else into memory of the parser's own that it never rewrites (a 16 KiB
@@ -115,7 +117,9 @@ export class PacketParser implements DecodeLimits {
     this.failed = false;
   }
 
-  push(chunk: Uint8Array, onPacket: (packet: Packet) => void): void {
+  push(chunk: Uint8Array, onPacket: (packet: Packet) => void): void;
+  push<C>(chunk: Uint8Array, onPacket: (packet: Packet, context: C) => void, context: C): void;
+  push(chunk: Uint8Array, onPacket: OnPacket, context?: unknown): void {
     // Fast path for small pieces in the middle of a packet: copy and return.
     const body = this.body;
     if (body !== null) {
@@ -132,8 +136,8 @@ export class PacketParser implements DecodeLimits {
     if (this.failed) throw this.failure;
     try {
       let i = 0;
-      if (this.headLen > 0 || this.body !== null) i = this.continuePartial(chunk, onPacket);
-      this.parseChunk(chunk, i, onPacket);
+      if (this.headLen > 0 || this.body !== null) i = this.continuePartial(chunk, onPacket, context);
+      this.parseChunk(chunk, i, onPacket, context);
     } catch (err) {
       this.failed = true;
       this.failure = err;
@@ -145,7 +149,7 @@ export class PacketParser implements DecodeLimits {
   }
 
   /** Parses whole packets from `chunk[i..]` in place; buffers the tail of a partial one. */
-  private parseChunk(chunk: Uint8Array, i: number, onPacket: (packet: Packet) => void): void {
+  private parseChunk(chunk: Uint8Array, i: number, onPacket: OnPacket, context: unknown): void {
     const n = chunk.length;
     while (i < n) {
       const p = header(chunk, i, n, this.protocolVersion, this.maxPacketSize);
@@ -157,7 +161,7 @@ export class PacketParser implements DecodeLimits {
       }
       const total = p - i + REM;
       if (i + total <= n) {
-        this.emit(chunk, i, p, i + total, onPacket);
+        this.emit(chunk, i, p, i + total, onPacket, context);
         i += total;
         continue;
       }
@@ -168,7 +172,7 @@ export class PacketParser implements DecodeLimits {
   }
 
   /** Continues the partial packet with the start of `chunk`; returns where parsing resumes. */
-  private continuePartial(chunk: Uint8Array, onPacket: (packet: Packet) => void): number {
+  private continuePartial(chunk: Uint8Array, onPacket: OnPacket, context: unknown): number {
     let i = 0;
     const n = chunk.length;
     if (this.body === null) {
@@ -196,7 +200,7 @@ export class PacketParser implements DecodeLimits {
       const start = this.bodyStart;
       this.body = null;
       this.bodyLen = 0;
-      this.emit(buf, start, start + this.headerSize, start + this.total, onPacket);
+      this.emit(buf, start, start + this.headerSize, start + this.total, onPacket, context);
       releaseInput();
     }
     return i;
@@ -207,13 +211,14 @@ export class PacketParser implements DecodeLimits {
     start: number,
     bodyStart: number,
     end: number,
-    onPacket: (packet: Packet) => void,
+    onPacket: OnPacket,
+    context: unknown,
   ): void {
     const packet = decodeBody(buf, start, bodyStart, end, this.protocolVersion, this);
     // A server learns the session's protocol version from its CONNECT.
     if (packet.type === 'connect' && this.protocolVersion === undefined)
       this.protocolVersion = packet.protocolVersion;
-    onPacket(packet);
+    onPacket(packet, context);
   }
 
   private startBody(total: number, headerSize: number): void {
@@ -258,6 +263,9 @@ export class PacketParser implements DecodeLimits {
     this.bodyLen = need;
   }
 }
+
+/** The callback as the parser holds it: the context is whatever the caller's push passed. */
+type OnPacket = (packet: Packet, context: unknown) => void;
 
 // Module functions, not methods: a bundle minifies their names.
 

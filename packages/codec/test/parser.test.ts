@@ -194,6 +194,24 @@ describe('PacketParser', () => {
     expect((out[0] as { payload: Uint8Array }).payload).toEqual(payload);
   });
 
+  it('issue 17.1: push hands its context to the callback with every packet, whole or assembled', () => {
+    // A server shares parsers among connections: the context says whose bytes these are,
+    // without a module-level "current connection" or a closure per connection.
+    const parser = new PacketParser({ protocolVersion: 4 });
+    const seen: Array<[string, string]> = [];
+    const record = (p: Packet, who: string): void => {
+      seen.push([p.type, who]);
+    };
+    // a PINGREQ whole, then a PUBLISH split over two pushes with different contexts
+    const pub = encode(publish('a/b', [1, 2, 3]), 4);
+    parser.push(concat([hex('c0 00'), pub.subarray(0, 4)]), record, 'first');
+    parser.push(pub.subarray(4), record, 'second');
+    expect(seen).toEqual([
+      ['pingreq', 'first'],
+      ['publish', 'second'],
+    ]);
+  });
+
   it('rejects a maxPacketSize under 2', () => {
     expect(() => new PacketParser({ maxPacketSize: 1 })).toThrow(RangeError);
   });
