@@ -18,15 +18,32 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type MqttClient } from '@mqtt-edge/client';
 import { freePort, hasMosquitto, startMosquitto } from '../../test/helpers/mosquitto.ts';
-import { type BenchArea, type BenchOptions, type BenchRow, rateRow } from '../harness.ts';
+import { type BenchArea, type BenchOptions, type BenchRow, costRow, rateRow } from '../harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(ROOT, 'packages/broker-lite/bin/broker-lite.js');
 
 interface Gateway {
   port: number;
+  /** The gateway process, for its CPU time. */
+  pid: number | undefined;
   stop(): Promise<void>;
 }
+
+/** CPU milliseconds (user + system) a process has used, from /proc; NaN where unreadable. */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (in parentheses, may hold spaces): utime and stime are 14 and 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+/** USER_HZ: 100 on every Linux Node runs on. */
+const CLOCK_TICKS = 100;
 
 function connected(c: MqttClient): Promise<void> {
   return c.connected ? Promise.resolve() : new Promise((r) => c.once('connect', () => r()));
@@ -71,6 +88,7 @@ async function startLite(dir: string, upstreamPort: number): Promise<Gateway> {
   });
   return {
     port,
+    pid: child.pid,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
@@ -94,7 +112,7 @@ async function startPeer(upstreamPort: number): Promise<Gateway> {
       'notifications false',
     ].join('\n'),
   });
-  return { port: m.port, stop: () => m.stop() };
+  return { port: m.port, pid: m.pid, stop: () => m.stop() };
 }
 
 /** Counts messages on the upstream; resolves `until(n)` when n have arrived. */
@@ -171,7 +189,7 @@ async function measure(
   sink: Sink,
   n: number,
   drainN: number,
-): Promise<{ throughput: number; drain: number }> {
+): Promise<{ throughput: number; drain: number; cpuUs: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bench-bridge-${kind}-`));
   try {
     // Throughput: the gateway bridged straight to the upstream.
@@ -188,9 +206,12 @@ async function measure(
     await sink.until(base0 + 1, 10_000);
     await new Promise((r) => setTimeout(r, 300));
     const base = sink.count;
+    const cpu0 = cpuMs(gw.pid);
     const t0 = performance.now();
     await Promise.all([publishAll(gw.port, n, 10), sink.until(base + n, 60_000)]);
     const throughput = (n * 1000) / (performance.now() - t0);
+    // The gateway's CPU per message bridged (less noisy than the wall clock on a shared machine).
+    const cpuUs = ((cpuMs(gw.pid) - cpu0) * 1000) / n;
     await gw.stop();
 
     // Drain: the upstream unreachable (a port nothing listens on yet) while the load goes in.
@@ -206,7 +227,7 @@ async function measure(
     const drain = (drainN * 1000) / (performance.now() - t1);
     await fwd.close();
     await gw.stop();
-    return { throughput, drain };
+    return { throughput, drain, cpuUs };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -250,6 +271,15 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
         'mosquitto bridge',
         undefined,
         `${N} x 64 B, 10 topics; ours acks locally after fsync`,
+      ),
+      costRow(
+        'bridge:gateway CPU per message, local -> upstream',
+        'us/msg',
+        ours.cpuUs,
+        peer.cpuUs,
+        'mosquitto bridge',
+        undefined,
+        'user + system time of the gateway process during the throughput row (/proc, 10 ms ticks)',
       ),
       rateRow(
         `bridge:drain of ${DRAIN} queued during an outage`,
