@@ -54,7 +54,7 @@ function link(tb: TestBroker, clientId: string, filters: string[], owner: Owner)
       subscriptions: filters.map((filter) => ({ filter, qos: 2 as QoS })),
       maxPacket: tb.broker.maxPacketIn,
       maxPayload: 0,
-      retainAvailable: true,
+      retainAvailable: tb.broker.options.retainAvailable,
     },
     owner,
   );
@@ -178,5 +178,26 @@ describe('issue 17.2: the bridge local side goes through the internal-client API
     expect(owner.done.every((d) => d.taken)).toBe(true);
     expect(owner.done.length).toBe(N);
     expect([l.dropped, tb.broker.counters.dropped]).toEqual([0, 0]);
+  });
+
+  it('issue 17.2: retain_available false: a retained message from the bridge is refused for good (the bridge drops and acknowledges it), the session stays up', async () => {
+    const tb = await startBroker({ retainAvailable: false });
+    closers.push(() => tb.close());
+    const sink = new Owner();
+    link(tb, 'sink', ['i/#'], sink);
+    const owner = new Owner();
+    const l = link(tb, 'bridge-in', [], owner);
+    const token = {};
+    l.publish('i/r', Buffer.from('kept?'), 1, true, undefined, token);
+    l.publish('i/n', Buffer.from('plain'), 1, false, undefined, {});
+    expect(owner.done[0]).toEqual({
+      token,
+      taken: false,
+      why: 'retained, and retain_available is false here',
+    });
+    expect(owner.done[1].taken).toBe(true);
+    expect(sink.got.map((g) => g.msg.topic)).toEqual(['i/n']);
+    expect(tb.broker.retain.size).toBe(0);
+    expect(l.up).toBe(true);
   });
 });
