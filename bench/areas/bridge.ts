@@ -189,7 +189,7 @@ async function measure(
   sink: Sink,
   n: number,
   drainN: number,
-): Promise<{ throughput: number; drain: number; cpuUs: number }> {
+): Promise<{ throughput: number; drain: number; cpuUs: number; drainCpuUs: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bench-bridge-${kind}-`));
   try {
     // Throughput: the gateway bridged straight to the upstream.
@@ -222,12 +222,14 @@ async function measure(
     const before = sink.count;
     await publishAll(gw.port, drainN, 10);
     const fwd = await forwarder(hole, upstreamPort);
+    const cpu1 = cpuMs(gw.pid);
     const t1 = performance.now();
     await sink.until(before + drainN, 90_000);
     const drain = (drainN * 1000) / (performance.now() - t1);
+    const drainCpuUs = ((cpuMs(gw.pid) - cpu1) * 1000) / drainN;
     await fwd.close();
     await gw.stop();
-    return { throughput, drain, cpuUs };
+    return { throughput, drain, cpuUs, drainCpuUs };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -289,6 +291,15 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
         'mosquitto bridge',
         undefined,
         'ours from disk, mosquitto from memory; includes up to 1 s reconnect wait',
+      ),
+      costRow(
+        'bridge:gateway CPU per message, drain',
+        'us/msg',
+        ours.drainCpuUs,
+        peer.drainCpuUs,
+        'mosquitto bridge',
+        undefined,
+        'user + system time of the gateway process from the upstream coming up to the last message there',
       ),
     ];
   } finally {

@@ -99,7 +99,7 @@ export class LocalLink implements InternalPeer {
   private connack = -1;
   private seq = 0;
   /** Waiting for their turn: the window is full, the broker paused us, or a retry is due. */
-  private readonly queue: OutPub[] = [];
+  private queue: OutPub[] = [];
   /** QoS 1/2 publishes the broker took whose answer waits for its commit, in order (its acks keep it). */
   private answering: OutPub[] = [];
   /** The publish being handed to the broker: its answer, when it comes at once, is for it. */
@@ -295,13 +295,15 @@ export class LocalLink implements InternalPeer {
     }
     this.sending = m;
     this.answered = false;
-    try {
-      (this.client as InternalClient).publish(p);
-    } finally {
-      this.sending = null;
+    const handled = (this.client as InternalClient).publish(p);
+    this.sending = null;
+    if (!handled) {
+      // The connection is closing (or failed on it): sent again on the next one.
+      this.requeue([m]);
+      this.drop('the broker closed the bridge session');
     }
     // Taken, its answer waiting for the broker's commit (answers come back in this order).
-    if (m.qos > 0 && !this.answered) this.answering.push(m);
+    else if (m.qos > 0 && !this.answered) this.answering.push(m);
   }
 
   /**
@@ -380,22 +382,29 @@ export class LocalLink implements InternalPeer {
    */
   private pump(): void {
     if (!this.up || this.retryTimer !== null) return;
-    const q = this.queue;
     let room = this.maxInflight - this.answering.length;
-    while (q.length > 0 && this.up && this.flows) {
-      if (q[0].qos > 0 && room-- <= 0) {
+    // this.queue, not a copy of it: a send that fails puts the queue together again.
+    while (this.queue.length > 0 && this.up && this.flows) {
+      if (this.queue[0].qos > 0 && room-- <= 0) {
         if (this.answering.length < this.maxInflight) this.kick();
         return;
       }
-      this.send(q.shift() as OutPub);
+      this.send(this.queue.shift() as OutPub);
     }
   }
 
-  /** Puts messages back at the front of the queue, in their order of arrival. */
+  /** Puts messages back into the queue in their order of arrival (what waits stays in order). */
   private requeue(list: OutPub[]): void {
     if (list.length === 0) return;
     list.sort(bySeq);
-    this.queue.unshift(...list);
+    const q = this.queue;
+    const merged: OutPub[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < list.length && j < q.length) merged.push(list[i].seq < q[j].seq ? list[i++] : q[j++]);
+    while (i < list.length) merged.push(list[i++]);
+    while (j < q.length) merged.push(q[j++]);
+    this.queue = merged;
   }
 
   private retry(): void {

@@ -7,7 +7,7 @@
  * client's PUBLISH (handle-publish.ts's takePublish). Nothing is encoded or parsed.
  */
 import { EventEmitter } from 'node:events';
-import type { Packet, Properties, PublishPacket, QoS } from '@mqtt-edge/codec';
+import { type Packet, type Properties, type PublishPacket, type QoS, ReasonCode } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
 import type { Connection, ConnSocket, ListenerInfo } from './connection.ts';
 import { settleDelivery } from './handle-acks.ts';
@@ -139,17 +139,25 @@ export class InternalClient {
 
   /**
    * Publishes `p` (its packetId is the peer's own tag, handed back in peer.ack) as the
-   * session's client. False when not connected.
+   * session's client. False when not connected, or when handling it failed (an internal error:
+   * logged, and the connection is closed, as a client's would be).
    */
   publish(p: PublishPacket): boolean {
     const conn = this.conn;
     if (conn === null || conn.session === null || conn.ending) return false;
-    const c = this.broker.counters;
+    const b = this.broker;
+    const c = b.counters;
     c.packetsIn++;
     c.msgsInQos[p.qos]++;
     c.pubBytesIn += p.payload.length;
-    takePublish(conn, conn.session, p, p.topic, p.properties);
-    return true;
+    try {
+      takePublish(conn, conn.session, p, p.topic, p.properties);
+      return true;
+    } catch (err) {
+      b.log('error', 'internal error handling a packet', { clientId: conn.clientId, error: String(err) });
+      conn.fail(ReasonCode.ImplementationSpecificError, 'internal error');
+      return false;
+    }
   }
 
   /** The peer is done with the message delivered under `pid` (any QoS): its slot is free. */

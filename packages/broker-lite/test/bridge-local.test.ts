@@ -200,4 +200,26 @@ describe('issue 17.2: the bridge local side goes through the internal-client API
     expect(tb.broker.retain.size).toBe(0);
     expect(l.up).toBe(true);
   });
+
+  it('issue 17.2: an internal error while the broker handles a bridged message closes the local session as it would a client; the message goes again on the next one', async () => {
+    const tb = await startBroker();
+    closers.push(() => tb.close());
+    const sink = new Owner();
+    link(tb, 'sink', ['i/#'], sink);
+    const owner = new Owner();
+    const l = link(tb, 'bridge-in', [], owner);
+    vi.spyOn(tb.broker.router, 'route').mockImplementationOnce(() => {
+      throw new Error('boom');
+    });
+    const token = {};
+    expect(l.publish('i/1', Buffer.from('x'), 1, false, undefined, token)).toBe(true);
+    expect(l.up).toBe(false);
+    expect(tb.logs.some((x) => x.message === 'internal error handling a packet')).toBe(true);
+    // Held, then taken once the link is back (a second later).
+    expect(l.queued).toBe(1);
+    await until(() => owner.done.length === 1, 'the message taken on the next connection');
+    expect(owner.done).toEqual([{ token, taken: true, why: undefined }]);
+    expect(sink.got.map((g) => g.msg.topic)).toEqual(['i/1']);
+    expect(owner.ups).toBe(2);
+  });
 });
