@@ -57,8 +57,8 @@ export interface AcceptOptions {
 }
 
 /**
- * What a connection uses of its byte stream: a net or TLS socket, any Duplex (a bridge's
- * in-process peer), or a WebSocketStream.
+ * What a connection uses of its byte stream: a net or TLS socket, any Duplex (an in-process
+ * peer's), a WebSocketStream, or internal-client.ts's stand-in that carries no bytes.
  */
 export interface ConnSocket {
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
