@@ -18,15 +18,32 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type MqttClient } from '@mqtt-edge/client';
 import { freePort, hasMosquitto, startMosquitto } from '../../test/helpers/mosquitto.ts';
-import { type BenchArea, type BenchOptions, type BenchRow, rateRow } from '../harness.ts';
+import { type BenchArea, type BenchOptions, type BenchRow, costRow, rateRow } from '../harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(ROOT, 'packages/broker-lite/bin/broker-lite.js');
 
 interface Gateway {
   port: number;
+  /** The gateway process, for its CPU time. */
+  pid: number | undefined;
   stop(): Promise<void>;
 }
+
+/** CPU milliseconds (user + system) a process has used, from /proc; NaN where unreadable. */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (in parentheses, may hold spaces): utime and stime are 14 and 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+/** USER_HZ: 100 on every Linux Node runs on. */
+const CLOCK_TICKS = 100;
 
 function connected(c: MqttClient): Promise<void> {
   return c.connected ? Promise.resolve() : new Promise((r) => c.once('connect', () => r()));
@@ -71,6 +88,7 @@ async function startLite(dir: string, upstreamPort: number): Promise<Gateway> {
   });
   return {
     port,
+    pid: child.pid,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
@@ -94,16 +112,19 @@ async function startPeer(upstreamPort: number): Promise<Gateway> {
       'notifications false',
     ].join('\n'),
   });
-  return { port: m.port, stop: () => m.stop() };
+  return { port: m.port, pid: m.pid, stop: () => m.stop() };
 }
 
 /** Counts messages on the upstream; resolves `until(n)` when n have arrived. */
 class Sink {
   count = 0;
+  /** performance.now() of the last message. */
+  lastAt = 0;
   private target = Number.POSITIVE_INFINITY;
   private done: (() => void) | null = null;
   constructor(readonly client: MqttClient) {
     client.on('message', () => {
+      this.lastAt = performance.now();
       if (++this.count >= this.target && this.done !== null) {
         const d = this.done;
         this.done = null;
@@ -171,7 +192,7 @@ async function measure(
   sink: Sink,
   n: number,
   drainN: number,
-): Promise<{ throughput: number; drain: number }> {
+): Promise<{ throughput: number; drain: number; drainConnected: number; cpuUs: number; drainCpuUs: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bench-bridge-${kind}-`));
   try {
     // Throughput: the gateway bridged straight to the upstream.
@@ -188,9 +209,12 @@ async function measure(
     await sink.until(base0 + 1, 10_000);
     await new Promise((r) => setTimeout(r, 300));
     const base = sink.count;
+    const cpu0 = cpuMs(gw.pid);
     const t0 = performance.now();
     await Promise.all([publishAll(gw.port, n, 10), sink.until(base + n, 60_000)]);
     const throughput = (n * 1000) / (performance.now() - t0);
+    // The gateway's CPU per message bridged (less noisy than the wall clock on a shared machine).
+    const cpuUs = ((cpuMs(gw.pid) - cpu0) * 1000) / n;
     await gw.stop();
 
     // Drain: the upstream unreachable (a port nothing listens on yet) while the load goes in.
@@ -201,12 +225,18 @@ async function measure(
     const before = sink.count;
     await publishAll(gw.port, drainN, 10);
     const fwd = await forwarder(hole, upstreamPort);
+    const cpu1 = cpuMs(gw.pid);
     const t1 = performance.now();
+    // The first message upstream: the bridge is connected (the reconnect wait is behind).
+    await sink.until(before + 1, 90_000);
+    const first = sink.lastAt;
     await sink.until(before + drainN, 90_000);
     const drain = (drainN * 1000) / (performance.now() - t1);
+    const drainConnected = ((drainN - 1) * 1000) / (sink.lastAt - first);
+    const drainCpuUs = ((cpuMs(gw.pid) - cpu1) * 1000) / drainN;
     await fwd.close();
     await gw.stop();
-    return { throughput, drain };
+    return { throughput, drain, drainConnected, cpuUs, drainCpuUs };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -251,6 +281,15 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
         undefined,
         `${N} x 64 B, 10 topics; ours acks locally after fsync`,
       ),
+      costRow(
+        'bridge:gateway CPU per message, local -> upstream',
+        'us/msg',
+        ours.cpuUs,
+        peer.cpuUs,
+        'mosquitto bridge',
+        undefined,
+        'user + system time of the gateway process during the throughput row (/proc, 10 ms ticks)',
+      ),
       rateRow(
         `bridge:drain of ${DRAIN} queued during an outage`,
         'msgs/s',
@@ -259,6 +298,24 @@ async function run(options: BenchOptions): Promise<BenchRow[]> {
         'mosquitto bridge',
         undefined,
         'ours from disk, mosquitto from memory; includes up to 1 s reconnect wait',
+      ),
+      rateRow(
+        'bridge:drain, from the first message upstream',
+        'msgs/s',
+        ours.drainConnected,
+        peer.drainConnected,
+        'mosquitto bridge',
+        undefined,
+        'the same drain without the reconnect wait: first to last message at the upstream subscriber',
+      ),
+      costRow(
+        'bridge:gateway CPU per message, drain',
+        'us/msg',
+        ours.drainCpuUs,
+        peer.drainCpuUs,
+        'mosquitto bridge',
+        undefined,
+        'user + system time of the gateway process from the upstream coming up to the last message there',
       ),
     ];
   } finally {

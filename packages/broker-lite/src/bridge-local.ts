@@ -1,40 +1,43 @@
-import { type Duplex, duplexPair } from 'node:stream';
 import {
-  encode,
+  encodedLength,
   type Packet,
-  PacketParser,
   type Properties,
   type PublishPacket,
   type QoS,
   ReasonCode,
 } from '@mqtt-edge/codec';
-import type { AcceptOptions, ListenerInfo } from './connection.ts';
+import type { Broker } from './broker.ts';
+import { InternalClient, type InternalPeer } from './internal-client.ts';
+import type { Message } from './message.ts';
 
 /**
- * The bridge's session on this broker: an MQTT 5 client over an in-memory duplex handed to
- * Broker.accept(), so what crosses the bridge takes the same path as any client's messages
- * (retained, persistence, backpressure) without a socket. It is an internal connection: no
- * password file, no ACL (as Mosquitto's bridges), and its own in-flight window. MQTT 5 for
- * no-local (what the bridge publishes here is not sent back to it) and retain-as-published.
+ * The bridge's session on this broker: an internal client (internal-client.ts), so what crosses
+ * the bridge takes the same path as any client's messages (retained, persistence, the in-flight
+ * window and queue towards it, back-pressure) by function calls, nothing encoded. No password
+ * file, no ACL (as Mosquitto's bridges); no-local (what the bridge publishes here is not sent
+ * back to it) and retain-as-published. What is left here is the bridge's own policy for what it
+ * brings in: a bounded wait while the broker holds it back (paused, or refusing with 0x97 while
+ * its disk is full), and the tokens the bridge acknowledges upstream with.
  */
 
-export interface LocalBroker {
-  accept(
-    socket: Duplex,
-    info: ListenerInfo,
-    remote: string,
-    certificateCommonName: string | undefined,
-    options: AcceptOptions,
-  ): void;
-}
-
 export interface LocalLinkOwner {
-  /** A message for the bridge. QoS 1/2: call link.ackIn(gen, packetId, qos) once it is safe. */
-  localMessage(p: PublishPacket, gen: number): void;
   /**
-   * A QoS 1/2 message published with a token is done: taken by the broker (PUBACK / PUBREC
-   * below 0x80: routed, and stored when persistence is on), or refused for good (`why`: larger
-   * than the broker accepts, refused with another reason code than 0x97). Called once per token.
+   * A message for the bridge, the broker's own object (read it, do not change it), with the
+   * delivery's QoS, retain flag and properties. QoS 1/2: call link.ackIn(gen, pid) once it is
+   * safe; not from inside this call.
+   */
+  localMessage(
+    msg: Message,
+    qos: QoS,
+    retain: boolean,
+    properties: Properties | undefined,
+    pid: number,
+    gen: number,
+  ): void;
+  /**
+   * A QoS 1/2 message published with a token is done: taken by the broker (routed, and stored
+   * when persistence is on), or refused for good (`why`: larger than the broker accepts,
+   * refused with another reason code than 0x97). Called once per token.
    */
   localDone(token: object, taken: boolean, why: string | undefined): void;
   /** The broker refused messages with 0x97 (its disk is full): they are sent again in `retryMs`. */
@@ -49,22 +52,27 @@ export interface LocalLinkOptions {
   persistent: boolean;
   subscriptions: Array<{ filter: string; qos: QoS }>;
   /**
-   * Most QoS 1/2 publishes waiting for their ack, each way: towards the broker (more wait in a
-   * bounded queue) and from it (the broker's window for this session; acks wait for the disk).
+   * Most QoS 1/2 messages waiting for the broker's word, each way: towards the broker (its
+   * answer waits for the persistence commit; more wait in a bounded queue) and from it (the
+   * broker's in-flight window for this session; they wait for the bridge's disk).
    */
   maxInflight?: number;
   /** Most publishes waiting beyond the in-flight window; past it new ones are dropped (counted). */
   maxQueued?: number;
-  /** Largest packet the broker accepts (Broker.maxPacketIn): a larger one would close the link. */
+  /** Largest packet the broker accepts (Broker.maxPacketIn): what a client could not send is refused. */
   maxPacket: number;
   /** Largest payload the broker takes (message_size_limit; 0: no limit): it refuses more with 0x97. */
   maxPayload: number;
+  /** retain_available: false refuses retained messages (a client would be disconnected). */
+  retainAvailable: boolean;
   /** Milliseconds before messages the broker refused with 0x97 are sent again (default 1000). */
   retryMs?: number;
 }
 
-const INFO: ListenerInfo = { protocol: 'mqtt', tls: false, useIdentityAsUsername: false };
 const RESTART_MS = 1000;
+const PUBACK = 0x40;
+const PUBREC = 0x50;
+const PUBREL = 0x62;
 
 interface OutPub {
   topic: string;
@@ -80,37 +88,41 @@ interface OutPub {
 
 const bySeq = (a: OutPub, b: OutPub): number => a.seq - b.seq;
 
-export class LocalLink {
-  /** Changes with each connection: acks for an older one are not written to the new one. */
+export class LocalLink implements InternalPeer {
+  /** Changes with each connection: acks for an older one do not reach the new one. */
   gen = 0;
   up = false;
-  /** Messages dropped here: the queue was full, or a QoS 0 message too large for the broker. */
+  /** Messages dropped here: the queue was full, or a QoS 0 message the broker cannot take. */
   dropped = 0;
-  private sock: Duplex | null = null;
-  private parser: PacketParser | null = null;
-  private nextId = 1;
+  private client: InternalClient | null = null;
+  /** The CONNACK's reason code of the connection being made (-1: none yet). */
+  private connack = -1;
   private seq = 0;
-  /** Our QoS 1/2 publishes by packet id until PUBACK / PUBCOMP; null: the SUBSCRIBE's id. */
-  private readonly inflight = new Map<number, OutPub | null>();
-  /** QoS 2 ids PUBREC'd by the broker (taken): only PUBREL / PUBCOMP remain, on any connection. */
-  private readonly released = new Set<number>();
-  private subscribeId = 0;
-  private readonly queue: OutPub[] = [];
-  private queueHead = 0;
+  /** Waiting for their turn: the window is full, the broker paused us, or a retry is due. */
+  private queue: OutPub[] = [];
+  /** QoS 1/2 publishes the broker took whose answer waits for its commit, in order (its acks keep it). */
+  private answering: OutPub[] = [];
+  /** The publish being handed to the broker: its answer, when it comes at once, is for it. */
+  private sending: OutPub | null = null;
+  private answered = false;
   /** Refused with 0x97, waiting for retryTimer to go back to the front of the queue. */
   private refused: OutPub[] = [];
   private retryTimer: NodeJS.Timeout | null = null;
-  /** QoS 2 from the broker: ids being stored (no PUBREC yet) and ids awaiting PUBREL. */
-  private readonly in2 = new Set<number>();
+  /** The broker reads from us (it pauses a publisher whose subscribers' queues are full). */
+  private flows = true;
+  /** Deliveries the bridge is done with, settled after the call that delivered them. */
+  private settling: number[] = [];
+  private kicked = false;
   private stopped = false;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly maxInflight: number;
   private readonly maxQueued: number;
   private readonly retryMs: number;
   private readonly retryNow = (): void => this.retry();
+  private readonly kickNow = (): void => this.afterCall();
 
   constructor(
-    private readonly broker: LocalBroker,
+    private readonly broker: Broker,
     private readonly o: LocalLinkOptions,
     private readonly owner: LocalLinkOwner,
   ) {
@@ -120,35 +132,36 @@ export class LocalLink {
   }
 
   start(): void {
-    if (this.stopped || this.sock !== null) return;
-    const [ours, theirs] = duplexPair();
-    const gen = ++this.gen;
-    this.sock = ours;
-    this.parser = new PacketParser({ protocolVersion: 5 });
-    ours.on('data', (chunk: Uint8Array) => {
-      if (this.gen !== gen) return;
-      try {
-        this.parser!.push(chunk, (p) => this.handle(p));
-      } catch (err) {
-        this.drop(`bad packet from the broker: ${(err as Error).message}`);
-      }
-    });
-    ours.on('error', () => {});
-    ours.on('close', () => {
-      if (this.gen === gen) this.drop('the broker closed the bridge session');
-    });
-    this.broker.accept(theirs, INFO, `bridge:${this.o.clientId}`, undefined, {
-      internal: true,
-      maxInflight: this.maxInflight,
-    });
-    this.write({
-      type: 'connect',
-      protocolVersion: 5,
-      clientId: this.o.clientId,
-      clean: !this.o.persistent,
-      keepalive: 0,
-      properties: this.o.persistent ? { sessionExpiryInterval: 0xffff_ffff } : {},
-    });
+    if (this.stopped || this.client !== null) return;
+    this.gen++;
+    const client = new InternalClient(
+      this.broker,
+      {
+        clientId: this.o.clientId,
+        persistent: this.o.persistent,
+        maxInflight: this.maxInflight,
+        remote: `bridge:${this.o.clientId}`,
+      },
+      this,
+    );
+    this.client = client;
+    this.connack = -1;
+    if (!client.connect()) {
+      this.client = null;
+      this.restartLater();
+      return;
+    }
+    if (this.client !== client) return; // refused, and dropped meanwhile
+    if (this.connack !== 0) {
+      this.drop(`the broker refused the bridge session (reason 0x${this.connack.toString(16)})`);
+      return;
+    }
+    // An `in`-only bridge has nothing to subscribe to here, only to publish.
+    if (this.o.subscriptions.length > 0) client.subscribe(this.o.subscriptions);
+    if (this.client !== client) return;
+    this.up = true;
+    this.owner.localUp();
+    this.kick();
   }
 
   /**
@@ -165,16 +178,11 @@ export class LocalLink {
   ): boolean {
     if (this.stopped) return false;
     const m: OutPub = { topic, payload, qos, retain, properties, token, seq: this.seq++ };
-    if (
-      this.up &&
-      this.queueHead === this.queue.length &&
-      this.retryTimer === null &&
-      (qos === 0 || this.inflight.size < this.maxInflight)
-    ) {
+    if (this.queue.length === 0 && this.mayGo(m)) {
       this.send(m);
       return true;
     }
-    if (this.queue.length - this.queueHead >= this.maxQueued) {
+    if (this.queue.length >= this.maxQueued) {
       this.dropped++;
       return false;
     }
@@ -182,11 +190,11 @@ export class LocalLink {
     return true;
   }
 
-  /** The message the broker sent is safe on our side: acknowledge it. */
-  ackIn(gen: number, packetId: number, qos: QoS): void {
-    if (gen !== this.gen || this.sock === null) return;
-    if (qos === 1) this.write({ type: 'puback', packetId });
-    else if (qos === 2) this.write({ type: 'pubrec', packetId });
+  /** The message delivered under `pid` is safe on the bridge's side: its slot in the window is free. */
+  ackIn(gen: number, pid: number): void {
+    if (gen !== this.gen || pid === 0 || this.client === null) return;
+    this.settling.push(pid);
+    this.kick();
   }
 
   /** QoS 1/2 publishes the link holds before it drops new ones: its window and its queue. */
@@ -194,9 +202,9 @@ export class LocalLink {
     return this.maxInflight + this.maxQueued;
   }
 
-  /** Publishes not yet taken by the broker: queued, in flight, waiting to be retried. */
+  /** Publishes not yet taken by the broker: queued, waiting for its answer, to be retried. */
   get queued(): number {
-    return this.queue.length - this.queueHead + this.inflight.size + this.refused.length;
+    return this.queue.length + this.answering.length + this.refused.length;
   }
 
   close(): void {
@@ -205,18 +213,68 @@ export class LocalLink {
     this.restartTimer = null;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    const s = this.sock;
-    if (s !== null) {
-      this.write({ type: 'disconnect', reasonCode: 0 });
+    const client = this.client;
+    if (client !== null) {
       this.gen++;
-      this.sock = null;
+      this.client = null;
       this.up = false;
-      s.end();
+      client.disconnect();
     }
   }
 
-  private write(p: Packet): void {
-    this.sock?.write(encode(p, 5));
+  // ---- InternalPeer: the broker calls these ----------------------------------------------
+
+  /** @internal */
+  packet(p: Packet): void {
+    if (p.type === 'connack') this.connack = p.reasonCode;
+    else if (p.type === 'disconnect')
+      this.drop(`the broker disconnected the bridge session (reason 0x${(p.reasonCode ?? 0).toString(16)})`);
+  }
+
+  /** @internal */
+  message(msg: Message, qos: QoS, retain: boolean, properties: Properties | undefined, pid: number): void {
+    this.owner.localMessage(msg, qos, retain, properties, pid, this.gen);
+  }
+
+  /** @internal */
+  ack(first: number, pid: number, reasonCode: number): void {
+    if (first === PUBREL) {
+      // A QoS 2 delivery released before a restart by a version that went through PUBREC: done.
+      this.ackIn(this.gen, pid);
+      return;
+    }
+    if (first !== PUBACK && first !== PUBREC) return;
+    if (this.sending !== null) {
+      this.answered = true;
+      this.settled(this.sending, reasonCode);
+      return;
+    }
+    const m = this.answering.shift();
+    if (m === undefined) return;
+    this.settled(m, reasonCode);
+    this.kick();
+  }
+
+  /** @internal */
+  flowing(on: boolean): void {
+    this.flows = on;
+    if (on) this.kick();
+  }
+
+  /** @internal */
+  closed(): void {
+    this.drop('the broker closed the bridge session');
+  }
+
+  // ---- sending ---------------------------------------------------------------------------
+
+  private mayGo(m: OutPub): boolean {
+    return (
+      this.up &&
+      this.flows &&
+      this.retryTimer === null &&
+      (m.qos === 0 || this.answering.length < this.maxInflight)
+    );
   }
 
   private send(m: OutPub): void {
@@ -228,30 +286,44 @@ export class LocalLink {
       retain: m.retain,
       dup: false,
     };
+    if (m.qos > 0) p.packetId = 1;
     if (m.properties !== undefined) p.properties = m.properties;
-    const why = this.refusal(m);
-    let bytes: Uint8Array | undefined;
-    if (why === undefined) {
-      if (m.qos > 0) p.packetId = this.nextFreeId();
-      try {
-        bytes = encode(p, 5);
-      } catch {
-        // Over MQTT's largest packet once re-encoded here (a longer topic, the path property).
-      }
-    }
-    // A packet the broker would refuse by its size closes the whole link (MQTT 5: 0x95), and
-    // one over message_size_limit is refused with 0x97 like a full disk: neither ever goes in.
-    if (bytes === undefined || bytes.length > this.o.maxPacket) {
-      this.gone(m, why ?? 'larger than the local broker accepts (max_packet_size)');
+    const why = this.refusal(p);
+    if (why !== undefined) {
+      this.gone(m, why);
       return;
     }
-    if (m.qos > 0) this.inflight.set(p.packetId as number, m);
-    this.sock?.write(bytes);
+    this.sending = m;
+    this.answered = false;
+    const handled = (this.client as InternalClient).publish(p);
+    this.sending = null;
+    if (!handled) {
+      // The connection is closing (or failed on it): sent again on the next one.
+      this.requeue([m]);
+      this.drop('the broker closed the bridge session');
+    }
+    // Taken, its answer waiting for the broker's commit (answers come back in this order).
+    else if (m.qos > 0 && !this.answered) this.answering.push(m);
   }
 
-  private refusal(m: OutPub): string | undefined {
-    const max = this.o.maxPayload;
-    return max > 0 && m.payload.length > max ? 'payload larger than message_size_limit' : undefined;
+  /**
+   * Why the broker cannot take `p` from a client, checked here: one larger than it accepts
+   * would close a client's connection (MQTT 5: 0x95), a payload over message_size_limit is
+   * refused with 0x97 as for a full disk, a retained one where retain_available is false closes
+   * the connection too. None of them would ever go in.
+   */
+  private refusal(p: PublishPacket): string | undefined {
+    const o = this.o;
+    if (o.maxPayload > 0 && p.payload.length > o.maxPayload) return 'payload larger than message_size_limit';
+    if (p.retain && !o.retainAvailable) return 'retained, and retain_available is false here';
+    let bytes: number;
+    try {
+      bytes = encodedLength(p, 5);
+    } catch {
+      // Over MQTT's largest packet here (a longer topic, the path property).
+      return 'larger than the local broker accepts (max_packet_size)';
+    }
+    return bytes > o.maxPacket ? 'larger than the local broker accepts (max_packet_size)' : undefined;
   }
 
   /** A message the broker can never take: counted and done. */
@@ -260,43 +332,8 @@ export class LocalLink {
     else this.owner.localDone(m.token, false, why);
   }
 
-  private nextFreeId(): number {
-    let id = this.nextId;
-    while (this.inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
-    this.nextId = id === 65_535 ? 1 : id + 1;
-    return id;
-  }
-
-  private pump(): void {
-    const q = this.queue;
-    while (this.up && this.retryTimer === null && this.queueHead < q.length) {
-      const m = q[this.queueHead];
-      if (m.qos > 0 && this.inflight.size >= this.maxInflight) break;
-      q[this.queueHead++] = undefined as unknown as OutPub;
-      this.send(m);
-    }
-    if (this.queueHead === q.length) {
-      q.length = 0;
-      this.queueHead = 0;
-    } else if (this.queueHead > 1024 && this.queueHead * 2 > q.length) {
-      q.splice(0, this.queueHead);
-      this.queueHead = 0;
-    }
-  }
-
-  /** Puts messages back at the front of the queue, in their order of arrival. */
-  private requeue(list: OutPub[]): void {
-    if (list.length === 0) return;
-    list.sort(bySeq);
-    this.queue.splice(this.queueHead, 0, ...list);
-  }
-
-  /** The broker took (or for good refused) a publish of ours: PUBACK, or PUBREC / PUBCOMP. */
-  private settled(packetId: number, rc: number): void {
-    const m = this.inflight.get(packetId);
-    if (m === undefined || m === null) return;
-    this.inflight.delete(packetId);
-    this.released.delete(packetId);
+  /** The broker took (or for good refused) a publish of ours: its PUBACK / PUBREC. */
+  private settled(m: OutPub, rc: number): void {
     if (rc === ReasonCode.QuotaExceeded) {
       // The broker's persistence cannot write (a full disk): not taken; sent again later, in
       // order, and nothing else goes until then (what would pass it now would pass it for good).
@@ -315,6 +352,61 @@ export class LocalLink {
       );
   }
 
+  /**
+   * Calls into the broker that the broker's own calls asked for (settling a delivery, sending
+   * what waited for room) run after them: routing is not re-entered, and a delivery is in the
+   * session's window before it is settled.
+   */
+  private kick(): void {
+    if (this.kicked) return;
+    this.kicked = true;
+    queueMicrotask(this.kickNow);
+  }
+
+  private afterCall(): void {
+    this.kicked = false;
+    const client = this.client;
+    if (client === null) return;
+    const done = this.settling;
+    if (done.length > 0) {
+      this.settling = [];
+      for (let i = 0; i < done.length; i++) client.settle(done[i]);
+    }
+    this.pump();
+  }
+
+  /**
+   * Sends from the queue as much as the window holds. A round goes on past a refusal (0x97)
+   * met in it, as a client's would: its answers come after it sent its window. The next round,
+   * when the answers taken at once left room, after this call.
+   */
+  private pump(): void {
+    if (!this.up || this.retryTimer !== null) return;
+    let room = this.maxInflight - this.answering.length;
+    // this.queue, not a copy of it: a send that fails puts the queue together again.
+    while (this.queue.length > 0 && this.up && this.flows) {
+      if (this.queue[0].qos > 0 && room-- <= 0) {
+        if (this.answering.length < this.maxInflight) this.kick();
+        return;
+      }
+      this.send(this.queue.shift() as OutPub);
+    }
+  }
+
+  /** Puts messages back into the queue in their order of arrival (what waits stays in order). */
+  private requeue(list: OutPub[]): void {
+    if (list.length === 0) return;
+    list.sort(bySeq);
+    const q = this.queue;
+    const merged: OutPub[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < list.length && j < q.length) merged.push(list[i].seq < q[j].seq ? list[i++] : q[j++]);
+    while (i < list.length) merged.push(list[i++]);
+    while (j < q.length) merged.push(q[j++]);
+    this.queue = merged;
+  }
+
   private retry(): void {
     this.retryTimer = null;
     const list = this.refused;
@@ -323,118 +415,30 @@ export class LocalLink {
     this.pump();
   }
 
-  private handle(p: Packet): void {
-    switch (p.type) {
-      case 'connack':
-        if (p.reasonCode !== 0) {
-          this.drop(`the broker refused the bridge session (reason 0x${p.reasonCode.toString(16)})`);
-          return;
-        }
-        // QoS 2 taken on an earlier connection: released there or here (the session has it,
-        // or answers 0x92 when it does not).
-        for (const id of this.released) this.write({ type: 'pubrel', packetId: id });
-        if (this.o.subscriptions.length === 0) {
-          // An `in`-only bridge: nothing to subscribe to here, only to publish.
-          this.linkUp();
-          return;
-        }
-        this.subscribeId = this.nextFreeId();
-        this.inflight.set(this.subscribeId, null);
-        this.write({
-          type: 'subscribe',
-          packetId: this.subscribeId,
-          subscriptions: this.o.subscriptions.map((s) => ({
-            topicFilter: s.filter,
-            qos: s.qos,
-            noLocal: true,
-            retainAsPublished: true,
-          })),
-        });
-        return;
-      case 'suback':
-        if (p.packetId === this.subscribeId && !this.up) {
-          this.inflight.delete(p.packetId);
-          this.linkUp();
-        }
-        return;
-      case 'publish':
-        if (p.qos === 2 && this.in2.has(p.packetId!)) return;
-        if (p.qos === 2) this.in2.add(p.packetId!);
-        this.owner.localMessage(p, this.gen);
-        return;
-      case 'pubrel':
-        this.in2.delete(p.packetId);
-        this.write({ type: 'pubcomp', packetId: p.packetId });
-        return;
-      case 'puback':
-        this.settled(p.packetId, p.reasonCode ?? 0);
-        this.pump();
-        return;
-      case 'pubcomp':
-        if (this.released.delete(p.packetId)) {
-          this.inflight.delete(p.packetId);
-          this.pump();
-        }
-        return;
-      case 'pubrec': {
-        const rc = p.reasonCode ?? 0;
-        if (rc >= 0x80) {
-          this.settled(p.packetId, rc);
-          this.pump();
-          return;
-        }
-        const m = this.inflight.get(p.packetId);
-        if (m === undefined || m === null) return;
-        if (!this.released.has(p.packetId)) {
-          this.released.add(p.packetId);
-          if (m.token !== undefined) this.owner.localDone(m.token, true, undefined);
-        }
-        this.write({ type: 'pubrel', packetId: p.packetId });
-        return;
-      }
-      case 'disconnect':
-        this.drop(
-          `the broker disconnected the bridge session (reason 0x${(p.reasonCode ?? 0).toString(16)})`,
-        );
-        return;
-      default:
-        return;
-    }
-  }
-
-  private linkUp(): void {
-    this.up = true;
-    this.owner.localUp();
-    this.pump();
-  }
-
   private drop(reason: string): void {
-    const s = this.sock;
-    if (s === null) return;
+    const client = this.client;
+    if (client === null) return;
+    client.detach();
+    this.client = null;
     this.gen++;
-    this.sock = null;
-    this.parser = null;
     const wasUp = this.up;
     this.up = false;
-    // Publishes in flight to the broker are not lost with the connection: the ones it had not
-    // taken go again on the next one, in order (a QoS 1 it took but had not acknowledged yet
-    // arrives twice: at least once); PUBREC'd QoS 2 ids keep their place for the PUBREL.
-    const again: OutPub[] = [];
-    for (const [id, m] of this.inflight) {
-      if (this.released.has(id)) continue;
-      this.inflight.delete(id);
-      if (m !== null) again.push(m);
-    }
-    this.requeue(again);
-    this.in2.clear();
-    s.destroy();
+    this.flows = true;
+    this.settling = [];
+    // What waited for the broker's answer goes again on the next connection, in order (the
+    // broker took it but its acknowledgement is lost with the connection: at least once).
+    this.requeue(this.answering);
+    this.answering = [];
     if (wasUp || !this.stopped) this.owner.localDown(reason);
-    if (!this.stopped) {
-      this.restartTimer = setTimeout(() => {
-        this.restartTimer = null;
-        this.start();
-      }, RESTART_MS);
-      this.restartTimer.unref();
-    }
+    this.restartLater();
+  }
+
+  private restartLater(): void {
+    if (this.stopped || this.restartTimer !== null) return;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      this.start();
+    }, RESTART_MS);
+    this.restartTimer.unref();
   }
 }

@@ -2,7 +2,7 @@
  * Bridges: store-and-forward between this broker and upstream brokers, configured the Mosquitto
  * way (config-bridge.ts). Per bridge:
  *
- *   local session (bridge-local.ts, in memory)  --QoS 1/2--> durable queue --> remote client
+ *   local session (bridge-local.ts: internal-client.ts, function calls)  --QoS 1/2--> durable queue --> remote client
  *   local session <-- publish as a client --  remote client (subscribed to the `in` topics)
  *
  * A QoS 1/2 message is acknowledged to this broker only once it is in the on-disk queue, so what
@@ -34,7 +34,7 @@ import { CountingOutbox } from './bridge-queue.ts';
 import { filtersOf, routesOf, type TopicRoute, toLocal, toRemote } from './bridge-topics.ts';
 import type { Broker } from './broker.ts';
 import { type BridgeConfig, bridgeSysName, defaultBridgeDir } from './config-bridge.ts';
-import { makeMessage } from './message.ts';
+import { type Message, makeMessage } from './message.ts';
 
 export { defaultBridgeDir };
 
@@ -178,10 +178,9 @@ interface OutMessage {
   qos: QoS;
   retain: boolean;
   properties: Properties | undefined;
-  /** The local session's connection, packet id and QoS, for its acknowledgement. */
+  /** The local session's connection and delivery, for settling it. */
   gen: number;
   pid: number;
-  localQos: QoS;
   /** Order of arrival from the local session. */
   seq: number;
   /** Put in a retry round (see storeHeld). */
@@ -319,6 +318,7 @@ export class Bridge {
         subscriptions: filtersOf(this.outRoutes, 'local').map((f) => ({ filter: f.filter, qos: f.qos })),
         maxPacket: broker.maxPacketIn,
         maxPayload: broker.options.messageSizeLimit,
+        retainAvailable: broker.options.retainAvailable,
         retryMs: this.retryMs,
       },
       this,
@@ -953,56 +953,61 @@ export class Bridge {
   }
 
   /** @internal LocalLinkOwner */
-  localMessage(p: PublishPacket, gen: number): void {
+  localMessage(
+    msg: Message,
+    localQos: QoS,
+    localRetain: boolean,
+    localProps: Properties | undefined,
+    pid: number,
+    gen: number,
+  ): void {
     const c = this.config;
     this.lastTraffic = Date.now();
-    const pid = p.packetId ?? 0;
-    const r = toRemote(this.outRoutes, p.topic);
+    const r = toRemote(this.outRoutes, msg.topic);
     if (r === undefined) {
-      this.local.ackIn(gen, pid, p.qos);
+      this.local.ackIn(gen, pid);
       return;
     }
-    const qos = Math.min(p.qos, r.qos) as QoS;
-    const retain = c.outgoingRetain && p.retain;
-    const path = pathOf(p.properties);
+    const qos = Math.min(localQos, r.qos) as QoS;
+    const retain = c.outgoingRetain && localRetain;
+    const path = pathOf(localProps);
     if (path !== undefined && hasId(path, this.brokerId) && !path.endsWith(this.brokerId)) {
       this.counters.loopsStopped++;
-      this.local.ackIn(gen, pid, p.qos);
+      this.local.ackIn(gen, pid);
       return;
     }
-    let properties = this.v5 ? forwardable(p.properties) : undefined;
+    let properties = this.v5 ? forwardable(localProps) : undefined;
     // Stamped with this broker unless it is already in the path (it came in through a bridge).
     if (this.v5 && (path === undefined || !hasId(path, this.brokerId)))
       properties = withPath(properties, path === undefined ? this.brokerId : `${path},${this.brokerId}`);
     // A PUBLISH the remote would refuse as too large is dropped here, not retried for ever.
-    if (c.maxPacketSize > 0 && p.payload.length + r.topic.length * 3 + 16 > c.maxPacketSize) {
+    if (c.maxPacketSize > 0 && msg.payload.length + r.topic.length * 3 + 16 > c.maxPacketSize) {
       this.counters.outDropped++;
       this.logDrop('larger than bridge_max_packet_size');
-      this.local.ackIn(gen, pid, p.qos);
+      this.local.ackIn(gen, pid);
       return;
     }
     if (qos === 0) {
       const client = this.client;
       if (client?.connected)
-        client.publish(r.topic, p.payload, { qos: 0, retain, properties }).catch(() => {});
+        client.publish(r.topic, msg.payload, { qos: 0, retain, properties }).catch(() => {});
       else {
         this.counters.outDropped++;
         this.logDrop('QoS 0 while the bridge is down');
       }
-      this.local.ackIn(gen, pid, p.qos);
+      this.local.ackIn(gen, pid);
       return;
     }
-    // Into the queue whatever the remote's state; acknowledged here once stored, sent when
-    // connected. The payload may view the broker's output chunk; the queue keeps the message.
+    // Into the queue whatever the remote's state; settled here once stored, sent when
+    // connected. A payload not owned by the message views its publisher's socket chunk.
     const m: OutMessage = {
       topic: r.topic,
-      payload: p.payload.slice(),
+      payload: msg.owned ? msg.payload : msg.payload.slice(),
       qos,
       retain,
       properties,
       gen,
       pid,
-      localQos: p.qos,
       seq: this.outSeq++,
       retry: false,
     };
@@ -1019,7 +1024,7 @@ export class Bridge {
   }
 
   private stored(m: OutMessage): void {
-    this.local.ackIn(m.gen, m.pid, m.localQos);
+    this.local.ackIn(m.gen, m.pid);
     if (this.config.startType === 'lazy') this.maybeStartLazy();
     if (m.retry) this.roundSettled();
   }
@@ -1047,7 +1052,7 @@ export class Bridge {
     if ((err as { code?: unknown } | null)?.code === 'CLOSED' || this.state === 'stopped') return;
     this.counters.outDropped++;
     this.logDrop((err as Error).message);
-    this.local.ackIn(m.gen, m.pid, m.localQos);
+    this.local.ackIn(m.gen, m.pid);
   }
 
   /**

@@ -20,6 +20,7 @@ import { handleDisconnect } from './handle-disconnect.ts';
 import { flushDeniedLog, handlePublish } from './handle-publish.ts';
 import { handleSubscribe } from './handle-subscribe.ts';
 import { handleUnsubscribe } from './handle-unsubscribe.ts';
+import type { InternalPeer } from './internal-client.ts';
 import type { ListenerSecurity } from './options.ts';
 import type { Session } from './session.ts';
 import type { OutAliases } from './topic-alias.ts';
@@ -56,8 +57,8 @@ export interface AcceptOptions {
 }
 
 /**
- * What a connection uses of its byte stream: a net or TLS socket, any Duplex (a bridge's
- * in-process peer), or a WebSocketStream.
+ * What a connection uses of its byte stream: a net or TLS socket, any Duplex (an in-process
+ * peer's), a WebSocketStream, or internal-client.ts's stand-in that carries no bytes.
  */
 export interface ConnSocket {
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
@@ -139,6 +140,21 @@ export class Connection {
   }
   set internal(v: boolean) {
     this.flag(INTERNAL, v);
+  }
+  /**
+   * An in-process peer (internal-client.ts) that takes what is sent to it as objects: CONNACK,
+   * SUBACK and acks here, PUBLISH in deliver.ts's writePublish. Nothing is encoded for it.
+   */
+  get peer(): InternalPeer | null {
+    return this.x === null ? null : this.x.peer;
+  }
+  set peer(v: InternalPeer | null) {
+    this.extras.peer = v;
+    this.flag(DIRECT, v !== null);
+  }
+  /** Has a peer (one bit, read on the delivery path). */
+  get direct(): boolean {
+    return (this.flags & DIRECT) !== 0;
   }
   /** MQTT 5 request problem information: reason strings allowed in errors. */
   get problemInfo(): boolean {
@@ -542,11 +558,21 @@ export class Connection {
   }
 
   sendPacket(p: Packet): void {
+    if ((this.flags & DIRECT) !== 0) {
+      this.broker.counters.packetsOut++;
+      (this.peer as InternalPeer).packet(p);
+      return;
+    }
     this.send(this.broker.writer.encode(p, this.version));
   }
 
   /** A four-byte acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) or its MQTT 5 reason form. */
   sendAck(first: number, pid: number, reasonCode: number): void {
+    if ((this.flags & DIRECT) !== 0) {
+      this.broker.counters.packetsOut++;
+      (this.peer as InternalPeer).ack(first, pid, reasonCode);
+      return;
+    }
     if (reasonCode === 0 || this.version !== 5) {
       ACK4[0] = first;
       ACK4[2] = pid >> 8;
@@ -671,6 +697,8 @@ const SOCKET_CHARGED = 256;
 const REPLY_NOW = 512;
 /** Set while onData runs this connection's parser: close() leaves that parser to onData. */
 const PARSING = 1024;
+/** See `peer`. */
+const DIRECT = 2048;
 
 /** Whether `c` starts with the fixed header and protocol name and level of an MQTT 5 CONNECT. */
 function startsV5Connect(c: Uint8Array): boolean {
@@ -704,6 +732,7 @@ class ConnExtras {
   holdLen = 0;
   maxInflight = 0;
   denied: DeniedLog | null = null;
+  peer: InternalPeer | null = null;
 }
 
 /** Denied publishes of one connection, for a log that one client cannot flood. */

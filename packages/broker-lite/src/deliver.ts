@@ -7,6 +7,7 @@ import type { QoS } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
 import { ConnState } from './conn-state.ts';
 import type { Connection } from './connection.ts';
+import type { InternalPeer } from './internal-client.ts';
 import { type Delivery, type Message, own } from './message.ts';
 import { HARD_WRITE_LIMIT, SOFT_WRITE_LIMIT } from './options.ts';
 import type { Session } from './session.ts';
@@ -229,6 +230,14 @@ export function writePublish(
   if (v5 && subIds !== undefined) {
     props = { ...props, subscriptionIdentifiers: subIds };
     cacheable = false;
+  }
+  if (conn.direct) {
+    // An in-process peer (internal-client.ts) takes the message object itself: nothing encoded.
+    b.counters.packetsOut++;
+    b.counters.msgsOutQos[qos]++;
+    b.counters.pubBytesOut += msg.payload.length;
+    (conn.peer as InternalPeer).message(msg, qos, retain, props, pid);
+    return true;
   }
   const slot = (v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
   const cached = cacheable ? (cache as EncodeCache).slots[slot] : null;

@@ -3,8 +3,11 @@
  * window, queue pump) and the release of QoS 2 messages received from it.
  */
 import { type PubAckLikePacket, ReasonCode } from '@mqtt-edge/codec';
+import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 import { pump } from './deliver.ts';
+import type { Delivery } from './message.ts';
+import type { Session } from './session.ts';
 
 const PUBREL = 0x62;
 const PUBCOMP = 0x70;
@@ -25,11 +28,7 @@ export function handleAcks(
     case 'puback': {
       const d = s.inflight.get(pid);
       if (d === undefined || d.qos !== 1) return false; // unknown ids are ignored, as Mosquitto does
-      s.inflight.delete(pid);
-      if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
-      const more = s.queueLength > 0;
-      pump(b, s);
-      return more;
+      return complete(b, s, d);
     }
     case 'pubrec': {
       const d = s.inflight.get(pid);
@@ -54,11 +53,7 @@ export function handleAcks(
     case 'pubcomp': {
       const d = s.inflight.get(pid);
       if (d === undefined || d.state !== 1) return false;
-      s.inflight.delete(pid);
-      if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
-      const more = s.queueLength > 0;
-      pump(b, s);
-      return more;
+      return complete(b, s, d);
     }
     case 'pubrel': {
       const seen = s.incomingQos2;
@@ -69,4 +64,24 @@ export function handleAcks(
       return false;
     }
   }
+}
+
+/** `d` reached its receiver: out of the window and the store, the queue moves up. */
+function complete(b: Broker, s: Session, d: Delivery): boolean {
+  s.inflight.delete(d.pid);
+  if (s.persistent && b.persist !== null) b.persist.queueDel(s, d);
+  const more = s.queueLength > 0;
+  pump(b, s);
+  return more;
+}
+
+/**
+ * An in-process peer (internal-client.ts) is done with delivery `pid`, at any QoS: a function
+ * call is its own exactly-once, so QoS 2 needs no PUBREC / PUBREL / PUBCOMP round.
+ */
+export function settleDelivery(conn: Connection, pid: number): void {
+  const s = conn.session;
+  if (s === null || s.inflightCount === 0) return;
+  const d = s.inflight.get(pid);
+  if (d !== undefined) complete(conn.broker, s, d);
 }

@@ -8,6 +8,7 @@ import type { Connection } from './connection.ts';
 import { makeMessage } from './message.ts';
 import { TOPIC_ALIAS_MAXIMUM } from './options.ts';
 import type { Persistence } from './persist.ts';
+import type { Session } from './session.ts';
 import { clientMayWriteSys } from './sys.ts';
 
 const PUBACK = 0x40;
@@ -79,6 +80,24 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       return;
     }
   }
+  takePublish(conn, session, p, topic, props);
+}
+
+/**
+ * The rest of a PUBLISH, once its packet-level checks passed: memory_limit, message_size_limit,
+ * the ACL's `write`, a refusing disk, then the retained store, routing and the acknowledgement.
+ * An in-process peer (internal-client.ts) publishes from here: its message is an object already.
+ */
+export function takePublish(
+  conn: Connection,
+  session: Session,
+  p: PublishPacket,
+  topic: string,
+  props: Properties | undefined,
+): void {
+  const b = conn.broker;
+  const qos = p.qos;
+  const pid = p.packetId ?? 0;
   if (b.memoryFull) {
     refuseOverMemory(conn, qos, pid);
     return;
@@ -126,8 +145,11 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if (qos === 1)
     ack(conn, PUBACK, pid, conn.version === 5 && !matched ? ReasonCode.NoMatchingSubscribers : 0);
   else if (qos === 2) {
-    (session.incomingQos2 as Set<number>).add(pid);
-    if (session.persistent && b.persist !== null) b.persist.incomingAdd(session, pid);
+    // A peer's call is its own exactly-once: no PUBREL will follow, so no id is kept for one.
+    if (!conn.direct) {
+      (session.incomingQos2 as Set<number>).add(pid);
+      if (session.persistent && b.persist !== null) b.persist.incomingAdd(session, pid);
+    }
     ack(conn, PUBREC, pid, 0);
   }
 }
