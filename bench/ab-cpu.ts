@@ -21,6 +21,15 @@ if (baseDir === undefined) {
   console.error('usage: npm run bench:ab -- BASE_DIR [0|1|2|fanout|alias-off|alias-on] [ROUNDS]');
   process.exit(2);
 }
+// The load generator's children import @mqtt-edge/codec as a user would (its dist/): without a
+// build they would die at import and the run would wait for them forever.
+const codecDist = path.join(import.meta.dirname, '../packages/codec/dist/index.js');
+if (!fs.existsSync(codecDist)) {
+  console.error(
+    `bench:ab: ${codecDist} is missing: run \`npx tsc -b tsconfig.build.json\` (or npm run build) first`,
+  );
+  process.exit(2);
+}
 const what = process.argv[3] ?? '1';
 const rounds = Math.max(4, Number(process.argv[4] ?? 12));
 const WARMUP = 3;
