@@ -8,6 +8,8 @@
  * messages), fanout (1 x 2,000 to 200), alias-off or alias-on (1 x 2,000 to 50 MQTT 5
  * subscribers of a 48-character topic, which allow no topic aliases or do; a base from before
  * issue 15 sends none either way). The first 3 rounds are warm-up and left out.
+ * AB_ENV='NAME=VALUE ...' sets environment variables for this checkout's broker only: with BASE_DIR
+ * this same checkout, it measures what a setting costs (e.g. the unit's MALLOC_ARENA_MAX).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -61,9 +63,16 @@ function cpuNs(pid: number): number {
   }
   return ns;
 }
-async function start(b: string) {
+/** AB_ENV's assignments, for this checkout's broker. */
+const abEnv = Object.fromEntries(
+  (process.env.AB_ENV ?? '')
+    .split(/\s+/)
+    .filter((a) => a.includes('='))
+    .map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]),
+);
+async function start(b: string, extra: Record<string, string> = {}) {
   const c = spawn(process.execPath, ['--input-type=module', '-e', SCRIPT], {
-    env: { ...process.env, B: b, NODE_OPTIONS: '' },
+    env: { ...process.env, B: b, NODE_OPTIONS: '', ...extra },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const port = await new Promise<number>((res) => {
@@ -83,7 +92,7 @@ const variants: Record<string, string> = {
 };
 const res: Record<string, number[]> = { main: [], base: [] };
 const brokers: Record<string, { c: ReturnType<typeof spawn>; port: number }> = {};
-for (const k of Object.keys(variants)) brokers[k] = await start(variants[k]);
+for (const k of Object.keys(variants)) brokers[k] = await start(variants[k], k === 'main' ? abEnv : {});
 for (let r = 0; r < rounds; r++) {
   for (const k of r % 2 === 0 ? ['main', 'base'] : ['base', 'main']) {
     const { c, port } = brokers[k];

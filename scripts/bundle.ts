@@ -2,7 +2,7 @@
  * `npm run bundle [-- --outdir DIR]`: the two gateway commands as single files, for copying
  * onto a Raspberry Pi with scp (docs in the root README, "Single-file bundles"):
  *
- *   dist/broker-lite.mjs       broker-lite with all its JavaScript (codec, client, ws)
+ *   dist/broker-lite.mjs       broker-lite with all its JavaScript (codec, client)
  *   dist/mqtt-edge-agent.mjs   the agent with all its JavaScript (cbor-x, yaml, serialport's JS)
  *   dist/prebuilds/linux-*     serialport's native binding for Linux arm (armv6/armv7), arm64,
  *                              x64 (glibc and musl), which the agent loads from beside it

@@ -70,6 +70,12 @@ describe('issue 13.4: systemd units', () => {
     expect(agent.get('DeviceAllow')).toContain('char-ttyUSB rw');
   });
 
+  it('issue 18.2: the broker runs with one malloc arena (what the conns bench measures it with)', () => {
+    // bench/areas/conns.ts starts broker-lite with this unit's Environment= lines.
+    expect(service(UNITS.broker).get('Environment')).toEqual(['MALLOC_ARENA_MAX=1']);
+    expect(readFileSync(path.join(ROOT, 'bench/areas/conns.ts'), 'utf8')).toContain('unitEnvironment()');
+  });
+
   it('run the bins the packages install, on the example configs, writing to their StateDirectory', () => {
     const broker = service(UNITS.broker);
     const bins = (dir: string) =>

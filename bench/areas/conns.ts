@@ -34,6 +34,24 @@ import {
 } from '../harness.ts';
 
 const BROKER_BIN = path.join(ROOT, 'packages/broker-lite/bin/broker-lite.js');
+const BROKER_UNIT = path.join(ROOT, 'packages/broker-lite/broker-lite.service');
+
+/**
+ * The environment the installed systemd unit gives the broker (its `Environment=` lines), so
+ * the bench runs it as users do.
+ */
+function unitEnvironment(unit = readFileSync(BROKER_UNIT, 'utf8')): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of unit.split('\n')) {
+    const m = /^Environment=(.*)$/.exec(line.trim());
+    if (m === null) continue;
+    for (const a of m[1].split(/\s+/)) {
+      const eq = a.indexOf('=');
+      if (eq > 0) env[a.slice(0, eq)] = a.slice(eq + 1);
+    }
+  }
+  return env;
+}
 /** Target: broker-lite at most this many bytes per idle connection above the bare server. */
 const OVER_BARE = 2048;
 /** Target: RSS after the connections closed at most this times the idle figure. */
@@ -223,9 +241,9 @@ async function startServers(dir: string): Promise<Server[]> {
     conf,
     `allow_anonymous true\nlistener ${lp.tcp} 127.0.0.1\nlistener ${lp.ws} 127.0.0.1\nprotocol websockets\n`,
   );
-  // Plain node on dist/, as installed (the bench builds first).
+  // Plain node on dist/, as installed (the bench builds first), in the unit's environment.
   const lite = spawn(process.execPath, [...nodeArgs, BROKER_BIN, '-c', conf], {
-    env,
+    env: { ...env, ...unitEnvironment() },
     stdio: ['pipe', 'pipe', 'ignore'],
   });
   servers.push({ name: 'broker-lite', child: lite, ports: lp, answered: true });
@@ -280,6 +298,11 @@ export default {
     const quick = options.quick;
     const SETTLE_MS = quick ? 3000 : 12_000;
     const MAX_SETTLE_MS = quick ? 8000 : 40_000;
+    // After the close, V8's memory reducer gives back the young generation it grew and the old
+    // space's free pages once the process has been quiet for a while (15-45 s here): a broker
+    // left alone after a burst of clients gets there by itself, the figure is read after it.
+    const AFTER_MIN_MS = quick ? 8000 : 60_000;
+    const AFTER_MAX_MS = quick ? 12_000 : 100_000;
     const wanted = process.env.BENCH_CONNS?.split(',').map(Number) ?? (quick ? [1000, 2000] : [5000, 20_000]);
     // Each server holds one side of its connections, its clients' process the other.
     const limit = raiseFdLimit(Math.max(...wanted) + 1000);
@@ -317,7 +340,7 @@ export default {
             }
             await sleep(1000);
             await collect(servers);
-            const after = await steadyRss(pids, 4000, MAX_SETTLE_MS);
+            const after = await steadyRss(pids, AFTER_MIN_MS, AFTER_MAX_MS);
             for (const [i, s] of servers.entries())
               figures.set(s.name, {
                 idle: idle[i].mb,
