@@ -33,6 +33,8 @@ export abstract class CommitLog {
   /** A record gathered since the last commit must be on disk before what waits for it goes out. */
   private needSync = false;
   private commitScheduled = false;
+  /** The window's timer while a commit waits for it (cleared when the commit comes early). */
+  private windowTimer: NodeJS.Timeout | null = null;
   private ackConns: Connection[] = [];
   private ackData: number[] = [];
   /** Connections whose output waits for the commit being gathered. */
@@ -151,12 +153,30 @@ export abstract class CommitLog {
   protected schedule(): void {
     if (this.commitScheduled || this.writing || this.closed) return;
     this.commitScheduled = true;
-    if (this.commitWindowMs > 0) setTimeout(this.commit, this.commitWindowMs);
+    if (this.commitWindowMs > 0) this.windowTimer = setTimeout(this.commit, this.commitWindowMs);
     else setImmediate(this.commit);
+  }
+
+  /**
+   * Ends the window early when waiting out its rest gains nothing: acknowledgements wait and
+   * nothing gathered needs a sync (every queue entry kept back was settled, typically by an online
+   * subscriber's PUBACK). They go at once, with no fdatasync, so a publisher to persistent sessions
+   * whose subscribers keep up is not held to one window per in-flight batch.
+   */
+  protected commitEarly(): void {
+    if (this.windowTimer === null || this.writing || this.needSync || this.hasPending) return;
+    if (this.ackConns.length === 0 && this.held.length === 0) return;
+    clearTimeout(this.windowTimer);
+    this.windowTimer = null;
+    setImmediate(this.commit);
   }
 
   private readonly commit = (): void => {
     this.commitScheduled = false;
+    if (this.windowTimer !== null) {
+      clearTimeout(this.windowTimer);
+      this.windowTimer = null;
+    }
     if (this.writing || this.closed) return;
     if (this.refusing) {
       // The snapshot that ends the outage holds these changes; acks and held output wait for it.

@@ -49,6 +49,8 @@ export class Persistence extends CommitLog {
   private pendingSessions: Session[] = [];
   private pendingEntries: Delivery[] = [];
   private pendingFromSeq = 1;
+  /** Of those, the ones not settled yet: what a commit would write. */
+  private pendingLive = 0;
   /** Queue entries settled before their commit: never written (for /metrics). */
   unwrittenEntries = 0;
 
@@ -168,6 +170,7 @@ export class Persistence extends CommitLog {
     d.seq = this.nextSeq++;
     this.pendingSessions.push(s);
     this.pendingEntries.push(d);
+    this.pendingLive++;
     this.schedule();
   }
 
@@ -183,6 +186,7 @@ export class Persistence extends CommitLog {
     if (d.seq >= this.pendingFromSeq) {
       d.seq = undefined;
       this.unwrittenEntries++;
+      if (--this.pendingLive === 0) this.commitEarly();
       return;
     }
     const w = this.w;
@@ -270,7 +274,7 @@ export class Persistence extends CommitLog {
   // ---- entries kept back until the commit ----------------------------------------------
 
   protected get hasPending(): boolean {
-    return this.pendingEntries.length > 0;
+    return this.pendingLive > 0;
   }
 
   /**
@@ -284,6 +288,7 @@ export class Persistence extends CommitLog {
     this.pendingEntries = [];
     this.pendingSessions = [];
     this.pendingFromSeq = this.nextSeq;
+    this.pendingLive = 0;
     const w = this.w;
     let wrote = false;
     for (let i = 0; i < entries.length; i++) {
@@ -304,6 +309,7 @@ export class Persistence extends CommitLog {
     this.pendingEntries = [];
     this.pendingSessions = [];
     this.pendingFromSeq = this.nextSeq;
+    this.pendingLive = 0;
   }
 
   private writeMsg(msg: Message): void {
