@@ -191,3 +191,39 @@ describe('issue 18.4: kill -9 with the default commit window', () => {
     backOn.client.close();
   }, 30_000);
 });
+
+describe('issue 18.4: QoS 2 exactly once with the commit window', () => {
+  it('issue 18.4: a PUBCOMP leaves only once the released id is on disk: kill -9 right after it does not swallow the next message under that id', async () => {
+    const dir = tempDir();
+    const first = await brokerProcess(dir);
+    const sub = (await RawClient.connect(first.port, { clientId: 'q2-sub', clean: false })).client;
+    await sub.subscribe('q/#', 1);
+    await sub.disconnect();
+    const pub = (await RawClient.connect(first.port, { clientId: 'q2-pub', clean: false })).client;
+    const publish2 = async (c: RawClient, payload: string): Promise<void> => {
+      c.publish('q/t', payload, 2, false, 7);
+      expect((await c.expect('pubrec', 5000)).packetId).toBe(7);
+      c.send({ type: 'pubrel', packetId: 7 });
+      expect((await c.expect('pubcomp', 5000)).packetId).toBe(7);
+    };
+    await publish2(pub, 'first');
+    // the id is free for the client now: a crash must not bring it back as "awaiting PUBREL"
+    await first.stop('SIGKILL');
+    await pub.closed;
+
+    const second = await brokerProcess(dir);
+    const back = await RawClient.connect(second.port, { clientId: 'q2-pub', clean: false });
+    expect(back.connack.sessionPresent).toBe(true);
+    await publish2(back.client, 'second');
+    back.client.close();
+    const s = (await RawClient.connect(second.port, { clientId: 'q2-sub', clean: false })).client;
+    const got: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const m = await s.expect('publish', 5000);
+      got.push(text(m));
+      s.send({ type: 'puback', packetId: m.packetId as number });
+    }
+    expect(got).toEqual(['first', 'second']);
+    s.close();
+  }, 30_000);
+});
