@@ -135,7 +135,7 @@ export interface ChainOptions {
   agentFsync?: string;
   /** The agent's queue.commitWindow with `batch` (`0`, `100ms`, ...); its default when absent. */
   agentCommitWindow?: string;
-  /** broker-lite's persistence_commit_window, ms (default 0: every event-loop turn). */
+  /** broker-lite's persistence_commit_window, ms; absent: the broker's default (50 ms, issue 18.4). */
   brokerCommitWindowMs?: number;
   /**
    * The agent's health interval: `2s` as the demo (its health messages carry the queue depth);
@@ -180,7 +180,9 @@ export async function startChain(o: ChainOptions): Promise<Chain> {
         'sys_interval 1',
         'persistence true',
         `persistence_location ${o.dir}/broker`,
-        `persistence_commit_window ${o.brokerCommitWindowMs ?? 0}`,
+        ...(o.brokerCommitWindowMs === undefined
+          ? []
+          : [`persistence_commit_window ${o.brokerCommitWindowMs}`]),
         `metrics_listener ${brokerMetrics} 127.0.0.1`,
         `listener ${mqttPort} 127.0.0.1`,
         `listener ${await freePort()} 127.0.0.1`,

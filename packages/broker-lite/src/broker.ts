@@ -227,7 +227,7 @@ export class Broker {
         this,
         dir,
         this.options.autosaveIntervalSeconds,
-        this.options.persistenceCommitWindowMs ?? 0,
+        this.options.persistenceCommitWindowMs ?? DEFAULT_BROKER_OPTIONS.persistenceCommitWindowMs ?? 0,
       );
       await this.persist.open();
     }

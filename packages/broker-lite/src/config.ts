@@ -648,7 +648,7 @@ function freshState(file: string | undefined, cwd: string): State {
       persistence: false,
       persistenceLocation: mainDir,
       autosaveIntervalSeconds: d.autosaveIntervalSeconds,
-      persistenceCommitWindowMs: 0,
+      persistenceCommitWindowMs: d.persistenceCommitWindowMs ?? 0,
       maxInflightMessages: d.maxInflightMessages,
       maxQueuedMessages: d.maxQueuedMessages,
       maxQueuedBytes: d.maxQueuedBytes,

@@ -58,9 +58,17 @@ export function handleAcks(
     case 'pubrel': {
       const seen = s.incomingQos2;
       if (seen?.delete(pid)) {
-        if (s.persistent && b.persist !== null) b.persist.incomingDel(s, pid);
-        conn.sendAck(PUBCOMP, pid, 0);
-      } else conn.sendAck(PUBCOMP, pid, ReasonCode.PacketIdentifierNotFound);
+        if (s.persistent && b.persist !== null) {
+          // The PUBCOMP frees the id for the client: it waits for the record that frees it here,
+          // or a crash before that commit would take the client's next QoS 2 message under this
+          // id for a retransmission and drop it (issue 18.4: the window made that a 50 ms gap).
+          b.persist.incomingDel(s, pid);
+          b.persist.deferAck(conn, PUBCOMP, pid, 0);
+        } else conn.sendAck(PUBCOMP, pid, 0);
+      } else if (conn.pendingAcks > 0 && b.persist !== null)
+        // PUBCOMPs keep the order of their PUBRELs
+        b.persist.deferAck(conn, PUBCOMP, pid, ReasonCode.PacketIdentifierNotFound);
+      else conn.sendAck(PUBCOMP, pid, ReasonCode.PacketIdentifierNotFound);
       return false;
     }
   }

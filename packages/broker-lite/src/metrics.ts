@@ -183,6 +183,18 @@ export function renderMetrics(b: Broker, startedAt: number): string {
   if (p !== null) {
     const t = p.timing;
     e.one(`${P}persistence_syncs_total`, 'counter', 'fdatasync calls (appends and snapshots).', p.syncs);
+    e.one(
+      `${P}persistence_written_bytes_total`,
+      'counter',
+      'Bytes written to the persistence log and its snapshots.',
+      p.writtenBytes,
+    );
+    e.one(
+      `${P}persistence_unwritten_entries_total`,
+      'counter',
+      'Queue entries of persistent sessions settled before their group commit, never written.',
+      p.unwrittenEntries,
+    );
     e.summary(
       `${P}persistence_sync_seconds`,
       'fdatasync of the appended log (one per group commit), seconds.',

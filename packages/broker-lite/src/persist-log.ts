@@ -4,6 +4,11 @@
  * the PUBACKs/PUBRECs and held output that waited for it), the size and autosave triggers for a
  * compaction, and the refusal while the disk takes no writes (a full disk, an I/O error).
  * What the records say is persist.ts's business; what a compaction writes, persist-snapshot.ts's.
+ *
+ * Flash wear (issue 18.4): a batch holding only records whose loss a power cut may cause (the
+ * subclass says which: `durable()` marks the others) is written without an fdatasync, and
+ * records the subclass keeps back (`flushPending`) are encoded only at the commit, so what was
+ * settled before it is never written.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,7 +28,13 @@ export abstract class CommitLog {
   /** This turn's records, written by the subclass, taken by the commit. */
   protected readonly w = new RecordWriter();
   protected writing = false;
+  /** The batch being written ends with an fdatasync (acks of QoS 1/2 publishes wait for it). */
+  private syncing = false;
+  /** A record gathered since the last commit must be on disk before what waits for it goes out. */
+  private needSync = false;
   private commitScheduled = false;
+  /** The window's timer while a commit waits for it (cleared when the commit comes early). */
+  private windowTimer: NodeJS.Timeout | null = null;
   private ackConns: Connection[] = [];
   private ackData: number[] = [];
   /** Connections whose output waits for the commit being gathered. */
@@ -46,6 +57,8 @@ export abstract class CommitLog {
   private readonly refusedConns = new Set<Connection>();
   /** fsync batches done (for tests and stats). */
   syncs = 0;
+  /** Bytes written to the log and its snapshots (/metrics; what flash is asked to store). */
+  writtenBytes = 0;
   /**
    * For /metrics, two clock reads per batch (never per message): the appends' fdatasync time
    * (sum, count, largest), when the batch being written began, when the refusal began, and the
@@ -78,9 +91,25 @@ export abstract class CommitLog {
    */
   protected abstract snapshot(quiet?: boolean): boolean;
 
-  /** True while records of this turn or an earlier one are not known to be on disk. */
+  /** Records the subclass keeps back until the commit: true while there are any. */
+  protected abstract get hasPending(): boolean;
+  /** Encodes the records kept back into `w` (at the commit, or before a record they must precede). */
+  protected abstract flushPending(): void;
+  /** Forgets the records kept back: a snapshot holds their state, or the refusal's will. */
+  protected abstract dropPending(): void;
+
+  /** The records gathered since the last commit include one that must be synced before its ack. */
+  protected durable(): void {
+    this.needSync = true;
+  }
+
+  /**
+   * True while a record that must be on disk before an ack is not known to be there: gathered
+   * and not yet committed, being written and synced, or the disk is refusing writes. Records
+   * whose loss only redelivers a QoS 1 message (removals) do not count.
+   */
   get unsynced(): boolean {
-    return this.w.done > 0 || this.writing || this.refusing;
+    return this.needSync || this.hasPending || this.syncing || this.refusing;
   }
 
   protected hold(conn: Connection): void {
@@ -124,16 +153,34 @@ export abstract class CommitLog {
   protected schedule(): void {
     if (this.commitScheduled || this.writing || this.closed) return;
     this.commitScheduled = true;
-    if (this.commitWindowMs > 0) setTimeout(this.commit, this.commitWindowMs);
+    if (this.commitWindowMs > 0) this.windowTimer = setTimeout(this.commit, this.commitWindowMs);
     else setImmediate(this.commit);
+  }
+
+  /**
+   * Ends the window early when waiting out its rest gains nothing: acknowledgements wait and
+   * nothing gathered needs a sync (every queue entry kept back was settled, typically by an online
+   * subscriber's PUBACK). They go at once, with no fdatasync, so a publisher to persistent sessions
+   * whose subscribers keep up is not held to one window per in-flight batch.
+   */
+  protected commitEarly(): void {
+    if (this.windowTimer === null || this.writing || this.needSync || this.hasPending) return;
+    if (this.ackConns.length === 0 && this.held.length === 0) return;
+    clearTimeout(this.windowTimer);
+    this.windowTimer = null;
+    setImmediate(this.commit);
   }
 
   private readonly commit = (): void => {
     this.commitScheduled = false;
+    if (this.windowTimer !== null) {
+      clearTimeout(this.windowTimer);
+      this.windowTimer = null;
+    }
     if (this.writing || this.closed) return;
     if (this.refusing) {
       // The snapshot that ends the outage holds these changes; acks and held output wait for it.
-      this.w.clear();
+      this.clearBatch();
       return;
     }
     const conns = this.ackConns;
@@ -147,7 +194,7 @@ export abstract class CommitLog {
     ) {
       this.compactWanted = false;
       if (this.snapshot()) {
-        this.w.clear();
+        this.clearBatch();
         this.releaseAllHeld();
         this.releaseAcks(conns, data);
         return;
@@ -155,6 +202,9 @@ export abstract class CommitLog {
       // The log stays the store: this turn's records are appended to it as usual.
       this.compactAfter = Date.now() + COMPACT_RETRY_MS;
     }
+    this.flushPending();
+    const sync = this.needSync;
+    this.needSync = false;
     if (this.w.done === 0) {
       this.releaseAllHeld();
       this.releaseAcks(conns, data);
@@ -169,9 +219,17 @@ export abstract class CommitLog {
       c.holdLen = c.outLength;
     }
     this.writing = true;
+    this.syncing = sync;
     this.timing.writingSince = performance.now();
-    this.append(chunk, 0, conns, data, held);
+    this.append(chunk, 0, sync, conns, data, held);
   };
+
+  /** Forgets the batch being gathered (a snapshot or the refusal's holds its state). */
+  private clearBatch(): void {
+    this.w.clear();
+    this.dropPending();
+    this.needSync = false;
+  }
 
   /** Acknowledgements waiting for the disk. */
   get pendingAcks(): number {
@@ -195,14 +253,27 @@ export abstract class CommitLog {
     return 0;
   }
 
-  /** Writes `chunk[from..]` to the log, again after a short write, then syncs and releases. */
-  private append(chunk: Buffer, from: number, conns: Connection[], data: number[], held: Connection[]): void {
+  /**
+   * Writes `chunk[from..]` to the log, again after a short write, then (`sync`) fdatasyncs, and
+   * releases what waited. A batch of removals alone is not synced: the next synced batch, or the
+   * kernel's writeback, takes it to disk; a kill -9 cannot lose it once written.
+   */
+  private append(
+    chunk: Buffer,
+    from: number,
+    sync: boolean,
+    conns: Connection[],
+    data: number[],
+    held: Connection[],
+  ): void {
     fs.write(this.fd, chunk, from, chunk.length - from, null, (err, n) => {
       if (err) return this.failed(err, conns, data, held);
       if (from + n < chunk.length) {
-        if (n > 0) return this.append(chunk, from + n, conns, data, held);
+        if (n > 0) return this.append(chunk, from + n, sync, conns, data, held);
         return this.failed(new Error('write made no progress'), conns, data, held);
       }
+      this.writtenBytes += chunk.length;
+      if (!sync) return this.appended(chunk.length, conns, data, held);
       const syncStarted = performance.now();
       fs.fdatasync(this.fd, (err2) => {
         if (err2) return this.failed(err2, conns, data, held);
@@ -211,19 +282,26 @@ export abstract class CommitLog {
         t.syncSeconds += took;
         t.syncCount++;
         if (took > t.syncMaxSeconds) t.syncMaxSeconds = took;
-        t.writingSince = 0;
-        this.writing = false;
-        this.logBytes += chunk.length;
         this.syncs++;
-        for (const c of held) if (!c.closed) c.commitDone();
-        this.releaseAcks(conns, data);
-        if (this.w.done > 0 || this.ackConns.length > 0 || this.compactWanted) this.schedule();
+        this.appended(chunk.length, conns, data, held);
       });
     });
   }
 
+  /** The batch is in the file (and synced if it had to be): what waited for it goes out. */
+  private appended(bytes: number, conns: Connection[], data: number[], held: Connection[]): void {
+    this.timing.writingSince = 0;
+    this.writing = false;
+    this.syncing = false;
+    this.logBytes += bytes;
+    for (const c of held) if (!c.closed) c.commitDone();
+    this.releaseAcks(conns, data);
+    if (this.w.done > 0 || this.hasPending || this.ackConns.length > 0 || this.compactWanted) this.schedule();
+  }
+
   private failed(err: NodeJS.ErrnoException, conns: Connection[], data: number[], held: Connection[]): void {
     this.writing = false;
+    this.syncing = false;
     this.timing.writingSince = 0;
     // Part of the batch may be in the file: cut it, so no torn record stays in front of later
     // ones (recovery would cut there too, and everything after it). The snapshot that ends the
@@ -270,7 +348,7 @@ export abstract class CommitLog {
     this.refusing = false;
     this.timing.refusingSince = 0;
     this.compactWanted = false;
-    this.w.clear();
+    this.clearBatch();
     this.b.log('notice', 'persistence writable again', { file: this.file });
     this.releaseAllHeld();
     const conns = this.ackConns;
@@ -326,6 +404,7 @@ export abstract class CommitLog {
       this.fd = -1; // the next append fails, and the refusal's retries reopen it
     }
     this.snapshotBytes = this.logBytes = MAGIC.length + body.length;
+    this.writtenBytes += this.logBytes;
     this.syncs++;
     this.timing.snapshots++;
     this.timing.snapshotSeconds += (Date.now() - started) / 1000;

@@ -40,6 +40,19 @@ export class Persistence extends CommitLog {
   /** Messages with a smaller store id have no Msg record in the current file (an older one had). */
   private logFirstId = 1;
   private timer: NodeJS.Timeout | null = null;
+  /**
+   * Queue entries added since the last commit, kept back (their records are encoded at the
+   * commit): one removed before it (the subscriber acknowledged within the window) is never
+   * written, nor its message when no other entry holds it. Entries with a sequence number from
+   * `pendingFromSeq` on are these.
+   */
+  private pendingSessions: Session[] = [];
+  private pendingEntries: Delivery[] = [];
+  private pendingFromSeq = 1;
+  /** Of those, the ones not settled yet: what a commit would write. */
+  private pendingLive = 0;
+  /** Queue entries settled before their commit: never written (for /metrics). */
+  unwrittenEntries = 0;
 
   constructor(
     b: Broker,
@@ -60,6 +73,7 @@ export class Persistence extends CommitLog {
       const next = recoverFile(this.b, this.file);
       this.nextStoreId = next.nextStoreId;
       this.nextSeq = next.nextSeq;
+      this.pendingFromSeq = this.nextSeq;
     }
     if (!this.snapshot() && exists) {
       // No room for a snapshot (a full disk at start): the recovered log is the state, and new
@@ -89,6 +103,7 @@ export class Persistence extends CommitLog {
     while (this.writing) await new Promise((r) => setTimeout(r, 5));
     if (!this.snapshot()) {
       // The log on disk still holds everything acknowledged; add this turn's records if it can.
+      this.flushPending();
       const rest = this.w.take();
       if (!this.refusing && this.fd >= 0 && rest.length > 0) {
         try {
@@ -111,23 +126,29 @@ export class Persistence extends CommitLog {
   sessionPut(s: Session): void {
     const first = !s.stored;
     s.stored = true;
+    // a session's entries follow its record, and never outlive its removal, in the log
+    this.flushPending();
     writeSession(this.w, s);
+    this.durable();
     if (first && s.hasSubscriptions) for (const sub of s.subs.values()) this.subPut(s, sub);
     this.schedule();
   }
 
   sessionDel(s: Session): void {
     s.stored = false;
+    this.flushPending();
     const w = this.w;
     w.begin(Rec.SessionDel);
     w.str(s.clientId);
     w.end();
+    this.durable();
     this.schedule();
   }
 
   subPut(s: Session, sub: Subscription): void {
     if (!s.stored) return;
     writeSub(this.w, s.clientId, sub);
+    this.durable();
     this.schedule();
   }
 
@@ -138,23 +159,36 @@ export class Persistence extends CommitLog {
     w.str(s.clientId);
     w.str(filter);
     w.end();
+    this.durable();
     this.schedule();
   }
 
+  /** Kept back until the commit (flushPending); the publisher's ack waits for it (`unsynced`). */
   queueAdd(s: Session, d: Delivery): void {
     if (!s.stored) return;
-    const msg = d.msg;
-    if (msg.storeId < this.logFirstId) this.writeMsg(msg);
-    msg.storeRefs++;
-    const seq = this.nextSeq++;
-    d.seq = seq;
-    writeQueueAdd(this.w, s.clientId, d, seq, msg.storeId);
+    d.msg.storeRefs++;
+    d.seq = this.nextSeq++;
+    this.pendingSessions.push(s);
+    this.pendingEntries.push(d);
+    this.pendingLive++;
     this.schedule();
   }
 
+  /**
+   * Not synced on its own (no `durable()`): lost in a power cut, the entry comes back and a QoS 1
+   * message is delivered again, which QoS 1 allows; a QoS 2 entry comes back as a PUBREL (it was
+   * released, a durable record), which the receiver answers whether it knows the id or not. An
+   * entry not yet written is only forgotten.
+   */
   queueDel(s: Session, d: Delivery): void {
     if (d.seq === undefined || !s.stored) return;
     d.msg.storeRefs--;
+    if (d.seq >= this.pendingFromSeq) {
+      d.seq = undefined;
+      this.unwrittenEntries++;
+      if (--this.pendingLive === 0) this.commitEarly();
+      return;
+    }
     const w = this.w;
     w.begin(Rec.QueueDel);
     w.str(s.clientId);
@@ -173,15 +207,21 @@ export class Persistence extends CommitLog {
    */
   queueSent(s: Session, d: Delivery, conn: Connection): void {
     if (d.seq === undefined || !s.stored) return;
-    writePidRecord(this.w, Rec.QueueSent, s.clientId, d.seq, d.pid);
     if (d.qos === 2) this.hold(conn);
+    // an entry kept back is encoded with its packet id at the commit
+    if (d.seq >= this.pendingFromSeq) return;
+    writePidRecord(this.w, Rec.QueueSent, s.clientId, d.seq, d.pid);
+    // QoS 1: losing the mark re-sends the message under a new id, a duplicate QoS 1 allows
+    if (d.qos === 2) this.durable();
     this.schedule();
   }
 
   /** PUBREC arrived for `d`; the PUBREL about to be written to `conn` waits for this record. */
   queueReleased(s: Session, d: Delivery, conn: Connection): void {
     if (d.seq === undefined || !s.stored) return;
+    this.flushPending();
     writePidRecord(this.w, Rec.QueueRel, s.clientId, d.seq, d.pid);
+    this.durable();
     this.hold(conn);
     this.schedule();
   }
@@ -196,11 +236,13 @@ export class Persistence extends CommitLog {
 
   retainPut(msg: Message): void {
     writeRetain(this.w, this.b.writer, msg);
+    this.durable();
     this.schedule();
   }
 
   willPut(clientId: string, username: string | undefined, will: Will, dueAt: number): void {
     writeWill(this.w, this.b.writer, clientId, username, will, dueAt);
+    this.durable();
     this.schedule();
   }
 
@@ -209,6 +251,7 @@ export class Persistence extends CommitLog {
     w.begin(Rec.WillDel);
     w.str(clientId);
     w.end();
+    this.durable();
     this.schedule();
   }
 
@@ -217,13 +260,56 @@ export class Persistence extends CommitLog {
     w.begin(Rec.RetainDel);
     w.str(topic);
     w.end();
+    this.durable();
     this.schedule();
   }
 
   private pidRecord(type: Rec, s: Session, pid: number): void {
     if (!s.stored) return;
     writeClientPid(this.w, type, s.clientId, pid);
+    this.durable();
     this.schedule();
+  }
+
+  // ---- entries kept back until the commit ----------------------------------------------
+
+  protected get hasPending(): boolean {
+    return this.pendingLive > 0;
+  }
+
+  /**
+   * Encodes the entries kept back that are still queued or in flight, each as it is now (its
+   * packet id and release state included), with its message when the file has none yet.
+   */
+  protected flushPending(): void {
+    const entries = this.pendingEntries;
+    if (entries.length === 0) return;
+    const sessions = this.pendingSessions;
+    this.pendingEntries = [];
+    this.pendingSessions = [];
+    this.pendingFromSeq = this.nextSeq;
+    this.pendingLive = 0;
+    const w = this.w;
+    let wrote = false;
+    for (let i = 0; i < entries.length; i++) {
+      const d = entries[i];
+      const s = sessions[i];
+      if (d.seq === undefined || !s.stored) continue;
+      const msg = d.msg;
+      if (msg.storeId < this.logFirstId) this.writeMsg(msg);
+      writeQueueAdd(w, s.clientId, d, d.seq, msg.storeId);
+      if (d.state === 1) writePidRecord(w, Rec.QueueRel, s.clientId, d.seq, d.pid);
+      else if (d.pid !== 0) writePidRecord(w, Rec.QueueSent, s.clientId, d.seq, d.pid);
+      wrote = true;
+    }
+    if (wrote) this.durable();
+  }
+
+  protected dropPending(): void {
+    this.pendingEntries = [];
+    this.pendingSessions = [];
+    this.pendingFromSeq = this.nextSeq;
+    this.pendingLive = 0;
   }
 
   private writeMsg(msg: Message): void {
@@ -253,6 +339,8 @@ export class Persistence extends CommitLog {
     }
     this.nextStoreId = snap.nextStoreId;
     this.nextSeq = snap.nextSeq;
+    // the snapshot holds the entries kept back, under their new numbers
+    this.dropPending();
     for (const s of b.sessions.values()) s.stored = s.persistent;
     return true;
   }

@@ -63,7 +63,7 @@ describe('issue 18.4: group-commit window', () => {
 
   it('issue 18.4: without a window every turn that wrote commits (about one fdatasync per message here)', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cw-'));
-    const tb = await startBroker({ persistenceDir: dir });
+    const tb = await startBroker({ persistenceDir: dir, persistenceCommitWindowMs: 0 });
     cleanup.push(
       () => tb.close(),
       () => fs.rmSync(dir, { recursive: true, force: true }),
@@ -76,7 +76,7 @@ describe('issue 18.4: group-commit window', () => {
   it('issue 18.4: persistence_commit_window is read from the config file, in milliseconds, 0 to 10000', () => {
     const parse = (text: string) => parseConfig(text, path.join(os.tmpdir(), 'cw.conf'));
     expect(parse('persistence_commit_window 250\n').persistenceCommitWindowMs).toBe(250);
-    expect(parse('listener 1883\n').persistenceCommitWindowMs).toBe(0);
+    expect(parse('listener 1883\n').persistenceCommitWindowMs).toBe(50); // issue 18.4's default
     expect(() => parse('persistence_commit_window 10001\n')).toThrow(/persistence_commit_window/);
     expect(() => parse('persistence_commit_window -1\n')).toThrow(/persistence_commit_window/);
   });

@@ -3,7 +3,8 @@
  * not behaviour). The same sequence of operations is run against a broker built with the
  * persist.ts of the commit before the split and one built from this checkout; the log, the
  * snapshot written at close, and the snapshot written after recovering each log must be the
- * same bytes, and each code must recover the other's files to the same state.
+ * same bytes, and each code must recover the other's files to the same state. (Since issue 18.4
+ * the log itself may differ: see the comment at the comparison.)
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -224,7 +225,12 @@ run('issue 17.3: persist.ts split, byte-identical files', () => {
       }
       // What the scenario must have written: every kind of record, some of them several times.
       expect(files.old.log.length).toBeGreaterThan(600);
-      for (const k of Object.keys(files.old)) expect(files.new[k].equals(files.old[k]), k).toBe(true);
+      // Issue 18.4 changed what the log holds between snapshots (queue entries encoded at the
+      // commit, so one settled before it is never written), not the records: the log may differ,
+      // everything written from the state (snapshots) is the same bytes, and each code recovers
+      // the other's log to the same state.
+      for (const k of Object.keys(files.old))
+        if (k !== 'log') expect(files.new[k].equals(files.old[k]), k).toBe(true);
       // The recovered state is the state that was stored.
       expect(files.old['recovered-by-new'].equals(files.old.snap)).toBe(true);
       expect(files.new['recovered-by-old'].equals(files.new.snap)).toBe(true);

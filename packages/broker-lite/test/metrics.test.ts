@@ -127,6 +127,8 @@ describe('issue 14.3: /metrics on metrics_listener', () => {
     expect(grew('mqtt_edge_broker_connects_total')).toBe(2);
     // QoS 1/2 to a persistent store: group commits, each with its fdatasync timed.
     expect(grew('mqtt_edge_broker_persistence_syncs_total')).toBeGreaterThan(0);
+    expect(grew('mqtt_edge_broker_persistence_written_bytes_total')).toBeGreaterThan(0);
+    expect(sample(after, 'mqtt_edge_broker_persistence_unwritten_entries_total')).toBeGreaterThanOrEqual(0);
     expect(grew('mqtt_edge_broker_persistence_sync_seconds_count')).toBeGreaterThan(0);
     expect(grew('mqtt_edge_broker_persistence_sync_seconds_sum')).toBeGreaterThan(0);
     expect(sample(after, 'mqtt_edge_broker_clients_connected')).toBe(2);
