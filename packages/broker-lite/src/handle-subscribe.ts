@@ -76,6 +76,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     const rh = sub.retainHandling;
     if (!shared && rh !== 2 && !(rh === 1 && existed)) (retained ??= []).push(sub);
   }
+  if (s.persistent && b.persist !== null) b.persist.holdUntilCommit(conn);
   conn.sendPacket({ type: 'suback', packetId: p.packetId, reasonCodes: codes });
   if (retained === null) return;
   const acl = b.aclFor(s);

@@ -26,6 +26,7 @@ export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void 
     if (s.persistent && b.persist !== null) b.persist.subDel(s, filter);
     codes.push(0);
   }
+  if (s.persistent && b.persist !== null) b.persist.holdUntilCommit(conn);
   conn.sendPacket(
     conn.version === 5
       ? { type: 'unsuback', packetId: p.packetId, reasonCodes: codes }

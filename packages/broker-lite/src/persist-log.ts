@@ -112,6 +112,17 @@ export abstract class CommitLog {
     return this.needSync || this.hasPending || this.syncing || this.refusing;
   }
 
+  /**
+   * What `conn` writes from now on waits for the commit of the records gathered so far: a SUBACK
+   * or UNSUBACK of a stored session says the change survives a crash, and with a commit window
+   * the records would otherwise reach the file up to the window after the client was told.
+   */
+  holdUntilCommit(conn: Connection): void {
+    if (!this.unsynced) return;
+    this.hold(conn);
+    this.schedule();
+  }
+
   protected hold(conn: Connection): void {
     if (conn.holdNext || conn.closed) return;
     conn.holdNext = true;

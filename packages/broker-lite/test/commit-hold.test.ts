@@ -49,3 +49,39 @@ describe('output held until the group commit', () => {
     pub.close();
   });
 });
+
+describe('issue 18.4: SUBACK and UNSUBACK of a stored session wait for the commit', () => {
+  it('with the default commit window, a persistent session is told of its subscription only once it is on disk', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'broker-lite-hold-sub-'));
+    dirs.push(dir);
+    const tb = await startBroker({ persistenceDir: dir });
+    brokers.push(tb);
+    const durable = (await RawClient.connect(tb.port, { clientId: 'hold-sub', clean: false })).client;
+    const volatile = (await RawClient.connect(tb.port, { clientId: 'hold-sub-volatile' })).client;
+    // from here every fdatasync waits for the gate
+    const gated: Array<() => void> = [];
+    const real = fs.fdatasync;
+    vi.spyOn(fs, 'fdatasync').mockImplementation(((
+      fd: number,
+      cb: (err: NodeJS.ErrnoException | null) => void,
+    ) => {
+      gated.push(() => real(fd, cb));
+    }) as typeof fs.fdatasync);
+    // a session kept in memory only is answered at once
+    expect(await volatile.subscribe('s/#', 1)).toEqual([1]);
+    durable.send({ type: 'subscribe', packetId: 7, subscriptions: [{ topicFilter: 's/#', qos: 1 }] });
+    // the commit (after the window) is stuck in its fdatasync: no SUBACK yet
+    await vi.waitFor(() => expect(gated.length).toBe(1), { timeout: 2000, interval: 10 });
+    expect(await durable.silent(100)).toBe(true);
+    for (const go of gated.splice(0)) go();
+    expect((await durable.expect('suback')).packetId).toBe(7);
+    durable.send({ type: 'unsubscribe', packetId: 8, topicFilters: ['s/#'] });
+    await vi.waitFor(() => expect(gated.length).toBe(1), { timeout: 2000, interval: 10 });
+    expect(await durable.silent(100)).toBe(true);
+    vi.restoreAllMocks();
+    for (const go of gated.splice(0)) go();
+    expect((await durable.expect('unsuback')).packetId).toBe(8);
+    durable.close();
+    volatile.close();
+  });
+});
