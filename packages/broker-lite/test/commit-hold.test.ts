@@ -12,6 +12,19 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
+/** From now on every fdatasync waits: the returned list holds one release per waiting call. */
+function gateFdatasync(): Array<() => void> {
+  const gated: Array<() => void> = [];
+  const real = fs.fdatasync;
+  vi.spyOn(fs, 'fdatasync').mockImplementation(((
+    fd: number,
+    cb: (err: NodeJS.ErrnoException | null) => void,
+  ) => {
+    gated.push(() => real(fd, cb));
+  }) as typeof fs.fdatasync);
+  return gated;
+}
+
 describe('output held until the group commit', () => {
   it('a persistent session gets a QoS 2 PUBLISH only once its packet id is on disk; others at once', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'broker-lite-hold-'));
@@ -23,14 +36,7 @@ describe('output held until the group commit', () => {
     const volatile = (await RawClient.connect(tb.port, { clientId: 'hold-volatile' })).client;
     await volatile.subscribe('h/#', 2);
     // from here every fdatasync waits for the gate
-    const gated: Array<() => void> = [];
-    const real = fs.fdatasync;
-    vi.spyOn(fs, 'fdatasync').mockImplementation(((
-      fd: number,
-      cb: (err: NodeJS.ErrnoException | null) => void,
-    ) => {
-      gated.push(() => real(fd, cb));
-    }) as typeof fs.fdatasync);
+    const gated = gateFdatasync();
     const pub = (await RawClient.connect(tb.port, { clientId: 'hold-pub' })).client;
     pub.publish('h/1', 'one', 2, false, 1);
     const v = await volatile.expect('publish');
@@ -59,14 +65,7 @@ describe('issue 18.4: SUBACK and UNSUBACK of a stored session wait for the commi
     const durable = (await RawClient.connect(tb.port, { clientId: 'hold-sub', clean: false })).client;
     const volatile = (await RawClient.connect(tb.port, { clientId: 'hold-sub-volatile' })).client;
     // from here every fdatasync waits for the gate
-    const gated: Array<() => void> = [];
-    const real = fs.fdatasync;
-    vi.spyOn(fs, 'fdatasync').mockImplementation(((
-      fd: number,
-      cb: (err: NodeJS.ErrnoException | null) => void,
-    ) => {
-      gated.push(() => real(fd, cb));
-    }) as typeof fs.fdatasync);
+    const gated = gateFdatasync();
     // a session kept in memory only is answered at once
     expect(await volatile.subscribe('s/#', 1)).toEqual([1]);
     durable.send({ type: 'subscribe', packetId: 7, subscriptions: [{ topicFilter: 's/#', qos: 1 }] });
