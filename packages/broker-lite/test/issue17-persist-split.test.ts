@@ -66,7 +66,9 @@ async function bundle(name: string, oldPersist: string | undefined): Promise<Bro
                   namespace: 'old',
                 }));
                 b.onLoad({ filter: /.*/, namespace: 'old' }, () => ({
-                  contents: oldPersist,
+                  // What the broker asks of its persistence since BASE, as BASE behaved: its
+                  // SUBACK went without waiting for the commit.
+                  contents: `${oldPersist}\n(Persistence.prototype as unknown as { holdUntilCommit(): void }).holdUntilCommit = () => {};\n`,
                   loader: 'ts',
                   resolveDir: SRC,
                 }));
