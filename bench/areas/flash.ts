@@ -215,16 +215,18 @@ export default {
         );
         // both defaults (the agent's and broker-lite's 50 ms windows)
         const defaults = windowed[0];
-        rows.push(
+        const brokerBytesRow = (window: string, r: Reading, digits: number) =>
           costRow(
-            `flash: broker-lite bytes written per reading, default window (50 ms), ${label}`,
+            `flash: broker-lite bytes written per reading, ${window}, ${label}`,
             'bytes',
-            per(defaults.brokerBytes, defaults),
+            per(r.brokerBytes, r),
             2 * payload,
             '2x payload',
             1,
-            `persistence true, a persistent QoS 1 subscriber online; ${(defaults.brokerSyncs / defaults.seconds).toFixed(2)} fsyncs/s`,
-          ),
+            `persistence true, a persistent QoS 1 subscriber online; ${(r.brokerSyncs / r.seconds).toFixed(digits)} fsyncs/s`,
+          );
+        rows.push(
+          brokerBytesRow('default window (50 ms)', defaults, 2),
           costRow(
             `flash: broker-lite fsyncs/s, default window (50 ms), ${label}`,
             'fsyncs/s',
@@ -232,15 +234,7 @@ export default {
             null,
             '-',
           ),
-          costRow(
-            `flash: broker-lite bytes written per reading, persistence_commit_window 0, ${label}`,
-            'bytes',
-            per(batch.brokerBytes, batch),
-            2 * payload,
-            '2x payload',
-            1,
-            `persistence true, a persistent QoS 1 subscriber online; ${(batch.brokerSyncs / batch.seconds).toFixed(1)} fsyncs/s`,
-          ),
+          brokerBytesRow('persistence_commit_window 0', batch, 1),
           costRow(
             `flash: broker-lite bytes written per reading, default window (50 ms), ${label}`,
             'bytes',
