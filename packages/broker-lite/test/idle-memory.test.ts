@@ -19,7 +19,9 @@ describe('issue 18.2: per-connection memory', () => {
     const { bytesPerId } = JSON.parse(r.stdout) as { bytesPerId: number };
     // 'auto-' + a UUID, flat: ~56 bytes of string and an array slot; randomUUID()'s own result
     // is ~15 cons strings (~480 bytes) that the session would keep for the connection's life.
-    expect(bytesPerId).toBeLessThan(120);
+    // Measured 117-134 with the heap's own noise (the array's growth, randomUUID's batch): the
+    // bound sits halfway between that and the tree, so only the tree fails it.
+    expect(bytesPerId).toBeLessThan(300);
   });
 
   it('issue 18.2: an idle WebSocket connection holds no more JS heap than a TCP one', () => {
