@@ -8,7 +8,7 @@
  * commit before a change) as one more peer, `broker-lite@base`, measured in the same run: an
  * A/B of our own code under the same machine load (target: ratio >= 0.95 on every row).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -1037,6 +1037,60 @@ const srv = net.createServer((s) => {
 srv.listen(0, '127.0.0.1', () => console.log('PORT ' + srv.address().port));
 `;
 
+/**
+ * Where the one-at-a-time latency rows run (BENCH_LATENCY_CPUS): `same` (the default) puts the
+ * probe (this process) and every broker on one CPU, `apart` the probe on the first CPU and the
+ * brokers on the last, `free` leaves it to the scheduler. On these VMs waking a task on the other,
+ * idle vCPU costs ~30 us per hop: left free, the scheduler kept some brokers beside the probe and
+ * moved others (or the same one, from round to round) to the other vCPU, and that, not the broker,
+ * decided a p50 (broker-lite's QoS 0 p50 read 0.072 ms side by side and 0.017 alone; pinned apart,
+ * Mosquitto reads 0.080 too). Pinned, every broker pays the same hops.
+ */
+export type LatencyCpus = 'same' | 'apart' | 'free';
+
+/** Each task's CPU list before pinning (`Cpus_allowed_list`), to put back. */
+function cpusAllowed(pid: number): string {
+  const m = /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? m[1] : `0-${os.cpus().length - 1}`;
+}
+
+/** Every thread of `pid` onto `cpus` (util-linux `taskset -a -p -c`). */
+function pinTo(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+/**
+ * Pins the probe and `brokers` as `how` says; the function that puts every process back, or
+ * null with the reason it could not pin (no taskset, one CPU), after which the rows run `free`.
+ */
+export function pinLatency(
+  how: LatencyCpus,
+  brokers: number[],
+): { restore: () => void } | { skipped: string } {
+  const cpus = os.cpus().length;
+  if (how === 'free') return { skipped: 'BENCH_LATENCY_CPUS=free' };
+  if (cpus < 2 && how === 'apart') return { skipped: 'one CPU: nothing to pin apart' };
+  const last = String(cpus - 1);
+  const all = [process.pid, ...brokers];
+  const before = all.map((pid) => [pid, cpusAllowed(pid)] as const);
+  try {
+    pinTo(process.pid, how === 'apart' ? '0' : last);
+    for (const pid of brokers) pinTo(pid, last);
+  } catch (err) {
+    for (const [pid, c] of before) {
+      try {
+        pinTo(pid, c);
+      } catch {}
+    }
+    return { skipped: `taskset failed (${(err as Error).message.split('\n')[0]})` };
+  }
+  return {
+    restore: () => {
+      for (const [pid, c] of before) pinTo(pid, c);
+    },
+  };
+}
+
 /** `xs` rotated by `r`: who goes first changes from round to round. */
 function rotate<T>(xs: T[], r: number): T[] {
   const k = r % xs.length;
@@ -1100,6 +1154,7 @@ const area: BenchArea = {
       running.set(name, { b: await start(false), idleRss, id });
     }
     const latencies = new Map<string, Latencies>();
+    let latencyPlacement = '';
     const floor = process.env.BENCH_IDLE_ONLY ? null : await startNodeBroker(FLOOR, FLOOR_SCRIPT);
     try {
       const quick = options.quick;
@@ -1123,11 +1178,21 @@ const area: BenchArea = {
           );
         return l;
       };
-      for (const q of [0, 1] as const) {
-        for (const [, port] of all) await latency(port, 0, q, quick ? 500 : WARMUP);
-        for (let r = 0; r < (quick ? 2 : 4); r++)
-          for (const [name, port] of rotate(all, r))
-            pool(name).idle[q].push(...(await latency(port, quick ? 250 : 1000, q, 300)));
+      const how = (process.env.BENCH_LATENCY_CPUS ?? 'same') as LatencyCpus;
+      const pins = pinLatency(how, [
+        ...[...running.values()].map((r) => r.b.pid),
+        ...(floor ? [floor.pid] : []),
+      ]);
+      latencyPlacement = 'skipped' in pins ? `not pinned: ${pins.skipped}` : `pinned ${how}`;
+      try {
+        for (const q of [0, 1] as const) {
+          for (const [, port] of all) await latency(port, 0, q, quick ? 500 : WARMUP);
+          for (let r = 0; r < (quick ? 2 : 4); r++)
+            for (const [name, port] of rotate(all, r))
+              pool(name).idle[q].push(...(await latency(port, quick ? 250 : 1000, q, 300)));
+        }
+      } finally {
+        if ('restore' in pins) pins.restore();
       }
       for (const [name, r] of running) results.set(name, await measure(r.b, quick, r.idleRss, r.id));
       // At half of each broker's capacity (its own fan-in rate at that QoS in this run), and
@@ -1206,7 +1271,7 @@ const area: BenchArea = {
                 percentile(floorLat[kind][q], p),
                 FLOOR,
                 undefined,
-                'a Node process forwarding each PUBLISH to its subscribers as it reads it, nothing else: the floor of a Node broker on this row',
+                `a Node process forwarding each PUBLISH to its subscribers as it reads it, nothing else: the floor of a Node broker on this row${kind === 'idle' ? `; probe and brokers ${latencyPlacement}` : ''}`,
               ),
             );
           }
@@ -1287,7 +1352,7 @@ const area: BenchArea = {
           if (o.length === 0 || (kind === 'sameLoad' && p.length === 0)) continue;
           const how =
             kind === 'idle'
-              ? `one at a time, ${o.length} samples`
+              ? `one at a time, ${o.length} samples, probe and brokers ${latencyPlacement}`
               : kind === 'sameLoad'
                 ? `one at a time under ${Math.round(ol?.sameRate[q] ?? 0)} msg/s of QoS ${q} load (half of Mosquitto's fan-in rate) on both, ${o.length} samples`
                 : `one at a time under a load at half each broker's fan-in QoS ${q} rate (broker-lite ${Math.round(ol?.load[q] ?? 0)} msg/s offered, ${Math.round(ol?.carried[q] ?? 0)} carried${pl ? `; ${peer} ${Math.round(pl.load[q])} offered, ${Math.round(pl.carried[q])} carried` : ''}), ${o.length} samples`;
