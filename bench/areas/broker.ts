@@ -1039,29 +1039,31 @@ srv.listen(0, '127.0.0.1', () => console.log('PORT ' + srv.address().port));
 
 /**
  * Where the one-at-a-time latency rows run (BENCH_LATENCY_CPUS): `same` (the default) puts the
- * probe (this process) and every broker on one CPU, `apart` the probe on the first CPU and the
- * brokers on the last, `free` leaves it to the scheduler. On these VMs waking a task on the other,
- * idle vCPU costs ~30 us per hop: left free, the scheduler kept some brokers beside the probe and
- * moved others (or the same one, from round to round) to the other vCPU, and that, not the broker,
- * decided a p50 (broker-lite's QoS 0 p50 read 0.072 ms side by side and 0.017 alone; pinned apart,
- * Mosquitto reads 0.080 too). Pinned, every broker pays the same hops.
+ * event-loop threads of the probe (this process) and of every broker on one CPU, `apart` the
+ * probe's on the first CPU and the brokers' on the last, `free` leaves it to the scheduler. On
+ * these VMs waking a task on the other, idle vCPU costs ~30 us per hop: left free, the scheduler
+ * kept some brokers beside the probe and moved others (or the same one, from round to round) to
+ * the other vCPU, and that, not the broker, decided a p50 (broker-lite's QoS 0 p50 read 0.072 ms
+ * side by side and 0.017 alone; pinned apart, Mosquitto's reads 0.080 too). Only the event loops
+ * are pinned: V8's helper threads (parallel scavenges, compilers) stay free, as on a multi-core
+ * gateway; pinned beside the event loop they took Node's p99 from ~0.1 to 0.26-0.45 ms.
  */
 export type LatencyCpus = 'same' | 'apart' | 'free';
 
-/** Each task's CPU list before pinning (`Cpus_allowed_list`), to put back. */
-function cpusAllowed(pid: number): string {
-  const m = /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+/** A thread's CPU list (`Cpus_allowed_list`), to put back after the rows. */
+function cpusAllowed(tid: number): string {
+  const m = /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync(`/proc/${tid}/status`, 'utf8'));
   return m ? m[1] : `0-${os.cpus().length - 1}`;
 }
 
-/** Every thread of `pid` onto `cpus` (util-linux `taskset -a -p -c`). */
+/** The main thread of `pid` (its event loop; the thread whose id is the pid) onto `cpus`. */
 function pinTo(pid: number, cpus: string): void {
-  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+  execFileSync('taskset', ['-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 /**
- * Pins the probe and `brokers` as `how` says; the function that puts every process back, or
- * null with the reason it could not pin (no taskset, one CPU), after which the rows run `free`.
+ * Pins the probe's and the `brokers`' event loops as `how` says: a function that puts them back,
+ * or why they were left free (no taskset, `free`, one CPU).
  */
 export function pinLatency(
   how: LatencyCpus,
@@ -1071,8 +1073,7 @@ export function pinLatency(
   if (how === 'free') return { skipped: 'BENCH_LATENCY_CPUS=free' };
   if (cpus < 2 && how === 'apart') return { skipped: 'one CPU: nothing to pin apart' };
   const last = String(cpus - 1);
-  const all = [process.pid, ...brokers];
-  const before = all.map((pid) => [pid, cpusAllowed(pid)] as const);
+  const before = [process.pid, ...brokers].map((pid) => [pid, cpusAllowed(pid)] as const);
   try {
     pinTo(process.pid, how === 'apart' ? '0' : last);
     for (const pid of brokers) pinTo(pid, last);
@@ -1183,7 +1184,10 @@ const area: BenchArea = {
         ...[...running.values()].map((r) => r.b.pid),
         ...(floor ? [floor.pid] : []),
       ]);
-      latencyPlacement = 'skipped' in pins ? `not pinned: ${pins.skipped}` : `pinned ${how}`;
+      latencyPlacement =
+        'skipped' in pins
+          ? `event loops not pinned: ${pins.skipped}`
+          : `event loops of probe and brokers pinned: ${how}`;
       try {
         for (const q of [0, 1] as const) {
           for (const [, port] of all) await latency(port, 0, q, quick ? 500 : WARMUP);
@@ -1271,7 +1275,7 @@ const area: BenchArea = {
                 percentile(floorLat[kind][q], p),
                 FLOOR,
                 undefined,
-                `a Node process forwarding each PUBLISH to its subscribers as it reads it, nothing else: the floor of a Node broker on this row${kind === 'idle' ? `; probe and brokers ${latencyPlacement}` : ''}`,
+                `a Node process forwarding each PUBLISH to its subscribers as it reads it, nothing else: the floor of a Node broker on this row${kind === 'idle' ? `; ${latencyPlacement}` : ''}`,
               ),
             );
           }
@@ -1352,7 +1356,7 @@ const area: BenchArea = {
           if (o.length === 0 || (kind === 'sameLoad' && p.length === 0)) continue;
           const how =
             kind === 'idle'
-              ? `one at a time, ${o.length} samples, probe and brokers ${latencyPlacement}`
+              ? `one at a time, ${o.length} samples, ${latencyPlacement}`
               : kind === 'sameLoad'
                 ? `one at a time under ${Math.round(ol?.sameRate[q] ?? 0)} msg/s of QoS ${q} load (half of Mosquitto's fan-in rate) on both, ${o.length} samples`
                 : `one at a time under a load at half each broker's fan-in QoS ${q} rate (broker-lite ${Math.round(ol?.load[q] ?? 0)} msg/s offered, ${Math.round(ol?.carried[q] ?? 0)} carried${pl ? `; ${peer} ${Math.round(pl.load[q])} offered, ${Math.round(pl.carried[q])} carried` : ''}), ${o.length} samples`;
