@@ -1056,9 +1056,12 @@ function cpusAllowed(tid: number): string {
   return m ? m[1] : `0-${os.cpus().length - 1}`;
 }
 
-/** The main thread of `pid` (its event loop; the thread whose id is the pid) onto `cpus`. */
-function pinTo(pid: number, cpus: string): void {
-  execFileSync('taskset', ['-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+/**
+ * The main thread of `pid` (its event loop; the thread whose id is the pid) onto `cpus`; with
+ * `all`, every thread (putting them back: a thread started while pinned inherited the pin).
+ */
+function pinTo(pid: number, cpus: string, all = false): void {
+  execFileSync('taskset', [...(all ? ['-a'] : []), '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 /**
@@ -1080,14 +1083,14 @@ export function pinLatency(
   } catch (err) {
     for (const [pid, c] of before) {
       try {
-        pinTo(pid, c);
+        pinTo(pid, c, true);
       } catch {}
     }
     return { skipped: `taskset failed (${(err as Error).message.split('\n')[0]})` };
   }
   return {
     restore: () => {
-      for (const [pid, c] of before) pinTo(pid, c);
+      for (const [pid, c] of before) pinTo(pid, c, true);
     },
   };
 }
