@@ -840,12 +840,15 @@ export async function loadedLatency(
   qos: 0 | 1,
   rate: number,
   rounds: number,
+  loadCpus?: string,
 ): Promise<{ samples: number[]; carried: number }> {
   const child = spawn(
     process.execPath,
     ['--input-type=module', '-e', LOAD, '--', String(port), String(qos), String(Math.round(rate)), '10'],
     { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } },
   );
+  // started from a pinned probe, it inherited the pin: the load runs where it is told
+  if (loadCpus !== undefined && child.pid !== undefined) pinTo(child.pid, loadCpus, true);
   let last = { received: 0, at: 0 };
   let ready: () => void = () => {};
   const isReady = new Promise<void>((r) => {
@@ -1047,6 +1050,10 @@ srv.listen(0, '127.0.0.1', () => console.log('PORT ' + srv.address().port));
  * side by side and 0.017 alone; pinned apart, Mosquitto's reads 0.080 too). Only the event loops
  * are pinned: V8's helper threads (parallel scavenges, compilers) stay free, as on a multi-core
  * gateway; pinned beside the event loop they took Node's p99 from ~0.1 to 0.26-0.45 ms.
+ * Under load, the probe and the broker being measured are pinned the same way and the load
+ * generator runs on the other CPUs (`same`): left free, it shared a CPU with the broker or the
+ * probe by chance, and Node's QoS 1 p99 read 0.38-0.40 ms against 0.20-0.23 pinned (Mosquitto
+ * 0.21-0.25 and 0.20-0.22).
  */
 export type LatencyCpus = 'same' | 'apart' | 'free';
 
@@ -1071,7 +1078,7 @@ function pinTo(pid: number, cpus: string, all = false): void {
 export function pinLatency(
   how: LatencyCpus,
   brokers: number[],
-): { restore: () => void } | { skipped: string } {
+): { restore: () => void; loadCpus: string } | { skipped: string } {
   const cpus = os.cpus().length;
   if (how === 'free') return { skipped: 'BENCH_LATENCY_CPUS=free' };
   if (cpus < 2 && how === 'apart') return { skipped: 'one CPU: nothing to pin apart' };
@@ -1092,6 +1099,8 @@ export function pinLatency(
     restore: () => {
       for (const [pid, c] of before) pinTo(pid, c, true);
     },
+    // a load generator: the CPUs the probe and brokers left, or (apart, one CPU) where it was
+    loadCpus: how === 'same' && cpus > 1 ? (cpus === 2 ? '0' : `0-${cpus - 2}`) : before[0][1],
   };
 }
 
@@ -1159,6 +1168,7 @@ const area: BenchArea = {
     }
     const latencies = new Map<string, Latencies>();
     let latencyPlacement = '';
+    let loadPlacement = 'not pinned';
     const floor = process.env.BENCH_IDLE_ONLY ? null : await startNodeBroker(FLOOR, FLOOR_SCRIPT);
     try {
       const quick = options.quick;
@@ -1187,6 +1197,8 @@ const area: BenchArea = {
         ...[...running.values()].map((r) => r.b.pid),
         ...(floor ? [floor.pid] : []),
       ]);
+      const pidOf = new Map<string, number>([...running].map(([n, r]) => [n, r.b.pid]));
+      if (floor !== null) pidOf.set(FLOOR, floor.pid);
       latencyPlacement =
         'skipped' in pins
           ? `event loops not pinned: ${pins.skipped}`
@@ -1215,7 +1227,22 @@ const area: BenchArea = {
               // The floor has no capacity of its own: it runs at the same load only.
               if (same ? !['broker-lite', 'mosquitto', FLOOR].includes(name) : f === undefined) continue;
               const rate = ((same ? mosquitto : f) as Figures).fanin[q].rate / 2;
-              const l = await loadedLatency(port, q, rate, quick ? 300 : 1000);
+              const pid = pidOf.get(name);
+              const pin = pid === undefined ? { skipped: 'no pid' } : pinLatency(how, [pid]);
+              let l: Awaited<ReturnType<typeof loadedLatency>>;
+              try {
+                l = await loadedLatency(
+                  port,
+                  q,
+                  rate,
+                  quick ? 300 : 1000,
+                  'restore' in pin ? pin.loadCpus : undefined,
+                );
+              } finally {
+                if ('restore' in pin) pin.restore();
+              }
+              if ('restore' in pin)
+                loadPlacement = `probe and broker event loops pinned: ${how}, load on CPUs ${pin.loadCpus}`;
               const mine = pool(name);
               (same ? mine.sameLoad : mine.loaded)[q].push(...l.samples);
               if (same) mine.sameRate[q] = rate;
@@ -1361,8 +1388,8 @@ const area: BenchArea = {
             kind === 'idle'
               ? `one at a time, ${o.length} samples, ${latencyPlacement}`
               : kind === 'sameLoad'
-                ? `one at a time under ${Math.round(ol?.sameRate[q] ?? 0)} msg/s of QoS ${q} load (half of Mosquitto's fan-in rate) on both, ${o.length} samples`
-                : `one at a time under a load at half each broker's fan-in QoS ${q} rate (broker-lite ${Math.round(ol?.load[q] ?? 0)} msg/s offered, ${Math.round(ol?.carried[q] ?? 0)} carried${pl ? `; ${peer} ${Math.round(pl.load[q])} offered, ${Math.round(pl.carried[q])} carried` : ''}), ${o.length} samples`;
+                ? `one at a time under ${Math.round(ol?.sameRate[q] ?? 0)} msg/s of QoS ${q} load (half of Mosquitto's fan-in rate) on both, ${o.length} samples, ${loadPlacement}`
+                : `one at a time under a load at half each broker's fan-in QoS ${q} rate (broker-lite ${Math.round(ol?.load[q] ?? 0)} msg/s offered, ${Math.round(ol?.carried[q] ?? 0)} carried${pl ? `; ${peer} ${Math.round(pl.load[q])} offered, ${Math.round(pl.carried[q])} carried` : ''}), ${o.length} samples, ${loadPlacement}`;
           const suffix = kind === 'idle' ? '' : kind === 'loaded' ? '-half-load' : '-same-load';
           const vsMosquitto = peer === 'mosquitto';
           rows.push(
