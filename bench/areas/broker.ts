@@ -33,7 +33,7 @@ const MOSQUITTO = '/usr/sbin/mosquitto';
 
 // ---- brokers in child processes --------------------------------------------------------
 
-interface RunningBroker {
+export interface RunningBroker {
   name: string;
   port: number;
   pid: number;
@@ -42,7 +42,7 @@ interface RunningBroker {
   gc?(): Promise<void>;
 }
 
-const LITE_SCRIPT = `
+export const LITE_SCRIPT = `
 const { Broker } = await import(process.env.BROKER_LITE_BUNDLE);
 const b = new Broker({ listeners: [{ port: 0, host: '127.0.0.1', protocol: 'mqtt' }] });
 await b.listen();
@@ -110,7 +110,13 @@ export async function bundleBrokerLite(root: string): Promise<string> {
   return out;
 }
 
-async function startNodeBroker(name: string, script: string, flags: string[] = []): Promise<RunningBroker> {
+/** A Node broker (or the floor) in a child process; `env` on top of this one's (bench/latency-probe.ts). */
+export async function startNodeBroker(
+  name: string,
+  script: string,
+  flags: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunningBroker> {
   const prof = process.env.BENCH_PROFILE === name ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bl/prof'] : [];
   const child = spawn(
     process.execPath,
@@ -118,7 +124,7 @@ async function startNodeBroker(name: string, script: string, flags: string[] = [
     {
       cwd: ROOT,
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, BROKER_LITE_BUNDLE: liteBundles.get(name) ?? '' },
+      env: { ...process.env, BROKER_LITE_BUNDLE: liteBundles.get(name) ?? '', ...env },
     },
   );
   const port = await waitForPort(child, name);
@@ -156,7 +162,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function startMosquitto(): Promise<RunningBroker> {
+export async function startMosquitto(): Promise<RunningBroker> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-mosq-'));
   const conf = path.join(dir, 'mosquitto.conf');
@@ -180,7 +186,7 @@ async function startMosquitto(): Promise<RunningBroker> {
  * nanoseconds, from /proc/PID/task/TID/schedstat: a figure of our own code's cost that does not
  * depend on how the load generator and the broker share the 2 cores.
  */
-function cpuNs(pid: number): number {
+export function cpuNs(pid: number): number {
   let ns = 0;
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
     try {
@@ -752,7 +758,7 @@ export async function latency(port: number, rounds: number, qos: 0 | 1, warmup =
 }
 
 /** The `p`-th fraction of `samples` (sorted in place). */
-function percentile(samples: number[], p: number): number {
+export function percentile(samples: number[], p: number): number {
   samples.sort((a, b) => a - b);
   return samples[Math.min(samples.length - 1, Math.floor(samples.length * p))];
 }
@@ -1002,7 +1008,7 @@ const FLOOR = 'node floor';
  * forwarded as read to the subscribers whose filter is its topic or a `prefix/#` of it (QoS 1
  * with a PUBACK), through Node's net streams.
  */
-const FLOOR_SCRIPT = `
+export const FLOOR_SCRIPT = `
 const net = await import('node:net');
 const subs = [];
 const srv = net.createServer((s) => {
