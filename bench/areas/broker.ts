@@ -8,7 +8,7 @@
  * commit before a change) as one more peer, `broker-lite@base`, measured in the same run: an
  * A/B of our own code under the same machine load (target: ratio >= 0.95 on every row).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -33,7 +33,7 @@ const MOSQUITTO = '/usr/sbin/mosquitto';
 
 // ---- brokers in child processes --------------------------------------------------------
 
-interface RunningBroker {
+export interface RunningBroker {
   name: string;
   port: number;
   pid: number;
@@ -42,7 +42,7 @@ interface RunningBroker {
   gc?(): Promise<void>;
 }
 
-const LITE_SCRIPT = `
+export const LITE_SCRIPT = `
 const { Broker } = await import(process.env.BROKER_LITE_BUNDLE);
 const b = new Broker({ listeners: [{ port: 0, host: '127.0.0.1', protocol: 'mqtt' }] });
 await b.listen();
@@ -110,7 +110,13 @@ export async function bundleBrokerLite(root: string): Promise<string> {
   return out;
 }
 
-async function startNodeBroker(name: string, script: string, flags: string[] = []): Promise<RunningBroker> {
+/** A Node broker (or the floor) in a child process; `env` on top of this one's (bench/latency-probe.ts). */
+export async function startNodeBroker(
+  name: string,
+  script: string,
+  flags: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunningBroker> {
   const prof = process.env.BENCH_PROFILE === name ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bl/prof'] : [];
   const child = spawn(
     process.execPath,
@@ -118,7 +124,7 @@ async function startNodeBroker(name: string, script: string, flags: string[] = [
     {
       cwd: ROOT,
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, BROKER_LITE_BUNDLE: liteBundles.get(name) ?? '' },
+      env: { ...process.env, BROKER_LITE_BUNDLE: liteBundles.get(name) ?? '', ...env },
     },
   );
   const port = await waitForPort(child, name);
@@ -156,7 +162,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function startMosquitto(): Promise<RunningBroker> {
+export async function startMosquitto(): Promise<RunningBroker> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-mosq-'));
   const conf = path.join(dir, 'mosquitto.conf');
@@ -180,7 +186,7 @@ async function startMosquitto(): Promise<RunningBroker> {
  * nanoseconds, from /proc/PID/task/TID/schedstat: a figure of our own code's cost that does not
  * depend on how the load generator and the broker share the 2 cores.
  */
-function cpuNs(pid: number): number {
+export function cpuNs(pid: number): number {
   let ns = 0;
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
     try {
@@ -752,7 +758,7 @@ export async function latency(port: number, rounds: number, qos: 0 | 1, warmup =
 }
 
 /** The `p`-th fraction of `samples` (sorted in place). */
-function percentile(samples: number[], p: number): number {
+export function percentile(samples: number[], p: number): number {
   samples.sort((a, b) => a - b);
   return samples[Math.min(samples.length - 1, Math.floor(samples.length * p))];
 }
@@ -840,12 +846,15 @@ export async function loadedLatency(
   qos: 0 | 1,
   rate: number,
   rounds: number,
+  loadCpus?: string,
 ): Promise<{ samples: number[]; carried: number }> {
   const child = spawn(
     process.execPath,
     ['--input-type=module', '-e', LOAD, '--', String(port), String(qos), String(Math.round(rate)), '10'],
     { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } },
   );
+  // started from a pinned probe, it inherited the pin: the load runs where it is told
+  if (loadCpus !== undefined && child.pid !== undefined) pinTo(child.pid, loadCpus, true);
   let last = { received: 0, at: 0 };
   let ready: () => void = () => {};
   const isReady = new Promise<void>((r) => {
@@ -999,7 +1008,7 @@ const FLOOR = 'node floor';
  * forwarded as read to the subscribers whose filter is its topic or a `prefix/#` of it (QoS 1
  * with a PUBACK), through Node's net streams.
  */
-const FLOOR_SCRIPT = `
+export const FLOOR_SCRIPT = `
 const net = await import('node:net');
 const subs = [];
 const srv = net.createServer((s) => {
@@ -1036,6 +1045,70 @@ const srv = net.createServer((s) => {
 });
 srv.listen(0, '127.0.0.1', () => console.log('PORT ' + srv.address().port));
 `;
+
+/**
+ * Where the one-at-a-time latency rows run (BENCH_LATENCY_CPUS): `same` (the default) puts the
+ * event-loop threads of the probe (this process) and of every broker on one CPU, `apart` the
+ * probe's on the first CPU and the brokers' on the last, `free` leaves it to the scheduler. On
+ * these VMs waking a task on the other, idle vCPU costs ~30 us per hop: left free, the scheduler
+ * kept some brokers beside the probe and moved others (or the same one, from round to round) to
+ * the other vCPU, and that, not the broker, decided a p50 (broker-lite's QoS 0 p50 read 0.072 ms
+ * side by side and 0.017 alone; pinned apart, Mosquitto's reads 0.080 too). Only the event loops
+ * are pinned: V8's helper threads (parallel scavenges, compilers) stay free, as on a multi-core
+ * gateway; pinned beside the event loop they took Node's p99 from ~0.1 to 0.26-0.45 ms.
+ * Under load, the probe and the broker being measured are pinned the same way and the load
+ * generator runs on the other CPUs (`same`): left free, it shared a CPU with the broker or the
+ * probe by chance, and Node's QoS 1 p99 read 0.38-0.40 ms against 0.20-0.23 pinned (Mosquitto
+ * 0.21-0.25 and 0.20-0.22).
+ */
+export type LatencyCpus = 'same' | 'apart' | 'free';
+
+/** A thread's CPU list (`Cpus_allowed_list`), to put back after the rows. */
+function cpusAllowed(tid: number): string {
+  const m = /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync(`/proc/${tid}/status`, 'utf8'));
+  return m ? m[1] : `0-${os.cpus().length - 1}`;
+}
+
+/**
+ * The main thread of `pid` (its event loop; the thread whose id is the pid) onto `cpus`; with
+ * `all`, every thread (putting them back: a thread started while pinned inherited the pin).
+ */
+function pinTo(pid: number, cpus: string, all = false): void {
+  execFileSync('taskset', [...(all ? ['-a'] : []), '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+/**
+ * Pins the probe's and the `brokers`' event loops as `how` says: a function that puts them back,
+ * or why they were left free (no taskset, `free`, one CPU).
+ */
+export function pinLatency(
+  how: LatencyCpus,
+  brokers: number[],
+): { restore: () => void; loadCpus: string } | { skipped: string } {
+  const cpus = os.cpus().length;
+  if (how === 'free') return { skipped: 'BENCH_LATENCY_CPUS=free' };
+  if (cpus < 2 && how === 'apart') return { skipped: 'one CPU: nothing to pin apart' };
+  const last = String(cpus - 1);
+  const before = [process.pid, ...brokers].map((pid) => [pid, cpusAllowed(pid)] as const);
+  try {
+    pinTo(process.pid, how === 'apart' ? '0' : last);
+    for (const pid of brokers) pinTo(pid, last);
+  } catch (err) {
+    for (const [pid, c] of before) {
+      try {
+        pinTo(pid, c, true);
+      } catch {}
+    }
+    return { skipped: `taskset failed (${(err as Error).message.split('\n')[0]})` };
+  }
+  return {
+    restore: () => {
+      for (const [pid, c] of before) pinTo(pid, c, true);
+    },
+    // a load generator: the CPUs the probe and brokers left, or (apart, one CPU) where it was
+    loadCpus: how === 'same' && cpus > 1 ? (cpus === 2 ? '0' : `0-${cpus - 2}`) : before[0][1],
+  };
+}
 
 /** `xs` rotated by `r`: who goes first changes from round to round. */
 function rotate<T>(xs: T[], r: number): T[] {
@@ -1100,6 +1173,8 @@ const area: BenchArea = {
       running.set(name, { b: await start(false), idleRss, id });
     }
     const latencies = new Map<string, Latencies>();
+    let latencyPlacement = '';
+    let loadPlacement = 'not pinned';
     const floor = process.env.BENCH_IDLE_ONLY ? null : await startNodeBroker(FLOOR, FLOOR_SCRIPT);
     try {
       const quick = options.quick;
@@ -1123,11 +1198,26 @@ const area: BenchArea = {
           );
         return l;
       };
-      for (const q of [0, 1] as const) {
-        for (const [, port] of all) await latency(port, 0, q, quick ? 500 : WARMUP);
-        for (let r = 0; r < (quick ? 2 : 4); r++)
-          for (const [name, port] of rotate(all, r))
-            pool(name).idle[q].push(...(await latency(port, quick ? 250 : 1000, q, 300)));
+      const how = (process.env.BENCH_LATENCY_CPUS ?? 'same') as LatencyCpus;
+      const pins = pinLatency(how, [
+        ...[...running.values()].map((r) => r.b.pid),
+        ...(floor ? [floor.pid] : []),
+      ]);
+      const pidOf = new Map<string, number>([...running].map(([n, r]) => [n, r.b.pid]));
+      if (floor !== null) pidOf.set(FLOOR, floor.pid);
+      latencyPlacement =
+        'skipped' in pins
+          ? `event loops not pinned: ${pins.skipped}`
+          : `event loops of probe and brokers pinned: ${how}`;
+      try {
+        for (const q of [0, 1] as const) {
+          for (const [, port] of all) await latency(port, 0, q, quick ? 500 : WARMUP);
+          for (let r = 0; r < (quick ? 2 : 4); r++)
+            for (const [name, port] of rotate(all, r))
+              pool(name).idle[q].push(...(await latency(port, quick ? 250 : 1000, q, 300)));
+        }
+      } finally {
+        if ('restore' in pins) pins.restore();
       }
       for (const [name, r] of running) results.set(name, await measure(r.b, quick, r.idleRss, r.id));
       // At half of each broker's capacity (its own fan-in rate at that QoS in this run), and
@@ -1143,7 +1233,22 @@ const area: BenchArea = {
               // The floor has no capacity of its own: it runs at the same load only.
               if (same ? !['broker-lite', 'mosquitto', FLOOR].includes(name) : f === undefined) continue;
               const rate = ((same ? mosquitto : f) as Figures).fanin[q].rate / 2;
-              const l = await loadedLatency(port, q, rate, quick ? 300 : 1000);
+              const pid = pidOf.get(name);
+              const pin = pid === undefined ? { skipped: 'no pid' } : pinLatency(how, [pid]);
+              let l: Awaited<ReturnType<typeof loadedLatency>>;
+              try {
+                l = await loadedLatency(
+                  port,
+                  q,
+                  rate,
+                  quick ? 300 : 1000,
+                  'restore' in pin ? pin.loadCpus : undefined,
+                );
+              } finally {
+                if ('restore' in pin) pin.restore();
+              }
+              if ('restore' in pin)
+                loadPlacement = `probe and broker event loops pinned: ${how}, load on CPUs ${pin.loadCpus}`;
               const mine = pool(name);
               (same ? mine.sameLoad : mine.loaded)[q].push(...l.samples);
               if (same) mine.sameRate[q] = rate;
@@ -1206,7 +1311,7 @@ const area: BenchArea = {
                 percentile(floorLat[kind][q], p),
                 FLOOR,
                 undefined,
-                'a Node process forwarding each PUBLISH to its subscribers as it reads it, nothing else: the floor of a Node broker on this row',
+                `a Node process forwarding each PUBLISH to its subscribers as it reads it, nothing else: the floor of a Node broker on this row${kind === 'idle' ? `; ${latencyPlacement}` : ''}`,
               ),
             );
           }
@@ -1287,10 +1392,10 @@ const area: BenchArea = {
           if (o.length === 0 || (kind === 'sameLoad' && p.length === 0)) continue;
           const how =
             kind === 'idle'
-              ? `one at a time, ${o.length} samples`
+              ? `one at a time, ${o.length} samples, ${latencyPlacement}`
               : kind === 'sameLoad'
-                ? `one at a time under ${Math.round(ol?.sameRate[q] ?? 0)} msg/s of QoS ${q} load (half of Mosquitto's fan-in rate) on both, ${o.length} samples`
-                : `one at a time under a load at half each broker's fan-in QoS ${q} rate (broker-lite ${Math.round(ol?.load[q] ?? 0)} msg/s offered, ${Math.round(ol?.carried[q] ?? 0)} carried${pl ? `; ${peer} ${Math.round(pl.load[q])} offered, ${Math.round(pl.carried[q])} carried` : ''}), ${o.length} samples`;
+                ? `one at a time under ${Math.round(ol?.sameRate[q] ?? 0)} msg/s of QoS ${q} load (half of Mosquitto's fan-in rate) on both, ${o.length} samples, ${loadPlacement}`
+                : `one at a time under a load at half each broker's fan-in QoS ${q} rate (broker-lite ${Math.round(ol?.load[q] ?? 0)} msg/s offered, ${Math.round(ol?.carried[q] ?? 0)} carried${pl ? `; ${peer} ${Math.round(pl.load[q])} offered, ${Math.round(pl.carried[q])} carried` : ''}), ${o.length} samples, ${loadPlacement}`;
           const suffix = kind === 'idle' ? '' : kind === 'loaded' ? '-half-load' : '-same-load';
           const vsMosquitto = peer === 'mosquitto';
           rows.push(
