@@ -418,6 +418,16 @@ describe('issue 18.4: queue.commitWindow', () => {
     expect(heldHoldMs(parseConfig({ ...minimal, queue: { fsync: '1s' } }, { env: {} }).queue)).toBe(0);
   });
 
+  it("issue 18.4: with HELD windows the acknowledge cursor is persisted every 4 windows (its page costs a quarter of a commit's)", () => {
+    const log = { log: () => {} } as unknown as Parameters<typeof queueOptions>[1];
+    const long = parseConfig({ ...minimal, queue: { commitWindow: '70s' } }, { env: {} });
+    expect(queueOptions(long.queue, log).cursorIntervalMs).toBe(280_000);
+    const quarter = parseConfig({ ...minimal, queue: { commitWindow: '250ms' } }, { env: {} });
+    expect(queueOptions(quarter.queue, log).cursorIntervalMs).toBe(1000);
+    // the default window keeps the queue's own default (1 s)
+    expect(queueOptions(parseConfig(minimal, { env: {} }).queue, log).cursorIntervalMs).toBeUndefined();
+  });
+
   it('issue 18.4: bounded, and only with fsync batch (the interval policies do not wait for an fsync)', () => {
     expect(problems({ ...minimal, queue: { commitWindow: '301s' } }).map((p) => p.path)).toEqual([
       'queue.commitWindow',
