@@ -1,6 +1,6 @@
 /**
  * Issue 18.4: flash wear. The demo's chain (test/helpers/pi-chain.ts) at 1, 10 and 100 readings/s,
- * six chains side by side at each rate (fresh processes, each its own state directory):
+ * seven or eight chains side by side at each rate (fresh processes, each its own state directory):
  * - broker-lite with `persistence_commit_window 0` (a commit per event-loop turn, the default
  *   before issue 18.4) + the agent with `queue.fsync: batch` and no commit window
  *   (`commitWindow: 0`: an fsync per device frame);
@@ -12,10 +12,15 @@
  * - the agent with `batch` and `commitWindow` 50ms (its default), 250ms and 1s (devices are ACKed
  *   only after the fsync, up to a window later; their retransmissions are counted), under
  *   broker-lite's defaults (its 50 ms window: the broker rows "default window" come from the
- *   chain where both run their defaults).
- * Over a window after a warm-up: bytes each process caused to be written to storage
+ *   chain where both run their defaults); devices without HELD (firmware before issue 18.4);
+ * - issue 18.4: devices that understand HELD and the agent's window that meets 2x payload at the
+ *   rate (70 s, 16 s, 1 s; status.json every 5 minutes; at 1/s also at its default 2 s): bytes,
+ *   fsyncs, the devices' HELD, resends and ring overwrites, and the reading-to-subscriber latency
+ *   the window costs.
+ * Over a window after a warm-up (whole commits of the HELD rows: 140 s at 1/s, 64 s at 10/s,
+ * 20 s at 100/s): bytes each process caused to be written to storage
  * (/proc/PID/io write_bytes: counted when a page is dirtied, so an append followed by an fsync
- * costs at least the page, as on flash) per reading delivered, and fsyncs per second (the agent's
+ * costs at least the page, as on flash) per reading the devices made, and fsyncs per second (the agent's
  * and broker-lite's own counters from /metrics; Mosquitto's from strace on it). The target
  * compares bytes per reading with twice the reading's payload (the JSON the subscriber gets).
  * Filesystem journal writes (jbd2) are nobody's write_bytes and are not counted. The agent runs
@@ -219,6 +224,8 @@ export default {
               agentCommitWindow: v.agentWindow,
               brokerCommitWindowMs: v.windowMs,
               healthInterval: null,
+              // the rows from before issue 18.4 keep their devices (no HELD): only the HELD rows get it
+              understandsHeld: v.name.startsWith('held'),
               ...('statusInterval' in v && v.statusInterval !== undefined
                 ? { statusInterval: v.statusInterval }
                 : {}),
