@@ -193,10 +193,10 @@ describe.skipIf(!socat)('issue 18.4: HELD through the agent bin', () => {
     await agent.start();
     const back = await agent.waitFor((l) => l.msg === 'broker-connected', 15_000, from);
     const reconnectedAt = Date.parse(back.time);
-    // The frames held at the kill were never ACKed. A SIGKILL leaves their records in the page
-    // cache, so the restarted agent may publish them from its queue; power lost before the fsync
-    // would not. Either way the device sends them again after the hold (window + 1 s) and the
-    // restarted agent stores and ACKs them: the ring lets go of them only then.
+    // The frames held at the kill were never ACKed: their records were still in the queue's
+    // buffer (written at the commit) or at most in the page cache, gone with the process or with
+    // the power. The device sends them again after the hold (window + 1 s) and the restarted
+    // agent stores and ACKs them: the ring lets go of them only then.
     expect(
       await until(() => {
         const ring = fw.unackedSeqs();
