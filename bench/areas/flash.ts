@@ -261,7 +261,11 @@ export default {
           `${r.readings} readings in ${r.seconds.toFixed(0)} s, payload ${r.payload.toFixed(0)} bytes`;
         if (process.env.BENCH_VERBOSE) console.error(`  flash ${rate}/s: ${JSON.stringify(got)}`);
         const label = `${rate} reading${rate === 1 ? '' : 's'}/s`;
-        const agentRows = (what: string, r: Reading) => [
+        const agentRows = (
+          what: string,
+          r: Reading,
+          devices = `${r.retransmits} frames retransmitted by the devices`,
+        ) => [
           costRow(
             `flash: agent bytes written per reading, ${what}, ${label}`,
             'bytes',
@@ -269,7 +273,7 @@ export default {
             2 * payload,
             '2x payload',
             1,
-            `${say(r)}; ${(r.agentSyncs / r.seconds).toFixed(1)} fsyncs/s; ${r.retransmits} frames retransmitted by the devices`,
+            `${say(r)}; ${(r.agentSyncs / r.seconds).toFixed(r.agentSyncs / r.seconds < 0.1 ? 3 : 1)} fsyncs/s; ${devices}`,
           ),
           costRow(
             `flash: agent fsyncs/s, ${what}, ${label}`,
@@ -280,21 +284,10 @@ export default {
           ),
         ];
         const heldRows = (what: string, r: Reading) => [
-          costRow(
-            `flash: agent bytes written per reading, ${what}, ${label}`,
-            'bytes',
-            per(r.agentBytes, r),
-            2 * payload,
-            '2x payload',
-            1,
-            `${say(r)}; ${(r.agentSyncs / r.seconds).toFixed(2)} fsyncs/s; devices: ${r.held} HELD, ${r.retransmits} frames resent, ${r.overwrites} ring overwrites`,
-          ),
-          costRow(
-            `flash: agent fsyncs/s, ${what}, ${label}`,
-            'fsyncs/s',
-            r.agentSyncs / r.seconds,
-            null,
-            '-',
+          ...agentRows(
+            what,
+            r,
+            `${r.held} HELD, ${r.retransmits} frames resent, ${r.overwrites} ring overwrites by the devices`,
           ),
           costRow(
             `flash: reading to subscriber p50 / p99, ${what}, ${label}`,
