@@ -283,10 +283,11 @@ export default {
             '-',
           ),
         ];
+        // --quick measures 8 s, shorter than these windows: no commit, nothing written yet, no figure
         const heldRows = (what: string, r: Reading) => [
           ...agentRows(
             what,
-            r,
+            r.agentSyncs === 0 ? { ...r, agentBytes: Number.NaN } : r,
             `${r.held} HELD, ${r.retransmits} frames resent, ${r.overwrites} ring overwrites by the devices`,
           ),
           costRow(
