@@ -132,8 +132,6 @@ describe.skipIf(!socat)('issue 18.4: HELD through the agent bin', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
     expect(fw.stats.ringOverwrites).toBe(0);
     expect(fw.stats.retransmits).toBe(0);
-    // never more than half the ring waiting when the commit is asked for
-    expect(fw.unacked).toBeLessThanOrEqual(8);
     const early = await scrape('mqtt_edge_agent_port_early_commits_total');
     expect(early).toBeGreaterThanOrEqual(5);
     // ~4 frames per commit: ACKs and fsyncs follow the ring, not the window
