@@ -1,6 +1,6 @@
 /**
  * Issue 18.4: flash wear. The demo's chain (test/helpers/pi-chain.ts) at 1, 10 and 100 readings/s,
- * six chains side by side at each rate (fresh processes, each its own state directory):
+ * seven or eight chains side by side at each rate (fresh processes, each its own state directory):
  * - broker-lite with `persistence_commit_window 0` (a commit per event-loop turn, the default
  *   before issue 18.4) + the agent with `queue.fsync: batch` and no commit window
  *   (`commitWindow: 0`: an fsync per device frame);
@@ -12,10 +12,15 @@
  * - the agent with `batch` and `commitWindow` 50ms (its default), 250ms and 1s (devices are ACKed
  *   only after the fsync, up to a window later; their retransmissions are counted), under
  *   broker-lite's defaults (its 50 ms window: the broker rows "default window" come from the
- *   chain where both run their defaults).
- * Over a window after a warm-up: bytes each process caused to be written to storage
+ *   chain where both run their defaults); devices without HELD (firmware before issue 18.4);
+ * - issue 18.4: devices that understand HELD and the agent's window that meets 2x payload at the
+ *   rate (90 s, 16 s, 1 s; status.json every 5 minutes; at 1/s also at its default 2 s): bytes,
+ *   fsyncs, the devices' HELD, resends and ring overwrites, and the reading-to-subscriber latency
+ *   the window costs.
+ * Over a window after a warm-up (whole commits of the HELD rows: 180 s at 1/s, 64 s at 10/s,
+ * 20 s at 100/s): bytes each process caused to be written to storage
  * (/proc/PID/io write_bytes: counted when a page is dirtied, so an append followed by an fsync
- * costs at least the page, as on flash) per reading delivered, and fsyncs per second (the agent's
+ * costs at least the page, as on flash) per reading the devices made, and fsyncs per second (the agent's
  * and broker-lite's own counters from /metrics; Mosquitto's from strace on it). The target
  * compares bytes per reading with twice the reading's payload (the JSON the subscriber gets).
  * Filesystem journal writes (jbd2) are nobody's write_bytes and are not counted. The agent runs
@@ -27,10 +32,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { hasSocat } from '@mqtt-edge/firmware-sim';
 import { hasMosquitto } from '../../test/helpers/mosquitto.ts';
-import { type Chain, scrape, sleep, startChain, writeBytes } from '../../test/helpers/pi-chain.ts';
+import {
+  type Chain,
+  percentile,
+  scrape,
+  sleep,
+  startChain,
+  writeBytes,
+} from '../../test/helpers/pi-chain.ts';
 import { type BenchArea, type BenchOptions, type BenchRow, costRow } from '../harness.ts';
 
 interface Reading {
+  /** Readings the devices made in the window (the denominator: a long window delivers in bursts). */
   readings: number;
   payload: number;
   brokerBytes: number;
@@ -40,6 +53,13 @@ interface Reading {
   seconds: number;
   /** DATA frames the devices sent again in the window (no ACK within their 1 s timeout). */
   retransmits: number;
+  /** DATA overwritten in the devices' full rings in the window: readings lost. */
+  overwrites: number;
+  /** HELD frames the devices took in the window (issue 18.4). */
+  held: number;
+  /** Reading (device sample) to subscriber, ms, of readings delivered in the window. */
+  latencyP50: number;
+  latencyP99: number;
 }
 
 /** Counts fsync/fdatasync calls of `pid` (all threads) while attached. */
@@ -73,8 +93,18 @@ async function measure(chain: Chain, mosquitto: boolean, windowMs: number, dir: 
   };
   const t0 = Date.now();
   const from = chain.received.length;
-  const retransmits = () => chain.devices.reduce((n, d) => n + d.sim.firmware.stats.retransmits, 0);
+  const stat = (k: 'retransmits' | 'ringOverwrites' | 'held' | 'readings') => () =>
+    chain.devices.reduce((n, d) => n + d.sim.firmware.stats[k], 0);
+  const [retransmits, overwrites, held, made] = [
+    stat('retransmits'),
+    stat('ringOverwrites'),
+    stat('held'),
+    stat('readings'),
+  ];
   const r0 = retransmits();
+  const o0 = overwrites();
+  const h0 = held();
+  const m0 = made();
   await sleep(windowMs);
   const t1 = Date.now();
   const w1 = { broker: writeBytes(b), agent: writeBytes(a) };
@@ -85,8 +115,9 @@ async function measure(chain: Chain, mosquitto: boolean, windowMs: number, dir: 
     agent: await scrape(chain.agentMetrics, 'mqtt_edge_agent_queue_fsyncs_total'),
   };
   const got = chain.received.slice(from).filter((r) => r.at <= t1);
+  const latencies = got.map((r) => r.latency);
   return {
-    readings: got.length,
+    readings: made() - m0,
     payload: got.reduce((n, r) => n + r.bytes, 0) / Math.max(1, got.length),
     brokerBytes: w1.broker - w0.broker,
     agentBytes: w1.agent - w0.agent,
@@ -94,8 +125,27 @@ async function measure(chain: Chain, mosquitto: boolean, windowMs: number, dir: 
     agentSyncs: s1.agent - s0.agent,
     seconds: (t1 - t0) / 1000,
     retransmits: retransmits() - r0,
+    overwrites: overwrites() - o0,
+    held: held() - h0,
+    latencyP50: latencies.length > 0 ? percentile(latencies, 0.5) : Number.NaN,
+    latencyP99: latencies.length > 0 ? percentile(latencies, 0.99) : Number.NaN,
   };
 }
+
+/**
+ * Issue 18.4's HELD rows: the agent's window per rate, long enough for 90-160 readings (the 3
+ * devices' frames of 4) per commit, so that the commit's rewritten 4 KiB page and the records
+ * (~170 bytes a reading, the agent's health messages included) stay under twice the payload
+ * (70 s measured 228-256 bytes at 1/s: the edge); the devices understand HELD, so they neither
+ * resend nor overwrite.
+ */
+const HELD_WINDOW: Record<number, string> = { 1: '90s', 10: '16s', 100: '1s' };
+/**
+ * status.json in those rows: rewritten every 5 minutes instead of 2 s. Each rewrite after the
+ * kernel wrote the page back dirties it again: at 2 s that is a page every 10-30 s, ~120-400
+ * bytes a second, more than a reading at 1/s. The 1/s row with the default is reported too.
+ */
+const HELD_STATUS_INTERVAL = '5m';
 
 export default {
   area: 'flash',
@@ -108,8 +158,8 @@ export default {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-flash-'));
     try {
       for (const rate of [1, 10, 100]) {
-        // at least ~40 readings in the window at 1/s: frames of 4 readings every 4 s
-        const windowMs = options.quick ? 8000 : rate === 1 ? 48_000 : 20_000;
+        // whole commits of the HELD rows: two 90 s windows at 1/s, four 16 s ones at 10/s
+        const windowMs = options.quick ? 8000 : rate === 1 ? 180_000 : rate === 10 ? 64_000 : 20_000;
         // the agent's group-commit window with `batch` (issue 18.4): 0, 50 ms (the default), 250 ms, 1 s
         const variants = [
           {
@@ -145,6 +195,26 @@ export default {
             agentWindow: w,
             windowMs: undefined,
           })),
+          // issue 18.4: devices that understand HELD, the window that meets 2x payload
+          {
+            name: 'held',
+            broker: 'broker-lite' as const,
+            agentFsync: 'batch',
+            agentWindow: HELD_WINDOW[rate],
+            windowMs: undefined,
+            statusInterval: HELD_STATUS_INTERVAL,
+          },
+          ...(rate === 1
+            ? [
+                {
+                  name: 'held-status-2s',
+                  broker: 'broker-lite' as const,
+                  agentFsync: 'batch',
+                  agentWindow: HELD_WINDOW[rate],
+                  windowMs: undefined,
+                },
+              ]
+            : []),
         ];
         const chains = await Promise.all(
           variants.map((v) =>
@@ -156,6 +226,11 @@ export default {
               agentCommitWindow: v.agentWindow,
               brokerCommitWindowMs: v.windowMs,
               healthInterval: null,
+              // the rows from before issue 18.4 keep their devices (no HELD): only the HELD rows get it
+              understandsHeld: v.name.startsWith('held'),
+              ...('statusInterval' in v && v.statusInterval !== undefined
+                ? { statusInterval: v.statusInterval }
+                : {}),
             }),
           ),
         );
@@ -178,14 +253,19 @@ export default {
         }
         const [batch, second] = got;
         const mosq = hasMosquitto() ? got[2] : undefined;
-        const windowed = got.slice(hasMosquitto() ? 3 : 2);
+        const named = (name: string) => got[variants.findIndex((v) => v.name === name)];
+        const windowed = ['50ms', '250ms', '1s'].map((w) => named(`batch-${w}`));
         const per = (bytes: number, r: Reading) => bytes / Math.max(1, r.readings);
         const payload = batch.payload;
         const say = (r: Reading) =>
           `${r.readings} readings in ${r.seconds.toFixed(0)} s, payload ${r.payload.toFixed(0)} bytes`;
         if (process.env.BENCH_VERBOSE) console.error(`  flash ${rate}/s: ${JSON.stringify(got)}`);
         const label = `${rate} reading${rate === 1 ? '' : 's'}/s`;
-        const agentRows = (what: string, r: Reading) => [
+        const agentRows = (
+          what: string,
+          r: Reading,
+          devices = `${r.retransmits} frames retransmitted by the devices`,
+        ) => [
           costRow(
             `flash: agent bytes written per reading, ${what}, ${label}`,
             'bytes',
@@ -193,7 +273,7 @@ export default {
             2 * payload,
             '2x payload',
             1,
-            `${say(r)}; ${(r.agentSyncs / r.seconds).toFixed(1)} fsyncs/s; ${r.retransmits} frames retransmitted by the devices`,
+            `${say(r)}; ${(r.agentSyncs / r.seconds).toFixed(r.agentSyncs / r.seconds < 0.1 ? 3 : 1)} fsyncs/s; ${devices}`,
           ),
           costRow(
             `flash: agent fsyncs/s, ${what}, ${label}`,
@@ -203,15 +283,42 @@ export default {
             '-',
           ),
         ];
+        // --quick measures 8 s, shorter than these windows: no commit, nothing written yet, no figure
+        const heldRows = (what: string, r: Reading) => [
+          ...agentRows(
+            what,
+            r.agentSyncs === 0 ? { ...r, agentBytes: Number.NaN } : r,
+            `${r.held} HELD, ${r.retransmits} frames resent, ${r.overwrites} ring overwrites by the devices`,
+          ),
+          costRow(
+            `flash: reading to subscriber p50 / p99, ${what}, ${label}`,
+            'ms',
+            r.latencyP50,
+            null,
+            '-',
+            undefined,
+            `p99 ${r.latencyP99.toFixed(0)} ms: a reading waits for its commit before it is published`,
+          ),
+        ];
         rows.push(
           ...agentRows('fsync batch, commitWindow 0', batch),
           ...agentRows('fsync 1s', second),
           ...windowed.flatMap((r, i) =>
             agentRows(
-              `fsync batch, commitWindow ${variants[variants.length - windowed.length + i].agentWindow}${i === 0 ? ' (default)' : ''}`,
+              `fsync batch, commitWindow ${['50ms', '250ms', '1s'][i]}${i === 0 ? ' (default)' : ''}`,
               r,
             ),
           ),
+          ...heldRows(
+            `HELD devices, commitWindow ${HELD_WINDOW[rate]}, statusInterval ${HELD_STATUS_INTERVAL}`,
+            named('held'),
+          ),
+          ...(rate === 1
+            ? heldRows(
+                `HELD devices, commitWindow ${HELD_WINDOW[rate]}, statusInterval 2s (default)`,
+                named('held-status-2s'),
+              )
+            : []),
         );
         // both defaults (the agent's and broker-lite's 50 ms windows)
         const defaults = windowed[0];

@@ -19,6 +19,7 @@ Options:
   --mode MODE           native | json-lines | key-value (default native)
   --ring-size N         unacknowledged DATA kept for retransmission (default 32)
   --retransmit MS       retransmit timeout (default 1000)
+  --no-held             firmware before HELD (issue 18.4): no h in HELLO, HELD skipped
   --seed N              seed for readings, boot ids and faults (printed at start)
   --firmware VERSION    firmware version in HELLO (default sim-1.0.0)
   --watchdog MS         nothing heard for MS: send HELLO again, every MS while quiet
@@ -99,6 +100,7 @@ export async function main(argv: string[]): Promise<number> {
         'unplug-for': { type: 'string' },
         'log-level': { type: 'string' },
         'json-logs': { type: 'boolean' },
+        'no-held': { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
@@ -140,6 +142,7 @@ export async function main(argv: string[]): Promise<number> {
       intervalMs: interval,
       ringSize: int('ring-size', s('ring-size'), 1, 4096),
       retransmitMs: duration('retransmit', s('retransmit')),
+      understandsHeld: values['no-held'] !== true,
       seed: int('seed', s('seed'), 0, 0xffffffff),
       firmware: s('firmware'),
       watchdogMs: s('watchdog')?.trim() === '0' ? 0 : duration('watchdog', s('watchdog'), 1440),

@@ -17,7 +17,7 @@ import {
   type ResultFrame,
   type Value,
 } from '@mqtt-edge/serial-protocol';
-import { PendingRing } from './ring.ts';
+import { dueAt, PendingRing } from './ring.ts';
 import type { Rng } from './rng.ts';
 import { DEFAULT_SENSORS, Sensor, type SensorSpec } from './sensors.ts';
 
@@ -77,6 +77,13 @@ export interface FirmwareOptions {
    * `watchdogMs` while nothing is heard (issue 19). Default 3 intervals, at least 3000 ms; 0: off.
    */
   watchdogMs?: number;
+  /**
+   * Understands HELD (issue 18.4; default true): HELLO says `h` (the ring size), and a HELD puts
+   * off its entry's next send. false: firmware before it (no `h`; a HELD is an unknown type).
+   */
+  understandsHeld?: boolean;
+  /** The longest hold a HELD can ask for, ms (default 600,000): an agent that died holding frames costs at most this. */
+  maxHoldMs?: number;
   rng: Rng;
 }
 
@@ -104,6 +111,12 @@ export interface FirmwareStats {
   commandRepeats: number;
   /** HELLOs sent because nothing was heard for the watchdog's time. */
   watchdogHellos: number;
+  /** HELDs that put off an entry's next send (issue 18.4). */
+  held: number;
+  /** HELDs for another boot or a seq not in the ring: ignored. */
+  heldUnknown: number;
+  /** HELDs received by firmware that does not understand them (understandsHeld false): skipped as unknown. */
+  heldIgnored: number;
 }
 
 export interface FirmwareEvent {
@@ -131,6 +144,9 @@ export class Firmware {
     commandErrors: 0,
     commandRepeats: 0,
     watchdogHellos: 0,
+    held: 0,
+    heldUnknown: 0,
+    heldIgnored: 0,
   };
   /** Settable actuators, as real boards expose them. */
   led = false;
@@ -149,6 +165,8 @@ export class Firmware {
   private readonly timestamps: boolean;
   private readonly leadingDelimiter: boolean;
   private readonly announceInterval: boolean;
+  private readonly understandsHeld: boolean;
+  private readonly maxHoldMs: number;
   /** undefined: the default, which follows the interval. */
   private readonly watchdogOption: number | undefined;
   private decoder: FrameDecoder;
@@ -181,6 +199,8 @@ export class Firmware {
     this.timestamps = options.timestamps ?? true;
     this.leadingDelimiter = options.leadingDelimiter ?? true;
     this.announceInterval = options.announceInterval ?? true;
+    this.understandsHeld = options.understandsHeld ?? true;
+    this.maxHoldMs = options.maxHoldMs ?? 600_000;
     this.watchdogOption = options.watchdogMs;
     this.decoder = new FrameDecoder();
     this.boot(now);
@@ -267,7 +287,7 @@ export class Firmware {
   /** When `poll` next has work to do. */
   nextDeadline(): number {
     let t = Math.min(this.nextSampleAt, this.nextWatchdogAt);
-    for (const p of this.ring.entries()) t = Math.min(t, p.sentAt + this.retransmitMs);
+    for (const p of this.ring.entries()) t = Math.min(t, dueAt(p, this.retransmitMs));
     return t;
   }
 
@@ -343,6 +363,7 @@ export class Firmware {
       hello.commands = SIM_COMMANDS;
     }
     if (this.announceInterval) hello.intervalMs = this.intervalMs;
+    if (this.understandsHeld) hello.ringSize = this.ring.capacity;
     this.write(encodeFrame(hello));
   }
 
@@ -369,7 +390,7 @@ export class Firmware {
     }
     const frame = this.makeData(now);
     const wire = encodeFrame(frame);
-    const lost = this.ring.push({ seq: frame.seq, wire, sentAt: now, sends: 1 });
+    const lost = this.ring.push({ seq: frame.seq, wire, sentAt: now, sends: 1, heldUntil: 0 });
     if (lost !== undefined) {
       this.stats.ringOverwrites++;
       this.emit({ event: 'ring-overwrite', seq: lost.seq, sends: lost.sends });
@@ -383,8 +404,9 @@ export class Firmware {
     let budget = this.maxRetransmits;
     for (const p of this.ring.entries()) {
       if (budget === 0) break;
-      if (now - p.sentAt < this.retransmitMs) continue;
+      if (now < dueAt(p, this.retransmitMs)) continue;
       p.sentAt = now;
+      p.heldUntil = 0;
       p.sends++;
       budget--;
       this.stats.retransmits++;
@@ -399,12 +421,35 @@ export class Firmware {
       else this.stats.acksUnknown++;
       return;
     }
+    if (f.type === 'held') {
+      this.held(f.seq, f.bootId, f.holdMs, now);
+      return;
+    }
     if (f.type === 'cmd') {
       this.command(f, now);
       return;
     }
     // HELLO/DATA/RESULT flow device -> agent; one arriving here is a wiring mistake (loopback).
     this.emit({ event: 'unexpected-frame', type: f.type, seq: f.seq });
+  }
+
+  /**
+   * HELD (issue 18.4): the agent has the frame but it is not durable yet. The entry stays (only an
+   * ACK retires it); its next send waits for the hold, capped, and is never brought earlier.
+   */
+  private held(seq: number, bootId: number, holdMs: number, now: number): void {
+    if (!this.understandsHeld) {
+      // what firmware before HELD does with type 0x06: count it as unknown and skip it
+      this.stats.heldIgnored++;
+      return;
+    }
+    const p = bootId === this.bootIdValue ? this.ring.find(seq) : undefined;
+    if (p === undefined) {
+      this.stats.heldUnknown++;
+      return;
+    }
+    this.stats.held++;
+    p.heldUntil = Math.max(p.heldUntil, now + Math.min(holdMs, this.maxHoldMs));
   }
 
   private command(c: CmdFrame, now: number): void {

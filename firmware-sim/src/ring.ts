@@ -4,6 +4,13 @@ export interface Pending {
   wire: Uint8Array;
   sentAt: number;
   sends: number;
+  /** A HELD (issue 18.4) said not to send it again before this time; 0: no hold. */
+  heldUntil: number;
+}
+
+/** When an entry is next due for sending: its retransmission timeout, or its hold if later. */
+export function dueAt(p: Pending, retransmitMs: number): number {
+  return Math.max(p.sentAt + retransmitMs, p.heldUntil);
 }
 
 /**
@@ -55,6 +62,15 @@ export class PendingRing {
       return true;
     }
     return false;
+  }
+
+  /** The entry with this seq, if the ring holds it. */
+  find(seq: number): Pending | undefined {
+    for (let i = 0; i < this.count; i++) {
+      const p = this.slots[(this.head + i) % this.capacity];
+      if (p?.seq === seq) return p;
+    }
+    return undefined;
   }
 
   /** Oldest first. */

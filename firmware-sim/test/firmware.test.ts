@@ -77,6 +77,7 @@ describe('boot and reporting', () => {
         model: 'firmware-sim',
         commands: SIM_COMMANDS,
         intervalMs: 1000,
+        ringSize: 32,
       },
     ]);
   });
@@ -475,5 +476,90 @@ describe('issue 19.3: liveness on the device side', () => {
     for (let t = 500; t <= 20_000; t += 500) f.poll(T0 + t);
     expect(f.stats.watchdogHellos).toBe(0);
     expect(Buffer.concat(raw()).toString('latin1')).not.toMatch(/hello/i);
+  });
+});
+
+describe('issue 18.4: HELD (received, not yet durable)', () => {
+  const held = (f: Firmware, seq: number, holdMs: number, bootId = f.bootId) =>
+    encodeFrame({ type: 'held', seq, bootId, holdMs });
+
+  it('issue 18.4: HELLO says h = its ring size; understandsHeld false sends a HELLO as before', () => {
+    const { out } = fw({ ringSize: 24 });
+    const hello = out().find((x) => x.type === 'hello') as HelloFrame;
+    expect(hello.ringSize).toBe(24);
+    const old = fw({ understandsHeld: false });
+    const oldHello = old.out().find((x) => x.type === 'hello') as HelloFrame;
+    expect(oldHello).toBeDefined();
+    expect(oldHello.ringSize).toBeUndefined();
+  });
+
+  it('issue 18.4: a held entry is not resent before t, stays in the ring, and only the ACK retires it', () => {
+    const { f, out } = fw({ retransmitMs: 500, watchdogMs: 0, intervalMs: 100_000 });
+    out();
+    f.burst(1, T0 + 1000);
+    const [data] = out();
+    f.receive(held(f, data.seq, 8000), T0 + 1010);
+    expect(f.stats.held).toBe(1);
+    expect(f.unacked).toBe(1);
+    // due again only at T0 + 9010, not at T0 + 1500
+    for (let t = T0 + 1100; t < T0 + 9010; t += 100) f.poll(t);
+    expect(out().filter((x) => x.seq === data.seq)).toEqual([]);
+    expect(f.stats.retransmits).toBe(0);
+    expect(f.unackedSeqs()).toContain(data.seq);
+    f.receive(ack(f, data.seq), T0 + 9000);
+    expect(f.unackedSeqs()).not.toContain(data.seq);
+    expect(f.stats.acked).toBe(1);
+  });
+
+  it('issue 18.4: when t runs out without an ACK the entry is sent again, then on the normal timer', () => {
+    const { f, out, raw } = fw({ retransmitMs: 500, watchdogMs: 0, intervalMs: 100_000 });
+    out();
+    f.burst(1, T0);
+    const [data] = out();
+    f.receive(held(f, data.seq, 3000), T0 + 10);
+    expect(f.nextDeadline()).toBe(T0 + 3010);
+    f.poll(T0 + 3009);
+    expect(raw()).toEqual([]);
+    f.poll(T0 + 3010);
+    expect(out().map((x) => x.seq)).toEqual([data.seq]);
+    expect(f.stats.retransmits).toBe(1);
+    // the hold is spent: the next send comes retransmitMs later
+    expect(f.nextDeadline()).toBe(T0 + 3510);
+  });
+
+  it('issue 18.4: a HELD never brings a send earlier, and t is capped at maxHoldMs', () => {
+    const { f, out } = fw({ retransmitMs: 500, watchdogMs: 0, intervalMs: 100_000, maxHoldMs: 20_000 });
+    out();
+    f.burst(1, T0);
+    const [data] = out();
+    f.receive(held(f, data.seq, 3_600_000), T0);
+    expect(f.nextDeadline()).toBe(T0 + 20_000);
+    f.receive(held(f, data.seq, 1000), T0 + 100);
+    expect(f.nextDeadline()).toBe(T0 + 20_000);
+  });
+
+  it('issue 18.4: a HELD for another boot or a seq not in the ring changes nothing and is counted', () => {
+    const { f, out } = fw({ retransmitMs: 500, watchdogMs: 0, intervalMs: 100_000 });
+    out();
+    f.burst(1, T0);
+    const [data] = out();
+    f.receive(held(f, data.seq, 9000, (f.bootId + 1) >>> 0), T0 + 1);
+    f.receive(held(f, (data.seq + 5) & 0xffff, 9000), T0 + 2);
+    expect(f.stats).toMatchObject({ held: 0, heldUnknown: 2 });
+    expect(f.nextDeadline()).toBe(T0 + 500);
+  });
+
+  it('issue 18.4: firmware without HELD (understandsHeld false) ignores it and resends on its timeout', () => {
+    const { f, out } = fw({ retransmitMs: 500, watchdogMs: 0, intervalMs: 100_000, understandsHeld: false });
+    out();
+    f.burst(1, T0);
+    const [data] = out();
+    f.receive(held(f, data.seq, 9000), T0 + 1);
+    expect(f.stats.held).toBe(0);
+    expect(f.stats.heldIgnored).toBe(1);
+    f.poll(T0 + 500);
+    expect(out().map((x) => x.seq)).toEqual([data.seq]);
+    f.receive(ack(f, data.seq), T0 + 600);
+    expect(f.unacked).toBe(0);
   });
 });

@@ -142,6 +142,10 @@ export interface ChainOptions {
    * null for the agent's default (30 s; each health also rewrites its status file, a page).
    */
   healthInterval?: string | null;
+  /** The agent's `agent.statusInterval` (status.json rewrites); absent: its default (2 s). */
+  statusInterval?: string;
+  /** The devices' firmware understands HELD (issue 18.4; firmware-sim's default); false: older firmware. */
+  understandsHeld?: boolean;
   cgroup?: Cgroup | null;
   /**
    * The bins' environment. Default: this one with NODE_OPTIONS cleared (dist/, as installed); a
@@ -249,7 +253,11 @@ export async function startChain(o: ChainOptions): Promise<Chain> {
     await sub.subscribe([{ filter: 'demo/#', qos: 1 }]);
     const intervalMs = Math.round((DEVICES.length * SENSORS * 1000) / o.readingsPerSecond);
     for (const id of DEVICES) {
-      const d = await WatchedDevice.create(path.join(o.dir, `tty-${id}`), { deviceId: id, intervalMs });
+      const d = await WatchedDevice.create(path.join(o.dir, `tty-${id}`), {
+        deviceId: id,
+        intervalMs,
+        ...(o.understandsHeld === undefined ? {} : { understandsHeld: o.understandsHeld }),
+      });
       devices.push(d);
       byId.set(id, d);
     }
@@ -257,7 +265,7 @@ export async function startChain(o: ChainOptions): Promise<Chain> {
     const yaml = path.join(o.dir, 'agent.yaml');
     writeFileSync(
       yaml,
-      `agent:\n  id: pi\n  stateDir: ${path.join(o.dir, 'agent')}\n${o.healthInterval === null ? '' : `  healthInterval: ${o.healthInterval ?? '2s'}\n`}  log:\n    level: warn\n` +
+      `agent:\n  id: pi\n  stateDir: ${path.join(o.dir, 'agent')}\n${o.healthInterval === null ? '' : `  healthInterval: ${o.healthInterval ?? '2s'}\n`}${o.statusInterval === undefined ? '' : `  statusInterval: ${o.statusInterval}\n`}  log:\n    level: warn\n` +
         `serial:\n${devices.map((d) => `  - path: ${d.agentPath}\n    device: ${d.id}\n`).join('')}` +
         `mqtt:\n  url: mqtt://127.0.0.1:${mqttPort}\n  version: 5\ntopics:\n  prefix: demo\n` +
         `queue:\n  fsync: ${o.agentFsync ?? 'batch'}\n${o.agentCommitWindow === undefined ? '' : `  commitWindow: ${o.agentCommitWindow}\n`}` +

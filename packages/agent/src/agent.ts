@@ -17,6 +17,7 @@ import {
 import type { PublishPacket } from '@mqtt-edge/codec';
 import { CommandRouter } from './commands.ts';
 import { type AgentConfig, configDocument, defaultNodeId, type SerialPortConfig } from './config.ts';
+import { heldHoldMs } from './config-queue.ts';
 import { type DeviceCounters, type DeviceEvent, PortSession } from './device-session.ts';
 import { type DiscoverySettings, HomeAssistantDiscovery } from './discovery.ts';
 import { HeldOutbox } from './held-outbox.ts';
@@ -299,9 +300,11 @@ export class Agent {
       mapper: this.mapper,
       textBootId: this.textBootId,
       ...this.portInterval(pc),
+      holdMs: heldHoldMs(this.config.queue),
       host: {
         store: (m) => this.store(m),
         write: (b) => port.link.write(b),
+        commitNow: () => this.commitNow(),
         onDevice: (e) => this.onDevice(port, e),
         onResult: (device, r) => this.commands.result(device, r),
         deviceCounters: (device) => this.deviceCounters(device),
@@ -575,6 +578,14 @@ export class Agent {
     };
     if (m.properties !== undefined) o.properties = m.properties;
     return this.client.enqueue(m.topic, m.payload, o);
+  }
+
+  /**
+   * A device's held frames reached half its ring (issue 18.4): the queue commits now instead of
+   * at its window's end. A failure is the queue's to report (its puts are rejected, not ACKed).
+   */
+  private commitNow(): void {
+    this.queue.flush().catch(() => undefined);
   }
 
   /** The agent's own messages; resolves true once the broker took it (false: failed, logged). */

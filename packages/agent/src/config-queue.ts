@@ -38,8 +38,25 @@ export const DEFAULT_QUEUE_MAX_BYTES = 256 * 2 ** 20;
  */
 export const DEFAULT_COMMIT_WINDOW_MS = 50;
 
-/** The longest window: 10 s, as broker-lite's persistence_commit_window. */
-const MAX_COMMIT_WINDOW_MS = 10_000;
+/**
+ * The longest window: 5 minutes. Windows past the devices' retransmission timeout need devices
+ * that understand HELD (issue 18.4; the agent sends it from HELD_MIN_WINDOW_MS on); at 1 reading/s
+ * a 90 s window is what keeps a reading, its share of the commit's 4 KiB page included, under
+ * twice its payload (bench/RESULTS.md, "Flash wear").
+ */
+export const MAX_COMMIT_WINDOW_MS = 300_000;
+
+/** From this window on the agent sends HELD to devices that understand it (their ACK may come late). */
+export const HELD_MIN_WINDOW_MS = 250;
+/** HELD's `t`: the window plus this, for the fsync (seconds on a worn SD card). */
+export const HELD_MARGIN_MS = 1000;
+
+/** HELD's `t` for this queue (issue 18.4), ms; 0: no HELD (ACKs come within the window, under 250 ms). */
+export function heldHoldMs(q: QueueConfig): number {
+  return q.fsync === 'batch' && q.commitWindowMs >= HELD_MIN_WINDOW_MS
+    ? q.commitWindowMs + HELD_MARGIN_MS
+    : 0;
+}
 
 const QUEUE_KEYS = [
   'dir',

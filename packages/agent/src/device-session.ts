@@ -49,6 +49,11 @@ export interface SessionHost {
   onSensors?(device: string, sensors: SensorInfo[]): void;
   /** Where this device's counters go (for the metrics): one object per device, whatever its port. */
   deviceCounters?(device: string): DeviceCounters;
+  /**
+   * Commit what the queue holds now, without waiting for its window (issue 18.4): a device's
+   * held frames reached half its ring.
+   */
+  commitNow?(): void;
   /** Close the port and open it again: it stayed silent (issue 19.2). */
   reopen?(): void;
   /** The silence deadline moved earlier (a HELLO said a shorter interval): re-arm the timer. */
@@ -82,6 +87,13 @@ export interface SessionCounters extends SilenceCounters {
   /** Frames seen again while their readings were still being stored: ignored. */
   duplicatesInFlight: number;
   acksSent: number;
+  /**
+   * HELD frames written (issue 18.4): a DATA taken, not yet durable, from a device that said it
+   * understands HELD; it waits for the commit instead of resending.
+   */
+  heldSent: number;
+  /** Commits asked for before the window's end: a device's held frames reached half its ring. */
+  earlyCommits: number;
   /** ACKs not written (port closed or its write buffer full): the device will retransmit. */
   acksDropped: number;
   /** Readings the queue refused (full, reject-new): their frame was not acknowledged. */
@@ -120,6 +132,11 @@ export interface PortSessionOptions {
    * 0: the port is not watched for silence at all; absent: watched only if a HELLO says.
    */
   expectedIntervalMs?: number;
+  /**
+   * HELD's `t` (issue 18.4), ms: how long a device that understands HELD should wait for the ACK
+   * of a frame taken (the commit window plus a margin). 0 or absent: no HELD (ACKs come soon).
+   */
+  holdMs?: number;
 }
 
 /** Zeroed session counters (a Modbus port's session has them too). */
@@ -133,6 +150,8 @@ export function newSessionCounters(): SessionCounters {
     duplicates: 0,
     duplicatesInFlight: 0,
     acksSent: 0,
+    heldSent: 0,
+    earlyCommits: 0,
     acksDropped: 0,
     rejected: 0,
     storeErrors: 0,
@@ -184,6 +203,11 @@ export class PortSession {
   private errorsSinceLog = 0;
   private lastStoreErrorLog = Number.NEGATIVE_INFINITY;
   private online = false;
+  /**
+   * The ring size the HELLO of the current boot said (`h`): the device understands HELD. Undefined:
+   * it did not say (older firmware), or its boot changed without a HELLO since.
+   */
+  private ringSize: number | undefined;
   /** The interval the device's last HELLO said (`p`). */
   private helloIntervalMs: number | undefined;
   private readonly silence: SilenceWatch;
@@ -380,6 +404,7 @@ export class PortSession {
     this.helloIntervalMs = f.intervalMs;
     if (this.expectedIntervalMs !== interval) this.o.host.rearmSilence?.();
     if (newBoot) this.newBoot(f.bootId, 'hello');
+    this.ringSize = f.ringSize;
     if (newBoot || !this.online) this.goOnline();
     this.o.host.onHello?.(f);
   }
@@ -387,6 +412,8 @@ export class PortSession {
   private newBoot(bootId: number, via: string): void {
     const old = this.bootId;
     this.bootId = bootId;
+    // what the device understands is said per boot (a reflash may have changed it)
+    this.ringSize = undefined;
     this.window.clear();
     this.partial.clear();
     // Stores of the old boot still running finish, but must not ACK into the new boot.
@@ -447,6 +474,8 @@ export class PortSession {
     }
     if (this.storing.has(seq)) {
       this.counters.duplicatesInFlight++;
+      // its commit is taking longer than the hold said: hold it again
+      this.hold(seq);
       return;
     }
     if (this.storing.size >= MAX_STORING) {
@@ -480,6 +509,10 @@ export class PortSession {
       this.device.lastReadingAt = receivedAt;
     }
     this.storing.add(seq);
+    if (this.hold(seq) && this.storing.size >= Math.max(1, this.ringSize! >> 1)) {
+      this.counters.earlyCommits++;
+      this.o.host.commitNow?.();
+    }
     const epoch = this.epoch;
     void Promise.allSettled(puts).then((results) => {
       if (epoch !== this.epoch) {
@@ -518,6 +551,20 @@ export class PortSession {
         this.partial.set(seq, done);
       }
     });
+  }
+
+  /**
+   * HELD (issue 18.4) for a frame being stored, to a device that said it understands it, when the
+   * ACK may come later than its retransmission timeout (a long commit window). True when the
+   * device is held: the caller then commits at once, whatever the window, once the frames held
+   * for it reach half its ring, so that it never has to overwrite an entry.
+   */
+  private hold(seq: number): boolean {
+    const holdMs = this.o.holdMs ?? 0;
+    if (holdMs <= 0 || this.ringSize === undefined) return false;
+    if (this.o.host.write(encodeFrame({ type: 'held', seq, bootId: this.bootId ?? 0, holdMs })))
+      this.counters.heldSent++;
+    return true;
   }
 
   private storeFailed(reason: unknown): void {

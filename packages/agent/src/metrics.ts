@@ -338,6 +338,18 @@ const PORT: Array<[string, Kind, string, (p: PortView) => number]> = [
   ],
   ['acks_sent_total', 'counter', 'ACK frames written.', (p) => p.session.acksSent],
   [
+    'held_sent_total',
+    'counter',
+    'HELD frames written (issue 18.4): DATA taken, not yet durable; the device waits for the commit.',
+    (p) => p.session.heldSent,
+  ],
+  [
+    'early_commits_total',
+    'counter',
+    'Commits asked for before the window ended: a device held half its ring.',
+    (p) => p.session.earlyCommits,
+  ],
+  [
     'acks_dropped_total',
     'counter',
     'ACKs not written (port closed or backed up); the device resends.',

@@ -12,7 +12,18 @@ import {
   type DurableQueueOptions,
 } from '@mqtt-edge/client';
 import type { QueueConfig } from './config.ts';
+import { heldHoldMs } from './config-queue.ts';
 import type { Logger } from './log.ts';
+
+/**
+ * With a HELD window (issue 18.4) the acknowledge cursor is persisted every this many windows. Each
+ * cursor write after the kernel wrote the file back dirties a 4 KiB page of its own, and with
+ * windows past ~30 s that is every write: once per commit, as much as the commit's own page. At
+ * four windows it costs a quarter of that; what it risks is duplicates, never a loss (after a
+ * crash the queue sends again what the broker acknowledged since the cursor last reached the disk).
+ */
+const CURSOR_WINDOWS = 4;
+const MAX_CURSOR_INTERVAL_MS = 3_600_000;
 
 /** How often an open refused for lack of space is tried again, and how often that is logged. */
 const OPEN_RETRY_MS = 2000;
@@ -29,6 +40,8 @@ export function queueOptions(c: QueueConfig, log: Logger): DurableQueueOptions {
   if (c.maxCount !== undefined) o.maxCount = c.maxCount;
   if (c.maxAgeMs !== undefined) o.maxAgeMs = c.maxAgeMs;
   if (c.segmentBytes !== undefined) o.segmentBytes = c.segmentBytes;
+  if (heldHoldMs(c) > 0)
+    o.cursorIntervalMs = Math.min(MAX_CURSOR_INTERVAL_MS, Math.max(1000, CURSOR_WINDOWS * c.commitWindowMs));
   return o;
 }
 

@@ -11,7 +11,7 @@ import {
   parseDuration,
   parseSize,
 } from '../src/config.ts';
-import { DEFAULT_COMMIT_WINDOW_MS } from '../src/config-queue.ts';
+import { DEFAULT_COMMIT_WINDOW_MS, heldHoldMs, MAX_COMMIT_WINDOW_MS } from '../src/config-queue.ts';
 import { queueOptions } from '../src/queue.ts';
 
 const minimal = { serial: [{ path: '/dev/ttyUSB0' }], mqtt: { url: 'mqtt://127.0.0.1:1883' } };
@@ -401,8 +401,35 @@ describe('issue 18.4: queue.commitWindow', () => {
     expect(parseConfig({ ...minimal, queue: { commitWindow: 0 } }, { env: {} }).queue.commitWindowMs).toBe(0);
   });
 
+  it('issue 18.4: windows up to 5 minutes (70 s at 1 reading/s); HELD from 250 ms on, t = window + 1 s', () => {
+    const c = parseConfig({ ...minimal, queue: { commitWindow: '70s' } }, { env: {} });
+    expect(c.queue.commitWindowMs).toBe(70_000);
+    expect(heldHoldMs(c.queue)).toBe(71_000);
+    expect(parseConfig({ ...minimal, queue: { commitWindow: '5m' } }, { env: {} }).queue.commitWindowMs).toBe(
+      MAX_COMMIT_WINDOW_MS,
+    );
+    expect(heldHoldMs(parseConfig(minimal, { env: {} }).queue)).toBe(0);
+    expect(heldHoldMs(parseConfig({ ...minimal, queue: { commitWindow: '249ms' } }, { env: {} }).queue)).toBe(
+      0,
+    );
+    expect(heldHoldMs(parseConfig({ ...minimal, queue: { commitWindow: '250ms' } }, { env: {} }).queue)).toBe(
+      1250,
+    );
+    expect(heldHoldMs(parseConfig({ ...minimal, queue: { fsync: '1s' } }, { env: {} }).queue)).toBe(0);
+  });
+
+  it("issue 18.4: with HELD windows the acknowledge cursor is persisted every 4 windows (its page costs a quarter of a commit's)", () => {
+    const log = { log: () => {} } as unknown as Parameters<typeof queueOptions>[1];
+    const long = parseConfig({ ...minimal, queue: { commitWindow: '70s' } }, { env: {} });
+    expect(queueOptions(long.queue, log).cursorIntervalMs).toBe(280_000);
+    const quarter = parseConfig({ ...minimal, queue: { commitWindow: '250ms' } }, { env: {} });
+    expect(queueOptions(quarter.queue, log).cursorIntervalMs).toBe(1000);
+    // the default window keeps the queue's own default (1 s)
+    expect(queueOptions(parseConfig(minimal, { env: {} }).queue, log).cursorIntervalMs).toBeUndefined();
+  });
+
   it('issue 18.4: bounded, and only with fsync batch (the interval policies do not wait for an fsync)', () => {
-    expect(problems({ ...minimal, queue: { commitWindow: '11s' } }).map((p) => p.path)).toEqual([
+    expect(problems({ ...minimal, queue: { commitWindow: '301s' } }).map((p) => p.path)).toEqual([
       'queue.commitWindow',
     ]);
     const p = problems({ ...minimal, queue: { fsync: '1s', commitWindow: '100ms' } });

@@ -23,8 +23,11 @@ function rig(
     device?: string;
     /** The port's configured interval (issue 19; 0: not watched). */
     expectedIntervalMs?: number;
+    /** HELD's t (issue 18.4; 0/absent: no HELD). */
+    holdMs?: number;
   } = {},
 ) {
+  let commits = 0;
   const logs: Array<{ level: string; event: string; fields: Record<string, unknown> }> = [];
   let reopens = 0;
   let rearms = 0;
@@ -49,6 +52,7 @@ function rig(
     framing: options.framing ?? 'native',
     device: options.device,
     ...(options.expectedIntervalMs === undefined ? {} : { expectedIntervalMs: options.expectedIntervalMs }),
+    ...(options.holdMs === undefined ? {} : { holdMs: options.holdMs }),
     textBootId: 77,
     mapper: new Mapper({
       prefix: 's',
@@ -90,6 +94,9 @@ function rig(
       rearmSilence: () => {
         rearms++;
       },
+      commitNow: () => {
+        commits++;
+      },
       now: () => state.now ?? Date.now(),
       log: {
         log: (level, event, fields = {}) => {
@@ -116,6 +123,7 @@ function rig(
     logs,
     reopens: () => reopens,
     rearms: () => rearms,
+    commits: () => commits,
   };
 }
 
@@ -581,5 +589,69 @@ describe('SeqWindow', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('issue 18.4: HELD from the device session', () => {
+  const helloH = (ringSize: number, bootId = 1): Frame => ({ ...(hello(bootId) as HelloFrame), ringSize });
+  const helds = (r: ReturnType<typeof rig>) =>
+    r.written.filter((f) => f.type === 'held') as Array<Extract<Frame, { type: 'held' }>>;
+
+  it('issue 18.4: a device whose HELLO said h gets HELD (seq, boot, t) for each frame taken, then the ACK after the store', async () => {
+    const r = rig({ holdMs: 9000 });
+    r.session.push(encodeFrame(helloH(32)));
+    r.state.mode = 'hold';
+    r.session.push(encodeFrame(data(1)));
+    expect(helds(r)).toEqual([{ type: 'held', seq: 1, bootId: 1, holdMs: 9000 }]);
+    expect(r.acks()).toEqual([]);
+    // a resend while it is still being stored: held again, not stored twice
+    r.session.push(encodeFrame(data(1)));
+    expect(helds(r).length).toBe(2);
+    expect(r.session.counters.duplicatesInFlight).toBe(1);
+    for (const release of r.state.held.splice(0)) release();
+    await r.settle();
+    expect(r.acks()).toEqual([1]);
+    expect(r.stored.length).toBe(2);
+    expect(r.session.counters.heldSent).toBe(2);
+  });
+
+  it('issue 18.4: no HELD without h, without a window (holdMs 0), or for a boot whose HELLO was not heard', async () => {
+    const old = rig({ holdMs: 9000 });
+    old.session.push(encodeFrame(hello(1)));
+    old.session.push(encodeFrame(data(1)));
+    await old.settle();
+    expect(helds(old)).toEqual([]);
+    expect(old.acks()).toEqual([1]);
+    const noWindow = rig({});
+    noWindow.session.push(encodeFrame(helloH(32)));
+    noWindow.session.push(encodeFrame(data(1)));
+    await noWindow.settle();
+    expect(helds(noWindow)).toEqual([]);
+    // the device reset and its new HELLO was lost: what the new boot understands is not known
+    const reset = rig({ holdMs: 9000 });
+    reset.session.push(encodeFrame(helloH(32, 1)));
+    reset.session.push(encodeFrame(data(1, 2)));
+    await reset.settle();
+    expect(helds(reset)).toEqual([]);
+    reset.session.push(encodeFrame(helloH(32, 2)));
+    reset.session.push(encodeFrame(data(2, 2)));
+    expect(helds(reset).map((f) => [f.seq, f.bootId])).toEqual([[2, 2]]);
+  });
+
+  it('issue 18.4: a commit is asked for when the frames held for a device reach half its ring', async () => {
+    const r = rig({ holdMs: 60_000 });
+    r.session.push(encodeFrame(helloH(8)));
+    r.state.mode = 'hold';
+    for (let s = 1; s <= 3; s++) r.session.push(encodeFrame(data(s)));
+    expect(r.commits()).toBe(0);
+    r.session.push(encodeFrame(data(4)));
+    expect(r.commits()).toBe(1);
+    expect(r.session.counters.earlyCommits).toBe(1);
+    for (const release of r.state.held.splice(0)) release();
+    await r.settle();
+    expect(r.acks()).toEqual([1, 2, 3, 4]);
+    // stored: the count starts again
+    r.session.push(encodeFrame(data(5)));
+    expect(r.commits()).toBe(1);
   });
 });

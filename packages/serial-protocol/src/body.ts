@@ -4,7 +4,16 @@
  * unknown keys, so newer firmware can add fields without breaking older agents.
  */
 import { Decoder, Encoder } from 'cbor-x';
-import type { CommandInfo, Frame, FrameKind, HelloFrame, Reading, SensorInfo } from './frames.ts';
+import {
+  type CommandInfo,
+  type Frame,
+  type FrameKind,
+  type HelloFrame,
+  MAX_HOLD_MS,
+  MAX_RING_SIZE,
+  type Reading,
+  type SensorInfo,
+} from './frames.ts';
 import {
   isFiniteNumber,
   isName,
@@ -50,12 +59,15 @@ export function bodyObject(f: Frame): Record<string, unknown> {
       if (f.model !== undefined) o.m = f.model;
       if (f.commands !== undefined) o.c = f.commands.map(commandObject);
       if (f.intervalMs !== undefined) o.p = f.intervalMs;
+      if (f.ringSize !== undefined) o.h = f.ringSize;
       return o;
     }
     case 'data':
       return { b: f.bootId, r: f.readings.map(readingObject) };
     case 'ack':
       return { b: f.bootId };
+    case 'held':
+      return { b: f.bootId, t: f.holdMs };
     case 'cmd':
       return f.args === undefined ? { i: f.id, c: f.name } : { i: f.id, c: f.name, a: f.args };
     case 'result': {
@@ -200,6 +212,11 @@ export function validateBody(kind: FrameKind, seq: number, raw: unknown): BodyRe
           return fail('hello.p (interval, ms) not a uint32 of at least 1');
         frame.intervalMs = raw.p;
       }
+      if (raw.h !== undefined) {
+        if (!isUint(raw.h, MAX_RING_SIZE) || raw.h === 0)
+          return fail(`hello.h (ring entries, HELD understood) not an integer 1..${MAX_RING_SIZE}`);
+        frame.ringSize = raw.h;
+      }
       return { ok: true, frame };
     }
     case 'data': {
@@ -227,6 +244,11 @@ export function validateBody(kind: FrameKind, seq: number, raw: unknown): BodyRe
     case 'ack':
       if (!isUint(raw.b, UINT32)) return fail('ack.b (boot id) missing or not uint32');
       return { ok: true, frame: { type: 'ack', seq, bootId: raw.b } };
+    case 'held':
+      if (!isUint(raw.b, UINT32)) return fail('held.b (boot id) missing or not uint32');
+      if (!isUint(raw.t, MAX_HOLD_MS) || raw.t === 0)
+        return fail(`held.t (hold, ms) missing or not an integer 1..${MAX_HOLD_MS}`);
+      return { ok: true, frame: { type: 'held', seq, bootId: raw.b, holdMs: raw.t } };
     case 'cmd': {
       if (!isUint(raw.i, UINT32)) return fail('cmd.i (command id) missing or not uint32');
       if (!isName(raw.c)) return fail('cmd.c (command name) missing or not a name');

@@ -6,6 +6,7 @@ export const FrameType = {
   Ack: 0x03,
   Cmd: 0x04,
   Result: 0x05,
+  Held: 0x06,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
@@ -66,6 +67,11 @@ export interface HelloFrame extends FrameBase {
    * the agent calls a port silent for longer than this (issue 19).
    */
   intervalMs?: number;
+  /**
+   * HELLO `h`, optional, 1..65535: the device understands HELD (0x06) and its ring of
+   * unacknowledged DATA holds this many frames. Absent: an older device, never sent HELD.
+   */
+  ringSize?: number;
 }
 
 export interface DataFrame extends FrameBase {
@@ -79,6 +85,24 @@ export interface AckFrame extends FrameBase {
   /** The boot the acknowledged seq belongs to: a device ignores ACKs for another boot. */
   bootId: number;
 }
+
+/**
+ * HELD (0x06, agent -> device): the DATA with this seq (header) of boot `bootId` is received and
+ * in the agent's memory, not yet durable. The device keeps it in its ring (HELD retires nothing)
+ * and does not send it again for `holdMs`; the ACK follows once it is durable. Never a promise
+ * that the readings are stored: a device that hears no ACK in time sends the frame again.
+ */
+export interface HeldFrame extends FrameBase {
+  type: 'held';
+  bootId: number;
+  /** Do not resend before this many ms from now (1..MAX_HOLD_MS). */
+  holdMs: number;
+}
+
+/** The longest hold a HELD may ask for (1 hour): a device may cap it lower. */
+export const MAX_HOLD_MS = 3_600_000;
+/** HELLO `h` (ring entries) is 1..65535. */
+export const MAX_RING_SIZE = 0xffff;
 
 export interface CmdFrame extends FrameBase {
   type: 'cmd';
@@ -95,7 +119,7 @@ export interface ResultFrame extends FrameBase {
   error?: string;
 }
 
-export type Frame = HelloFrame | DataFrame | AckFrame | CmdFrame | ResultFrame;
+export type Frame = HelloFrame | DataFrame | AckFrame | CmdFrame | ResultFrame | HeldFrame;
 export type FrameKind = Frame['type'];
 
 export const TYPE_CODE: Record<FrameKind, FrameTypeCode> = {
@@ -104,6 +128,7 @@ export const TYPE_CODE: Record<FrameKind, FrameTypeCode> = {
   ack: FrameType.Ack,
   cmd: FrameType.Cmd,
   result: FrameType.Result,
+  held: FrameType.Held,
 };
 
 export const TYPE_KIND: Readonly<Record<number, FrameKind>> = {
@@ -112,4 +137,5 @@ export const TYPE_KIND: Readonly<Record<number, FrameKind>> = {
   [FrameType.Ack]: 'ack',
   [FrameType.Cmd]: 'cmd',
   [FrameType.Result]: 'result',
+  [FrameType.Held]: 'held',
 };

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { cobsEncode, crc32c, type Frame, type Reading, type Value } from '../src/index.ts';
+import { cobsEncode, crc32c, type Frame, MAX_HOLD_MS, type Reading, type Value } from '../src/index.ts';
 
 export const name = fc.stringMatching(/^[A-Za-z0-9_.:-]{1,12}$/).filter((s) => s !== '__proto__');
 const text = fc.stringMatching(/^[ -~]{0,16}$/);
@@ -33,6 +33,7 @@ export const frame: fc.Arbitrary<Frame> = fc.oneof(
     firmware: text,
     bootId: uint32,
     sensors: fc.array(fc.record({ name, unit: text }, { requiredKeys: ['name'] }), { maxLength: 5 }),
+    ringSize: fc.option(fc.integer({ min: 1, max: 0xffff }), { nil: undefined }),
   }),
   fc.record({
     type: fc.constant('data' as const),
@@ -41,6 +42,12 @@ export const frame: fc.Arbitrary<Frame> = fc.oneof(
     readings: fc.array(reading, { minLength: 1, maxLength: 8 }),
   }),
   fc.record({ type: fc.constant('ack' as const), seq, bootId: uint32 }),
+  fc.record({
+    type: fc.constant('held' as const),
+    seq,
+    bootId: uint32,
+    holdMs: fc.integer({ min: 1, max: MAX_HOLD_MS }),
+  }),
   fc.record(
     { type: fc.constant('cmd' as const), seq, id: uint32, name, args: value },
     { requiredKeys: ['type', 'seq', 'id', 'name'] },

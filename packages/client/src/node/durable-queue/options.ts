@@ -16,7 +16,7 @@ export interface DurableQueueOptions {
   /** Default 'batch'. */
   fsync?: FsyncPolicy;
   /**
-   * Group-commit window under 'batch', ms (0 .. 60,000; default 0). 0: an fsync starts as soon as
+   * Group-commit window under 'batch', ms (0 .. 300,000; default 0). 0: an fsync starts as soon as
    * a write is in the page cache and no round runs. N: the first write after a round waits up
    * to N ms for others before its fsync, so rounds start at most once every N ms and each put
    * resolves (still only after the fsync that covers it) up to N ms later. Fewer fsyncs, fewer
@@ -98,7 +98,7 @@ export function resolveOptions(o: DurableQueueOptions = {}): ResolvedOptions {
     fsync = 'interval';
     intervalMs = positive('fsync.intervalMs', f.intervalMs, 1000, 1, 3_600_000);
   } else throw new RangeError(`durable queue option fsync must be 'batch', 'never' or { intervalMs }`);
-  const commitWindowMs = positive('commitWindowMs', o.commitWindowMs, 0, 0, 60_000);
+  const commitWindowMs = positive('commitWindowMs', o.commitWindowMs, 0, 0, 300_000);
   if (commitWindowMs > 0 && fsync !== 'batch') {
     throw new RangeError(`durable queue option commitWindowMs applies to fsync 'batch' only`);
   }
