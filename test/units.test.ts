@@ -95,5 +95,10 @@ describe('issue 13.4: systemd units', () => {
     expect(readFileSync(path.join(ROOT, 'packages/agent/agent.example.yaml'), 'utf8')).not.toMatch(
       /^\s+stateDir:/m,
     );
+    // status.json, rewritten every 2 s, on the tmpfs RuntimeDirectory= makes (issue 18.4), kept
+    // after a stop so `status` can say what the agent last saw.
+    expect(agent.get('RuntimeDirectory')).toEqual(['mqtt-edge-agent']);
+    expect(agent.get('RuntimeDirectoryPreserve')).toEqual(['yes']);
+    expect(agent.get('ExecStart')![0]).not.toContain('statusDir');
   });
 });

@@ -92,7 +92,7 @@ export interface ReloadResult {
 }
 
 /** Keys a running agent cannot change: the queue stays open, and its id names its topics. */
-const RESTART_ONLY = ['agent.id', 'agent.stateDir', 'agent.log.format', 'queue.'];
+const RESTART_ONLY = ['agent.id', 'agent.stateDir', 'agent.statusDir', 'agent.log.format', 'queue.'];
 /** How long a reload waits for the broker to acknowledge what is in flight before it reconnects. */
 const RELOAD_DRAIN_MS = 5000;
 /** Devices whose counters are kept; past it, the longest unseen device not on a port goes. */
@@ -151,6 +151,7 @@ export class Agent {
     const c = options.config;
     const log = options.log ?? createLogger({ level: c.log.level, format: c.log.format });
     mkdirSync(c.stateDir, { recursive: true });
+    if (options.statusFile !== false) mkdirSync(c.statusDir, { recursive: true });
     const t0 = performance.now();
     const queue = await openQueue(c.queue, log);
     const qs = queue.stats();
@@ -726,7 +727,7 @@ export class Agent {
 
   private writeStatusFile(): void {
     try {
-      writeStatus(this.config.stateDir, this.snapshot());
+      writeStatus(this.config.statusDir, this.snapshot());
       if (this.statusFileFailing) this.log.log('info', 'status-file-written-again', {});
       this.statusFileFailing = false;
     } catch (err) {
@@ -782,6 +783,7 @@ export class Agent {
         : raw.homeassistant,
       id: prev.id,
       stateDir: prev.stateDir,
+      statusDir: prev.statusDir,
       log: { level: raw.log.level, format: prev.log.format },
       mqtt: derivedClientId ? { ...raw.mqtt, clientId: prev.mqtt.clientId } : raw.mqtt,
       queue: prev.queue,
@@ -1015,7 +1017,7 @@ export class Agent {
     await this.client.end().catch(() => undefined);
     if (this.options.statusFile !== false) {
       this.writeStatusFile();
-      closeStatusFile(this.config.stateDir);
+      closeStatusFile(this.config.statusDir);
     }
     await this.queue.close();
     this.log.log('info', 'agent-stop', { queued: this.queue.stats().count });

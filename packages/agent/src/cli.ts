@@ -12,11 +12,11 @@ Usage:
   mqtt-edge-agent -c agent.yaml           run the agent (YAML or JSON config)
   mqtt-edge-agent check -c agent.yaml     validate a config, print it resolved (password masked)
   mqtt-edge-agent status -c agent.yaml    ports, broker link, queue depth of the running agent
-  mqtt-edge-agent status --state-dir DIR  the same, by state directory
+  mqtt-edge-agent status --state-dir DIR  the same, by the directory of status.json
 
 Options:
   -c, --config FILE    config file
-      --state-dir DIR  (status) where the agent writes status.json
+      --state-dir DIR  (status) where the agent writes status.json (agent.statusDir)
       --json           (status, check) machine-readable output
   -h, --help
 
@@ -24,6 +24,7 @@ Environment:
   MQTT_EDGE_PASSWORD   broker password (overrides the file; name set by mqtt.passwordEnv)
   MQTT_EDGE_USERNAME   broker user name when the file has none
   STATE_DIRECTORY      default state directory (systemd's StateDirectory= sets it)
+  RUNTIME_DIRECTORY    default directory of status.json (systemd's RuntimeDirectory= sets it)
 
 Signals:
   SIGHUP               reload the config (ports, topics, MQTT settings, intervals, log level);
@@ -109,7 +110,7 @@ export async function main(argv: string[]): Promise<number> {
     if (dir === undefined) {
       const c = load(v.config);
       if (typeof c === 'number') return c;
-      dir = c.stateDir;
+      dir = c.statusDir;
       staleAfter = Math.max(10_000, 3 * c.statusIntervalMs);
     }
     let s: ReturnType<typeof readStatus>;
@@ -117,7 +118,7 @@ export async function main(argv: string[]): Promise<number> {
       s = readStatus(path.resolve(dir));
     } catch (e) {
       err(
-        `mqtt-edge-agent: no status in ${dir}: ${(e as Error).message} (is the agent running with this state dir?)`,
+        `mqtt-edge-agent: no status in ${dir}: ${(e as Error).message} (is the agent running with this status dir? agent.statusDir, else $RUNTIME_DIRECTORY, else agent.stateDir)`,
       );
       return 3;
     }

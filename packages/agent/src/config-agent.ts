@@ -12,6 +12,11 @@ import { LOG_LEVELS, type LogLevel } from './log.ts';
 export interface AgentSection {
   id: string;
   stateDir: string;
+  /**
+   * Where status.json is rewritten every statusInterval: systemd's RuntimeDirectory= (a tmpfs)
+   * when set, so the status costs the SD card nothing; else stateDir.
+   */
+  statusDir: string;
   log: { level: LogLevel; format: 'auto' | 'json' | 'text' };
   /** How often the status file is rewritten. */
   statusIntervalMs: number;
@@ -29,6 +34,7 @@ export interface AgentSection {
 const AGENT_KEYS = [
   'id',
   'stateDir',
+  'statusDir',
   'log',
   'statusInterval',
   'healthInterval',
@@ -44,6 +50,8 @@ export function readAgentSection(r: Reader, v: unknown, env: NodeJS.ProcessEnv):
     id = 'agent';
   }
   const stateDir = r.filePath('agent.stateDir', a.stateDir) ?? defaultStateDir(env, id);
+  const statusDir =
+    r.filePath('agent.statusDir', a.statusDir) ?? env.RUNTIME_DIRECTORY?.split(':')[0] ?? stateDir;
   const lg = r.object('agent.log', a.log, ['level', 'format']) ?? {};
   const log = {
     level: r.oneOf('agent.log.level', lg.level, LOG_LEVELS, 'info'),
@@ -55,7 +63,16 @@ export function readAgentSection(r: Reader, v: unknown, env: NodeJS.ProcessEnv):
     r.problem('agent.healthInterval', 'must be 0 (off) or at least 1s');
   const commandTimeoutMs = r.duration('agent.commandTimeout', a.commandTimeout, 100, 600_000, 5000);
   const expectedIntervalMs = r.interval('agent.expectedInterval', a.expectedInterval) ?? 60_000;
-  return { id, stateDir, log, statusIntervalMs, healthIntervalMs, commandTimeoutMs, expectedIntervalMs };
+  return {
+    id,
+    stateDir,
+    statusDir,
+    log,
+    statusIntervalMs,
+    healthIntervalMs,
+    commandTimeoutMs,
+    expectedIntervalMs,
+  };
 }
 
 /** The section in the file's own keys and units. */
@@ -63,6 +80,7 @@ export function agentDocument(c: AgentSection): Record<string, unknown> {
   return {
     id: c.id,
     stateDir: c.stateDir,
+    statusDir: c.statusDir,
     log: { ...c.log },
     statusInterval: fmtMs(c.statusIntervalMs),
     healthInterval: fmtMs(c.healthIntervalMs),

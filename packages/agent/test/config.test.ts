@@ -50,6 +50,15 @@ describe('config: defaults', () => {
     expect(newest.queue).toMatchObject({ maxBytes: 256 * 2 ** 20, dropPolicy: 'drop-oldest' });
   });
 
+  it('issue 18.4: status.json goes to $RUNTIME_DIRECTORY (a tmpfs under systemd), else the state dir, else agent.statusDir', () => {
+    const env = { STATE_DIRECTORY: '/var/lib/a', RUNTIME_DIRECTORY: '/run/a' };
+    expect(parseConfig(minimal, { env }).statusDir).toBe('/run/a');
+    expect(parseConfig(minimal, { env: { STATE_DIRECTORY: '/var/lib/a' } }).statusDir).toBe('/var/lib/a');
+    const set = parseConfig({ ...minimal, agent: { statusDir: 'st' } }, { env, baseDir: '/etc/agent' });
+    expect(set.statusDir).toBe('/etc/agent/st');
+    expect(set.stateDir).toBe('/var/lib/a');
+  });
+
   it('resolves relative paths against the config directory', () => {
     const c = parseConfig(
       { ...minimal, agent: { stateDir: 'state' }, serial: [{ path: 'tty0' }], queue: { dir: '../q' } },
