@@ -11,22 +11,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { readingPublish } from '../packages/broker-lite/test/helpers/pi-reading.ts';
 import { RawClient, startBroker } from '../packages/broker-lite/test/helpers/raw-client.ts';
 
 const writeBytes = () => Number(/write_bytes: (\d+)/.exec(fs.readFileSync('/proc/self/io', 'utf8'))?.[1]);
-const SENSORS = ['temp', 'hum', 'press', 'lux'];
-const payload = (i: number) =>
-  Buffer.from(
-    JSON.stringify({
-      id: `kitchen:1255712665:${i}:0`,
-      device: 'kitchen',
-      sensor: 'temp',
-      value: 20.79,
-      unit: 'Cel',
-      ts: 7202,
-      at: 1796638224795,
-    }),
-  );
 const v5 = { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 3600 } };
 
 for (const rate of [1, 10, 100]) {
@@ -56,19 +44,7 @@ for (const rate of [1, 10, 100]) {
       while (Date.now() - t0 < seconds * 1000) {
         for (let k = 0; k < 4; k++) {
           pid = (pid % 65535) + 1;
-          pub.send({
-            type: 'publish',
-            topic: `demo/kitchen/${SENSORS[k]}`,
-            payload: payload(n),
-            qos: 1,
-            retain: false,
-            dup: false,
-            packetId: pid,
-            properties: {
-              contentType: 'application/json',
-              userProperties: [['msg-id', `kitchen:1255712665:${n}:${k}`]],
-            },
-          });
+          pub.send(readingPublish(n, pid));
           n++;
         }
         await new Promise((r) => setTimeout(r, 4000 / rate));
