@@ -73,11 +73,13 @@ describe('issue 18.4: group-commit window', () => {
     expect(syncs).toBeGreaterThanOrEqual(5);
   });
 
-  it('issue 18.4: persistence_commit_window is read from the config file, in milliseconds, 0 to 10000', () => {
+  it('issue 18.4: persistence_commit_window is read from the config file, in milliseconds, 0 to 600000 (a minute or more meets 2x payload at 1 reading/s)', () => {
     const parse = (text: string) => parseConfig(text, path.join(os.tmpdir(), 'cw.conf'));
     expect(parse('persistence_commit_window 250\n').persistenceCommitWindowMs).toBe(250);
     expect(parse('listener 1883\n').persistenceCommitWindowMs).toBe(50); // issue 18.4's default
-    expect(() => parse('persistence_commit_window 10001\n')).toThrow(/persistence_commit_window/);
+    expect(parse('persistence_commit_window 64000\n').persistenceCommitWindowMs).toBe(64_000);
+    expect(parse('persistence_commit_window 600000\n').persistenceCommitWindowMs).toBe(600_000);
+    expect(() => parse('persistence_commit_window 600001\n')).toThrow(/persistence_commit_window/);
     expect(() => parse('persistence_commit_window -1\n')).toThrow(/persistence_commit_window/);
   });
 });
