@@ -6,7 +6,7 @@
  * a 122-byte JSON payload) in frames of 4 at 1, 10 and 100 readings/s, under several
  * `persistence_commit_window`s, and counts its PUBACKs: the delay of each (what the window costs
  * the publisher) and the most unacknowledged at once (what Receive Maximum / the broker's
- * `max_inflight_messages`, 100 by default, must allow). Bytes dirtied: this process's
+ * `max_inflight_messages`, 100 by default, must allow; set to 65,535 here). Bytes dirtied: this process's
  * /proc/self/io write_bytes (nothing else here writes); record bytes and fsyncs: the
  * persistence's counters. Each row runs at least three windows.
  * Run: `node --conditions=mqtt-edge-source --import tsx bench/flash-offline.ts [rate:windowMs ...]`
@@ -50,10 +50,15 @@ for (const [rate, windowMs] of rows) {
     persistenceDir: dir,
     persistenceCommitWindowMs: windowMs,
     autosaveIntervalSeconds: 0,
+    // The publisher may have a window's readings unacknowledged: rate x window can pass the
+    // default Receive Maximum (100, from max_inflight_messages); maxUnacked says what it needs.
+    receiveMaximum: 65_535,
   });
   try {
     const sub = (await RawClient.connect(tb.port, { clientId: 'bench-subscriber', ...v5 })).client;
-    await sub.subscribe('demo/#', 1);
+    // a stored session's SUBACK waits for the commit of its subscription: up to the window
+    sub.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'demo/#', qos: 1 }] });
+    await sub.expect('suback', windowMs + 5000);
     await sub.disconnect();
     const pub = (await RawClient.connect(tb.port, { clientId: 'agent', ...v5 })).client;
     const p = tb.broker.persist;
