@@ -82,4 +82,29 @@ describe('issue 18.4: group-commit window', () => {
     expect(() => parse('persistence_commit_window 600001\n')).toThrow(/persistence_commit_window/);
     expect(() => parse('persistence_commit_window -1\n')).toThrow(/persistence_commit_window/);
   });
+
+  it("issue 18.4: under a long window, output held for a stored session (its SUBACK, PINGRESP behind it) waits at most 50 ms; a publisher's ack of a stored message still waits for the window", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cw-held-'));
+    cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const tb = await startBroker({ persistenceDir: dir, persistenceCommitWindowMs: 60_000 });
+    cleanup.unshift(() => tb.close());
+    const persist = tb.broker.persist;
+    if (persist === null) throw new Error('persistence off');
+    const s = (await RawClient.connect(tb.port, { clientId: 'held-sub', clean: false })).client;
+    const t0 = performance.now();
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'held/#', qos: 1 }] });
+    s.send({ type: 'pingreq' });
+    await s.expect('suback', 5000);
+    await s.expect('pingresp', 5000);
+    // a commit, not the window's 60 s (measured before: the SUBACK came after 60 s)
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(persist.unsynced).toBe(false);
+    await s.disconnect();
+    // nothing held: the message stored for the offline session waits for the window
+    const pub = (await RawClient.connect(tb.port, { clientId: 'held-pub' })).client;
+    pub.publish('held/t', 'x', 1, false, 1);
+    expect(await pub.silent(500)).toBe(true);
+    expect(persist.unsynced).toBe(true);
+    pub.close();
+  });
 });
