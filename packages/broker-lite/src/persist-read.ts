@@ -60,6 +60,8 @@ export function recoverFile(b: Broker, file: string): Counters {
   const retained = new Map<string, Message>();
   const wills = new Map<string, { username: string | undefined; will: Will; dueAt: number }>();
   const refs = new ReadRefs();
+  // Names of the records kept: one that failed half-way may have defined some, and is cut off.
+  let names = 0;
   let pos = MAGIC.length;
   let records = 0;
   while (pos < buf.length) {
@@ -79,6 +81,7 @@ export function recoverFile(b: Broker, file: string): Counters {
     }
     pos += 8 + len;
     records++;
+    names = refs.count;
   }
   if (pos < buf.length) {
     b.log('warning', 'persistence log had a torn or corrupt tail; cut it', {
@@ -88,7 +91,7 @@ export function recoverFile(b: Broker, file: string): Counters {
     });
     fs.truncateSync(file, pos);
   }
-  counters.names = refs.count;
+  counters.names = names;
   // Rebuild the live state, without what an older version let grow deeper than
   // max_topic_levels: each level would be rebuilt as a node at every start (issue 12.3).
   const deep = new DeepTopics(b);

@@ -21,6 +21,7 @@ import {
   writeQueued,
 } from '../src/persist-entry.ts';
 import { CorruptRecordError, MAGIC, Rec, RecordReader, RecordWriter } from '../src/persist-format.ts';
+import { recoverFile } from '../src/persist-read.ts';
 import { readingPayload, readingPublish } from './helpers/pi-reading.ts';
 import { RawClient, startBroker, type TestBroker } from './helpers/raw-client.ts';
 
@@ -341,5 +342,26 @@ describe('issue 18.4: hostile format 2 records', () => {
     } finally {
       await r.close();
     }
+  });
+
+  it('issue 18.4: a record cut off by recovery defines no names: a log kept after it continues the table where the kept records left it', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'broker-lite.db');
+    const w = new RecordWriter();
+    const refs = new FileRefs();
+    const msg = message();
+    writeQueued(w, refs, new PacketWriter(), 'c1', entry(msg), 1, 1, true); // names: c1, head, msg-id
+    // CRC-valid, defines client id `zz` inline, then refers to a head that does not exist
+    const body = Buffer.from([Rec.Stored, 4, 0x7a, 0x7a, 1, 1, 0x09, ...varint(99 * 2 + 1)]);
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(body.length, 0);
+    head.writeUInt32LE(crc32(body, 0, body.length), 4);
+    fs.writeFileSync(file, Buffer.concat([MAGIC, w.take(), head, body]));
+    const tb = await startBroker({});
+    cleanup.unshift(() => tb.close());
+    const counters = recoverFile(tb.broker, file);
+    expect(counters.names).toBe(3);
+    expect(counters.nextSeq).toBe(2);
+    expect(tb.logs.some((l) => String(l.fields?.error).includes('CorruptRecordError'))).toBe(true);
   });
 });
