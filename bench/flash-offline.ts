@@ -76,7 +76,7 @@ for (const [rate, windowMs] of rows) {
       while (sending || sentAt.size > 0) {
         const pk = await pub.next(windowMs + 10_000);
         if (pk === null) throw new Error(`connection closed with ${sentAt.size} unacknowledged`);
-        if (pk.type !== 'puback') continue; // the PINGRESP that wakes this loop at the end
+        if (pk.type !== 'puback') continue; // PINGRESPs (one wakes this loop at the end)
         const t = sentAt.get(pk.packetId);
         if (t === undefined) throw new Error(`PUBACK for unknown id ${pk.packetId}`);
         if ((pk.reasonCode ?? 0) !== 0) throw new Error(`PUBACK reason ${pk.reasonCode}`);
@@ -84,6 +84,8 @@ for (const [rate, windowMs] of rows) {
         sentAt.delete(pk.packetId);
       }
     })();
+    // a client keeps its connection alive while it waits (the broker closes one silent 1.5 x 60 s)
+    const ping = setInterval(() => pub.send({ type: 'pingreq' }), 20_000);
     let n = 0;
     let pid = 0;
     const t0 = Date.now();
@@ -100,6 +102,7 @@ for (const [rate, windowMs] of rows) {
     sending = false;
     pub.send({ type: 'pingreq' });
     await acks;
+    clearInterval(ping);
     const elapsed = (Date.now() - t0) / 1000;
     delays.sort((a, b) => a - b);
     console.log(
