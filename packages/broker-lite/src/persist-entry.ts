@@ -35,7 +35,7 @@ import { CorruptRecordError, Rec, type RecordReader, type RecordWriter, TRUSTED 
 /** Names one file may define: the writer's maps and the reader's table stay this small. */
 export const MAX_NAMES = 4096;
 /** Longer names are written inline each time (a 64 KiB topic is not kept for a back-reference). */
-export const MAX_NAME_BYTES = 1024;
+export const MAX_NAME_BYTES = 256;
 
 const EXTRA = 0x40;
 const HAS_EXPIRY = 1;

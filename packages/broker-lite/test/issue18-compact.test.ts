@@ -13,6 +13,7 @@ import { crc32 } from '../src/crc32.ts';
 import type { Delivery, Message } from '../src/message.ts';
 import {
   FileRefs,
+  MAX_NAME_BYTES,
   MAX_NAMES,
   ReadRefs,
   readMark,
@@ -363,5 +364,29 @@ describe('issue 18.4: hostile format 2 records', () => {
     expect(counters.names).toBe(3);
     expect(counters.nextSeq).toBe(2);
     expect(tb.logs.some((l) => String(l.fields?.error).includes('CorruptRecordError'))).toBe(true);
+  });
+
+  it('issue 18.4: a name longer than MAX_NAME_BYTES (a 60 KiB topic) is written whole each time and never kept for a back-reference', () => {
+    const w = new RecordWriter();
+    const refs = new FileRefs();
+    const msg = message();
+    msg.topic = `long/${'x'.repeat(60_000)}`;
+    msg.properties = undefined;
+    const client = 'c'.repeat(MAX_NAME_BYTES + 1);
+    writeQueued(w, refs, new PacketWriter(), client, entry(msg), 1, 1, true);
+    writeQueued(w, refs, new PacketWriter(), client, entry(msg), 2, 2, true);
+    const buf = w.take();
+    const first = buf.readUInt32LE(0);
+    expect(buf.readUInt32LE(8 + first)).toBe(first); // the second record is as long: nothing referred back
+    const read = new ReadRefs();
+    let pos = 0;
+    for (let i = 1; i <= 2; i++) {
+      const len = buf.readUInt32LE(pos);
+      const e = readQueued(Rec.Stored, new RecordReader(buf, pos + 9, pos + 8 + len), read, i - 1, i - 1);
+      expect(e.clientId).toBe(client);
+      expect(e.msg?.topic).toBe(msg.topic);
+      pos += 8 + len;
+    }
+    expect(read.count).toBe(0);
   });
 });
