@@ -61,6 +61,8 @@ for (const [rate, windowMs] of rows) {
     await sub.expect('suback', windowMs + 5000);
     await sub.disconnect();
     const pub = (await RawClient.connect(tb.port, { clientId: 'agent', ...v5 })).client;
+    // a client keeps its connection alive while it waits (the broker closes one silent 1.5 x 60 s)
+    const ping = setInterval(() => pub.send({ type: 'pingreq' }), 20_000).unref();
     const p = tb.broker.persist;
     if (p === null) throw new Error('persistence off');
     while (p.unsynced) await new Promise((r) => setTimeout(r, 5));
@@ -84,8 +86,6 @@ for (const [rate, windowMs] of rows) {
         sentAt.delete(pk.packetId);
       }
     })();
-    // a client keeps its connection alive while it waits (the broker closes one silent 1.5 x 60 s)
-    const ping = setInterval(() => pub.send({ type: 'pingreq' }), 20_000);
     let n = 0;
     let pid = 0;
     const t0 = Date.now();
