@@ -7,8 +7,10 @@
  * `persistence_commit_window`s, and counts its PUBACKs: the delay of each (what the window costs
  * the publisher) and the most unacknowledged at once (what Receive Maximum / the broker's
  * `max_inflight_messages`, 100 by default, must allow; set to 65,535 here). Bytes dirtied: this process's
- * /proc/self/io write_bytes (nothing else here writes); record bytes and fsyncs: the
- * persistence's counters. Each row runs at least three windows.
+ * /proc/self/io write_bytes (this process also dirties a page now and then by itself: about
+ * 4-12 KiB a minute idle, which shows in rows of long windows); the pages the log's appends
+ * touched (`persistence_written_pages_total`) x 4 KiB, without that; record bytes and fsyncs:
+ * the persistence's counters. Each row runs at least three windows.
  * Run: `node --conditions=mqtt-edge-source --import tsx bench/flash-offline.ts [rate:windowMs ...]`
  * (the default set takes about 9 minutes; e.g. `100:640 10:6400` for two rows).
  */
@@ -69,6 +71,7 @@ for (const [rate, windowMs] of rows) {
     const w0 = writeBytes();
     const s0 = p.syncs;
     const b0 = p.writtenBytes;
+    const g0 = p.writtenPages;
     const sentAt = new Map<number, number>();
     const delays: number[] = [];
     let maxUnacked = 0;
@@ -113,6 +116,8 @@ for (const [rate, windowMs] of rows) {
         readingsPerCommit: Number((n / Math.max(1, p.syncs - s0)).toFixed(1)),
         bytesPerReading: Math.round((writeBytes() - w0) / n),
         recordBytesPerReading: Math.round((p.writtenBytes - b0) / n),
+        // the pages the log's appends touched, x 4 KiB: the same without the process's other writes
+        pageBytesPerReading: Math.round(((p.writtenPages - g0) * 4096) / n),
         fsyncsPerSecond: Number(((p.syncs - s0) / elapsed).toFixed(2)),
         pubackMs: { p50: Math.round(pct(delays, 0.5)), p99: Math.round(pct(delays, 0.99)) },
         maxUnacked,

@@ -28,6 +28,8 @@ const COMPACT_RETRY_MS = 10_000;
  * with an offline subscriber, does not stall a client past its keepalive.
  */
 const HELD_WINDOW_MS = 50;
+/** The page cache's (and most flash translation layers') unit of a rewrite. */
+const PAGE = 4096;
 
 export abstract class CommitLog {
   protected fd = -1;
@@ -68,6 +70,12 @@ export abstract class CommitLog {
   syncs = 0;
   /** Bytes written to the log and its snapshots (/metrics; what flash is asked to store). */
   writtenBytes = 0;
+  /**
+   * 4 KiB pages those writes touched (/metrics): an append starting mid-page rewrites that page,
+   * so this, not the bytes, is what flash programs (issue 18.4); `/proc/PID/io` adds the process's
+   * other writes.
+   */
+  writtenPages = 0;
   /**
    * For /metrics, two clock reads per batch (never per message): the appends' fdatasync time
    * (sum, count, largest), when the batch being written began, when the refusal began, and the
@@ -324,6 +332,7 @@ export abstract class CommitLog {
     this.timing.writingSince = 0;
     this.writing = false;
     this.syncing = false;
+    this.writtenPages += Math.ceil((this.logBytes + bytes) / PAGE) - Math.floor(this.logBytes / PAGE);
     this.logBytes += bytes;
     for (const c of held) if (!c.closed) c.commitDone();
     this.releaseAcks(conns, data);
@@ -436,6 +445,7 @@ export abstract class CommitLog {
     }
     this.snapshotBytes = this.logBytes = MAGIC.length + body.length;
     this.writtenBytes += this.logBytes;
+    this.writtenPages += Math.ceil(this.logBytes / PAGE);
     this.syncs++;
     this.timing.snapshots++;
     this.timing.snapshotSeconds += (Date.now() - started) / 1000;

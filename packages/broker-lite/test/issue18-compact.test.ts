@@ -11,6 +11,7 @@ import { PacketWriter } from '@mqtt-edge/codec';
 import { afterEach, describe, expect, it } from 'vitest';
 import { crc32 } from '../src/crc32.ts';
 import type { Delivery, Message } from '../src/message.ts';
+import { renderMetrics } from '../src/metrics.ts';
 import {
   FileRefs,
   MAX_NAME_BYTES,
@@ -388,5 +389,30 @@ describe('issue 18.4: hostile format 2 records', () => {
       pos += 8 + len;
     }
     expect(read.count).toBe(0);
+  });
+
+  it('issue 18.4: persistence_written_pages_total counts the 4 KiB pages each commit touches (what flash programs, whatever the record bytes)', async () => {
+    const dir = tempDir();
+    const tb = await broker(dir); // window 0: a commit per reading here
+    const p = tb.broker.persist;
+    if (p === null) throw new Error('persistence off');
+    const pub = await offlineSubscriber(tb);
+    await publishReadings(pub, 2);
+    const pages0 = p.writtenPages;
+    const syncs0 = p.syncs;
+    const size0 = fs.statSync(path.join(dir, 'broker-lite.db')).size;
+    await publishReadings(pub, 40, 2);
+    const size = fs.statSync(path.join(dir, 'broker-lite.db')).size;
+    const syncs = p.syncs - syncs0;
+    const pages = p.writtenPages - pages0;
+    // each commit rewrites the page it starts in, a page boundary crossed adds one
+    expect(pages).toBeGreaterThanOrEqual(syncs);
+    expect(pages).toBeLessThanOrEqual(syncs + Math.ceil((size - size0) / 4096));
+    expect(pages).toBeGreaterThan(Math.ceil((size - size0) / 4096));
+    const line = /^mqtt_edge_broker_persistence_written_pages_total (\d+)$/m.exec(
+      renderMetrics(tb.broker, 0),
+    );
+    expect(Number(line?.[1])).toBe(p.writtenPages);
+    pub.close();
   });
 });
