@@ -300,8 +300,10 @@ export class Persistence extends CommitLog {
       const msg = d.msg;
       // the message goes with its first entry in this file
       const stored = msg.storeId < this.logFirstId;
+      const id = stored ? this.nextStoreId : msg.storeId;
+      writeQueued(w, this.refs, this.b.writer, s.clientId, d, d.seq, id, stored);
+      // only once its record is written: the message's later entries refer to it
       if (stored) msg.storeId = this.nextStoreId++;
-      writeQueued(w, this.refs, this.b.writer, s.clientId, d, d.seq, msg.storeId, stored);
       wrote = true;
     }
     if (wrote) this.durable();
