@@ -370,7 +370,7 @@ const HANDLERS: Record<string, Handler> = {
     state.cfg.autosaveIntervalSeconds = int(ctx, args, 0, 2_147_483_647);
   },
   persistence_commit_window(state, ctx, args) {
-    state.cfg.persistenceCommitWindowMs = int(ctx, args, 0, 10_000);
+    state.cfg.persistenceCommitWindowMs = int(ctx, args, 0, 600_000);
   },
   max_inflight_messages(state, ctx, args) {
     state.cfg.maxInflightMessages = int(ctx, args, 0, 65_535);

@@ -190,6 +190,12 @@ export function renderMetrics(b: Broker, startedAt: number): string {
       p.writtenBytes,
     );
     e.one(
+      `${P}persistence_written_pages_total`,
+      'counter',
+      '4 KiB pages those writes touched (an append starting mid-page rewrites that page).',
+      p.writtenPages,
+    );
+    e.one(
       `${P}persistence_unwritten_entries_total`,
       'counter',
       'Queue entries of persistent sessions settled before their group commit, never written.',

@@ -127,7 +127,8 @@ export interface BrokerOptions {
    * commits at its end. Longer: fewer fsyncs and rewritten flash pages per message, and
    * acknowledgements of QoS 1/2 messages bound for persistent sessions (and deliveries held for
    * persistent QoS 2 sessions) up to this much later; a message every persistent subscriber
-   * acknowledged within the window is never written. Default 50 (issue 18.4).
+   * acknowledged within the window is never written. Default 50 (issue 18.4); the config file
+   * takes 0..600000. Output held for a commit brings a longer window's commit to within 50 ms.
    */
   persistenceCommitWindowMs?: number;
   /** Per-client QoS 1/2 messages in flight towards the client (0 = unlimited, Mosquitto default 20). */

@@ -5,15 +5,19 @@
  *
  * File: MAGIC, then records. Record: u32 length of (type + body), u32 CRC-32 of (type + body),
  * u8 type, body. Fields appended by a later version sit at a record's end; a reader takes them
- * only when the record is long enough.
+ * only when the record is long enough. Format 2 (issue 18.4, MAGIC 'BLITEDB2') adds the compact
+ * queue records of persist-entry.ts; a format 1 file ('BLITEDB1') is still read.
  */
 import fs from 'node:fs';
 import { decode, type PacketWriter, type PublishPacket, type Will } from '@mqtt-edge/codec';
 import { crc32 } from './crc32.ts';
-import type { Delivery, Message } from './message.ts';
+import type { Message } from './message.ts';
 import type { Session, Subscription } from './session.ts';
 
-export const MAGIC = Buffer.from('BLITEDB1');
+/** What this version writes: format 2. */
+export const MAGIC = Buffer.from('BLITEDB2');
+/** Format 1 (before issue 18.4): read, never written; older code moves a format 2 file aside. */
+export const MAGIC_V1 = Buffer.from('BLITEDB1');
 export const FILE = 'broker-lite.db';
 /** Files hold payloads and user names: owner only. */
 export const FILE_MODE = 0o600;
@@ -37,6 +41,20 @@ export enum Rec {
   /** A will waiting out its will delay: due time and a CONNECT carrying the will and user name. */
   WillPut = 14,
   WillDel = 15,
+  // Format 2 (persist-entry.ts): fields are varints, names back-references.
+  /** A message and its queue entry for one session (Msg + QueueAdd of format 1 in one). */
+  Stored = 16,
+  /** A queue entry for a message stored before in the same file. */
+  Entry = 17,
+  /** Compact QueueDel / QueueSent / QueueRel. */
+  Del = 18,
+  Sent = 19,
+  Rel = 20,
+}
+
+/** A record that passed its CRC but does not parse: a bug or a hostile file. Replay stops there. */
+export class CorruptRecordError extends Error {
+  override name = 'CorruptRecordError';
 }
 
 /**
@@ -95,6 +113,27 @@ export class RecordWriter {
     this.buf.writeUInt16LE(n, this.pos);
     this.buf.write(s, this.pos + 2);
     this.pos += 2 + n;
+  }
+  /** Unsigned LEB128, up to 2^53 - 1 (8 bytes). */
+  varint(v: number): void {
+    this.ensure(8);
+    while (v >= 0x80) {
+      this.buf[this.pos++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.pos++] = v;
+  }
+  /** A string's `n` UTF-8 bytes, its length written before. */
+  utf8(s: string, n: number): void {
+    this.ensure(n);
+    this.buf.write(s, this.pos);
+    this.pos += n;
+  }
+  /** Bytes with no length: the rest of the record, or a length written before. */
+  raw(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
   }
   bytes(b: Uint8Array): void {
     this.ensure(4 + b.length);
@@ -159,6 +198,41 @@ export class RecordReader {
     this.pos += n;
     return b;
   }
+  // Checked reads for format 2: nothing past the record's end, no varint past 2^53.
+  /** A u8 inside the record. */
+  byte(): number {
+    if (this.pos >= this.end) throw new CorruptRecordError('record truncated');
+    return this.buf[this.pos++];
+  }
+  varint(): number {
+    let v = 0;
+    let scale = 1;
+    for (let i = 0; i < 8; i++) {
+      const b = this.byte();
+      v += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (v > Number.MAX_SAFE_INTEGER) break;
+        return v;
+      }
+      scale *= 0x80;
+    }
+    throw new CorruptRecordError('varint too long');
+  }
+  /** `n` bytes inside the record (a view of the file's buffer). */
+  take(n: number): Buffer {
+    if (n > this.left) throw new CorruptRecordError(`length ${n} past the record's end`);
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+  u16checked(): number {
+    if (this.left < 2) throw new CorruptRecordError('record truncated');
+    return this.u16();
+  }
+  f64checked(): number {
+    if (this.left < 8) throw new CorruptRecordError('record truncated');
+    return this.f64();
+  }
 }
 
 /** write(2) until all of `buf` is written: a short write (a disk filling up) is not the end. */
@@ -188,14 +262,6 @@ export function writeSub(w: RecordWriter, clientId: string, sub: Subscription): 
   w.str(sub.filter);
   w.u8(sub.qos | (sub.noLocal ? 4 : 0) | (sub.retainAsPublished ? 8 : 0) | (sub.retainHandling << 4));
   w.u32(sub.id ?? 0);
-  w.end();
-}
-
-export function writePidRecord(w: RecordWriter, type: Rec, clientId: string, seq: number, pid: number): void {
-  w.begin(type);
-  w.str(clientId);
-  w.f64(seq);
-  w.u16(pid);
   w.end();
 }
 
@@ -232,34 +298,6 @@ export function writeWill(
   w.begin(Rec.WillPut);
   w.f64(dueAt);
   w.bytes(bytes);
-  w.end();
-}
-
-/** Encoded before the record begins: an encoder that throws leaves the writer as it was. */
-export function writeMsgRecord(w: RecordWriter, writer: PacketWriter, msg: Message, storeId: number): void {
-  const bytes = publishBytes(writer, msg);
-  w.begin(Rec.Msg);
-  w.f64(storeId);
-  w.f64(msg.expiresAt);
-  w.bytes(bytes);
-  w.end();
-}
-
-export function writeQueueAdd(
-  w: RecordWriter,
-  clientId: string,
-  d: Delivery,
-  seq: number,
-  storeId: number,
-): void {
-  w.begin(Rec.QueueAdd);
-  w.str(clientId);
-  w.f64(seq);
-  w.f64(storeId);
-  w.u8(d.qos | (d.retain ? 4 : 0));
-  const ids = d.subIds ?? [];
-  w.u8(Math.min(ids.length, 255));
-  for (let i = 0; i < ids.length && i < 255; i++) w.u32(ids[i]);
   w.end();
 }
 

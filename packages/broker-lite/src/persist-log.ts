@@ -21,6 +21,15 @@ import { writeSnapshotFile } from './persist-snapshot.ts';
 const RETRY_MS = 1000;
 /** After a size-triggered compaction failed (the log is kept and appended to), wait this long. */
 const COMPACT_RETRY_MS = 10_000;
+/**
+ * Output held for a commit (a stored session's SUBACK / UNSUBACK, QoS 2 towards a persistent
+ * session) stops everything the connection writes, PINGRESP included: under a longer window its
+ * commit comes within this (the default window), so a window of minutes, chosen for flash wear
+ * with an offline subscriber, does not stall a client past its keepalive.
+ */
+const HELD_WINDOW_MS = 50;
+/** The page cache's (and most flash translation layers') unit of a rewrite. */
+const PAGE = 4096;
 
 export abstract class CommitLog {
   protected fd = -1;
@@ -35,6 +44,8 @@ export abstract class CommitLog {
   private commitScheduled = false;
   /** The window's timer while a commit waits for it (cleared when the commit comes early). */
   private windowTimer: NodeJS.Timeout | null = null;
+  /** performance.now() when the window's timer fires. */
+  private windowDue = 0;
   private ackConns: Connection[] = [];
   private ackData: number[] = [];
   /** Connections whose output waits for the commit being gathered. */
@@ -59,6 +70,12 @@ export abstract class CommitLog {
   syncs = 0;
   /** Bytes written to the log and its snapshots (/metrics; what flash is asked to store). */
   writtenBytes = 0;
+  /**
+   * 4 KiB pages those writes touched (/metrics): an append starting mid-page rewrites that page,
+   * so this, not the bytes, is what flash programs (issue 18.4); `/proc/PID/io` adds the process's
+   * other writes.
+   */
+  writtenPages = 0;
   /**
    * For /metrics, two clock reads per batch (never per message): the appends' fdatasync time
    * (sum, count, largest), when the batch being written began, when the refusal began, and the
@@ -127,6 +144,14 @@ export abstract class CommitLog {
     if (conn.holdNext || conn.closed) return;
     conn.holdNext = true;
     this.held.push(conn);
+    if (this.windowTimer !== null && this.windowDue - performance.now() > HELD_WINDOW_MS)
+      this.startWindow(HELD_WINDOW_MS);
+  }
+
+  private startWindow(ms: number): void {
+    if (this.windowTimer !== null) clearTimeout(this.windowTimer);
+    this.windowDue = performance.now() + ms;
+    this.windowTimer = setTimeout(this.commit, ms);
   }
 
   protected releaseAllHeld(): void {
@@ -164,7 +189,10 @@ export abstract class CommitLog {
   protected schedule(): void {
     if (this.commitScheduled || this.writing || this.closed) return;
     this.commitScheduled = true;
-    if (this.commitWindowMs > 0) this.windowTimer = setTimeout(this.commit, this.commitWindowMs);
+    if (this.commitWindowMs > 0)
+      this.startWindow(
+        this.held.length > 0 ? Math.min(this.commitWindowMs, HELD_WINDOW_MS) : this.commitWindowMs,
+      );
     else setImmediate(this.commit);
   }
 
@@ -304,6 +332,7 @@ export abstract class CommitLog {
     this.timing.writingSince = 0;
     this.writing = false;
     this.syncing = false;
+    this.writtenPages += Math.ceil((this.logBytes + bytes) / PAGE) - Math.floor(this.logBytes / PAGE);
     this.logBytes += bytes;
     for (const c of held) if (!c.closed) c.commitDone();
     this.releaseAcks(conns, data);
@@ -416,6 +445,7 @@ export abstract class CommitLog {
     }
     this.snapshotBytes = this.logBytes = MAGIC.length + body.length;
     this.writtenBytes += this.logBytes;
+    this.writtenPages += Math.ceil(this.logBytes / PAGE);
     this.syncs++;
     this.timing.snapshots++;
     this.timing.snapshotSeconds += (Date.now() - started) / 1000;

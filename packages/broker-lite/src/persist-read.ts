@@ -7,7 +7,8 @@ import { type ConnectPacket, decode, type QoS, type Will } from '@mqtt-edge/code
 import type { Broker } from './broker.ts';
 import { crc32 } from './crc32.ts';
 import type { Delivery, Message } from './message.ts';
-import { FILE_MODE, MAGIC, Rec, RecordReader, readPublish, TRUSTED } from './persist-format.ts';
+import { ReadRefs, readMark, readQueued } from './persist-entry.ts';
+import { FILE_MODE, MAGIC, MAGIC_V1, Rec, RecordReader, readPublish, TRUSTED } from './persist-format.ts';
 import { Subscription } from './session.ts';
 import { tooDeep, topicForLog } from './topic-levels.ts';
 
@@ -15,6 +16,8 @@ import { tooDeep, topicForLog } from './topic-levels.ts';
 export interface Counters {
   nextStoreId: number;
   nextSeq: number;
+  /** Names the file defined (format 2): where appended records continue its table. */
+  names: number;
 }
 
 interface RecoveredEntry {
@@ -41,9 +44,11 @@ interface RecoveredSession {
  * queue sequence number the log's later records must use.
  */
 export function recoverFile(b: Broker, file: string): Counters {
-  const counters: Counters = { nextStoreId: 1, nextSeq: 1 };
+  const counters: Counters = { nextStoreId: 1, nextSeq: 1, names: 0 };
   const buf = fs.readFileSync(file);
-  if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
+  const magic = buf.subarray(0, MAGIC.length);
+  // Format 1 files hold only the records format 2 kept, read the same way.
+  if (buf.length < MAGIC.length || !(magic.equals(MAGIC) || magic.equals(MAGIC_V1))) {
     const aside = `${file}.corrupt-${Date.now()}`;
     fs.renameSync(file, aside);
     fs.chmodSync(aside, FILE_MODE);
@@ -54,6 +59,9 @@ export function recoverFile(b: Broker, file: string): Counters {
   const msgs = new Map<number, Message>();
   const retained = new Map<string, Message>();
   const wills = new Map<string, { username: string | undefined; will: Will; dueAt: number }>();
+  const refs = new ReadRefs();
+  // Names of the records kept: one that failed half-way may have defined some, and is cut off.
+  let names = 0;
   let pos = MAGIC.length;
   let records = 0;
   while (pos < buf.length) {
@@ -63,7 +71,7 @@ export function recoverFile(b: Broker, file: string): Counters {
     if (len < 1 || pos + 8 + len > buf.length) break;
     if (crc32(buf, pos + 8, pos + 8 + len) !== crc) break;
     try {
-      apply(counters, new RecordReader(buf, pos + 8, pos + 8 + len), sessions, msgs, retained, wills);
+      apply(counters, new RecordReader(buf, pos + 8, pos + 8 + len), refs, sessions, msgs, retained, wills);
     } catch (err) {
       b.log('error', 'persistence record unreadable; stopping replay there', {
         offset: pos,
@@ -73,6 +81,7 @@ export function recoverFile(b: Broker, file: string): Counters {
     }
     pos += 8 + len;
     records++;
+    names = refs.count;
   }
   if (pos < buf.length) {
     b.log('warning', 'persistence log had a torn or corrupt tail; cut it', {
@@ -82,6 +91,7 @@ export function recoverFile(b: Broker, file: string): Counters {
     });
     fs.truncateSync(file, pos);
   }
+  counters.names = names;
   // Rebuild the live state, without what an older version let grow deeper than
   // max_topic_levels: each level would be rebuilt as a node at every start (issue 12.3).
   const deep = new DeepTopics(b);
@@ -146,6 +156,7 @@ export function recoverFile(b: Broker, file: string): Counters {
 function apply(
   c: Counters,
   r: RecordReader,
+  refs: ReadRefs,
   sessions: Map<string, RecoveredSession>,
   msgs: Map<number, Message>,
   retained: Map<string, Message>,
@@ -219,6 +230,31 @@ function apply(
       });
       return;
     }
+    case Rec.Stored:
+    case Rec.Entry: {
+      const e = readQueued(type, r, refs, c.nextSeq - 1, c.nextStoreId - 1);
+      if (e.msg !== undefined) msgs.set(e.storeId, e.msg);
+      if (e.storeId >= c.nextStoreId) c.nextStoreId = e.storeId + 1;
+      if (e.seq >= c.nextSeq) c.nextSeq = e.seq + 1;
+      sess(e.clientId)?.queue.set(e.seq, {
+        storeId: e.storeId,
+        qos: e.qos,
+        retain: e.retain,
+        subIds: e.subIds,
+        relPid: e.relPid,
+        sentPid: e.sentPid,
+      });
+      return;
+    }
+    case Rec.Del:
+    case Rec.Sent:
+    case Rec.Rel: {
+      const m = readMark(type, r, refs, c.nextSeq - 1);
+      const s = sess(m.clientId);
+      if (type === Rec.Del) s?.queue.delete(m.seq);
+      else markEntry(s?.queue.get(m.seq), type === Rec.Rel, m.pid);
+      return;
+    }
     case Rec.QueueDel: {
       const s = sess(r.str());
       s?.queue.delete(r.f64());
@@ -229,10 +265,7 @@ function apply(
       const s = sess(r.str());
       const seq = r.f64();
       const pid = r.u16();
-      const e = s?.queue.get(seq);
-      if (e === undefined) return;
-      if (type === Rec.QueueRel) e.relPid = pid;
-      else e.sentPid = pid;
+      markEntry(s?.queue.get(seq), type === Rec.QueueRel, pid);
       return;
     }
     case Rec.InAdd: {
@@ -266,6 +299,12 @@ function apply(
     default:
       throw new Error(`unknown record type ${type}`);
   }
+}
+
+function markEntry(e: RecoveredEntry | undefined, released: boolean, pid: number): void {
+  if (e === undefined) return;
+  if (released) e.relPid = pid;
+  else e.sentPid = pid;
 }
 
 /** Counts what recovery leaves out for max_topic_levels, for one log line per kind. */

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import type { Broker } from './broker.ts';
 import type { Delivery, Message } from './message.ts';
+import { FileRefs, writeQueued } from './persist-entry.ts';
 import {
   FILE_MODE,
   MAGIC,
@@ -12,9 +13,6 @@ import {
   RecordWriter,
   writeAll,
   writeClientPid,
-  writeMsgRecord,
-  writePidRecord,
-  writeQueueAdd,
   writeRetain,
   writeSession,
   writeSub,
@@ -30,6 +28,8 @@ export interface EncodedSnapshot {
   entries: Delivery[];
   nextStoreId: number;
   nextSeq: number;
+  /** The new file's back-references and numbering, for the records appended to it. */
+  refs: FileRefs;
 }
 
 /**
@@ -43,6 +43,7 @@ export function encodeSnapshot(b: Broker, nextStoreId: number, nextSeq: number):
   const writer = b.writer;
   const ids = new Map<Message, number>();
   const entries: Delivery[] = [];
+  const refs = new FileRefs();
   let nextId = nextStoreId;
   try {
     b.retain.forEach((msg) => {
@@ -59,16 +60,14 @@ export function encodeSnapshot(b: Broker, nextStoreId: number, nextSeq: number):
       }
       for (const d of live) {
         let id = ids.get(d.msg);
+        const stored = id === undefined;
         if (id === undefined) {
           id = nextId++;
           ids.set(d.msg, id);
-          writeMsgRecord(w, writer, d.msg, id);
         }
         const seq = nextSeq++;
         entries.push(d);
-        writeQueueAdd(w, s.clientId, d, seq, id);
-        if (d.state === 1) writePidRecord(w, Rec.QueueRel, s.clientId, seq, d.pid);
-        else if (d.pid !== 0) writePidRecord(w, Rec.QueueSent, s.clientId, seq, d.pid);
+        writeQueued(w, refs, writer, s.clientId, d, seq, id, stored);
       }
       if (s.incomingQos2 !== null)
         for (const pid of s.incomingQos2) writeClientPid(w, Rec.InAdd, s.clientId, pid);
@@ -80,7 +79,7 @@ export function encodeSnapshot(b: Broker, nextStoreId: number, nextSeq: number):
     b.log('error', 'persistence snapshot could not be encoded; the log is kept', { error: String(err) });
     return undefined;
   }
-  return { body: w.take(), ids, entries, nextStoreId: nextId, nextSeq };
+  return { body: w.take(), ids, entries, nextStoreId: nextId, nextSeq, refs };
 }
 
 /**

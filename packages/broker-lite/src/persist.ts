@@ -15,15 +15,14 @@ import type { Will } from '@mqtt-edge/codec';
 import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 import type { Delivery, Message } from './message.ts';
+import { FileRefs, writeMark, writeQueued } from './persist-entry.ts';
 import {
   DIR_MODE,
   FILE_MODE,
+  MAGIC,
   Rec,
   writeAll,
   writeClientPid,
-  writeMsgRecord,
-  writePidRecord,
-  writeQueueAdd,
   writeRetain,
   writeSession,
   writeSub,
@@ -37,8 +36,10 @@ import type { Session, Subscription } from './session.ts';
 export class Persistence extends CommitLog {
   private nextStoreId = 1;
   private nextSeq = 1;
-  /** Messages with a smaller store id have no Msg record in the current file (an older one had). */
+  /** Messages with a smaller store id have no record in the current file (an older one had). */
   private logFirstId = 1;
+  /** The current file's back-references and numbering (persist-entry.ts). */
+  private refs = new FileRefs();
   private timer: NodeJS.Timeout | null = null;
   /**
    * Queue entries added since the last commit, kept back (their records are encoded at the
@@ -69,19 +70,24 @@ export class Persistence extends CommitLog {
     // A snapshot a crash interrupted: never part of the state (the rename did not happen).
     fs.rmSync(`${this.file}.tmp`, { force: true });
     const exists = fs.existsSync(this.file);
+    let recoveredNames = 0;
     if (exists) {
       const next = recoverFile(this.b, this.file);
       this.nextStoreId = next.nextStoreId;
       this.nextSeq = next.nextSeq;
       this.pendingFromSeq = this.nextSeq;
+      recoveredNames = next.names;
     }
     if (!this.snapshot() && exists) {
       // No room for a snapshot (a full disk at start): the recovered log is the state, and new
       // records are appended to it until a compaction fits.
       try {
         fs.chmodSync(this.file, FILE_MODE);
+        markFormat2(this.file);
         this.fd = fs.openSync(this.file, 'a', FILE_MODE);
         this.snapshotBytes = this.logBytes = fs.fstatSync(this.fd).size;
+        // appended records continue the log's names and numbering
+        this.refs = new FileRefs(recoveredNames, this.nextSeq - 1, this.nextStoreId - 1);
         // The recovered sessions' records are in that log: later ones are appended to it.
         for (const s of this.b.sessions.values()) s.stored = s.persistent;
       } catch (err) {
@@ -189,11 +195,7 @@ export class Persistence extends CommitLog {
       if (--this.pendingLive === 0) this.commitEarly();
       return;
     }
-    const w = this.w;
-    w.begin(Rec.QueueDel);
-    w.str(s.clientId);
-    w.f64(d.seq);
-    w.end();
+    writeMark(this.w, this.refs, Rec.Del, s.clientId, d.seq, 0);
     d.seq = undefined;
     this.schedule();
   }
@@ -210,7 +212,7 @@ export class Persistence extends CommitLog {
     if (d.qos === 2) this.hold(conn);
     // an entry kept back is encoded with its packet id at the commit
     if (d.seq >= this.pendingFromSeq) return;
-    writePidRecord(this.w, Rec.QueueSent, s.clientId, d.seq, d.pid);
+    writeMark(this.w, this.refs, Rec.Sent, s.clientId, d.seq, d.pid);
     // QoS 1: losing the mark re-sends the message under a new id, a duplicate QoS 1 allows
     if (d.qos === 2) this.durable();
     this.schedule();
@@ -220,7 +222,7 @@ export class Persistence extends CommitLog {
   queueReleased(s: Session, d: Delivery, conn: Connection): void {
     if (d.seq === undefined || !s.stored) return;
     this.flushPending();
-    writePidRecord(this.w, Rec.QueueRel, s.clientId, d.seq, d.pid);
+    writeMark(this.w, this.refs, Rec.Rel, s.clientId, d.seq, d.pid);
     this.durable();
     this.hold(conn);
     this.schedule();
@@ -296,10 +298,12 @@ export class Persistence extends CommitLog {
       const s = sessions[i];
       if (d.seq === undefined || !s.stored) continue;
       const msg = d.msg;
-      if (msg.storeId < this.logFirstId) this.writeMsg(msg);
-      writeQueueAdd(w, s.clientId, d, d.seq, msg.storeId);
-      if (d.state === 1) writePidRecord(w, Rec.QueueRel, s.clientId, d.seq, d.pid);
-      else if (d.pid !== 0) writePidRecord(w, Rec.QueueSent, s.clientId, d.seq, d.pid);
+      // the message goes with its first entry in this file
+      const stored = msg.storeId < this.logFirstId;
+      const id = stored ? this.nextStoreId : msg.storeId;
+      writeQueued(w, this.refs, this.b.writer, s.clientId, d, d.seq, id, stored);
+      // only once its record is written: the message's later entries refer to it
+      if (stored) msg.storeId = this.nextStoreId++;
       wrote = true;
     }
     if (wrote) this.durable();
@@ -310,11 +314,6 @@ export class Persistence extends CommitLog {
     this.pendingSessions = [];
     this.pendingFromSeq = this.nextSeq;
     this.pendingLive = 0;
-  }
-
-  private writeMsg(msg: Message): void {
-    writeMsgRecord(this.w, this.b.writer, msg, this.nextStoreId);
-    msg.storeId = this.nextStoreId++;
   }
 
   // ---- snapshot ------------------------------------------------------------------------
@@ -339,9 +338,28 @@ export class Persistence extends CommitLog {
     }
     this.nextStoreId = snap.nextStoreId;
     this.nextSeq = snap.nextSeq;
+    this.refs = snap.refs;
     // the snapshot holds the entries kept back, under their new numbers
     this.dropPending();
     for (const s of b.sessions.values()) s.stored = s.persistent;
     return true;
+  }
+}
+
+/**
+ * A format 1 log kept as the store (no room for the snapshot at start) gets format 2 records
+ * appended: its magic says so first, so that older code moves it aside instead of cutting it
+ * at the first record it does not know. Eight bytes in place, synced.
+ */
+function markFormat2(file: string): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    const head = Buffer.alloc(MAGIC.length);
+    fs.readSync(fd, head, 0, head.length, 0);
+    if (head.equals(MAGIC)) return;
+    fs.writeSync(fd, MAGIC, 0, MAGIC.length, 0);
+    fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }
