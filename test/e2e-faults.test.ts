@@ -189,6 +189,24 @@ describe.skipIf(!socat)('agent under faults', () => {
             .join('\n'),
         );
       }
+      if (verdict.unexplainedDuplicates.length > 0) {
+        const rel = (t: number) => ((t - started) / 1000).toFixed(3);
+        console.log(
+          'e2e-faults: kills (killed, reconnected):',
+          killTimes.map((k) => `${rel(k)}..${rel(reconnectedAfter(k))}`).join(' '),
+          '\nunexplained duplicates (arrivals):',
+          verdict.unexplainedDuplicates
+            .slice(0, 8)
+            .map(
+              (id) =>
+                `${id} ${rec.byId
+                  .get(id)!
+                  .map((c) => `${rel(c.at)}#${c.n}`)
+                  .join(' ')}`,
+            )
+            .join('\n'),
+        );
+      }
       expect(verdict.missing.slice(0, 20)).toEqual([]);
       expect(verdict.orderViolations.slice(0, 20)).toEqual([]);
       expect(verdict.unexplainedDuplicates.slice(0, 20)).toEqual([]);
