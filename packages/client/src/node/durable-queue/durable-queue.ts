@@ -751,6 +751,10 @@ export class DurableQueue implements Outbox {
       this.resume();
       return true;
     } catch (err) {
+      // a failed retry is a failed write: the cut, or a new segment's header on a disk still
+      // full (resume() starts one above the seqs read before their commit, issue 18.5)
+      this.writeFailures++;
+      if (this.episode !== null) this.episode.failures++;
       if (this.episode !== null) this.episode.error = err instanceof Error ? err.message : String(err);
       return false;
     }
