@@ -76,6 +76,29 @@ function ids(device: WatchedDevice, bootId: number, seqs: number[]): string[] {
   return seqs.flatMap((s) => Array.from({ length: SENSORS }, (_, i) => `${device.id}:${bootId}:${s}:${i}`));
 }
 
+/**
+ * Once `frames()` names 5 frames or more, SIGKILLs the agent and starts it again, and waits until
+ * the device's ring let go of them (sent again after the hold, stored and ACKed by the new agent).
+ */
+async function killAndResend(agent: AgentProcess, d: WatchedDevice, frames: () => number[]) {
+  expect(await until(() => frames().length >= 5, 10_000)).toBe(true);
+  const killedAt = Date.now();
+  await agent.kill('SIGKILL');
+  const seqs = frames();
+  expect(seqs.length).toBeGreaterThanOrEqual(5);
+  const from = agent.lines.length;
+  await agent.start();
+  const back = await agent.waitFor((l) => l.msg === 'broker-connected', 15_000, from);
+  const reconnectedAt = Date.parse(back.time);
+  expect(
+    await until(() => {
+      const ring = d.sim.firmware.unackedSeqs();
+      return seqs.every((s) => !ring.includes(s));
+    }, 30_000),
+  ).toBe(true);
+  return { seqs, killedAt, reconnectedAt };
+}
+
 describe.skipIf(!socat)('issue 18.4: HELD through the agent bin', () => {
   it('issue 18.4: with a 3 s window a HELD-capable device does not retransmit and gets its ACK after the commit', async () => {
     const windowMs = 3000;
@@ -181,26 +204,16 @@ describe.skipIf(!socat)('issue 18.4: HELD through the agent bin', () => {
     // a commit done (some ACKs), and frames held since
     expect(await until(() => d.acks.length >= 5, 15_000)).toBe(true);
     const acked = d.acks.length;
-    expect(await until(() => fw.stats.held >= acked + 5, 10_000)).toBe(true);
-    const killedAt = Date.now();
-    await agent.kill('SIGKILL');
     const bootId = fw.bootId;
-    const held = fw.unackedSeqs();
-    expect(held.length).toBeGreaterThanOrEqual(5);
-    const from = agent.lines.length;
-    await agent.start();
-    const back = await agent.waitFor((l) => l.msg === 'broker-connected', 15_000, from);
-    const reconnectedAt = Date.parse(back.time);
     // The frames held at the kill were never ACKed: their records were still in the queue's
     // buffer (written at the commit) or at most in the page cache, gone with the process or with
     // the power. The device sends them again after the hold (window + 1 s) and the restarted
     // agent stores and ACKs them: the ring lets go of them only then.
-    expect(
-      await until(() => {
-        const ring = fw.unackedSeqs();
-        return held.every((s) => !ring.includes(s));
-      }, 30_000),
-    ).toBe(true);
+    const {
+      seqs: held,
+      killedAt,
+      reconnectedAt,
+    } = await killAndResend(agent, d, () => (fw.stats.held >= acked + 5 ? fw.unackedSeqs() : []));
     expect(fw.stats.retransmits).toBeGreaterThanOrEqual(held.length);
     expect(fw.stats.ringOverwrites).toBe(0);
     const want = ids(d, bootId, held);
@@ -212,5 +225,78 @@ describe.skipIf(!socat)('issue 18.4: HELD through the agent bin', () => {
     // at least once: a copy more only of readings the device was never told were stored
     const heldIds = new Set(want);
     expect(v().unexplainedDuplicates.filter((id) => !heldIds.has(id))).toEqual([]);
+  }, 90_000);
+});
+
+describe.skipIf(!socat)('issue 18.5: publish before the commit, ACK after it', () => {
+  it('issue 18.5: with a 3 s window a reading reaches the subscriber well before its device ACK, and the ACK still waits for the commit', async () => {
+    const windowMs = 3000;
+    const { devices, rec, metrics } = await chain({
+      windowMs,
+      devices: [{ id: 'e0', intervalMs: 250, ringSize: 64 }],
+    });
+    const scrape = await metrics();
+    const [d] = devices;
+    d.start();
+    // the first reading is at the subscriber while no commit has run, so no ACK either
+    expect(await until(() => rec.byId.size > 0, 10_000)).toBe(true);
+    expect(d.acks.length).toBe(0);
+    expect(await until(() => d.acks.length >= 24, 20_000)).toBe(true);
+    const fsyncs = await scrape('mqtt_edge_agent_queue_fsyncs_total');
+    const fw = d.sim.firmware;
+    expect(fw.stats.retransmits).toBe(0);
+    // per ACKed frame: how long before its ACK its first reading reached the subscriber
+    const leads = d.acks.map((a, i) => {
+      const first = rec.byId.get(`${d.id}:${a.bootId}:${a.seq}:0`)?.[0];
+      return first === undefined ? Number.NaN : d.acksAt[i] - first.at;
+    });
+    expect(leads.filter((l) => !(l >= 0))).toEqual([]);
+    const sorted = [...leads].sort((a, b) => a - b);
+    // frames arrive spread over the window and are ACKed at its end: half wait 1.5 s or more
+    expect(sorted[Math.floor(sorted.length / 2)]).toBeGreaterThan(windowMs / 4);
+    // ACKs still come in one burst per commit (each frame waits for the fsync that covers it)
+    let bursts = 1;
+    for (let i = 1; i < d.acksAt.length; i++) if (d.acksAt[i] - d.acksAt[i - 1] > windowMs / 2) bursts++;
+    expect(bursts).toBeLessThanOrEqual(fsyncs + 1);
+    expect(bursts).toBeGreaterThanOrEqual(2);
+    await d.stop();
+    const v = () => verify(devices, rec, SENSORS, []);
+    expect(await until(() => v().missing.length === 0, 10_000)).toBe(true);
+    expect(v().duplicates).toEqual([]);
+  }, 60_000);
+
+  it('issue 18.5: SIGKILL after frames were published and before their commit: not ACKed, sent again after the restart, a duplicate at the subscriber, nothing lost', async () => {
+    const windowMs = 4000;
+    const { devices, rec, agent, metrics } = await chain({
+      windowMs,
+      devices: [{ id: 'k1', intervalMs: 200 }],
+    });
+    await metrics();
+    const [d] = devices;
+    const fw = d.sim.firmware;
+    d.start();
+    expect(await until(() => d.acks.length >= 5, 15_000)).toBe(true);
+    const bootId = fw.bootId;
+    // frames held (not ACKed) whose readings the subscriber already has
+    const published = () => fw.unackedSeqs().filter((s) => ids(d, bootId, [s]).every((id) => rec.has(id)));
+    // never ACKed: sent again after the hold, stored and ACKed by the restarted agent
+    const { seqs: before, killedAt, reconnectedAt } = await killAndResend(agent, d, published);
+    const want = ids(d, bootId, before);
+    // published again by the restarted agent: a second copy at the subscriber
+    expect(await until(() => want.every((id) => (rec.byId.get(id)?.length ?? 0) >= 2), 10_000)).toBe(true);
+    await d.stop();
+    const v = () => verify(devices, rec, SENSORS, [[killedAt, reconnectedAt]]);
+    expect(await until(() => v().missing.length === 0, 10_000)).toBe(true);
+    expect(v().missing).toEqual([]);
+    expect(v().unexplainedDuplicates).toEqual([]);
+    // the copies differ only in the agent's receive time (`at`): the same reading, stored twice
+    const reading = (payload: string) => {
+      const { at: _at, ...rest } = JSON.parse(payload) as Record<string, unknown>;
+      return rest;
+    };
+    for (const id of want) {
+      const [first, ...again] = rec.byId.get(id)!;
+      for (const c of again) expect(reading(c.payload)).toEqual(reading(first.payload));
+    }
   }, 90_000);
 });

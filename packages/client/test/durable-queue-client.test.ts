@@ -96,4 +96,33 @@ describe.skipIf(!HAS)('durable queue as the MQTT client outbox', () => {
     await q2.close();
     await sub.end();
   });
+  it('issue 18.5: readBeforeCommit under a long window: publish() and enqueue() reach the subscriber and publish() resolves on the PUBACK before put() resolved; the queue empties at the commit', async () => {
+    const { sub, all } = await subscriber('dq-early', 6);
+    const queue = await DurableQueue.open(tmp(), { commitWindowMs: 300_000, readBeforeCommit: true });
+    const pub = connect(`mqtt://127.0.0.1:${broker.port}`, {
+      clientId: 'dqp-early',
+      protocolVersion: 5,
+      outbox: queue,
+    });
+    await once(pub, 'connect');
+    let stored = 0;
+    const enqueued = [1, 2, 3].map((k) =>
+      pub.enqueue(`dq-early/e`, `e${k}`, { qos: 1 }).then((seq) => {
+        stored++;
+        return seq;
+      }),
+    );
+    const results = await Promise.all([1, 2, 3].map((k) => pub.publish(`dq-early/p`, `p${k}`, { qos: 1 })));
+    for (const r of results) expect(r.reasonCode).toBe(0);
+    const got = await all;
+    expect([...got].sort()).toEqual(['e1', 'e2', 'e3', 'p1', 'p2', 'p3']);
+    // the window (5 minutes) has not ended: nothing is committed, nothing resolved put()
+    expect(stored).toBe(0);
+    expect(queue.stats()).toMatchObject({ count: 0, fsyncs: 0 });
+    await queue.flush();
+    expect(await Promise.all(enqueued)).toEqual([1, 2, 3]);
+    await pub.end();
+    await queue.close();
+    await sub.end();
+  });
 });

@@ -18,5 +18,6 @@ export {
   OutboxFullError,
   type OutboxMessage,
   type OutboxStats,
+  type PutPromise,
 } from './outbox.ts';
 export { ClientSession, type PublishTicket, type SessionState, setBridgeBit } from './session.ts';

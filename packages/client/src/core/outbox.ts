@@ -43,7 +43,16 @@ export interface OutboxStats {
  *   in seq order. Reading does not remove.
  * - ack(seq) removes one entry; acks may come out of order. Acking an unknown seq is a no-op.
  * - Entries a drop-oldest bound removed are gone from read() and counted in stats.
+ * - A store whose read() may return an entry before its put() resolved (the durable queue with
+ *   readBeforeCommit) sets `seq` on the promise put() returns (a PutPromise), so the caller can
+ *   match an acknowledgement that comes first. A put() that rejects later stored nothing that
+ *   stays: its seq is not read again, and an ack of it is a no-op.
  */
+export interface PutPromise extends Promise<number> {
+  /** The seq the entry took, known when put() returns; absent if the store does not say. */
+  seq?: number;
+}
+
 export interface Outbox {
   put(message: OutboxMessage): Promise<number>;
   read(afterSeq: number, max: number): OutboxEntry[];

@@ -12,7 +12,7 @@ import type { ClosedEvent, ConnectedEvent, SessionEvent } from '../core/events.t
 import { isSyncOutbox, MemoryOutbox } from '../core/memory-outbox.ts';
 import type { SessionOptions } from '../core/options.ts';
 import { toBytes } from '../core/options.ts';
-import { type Outbox, OutboxFullError, type OutboxMessage } from '../core/outbox.ts';
+import { type Outbox, OutboxFullError, type OutboxMessage, type PutPromise } from '../core/outbox.ts';
 import { ClientSession } from '../core/session.ts';
 import { type BackoffOptions, backoffDelay } from './backoff.ts';
 import {
@@ -296,12 +296,29 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
         promise.packetId = ticket.packetId;
         this.flush();
       } else {
-        store.put(message).then((seq) => {
-          this.publishWaiters.set(seq, waiter);
-          this.session.outboxChanged(Date.now());
-          this.flush();
-          promise.packetId = this.session.packetIdOf(seq);
-        }, reject);
+        const put = store.put(message);
+        const early = (put as PutPromise).seq;
+        if (early !== undefined) {
+          // The store may hand the entry out before put() resolves (readBeforeCommit): its
+          // acknowledgement can come first, so the waiter is in place now. Sent at once.
+          this.publishWaiters.set(early, waiter);
+          this.schedulePump();
+        }
+        put.then(
+          (seq) => {
+            if (early === undefined) this.publishWaiters.set(seq, waiter);
+            this.session.outboxChanged(Date.now());
+            this.flush();
+            promise.packetId = this.session.packetIdOf(seq);
+          },
+          (err: Error) => {
+            // stored nothing (a put that failed after its entry was sent and acknowledged has
+            // already resolved the waiter: the broker took it, the promise keeps that)
+            if (early !== undefined && this.publishWaiters.get(early) === waiter)
+              this.publishWaiters.delete(early);
+            reject(err);
+          },
+        );
       }
     } catch (err) {
       reject(err as Error);
@@ -334,7 +351,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> implements Transp
   enqueue(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<number> {
     try {
       const message = this.toMessage(topic, payload, options);
-      return this.outbox.put(message).then((seq) => {
+      const put = this.outbox.put(message);
+      // a store that reads before the commit (the seq on the promise says so) sends it now
+      if ((put as PutPromise).seq !== undefined) this.schedulePump();
+      return put.then((seq) => {
         this.schedulePump();
         return seq;
       });

@@ -20,7 +20,7 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import type { Outbox, OutboxEntry, OutboxMessage, OutboxStats } from '../../core/outbox.ts';
+import type { Outbox, OutboxEntry, OutboxMessage, OutboxStats, PutPromise } from '../../core/outbox.ts';
 import { OutboxFullError } from '../../core/outbox.ts';
 import { DurableQueueError, writeErrorCode } from './errors.ts';
 import { type DropReason, DropSpells, type DurableQueueEvent } from './events.ts';
@@ -170,8 +170,15 @@ export class DurableQueue implements Outbox {
   private pendingLen = 0;
   private writeScheduled = false;
   private writtenSeq = 0;
-  /** Highest seq whose put() resolved: read() shows nothing above it (see read()). */
+  /** Highest seq whose put() resolved: read() shows nothing above it unless readBeforeCommit. */
   private readableSeq = 0;
+  /**
+   * Highest seq read() handed out. With readBeforeCommit it may pass readableSeq, and a failed
+   * commit cuts those entries while a sender still holds them: no later put may take their seqs.
+   */
+  private handedSeq = 0;
+  /** The buffer locate() found the bytes in: the read window's or the pending records'. */
+  private locBuf: Buffer = this.pending;
 
   private readonly waitSeq: number[] = [];
   private readonly waitResolve: Array<(seq: number) => void> = [];
@@ -308,7 +315,7 @@ export class DurableQueue implements Outbox {
 
   // ---------------------------------------------------------------- put
 
-  put(message: OutboxMessage): Promise<number> {
+  put(message: OutboxMessage): PutPromise {
     if (this.closed) return Promise.reject(new DurableQueueError('CLOSED', `queue ${this.dir} is closed`));
     if (this.failure !== null && !this.tryResume()) return this.refuse();
     let p: ReturnType<typeof prepare>;
@@ -358,11 +365,13 @@ export class DurableQueue implements Outbox {
     this.nextSeq = seq + 1;
     this.liveCount++;
     this.liveBytes += messageBytes;
-    const promise = new Promise<number>((resolve, reject) => {
+    const promise: PutPromise = new Promise<number>((resolve, reject) => {
       this.waitSeq.push(seq);
       this.waitResolve.push(resolve);
       this.waitReject.push(reject);
     });
+    // known now: with readBeforeCommit the entry may be sent, and acknowledged, before it resolves
+    if (this.o.readBeforeCommit) promise.seq = seq;
     if (this.pendingLen >= PENDING_FLUSH_BYTES) this.writePendingQuietly();
     else if (this.o.fsync === 'batch' && this.o.commitWindowMs > 0 && !this.windowDue) {
       // Kept here until the window ends (issue 18.4): written into the page cache at once, the
@@ -742,6 +751,10 @@ export class DurableQueue implements Outbox {
       this.resume();
       return true;
     } catch (err) {
+      // a failed retry is a failed write: the cut, or a new segment's header on a disk still
+      // full (resume() starts one above the seqs read before their commit, issue 18.5)
+      this.writeFailures++;
+      if (this.episode !== null) this.episode.failures++;
       if (this.episode !== null) this.episode.error = err instanceof Error ? err.message : String(err);
       return false;
     }
@@ -761,8 +774,10 @@ export class DurableQueue implements Outbox {
   /**
    * Appends continue in the last segment when seqs can follow on in it (the usual case: only
    * rejected seqs above readableSeq are taken again, and no caller ever saw those). When the
-   * cursor passed readableSeq (drop-oldest dropped a put still in flight) those seqs are done
-   * and must not come back: a new segment starts above the cursor.
+   * cursor passed readableSeq (drop-oldest dropped a put still in flight, or an ack came before
+   * the commit) those seqs are done and must not come back, nor may the seqs read() handed out
+   * before their commit (readBeforeCommit: the sender holds them in flight and matches the
+   * broker's ack by seq): a new segment starts above them all.
    */
   private resume(): void {
     if (this.cutPending) this.cutBack();
@@ -770,7 +785,7 @@ export class DurableQueue implements Outbox {
     // fsynced before its put resolved ('batch') or is flushed now as the policy allows
     for (const fd of this.closeAfterSync.splice(0)) this.release(fd);
     const sealed = this.indexAfterSync.splice(0);
-    const next = Math.max(this.readableSeq, this.cursor) + 1;
+    const next = Math.max(this.readableSeq, this.cursor, this.handedSeq) + 1;
     const segs = this.segments;
     let keepTo = segs.length - 1;
     // trailing segments left empty by the cut: one whose first seq is `next` can take appends
@@ -910,9 +925,12 @@ export class DurableQueue implements Outbox {
   // ---------------------------------------------------------------- read / ack
 
   /**
-   * Only entries whose put() already resolved are returned: a caller that learns a seq from
-   * put() and matches broker acks to it (the client does) must never see an ack for a seq
-   * before its put() resolved.
+   * By default only entries whose put() already resolved are returned: a caller that learns a
+   * seq from put()'s resolution and matches broker acks to it must never see an ack for a seq
+   * before then. With readBeforeCommit (issue 18.5) also the entries appended since (the ones
+   * a commit window keeps in the pending buffer are decoded from there), except while a failure
+   * stands: its cut took them. The Node client learns the seq from put()'s promise at once
+   * (`seq` on it), so an ack may come first.
    */
   read(afterSeq: number, max: number): DurableEntry[] {
     const out: DurableEntry[] = [];
@@ -921,7 +939,7 @@ export class DurableQueue implements Outbox {
     let seq = Math.max(Number.isFinite(afterSeq) ? Math.floor(afterSeq) + 1 : 1, this.cursor + 1);
     let idx = Math.max(0, this.segmentIndex(seq));
     let corrupt = false;
-    const limit = this.readableSeq;
+    const limit = this.o.readBeforeCommit && this.failure === null ? this.nextSeq - 1 : this.readableSeq;
     for (; idx < this.segments.length && out.length < max; idx++) {
       const seg = this.segments[idx];
       this.ensureLoaded(seg);
@@ -929,7 +947,7 @@ export class DurableQueue implements Outbox {
       const slots = Math.min(seg.slots, limit - seg.baseSeq + 1);
       for (let slot = Math.max(0, seq - seg.baseSeq); slot < slots && out.length < max; slot++) {
         if (state[slot] !== LIVE) continue;
-        if (seg === this.active && seg.offsets[slot] >= seg.size) return out; // unwritten after a failure
+        if (seg === this.active && seg.offsets[slot] >= seg.size + this.pendingLen) break; // cut by a failure
         const e = this.readEntry(seg, slot);
         if (e === null) {
           state[slot] = ABSENT;
@@ -943,8 +961,32 @@ export class DurableQueue implements Outbox {
       }
       seq = 0;
     }
+    if (out.length > 0 && out[out.length - 1].seq > this.handedSeq) this.handedSeq = out[out.length - 1].seq;
     if (corrupt) this.advanceCursor();
     return out;
+  }
+
+  /**
+   * Makes a segment's bytes [off, off + n) available and returns their index in `locBuf`, or
+   * -1 past its end. Records of the active segment kept back for the commit (readBeforeCommit)
+   * are in the pending buffer, right after the file's bytes.
+   */
+  private locate(seg: Segment, off: number, n: number): number {
+    if (seg === this.active && off >= seg.size) {
+      const i = off - seg.size;
+      if (i + n > this.pendingLen) return -1;
+      this.locBuf = this.pending;
+      return i;
+    }
+    this.locBuf = this.win.buf;
+    const i = this.win.at(off, n, seg.size);
+    this.locBuf = this.win.buf; // at() may have grown it
+    return i;
+  }
+
+  /** Where a segment's readable bytes end: the pending records follow the active one's file. */
+  private endOf(seg: Segment): number {
+    return seg === this.active ? seg.size + this.pendingLen : seg.size;
   }
 
   private attachRead(seg: Segment): void {
@@ -963,30 +1005,31 @@ export class DurableQueue implements Outbox {
   private readEntry(seg: Segment, slot: number): DurableEntry | null {
     this.attachRead(seg);
     const off = seg.offsets[slot];
-    const win = this.win;
     if (seg.version <= 0) return null; // a damaged header: the format of its records is not known
     const v = seg.version as SegmentVersion;
-    const i = win.at(off, minRecordBytes(v), seg.size);
+    const i = this.locate(seg, off, minRecordBytes(v));
     if (i < 0) return null;
-    const len = win.buf.readUInt32LE(i);
-    if (len < minRecordBytes(v) || len > seg.size - off) return null;
-    let j = win.at(off, len, seg.size);
+    const len = this.locBuf.readUInt32LE(i);
+    if (len < minRecordBytes(v) || len > this.endOf(seg) - off) return null;
+    let j = this.locate(seg, off, len);
     const seq = seg.baseSeq + slot;
-    if (j < 0 || !recordCrcOk(win.buf, j, len, v) || !recordShapeOk(win.buf, j, len, v, off)) return null;
-    if (recordSeq(win.buf, j, v, seg.baseSeq) !== seq) return null;
-    const ref = recordRef(win.buf, j, v);
+    let buf = this.locBuf;
+    if (j < 0 || !recordCrcOk(buf, j, len, v) || !recordShapeOk(buf, j, len, v, off)) return null;
+    if (recordSeq(buf, j, v, seg.baseSeq) !== seq) return null;
+    const ref = recordRef(buf, j, v);
     let shared: SharedPart | null = null;
     if (ref >= 0) {
-      const topicBytes = recordTopicBytes(win.buf, j, v);
+      const topicBytes = recordTopicBytes(buf, j, v);
       shared = this.sharedPart(seg, ref);
       if (shared === null || shared.topicBytes !== topicBytes) return null;
-      j = win.at(off, len, seg.size); // reading the full record may have moved the window
+      j = this.locate(seg, off, len); // reading the full record may have moved the window
       if (j < 0) return null;
+      buf = this.locBuf;
     }
-    const message = decodeMessage(win.buf, j, len, v, this.slab, shared);
+    const message = decodeMessage(buf, j, len, v, this.slab, shared);
     if (message === null) return null;
-    const storedAt = recordTime(win.buf, j, v);
-    if (len > READ_CHUNK) win.shrink();
+    const storedAt = recordTime(buf, j, v);
+    if (len > READ_CHUNK) this.win.shrink();
     return { seq, message, storedAt };
   }
 
@@ -998,16 +1041,16 @@ export class DurableQueue implements Outbox {
     }
     const known = this.sharedParts.get(ref);
     if (known !== undefined) return known;
-    const win = this.win;
     const v = seg.version as SegmentVersion; // a shared record was read: the header is known
-    const i = win.at(ref, minRecordBytes(v), seg.size);
+    const i = this.locate(seg, ref, minRecordBytes(v));
     if (i < 0) return null;
-    const len = win.buf.readUInt32LE(i);
-    if (len < minRecordBytes(v) || len > seg.size - ref) return null;
-    const j = win.at(ref, len, seg.size);
-    if (j < 0 || !recordCrcOk(win.buf, j, len, v) || !recordShapeOk(win.buf, j, len, v, ref)) return null;
-    if (recordRef(win.buf, j, v) >= 0) return null;
-    const part = decodeSharedPart(win.buf, j, len, v);
+    const len = this.locBuf.readUInt32LE(i);
+    if (len < minRecordBytes(v) || len > this.endOf(seg) - ref) return null;
+    const j = this.locate(seg, ref, len);
+    const buf = this.locBuf;
+    if (j < 0 || !recordCrcOk(buf, j, len, v) || !recordShapeOk(buf, j, len, v, ref)) return null;
+    if (recordRef(buf, j, v) >= 0) return null;
+    const part = decodeSharedPart(buf, j, len, v);
     if (part === null) return null;
     if (this.sharedParts.size >= SHARED_CACHE) this.sharedParts.clear();
     this.sharedParts.set(ref, part);

@@ -23,6 +23,16 @@ export interface DurableQueueOptions {
    * rewritten flash pages per record.
    */
   commitWindowMs?: number;
+  /**
+   * Default false: read() returns only entries whose put() resolved (after the fsync under
+   * 'batch'). True (issue 18.5): read() also returns entries appended and not yet committed, so
+   * a sender publishes them without waiting out the commit window; put() still resolves only
+   * after the fsync. The reader must then accept an ack, or a publish outcome, for a seq before
+   * its put() resolved (the Node client does: put()'s promise carries its seq), and a failed
+   * commit after the entry was read leaves it sent once (a duplicate at worst when the producer
+   * resends): it is cut from the queue and its seq is never taken again.
+   */
+  readBeforeCommit?: boolean;
   /** A new segment file starts when the current one would pass this. Default 8 MiB (64 KiB .. 1 GiB). */
   segmentBytes?: number;
   /** Bound on unacknowledged topic + payload bytes (stats.bytes). Default unbounded. */
@@ -66,6 +76,7 @@ export interface ResolvedOptions {
   fsync: 'batch' | 'never' | 'interval';
   intervalMs: number;
   commitWindowMs: number;
+  readBeforeCommit: boolean;
   segmentBytes: number;
   maxBytes: number;
   maxAgeMs: number;
@@ -109,10 +120,14 @@ export function resolveOptions(o: DurableQueueOptions = {}): ResolvedOptions {
   if (o.onEvent !== undefined && typeof o.onEvent !== 'function') {
     throw new TypeError('durable queue option onEvent must be a function');
   }
+  if (o.readBeforeCommit !== undefined && typeof o.readBeforeCommit !== 'boolean') {
+    throw new TypeError('durable queue option readBeforeCommit must be a boolean');
+  }
   return {
     fsync,
     intervalMs,
     commitWindowMs,
+    readBeforeCommit: o.readBeforeCommit ?? false,
     segmentBytes: Math.floor(positive('segmentBytes', o.segmentBytes, 8 << 20, 64 << 10, 1 << 30)),
     maxBytes: positive('maxBytes', o.maxBytes, Number.POSITIVE_INFINITY, 1, Number.POSITIVE_INFINITY),
     maxAgeMs: positive('maxAgeMs', o.maxAgeMs, Number.POSITIVE_INFINITY, 1, Number.POSITIVE_INFINITY),
