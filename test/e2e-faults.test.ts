@@ -5,7 +5,8 @@
  * times (drop, stall, reset), the broker restarted, the agent SIGKILLed and restarted three
  * times (once with a torn record appended to its queue while it was down), a pty unplugged and
  * plugged back, garbage on a serial line. Then: every reading a device was acknowledged
- * arrived, in order per topic, and the only duplicates straddle a SIGKILL and are identical.
+ * arrived, in order per topic, and the only duplicates straddle a SIGKILL and are the same
+ * reading (identical but for a later receive time `at`: see verify()).
  */
 import { appendFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';

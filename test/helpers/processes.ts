@@ -447,15 +447,31 @@ export interface Verdict {
   duplicates: string[];
   /** Duplicates whose copies do not straddle an agent SIGKILL. */
   unexplainedDuplicates: string[];
-  /** Duplicate copies whose payload differs from the first copy. */
+  /**
+   * Duplicate copies that are not the same reading: a payload that differs from the first copy's
+   * in more than the agent's receive time (`at`), or a later copy stamped earlier.
+   */
   inconsistentDuplicates: string[];
   orderViolations: string[];
+}
+
+const RECEIVED_AT = /,"at":(\d+)/;
+
+/** `later` is `first` again, stamped by the agent at the same time or later. */
+export function sameReading(first: string, later: string): boolean {
+  if (first === later) return true;
+  const a = RECEIVED_AT.exec(first);
+  const b = RECEIVED_AT.exec(later);
+  if (a === null || b === null || Number(b[1]) < Number(a[1])) return false;
+  return first.replace(RECEIVED_AT, '') === later.replace(RECEIVED_AT, '');
 }
 
 /**
  * The guarantee, checked: every reading of every ACKed frame arrived; per topic (device,
  * sensor index), a frame ACKed before another frame was even made arrives first; duplicates only
- * straddle an agent SIGKILL and are byte-identical copies. `killWindows`: each SIGKILL's time and
+ * straddle an agent SIGKILL and are copies of the same reading (byte for byte, or with a later
+ * `at`: the agent publishes a reading before its commit, so one published by an agent killed
+ * before the commit is sent again by the device and stamped again). `killWindows`: each SIGKILL's time and
  * when the restarted agent was connected to the broker again.
  */
 export function verify(
@@ -513,7 +529,7 @@ export function verify(
   for (const [id, list] of rec.byId) {
     if (list.length < 2) continue;
     v.duplicates.push(id);
-    if (list.some((c) => c.payload !== list[0].payload)) v.inconsistentDuplicates.push(id);
+    if (list.some((c) => !sameReading(list[0].payload, c.payload))) v.inconsistentDuplicates.push(id);
     // The first copy left the killed agent before the kill; it may arrive later, but before the
     // restarted agent (the only other source) connected.
     const explained = list
