@@ -146,6 +146,10 @@ export interface ChainOptions {
   statusInterval?: string;
   /** The devices' firmware understands HELD (issue 18.4; firmware-sim's default); false: older firmware. */
   understandsHeld?: boolean;
+  /** The devices' rings of unacknowledged DATA (firmware-sim's default: 32); HELLO `h` says it. */
+  ringSize?: number;
+  /** The agent's `agent.statusDir` (status.json); absent: its default (the state directory here). */
+  statusDir?: string;
   cgroup?: Cgroup | null;
   /**
    * The bins' environment. Default: this one with NODE_OPTIONS cleared (dist/, as installed); a
@@ -257,6 +261,7 @@ export async function startChain(o: ChainOptions): Promise<Chain> {
         deviceId: id,
         intervalMs,
         ...(o.understandsHeld === undefined ? {} : { understandsHeld: o.understandsHeld }),
+        ...(o.ringSize === undefined ? {} : { ringSize: o.ringSize }),
       });
       devices.push(d);
       byId.set(id, d);
@@ -265,7 +270,7 @@ export async function startChain(o: ChainOptions): Promise<Chain> {
     const yaml = path.join(o.dir, 'agent.yaml');
     writeFileSync(
       yaml,
-      `agent:\n  id: pi\n  stateDir: ${path.join(o.dir, 'agent')}\n${o.healthInterval === null ? '' : `  healthInterval: ${o.healthInterval ?? '2s'}\n`}${o.statusInterval === undefined ? '' : `  statusInterval: ${o.statusInterval}\n`}  log:\n    level: warn\n` +
+      `agent:\n  id: pi\n  stateDir: ${path.join(o.dir, 'agent')}\n${o.healthInterval === null ? '' : `  healthInterval: ${o.healthInterval ?? '2s'}\n`}${o.statusInterval === undefined ? '' : `  statusInterval: ${o.statusInterval}\n`}${o.statusDir === undefined ? '' : `  statusDir: ${o.statusDir}\n`}  log:\n    level: warn\n` +
         `serial:\n${devices.map((d) => `  - path: ${d.agentPath}\n    device: ${d.id}\n`).join('')}` +
         `mqtt:\n  url: mqtt://127.0.0.1:${mqttPort}\n  version: 5\ntopics:\n  prefix: demo\n` +
         `queue:\n  fsync: ${o.agentFsync ?? 'batch'}\n${o.agentCommitWindow === undefined ? '' : `  commitWindow: ${o.agentCommitWindow}\n`}` +
