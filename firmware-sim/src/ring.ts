@@ -49,28 +49,29 @@ export class PendingRing {
 
   /** Removes the entry with this seq; false if there is none (a duplicate or stale ACK). */
   ack(seq: number): boolean {
-    for (let i = 0; i < this.count; i++) {
-      const at = (this.head + i) % this.capacity;
-      if (this.slots[at]?.seq !== seq) continue;
-      // Close the gap by shifting the older entries up one slot: keeps oldest-first order.
-      for (let j = i; j > 0; j--) {
-        this.slots[(this.head + j) % this.capacity] = this.slots[(this.head + j - 1) % this.capacity];
-      }
-      this.slots[this.head] = undefined;
-      this.head = (this.head + 1) % this.capacity;
-      this.count--;
-      return true;
+    const i = this.indexOf(seq);
+    if (i < 0) return false;
+    // Close the gap by shifting the older entries up one slot: keeps oldest-first order.
+    for (let j = i; j > 0; j--) {
+      this.slots[(this.head + j) % this.capacity] = this.slots[(this.head + j - 1) % this.capacity];
     }
-    return false;
+    this.slots[this.head] = undefined;
+    this.head = (this.head + 1) % this.capacity;
+    this.count--;
+    return true;
   }
 
   /** The entry with this seq, if the ring holds it. */
   find(seq: number): Pending | undefined {
-    for (let i = 0; i < this.count; i++) {
-      const p = this.slots[(this.head + i) % this.capacity];
-      if (p?.seq === seq) return p;
-    }
-    return undefined;
+    const i = this.indexOf(seq);
+    return i < 0 ? undefined : this.slots[(this.head + i) % this.capacity];
+  }
+
+  /** Where the entry with this seq is, counted from the oldest; -1 if the ring does not hold it. */
+  private indexOf(seq: number): number {
+    for (let i = 0; i < this.count; i++)
+      if (this.slots[(this.head + i) % this.capacity]?.seq === seq) return i;
+    return -1;
   }
 
   /** Oldest first. */

@@ -41,8 +41,8 @@ export const DEFAULT_COMMIT_WINDOW_MS = 50;
 /**
  * The longest window: 5 minutes. Windows past the devices' retransmission timeout need devices
  * that understand HELD (issue 18.4; the agent sends it from HELD_MIN_WINDOW_MS on); at 1 reading/s
- * a 90 s window is what keeps a reading, its share of the commit's 4 KiB page included, under
- * twice its payload (bench/RESULTS.md, "Flash wear").
+ * a 150 s window is what keeps a reading, its share of the pages a commit rewrites included,
+ * under twice its payload (bench/RESULTS.md, "Flash wear").
  */
 export const MAX_COMMIT_WINDOW_MS = 300_000;
 

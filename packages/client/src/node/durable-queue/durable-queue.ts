@@ -754,8 +754,10 @@ export class DurableQueue implements Outbox {
       // a failed retry is a failed write: the cut, or a new segment's header on a disk still
       // full (resume() starts one above the seqs read before their commit, issue 18.5)
       this.writeFailures++;
-      if (this.episode !== null) this.episode.failures++;
-      if (this.episode !== null) this.episode.error = err instanceof Error ? err.message : String(err);
+      if (this.episode !== null) {
+        this.episode.failures++;
+        this.episode.error = err instanceof Error ? err.message : String(err);
+      }
       return false;
     }
   }
@@ -978,9 +980,8 @@ export class DurableQueue implements Outbox {
       this.locBuf = this.pending;
       return i;
     }
-    this.locBuf = this.win.buf;
     const i = this.win.at(off, n, seg.size);
-    this.locBuf = this.win.buf; // at() may have grown it
+    this.locBuf = this.win.buf; // after at(): it may have grown the buffer
     return i;
   }
 
